@@ -1,0 +1,11 @@
+//! Plain domain types shared by master, agent and frameworks; no wire types here.
+
+mod ids;
+mod info;
+mod resources;
+mod task;
+
+pub use ids::{AgentId, FrameworkId, OfferId, StreamId, TaskId, UpdateId};
+pub use info::{AgentInfo, Attribute, CommandInfo, FrameworkInfo, Offer, TaskInfo, DEFAULT_FAILOVER_TIMEOUT_MS};
+pub use resources::{ParseResourcesError, Pool, RangeSet, Resources, Role, Scalars};
+pub use task::{TaskState, TaskStatus, TaskStatusReason, TaskStatusSource};
