@@ -1,1 +1,52 @@
-fn main() {}
+//! `agora`: the one binary. Parses the command line, installs tracing and hands over to
+//! the subcommand; everything else lives in the crates.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "agora", version, about = "A two-level resource-offer cluster scheduler")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a master: registry, allocator, scheduler API, operator API and web UI.
+    Master(cmd::master::Args),
+    /// Run an agent: offers this host's resources and runs tasks.
+    Agent(cmd::agent::Args),
+    /// Run a whole cluster in one process: a master and N agents.
+    Local(cmd::local::Args),
+    /// Run a command on the cluster as one or more tasks and wait for them (like mesos-execute).
+    Run(cmd::run::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    cmd::init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("agora: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Master(args) => cmd::master::main(args).await,
+            Command::Agent(args) => cmd::agent::main(args).await,
+            Command::Local(args) => cmd::local::main(args).await,
+            Command::Run(args) => cmd::run::main(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("agora: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,7 @@
-//! placeholder
+//! The Agora master: the registry of agents, frameworks, offers and tasks, the allocator,
+//! the scheduler and agent gRPC services, and the operator HTTP API.
+//!
+//! `core` is pure and synchronous; `runtime` owns one `core::Master` in a single task and
+//! translates between it and the network.
+
+pub mod core;

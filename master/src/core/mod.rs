@@ -1,0 +1,191 @@
+//! The master's pure core: agents, frameworks, offers, tasks and the allocator.
+//!
+//! Plain synchronous Rust. Every method takes the current time (`now_ms`, milliseconds on
+//! any monotonic clock the caller chooses) and appends what must happen as a result to an
+//! outbox of [`Output`]s, which the runtime drains with [`Master::drain_outputs`] and
+//! executes in order. No sockets, no clocks, no threads: the same inputs always give the
+//! same outputs, which is what the seeded simulation relies on.
+
+use agora_proto::model::{
+    AgentId, AgentInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, StreamId, TaskId, TaskInfo,
+    TaskState, TaskStatus, UpdateId,
+};
+
+/// Identifies one network connection of an agent, chosen by the runtime. A message about
+/// a connection that is no longer the agent's current one is ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Prefix of every id this master hands out (agents, frameworks, offers).
+    pub master_id: String,
+    /// How often agents must send a heartbeat.
+    pub agent_heartbeat_interval_ms: u64,
+    /// An agent silent (or disconnected) this long becomes unreachable.
+    pub agent_timeout_ms: u64,
+    /// An offer not answered within this time is rescinded; `None` keeps offers forever.
+    pub offer_timeout_ms: Option<u64>,
+    /// How often the runtime sends HEARTBEAT events to frameworks (announced in SUBSCRIBED).
+    pub framework_heartbeat_interval_ms: u64,
+    /// Smallest resources worth offering: an agent with less free is not offered.
+    pub min_allocatable_cpus_milli: u64,
+    pub min_allocatable_mem_mib: u64,
+    /// Bound on the tasks one ACCEPT may launch.
+    pub max_tasks_per_accept: usize,
+    /// Bound on completed frameworks and completed tasks kept for `/state`.
+    pub max_completed_frameworks: usize,
+    pub max_completed_tasks_per_framework: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            master_id: "master".to_owned(),
+            agent_heartbeat_interval_ms: 5_000,
+            agent_timeout_ms: 75_000,
+            offer_timeout_ms: None,
+            framework_heartbeat_interval_ms: 15_000,
+            min_allocatable_cpus_milli: 10,
+            min_allocatable_mem_mib: 32,
+            max_tasks_per_accept: 1_000,
+            max_completed_frameworks: 50,
+            max_completed_tasks_per_framework: 1_000,
+        }
+    }
+}
+
+/// A task an agent reports when it re-registers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportedTask {
+    pub framework_id: FrameworkId,
+    pub task: TaskInfo,
+    pub state: TaskState,
+}
+
+/// A scheduler call other than SUBSCRIBE, already validated at the edge.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Call {
+    Accept { offer_ids: Vec<OfferId>, operations: Vec<Operation>, refuse_ms: u64 },
+    Decline { offer_ids: Vec<OfferId>, refuse_ms: u64 },
+    /// Empty roles mean every role of the framework.
+    Revive { roles: Vec<Role> },
+    Suppress { roles: Vec<Role> },
+    Kill { task_id: TaskId, agent_id: Option<AgentId> },
+    Acknowledge { agent_id: AgentId, task_id: TaskId, uuid: UpdateId },
+    /// Empty means implicit reconciliation: every task the master knows of the framework.
+    Reconcile { tasks: Vec<(TaskId, Option<AgentId>)> },
+    Message { agent_id: AgentId, data: Vec<u8> },
+    Teardown,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Operation {
+    Launch { tasks: Vec<TaskInfo> },
+}
+
+/// Why a call was refused as a whole (the framework gets it as the call's error).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("framework {0} is not subscribed")]
+    UnknownFramework(FrameworkId),
+    #[error("stream {0} is not the framework's current subscription")]
+    StaleStream(StreamId),
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+/// An event for a framework's stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Subscribed { framework_id: FrameworkId, stream_id: StreamId, heartbeat_interval_ms: u64 },
+    Offers(Vec<Offer>),
+    Rescind(OfferId),
+    Update(TaskStatus),
+    Message { agent_id: AgentId, data: Vec<u8> },
+    Failure { agent_id: AgentId },
+    Error(String),
+}
+
+/// A message for an agent's stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToAgent {
+    RunTask { framework: FrameworkInfo, task: TaskInfo },
+    KillTask { framework_id: FrameworkId, task_id: TaskId, grace_period_ms: Option<u64> },
+    Acknowledge { framework_id: FrameworkId, task_id: TaskId, uuid: UpdateId },
+    ShutdownFramework { framework_id: FrameworkId },
+}
+
+/// What the runtime must do, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Bind connection `conn` to `agent_id` and tell the agent it is registered.
+    AgentRegistered { conn: ConnId, agent_id: AgentId },
+    /// Tell the agent on `conn` it may not (re-)register, and close the connection.
+    AgentRefused { conn: ConnId, reason: String },
+    ToAgent { agent_id: AgentId, message: ToAgent },
+    ToFramework { framework_id: FrameworkId, event: Event },
+    /// Close the framework's event stream (after TEARDOWN or failover timeout).
+    CloseFramework { framework_id: FrameworkId },
+}
+
+/// A read-only copy of the registry for the operator API (`/state`, `/metrics`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub master_id: String,
+    pub agents: Vec<AgentView>,
+    pub frameworks: Vec<FrameworkView>,
+    pub completed_frameworks: Vec<FrameworkView>,
+    pub outstanding_offers: usize,
+    pub counters: Counters,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentView {
+    pub id: AgentId,
+    pub info: AgentInfo,
+    /// Resources held by tasks.
+    pub used: Resources,
+    /// Resources in outstanding offers.
+    pub offered: Resources,
+    /// Connected and reachable.
+    pub active: bool,
+    pub reachable: bool,
+    pub registered_at_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameworkView {
+    pub id: FrameworkId,
+    pub info: FrameworkInfo,
+    pub active: bool,
+    pub used: Resources,
+    pub offered: Resources,
+    pub tasks: Vec<TaskView>,
+    pub completed_tasks: Vec<TaskView>,
+    pub registered_at_ms: u64,
+    pub unregistered_at_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskView {
+    pub info: TaskInfo,
+    pub framework_id: FrameworkId,
+    pub state: TaskState,
+    /// Every status the task went through, oldest first (bounded).
+    pub statuses: Vec<TaskStatus>,
+}
+
+/// Monotonic counters since the master started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub offers_sent: u64,
+    pub offers_declined: u64,
+    pub offers_accepted: u64,
+    pub offers_rescinded: u64,
+    pub tasks_launched: u64,
+    pub tasks_dropped: u64,
+    pub tasks_errored: u64,
+    pub allocation_runs: u64,
+    pub agents_unreachable: u64,
+}

@@ -1,0 +1,19 @@
+//! One module per subcommand, each with its clap `Args` and an async `main`.
+
+pub mod agent;
+pub mod local;
+pub mod master;
+pub mod run;
+
+/// Structured logs to stderr; `RUST_LOG` picks the level (default `info`), and
+/// `AGORA_LOG_FORMAT=json` switches to one JSON object per line.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("AGORA_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
