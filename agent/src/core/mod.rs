@@ -1,0 +1,589 @@
+//! The agent's pure core: the lifecycle of each task and its reliable status-update stream.
+//!
+//! The core is plain synchronous Rust. The runtime feeds it an [`Input`] with the current
+//! time (`step(now_ms, input)`) and executes the [`Output`]s it returns, in order: launch a
+//! process, signal a process group, send an update to the master, forget a finished task.
+//! It never reads a clock, never sleeps and never touches a process or a socket; time is an
+//! argument and randomness (update ids, retry jitter) comes from a generator seeded by the
+//! caller, so the same inputs always give the same outputs.
+//!
+//! Reliable updates, as in Mesos' status-update manager: every update a task produces gets
+//! a uuid and is kept until the master acknowledges that uuid. Each task has at most one
+//! update outstanding; the next is sent only once the previous one is acknowledged, so a
+//! framework sees a task's states in order. An unacknowledged update is resent with capped,
+//! jittered exponential backoff while the agent is registered, and at once when it
+//! (re-)registers. Acknowledgements for any other uuid are duplicates and change nothing.
+
+mod backoff;
+mod ids;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use agora_proto::model::{AgentId, FrameworkId, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId};
+
+pub use backoff::Backoff;
+pub use ids::UpdateIds;
+
+/// One launch of a task's process. A task id may be reused by its framework once the
+/// previous task is gone, so process events name the run, never the task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RunId(pub u64);
+
+/// How a task's process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessExit {
+    /// It exited with this status.
+    Code(i32),
+    /// A signal with this number terminated it.
+    Signal(i32),
+}
+
+/// The two signals a kill uses: TERM first, KILL when the grace period is over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillSignal {
+    Term,
+    Kill,
+}
+
+/// Limits and timings of the core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// Time between SIGTERM and SIGKILL when neither the kill nor the task names one.
+    pub default_kill_grace_period_ms: u64,
+    /// First delay before an unacknowledged update is resent; doubles on every resend.
+    pub update_retry_initial_ms: u64,
+    /// The delay stops doubling here.
+    pub update_retry_max_ms: u64,
+    /// Most tasks the agent holds at once (running, or waiting for their last update to be
+    /// acknowledged); a task beyond it is dropped.
+    pub max_tasks: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            default_kill_grace_period_ms: 3_000,
+            update_retry_initial_ms: 1_000,
+            update_retry_max_ms: 60_000,
+            max_tasks: 10_000,
+        }
+    }
+}
+
+/// Most updates one task can queue: STARTING, RUNNING and one terminal update. A larger
+/// queue means a bug in the lifecycle, which the core asserts against.
+const MAX_UPDATES_PER_TASK: usize = 3;
+
+/// Everything that can happen to the agent, as the core sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// The master accepted the agent's (re-)registration under `agent_id`.
+    Registered { agent_id: AgentId },
+    /// The stream to the master broke; updates wait until the agent registers again.
+    Disconnected,
+    /// The master asks the agent to run a task.
+    RunTask { framework_id: FrameworkId, task: TaskInfo },
+    /// The master asks the agent to kill a task; `None` means the task's own grace period,
+    /// or the agent's default.
+    KillTask { framework_id: FrameworkId, task_id: TaskId, grace_period_ms: Option<u64> },
+    /// The framework is gone: kill all its tasks.
+    ShutdownFramework { framework_id: FrameworkId },
+    /// The agent is shutting down: kill every task.
+    KillAll,
+    /// The master refused the agent, which will register afresh: kill every process at once
+    /// and forget every task, since the master no longer knows them.
+    Reset,
+    /// A task's process is running, in its own process group (`pid` is the group id).
+    ProcessStarted { run: RunId, pid: u32, sandbox: String },
+    /// A task's process could not be started.
+    LaunchFailed { run: RunId, error: String },
+    /// A task's process ended.
+    ProcessExited { run: RunId, exit: ProcessExit },
+    /// The master acknowledged an update.
+    Acknowledge { framework_id: FrameworkId, task_id: TaskId, uuid: UpdateId },
+    /// Time passed: resend due updates, escalate kills whose grace period is over.
+    Tick,
+}
+
+/// What the runtime must do, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Start the task's process in a sandbox of its own; report back `ProcessStarted` or
+    /// `LaunchFailed`, then `ProcessExited`, all naming `run`.
+    Launch { run: RunId, framework_id: FrameworkId, task: TaskInfo },
+    /// Send `signal` to the process group `pid`.
+    Signal { run: RunId, pid: u32, signal: KillSignal },
+    /// Send a status update to the master; `status.uuid` is `None` for an update that needs
+    /// no acknowledgement (the answer about a task the agent does not know).
+    SendUpdate { framework_id: FrameworkId, status: TaskStatus },
+    /// The task is over and its last update acknowledged: the core has forgotten it.
+    TaskRemoved { framework_id: FrameworkId, task_id: TaskId, run: RunId },
+}
+
+/// A read-only view of one task, for registration and the agent's `/state`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskView {
+    pub framework_id: FrameworkId,
+    pub info: TaskInfo,
+    /// The latest state, whether or not its update has been acknowledged yet.
+    pub state: TaskState,
+    pub run: RunId,
+    /// The process group, while the process runs.
+    pub pid: Option<u32>,
+    /// The sandbox, relative to the sandboxes root, once the process was started.
+    pub sandbox: Option<String>,
+    /// Updates not yet acknowledged.
+    pub pending_updates: usize,
+}
+
+type TaskKey = (FrameworkId, TaskId);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Process {
+    /// `Launch` was emitted; neither `ProcessStarted` nor `LaunchFailed` has come back.
+    Launching,
+    Running { pid: u32 },
+    Exited,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Kill {
+    grace_period_ms: u64,
+    /// When SIGKILL is due; set once SIGTERM has been sent.
+    sigkill_at_ms: Option<u64>,
+    /// SIGKILL has been sent.
+    escalated: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Task {
+    framework_id: FrameworkId,
+    info: TaskInfo,
+    run: RunId,
+    state: TaskState,
+    process: Process,
+    kill: Option<Kill>,
+    /// Updates not yet acknowledged, oldest first; the front one is the outstanding one.
+    pending: VecDeque<TaskStatus>,
+    /// Set while the front update has been sent: when to resend it.
+    resend: Option<Backoff>,
+    sandbox: Option<String>,
+}
+
+/// The agent's task lifecycle and update stream. See the module documentation.
+#[derive(Debug)]
+pub struct Core {
+    config: CoreConfig,
+    agent_id: Option<AgentId>,
+    /// Registered with a master, so updates may be sent.
+    connected: bool,
+    tasks: BTreeMap<TaskKey, Task>,
+    /// Which task each live run belongs to.
+    runs: BTreeMap<RunId, TaskKey>,
+    next_run: u64,
+    ids: UpdateIds,
+    jitter: rand_chacha::ChaCha8Rng,
+}
+
+impl Core {
+    /// A core with no tasks. `seed` decides every update id and every retry delay.
+    pub fn new(config: CoreConfig, seed: u64) -> Self {
+        use rand::SeedableRng;
+        Self {
+            config,
+            agent_id: None,
+            connected: false,
+            tasks: BTreeMap::new(),
+            runs: BTreeMap::new(),
+            next_run: 1,
+            ids: UpdateIds::new(seed),
+            // A different stream from the ids', so that adding a retry does not change the
+            // ids of later updates.
+            jitter: rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
+        }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// The id the master gave this agent, while it has one.
+    pub fn agent_id(&self) -> Option<&AgentId> {
+        self.agent_id.as_ref()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Every task the agent holds, in (framework, task) order.
+    pub fn tasks(&self) -> impl Iterator<Item = TaskView> + '_ {
+        self.tasks.values().map(|task| TaskView {
+            framework_id: task.framework_id.clone(),
+            info: task.info.clone(),
+            state: task.state,
+            run: task.run,
+            pid: match task.process {
+                Process::Running { pid } => Some(pid),
+                _ => None,
+            },
+            sandbox: task.sandbox.clone(),
+            pending_updates: task.pending.len(),
+        })
+    }
+
+    /// Process groups still running, to be killed outright when the agent stops.
+    pub fn live_processes(&self) -> Vec<(RunId, u32)> {
+        self.tasks
+            .values()
+            .filter_map(|task| match task.process {
+                Process::Running { pid } => Some((task.run, pid)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// True while some process is launching or running.
+    pub fn has_live_processes(&self) -> bool {
+        self.tasks.values().any(|task| task.process != Process::Exited)
+    }
+
+    /// The earliest time at which `Tick` has something to do, if any.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        let kills = self.tasks.values().filter_map(|task| match (&task.process, &task.kill) {
+            (Process::Running { .. }, Some(kill)) if !kill.escalated => kill.sigkill_at_ms,
+            _ => None,
+        });
+        let resends = self
+            .tasks
+            .values()
+            .filter(|_| self.connected)
+            .filter_map(|task| task.resend.as_ref().map(Backoff::due_at_ms));
+        kills.chain(resends).min()
+    }
+
+    /// Applies one input at time `now_ms` and returns what the runtime must do, in order.
+    pub fn step(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::Registered { agent_id } => self.registered(now_ms, agent_id, &mut out),
+            Input::Disconnected => self.disconnected(),
+            Input::RunTask { framework_id, task } => self.run_task(now_ms, framework_id, task, &mut out),
+            Input::KillTask { framework_id, task_id, grace_period_ms } => {
+                self.kill_task(now_ms, (framework_id, task_id), grace_period_ms, &mut out)
+            }
+            Input::ShutdownFramework { framework_id } => {
+                let keys: Vec<TaskKey> = self.tasks.keys().filter(|(f, _)| *f == framework_id).cloned().collect();
+                for key in keys {
+                    self.kill_task(now_ms, key, None, &mut out);
+                }
+            }
+            Input::KillAll => {
+                let keys: Vec<TaskKey> = self.tasks.keys().cloned().collect();
+                for key in keys {
+                    self.kill_task(now_ms, key, None, &mut out);
+                }
+            }
+            Input::Reset => self.reset(&mut out),
+            Input::ProcessStarted { run, pid, sandbox } => self.process_started(now_ms, run, pid, sandbox, &mut out),
+            Input::LaunchFailed { run, error } => self.launch_failed(now_ms, run, &error, &mut out),
+            Input::ProcessExited { run, exit } => self.process_exited(now_ms, run, exit, &mut out),
+            Input::Acknowledge { framework_id, task_id, uuid } => {
+                self.acknowledge(now_ms, (framework_id, task_id), &uuid, &mut out)
+            }
+            Input::Tick => self.tick(now_ms, &mut out),
+        }
+        out
+    }
+
+    fn registered(&mut self, now_ms: u64, agent_id: AgentId, out: &mut Vec<Output>) {
+        self.agent_id = Some(agent_id);
+        self.connected = true;
+        // Whatever was outstanding may never have reached the master: send every task's
+        // front update again now, with the backoff started afresh.
+        let keys: Vec<TaskKey> = self.tasks.keys().cloned().collect();
+        for key in keys {
+            self.send_front(now_ms, &key, out);
+        }
+    }
+
+    fn disconnected(&mut self) {
+        self.connected = false;
+        for task in self.tasks.values_mut() {
+            task.resend = None;
+        }
+    }
+
+    fn run_task(&mut self, now_ms: u64, framework_id: FrameworkId, info: TaskInfo, out: &mut Vec<Output>) {
+        let key = (framework_id, info.task_id.clone());
+        if self.tasks.contains_key(&key) {
+            // The task runs, or its last update awaits acknowledgement: a second launch under
+            // the same id would mix two streams of updates. Any answer would be read as the
+            // state of the existing task, so the duplicate is ignored.
+            return;
+        }
+        if self.tasks.len() >= self.config.max_tasks {
+            let status = self.status(
+                now_ms,
+                info.task_id,
+                TaskState::TaskDropped,
+                TaskStatusReason::Unspecified,
+                format!("the agent already holds its maximum of {} tasks", self.config.max_tasks),
+                None,
+            );
+            out.push(Output::SendUpdate { framework_id: key.0, status });
+            return;
+        }
+        let run = RunId(self.next_run);
+        self.next_run += 1;
+        let task = Task {
+            framework_id: key.0.clone(),
+            info: info.clone(),
+            run,
+            state: TaskState::TaskStaging,
+            process: Process::Launching,
+            kill: None,
+            pending: VecDeque::new(),
+            resend: None,
+            sandbox: None,
+        };
+        self.tasks.insert(key.clone(), task);
+        self.runs.insert(run, key.clone());
+        out.push(Output::Launch { run, framework_id: key.0.clone(), task: info });
+        self.update(now_ms, &key, TaskState::TaskStarting, TaskStatusReason::Unspecified, String::new(), None, out);
+    }
+
+    fn kill_task(&mut self, now_ms: u64, key: TaskKey, grace_period_ms: Option<u64>, out: &mut Vec<Output>) {
+        let default_grace_ms = self.config.default_kill_grace_period_ms;
+        let Some(task) = self.tasks.get_mut(&key) else {
+            // Nothing to kill. The answer needs no acknowledgement: there is no task whose
+            // stream it could belong to, and the master only has to learn the task is gone.
+            let status = self.status(
+                now_ms,
+                key.1,
+                TaskState::TaskLost,
+                TaskStatusReason::TaskUnknown,
+                "the agent does not know this task".to_owned(),
+                None,
+            );
+            out.push(Output::SendUpdate { framework_id: key.0, status });
+            return;
+        };
+        let grace_ms = grace_period_ms.or(task.info.kill_grace_period_ms).unwrap_or(default_grace_ms);
+        match (&task.process, &mut task.kill) {
+            (Process::Exited, _) => {}
+            (Process::Launching, Some(kill)) => kill.grace_period_ms = kill.grace_period_ms.min(grace_ms),
+            (Process::Launching, None) => {
+                // The process is being started; it is signalled as soon as it runs.
+                task.kill = Some(Kill { grace_period_ms: grace_ms, sigkill_at_ms: None, escalated: false });
+            }
+            (Process::Running { .. }, Some(kill)) => {
+                // A second kill may only hurry the first one along.
+                if let Some(at) = kill.sigkill_at_ms.as_mut() {
+                    *at = (*at).min(now_ms.saturating_add(grace_ms));
+                }
+            }
+            (Process::Running { pid }, None) => {
+                let pid = *pid;
+                task.kill = Some(Kill {
+                    grace_period_ms: grace_ms,
+                    sigkill_at_ms: Some(now_ms.saturating_add(grace_ms)),
+                    escalated: false,
+                });
+                out.push(Output::Signal { run: task.run, pid, signal: KillSignal::Term });
+            }
+        }
+        self.escalate_due_kill(now_ms, &key, out);
+    }
+
+    /// Sends SIGKILL when the task's grace period is over (at once for a zero grace period).
+    fn escalate_due_kill(&mut self, now_ms: u64, key: &TaskKey, out: &mut Vec<Output>) {
+        let Some(task) = self.tasks.get_mut(key) else { return };
+        let Process::Running { pid } = task.process else { return };
+        let Some(kill) = task.kill.as_mut() else { return };
+        if !kill.escalated && kill.sigkill_at_ms.is_some_and(|at| at <= now_ms) {
+            kill.escalated = true;
+            out.push(Output::Signal { run: task.run, pid, signal: KillSignal::Kill });
+        }
+    }
+
+    fn reset(&mut self, out: &mut Vec<Output>) {
+        for (key, task) in std::mem::take(&mut self.tasks) {
+            if let Process::Running { pid } = task.process {
+                out.push(Output::Signal { run: task.run, pid, signal: KillSignal::Kill });
+            }
+            out.push(Output::TaskRemoved { framework_id: key.0, task_id: key.1, run: task.run });
+        }
+        self.runs.clear();
+        self.agent_id = None;
+        self.connected = false;
+    }
+
+    fn process_started(&mut self, now_ms: u64, run: RunId, pid: u32, sandbox: String, out: &mut Vec<Output>) {
+        let Some(key) = self.runs.get(&run).cloned() else { return };
+        let Some(task) = self.tasks.get_mut(&key) else { return };
+        if task.process != Process::Launching {
+            return;
+        }
+        task.process = Process::Running { pid };
+        task.sandbox = Some(sandbox);
+        if let Some(kill) = task.kill.as_mut() {
+            // Killed while it was being launched: it never gets to report RUNNING.
+            kill.sigkill_at_ms = Some(now_ms.saturating_add(kill.grace_period_ms));
+            out.push(Output::Signal { run, pid, signal: KillSignal::Term });
+            self.escalate_due_kill(now_ms, &key, out);
+            return;
+        }
+        self.update(now_ms, &key, TaskState::TaskRunning, TaskStatusReason::Unspecified, String::new(), None, out);
+    }
+
+    fn launch_failed(&mut self, now_ms: u64, run: RunId, error: &str, out: &mut Vec<Output>) {
+        let Some(key) = self.runs.remove(&run) else { return };
+        let Some(task) = self.tasks.get_mut(&key) else { return };
+        if task.process != Process::Launching {
+            return;
+        }
+        task.process = Process::Exited;
+        let (state, reason, message) = if task.kill.is_some() {
+            (TaskState::TaskKilled, TaskStatusReason::TaskKilledDuringLaunch, format!("Task killed during launch: {error}"))
+        } else {
+            (TaskState::TaskFailed, TaskStatusReason::CommandLaunchFailed, format!("Failed to launch the command: {error}"))
+        };
+        self.update(now_ms, &key, state, reason, message, None, out);
+    }
+
+    fn process_exited(&mut self, now_ms: u64, run: RunId, exit: ProcessExit, out: &mut Vec<Output>) {
+        let Some(key) = self.runs.remove(&run) else { return };
+        let Some(task) = self.tasks.get_mut(&key) else { return };
+        if task.process == Process::Exited {
+            return;
+        }
+        task.process = Process::Exited;
+        let killed = task.kill.is_some();
+        let how = match exit {
+            ProcessExit::Code(code) => format!("exited with status {code}"),
+            ProcessExit::Signal(signal) => format!("terminated by signal {signal} ({})", signal_name(signal)),
+        };
+        let (state, reason, message) = match exit {
+            _ if killed => (TaskState::TaskKilled, TaskStatusReason::TaskKilled, format!("Task killed: command {how}")),
+            ProcessExit::Code(0) => (TaskState::TaskFinished, TaskStatusReason::CommandExited, format!("Command {how}")),
+            _ => (TaskState::TaskFailed, TaskStatusReason::CommandExited, format!("Command {how}")),
+        };
+        self.update(now_ms, &key, state, reason, message, Some(exit), out);
+    }
+
+    fn acknowledge(&mut self, now_ms: u64, key: TaskKey, uuid: &UpdateId, out: &mut Vec<Output>) {
+        let Some(task) = self.tasks.get_mut(&key) else { return };
+        if task.pending.front().and_then(|s| s.uuid.as_ref()) != Some(uuid) {
+            // A duplicate, or an acknowledgement of an update this agent never sent.
+            return;
+        }
+        task.pending.pop_front();
+        task.resend = None;
+        if task.pending.is_empty() {
+            if task.process == Process::Exited {
+                let run = task.run;
+                self.tasks.remove(&key);
+                out.push(Output::TaskRemoved { framework_id: key.0, task_id: key.1, run });
+            }
+            return;
+        }
+        self.send_front(now_ms, &key, out);
+    }
+
+    fn tick(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let keys: Vec<TaskKey> = self.tasks.keys().cloned().collect();
+        for key in &keys {
+            self.escalate_due_kill(now_ms, key, out);
+        }
+        if !self.connected {
+            return;
+        }
+        for key in &keys {
+            let due = self
+                .tasks
+                .get(key)
+                .and_then(|task| task.resend.as_ref())
+                .is_some_and(|resend| resend.due_at_ms() <= now_ms);
+            if due {
+                self.send_front(now_ms, key, out);
+            }
+        }
+    }
+
+    /// Records a new state for the task and queues its update; the update goes out at once
+    /// when nothing else of the task's is outstanding.
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        now_ms: u64,
+        key: &TaskKey,
+        state: TaskState,
+        reason: TaskStatusReason,
+        message: String,
+        exit: Option<ProcessExit>,
+        out: &mut Vec<Output>,
+    ) {
+        let uuid = self.ids.next_id();
+        let mut status = self.status(now_ms, key.1.clone(), state, reason, message, Some(uuid));
+        match exit {
+            Some(ProcessExit::Code(code)) => status.exit_code = Some(code),
+            Some(ProcessExit::Signal(signal)) => status.signal = Some(signal),
+            None => {}
+        }
+        let Some(task) = self.tasks.get_mut(key) else { return };
+        assert!(task.pending.len() < MAX_UPDATES_PER_TASK, "a task queues at most {MAX_UPDATES_PER_TASK} updates");
+        debug_assert!(task.state.may_become(state), "{} may not become {}", task.state, state);
+        task.state = state;
+        task.pending.push_back(status);
+        if task.pending.len() == 1 {
+            self.send_front(now_ms, key, out);
+        }
+    }
+
+    /// Sends (or resends) the task's outstanding update, when registered, and schedules the
+    /// next resend: the first delay after a fresh send, doubled after each resend.
+    fn send_front(&mut self, now_ms: u64, key: &TaskKey, out: &mut Vec<Output>) {
+        if !self.connected {
+            return;
+        }
+        let Some(task) = self.tasks.get_mut(key) else { return };
+        let Some(status) = task.pending.front() else { return };
+        out.push(Output::SendUpdate { framework_id: task.framework_id.clone(), status: status.clone() });
+        let backoff = match task.resend.take() {
+            Some(previous) => previous.next(now_ms, self.config.update_retry_max_ms, &mut self.jitter),
+            None => Backoff::first(now_ms, self.config.update_retry_initial_ms, self.config.update_retry_max_ms, &mut self.jitter),
+        };
+        task.resend = Some(backoff);
+    }
+
+    fn status(
+        &self,
+        now_ms: u64,
+        task_id: TaskId,
+        state: TaskState,
+        reason: TaskStatusReason,
+        message: String,
+        uuid: Option<UpdateId>,
+    ) -> TaskStatus {
+        TaskStatus {
+            task_id,
+            agent_id: self.agent_id.clone(),
+            state,
+            reason,
+            source: TaskStatusSource::Agent,
+            message,
+            timestamp_ms: now_ms,
+            uuid,
+            exit_code: None,
+            signal: None,
+        }
+    }
+}
+
+/// The conventional name of a signal number (`SIGTERM` for 15), or `unknown`.
+pub fn signal_name(signal: i32) -> &'static str {
+    nix::sys::signal::Signal::try_from(signal).map(|s| s.as_str()).unwrap_or("unknown")
+}
