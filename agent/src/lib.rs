@@ -1,7 +1,22 @@
 //! The Agora agent: offers one host's resources to the master, runs tasks as processes in
 //! sandboxes, and reports their states with reliable, acknowledged status updates.
 //!
-//! `core` is the pure task lifecycle and update stream; the runtime around it dials the
-//! master, supervises processes and serves the sandboxes over HTTP.
+//! - [`core`]: the pure task lifecycle and update stream (inputs in, commands out).
+//! - [`run`]: the runtime around it; it dials the master, supervises processes and serves
+//!   `/health`, `/state` and the sandboxes (`/files/...`) over HTTP.
+//! - [`detect_resources`], [`resolve_resources`], [`split_resources`]: what the host offers,
+//!   and how `agora local` gives each of its agents a share.
+//!
+//! Sandboxes live in `<work_dir>/sandboxes/<framework_id>/<task_id>/`, holding the task's
+//! `stdout` and `stderr`; a task id reused by its framework gets `<task_id>.run-2`, … .
 
 pub mod core;
+
+mod config;
+mod http;
+mod resources;
+mod runtime;
+
+pub use config::AgentConfig;
+pub use resources::{DEFAULT_PORTS, detect_resources, resolve_resources, share_of, split_resources};
+pub use runtime::run;

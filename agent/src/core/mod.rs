@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use agora_proto::model::{AgentId, FrameworkId, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId};
 
-pub use backoff::Backoff;
+pub use backoff::{Backoff, jittered};
 pub use ids::UpdateIds;
 
 /// One launch of a task's process. A task id may be reused by its framework once the

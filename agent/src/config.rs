@@ -1,0 +1,60 @@
+//! The agent's settings, filled by `agora agent` from its flags or by `agora local`.
+
+use std::path::PathBuf;
+
+use agora_proto::model::{Attribute, Resources};
+
+/// Everything [`crate::run`] needs to know. Build one with [`AgentConfig::new`] and adjust
+/// the public fields.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Where the master listens, `host:port` (an `http://` prefix is accepted too).
+    pub master: String,
+    /// The agent's directory: sandboxes live in `<work_dir>/sandboxes/`. Locked while the
+    /// agent runs, so two agents never share one.
+    pub work_dir: PathBuf,
+    /// What the agent offers (see [`crate::resolve_resources`] and [`crate::detect_resources`]).
+    pub resources: Resources,
+    pub attributes: Vec<Attribute>,
+    /// The name under which frameworks and operators reach this agent.
+    pub hostname: String,
+    /// The HTTP port to advertise; `None` means the port of the listener `run` was given.
+    pub advertise_port: Option<u16>,
+    /// Time between SIGTERM and SIGKILL when neither the kill nor the task names one.
+    pub kill_grace_period_ms: u64,
+    /// First delay before an unacknowledged status update is resent; doubles up to the max.
+    pub update_retry_initial_ms: u64,
+    pub update_retry_max_ms: u64,
+    /// First delay before reconnecting to the master; doubles up to the max.
+    pub reconnect_initial_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// How long connecting and registering may take before the agent tries again.
+    pub register_timeout_ms: u64,
+    /// Most tasks held at once.
+    pub max_tasks: usize,
+    /// Decides update ids and every jitter; random unless a test fixes it.
+    pub seed: u64,
+}
+
+impl AgentConfig {
+    /// Defaults: hostname `127.0.0.1`, a 3 s kill grace period, updates retried from 1 s up
+    /// to 60 s, reconnection from 100 ms up to 10 s.
+    pub fn new(master: impl Into<String>, work_dir: impl Into<PathBuf>, resources: Resources) -> Self {
+        Self {
+            master: master.into(),
+            work_dir: work_dir.into(),
+            resources,
+            attributes: Vec::new(),
+            hostname: "127.0.0.1".to_owned(),
+            advertise_port: None,
+            kill_grace_period_ms: 3_000,
+            update_retry_initial_ms: 1_000,
+            update_retry_max_ms: 60_000,
+            reconnect_initial_ms: 100,
+            reconnect_max_ms: 10_000,
+            register_timeout_ms: 15_000,
+            max_tasks: 10_000,
+            seed: rand::random(),
+        }
+    }
+}

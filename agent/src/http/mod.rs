@@ -1,0 +1,74 @@
+//! The agent's HTTP API: `/health`, `/state`, and the sandboxes, read-only, under `/files`.
+//! DTOs live here and nowhere else; errors have the one shape every Agora HTTP API uses,
+//! `{"message": …, "details": …}`.
+
+mod error;
+mod files;
+mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+pub(crate) use error::HttpError;
+
+use crate::runtime::Event;
+
+/// Requests served at once; more wait for nothing and get 503, so that a burst of file
+/// reads cannot exhaust the agent's memory or file descriptors.
+const MAX_CONCURRENT_REQUESTS: usize = 256;
+
+/// What the handlers share: a way to ask the owner, and where the sandboxes are.
+#[derive(Clone, Debug)]
+pub(crate) struct HttpState {
+    events: mpsc::Sender<Event>,
+    /// Canonical, so that resolved paths can be checked against it by prefix.
+    sandboxes: Arc<PathBuf>,
+    permits: Arc<Semaphore>,
+}
+
+impl HttpState {
+    pub fn new(events: mpsc::Sender<Event>, sandboxes: PathBuf) -> Self {
+        Self { events, sandboxes: Arc::new(sandboxes), permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)) }
+    }
+}
+
+pub(crate) fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/state", get(state::state))
+        .route("/files/browse", get(files::browse))
+        .route("/files/read", get(files::read))
+        .route("/files/download", get(files::download))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_concurrency))
+        .with_state(state)
+}
+
+/// Serves the API until `stop` turns true.
+pub(crate) async fn serve(listener: TcpListener, state: HttpState, mut stop: watch::Receiver<bool>) {
+    let app = router(state);
+    let stopped = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+        tracing::error!(%error, "the agent's HTTP server failed");
+    }
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn limit_concurrency(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    match state.permits.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => HttpError::Busy.into_response(),
+    }
+}

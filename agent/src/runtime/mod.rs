@@ -1,0 +1,334 @@
+//! The agent runtime: one owner task drives the core; the master link, the process
+//! supervisors and the HTTP handlers talk to it through one bounded channel of events, and
+//! the owner executes the core's outputs (spawn a supervisor, signal a group, send an
+//! update up the stream).
+
+pub(crate) mod link;
+pub(crate) mod process;
+mod wire;
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agora_proto::model::{AgentId, AgentInfo};
+use agora_proto::pb;
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::config::AgentConfig;
+use crate::core::{Core, CoreConfig, Input, Output, ProcessExit, RunId, TaskView};
+use crate::http;
+
+/// Events waiting for the owner. Senders wait when it is full, which slows the master link
+/// and the supervisors down instead of growing memory.
+const EVENT_QUEUE_LEN: usize = 4_096;
+/// How much longer than the default kill grace period a stopping agent waits for its tasks
+/// to exit before it kills what is left outright.
+const DRAIN_MARGIN_MS: u64 = 2_000;
+/// How long the link and the HTTP server get to finish once the owner is done.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything the owner hears about.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Link(LinkEvent),
+    Process { run: RunId, event: ProcessEvent },
+    /// An HTTP handler asks for the agent's state.
+    State { reply: oneshot::Sender<StateView> },
+}
+
+#[derive(Debug)]
+pub(crate) enum LinkEvent {
+    /// A connection is up: the owner answers with the registration to send.
+    Connecting { reply: oneshot::Sender<pb::Register> },
+    /// The master accepted the registration; `outbox` goes up this connection's stream.
+    Registered { agent_id: AgentId, outbox: mpsc::Sender<pb::AgentMessage> },
+    /// The master refused the agent; it must start over under a new id.
+    Refused { reason: String },
+    /// A message from the master on the registered stream.
+    /// Boxed: master messages are much larger than the other events.
+    Message(Box<pb::MasterMessage>),
+    /// The registered stream ended.
+    Disconnected,
+}
+
+#[derive(Debug)]
+pub(crate) enum ProcessEvent {
+    Started { pid: u32, sandbox: String },
+    LaunchFailed { error: String },
+    Exited(ProcessExit),
+}
+
+/// A copy of what the agent is and runs, for `/state`.
+#[derive(Clone, Debug)]
+pub(crate) struct StateView {
+    pub agent_id: Option<AgentId>,
+    pub connected: bool,
+    pub master: String,
+    pub info: AgentInfo,
+    pub tasks: Vec<TaskView>,
+}
+
+/// Runs an agent until `shutdown` completes: registers with the master at `config.master`,
+/// runs the tasks it is given, and serves `/health`, `/state` and the sandboxes on
+/// `http_listener`. On shutdown every task is killed (SIGTERM, then SIGKILL after the
+/// default grace period) before this returns.
+///
+/// The caller binds the listener, so tests and `agora local` can use port 0.
+pub async fn run(config: AgentConfig, http_listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    validate(&config)?;
+    let _lock = lock_work_dir(&config.work_dir)?;
+    let sandboxes = config.work_dir.join("sandboxes");
+    std::fs::create_dir_all(&sandboxes).with_context(|| format!("cannot create {}", sandboxes.display()))?;
+    let sandboxes = std::fs::canonicalize(&sandboxes).with_context(|| format!("cannot resolve {}", sandboxes.display()))?;
+    let port = match config.advertise_port {
+        Some(port) => port,
+        None => http_listener.local_addr().context("the HTTP listener has no address")?.port(),
+    };
+    let info = AgentInfo {
+        hostname: config.hostname.clone(),
+        port,
+        resources: config.resources.clone(),
+        attributes: config.attributes.clone(),
+    };
+    tracing::info!(master = %config.master, hostname = %info.hostname, port, resources = %info.resources,
+        work_dir = %config.work_dir.display(), "starting agent");
+
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_LEN);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let http_state = http::HttpState::new(events_tx.clone(), sandboxes.clone());
+    let http = tokio::spawn(http::serve(http_listener, http_state, stop_rx.clone()));
+    let link_config = link::LinkConfig {
+        master: config.master.clone(),
+        register_timeout: Duration::from_millis(config.register_timeout_ms),
+        reconnect_initial_ms: config.reconnect_initial_ms,
+        reconnect_max_ms: config.reconnect_max_ms,
+        seed: config.seed.wrapping_add(1),
+    };
+    let link = tokio::spawn(link::run(link_config, events_tx.clone(), stop_rx));
+
+    let core_config = CoreConfig {
+        default_kill_grace_period_ms: config.kill_grace_period_ms,
+        update_retry_initial_ms: config.update_retry_initial_ms,
+        update_retry_max_ms: config.update_retry_max_ms,
+        max_tasks: config.max_tasks,
+    };
+    let owner = Owner {
+        core: Core::new(core_config, config.seed),
+        info,
+        master: config.master.clone(),
+        hostname: config.hostname.clone(),
+        sandboxes,
+        events: events_tx,
+        outbox: None,
+        stopping: false,
+    };
+    owner.run(events_rx, shutdown).await;
+
+    let _ = stop_tx.send(true);
+    let stopped = tokio::time::timeout(STOP_TIMEOUT, async {
+        let _ = link.await;
+        let _ = http.await;
+    })
+    .await;
+    if stopped.is_err() {
+        tracing::warn!("the master link or the HTTP server did not stop in time");
+    }
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+fn validate(config: &AgentConfig) -> anyhow::Result<()> {
+    if config.master.trim().is_empty() {
+        anyhow::bail!("master: the master's address is required (HOST:PORT)");
+    }
+    if config.hostname.trim().is_empty() {
+        anyhow::bail!("hostname: is required");
+    }
+    if config.update_retry_initial_ms == 0 || config.update_retry_max_ms < config.update_retry_initial_ms {
+        anyhow::bail!("update_retry_initial_ms must be above zero and at most update_retry_max_ms");
+    }
+    if config.reconnect_initial_ms == 0 || config.reconnect_max_ms < config.reconnect_initial_ms {
+        anyhow::bail!("reconnect_initial_ms must be above zero and at most reconnect_max_ms");
+    }
+    Ok(())
+}
+
+/// Creates the work directory and locks it for as long as the returned file lives, so two
+/// agents never run tasks in the same sandboxes.
+fn lock_work_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("work dir {}: cannot create it", dir.display()))?;
+    let path = dir.join("LOCK");
+    let file = std::fs::File::create(&path).with_context(|| format!("work dir: cannot write {}", path.display()))?;
+    file.try_lock()
+        .map_err(|_| anyhow::anyhow!("work dir {}: another agent is using it", dir.display()))?;
+    Ok(file)
+}
+
+/// Milliseconds since the Unix epoch: the core's clock and the updates' timestamps.
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The one task that owns the core.
+struct Owner {
+    core: Core,
+    info: AgentInfo,
+    master: String,
+    hostname: String,
+    sandboxes: std::path::PathBuf,
+    /// Handed to each process supervisor.
+    events: mpsc::Sender<Event>,
+    /// The registered stream to the master, while there is one.
+    outbox: Option<mpsc::Sender<pb::AgentMessage>>,
+    /// Shutdown has begun: new tasks are refused.
+    stopping: bool,
+}
+
+impl Owner {
+    async fn run(mut self, mut events: mpsc::Receiver<Event>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut drain_until: Option<Instant> = None;
+        loop {
+            if drain_until.is_some() && !self.core.has_live_processes() {
+                break;
+            }
+            let tick_at = self.core.next_deadline_ms().map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
+            tokio::select! {
+                () = &mut shutdown, if drain_until.is_none() => {
+                    tracing::info!("stopping: killing every task");
+                    self.stopping = true;
+                    let grace_ms = self.core.config().default_kill_grace_period_ms;
+                    drain_until = Some(Instant::now() + Duration::from_millis(grace_ms.saturating_add(DRAIN_MARGIN_MS)));
+                    self.step(Input::KillAll);
+                }
+                Some(event) = events.recv() => self.handle(event),
+                () = sleep_until(tick_at) => self.step(Input::Tick),
+                () = sleep_until(drain_until) => {
+                    for (_, pid) in self.core.live_processes() {
+                        tracing::warn!(pid, "task still running at shutdown; killing its group");
+                        let _ = process::signal_group(pid, crate::core::KillSignal::Kill);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Link(LinkEvent::Connecting { reply }) => {
+                let _ = reply.send(wire::registration(&self.info, self.core.agent_id(), self.core.tasks()));
+            }
+            Event::Link(LinkEvent::Registered { agent_id, outbox }) => {
+                self.outbox = Some(outbox);
+                self.step(Input::Registered { agent_id });
+            }
+            Event::Link(LinkEvent::Refused { reason }) => {
+                tracing::warn!(%reason, "the master refused this agent; killing its tasks and registering afresh");
+                self.outbox = None;
+                self.step(Input::Reset);
+            }
+            Event::Link(LinkEvent::Disconnected) => {
+                self.outbox = None;
+                self.step(Input::Disconnected);
+            }
+            Event::Link(LinkEvent::Message(message)) => self.on_master_message(*message),
+            Event::Process { run, event } => {
+                let input = match event {
+                    ProcessEvent::Started { pid, sandbox } => Input::ProcessStarted { run, pid, sandbox },
+                    ProcessEvent::LaunchFailed { error } => Input::LaunchFailed { run, error },
+                    ProcessEvent::Exited(exit) => Input::ProcessExited { run, exit },
+                };
+                self.step(input);
+            }
+            Event::State { reply } => {
+                let _ = reply.send(StateView {
+                    agent_id: self.core.agent_id().cloned(),
+                    connected: self.core.is_connected(),
+                    master: self.master.clone(),
+                    info: self.info.clone(),
+                    tasks: self.core.tasks().collect(),
+                });
+            }
+        }
+    }
+
+    fn on_master_message(&mut self, message: pb::MasterMessage) {
+        let input = match wire::master_input(message) {
+            Ok(Some(input)) => input,
+            Ok(None) => return,
+            Err(rejected) => {
+                tracing::warn!(error = %rejected.error, "malformed message from the master");
+                if let Some((framework_id, status)) = rejected.into_error_update(self.core.agent_id().cloned(), now_ms()) {
+                    self.send(wire::status_update(&framework_id, &status));
+                }
+                return;
+            }
+        };
+        if self.stopping && matches!(input, Input::RunTask { .. }) {
+            tracing::info!("task refused: the agent is stopping");
+            return;
+        }
+        if let Input::RunTask { framework_id, task } = &input {
+            tracing::info!(%framework_id, task_id = %task.task_id, "running task");
+        }
+        self.step(input);
+    }
+
+    fn step(&mut self, input: Input) {
+        for output in self.core.step(now_ms(), input) {
+            self.execute(output);
+        }
+    }
+
+    fn execute(&mut self, output: Output) {
+        match output {
+            Output::Launch { run, framework_id, task } => {
+                let spec = process::LaunchSpec {
+                    run,
+                    framework_id,
+                    task,
+                    sandboxes: self.sandboxes.clone(),
+                    hostname: self.hostname.clone(),
+                };
+                tokio::spawn(process::supervise(spec, self.events.clone()));
+            }
+            Output::Signal { run, pid, signal } => {
+                tracing::info!(?run, pid, ?signal, "signalling the task's process group");
+                if let Err(error) = process::signal_group(pid, signal)
+                    && error != nix::errno::Errno::ESRCH
+                {
+                    tracing::warn!(pid, %error, "cannot signal the task's process group");
+                }
+            }
+            Output::SendUpdate { framework_id, status } => {
+                tracing::debug!(%framework_id, task_id = %status.task_id, state = %status.state, "status update");
+                self.send(wire::status_update(&framework_id, &status));
+            }
+            Output::TaskRemoved { framework_id, task_id, run } => {
+                tracing::debug!(%framework_id, %task_id, ?run, "task done and acknowledged");
+            }
+        }
+    }
+
+    /// Offers a message to the master without waiting: an update that does not fit is resent
+    /// by the core's retries, and a full outbox makes the link start over.
+    fn send(&mut self, message: pb::AgentMessage) {
+        if let Some(outbox) = &self.outbox
+            && outbox.try_send(message).is_err()
+        {
+            tracing::debug!("the stream to the master is full or gone; the update will be resent");
+        }
+    }
+}
