@@ -1,0 +1,146 @@
+//! The agent gRPC service: one bidirectional stream per agent. The first message must be
+//! a registration; after the master accepts it, heartbeats and status updates flow up and
+//! the owner task's messages flow down.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use agora_proto::convert::{self, WireError, id, optional_id};
+use agora_proto::model::{AgentId, AgentInfo, TaskStatus};
+use agora_proto::pb;
+use agora_proto::pb::agent_link_server::{AgentLink, AgentLinkServer};
+use futures::{Stream, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request as GrpcRequest, Response, Status, Streaming};
+
+use super::owner::{AGENT_QUEUE_LEN, Handle, Request};
+use crate::core::{ConnId, ReportedTask};
+
+/// How long a new stream may take to send its registration.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most tasks an agent may report when it re-registers.
+const MAX_REPORTED_TASKS: usize = 100_000;
+
+pub fn server(handle: Handle, stop: watch::Receiver<bool>) -> AgentLinkServer<AgentLinkService> {
+    AgentLinkServer::new(AgentLinkService { handle, stop })
+}
+
+#[derive(Debug)]
+pub struct AgentLinkService {
+    handle: Handle,
+    stop: watch::Receiver<bool>,
+}
+
+type MasterStream = Pin<Box<dyn Stream<Item = Result<pb::MasterMessage, Status>> + Send>>;
+
+fn reported_tasks(tasks: Vec<pb::AgentTask>) -> Result<Vec<ReportedTask>, WireError> {
+    if tasks.len() > MAX_REPORTED_TASKS {
+        return Err(WireError::new("register.tasks", format!("more than {MAX_REPORTED_TASKS} tasks")));
+    }
+    tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let field = format!("register.tasks[{i}]");
+            let task = t.task.ok_or_else(|| WireError::new(format!("{field}.task"), "is required"))?;
+            Ok(ReportedTask {
+                framework_id: id(&format!("{field}.framework_id"), &t.framework_id)?,
+                task: task.try_into().map_err(|e: WireError| e.in_field(&format!("{field}.task")))?,
+                state: convert::task_state(&format!("{field}.state"), t.state)?,
+            })
+        })
+        .collect()
+}
+
+fn registration(register: pb::Register) -> Result<(AgentInfo, Option<AgentId>, Vec<ReportedTask>), WireError> {
+    let info = register.info.ok_or_else(|| WireError::new("register.info", "is required"))?;
+    let info = AgentInfo::try_from(info).map_err(|e| e.in_field("register.info"))?;
+    let previous_id = optional_id("register.agent_id", &register.agent_id)?;
+    Ok((info, previous_id, reported_tasks(register.tasks)?))
+}
+
+#[tonic::async_trait]
+impl AgentLink for AgentLinkService {
+    type AttachStream = MasterStream;
+
+    async fn attach(&self, request: GrpcRequest<Streaming<pb::AgentMessage>>) -> Result<Response<MasterStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no registration within 10 s"))??
+            .ok_or_else(|| Status::invalid_argument("the stream closed before registering"))?;
+        let Some(pb::agent_message::Message::Register(register)) = first.message else {
+            return Err(Status::invalid_argument("message: the first message on a stream must be register"));
+        };
+        let (info, previous_id, tasks) = registration(register)?;
+
+        let conn = self.handle.next_conn();
+        let (outbox, rx) = mpsc::channel(AGENT_QUEUE_LEN);
+        let (registered, answer) = oneshot::channel();
+        let request = Request::AgentAttach { conn, info, previous_id, tasks, outbox, registered };
+        self.handle.send(request).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        tokio::spawn(read_agent(self.handle.clone(), conn, answer, inbound));
+
+        // The stream ends when the owner drops the outbox (another connection took over,
+        // the agent was refused) or when the master stops.
+        let mut stop = self.stop.clone();
+        let stream = ReceiverStream::new(rx).take_until(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Reads heartbeats and status updates once the master has accepted the registration;
+/// tells the owner when the stream ends.
+async fn read_agent(
+    handle: Handle,
+    conn: ConnId,
+    answer: oneshot::Receiver<Result<AgentId, String>>,
+    mut inbound: Streaming<pb::AgentMessage>,
+) {
+    let agent_id = match tokio::time::timeout(REGISTER_TIMEOUT, answer).await {
+        Ok(Ok(Ok(agent_id))) => agent_id,
+        Ok(Ok(Err(reason))) => {
+            tracing::info!(?conn, %reason, "agent refused");
+            return;
+        }
+        _ => return,
+    };
+    loop {
+        let message = match inbound.message().await {
+            Ok(Some(message)) => message,
+            Ok(None) => break,
+            Err(status) => {
+                tracing::info!(%agent_id, error = %status, "agent stream broke");
+                break;
+            }
+        };
+        let request = match message.message {
+            Some(pb::agent_message::Message::Heartbeat(_)) => Request::AgentHeartbeat { agent_id: agent_id.clone() },
+            Some(pb::agent_message::Message::StatusUpdate(update)) => match status_update(update) {
+                Ok((framework_id, status)) => Request::AgentStatus { agent_id: agent_id.clone(), framework_id, status },
+                Err(error) => {
+                    tracing::warn!(%agent_id, %error, "malformed status update ignored");
+                    continue;
+                }
+            },
+            Some(pb::agent_message::Message::Register(_)) | None => {
+                tracing::warn!(%agent_id, "unexpected message on an established agent stream ignored");
+                continue;
+            }
+        };
+        if handle.send(request).await.is_err() {
+            return;
+        }
+    }
+    let _ = handle.send(Request::AgentGone { agent_id, conn }).await;
+}
+
+fn status_update(update: pb::StatusUpdate) -> Result<(agora_proto::model::FrameworkId, TaskStatus), WireError> {
+    let framework_id = id("status_update.framework_id", &update.framework_id)?;
+    let status = update.status.ok_or_else(|| WireError::new("status_update.status", "is required"))?;
+    let status = TaskStatus::try_from(status).map_err(|e| e.in_field("status_update.status"))?;
+    Ok((framework_id, status))
+}

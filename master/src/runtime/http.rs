@@ -1,0 +1,290 @@
+//! The operator HTTP API: `/health`, `/version`, `/state` (in the shape of Mesos'
+//! `/master/state`) and `/metrics` (Prometheus text). These DTOs are the HTTP layer's own;
+//! the core's types never reach serde.
+
+use agora_proto::model::{Attribute, Resources, Role, TaskStatus};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::metrics;
+use super::owner::{Handle, StateReport};
+use crate::core::{AgentView, FrameworkView, TaskView};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn router(handle: Handle) -> axum::Router {
+    axum::Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/state", get(state))
+        .route("/state.json", get(state))
+        .route("/master/state", get(state))
+        .route("/metrics", get(prometheus))
+        .fallback(not_found)
+        .with_state(handle)
+}
+
+/// An error in the one shape every Agora HTTP API uses: `{"message": …, "details": …}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    details: Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>, details: Value) -> Self {
+        Self { status, message: message.into(), details }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "message": self.message, "details": self.details }))).into_response()
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no such endpoint: {}", uri.path()), json!([]))
+}
+
+async fn health() -> &'static str {
+    "OK"
+}
+
+async fn version() -> Json<Value> {
+    Json(json!({ "version": VERSION }))
+}
+
+async fn report(handle: &Handle) -> Result<StateReport, ApiError> {
+    handle
+        .ask(|reply| super::owner::Request::State { reply })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), json!([])))
+}
+
+async fn state(State(handle): State<Handle>) -> Result<Json<StateDto>, ApiError> {
+    Ok(Json(StateDto::from(&report(&handle).await?)))
+}
+
+async fn prometheus(State(handle): State<Handle>) -> Result<Response, ApiError> {
+    let text = metrics::render(&report(&handle).await?);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+fn seconds(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// Resources as Mesos prints them: `{"cpus": 4.0, "mem": 8192.0, "disk": 0.0, "ports": "[31000-32000]"}`.
+pub fn resources_json(resources: &Resources) -> Value {
+    let scalars = resources.scalars();
+    let ports = resources.ports();
+    let ranges: Vec<String> = ports.ranges().iter().map(|(b, e)| format!("{b}-{e}")).collect();
+    let mut map = Map::new();
+    map.insert("cpus".into(), json!(scalars.cpus_milli as f64 / 1000.0));
+    map.insert("mem".into(), json!(scalars.mem_mib as f64));
+    map.insert("disk".into(), json!(scalars.disk_mib as f64));
+    if !ranges.is_empty() {
+        map.insert("ports".into(), json!(format!("[{}]", ranges.join(", "))));
+    }
+    Value::Object(map)
+}
+
+fn reserved_json(resources: &Resources) -> Value {
+    let mut map = Map::new();
+    for (role, pool) in resources.pools().filter(|(role, _)| !role.is_unreserved()) {
+        let mut one = Resources::new();
+        one.add_pool(role.clone(), pool.clone());
+        map.insert(role.to_string(), resources_json(&one));
+    }
+    Value::Object(map)
+}
+
+fn unreserved(resources: &Resources) -> Resources {
+    let mut out = Resources::new();
+    if let Some(pool) = resources.pool(&Role::unreserved()) {
+        out.add_pool(Role::unreserved(), pool.clone());
+    }
+    out
+}
+
+fn attributes_json(attributes: &[Attribute]) -> Value {
+    Value::Object(attributes.iter().map(|a| (a.name.clone(), json!(a.value))).collect())
+}
+
+#[derive(Serialize)]
+pub struct StateDto {
+    version: &'static str,
+    id: String,
+    leader: String,
+    start_time: f64,
+    activated_slaves: usize,
+    deactivated_slaves: usize,
+    unreachable_slaves: usize,
+    outstanding_offers: usize,
+    slaves: Vec<AgentDto>,
+    frameworks: Vec<FrameworkDto>,
+    completed_frameworks: Vec<FrameworkDto>,
+}
+
+impl From<&StateReport> for StateDto {
+    fn from(report: &StateReport) -> Self {
+        let s = &report.snapshot;
+        let active = s.agents.iter().filter(|a| a.active).count();
+        StateDto {
+            version: VERSION,
+            id: s.master_id.clone(),
+            leader: report.advertise.clone(),
+            start_time: seconds(report.start_time_ms),
+            activated_slaves: active,
+            deactivated_slaves: s.agents.len() - active,
+            unreachable_slaves: s.agents.iter().filter(|a| !a.reachable).count(),
+            outstanding_offers: s.outstanding_offers,
+            slaves: s.agents.iter().map(AgentDto::from).collect(),
+            frameworks: s.frameworks.iter().map(FrameworkDto::from).collect(),
+            completed_frameworks: s.completed_frameworks.iter().map(FrameworkDto::from).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AgentDto {
+    id: String,
+    hostname: String,
+    port: u16,
+    pid: String,
+    resources: Value,
+    used_resources: Value,
+    offered_resources: Value,
+    unreserved_resources: Value,
+    reserved_resources: Value,
+    attributes: Value,
+    active: bool,
+    reachable: bool,
+    registered_time: f64,
+}
+
+impl From<&AgentView> for AgentDto {
+    fn from(agent: &AgentView) -> Self {
+        AgentDto {
+            id: agent.id.to_string(),
+            hostname: agent.info.hostname.clone(),
+            port: agent.info.port,
+            pid: format!("agent@{}:{}", agent.info.hostname, agent.info.port),
+            resources: resources_json(&agent.info.resources),
+            used_resources: resources_json(&agent.used),
+            offered_resources: resources_json(&agent.offered),
+            unreserved_resources: resources_json(&unreserved(&agent.info.resources)),
+            reserved_resources: reserved_json(&agent.info.resources),
+            attributes: attributes_json(&agent.info.attributes),
+            active: agent.active,
+            reachable: agent.reachable,
+            registered_time: seconds(agent.registered_at_ms),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FrameworkDto {
+    id: String,
+    name: String,
+    user: String,
+    hostname: String,
+    principal: String,
+    role: String,
+    roles: Vec<String>,
+    active: bool,
+    connected: bool,
+    failover_timeout: f64,
+    registered_time: f64,
+    unregistered_time: f64,
+    resources: Value,
+    used_resources: Value,
+    offered_resources: Value,
+    tasks: Vec<TaskDto>,
+    completed_tasks: Vec<TaskDto>,
+}
+
+impl From<&FrameworkView> for FrameworkDto {
+    fn from(framework: &FrameworkView) -> Self {
+        let info = &framework.info;
+        let mut total = framework.used.clone();
+        total.add(&framework.offered);
+        FrameworkDto {
+            id: framework.id.to_string(),
+            name: info.name.clone(),
+            user: info.user.clone(),
+            hostname: info.hostname.clone(),
+            principal: info.principal.clone(),
+            role: info.roles.first().map(ToString::to_string).unwrap_or_else(|| "*".into()),
+            roles: info.roles.iter().map(ToString::to_string).collect(),
+            active: framework.active,
+            connected: framework.active,
+            failover_timeout: seconds(info.failover_timeout_ms),
+            registered_time: seconds(framework.registered_at_ms),
+            unregistered_time: framework.unregistered_at_ms.map(seconds).unwrap_or(0.0),
+            resources: resources_json(&total),
+            used_resources: resources_json(&framework.used),
+            offered_resources: resources_json(&framework.offered),
+            tasks: framework.tasks.iter().map(TaskDto::from).collect(),
+            completed_tasks: framework.completed_tasks.iter().map(TaskDto::from).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TaskDto {
+    id: String,
+    name: String,
+    framework_id: String,
+    executor_id: String,
+    slave_id: String,
+    state: &'static str,
+    resources: Value,
+    statuses: Vec<StatusDto>,
+}
+
+impl From<&TaskView> for TaskDto {
+    fn from(task: &TaskView) -> Self {
+        TaskDto {
+            id: task.info.task_id.to_string(),
+            name: task.info.name.clone(),
+            framework_id: task.framework_id.to_string(),
+            executor_id: String::new(),
+            slave_id: task.info.agent_id.to_string(),
+            state: task.state.as_str(),
+            resources: resources_json(&task.info.resources),
+            statuses: task.statuses.iter().map(StatusDto::from).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatusDto {
+    state: &'static str,
+    timestamp: f64,
+    reason: &'static str,
+    source: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+}
+
+impl From<&TaskStatus> for StatusDto {
+    fn from(status: &TaskStatus) -> Self {
+        StatusDto {
+            state: status.state.as_str(),
+            timestamp: seconds(status.timestamp_ms),
+            reason: status.reason.as_str(),
+            source: status.source.as_str(),
+            message: status.message.clone(),
+            exit_code: status.exit_code,
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Prometheus text exposition of the master's state and measurements.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use agora_proto::model::TaskState;
+
+use super::owner::StateReport;
+
+/// A cumulative histogram with fixed bucket bounds, as Prometheus expects.
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    bounds_ms: &'static [f64],
+    counts: Vec<u64>,
+    sum_ms: f64,
+    count: u64,
+}
+
+impl Histogram {
+    /// Buckets from 50 µs to 5 s: allocation rounds should sit in the lowest few.
+    pub fn allocation_ms() -> Self {
+        const BOUNDS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0];
+        Self { bounds_ms: BOUNDS, counts: vec![0; BOUNDS.len()], sum_ms: 0.0, count: 0 }
+    }
+
+    pub fn observe(&mut self, elapsed: Duration) {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        for (bound, count) in self.bounds_ms.iter().zip(self.counts.iter_mut()) {
+            if ms <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum_ms += ms;
+        self.count += 1;
+    }
+
+    fn write(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (bound, count) in self.bounds_ms.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {count}", bound / 1000.0);
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum {}", self.sum_ms / 1000.0);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+pub fn render(report: &StateReport) -> String {
+    let s = &report.snapshot;
+    let mut out = String::with_capacity(4096);
+    let active_agents = s.agents.iter().filter(|a| a.active).count();
+    let unreachable_agents = s.agents.iter().filter(|a| !a.reachable).count();
+    gauge(&mut out, "agora_master_agents", "Registered agents.", "gauge", s.agents.len());
+    gauge(&mut out, "agora_master_agents_active", "Agents connected and reachable.", "gauge", active_agents);
+    gauge(&mut out, "agora_master_agents_unreachable", "Agents that missed their heartbeats.", "gauge", unreachable_agents);
+    gauge(&mut out, "agora_master_frameworks", "Frameworks known to the master.", "gauge", s.frameworks.len());
+    let active_frameworks = s.frameworks.iter().filter(|f| f.active).count();
+    gauge(&mut out, "agora_master_frameworks_active", "Frameworks with a subscribed stream.", "gauge", active_frameworks);
+    gauge(&mut out, "agora_master_frameworks_completed", "Frameworks torn down or timed out.", "gauge", s.completed_frameworks.len());
+    gauge(&mut out, "agora_master_outstanding_offers", "Offers sent and not yet answered.", "gauge", s.outstanding_offers);
+
+    let _ = writeln!(out, "# HELP agora_master_tasks Tasks by state (terminal ones as far as they are kept).");
+    let _ = writeln!(out, "# TYPE agora_master_tasks gauge");
+    for state in TaskState::ALL {
+        let live = s.frameworks.iter().flat_map(|f| &f.tasks).filter(|t| t.state == state).count();
+        let done = s
+            .frameworks
+            .iter()
+            .chain(&s.completed_frameworks)
+            .flat_map(|f| &f.completed_tasks)
+            .filter(|t| t.state == state)
+            .count();
+        let _ = writeln!(out, "agora_master_tasks{{state=\"{}\"}} {}", state.as_str(), live + done);
+    }
+
+    let c = &s.counters;
+    for (name, help, value) in [
+        ("agora_master_offers_sent_total", "Offers sent to frameworks.", c.offers_sent),
+        ("agora_master_offers_accepted_total", "Offers accepted.", c.offers_accepted),
+        ("agora_master_offers_declined_total", "Offers declined.", c.offers_declined),
+        ("agora_master_offers_rescinded_total", "Offers rescinded.", c.offers_rescinded),
+        ("agora_master_tasks_launched_total", "Tasks sent to agents.", c.tasks_launched),
+        ("agora_master_tasks_dropped_total", "Launches answered TASK_DROPPED.", c.tasks_dropped),
+        ("agora_master_tasks_errored_total", "Launches answered TASK_ERROR.", c.tasks_errored),
+        ("agora_master_allocation_runs_total", "Allocation rounds run.", c.allocation_runs),
+        ("agora_master_agents_unreachable_total", "Times an agent became unreachable.", c.agents_unreachable),
+    ] {
+        gauge(&mut out, name, help, "counter", value);
+    }
+    gauge(
+        &mut out,
+        "agora_master_uptime_seconds",
+        "Seconds since the master started.",
+        "gauge",
+        report.now_ms.saturating_sub(report.start_time_ms) as f64 / 1000.0,
+    );
+    report.allocation_latency.write(&mut out, "agora_master_allocation_seconds", "Time an allocation round takes.");
+    out
+}

@@ -1,0 +1,277 @@
+//! The single task that owns the master core. Handlers send it a [`Request`] over a
+//! bounded channel (with a oneshot for any reply); it applies the request to the core,
+//! runs an allocation round when something changed, and delivers the core's outputs to
+//! the agents' and frameworks' streams. Nothing else touches the core, so it needs no lock.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use agora_proto::model::{AgentId, AgentInfo, FrameworkId, FrameworkInfo, StreamId, TaskStatus};
+use agora_proto::pb;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::clock::Clock;
+use super::metrics::Histogram;
+use super::{MasterOptions, REQUEST_QUEUE_LEN, wire};
+use crate::core::{Call, CallError, ConnId, Master, Output, ReportedTask, Snapshot};
+
+/// Events buffered per framework stream; a framework that falls this far behind is
+/// disconnected (it re-subscribes and reconciles) rather than letting the master grow.
+pub const FRAMEWORK_QUEUE_LEN: usize = 4 * 1024;
+/// Messages buffered per agent stream, for the same reason.
+pub const AGENT_QUEUE_LEN: usize = 4 * 1024;
+/// Requests applied before an allocation round: allocation is batched over whatever
+/// arrived together, and still runs promptly under a steady stream of requests.
+const BATCH_LEN: usize = 512;
+
+pub type AgentOutbox = mpsc::Sender<Result<pb::MasterMessage, tonic::Status>>;
+
+pub struct Subscription {
+    pub framework_id: FrameworkId,
+    pub stream_id: StreamId,
+    pub heartbeat_interval_ms: u64,
+    pub events: mpsc::Receiver<pb::Event>,
+}
+
+/// What the operator API reads: the core's snapshot plus the runtime's own measurements.
+pub struct StateReport {
+    pub snapshot: Snapshot,
+    pub allocation_latency: Histogram,
+    pub start_time_ms: u64,
+    pub now_ms: u64,
+    pub advertise: String,
+}
+
+pub enum Request {
+    AgentAttach {
+        conn: ConnId,
+        info: AgentInfo,
+        previous_id: Option<AgentId>,
+        tasks: Vec<ReportedTask>,
+        outbox: AgentOutbox,
+        registered: oneshot::Sender<Result<AgentId, String>>,
+    },
+    AgentHeartbeat { agent_id: AgentId },
+    AgentStatus { agent_id: AgentId, framework_id: FrameworkId, status: TaskStatus },
+    AgentGone { agent_id: AgentId, conn: ConnId },
+    Subscribe { info: FrameworkInfo, reply: oneshot::Sender<Result<Subscription, CallError>> },
+    FrameworkGone { framework_id: FrameworkId, stream_id: StreamId },
+    Call { framework_id: FrameworkId, stream_id: StreamId, call: Call, reply: oneshot::Sender<Result<(), CallError>> },
+    State { reply: oneshot::Sender<StateReport> },
+}
+
+/// A cloneable way to reach the owner task.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    tx: mpsc::Sender<Request>,
+    next_conn: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The owner task has stopped (the master is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the master is shutting down")]
+pub struct Stopped;
+
+impl Handle {
+    pub async fn send(&self, request: Request) -> Result<(), Stopped> {
+        self.tx.send(request).await.map_err(|_| Stopped)
+    }
+
+    /// Sends a request built around a reply channel and waits for the reply.
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, Stopped> {
+        let (reply, answer) = oneshot::channel();
+        self.send(make(reply)).await?;
+        answer.await.map_err(|_| Stopped)
+    }
+
+    pub fn next_conn(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+pub fn spawn(options: MasterOptions, stop: watch::Receiver<bool>) -> Handle {
+    let (tx, rx) = mpsc::channel(REQUEST_QUEUE_LEN);
+    let owner = Owner {
+        core: Master::new(options.core.clone(), options.seed),
+        clock: Clock::new(),
+        agents: HashMap::new(),
+        pending_agents: HashMap::new(),
+        frameworks: HashMap::new(),
+        allocation_latency: Histogram::allocation_ms(),
+        advertise: options.advertise.clone(),
+    };
+    tokio::spawn(owner.run(rx, Duration::from_millis(options.tick_interval_ms.max(1)), stop));
+    Handle { tx, next_conn: Default::default() }
+}
+
+struct Owner {
+    core: Master,
+    clock: Clock,
+    /// The current connection of each registered agent.
+    agents: HashMap<AgentId, (ConnId, AgentOutbox)>,
+    /// Connections waiting for the core to accept or refuse their registration.
+    pending_agents: HashMap<ConnId, (AgentOutbox, oneshot::Sender<Result<AgentId, String>>)>,
+    /// The current event stream of each subscribed framework.
+    frameworks: HashMap<FrameworkId, (StreamId, mpsc::Sender<pb::Event>)>,
+    allocation_latency: Histogram,
+    advertise: String,
+}
+
+impl Owner {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>, tick: Duration, mut stop: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                request = rx.recv() => {
+                    let Some(request) = request else { break };
+                    self.apply(request);
+                    // Batch whatever else is already waiting before allocating.
+                    for _ in 1..BATCH_LEN {
+                        match rx.try_recv() {
+                            Ok(request) => self.apply(request),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = ticker.tick() => {
+                    self.core.tick(self.clock.now_ms());
+                    self.deliver();
+                }
+                _ = stop.changed() => break,
+            }
+            if self.core.needs_allocation() {
+                let started = Instant::now();
+                self.core.allocate(self.clock.now_ms());
+                self.allocation_latency.observe(started.elapsed());
+                self.deliver();
+            }
+        }
+        tracing::info!("master owner task stopped; closing every stream");
+    }
+
+    fn apply(&mut self, request: Request) {
+        let now_ms = self.clock.now_ms();
+        match request {
+            Request::AgentAttach { conn, info, previous_id, tasks, outbox, registered } => {
+                self.pending_agents.insert(conn, (outbox, registered));
+                self.core.register_agent(now_ms, conn, info, previous_id, tasks);
+            }
+            Request::AgentHeartbeat { agent_id } => self.core.agent_heartbeat(now_ms, &agent_id),
+            Request::AgentStatus { agent_id, framework_id, status } => {
+                self.core.status_update(now_ms, &agent_id, &framework_id, status);
+            }
+            Request::AgentGone { agent_id, conn } => {
+                if self.agents.get(&agent_id).is_some_and(|(current, _)| *current == conn) {
+                    self.agents.remove(&agent_id);
+                }
+                self.core.agent_disconnected(now_ms, &agent_id, conn);
+            }
+            Request::Subscribe { info, reply } => {
+                let result = self.core.subscribe(now_ms, info).map(|(framework_id, stream_id)| {
+                    let (tx, events) = mpsc::channel(FRAMEWORK_QUEUE_LEN);
+                    // Replacing the sender closes the previous stream of this framework.
+                    self.frameworks.insert(framework_id.clone(), (stream_id.clone(), tx));
+                    let heartbeat_interval_ms = self.core.config().framework_heartbeat_interval_ms;
+                    Subscription { framework_id, stream_id, heartbeat_interval_ms, events }
+                });
+                // The SUBSCRIBED event is queued on the new stream before it is handed out.
+                self.deliver();
+                let _ = reply.send(result);
+            }
+            Request::FrameworkGone { framework_id, stream_id } => {
+                if self.frameworks.get(&framework_id).is_some_and(|(current, _)| *current == stream_id) {
+                    self.frameworks.remove(&framework_id);
+                }
+                self.core.framework_disconnected(now_ms, &framework_id, &stream_id);
+            }
+            Request::Call { framework_id, stream_id, call, reply } => {
+                let result = self.core.call(now_ms, &framework_id, &stream_id, call);
+                let _ = reply.send(result);
+            }
+            Request::State { reply } => {
+                let _ = reply.send(StateReport {
+                    snapshot: self.core.snapshot(),
+                    allocation_latency: self.allocation_latency.clone(),
+                    start_time_ms: self.clock.start_wall_ms(),
+                    now_ms,
+                    advertise: self.advertise.clone(),
+                });
+            }
+        }
+        self.deliver();
+    }
+
+    /// Executes the core's outputs. A stream that is gone or too far behind is dropped and
+    /// the core told, which may produce more outputs; the loop is bounded because each
+    /// round removes a stream.
+    fn deliver(&mut self) {
+        for _ in 0..1024 {
+            let outputs = self.core.drain_outputs();
+            if outputs.is_empty() {
+                return;
+            }
+            let mut lost_agents = Vec::new();
+            let mut lost_frameworks = Vec::new();
+            for output in outputs {
+                match output {
+                    Output::AgentRegistered { conn, agent_id } => self.bind_agent(conn, agent_id),
+                    Output::AgentRefused { conn, reason } => {
+                        if let Some((outbox, registered)) = self.pending_agents.remove(&conn) {
+                            let refused = pb::master_message::Message::Refused(pb::Refused { reason: reason.clone() });
+                            let _ = outbox.try_send(Ok(pb::MasterMessage { message: Some(refused) }));
+                            let _ = registered.send(Err(reason));
+                        }
+                    }
+                    Output::ToAgent { agent_id, message } => {
+                        let Some((conn, outbox)) = self.agents.get(&agent_id) else {
+                            tracing::debug!(%agent_id, "message for an agent that is not connected dropped");
+                            continue;
+                        };
+                        if outbox.try_send(Ok(wire::to_agent_to_pb(&message))).is_err() {
+                            tracing::warn!(%agent_id, "agent stream closed or full; disconnecting it");
+                            lost_agents.push((agent_id.clone(), *conn));
+                        }
+                    }
+                    Output::ToFramework { framework_id, event } => {
+                        let Some((stream_id, events)) = self.frameworks.get(&framework_id) else {
+                            continue;
+                        };
+                        if events.try_send(wire::event_to_pb(&event)).is_err() {
+                            tracing::warn!(%framework_id, "framework stream closed or full; disconnecting it");
+                            lost_frameworks.push((framework_id.clone(), stream_id.clone()));
+                        }
+                    }
+                    Output::CloseFramework { framework_id } => {
+                        self.frameworks.remove(&framework_id);
+                    }
+                }
+            }
+            let now_ms = self.clock.now_ms();
+            for (agent_id, conn) in lost_agents {
+                self.agents.remove(&agent_id);
+                self.core.agent_disconnected(now_ms, &agent_id, conn);
+            }
+            for (framework_id, stream_id) in lost_frameworks {
+                self.frameworks.remove(&framework_id);
+                self.core.framework_disconnected(now_ms, &framework_id, &stream_id);
+            }
+        }
+        tracing::error!("outputs kept coming after 1024 delivery rounds; leaving the rest for the next request");
+    }
+
+    fn bind_agent(&mut self, conn: ConnId, agent_id: AgentId) {
+        let Some((outbox, registered)) = self.pending_agents.remove(&conn) else {
+            tracing::warn!(%agent_id, "registration for a connection that is gone");
+            return;
+        };
+        let message = pb::master_message::Message::Registered(pb::Registered {
+            agent_id: agent_id.to_string(),
+            heartbeat_interval_ms: self.core.config().agent_heartbeat_interval_ms,
+        });
+        let _ = outbox.try_send(Ok(pb::MasterMessage { message: Some(message) }));
+        let _ = registered.send(Ok(agent_id.clone()));
+        // Replacing the outbox drops the previous connection's stream, if any.
+        self.agents.insert(agent_id, (conn, outbox));
+    }
+}

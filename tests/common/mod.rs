@@ -1,0 +1,214 @@
+//! Shared helpers for the end-to-end tests: start real `agora` processes on loopback
+//! with ephemeral ports and temporary directories, and wait for them with bounded timeouts.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const AGORA: &str = env!("CARGO_BIN_EXE_agora");
+
+/// Longest any single wait in these tests may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A free port on loopback. The port is released before use, so another process could
+/// take it in between; tests tolerate that by failing loudly, never by hanging.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A child process that is SIGKILLed when dropped, so a failing test leaves nothing behind.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, dir: &Path, args: &[&str]) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("create log file");
+        let child = Command::new(AGORA)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone log file"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn agora");
+        Proc { child, name: name.to_owned(), log }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{signal} {}", self.pid());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- log of {} ----\n{}", self.name, self.log_text());
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `WAIT`.
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn get_json(url: &str) -> Option<serde_json::Value> {
+    let response = reqwest::get(url).await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+/// A master and agents started as separate processes, or one `agora local`.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub master: String,
+    pub procs: Vec<Proc>,
+}
+
+impl Cluster {
+    /// `agora local` with `agents` agents, tuned for quick failure detection.
+    pub async fn local(agents: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let work = dir.path().join("local");
+        let proc = Proc::spawn(
+            "local",
+            dir.path(),
+            &[
+                "local",
+                "--port",
+                &port.to_string(),
+                "--agents",
+                &agents.to_string(),
+                "--work-dir",
+                work.to_str().expect("utf-8 path"),
+            ],
+        );
+        let cluster = Cluster { dir, master: format!("127.0.0.1:{port}"), procs: vec![proc] };
+        cluster.wait_for_agents(agents).await;
+        cluster
+    }
+
+    /// A master process alone, with `extra` flags (short agent timeouts, say).
+    pub async fn master_only(extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port().to_string();
+        let work = dir.path().join("master");
+        let mut args = vec!["master", "--port", &port, "--work-dir", work.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn("master", dir.path(), &args);
+        let cluster = Cluster { dir, master: format!("127.0.0.1:{port}"), procs: vec![proc] };
+        let url = cluster.url("/health");
+        eventually("the master to answer /health", async || {
+            reqwest::get(&url).await.ok().filter(|r| r.status().is_success())
+        })
+        .await;
+        cluster
+    }
+
+    /// Starts an agent process; returns its index in `procs`.
+    pub fn add_agent(&mut self, name: &str, resources: &str) -> usize {
+        let work = self.dir.path().join(name);
+        let port = free_port().to_string();
+        let proc = Proc::spawn(
+            name,
+            self.dir.path(),
+            &[
+                "agent",
+                "--master",
+                &self.master,
+                "--port",
+                &port,
+                "--work-dir",
+                work.to_str().expect("utf-8 path"),
+                "--resources",
+                resources,
+            ],
+        );
+        self.procs.push(proc);
+        self.procs.len() - 1
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.master)
+    }
+
+    pub async fn state(&self) -> serde_json::Value {
+        let url = self.url("/state");
+        eventually("/state", async || get_json(&url).await).await
+    }
+
+    pub async fn wait_for_agents(&self, count: usize) {
+        let url = self.url("/state");
+        eventually(&format!("{count} active agents"), async || {
+            let state = get_json(&url).await?;
+            let active = state["slaves"].as_array()?.iter().filter(|a| a["active"] == true).count();
+            (active >= count).then_some(())
+        })
+        .await;
+    }
+
+    /// Runs `agora run` against this cluster and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(AGORA);
+        command.arg("run").arg("--master").arg(&self.master).args(args).env("RUST_LOG", "warn");
+        run_bounded(command)
+    }
+}
+
+/// Runs a command to completion, killing it if it outlives `WAIT`. Output is collected on
+/// a thread so a chatty child never blocks on a full pipe.
+pub fn run_bounded(mut command: Command) -> Output {
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(output) => output.expect("collect output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            let output = rx.recv().expect("output after kill").expect("collect output");
+            panic!(
+                "command timed out\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
