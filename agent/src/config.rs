@@ -1,5 +1,6 @@
 //! The agent's settings, filled by `agora agent` from its flags or by `agora local`.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use agora_proto::model::{Attribute, Resources};
@@ -57,4 +58,19 @@ impl AgentConfig {
             seed: rand::random(),
         }
     }
+}
+
+/// The name to advertise when none is given: the machine's hostname when the agent listens
+/// on every interface (`0.0.0.0`, `::`), else the address it listens on, since that is the
+/// one address where its HTTP endpoint is sure to answer (a hostname may resolve to
+/// `127.0.1.1` or to another interface).
+pub fn default_hostname(listen: IpAddr) -> String {
+    if !listen.is_unspecified() {
+        return listen.to_string();
+    }
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }

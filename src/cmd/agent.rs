@@ -1,8 +1,88 @@
-//! Placeholder until this subcommand is written.
+//! `agora agent`: runs one agent that offers this host's resources to a master and serves
+//! its sandboxes over HTTP.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agora_agent::AgentConfig;
+use agora_proto::model::Attribute;
+use anyhow::Context;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The master to register with, HOST:PORT.
+    #[arg(long)]
+    pub master: String,
+    /// Address the agent's HTTP endpoint (sandboxes, /state) listens on; 0.0.0.0 for every
+    /// interface.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ip: IpAddr,
+    /// Port of the agent's HTTP endpoint, as in Mesos.
+    #[arg(long, default_value_t = 5051)]
+    pub port: u16,
+    /// Name under which frameworks reach this agent (default: --ip, or the machine's
+    /// hostname when --ip is 0.0.0.0).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Directory for the task sandboxes; locked so that two agents never share it.
+    #[arg(long, default_value = "./agora-agent")]
+    pub work_dir: PathBuf,
+    /// Resources to offer, e.g. "cpus:4;mem:8192;disk:10000;ports:[31000-32000]"; those not
+    /// named are detected.
+    #[arg(long)]
+    pub resources: Option<String>,
+    /// Attributes frameworks can match on, e.g. "rack:r1;zone:a".
+    #[arg(long)]
+    pub attributes: Option<String>,
+    /// Time between SIGTERM and SIGKILL when killing a task that names none.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub kill_grace_period: Duration,
+}
 
-pub async fn main(_args: Args) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("this subcommand is being written")
+impl Args {
+    /// The agent's configuration from the flags; every error names its flag.
+    pub fn config(&self) -> anyhow::Result<AgentConfig> {
+        let master = check_master(&self.master)?;
+        let resources = agora_agent::resolve_resources(self.resources.as_deref(), &self.work_dir)
+            .map_err(|e| anyhow::anyhow!("--resources: {e}"))?;
+        let attributes = match &self.attributes {
+            Some(text) => Attribute::parse_list(text).map_err(|e| anyhow::anyhow!("--attributes: {e}"))?,
+            None => Vec::new(),
+        };
+        let hostname = match &self.hostname {
+            Some(name) if name.trim().is_empty() => anyhow::bail!("--hostname: may not be empty"),
+            Some(name) => name.trim().to_owned(),
+            None => agora_agent::default_hostname(self.ip),
+        };
+        let mut config = AgentConfig::new(master, &self.work_dir, resources);
+        config.attributes = attributes;
+        config.hostname = hostname;
+        config.kill_grace_period_ms = u64::try_from(self.kill_grace_period.as_millis()).unwrap_or(u64::MAX);
+        Ok(config)
+    }
+}
+
+/// Accepts `HOST:PORT`, with or without `http://`.
+fn check_master(value: &str) -> anyhow::Result<String> {
+    let address = value.trim();
+    let bare = address.strip_prefix("http://").unwrap_or(address);
+    let valid = bare
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !valid {
+        anyhow::bail!("--master: expected HOST:PORT (like 127.0.0.1:5050), got {value:?}");
+    }
+    Ok(address.to_owned())
+}
+
+pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let config = args.config()?;
+    let address = SocketAddr::new(args.ip, args.port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("--port {}: cannot listen on {address}", args.port))?;
+    agora_agent::run(config, listener, super::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -83,7 +83,7 @@ async fn session(config: &LinkConfig, events: &mpsc::Sender<Event>) -> Result<En
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
-    let channel = endpoint.connect().await.map_err(|e| format!("connect: {e}"))?;
+    let channel = endpoint.connect().await.map_err(|e| format!("connect: {}", chain(&e)))?;
     let mut client = AgentLinkClient::new(channel);
 
     let (reply, register) = oneshot::channel();
@@ -163,4 +163,17 @@ async fn relay(
             }
         }
     }
+}
+
+/// An error with its causes, `outer: inner: root`, since tonic's transport errors say
+/// little on their own ("transport error").
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
