@@ -17,7 +17,8 @@ use super::{Event, LinkEvent};
 use crate::core::jittered;
 
 /// Messages waiting to go up the stream. Heartbeats and updates are offered without
-/// waiting; when this fills up the master has stopped reading and the link starts over.
+/// waiting: an update that does not fit is resent later by the core's retries, a heartbeat
+/// that does not fit is skipped.
 pub(crate) const OUTBOX_LEN: usize = 1_024;
 /// The heartbeat interval used when the master names none.
 const DEFAULT_HEARTBEAT_MS: u64 = 5_000;
@@ -157,8 +158,16 @@ async fn relay(
             },
             _ = heartbeat.tick() => {
                 let beat = pb::AgentMessage { message: Some(pb::agent_message::Message::Heartbeat(pb::Heartbeat {})) };
-                if outbox.try_send(beat).is_err() {
-                    return Ended::AfterRegistering("the master stopped reading the stream".to_owned());
+                match outbox.try_send(beat) {
+                    Ok(()) => {}
+                    // Full of updates (right after re-registering with many tasks, say): the
+                    // master is reading, only behind, so this beat is skipped rather than the
+                    // stream dropped. A master that stopped reading altogether is found by
+                    // the HTTP/2 keepalive.
+                    Err(mpsc::error::TrySendError::Full(_)) => tracing::debug!("heartbeat skipped: the stream is full"),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        return Ended::AfterRegistering("the stream to the master closed".to_owned());
+                    }
                 }
             }
         }

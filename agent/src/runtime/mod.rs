@@ -129,13 +129,17 @@ pub async fn run(config: AgentConfig, http_listener: TcpListener, shutdown: impl
     owner.run(events_rx, shutdown).await;
 
     let _ = stop_tx.send(true);
+    let (link_abort, http_abort) = (link.abort_handle(), http.abort_handle());
     let stopped = tokio::time::timeout(STOP_TIMEOUT, async {
         let _ = link.await;
         let _ = http.await;
     })
     .await;
     if stopped.is_err() {
-        tracing::warn!("the master link or the HTTP server did not stop in time");
+        // A download still streaming, say: nothing of the agent may outlive `run`.
+        tracing::warn!("the master link or the HTTP server did not stop in time; aborting them");
+        link_abort.abort();
+        http_abort.abort();
     }
     tracing::info!("agent stopped");
     Ok(())

@@ -164,7 +164,9 @@ pub(crate) fn environment(task: &TaskInfo, sandbox: &Path, hostname: &str) -> Ve
     for (i, port) in ports.iter().enumerate() {
         env.push((format!("PORT{i}"), port.clone()));
     }
-    env.push(("PORTS".to_owned(), ports.join(",")));
+    if !ports.is_empty() {
+        env.push(("PORTS".to_owned(), ports.join(",")));
+    }
     env.extend(task.command.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
 }
