@@ -411,8 +411,9 @@ impl Core {
 
     fn reset(&mut self, out: &mut Vec<Output>) {
         for (key, task) in std::mem::take(&mut self.tasks) {
-            if let Process::Running { pid } = task.process {
-                out.push(Output::Signal { run: task.run, pid, signal: KillSignal::Kill });
+            let escalated = task.kill.as_ref().is_some_and(|kill| kill.escalated);
+            if let (Process::Running { pid }, false) = (&task.process, escalated) {
+                out.push(Output::Signal { run: task.run, pid: *pid, signal: KillSignal::Kill });
             }
             out.push(Output::TaskRemoved { framework_id: key.0, task_id: key.1, run: task.run });
         }

@@ -1,0 +1,272 @@
+//! A seeded simulation of the agent core: random launches, exits, kills, acknowledgements
+//! (some duplicated or stale), disconnections and refusals, with the update-stream
+//! invariants checked after every step. A failure names the seed that reproduces it.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use agora_agent::core::{Core, CoreConfig, Input, KillSignal, Output, ProcessExit, RunId};
+use agora_proto::model::{AgentId, CommandInfo, FrameworkId, Resources, TaskId, TaskInfo, TaskState, UpdateId};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const SEEDS: u64 = 200;
+const STEPS: usize = 2_000;
+const MAX_TASKS: usize = 40;
+
+type Key = (FrameworkId, TaskId);
+
+#[derive(Default)]
+struct Process {
+    pid: u32,
+    termed: bool,
+    killed: bool,
+}
+
+/// What the simulated world (processes and master) knows, and what it has seen.
+struct World {
+    seed: u64,
+    core: Core,
+    rng: ChaCha8Rng,
+    now_ms: u64,
+    connected: bool,
+    launching: Vec<RunId>,
+    running: BTreeMap<RunId, Process>,
+    /// Per task, every distinct update sent, in the order first sent.
+    sent: BTreeMap<Key, Vec<(UpdateId, TaskState)>>,
+    acked: BTreeSet<UpdateId>,
+    next_task: u64,
+    next_pid: u32,
+    removed: usize,
+}
+
+impl World {
+    fn new(seed: u64) -> Self {
+        let config = CoreConfig {
+            default_kill_grace_period_ms: 1_000,
+            update_retry_initial_ms: 500,
+            update_retry_max_ms: 8_000,
+            max_tasks: MAX_TASKS,
+        };
+        Self {
+            seed,
+            core: Core::new(config, seed),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now_ms: 1_000,
+            connected: false,
+            launching: Vec::new(),
+            running: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            acked: BTreeSet::new(),
+            next_task: 0,
+            next_pid: 100,
+            removed: 0,
+        }
+    }
+
+    fn step(&mut self, input: Input) {
+        let description = format!("{input:?}");
+        for output in self.core.step(self.now_ms, input) {
+            self.check(&description, output);
+        }
+        let seed = self.seed;
+        assert!(self.core.tasks().count() <= MAX_TASKS, "seed {seed}: more tasks than the limit");
+    }
+
+    /// Checks one output against the invariants and applies it to the world.
+    fn check(&mut self, after: &str, output: Output) {
+        let seed = self.seed;
+        match output {
+            Output::Launch { run, .. } => self.launching.push(run),
+            Output::Signal { run, pid, signal } => {
+                let process = self.running.get_mut(&run);
+                let process = process.unwrap_or_else(|| panic!("seed {seed}: signal to {run:?}, which is not running (after {after})"));
+                assert_eq!(process.pid, pid, "seed {seed}: signal to the wrong group");
+                match signal {
+                    KillSignal::Term => {
+                        assert!(!process.termed, "seed {seed}: SIGTERM sent twice to {run:?}");
+                        process.termed = true;
+                    }
+                    KillSignal::Kill => {
+                        assert!(!process.killed, "seed {seed}: SIGKILL sent twice to {run:?}");
+                        process.killed = true;
+                    }
+                }
+            }
+            Output::SendUpdate { framework_id, status } => {
+                let Some(uuid) = status.uuid.clone() else {
+                    // Answers about unknown or refused tasks need no acknowledgement.
+                    assert!(matches!(status.state, TaskState::TaskLost | TaskState::TaskDropped), "seed {seed}: {status:?}");
+                    return;
+                };
+                assert!(self.connected, "seed {seed}: update sent while disconnected (after {after})");
+                assert!(!self.acked.contains(&uuid), "seed {seed}: acknowledged update sent again (after {after})");
+                let history = self.sent.entry((framework_id, status.task_id.clone())).or_default();
+                match history.iter().position(|(u, _)| *u == uuid) {
+                    Some(i) => assert_eq!(i, history.len() - 1, "seed {seed}: an older update resent after a newer one"),
+                    None => {
+                        if let Some((previous, previous_state)) = history.last() {
+                            assert!(self.acked.contains(previous), "seed {seed}: two updates of one task outstanding");
+                            assert!(previous_state.may_become(status.state), "seed {seed}: {previous_state} -> {}", status.state);
+                        }
+                        history.push((uuid, status.state));
+                    }
+                }
+            }
+            Output::TaskRemoved { framework_id, task_id, .. } => {
+                self.removed += 1;
+                if let Some(history) = self.sent.remove(&(framework_id, task_id)) {
+                    let after_reset = after.starts_with("Reset");
+                    let (last, state) = history.last().unwrap();
+                    assert!(after_reset || (self.acked.contains(last) && state.is_terminal()), "seed {seed}: removed before its terminal update was acknowledged");
+                }
+            }
+        }
+    }
+
+    fn task(&mut self) -> (FrameworkId, TaskInfo) {
+        self.next_task += 1;
+        let framework_id = FrameworkId::new(format!("f{}", self.rng.random_range(0..3)));
+        let task = TaskInfo {
+            task_id: TaskId::new(format!("t{}", self.next_task)),
+            name: "sim".into(),
+            agent_id: AgentId::new("a"),
+            resources: Resources::new(),
+            command: CommandInfo { shell: Some("true".into()), argv: vec![], environment: Default::default() },
+            labels: vec![],
+            kill_grace_period_ms: self.rng.random_bool(0.3).then(|| self.rng.random_range(0..3_000)),
+        };
+        (framework_id, task)
+    }
+
+    /// An outstanding (sent, unacknowledged) update, if any.
+    fn outstanding(&mut self) -> Option<(Key, UpdateId)> {
+        let candidates: Vec<(Key, UpdateId)> = self
+            .sent
+            .iter()
+            .filter_map(|(key, history)| history.last().filter(|(u, _)| !self.acked.contains(u)).map(|(u, _)| (key.clone(), u.clone())))
+            .collect();
+        (!candidates.is_empty()).then(|| candidates[self.rng.random_range(0..candidates.len())].clone())
+    }
+
+    fn random_step(&mut self) {
+        self.now_ms += self.rng.random_range(0..800);
+        let roll = self.rng.random_range(0..1000);
+        match roll {
+            0..150 if self.connected => {
+                let (framework_id, task) = self.task();
+                self.step(Input::RunTask { framework_id, task });
+            }
+            150..300 if !self.launching.is_empty() => {
+                let run = self.launching.remove(self.rng.random_range(0..self.launching.len()));
+                if self.rng.random_bool(0.85) {
+                    self.next_pid += 1;
+                    self.running.insert(run, Process { pid: self.next_pid, ..Default::default() });
+                    self.step(Input::ProcessStarted { run, pid: self.next_pid, sandbox: "s".into() });
+                } else {
+                    self.step(Input::LaunchFailed { run, error: "no such file".into() });
+                }
+            }
+            300..400 if !self.running.is_empty() => {
+                let runs: Vec<RunId> = self.running.keys().copied().collect();
+                let run = runs[self.rng.random_range(0..runs.len())];
+                let process = self.running.remove(&run).unwrap();
+                let exit = if process.killed {
+                    ProcessExit::Signal(9)
+                } else if process.termed && self.rng.random_bool(0.7) {
+                    ProcessExit::Signal(15)
+                } else {
+                    ProcessExit::Code(self.rng.random_range(0..3))
+                };
+                self.step(Input::ProcessExited { run, exit });
+            }
+            400..500 if self.connected => {
+                let framework_id = FrameworkId::new(format!("f{}", self.rng.random_range(0..3)));
+                let task_id = TaskId::new(format!("t{}", self.rng.random_range(0..=self.next_task + 1)));
+                let grace_period_ms = self.rng.random_bool(0.5).then(|| self.rng.random_range(0..2_000));
+                self.step(Input::KillTask { framework_id, task_id, grace_period_ms });
+            }
+            500..720 if self.connected => {
+                if let Some(((framework_id, task_id), uuid)) = self.outstanding() {
+                    let uuid = if self.rng.random_bool(0.1) { UpdateId::new("stale") } else { uuid };
+                    self.acked.insert(uuid.clone());
+                    self.step(Input::Acknowledge { framework_id, task_id, uuid });
+                }
+            }
+            720..750 => {
+                if self.connected {
+                    self.connected = false;
+                    self.step(Input::Disconnected);
+                } else {
+                    self.connected = true;
+                    self.step(Input::Registered { agent_id: AgentId::new("a") });
+                }
+            }
+            750..760 if self.connected => {
+                let framework_id = FrameworkId::new(format!("f{}", self.rng.random_range(0..3)));
+                self.step(Input::ShutdownFramework { framework_id });
+            }
+            760..763 => {
+                self.connected = false;
+                self.step(Input::Reset);
+                self.launching.clear();
+                // Forgotten processes still die of the SIGKILL the reset sent; their exits
+                // reach the core, which must ignore them.
+                for (run, _) in std::mem::take(&mut self.running) {
+                    self.step(Input::ProcessExited { run, exit: ProcessExit::Signal(9) });
+                }
+            }
+            _ => {
+                self.step(Input::Tick);
+                let (seed, now_ms) = (self.seed, self.now_ms);
+                let deadline = self.core.next_deadline_ms();
+                assert!(deadline.is_none_or(|d| d > now_ms), "seed {seed}: a tick left work due at {deadline:?} (now {now_ms})");
+            }
+        }
+    }
+
+    /// Connects, kills everything, lets every process die and acknowledges every update:
+    /// the core must end up holding nothing.
+    fn drain(&mut self) {
+        if !self.connected {
+            self.connected = true;
+            self.step(Input::Registered { agent_id: AgentId::new("a") });
+        }
+        self.step(Input::KillAll);
+        for _ in 0..1_000 {
+            if self.core.tasks().count() == 0 {
+                return;
+            }
+            self.now_ms += 5_000;
+            self.step(Input::Tick);
+            for run in std::mem::take(&mut self.launching) {
+                self.next_pid += 1;
+                self.running.insert(run, Process { pid: self.next_pid, ..Default::default() });
+                self.step(Input::ProcessStarted { run, pid: self.next_pid, sandbox: "s".into() });
+            }
+            for (run, _) in std::mem::take(&mut self.running) {
+                self.step(Input::ProcessExited { run, exit: ProcessExit::Signal(9) });
+            }
+            while let Some(((framework_id, task_id), uuid)) = self.outstanding() {
+                self.acked.insert(uuid.clone());
+                self.step(Input::Acknowledge { framework_id, task_id, uuid });
+            }
+        }
+        panic!("seed {}: the core still holds tasks after draining: {:?}", self.seed, self.core.tasks().collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn random_histories_keep_updates_ordered_single_outstanding_and_never_resent_once_acknowledged() {
+    let mut removed = 0;
+    for seed in 0..SEEDS {
+        let mut world = World::new(seed);
+        for _ in 0..STEPS {
+            world.random_step();
+        }
+        world.drain();
+        removed += world.removed;
+    }
+    assert!(removed > 1_000, "the simulation exercised whole task lifecycles ({removed})");
+}
