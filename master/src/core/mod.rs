@@ -6,6 +6,18 @@
 //! executes in order. No sockets, no clocks, no threads: the same inputs always give the
 //! same outputs, which is what the seeded simulation relies on.
 
+mod agents;
+mod allocator;
+mod frameworks;
+mod master;
+mod registry;
+#[cfg(test)]
+mod tests;
+
+pub use agents::MAX_REPORTED_TASKS;
+pub use frameworks::{MAX_OFFERS_PER_CALL, MAX_RECONCILE_TASKS, MAX_ROLES_PER_FRAMEWORK};
+pub use master::Master;
+
 use agora_proto::model::{
     AgentId, AgentInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, StreamId, TaskId, TaskInfo,
     TaskState, TaskStatus, UpdateId,

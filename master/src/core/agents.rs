@@ -1,0 +1,271 @@
+//! Agent handlers: registration and re-registration (with the merge of reported tasks),
+//! heartbeats, disconnection and status updates.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use agora_proto::model::{
+    AgentId, AgentInfo, FrameworkId, FrameworkInfo, Resources, Role, TaskId, TaskState, TaskStatus, TaskStatusReason,
+    DEFAULT_FAILOVER_TIMEOUT_MS,
+};
+
+use super::master::{Master, sequence_of};
+use super::registry::{AgentRecord, FrameworkRecord, TaskRecord};
+use super::{ConnId, Output, ReportedTask, ToAgent};
+
+/// Bound on the tasks one agent may report when it re-registers.
+pub const MAX_REPORTED_TASKS: usize = 100_000;
+
+impl Master {
+    /// Registers a new agent or re-registers a known one; see the crate docs for the
+    /// rules. Emits `AgentRegistered` (then any kills and updates) or `AgentRefused`.
+    pub fn register_agent(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        info: AgentInfo,
+        previous_id: Option<AgentId>,
+        tasks: Vec<ReportedTask>,
+    ) {
+        let reported = match validate_registration(&info, tasks) {
+            Ok(reported) => reported,
+            Err(reason) => {
+                self.outbox.push(Output::AgentRefused { conn, reason });
+                return;
+            }
+        };
+        let agent_id = match previous_id {
+            Some(id) => id,
+            None => {
+                let id = AgentId::new(format!("{}-S{}", self.config.master_id, self.next_agent));
+                self.next_agent = self.next_agent.saturating_add(1);
+                id
+            }
+        };
+        if self.agents.contains_key(&agent_id) {
+            // Its resources may have changed: offers made from the old view are void.
+            self.rescind_agent_offers(&agent_id);
+            let Some(agent) = self.agents.get_mut(&agent_id) else { return };
+            agent.info = info;
+            agent.conn = Some(conn);
+            agent.reachable = true;
+            agent.last_seen_ms = now_ms;
+        } else {
+            // Unknown id: a previous master's agent. Mesos re-admits those after failover.
+            let prefix = format!("{}-S", self.config.master_id);
+            if let Some(n) = sequence_of(agent_id.as_str(), &prefix) {
+                self.next_agent = self.next_agent.max(n.saturating_add(1));
+            }
+            self.agents.insert(agent_id.clone(), AgentRecord::new(info, conn, now_ms));
+        }
+        self.outbox.push(Output::AgentRegistered { conn, agent_id: agent_id.clone() });
+        self.merge_reported_tasks(now_ms, &agent_id, reported);
+        self.dirty = true;
+    }
+
+    /// Reconciles the master's view of the agent's tasks with what the agent reports.
+    fn merge_reported_tasks(
+        &mut self,
+        now_ms: u64,
+        agent_id: &AgentId,
+        reported: BTreeMap<(FrameworkId, TaskId), ReportedTask>,
+    ) {
+        // Tasks the master placed here that the agent no longer has are gone for good.
+        let known: Vec<(FrameworkId, TaskId)> =
+            self.agents.get(agent_id).map(|a| a.tasks.iter().cloned().collect()).unwrap_or_default();
+        for (framework_id, task_id) in known {
+            if reported.contains_key(&(framework_id.clone(), task_id.clone())) {
+                continue;
+            }
+            let status = TaskStatus::from_master(
+                task_id.clone(),
+                Some(agent_id.clone()),
+                TaskState::TaskGone,
+                TaskStatusReason::Reconciliation,
+                "the agent re-registered without this task",
+                now_ms,
+            );
+            self.transition_task(&framework_id, &task_id, status, true);
+        }
+
+        let mut shutdown: BTreeSet<FrameworkId> = BTreeSet::new();
+        for ((framework_id, task_id), report) in reported {
+            if self.is_completed_framework(&framework_id) {
+                shutdown.insert(framework_id);
+                continue;
+            }
+            let known_on = self
+                .frameworks
+                .get(&framework_id)
+                .and_then(|f| f.tasks.get(&task_id))
+                .map(|t| (t.info.agent_id.clone(), t.state));
+            match known_on {
+                Some((on, state)) if &on == agent_id => {
+                    self.merge_known_task(now_ms, agent_id, &framework_id, &task_id, state, report.state);
+                }
+                Some(_) => {
+                    // The framework's task of this id runs elsewhere; this copy must go.
+                    // Its KILLED update is ignored because it names the wrong agent.
+                    let message = ToAgent::KillTask { framework_id, task_id, grace_period_ms: None };
+                    self.outbox.push(Output::ToAgent { agent_id: agent_id.clone(), message });
+                }
+                None if report.state.is_terminal() => {}
+                None => self.adopt_task(now_ms, agent_id, framework_id, report),
+            }
+        }
+        for framework_id in shutdown {
+            let message = ToAgent::ShutdownFramework { framework_id };
+            self.outbox.push(Output::ToAgent { agent_id: agent_id.clone(), message });
+        }
+    }
+
+    fn merge_known_task(
+        &mut self,
+        now_ms: u64,
+        agent_id: &AgentId,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+        known: TaskState,
+        reported: TaskState,
+    ) {
+        let was_unreachable = known == TaskState::TaskUnreachable;
+        if was_unreachable && matches!(reported, TaskState::TaskStaging | TaskState::TaskStarting) {
+            // A launch that never got going while the agent was away: the framework was
+            // told it is unreachable and has likely replaced it, so it is killed.
+            self.kill_task(framework_id, task_id);
+            return;
+        }
+        if reported != known {
+            let status = TaskStatus::from_master(
+                task_id.clone(),
+                Some(agent_id.clone()),
+                reported,
+                TaskStatusReason::Reconciliation,
+                "reported by the agent on re-registration",
+                now_ms,
+            );
+            // The agent's own status updates bring other news to the framework; only a task
+            // coming back from unreachable needs the master to speak up.
+            let forward = was_unreachable && !reported.is_terminal();
+            self.transition_task(framework_id, task_id, status, forward);
+        }
+        if self.frameworks.get(framework_id).and_then(|f| f.tasks.get(task_id)).is_some_and(|t| t.kill_pending) {
+            self.kill_task(framework_id, task_id);
+        }
+    }
+
+    /// Accounts a task the master did not know (it ran under a previous master). Its
+    /// framework gets a placeholder record until it re-subscribes.
+    fn adopt_task(&mut self, now_ms: u64, agent_id: &AgentId, framework_id: FrameworkId, report: ReportedTask) {
+        if !self.frameworks.contains_key(&framework_id) {
+            let prefix = format!("{}-", self.config.master_id);
+            if let Some(n) = sequence_of(framework_id.as_str(), &prefix) {
+                self.next_framework = self.next_framework.max(n.saturating_add(1));
+            }
+            let info = FrameworkInfo {
+                id: Some(framework_id.clone()),
+                name: String::new(),
+                user: String::new(),
+                roles: vec![Role::unreserved()],
+                failover_timeout_ms: DEFAULT_FAILOVER_TIMEOUT_MS,
+                hostname: String::new(),
+                principal: String::new(),
+            };
+            self.frameworks.insert(framework_id.clone(), FrameworkRecord::new(info, now_ms));
+        }
+        let Some(agent) = self.agents.get_mut(agent_id) else { return };
+        let Some(framework) = self.frameworks.get_mut(&framework_id) else { return };
+        let mut info = report.task;
+        info.agent_id = agent_id.clone();
+        // Checked on this side too: an adopted task never over-commits the agent.
+        let mut free = agent.info.resources.clone();
+        if !(free.subtract(&agent.used) && free.contains(&info.resources)) {
+            return;
+        }
+        let status = TaskStatus::from_master(
+            info.task_id.clone(),
+            Some(agent_id.clone()),
+            report.state,
+            TaskStatusReason::Reconciliation,
+            "reported by the agent on re-registration",
+            now_ms,
+        );
+        agent.used.add(&info.resources);
+        agent.tasks.insert((framework_id.clone(), info.task_id.clone()));
+        framework.used.add(&info.resources);
+        framework.tasks.insert(info.task_id.clone(), TaskRecord::new(info, status));
+    }
+
+    pub fn agent_heartbeat(&mut self, now_ms: u64, agent_id: &AgentId) {
+        // An unreachable agent must re-register; its heartbeats prove nothing about tasks.
+        if let Some(agent) = self.agents.get_mut(agent_id)
+            && agent.reachable
+        {
+            agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
+        }
+    }
+
+    /// The agent's connection `conn` closed. Its offers are rescinded; its tasks stay
+    /// until it re-registers or `agent_timeout_ms` makes it unreachable.
+    pub fn agent_disconnected(&mut self, _now_ms: u64, agent_id: &AgentId, conn: ConnId) {
+        let Some(agent) = self.agents.get_mut(agent_id) else { return };
+        if agent.conn != Some(conn) {
+            return;
+        }
+        agent.conn = None;
+        self.rescind_agent_offers(agent_id);
+    }
+
+    /// A status update from an agent. The task moves if the move is allowed; the update
+    /// is forwarded to a connected framework either way, so that the framework's
+    /// acknowledgement stops the agent's retries.
+    pub fn status_update(&mut self, now_ms: u64, agent_id: &AgentId, framework_id: &FrameworkId, mut status: TaskStatus) {
+        let Some(agent) = self.agents.get_mut(agent_id) else { return };
+        if agent.reachable {
+            agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
+        }
+        if status.agent_id.is_none() {
+            status.agent_id = Some(agent_id.clone());
+        }
+        let Some(framework) = self.frameworks.get(framework_id) else { return };
+        let on_this_agent = framework.tasks.get(&status.task_id).is_some_and(|t| &t.info.agent_id == agent_id);
+        let active = framework.is_active();
+        if on_this_agent {
+            let task_id = status.task_id.clone();
+            if self.transition_task(framework_id, &task_id, status.clone(), true) {
+                return;
+            }
+        }
+        if active {
+            self.outbox.push(Output::ToFramework { framework_id: framework_id.clone(), event: super::Event::Update(status) });
+        }
+    }
+}
+
+/// Checks a registration before anything changes: bounded, no duplicate tasks, and
+/// resources that cover every live reported task.
+fn validate_registration(
+    info: &AgentInfo,
+    tasks: Vec<ReportedTask>,
+) -> Result<BTreeMap<(FrameworkId, TaskId), ReportedTask>, String> {
+    if info.hostname.is_empty() {
+        return Err("hostname: must not be empty".to_owned());
+    }
+    if tasks.len() > MAX_REPORTED_TASKS {
+        return Err(format!("tasks: {} reported, at most {MAX_REPORTED_TASKS} allowed", tasks.len()));
+    }
+    let mut needed = Resources::new();
+    let mut reported = BTreeMap::new();
+    for task in tasks {
+        if !task.state.is_terminal() {
+            needed.add(&task.task.resources);
+        }
+        let key = (task.framework_id.clone(), task.task.task_id.clone());
+        if reported.insert(key, task).is_some() {
+            return Err("tasks: the same task is reported twice".to_owned());
+        }
+    }
+    if !info.resources.contains(&needed) {
+        return Err(format!("resources {} do not cover the reported tasks ({needed})", info.resources));
+    }
+    Ok(reported)
+}
