@@ -4,6 +4,7 @@
 
 mod error;
 mod files;
+mod limit;
 mod state;
 
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ use crate::runtime::Event;
 /// Requests served at once; more wait for nothing and get 503, so that a burst of file
 /// reads cannot exhaust the agent's memory or file descriptors.
 const MAX_CONCURRENT_REQUESTS: usize = 256;
+/// Connections held open at once; further clients wait to be accepted.
+const MAX_CONNECTIONS: usize = 512;
 
 /// What the handlers share: a way to ask the owner, and where the sandboxes are.
 #[derive(Clone, Debug)]
@@ -57,6 +60,7 @@ pub(crate) async fn serve(listener: TcpListener, state: HttpState, mut stop: wat
     let stopped = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
+    let listener = limit::LimitedListener::new(listener, MAX_CONNECTIONS);
     if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
         tracing::error!(%error, "the agent's HTTP server failed");
     }
