@@ -360,3 +360,24 @@ async fn two_agents_cannot_share_a_work_dir() {
     assert!(error.to_string().contains("another agent is using it"), "{error}");
     first.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn shutting_down_a_framework_kills_all_its_tasks() {
+    let (mut master, mut agent) = cluster().await;
+    master.run_task(shell_task("one", "sleep 1000"));
+    master.updates_until("one", TaskState::TaskRunning).await;
+    master.run_task(shell_task("two", "sleep 1000"));
+    master.updates_until("two", TaskState::TaskRunning).await;
+
+    master.send(pb::master_message::Message::ShutdownFramework(pb::ShutdownFramework { framework_id: FRAMEWORK.into() }));
+    let mut killed = std::collections::BTreeSet::new();
+    while killed.len() < 2 {
+        let update = master.next_update().await;
+        master.ack(&update);
+        let status = update.status.unwrap();
+        assert_eq!(state_of(&status), TaskState::TaskKilled, "{status:?}");
+        killed.insert(status.task_id);
+    }
+    assert_eq!(killed.into_iter().collect::<Vec<_>>(), ["one", "two"]);
+    agent.stop().await.unwrap();
+}
