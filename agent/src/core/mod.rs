@@ -303,6 +303,9 @@ impl Core {
         self.connected = true;
         // Whatever was outstanding may never have reached the master: send every task's
         // front update again now, with the backoff started afresh.
+        for task in self.tasks.values_mut() {
+            task.resend = None;
+        }
         let keys: Vec<TaskKey> = self.tasks.keys().cloned().collect();
         for key in keys {
             self.send_front(now_ms, &key, out);
