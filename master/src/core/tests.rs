@@ -1,1 +1,925 @@
-//! Handler tests of the master core: each asserts the exact outputs of one scenario.
+//! Handler tests of the master core: each drives one scenario and asserts the outputs.
+
+use agora_proto::model::{
+    AgentId, AgentInfo, CommandInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, StreamId, TaskId,
+    TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
+};
+
+use super::*;
+
+const FAILOVER_MS: u64 = 60_000;
+
+fn config() -> Config {
+    Config { master_id: "m".to_owned(), ..Config::default() }
+}
+
+fn master() -> Master {
+    Master::new(config(), 7)
+}
+
+fn resources(text: &str) -> Resources {
+    Resources::parse(text).expect("valid resources in a test")
+}
+
+fn agent_info(hostname: &str, text: &str) -> AgentInfo {
+    AgentInfo { hostname: hostname.to_owned(), port: 5051, resources: resources(text), attributes: Vec::new() }
+}
+
+fn framework_info(name: &str) -> FrameworkInfo {
+    FrameworkInfo {
+        id: None,
+        name: name.to_owned(),
+        user: "root".to_owned(),
+        roles: vec![Role::unreserved()],
+        failover_timeout_ms: FAILOVER_MS,
+        hostname: "localhost".to_owned(),
+        principal: String::new(),
+    }
+}
+
+fn task(id: &str, agent_id: &AgentId, text: &str) -> TaskInfo {
+    TaskInfo {
+        task_id: TaskId::new(id),
+        name: id.to_owned(),
+        agent_id: agent_id.clone(),
+        resources: resources(text),
+        command: CommandInfo { shell: Some("sleep 1".to_owned()), ..CommandInfo::default() },
+        labels: Vec::new(),
+        kill_grace_period_ms: None,
+    }
+}
+
+fn agent_status(task_id: &str, agent_id: &AgentId, state: TaskState, now_ms: u64) -> TaskStatus {
+    TaskStatus {
+        task_id: TaskId::new(task_id),
+        agent_id: Some(agent_id.clone()),
+        state,
+        reason: TaskStatusReason::Unspecified,
+        source: TaskStatusSource::Agent,
+        message: String::new(),
+        timestamp_ms: now_ms,
+        uuid: Some(UpdateId::new(format!("{task_id}-{}", state.as_str()))),
+        exit_code: None,
+        signal: None,
+    }
+}
+
+fn add_agent(m: &mut Master, now_ms: u64, conn: u64, hostname: &str, text: &str) -> AgentId {
+    m.register_agent(now_ms, ConnId(conn), agent_info(hostname, text), None, Vec::new());
+    match m.drain_outputs().as_slice() {
+        [Output::AgentRegistered { agent_id, .. }] => agent_id.clone(),
+        other => panic!("expected one AgentRegistered, got {other:?}"),
+    }
+}
+
+fn subscribe(m: &mut Master, now_ms: u64, name: &str) -> (FrameworkId, StreamId) {
+    let ids = m.subscribe(now_ms, framework_info(name)).expect("subscribe");
+    m.drain_outputs();
+    ids
+}
+
+/// Every offer in `outputs`, as (framework, offer).
+fn offers(outputs: &[Output]) -> Vec<(FrameworkId, Offer)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::ToFramework { framework_id, event: Event::Offers(offers) } => {
+                Some(offers.iter().map(move |offer| (framework_id.clone(), offer.clone())))
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn allocate(m: &mut Master, now_ms: u64) -> Vec<(FrameworkId, Offer)> {
+    m.allocate(now_ms);
+    offers(&m.drain_outputs())
+}
+
+fn updates(outputs: &[Output]) -> Vec<(TaskId, TaskState, TaskStatusReason)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::ToFramework { event: Event::Update(s), .. } => Some((s.task_id.clone(), s.state, s.reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn accept(offer: &Offer, tasks: Vec<TaskInfo>, refuse_ms: u64) -> Call {
+    Call::Accept { offer_ids: vec![offer.id.clone()], operations: vec![Operation::Launch { tasks }], refuse_ms }
+}
+
+/// One agent, one framework, the one offer it got, and the launch of task `t1` on it.
+fn running_task(m: &mut Master) -> (AgentId, FrameworkId, StreamId) {
+    let agent = add_agent(m, 0, 1, "h1", "cpus:4;mem:1024");
+    let (fw, stream) = subscribe(m, 0, "fw");
+    let got = allocate(m, 0);
+    let offer = &got.first().expect("an offer").1;
+    m.call(0, &fw, &stream, accept(offer, vec![task("t1", &agent, "cpus:1;mem:128")], 0)).expect("accept");
+    m.drain_outputs();
+    m.status_update(1, &agent, &fw, agent_status("t1", &agent, TaskState::TaskRunning, 1));
+    m.drain_outputs();
+    (agent, fw, stream)
+}
+
+fn task_state(m: &Master, fw: &FrameworkId, task_id: &str) -> Option<TaskState> {
+    let snapshot = m.snapshot();
+    let framework = snapshot.frameworks.iter().find(|f| &f.id == fw)?;
+    framework.tasks.iter().find(|t| t.info.task_id.as_str() == task_id).map(|t| t.state)
+}
+
+// ----- registration -----
+
+#[test]
+fn agents_get_sequential_ids_and_are_told_they_are_registered() {
+    let mut m = master();
+    m.register_agent(0, ConnId(1), agent_info("h1", "cpus:1;mem:64"), None, Vec::new());
+    m.register_agent(0, ConnId(2), agent_info("h2", "cpus:1;mem:64"), None, Vec::new());
+    assert_eq!(
+        m.drain_outputs(),
+        vec![
+            Output::AgentRegistered { conn: ConnId(1), agent_id: AgentId::new("m-S1") },
+            Output::AgentRegistered { conn: ConnId(2), agent_id: AgentId::new("m-S2") },
+        ]
+    );
+    assert!(m.needs_allocation());
+}
+
+#[test]
+fn an_agent_re_registering_keeps_its_id_and_its_tasks() {
+    let mut m = master();
+    let (agent, fw, _) = running_task(&mut m);
+    let report = ReportedTask {
+        framework_id: fw.clone(),
+        task: task("t1", &agent, "cpus:1;mem:128"),
+        state: TaskState::TaskRunning,
+    };
+    m.register_agent(5, ConnId(9), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
+    assert_eq!(m.drain_outputs(), vec![Output::AgentRegistered { conn: ConnId(9), agent_id: agent.clone() }]);
+    assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskRunning));
+    assert_eq!(m.snapshot().agents[0].used, resources("cpus:1;mem:128"));
+}
+
+#[test]
+fn a_task_the_agent_no_longer_reports_is_gone() {
+    let mut m = master();
+    let (agent, fw, _) = running_task(&mut m);
+    m.register_agent(5, ConnId(9), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), Vec::new());
+    let out = m.drain_outputs();
+    assert_eq!(out.first(), Some(&Output::AgentRegistered { conn: ConnId(9), agent_id: agent.clone() }));
+    assert_eq!(updates(&out), vec![(TaskId::new("t1"), TaskState::TaskGone, TaskStatusReason::Reconciliation)]);
+    assert_eq!(task_state(&m, &fw, "t1"), None);
+    assert!(m.snapshot().agents[0].used.is_empty());
+}
+
+#[test]
+fn an_agent_unknown_to_a_restarted_master_is_readmitted_with_its_tasks() {
+    let mut m = master();
+    let agent = AgentId::new("m-S7");
+    let fw = FrameworkId::new("m-0003");
+    let report =
+        ReportedTask { framework_id: fw.clone(), task: task("t1", &agent, "cpus:1"), state: TaskState::TaskRunning };
+    m.register_agent(0, ConnId(1), agent_info("h1", "cpus:2;mem:256"), Some(agent.clone()), vec![report]);
+    assert_eq!(m.drain_outputs(), vec![Output::AgentRegistered { conn: ConnId(1), agent_id: agent.clone() }]);
+    let snapshot = m.snapshot();
+    assert_eq!(snapshot.frameworks.len(), 1);
+    assert!(!snapshot.frameworks[0].active, "the placeholder waits for its framework");
+    assert_eq!(snapshot.frameworks[0].used, resources("cpus:1"));
+    // Ids handed out later never collide with the re-admitted ones.
+    assert_eq!(add_agent(&mut m, 0, 2, "h2", "cpus:1;mem:64"), AgentId::new("m-S8"));
+    let (new_fw, _) = subscribe(&mut m, 0, "other");
+    assert_eq!(new_fw, FrameworkId::new("m-0004"));
+    // The framework re-subscribes under its id and finds its task.
+    let mut info = framework_info("fw");
+    info.id = Some(fw.clone());
+    m.subscribe(1, info).expect("re-subscribe");
+    assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskRunning));
+}
+
+#[test]
+fn registration_is_refused_when_resources_do_not_cover_the_reported_tasks() {
+    let mut m = master();
+    let agent = AgentId::new("m-S1");
+    let report = ReportedTask {
+        framework_id: FrameworkId::new("f"),
+        task: task("t1", &agent, "cpus:3"),
+        state: TaskState::TaskRunning,
+    };
+    m.register_agent(0, ConnId(1), agent_info("h1", "cpus:2;mem:256"), Some(agent), vec![report]);
+    match m.drain_outputs().as_slice() {
+        [Output::AgentRefused { conn: ConnId(1), reason }] => assert!(reason.contains("do not cover"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(m.snapshot().agents.is_empty());
+}
+
+// ----- offers and DRF -----
+
+#[test]
+fn a_subscribed_framework_is_offered_the_whole_free_agent() {
+    let mut m = master();
+    let agent = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:1024;ports:[31000-31009]");
+    let (fw, _) = m.subscribe(0, framework_info("fw")).expect("subscribe");
+    assert_eq!(fw, FrameworkId::new("m-0001"));
+    match m.drain_outputs().as_slice() {
+        [Output::ToFramework { event: Event::Subscribed { heartbeat_interval_ms: 15_000, .. }, .. }] => {}
+        other => panic!("expected SUBSCRIBED, got {other:?}"),
+    }
+    assert!(m.needs_allocation());
+    m.allocate(0);
+    assert!(!m.needs_allocation());
+    let expected = Offer {
+        id: OfferId::new("m-O1"),
+        framework_id: fw.clone(),
+        agent_id: agent,
+        hostname: "h1".to_owned(),
+        resources: resources("cpus:4;mem:1024;ports:[31000-31009]"),
+        attributes: Vec::new(),
+        agent_url: "http://h1:5051".to_owned(),
+    };
+    assert_eq!(m.drain_outputs(), vec![Output::ToFramework { framework_id: fw, event: Event::Offers(vec![expected]) }]);
+    // Nothing is free any more: a second round offers nothing.
+    assert!(allocate(&mut m, 0).is_empty());
+}
+
+#[test]
+fn each_framework_gets_one_offers_event_per_round() {
+    let mut m = master();
+    for i in 0..4 {
+        add_agent(&mut m, 0, i, &format!("h{i}"), "cpus:1;mem:128");
+    }
+    subscribe(&mut m, 0, "a");
+    subscribe(&mut m, 0, "b");
+    m.allocate(0);
+    let out = m.drain_outputs();
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(offers(&out).len(), 4);
+}
+
+#[test]
+fn the_framework_with_the_lower_dominant_share_gets_the_next_agent() {
+    let mut m = master();
+    let a1 = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:4096");
+    let (big, big_stream) = subscribe(&mut m, 0, "big");
+    let got = allocate(&mut m, 0);
+    let offer = &got[0].1;
+    // `big` runs a task holding half the cluster's memory, then returns the rest.
+    m.call(0, &big, &big_stream, accept(offer, vec![task("t", &a1, "cpus:1;mem:2048")], 0)).expect("accept");
+    let (small, _) = subscribe(&mut m, 0, "small");
+    m.drain_outputs();
+    add_agent(&mut m, 0, 2, "h2", "cpus:4;mem:4096");
+    let got = allocate(&mut m, 0);
+    // Both agents have free resources; `small` (share 0) gets the first agent of the
+    // round, which lifts its share above `big`'s (2048/8192 = 25%), so `big` gets the other.
+    assert_eq!(got.len(), 2, "{got:?}");
+    let mut by_framework: Vec<&FrameworkId> = got.iter().map(|(f, _)| f).collect();
+    by_framework.sort();
+    assert_eq!(by_framework, vec![&big, &small]);
+}
+
+#[test]
+fn with_one_agent_the_framework_holding_less_is_offered_it() {
+    let mut m = master();
+    let a1 = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:4096");
+    let a2 = add_agent(&mut m, 0, 2, "h2", "cpus:4;mem:4096");
+    let (f1, s1) = subscribe(&mut m, 0, "f1");
+    let (f2, s2) = subscribe(&mut m, 0, "f2");
+    let got = allocate(&mut m, 0);
+    assert_eq!(got.len(), 2);
+    // f1 uses one CPU on its agent, f2 two; both decline the rest for a long time.
+    for (fw, stream, cpus) in [(&f1, &s1, "cpus:1"), (&f2, &s2, "cpus:2")] {
+        let (_, offer) = got.iter().find(|(f, _)| f == fw).expect("an offer each");
+        let t = task(&format!("{fw}-t"), &offer.agent_id, cpus);
+        m.call(0, fw, stream, accept(offer, vec![t], 0)).expect("accept");
+    }
+    m.drain_outputs();
+    // Both agents now have free resources; f1 (12.5%) sorts before f2 (25%) and is
+    // offered whichever agent comes first; after that f1 holds more than f2 and the other goes to f2.
+    let got = allocate(&mut m, 0);
+    assert_eq!(got.len(), 2);
+    let first = &got.iter().find(|(_, o)| o.id == OfferId::new("m-O3")).expect("first offer of the round").0;
+    assert_eq!(first, &f1);
+    let _ = (a1, a2);
+}
+
+#[test]
+fn agents_below_the_minimum_allocatable_are_not_offered() {
+    let mut m = master();
+    add_agent(&mut m, 0, 1, "tiny", "cpus:0.005;mem:16;disk:100");
+    add_agent(&mut m, 0, 2, "mem-only", "cpus:0.005;mem:64");
+    subscribe(&mut m, 0, "fw");
+    let got = allocate(&mut m, 0);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1.hostname, "mem-only", "enough memory alone is worth offering");
+}
+
+#[test]
+fn reserved_resources_are_offered_only_to_their_role() {
+    let mut m = master();
+    add_agent(&mut m, 0, 1, "h1", "cpus:1;mem:128;cpus(eng):2;mem(eng):256");
+    let (ops, _) = subscribe(&mut m, 0, "ops");
+    let got = allocate(&mut m, 0);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, ops);
+    assert_eq!(got[0].1.resources, resources("cpus:1;mem:128"));
+    let mut info = framework_info("eng");
+    info.roles = vec![Role::parse("eng").expect("role")];
+    let (eng, _) = m.subscribe(0, info).expect("subscribe");
+    m.drain_outputs();
+    let got = allocate(&mut m, 0);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, eng);
+    assert_eq!(got[0].1.resources, resources("cpus(eng):2;mem(eng):256"));
+}
+
+// ----- filters, revive, suppress -----
+
+#[test]
+fn declined_resources_are_reoffered_after_the_filter_expires_not_before() {
+    let mut m = master();
+    add_agent(&mut m, 0, 1, "h1", "cpus:1;mem:128");
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let offer = allocate(&mut m, 0).remove(0).1;
+    m.call(10, &fw, &stream, Call::Decline { offer_ids: vec![offer.id], refuse_ms: 5_000 }).expect("decline");
+    assert!(m.needs_allocation());
+    assert!(allocate(&mut m, 10).is_empty());
+    m.tick(5_009);
+    assert!(!m.needs_allocation());
+    assert!(allocate(&mut m, 5_009).is_empty(), "the filter still holds 1 ms before it ends");
+    m.tick(5_010);
+    assert!(m.needs_allocation(), "an expired filter calls for a round");
+    assert_eq!(allocate(&mut m, 5_010).len(), 1);
+    assert_eq!(m.snapshot().counters.offers_declined, 1);
+}
+
+#[test]
+fn a_decline_without_refuse_time_sets_no_filter() {
+    let mut m = master();
+    add_agent(&mut m, 0, 1, "h1", "cpus:1;mem:128");
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let offer = allocate(&mut m, 0).remove(0).1;
+    m.call(0, &fw, &stream, Call::Decline { offer_ids: vec![offer.id], refuse_ms: 0 }).expect("decline");
+    assert_eq!(allocate(&mut m, 0).len(), 1);
+}
+
+#[test]
+fn a_declined_agent_goes_to_the_next_framework() {
+    let mut m = master();
+    add_agent(&mut m, 0, 1, "h1", "cpus:1;mem:128");
+    let (f1, s1) = subscribe(&mut m, 0, "f1");
+    let (f2, _) = subscribe(&mut m, 0, "f2");
+    let (first, offer) = allocate(&mut m, 0).remove(0);
+    assert_eq!(first, f1, "equal shares break ties on the id");
+    m.call(0, &f1, &s1, Call::Decline { offer_ids: vec![offer.id], refuse_ms: 60_000 }).expect("decline");
+    assert_eq!(allocate(&mut m, 0).remove(0).0, f2);
+}
+
+#[test]
+fn revive_clears_filters() {
+    let mut m = master();
+    add_agent(&mut m, 0, 1, "h1", "cpus:1;mem:128");
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let offer = allocate(&mut m, 0).remove(0).1;
+    m.call(0, &fw, &stream, Call::Decline { offer_ids: vec![offer.id], refuse_ms: 60_000 }).expect("decline");
+    assert!(allocate(&mut m, 0).is_empty());
+    m.call(1, &fw, &stream, Call::Revive { roles: Vec::new() }).expect("revive");
+    assert!(m.needs_allocation());
+    assert_eq!(allocate(&mut m, 1).len(), 1);
+}
+
+#[test]
+fn a_suppressed_framework_gets_no_offers_until_it_revives() {
+    let mut m = master();
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    m.call(0, &fw, &stream, Call::Suppress { roles: Vec::new() }).expect("suppress");
+    add_agent(&mut m, 0, 1, "h1", "cpus:1;mem:128");
+    assert!(allocate(&mut m, 0).is_empty());
+    let bad = Call::Suppress { roles: vec![Role::parse("other").expect("role")] };
+    assert!(matches!(m.call(0, &fw, &stream, bad), Err(CallError::Invalid { .. })));
+    m.call(1, &fw, &stream, Call::Revive { roles: vec![Role::unreserved()] }).expect("revive");
+    assert_eq!(allocate(&mut m, 1).len(), 1);
+}
+
+// ----- rescind -----
+
+#[test]
+fn offers_are_rescinded_when_their_agent_disconnects() {
+    let mut m = master();
+    let agent = add_agent(&mut m, 0, 1, "h1", "cpus:1;mem:128");
+    let (fw, _) = subscribe(&mut m, 0, "fw");
+    let offer = allocate(&mut m, 0).remove(0).1;
+    m.agent_disconnected(1, &agent, ConnId(99));
+    assert!(m.drain_outputs().is_empty(), "a stale connection's close is ignored");
+    m.agent_disconnected(1, &agent, ConnId(1));
+    assert_eq!(m.drain_outputs(), vec![Output::ToFramework { framework_id: fw, event: Event::Rescind(offer.id) }]);
+    assert!(allocate(&mut m, 1).is_empty(), "a disconnected agent is not offered");
+    let snapshot = m.snapshot();
+    assert_eq!(snapshot.outstanding_offers, 0);
+    assert!(!snapshot.agents[0].active && snapshot.agents[0].reachable);
+    assert_eq!(snapshot.counters.offers_rescinded, 1);
+}
+
+#[test]
+fn offers_are_rescinded_after_the_offer_timeout() {
+    let mut m = Master::new(Config { offer_timeout_ms: Some(1_000), ..config() }, 1);
+    add_agent(&mut m, 0, 1, "h1", "cpus:1;mem:128");
+    let (fw, _) = subscribe(&mut m, 0, "fw");
+    let offer = allocate(&mut m, 100).remove(0).1;
+    m.tick(1_099);
+    assert!(m.drain_outputs().is_empty());
+    m.tick(1_100);
+    assert_eq!(m.drain_outputs(), vec![Output::ToFramework { framework_id: fw, event: Event::Rescind(offer.id) }]);
+    assert!(m.needs_allocation());
+    assert_eq!(allocate(&mut m, 1_100).len(), 1, "a timed-out offer sets no filter");
+}
+
+// ----- launch -----
+
+#[test]
+fn a_launch_uses_the_task_resources_and_a_terminal_update_frees_them_once() {
+    let mut m = master();
+    let agent = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:1024");
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let offer = allocate(&mut m, 0).remove(0).1;
+    let t1 = task("t1", &agent, "cpus:1;mem:128");
+    m.call(0, &fw, &stream, accept(&offer, vec![t1.clone()], 5_000)).expect("accept");
+    let out = m.drain_outputs();
+    match out.as_slice() {
+        [Output::ToAgent { agent_id, message: ToAgent::RunTask { framework, task } }] => {
+            assert_eq!(agent_id, &agent);
+            assert_eq!(framework.id.as_ref(), Some(&fw));
+            assert_eq!(task, &t1);
+        }
+        other => panic!("expected exactly one RunTask and no TASK_STAGING, got {other:?}"),
+    }
+    let snapshot = m.snapshot();
+    assert_eq!(snapshot.agents[0].used, resources("cpus:1;mem:128"));
+    assert!(snapshot.agents[0].offered.is_empty());
+    assert_eq!(snapshot.frameworks[0].used, resources("cpus:1;mem:128"));
+    assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskStaging));
+    // The unused rest is filtered for this framework for refuse_ms.
+    assert!(allocate(&mut m, 0).is_empty());
+
+    let finished = agent_status("t1", &agent, TaskState::TaskFinished, 10);
+    m.status_update(10, &agent, &fw, finished.clone());
+    assert_eq!(
+        m.drain_outputs(),
+        vec![Output::ToFramework { framework_id: fw.clone(), event: Event::Update(finished.clone()) }]
+    );
+    // The agent retries until acknowledged: the same update again frees nothing twice.
+    m.status_update(11, &agent, &fw, finished.clone());
+    assert_eq!(updates(&m.drain_outputs()).len(), 1, "a retried update is still forwarded");
+    let snapshot = m.snapshot();
+    assert!(snapshot.agents[0].used.is_empty());
+    assert!(snapshot.frameworks[0].used.is_empty());
+    assert_eq!(snapshot.frameworks[0].completed_tasks.len(), 1);
+    assert_eq!(snapshot.counters.tasks_launched, 1);
+    m.tick(5_000);
+    assert_eq!(allocate(&mut m, 5_000)[0].1.resources, resources("cpus:4;mem:1024"));
+}
+
+#[test]
+fn a_move_backwards_is_ignored_but_still_forwarded() {
+    let mut m = master();
+    let (agent, fw, _) = running_task(&mut m);
+    let starting = agent_status("t1", &agent, TaskState::TaskStarting, 5);
+    m.status_update(5, &agent, &fw, starting.clone());
+    assert_eq!(m.drain_outputs(), vec![Output::ToFramework { framework_id: fw.clone(), event: Event::Update(starting) }]);
+    assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskRunning));
+}
+
+fn dropped(m: &mut Master, fw: &FrameworkId, stream: &StreamId, call: Call) -> Vec<(TaskId, TaskState, TaskStatusReason)> {
+    m.call(0, fw, stream, call).expect("the call itself is valid");
+    let out = m.drain_outputs();
+    assert!(!out.iter().any(|o| matches!(o, Output::ToAgent { .. })), "nothing launched: {out:?}");
+    updates(&out)
+}
+
+#[test]
+fn a_launch_on_an_unknown_or_used_offer_drops_every_task() {
+    let mut m = master();
+    let agent = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:1024");
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let offer = allocate(&mut m, 0).remove(0).1;
+    let call = Call::Accept {
+        offer_ids: vec![offer.id.clone(), OfferId::new("nope")],
+        operations: vec![Operation::Launch { tasks: vec![task("a", &agent, "cpus:1"), task("b", &agent, "cpus:1")] }],
+        refuse_ms: 0,
+    };
+    let dropped_ab = vec![
+        (TaskId::new("a"), TaskState::TaskDropped, TaskStatusReason::InvalidOffers),
+        (TaskId::new("b"), TaskState::TaskDropped, TaskStatusReason::InvalidOffers),
+    ];
+    assert_eq!(dropped(&mut m, &fw, &stream, call), dropped_ab);
+    // The valid named offer was used up, as in Mesos.
+    assert_eq!(m.snapshot().outstanding_offers, 0);
+    assert!(m.snapshot().agents[0].used.is_empty());
+    let call = accept(&offer, vec![task("c", &agent, "cpus:1")], 0);
+    assert_eq!(
+        dropped(&mut m, &fw, &stream, call),
+        vec![(TaskId::new("c"), TaskState::TaskDropped, TaskStatusReason::InvalidOffers)]
+    );
+    assert_eq!(m.snapshot().counters.tasks_dropped, 3);
+}
+
+#[test]
+fn a_launch_on_another_frameworks_offer_is_dropped_and_leaves_that_offer_alone() {
+    let mut m = master();
+    let agent = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:1024");
+    let (owner, _) = subscribe(&mut m, 0, "owner");
+    let offer = allocate(&mut m, 0).remove(0).1;
+    assert_eq!(offer.framework_id, owner);
+    let (thief, stream) = subscribe(&mut m, 0, "thief");
+    let call = accept(&offer, vec![task("a", &agent, "cpus:1")], 0);
+    assert_eq!(
+        dropped(&mut m, &thief, &stream, call),
+        vec![(TaskId::new("a"), TaskState::TaskDropped, TaskStatusReason::InvalidOffers)]
+    );
+    assert_eq!(m.snapshot().outstanding_offers, 1);
+}
+
+#[test]
+fn a_launch_on_offers_of_two_agents_is_dropped() {
+    let mut m = master();
+    let a1 = add_agent(&mut m, 0, 1, "h1", "cpus:1;mem:128");
+    add_agent(&mut m, 0, 2, "h2", "cpus:1;mem:128");
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let ids: Vec<OfferId> = allocate(&mut m, 0).into_iter().map(|(_, o)| o.id).collect();
+    assert_eq!(ids.len(), 2);
+    let call = Call::Accept {
+        offer_ids: ids,
+        operations: vec![Operation::Launch { tasks: vec![task("a", &a1, "cpus:1")] }],
+        refuse_ms: 0,
+    };
+    assert_eq!(
+        dropped(&mut m, &fw, &stream, call),
+        vec![(TaskId::new("a"), TaskState::TaskDropped, TaskStatusReason::InvalidOffers)]
+    );
+    assert_eq!(m.snapshot().outstanding_offers, 0);
+}
+
+#[test]
+fn invalid_tasks_get_task_error_and_valid_ones_still_launch() {
+    let mut m = master();
+    let agent = add_agent(&mut m, 0, 1, "h1", "cpus:2;mem:1024");
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let offer = allocate(&mut m, 0).remove(0).1;
+    let tasks = vec![
+        task("ok", &agent, "cpus:1;mem:512"),
+        task("ok", &agent, "cpus:0.1"),
+        task("elsewhere", &AgentId::new("m-S9"), "cpus:0.1"),
+        task("too-big", &agent, "cpus:1;mem:600"),
+        task("empty", &agent, ""),
+        task("rest", &agent, "cpus:1;mem:512"),
+    ];
+    m.call(0, &fw, &stream, accept(&offer, tasks, 0)).expect("accept");
+    let out = m.drain_outputs();
+    let launched: Vec<&str> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::ToAgent { message: ToAgent::RunTask { task, .. }, .. } => Some(task.task_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(launched, vec!["ok", "rest"]);
+    assert_eq!(
+        updates(&out),
+        vec![
+            (TaskId::new("ok"), TaskState::TaskError, TaskStatusReason::DuplicateTaskId),
+            (TaskId::new("elsewhere"), TaskState::TaskError, TaskStatusReason::TaskInvalid),
+            (TaskId::new("too-big"), TaskState::TaskError, TaskStatusReason::ResourcesExceededOffer),
+            (TaskId::new("empty"), TaskState::TaskError, TaskStatusReason::TaskInvalid),
+        ]
+    );
+    assert_eq!(m.snapshot().agents[0].used, resources("cpus:2;mem:1024"));
+    assert_eq!(m.snapshot().counters.tasks_errored, 4);
+    // A live task's id cannot be reused in a later ACCEPT either.
+    m.status_update(1, &agent, &fw, agent_status("rest", &agent, TaskState::TaskFinished, 1));
+    m.drain_outputs();
+    let offer = allocate(&mut m, 1).remove(0).1;
+    m.call(1, &fw, &stream, accept(&offer, vec![task("ok", &agent, "cpus:0.5")], 0)).expect("accept");
+    assert_eq!(
+        updates(&m.drain_outputs()),
+        vec![(TaskId::new("ok"), TaskState::TaskError, TaskStatusReason::DuplicateTaskId)]
+    );
+}
+
+#[test]
+fn too_many_tasks_in_one_accept_is_refused_as_a_whole() {
+    let mut m = Master::new(Config { max_tasks_per_accept: 2, ..config() }, 1);
+    let agent = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:1024");
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let offer = allocate(&mut m, 0).remove(0).1;
+    let tasks = (0..3).map(|i| task(&format!("t{i}"), &agent, "cpus:0.1")).collect();
+    let err = m.call(0, &fw, &stream, accept(&offer, tasks, 0)).expect_err("too many");
+    assert!(matches!(err, CallError::Invalid { ref field, .. } if field == "accept.operations"), "{err}");
+    assert_eq!(m.snapshot().outstanding_offers, 1, "a refused call changes nothing");
+}
+
+// ----- unreachable agents -----
+
+#[test]
+fn a_silent_agent_becomes_unreachable_and_its_return_brings_its_tasks_back() {
+    let mut m = master();
+    let (agent, fw, _) = running_task(&mut m);
+    let spare = add_agent(&mut m, 0, 2, "h2", "cpus:1;mem:128");
+    let got = allocate(&mut m, 0);
+    assert!(got.iter().all(|(_, o)| o.agent_id == spare || o.agent_id == agent));
+    m.agent_heartbeat(60_000, &spare);
+    m.tick(74_999);
+    assert!(m.drain_outputs().is_empty());
+    m.tick(75_001);
+    let out = m.drain_outputs();
+    let rescinds = out.iter().filter(|o| matches!(o, Output::ToFramework { event: Event::Rescind(_), .. })).count();
+    assert_eq!(rescinds, got.iter().filter(|(_, o)| o.agent_id == agent).count());
+    assert_eq!(updates(&out), vec![(TaskId::new("t1"), TaskState::TaskUnreachable, TaskStatusReason::AgentRemoved)]);
+    assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskUnreachable));
+    assert_eq!(m.snapshot().counters.agents_unreachable, 1);
+    assert!(!m.snapshot().agents[0].reachable);
+
+    let report = ReportedTask {
+        framework_id: fw.clone(),
+        task: task("t1", &agent, "cpus:1;mem:128"),
+        state: TaskState::TaskRunning,
+    };
+    m.register_agent(80_000, ConnId(3), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
+    let out = m.drain_outputs();
+    assert_eq!(out.first(), Some(&Output::AgentRegistered { conn: ConnId(3), agent_id: agent.clone() }));
+    assert_eq!(updates(&out), vec![(TaskId::new("t1"), TaskState::TaskRunning, TaskStatusReason::Reconciliation)]);
+    assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskRunning));
+    assert!(m.snapshot().agents[0].reachable);
+}
+
+#[test]
+fn a_disconnected_agent_that_stays_away_becomes_unreachable_with_reason_disconnected() {
+    let mut m = master();
+    let (agent, _, _) = running_task(&mut m);
+    m.agent_disconnected(10, &agent, ConnId(1));
+    m.tick(80_000);
+    assert_eq!(
+        updates(&m.drain_outputs()),
+        vec![(TaskId::new("t1"), TaskState::TaskUnreachable, TaskStatusReason::AgentDisconnected)]
+    );
+}
+
+#[test]
+fn a_staging_task_on_an_unreachable_agent_is_killed_when_the_agent_returns() {
+    let mut m = master();
+    let agent = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:1024");
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let offer = allocate(&mut m, 0).remove(0).1;
+    m.call(0, &fw, &stream, accept(&offer, vec![task("t1", &agent, "cpus:1")], 0)).expect("accept");
+    m.tick(100_000);
+    m.drain_outputs();
+    let report = ReportedTask { framework_id: fw.clone(), task: task("t1", &agent, "cpus:1"), state: TaskState::TaskStaging };
+    m.register_agent(100_001, ConnId(2), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
+    assert_eq!(
+        m.drain_outputs(),
+        vec![
+            Output::AgentRegistered { conn: ConnId(2), agent_id: agent.clone() },
+            Output::ToAgent {
+                agent_id: agent.clone(),
+                message: ToAgent::KillTask { framework_id: fw.clone(), task_id: TaskId::new("t1"), grace_period_ms: None },
+            },
+        ]
+    );
+    m.status_update(100_002, &agent, &fw, agent_status("t1", &agent, TaskState::TaskKilled, 100_002));
+    assert_eq!(task_state(&m, &fw, "t1"), None);
+    assert!(m.snapshot().agents[0].used.is_empty());
+}
+
+// ----- kill, acknowledge, message -----
+
+#[test]
+fn kill_of_a_live_task_goes_to_its_agent_and_of_an_unknown_task_answers_lost() {
+    let mut m = master();
+    let (agent, fw, stream) = running_task(&mut m);
+    m.call(1, &fw, &stream, Call::Kill { task_id: TaskId::new("t1"), agent_id: None }).expect("kill");
+    assert_eq!(
+        m.drain_outputs(),
+        vec![Output::ToAgent {
+            agent_id: agent.clone(),
+            message: ToAgent::KillTask { framework_id: fw.clone(), task_id: TaskId::new("t1"), grace_period_ms: None },
+        }]
+    );
+    assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskRunning), "KILLING comes from the agent");
+    m.call(1, &fw, &stream, Call::Kill { task_id: TaskId::new("nope"), agent_id: Some(agent) }).expect("kill");
+    assert_eq!(
+        updates(&m.drain_outputs()),
+        vec![(TaskId::new("nope"), TaskState::TaskLost, TaskStatusReason::TaskUnknown)]
+    );
+}
+
+#[test]
+fn a_kill_while_the_agent_is_disconnected_is_sent_when_it_returns() {
+    let mut m = master();
+    let (agent, fw, stream) = running_task(&mut m);
+    m.agent_disconnected(1, &agent, ConnId(1));
+    m.call(2, &fw, &stream, Call::Kill { task_id: TaskId::new("t1"), agent_id: None }).expect("kill");
+    assert!(m.drain_outputs().is_empty());
+    let report = ReportedTask {
+        framework_id: fw.clone(),
+        task: task("t1", &agent, "cpus:1;mem:128"),
+        state: TaskState::TaskRunning,
+    };
+    m.register_agent(3, ConnId(2), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
+    let out = m.drain_outputs();
+    assert!(out.contains(&Output::ToAgent {
+        agent_id: agent,
+        message: ToAgent::KillTask { framework_id: fw, task_id: TaskId::new("t1"), grace_period_ms: None },
+    }));
+}
+
+#[test]
+fn acknowledgements_go_to_connected_agents_and_messages_are_refused() {
+    let mut m = master();
+    let (agent, fw, stream) = running_task(&mut m);
+    let uuid = UpdateId::new("u1");
+    let ack = Call::Acknowledge { agent_id: agent.clone(), task_id: TaskId::new("t1"), uuid: uuid.clone() };
+    m.call(1, &fw, &stream, ack.clone()).expect("ack");
+    assert_eq!(
+        m.drain_outputs(),
+        vec![Output::ToAgent {
+            agent_id: agent.clone(),
+            message: ToAgent::Acknowledge { framework_id: fw.clone(), task_id: TaskId::new("t1"), uuid },
+        }]
+    );
+    m.agent_disconnected(2, &agent, ConnId(1));
+    m.call(2, &fw, &stream, ack).expect("ack");
+    assert!(m.drain_outputs().is_empty());
+    let message = Call::Message { agent_id: agent, data: b"hi".to_vec() };
+    assert!(matches!(m.call(2, &fw, &stream, message), Err(CallError::Invalid { ref field, .. }) if field == "message"));
+}
+
+// ----- frameworks -----
+
+#[test]
+fn calls_need_a_known_framework_and_its_current_stream() {
+    let mut m = master();
+    let (fw, old) = subscribe(&mut m, 0, "fw");
+    let stranger = FrameworkId::new("nobody");
+    assert_eq!(m.call(0, &stranger, &old, Call::Teardown), Err(CallError::UnknownFramework(stranger)));
+    let mut info = framework_info("fw");
+    info.id = Some(fw.clone());
+    let (same, new) = m.subscribe(1, info).expect("re-subscribe");
+    assert_eq!(same, fw);
+    assert_ne!(new, old);
+    assert_eq!(m.call(1, &fw, &old, Call::Revive { roles: Vec::new() }), Err(CallError::StaleStream(old.clone())));
+    // The old stream closing does not disconnect the new one.
+    m.framework_disconnected(2, &fw, &old);
+    assert!(m.snapshot().frameworks[0].active);
+    m.call(2, &fw, &new, Call::Revive { roles: Vec::new() }).expect("current stream");
+}
+
+#[test]
+fn a_resubscribing_framework_loses_the_offers_of_its_old_stream() {
+    let mut m = master();
+    add_agent(&mut m, 0, 1, "h1", "cpus:1;mem:128");
+    let (fw, _) = subscribe(&mut m, 0, "fw");
+    assert_eq!(allocate(&mut m, 0).len(), 1);
+    let mut info = framework_info("fw");
+    info.id = Some(fw.clone());
+    m.subscribe(1, info).expect("re-subscribe");
+    match m.drain_outputs().as_slice() {
+        [Output::ToFramework { event: Event::Subscribed { .. }, .. }] => {}
+        other => panic!("expected only SUBSCRIBED, got {other:?}"),
+    }
+    assert_eq!(m.snapshot().outstanding_offers, 0);
+    assert_eq!(allocate(&mut m, 1).len(), 1, "the new stream is offered afresh");
+}
+
+#[test]
+fn teardown_kills_the_tasks_and_closes_the_framework() {
+    let mut m = master();
+    let (agent, fw, stream) = running_task(&mut m);
+    m.call(5, &fw, &stream, Call::Teardown).expect("teardown");
+    assert_eq!(
+        m.drain_outputs(),
+        vec![
+            Output::ToAgent { agent_id: agent.clone(), message: ToAgent::ShutdownFramework { framework_id: fw.clone() } },
+            Output::CloseFramework { framework_id: fw.clone() },
+        ]
+    );
+    let snapshot = m.snapshot();
+    assert!(snapshot.frameworks.is_empty());
+    assert_eq!(snapshot.completed_frameworks.len(), 1);
+    assert_eq!(snapshot.completed_frameworks[0].completed_tasks[0].state, TaskState::TaskKilled);
+    assert!(snapshot.agents[0].used.is_empty());
+    assert_eq!(m.call(5, &fw, &stream, Call::Teardown), Err(CallError::UnknownFramework(fw.clone())));
+    // A removed framework may not come back under its id.
+    let mut info = framework_info("fw");
+    info.id = Some(fw);
+    assert!(matches!(m.subscribe(6, info), Err(CallError::Invalid { .. })));
+}
+
+#[test]
+fn a_disconnected_framework_is_removed_after_its_failover_timeout() {
+    let mut m = master();
+    let (agent, fw, stream) = running_task(&mut m);
+    m.framework_disconnected(10, &fw, &stream);
+    assert!(!m.snapshot().frameworks[0].active);
+    m.tick(10 + FAILOVER_MS - 1);
+    assert!(m.drain_outputs().is_empty());
+    m.agent_heartbeat(10 + FAILOVER_MS, &agent);
+    m.tick(10 + FAILOVER_MS);
+    assert_eq!(
+        m.drain_outputs(),
+        vec![
+            Output::ToAgent { agent_id: agent, message: ToAgent::ShutdownFramework { framework_id: fw.clone() } },
+            Output::CloseFramework { framework_id: fw },
+        ]
+    );
+}
+
+#[test]
+fn a_framework_that_resubscribes_in_time_keeps_its_tasks() {
+    let mut m = master();
+    let (agent, fw, stream) = running_task(&mut m);
+    m.framework_disconnected(10, &fw, &stream);
+    let mut info = framework_info("fw");
+    info.id = Some(fw.clone());
+    m.subscribe(20, info).expect("re-subscribe");
+    m.agent_heartbeat(10 + FAILOVER_MS, &agent);
+    m.tick(10 + FAILOVER_MS);
+    assert!(!m.drain_outputs().iter().any(|o| matches!(o, Output::CloseFramework { .. })));
+    assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskRunning));
+}
+
+#[test]
+fn updates_for_a_disconnected_framework_are_not_sent_but_still_applied() {
+    let mut m = master();
+    let (agent, fw, stream) = running_task(&mut m);
+    m.framework_disconnected(10, &fw, &stream);
+    m.status_update(11, &agent, &fw, agent_status("t1", &agent, TaskState::TaskFinished, 11));
+    assert!(m.drain_outputs().is_empty());
+    assert_eq!(task_state(&m, &fw, "t1"), None);
+}
+
+// ----- reconciliation -----
+
+#[test]
+fn explicit_reconciliation_answers_each_named_task() {
+    let mut m = master();
+    let (agent, fw, stream) = running_task(&mut m);
+    let gone_agent = add_agent(&mut m, 0, 2, "h2", "cpus:1;mem:128");
+    m.agent_heartbeat(70_000, &agent);
+    m.tick(75_000);
+    m.drain_outputs();
+    let call = Call::Reconcile {
+        tasks: vec![
+            (TaskId::new("t1"), Some(agent.clone())),
+            (TaskId::new("x"), Some(agent.clone())),
+            (TaskId::new("y"), Some(gone_agent)),
+            (TaskId::new("z"), None),
+            (TaskId::new("w"), Some(AgentId::new("m-S99"))),
+        ],
+    };
+    m.call(75_001, &fw, &stream, call).expect("reconcile");
+    let r = TaskStatusReason::Reconciliation;
+    assert_eq!(
+        updates(&m.drain_outputs()),
+        vec![
+            (TaskId::new("t1"), TaskState::TaskRunning, r),
+            (TaskId::new("x"), TaskState::TaskGone, r),
+            (TaskId::new("y"), TaskState::TaskUnreachable, r),
+            (TaskId::new("z"), TaskState::TaskUnknown, r),
+            (TaskId::new("w"), TaskState::TaskUnknown, r),
+        ]
+    );
+}
+
+#[test]
+fn implicit_reconciliation_answers_every_live_task() {
+    let mut m = master();
+    let (agent, fw, stream) = running_task(&mut m);
+    let offer = allocate(&mut m, 1).remove(0).1;
+    m.call(1, &fw, &stream, accept(&offer, vec![task("t2", &agent, "cpus:1"), task("t3", &agent, "cpus:1")], 0))
+        .expect("accept");
+    m.status_update(2, &agent, &fw, agent_status("t3", &agent, TaskState::TaskFailed, 2));
+    m.drain_outputs();
+    m.call(3, &fw, &stream, Call::Reconcile { tasks: Vec::new() }).expect("reconcile");
+    let r = TaskStatusReason::Reconciliation;
+    assert_eq!(
+        updates(&m.drain_outputs()),
+        vec![(TaskId::new("t1"), TaskState::TaskRunning, r), (TaskId::new("t2"), TaskState::TaskStaging, r)]
+    );
+    // A task that ended is answered with its final state when named.
+    m.call(3, &fw, &stream, Call::Reconcile { tasks: vec![(TaskId::new("t3"), None)] }).expect("reconcile");
+    assert_eq!(updates(&m.drain_outputs()), vec![(TaskId::new("t3"), TaskState::TaskFailed, r)]);
+}
+
+#[test]
+fn a_stale_heartbeat_or_update_from_an_unknown_agent_changes_nothing() {
+    let mut m = master();
+    let before = m.snapshot();
+    let ghost = AgentId::new("ghost");
+    m.agent_heartbeat(1, &ghost);
+    m.agent_disconnected(1, &ghost, ConnId(1));
+    m.status_update(1, &ghost, &FrameworkId::new("f"), agent_status("t", &ghost, TaskState::TaskRunning, 1));
+    m.framework_disconnected(1, &FrameworkId::new("f"), &StreamId::new("s"));
+    m.tick(1);
+    assert!(m.drain_outputs().is_empty());
+    assert_eq!(m.snapshot(), before);
+}
