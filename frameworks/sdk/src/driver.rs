@@ -307,6 +307,8 @@ enum Ended {
     Failed(String),
     /// Nothing will get better by retrying.
     Fatal(Error),
+    /// The shutdown future fired while subscribing; the scheduler is told before trying again.
+    Interrupted,
 }
 
 /// A future the driver polls alongside everything else, at most once to completion.
@@ -380,6 +382,10 @@ impl Driver {
             match ended {
                 Ended::Stopped => return Ok(()),
                 Ended::Fatal(error) => return Err(error),
+                Ended::Interrupted => {
+                    self.tell_shutdown(scheduler).await;
+                    continue;
+                }
                 Ended::Lost(why) => {
                     tracing::warn!(%master, %why, "lost the subscription; re-subscribing");
                     backoff.reset();
@@ -427,6 +433,11 @@ impl Driver {
         let subscribed = tokio::select! {
             subscribed = subscribe(&self.config, master) => subscribed,
             _ = stop.wait_for(|stopped| *stopped) => return Ended::Stopped,
+            // Connecting may take seconds; a Ctrl-C should not wait for it.
+            _ = shutdown.fired() => {
+                self.shutdown_pending = true;
+                return Ended::Interrupted;
+            }
         };
         let (client, mut stream, subscribed) = match subscribed {
             Ok(subscribed) => subscribed,
@@ -450,7 +461,7 @@ impl Driver {
         }));
         // Notices about streams before this one are stale themselves.
         while self.stale.try_recv().is_ok() {}
-        tracing::info!(%master, %framework_id, %stream_id, resubscribing, "subscribed");
+        tracing::debug!(%master, %framework_id, %stream_id, resubscribing, "subscribed");
 
         let interval_ms = match subscribed.heartbeat_interval_ms {
             0 => DEFAULT_HEARTBEAT_INTERVAL_MS,
