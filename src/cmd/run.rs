@@ -558,6 +558,12 @@ impl Scheduler for Runner {
         self.finish_if_done(driver).await;
         if !driver.is_subscribed() {
             // Nothing can be killed without a master; waiting would only hang.
+            if !self.live().is_empty() {
+                note(&format!(
+                    "no master to kill the tasks; it will once the failover timeout ({} s) passes",
+                    FAILOVER_TIMEOUT_MS / 1000
+                ));
+            }
             driver.stop();
         }
     }

@@ -625,3 +625,29 @@ fn a_configuration_without_masters_or_with_a_bad_address_is_refused() {
     unnamed.framework.name.clear();
     assert!(matches!(Driver::new(unnamed), Err(Error::Config(m)) if m.contains("framework.name")));
 }
+
+#[tokio::test]
+async fn a_shutdown_while_the_master_has_not_answered_yet_is_not_held_up() {
+    let mut master = start_fake_master().await;
+    let (fire, signal) = oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = signal.await;
+    };
+    let mut running = run_driver_until(config(vec![master.address.clone()]), &master.log, None, false, shutdown);
+    // The fake takes the subscription but never answers it with SUBSCRIBED.
+    let _unanswered = master.next_subscription().await;
+    fire.send(()).expect("driver listens");
+    assert!(matches!(running.next().await, Seen::Shutdown));
+    assert_eq!(running.finished().await, Ok(()));
+}
+
+#[tokio::test]
+async fn a_restarted_scheduler_fails_over_with_the_framework_id_it_persisted() {
+    let mut master = start_fake_master().await;
+    let mut config = config(vec![master.address.clone()]);
+    config.framework.id = Some(FrameworkId::new("fw-7"));
+    let mut running = run_driver(config, &master.log, None, false);
+    let subscription = master.accept_subscription("fw-7", "s-1", 1_000).await;
+    assert_eq!(subscription.request.framework.as_ref().map(|f| f.id.as_str()), Some("fw-7"));
+    assert!(matches!(running.next().await, Seen::Subscribed { reconnected: true, .. }));
+}
