@@ -245,6 +245,8 @@ struct Runner {
     aborted: Option<String>,
     rejected_launches: u32,
     said_too_small: bool,
+    /// Whether any subscription succeeded, to tell "cannot reach" from "lost" the master.
+    ever_subscribed: bool,
 }
 
 /// Writes a line on stdout; a closed stdout must not kill the run (its tasks would be orphaned).
@@ -275,6 +277,7 @@ impl Runner {
             aborted: None,
             rejected_launches: 0,
             said_too_small: false,
+            ever_subscribed: false,
         }
     }
 
@@ -470,6 +473,7 @@ fn describe(requirements: &TaskRequirements) -> String {
 
 impl Scheduler for Runner {
     async fn subscribed(&mut self, driver: &DriverHandle, framework_id: &FrameworkId, reconnected: bool) {
+        self.ever_subscribed = true;
         if reconnected {
             note(&format!("re-subscribed as {framework_id}; reconciling"));
             let live = self.live();
@@ -641,7 +645,8 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    result.context("lost the master")?;
+    let context = if runner.ever_subscribed { "lost the master" } else { "cannot subscribe to the master" };
+    result.context(context)?;
     Ok(ExitCode::from(runner.exit_code()))
 }
 
