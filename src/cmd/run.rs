@@ -179,7 +179,9 @@ impl Plan {
             user: std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "nobody".into()),
             roles: vec![role],
             failover_timeout_ms: FAILOVER_TIMEOUT_MS,
-            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default(),
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default(),
             principal: String::new(),
         };
         let requirements = TaskRequirements {
@@ -301,7 +303,8 @@ impl Runner {
 
     fn over_count(&self) -> (usize, usize) {
         let over = self.instances.iter().filter(|t| t.is_over()).count();
-        let failed = self.instances.iter().filter(|t| t.is_over() && t.state() != Some(TaskState::TaskFinished)).count();
+        let failed =
+            self.instances.iter().filter(|t| t.is_over() && t.state() != Some(TaskState::TaskFinished)).count();
         (over, failed)
     }
 
@@ -484,7 +487,11 @@ impl Scheduler for Runner {
             note(&format!("subscribed as framework {framework_id}"));
         }
         if self.wants_offers() {
-            note(&format!("waiting for offers ({} task(s) of {})…", self.total() - self.next_launch, describe(&self.plan.requirements)));
+            note(&format!(
+                "waiting for offers ({} task(s) of {})…",
+                self.total() - self.next_launch,
+                describe(&self.plan.requirements)
+            ));
             // A new subscription may have kept an earlier SUPPRESS.
             if reconnected {
                 let _ = driver.revive().await;
@@ -727,8 +734,14 @@ mod tests {
     #[test]
     fn a_single_word_with_spaces_runs_through_the_shell_as_does_shell() {
         let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(Command::from_args(&words(&["echo hi && true"]), false).expect("ok"), Command::Shell("echo hi && true".into()));
-        assert_eq!(Command::from_args(&words(&["echo", "$HOME"]), true).expect("ok"), Command::Shell("echo $HOME".into()));
+        assert_eq!(
+            Command::from_args(&words(&["echo hi && true"]), false).expect("ok"),
+            Command::Shell("echo hi && true".into())
+        );
+        assert_eq!(
+            Command::from_args(&words(&["echo", "$HOME"]), true).expect("ok"),
+            Command::Shell("echo $HOME".into())
+        );
         assert_eq!(
             Command::from_args(&words(&["echo", "a b"]), false).expect("ok"),
             Command::Argv(words(&["echo", "a b"]))
@@ -757,7 +770,10 @@ mod tests {
         assert_eq!(runner.status_line(&running), "task t-0 TASK_RUNNING on agent a1 (host-1)");
         let mut failed = status(TaskState::TaskFailed, Some(3), None);
         failed.message = "Command exited with status 3".into();
-        assert_eq!(runner.status_line(&failed), "task t-0 TASK_FAILED on agent a1 (host-1): Command exited with status 3");
+        assert_eq!(
+            runner.status_line(&failed),
+            "task t-0 TASK_FAILED on agent a1 (host-1): Command exited with status 3"
+        );
         let killed = status(TaskState::TaskKilled, None, Some(15));
         assert_eq!(runner.status_line(&killed), "task t-0 TASK_KILLED on agent a1 (host-1): signal 15");
     }

@@ -39,7 +39,9 @@ impl Scheduler for Hello {
             let mut tasks = Vec::new();
             for resources in carving.tasks {
                 let task_id = format!("hello-{}", self.launched + tasks.len());
-                match TaskBuilder::shell(task_id.as_str(), "echo hello from $AGORA_TASK_ID").build(&offer.agent_id, resources) {
+                match TaskBuilder::shell(task_id.as_str(), "echo hello from $AGORA_TASK_ID")
+                    .build(&offer.agent_id, resources)
+                {
                     Ok(task) => tasks.push(task),
                     Err(error) => eprintln!("cannot build {task_id}: {error}"),
                 }

@@ -349,7 +349,14 @@ impl Driver {
             Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
             None => rand::rngs::StdRng::from_os_rng(),
         };
-        Ok(Self { config, handle: DriverHandle { shared: Arc::new(shared) }, stop, stale, rng, shutdown_pending: false })
+        Ok(Self {
+            config,
+            handle: DriverHandle { shared: Arc::new(shared) },
+            stop,
+            stale,
+            rng,
+            shutdown_pending: false,
+        })
     }
 
     /// A handle for calls from outside the scheduler's callbacks (and for [`DriverHandle::stop`]).

@@ -59,10 +59,8 @@ impl TaskRequirements {
     /// unreserved resources are better left for others; the unreserved pool comes last.
     fn plan(&self, available: &Resources) -> Option<Resources> {
         let role = self.role.clone().unwrap_or_else(Role::unreserved);
-        let mut pools: Vec<(&Role, &Pool)> = available
-            .pools()
-            .filter(|(r, _)| r.is_unreserved() || r.is_ancestor_or_self_of(&role))
-            .collect();
+        let mut pools: Vec<(&Role, &Pool)> =
+            available.pools().filter(|(r, _)| r.is_unreserved() || r.is_ancestor_or_self_of(&role)).collect();
         pools.sort_by_key(|(r, _)| (r.is_unreserved(), std::cmp::Reverse(r.as_str().len())));
 
         let total = pools.iter().fold(Scalars::ZERO, |acc, (_, p)| acc.saturating_add(&p.scalars));

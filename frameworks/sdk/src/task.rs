@@ -100,7 +100,8 @@ mod tests {
 
     #[test]
     fn an_argv_task_is_named_after_its_id_by_default() {
-        let task = TaskBuilder::argv("t1", ["/bin/echo", "a b"]).build(&AgentId::new("a"), Resources::new()).expect("valid");
+        let task =
+            TaskBuilder::argv("t1", ["/bin/echo", "a b"]).build(&AgentId::new("a"), Resources::new()).expect("valid");
         assert_eq!(task.command.argv, vec!["/bin/echo", "a b"]);
         assert_eq!(task.command.shell, None);
         assert_eq!(task.name, "t1");

@@ -5,10 +5,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agora_proto::model::{FrameworkId, FrameworkInfo, Offer, Resources, Role, TaskStatus, DEFAULT_FAILOVER_TIMEOUT_MS};
+use agora_proto::model::{DEFAULT_FAILOVER_TIMEOUT_MS, FrameworkId, FrameworkInfo, Offer, Resources, Role, TaskStatus};
 use agora_proto::pb;
 use agora_proto::pb::scheduler_server::SchedulerServer;
-use agora_sdk::{carve, BackoffConfig, Driver, DriverConfig, DriverHandle, Error, Scheduler, TaskBuilder, TaskRequirements};
+use agora_sdk::{
+    BackoffConfig, Driver, DriverConfig, DriverHandle, Error, Scheduler, TaskBuilder, TaskRequirements, carve,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status};
@@ -192,10 +194,16 @@ fn update(task_id: &str, state: pb::TaskState, uuid: &str) -> pb::event::Event {
 
 #[derive(Debug)]
 enum Seen {
-    Subscribed { framework_id: FrameworkId, reconnected: bool },
+    Subscribed {
+        framework_id: FrameworkId,
+        reconnected: bool,
+    },
     Offers(Vec<Offer>),
     /// `acked_before` says whether the master had the acknowledgement before the callback.
-    Update { status: TaskStatus, acked_before: bool },
+    Update {
+        status: TaskStatus,
+        acked_before: bool,
+    },
     Accepted(Result<(), Error>),
     Error(String),
     Disconnected,
@@ -232,7 +240,9 @@ impl Scheduler for Recorder {
                     .into_iter()
                     .enumerate()
                     .map(|(i, resources)| {
-                        TaskBuilder::shell(format!("task-{i}"), "true").build(&offer.agent_id, resources).expect("valid")
+                        TaskBuilder::shell(format!("task-{i}"), "true")
+                            .build(&offer.agent_id, resources)
+                            .expect("valid")
                     })
                     .collect();
                 let result = driver.accept(vec![offer.id.clone()], tasks, Some(5.0)).await;
@@ -303,7 +313,12 @@ impl Running {
     }
 }
 
-fn run_driver(config: DriverConfig, log: &Log, launch: Option<TaskRequirements>, teardown_when_terminal: bool) -> Running {
+fn run_driver(
+    config: DriverConfig,
+    log: &Log,
+    launch: Option<TaskRequirements>,
+    teardown_when_terminal: bool,
+) -> Running {
     run_driver_until(config, log, launch, teardown_when_terminal, std::future::pending())
 }
 
@@ -342,7 +357,9 @@ async fn the_driver_subscribes_and_hands_offers_to_the_scheduler() {
     let request = subscription.request.framework.clone().expect("framework info");
     assert_eq!(request.name, "test");
     assert_eq!(request.id, "", "a first subscription names no framework id");
-    assert!(matches!(running.next().await, Seen::Subscribed { framework_id, reconnected: false } if framework_id.as_str() == "fw-1"));
+    assert!(
+        matches!(running.next().await, Seen::Subscribed { framework_id, reconnected: false } if framework_id.as_str() == "fw-1")
+    );
     assert_eq!(running.handle.framework_id().map(FrameworkId::into_string).as_deref(), Some("fw-1"));
 
     send(&subscription, offer("o-1", "cpus:1;mem:128")).await;
@@ -415,7 +432,9 @@ async fn the_driver_resubscribes_with_the_same_framework_id_after_the_master_dro
     assert!(matches!(running.next().await, Seen::Disconnected));
     let second = master.accept_subscription("fw-1", "s-2", 1_000).await;
     assert_eq!(second.request.framework.as_ref().map(|f| f.id.as_str()), Some("fw-1"));
-    assert!(matches!(running.next().await, Seen::Subscribed { reconnected: true, framework_id } if framework_id.as_str() == "fw-1"));
+    assert!(
+        matches!(running.next().await, Seen::Subscribed { reconnected: true, framework_id } if framework_id.as_str() == "fw-1")
+    );
 
     // Calls now name the new stream.
     send(&second, update("t-1", pb::TaskState::TaskRunning, "u-1")).await;
@@ -485,7 +504,10 @@ async fn a_call_answered_with_a_stale_stream_error_makes_the_driver_resubscribe(
     let _first = master.accept_subscription("fw-1", "s-1", 1_000).await;
     assert!(matches!(running.next().await, Seen::Subscribed { .. }));
 
-    master.fail_next_call("accept", Status::failed_precondition("stream s-1 is not the framework's current subscription"));
+    master.fail_next_call(
+        "accept",
+        Status::failed_precondition("stream s-1 is not the framework's current subscription"),
+    );
     send(&_first, offer("o-1", "cpus:1;mem:128")).await;
     assert!(matches!(running.next().await, Seen::Accepted(Err(Error::StaleSubscription { .. }))));
     assert!(matches!(running.next().await, Seen::Offers(_)));
