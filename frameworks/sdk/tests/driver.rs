@@ -461,13 +461,15 @@ async fn a_stream_silent_for_five_heartbeat_intervals_counts_as_dead_and_is_repl
 async fn heartbeats_keep_a_quiet_stream_alive() {
     let mut master = start_fake_master().await;
     let mut running = run_driver(config(vec![master.address.clone()]), &master.log, None, false);
-    // 50 ms intervals: the stream would count as dead after 250 ms without events.
-    let subscription = master.accept_subscription("fw-1", "s-1", 50).await;
+    // 100 ms intervals: the stream would count as dead after 500 ms without events. The
+    // heartbeats come every 20 ms for 800 ms, so only a stall of a quarter second or more in
+    // the test itself could make this fail.
+    let subscription = master.accept_subscription("fw-1", "s-1", 100).await;
     assert!(matches!(running.next().await, Seen::Subscribed { .. }));
-    for _ in 0..50 {
+    for _ in 0..40 {
         send(&subscription, pb::event::Event::Heartbeat(pb::HeartbeatEvent {})).await;
-        // Paces the heartbeats (10 ms apart, 500 ms in all); not a synchronisation.
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Paces the heartbeats; not a synchronisation.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(running.seen.try_recv().is_err(), "nothing happened: no disconnection");
     assert!(master.subscriptions.try_recv().is_err(), "no second subscription");
