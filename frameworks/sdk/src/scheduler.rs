@@ -15,6 +15,11 @@ use crate::DriverHandle;
 /// returns; they must return futures that are `Send` so that the driver can run on any
 /// tokio worker (implement them with `async fn`; the compiler checks the bound).
 ///
+/// Why async callbacks rather than a synchronous trait whose calls the driver queues: a
+/// callback sees each call's outcome where it made it (a rejected ACCEPT, a stale
+/// subscription), and it can persist state before returning, which matters because the
+/// driver acknowledges an update only once the callback has returned.
+///
 /// A callback that takes long holds up the events behind it, heartbeats included: keep
 /// each one short, or hand slow work to a task of your own.
 ///
