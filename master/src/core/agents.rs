@@ -26,7 +26,8 @@ impl Master {
         previous_id: Option<AgentId>,
         tasks: Vec<ReportedTask>,
     ) {
-        let reported = match validate_registration(&info, tasks) {
+        let removed = &self.removed_framework_set;
+        let reported = match validate_registration(&info, tasks, |f| removed.contains(f)) {
             Ok(reported) => reported,
             Err(reason) => {
                 self.outbox.push(Output::AgentRefused { conn, reason });
@@ -89,7 +90,7 @@ impl Master {
 
         let mut shutdown: BTreeSet<FrameworkId> = BTreeSet::new();
         for ((framework_id, task_id), report) in reported {
-            if self.is_completed_framework(&framework_id) {
+            if self.is_removed_framework(&framework_id) {
                 shutdown.insert(framework_id);
                 continue;
             }
@@ -176,9 +177,12 @@ impl Master {
         let Some(framework) = self.frameworks.get_mut(&framework_id) else { return };
         let mut info = report.task;
         info.agent_id = agent_id.clone();
-        // Checked on this side too: an adopted task never over-commits the agent.
+        // Checked on this side too: an adopted task never over-commits the agent. One
+        // that does not fit (its resources were given to another task meanwhile) goes.
         let mut free = agent.info.resources.clone();
         if !(free.subtract(&agent.used) && free.contains(&info.resources)) {
+            let message = ToAgent::KillTask { framework_id, task_id: info.task_id, grace_period_ms: None };
+            self.outbox.push(Output::ToAgent { agent_id: agent_id.clone(), message });
             return;
         }
         let status = TaskStatus::from_master(
@@ -191,7 +195,7 @@ impl Master {
         );
         agent.used.add(&info.resources);
         agent.tasks.insert((framework_id.clone(), info.task_id.clone()));
-        framework.used.add(&info.resources);
+        framework.used_scalars = framework.used_scalars.saturating_add(&info.resources.scalars());
         framework.tasks.insert(info.task_id.clone(), TaskRecord::new(info, status));
     }
 
@@ -243,9 +247,12 @@ impl Master {
 
 /// Checks a registration before anything changes: bounded, no duplicate tasks, and
 /// resources that cover every live reported task.
+/// Tasks of removed frameworks are not counted: the master freed their resources when it
+/// removed the framework, and the agent is about to be told to shut them down.
 fn validate_registration(
     info: &AgentInfo,
     tasks: Vec<ReportedTask>,
+    is_removed: impl Fn(&FrameworkId) -> bool,
 ) -> Result<BTreeMap<(FrameworkId, TaskId), ReportedTask>, String> {
     if info.hostname.is_empty() {
         return Err("hostname: must not be empty".to_owned());
@@ -256,7 +263,7 @@ fn validate_registration(
     let mut needed = Resources::new();
     let mut reported = BTreeMap::new();
     for task in tasks {
-        if !task.state.is_terminal() {
+        if !task.state.is_terminal() && !is_removed(&task.framework_id) {
             needed.add(&task.task.resources);
         }
         let key = (task.framework_id.clone(), task.task.task_id.clone());

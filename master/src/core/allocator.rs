@@ -33,8 +33,11 @@ pub(crate) struct MinAllocatable {
 
 impl MinAllocatable {
     pub fn admits(&self, resources: &Resources) -> bool {
-        let s = resources.scalars();
-        !resources.is_empty() && (s.cpus_milli >= self.cpus_milli || s.mem_mib >= self.mem_mib)
+        !resources.is_empty() && self.admits_scalars(&resources.scalars())
+    }
+
+    fn admits_scalars(&self, s: &Scalars) -> bool {
+        s.cpus_milli >= self.cpus_milli || s.mem_mib >= self.mem_mib
     }
 }
 
@@ -62,7 +65,7 @@ impl Sorter {
     fn build(frameworks: &BTreeMap<FrameworkId, FrameworkRecord>, total: Scalars) -> Self {
         let mut sorter = Sorter { total, ..Sorter::default() };
         for (id, framework) in frameworks {
-            let allocated = framework.used.scalars().saturating_add(&framework.offered.scalars());
+            let allocated = framework.used_scalars.saturating_add(&framework.offered_scalars);
             let entry = sorter.roles.entry(framework.allocation_role()).or_default();
             entry.allocated = entry.allocated.saturating_add(&allocated);
             if framework.wants_offers() {
@@ -114,9 +117,15 @@ pub(crate) fn allocate(
     if sorter.order.is_empty() {
         return Vec::new();
     }
+    // Most agents of a busy cluster have nothing free; the scalar test rejects them
+    // without building their free resources.
     let mut candidates: Vec<(&AgentId, Resources)> = agents
         .iter()
         .filter(|(_, a)| a.is_active())
+        .filter(|(_, a)| {
+            let free = a.info.resources.scalars().saturating_sub(&a.used.scalars()).saturating_sub(&a.offered.scalars());
+            min.admits_scalars(&free)
+        })
         .map(|(id, a)| (id, a.free()))
         .filter(|(_, free)| min.admits(free))
         .collect();

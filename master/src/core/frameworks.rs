@@ -36,7 +36,7 @@ impl Master {
             info.roles.push(Role::unreserved());
         }
         let framework_id = match info.id.clone() {
-            Some(id) if self.is_completed_framework(&id) => {
+            Some(id) if self.is_removed_framework(&id) => {
                 return Err(invalid("framework_info.id", format!("framework {id} was removed; subscribe without an id")));
             }
             Some(id) => id,
@@ -294,7 +294,7 @@ impl Master {
         );
         agent.used.add(&task.resources);
         agent.tasks.insert((framework_id.clone(), task.task_id.clone()));
-        framework.used.add(&task.resources);
+        framework.used_scalars = framework.used_scalars.saturating_add(&task.resources.scalars());
         framework.tasks.insert(task.task_id.clone(), TaskRecord::new(task.clone(), status));
         let message = ToAgent::RunTask { framework: framework.info.clone(), task };
         self.outbox.push(Output::ToAgent { agent_id, message });

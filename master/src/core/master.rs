@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use agora_proto::model::{
-    AgentId, FrameworkId, Offer, OfferId, Resources, StreamId, TaskId, TaskState, TaskStatus, TaskStatusReason,
+    AgentId, FrameworkId, Offer, OfferId, Resources, StreamId, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -13,6 +13,9 @@ use rand_chacha::ChaCha8Rng;
 use super::allocator::{self, MinAllocatable};
 use super::registry::{AgentRecord, FrameworkRecord, OfferRecord};
 use super::{AgentView, Config, Counters, Event, FrameworkView, Output, Snapshot, ToAgent};
+
+/// Bound on the ids of removed frameworks the master remembers.
+pub const MAX_REMOVED_FRAMEWORK_IDS: usize = 100_000;
 
 /// How an offer left the outstanding set; each way has its own counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +36,11 @@ pub struct Master {
     pub(crate) frameworks: BTreeMap<FrameworkId, FrameworkRecord>,
     /// Removed frameworks, oldest first, at most `max_completed_frameworks`.
     pub(crate) completed_frameworks: VecDeque<FrameworkView>,
+    /// Ids of removed frameworks, oldest first, at most `MAX_REMOVED_FRAMEWORK_IDS`:
+    /// many more than the views kept for `/state`, because an agent that was away may
+    /// report such a framework's tasks much later, and they must be shut down, not adopted.
+    pub(crate) removed_frameworks: VecDeque<FrameworkId>,
+    pub(crate) removed_framework_set: BTreeSet<FrameworkId>,
     pub(crate) offers: BTreeMap<OfferId, OfferRecord>,
     /// Offers in creation order with their deadline, for the offer timeout. Entries of
     /// offers that already ended are skipped when they reach the front.
@@ -57,6 +65,8 @@ impl Master {
             agents: BTreeMap::new(),
             frameworks: BTreeMap::new(),
             completed_frameworks: VecDeque::new(),
+            removed_frameworks: VecDeque::new(),
+            removed_framework_set: BTreeSet::new(),
             offers: BTreeMap::new(),
             offer_deadlines: VecDeque::new(),
             filter_expiries: BTreeSet::new(),
@@ -224,7 +234,7 @@ impl Master {
         };
         agent.offered.add(&offer.resources);
         agent.offers.insert(id.clone());
-        framework.offered.add(&offer.resources);
+        framework.offered_scalars = framework.offered_scalars.saturating_add(&offer.resources.scalars());
         framework.offers.insert(id.clone());
         if let Some(timeout_ms) = self.config.offer_timeout_ms {
             self.offer_deadlines.push_back((now_ms.saturating_add(timeout_ms), id.clone()));
@@ -246,7 +256,7 @@ impl Master {
         }
         let mut notify_framework = false;
         if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
-            framework.offered.subtract(&offer.resources);
+            framework.offered_scalars = framework.offered_scalars.saturating_sub(&offer.resources.scalars());
             framework.offers.remove(offer_id);
             notify_framework = framework.is_active();
         }
@@ -340,7 +350,7 @@ impl Master {
     fn finish_task(&mut self, framework_id: &FrameworkId, task_id: &TaskId) {
         let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
         let Some(task) = framework.tasks.remove(task_id) else { return };
-        framework.used.subtract(&task.info.resources);
+        framework.used_scalars = framework.used_scalars.saturating_sub(&task.info.resources.scalars());
         if framework.completed_tasks.len() >= self.config.max_completed_tasks_per_framework {
             framework.completed_tasks.pop_front();
         }
@@ -409,7 +419,7 @@ impl Master {
             }
         }
         let Some(framework) = self.frameworks.remove(framework_id) else { return };
-        let mut view = framework_view(framework_id, &framework);
+        let mut view = framework_view(framework_id, &framework, &self.offers);
         view.active = false;
         view.unregistered_at_ms = Some(now_ms);
         if self.config.max_completed_frameworks > 0 {
@@ -418,12 +428,19 @@ impl Master {
             }
             self.completed_frameworks.push_back(view);
         }
+        if self.removed_frameworks.len() >= MAX_REMOVED_FRAMEWORK_IDS
+            && let Some(oldest) = self.removed_frameworks.pop_front()
+        {
+            self.removed_framework_set.remove(&oldest);
+        }
+        self.removed_frameworks.push_back(framework_id.clone());
+        self.removed_framework_set.insert(framework_id.clone());
         self.outbox.push(Output::CloseFramework { framework_id: framework_id.clone() });
         self.dirty = true;
     }
 
-    pub(crate) fn is_completed_framework(&self, framework_id: &FrameworkId) -> bool {
-        self.completed_frameworks.iter().any(|f| &f.id == framework_id)
+    pub(crate) fn is_removed_framework(&self, framework_id: &FrameworkId) -> bool {
+        self.removed_framework_set.contains(framework_id)
     }
 
     pub(crate) fn new_stream_id(&mut self) -> StreamId {
@@ -432,7 +449,22 @@ impl Master {
         id
     }
 
-    // ----- snapshot -----
+    // ----- reading -----
+
+    /// The counters alone, without the cost of a snapshot.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Every outstanding offer, by offer id.
+    pub fn outstanding_offers(&self) -> impl Iterator<Item = &Offer> + '_ {
+        self.offers.values().map(|record| &record.offer)
+    }
+
+    /// Every live task with its framework and state, by framework then task id.
+    pub fn live_tasks(&self) -> impl Iterator<Item = (&FrameworkId, &TaskInfo, TaskState)> + '_ {
+        self.frameworks.iter().flat_map(|(id, f)| f.tasks.values().map(move |t| (id, &t.info, t.state)))
+    }
 
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -450,7 +482,7 @@ impl Master {
                     registered_at_ms: a.registered_at_ms,
                 })
                 .collect(),
-            frameworks: self.frameworks.iter().map(|(id, f)| framework_view(id, f)).collect(),
+            frameworks: self.frameworks.iter().map(|(id, f)| framework_view(id, f, &self.offers)).collect(),
             completed_frameworks: self.completed_frameworks.iter().cloned().collect(),
             outstanding_offers: self.offers.len(),
             counters: self.counters.clone(),
@@ -458,13 +490,27 @@ impl Master {
     }
 }
 
-fn framework_view(id: &FrameworkId, framework: &FrameworkRecord) -> FrameworkView {
+fn framework_view(
+    id: &FrameworkId,
+    framework: &FrameworkRecord,
+    offers: &BTreeMap<OfferId, OfferRecord>,
+) -> FrameworkView {
+    let mut used = Resources::new();
+    for task in framework.tasks.values() {
+        used.add(&task.info.resources);
+    }
+    let mut offered = Resources::new();
+    for offer_id in &framework.offers {
+        if let Some(record) = offers.get(offer_id) {
+            offered.add(&record.offer.resources);
+        }
+    }
     FrameworkView {
         id: id.clone(),
         info: framework.info.clone(),
         active: framework.is_active(),
-        used: framework.used.clone(),
-        offered: framework.offered.clone(),
+        used,
+        offered,
         tasks: framework.tasks.values().map(|t| t.view(id)).collect(),
         completed_tasks: framework.completed_tasks.iter().cloned().collect(),
         registered_at_ms: framework.registered_at_ms,

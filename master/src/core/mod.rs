@@ -9,6 +9,7 @@
 mod agents;
 mod allocator;
 mod frameworks;
+mod invariants;
 mod master;
 mod registry;
 #[cfg(test)]
@@ -16,7 +17,7 @@ mod tests;
 
 pub use agents::MAX_REPORTED_TASKS;
 pub use frameworks::{MAX_OFFERS_PER_CALL, MAX_RECONCILE_TASKS, MAX_ROLES_PER_FRAMEWORK};
-pub use master::Master;
+pub use master::{MAX_REMOVED_FRAMEWORK_IDS, Master};
 
 use agora_proto::model::{
     AgentId, AgentInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, StreamId, TaskId, TaskInfo,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use agora_proto::model::{
-    AgentId, AgentInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, StreamId, TaskId, TaskInfo,
+    AgentId, AgentInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, Scalars, StreamId, TaskId, TaskInfo,
     TaskState, TaskStatus,
 };
 
@@ -116,8 +116,10 @@ pub(crate) struct FrameworkRecord {
     pub tasks: BTreeMap<TaskId, TaskRecord>,
     pub completed_tasks: VecDeque<TaskView>,
     pub offers: BTreeSet<OfferId>,
-    pub used: Resources,
-    pub offered: Resources,
+    /// Totals over the framework's live tasks and outstanding offers. Only scalars: port
+    /// numbers of different agents cannot be summed, and DRF needs only the scalars.
+    pub used_scalars: Scalars,
+    pub offered_scalars: Scalars,
 }
 
 impl FrameworkRecord {
@@ -132,8 +134,8 @@ impl FrameworkRecord {
             tasks: BTreeMap::new(),
             completed_tasks: VecDeque::new(),
             offers: BTreeSet::new(),
-            used: Resources::new(),
-            offered: Resources::new(),
+            used_scalars: Scalars::ZERO,
+            offered_scalars: Scalars::ZERO,
         }
     }
 

@@ -93,7 +93,9 @@ fn offers(outputs: &[Output]) -> Vec<(FrameworkId, Offer)> {
 }
 
 fn allocate(m: &mut Master, now_ms: u64) -> Vec<(FrameworkId, Offer)> {
+    assert_eq!(m.check_invariants(), Ok(()));
     m.allocate(now_ms);
+    assert_eq!(m.check_invariants(), Ok(()));
     offers(&m.drain_outputs())
 }
 
