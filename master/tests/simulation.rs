@@ -23,6 +23,8 @@ const FRAMEWORKS: usize = 24;
 /// Steps per seed: each step is one random event followed by delivery, an allocation
 /// round when due, and the full invariant check.
 const DEFAULT_STEPS: u64 = 1_000;
+/// How often (in steps) the master's `check_invariants` runs, besides the last step.
+const SELF_CHECK_EVERY: u64 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
@@ -39,6 +41,8 @@ struct SimTask {
     info: TaskInfo,
     state: TaskState,
     kill: bool,
+    /// States already reported, oldest first; a late retry may repeat any of them.
+    sent: Vec<TaskState>,
 }
 
 #[derive(Debug)]
@@ -171,6 +175,9 @@ impl Sim {
             self.random_action();
             self.settle();
         }
+        if let Err(broken) = self.master.check_invariants() {
+            self.fail(broken);
+        }
     }
 
     /// Delivers outputs, runs an allocation round when one is due, and checks invariants.
@@ -189,7 +196,7 @@ impl Sim {
             0..25 => self.framework_accepts(),
             25..37 => self.framework_declines(),
             37..60 => {
-                for _ in 0..8 {
+                for _ in 0..4 {
                     self.agent_progresses();
                 }
             }
@@ -271,13 +278,21 @@ impl Sim {
 
     /// An agent moves one of its tasks a step along its life and reports it.
     fn agent_progresses(&mut self) {
-        let Some(i) = self.random_agent(Link::Up) else { return };
+        let busy = (0..50)
+            .map(|_| self.rng.random_range(0..AGENTS))
+            .find(|i| self.agents[*i].link == Link::Up && !self.agents[*i].tasks.is_empty());
+        let Some(i) = busy else { return };
         let agent = &mut self.agents[i];
         let (Some(agent_id), false) = (agent.id.clone(), agent.tasks.is_empty()) else { return };
         let pick = self.rng.random_range(0..agent.tasks.len());
         let Some((key, task)) = agent.tasks.iter_mut().nth(pick) else { return };
         let key = key.clone();
-        let next = if task.kill {
+        // Now and then a retry of an older update arrives late: the master must not move
+        // the task back, yet still forward it so that the framework acknowledges it.
+        let stale = task.sent.choose(&mut self.rng).copied().filter(|_| self.rng.random_bool(0.2));
+        let next = if let Some(old) = stale {
+            old
+        } else if task.kill {
             if task.state != TaskState::TaskKilling && self.rng.random_bool(0.3) {
                 TaskState::TaskKilling
             } else {
@@ -294,7 +309,10 @@ impl Sim {
                 },
             }
         };
-        task.state = next;
+        if stale.is_none() {
+            task.state = next;
+            task.sent.push(next);
+        }
         if next.is_terminal() {
             agent.tasks.remove(&key);
         }
@@ -547,7 +565,7 @@ impl Sim {
                 let key = (framework_id, task.task_id.clone());
                 self.ensure(!self.agents[i].tasks.contains_key(&key), || format!("task {} launched twice", task.task_id));
                 self.run_tasks_seen += 1;
-                self.agents[i].tasks.insert(key, SimTask { info: task, state: TaskState::TaskStaging, kill: false });
+                self.agents[i].tasks.insert(key, SimTask { info: task, state: TaskState::TaskStaging, kill: false, sent: Vec::new() });
             }
             ToAgent::KillTask { framework_id, task_id, .. } => {
                 if let Some(task) = self.agents[i].tasks.get_mut(&(framework_id, task_id)) {
@@ -596,10 +614,13 @@ impl Sim {
 
     // ----- invariants -----
 
-    /// Checks the master after a step: its own bookkeeping, then, independently of its
-    /// caches, what the frameworks hold and what the agents carry.
+    /// Checks the master after a step: independently of its caches, what the frameworks
+    /// hold, what the agents carry and how tasks move; and every few steps the master's
+    /// own full self-check of its caches and indexes (the most expensive part of a step).
     fn check(&mut self) {
-        if let Err(broken) = self.master.check_invariants() {
+        if self.step % SELF_CHECK_EVERY == 0
+            && let Err(broken) = self.master.check_invariants()
+        {
             self.fail(broken);
         }
         for (scalars, ports) in &mut self.tally {
