@@ -5,3 +5,4 @@
 //! translates between it and the network.
 
 pub mod core;
+pub mod runtime;

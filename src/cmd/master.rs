@@ -1,8 +1,96 @@
-//! Placeholder until this subcommand is written.
+//! `agora master`: runs one master on a port shared by gRPC and HTTP.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agora_master::runtime::{self, MasterOptions};
+use anyhow::Context;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ip: IpAddr,
+    /// Port for gRPC (agents, frameworks) and HTTP (operators), as in Mesos.
+    #[arg(long, default_value_t = 5050)]
+    pub port: u16,
+    /// Address agents and frameworks are told to use, if not ip:port.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Directory for the master's state; locked so that two masters never share it.
+    #[arg(long, default_value = "./agora-master")]
+    pub work_dir: PathBuf,
+    #[command(flatten)]
+    pub tuning: Tuning,
+}
 
-pub async fn main(_args: Args) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("this subcommand is being written")
+/// Timings and the allocator seed, shared by `agora master` and `agora local`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Tuning {
+    /// How long an agent may go without a heartbeat before it is unreachable.
+    #[arg(long, default_value = "75s", value_parser = humantime::parse_duration)]
+    pub agent_timeout: Duration,
+    /// How often agents send heartbeats.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub agent_heartbeat_interval: Duration,
+    /// Rescind offers not answered within this time (default: never).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub offer_timeout: Option<Duration>,
+    /// How often frameworks get a HEARTBEAT event.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub framework_heartbeat_interval: Duration,
+    /// Seed for the allocator's agent shuffle (default: random).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl Tuning {
+    /// The master's options from the flags, for a master reachable at `advertise`.
+    pub fn options(&self, advertise: String) -> anyhow::Result<MasterOptions> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if self.agent_heartbeat_interval.is_zero() || self.agent_timeout <= self.agent_heartbeat_interval {
+            anyhow::bail!("--agent-timeout must be longer than --agent-heartbeat-interval, which must be above zero");
+        }
+        if self.framework_heartbeat_interval < Duration::from_millis(100) {
+            anyhow::bail!("--framework-heartbeat-interval must be at least 100ms");
+        }
+        let mut options = MasterOptions::new(advertise);
+        options.seed = self.seed.unwrap_or_else(rand::random);
+        options.core.master_id = master_id();
+        options.core.agent_timeout_ms = ms(self.agent_timeout);
+        options.core.agent_heartbeat_interval_ms = ms(self.agent_heartbeat_interval);
+        options.core.offer_timeout_ms = self.offer_timeout.map(ms);
+        options.core.framework_heartbeat_interval_ms = ms(self.framework_heartbeat_interval);
+        Ok(options)
+    }
+}
+
+/// A fresh id per master start, so ids handed out by one run never collide with another's.
+fn master_id() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+/// Creates and locks the work directory; the lock lives as long as the returned file.
+pub fn lock_work_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("--work-dir {}: cannot create it", dir.display()))?;
+    let path = dir.join("LOCK");
+    let file = std::fs::File::create(&path).with_context(|| format!("--work-dir: cannot write {}", path.display()))?;
+    file.try_lock()
+        .map_err(|_| anyhow::anyhow!("--work-dir {}: another master is using it", dir.display()))?;
+    Ok(file)
+}
+
+pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let _lock = lock_work_dir(&args.work_dir)?;
+    let address = SocketAddr::new(args.ip, args.port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("--port {}: cannot listen on {address}", args.port))?;
+    let bound = listener.local_addr()?;
+    let options = args.tuning.options(args.advertise.clone().unwrap_or_else(|| bound.to_string()))?;
+    tracing::info!(master_id = %options.core.master_id, advertise = %options.advertise, "starting master");
+    runtime::serve(listener, options, super::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
 }

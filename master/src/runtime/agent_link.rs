@@ -85,9 +85,7 @@ impl AgentLink for AgentLinkService {
         // The stream ends when the owner drops the outbox (another connection took over,
         // the agent was refused) or when the master stops.
         let mut stop = self.stop.clone();
-        let stream = ReceiverStream::new(rx).take_until(async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        });
+        let stream = ReceiverStream::new(rx).take_until(async move { super::stopped(&mut stop).await });
         Ok(Response::new(Box::pin(stream)))
     }
 }

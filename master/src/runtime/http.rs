@@ -25,7 +25,6 @@ pub fn router(handle: Handle) -> axum::Router {
         .route("/state.json", get(state))
         .route("/master/state", get(state))
         .route("/metrics", get(prometheus))
-        .fallback(not_found)
         .with_state(handle)
 }
 
@@ -49,7 +48,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
+/// Answers every path no route matches, HTTP and gRPC alike (a gRPC client reads the 404
+/// as UNIMPLEMENTED).
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("no such endpoint: {}", uri.path()), json!([]))
 }
 

@@ -39,6 +39,15 @@ impl MasterOptions {
     }
 }
 
+/// Completes once `stop` holds `true` (or its sender is gone).
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Serves the master on `listener` until `shutdown` completes. The caller binds the
 /// listener, so tests can bind port 0.
 pub async fn serve(
@@ -51,7 +60,9 @@ pub async fn serve(
     let grpc = tonic::service::Routes::new(agent_link::server(handle.clone(), stop_rx.clone()))
         .add_service(scheduler::server(handle.clone(), stop_rx.clone()))
         .into_axum_router();
-    let app = http::router(handle).merge(grpc);
+    // tonic's routes bring a fallback of their own; ours replaces it, so that unknown HTTP
+    // paths get a JSON 404.
+    let app = grpc.merge(http::router(handle)).fallback(http::not_found);
     tracing::info!(address = %listener.local_addr()?, "master listening");
     // Long-lived streams end when the owner stops, which lets the graceful shutdown finish.
     axum::serve(listener, app)

@@ -26,6 +26,7 @@ const BATCH_LEN: usize = 512;
 
 pub type AgentOutbox = mpsc::Sender<Result<pb::MasterMessage, tonic::Status>>;
 
+#[derive(Debug)]
 pub struct Subscription {
     pub framework_id: FrameworkId,
     pub stream_id: StreamId,
@@ -34,6 +35,7 @@ pub struct Subscription {
 }
 
 /// What the operator API reads: the core's snapshot plus the runtime's own measurements.
+#[derive(Debug)]
 pub struct StateReport {
     pub snapshot: Snapshot,
     pub allocation_latency: Histogram,
@@ -42,6 +44,7 @@ pub struct StateReport {
     pub advertise: String,
 }
 
+#[derive(Debug)]
 pub enum Request {
     AgentAttach {
         conn: ConnId,

@@ -79,7 +79,7 @@ impl Scheduler for SchedulerService {
                         None => break,
                     },
                     _ = heartbeat.tick() => yield Ok(wire::heartbeat_event()),
-                    _ = stop.wait_for(|stopped| *stopped) => break,
+                    _ = super::stopped(&mut stop) => break,
                 }
             }
         };
