@@ -10,9 +10,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use agora_master::core::{Call, Config, ConnId, Event, Master, Operation, Output, ReportedTask, ToAgent};
 use agora_proto::model::{
-    AgentId, AgentInfo, Attribute, CommandInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Pool, RangeSet,
-    Resources, Role, Scalars, StreamId, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason,
-    TaskStatusSource, UpdateId,
+    AgentId, AgentInfo, Attribute, CommandInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Pool, RangeSet, Resources,
+    Role, Scalars, StreamId, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
 };
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -66,6 +65,10 @@ struct SimFramework {
     next_task: u64,
 }
 
+/// What one agent carries in tasks and offers: scalars of the unreserved role and of the
+/// reserved one, and every port range.
+type AgentTally = ([Scalars; 2], Vec<(u64, u64)>);
+
 struct Sim {
     seed: u64,
     step: u64,
@@ -83,7 +86,7 @@ struct Sim {
     last_states: BTreeMap<FrameworkId, BTreeMap<TaskId, (TaskState, u64)>>,
     ended: BTreeMap<FrameworkId, BTreeSet<TaskId>>,
     /// Per agent (by index): scalars of the unreserved and the reserved role, and ports.
-    tally: Vec<([Scalars; 2], Vec<(u64, u64)>)>,
+    tally: Vec<AgentTally>,
     run_tasks_seen: u64,
     allocations: u64,
 }
@@ -415,7 +418,11 @@ impl Sim {
             }
             2 => {
                 if let Some(existing) = self.live_tasks_of(i).first().cloned() {
-                    let mut dup = self.new_task(i, &offer.agent_id, Resources::unreserved(Scalars::new(10, 1, 0), RangeSet::new()));
+                    let mut dup = self.new_task(
+                        i,
+                        &offer.agent_id,
+                        Resources::unreserved(Scalars::new(10, 1, 0), RangeSet::new()),
+                    );
                     dup.task_id = existing;
                     tasks.push(dup);
                 }
@@ -440,7 +447,8 @@ impl Sim {
         let (role, pool) = left.pools().find(|(_, p)| p.scalars.cpus_milli >= 10 && p.scalars.mem_mib >= 1)?;
         let cpus_milli = self.rng.random_range(10..=pool.scalars.cpus_milli.min(4_000));
         let mem_mib = self.rng.random_range(1..=pool.scalars.mem_mib.min(8_192));
-        let ports = if self.rng.random_bool(0.5) { pool.ports.take_lowest(1).unwrap_or_default() } else { RangeSet::new() };
+        let ports =
+            if self.rng.random_bool(0.5) { pool.ports.take_lowest(1).unwrap_or_default() } else { RangeSet::new() };
         let mut resources = Resources::new();
         resources.add_pool(role.clone(), Pool { scalars: Scalars::new(cpus_milli, mem_mib, 0), ports });
         Some(resources)
@@ -493,7 +501,11 @@ impl Sim {
 
     fn framework_revives_or_suppresses(&mut self) {
         let Some(i) = self.connected_framework() else { return };
-        let call = if self.rng.random_bool(0.7) { Call::Revive { roles: Vec::new() } } else { Call::Suppress { roles: Vec::new() } };
+        let call = if self.rng.random_bool(0.7) {
+            Call::Revive { roles: Vec::new() }
+        } else {
+            Call::Suppress { roles: Vec::new() }
+        };
         self.call(i, call);
     }
 
@@ -529,10 +541,9 @@ impl Sim {
                     if let Some(previous) = &self.agents[i].id {
                         self.ensure(previous == &agent_id, || format!("agent {previous} came back as {agent_id}"));
                     }
-                    self.ensure(
-                        self.agent_index.get(&agent_id).is_none_or(|j| *j == i),
-                        || format!("agent id {agent_id} given to two agents"),
-                    );
+                    self.ensure(self.agent_index.get(&agent_id).is_none_or(|j| *j == i), || {
+                        format!("agent id {agent_id} given to two agents")
+                    });
                     self.agent_index.insert(agent_id.clone(), i);
                     self.agents[i].id = Some(agent_id);
                     self.agents[i].conn = Some(conn);
@@ -553,7 +564,9 @@ impl Sim {
     }
 
     fn deliver_to_agent(&mut self, agent_id: &AgentId, message: ToAgent) {
-        let Some(&i) = self.agent_index.get(agent_id) else { self.fail(format!("message for unknown agent {agent_id}")) };
+        let Some(&i) = self.agent_index.get(agent_id) else {
+            self.fail(format!("message for unknown agent {agent_id}"))
+        };
         // The runtime drops messages for agents without a connection.
         if self.agents[i].link == Link::Down {
             return;
@@ -563,9 +576,13 @@ impl Sim {
                 let Some(framework_id) = framework.id else { self.fail("RunTask without a framework id".to_owned()) };
                 self.ensure(&task.agent_id == agent_id, || format!("task {} sent to the wrong agent", task.task_id));
                 let key = (framework_id, task.task_id.clone());
-                self.ensure(!self.agents[i].tasks.contains_key(&key), || format!("task {} launched twice", task.task_id));
+                self.ensure(!self.agents[i].tasks.contains_key(&key), || {
+                    format!("task {} launched twice", task.task_id)
+                });
                 self.run_tasks_seen += 1;
-                self.agents[i].tasks.insert(key, SimTask { info: task, state: TaskState::TaskStaging, kill: false, sent: Vec::new() });
+                self.agents[i]
+                    .tasks
+                    .insert(key, SimTask { info: task, state: TaskState::TaskStaging, kill: false, sent: Vec::new() });
             }
             ToAgent::KillTask { framework_id, task_id, .. } => {
                 if let Some(task) = self.agents[i].tasks.get_mut(&(framework_id, task_id)) {
@@ -618,7 +635,7 @@ impl Sim {
     /// hold, what the agents carry and how tasks move; and every few steps the master's
     /// own full self-check of its caches and indexes (the most expensive part of a step).
     fn check(&mut self) {
-        if self.step % SELF_CHECK_EVERY == 0
+        if self.step.is_multiple_of(SELF_CHECK_EVERY)
             && let Err(broken) = self.master.check_invariants()
         {
             self.fail(broken);
@@ -665,7 +682,9 @@ impl Sim {
                 self.fail(format!("task {} on unknown agent {}", task.task_id, task.agent_id))
             };
             add_to_tally(&mut self.tally[a], &task.resources);
-            self.ensure(ids.insert(task.task_id.as_str()), || format!("task {} is live in two frameworks", task.task_id));
+            self.ensure(ids.insert(task.task_id.as_str()), || {
+                format!("task {} is live in two frameworks", task.task_id)
+            });
             self.ensure(!state.is_terminal(), || format!("terminal task {} is live", task.task_id));
             let states = self.last_states.entry(framework_id.clone()).or_default();
             match states.get_mut(&task.task_id) {
@@ -710,7 +729,9 @@ impl Sim {
             if let Some(pair) = ports.windows(2).find(|pair| pair[0].1 >= pair[1].0) {
                 problem = Some(format!("agent {host} gave port {} twice", pair[1].0));
             }
-            let within = |&(b, e): &(u64, u64)| total.pools().any(|(_, p)| p.ports.ranges().iter().any(|r| r.0 <= b && e <= r.1));
+            let within = |&(b, e): &(u64, u64)| {
+                total.pools().any(|(_, p)| p.ports.ranges().iter().any(|r| r.0 <= b && e <= r.1))
+            };
             if let Some(outside) = ports.iter().find(|r| !within(r)) {
                 problem = Some(format!("agent {host} gave ports {outside:?} it does not have"));
             }
@@ -736,7 +757,7 @@ impl Sim {
     }
 }
 
-fn add_to_tally(tally: &mut ([Scalars; 2], Vec<(u64, u64)>), resources: &Resources) {
+fn add_to_tally(tally: &mut AgentTally, resources: &Resources) {
     for (role, pool) in resources.pools() {
         let slot = usize::from(!role.is_unreserved());
         tally.0[slot] = tally.0[slot].saturating_add(&pool.scalars);

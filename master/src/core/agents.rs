@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use agora_proto::model::{
-    AgentId, AgentInfo, FrameworkId, FrameworkInfo, Resources, Role, TaskId, TaskState, TaskStatus, TaskStatusReason,
-    DEFAULT_FAILOVER_TIMEOUT_MS,
+    AgentId, AgentInfo, DEFAULT_FAILOVER_TIMEOUT_MS, FrameworkId, FrameworkInfo, Resources, Role, TaskId, TaskState,
+    TaskStatus, TaskStatusReason,
 };
 
 use super::master::{Master, sequence_of};
@@ -222,7 +222,13 @@ impl Master {
     /// A status update from an agent. The task moves if the move is allowed; the update
     /// is forwarded to a connected framework either way, so that the framework's
     /// acknowledgement stops the agent's retries.
-    pub fn status_update(&mut self, now_ms: u64, agent_id: &AgentId, framework_id: &FrameworkId, mut status: TaskStatus) {
+    pub fn status_update(
+        &mut self,
+        now_ms: u64,
+        agent_id: &AgentId,
+        framework_id: &FrameworkId,
+        mut status: TaskStatus,
+    ) {
         let Some(agent) = self.agents.get_mut(agent_id) else { return };
         if agent.reachable {
             agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
@@ -240,7 +246,8 @@ impl Master {
             }
         }
         if active {
-            self.outbox.push(Output::ToFramework { framework_id: framework_id.clone(), event: super::Event::Update(status) });
+            self.outbox
+                .push(Output::ToFramework { framework_id: framework_id.clone(), event: super::Event::Update(status) });
         }
     }
 }

@@ -123,7 +123,8 @@ pub(crate) fn allocate(
         .iter()
         .filter(|(_, a)| a.is_active())
         .filter(|(_, a)| {
-            let free = a.info.resources.scalars().saturating_sub(&a.used.scalars()).saturating_sub(&a.offered.scalars());
+            let free =
+                a.info.resources.scalars().saturating_sub(&a.used.scalars()).saturating_sub(&a.offered.scalars());
             min.admits_scalars(&free)
         })
         .map(|(id, a)| (id, a.free()))

@@ -37,7 +37,10 @@ impl Master {
         }
         let framework_id = match info.id.clone() {
             Some(id) if self.is_removed_framework(&id) => {
-                return Err(invalid("framework_info.id", format!("framework {id} was removed; subscribe without an id")));
+                return Err(invalid(
+                    "framework_info.id",
+                    format!("framework {id} was removed; subscribe without an id"),
+                ));
             }
             Some(id) => id,
             None => {
@@ -322,7 +325,7 @@ impl Master {
         // Offers that are unknown or not this framework's are ignored, as in Mesos: they
         // were most likely rescinded while the DECLINE was on its way.
         for offer_id in offer_ids {
-            if !self.offers.get(&offer_id).is_some_and(|o| &o.offer.framework_id == framework_id) {
+            if self.offers.get(&offer_id).is_none_or(|o| &o.offer.framework_id != framework_id) {
                 continue;
             }
             if let Some(offer) = self.end_offer(&offer_id, OfferEnd::Declined) {

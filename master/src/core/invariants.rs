@@ -100,7 +100,10 @@ impl Master {
             }
             task_count += framework.tasks.len();
             if used != framework.used_scalars {
-                return Err(format!("framework {framework_id} caches used {:?}, tasks hold {used:?}", framework.used_scalars));
+                return Err(format!(
+                    "framework {framework_id} caches used {:?}, tasks hold {used:?}",
+                    framework.used_scalars
+                ));
             }
             if !framework.is_active() && !framework.offers.is_empty() {
                 return Err(format!("inactive framework {framework_id} holds offers"));
@@ -170,11 +173,17 @@ impl Master {
                 return Err(format!("agent {agent_id} offers a port a task holds"));
             }
             let total = &agent.info.resources;
-            let fits = both.by_role.iter().all(|(role, s)| total.pool(role).is_some_and(|p| p.scalars.contains(s)) || s.is_zero())
+            let fits = both
+                .by_role
+                .iter()
+                .all(|(role, s)| total.pool(role).is_some_and(|p| p.scalars.contains(s)) || s.is_zero())
                 && ports_within(&both.ports, total);
             if !fits {
-                return Err(format!("agent {agent_id} is over-committed: used {used_r}, offered {offered_r} of {total}",
-                    used_r = agent.used, offered_r = agent.offered));
+                return Err(format!(
+                    "agent {agent_id} is over-committed: used {used_r}, offered {offered_r} of {total}",
+                    used_r = agent.used,
+                    offered_r = agent.offered
+                ));
             }
         }
         if indexed_tasks != task_count || indexed_offers != self.offers.len() {

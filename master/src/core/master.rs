@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use agora_proto::model::{
-    AgentId, FrameworkId, Offer, OfferId, Resources, StreamId, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason,
+    AgentId, FrameworkId, Offer, OfferId, Resources, StreamId, TaskId, TaskInfo, TaskState, TaskStatus,
+    TaskStatusReason,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -24,7 +25,9 @@ pub(crate) enum OfferEnd {
     Declined,
     /// Taken back by the master; `notify` says whether the framework is told (it is not
     /// when its stream is already gone).
-    Rescinded { notify: bool },
+    Rescinded {
+        notify: bool,
+    },
 }
 
 /// The master's pure core. See the module documentation of `core`.
@@ -176,8 +179,7 @@ impl Master {
             .frameworks
             .iter()
             .filter(|(_, f)| {
-                f.unregistered_at_ms
-                    .is_some_and(|at_ms| now_ms.saturating_sub(at_ms) >= f.info.failover_timeout_ms)
+                f.unregistered_at_ms.is_some_and(|at_ms| now_ms.saturating_sub(at_ms) >= f.info.failover_timeout_ms)
             })
             .map(|(id, _)| id.clone())
             .collect();

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use agora_proto::model::{
-    AgentId, AgentInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, Scalars, StreamId, TaskId, TaskInfo,
-    TaskState, TaskStatus,
+    AgentId, AgentInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, Scalars, StreamId, TaskId,
+    TaskInfo, TaskState, TaskStatus,
 };
 
 use super::{ConnId, TaskView};

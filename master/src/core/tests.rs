@@ -488,11 +488,19 @@ fn a_move_backwards_is_ignored_but_still_forwarded() {
     let (agent, fw, _) = running_task(&mut m);
     let starting = agent_status("t1", &agent, TaskState::TaskStarting, 5);
     m.status_update(5, &agent, &fw, starting.clone());
-    assert_eq!(m.drain_outputs(), vec![Output::ToFramework { framework_id: fw.clone(), event: Event::Update(starting) }]);
+    assert_eq!(
+        m.drain_outputs(),
+        vec![Output::ToFramework { framework_id: fw.clone(), event: Event::Update(starting) }]
+    );
     assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskRunning));
 }
 
-fn dropped(m: &mut Master, fw: &FrameworkId, stream: &StreamId, call: Call) -> Vec<(TaskId, TaskState, TaskStatusReason)> {
+fn dropped(
+    m: &mut Master,
+    fw: &FrameworkId,
+    stream: &StreamId,
+    call: Call,
+) -> Vec<(TaskId, TaskState, TaskStatusReason)> {
     m.call(0, fw, stream, call).expect("the call itself is valid");
     let out = m.drain_outputs();
     assert!(!out.iter().any(|o| matches!(o, Output::ToAgent { .. })), "nothing launched: {out:?}");
@@ -675,7 +683,8 @@ fn a_staging_task_on_an_unreachable_agent_is_killed_when_the_agent_returns() {
     m.call(0, &fw, &stream, accept(&offer, vec![task("t1", &agent, "cpus:1")], 0)).expect("accept");
     m.tick(100_000);
     m.drain_outputs();
-    let report = ReportedTask { framework_id: fw.clone(), task: task("t1", &agent, "cpus:1"), state: TaskState::TaskStaging };
+    let report =
+        ReportedTask { framework_id: fw.clone(), task: task("t1", &agent, "cpus:1"), state: TaskState::TaskStaging };
     m.register_agent(100_001, ConnId(2), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
     assert_eq!(
         m.drain_outputs(),
@@ -683,7 +692,11 @@ fn a_staging_task_on_an_unreachable_agent_is_killed_when_the_agent_returns() {
             Output::AgentRegistered { conn: ConnId(2), agent_id: agent.clone() },
             Output::ToAgent {
                 agent_id: agent.clone(),
-                message: ToAgent::KillTask { framework_id: fw.clone(), task_id: TaskId::new("t1"), grace_period_ms: None },
+                message: ToAgent::KillTask {
+                    framework_id: fw.clone(),
+                    task_id: TaskId::new("t1"),
+                    grace_period_ms: None
+                },
             },
         ]
     );
@@ -752,7 +765,9 @@ fn acknowledgements_go_to_connected_agents_and_messages_are_refused() {
     m.call(2, &fw, &stream, ack).expect("ack");
     assert!(m.drain_outputs().is_empty());
     let message = Call::Message { agent_id: agent, data: b"hi".to_vec() };
-    assert!(matches!(m.call(2, &fw, &stream, message), Err(CallError::Invalid { ref field, .. }) if field == "message"));
+    assert!(
+        matches!(m.call(2, &fw, &stream, message), Err(CallError::Invalid { ref field, .. }) if field == "message")
+    );
 }
 
 // ----- frameworks -----
@@ -800,7 +815,10 @@ fn teardown_kills_the_tasks_and_closes_the_framework() {
     assert_eq!(
         m.drain_outputs(),
         vec![
-            Output::ToAgent { agent_id: agent.clone(), message: ToAgent::ShutdownFramework { framework_id: fw.clone() } },
+            Output::ToAgent {
+                agent_id: agent.clone(),
+                message: ToAgent::ShutdownFramework { framework_id: fw.clone() }
+            },
             Output::CloseFramework { framework_id: fw.clone() },
         ]
     );
