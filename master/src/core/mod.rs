@@ -79,39 +79,16 @@ pub struct ReportedTask {
 /// A scheduler call other than SUBSCRIBE, already validated at the edge.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Call {
-    Accept {
-        offer_ids: Vec<OfferId>,
-        operations: Vec<Operation>,
-        refuse_ms: u64,
-    },
-    Decline {
-        offer_ids: Vec<OfferId>,
-        refuse_ms: u64,
-    },
+    Accept { offer_ids: Vec<OfferId>, operations: Vec<Operation>, refuse_ms: u64 },
+    Decline { offer_ids: Vec<OfferId>, refuse_ms: u64 },
     /// Empty roles mean every role of the framework.
-    Revive {
-        roles: Vec<Role>,
-    },
-    Suppress {
-        roles: Vec<Role>,
-    },
-    Kill {
-        task_id: TaskId,
-        agent_id: Option<AgentId>,
-    },
-    Acknowledge {
-        agent_id: AgentId,
-        task_id: TaskId,
-        uuid: UpdateId,
-    },
+    Revive { roles: Vec<Role> },
+    Suppress { roles: Vec<Role> },
+    Kill { task_id: TaskId, agent_id: Option<AgentId> },
+    Acknowledge { agent_id: AgentId, task_id: TaskId, uuid: UpdateId },
     /// Empty means implicit reconciliation: every task the master knows of the framework.
-    Reconcile {
-        tasks: Vec<(TaskId, Option<AgentId>)>,
-    },
-    Message {
-        agent_id: AgentId,
-        data: Vec<u8>,
-    },
+    Reconcile { tasks: Vec<(TaskId, Option<AgentId>)> },
+    Message { agent_id: AgentId, data: Vec<u8> },
     Teardown,
 }
 
@@ -161,27 +138,13 @@ pub enum ToAgent {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     /// Bind connection `conn` to `agent_id` and tell the agent it is registered.
-    AgentRegistered {
-        conn: ConnId,
-        agent_id: AgentId,
-    },
+    AgentRegistered { conn: ConnId, agent_id: AgentId },
     /// Tell the agent on `conn` it may not (re-)register, and close the connection.
-    AgentRefused {
-        conn: ConnId,
-        reason: String,
-    },
-    ToAgent {
-        agent_id: AgentId,
-        message: ToAgent,
-    },
-    ToFramework {
-        framework_id: FrameworkId,
-        event: Event,
-    },
+    AgentRefused { conn: ConnId, reason: String },
+    ToAgent { agent_id: AgentId, message: ToAgent },
+    ToFramework { framework_id: FrameworkId, event: Event },
     /// Close the framework's event stream (after TEARDOWN or failover timeout).
-    CloseFramework {
-        framework_id: FrameworkId,
-    },
+    CloseFramework { framework_id: FrameworkId },
 }
 
 /// A read-only copy of the registry for the operator API (`/state`, `/metrics`).
