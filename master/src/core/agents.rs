@@ -16,8 +16,15 @@ use super::{ConnId, Output, ReportedTask, ToAgent};
 pub const MAX_REPORTED_TASKS: usize = 100_000;
 
 impl Master {
-    /// Registers a new agent or re-registers a known one; see the crate docs for the
-    /// rules. Emits `AgentRegistered` (then any kills and updates) or `AgentRefused`.
+    /// Registers an agent. Without `previous_id` it gets a new id. With a known id it is
+    /// rebound to `conn`, its offers are rescinded and its reported tasks merged: tasks it
+    /// no longer has become TASK_GONE, unreachable tasks it still runs come back (the
+    /// framework hears TASK_RUNNING, reason RECONCILIATION), staging ones are killed. An
+    /// id this master does not know (it restarted) is re-admitted with its tasks, and
+    /// their frameworks get inactive placeholders until they re-subscribe. Tasks of
+    /// removed frameworks are shut down instead. Emits `AgentRegistered` first (then any
+    /// kills and updates), or only `AgentRefused` when the resources do not cover the
+    /// reported tasks.
     pub fn register_agent(
         &mut self,
         now_ms: u64,

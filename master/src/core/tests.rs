@@ -943,3 +943,54 @@ fn a_stale_heartbeat_or_update_from_an_unknown_agent_changes_nothing() {
     assert!(m.drain_outputs().is_empty());
     assert_eq!(m.snapshot(), before);
 }
+
+#[test]
+fn a_framework_unknown_to_a_restarted_master_keeps_its_id() {
+    let mut m = master();
+    let mut info = framework_info("fw");
+    info.id = Some(FrameworkId::new("m-0042"));
+    let (fw, _) = m.subscribe(0, info).expect("re-admitted");
+    assert_eq!(fw, FrameworkId::new("m-0042"));
+    let (next, _) = subscribe(&mut m, 0, "new");
+    assert_eq!(next, FrameworkId::new("m-0043"), "ids handed out later never collide");
+}
+
+#[test]
+fn tasks_of_a_removed_framework_reported_later_are_shut_down_and_not_counted() {
+    let mut m = master();
+    let (agent, fw, stream) = running_task(&mut m);
+    m.agent_disconnected(1, &agent, ConnId(1));
+    m.call(2, &fw, &stream, Call::Teardown).expect("teardown");
+    assert_eq!(m.drain_outputs(), vec![Output::CloseFramework { framework_id: fw.clone() }]);
+    // The agent still runs the task; the master already gave its resources away, so a
+    // report that would over-commit the agent must not get it refused.
+    let report =
+        ReportedTask { framework_id: fw.clone(), task: task("t1", &agent, "cpus:4"), state: TaskState::TaskRunning };
+    m.register_agent(3, ConnId(2), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
+    assert_eq!(
+        m.drain_outputs(),
+        vec![
+            Output::AgentRegistered { conn: ConnId(2), agent_id: agent.clone() },
+            Output::ToAgent { agent_id: agent, message: ToAgent::ShutdownFramework { framework_id: fw } },
+        ]
+    );
+    assert!(m.snapshot().agents[0].used.is_empty());
+    assert_eq!(m.check_invariants(), Ok(()));
+}
+
+#[test]
+fn an_agent_silent_after_a_disconnect_of_its_framework_keeps_the_master_consistent() {
+    let mut m = Master::new(Config { offer_timeout_ms: Some(500), ..config() }, 3);
+    let (agent, fw, stream) = running_task(&mut m);
+    add_agent(&mut m, 0, 2, "h2", "cpus:1;mem:128");
+    allocate(&mut m, 0);
+    m.framework_disconnected(10, &fw, &stream);
+    m.tick(600);
+    m.tick(100_000);
+    assert_eq!(m.check_invariants(), Ok(()));
+    let snapshot = m.snapshot();
+    assert_eq!(snapshot.outstanding_offers, 0);
+    assert!(snapshot.frameworks.is_empty(), "the failover timeout removed the framework");
+    assert!(snapshot.agents.iter().all(|a| !a.reachable && a.used.is_empty()));
+    let _ = agent;
+}
