@@ -41,7 +41,8 @@ impl Master {
                 return;
             }
         };
-        let agent_id = match previous_id {
+        // An empty id is how some clients say "none".
+        let agent_id = match previous_id.filter(|id| !id.as_str().is_empty()) {
             Some(id) => id,
             None => {
                 let id = AgentId::new(format!("{}-S{}", self.config.master_id, self.next_agent));

@@ -35,7 +35,7 @@ impl Master {
         if info.roles.is_empty() {
             info.roles.push(Role::unreserved());
         }
-        let framework_id = match info.id.clone() {
+        let framework_id = match info.id.clone().filter(|id| !id.as_str().is_empty()) {
             Some(id) if self.is_removed_framework(&id) => {
                 return Err(invalid(
                     "framework_info.id",

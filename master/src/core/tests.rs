@@ -994,3 +994,13 @@ fn an_agent_silent_after_a_disconnect_of_its_framework_keeps_the_master_consiste
     assert!(snapshot.agents.iter().all(|a| !a.reachable && a.used.is_empty()));
     let _ = agent;
 }
+
+#[test]
+fn an_empty_previous_id_counts_as_none() {
+    let mut m = master();
+    m.register_agent(0, ConnId(1), agent_info("h1", "cpus:1;mem:64"), Some(AgentId::new("")), Vec::new());
+    assert_eq!(m.drain_outputs(), vec![Output::AgentRegistered { conn: ConnId(1), agent_id: AgentId::new("m-S1") }]);
+    let mut info = framework_info("fw");
+    info.id = Some(FrameworkId::new(""));
+    assert_eq!(m.subscribe(0, info).expect("subscribe").0, FrameworkId::new("m-0001"));
+}
