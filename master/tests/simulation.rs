@@ -550,6 +550,14 @@ impl Sim {
                 }
                 Output::AgentRefused { conn, reason } => self.fail(format!("{conn:?} refused: {reason}")),
                 Output::ToAgent { agent_id, message } => self.deliver_to_agent(&agent_id, message),
+                Output::ReconnectAgent { agent_id } => {
+                    // The runtime closes the connection; the agent dials again later.
+                    let Some(&i) = self.agent_index.get(&agent_id) else {
+                        self.fail(format!("reconnect for unknown agent {agent_id}"))
+                    };
+                    self.agents[i].link = Link::Down;
+                    self.agents[i].conn = None;
+                }
                 Output::ToFramework { framework_id, event } => self.deliver_to_framework(&framework_id, event),
                 Output::CloseFramework { framework_id } => {
                     if let Some(i) = self.framework_index.remove(&framework_id) {

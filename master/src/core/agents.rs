@@ -209,11 +209,27 @@ impl Master {
 
     pub fn agent_heartbeat(&mut self, now_ms: u64, agent_id: &AgentId) {
         // An unreachable agent must re-register; its heartbeats prove nothing about tasks.
-        if let Some(agent) = self.agents.get_mut(agent_id)
-            && agent.reachable
-        {
+        if self.ask_unreachable_to_reregister(agent_id) {
+            return;
+        }
+        if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
         }
+    }
+
+    /// An agent the master declared unreachable is talking again on its old connection (it
+    /// was paused or cut off, and does not know). Closing that connection makes it
+    /// re-register with the tasks it runs, which brings them back. Returns true when the
+    /// agent is unreachable, so that what it said is not trusted.
+    fn ask_unreachable_to_reregister(&mut self, agent_id: &AgentId) -> bool {
+        let Some(agent) = self.agents.get_mut(agent_id) else { return false };
+        if agent.reachable {
+            return false;
+        }
+        if agent.conn.take().is_some() {
+            self.outbox.push(Output::ReconnectAgent { agent_id: agent_id.clone() });
+        }
+        true
     }
 
     /// The agent's connection `conn` closed. Its offers are rescinded; its tasks stay
@@ -237,10 +253,12 @@ impl Master {
         framework_id: &FrameworkId,
         mut status: TaskStatus,
     ) {
-        let Some(agent) = self.agents.get_mut(agent_id) else { return };
-        if agent.reachable {
-            agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
+        // The agent resends the update once it has re-registered.
+        if self.ask_unreachable_to_reregister(agent_id) {
+            return;
         }
+        let Some(agent) = self.agents.get_mut(agent_id) else { return };
+        agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
         if status.agent_id.is_none() {
             status.agent_id = Some(agent_id.clone());
         }

@@ -158,7 +158,11 @@ impl Master {
         let reason =
             if agent.conn.is_some() { TaskStatusReason::AgentRemoved } else { TaskStatusReason::AgentDisconnected };
         agent.reachable = false;
-        agent.conn = None;
+        // Close a connection that is still open: when the agent wakes up (it may only be
+        // paused or cut off), it finds the stream gone and re-registers with its tasks.
+        if agent.conn.take().is_some() {
+            self.outbox.push(Output::ReconnectAgent { agent_id: agent_id.clone() });
+        }
         let tasks: Vec<(FrameworkId, TaskId)> = agent.tasks.iter().cloned().collect();
         self.counters.agents_unreachable = self.counters.agents_unreachable.saturating_add(1);
         for (framework_id, task_id) in tasks {

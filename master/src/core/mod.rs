@@ -142,6 +142,9 @@ pub enum Output {
     /// Tell the agent on `conn` it may not (re-)register, and close the connection.
     AgentRefused { conn: ConnId, reason: String },
     ToAgent { agent_id: AgentId, message: ToAgent },
+    /// Close the agent's connection without refusing it, so that it re-registers with the
+    /// tasks it runs (an unreachable agent spoke again on its old connection).
+    ReconnectAgent { agent_id: AgentId },
     ToFramework { framework_id: FrameworkId, event: Event },
     /// Close the framework's event stream (after TEARDOWN or failover timeout).
     CloseFramework { framework_id: FrameworkId },

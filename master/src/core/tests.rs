@@ -663,6 +663,21 @@ fn a_silent_agent_becomes_unreachable_and_its_return_brings_its_tasks_back() {
 }
 
 #[test]
+fn an_agent_that_becomes_unreachable_is_disconnected_so_that_it_reregisters() {
+    let mut m = master();
+    let (agent, fw, _) = running_task(&mut m);
+    m.tick(80_000);
+    let out = m.drain_outputs();
+    assert_eq!(out.iter().filter(|o| **o == Output::ReconnectAgent { agent_id: agent.clone() }).count(), 1, "{out:?}");
+    // What it says before re-registering is not trusted, and it is asked only once.
+    m.agent_heartbeat(80_001, &agent);
+    m.status_update(80_002, &agent, &fw, agent_status("t1", &agent, TaskState::TaskFinished, 1));
+    m.agent_heartbeat(80_003, &agent);
+    assert!(m.drain_outputs().is_empty());
+    assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskUnreachable));
+}
+
+#[test]
 fn a_disconnected_agent_that_stays_away_becomes_unreachable_with_reason_disconnected() {
     let mut m = master();
     let (agent, _, _) = running_task(&mut m);

@@ -236,6 +236,10 @@ impl Owner {
                             lost_agents.push((agent_id.clone(), *conn));
                         }
                     }
+                    Output::ReconnectAgent { agent_id } => {
+                        // Dropping the outbox ends the stream; the agent dials again.
+                        self.agents.remove(&agent_id);
+                    }
                     Output::ToFramework { framework_id, event } => {
                         let Some((stream_id, events)) = self.frameworks.get(&framework_id) else {
                             continue;

@@ -1,0 +1,183 @@
+//! End to end: killing tasks, and agents dying under running tasks. A framework built on
+//! the SDK watches what a real master and real agents report.
+
+mod common;
+
+use std::time::Duration;
+
+use agora_proto::model::{FrameworkInfo, Offer, Role, TaskId, TaskState, TaskStatus};
+use agora_sdk::{Driver, DriverConfig, DriverHandle, Scheduler, TaskBuilder, TaskRequirements, carve};
+use common::{Cluster, WAIT};
+use tokio::sync::mpsc;
+
+/// Launches one long-running task on the first offer big enough and reports every update.
+struct Sleeper {
+    command: String,
+    launched: bool,
+    updates: mpsc::UnboundedSender<TaskStatus>,
+}
+
+impl Scheduler for Sleeper {
+    async fn offers(&mut self, driver: &DriverHandle, offers: Vec<Offer>) {
+        for offer in offers {
+            let carving = carve(&offer.resources, &TaskRequirements::new(100, 32), 1);
+            match carving.tasks.into_iter().next() {
+                Some(resources) if !self.launched => {
+                    let task = TaskBuilder::shell("sleeper", self.command.as_str())
+                        .build(&offer.agent_id, resources)
+                        .expect("a valid task");
+                    driver.accept(vec![offer.id], vec![task], Some(60.0)).await.expect("accept");
+                    self.launched = true;
+                }
+                _ => {
+                    let _ = driver.decline(vec![offer.id], Some(60.0)).await;
+                }
+            }
+        }
+    }
+
+    async fn update(&mut self, _driver: &DriverHandle, status: TaskStatus) {
+        let _ = self.updates.send(status);
+    }
+}
+
+struct Framework {
+    handle: DriverHandle,
+    updates: mpsc::UnboundedReceiver<TaskStatus>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Framework {
+    fn start(master: &str, command: &str) -> Framework {
+        let info = FrameworkInfo {
+            id: None,
+            name: "sleeper".into(),
+            user: "test".into(),
+            roles: vec![Role::unreserved()],
+            failover_timeout_ms: 60_000,
+            hostname: String::new(),
+            principal: String::new(),
+        };
+        let driver = Driver::new(DriverConfig::new(vec![master.to_owned()], info)).expect("driver");
+        let handle = driver.handle();
+        let (tx, updates) = mpsc::unbounded_channel();
+        let mut sleeper = Sleeper { command: command.to_owned(), launched: false, updates: tx };
+        let task = tokio::spawn(async move {
+            let _ = driver.run(&mut sleeper).await;
+        });
+        Framework { handle, updates, task }
+    }
+
+    /// Waits for the task to reach `state`, failing on any terminal state on the way.
+    async fn wait_for(&mut self, state: TaskState) -> TaskStatus {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let status = tokio::time::timeout_at(deadline, self.updates.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {state}"))
+                .expect("the driver is running");
+            if status.state == state {
+                return status;
+            }
+            assert!(!status.state.is_terminal(), "expected {state}, got {status:?}");
+        }
+    }
+}
+
+impl Drop for Framework {
+    fn drop(&mut self) {
+        self.handle.stop();
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_task_reports_task_killed_and_its_process_is_gone() {
+    let cluster = Cluster::local(1).await;
+    let marker = cluster.dir.path().join("pid");
+    let command = format!("echo $$ > {}; exec sleep 1000", marker.display());
+    let mut framework = Framework::start(&cluster.master, &command);
+    let running = framework.wait_for(TaskState::TaskRunning).await;
+
+    framework.handle.kill(&TaskId::new("sleeper"), running.agent_id.as_ref()).await.expect("kill");
+    let killed = framework.wait_for(TaskState::TaskKilled).await;
+    assert_eq!(killed.task_id.as_str(), "sleeper");
+
+    let pid: i32 = std::fs::read_to_string(&marker).expect("pid file").trim().parse().expect("a pid");
+    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
+    assert!(!alive, "process {pid} outlived its kill");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigkilled_agent_turns_its_tasks_unreachable_at_the_framework() {
+    let mut cluster = Cluster::master_only(&["--agent-heartbeat-interval", "200ms", "--agent-timeout", "1s"]).await;
+    let agent = cluster.add_agent("agent", "cpus:1;mem:256;disk:100;ports:[31000-31010]");
+    cluster.wait_for_agents(1).await;
+    // The task outlives its SIGKILLed agent (nothing reaps it), so it ends by itself.
+    let mut framework = Framework::start(&cluster.master, "sleep 30");
+    framework.wait_for(TaskState::TaskRunning).await;
+
+    cluster.procs[agent].kill();
+    let unreachable = framework.wait_for(TaskState::TaskUnreachable).await;
+    assert_eq!(unreachable.task_id.as_str(), "sleeper");
+
+    let state = cluster.state().await;
+    assert_eq!(state["unreachable_slaves"], 1, "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_on_agora_run_kills_its_task() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let cluster = Cluster::local(1).await;
+    let mut child = Command::new(common::AGORA)
+        .args(["run", "--master", &cluster.master, "--", "sleep", "1000"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agora run");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("TASK_RUNNING")) {
+        seen.push(lines.recv_timeout(WAIT).unwrap_or_else(|_| panic!("no TASK_RUNNING in {seen:?}")));
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    while !seen.iter().any(|l| l.contains("TASK_KILLED")) {
+        seen.push(lines.recv_timeout(WAIT).unwrap_or_else(|_| panic!("no TASK_KILLED in {seen:?}")));
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        assert!(std::time::Instant::now() < deadline, "agora run did not exit after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(130));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_agent_that_returns_brings_its_tasks_back_as_running() {
+    let mut cluster = Cluster::master_only(&["--agent-heartbeat-interval", "200ms", "--agent-timeout", "1s"]).await;
+    let agent = cluster.add_agent("agent", "cpus:1;mem:256;disk:100;ports:[31000-31010]");
+    cluster.wait_for_agents(1).await;
+    let mut framework = Framework::start(&cluster.master, "sleep 1000");
+    framework.wait_for(TaskState::TaskRunning).await;
+
+    cluster.procs[agent].signal("STOP");
+    framework.wait_for(TaskState::TaskUnreachable).await;
+    cluster.procs[agent].signal("CONT");
+    let back = framework.wait_for(TaskState::TaskRunning).await;
+    assert_eq!(back.task_id.as_str(), "sleeper");
+    cluster.wait_for_agents(1).await;
+}
