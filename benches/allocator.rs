@@ -1,0 +1,144 @@
+//! Criterion benches of the master core's allocator, reproducing Mesos' published
+//! `HierarchicalAllocator_BENCHMARK_DeclineOffers` scenario so figures compare one to one.
+//!
+//! Each agent has `cpus:24;mem:4096;disk:4096;ports:[31000-32000]`, part of it already used
+//! by a task; every offer is declined with a filter that outlives the run; the measured
+//! time is one allocation round. Sizes: `AGORA_BENCH_SIZES="1000x100,10000x1000"` picks
+//! agents×frameworks pairs (default: the pairs below).
+
+use std::time::{Duration, Instant};
+
+use agora_master::core::{Call, Config, ConnId, Event, Master, Operation, Output};
+use agora_proto::model::{
+    AgentId, AgentInfo, CommandInfo, FrameworkId, FrameworkInfo, OfferId, Resources, Role, StreamId, TaskId, TaskInfo,
+};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+const AGENT_RESOURCES: &str = "cpus:24;mem:4096;disk:4096;ports:[31000-32000]";
+const USED_RESOURCES: &str = "cpus:1;mem:128;disk:0;ports:[31000-31000]";
+/// A filter longer than any bench run: declined agents are never offered again.
+const FOREVER_MS: u64 = 365 * 24 * 3600 * 1000;
+
+fn sizes() -> Vec<(usize, usize)> {
+    let default = "1000x100,1000x1000,10000x100,10000x1000";
+    let spec = std::env::var("AGORA_BENCH_SIZES").unwrap_or_else(|_| default.to_owned());
+    spec.split(',')
+        .filter_map(|pair| {
+            let (a, f) = pair.trim().split_once('x')?;
+            Some((a.parse().ok()?, f.parse().ok()?))
+        })
+        .collect()
+}
+
+struct Cluster {
+    master: Master,
+    frameworks: Vec<(FrameworkId, StreamId)>,
+    now_ms: u64,
+}
+
+impl Cluster {
+    fn new(agents: usize, frameworks: usize) -> Cluster {
+        let config = Config { master_id: "bench".into(), ..Config::default() };
+        let mut master = Master::new(config, 7);
+        let now_ms = 1_000;
+        let resources = Resources::parse(AGENT_RESOURCES).expect("valid resources");
+        for i in 0..agents {
+            let info = AgentInfo { hostname: format!("host-{i}"), port: 5051, resources: resources.clone(), attributes: vec![] };
+            master.register_agent(now_ms, ConnId(i as u64), info, None, vec![]);
+        }
+        let mut ids = Vec::with_capacity(frameworks);
+        for i in 0..frameworks {
+            let info = FrameworkInfo {
+                id: None,
+                name: format!("framework-{i}"),
+                user: "bench".into(),
+                roles: vec![Role::unreserved()],
+                failover_timeout_ms: 0,
+                hostname: "bench".into(),
+                principal: String::new(),
+            };
+            ids.push(master.subscribe(now_ms, info).expect("subscribe"));
+        }
+        master.drain_outputs();
+        let mut cluster = Cluster { master, frameworks: ids, now_ms };
+        cluster.use_part_of_every_agent();
+        cluster
+    }
+
+    /// One round in which every offer is accepted with one small task, so that every agent
+    /// starts with part of it in use, as in Mesos' bench.
+    fn use_part_of_every_agent(&mut self) {
+        let used = Resources::parse(USED_RESOURCES).expect("valid resources");
+        self.master.allocate(self.now_ms);
+        for (framework_id, offers) in self.offers() {
+            let stream_id = self.stream(&framework_id);
+            for (n, (offer_id, agent_id)) in offers.into_iter().enumerate() {
+                let task = TaskInfo {
+                    task_id: TaskId::new(format!("{framework_id}-{n}")),
+                    name: "used".into(),
+                    agent_id,
+                    resources: used.clone(),
+                    command: CommandInfo { shell: Some("sleep 1000".into()), ..CommandInfo::default() },
+                    labels: vec![],
+                    kill_grace_period_ms: None,
+                };
+                let call = Call::Accept { offer_ids: vec![offer_id], operations: vec![Operation::Launch { tasks: vec![task] }], refuse_ms: 0 };
+                self.master.call(self.now_ms, &framework_id, &stream_id, call).expect("accept");
+            }
+        }
+        self.master.drain_outputs();
+    }
+
+    fn stream(&self, framework_id: &FrameworkId) -> StreamId {
+        self.frameworks.iter().find(|(id, _)| id == framework_id).map(|(_, s)| s.clone()).expect("known framework")
+    }
+
+    fn offers(&mut self) -> Vec<(FrameworkId, Vec<(OfferId, AgentId)>)> {
+        self.master
+            .drain_outputs()
+            .into_iter()
+            .filter_map(|output| match output {
+                Output::ToFramework { framework_id, event: Event::Offers(offers) } => {
+                    Some((framework_id, offers.into_iter().map(|o| (o.id, o.agent_id)).collect()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn decline_everything(&mut self) {
+        for (framework_id, offers) in self.offers() {
+            let stream_id = self.stream(&framework_id);
+            let offer_ids = offers.into_iter().map(|(id, _)| id).collect();
+            let call = Call::Decline { offer_ids, refuse_ms: FOREVER_MS };
+            self.master.call(self.now_ms, &framework_id, &stream_id, call).expect("decline");
+        }
+        self.master.drain_outputs();
+    }
+}
+
+fn decline_offers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("DeclineOffers");
+    group.sample_size(20).measurement_time(Duration::from_secs(10));
+    for (agents, frameworks) in sizes() {
+        let mut cluster = Cluster::new(agents, frameworks);
+        group.throughput(Throughput::Elements(agents as u64));
+        group.bench_function(BenchmarkId::from_parameter(format!("{agents}x{frameworks}")), |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    let started = Instant::now();
+                    cluster.master.allocate(cluster.now_ms);
+                    total += started.elapsed();
+                    cluster.decline_everything();
+                    cluster.now_ms += 1;
+                }
+                total
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decline_offers);
+criterion_main!(benches);
