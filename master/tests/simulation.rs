@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use agora_master::core::{Call, Config, ConnId, Event, Master, Operation, Output, ReportedTask, ToAgent};
+use agora_master::core::{Registry, Call, Config, ConnId, Event, Master, Operation, Output, ReportedTask, ToAgent};
 use agora_proto::model::{
     AgentId, AgentInfo, Attribute, CommandInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Pool, RangeSet, Resources,
     Role, Scalars, StreamId, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
@@ -74,6 +74,8 @@ struct Sim {
     step: u64,
     rng: ChaCha8Rng,
     master: Master,
+    /// What the master asked to persist, applied as its store would.
+    registry: Registry,
     now_ms: u64,
     next_conn: u64,
     agents: Vec<SimAgent>,
@@ -139,6 +141,7 @@ impl Sim {
             step: 0,
             rng,
             master,
+            registry: Registry::default(),
             now_ms: 0,
             next_conn: 1,
             agents,
@@ -550,6 +553,7 @@ impl Sim {
                 }
                 Output::AgentRefused { conn, reason } => self.fail(format!("{conn:?} refused: {reason}")),
                 Output::ToAgent { agent_id, message } => self.deliver_to_agent(&agent_id, message),
+                Output::Persist(op) => self.registry.apply(op),
                 Output::ReconnectAgent { agent_id } => {
                     // The runtime closes the connection; the agent dials again later.
                     let Some(&i) = self.agent_index.get(&agent_id) else {
@@ -773,9 +777,36 @@ fn add_to_tally(tally: &mut AgentTally, resources: &Resources) {
     }
 }
 
+impl Sim {
+    /// A master started from what this one persisted knows every agent (and whether it
+    /// was reachable) and every framework that subscribed, and refuses removed ones.
+    fn check_recovery(&self) {
+        let mut fresh = Master::new(config(), self.seed.wrapping_add(1));
+        fresh.recover(self.now_ms, self.registry.clone());
+        let (old, new) = (self.master.snapshot(), fresh.snapshot());
+        let agents = |s: &agora_master::core::Snapshot| {
+            s.agents.iter().map(|a| (a.id.clone(), a.reachable, a.info.clone())).collect::<Vec<_>>()
+        };
+        self.ensure(agents(&old) == agents(&new), || "recovered agents differ from the master's".to_owned());
+        for framework in self.frameworks.iter().filter_map(|f| f.id.as_ref()) {
+            self.ensure(new.frameworks.iter().any(|f| &f.id == framework), || {
+                format!("subscribed framework {framework} was not recovered")
+            });
+        }
+        for removed in &old.completed_frameworks {
+            self.ensure(new.frameworks.iter().all(|f| f.id != removed.id), || {
+                format!("removed framework {} came back", removed.id)
+            });
+        }
+    }
+}
+
 fn run_seed(seed: u64, steps: u64) -> Sim {
     let mut sim = Sim::new(seed);
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| sim.run(steps))) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| {
+        sim.run(steps);
+        sim.check_recovery();
+    })) {
         eprintln!("simulation failed: re-run with AGORA_SIM_SEED={seed}");
         resume_unwind(panic);
     }

@@ -47,7 +47,8 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("--port {}: cannot listen on {address}", args.port))?;
     let master = listener.local_addr()?.to_string();
-    let options = args.tuning.options(master.clone())?;
+    let mut options = args.tuning.options(master.clone())?;
+    options.registry_path = Some(master_dir.join("registry.redb"));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move { agora_master::runtime::stopped(&mut rx).await };

@@ -19,7 +19,8 @@ pub struct Args {
     /// Address agents and frameworks are told to use, if not ip:port.
     #[arg(long)]
     pub advertise: Option<String>,
-    /// Directory for the master's state; locked so that two masters never share it.
+    /// Directory for the master's state (the registry, `registry.redb`); locked so that
+    /// two masters never share it.
     #[arg(long, default_value = "./agora-master")]
     pub work_dir: PathBuf,
     #[command(flatten)]
@@ -89,7 +90,8 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("--port {}: cannot listen on {address}", args.port))?;
     let bound = listener.local_addr()?;
-    let options = args.tuning.options(args.advertise.clone().unwrap_or_else(|| bound.to_string()))?;
+    let mut options = args.tuning.options(args.advertise.clone().unwrap_or_else(|| bound.to_string()))?;
+    options.registry_path = Some(args.work_dir.join("registry.redb"));
     tracing::info!(master_id = %options.core.master_id, advertise = %options.advertise, "starting master");
     runtime::serve(listener, options, super::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -66,6 +66,7 @@ impl Master {
             }
             self.agents.insert(agent_id.clone(), AgentRecord::new(info, conn, now_ms));
         }
+        self.persist_agent(&agent_id);
         self.outbox.push(Output::AgentRegistered { conn, agent_id: agent_id.clone() });
         self.merge_reported_tasks(now_ms, &agent_id, reported);
         self.dirty = true;

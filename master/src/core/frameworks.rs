@@ -69,6 +69,7 @@ impl Master {
         framework.stream = Some(stream_id.clone());
         framework.unregistered_at_ms = None;
         framework.suppressed.clear();
+        self.persist_framework(&framework_id);
         self.outbox.push(Output::ToFramework {
             framework_id: framework_id.clone(),
             event: Event::Subscribed {

@@ -11,6 +11,7 @@ use agora_proto::model::{
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::durable::RegistryOp;
 use super::allocator::{self, MinAllocatable};
 use super::registry::{AgentRecord, FrameworkRecord, OfferRecord};
 use super::{AgentView, Config, Counters, Event, FrameworkView, Output, Snapshot, ToAgent};
@@ -158,6 +159,10 @@ impl Master {
         let reason =
             if agent.conn.is_some() { TaskStatusReason::AgentRemoved } else { TaskStatusReason::AgentDisconnected };
         agent.reachable = false;
+        self.outbox.push(Output::Persist(super::durable::RegistryOp::PutAgent {
+            agent_id: agent_id.clone(),
+            agent: super::durable::DurableAgent { info: agent.info.clone(), reachable: false },
+        }));
         // Close a connection that is still open: when the agent wakes up (it may only be
         // paused or cut off), it finds the stream gone and re-registers with its tasks.
         if agent.conn.take().is_some() {
@@ -434,15 +439,23 @@ impl Master {
             }
             self.completed_frameworks.push_back(view);
         }
+        self.remember_removed_framework(framework_id.clone());
+        self.outbox.push(Output::Persist(RegistryOp::RemoveFramework { framework_id: framework_id.clone() }));
+        self.outbox.push(Output::CloseFramework { framework_id: framework_id.clone() });
+        self.dirty = true;
+    }
+
+    pub(crate) fn remember_removed_framework(&mut self, framework_id: FrameworkId) {
+        if self.removed_framework_set.contains(&framework_id) {
+            return;
+        }
         if self.removed_frameworks.len() >= MAX_REMOVED_FRAMEWORK_IDS
             && let Some(oldest) = self.removed_frameworks.pop_front()
         {
             self.removed_framework_set.remove(&oldest);
         }
         self.removed_frameworks.push_back(framework_id.clone());
-        self.removed_framework_set.insert(framework_id.clone());
-        self.outbox.push(Output::CloseFramework { framework_id: framework_id.clone() });
-        self.dirty = true;
+        self.removed_framework_set.insert(framework_id);
     }
 
     pub(crate) fn is_removed_framework(&self, framework_id: &FrameworkId) -> bool {

@@ -8,6 +8,7 @@
 
 mod agents;
 mod allocator;
+mod durable;
 mod frameworks;
 mod invariants;
 mod master;
@@ -16,6 +17,7 @@ mod registry;
 mod tests;
 
 pub use agents::MAX_REPORTED_TASKS;
+pub use durable::{DurableAgent, Registry, RegistryOp};
 pub use frameworks::{MAX_OFFERS_PER_CALL, MAX_RECONCILE_TASKS, MAX_ROLES_PER_FRAMEWORK};
 pub use master::{MAX_REMOVED_FRAMEWORK_IDS, Master};
 
@@ -148,6 +150,9 @@ pub enum Output {
     ToFramework { framework_id: FrameworkId, event: Event },
     /// Close the framework's event stream (after TEARDOWN or failover timeout).
     CloseFramework { framework_id: FrameworkId },
+    /// Commit this change to the durable registry before delivering any output that
+    /// follows it.
+    Persist(RegistryOp),
 }
 
 /// A read-only copy of the registry for the operator API (`/state`, `/metrics`).

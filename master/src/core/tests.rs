@@ -66,7 +66,7 @@ fn agent_status(task_id: &str, agent_id: &AgentId, state: TaskState, now_ms: u64
 
 fn add_agent(m: &mut Master, now_ms: u64, conn: u64, hostname: &str, text: &str) -> AgentId {
     m.register_agent(now_ms, ConnId(conn), agent_info(hostname, text), None, Vec::new());
-    match m.drain_outputs().as_slice() {
+    match m.visible_outputs().as_slice() {
         [Output::AgentRegistered { agent_id, .. }] => agent_id.clone(),
         other => panic!("expected one AgentRegistered, got {other:?}"),
     }
@@ -74,7 +74,7 @@ fn add_agent(m: &mut Master, now_ms: u64, conn: u64, hostname: &str, text: &str)
 
 fn subscribe(m: &mut Master, now_ms: u64, name: &str) -> (FrameworkId, StreamId) {
     let ids = m.subscribe(now_ms, framework_info(name)).expect("subscribe");
-    m.drain_outputs();
+    m.visible_outputs();
     ids
 }
 
@@ -96,7 +96,7 @@ fn allocate(m: &mut Master, now_ms: u64) -> Vec<(FrameworkId, Offer)> {
     assert_eq!(m.check_invariants(), Ok(()));
     m.allocate(now_ms);
     assert_eq!(m.check_invariants(), Ok(()));
-    offers(&m.drain_outputs())
+    offers(&m.visible_outputs())
 }
 
 fn updates(outputs: &[Output]) -> Vec<(TaskId, TaskState, TaskStatusReason)> {
@@ -120,9 +120,9 @@ fn running_task(m: &mut Master) -> (AgentId, FrameworkId, StreamId) {
     let got = allocate(m, 0);
     let offer = &got.first().expect("an offer").1;
     m.call(0, &fw, &stream, accept(offer, vec![task("t1", &agent, "cpus:1;mem:128")], 0)).expect("accept");
-    m.drain_outputs();
+    m.visible_outputs();
     m.status_update(1, &agent, &fw, agent_status("t1", &agent, TaskState::TaskRunning, 1));
-    m.drain_outputs();
+    m.visible_outputs();
     (agent, fw, stream)
 }
 
@@ -140,7 +140,7 @@ fn agents_get_sequential_ids_and_are_told_they_are_registered() {
     m.register_agent(0, ConnId(1), agent_info("h1", "cpus:1;mem:64"), None, Vec::new());
     m.register_agent(0, ConnId(2), agent_info("h2", "cpus:1;mem:64"), None, Vec::new());
     assert_eq!(
-        m.drain_outputs(),
+        m.visible_outputs(),
         vec![
             Output::AgentRegistered { conn: ConnId(1), agent_id: AgentId::new("m-S1") },
             Output::AgentRegistered { conn: ConnId(2), agent_id: AgentId::new("m-S2") },
@@ -159,7 +159,7 @@ fn an_agent_re_registering_keeps_its_id_and_its_tasks() {
         state: TaskState::TaskRunning,
     };
     m.register_agent(5, ConnId(9), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
-    assert_eq!(m.drain_outputs(), vec![Output::AgentRegistered { conn: ConnId(9), agent_id: agent.clone() }]);
+    assert_eq!(m.visible_outputs(), vec![Output::AgentRegistered { conn: ConnId(9), agent_id: agent.clone() }]);
     assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskRunning));
     assert_eq!(m.snapshot().agents[0].used, resources("cpus:1;mem:128"));
 }
@@ -169,7 +169,7 @@ fn a_task_the_agent_no_longer_reports_is_gone() {
     let mut m = master();
     let (agent, fw, _) = running_task(&mut m);
     m.register_agent(5, ConnId(9), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), Vec::new());
-    let out = m.drain_outputs();
+    let out = m.visible_outputs();
     assert_eq!(out.first(), Some(&Output::AgentRegistered { conn: ConnId(9), agent_id: agent.clone() }));
     assert_eq!(updates(&out), vec![(TaskId::new("t1"), TaskState::TaskGone, TaskStatusReason::Reconciliation)]);
     assert_eq!(task_state(&m, &fw, "t1"), None);
@@ -184,7 +184,7 @@ fn an_agent_unknown_to_a_restarted_master_is_readmitted_with_its_tasks() {
     let report =
         ReportedTask { framework_id: fw.clone(), task: task("t1", &agent, "cpus:1"), state: TaskState::TaskRunning };
     m.register_agent(0, ConnId(1), agent_info("h1", "cpus:2;mem:256"), Some(agent.clone()), vec![report]);
-    assert_eq!(m.drain_outputs(), vec![Output::AgentRegistered { conn: ConnId(1), agent_id: agent.clone() }]);
+    assert_eq!(m.visible_outputs(), vec![Output::AgentRegistered { conn: ConnId(1), agent_id: agent.clone() }]);
     let snapshot = m.snapshot();
     assert_eq!(snapshot.frameworks.len(), 1);
     assert!(!snapshot.frameworks[0].active, "the placeholder waits for its framework");
@@ -210,7 +210,7 @@ fn registration_is_refused_when_resources_do_not_cover_the_reported_tasks() {
         state: TaskState::TaskRunning,
     };
     m.register_agent(0, ConnId(1), agent_info("h1", "cpus:2;mem:256"), Some(agent), vec![report]);
-    match m.drain_outputs().as_slice() {
+    match m.visible_outputs().as_slice() {
         [Output::AgentRefused { conn: ConnId(1), reason }] => assert!(reason.contains("do not cover"), "{reason}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -225,7 +225,7 @@ fn a_subscribed_framework_is_offered_the_whole_free_agent() {
     let agent = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:1024;ports:[31000-31009]");
     let (fw, _) = m.subscribe(0, framework_info("fw")).expect("subscribe");
     assert_eq!(fw, FrameworkId::new("m-0001"));
-    match m.drain_outputs().as_slice() {
+    match m.visible_outputs().as_slice() {
         [Output::ToFramework { event: Event::Subscribed { heartbeat_interval_ms: 15_000, .. }, .. }] => {}
         other => panic!("expected SUBSCRIBED, got {other:?}"),
     }
@@ -241,7 +241,7 @@ fn a_subscribed_framework_is_offered_the_whole_free_agent() {
         attributes: Vec::new(),
         agent_url: "http://h1:5051".to_owned(),
     };
-    assert_eq!(m.drain_outputs(), vec![Output::ToFramework { framework_id: fw, event: Event::Offers(vec![expected]) }]);
+    assert_eq!(m.visible_outputs(), vec![Output::ToFramework { framework_id: fw, event: Event::Offers(vec![expected]) }]);
     // Nothing is free any more: a second round offers nothing.
     assert!(allocate(&mut m, 0).is_empty());
 }
@@ -255,7 +255,7 @@ fn each_framework_gets_one_offers_event_per_round() {
     subscribe(&mut m, 0, "a");
     subscribe(&mut m, 0, "b");
     m.allocate(0);
-    let out = m.drain_outputs();
+    let out = m.visible_outputs();
     assert_eq!(out.len(), 2, "{out:?}");
     assert_eq!(offers(&out).len(), 4);
 }
@@ -270,7 +270,7 @@ fn the_framework_with_the_lower_dominant_share_gets_the_next_agent() {
     // `big` runs a task holding half the cluster's memory, then returns the rest.
     m.call(0, &big, &big_stream, accept(offer, vec![task("t", &a1, "cpus:1;mem:2048")], 0)).expect("accept");
     let (small, _) = subscribe(&mut m, 0, "small");
-    m.drain_outputs();
+    m.visible_outputs();
     add_agent(&mut m, 0, 2, "h2", "cpus:4;mem:4096");
     let got = allocate(&mut m, 0);
     // Both agents have free resources; `small` (share 0) gets the first agent of the
@@ -296,7 +296,7 @@ fn with_one_agent_the_framework_holding_less_is_offered_it() {
         let t = task(&format!("{fw}-t"), &offer.agent_id, cpus);
         m.call(0, fw, stream, accept(offer, vec![t], 0)).expect("accept");
     }
-    m.drain_outputs();
+    m.visible_outputs();
     // Both agents now have free resources; f1 (12.5%) sorts before f2 (25%) and is
     // offered whichever agent comes first; after that f1 holds more than f2 and the other goes to f2.
     let got = allocate(&mut m, 0);
@@ -329,7 +329,7 @@ fn reserved_resources_are_offered_only_to_their_role() {
     let mut info = framework_info("eng");
     info.roles = vec![Role::parse("eng").expect("role")];
     let (eng, _) = m.subscribe(0, info).expect("subscribe");
-    m.drain_outputs();
+    m.visible_outputs();
     let got = allocate(&mut m, 0);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, eng);
@@ -413,9 +413,9 @@ fn offers_are_rescinded_when_their_agent_disconnects() {
     let (fw, _) = subscribe(&mut m, 0, "fw");
     let offer = allocate(&mut m, 0).remove(0).1;
     m.agent_disconnected(1, &agent, ConnId(99));
-    assert!(m.drain_outputs().is_empty(), "a stale connection's close is ignored");
+    assert!(m.visible_outputs().is_empty(), "a stale connection's close is ignored");
     m.agent_disconnected(1, &agent, ConnId(1));
-    assert_eq!(m.drain_outputs(), vec![Output::ToFramework { framework_id: fw, event: Event::Rescind(offer.id) }]);
+    assert_eq!(m.visible_outputs(), vec![Output::ToFramework { framework_id: fw, event: Event::Rescind(offer.id) }]);
     assert!(allocate(&mut m, 1).is_empty(), "a disconnected agent is not offered");
     let snapshot = m.snapshot();
     assert_eq!(snapshot.outstanding_offers, 0);
@@ -430,9 +430,9 @@ fn offers_are_rescinded_after_the_offer_timeout() {
     let (fw, _) = subscribe(&mut m, 0, "fw");
     let offer = allocate(&mut m, 100).remove(0).1;
     m.tick(1_099);
-    assert!(m.drain_outputs().is_empty());
+    assert!(m.visible_outputs().is_empty());
     m.tick(1_100);
-    assert_eq!(m.drain_outputs(), vec![Output::ToFramework { framework_id: fw, event: Event::Rescind(offer.id) }]);
+    assert_eq!(m.visible_outputs(), vec![Output::ToFramework { framework_id: fw, event: Event::Rescind(offer.id) }]);
     assert!(m.needs_allocation());
     assert_eq!(allocate(&mut m, 1_100).len(), 1, "a timed-out offer sets no filter");
 }
@@ -447,7 +447,7 @@ fn a_launch_uses_the_task_resources_and_a_terminal_update_frees_them_once() {
     let offer = allocate(&mut m, 0).remove(0).1;
     let t1 = task("t1", &agent, "cpus:1;mem:128");
     m.call(0, &fw, &stream, accept(&offer, vec![t1.clone()], 5_000)).expect("accept");
-    let out = m.drain_outputs();
+    let out = m.visible_outputs();
     match out.as_slice() {
         [Output::ToAgent { agent_id, message: ToAgent::RunTask { framework, task } }] => {
             assert_eq!(agent_id, &agent);
@@ -467,12 +467,12 @@ fn a_launch_uses_the_task_resources_and_a_terminal_update_frees_them_once() {
     let finished = agent_status("t1", &agent, TaskState::TaskFinished, 10);
     m.status_update(10, &agent, &fw, finished.clone());
     assert_eq!(
-        m.drain_outputs(),
+        m.visible_outputs(),
         vec![Output::ToFramework { framework_id: fw.clone(), event: Event::Update(finished.clone()) }]
     );
     // The agent retries until acknowledged: the same update again frees nothing twice.
     m.status_update(11, &agent, &fw, finished.clone());
-    assert_eq!(updates(&m.drain_outputs()).len(), 1, "a retried update is still forwarded");
+    assert_eq!(updates(&m.visible_outputs()).len(), 1, "a retried update is still forwarded");
     let snapshot = m.snapshot();
     assert!(snapshot.agents[0].used.is_empty());
     assert!(snapshot.frameworks[0].used.is_empty());
@@ -489,7 +489,7 @@ fn a_move_backwards_is_ignored_but_still_forwarded() {
     let starting = agent_status("t1", &agent, TaskState::TaskStarting, 5);
     m.status_update(5, &agent, &fw, starting.clone());
     assert_eq!(
-        m.drain_outputs(),
+        m.visible_outputs(),
         vec![Output::ToFramework { framework_id: fw.clone(), event: Event::Update(starting) }]
     );
     assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskRunning));
@@ -502,7 +502,7 @@ fn dropped(
     call: Call,
 ) -> Vec<(TaskId, TaskState, TaskStatusReason)> {
     m.call(0, fw, stream, call).expect("the call itself is valid");
-    let out = m.drain_outputs();
+    let out = m.visible_outputs();
     assert!(!out.iter().any(|o| matches!(o, Output::ToAgent { .. })), "nothing launched: {out:?}");
     updates(&out)
 }
@@ -585,7 +585,7 @@ fn invalid_tasks_get_task_error_and_valid_ones_still_launch() {
         task("rest", &agent, "cpus:1;mem:512"),
     ];
     m.call(0, &fw, &stream, accept(&offer, tasks, 0)).expect("accept");
-    let out = m.drain_outputs();
+    let out = m.visible_outputs();
     let launched: Vec<&str> = out
         .iter()
         .filter_map(|o| match o {
@@ -607,11 +607,11 @@ fn invalid_tasks_get_task_error_and_valid_ones_still_launch() {
     assert_eq!(m.snapshot().counters.tasks_errored, 4);
     // A live task's id cannot be reused in a later ACCEPT either.
     m.status_update(1, &agent, &fw, agent_status("rest", &agent, TaskState::TaskFinished, 1));
-    m.drain_outputs();
+    m.visible_outputs();
     let offer = allocate(&mut m, 1).remove(0).1;
     m.call(1, &fw, &stream, accept(&offer, vec![task("ok", &agent, "cpus:0.5")], 0)).expect("accept");
     assert_eq!(
-        updates(&m.drain_outputs()),
+        updates(&m.visible_outputs()),
         vec![(TaskId::new("ok"), TaskState::TaskError, TaskStatusReason::DuplicateTaskId)]
     );
 }
@@ -639,9 +639,9 @@ fn a_silent_agent_becomes_unreachable_and_its_return_brings_its_tasks_back() {
     assert!(got.iter().all(|(_, o)| o.agent_id == spare || o.agent_id == agent));
     m.agent_heartbeat(60_000, &spare);
     m.tick(74_999);
-    assert!(m.drain_outputs().is_empty());
+    assert!(m.visible_outputs().is_empty());
     m.tick(75_001);
-    let out = m.drain_outputs();
+    let out = m.visible_outputs();
     let rescinds = out.iter().filter(|o| matches!(o, Output::ToFramework { event: Event::Rescind(_), .. })).count();
     assert_eq!(rescinds, got.iter().filter(|(_, o)| o.agent_id == agent).count());
     assert_eq!(updates(&out), vec![(TaskId::new("t1"), TaskState::TaskUnreachable, TaskStatusReason::AgentRemoved)]);
@@ -655,7 +655,7 @@ fn a_silent_agent_becomes_unreachable_and_its_return_brings_its_tasks_back() {
         state: TaskState::TaskRunning,
     };
     m.register_agent(80_000, ConnId(3), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
-    let out = m.drain_outputs();
+    let out = m.visible_outputs();
     assert_eq!(out.first(), Some(&Output::AgentRegistered { conn: ConnId(3), agent_id: agent.clone() }));
     assert_eq!(updates(&out), vec![(TaskId::new("t1"), TaskState::TaskRunning, TaskStatusReason::Reconciliation)]);
     assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskRunning));
@@ -667,13 +667,13 @@ fn an_agent_that_becomes_unreachable_is_disconnected_so_that_it_reregisters() {
     let mut m = master();
     let (agent, fw, _) = running_task(&mut m);
     m.tick(80_000);
-    let out = m.drain_outputs();
+    let out = m.visible_outputs();
     assert_eq!(out.iter().filter(|o| **o == Output::ReconnectAgent { agent_id: agent.clone() }).count(), 1, "{out:?}");
     // What it says before re-registering is not trusted, and it is asked only once.
     m.agent_heartbeat(80_001, &agent);
     m.status_update(80_002, &agent, &fw, agent_status("t1", &agent, TaskState::TaskFinished, 1));
     m.agent_heartbeat(80_003, &agent);
-    assert!(m.drain_outputs().is_empty());
+    assert!(m.visible_outputs().is_empty());
     assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskUnreachable));
 }
 
@@ -684,7 +684,7 @@ fn a_disconnected_agent_that_stays_away_becomes_unreachable_with_reason_disconne
     m.agent_disconnected(10, &agent, ConnId(1));
     m.tick(80_000);
     assert_eq!(
-        updates(&m.drain_outputs()),
+        updates(&m.visible_outputs()),
         vec![(TaskId::new("t1"), TaskState::TaskUnreachable, TaskStatusReason::AgentDisconnected)]
     );
 }
@@ -697,12 +697,12 @@ fn a_staging_task_on_an_unreachable_agent_is_killed_when_the_agent_returns() {
     let offer = allocate(&mut m, 0).remove(0).1;
     m.call(0, &fw, &stream, accept(&offer, vec![task("t1", &agent, "cpus:1")], 0)).expect("accept");
     m.tick(100_000);
-    m.drain_outputs();
+    m.visible_outputs();
     let report =
         ReportedTask { framework_id: fw.clone(), task: task("t1", &agent, "cpus:1"), state: TaskState::TaskStaging };
     m.register_agent(100_001, ConnId(2), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
     assert_eq!(
-        m.drain_outputs(),
+        m.visible_outputs(),
         vec![
             Output::AgentRegistered { conn: ConnId(2), agent_id: agent.clone() },
             Output::ToAgent {
@@ -728,7 +728,7 @@ fn kill_of_a_live_task_goes_to_its_agent_and_of_an_unknown_task_answers_lost() {
     let (agent, fw, stream) = running_task(&mut m);
     m.call(1, &fw, &stream, Call::Kill { task_id: TaskId::new("t1"), agent_id: None }).expect("kill");
     assert_eq!(
-        m.drain_outputs(),
+        m.visible_outputs(),
         vec![Output::ToAgent {
             agent_id: agent.clone(),
             message: ToAgent::KillTask { framework_id: fw.clone(), task_id: TaskId::new("t1"), grace_period_ms: None },
@@ -737,7 +737,7 @@ fn kill_of_a_live_task_goes_to_its_agent_and_of_an_unknown_task_answers_lost() {
     assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskRunning), "KILLING comes from the agent");
     m.call(1, &fw, &stream, Call::Kill { task_id: TaskId::new("nope"), agent_id: Some(agent) }).expect("kill");
     assert_eq!(
-        updates(&m.drain_outputs()),
+        updates(&m.visible_outputs()),
         vec![(TaskId::new("nope"), TaskState::TaskLost, TaskStatusReason::TaskUnknown)]
     );
 }
@@ -748,14 +748,14 @@ fn a_kill_while_the_agent_is_disconnected_is_sent_when_it_returns() {
     let (agent, fw, stream) = running_task(&mut m);
     m.agent_disconnected(1, &agent, ConnId(1));
     m.call(2, &fw, &stream, Call::Kill { task_id: TaskId::new("t1"), agent_id: None }).expect("kill");
-    assert!(m.drain_outputs().is_empty());
+    assert!(m.visible_outputs().is_empty());
     let report = ReportedTask {
         framework_id: fw.clone(),
         task: task("t1", &agent, "cpus:1;mem:128"),
         state: TaskState::TaskRunning,
     };
     m.register_agent(3, ConnId(2), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
-    let out = m.drain_outputs();
+    let out = m.visible_outputs();
     assert!(out.contains(&Output::ToAgent {
         agent_id: agent,
         message: ToAgent::KillTask { framework_id: fw, task_id: TaskId::new("t1"), grace_period_ms: None },
@@ -770,7 +770,7 @@ fn acknowledgements_go_to_connected_agents_and_messages_are_refused() {
     let ack = Call::Acknowledge { agent_id: agent.clone(), task_id: TaskId::new("t1"), uuid: uuid.clone() };
     m.call(1, &fw, &stream, ack.clone()).expect("ack");
     assert_eq!(
-        m.drain_outputs(),
+        m.visible_outputs(),
         vec![Output::ToAgent {
             agent_id: agent.clone(),
             message: ToAgent::Acknowledge { framework_id: fw.clone(), task_id: TaskId::new("t1"), uuid },
@@ -778,7 +778,7 @@ fn acknowledgements_go_to_connected_agents_and_messages_are_refused() {
     );
     m.agent_disconnected(2, &agent, ConnId(1));
     m.call(2, &fw, &stream, ack).expect("ack");
-    assert!(m.drain_outputs().is_empty());
+    assert!(m.visible_outputs().is_empty());
     let message = Call::Message { agent_id: agent, data: b"hi".to_vec() };
     assert!(
         matches!(m.call(2, &fw, &stream, message), Err(CallError::Invalid { ref field, .. }) if field == "message")
@@ -814,7 +814,7 @@ fn a_resubscribing_framework_loses_the_offers_of_its_old_stream() {
     let mut info = framework_info("fw");
     info.id = Some(fw.clone());
     m.subscribe(1, info).expect("re-subscribe");
-    match m.drain_outputs().as_slice() {
+    match m.visible_outputs().as_slice() {
         [Output::ToFramework { event: Event::Subscribed { .. }, .. }] => {}
         other => panic!("expected only SUBSCRIBED, got {other:?}"),
     }
@@ -828,7 +828,7 @@ fn teardown_kills_the_tasks_and_closes_the_framework() {
     let (agent, fw, stream) = running_task(&mut m);
     m.call(5, &fw, &stream, Call::Teardown).expect("teardown");
     assert_eq!(
-        m.drain_outputs(),
+        m.visible_outputs(),
         vec![
             Output::ToAgent {
                 agent_id: agent.clone(),
@@ -856,11 +856,11 @@ fn a_disconnected_framework_is_removed_after_its_failover_timeout() {
     m.framework_disconnected(10, &fw, &stream);
     assert!(!m.snapshot().frameworks[0].active);
     m.tick(10 + FAILOVER_MS - 1);
-    assert!(m.drain_outputs().is_empty());
+    assert!(m.visible_outputs().is_empty());
     m.agent_heartbeat(10 + FAILOVER_MS, &agent);
     m.tick(10 + FAILOVER_MS);
     assert_eq!(
-        m.drain_outputs(),
+        m.visible_outputs(),
         vec![
             Output::ToAgent { agent_id: agent, message: ToAgent::ShutdownFramework { framework_id: fw.clone() } },
             Output::CloseFramework { framework_id: fw },
@@ -878,7 +878,7 @@ fn a_framework_that_resubscribes_in_time_keeps_its_tasks() {
     m.subscribe(20, info).expect("re-subscribe");
     m.agent_heartbeat(10 + FAILOVER_MS, &agent);
     m.tick(10 + FAILOVER_MS);
-    assert!(!m.drain_outputs().iter().any(|o| matches!(o, Output::CloseFramework { .. })));
+    assert!(!m.visible_outputs().iter().any(|o| matches!(o, Output::CloseFramework { .. })));
     assert_eq!(task_state(&m, &fw, "t1"), Some(TaskState::TaskRunning));
 }
 
@@ -888,7 +888,7 @@ fn updates_for_a_disconnected_framework_are_not_sent_but_still_applied() {
     let (agent, fw, stream) = running_task(&mut m);
     m.framework_disconnected(10, &fw, &stream);
     m.status_update(11, &agent, &fw, agent_status("t1", &agent, TaskState::TaskFinished, 11));
-    assert!(m.drain_outputs().is_empty());
+    assert!(m.visible_outputs().is_empty());
     assert_eq!(task_state(&m, &fw, "t1"), None);
 }
 
@@ -901,7 +901,7 @@ fn explicit_reconciliation_answers_each_named_task() {
     let gone_agent = add_agent(&mut m, 0, 2, "h2", "cpus:1;mem:128");
     m.agent_heartbeat(70_000, &agent);
     m.tick(75_000);
-    m.drain_outputs();
+    m.visible_outputs();
     let call = Call::Reconcile {
         tasks: vec![
             (TaskId::new("t1"), Some(agent.clone())),
@@ -914,7 +914,7 @@ fn explicit_reconciliation_answers_each_named_task() {
     m.call(75_001, &fw, &stream, call).expect("reconcile");
     let r = TaskStatusReason::Reconciliation;
     assert_eq!(
-        updates(&m.drain_outputs()),
+        updates(&m.visible_outputs()),
         vec![
             (TaskId::new("t1"), TaskState::TaskRunning, r),
             (TaskId::new("x"), TaskState::TaskGone, r),
@@ -933,16 +933,16 @@ fn implicit_reconciliation_answers_every_live_task() {
     m.call(1, &fw, &stream, accept(&offer, vec![task("t2", &agent, "cpus:1"), task("t3", &agent, "cpus:1")], 0))
         .expect("accept");
     m.status_update(2, &agent, &fw, agent_status("t3", &agent, TaskState::TaskFailed, 2));
-    m.drain_outputs();
+    m.visible_outputs();
     m.call(3, &fw, &stream, Call::Reconcile { tasks: Vec::new() }).expect("reconcile");
     let r = TaskStatusReason::Reconciliation;
     assert_eq!(
-        updates(&m.drain_outputs()),
+        updates(&m.visible_outputs()),
         vec![(TaskId::new("t1"), TaskState::TaskRunning, r), (TaskId::new("t2"), TaskState::TaskStaging, r)]
     );
     // A task that ended is answered with its final state when named.
     m.call(3, &fw, &stream, Call::Reconcile { tasks: vec![(TaskId::new("t3"), None)] }).expect("reconcile");
-    assert_eq!(updates(&m.drain_outputs()), vec![(TaskId::new("t3"), TaskState::TaskFailed, r)]);
+    assert_eq!(updates(&m.visible_outputs()), vec![(TaskId::new("t3"), TaskState::TaskFailed, r)]);
 }
 
 #[test]
@@ -955,7 +955,7 @@ fn a_stale_heartbeat_or_update_from_an_unknown_agent_changes_nothing() {
     m.status_update(1, &ghost, &FrameworkId::new("f"), agent_status("t", &ghost, TaskState::TaskRunning, 1));
     m.framework_disconnected(1, &FrameworkId::new("f"), &StreamId::new("s"));
     m.tick(1);
-    assert!(m.drain_outputs().is_empty());
+    assert!(m.visible_outputs().is_empty());
     assert_eq!(m.snapshot(), before);
 }
 
@@ -976,14 +976,14 @@ fn tasks_of_a_removed_framework_reported_later_are_shut_down_and_not_counted() {
     let (agent, fw, stream) = running_task(&mut m);
     m.agent_disconnected(1, &agent, ConnId(1));
     m.call(2, &fw, &stream, Call::Teardown).expect("teardown");
-    assert_eq!(m.drain_outputs(), vec![Output::CloseFramework { framework_id: fw.clone() }]);
+    assert_eq!(m.visible_outputs(), vec![Output::CloseFramework { framework_id: fw.clone() }]);
     // The agent still runs the task; the master already gave its resources away, so a
     // report that would over-commit the agent must not get it refused.
     let report =
         ReportedTask { framework_id: fw.clone(), task: task("t1", &agent, "cpus:4"), state: TaskState::TaskRunning };
     m.register_agent(3, ConnId(2), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
     assert_eq!(
-        m.drain_outputs(),
+        m.visible_outputs(),
         vec![
             Output::AgentRegistered { conn: ConnId(2), agent_id: agent.clone() },
             Output::ToAgent { agent_id: agent, message: ToAgent::ShutdownFramework { framework_id: fw } },
@@ -1014,8 +1014,69 @@ fn an_agent_silent_after_a_disconnect_of_its_framework_keeps_the_master_consiste
 fn an_empty_previous_id_counts_as_none() {
     let mut m = master();
     m.register_agent(0, ConnId(1), agent_info("h1", "cpus:1;mem:64"), Some(AgentId::new("")), Vec::new());
-    assert_eq!(m.drain_outputs(), vec![Output::AgentRegistered { conn: ConnId(1), agent_id: AgentId::new("m-S1") }]);
+    assert_eq!(m.visible_outputs(), vec![Output::AgentRegistered { conn: ConnId(1), agent_id: AgentId::new("m-S1") }]);
     let mut info = framework_info("fw");
     info.id = Some(FrameworkId::new(""));
     assert_eq!(m.subscribe(0, info).expect("subscribe").0, FrameworkId::new("m-0001"));
+}
+
+/// The outputs of a round without its registry writes, which the durability tests below
+/// look at on their own.
+trait VisibleOutputs {
+    fn visible_outputs(&mut self) -> Vec<Output>;
+}
+
+impl VisibleOutputs for Master {
+    fn visible_outputs(&mut self) -> Vec<Output> {
+        self.drain_outputs().into_iter().filter(|o| !matches!(o, Output::Persist(_))).collect()
+    }
+}
+
+// ----- durability -----
+
+fn persisted(outputs: &[Output]) -> Vec<super::RegistryOp> {
+    outputs.iter().filter_map(|o| if let Output::Persist(op) = o { Some(op.clone()) } else { None }).collect()
+}
+
+#[test]
+fn registrations_subscriptions_and_removals_are_persisted_before_they_are_acknowledged() {
+    let mut m = master();
+    m.register_agent(0, ConnId(1), agent_info("h1", "cpus:4;mem:1024"), None, vec![]);
+    let out = m.drain_outputs();
+    let persist_at = out.iter().position(|o| matches!(o, Output::Persist(super::RegistryOp::PutAgent { .. })));
+    let registered_at = out.iter().position(|o| matches!(o, Output::AgentRegistered { .. }));
+    assert!(persist_at < registered_at && persist_at.is_some(), "{out:?}");
+
+    let info = framework_info("fw");
+    let (fw, stream) = m.subscribe(0, info).expect("subscribe");
+    let out = m.drain_outputs();
+    assert!(matches!(persisted(&out).as_slice(), [super::RegistryOp::PutFramework { framework_id, .. }] if *framework_id == fw));
+
+    m.call(0, &fw, &stream, Call::Teardown).expect("teardown");
+    let out = m.drain_outputs();
+    assert_eq!(persisted(&out), vec![super::RegistryOp::RemoveFramework { framework_id: fw.clone() }]);
+}
+
+#[test]
+fn a_recovered_master_waits_for_its_agents_and_frameworks_then_times_them_out() {
+    let mut old = master();
+    old.register_agent(0, ConnId(1), agent_info("h1", "cpus:4;mem:1024"), None, vec![]);
+    let (fw, _) = old.subscribe(0, framework_info("fw")).expect("subscribe");
+    let mut registry = super::Registry::default();
+    for op in persisted(&old.drain_outputs()) {
+        registry.apply(op);
+    }
+    let agent = old.snapshot().agents[0].id.clone();
+
+    let mut m = master();
+    m.recover(1_000, registry);
+    let snapshot = m.snapshot();
+    assert_eq!(snapshot.agents.iter().map(|a| (&a.id, a.active)).collect::<Vec<_>>(), vec![(&agent, false)]);
+    assert_eq!(snapshot.frameworks.iter().map(|f| (&f.id, f.active)).collect::<Vec<_>>(), vec![(&fw, false)]);
+    // The agent does not come back in time: it is unreachable, and that is persisted.
+    m.tick(1_000 + config().agent_timeout_ms + 1);
+    let unreachable = persisted(&m.drain_outputs())
+        .into_iter()
+        .any(|op| matches!(op, super::RegistryOp::PutAgent { agent_id, agent: a } if agent_id == agent && !a.reachable));
+    assert!(unreachable);
 }

@@ -31,11 +31,13 @@ pub struct MasterOptions {
     pub advertise: String,
     /// How often timers (offer timeout, agent health, failover) are checked.
     pub tick_interval_ms: u64,
+    /// The registry file; `None` keeps nothing across restarts.
+    pub registry_path: Option<std::path::PathBuf>,
 }
 
 impl MasterOptions {
     pub fn new(advertise: String) -> Self {
-        Self { core: core::Config::default(), seed: 0, advertise, tick_interval_ms: 100 }
+        Self { core: core::Config::default(), seed: 0, advertise, tick_interval_ms: 100, registry_path: None }
     }
 }
 
@@ -56,7 +58,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handle = owner::spawn(options, stop_rx.clone());
+    let handle = owner::spawn(options, stop_rx.clone())?;
     let grpc = tonic::service::Routes::new(agent_link::server(handle.clone(), stop_rx.clone()))
         .add_service(scheduler::server(handle.clone(), stop_rx.clone()))
         .into_axum_router();

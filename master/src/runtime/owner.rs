@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::clock::Clock;
 use super::metrics::Histogram;
 use super::{MasterOptions, REQUEST_QUEUE_LEN, wire};
-use crate::core::{Call, CallError, ConnId, Master, Output, ReportedTask, Snapshot};
+use crate::core::{Call, CallError, ConnId, Master, Output, RegistryOp, ReportedTask, Snapshot};
+use crate::store::{Store, StoreError};
 
 /// Events buffered per framework stream; a framework that falls this far behind is
 /// disconnected (it re-subscribes and reconciles) rather than letting the master grow.
@@ -92,11 +93,31 @@ impl Handle {
     }
 }
 
-pub fn spawn(options: MasterOptions, stop: watch::Receiver<bool>) -> Handle {
+/// Opens the registry (when the master has one), takes back what it holds, and starts the
+/// owner task.
+pub fn spawn(options: MasterOptions, stop: watch::Receiver<bool>) -> Result<Handle, StoreError> {
     let (tx, rx) = mpsc::channel(REQUEST_QUEUE_LEN);
+    let clock = Clock::new();
+    let mut core = Master::new(options.core.clone(), options.seed);
+    let store = match &options.registry_path {
+        Some(path) => {
+            let store = Store::open(path)?;
+            let registry = store.load()?;
+            tracing::info!(
+                agents = registry.agents.len(),
+                frameworks = registry.frameworks.len(),
+                path = %path.display(),
+                "recovered the registry"
+            );
+            core.recover(clock.now_ms(), registry);
+            Some(store)
+        }
+        None => None,
+    };
     let owner = Owner {
-        core: Master::new(options.core.clone(), options.seed),
-        clock: Clock::new(),
+        core,
+        store,
+        clock,
         agents: HashMap::new(),
         pending_agents: HashMap::new(),
         frameworks: HashMap::new(),
@@ -104,11 +125,13 @@ pub fn spawn(options: MasterOptions, stop: watch::Receiver<bool>) -> Handle {
         advertise: options.advertise.clone(),
     };
     tokio::spawn(owner.run(rx, Duration::from_millis(options.tick_interval_ms.max(1)), stop));
-    Handle { tx, next_conn: Default::default() }
+    Ok(Handle { tx, next_conn: Default::default() })
 }
 
 struct Owner {
     core: Master,
+    /// The durable registry; `None` for a master that keeps nothing (tests, benches).
+    store: Option<Store>,
     clock: Clock,
     /// The current connection of each registered agent.
     agents: HashMap<AgentId, (ConnId, AgentOutbox)>,
@@ -214,6 +237,7 @@ impl Owner {
             if outputs.is_empty() {
                 return;
             }
+            self.persist(&outputs);
             let mut lost_agents = Vec::new();
             let mut lost_frameworks = Vec::new();
             for output in outputs {
@@ -252,6 +276,7 @@ impl Owner {
                     Output::CloseFramework { framework_id } => {
                         self.frameworks.remove(&framework_id);
                     }
+                    Output::Persist(_) => {}
                 }
             }
             let now_ms = self.clock.now_ms();
@@ -265,6 +290,23 @@ impl Owner {
             }
         }
         tracing::error!("outputs kept coming after 1024 delivery rounds; leaving the rest for the next request");
+    }
+
+    /// Commits the round's registry changes before any of its outputs leaves the master:
+    /// what the master acknowledges is durable first. A master that cannot write its
+    /// registry stops (fail-stop, as Mesos does) rather than acknowledge what it might
+    /// forget; a restart recovers the last committed state.
+    fn persist(&self, outputs: &[Output]) {
+        let Some(store) = &self.store else { return };
+        let ops: Vec<RegistryOp> = outputs
+            .iter()
+            .filter_map(|o| if let Output::Persist(op) = o { Some(op.clone()) } else { None })
+            .collect();
+        if let Err(error) = store.apply(&ops) {
+            tracing::error!(%error, "cannot write the registry; stopping the master");
+            eprintln!("agora master: cannot write the registry: {error}");
+            std::process::exit(1);
+        }
     }
 
     fn bind_agent(&mut self, conn: ConnId, agent_id: AgentId) {

@@ -1,0 +1,98 @@
+//! What the master keeps across restarts, and how a new master takes it back.
+//!
+//! The core announces every change to the durable registry as an `Output::Persist`; the
+//! runtime commits those changes to its store before it delivers any output of the same
+//! round, so nothing the master acknowledged (an agent's registration, a framework's
+//! subscription, a framework's removal) is ever lost. Tasks are not kept: agents report
+//! theirs when they re-register, as in Mesos.
+
+use std::collections::BTreeMap;
+
+use agora_proto::model::{AgentId, AgentInfo, FrameworkId, FrameworkInfo};
+
+use super::Output;
+use super::master::Master;
+use super::registry::{AgentRecord, FrameworkRecord};
+
+/// One change to the durable registry.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RegistryOp {
+    /// An agent was admitted (or re-registered, or became unreachable).
+    PutAgent { agent_id: AgentId, agent: DurableAgent },
+    PutFramework { framework_id: FrameworkId, info: FrameworkInfo },
+    /// The framework was torn down or failed over for good; its id may not come back.
+    RemoveFramework { framework_id: FrameworkId },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DurableAgent {
+    pub info: AgentInfo,
+    pub reachable: bool,
+}
+
+/// Everything a master recovers from its store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registry {
+    pub agents: BTreeMap<AgentId, DurableAgent>,
+    pub frameworks: BTreeMap<FrameworkId, FrameworkInfo>,
+    pub removed_frameworks: Vec<FrameworkId>,
+}
+
+impl Registry {
+    /// Applies one change, as the store does.
+    pub fn apply(&mut self, op: RegistryOp) {
+        match op {
+            RegistryOp::PutAgent { agent_id, agent } => {
+                self.agents.insert(agent_id, agent);
+            }
+            RegistryOp::PutFramework { framework_id, info } => {
+                self.frameworks.insert(framework_id, info);
+            }
+            RegistryOp::RemoveFramework { framework_id } => {
+                self.frameworks.remove(&framework_id);
+                if !self.removed_frameworks.contains(&framework_id) {
+                    self.removed_frameworks.push(framework_id);
+                }
+            }
+        }
+    }
+}
+
+impl Master {
+    /// Takes back the registry of a previous master. Agents are expected to re-register:
+    /// one that does not within `agent_timeout_ms` becomes unreachable, as if it had gone
+    /// silent. Frameworks are disconnected until they re-subscribe with their id; one that
+    /// does not within its failover timeout is removed and its tasks killed. Call it on a
+    /// fresh master, before any other input.
+    pub fn recover(&mut self, now_ms: u64, registry: Registry) {
+        for framework_id in registry.removed_frameworks {
+            self.remember_removed_framework(framework_id);
+        }
+        for (agent_id, agent) in registry.agents {
+            let mut record = AgentRecord::new(agent.info, super::ConnId(u64::MAX), now_ms);
+            record.conn = None;
+            record.reachable = agent.reachable;
+            self.agents.insert(agent_id, record);
+        }
+        for (framework_id, info) in registry.frameworks {
+            let mut record = FrameworkRecord::new(info, now_ms);
+            record.stream = None;
+            record.unregistered_at_ms = Some(now_ms);
+            self.frameworks.insert(framework_id, record);
+        }
+    }
+
+    pub(crate) fn persist_agent(&mut self, agent_id: &AgentId) {
+        if let Some(agent) = self.agents.get(agent_id) {
+            let agent = DurableAgent { info: agent.info.clone(), reachable: agent.reachable };
+            self.outbox.push(Output::Persist(RegistryOp::PutAgent { agent_id: agent_id.clone(), agent }));
+        }
+    }
+
+    pub(crate) fn persist_framework(&mut self, framework_id: &FrameworkId) {
+        if let Some(framework) = self.frameworks.get(framework_id) {
+            let info = framework.info.clone();
+            self.outbox.push(Output::Persist(RegistryOp::PutFramework { framework_id: framework_id.clone(), info }));
+        }
+    }
+}
