@@ -13,6 +13,13 @@
 //! framework sees a task's states in order. An unacknowledged update is resent with capped,
 //! jittered exponential backoff while the agent is registered, and at once when it
 //! (re-)registers. Acknowledgements for any other uuid are duplicates and change nothing.
+//!
+//! Recovery: after every step the runtime drains [`Core::take_checkpoints`] and persists
+//! each changed task's [`TaskRecord`] *before* it executes the step's outputs, so an update
+//! is on disk before it is sent and a pid before it is relied on. After a restart the
+//! runtime feeds the records back as [`Input::Recover`], with what it found of each
+//! process; the core resumes the streams where they stopped (the same uuids, in order) and
+//! reports processes that ended while the agent was down.
 
 mod backoff;
 mod ids;
@@ -21,18 +28,19 @@ mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use agora_proto::model::{AgentId, FrameworkId, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId};
+use agora_proto::model::{AgentId, FrameworkId, FrameworkInfo, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId};
 
 pub use backoff::{Backoff, jittered};
 pub use ids::UpdateIds;
 
 /// One launch of a task's process. A task id may be reused by its framework once the
 /// previous task is gone, so process events name the run, never the task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct RunId(pub u64);
 
 /// How a task's process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProcessExit {
     /// It exited with this status.
     Code(i32),
@@ -76,15 +84,69 @@ impl Default for CoreConfig {
 /// queue means a bug in the lifecycle, which the core asserts against.
 const MAX_UPDATES_PER_TASK: usize = 3;
 
+/// What the agent persists about one task: enough to re-attach to its process and to resend
+/// its unacknowledged updates, in order, after a restart.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TaskRecord {
+    pub framework_id: FrameworkId,
+    #[serde(default)]
+    pub framework: Option<FrameworkInfo>,
+    pub info: TaskInfo,
+    pub run: RunId,
+    /// The latest state, whether or not its update has been acknowledged yet.
+    pub state: TaskState,
+    /// The process group, once the process was started.
+    pub pid: Option<u32>,
+    /// The sandbox, relative to the sandboxes root, once the process was started.
+    pub sandbox: Option<String>,
+    /// The process has ended and its end is reported in `state`.
+    pub exited: bool,
+    /// The grace period of a kill under way, which recovery starts again.
+    pub kill_grace_period_ms: Option<u64>,
+    /// Updates not yet acknowledged, oldest first.
+    pub pending: Vec<TaskStatus>,
+}
+
+/// A change to persist, drained with [`Core::take_checkpoints`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// Write the task's record, replacing the previous one of its run.
+    Save(TaskRecord),
+    /// The run is over and acknowledged: delete its record.
+    Remove { run: RunId },
+}
+
+/// What the runtime found of a recorded task's process after a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveredProcess {
+    /// Its supervisor still runs: the task goes on and is watched again.
+    Running,
+    /// It ended while the agent was down; the supervisor recorded how.
+    Exited(ProcessExit),
+    /// It is gone and nothing recorded how it ended (or it never got a pid).
+    Gone,
+}
+
+/// One task read back from the checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveredTask {
+    pub record: TaskRecord,
+    pub process: RecoveredProcess,
+}
+
 /// Everything that can happen to the agent, as the core sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
+    /// The agent restarted and read its checkpoint: the id it had and the tasks it ran. Only
+    /// valid first, before any other input; ignored once the core holds tasks or an id.
+    Recover { agent_id: Option<AgentId>, tasks: Vec<RecoveredTask> },
     /// The master accepted the agent's (re-)registration under `agent_id`.
     Registered { agent_id: AgentId },
     /// The stream to the master broke; updates wait until the agent registers again.
     Disconnected,
-    /// The master asks the agent to run a task.
-    RunTask { framework_id: FrameworkId, task: TaskInfo },
+    /// The master asks the agent to run a task; `framework` is kept with the task when the
+    /// master sent it.
+    RunTask { framework_id: FrameworkId, framework: Option<FrameworkInfo>, task: TaskInfo },
     /// The master asks the agent to kill a task; `None` means the task's own grace period,
     /// or the agent's default.
     KillTask { framework_id: FrameworkId, task_id: TaskId, grace_period_ms: Option<u64> },
@@ -101,6 +163,8 @@ pub enum Input {
     LaunchFailed { run: RunId, error: String },
     /// A task's process ended.
     ProcessExited { run: RunId, exit: ProcessExit },
+    /// A recovered task's process is gone and nothing recorded how it ended.
+    ProcessGone { run: RunId },
     /// The master acknowledged an update.
     Acknowledge { framework_id: FrameworkId, task_id: TaskId, uuid: UpdateId },
     /// Time passed: resend due updates, escalate kills whose grace period is over.
@@ -160,6 +224,7 @@ struct Kill {
 #[derive(Clone, Debug)]
 struct Task {
     framework_id: FrameworkId,
+    framework: Option<FrameworkInfo>,
     info: TaskInfo,
     run: RunId,
     state: TaskState,
@@ -170,6 +235,26 @@ struct Task {
     /// Set while the front update has been sent: when to resend it.
     resend: Option<Backoff>,
     sandbox: Option<String>,
+}
+
+impl Task {
+    fn record(&self) -> TaskRecord {
+        TaskRecord {
+            framework_id: self.framework_id.clone(),
+            framework: self.framework.clone(),
+            info: self.info.clone(),
+            run: self.run,
+            state: self.state,
+            pid: match self.process {
+                Process::Running { pid } => Some(pid),
+                Process::Launching | Process::Exited => None,
+            },
+            sandbox: self.sandbox.clone(),
+            exited: self.process == Process::Exited,
+            kill_grace_period_ms: self.kill.as_ref().map(|kill| kill.grace_period_ms),
+            pending: self.pending.iter().cloned().collect(),
+        }
+    }
 }
 
 /// The agent's task lifecycle and update stream. See the module documentation.
@@ -185,6 +270,10 @@ pub struct Core {
     next_run: u64,
     ids: UpdateIds,
     jitter: rand_chacha::ChaCha8Rng,
+    /// Tasks whose record changed since the last `take_checkpoints`.
+    dirty: std::collections::BTreeSet<TaskKey>,
+    /// Runs whose record must be deleted, in the order they ended.
+    removed: Vec<RunId>,
 }
 
 impl Core {
@@ -202,7 +291,23 @@ impl Core {
             // A different stream from the ids', so that adding a retry does not change the
             // ids of later updates.
             jitter: rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
+            dirty: std::collections::BTreeSet::new(),
+            removed: Vec::new(),
         }
+    }
+
+    /// The records to persist since the last call: deletions first, then the tasks that
+    /// changed, in (framework, task) order. The runtime writes them before it executes the
+    /// outputs of the same step.
+    pub fn take_checkpoints(&mut self) -> Vec<Checkpoint> {
+        let mut changes: Vec<Checkpoint> =
+            std::mem::take(&mut self.removed).into_iter().map(|run| Checkpoint::Remove { run }).collect();
+        for key in std::mem::take(&mut self.dirty) {
+            if let Some(task) = self.tasks.get(&key) {
+                changes.push(Checkpoint::Save(task.record()));
+            }
+        }
+        changes
     }
 
     pub fn config(&self) -> &CoreConfig {
@@ -268,9 +373,10 @@ impl Core {
     pub fn step(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
         let mut out = Vec::new();
         match input {
+            Input::Recover { agent_id, tasks } => self.recover(now_ms, agent_id, tasks, &mut out),
             Input::Registered { agent_id } => self.registered(now_ms, agent_id, &mut out),
             Input::Disconnected => self.disconnected(),
-            Input::RunTask { framework_id, task } => self.run_task(now_ms, framework_id, task, &mut out),
+            Input::RunTask { framework_id, framework, task } => self.run_task(now_ms, framework_id, framework, task, &mut out),
             Input::KillTask { framework_id, task_id, grace_period_ms } => {
                 self.kill_task(now_ms, (framework_id, task_id), grace_period_ms, &mut out)
             }
@@ -290,6 +396,7 @@ impl Core {
             Input::ProcessStarted { run, pid, sandbox } => self.process_started(now_ms, run, pid, sandbox, &mut out),
             Input::LaunchFailed { run, error } => self.launch_failed(now_ms, run, &error, &mut out),
             Input::ProcessExited { run, exit } => self.process_exited(now_ms, run, exit, &mut out),
+            Input::ProcessGone { run } => self.process_gone(now_ms, run, &mut out),
             Input::Acknowledge { framework_id, task_id, uuid } => {
                 self.acknowledge(now_ms, (framework_id, task_id), &uuid, &mut out)
             }
@@ -319,7 +426,14 @@ impl Core {
         }
     }
 
-    fn run_task(&mut self, now_ms: u64, framework_id: FrameworkId, info: TaskInfo, out: &mut Vec<Output>) {
+    fn run_task(
+        &mut self,
+        now_ms: u64,
+        framework_id: FrameworkId,
+        framework: Option<FrameworkInfo>,
+        info: TaskInfo,
+        out: &mut Vec<Output>,
+    ) {
         let key = (framework_id, info.task_id.clone());
         if self.tasks.contains_key(&key) {
             // The task runs, or its last update awaits acknowledgement: a second launch under
@@ -343,6 +457,7 @@ impl Core {
         self.next_run += 1;
         let task = Task {
             framework_id: key.0.clone(),
+            framework,
             info: info.clone(),
             run,
             state: TaskState::TaskStaging,
@@ -375,6 +490,7 @@ impl Core {
             return;
         };
         let grace_ms = grace_period_ms.or(task.info.kill_grace_period_ms).unwrap_or(default_grace_ms);
+        self.dirty.insert(key.clone());
         match (&task.process, &mut task.kill) {
             (Process::Exited, _) => {}
             (Process::Launching, Some(kill)) => kill.grace_period_ms = kill.grace_period_ms.min(grace_ms),
@@ -418,8 +534,10 @@ impl Core {
             if let (Process::Running { pid }, false) = (&task.process, escalated) {
                 out.push(Output::Signal { run: task.run, pid: *pid, signal: KillSignal::Kill });
             }
+            self.removed.push(task.run);
             out.push(Output::TaskRemoved { framework_id: key.0, task_id: key.1, run: task.run });
         }
+        self.dirty.clear();
         self.runs.clear();
         self.agent_id = None;
         self.connected = false;
@@ -433,6 +551,7 @@ impl Core {
         }
         task.process = Process::Running { pid };
         task.sandbox = Some(sandbox);
+        self.dirty.insert(key.clone());
         if let Some(kill) = task.kill.as_mut() {
             // Killed while it was being launched: it never gets to report RUNNING.
             kill.sigkill_at_ms = Some(now_ms.saturating_add(kill.grace_period_ms));
@@ -478,6 +597,102 @@ impl Core {
         self.update(now_ms, &key, state, reason, message, Some(exit), out);
     }
 
+    fn recover(&mut self, now_ms: u64, agent_id: Option<AgentId>, tasks: Vec<RecoveredTask>, out: &mut Vec<Output>) {
+        if self.agent_id.is_some() || !self.tasks.is_empty() || self.connected {
+            // Recovery restores a fresh core; anything else would mix two lives.
+            return;
+        }
+        self.agent_id = agent_id;
+        for recovered in tasks.into_iter().take(self.config.max_tasks) {
+            self.recover_task(now_ms, recovered, out);
+        }
+    }
+
+    fn recover_task(&mut self, now_ms: u64, recovered: RecoveredTask, out: &mut Vec<Output>) {
+        let RecoveredTask { record, process } = recovered;
+        let key = (record.framework_id.clone(), record.info.task_id.clone());
+        if self.tasks.contains_key(&key) || self.runs.contains_key(&record.run) {
+            // Two records of one task or one run: the checkpoint was tampered with. The
+            // first one read wins; the other's updates could not be told apart.
+            self.removed.push(record.run);
+            return;
+        }
+        self.next_run = self.next_run.max(record.run.0.saturating_add(1));
+        // A live task keeps room for its terminal update; more than the lifecycle allows
+        // means a damaged record, whose excess is dropped rather than trusted.
+        let room = if record.exited { MAX_UPDATES_PER_TASK } else { MAX_UPDATES_PER_TASK - 1 };
+        let pending: VecDeque<TaskStatus> = record.pending.into_iter().take(room).collect();
+        let task = Task {
+            framework_id: key.0.clone(),
+            framework: record.framework,
+            info: record.info,
+            run: record.run,
+            state: record.state,
+            process: match (record.exited, record.pid) {
+                (true, _) => Process::Exited,
+                (false, Some(pid)) => Process::Running { pid },
+                (false, None) => Process::Launching,
+            },
+            kill: record.kill_grace_period_ms.map(|grace_period_ms| Kill { grace_period_ms, sigkill_at_ms: None, escalated: false }),
+            pending,
+            resend: None,
+            sandbox: record.sandbox,
+        };
+        let live = task.process != Process::Exited;
+        self.tasks.insert(key.clone(), task);
+        if !live {
+            if self.tasks.get(&key).is_some_and(|t| t.pending.is_empty()) {
+                // Over and acknowledged, but the agent died before deleting the record.
+                self.tasks.remove(&key);
+                self.removed.push(record.run);
+            }
+            return;
+        }
+        self.runs.insert(record.run, key.clone());
+        match process {
+            RecoveredProcess::Running => self.restart_recovered_kill(now_ms, &key, out),
+            RecoveredProcess::Exited(exit) => self.process_exited(now_ms, record.run, exit, out),
+            RecoveredProcess::Gone => self.process_gone(now_ms, record.run, out),
+        }
+    }
+
+    /// A kill that was under way when the agent died starts again: SIGTERM now, SIGKILL
+    /// after the grace period, since nothing says how far the first one got.
+    fn restart_recovered_kill(&mut self, now_ms: u64, key: &TaskKey, out: &mut Vec<Output>) {
+        let Some(task) = self.tasks.get_mut(key) else { return };
+        let Process::Running { pid } = task.process else {
+            // Started but its pid never reached the checkpoint: it cannot be watched.
+            let run = task.run;
+            self.process_gone(now_ms, run, out);
+            return;
+        };
+        let Some(kill) = task.kill.as_mut() else { return };
+        kill.sigkill_at_ms = Some(now_ms.saturating_add(kill.grace_period_ms));
+        out.push(Output::Signal { run: task.run, pid, signal: KillSignal::Term });
+        self.escalate_due_kill(now_ms, key, out);
+    }
+
+    fn process_gone(&mut self, now_ms: u64, run: RunId, out: &mut Vec<Output>) {
+        let Some(key) = self.runs.remove(&run) else { return };
+        let Some(task) = self.tasks.get_mut(&key) else { return };
+        if task.process == Process::Exited {
+            return;
+        }
+        let was_launching = task.process == Process::Launching;
+        task.process = Process::Exited;
+        let (state, message) = match (task.kill.is_some(), was_launching) {
+            (true, _) => (TaskState::TaskKilled, "Task killed: the agent restarted and the task's process is gone".to_owned()),
+            (false, true) => {
+                (TaskState::TaskFailed, "The agent restarted while launching the task; its process is not running".to_owned())
+            }
+            (false, false) => (
+                TaskState::TaskFailed,
+                "The agent restarted and the task's process is gone without a recorded exit status".to_owned(),
+            ),
+        };
+        self.update(now_ms, &key, state, TaskStatusReason::AgentRestarted, message, None, out);
+    }
+
     fn acknowledge(&mut self, now_ms: u64, key: TaskKey, uuid: &UpdateId, out: &mut Vec<Output>) {
         let Some(task) = self.tasks.get_mut(&key) else { return };
         if task.pending.front().and_then(|s| s.uuid.as_ref()) != Some(uuid) {
@@ -486,10 +701,13 @@ impl Core {
         }
         task.pending.pop_front();
         task.resend = None;
+        self.dirty.insert(key.clone());
         if task.pending.is_empty() {
             if task.process == Process::Exited {
                 let run = task.run;
                 self.tasks.remove(&key);
+                self.dirty.remove(&key);
+                self.removed.push(run);
                 out.push(Output::TaskRemoved { framework_id: key.0, task_id: key.1, run });
             }
             return;
@@ -542,6 +760,7 @@ impl Core {
         debug_assert!(task.state.may_become(state), "{} may not become {}", task.state, state);
         task.state = state;
         task.pending.push_back(status);
+        self.dirty.insert(key.clone());
         if task.pending.len() == 1 {
             self.send_front(now_ms, key, out);
         }

@@ -68,7 +68,7 @@ fn ack(framework: &str, id: &str, uuid: &UpdateId) -> Input {
 }
 
 fn run(framework: &str, id: &str) -> Input {
-    Input::RunTask { framework_id: fw(framework), task: task(id) }
+    Input::RunTask { framework_id: fw(framework), framework: None, task: task(id) }
 }
 
 fn started(run: u64, pid: u32) -> Input {
@@ -239,7 +239,7 @@ fn the_grace_period_comes_from_the_kill_then_the_task_then_the_agent() {
     core.step(0, Input::Registered { agent_id: AgentId::new(AGENT) });
     let mut info = task("t");
     info.kill_grace_period_ms = Some(7_000);
-    core.step(0, Input::RunTask { framework_id: fw("f"), task: info });
+    core.step(0, Input::RunTask { framework_id: fw("f"), framework: None, task: info });
     core.step(0, started(1, 100));
     core.step(0, ack("f", "t", &ids()[0]));
     core.step(0, ack("f", "t", &ids()[1]));

@@ -1,8 +1,12 @@
 //! The agent runtime: one owner task drives the core; the master link, the process
 //! supervisors and the HTTP handlers talk to it through one bounded channel of events, and
 //! the owner executes the core's outputs (spawn a supervisor, signal a group, send an
-//! update up the stream).
+//! update up the stream). After each step of the core, the owner writes the checkpoint
+//! changes the step made before it executes the step's outputs, so nothing is sent or relied
+//! on before it is on disk; at start it reads the checkpoint back and re-attaches to the
+//! tasks that survived the previous agent.
 
+pub(crate) mod checkpoint;
 pub(crate) mod link;
 pub(crate) mod process;
 mod wire;
@@ -19,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::config::AgentConfig;
-use crate::core::{Core, CoreConfig, Input, Output, ProcessExit, RunId, TaskView};
+use crate::core::{Checkpoint, Core, CoreConfig, Input, Output, ProcessExit, RecoveredProcess, RecoveredTask, RunId, TaskView};
 use crate::http;
 
 /// Events waiting for the owner. Senders wait when it is full, which slows the master link
@@ -60,6 +64,8 @@ pub(crate) enum ProcessEvent {
     Started { pid: u32, sandbox: String },
     LaunchFailed { error: String },
     Exited(ProcessExit),
+    /// A recovered task's supervisor is gone and recorded no exit status.
+    Gone,
 }
 
 /// A copy of what the agent is and runs, for `/state`.
@@ -77,6 +83,12 @@ pub(crate) struct StateView {
 /// `http_listener`. On shutdown every task is killed (SIGTERM, then SIGKILL after the
 /// default grace period) before this returns.
 ///
+/// When `config.work_dir` holds the checkpoint of an agent that died (SIGKILL, a crash, a
+/// power cut), this agent takes over: it re-registers under the same id with the tasks that
+/// still run, watches them again, reports those that ended meanwhile and resends every
+/// update not yet acknowledged. Dropping the returned future without completing `shutdown`
+/// is such a death too: the tasks keep running.
+///
 /// The caller binds the listener, so tests and `agora local` can use port 0.
 pub async fn run(config: AgentConfig, http_listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     validate(&config)?;
@@ -84,6 +96,9 @@ pub async fn run(config: AgentConfig, http_listener: TcpListener, shutdown: impl
     let sandboxes = config.work_dir.join("sandboxes");
     std::fs::create_dir_all(&sandboxes).with_context(|| format!("cannot create {}", sandboxes.display()))?;
     let sandboxes = std::fs::canonicalize(&sandboxes).with_context(|| format!("cannot resolve {}", sandboxes.display()))?;
+    let store = checkpoint::Store::open(&config.work_dir)
+        .with_context(|| format!("work dir {}: cannot create the checkpoint directory", config.work_dir.display()))?;
+    let stored = store.load(config.max_tasks);
     let port = match config.advertise_port {
         Some(port) => port,
         None => http_listener.local_addr().context("the HTTP listener has no address")?.port(),
@@ -109,6 +124,10 @@ pub async fn run(config: AgentConfig, http_listener: TcpListener, shutdown: impl
         seed: config.seed.wrapping_add(1),
     };
     let link = tokio::spawn(link::run(link_config, events_tx.clone(), stop_rx));
+    // An agent dropped mid-flight (a test's stand-in for SIGKILL) leaves no task of its own
+    // behind: no link still registered, no server still answering.
+    let _abort_link = AbortOnDrop(link.abort_handle());
+    let _abort_http = AbortOnDrop(http.abort_handle());
 
     let core_config = CoreConfig {
         default_kill_grace_period_ms: config.kill_grace_period_ms,
@@ -116,8 +135,11 @@ pub async fn run(config: AgentConfig, http_listener: TcpListener, shutdown: impl
         update_retry_max_ms: config.update_retry_max_ms,
         max_tasks: config.max_tasks,
     };
-    let owner = Owner {
+    let mut owner = Owner {
         core: Core::new(core_config, config.seed),
+        store,
+        saved_agent: None,
+        supervisors: tokio::task::JoinSet::new(),
         info,
         master: config.master.clone(),
         hostname: config.hostname.clone(),
@@ -126,6 +148,7 @@ pub async fn run(config: AgentConfig, http_listener: TcpListener, shutdown: impl
         outbox: None,
         stopping: false,
     };
+    owner.recover(stored);
     owner.run(events_rx, shutdown).await;
 
     let _ = stop_tx.send(true);
@@ -143,6 +166,16 @@ pub async fn run(config: AgentConfig, http_listener: TcpListener, shutdown: impl
     }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Aborts a spawned task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn validate(config: &AgentConfig) -> anyhow::Result<()> {
@@ -187,6 +220,12 @@ async fn sleep_until(at: Option<Instant>) {
 /// The one task that owns the core.
 struct Owner {
     core: Core,
+    store: checkpoint::Store,
+    /// The agent record on disk, to write it only when it changes.
+    saved_agent: Option<checkpoint::AgentRecord>,
+    /// Process supervisors and watchers; dropped with the owner, which leaves the processes
+    /// themselves running.
+    supervisors: tokio::task::JoinSet<()>,
     info: AgentInfo,
     master: String,
     hostname: String,
@@ -200,6 +239,81 @@ struct Owner {
 }
 
 impl Owner {
+    /// Takes over what a previous agent on this work dir left: its id and its tasks, each
+    /// with what became of its process.
+    fn recover(&mut self, stored: checkpoint::Stored) {
+        for damage in &stored.damaged {
+            tracing::warn!(%damage, "checkpoint file skipped");
+        }
+        if let Some(agent) = &stored.agent
+            && agent.master != self.master
+        {
+            tracing::warn!(previous = %agent.master, master = %self.master, "the checkpoint names another master; re-registering under the same id");
+        }
+        let mut watch = Vec::new();
+        let tasks: Vec<RecoveredTask> = stored
+            .runs
+            .into_iter()
+            .map(|run| {
+                let mut record = run.record;
+                let alive = run.supervisor.filter(|(pid, start)| {
+                    matches!(checkpoint::process_start(*pid), Some((now_start, false)) if now_start == *start)
+                });
+                let process = match (alive, run.exit) {
+                    _ if record.exited => RecoveredProcess::Gone,
+                    (Some((pid, start)), _) => {
+                        // The agent may have died after the supervisor wrote its pid but
+                        // before the record held it: the pid file is the truth.
+                        record.pid = Some(pid);
+                        watch.push((record.run, pid, start));
+                        RecoveredProcess::Running
+                    }
+                    (None, Some(exit)) => RecoveredProcess::Exited(exit),
+                    (None, None) => RecoveredProcess::Gone,
+                };
+                tracing::info!(framework_id = %record.framework_id, task_id = %record.info.task_id, run = record.run.0,
+                    state = %record.state, ?process, pending = record.pending.len(), "recovered task");
+                RecoveredTask { record, process }
+            })
+            .collect();
+        if stored.agent.is_none() && tasks.is_empty() {
+            return;
+        }
+        self.saved_agent = stored.agent.clone();
+        self.step(Input::Recover { agent_id: stored.agent.map(|agent| agent.agent_id), tasks });
+        let live: std::collections::BTreeSet<RunId> = self.core.live_processes().into_iter().map(|(run, _)| run).collect();
+        for (run, pid, start) in watch.into_iter().filter(|(run, _, _)| live.contains(run)) {
+            let exit_status = self.store.exit_status_path(run);
+            self.supervisors.spawn(process::watch(run, pid, start, exit_status, self.events.clone()));
+        }
+    }
+
+    /// Writes the agent's id, when it changed, before the agent relies on it.
+    fn save_agent(&mut self, agent_id: &AgentId) {
+        let record = checkpoint::AgentRecord { agent_id: agent_id.clone(), master: self.master.clone() };
+        if self.saved_agent.as_ref() == Some(&record) {
+            return;
+        }
+        match self.store.save_agent(&record) {
+            Ok(()) => self.saved_agent = Some(record),
+            Err(error) => tracing::error!(%error, "cannot checkpoint the agent id; a restart will register afresh"),
+        }
+    }
+
+    /// Writes what the last step changed. A failed write is logged and the agent goes on: a
+    /// full disk must not stop tasks, though a restart then recovers less.
+    fn persist(&mut self) {
+        for change in self.core.take_checkpoints() {
+            let (run, result) = match &change {
+                Checkpoint::Save(record) => (record.run, self.store.save_task(record)),
+                Checkpoint::Remove { run } => (*run, self.store.remove_run(*run)),
+            };
+            if let Err(error) = result {
+                tracing::error!(run = run.0, %error, "cannot write the checkpoint");
+            }
+        }
+    }
+
     async fn run(mut self, mut events: mpsc::Receiver<Event>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut drain_until: Option<Instant> = None;
@@ -235,6 +349,7 @@ impl Owner {
                 let _ = reply.send(wire::registration(&self.info, self.core.agent_id(), self.core.tasks()));
             }
             Event::Link(LinkEvent::Registered { agent_id, outbox }) => {
+                self.save_agent(&agent_id);
                 self.outbox = Some(outbox);
                 self.step(Input::Registered { agent_id });
             }
@@ -242,6 +357,10 @@ impl Owner {
                 tracing::warn!(%reason, "the master refused this agent; killing its tasks and registering afresh");
                 self.outbox = None;
                 self.step(Input::Reset);
+                if let Err(error) = self.store.remove_agent() {
+                    tracing::error!(%error, "cannot delete the refused agent id from the checkpoint");
+                }
+                self.saved_agent = None;
             }
             Event::Link(LinkEvent::Disconnected) => {
                 self.outbox = None;
@@ -253,6 +372,7 @@ impl Owner {
                     ProcessEvent::Started { pid, sandbox } => Input::ProcessStarted { run, pid, sandbox },
                     ProcessEvent::LaunchFailed { error } => Input::LaunchFailed { run, error },
                     ProcessEvent::Exited(exit) => Input::ProcessExited { run, exit },
+                    ProcessEvent::Gone => Input::ProcessGone { run },
                 };
                 self.step(input);
             }
@@ -284,16 +404,22 @@ impl Owner {
             tracing::info!("task refused: the agent is stopping");
             return;
         }
-        if let Input::RunTask { framework_id, task } = &input {
+        if let Input::RunTask { framework_id, task, .. } = &input {
             tracing::info!(%framework_id, task_id = %task.task_id, "running task");
         }
         self.step(input);
     }
 
     fn step(&mut self, input: Input) {
-        for output in self.core.step(now_ms(), input) {
+        let outputs = self.core.step(now_ms(), input);
+        // Checkpoint first: an update is on disk before it is sent, a task's record before
+        // its process is launched.
+        self.persist();
+        for output in outputs {
             self.execute(output);
         }
+        // Finished supervisors are reaped here so the set never grows past the live tasks.
+        while self.supervisors.try_join_next().is_some() {}
     }
 
     fn execute(&mut self, output: Output) {
@@ -305,8 +431,9 @@ impl Owner {
                     task,
                     sandboxes: self.sandboxes.clone(),
                     hostname: self.hostname.clone(),
+                    run_dir: self.store.run_dir(run),
                 };
-                tokio::spawn(process::supervise(spec, self.events.clone()));
+                self.supervisors.spawn(process::supervise(spec, self.events.clone()));
             }
             Output::Signal { run, pid, signal } => {
                 tracing::info!(?run, pid, ?signal, "signalling the task's process group");

@@ -1,7 +1,25 @@
 //! Task processes: the sandbox directory, the environment, spawning in a process group of
-//! its own, waiting for the exit, and signalling the whole group.
+//! its own under a supervisor that outlives the agent, waiting for the exit, and
+//! signalling the whole group.
+//!
+//! The supervisor: the agent spawns the task's command with a `pre_exec` hook that forks
+//! once more. The grandchild goes on to exec the command; the forked child, which the agent
+//! spawned, stays behind as the task's supervisor. It is the process-group leader (its pid
+//! is the task's pid and group id), ignores SIGTERM, SIGINT, SIGHUP and SIGQUIT so that a
+//! group kill reaches the command but not itself, waits for the command, records how it
+//! ended in `meta/runs/<run>/exit_status` (`exit 3`, `signal 15`; temporary file, fsync,
+//! rename), then SIGKILLs what is left of the group (itself included) so no background
+//! leftover outlives the task. It runs only async-signal-safe system calls on buffers
+//! prepared before the fork (no allocation, no lock), and closes every inherited descriptor
+//! above stderr, so it holds neither the agent's sockets nor its work-dir lock. Nothing ties
+//! it to the agent (no `PR_SET_PDEATHSIG`, no kill on drop): when the agent dies the
+//! supervisor and the task carry on, and the restarted agent reads the file. SIGKILL of the
+//! group kills the supervisor before it can write; the agent, when alive, then reports the
+//! signal from `wait`.
 
+use std::ffi::CString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,7 +29,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
-use super::{Event, ProcessEvent};
+use super::{Event, ProcessEvent, checkpoint};
 use crate::core::{KillSignal, ProcessExit, RunId};
 
 /// Most sandboxes one task id may have under one framework (each reuse of the id gets a
@@ -30,7 +48,13 @@ pub(crate) struct LaunchSpec {
     /// `<work_dir>/sandboxes`, canonical.
     pub sandboxes: PathBuf,
     pub hostname: String,
+    /// `<work_dir>/meta/runs/<run>`, which exists: the supervisor writes `exit_status` there.
+    pub run_dir: PathBuf,
 }
+
+/// How often a recovered task's supervisor, which is not the agent's child and so cannot be
+/// waited for, is checked.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Starts the task's process and reports on it until it exits: `Started` or
 /// `LaunchFailed`, then `Exited`. Runs as a task of its own so that the owner never waits
@@ -47,18 +71,35 @@ pub(crate) async fn supervise(spec: LaunchSpec, events: mpsc::Sender<Event>) {
         }
     };
     tracing::info!(task_id = %spec.task.task_id, pid, %sandbox, "task started");
+    // The supervisor's start time tells it apart from a later process that gets its pid,
+    // which a restarted agent must never mistake for the task.
+    match checkpoint::process_start(pid) {
+        Some((start_ticks, _)) => {
+            let path = spec.run_dir.join("pid");
+            let written = checkpoint::write_atomic(&path, format!("{pid} {start_ticks}\n").as_bytes());
+            if let Err(error) = written {
+                tracing::warn!(pid, %error, "cannot record the supervisor's pid; the task cannot be recovered");
+            }
+        }
+        None => tracing::debug!(pid, "the supervisor ended before its start time was read"),
+    }
     if events.send(report(ProcessEvent::Started { pid, sandbox })).await.is_err() {
         // The agent is stopping; it kills what is left itself.
         return;
     }
-    let exit = match child.wait().await {
-        Ok(status) => match (status.code(), status.signal()) {
+    let waited = child.wait().await;
+    // The supervisor's record is how the command itself ended; the supervisor's own status
+    // only says so when it was killed before it could write (a SIGKILL of the group).
+    let recorded = checkpoint::read_exit_status(&spec.run_dir.join("exit_status"));
+    let exit = match (recorded, waited) {
+        (Some(exit), _) => exit,
+        (None, Ok(status)) => match (status.code(), status.signal()) {
             (Some(code), _) => ProcessExit::Code(code),
             (None, Some(signal)) => ProcessExit::Signal(signal),
             // Neither an exit code nor a signal: not a state `wait` returns on Unix.
             (None, None) => ProcessExit::Code(-1),
         },
-        Err(error) => {
+        (None, Err(error)) => {
             // The child can no longer be waited for, so it is treated as dead; the group is
             // killed below to make that true.
             tracing::warn!(task_id = %spec.task.task_id, %error, "cannot wait for the task's process");
@@ -118,12 +159,161 @@ async fn launch(spec: &LaunchSpec) -> io::Result<(tokio::process::Child, u32, St
         .process_group(0)
         // The agent decides when a task dies, not the drop of a handle.
         .kill_on_drop(false);
+    let paths = SupervisorPaths::new(&spec.run_dir)?;
+    install_supervisor(&mut command, paths);
     let child = command.spawn().map_err(|error| match &command_info.shell {
         Some(_) => io::Error::new(error.kind(), format!("cannot run /bin/sh: {error}")),
         None => io::Error::new(error.kind(), format!("cannot run {:?}: {error}", command_info.argv[0])),
     })?;
     let pid = child.id().ok_or_else(|| io::Error::other("the process exited before its id was read"))?;
     Ok((child, pid, sandbox))
+}
+
+/// Makes the spawned process the task's supervisor (see the module documentation).
+#[allow(unsafe_code, reason = "pre_exec is how a hook runs between fork and exec; it only calls async-signal-safe code")]
+fn install_supervisor(command: &mut tokio::process::Command, paths: SupervisorPaths) {
+    // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
+    // system calls on memory prepared before the fork (see `become_supervisor`).
+    unsafe {
+        command.pre_exec(move || become_supervisor(&paths));
+    }
+}
+
+/// The supervisor's file names as C strings, built before the fork since the forked child
+/// may not allocate.
+struct SupervisorPaths {
+    dir: CString,
+    temp: CString,
+    exit_status: CString,
+}
+
+impl SupervisorPaths {
+    fn new(run_dir: &Path) -> io::Result<Self> {
+        let c = |path: PathBuf| CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other);
+        Ok(Self {
+            dir: c(run_dir.to_path_buf())?,
+            temp: c(run_dir.join(".exit_status.tmp"))?,
+            exit_status: c(run_dir.join("exit_status"))?,
+        })
+    }
+}
+
+/// Runs in the child the agent forked, before exec (see the module documentation): forks the
+/// task, which returns to exec the command, and turns this process into its supervisor,
+/// which never returns.
+#[allow(unsafe_code, reason = "fork, waitpid and _exit have no safe wrapper usable between fork and exec")]
+fn become_supervisor(paths: &SupervisorPaths) -> io::Result<()> {
+    use nix::libc;
+    // SAFETY: fork, signal, close, waitpid, open, write, fsync, rename, kill and _exit are
+    // async-signal-safe; nothing here allocates or takes a lock.
+    unsafe {
+        let task = libc::fork();
+        if task < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if task == 0 {
+            return Ok(());
+        }
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+        // The agent's SIGCHLD handler would interrupt the wait below for nothing.
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        // Every inherited descriptor above stderr goes: std's exec-error pipe (whose open end
+        // would make the agent's spawn wait for the whole task), the agent's sockets and its
+        // work-dir lock.
+        let max_fd = libc::sysconf(libc::_SC_OPEN_MAX).clamp(1_024, 65_536) as i32;
+        for fd in 3..max_fd {
+            libc::close(fd);
+        }
+        let mut status: libc::c_int = 0;
+        let waited = loop {
+            let pid = libc::waitpid(task, &mut status, 0);
+            if pid == task {
+                break true;
+            }
+            if pid < 0 && *libc::__errno_location() == libc::EINTR {
+                continue;
+            }
+            break false;
+        };
+        if waited {
+            let mut line = [0u8; 32];
+            let len = if libc::WIFSIGNALED(status) {
+                format_status(&mut line, b"signal ", libc::WTERMSIG(status))
+            } else {
+                format_status(&mut line, b"exit ", libc::WEXITSTATUS(status))
+            };
+            let fd = libc::open(paths.temp.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o644);
+            if fd >= 0 {
+                let written = libc::write(fd, line.as_ptr().cast(), len);
+                let synced = libc::fsync(fd);
+                libc::close(fd);
+                if written == len as isize && synced == 0 && libc::rename(paths.temp.as_ptr(), paths.exit_status.as_ptr()) == 0 {
+                    let dir = libc::open(paths.dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC);
+                    if dir >= 0 {
+                        libc::fsync(dir);
+                        libc::close(dir);
+                    }
+                }
+            }
+        }
+        // Whatever the command left running in its group dies with it, as a container's
+        // processes do when it stops; this supervisor is in the group and ends here too.
+        libc::kill(0, libc::SIGKILL);
+        libc::_exit(if waited { 0 } else { 1 });
+    }
+}
+
+/// Writes `prefix` and `number` in decimal, then a newline, into `buffer`; returns the length.
+/// No allocation: it runs between fork and exec.
+fn format_status(buffer: &mut [u8; 32], prefix: &[u8], number: i32) -> usize {
+    let mut len = 0;
+    for &byte in prefix {
+        buffer[len] = byte;
+        len += 1;
+    }
+    let mut value = i64::from(number);
+    if value < 0 {
+        buffer[len] = b'-';
+        len += 1;
+        value = -value;
+    }
+    let mut digits = [0u8; 20];
+    let mut count = 0;
+    loop {
+        digits[count] = b'0' + (value % 10) as u8;
+        count += 1;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for i in (0..count).rev() {
+        buffer[len] = digits[i];
+        len += 1;
+    }
+    buffer[len] = b'\n';
+    len + 1
+}
+
+/// Watches a recovered task's supervisor, which is not the agent's child: polls until the
+/// process with this pid and start time is gone, then reports how the task ended, from the
+/// supervisor's record, or that nothing recorded it.
+pub(crate) async fn watch(run: RunId, pid: u32, start_ticks: u64, exit_status: PathBuf, events: mpsc::Sender<Event>) {
+    loop {
+        let alive = matches!(checkpoint::process_start(pid), Some((start, false)) if start == start_ticks);
+        if !alive {
+            break;
+        }
+        tokio::time::sleep(WATCH_INTERVAL).await;
+    }
+    let event = match checkpoint::read_exit_status(&exit_status) {
+        Some(exit) => ProcessEvent::Exited(exit),
+        None => ProcessEvent::Gone,
+    };
+    tracing::info!(?run, pid, ?event, "recovered task ended");
+    let _ = events.send(Event::Process { run, event }).await;
 }
 
 /// Creates the task's sandbox, `<framework_id>/<task_id>` under `root`, and returns its path

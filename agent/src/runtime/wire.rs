@@ -3,7 +3,7 @@
 
 use agora_proto::convert::{WireError, id};
 use agora_proto::model::{
-    AgentId, AgentInfo, FrameworkId, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
+    AgentId, AgentInfo, FrameworkId, FrameworkInfo, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
 };
 use agora_proto::pb;
 
@@ -104,7 +104,10 @@ fn run_task(run: pb::RunTask) -> Result<Input, Rejected> {
         error: error.in_field("run_task.task"),
         task: Some((framework_id.clone(), task_id)),
     })?;
-    Ok(Input::RunTask { framework_id, task })
+    // The framework's description is kept with the task for the record only; a malformed
+    // one is dropped rather than failing a task the master already accepted.
+    let framework = run.framework.and_then(|info| FrameworkInfo::try_from(info).ok());
+    Ok(Input::RunTask { framework_id, framework, task })
 }
 
 #[cfg(test)]

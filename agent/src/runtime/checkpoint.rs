@@ -1,0 +1,260 @@
+//! The agent's checkpoint on disk: its id, every task's record and each task's process
+//! facts, written crash-safely (temporary file, fsync, rename, fsync of the directory) so
+//! that a file is either the old version or the new one, never a torn mix.
+//!
+//! Layout under `<work_dir>/meta/`:
+//!
+//! - `agent.json`: the agent id and the master it registered with;
+//! - `runs/<run>/task.json`: the task's [`TaskRecord`] (task, framework, state, pid,
+//!   sandbox, unacknowledged updates in order);
+//! - `runs/<run>/pid`: `<pid> <start time in clock ticks>` of the task's supervisor, so a
+//!   recycled pid is never mistaken for the task;
+//! - `runs/<run>/exit_status`: written by the supervisor when the task ends, `exit <code>`
+//!   or `signal <number>` (see `process.rs`).
+//!
+//! Plain JSON files rather than an embedded database: a few small records per task, each
+//! rewritten whole, need no more than `rename`, and an operator can read them with `cat`.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use agora_proto::model::AgentId;
+
+use crate::core::{ProcessExit, RunId, TaskRecord};
+
+/// Largest checkpoint file read back; a task record holds a task and at most three updates,
+/// far below this. A larger file is damaged and is skipped.
+const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The agent's own record.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct AgentRecord {
+    pub agent_id: AgentId,
+    pub master: String,
+}
+
+/// A task read back, with what the supervisor left behind.
+#[derive(Debug)]
+pub(crate) struct StoredRun {
+    pub record: TaskRecord,
+    /// The supervisor's pid and start time, when recorded.
+    pub supervisor: Option<(u32, u64)>,
+    /// How the task ended, when its supervisor recorded it.
+    pub exit: Option<ProcessExit>,
+}
+
+/// Everything read back at start.
+#[derive(Debug, Default)]
+pub(crate) struct Stored {
+    pub agent: Option<AgentRecord>,
+    pub runs: Vec<StoredRun>,
+    /// Files that could not be read, each with why; reported, never fatal.
+    pub damaged: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Store {
+    meta: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating) `<work_dir>/meta`.
+    pub fn open(work_dir: &Path) -> io::Result<Self> {
+        let meta = work_dir.join("meta");
+        fs::create_dir_all(meta.join("runs"))?;
+        Ok(Self { meta })
+    }
+
+    pub fn run_dir(&self, run: RunId) -> PathBuf {
+        self.meta.join("runs").join(run.0.to_string())
+    }
+
+    /// Where the supervisor of `run` writes how the task ended.
+    pub fn exit_status_path(&self, run: RunId) -> PathBuf {
+        self.run_dir(run).join("exit_status")
+    }
+
+    pub fn save_agent(&self, record: &AgentRecord) -> io::Result<()> {
+        write_atomic(&self.meta.join("agent.json"), &to_json(record)?)
+    }
+
+    /// Forgets the agent's id, when the master refused it.
+    pub fn remove_agent(&self) -> io::Result<()> {
+        match fs::remove_file(self.meta.join("agent.json")) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+            _ => sync_dir(&self.meta),
+        }
+    }
+
+    pub fn save_task(&self, record: &TaskRecord) -> io::Result<()> {
+        let dir = self.run_dir(record.run);
+        if !dir.exists() {
+            fs::create_dir_all(&dir)?;
+            sync_dir(&self.meta.join("runs"))?;
+        }
+        write_atomic(&dir.join("task.json"), &to_json(record)?)
+    }
+
+    /// Deletes everything of `run` but its sandbox, which stays for operators to read.
+    pub fn remove_run(&self, run: RunId) -> io::Result<()> {
+        match fs::remove_dir_all(self.run_dir(run)) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+            _ => sync_dir(&self.meta.join("runs")),
+        }
+    }
+
+    /// Reads back the agent record and at most `max_runs` task records, lowest run first.
+    pub fn load(&self, max_runs: usize) -> Stored {
+        let mut stored = Stored::default();
+        match read_json::<AgentRecord>(&self.meta.join("agent.json")) {
+            Ok(agent) => stored.agent = agent,
+            Err(error) => stored.damaged.push(format!("agent.json: {error}")),
+        }
+        let mut runs: Vec<u64> = match fs::read_dir(self.meta.join("runs")) {
+            Ok(entries) => entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
+            Err(error) => {
+                stored.damaged.push(format!("runs: {error}"));
+                Vec::new()
+            }
+        };
+        runs.sort_unstable();
+        for run in runs.into_iter().take(max_runs) {
+            let run = RunId(run);
+            let dir = self.run_dir(run);
+            let record = match read_json::<TaskRecord>(&dir.join("task.json")) {
+                Ok(Some(record)) if record.run == run => record,
+                Ok(Some(_)) => {
+                    stored.damaged.push(format!("runs/{}/task.json: names another run", run.0));
+                    continue;
+                }
+                // The agent died between creating the directory and writing the record:
+                // nothing was launched for it yet.
+                Ok(None) => continue,
+                Err(error) => {
+                    stored.damaged.push(format!("runs/{}/task.json: {error}", run.0));
+                    continue;
+                }
+            };
+            let supervisor = read_small(&dir.join("pid")).ok().flatten().and_then(|text| parse_pid(&text));
+            let exit = read_small(&self.exit_status_path(run)).ok().flatten().and_then(|text| parse_exit(&text));
+            stored.runs.push(StoredRun { record, supervisor, exit });
+        }
+        stored
+    }
+}
+
+/// Reads the exit status a supervisor wrote, if any.
+pub(crate) fn read_exit_status(path: &Path) -> Option<ProcessExit> {
+    read_small(path).ok().flatten().and_then(|text| parse_exit(&text))
+}
+
+/// `exit 3` or `signal 15`, as the supervisor writes them.
+pub(crate) fn parse_exit(text: &str) -> Option<ProcessExit> {
+    let (kind, number) = text.trim().split_once(' ')?;
+    let number: i32 = number.trim().parse().ok()?;
+    match kind {
+        "exit" => Some(ProcessExit::Code(number)),
+        "signal" => Some(ProcessExit::Signal(number)),
+        _ => None,
+    }
+}
+
+fn parse_pid(text: &str) -> Option<(u32, u64)> {
+    let (pid, start) = text.trim().split_once(' ')?;
+    Some((pid.parse().ok()?, start.parse().ok()?))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value).map_err(io::Error::other)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match read_small(path)? {
+        Some(text) => serde_json::from_str(&text).map(Some).map_err(io::Error::other),
+        None => Ok(None),
+    }
+}
+
+/// The file's text, `None` when it does not exist; an error when it is too large.
+fn read_small(path: &Path) -> io::Result<Option<String>> {
+    match fs::metadata(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+        Ok(meta) if meta.len() > MAX_FILE_BYTES => {
+            return Err(io::Error::other(format!("{} bytes, more than the {MAX_FILE_BYTES} allowed", meta.len())));
+        }
+        Ok(_) => {}
+    }
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash at any point leaves either the old file or
+/// the new one: write a temporary sibling, fsync it, rename it over, fsync the directory
+/// (which makes the rename itself durable).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("a checkpoint file has a directory"))?;
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| io::Error::other("a checkpoint file has a name"))?;
+    let temp = dir.join(format!(".{name}.tmp"));
+    let mut file = fs::File::create(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&temp, path)?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// The start time of process `pid` in clock ticks since boot (field 22 of
+/// `/proc/<pid>/stat`), and whether it is a zombie; `None` when there is no such process.
+/// Together with the pid it names one process for good: pids are recycled, start times
+/// are not.
+pub(crate) fn process_start(pid: u32) -> Option<(u64, bool)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses; what follows its last
+    // `)` is space-separated: state is field 3, start time field 22.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace();
+    let zombie = fields.next()? == "Z";
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((start, zombie))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_statuses_read_back_as_codes_and_signals_and_garbage_is_none() {
+        assert_eq!(parse_exit("exit 3\n"), Some(ProcessExit::Code(3)));
+        assert_eq!(parse_exit("signal 15"), Some(ProcessExit::Signal(15)));
+        assert_eq!(parse_exit("exit"), None);
+        assert_eq!(parse_exit("crashed 1"), None);
+    }
+
+    #[test]
+    fn an_atomic_write_replaces_the_file_and_leaves_no_temporary_behind() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("agent.json");
+        write_atomic(&path, b"one").expect("first write");
+        write_atomic(&path, b"two").expect("second write");
+        assert_eq!(fs::read_to_string(&path).expect("readable"), "two");
+        let names: Vec<String> =
+            fs::read_dir(dir.path()).expect("listable").map(|e| e.expect("entry").file_name().into_string().expect("utf-8")).collect();
+        assert_eq!(names, ["agent.json"]);
+    }
+
+    #[test]
+    fn this_process_has_a_start_time_and_is_not_a_zombie() {
+        let (start, zombie) = process_start(std::process::id()).expect("this process exists");
+        assert!(start > 0);
+        assert!(!zombie);
+    }
+}
