@@ -24,6 +24,8 @@
 mod backoff;
 mod ids;
 #[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
