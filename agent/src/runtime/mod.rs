@@ -135,8 +135,13 @@ pub async fn run(config: AgentConfig, http_listener: TcpListener, shutdown: impl
         update_retry_max_ms: config.update_retry_max_ms,
         max_tasks: config.max_tasks,
     };
+    // Update ids must never repeat those of the agent that wrote the checkpoint (a master or
+    // framework would take a new update for a duplicate of an old one), which a fixed seed
+    // would replay: a recovering agent draws from another point of the sequence space.
+    let recovering = stored.agent.is_some() || !stored.runs.is_empty();
+    let seed = if recovering { config.seed ^ now_ms().rotate_left(17) ^ u64::from(std::process::id()) } else { config.seed };
     let mut owner = Owner {
-        core: Core::new(core_config, config.seed),
+        core: Core::new(core_config, seed),
         store,
         saved_agent: None,
         supervisors: tokio::task::JoinSet::new(),

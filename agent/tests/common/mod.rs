@@ -246,7 +246,11 @@ pub struct TestAgent {
 impl TestAgent {
     /// Starts an agent against `master` with short retry delays; `tweak` adjusts the config.
     pub async fn start(master: &FakeMaster, tweak: impl FnOnce(&mut AgentConfig)) -> Self {
-        let work_dir = tempfile::tempdir().unwrap();
+        Self::start_in(master, tempfile::tempdir().unwrap(), tweak).await
+    }
+
+    /// Starts an agent on an existing work dir, as a restarted agent process would.
+    pub async fn start_in(master: &FakeMaster, work_dir: tempfile::TempDir, tweak: impl FnOnce(&mut AgentConfig)) -> Self {
         let resources = Resources::parse("cpus:2;mem:1024;disk:1024;ports:[31000-31010]").unwrap();
         let mut config = AgentConfig::new(master.addr.to_string(), work_dir.path(), resources);
         config.seed = 7;
@@ -272,6 +276,20 @@ impl TestAgent {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
+    }
+
+    /// Drops the running agent without letting it stop, as SIGKILL would end an agent
+    /// process: its tasks are not killed and its checkpoint stays. Returns its work dir, to
+    /// start the next agent on.
+    pub async fn crash(mut self) -> tempfile::TempDir {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+            let _ = tokio::time::timeout(WAIT, handle).await.expect("the agent was dropped in time");
+        }
+        // Dropping the sender would complete the shutdown future; the agent is gone already.
+        std::mem::forget(self.stop.take());
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.work_dir, dir)
     }
 
     /// Stops the agent and waits for `run` to return.
