@@ -1,0 +1,152 @@
+//! End to end: an agent process SIGKILLed under a running task and restarted on the same
+//! work dir re-attaches to the task, which never stops; a task that ends while the agent
+//! is down is reported with its real exit code once the agent is back. A real master, real
+//! agent processes and a framework on the SDK.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use agora_proto::model::TaskState;
+use common::framework::Framework;
+use common::{Cluster, Proc, eventually, free_port, get_json};
+
+const RESOURCES: &str = "cpus:1;mem:256;disk:100;ports:[31000-31010]";
+
+/// One agent process whose work dir and port outlive it, so it can be started again.
+struct Agent {
+    name: String,
+    port: u16,
+    work_dir: PathBuf,
+    proc: Option<Proc>,
+}
+
+impl Agent {
+    fn start(cluster: &Cluster, name: &str) -> Agent {
+        let mut agent =
+            Agent { name: name.to_owned(), port: free_port(), work_dir: cluster.dir.path().join(name), proc: None };
+        agent.spawn(cluster);
+        agent
+    }
+
+    fn spawn(&mut self, cluster: &Cluster) {
+        let port = self.port.to_string();
+        let work_dir = self.work_dir.to_str().expect("utf-8 path");
+        let args =
+            ["agent", "--master", &cluster.master, "--port", &port, "--work-dir", work_dir, "--resources", RESOURCES];
+        // Each life logs to a file of its own, so a failure shows both.
+        let lives = std::fs::read_dir(cluster.dir.path()).map(|d| d.count()).unwrap_or(0);
+        self.proc = Some(Proc::spawn(&format!("{}-{lives}", self.name), cluster.dir.path(), &args));
+    }
+
+    /// SIGKILL, as a crash would.
+    fn kill(&mut self) {
+        if let Some(proc) = self.proc.as_mut() {
+            proc.kill();
+        }
+    }
+
+    /// The agent's `/state`, once it answers.
+    async fn state(&self) -> serde_json::Value {
+        let url = format!("http://127.0.0.1:{}/state", self.port);
+        eventually("the agent's /state", async || get_json(&url).await).await
+    }
+}
+
+/// True while process `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+}
+
+/// The pid a task wrote to `marker` (the shell's `$$`, which `exec` keeps for the command).
+async fn pid_in(marker: &Path) -> i32 {
+    eventually("the task to write its pid", async || std::fs::read_to_string(marker).ok()?.trim().parse().ok()).await
+}
+
+/// A master with quick heartbeats but an agent timeout long enough to restart an agent in,
+/// one agent, and a framework whose task runs `command`, RUNNING.
+async fn cluster_with_task(command: &str) -> (Cluster, Agent, Framework) {
+    let cluster = Cluster::master_only(&["--agent-heartbeat-interval", "200ms", "--agent-timeout", "5s"]).await;
+    let agent = Agent::start(&cluster, "agent");
+    cluster.wait_for_agents(1).await;
+    let mut framework = Framework::start(&cluster.master, command);
+    framework.wait_for(TaskState::TaskRunning).await;
+    (cluster, agent, framework)
+}
+
+/// The master's view of task `sleeper`: its state and the agent it is on.
+async fn master_task(cluster: &Cluster) -> Option<(String, String)> {
+    let state = get_json(&cluster.url("/state")).await?;
+    let task = state["frameworks"].as_array()?.iter().flat_map(|f| f["tasks"].as_array().into_iter().flatten()).next()?.clone();
+    Some((task["state"].as_str()?.to_owned(), task["slave_id"].as_str()?.to_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigkilled_agent_restarted_on_its_work_dir_keeps_its_task_running_under_the_same_id_and_pid() {
+    let marker_dir = tempfile::tempdir().expect("temp dir");
+    let marker = marker_dir.path().join("pid");
+    let command = format!("echo $$ > {}; exec sleep 1000", marker.display());
+    let (cluster, mut agent, mut framework) = cluster_with_task(&command).await;
+    let pid = pid_in(&marker).await;
+    let agent_id = cluster.state().await["slaves"][0]["id"].as_str().expect("an agent id").to_owned();
+    let group = agent.state().await["tasks"][0]["pid"].as_u64().expect("the task's process group");
+
+    agent.kill();
+    assert!(alive(pid), "the task outlives its agent");
+    agent.spawn(&cluster);
+
+    let restarted = agent.state().await;
+    assert_eq!(restarted["id"], agent_id.as_str(), "{restarted}");
+    assert_eq!(restarted["tasks"][0]["pid"].as_u64(), Some(group), "the same process group, re-attached");
+    eventually("the agent to re-register", async || {
+        let state = get_json(&cluster.url("/state")).await?;
+        let slave = state["slaves"].as_array()?.first()?.clone();
+        (slave["id"] == agent_id.as_str() && slave["active"] == true && slave["used_resources"]["cpus"] == 0.1).then_some(())
+    })
+    .await;
+    assert_eq!(master_task(&cluster).await, Some(("TASK_RUNNING".to_owned(), agent_id.clone())));
+    assert!(alive(pid), "process {pid} still runs");
+    assert_eq!(std::fs::read_to_string(&marker).expect("marker").trim(), pid.to_string(), "never restarted");
+
+    // Nothing terminal reached the framework: whatever it saw since is not an end.
+    while let Ok(status) = framework.updates.try_recv() {
+        assert!(!status.state.is_terminal(), "the framework saw {status:?}");
+    }
+    // The task still answers to its framework through the new agent.
+    let running = master_task(&cluster).await.expect("the task");
+    assert_eq!(running.0, "TASK_RUNNING");
+    framework
+        .handle
+        .kill(&agora_proto::model::TaskId::new("sleeper"), Some(&agora_proto::model::AgentId::new(agent_id)))
+        .await
+        .expect("kill");
+    framework.wait_for(TaskState::TaskKilled).await;
+    eventually("the killed task's process to be gone", async || (!alive(pid)).then_some(())).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_exiting_with_code_3_while_its_agent_is_down_is_reported_failed_with_exit_code_3_after_the_restart() {
+    let marker_dir = tempfile::tempdir().expect("temp dir");
+    let marker = marker_dir.path().join("pid");
+    let go = marker_dir.path().join("go");
+    let command =
+        format!("echo $$ > {}; while [ ! -e {} ]; do sleep 0.05; done; exit 3", marker.display(), go.display());
+    let (cluster, mut agent, mut framework) = cluster_with_task(&command).await;
+    let pid = pid_in(&marker).await;
+
+    agent.kill();
+    std::fs::write(&go, "").expect("write the go file");
+    eventually("the task to exit while its agent is down", async || (!alive(pid)).then_some(())).await;
+    agent.spawn(&cluster);
+
+    let failed = framework.wait_for(TaskState::TaskFailed).await;
+    assert_eq!(failed.exit_code, Some(3), "{failed:?}");
+    assert_eq!(failed.message, "Command exited with status 3");
+    eventually("the master to see the task failed", async || {
+        let state = get_json(&cluster.url("/state")).await?;
+        let completed = state["frameworks"][0]["completed_tasks"].as_array()?.first()?.clone();
+        (completed["state"] == "TASK_FAILED").then_some(())
+    })
+    .await;
+}
