@@ -5,91 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use agora_proto::model::{FrameworkInfo, Offer, Role, TaskId, TaskState, TaskStatus};
-use agora_sdk::{Driver, DriverConfig, DriverHandle, Scheduler, TaskBuilder, TaskRequirements, carve};
+use agora_proto::model::{TaskId, TaskState};
+use common::framework::Framework;
 use common::{Cluster, WAIT};
-use tokio::sync::mpsc;
-
-/// Launches one long-running task on the first offer big enough and reports every update.
-struct Sleeper {
-    command: String,
-    launched: bool,
-    updates: mpsc::UnboundedSender<TaskStatus>,
-}
-
-impl Scheduler for Sleeper {
-    async fn offers(&mut self, driver: &DriverHandle, offers: Vec<Offer>) {
-        for offer in offers {
-            let carving = carve(&offer.resources, &TaskRequirements::new(100, 32), 1);
-            match carving.tasks.into_iter().next() {
-                Some(resources) if !self.launched => {
-                    let task = TaskBuilder::shell("sleeper", self.command.as_str())
-                        .build(&offer.agent_id, resources)
-                        .expect("a valid task");
-                    driver.accept(vec![offer.id], vec![task], Some(60.0)).await.expect("accept");
-                    self.launched = true;
-                }
-                _ => {
-                    let _ = driver.decline(vec![offer.id], Some(60.0)).await;
-                }
-            }
-        }
-    }
-
-    async fn update(&mut self, _driver: &DriverHandle, status: TaskStatus) {
-        let _ = self.updates.send(status);
-    }
-}
-
-struct Framework {
-    handle: DriverHandle,
-    updates: mpsc::UnboundedReceiver<TaskStatus>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Framework {
-    fn start(master: &str, command: &str) -> Framework {
-        let info = FrameworkInfo {
-            id: None,
-            name: "sleeper".into(),
-            user: "test".into(),
-            roles: vec![Role::unreserved()],
-            failover_timeout_ms: 60_000,
-            hostname: String::new(),
-            principal: String::new(),
-        };
-        let driver = Driver::new(DriverConfig::new(vec![master.to_owned()], info)).expect("driver");
-        let handle = driver.handle();
-        let (tx, updates) = mpsc::unbounded_channel();
-        let mut sleeper = Sleeper { command: command.to_owned(), launched: false, updates: tx };
-        let task = tokio::spawn(async move {
-            let _ = driver.run(&mut sleeper).await;
-        });
-        Framework { handle, updates, task }
-    }
-
-    /// Waits for the task to reach `state`, failing on any terminal state on the way.
-    async fn wait_for(&mut self, state: TaskState) -> TaskStatus {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let status = tokio::time::timeout_at(deadline, self.updates.recv())
-                .await
-                .unwrap_or_else(|_| panic!("timed out waiting for {state}"))
-                .expect("the driver is running");
-            if status.state == state {
-                return status;
-            }
-            assert!(!status.state.is_terminal(), "expected {state}, got {status:?}");
-        }
-    }
-}
-
-impl Drop for Framework {
-    fn drop(&mut self) {
-        self.handle.stop();
-        self.task.abort();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_task_reports_task_killed_and_its_process_is_gone() {
@@ -180,4 +98,37 @@ async fn a_paused_agent_that_returns_brings_its_tasks_back_as_running() {
     let back = framework.wait_for(TaskState::TaskRunning).await;
     assert_eq!(back.task_id.as_str(), "sleeper");
     cluster.wait_for_agents(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_paused_past_the_reregister_timeout_is_gone_and_comes_back_afresh() {
+    let mut cluster = Cluster::master_only(&[
+        "--agent-heartbeat-interval",
+        "200ms",
+        "--agent-timeout",
+        "1s",
+        "--agent-reregister-timeout",
+        "1s",
+    ])
+    .await;
+    let agent = cluster.add_agent("agent", "cpus:1;mem:256;disk:100;ports:[31000-31010]");
+    cluster.wait_for_agents(1).await;
+    let old_id = cluster.state().await["slaves"][0]["id"].clone();
+    let mut framework = Framework::start(&cluster.master, "sleep 1000");
+    framework.wait_for(TaskState::TaskRunning).await;
+
+    cluster.procs[agent].signal("STOP");
+    framework.wait_for(TaskState::TaskUnreachable).await;
+    let gone = framework.wait_for(TaskState::TaskGone).await;
+    assert_eq!(gone.task_id.as_str(), "sleeper");
+    cluster.procs[agent].signal("CONT");
+
+    // Refused under its old id, the agent kills what it ran and registers as a new agent.
+    let url = cluster.url("/state");
+    common::eventually("the agent to register afresh", async || {
+        let state = common::get_json(&url).await?;
+        let agents = state["slaves"].as_array()?;
+        (agents.len() == 1 && agents[0]["id"] != old_id && agents[0]["active"] == true).then_some(())
+    })
+    .await;
 }

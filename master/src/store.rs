@@ -8,13 +8,15 @@ use std::path::Path;
 use agora_proto::model::{AgentId, FrameworkId, FrameworkInfo};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::core::{DurableAgent, MAX_REMOVED_FRAMEWORK_IDS, Registry, RegistryOp};
+use crate::core::{DurableAgent, MAX_GONE_AGENT_IDS, MAX_REMOVED_FRAMEWORK_IDS, Registry, RegistryOp};
 
 const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
 const FRAMEWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("frameworks");
 /// Removed framework ids with the sequence number of their removal, so that the oldest
 /// can be forgotten first once there are too many.
 const REMOVED_FRAMEWORKS: TableDefinition<&str, u64> = TableDefinition::new("removed_frameworks");
+/// Gone agent ids with the sequence number of their removal, likewise.
+const GONE_AGENTS: TableDefinition<&str, u64> = TableDefinition::new("gone_agents");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -43,6 +45,7 @@ impl Store {
         txn.open_table(AGENTS).map_err(storage)?;
         txn.open_table(FRAMEWORKS).map_err(storage)?;
         txn.open_table(REMOVED_FRAMEWORKS).map_err(storage)?;
+        txn.open_table(GONE_AGENTS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(Store { db })
     }
@@ -61,13 +64,8 @@ impl Store {
             let info: FrameworkInfo = decode("frameworks", key.value(), value.value())?;
             registry.frameworks.insert(FrameworkId::new(key.value()), info);
         }
-        let mut removed = Vec::new();
-        for entry in txn.open_table(REMOVED_FRAMEWORKS).map_err(storage)?.iter().map_err(storage)? {
-            let (key, value) = entry.map_err(storage)?;
-            removed.push((value.value(), FrameworkId::new(key.value())));
-        }
-        removed.sort();
-        registry.removed_frameworks = removed.into_iter().map(|(_, id)| id).collect();
+        registry.removed_frameworks = oldest_first(&txn.open_table(REMOVED_FRAMEWORKS).map_err(storage)?)?;
+        registry.gone_agents = oldest_first(&txn.open_table(GONE_AGENTS).map_err(storage)?)?;
         Ok(registry)
     }
 
@@ -81,43 +79,63 @@ impl Store {
             let mut agents = txn.open_table(AGENTS).map_err(storage)?;
             let mut frameworks = txn.open_table(FRAMEWORKS).map_err(storage)?;
             let mut removed = txn.open_table(REMOVED_FRAMEWORKS).map_err(storage)?;
-            let mut next_removal = removed.iter().map_err(storage)?.filter_map(Result::ok).map(|(_, v)| v.value()).max();
+            let mut gone = txn.open_table(GONE_AGENTS).map_err(storage)?;
             for op in ops {
                 match op {
                     RegistryOp::PutAgent { agent_id, agent } => {
                         agents.insert(agent_id.as_str(), encode(agent)?.as_slice()).map_err(storage)?;
+                    }
+                    RegistryOp::RemoveAgent { agent_id } => {
+                        agents.remove(agent_id.as_str()).map_err(storage)?;
+                        append(&mut gone, agent_id.as_str())?;
                     }
                     RegistryOp::PutFramework { framework_id, info } => {
                         frameworks.insert(framework_id.as_str(), encode(info)?.as_slice()).map_err(storage)?;
                     }
                     RegistryOp::RemoveFramework { framework_id } => {
                         frameworks.remove(framework_id.as_str()).map_err(storage)?;
-                        let sequence = next_removal.map_or(0, |n| n + 1);
-                        next_removal = Some(sequence);
-                        removed.insert(framework_id.as_str(), sequence).map_err(storage)?;
+                        append(&mut removed, framework_id.as_str())?;
                     }
                 }
             }
-            forget_oldest_removals(&mut removed)?;
+            forget_oldest(&mut removed, MAX_REMOVED_FRAMEWORK_IDS)?;
+            forget_oldest(&mut gone, MAX_GONE_AGENT_IDS)?;
         }
         txn.commit().map_err(storage)
     }
 }
 
-/// Keeps at most `MAX_REMOVED_FRAMEWORK_IDS` removed ids, as the core does.
-fn forget_oldest_removals(removed: &mut redb::Table<&str, u64>) -> Result<(), StoreError> {
-    let len = removed.len().map_err(storage)? as usize;
-    if len <= MAX_REMOVED_FRAMEWORK_IDS {
+/// Adds `key` to a table of ids kept in the order they were added (the value is the
+/// sequence number), unless it is there already.
+fn append(table: &mut redb::Table<&str, u64>, key: &str) -> Result<(), StoreError> {
+    if table.get(key).map_err(storage)?.is_some() {
         return Ok(());
     }
-    let mut all: Vec<(u64, String)> = Vec::with_capacity(len);
-    for entry in removed.iter().map_err(storage)? {
+    let last = table.iter().map_err(storage)?.filter_map(Result::ok).map(|(_, v)| v.value()).max();
+    table.insert(key, last.map_or(0, |n| n + 1)).map_err(storage)?;
+    Ok(())
+}
+
+/// The ids of such a table, oldest first.
+fn oldest_first<T: From<String>>(table: &impl ReadableTable<&'static str, u64>) -> Result<Vec<T>, StoreError> {
+    let mut all = Vec::new();
+    for entry in table.iter().map_err(storage)? {
         let (key, value) = entry.map_err(storage)?;
         all.push((value.value(), key.value().to_owned()));
     }
     all.sort();
-    for (_, key) in all.iter().take(len - MAX_REMOVED_FRAMEWORK_IDS) {
-        removed.remove(key.as_str()).map_err(storage)?;
+    Ok(all.into_iter().map(|(_, id)| T::from(id)).collect())
+}
+
+/// Keeps at most `max` ids, as the core does, forgetting the oldest.
+fn forget_oldest(table: &mut redb::Table<&str, u64>, max: usize) -> Result<(), StoreError> {
+    let len = table.len().map_err(storage)? as usize;
+    if len <= max {
+        return Ok(());
+    }
+    let oldest: Vec<String> = oldest_first(table)?;
+    for key in oldest.iter().take(len - max) {
+        table.remove(key.as_str()).map_err(storage)?;
     }
     Ok(())
 }
@@ -165,6 +183,8 @@ mod tests {
             RegistryOp::PutFramework { framework_id: FrameworkId::new("f1"), info: framework("f1") },
             RegistryOp::PutFramework { framework_id: FrameworkId::new("f2"), info: framework("f2") },
             RegistryOp::RemoveFramework { framework_id: FrameworkId::new("f2") },
+            RegistryOp::PutAgent { agent_id: AgentId::new("a2"), agent: agent.clone() },
+            RegistryOp::RemoveAgent { agent_id: AgentId::new("a2") },
         ];
         let mut expected = Registry::default();
         for op in ops.clone() {
@@ -178,6 +198,8 @@ mod tests {
         assert_eq!(store.load().expect("load"), expected);
         assert_eq!(expected.frameworks.len(), 1);
         assert_eq!(expected.removed_frameworks, vec![FrameworkId::new("f2")]);
+        assert_eq!(expected.gone_agents, vec![AgentId::new("a2")]);
+        assert_eq!(expected.agents.len(), 1);
     }
 
     #[test]

@@ -76,6 +76,8 @@ struct Sim {
     master: Master,
     /// What the master asked to persist, applied as its store would.
     registry: Registry,
+    /// Agents refused because they were declared gone, and came back afresh.
+    agents_refused: u64,
     now_ms: u64,
     next_conn: u64,
     agents: Vec<SimAgent>,
@@ -97,6 +99,10 @@ fn config() -> Config {
     Config {
         master_id: "sim".to_owned(),
         agent_timeout_ms: 15_000,
+        // Short enough that partitioned agents are declared gone within a run, and come
+        // back afresh.
+        agent_reregister_timeout_ms: 60_000,
+        agent_removals_per_minute: 20,
         offer_timeout_ms: Some(30_000),
         max_tasks_per_accept: 8,
         max_completed_frameworks: 10,
@@ -142,6 +148,7 @@ impl Sim {
             rng,
             master,
             registry: Registry::default(),
+            agents_refused: 0,
             now_ms: 0,
             next_conn: 1,
             agents,
@@ -551,7 +558,19 @@ impl Sim {
                     self.agents[i].id = Some(agent_id);
                     self.agents[i].conn = Some(conn);
                 }
-                Output::AgentRefused { conn, reason } => self.fail(format!("{conn:?} refused: {reason}")),
+                Output::AgentRefused { conn, reason } => {
+                    // Only an agent declared gone may be refused; it forgets its id and
+                    // tasks (a real agent kills them) and registers afresh later.
+                    self.ensure(reason.contains("register afresh"), || format!("{conn:?} refused: {reason}"));
+                    let Some(i) = self.pending.remove(&conn) else { self.fail(format!("refused unknown {conn:?}")) };
+                    if let Some(old) = self.agents[i].id.take() {
+                        self.agent_index.remove(&old);
+                    }
+                    self.agents[i].tasks.clear();
+                    self.agents[i].link = Link::Down;
+                    self.agents[i].conn = None;
+                    self.agents_refused += 1;
+                }
                 Output::ToAgent { agent_id, message } => self.deliver_to_agent(&agent_id, message),
                 Output::Persist(op) => self.registry.apply(op),
                 Output::ReconnectAgent { agent_id } => {
@@ -833,6 +852,7 @@ fn simulate(seeds: std::ops::RangeInclusive<u64>) {
         assert!(c.offers_declined > 0 && c.offers_rescinded > 0, "seed {seed}: {c:?}");
         assert!(c.tasks_errored > 0 && c.tasks_dropped > 0, "seed {seed}: {c:?}");
         assert!(c.agents_unreachable > 0, "seed {seed}: no agent became unreachable");
+        assert!(c.agents_removed > 0, "seed {seed}: no agent was declared gone");
         assert!(!sim.ended.is_empty(), "seed {seed}: no task ended");
     }
 }

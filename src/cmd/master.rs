@@ -36,6 +36,14 @@ pub struct Tuning {
     /// How often agents send heartbeats.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub agent_heartbeat_interval: Duration,
+    /// How long an unreachable agent may take to come back with its tasks; past it the
+    /// agent is gone (its tasks TASK_GONE) and must register afresh.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub agent_reregister_timeout: Duration,
+    /// At most this many agents are declared gone per minute, so a network blip cannot
+    /// empty the cluster.
+    #[arg(long, default_value_t = 100)]
+    pub agent_removals_per_minute: u32,
     /// Rescind offers not answered within this time (default: never).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub offer_timeout: Option<Duration>,
@@ -61,6 +69,11 @@ impl Tuning {
         options.seed = self.seed.unwrap_or_else(rand::random);
         options.core.master_id = master_id();
         options.core.agent_timeout_ms = ms(self.agent_timeout);
+        options.core.agent_reregister_timeout_ms = ms(self.agent_reregister_timeout);
+        if self.agent_removals_per_minute == 0 {
+            anyhow::bail!("--agent-removals-per-minute must be at least 1");
+        }
+        options.core.agent_removals_per_minute = self.agent_removals_per_minute;
         options.core.agent_heartbeat_interval_ms = ms(self.agent_heartbeat_interval);
         options.core.offer_timeout_ms = self.offer_timeout.map(ms);
         options.core.framework_heartbeat_interval_ms = ms(self.framework_heartbeat_interval);

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod framework;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -97,6 +99,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub master: String,
     pub procs: Vec<Proc>,
+    /// How the master process was started, to restart it the same way.
+    pub master_args: Vec<String>,
 }
 
 impl Cluster {
@@ -118,7 +122,7 @@ impl Cluster {
                 work.to_str().expect("utf-8 path"),
             ],
         );
-        let cluster = Cluster { dir, master: format!("127.0.0.1:{port}"), procs: vec![proc] };
+        let cluster = Cluster { dir, master: format!("127.0.0.1:{port}"), procs: vec![proc], master_args: Vec::new() };
         cluster.wait_for_agents(agents).await;
         cluster
     }
@@ -130,14 +134,28 @@ impl Cluster {
         let work = dir.path().join("master");
         let mut args = vec!["master", "--port", &port, "--work-dir", work.to_str().expect("utf-8 path")];
         args.extend_from_slice(extra);
+        let master_args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let proc = Proc::spawn("master", dir.path(), &args);
-        let cluster = Cluster { dir, master: format!("127.0.0.1:{port}"), procs: vec![proc] };
-        let url = cluster.url("/health");
+        let cluster = Cluster { dir, master: format!("127.0.0.1:{port}"), procs: vec![proc], master_args };
+        cluster.wait_for_master().await;
+        cluster
+    }
+
+    /// SIGKILLs the master (always `procs[0]`) and starts it again with the same flags,
+    /// port and work directory.
+    pub async fn restart_master(&mut self) {
+        self.procs[0].kill();
+        let args: Vec<&str> = self.master_args.iter().map(String::as_str).collect();
+        self.procs[0] = Proc::spawn("master-restarted", self.dir.path(), &args);
+        self.wait_for_master().await;
+    }
+
+    pub async fn wait_for_master(&self) {
+        let url = self.url("/health");
         eventually("the master to answer /health", async || {
             reqwest::get(&url).await.ok().filter(|r| r.status().is_success())
         })
         .await;
-        cluster
     }
 
     /// Starts an agent process; returns its index in `procs`.

@@ -33,6 +33,13 @@ impl Master {
         previous_id: Option<AgentId>,
         tasks: Vec<ReportedTask>,
     ) {
+        if let Some(id) = previous_id.as_ref().filter(|id| self.gone_agent_set.contains(*id)) {
+            let reason = format!(
+                "agent {id} was unreachable for longer than the re-register timeout and is gone; register afresh"
+            );
+            self.outbox.push(Output::AgentRefused { conn, reason });
+            return;
+        }
         let removed = &self.removed_framework_set;
         let reported = match validate_registration(&info, tasks, |f| removed.contains(f)) {
             Ok(reported) => reported,
@@ -57,6 +64,7 @@ impl Master {
             agent.info = info;
             agent.conn = Some(conn);
             agent.reachable = true;
+            agent.unreachable_since_ms = None;
             agent.last_seen_ms = now_ms;
         } else {
             // Unknown id: a previous master's agent. Mesos re-admits those after failover.
@@ -67,9 +75,10 @@ impl Master {
             self.agents.insert(agent_id.clone(), AgentRecord::new(info, conn, now_ms));
         }
         self.persist_agent(&agent_id);
+        self.apply_reservations(&agent_id);
         self.outbox.push(Output::AgentRegistered { conn, agent_id: agent_id.clone() });
         self.merge_reported_tasks(now_ms, &agent_id, reported);
-        self.dirty = true;
+        self.agent_changed(&agent_id);
     }
 
     /// Reconciles the master's view of the agent's tasks with what the agent reports.
@@ -204,8 +213,14 @@ impl Master {
         );
         agent.used.add(&info.resources);
         agent.tasks.insert((framework_id.clone(), info.task_id.clone()));
-        framework.used_scalars = framework.used_scalars.saturating_add(&info.resources.scalars());
-        framework.tasks.insert(info.task_id.clone(), TaskRecord::new(info, status));
+        let scalars = info.resources.scalars();
+        framework.used_scalars = framework.used_scalars.saturating_add(&scalars);
+        let mut record = TaskRecord::new(info, status);
+        if record.role.is_unreserved() {
+            record.role = framework.first_role();
+        }
+        framework.charge(&record.role, &scalars);
+        framework.tasks.insert(record.info.task_id.clone(), record);
     }
 
     pub fn agent_heartbeat(&mut self, now_ms: u64, agent_id: &AgentId) {

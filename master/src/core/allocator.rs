@@ -1,27 +1,49 @@
-//! Dominant resource fairness: decides which framework is offered each agent's free
-//! resources in one allocation round.
+//! Weighted, hierarchical dominant resource fairness with quota: decides which framework,
+//! and for which of its roles, is offered each agent's free resources in one round.
 //!
 //! The allocator only reads the registry and returns [`Grant`]s; the master turns them
-//! into offers. Frameworks are grouped by role (role → frameworks), the role with the
-//! lowest dominant share picks first and, within it, the framework with the lowest
-//! dominant share; ties break on the name, so a round is deterministic for a given seed.
-//! Weights, quota and nested roles extend the role level later without touching the
-//! framework level.
+//! into offers. A *client* is one (framework, role) pair that wants offers. Roles form a
+//! tree (`eng` is the parent of `eng/web`); a role's allocation is its whole subtree's.
+//! The role picked first is the one whose path from the root is lowest, compared level
+//! by level on (allocation share ÷ weight, name): at each level of the tree the child
+//! with the lowest weighted share wins, as in Mesos' hierarchical sorter. Within a role,
+//! the framework with the lowest share wins, ties on the name.
+//!
+//! A round has two passes, as in Mesos: the first gives roles with an unmet quota
+//! guarantee up to that guarantee; the second gives everyone the rest, never beyond a
+//! role's limit and never eating into what other roles still need for their guarantees.
+//!
+//! Cost: agents whose free resources cannot be offered are rejected on cached scalars;
+//! agents that no client could take last round and that nothing touched since (the
+//! master's `stuck_epoch` bookkeeping) are skipped; filters are checked against a sorted
+//! per-agent vector of integer framework slots. The sorter is rebuilt per round from the
+//! frameworks (not the agents), so a round costs O(frameworks + visited agents × log).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use agora_proto::model::{AgentId, FrameworkId, Resources, Role, Scalars};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::registry::{AgentRecord, FrameworkRecord};
+use super::roles::{DEFAULT_WEIGHT_MILLI, RolePolicy};
 
-/// Resources of one agent granted to one framework.
+/// Resources of one agent granted to one framework for one of its roles.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Grant {
     pub agent_id: AgentId,
     pub framework_id: FrameworkId,
+    pub role: Role,
     pub resources: Resources,
+}
+
+/// What a round decided: the grants, and the agents that have free resources no client
+/// could take (they are skipped until something changes for them).
+#[derive(Debug, Default)]
+pub(crate) struct Round {
+    pub grants: Vec<Grant>,
+    pub stuck: Vec<AgentId>,
 }
 
 /// The smallest offer worth making, as Mesos judges it: enough CPUs *or* enough memory.
@@ -36,131 +58,451 @@ impl MinAllocatable {
         !resources.is_empty() && self.admits_scalars(&resources.scalars())
     }
 
-    fn admits_scalars(&self, s: &Scalars) -> bool {
-        s.cpus_milli >= self.cpus_milli || s.mem_mib >= self.mem_mib
+    pub fn admits_scalars(&self, s: &Scalars) -> bool {
+        (s.cpus_milli > 0 || s.mem_mib > 0 || s.disk_mib > 0)
+            && (s.cpus_milli >= self.cpus_milli || s.mem_mib >= self.mem_mib)
     }
 }
 
-/// Dominant shares of the frameworks of one role.
-#[derive(Debug, Default)]
-struct RoleEntry {
-    /// What every framework of the role holds (used + offered), eligible or not.
+/// Path keys are compared on at most this many levels of the role tree; deeper levels
+/// tie and fall back to the role's name order.
+const MAX_DEPTH: usize = 8;
+/// (weighted share, name rank) per level, root first; unused levels are zero, and ranks
+/// start at 1, so a role sorts before its own children.
+type PathKey = [(u64, u32); MAX_DEPTH];
+
+#[derive(Debug)]
+struct Node {
+    role: Role,
+    parent: Option<u32>,
+    /// Position of the role's name in sorted order, from 1.
+    rank: u32,
+    weight_milli: u64,
+    /// The subtree's allocation (used + offered).
     allocated: Scalars,
-    /// Eligible frameworks, lowest share first.
-    order: BTreeSet<(u64, FrameworkId)>,
-    /// Each eligible framework's current allocation and the share it is sorted under.
-    shares: BTreeMap<FrameworkId, (Scalars, u64)>,
+    guarantee: Scalars,
+    limit: Option<Scalars>,
+    /// Eligible clients of exactly this role, lowest share first.
+    clients: BTreeSet<(u64, u32)>,
+    /// Key under which the node sits in `Sorter::order`, when it does.
+    in_order: Option<PathKey>,
+    in_unmet: bool,
+    /// Nodes with clients in this node's subtree (itself included): their keys depend on
+    /// this node's share.
+    dependents: Vec<u32>,
 }
 
-/// Two-level DRF sorter: roles by share, then frameworks within a role by share.
-#[derive(Debug, Default)]
-struct Sorter {
+#[derive(Debug)]
+struct Client<'a> {
+    framework_id: &'a FrameworkId,
+    /// The framework's filter slot; `None` when it never filtered any agent.
+    slot: Option<u64>,
+    node: u32,
+    allocated: Scalars,
+    key: u64,
+}
+
+#[derive(Debug)]
+struct Sorter<'a> {
     total: Scalars,
-    roles: BTreeMap<Role, RoleEntry>,
-    /// Roles with at least one eligible framework, lowest share first.
-    order: BTreeSet<(u64, Role)>,
+    min: MinAllocatable,
+    nodes: Vec<Node>,
+    clients: Vec<Client<'a>>,
+    /// Nodes with eligible clients and headroom under their limits, lowest path first.
+    order: BTreeSet<(PathKey, u32)>,
+    /// The subset of `order` whose own guarantee is not met yet.
+    unmet: BTreeSet<(PathKey, u32)>,
+    /// Unmet guarantees summed over every role; held back from the second pass.
+    unmet_total: Scalars,
 }
 
-impl Sorter {
-    fn build(frameworks: &BTreeMap<FrameworkId, FrameworkRecord>, total: Scalars) -> Self {
-        let mut sorter = Sorter { total, ..Sorter::default() };
-        for (id, framework) in frameworks {
-            let allocated = framework.used_scalars.saturating_add(&framework.offered_scalars);
-            let entry = sorter.roles.entry(framework.allocation_role()).or_default();
-            entry.allocated = entry.allocated.saturating_add(&allocated);
-            if framework.wants_offers() {
-                let share = allocated.dominant_share_ppm(&total);
-                entry.order.insert((share, id.clone()));
-                entry.shares.insert(id.clone(), (allocated, share));
+fn parent_role(role: &Role) -> Option<Role> {
+    let (parent, _) = role.as_str().rsplit_once('/')?;
+    Role::parse(parent).ok()
+}
+
+fn weighted_share(allocated: &Scalars, total: &Scalars, weight_milli: u64) -> u64 {
+    let share = u128::from(allocated.dominant_share_ppm(total));
+    let weighted = share * 1000 / u128::from(weight_milli.max(1));
+    u64::try_from(weighted).unwrap_or(u64::MAX)
+}
+
+fn min_scalars(a: &Scalars, b: &Scalars) -> Scalars {
+    Scalars {
+        cpus_milli: a.cpus_milli.min(b.cpus_milli),
+        mem_mib: a.mem_mib.min(b.mem_mib),
+        disk_mib: a.disk_mib.min(b.disk_mib),
+    }
+}
+
+/// At most `cap` of `resources`' scalars, taken pool by pool in role order; ports stay.
+fn capped(resources: Resources, cap: &Scalars) -> Resources {
+    if cap.contains(&resources.scalars()) {
+        return resources;
+    }
+    let mut left = *cap;
+    let mut out = Resources::new();
+    for (role, pool) in resources.pools() {
+        let mut pool = pool.clone();
+        pool.scalars = min_scalars(&pool.scalars, &left);
+        left = left.saturating_sub(&pool.scalars);
+        out.add_pool(role.clone(), pool);
+    }
+    out
+}
+
+/// The scalars of `free` a client in `role` may be offered, without building them.
+fn allocatable_scalars(free: &Resources, role: &Role) -> Scalars {
+    free.pools()
+        .filter(|(r, _)| r.is_unreserved() || r.is_ancestor_or_self_of(role))
+        .fold(Scalars::ZERO, |sum, (_, p)| sum.saturating_add(&p.scalars))
+}
+
+impl<'a> Sorter<'a> {
+    fn build(
+        frameworks: &'a BTreeMap<FrameworkId, FrameworkRecord>,
+        policy: &RolePolicy,
+        total: Scalars,
+        min: MinAllocatable,
+    ) -> Self {
+        // Every role that holds resources, has a client or has quota, and its ancestors.
+        let mut names: BTreeSet<Role> = BTreeSet::new();
+        for framework in frameworks.values() {
+            names.extend(framework.allocated.keys().cloned());
+            if framework.is_active() {
+                names.extend(framework.info.roles.iter().filter(|r| !framework.suppressed.contains(*r)).cloned());
             }
         }
-        for (role, entry) in &sorter.roles {
-            if !entry.order.is_empty() {
-                sorter.order.insert((entry.allocated.dominant_share_ppm(&total), role.clone()));
+        names.extend(policy.quotas.keys().cloned());
+        let leaves: Vec<Role> = names.iter().cloned().collect();
+        for role in leaves {
+            let mut next = parent_role(&role);
+            while let Some(parent) = next {
+                next = parent_role(&parent);
+                names.insert(parent);
+            }
+        }
+        let index: BTreeMap<&Role, u32> =
+            names.iter().enumerate().map(|(i, r)| (r, u32::try_from(i).unwrap_or(u32::MAX))).collect();
+        let mut nodes: Vec<Node> = names
+            .iter()
+            .enumerate()
+            .map(|(i, role)| {
+                let quota = policy.quotas.get(role);
+                Node {
+                    role: role.clone(),
+                    parent: parent_role(role).and_then(|p| index.get(&p).copied()),
+                    rank: u32::try_from(i).unwrap_or(u32::MAX - 1).saturating_add(1),
+                    weight_milli: policy.weights.get(role).copied().unwrap_or(DEFAULT_WEIGHT_MILLI),
+                    allocated: Scalars::ZERO,
+                    guarantee: quota.map_or(Scalars::ZERO, |q| q.guarantee),
+                    limit: quota.and_then(|q| q.limit),
+                    clients: BTreeSet::new(),
+                    in_order: None,
+                    in_unmet: false,
+                    dependents: Vec::new(),
+                }
+            })
+            .collect();
+        let mut clients = Vec::new();
+        for (framework_id, framework) in frameworks {
+            for (role, scalars) in &framework.allocated {
+                if let Some(&n) = index.get(role) {
+                    add_up(&mut nodes, n, scalars);
+                }
+            }
+            if !framework.is_active() {
+                continue;
+            }
+            for role in framework.info.roles.iter().filter(|r| !framework.suppressed.contains(*r)) {
+                let Some(&node) = index.get(role) else { continue };
+                let allocated = framework.allocated.get(role).copied().unwrap_or(Scalars::ZERO);
+                let key = allocated.dominant_share_ppm(&total);
+                let c = u32::try_from(clients.len()).unwrap_or(u32::MAX);
+                clients.push(Client { framework_id, slot: framework.filter_slot, node, allocated, key });
+                if let Some(n) = nodes.get_mut(node as usize) {
+                    n.clients.insert((key, c));
+                }
+            }
+        }
+        for n in 0..nodes.len() {
+            if nodes.get(n).is_some_and(|node| !node.clients.is_empty()) {
+                let n = u32::try_from(n).unwrap_or(u32::MAX);
+                let mut at = Some(n);
+                while let Some(a) = at {
+                    let Some(node) = nodes.get_mut(a as usize) else { break };
+                    node.dependents.push(n);
+                    at = node.parent;
+                }
+            }
+        }
+        let mut sorter = Sorter {
+            total,
+            min,
+            nodes,
+            clients,
+            order: BTreeSet::new(),
+            unmet: BTreeSet::new(),
+            unmet_total: Scalars::ZERO,
+        };
+        sorter.unmet_total = sorter.nodes.iter().fold(Scalars::ZERO, |sum, n| sum.saturating_add(&n.unmet()));
+        for n in 0..sorter.nodes.len() {
+            if sorter.nodes.get(n).is_some_and(|node| !node.clients.is_empty()) {
+                sorter.rekey(u32::try_from(n).unwrap_or(u32::MAX));
             }
         }
         sorter
     }
 
-    /// Adds `granted` to the framework's and its role's allocation and re-sorts both.
-    fn charge(&mut self, role: &Role, framework_id: &FrameworkId, granted: Scalars) {
+    fn node(&self, n: u32) -> Option<&Node> {
+        self.nodes.get(n as usize)
+    }
+
+    fn path_key(&self, n: u32) -> PathKey {
+        let mut chain: [(u64, u32); MAX_DEPTH * 4] = [(0, 0); MAX_DEPTH * 4];
+        let mut len = 0;
+        let mut at = Some(n);
+        while let Some(a) = at {
+            let Some(node) = self.node(a) else { break };
+            if let Some(slot) = chain.get_mut(len) {
+                *slot = (weighted_share(&node.allocated, &self.total, node.weight_milli), node.rank);
+                len += 1;
+            }
+            at = node.parent;
+        }
+        let mut key: PathKey = [(0, 0); MAX_DEPTH];
+        for (level, entry) in chain.iter().take(len).rev().take(MAX_DEPTH).enumerate() {
+            if let Some(slot) = key.get_mut(level) {
+                *slot = *entry;
+            }
+        }
+        key
+    }
+
+    /// What the node may still get under its own and its ancestors' limits.
+    fn limit_headroom(&self, n: u32) -> Scalars {
+        let mut room = Scalars::new(u64::MAX, u64::MAX, u64::MAX);
+        let mut at = Some(n);
+        while let Some(a) = at {
+            let Some(node) = self.node(a) else { break };
+            if let Some(limit) = &node.limit {
+                room = min_scalars(&room, &limit.saturating_sub(&node.allocated));
+            }
+            at = node.parent;
+        }
+        room
+    }
+
+    /// Puts node `n` back in the orders under its current key, or leaves it out when
+    /// its limit leaves nothing worth offering.
+    fn rekey(&mut self, n: u32) {
+        let key = self.path_key(n);
+        let room = self.limit_headroom(n);
+        let min = self.min;
+        let Some(node) = self.nodes.get_mut(n as usize) else { return };
+        if let Some(old) = node.in_order.take() {
+            self.order.remove(&(old, n));
+            self.unmet.remove(&(old, n));
+        }
+        if node.clients.is_empty() || !min.admits_scalars(&room) {
+            node.in_unmet = false;
+            return;
+        }
+        node.in_order = Some(key);
+        self.order.insert((key, n));
+        node.in_unmet = min.admits_scalars(&min_scalars(&node.unmet(), &room));
+        if node.in_unmet {
+            self.unmet.insert((key, n));
+        }
+    }
+
+    /// Adds `granted` to client `c`, its role and the role's ancestors, and re-sorts every
+    /// role whose key depends on them.
+    fn charge(&mut self, c: u32, granted: &Scalars) {
         let total = self.total;
-        let Some(entry) = self.roles.get_mut(role) else { return };
-        let old_role_share = entry.allocated.dominant_share_ppm(&total);
-        entry.allocated = entry.allocated.saturating_add(&granted);
-        if let Some((allocated, share)) = entry.shares.get_mut(framework_id) {
-            entry.order.remove(&(*share, framework_id.clone()));
-            *allocated = allocated.saturating_add(&granted);
-            *share = allocated.dominant_share_ppm(&total);
-            entry.order.insert((*share, framework_id.clone()));
+        let Some(client) = self.clients.get_mut(c as usize) else { return };
+        let n = client.node;
+        let old = (client.key, c);
+        client.allocated = client.allocated.saturating_add(granted);
+        client.key = client.allocated.dominant_share_ppm(&total);
+        let new = (client.key, c);
+        if let Some(node) = self.nodes.get_mut(n as usize)
+            && node.clients.remove(&old)
+        {
+            node.clients.insert(new);
         }
-        if self.order.remove(&(old_role_share, role.clone())) {
-            self.order.insert((entry.allocated.dominant_share_ppm(&total), role.clone()));
+        let mut top = n;
+        let mut at = Some(n);
+        while let Some(a) = at {
+            let Some(node) = self.nodes.get_mut(a as usize) else { break };
+            let before = node.unmet();
+            node.allocated = node.allocated.saturating_add(granted);
+            let met = before.saturating_sub(&node.unmet());
+            self.unmet_total = self.unmet_total.saturating_sub(&met);
+            top = a;
+            at = node.parent;
         }
+        let dependents = self.node(top).map(|t| t.dependents.clone()).unwrap_or_default();
+        for d in dependents {
+            self.rekey(d);
+        }
+    }
+
+    /// The first client of node `n` (lowest share) that has not filtered the agent.
+    fn pick_client(&self, n: u32, filtered_by: &[u64]) -> Option<u32> {
+        let node = self.node(n)?;
+        node.clients
+            .iter()
+            .map(|&(_, c)| c)
+            .find(|&c| {
+                self.clients
+                    .get(c as usize)
+                    .is_some_and(|client| client.slot.is_none_or(|s| filtered_by.binary_search(&s).is_err()))
+            })
     }
 }
 
-/// Runs one round: each active agent with enough free resources, in an order shuffled by
-/// `rng`, goes to the lowest-share framework that wants offers and has not filtered it.
+impl Node {
+    fn unmet(&self) -> Scalars {
+        self.guarantee.saturating_sub(&self.allocated)
+    }
+}
+
+fn add_up(nodes: &mut [Node], n: u32, scalars: &Scalars) {
+    let mut at = Some(n);
+    while let Some(a) = at {
+        let Some(node) = nodes.get_mut(a as usize) else { break };
+        node.allocated = node.allocated.saturating_add(scalars);
+        at = node.parent;
+    }
+}
+
+/// Which pass of a round is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// Only roles with an unmet guarantee, up to it.
+    Guarantees,
+    /// Everyone, within limits, leaving what unmet guarantees still need.
+    Rest,
+}
+
+/// Inputs of a round that are not the registry itself.
+#[derive(Debug)]
+pub(crate) struct RoundInput<'a> {
+    pub policy: &'a RolePolicy,
+    pub min: MinAllocatable,
+    /// Agents marked stuck at this epoch are skipped.
+    pub epoch: u64,
+}
+
+/// Runs one round: active agents with free resources worth offering, in an order
+/// shuffled by `rng`, go to the lowest clients that want them and have not filtered them.
 pub(crate) fn allocate(
     rng: &mut ChaCha8Rng,
     agents: &BTreeMap<AgentId, AgentRecord>,
     frameworks: &BTreeMap<FrameworkId, FrameworkRecord>,
-    min: MinAllocatable,
-    now_ms: u64,
-) -> Vec<Grant> {
-    let total = agents
-        .values()
-        .filter(|a| a.is_active())
-        .fold(Scalars::ZERO, |sum, a| sum.saturating_add(&a.info.resources.scalars()));
-    let mut sorter = Sorter::build(frameworks, total);
-    if sorter.order.is_empty() {
-        return Vec::new();
-    }
-    // Most agents of a busy cluster have nothing free; the scalar test rejects them
-    // without building their free resources.
-    let mut candidates: Vec<(&AgentId, Resources)> = agents
-        .iter()
-        .filter(|(_, a)| a.is_active())
-        .filter(|(_, a)| {
-            let free =
-                a.info.resources.scalars().saturating_sub(&a.used.scalars()).saturating_sub(&a.offered.scalars());
-            min.admits_scalars(&free)
-        })
-        .map(|(id, a)| (id, a.free()))
-        .filter(|(_, free)| min.admits(free))
-        .collect();
-    candidates.shuffle(rng);
-
-    let mut grants = Vec::new();
-    let mut roles: Vec<Role> = Vec::new();
-    for (agent_id, mut free) in candidates {
-        // The role order changes as grants are charged; each agent walks a fresh copy.
-        roles.clear();
-        roles.extend(sorter.order.iter().map(|(_, role)| role.clone()));
-        for role in &roles {
-            let offerable = free.allocatable_to(role);
-            if !min.admits(&offerable) {
-                continue;
-            }
-            let chosen = sorter.roles.get(role).and_then(|entry| {
-                entry
-                    .order
-                    .iter()
-                    .map(|(_, id)| id)
-                    .find(|id| frameworks.get(*id).is_some_and(|f| !f.is_filtered(agent_id, now_ms)))
-                    .cloned()
-            });
-            let Some(framework_id) = chosen else { continue };
-            if !free.subtract(&offerable) {
-                continue;
-            }
-            sorter.charge(role, &framework_id, offerable.scalars());
-            grants.push(Grant { agent_id: agent_id.clone(), framework_id, resources: offerable });
-            if !min.admits(&free) {
-                break;
-            }
+    input: RoundInput<'_>,
+) -> Round {
+    let min = input.min;
+    let mut total = Scalars::ZERO;
+    let mut free_total = Scalars::ZERO;
+    let mut candidates: Vec<(&AgentId, &AgentRecord)> = Vec::new();
+    for (id, agent) in agents.iter().filter(|(_, a)| a.is_active()) {
+        let capacity = agent.info.resources.scalars();
+        total = total.saturating_add(&capacity);
+        let free = capacity.saturating_sub(&agent.used.scalars()).saturating_sub(&agent.offered.scalars());
+        free_total = free_total.saturating_add(&free);
+        // Most agents of a busy cluster have nothing free, and most idle ones were stuck
+        // last round already: both are rejected without building their free resources.
+        if min.admits_scalars(&free) && agent.stuck_epoch != Some(input.epoch) {
+            candidates.push((id, agent));
         }
     }
-    grants
+    let mut round = Round::default();
+    if candidates.is_empty() {
+        return round;
+    }
+    let mut sorter = Sorter::build(frameworks, input.policy, total, min);
+    if sorter.order.is_empty() {
+        return round;
+    }
+    candidates.shuffle(rng);
+    let mut frees: Vec<Resources> = candidates.iter().map(|(_, a)| a.free()).collect();
+    let mut available = free_total;
+    for pass in [Pass::Guarantees, Pass::Rest] {
+        if pass == Pass::Guarantees && sorter.unmet.is_empty() {
+            continue;
+        }
+        for ((agent_id, agent), free) in candidates.iter().zip(frees.iter_mut()) {
+            if !min.admits(free) {
+                continue;
+            }
+            allocate_agent(&mut sorter, pass, agent_id, agent, free, &mut available, &mut round.grants);
+        }
+    }
+    for ((agent_id, _), free) in candidates.iter().zip(frees.iter()) {
+        if min.admits(free) {
+            round.stuck.push((*agent_id).clone());
+        }
+    }
+    round
+}
+
+/// Offers one agent's free resources to the roles in order, continuing after each grant
+/// from the role that took, until nothing worth offering is left or no role takes.
+fn allocate_agent(
+    sorter: &mut Sorter<'_>,
+    pass: Pass,
+    agent_id: &AgentId,
+    agent: &AgentRecord,
+    free: &mut Resources,
+    available: &mut Scalars,
+    grants: &mut Vec<Grant>,
+) {
+    let min = sorter.min;
+    let mut after: Option<(PathKey, u32)> = None;
+    loop {
+        let set = match pass {
+            Pass::Guarantees => &sorter.unmet,
+            Pass::Rest => &sorter.order,
+        };
+        let next = match &after {
+            None => set.iter().next().copied(),
+            Some(key) => set.range((Bound::Excluded(*key), Bound::Unbounded)).next().copied(),
+        };
+        let Some((key, n)) = next else { return };
+        after = Some((key, n));
+        let Some(node) = sorter.node(n) else { continue };
+        let offerable = allocatable_scalars(free, &node.role);
+        if !min.admits_scalars(&offerable) {
+            continue;
+        }
+        let mut cap = sorter.limit_headroom(n);
+        match pass {
+            Pass::Guarantees => cap = min_scalars(&cap, &node.unmet()),
+            Pass::Rest if !sorter.unmet_total.is_zero() => {
+                // What the other roles still need for their guarantees stays free.
+                let others = sorter.unmet_total.saturating_sub(&node.unmet());
+                cap = min_scalars(&cap, &available.saturating_sub(&others));
+            }
+            Pass::Rest => {}
+        }
+        if !min.admits_scalars(&min_scalars(&offerable, &cap)) {
+            continue;
+        }
+        let Some(c) = sorter.pick_client(n, &agent.filtered_by) else { continue };
+        let Some(framework_id) = sorter.clients.get(c as usize).map(|client| client.framework_id) else { continue };
+        let role = node.role.clone();
+        let resources = capped(free.allocatable_to(&role), &cap);
+        if !min.admits(&resources) || !free.subtract(&resources) {
+            continue;
+        }
+        let granted = resources.scalars();
+        *available = available.saturating_sub(&granted);
+        sorter.charge(c, &granted);
+        grants.push(Grant { agent_id: agent_id.clone(), framework_id: framework_id.clone(), role, resources });
+        if !min.admits(free) {
+            return;
+        }
+    }
 }

@@ -19,6 +19,8 @@ use super::registry::{AgentRecord, FrameworkRecord};
 pub enum RegistryOp {
     /// An agent was admitted (or re-registered, or became unreachable).
     PutAgent { agent_id: AgentId, agent: DurableAgent },
+    /// The agent was unreachable past its re-register timeout; its id may not come back.
+    RemoveAgent { agent_id: AgentId },
     PutFramework { framework_id: FrameworkId, info: FrameworkInfo },
     /// The framework was torn down or failed over for good; its id may not come back.
     RemoveFramework { framework_id: FrameworkId },
@@ -36,6 +38,7 @@ pub struct Registry {
     pub agents: BTreeMap<AgentId, DurableAgent>,
     pub frameworks: BTreeMap<FrameworkId, FrameworkInfo>,
     pub removed_frameworks: Vec<FrameworkId>,
+    pub gone_agents: Vec<AgentId>,
 }
 
 impl Registry {
@@ -44,6 +47,12 @@ impl Registry {
         match op {
             RegistryOp::PutAgent { agent_id, agent } => {
                 self.agents.insert(agent_id, agent);
+            }
+            RegistryOp::RemoveAgent { agent_id } => {
+                self.agents.remove(&agent_id);
+                if !self.gone_agents.contains(&agent_id) {
+                    self.gone_agents.push(agent_id);
+                }
             }
             RegistryOp::PutFramework { framework_id, info } => {
                 self.frameworks.insert(framework_id, info);
@@ -68,10 +77,16 @@ impl Master {
         for framework_id in registry.removed_frameworks {
             self.remember_removed_framework(framework_id);
         }
+        for agent_id in registry.gone_agents {
+            self.remember_gone_agent(agent_id);
+        }
         for (agent_id, agent) in registry.agents {
             let mut record = AgentRecord::new(agent.info, super::ConnId(u64::MAX), now_ms);
             record.conn = None;
             record.reachable = agent.reachable;
+            // The re-register timeout of an agent that was unreachable before the restart
+            // counts from the restart: the master cannot know how long it was away since.
+            record.unreachable_since_ms = (!agent.reachable).then_some(now_ms);
             self.agents.insert(agent_id, record);
         }
         for (framework_id, info) in registry.frameworks {

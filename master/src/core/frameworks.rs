@@ -78,7 +78,7 @@ impl Master {
                 heartbeat_interval_ms: self.config.framework_heartbeat_interval_ms,
             },
         });
-        self.dirty = true;
+        self.frameworks_changed();
         Ok((framework_id, stream_id))
     }
 
@@ -164,13 +164,17 @@ impl Master {
         let (agent_id, problem) = self.check_offers(framework_id, &offer_ids);
         // The framework's own named offers are used up whether or not the ACCEPT is valid.
         let mut offered = Resources::new();
+        // Tasks are accounted to the role their offers were made for.
+        let mut role: Option<Role> = None;
         for offer_id in offer_ids.iter().collect::<BTreeSet<_>>() {
-            if self.offers.get(offer_id).is_some_and(|o| &o.offer.framework_id == framework_id)
-                && let Some(offer) = self.end_offer(offer_id, OfferEnd::Accepted)
-            {
-                offered.add(&offer.resources);
+            if let Some(record) = self.offers.get(offer_id).filter(|o| &o.offer.framework_id == framework_id) {
+                role.get_or_insert_with(|| record.role.clone());
+                if let Some(offer) = self.end_offer(offer_id, OfferEnd::Accepted) {
+                    offered.add(&offer.resources);
+                }
             }
         }
+        let role = role.unwrap_or_else(Role::unreserved);
         let agent_id = match (agent_id, problem) {
             (Some(agent_id), None) => agent_id,
             (_, problem) => {
@@ -198,7 +202,7 @@ impl Master {
                 Ok(()) => {
                     left.subtract(&task.resources);
                     launched.insert(task.task_id.clone());
-                    self.launch(now_ms, framework_id, task);
+                    self.launch(now_ms, framework_id, &role, task);
                 }
                 Err((reason, message)) => {
                     self.counters.tasks_errored = self.counters.tasks_errored.saturating_add(1);
@@ -284,7 +288,7 @@ impl Master {
 
     /// Starts a validated task: STAGING, its resources used, and RUNTASK to the agent.
     /// No TASK_STAGING is sent; the framework hears from the agent first, as in Mesos.
-    fn launch(&mut self, now_ms: u64, framework_id: &FrameworkId, task: TaskInfo) {
+    fn launch(&mut self, now_ms: u64, framework_id: &FrameworkId, role: &Role, task: TaskInfo) {
         let agent_id = task.agent_id.clone();
         let Some(agent) = self.agents.get_mut(&agent_id) else { return };
         let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
@@ -298,8 +302,12 @@ impl Master {
         );
         agent.used.add(&task.resources);
         agent.tasks.insert((framework_id.clone(), task.task_id.clone()));
-        framework.used_scalars = framework.used_scalars.saturating_add(&task.resources.scalars());
-        framework.tasks.insert(task.task_id.clone(), TaskRecord::new(task.clone(), status));
+        let scalars = task.resources.scalars();
+        framework.used_scalars = framework.used_scalars.saturating_add(&scalars);
+        framework.charge(role, &scalars);
+        let mut record = TaskRecord::new(task.clone(), status);
+        record.role = role.clone();
+        framework.tasks.insert(task.task_id.clone(), record);
         let message = ToAgent::RunTask { framework: framework.info.clone(), task };
         self.outbox.push(Output::ToAgent { agent_id, message });
         self.counters.tasks_launched = self.counters.tasks_launched.saturating_add(1);
@@ -358,12 +366,9 @@ impl Master {
         for role in &roles {
             framework.suppressed.remove(role);
         }
-        // Filters are per agent, not per role, and the framework is offered for its first
-        // role only: reviving that role clears them all.
-        if roles.contains(&framework.allocation_role()) {
-            self.clear_filters(framework_id);
-        }
-        self.dirty = true;
+        // Filters are per agent, not per role: reviving any role clears them all.
+        self.clear_filters(framework_id);
+        self.frameworks_changed();
         Ok(())
     }
 

@@ -125,6 +125,18 @@ impl Master {
                 ));
             }
             filter_count += framework.filters.len();
+            let by_role = framework.allocated.values().fold(Scalars::ZERO, |sum, s| sum.saturating_add(s));
+            if by_role != framework.used_scalars.saturating_add(&framework.offered_scalars) {
+                return Err(format!("framework {framework_id} accounts {by_role:?} by role, holds more or less"));
+            }
+            for agent_id in framework.filters.keys() {
+                let indexed = framework.filter_slot.is_some_and(|slot| {
+                    self.agents.get(agent_id).is_some_and(|a| a.filtered_by.binary_search(&slot).is_ok())
+                });
+                if self.agents.contains_key(agent_id) && !indexed {
+                    return Err(format!("agent {agent_id} does not index the filter of {framework_id}"));
+                }
+            }
         }
         if framework_offer_count != self.offers.len() {
             return Err("the frameworks' offer indexes miss offers".to_owned());

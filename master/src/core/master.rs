@@ -5,19 +5,22 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use agora_proto::model::{
-    AgentId, FrameworkId, Offer, OfferId, Resources, StreamId, TaskId, TaskInfo, TaskState, TaskStatus,
+    AgentId, FrameworkId, Offer, OfferId, Resources, Role, StreamId, TaskId, TaskInfo, TaskState, TaskStatus,
     TaskStatusReason,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::durable::RegistryOp;
-use super::allocator::{self, MinAllocatable};
+use super::allocator::{self, MinAllocatable, RoundInput};
+use super::roles::RolePolicy;
 use super::registry::{AgentRecord, FrameworkRecord, OfferRecord};
 use super::{AgentView, Config, Counters, Event, FrameworkView, Output, Snapshot, ToAgent};
 
 /// Bound on the ids of removed frameworks the master remembers.
 pub const MAX_REMOVED_FRAMEWORK_IDS: usize = 100_000;
+/// How many gone agent ids are remembered (and refused under their old id).
+pub const MAX_GONE_AGENT_IDS: usize = 100_000;
 
 /// How an offer left the outstanding set; each way has its own counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +48,13 @@ pub struct Master {
     /// report such a framework's tasks much later, and they must be shut down, not adopted.
     pub(crate) removed_frameworks: VecDeque<FrameworkId>,
     pub(crate) removed_framework_set: BTreeSet<FrameworkId>,
+    /// Ids of agents declared gone, oldest first, at most `MAX_GONE_AGENT_IDS`: such an
+    /// agent is refused if it tries to come back under its old id.
+    pub(crate) gone_agents: VecDeque<AgentId>,
+    pub(crate) gone_agent_set: BTreeSet<AgentId>,
+    /// The rate limit on agent removals: removals in the minute starting at the given time.
+    pub(crate) removal_window_start_ms: u64,
+    pub(crate) removals_in_window: u32,
     pub(crate) offers: BTreeMap<OfferId, OfferRecord>,
     /// Offers in creation order with their deadline, for the offer timeout. Entries of
     /// offers that already ended are skipped when they reach the front.
@@ -58,6 +68,13 @@ pub struct Master {
     pub(crate) outbox: Vec<Output>,
     /// Something an allocation round could act on changed since the last round.
     pub(crate) dirty: bool,
+    /// Moves on whenever clients may take agents they could not before; agents marked
+    /// stuck at an older epoch are visited again.
+    pub(crate) alloc_epoch: u64,
+    /// The next framework filter slot (see `FrameworkRecord::filter_slot`).
+    pub(crate) next_filter_slot: u64,
+    /// Weights, quota and dynamic reservations, set by operators.
+    pub(crate) policy: RolePolicy,
     pub(crate) counters: Counters,
 }
 
@@ -71,6 +88,10 @@ impl Master {
             completed_frameworks: VecDeque::new(),
             removed_frameworks: VecDeque::new(),
             removed_framework_set: BTreeSet::new(),
+            gone_agents: VecDeque::new(),
+            gone_agent_set: BTreeSet::new(),
+            removal_window_start_ms: 0,
+            removals_in_window: 0,
             offers: BTreeMap::new(),
             offer_deadlines: VecDeque::new(),
             filter_expiries: BTreeSet::new(),
@@ -80,6 +101,9 @@ impl Master {
             next_stream: 1,
             outbox: Vec::new(),
             dirty: false,
+            alloc_epoch: 0,
+            next_filter_slot: 0,
+            policy: RolePolicy::default(),
             counters: Counters::default(),
         }
     }
@@ -104,6 +128,7 @@ impl Master {
         self.expire_offers(now_ms);
         self.expire_filters(now_ms);
         self.mark_silent_agents_unreachable(now_ms);
+        self.remove_gone_agents(now_ms);
         self.remove_failed_over_frameworks(now_ms);
     }
 
@@ -130,7 +155,8 @@ impl Master {
                 && framework.filters.get(&agent_id) == Some(&until_ms)
             {
                 framework.filters.remove(&agent_id);
-                self.dirty = true;
+                let slot = framework.filter_slot;
+                self.unfilter(&agent_id, slot);
             }
         }
     }
@@ -159,6 +185,7 @@ impl Master {
         let reason =
             if agent.conn.is_some() { TaskStatusReason::AgentRemoved } else { TaskStatusReason::AgentDisconnected };
         agent.reachable = false;
+        agent.unreachable_since_ms = Some(now_ms);
         self.outbox.push(Output::Persist(super::durable::RegistryOp::PutAgent {
             agent_id: agent_id.clone(),
             agent: super::durable::DurableAgent { info: agent.info.clone(), reachable: false },
@@ -183,6 +210,66 @@ impl Master {
         }
     }
 
+    /// Agents unreachable for longer than the re-register timeout are gone, oldest first,
+    /// at most `agent_removals_per_minute` in any minute.
+    fn remove_gone_agents(&mut self, now_ms: u64) {
+        let timeout_ms = self.config.agent_reregister_timeout_ms;
+        let mut due: Vec<(u64, AgentId)> = self
+            .agents
+            .iter()
+            .filter_map(|(id, a)| a.unreachable_since_ms.map(|since| (since, id.clone())))
+            .filter(|(since, _)| now_ms.saturating_sub(*since) >= timeout_ms)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        due.sort();
+        if now_ms.saturating_sub(self.removal_window_start_ms) >= 60_000 {
+            self.removal_window_start_ms = now_ms;
+            self.removals_in_window = 0;
+        }
+        for (_, agent_id) in due {
+            if self.removals_in_window >= self.config.agent_removals_per_minute {
+                break;
+            }
+            self.removals_in_window = self.removals_in_window.saturating_add(1);
+            self.remove_agent(now_ms, &agent_id);
+        }
+    }
+
+    /// Declares an unreachable agent gone: every task it had is TASK_GONE (its resources
+    /// are free), and the agent may only come back under a new id.
+    fn remove_agent(&mut self, now_ms: u64, agent_id: &AgentId) {
+        let Some(agent) = self.agents.remove(agent_id) else { return };
+        for (framework_id, task_id) in agent.tasks {
+            let status = TaskStatus::from_master(
+                task_id.clone(),
+                Some(agent_id.clone()),
+                TaskState::TaskGone,
+                TaskStatusReason::AgentRemoved,
+                "the agent was unreachable for longer than the re-register timeout",
+                now_ms,
+            );
+            self.transition_task(&framework_id, &task_id, status, true);
+        }
+        self.remember_gone_agent(agent_id.clone());
+        self.counters.agents_removed = self.counters.agents_removed.saturating_add(1);
+        self.outbox.push(Output::Persist(RegistryOp::RemoveAgent { agent_id: agent_id.clone() }));
+        self.dirty = true;
+    }
+
+    pub(crate) fn remember_gone_agent(&mut self, agent_id: AgentId) {
+        if !self.gone_agent_set.insert(agent_id.clone()) {
+            return;
+        }
+        self.gone_agents.push_back(agent_id);
+        if self.gone_agents.len() > MAX_GONE_AGENT_IDS
+            && let Some(oldest) = self.gone_agents.pop_front()
+        {
+            self.gone_agent_set.remove(&oldest);
+        }
+    }
+
     fn remove_failed_over_frameworks(&mut self, now_ms: u64) {
         let expired: Vec<FrameworkId> = self
             .frameworks
@@ -201,16 +288,26 @@ impl Master {
 
     /// One DRF round over every active agent; emits one OFFERS event per framework.
     pub fn allocate(&mut self, now_ms: u64) {
+        // Filters that ran out count as lifted even if no tick came since.
+        self.expire_filters(now_ms);
         self.dirty = false;
         self.counters.allocation_runs = self.counters.allocation_runs.saturating_add(1);
         let min = MinAllocatable {
             cpus_milli: self.config.min_allocatable_cpus_milli,
             mem_mib: self.config.min_allocatable_mem_mib,
         };
-        let grants = allocator::allocate(&mut self.rng, &self.agents, &self.frameworks, min, now_ms);
+        let input = RoundInput { policy: &self.policy, min, epoch: self.alloc_epoch };
+        let round = allocator::allocate(&mut self.rng, &self.agents, &self.frameworks, input);
+        for agent_id in &round.stuck {
+            if let Some(agent) = self.agents.get_mut(agent_id) {
+                agent.stuck_epoch = Some(self.alloc_epoch);
+            }
+        }
         let mut batches: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
-        for grant in grants {
-            if let Some(offer) = self.create_offer(now_ms, &grant.agent_id, &grant.framework_id, grant.resources) {
+        for grant in round.grants {
+            if let Some(offer) =
+                self.create_offer(now_ms, &grant.agent_id, &grant.framework_id, grant.role, grant.resources)
+            {
                 batches.entry(grant.framework_id).or_default().push(offer);
             }
         }
@@ -224,6 +321,7 @@ impl Master {
         now_ms: u64,
         agent_id: &AgentId,
         framework_id: &FrameworkId,
+        role: Role,
         resources: Resources,
     ) -> Option<Offer> {
         let agent = self.agents.get_mut(agent_id)?;
@@ -243,14 +341,16 @@ impl Master {
             attributes: agent.info.attributes.clone(),
             agent_url: agent.url(),
         };
+        let scalars = offer.resources.scalars();
         agent.offered.add(&offer.resources);
         agent.offers.insert(id.clone());
-        framework.offered_scalars = framework.offered_scalars.saturating_add(&offer.resources.scalars());
+        framework.offered_scalars = framework.offered_scalars.saturating_add(&scalars);
+        framework.charge(&role, &scalars);
         framework.offers.insert(id.clone());
         if let Some(timeout_ms) = self.config.offer_timeout_ms {
             self.offer_deadlines.push_back((now_ms.saturating_add(timeout_ms), id.clone()));
         }
-        self.offers.insert(id, OfferRecord { offer: offer.clone() });
+        self.offers.insert(id, OfferRecord { offer: offer.clone(), role });
         self.counters.offers_sent = self.counters.offers_sent.saturating_add(1);
         Some(offer)
     }
@@ -261,13 +361,15 @@ impl Master {
     pub(crate) fn end_offer(&mut self, offer_id: &OfferId, end: OfferEnd) -> Option<Offer> {
         let record = self.offers.remove(offer_id)?;
         let offer = record.offer;
+        let scalars = offer.resources.scalars();
         if let Some(agent) = self.agents.get_mut(&offer.agent_id) {
             agent.offered.subtract(&offer.resources);
             agent.offers.remove(offer_id);
         }
         let mut notify_framework = false;
         if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
-            framework.offered_scalars = framework.offered_scalars.saturating_sub(&offer.resources.scalars());
+            framework.offered_scalars = framework.offered_scalars.saturating_sub(&scalars);
+            framework.refund(&record.role, &scalars);
             framework.offers.remove(offer_id);
             notify_framework = framework.is_active();
         }
@@ -285,7 +387,7 @@ impl Master {
             }
         };
         *counter = counter.saturating_add(1);
-        self.dirty = true;
+        self.agent_changed(&offer.agent_id);
         Some(offer)
     }
 
@@ -314,19 +416,51 @@ impl Master {
             return;
         }
         let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
+        let slot = match framework.filter_slot {
+            Some(slot) => slot,
+            None => {
+                let slot = self.next_filter_slot;
+                self.next_filter_slot = self.next_filter_slot.saturating_add(1);
+                framework.filter_slot = Some(slot);
+                slot
+            }
+        };
         let until_ms = now_ms.saturating_add(refuse_ms);
         if let Some(previous_ms) = framework.filters.insert(agent_id.clone(), until_ms) {
             self.filter_expiries.remove(&(previous_ms, framework_id.clone(), agent_id.clone()));
         }
         self.filter_expiries.insert((until_ms, framework_id.clone(), agent_id.clone()));
+        if let Some(agent) = self.agents.get_mut(agent_id)
+            && let Err(at) = agent.filtered_by.binary_search(&slot)
+        {
+            agent.filtered_by.insert(at, slot);
+        }
+    }
+
+    /// Lifts one framework's filter from the agent's index.
+    fn unfilter(&mut self, agent_id: &AgentId, slot: Option<u64>) {
+        if let Some(agent) = self.agents.get_mut(agent_id)
+            && let Some(slot) = slot
+            && let Ok(at) = agent.filtered_by.binary_search(&slot)
+        {
+            agent.filtered_by.remove(at);
+        }
+        self.agent_changed(agent_id);
     }
 
     pub(crate) fn clear_filters(&mut self, framework_id: &FrameworkId) {
         let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
+        let slot = framework.filter_slot;
         for (agent_id, until_ms) in std::mem::take(&mut framework.filters) {
-            self.filter_expiries.remove(&(until_ms, framework_id.clone(), agent_id));
+            self.filter_expiries.remove(&(until_ms, framework_id.clone(), agent_id.clone()));
+            if let Some(agent) = self.agents.get_mut(&agent_id)
+                && let Some(slot) = slot
+                && let Ok(at) = agent.filtered_by.binary_search(&slot)
+            {
+                agent.filtered_by.remove(at);
+            }
         }
-        self.dirty = true;
+        self.frameworks_changed();
     }
 
     // ----- tasks -----
@@ -361,7 +495,9 @@ impl Master {
     fn finish_task(&mut self, framework_id: &FrameworkId, task_id: &TaskId) {
         let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
         let Some(task) = framework.tasks.remove(task_id) else { return };
-        framework.used_scalars = framework.used_scalars.saturating_sub(&task.info.resources.scalars());
+        let scalars = task.info.resources.scalars();
+        framework.used_scalars = framework.used_scalars.saturating_sub(&scalars);
+        framework.refund(&task.role, &scalars);
         if framework.completed_tasks.len() >= self.config.max_completed_tasks_per_framework {
             framework.completed_tasks.pop_front();
         }
@@ -372,7 +508,7 @@ impl Master {
             agent.used.subtract(&task.info.resources);
             agent.tasks.remove(&(framework_id.clone(), task_id.clone()));
         }
-        self.dirty = true;
+        self.agent_changed(&task.info.agent_id);
     }
 
     /// Sends a kill to the task's agent now, or remembers it for when the agent returns.

@@ -13,13 +13,18 @@ mod frameworks;
 mod invariants;
 mod master;
 mod registry;
+mod roles;
 #[cfg(test)]
 mod tests;
 
 pub use agents::MAX_REPORTED_TASKS;
 pub use durable::{DurableAgent, Registry, RegistryOp};
 pub use frameworks::{MAX_OFFERS_PER_CALL, MAX_RECONCILE_TASKS, MAX_ROLES_PER_FRAMEWORK};
-pub use master::{MAX_REMOVED_FRAMEWORK_IDS, Master};
+pub use roles::{
+    DEFAULT_WEIGHT_MILLI, MAX_POLICY_ROLES, MAX_WEIGHT_MILLI, OperatorError, OperatorErrorKind, Quota, RolePolicy,
+    RoleView,
+};
+pub use master::{MAX_GONE_AGENT_IDS, MAX_REMOVED_FRAMEWORK_IDS, Master};
 
 use agora_proto::model::{
     AgentId, AgentInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, StreamId, TaskId, TaskInfo,
@@ -39,6 +44,12 @@ pub struct Config {
     pub agent_heartbeat_interval_ms: u64,
     /// An agent silent (or disconnected) this long becomes unreachable.
     pub agent_timeout_ms: u64,
+    /// An agent unreachable this long is gone: its tasks are TASK_GONE and it must
+    /// register afresh under a new id.
+    pub agent_reregister_timeout_ms: u64,
+    /// At most this many agents are declared gone per minute, so that a network blip
+    /// cannot empty the cluster at once.
+    pub agent_removals_per_minute: u32,
     /// An offer not answered within this time is rescinded; `None` keeps offers forever.
     pub offer_timeout_ms: Option<u64>,
     /// How often the runtime sends HEARTBEAT events to frameworks (announced in SUBSCRIBED).
@@ -59,6 +70,8 @@ impl Default for Config {
             master_id: "master".to_owned(),
             agent_heartbeat_interval_ms: 5_000,
             agent_timeout_ms: 75_000,
+            agent_reregister_timeout_ms: 600_000,
+            agent_removals_per_minute: 100,
             offer_timeout_ms: None,
             framework_heartbeat_interval_ms: 15_000,
             min_allocatable_cpus_milli: 10,
@@ -214,4 +227,5 @@ pub struct Counters {
     pub tasks_errored: u64,
     pub allocation_runs: u64,
     pub agents_unreachable: u64,
+    pub agents_removed: u64,
 }

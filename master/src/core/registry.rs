@@ -21,6 +21,8 @@ pub(crate) struct AgentRecord {
     /// False once the agent missed its heartbeats for `agent_timeout_ms`; only a
     /// re-registration makes it reachable again.
     pub reachable: bool,
+    /// When the agent became unreachable; its re-register timeout counts from here.
+    pub unreachable_since_ms: Option<u64>,
     pub last_seen_ms: u64,
     pub registered_at_ms: u64,
     /// Resources held by the agent's live tasks (unreachable ones included: they may run).
@@ -29,6 +31,13 @@ pub(crate) struct AgentRecord {
     pub offered: Resources,
     pub tasks: BTreeSet<(FrameworkId, TaskId)>,
     pub offers: BTreeSet<OfferId>,
+    /// Filter slots of the frameworks that filter this agent, sorted: the allocator
+    /// checks a filter with a binary search over integers instead of a map of strings.
+    pub filtered_by: Vec<u64>,
+    /// The allocation epoch at which a round found free resources here that no client
+    /// could take; the allocator skips the agent until the epoch moves on or something
+    /// changes on the agent (which resets this to `None`).
+    pub stuck_epoch: Option<u64>,
 }
 
 impl AgentRecord {
@@ -37,12 +46,15 @@ impl AgentRecord {
             info,
             conn: Some(conn),
             reachable: true,
+            unreachable_since_ms: None,
             last_seen_ms: now_ms,
             registered_at_ms: now_ms,
             used: Resources::new(),
             offered: Resources::new(),
             tasks: BTreeSet::new(),
             offers: BTreeSet::new(),
+            filtered_by: Vec::new(),
+            stuck_epoch: None,
         }
     }
 
@@ -71,12 +83,18 @@ pub(crate) struct TaskRecord {
     /// The framework asked to kill the task while its agent could not be told; the kill
     /// is sent when the agent re-registers.
     pub kill_pending: bool,
+    /// The role the task's resources are accounted to (its offer's allocation role).
+    pub role: Role,
 }
 
 impl TaskRecord {
+    /// A task accounted to the role its resources are reserved for, else to `*`; a
+    /// launch from an offer sets the offer's role instead.
     pub fn new(info: TaskInfo, status: TaskStatus) -> Self {
         let state = status.state;
-        Self { info, state, statuses: VecDeque::from([status]), kill_pending: false }
+        let role = info.resources.pools().map(|(r, _)| r).find(|r| !r.is_unreserved()).cloned();
+        let role = role.unwrap_or_else(Role::unreserved);
+        Self { info, state, statuses: VecDeque::from([status]), kill_pending: false, role }
     }
 
     pub fn record(&mut self, status: TaskStatus) {
@@ -120,6 +138,10 @@ pub(crate) struct FrameworkRecord {
     /// numbers of different agents cannot be summed, and DRF needs only the scalars.
     pub used_scalars: Scalars,
     pub offered_scalars: Scalars,
+    /// Used + offered by role, for the allocator's per-role shares. No zero entries.
+    pub allocated: BTreeMap<Role, Scalars>,
+    /// The framework's number in agents' `filtered_by`, given when it first filters one.
+    pub filter_slot: Option<u64>,
 }
 
 impl FrameworkRecord {
@@ -136,6 +158,8 @@ impl FrameworkRecord {
             offers: BTreeSet::new(),
             used_scalars: Scalars::ZERO,
             offered_scalars: Scalars::ZERO,
+            allocated: BTreeMap::new(),
+            filter_slot: None,
         }
     }
 
@@ -143,23 +167,34 @@ impl FrameworkRecord {
         self.stream.is_some()
     }
 
-    /// The role the allocator offers this framework resources for. Multi-role frameworks
-    /// are offered for their first role until the hierarchical allocator lands.
-    pub fn allocation_role(&self) -> Role {
+    /// The framework's first role: what tasks adopted from agents are accounted to.
+    pub fn first_role(&self) -> Role {
         self.info.roles.first().cloned().unwrap_or_else(Role::unreserved)
     }
 
-    /// Whether the allocator may offer to this framework at all.
-    pub fn wants_offers(&self) -> bool {
-        self.is_active() && !self.suppressed.contains(&self.allocation_role())
+    /// Accounts resources taken (offered or used) for `role`.
+    pub fn charge(&mut self, role: &Role, scalars: &Scalars) {
+        if scalars.is_zero() {
+            return;
+        }
+        let entry = self.allocated.entry(role.clone()).or_insert(Scalars::ZERO);
+        *entry = entry.saturating_add(scalars);
     }
 
-    pub fn is_filtered(&self, agent_id: &AgentId, now_ms: u64) -> bool {
-        self.filters.get(agent_id).is_some_and(|until_ms| *until_ms > now_ms)
+    /// Gives back resources accounted to `role`.
+    pub fn refund(&mut self, role: &Role, scalars: &Scalars) {
+        if let Some(entry) = self.allocated.get_mut(role) {
+            *entry = entry.saturating_sub(scalars);
+            if entry.is_zero() {
+                self.allocated.remove(role);
+            }
+        }
     }
 }
 
 #[derive(Clone, Debug)]
 pub(crate) struct OfferRecord {
     pub offer: Offer,
+    /// The framework role the offer was made for.
+    pub role: Role,
 }

@@ -1080,3 +1080,46 @@ fn a_recovered_master_waits_for_its_agents_and_frameworks_then_times_them_out() 
         .any(|op| matches!(op, super::RegistryOp::PutAgent { agent_id, agent: a } if agent_id == agent && !a.reachable));
     assert!(unreachable);
 }
+
+// ----- partitions -----
+
+#[test]
+fn an_agent_away_past_the_reregister_timeout_is_gone_and_must_register_afresh() {
+    let mut m = Master::new(Config { agent_reregister_timeout_ms: 10_000, ..config() }, 1);
+    let (agent, fw, _) = running_task(&mut m);
+    let unreachable_at = config().agent_timeout_ms + 1;
+    m.tick(unreachable_at);
+    m.drain_outputs();
+    m.tick(unreachable_at + 9_999);
+    assert!(m.visible_outputs().is_empty(), "still within the re-register timeout");
+    m.tick(unreachable_at + 10_000);
+    let out = m.drain_outputs();
+    assert_eq!(updates(&out), vec![(TaskId::new("t1"), TaskState::TaskGone, TaskStatusReason::AgentRemoved)]);
+    assert!(persisted(&out).contains(&super::RegistryOp::RemoveAgent { agent_id: agent.clone() }));
+    assert!(m.snapshot().agents.is_empty());
+    assert_eq!(task_state(&m, &fw, "t1"), None, "a gone task is no longer live");
+
+    m.register_agent(unreachable_at + 20_000, ConnId(9), agent_info("h1", "cpus:4;mem:1024"), Some(agent), vec![]);
+    match m.visible_outputs().as_slice() {
+        [Output::AgentRefused { conn: ConnId(9), reason }] => assert!(reason.contains("register afresh"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn agent_removals_are_rate_limited_so_a_blip_cannot_empty_the_cluster() {
+    let config = Config { agent_reregister_timeout_ms: 1_000, agent_removals_per_minute: 2, ..config() };
+    let mut m = Master::new(config.clone(), 1);
+    for i in 0..5 {
+        add_agent(&mut m, 0, i, &format!("h{i}"), "cpus:1;mem:128");
+    }
+    let unreachable_at = config.agent_timeout_ms + 1;
+    m.tick(unreachable_at);
+    m.tick(unreachable_at + 1_000);
+    assert_eq!(m.snapshot().agents.len(), 3, "two removals in the first minute");
+    m.tick(unreachable_at + 30_000);
+    assert_eq!(m.snapshot().agents.len(), 3, "no more in the same minute");
+    m.tick(unreachable_at + 61_000);
+    assert_eq!(m.snapshot().agents.len(), 1, "two more in the next minute");
+    assert_eq!(m.snapshot().counters.agents_removed, 4);
+}

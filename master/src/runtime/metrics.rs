@@ -91,6 +91,7 @@ pub fn render(report: &StateReport) -> String {
         ("agora_master_tasks_errored_total", "Launches answered TASK_ERROR.", c.tasks_errored),
         ("agora_master_allocation_runs_total", "Allocation rounds run.", c.allocation_runs),
         ("agora_master_agents_unreachable_total", "Times an agent became unreachable.", c.agents_unreachable),
+        ("agora_master_agents_removed_total", "Agents declared gone after the re-register timeout.", c.agents_removed),
     ] {
         gauge(&mut out, name, help, "counter", value);
     }

@@ -1,0 +1,348 @@
+//! Operator-set sharing policy (role weights, quota) and dynamic reservations, with the
+//! operator calls that change them and the per-role view for `/roles`.
+//!
+//! The policy is kept apart from the registry in one [`RolePolicy`] value so that a store
+//! can persist it as it is and a restarted master can take it back with
+//! [`Master::restore_role_policy`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use agora_proto::model::{AgentId, FrameworkId, Resources, Role, Scalars};
+
+use super::master::Master;
+
+/// A role's weight when the operator set none: 1.0, in thousandths.
+pub const DEFAULT_WEIGHT_MILLI: u64 = 1_000;
+/// The largest weight accepted: a million, in thousandths.
+pub const MAX_WEIGHT_MILLI: u64 = 1_000_000_000;
+/// Bound on roles with a weight or quota, and on entries in one weights update.
+pub const MAX_POLICY_ROLES: usize = 100_000;
+/// Bound on the dynamic reservations one agent may hold (distinct roles).
+pub const MAX_RESERVATION_ROLES_PER_AGENT: usize = 64;
+
+/// A role's quota, counted over the role's whole subtree.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Quota {
+    /// Held for the role: the allocator meets unmet guarantees first and does not hand
+    /// out to other roles what is still needed to meet them.
+    pub guarantee: Scalars,
+    /// Never more than this; `None` is no limit.
+    pub limit: Option<Scalars>,
+}
+
+/// Everything the operator decided about sharing, in one persistable value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RolePolicy {
+    /// Weights in thousandths (1.0 = 1000); roles not listed weigh 1.0.
+    pub weights: BTreeMap<Role, u64>,
+    pub quotas: BTreeMap<Role, Quota>,
+    /// Dynamically reserved resources per agent (RESERVE operations and `/reserve`).
+    /// Re-applied to the agent's resources whenever it (re-)registers.
+    pub reservations: BTreeMap<AgentId, Resources>,
+}
+
+/// Why an operator call was refused; `field` names the input at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct OperatorError {
+    pub kind: OperatorErrorKind,
+    pub field: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperatorErrorKind {
+    /// The input is malformed or not allowed.
+    Invalid,
+    /// The input names something that does not exist.
+    NotFound,
+    /// The input is valid but the cluster's state does not allow it now.
+    Conflict,
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> OperatorError {
+    OperatorError { kind: OperatorErrorKind::Invalid, field: field.to_owned(), reason: reason.into() }
+}
+
+/// One role as the operator sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleView {
+    pub role: Role,
+    pub weight_milli: u64,
+    /// Frameworks subscribed to the role.
+    pub frameworks: Vec<FrameworkId>,
+    /// Used by tasks and held in offers, over the role's subtree.
+    pub allocated: Scalars,
+    /// The part of `allocated` held in outstanding offers.
+    pub offered: Scalars,
+    pub quota: Option<Quota>,
+    /// `allocated`'s dominant share of the cluster, in parts per million.
+    pub dominant_share_ppm: u64,
+}
+
+/// The same resources, unreserved.
+fn unreserved_equivalent(resources: &Resources) -> Resources {
+    let mut out = Resources::new();
+    for (_, pool) in resources.pools() {
+        out.add_pool(Role::unreserved(), pool.clone());
+    }
+    out
+}
+
+/// Checks that `resources` are non-empty and all reserved (for roles other than `*`).
+fn check_reserved(field: &str, resources: &Resources) -> Result<(), OperatorError> {
+    if resources.is_empty() {
+        return Err(invalid(field, "no resources given"));
+    }
+    if resources.pools().any(|(role, _)| role.is_unreserved()) {
+        return Err(invalid(field, "every resource must name its role, as in `cpus(eng):1`"));
+    }
+    if resources.pools().count() > MAX_RESERVATION_ROLES_PER_AGENT {
+        return Err(invalid(field, format!("at most {MAX_RESERVATION_ROLES_PER_AGENT} roles")));
+    }
+    Ok(())
+}
+
+impl Master {
+    pub fn role_policy(&self) -> &RolePolicy {
+        &self.policy
+    }
+
+    /// Replaces the policy, for a master recovering its store. Reservations are applied
+    /// to agents as they register.
+    pub fn restore_role_policy(&mut self, policy: RolePolicy) {
+        self.policy = policy;
+        self.frameworks_changed();
+    }
+
+    /// Sets the weights of the given roles (thousandths, > 0); all or nothing.
+    pub fn set_weights(&mut self, weights: Vec<(Role, u64)>) -> Result<(), OperatorError> {
+        if weights.len() > MAX_POLICY_ROLES {
+            return Err(invalid("weights", format!("at most {MAX_POLICY_ROLES} entries")));
+        }
+        for (i, (role, weight_milli)) in weights.iter().enumerate() {
+            if role.is_unreserved() {
+                return Err(invalid(&format!("[{i}].role"), "`*` is not a role one can weigh"));
+            }
+            if *weight_milli == 0 || *weight_milli > MAX_WEIGHT_MILLI {
+                return Err(invalid(&format!("[{i}].weight"), "must be more than 0 and at most 1000000"));
+            }
+        }
+        let new_roles = weights.iter().filter(|(r, _)| !self.policy.weights.contains_key(r)).count();
+        if self.policy.weights.len().saturating_add(new_roles) > MAX_POLICY_ROLES {
+            return Err(invalid("weights", format!("at most {MAX_POLICY_ROLES} roles may have a weight")));
+        }
+        for (role, weight_milli) in weights {
+            if weight_milli == DEFAULT_WEIGHT_MILLI {
+                self.policy.weights.remove(&role);
+            } else {
+                self.policy.weights.insert(role, weight_milli);
+            }
+        }
+        self.frameworks_changed();
+        Ok(())
+    }
+
+    /// Sets (or replaces) a role's quota.
+    pub fn set_quota(&mut self, role: Role, quota: Quota) -> Result<(), OperatorError> {
+        if role.is_unreserved() {
+            return Err(invalid("role", "`*` cannot have quota"));
+        }
+        if let Some(limit) = &quota.limit
+            && !limit.contains(&quota.guarantee)
+        {
+            return Err(invalid("limit", "must be at least the guarantee in every resource"));
+        }
+        if !self.policy.quotas.contains_key(&role) && self.policy.quotas.len() >= MAX_POLICY_ROLES {
+            return Err(invalid("role", format!("at most {MAX_POLICY_ROLES} roles may have quota")));
+        }
+        self.policy.quotas.insert(role, quota);
+        self.frameworks_changed();
+        Ok(())
+    }
+
+    pub fn remove_quota(&mut self, role: &Role) -> Result<Quota, OperatorError> {
+        let Some(quota) = self.policy.quotas.remove(role) else {
+            return Err(OperatorError {
+                kind: OperatorErrorKind::NotFound,
+                field: "role".to_owned(),
+                reason: format!("role {role} has no quota"),
+            });
+        };
+        self.frameworks_changed();
+        Ok(quota)
+    }
+
+    /// Reserves free unreserved resources of an agent for roles (`cpus(eng):1`). The
+    /// agent's outstanding offers are rescinded first, so that what they held can be
+    /// reserved.
+    pub fn reserve(&mut self, agent_id: &AgentId, resources: &Resources) -> Result<(), OperatorError> {
+        check_reserved("resources", resources)?;
+        self.check_agent(agent_id)?;
+        self.rescind_agent_offers(agent_id);
+        let needed = unreserved_equivalent(resources);
+        let Some(agent) = self.agents.get_mut(agent_id) else { return Err(self.unknown_agent(agent_id)) };
+        if !agent.free().contains(&needed) {
+            return Err(OperatorError {
+                kind: OperatorErrorKind::Conflict,
+                field: "resources".to_owned(),
+                reason: format!("agent {agent_id} has not {needed} free and unreserved"),
+            });
+        }
+        let mut info = agent.info.resources.clone();
+        if !info.subtract(&needed) {
+            return Err(invalid("resources", "not on the agent"));
+        }
+        info.add(resources);
+        agent.info.resources = info;
+        agent.stuck_epoch = None;
+        self.policy.reservations.entry(agent_id.clone()).or_default().add(resources);
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Gives back dynamically reserved resources that no task uses.
+    pub fn unreserve(&mut self, agent_id: &AgentId, resources: &Resources) -> Result<(), OperatorError> {
+        check_reserved("resources", resources)?;
+        self.check_agent(agent_id)?;
+        let reserved = self.policy.reservations.get(agent_id).cloned().unwrap_or_default();
+        if !reserved.contains(resources) {
+            return Err(OperatorError {
+                kind: OperatorErrorKind::Conflict,
+                field: "resources".to_owned(),
+                reason: format!("agent {agent_id} holds no such dynamic reservation (it holds {reserved:?})"),
+            });
+        }
+        self.rescind_agent_offers(agent_id);
+        let Some(agent) = self.agents.get_mut(agent_id) else { return Err(self.unknown_agent(agent_id)) };
+        if !agent.free().contains(resources) {
+            return Err(OperatorError {
+                kind: OperatorErrorKind::Conflict,
+                field: "resources".to_owned(),
+                reason: "tasks use part of these reserved resources".to_owned(),
+            });
+        }
+        let mut info = agent.info.resources.clone();
+        if !info.subtract(resources) {
+            return Err(invalid("resources", "not on the agent"));
+        }
+        info.add(&unreserved_equivalent(resources));
+        agent.info.resources = info;
+        agent.stuck_epoch = None;
+        if let Some(held) = self.policy.reservations.get_mut(agent_id) {
+            held.subtract(resources);
+            if held.is_empty() {
+                self.policy.reservations.remove(agent_id);
+            }
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn check_agent(&self, agent_id: &AgentId) -> Result<(), OperatorError> {
+        if self.agents.contains_key(agent_id) { Ok(()) } else { Err(self.unknown_agent(agent_id)) }
+    }
+
+    fn unknown_agent(&self, agent_id: &AgentId) -> OperatorError {
+        OperatorError {
+            kind: OperatorErrorKind::NotFound,
+            field: "agent_id".to_owned(),
+            reason: format!("agent {agent_id} is not known"),
+        }
+    }
+
+    /// Converts the agent's unreserved resources into its remembered dynamic
+    /// reservations, as far as they fit (its resources may have shrunk meanwhile).
+    pub(crate) fn apply_reservations(&mut self, agent_id: &AgentId) {
+        let Some(reserved) = self.policy.reservations.get(agent_id) else { return };
+        let Some(agent) = self.agents.get_mut(agent_id) else { return };
+        for (role, pool) in reserved.pools() {
+            let mut one = Resources::new();
+            one.add_pool(role.clone(), pool.clone());
+            let mut info = agent.info.resources.clone();
+            if info.subtract(&unreserved_equivalent(&one)) {
+                info.add(&one);
+                agent.info.resources = info;
+            }
+        }
+    }
+
+    /// Every role that has frameworks, resources, a weight or quota, by name; ancestors
+    /// of those included.
+    pub fn roles(&self) -> Vec<RoleView> {
+        let mut names: BTreeSet<Role> = BTreeSet::new();
+        for framework in self.frameworks.values() {
+            names.extend(framework.info.roles.iter().cloned());
+            names.extend(framework.allocated.keys().cloned());
+        }
+        names.extend(self.policy.weights.keys().cloned());
+        names.extend(self.policy.quotas.keys().cloned());
+        for reserved in self.policy.reservations.values() {
+            names.extend(reserved.pools().map(|(r, _)| r.clone()));
+        }
+        names.remove(&Role::unreserved());
+        let total = self
+            .agents
+            .values()
+            .filter(|a| a.is_active())
+            .fold(Scalars::ZERO, |sum, a| sum.saturating_add(&a.info.resources.scalars()));
+        let mut offered_by_role: BTreeMap<&Role, Scalars> = BTreeMap::new();
+        for record in self.offers.values() {
+            let entry = offered_by_role.entry(&record.role).or_insert(Scalars::ZERO);
+            *entry = entry.saturating_add(&record.offer.resources.scalars());
+        }
+        let mut views = Vec::new();
+        for role in names.iter().chain(std::iter::once(&Role::unreserved())) {
+            let mut allocated = Scalars::ZERO;
+            let mut offered = Scalars::ZERO;
+            let mut frameworks = Vec::new();
+            for (id, framework) in &self.frameworks {
+                if framework.info.roles.contains(role) {
+                    frameworks.push(id.clone());
+                }
+                for (r, scalars) in &framework.allocated {
+                    if role.is_ancestor_or_self_of(r) {
+                        allocated = allocated.saturating_add(scalars);
+                    }
+                }
+            }
+            for (r, scalars) in &offered_by_role {
+                if role.is_ancestor_or_self_of(r) {
+                    offered = offered.saturating_add(scalars);
+                }
+            }
+            if role.is_unreserved() && frameworks.is_empty() && allocated.is_zero() {
+                continue;
+            }
+            views.push(RoleView {
+                role: role.clone(),
+                weight_milli: self.policy.weights.get(role).copied().unwrap_or(DEFAULT_WEIGHT_MILLI),
+                frameworks,
+                allocated,
+                offered,
+                quota: self.policy.quotas.get(role).cloned(),
+                dominant_share_ppm: allocated.dominant_share_ppm(&total),
+            });
+        }
+        views
+    }
+
+    /// Some change may let clients take agents they could not before (a framework
+    /// subscribed or revived, the policy changed): no agent is stuck any more.
+    pub(crate) fn frameworks_changed(&mut self) {
+        self.alloc_epoch = self.alloc_epoch.saturating_add(1);
+        self.dirty = true;
+    }
+
+    /// Something changed on one agent (resources freed, a filter lifted).
+    pub(crate) fn agent_changed(&mut self, agent_id: &AgentId) {
+        if let Some(agent) = self.agents.get_mut(agent_id) {
+            agent.stuck_epoch = None;
+        }
+        // With quota, one role's allocation shrinking changes what others may get.
+        if !self.policy.quotas.is_empty() {
+            self.alloc_epoch = self.alloc_epoch.saturating_add(1);
+        }
+        self.dirty = true;
+    }
+}
