@@ -56,7 +56,7 @@ async fn a_torn_down_framework_stays_removed_after_a_master_restart() {
     drop(framework);
 
     cluster.restart_master().await;
-    let mut again = Framework::start_with_id(&cluster.master, "sleep 1000", Some(framework_id.clone()));
+    let again = Framework::start_with_id(&cluster.master, "sleep 1000", Some(framework_id.clone()));
     // The master refuses the removed id: the driver gets the error and stops for good.
     let deadline = tokio::time::Instant::now() + common::WAIT;
     while !again.task_finished() {
