@@ -78,7 +78,12 @@ async fn cluster_with_task(command: &str) -> (Cluster, Agent, Framework) {
 /// The master's view of task `sleeper`: its state and the agent it is on.
 async fn master_task(cluster: &Cluster) -> Option<(String, String)> {
     let state = get_json(&cluster.url("/state")).await?;
-    let task = state["frameworks"].as_array()?.iter().flat_map(|f| f["tasks"].as_array().into_iter().flatten()).next()?.clone();
+    let task = state["frameworks"]
+        .as_array()?
+        .iter()
+        .flat_map(|f| f["tasks"].as_array().into_iter().flatten())
+        .next()?
+        .clone();
     Some((task["state"].as_str()?.to_owned(), task["slave_id"].as_str()?.to_owned()))
 }
 
@@ -102,7 +107,8 @@ async fn a_sigkilled_agent_restarted_on_its_work_dir_keeps_its_task_running_unde
     eventually("the agent to re-register", async || {
         let state = get_json(&cluster.url("/state")).await?;
         let slave = state["slaves"].as_array()?.first()?.clone();
-        (slave["id"] == agent_id.as_str() && slave["active"] == true && slave["used_resources"]["cpus"] == 0.1).then_some(())
+        (slave["id"] == agent_id.as_str() && slave["active"] == true && slave["used_resources"]["cpus"] == 0.1)
+            .then_some(())
     })
     .await;
     assert_eq!(master_task(&cluster).await, Some(("TASK_RUNNING".to_owned(), agent_id.clone())));

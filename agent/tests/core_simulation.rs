@@ -81,7 +81,8 @@ impl World {
             Output::Launch { run, .. } => self.launching.push(run),
             Output::Signal { run, pid, signal } => {
                 let process = self.running.get_mut(&run);
-                let process = process.unwrap_or_else(|| panic!("seed {seed}: signal to {run:?}, which is not running (after {after})"));
+                let process = process
+                    .unwrap_or_else(|| panic!("seed {seed}: signal to {run:?}, which is not running (after {after})"));
                 assert_eq!(process.pid, pid, "seed {seed}: signal to the wrong group");
                 match signal {
                     KillSignal::Term => {
@@ -97,18 +98,27 @@ impl World {
             Output::SendUpdate { framework_id, status } => {
                 let Some(uuid) = status.uuid.clone() else {
                     // Answers about unknown or refused tasks need no acknowledgement.
-                    assert!(matches!(status.state, TaskState::TaskLost | TaskState::TaskDropped), "seed {seed}: {status:?}");
+                    assert!(
+                        matches!(status.state, TaskState::TaskLost | TaskState::TaskDropped),
+                        "seed {seed}: {status:?}"
+                    );
                     return;
                 };
                 assert!(self.connected, "seed {seed}: update sent while disconnected (after {after})");
                 assert!(!self.acked.contains(&uuid), "seed {seed}: acknowledged update sent again (after {after})");
                 let history = self.sent.entry((framework_id, status.task_id.clone())).or_default();
                 match history.iter().position(|(u, _)| *u == uuid) {
-                    Some(i) => assert_eq!(i, history.len() - 1, "seed {seed}: an older update resent after a newer one"),
+                    Some(i) => {
+                        assert_eq!(i, history.len() - 1, "seed {seed}: an older update resent after a newer one")
+                    }
                     None => {
                         if let Some((previous, previous_state)) = history.last() {
                             assert!(self.acked.contains(previous), "seed {seed}: two updates of one task outstanding");
-                            assert!(previous_state.may_become(status.state), "seed {seed}: {previous_state} -> {}", status.state);
+                            assert!(
+                                previous_state.may_become(status.state),
+                                "seed {seed}: {previous_state} -> {}",
+                                status.state
+                            );
                         }
                         history.push((uuid, status.state));
                     }
@@ -119,7 +129,10 @@ impl World {
                 if let Some(history) = self.sent.remove(&(framework_id, task_id)) {
                     let after_reset = after.starts_with("Reset");
                     let (last, state) = history.last().unwrap();
-                    assert!(after_reset || (self.acked.contains(last) && state.is_terminal()), "seed {seed}: removed before its terminal update was acknowledged");
+                    assert!(
+                        after_reset || (self.acked.contains(last) && state.is_terminal()),
+                        "seed {seed}: removed before its terminal update was acknowledged"
+                    );
                 }
             }
         }
@@ -145,7 +158,9 @@ impl World {
         let candidates: Vec<(Key, UpdateId)> = self
             .sent
             .iter()
-            .filter_map(|(key, history)| history.last().filter(|(u, _)| !self.acked.contains(u)).map(|(u, _)| (key.clone(), u.clone())))
+            .filter_map(|(key, history)| {
+                history.last().filter(|(u, _)| !self.acked.contains(u)).map(|(u, _)| (key.clone(), u.clone()))
+            })
             .collect();
         (!candidates.is_empty()).then(|| candidates[self.rng.random_range(0..candidates.len())].clone())
     }
@@ -221,7 +236,10 @@ impl World {
                 self.step(Input::Tick);
                 let (seed, now_ms) = (self.seed, self.now_ms);
                 let deadline = self.core.next_deadline_ms();
-                assert!(deadline.is_none_or(|d| d > now_ms), "seed {seed}: a tick left work due at {deadline:?} (now {now_ms})");
+                assert!(
+                    deadline.is_none_or(|d| d > now_ms),
+                    "seed {seed}: a tick left work due at {deadline:?} (now {now_ms})"
+                );
             }
         }
     }
@@ -253,7 +271,11 @@ impl World {
                 self.step(Input::Acknowledge { framework_id, task_id, uuid });
             }
         }
-        panic!("seed {}: the core still holds tasks after draining: {:?}", self.seed, self.core.tasks().collect::<Vec<_>>());
+        panic!(
+            "seed {}: the core still holds tasks after draining: {:?}",
+            self.seed,
+            self.core.tasks().collect::<Vec<_>>()
+        );
     }
 }
 

@@ -14,7 +14,8 @@ async fn pid_of(agent: &TestAgent, task_id: &str) -> i32 {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let state: serde_json::Value = reqwest::get(agent.url("/state")).await.unwrap().json().await.unwrap();
-        let task = state["tasks"].as_array().unwrap().iter().find(|t| t["id"] == task_id).expect("the task is in /state");
+        let task =
+            state["tasks"].as_array().unwrap().iter().find(|t| t["id"] == task_id).expect("the task is in /state");
         if let Some(pid) = task["pid"].as_u64() {
             return i32::try_from(pid).unwrap();
         }
@@ -124,7 +125,10 @@ async fn a_task_killed_with_its_supervisor_while_the_agent_is_down_fails_with_re
     let statuses = master.updates_until("sleeper", TaskState::TaskFailed).await;
     assert_eq!(statuses.len(), 1, "{statuses:?}");
     assert_eq!(reason_of(&statuses[0]), pb::TaskStatusReason::ReasonAgentRestarted);
-    assert_eq!(statuses[0].message, "The agent restarted and the task's process is gone without a recorded exit status");
+    assert_eq!(
+        statuses[0].message,
+        "The agent restarted and the task's process is gone without a recorded exit status"
+    );
     agent.stop().await.unwrap();
 }
 
@@ -153,4 +157,38 @@ async fn a_finished_task_leaves_no_checkpoint_once_acknowledged() {
     eventually("the run's checkpoint to be deleted", || std::fs::read_dir(&runs).unwrap().next().is_none()).await;
     assert!(agent.work_dir.path().join("meta/agent.json").exists());
     agent.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_task_whose_pid_the_dead_agent_never_recorded_is_adopted_through_the_pid_its_supervisor_wrote() {
+    let mut master = FakeMaster::start().await;
+    let agent = TestAgent::start(&master, |_| {}).await;
+    master.next_registration().await;
+    master.run_task(shell_task("sleeper", "sleep 1000"));
+    let starting = master.next_update().await.status.unwrap();
+    let pid = pid_of(&agent, "sleeper").await;
+    let work_dir = agent.crash().await;
+    // Back to what the checkpoint holds if the agent dies right after spawning the
+    // supervisor: STARTING, no pid, no sandbox.
+    let run_dir = work_dir.path().join("meta/runs/1");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("task.json")).unwrap()).unwrap();
+    record["state"] = "TASK_STARTING".into();
+    record["pid"] = serde_json::Value::Null;
+    record["sandbox"] = serde_json::Value::Null;
+    record["pending"].as_array_mut().unwrap().truncate(1);
+    std::fs::write(run_dir.join("task.json"), serde_json::to_vec(&record).unwrap()).unwrap();
+    std::fs::remove_file(run_dir.join("pid")).unwrap();
+
+    let (mut agent, register) = restart(&mut master, work_dir).await;
+    assert_eq!(register.tasks[0].state, pb::TaskState::TaskRunning as i32);
+    let again = master.next_update().await;
+    assert_eq!(again.status.as_ref().unwrap(), &starting);
+    master.ack(&again);
+    assert_eq!(master.updates_until("sleeper", TaskState::TaskRunning).await.len(), 1);
+    assert_eq!(pid_of(&agent, "sleeper").await, pid);
+    let state: serde_json::Value = reqwest::get(agent.url("/state")).await.unwrap().json().await.unwrap();
+    assert_eq!(state["tasks"][0]["sandbox"], "fw-1/sleeper");
+    agent.stop().await.unwrap();
+    eventually("the task to be killed with its agent", || process_gone(pid)).await;
 }

@@ -30,7 +30,10 @@ mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use agora_proto::model::{AgentId, FrameworkId, FrameworkInfo, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId};
+use agora_proto::model::{
+    AgentId, FrameworkId, FrameworkInfo, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource,
+    UpdateId,
+};
 
 pub use backoff::{Backoff, jittered};
 pub use ids::UpdateIds;
@@ -112,8 +115,9 @@ pub struct TaskRecord {
 /// A change to persist, drained with [`Core::take_checkpoints`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Checkpoint {
-    /// Write the task's record, replacing the previous one of its run.
-    Save(TaskRecord),
+    /// Write the task's record, replacing the previous one of its run. Boxed: records are
+    /// large and removals small.
+    Save(Box<TaskRecord>),
     /// The run is over and acknowledged: delete its record.
     Remove { run: RunId },
 }
@@ -148,7 +152,7 @@ pub enum Input {
     Disconnected,
     /// The master asks the agent to run a task; `framework` is kept with the task when the
     /// master sent it.
-    RunTask { framework_id: FrameworkId, framework: Option<FrameworkInfo>, task: TaskInfo },
+    RunTask { framework_id: FrameworkId, framework: Option<Box<FrameworkInfo>>, task: TaskInfo },
     /// The master asks the agent to kill a task; `None` means the task's own grace period,
     /// or the agent's default.
     KillTask { framework_id: FrameworkId, task_id: TaskId, grace_period_ms: Option<u64> },
@@ -210,7 +214,9 @@ type TaskKey = (FrameworkId, TaskId);
 enum Process {
     /// `Launch` was emitted; neither `ProcessStarted` nor `LaunchFailed` has come back.
     Launching,
-    Running { pid: u32 },
+    Running {
+        pid: u32,
+    },
     Exited,
 }
 
@@ -306,7 +312,7 @@ impl Core {
             std::mem::take(&mut self.removed).into_iter().map(|run| Checkpoint::Remove { run }).collect();
         for key in std::mem::take(&mut self.dirty) {
             if let Some(task) = self.tasks.get(&key) {
-                changes.push(Checkpoint::Save(task.record()));
+                changes.push(Checkpoint::Save(Box::new(task.record())));
             }
         }
         changes
@@ -378,7 +384,9 @@ impl Core {
             Input::Recover { agent_id, tasks } => self.recover(now_ms, agent_id, tasks, &mut out),
             Input::Registered { agent_id } => self.registered(now_ms, agent_id, &mut out),
             Input::Disconnected => self.disconnected(),
-            Input::RunTask { framework_id, framework, task } => self.run_task(now_ms, framework_id, framework, task, &mut out),
+            Input::RunTask { framework_id, framework, task } => {
+                self.run_task(now_ms, framework_id, framework, task, &mut out)
+            }
             Input::KillTask { framework_id, task_id, grace_period_ms } => {
                 self.kill_task(now_ms, (framework_id, task_id), grace_period_ms, &mut out)
             }
@@ -432,7 +440,7 @@ impl Core {
         &mut self,
         now_ms: u64,
         framework_id: FrameworkId,
-        framework: Option<FrameworkInfo>,
+        framework: Option<Box<FrameworkInfo>>,
         info: TaskInfo,
         out: &mut Vec<Output>,
     ) {
@@ -459,7 +467,7 @@ impl Core {
         self.next_run += 1;
         let task = Task {
             framework_id: key.0.clone(),
-            framework,
+            framework: framework.map(|info| *info),
             info: info.clone(),
             run,
             state: TaskState::TaskStaging,
@@ -521,9 +529,15 @@ impl Core {
 
     /// Sends SIGKILL when the task's grace period is over (at once for a zero grace period).
     fn escalate_due_kill(&mut self, now_ms: u64, key: &TaskKey, out: &mut Vec<Output>) {
-        let Some(task) = self.tasks.get_mut(key) else { return };
-        let Process::Running { pid } = task.process else { return };
-        let Some(kill) = task.kill.as_mut() else { return };
+        let Some(task) = self.tasks.get_mut(key) else {
+            return;
+        };
+        let Process::Running { pid } = task.process else {
+            return;
+        };
+        let Some(kill) = task.kill.as_mut() else {
+            return;
+        };
         if !kill.escalated && kill.sigkill_at_ms.is_some_and(|at| at <= now_ms) {
             kill.escalated = true;
             out.push(Output::Signal { run: task.run, pid, signal: KillSignal::Kill });
@@ -546,8 +560,12 @@ impl Core {
     }
 
     fn process_started(&mut self, now_ms: u64, run: RunId, pid: u32, sandbox: String, out: &mut Vec<Output>) {
-        let Some(key) = self.runs.get(&run).cloned() else { return };
-        let Some(task) = self.tasks.get_mut(&key) else { return };
+        let Some(key) = self.runs.get(&run).cloned() else {
+            return;
+        };
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return;
+        };
         if task.process != Process::Launching {
             return;
         }
@@ -565,23 +583,39 @@ impl Core {
     }
 
     fn launch_failed(&mut self, now_ms: u64, run: RunId, error: &str, out: &mut Vec<Output>) {
-        let Some(key) = self.runs.remove(&run) else { return };
-        let Some(task) = self.tasks.get_mut(&key) else { return };
+        let Some(key) = self.runs.remove(&run) else {
+            return;
+        };
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return;
+        };
         if task.process != Process::Launching {
             return;
         }
         task.process = Process::Exited;
         let (state, reason, message) = if task.kill.is_some() {
-            (TaskState::TaskKilled, TaskStatusReason::TaskKilledDuringLaunch, format!("Task killed during launch: {error}"))
+            (
+                TaskState::TaskKilled,
+                TaskStatusReason::TaskKilledDuringLaunch,
+                format!("Task killed during launch: {error}"),
+            )
         } else {
-            (TaskState::TaskFailed, TaskStatusReason::CommandLaunchFailed, format!("Failed to launch the command: {error}"))
+            (
+                TaskState::TaskFailed,
+                TaskStatusReason::CommandLaunchFailed,
+                format!("Failed to launch the command: {error}"),
+            )
         };
         self.update(now_ms, &key, state, reason, message, None, out);
     }
 
     fn process_exited(&mut self, now_ms: u64, run: RunId, exit: ProcessExit, out: &mut Vec<Output>) {
-        let Some(key) = self.runs.remove(&run) else { return };
-        let Some(task) = self.tasks.get_mut(&key) else { return };
+        let Some(key) = self.runs.remove(&run) else {
+            return;
+        };
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return;
+        };
         if task.process == Process::Exited {
             return;
         }
@@ -589,11 +623,15 @@ impl Core {
         let killed = task.kill.is_some();
         let how = match exit {
             ProcessExit::Code(code) => format!("exited with status {code}"),
-            ProcessExit::Signal(signal) => format!("terminated by signal {signal} ({})", signal_name(signal)),
+            ProcessExit::Signal(signal) => {
+                format!("terminated by signal {signal} ({})", signal_name(signal))
+            }
         };
         let (state, reason, message) = match exit {
             _ if killed => (TaskState::TaskKilled, TaskStatusReason::TaskKilled, format!("Task killed: command {how}")),
-            ProcessExit::Code(0) => (TaskState::TaskFinished, TaskStatusReason::CommandExited, format!("Command {how}")),
+            ProcessExit::Code(0) => {
+                (TaskState::TaskFinished, TaskStatusReason::CommandExited, format!("Command {how}"))
+            }
             _ => (TaskState::TaskFailed, TaskStatusReason::CommandExited, format!("Command {how}")),
         };
         self.update(now_ms, &key, state, reason, message, Some(exit), out);
@@ -635,7 +673,11 @@ impl Core {
                 (false, Some(pid)) => Process::Running { pid },
                 (false, None) => Process::Launching,
             },
-            kill: record.kill_grace_period_ms.map(|grace_period_ms| Kill { grace_period_ms, sigkill_at_ms: None, escalated: false }),
+            kill: record.kill_grace_period_ms.map(|grace_period_ms| Kill {
+                grace_period_ms,
+                sigkill_at_ms: None,
+                escalated: false,
+            }),
             pending,
             resend: None,
             sandbox: record.sandbox,
@@ -652,7 +694,24 @@ impl Core {
         }
         self.runs.insert(record.run, key.clone());
         match process {
-            RecoveredProcess::Running => self.restart_recovered_kill(now_ms, &key, out),
+            RecoveredProcess::Running => {
+                let unreported = matches!(self.tasks.get(&key), Some(t) if t.kill.is_none()
+                    && matches!(t.state, TaskState::TaskStaging | TaskState::TaskStarting)
+                    && matches!(t.process, Process::Running { .. }));
+                if unreported {
+                    // Started just before the agent died, which never got to say so.
+                    self.update(
+                        now_ms,
+                        &key,
+                        TaskState::TaskRunning,
+                        TaskStatusReason::Unspecified,
+                        String::new(),
+                        None,
+                        out,
+                    );
+                }
+                self.restart_recovered_kill(now_ms, &key, out)
+            }
             RecoveredProcess::Exited(exit) => self.process_exited(now_ms, record.run, exit, out),
             RecoveredProcess::Gone => self.process_gone(now_ms, record.run, out),
         }
@@ -661,32 +720,43 @@ impl Core {
     /// A kill that was under way when the agent died starts again: SIGTERM now, SIGKILL
     /// after the grace period, since nothing says how far the first one got.
     fn restart_recovered_kill(&mut self, now_ms: u64, key: &TaskKey, out: &mut Vec<Output>) {
-        let Some(task) = self.tasks.get_mut(key) else { return };
+        let Some(task) = self.tasks.get_mut(key) else {
+            return;
+        };
         let Process::Running { pid } = task.process else {
             // Started but its pid never reached the checkpoint: it cannot be watched.
             let run = task.run;
             self.process_gone(now_ms, run, out);
             return;
         };
-        let Some(kill) = task.kill.as_mut() else { return };
+        let Some(kill) = task.kill.as_mut() else {
+            return;
+        };
         kill.sigkill_at_ms = Some(now_ms.saturating_add(kill.grace_period_ms));
         out.push(Output::Signal { run: task.run, pid, signal: KillSignal::Term });
         self.escalate_due_kill(now_ms, key, out);
     }
 
     fn process_gone(&mut self, now_ms: u64, run: RunId, out: &mut Vec<Output>) {
-        let Some(key) = self.runs.remove(&run) else { return };
-        let Some(task) = self.tasks.get_mut(&key) else { return };
+        let Some(key) = self.runs.remove(&run) else {
+            return;
+        };
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return;
+        };
         if task.process == Process::Exited {
             return;
         }
         let was_launching = task.process == Process::Launching;
         task.process = Process::Exited;
         let (state, message) = match (task.kill.is_some(), was_launching) {
-            (true, _) => (TaskState::TaskKilled, "Task killed: the agent restarted and the task's process is gone".to_owned()),
-            (false, true) => {
-                (TaskState::TaskFailed, "The agent restarted while launching the task; its process is not running".to_owned())
+            (true, _) => {
+                (TaskState::TaskKilled, "Task killed: the agent restarted and the task's process is gone".to_owned())
             }
+            (false, true) => (
+                TaskState::TaskFailed,
+                "The agent restarted while launching the task; its process is not running".to_owned(),
+            ),
             (false, false) => (
                 TaskState::TaskFailed,
                 "The agent restarted and the task's process is gone without a recorded exit status".to_owned(),
@@ -696,7 +766,9 @@ impl Core {
     }
 
     fn acknowledge(&mut self, now_ms: u64, key: TaskKey, uuid: &UpdateId, out: &mut Vec<Output>) {
-        let Some(task) = self.tasks.get_mut(&key) else { return };
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return;
+        };
         if task.pending.front().and_then(|s| s.uuid.as_ref()) != Some(uuid) {
             // A duplicate, or an acknowledgement of an update this agent never sent.
             return;
@@ -757,7 +829,9 @@ impl Core {
             Some(ProcessExit::Signal(signal)) => status.signal = Some(signal),
             None => {}
         }
-        let Some(task) = self.tasks.get_mut(key) else { return };
+        let Some(task) = self.tasks.get_mut(key) else {
+            return;
+        };
         assert!(task.pending.len() < MAX_UPDATES_PER_TASK, "a task queues at most {MAX_UPDATES_PER_TASK} updates");
         debug_assert!(task.state.may_become(state), "{} may not become {}", task.state, state);
         task.state = state;
@@ -774,12 +848,21 @@ impl Core {
         if !self.connected {
             return;
         }
-        let Some(task) = self.tasks.get_mut(key) else { return };
-        let Some(status) = task.pending.front() else { return };
+        let Some(task) = self.tasks.get_mut(key) else {
+            return;
+        };
+        let Some(status) = task.pending.front() else {
+            return;
+        };
         out.push(Output::SendUpdate { framework_id: task.framework_id.clone(), status: status.clone() });
         let backoff = match task.resend.take() {
             Some(previous) => previous.next(now_ms, self.config.update_retry_max_ms, &mut self.jitter),
-            None => Backoff::first(now_ms, self.config.update_retry_initial_ms, self.config.update_retry_max_ms, &mut self.jitter),
+            None => Backoff::first(
+                now_ms,
+                self.config.update_retry_initial_ms,
+                self.config.update_retry_max_ms,
+                &mut self.jitter,
+            ),
         };
         task.resend = Some(backoff);
     }

@@ -80,7 +80,10 @@ fn running_record() -> TaskRecord {
 }
 
 fn recover(core: &mut Core, now_ms: u64, record: TaskRecord, process: RecoveredProcess) -> Vec<Output> {
-    core.step(now_ms, Input::Recover { agent_id: Some(AgentId::new(AGENT)), tasks: vec![RecoveredTask { record, process }] })
+    core.step(
+        now_ms,
+        Input::Recover { agent_id: Some(AgentId::new(AGENT)), tasks: vec![RecoveredTask { record, process }] },
+    )
 }
 
 fn registered(core: &mut Core, now_ms: u64) -> Vec<Output> {
@@ -105,7 +108,7 @@ fn a_new_task_is_checkpointed_with_its_starting_update_then_with_its_pid_and_que
         kill_grace_period_ms: None,
         pending: vec![status("t", TaskState::TaskStarting, 10, &ids[0])],
     };
-    assert_eq!(core.take_checkpoints(), vec![Checkpoint::Save(record.clone())]);
+    assert_eq!(core.take_checkpoints(), vec![Checkpoint::Save(Box::new(record.clone()))]);
     assert_eq!(core.take_checkpoints(), vec![], "nothing changed since");
 
     core.step(20, Input::ProcessStarted { run: RunId(1), pid: 100, sandbox: "f/t".into() });
@@ -113,7 +116,7 @@ fn a_new_task_is_checkpointed_with_its_starting_update_then_with_its_pid_and_que
     record.sandbox = Some("f/t".into());
     record.state = TaskState::TaskRunning;
     record.pending.push(status("t", TaskState::TaskRunning, 20, &ids[1]));
-    assert_eq!(core.take_checkpoints(), vec![Checkpoint::Save(record)], "RUNNING is queued behind STARTING");
+    assert_eq!(core.take_checkpoints(), vec![Checkpoint::Save(Box::new(record))], "RUNNING is queued behind STARTING");
 }
 
 #[test]
@@ -205,7 +208,10 @@ fn a_recovered_task_exiting_later_is_reported_as_any_other() {
     finished.reason = TaskStatusReason::CommandExited;
     finished.message = "Command exited with status 0".into();
     finished.exit_code = Some(0);
-    assert_eq!(core.step(300, Input::ProcessExited { run: RunId(7), exit: ProcessExit::Code(0) }), vec![send(finished)]);
+    assert_eq!(
+        core.step(300, Input::ProcessExited { run: RunId(7), exit: ProcessExit::Code(0) }),
+        vec![send(finished)]
+    );
 }
 
 #[test]
@@ -287,4 +293,21 @@ fn a_task_record_survives_a_round_trip_through_json() {
     record.pending = vec![status("t", TaskState::TaskRunning, 5, &old_id(1))];
     let text = serde_json::to_string(&record).expect("serialisable");
     assert_eq!(serde_json::from_str::<TaskRecord>(&text).expect("readable"), record);
+}
+
+#[test]
+fn a_task_started_just_before_the_agent_died_reports_running_after_its_starting_update() {
+    let ids = ids();
+    let mut core = Core::new(config(), SEED);
+    let mut record = running_record();
+    record.state = TaskState::TaskStarting;
+    let starting = status("t", TaskState::TaskStarting, 5, &old_id(1));
+    record.pending = vec![starting.clone()];
+    recover(&mut core, 100, record, RecoveredProcess::Running);
+    assert_eq!(core.tasks().map(|t| t.state).collect::<Vec<_>>(), [TaskState::TaskRunning]);
+    assert_eq!(registered(&mut core, 200), vec![send(starting)]);
+    assert_eq!(
+        core.step(300, Input::Acknowledge { framework_id: fw("f"), task_id: TaskId::new("t"), uuid: old_id(1) }),
+        vec![send(status("t", TaskState::TaskRunning, 100, &ids[0]))]
+    );
 }

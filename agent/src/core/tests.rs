@@ -107,7 +107,10 @@ fn running_is_sent_only_after_starting_is_acknowledged() {
     let mut core = registered_core();
     core.step(10, run("f", "t"));
     assert_eq!(core.step(20, started(1, 100)), vec![], "STARTING is still outstanding");
-    assert_eq!(core.step(30, ack("f", "t", &ids[0])), vec![send("f", status("t", TaskState::TaskRunning, 20, &ids[1]))]);
+    assert_eq!(
+        core.step(30, ack("f", "t", &ids[0])),
+        vec![send("f", status("t", TaskState::TaskRunning, 20, &ids[1]))]
+    );
 }
 
 #[test]
@@ -118,7 +121,10 @@ fn a_clean_exit_finishes_the_task_and_its_acknowledgement_forgets_it() {
     finished.reason = TaskStatusReason::CommandExited;
     finished.message = "Command exited with status 0".into();
     finished.exit_code = Some(0);
-    assert_eq!(core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0) }), vec![send("f", finished)]);
+    assert_eq!(
+        core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0) }),
+        vec![send("f", finished)]
+    );
     assert_eq!(
         core.step(60, ack("f", "t", &ids[2])),
         vec![Output::TaskRemoved { framework_id: fw("f"), task_id: TaskId::new("t"), run: RunId(1) }]
@@ -135,7 +141,10 @@ fn a_nonzero_exit_fails_the_task_with_its_exit_code() {
     failed.reason = TaskStatusReason::CommandExited;
     failed.message = "Command exited with status 3".into();
     failed.exit_code = Some(3);
-    assert_eq!(core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(3) }), vec![send("f", failed)]);
+    assert_eq!(
+        core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(3) }),
+        vec![send("f", failed)]
+    );
 }
 
 #[test]
@@ -146,7 +155,10 @@ fn a_process_killed_by_a_signal_fails_the_task_naming_the_signal() {
     failed.reason = TaskStatusReason::CommandExited;
     failed.message = "Command terminated by signal 9 (SIGKILL)".into();
     failed.signal = Some(9);
-    assert_eq!(core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(9) }), vec![send("f", failed)]);
+    assert_eq!(
+        core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(9) }),
+        vec![send("f", failed)]
+    );
 }
 
 #[test]
@@ -157,9 +169,14 @@ fn updates_queue_in_order_behind_the_outstanding_one() {
     core.step(20, started(1, 100));
     assert_eq!(core.step(30, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0) }), vec![]);
     assert_eq!(core.tasks().map(|t| (t.state, t.pending_updates)).collect::<Vec<_>>(), [(TaskState::TaskFinished, 3)]);
-    assert_eq!(core.step(40, ack("f", "t", &ids[0])), vec![send("f", status("t", TaskState::TaskRunning, 20, &ids[1]))]);
+    assert_eq!(
+        core.step(40, ack("f", "t", &ids[0])),
+        vec![send("f", status("t", TaskState::TaskRunning, 20, &ids[1]))]
+    );
     let out = core.step(50, ack("f", "t", &ids[1]));
-    assert!(matches!(&out[..], [Output::SendUpdate { status, .. }] if status.state == TaskState::TaskFinished && status.timestamp_ms == 30));
+    assert!(
+        matches!(&out[..], [Output::SendUpdate { status, .. }] if status.state == TaskState::TaskFinished && status.timestamp_ms == 30)
+    );
 }
 
 #[test]
@@ -219,13 +236,19 @@ fn a_kill_sends_term_then_kill_to_the_group_after_the_grace_period() {
     assert_eq!(core.step(1_000, kill), vec![Output::Signal { run: RunId(1), pid: 100, signal: KillSignal::Term }]);
     assert_eq!(core.next_deadline_ms(), Some(4_000));
     assert_eq!(core.step(3_999, Input::Tick), vec![]);
-    assert_eq!(core.step(4_000, Input::Tick), vec![Output::Signal { run: RunId(1), pid: 100, signal: KillSignal::Kill }]);
+    assert_eq!(
+        core.step(4_000, Input::Tick),
+        vec![Output::Signal { run: RunId(1), pid: 100, signal: KillSignal::Kill }]
+    );
     assert_eq!(core.step(4_001, Input::Tick), vec![], "SIGKILL is sent once");
     let mut killed = status("t", TaskState::TaskKilled, 4_010, &ids[2]);
     killed.reason = TaskStatusReason::TaskKilled;
     killed.message = "Task killed: command terminated by signal 9 (SIGKILL)".into();
     killed.signal = Some(9);
-    assert_eq!(core.step(4_010, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(9) }), vec![send("f", killed)]);
+    assert_eq!(
+        core.step(4_010, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(9) }),
+        vec![send("f", killed)]
+    );
 }
 
 #[test]
@@ -273,7 +296,10 @@ fn a_task_killed_before_its_process_started_is_signalled_as_it_starts_and_never_
     core.step(10, run("f", "t"));
     let kill = Input::KillTask { framework_id: fw("f"), task_id: TaskId::new("t"), grace_period_ms: Some(200) };
     assert_eq!(core.step(11, kill), vec![]);
-    assert_eq!(core.step(12, started(1, 100)), vec![Output::Signal { run: RunId(1), pid: 100, signal: KillSignal::Term }]);
+    assert_eq!(
+        core.step(12, started(1, 100)),
+        vec![Output::Signal { run: RunId(1), pid: 100, signal: KillSignal::Term }]
+    );
     assert_eq!(core.next_deadline_ms(), Some(212));
     core.step(13, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(15) });
     let out = core.step(14, ack("f", "t", &ids[0]));
@@ -297,7 +323,8 @@ fn a_task_killed_while_its_launch_fails_is_reported_killed_during_launch() {
 #[test]
 fn killing_an_unknown_task_reports_it_lost_without_asking_for_an_acknowledgement() {
     let mut core = registered_core();
-    let out = core.step(5, Input::KillTask { framework_id: fw("f"), task_id: TaskId::new("ghost"), grace_period_ms: None });
+    let out =
+        core.step(5, Input::KillTask { framework_id: fw("f"), task_id: TaskId::new("ghost"), grace_period_ms: None });
     let mut lost = status("ghost", TaskState::TaskLost, 5, &ids()[0]);
     lost.uuid = None;
     lost.reason = TaskStatusReason::TaskUnknown;

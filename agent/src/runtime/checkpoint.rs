@@ -9,6 +9,8 @@
 //!   sandbox, unacknowledged updates in order);
 //! - `runs/<run>/pid`: `<pid> <start time in clock ticks>` of the task's supervisor, so a
 //!   recycled pid is never mistaken for the task;
+//! - `runs/<run>/supervisor_pid`: the supervisor's pid, written by the supervisor itself
+//!   before it starts the command, for an agent that died before writing `pid`;
 //! - `runs/<run>/exit_status`: written by the supervisor when the task ends, `exit <code>`
 //!   or `signal <number>` (see `process.rs`).
 //!
@@ -40,6 +42,8 @@ pub(crate) struct StoredRun {
     pub record: TaskRecord,
     /// The supervisor's pid and start time, when recorded.
     pub supervisor: Option<(u32, u64)>,
+    /// The pid the supervisor wrote itself, when the agent recorded none.
+    pub own_pid: Option<u32>,
     /// How the task ended, when its supervisor recorded it.
     pub exit: Option<ProcessExit>,
 }
@@ -129,16 +133,28 @@ impl Store {
                     continue;
                 }
                 // The agent died between creating the directory and writing the record:
-                // nothing was launched for it yet.
-                Ok(None) => continue,
+                // nothing was launched for it yet, and a new run may take its number.
+                Ok(None) => {
+                    if let Err(error) = self.remove_run(run) {
+                        stored.damaged.push(format!("runs/{}: cannot delete an incomplete run: {error}", run.0));
+                    }
+                    continue;
+                }
                 Err(error) => {
-                    stored.damaged.push(format!("runs/{}/task.json: {error}", run.0));
+                    stored.damaged.push(format!("runs/{}/task.json: {error}; moved to meta/damaged/", run.0));
+                    // Out of the way of the runs numbered after the recovered ones, and kept
+                    // for an operator to read.
+                    let damaged = self.meta.join("damaged");
+                    let _ =
+                        fs::create_dir_all(&damaged).and_then(|()| fs::rename(&dir, damaged.join(run.0.to_string())));
                     continue;
                 }
             };
             let supervisor = read_small(&dir.join("pid")).ok().flatten().and_then(|text| parse_pid(&text));
+            let own_pid =
+                read_small(&dir.join("supervisor_pid")).ok().flatten().and_then(|text| text.trim().parse().ok());
             let exit = read_small(&self.exit_status_path(run)).ok().flatten().and_then(|text| parse_exit(&text));
-            stored.runs.push(StoredRun { record, supervisor, exit });
+            stored.runs.push(StoredRun { record, supervisor, own_pid, exit });
         }
         stored
     }
@@ -198,7 +214,8 @@ fn read_small(path: &Path) -> io::Result<Option<String>> {
 /// (which makes the rename itself durable).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| io::Error::other("a checkpoint file has a directory"))?;
-    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| io::Error::other("a checkpoint file has a name"))?;
+    let name =
+        path.file_name().and_then(|n| n.to_str()).ok_or_else(|| io::Error::other("a checkpoint file has a name"))?;
     let temp = dir.join(format!(".{name}.tmp"));
     let mut file = fs::File::create(&temp)?;
     file.write_all(bytes)?;
@@ -210,6 +227,11 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
+}
+
+/// The working directory of process `pid`, when it can be read.
+pub(crate) fn process_cwd(pid: u32) -> Option<PathBuf> {
+    fs::read_link(format!("/proc/{pid}/cwd")).ok()
 }
 
 /// The start time of process `pid` in clock ticks since boot (field 22 of
@@ -246,8 +268,10 @@ mod tests {
         write_atomic(&path, b"one").expect("first write");
         write_atomic(&path, b"two").expect("second write");
         assert_eq!(fs::read_to_string(&path).expect("readable"), "two");
-        let names: Vec<String> =
-            fs::read_dir(dir.path()).expect("listable").map(|e| e.expect("entry").file_name().into_string().expect("utf-8")).collect();
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .expect("listable")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
         assert_eq!(names, ["agent.json"]);
     }
 

@@ -23,7 +23,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::config::AgentConfig;
-use crate::core::{Checkpoint, Core, CoreConfig, Input, Output, ProcessExit, RecoveredProcess, RecoveredTask, RunId, TaskView};
+use crate::core::{
+    Checkpoint, Core, CoreConfig, Input, Output, ProcessExit, RecoveredProcess, RecoveredTask, RunId, TaskView,
+};
 use crate::http;
 
 /// Events waiting for the owner. Senders wait when it is full, which slows the master link
@@ -39,9 +41,14 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub(crate) enum Event {
     Link(LinkEvent),
-    Process { run: RunId, event: ProcessEvent },
+    Process {
+        run: RunId,
+        event: ProcessEvent,
+    },
     /// An HTTP handler asks for the agent's state.
-    State { reply: oneshot::Sender<StateView> },
+    State {
+        reply: oneshot::Sender<StateView>,
+    },
 }
 
 #[derive(Debug)]
@@ -61,8 +68,13 @@ pub(crate) enum LinkEvent {
 
 #[derive(Debug)]
 pub(crate) enum ProcessEvent {
-    Started { pid: u32, sandbox: String },
-    LaunchFailed { error: String },
+    Started {
+        pid: u32,
+        sandbox: String,
+    },
+    LaunchFailed {
+        error: String,
+    },
     Exited(ProcessExit),
     /// A recovered task's supervisor is gone and recorded no exit status.
     Gone,
@@ -90,12 +102,17 @@ pub(crate) struct StateView {
 /// is such a death too: the tasks keep running.
 ///
 /// The caller binds the listener, so tests and `agora local` can use port 0.
-pub async fn run(config: AgentConfig, http_listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: AgentConfig,
+    http_listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     validate(&config)?;
     let _lock = lock_work_dir(&config.work_dir)?;
     let sandboxes = config.work_dir.join("sandboxes");
     std::fs::create_dir_all(&sandboxes).with_context(|| format!("cannot create {}", sandboxes.display()))?;
-    let sandboxes = std::fs::canonicalize(&sandboxes).with_context(|| format!("cannot resolve {}", sandboxes.display()))?;
+    let sandboxes =
+        std::fs::canonicalize(&sandboxes).with_context(|| format!("cannot resolve {}", sandboxes.display()))?;
     let store = checkpoint::Store::open(&config.work_dir)
         .with_context(|| format!("work dir {}: cannot create the checkpoint directory", config.work_dir.display()))?;
     let stored = store.load(config.max_tasks);
@@ -139,7 +156,8 @@ pub async fn run(config: AgentConfig, http_listener: TcpListener, shutdown: impl
     // framework would take a new update for a duplicate of an old one), which a fixed seed
     // would replay: a recovering agent draws from another point of the sequence space.
     let recovering = stored.agent.is_some() || !stored.runs.is_empty();
-    let seed = if recovering { config.seed ^ now_ms().rotate_left(17) ^ u64::from(std::process::id()) } else { config.seed };
+    let seed =
+        if recovering { config.seed ^ now_ms().rotate_left(17) ^ u64::from(std::process::id()) } else { config.seed };
     let mut owner = Owner {
         core: Core::new(core_config, seed),
         store,
@@ -205,8 +223,7 @@ fn lock_work_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     std::fs::create_dir_all(dir).with_context(|| format!("work dir {}: cannot create it", dir.display()))?;
     let path = dir.join("LOCK");
     let file = std::fs::File::create(&path).with_context(|| format!("work dir: cannot write {}", path.display()))?;
-    file.try_lock()
-        .map_err(|_| anyhow::anyhow!("work dir {}: another agent is using it", dir.display()))?;
+    file.try_lock().map_err(|_| anyhow::anyhow!("work dir {}: another agent is using it", dir.display()))?;
     Ok(file)
 }
 
@@ -261,7 +278,11 @@ impl Owner {
             .into_iter()
             .map(|run| {
                 let mut record = run.record;
-                let alive = run.supervisor.filter(|(pid, start)| {
+                let recorded = run.supervisor.or_else(|| {
+                    let pid = run.own_pid.filter(|_| !record.exited && record.pid.is_none())?;
+                    self.adopt_unrecorded(&mut record, pid)
+                });
+                let alive = recorded.filter(|(pid, start)| {
                     matches!(checkpoint::process_start(*pid), Some((now_start, false)) if now_start == *start)
                 });
                 let process = match (alive, run.exit) {
@@ -286,11 +307,39 @@ impl Owner {
         }
         self.saved_agent = stored.agent.clone();
         self.step(Input::Recover { agent_id: stored.agent.map(|agent| agent.agent_id), tasks });
-        let live: std::collections::BTreeSet<RunId> = self.core.live_processes().into_iter().map(|(run, _)| run).collect();
+        let live: std::collections::BTreeSet<RunId> =
+            self.core.live_processes().into_iter().map(|(run, _)| run).collect();
         for (run, pid, start) in watch.into_iter().filter(|(run, _, _)| live.contains(run)) {
             let exit_status = self.store.exit_status_path(run);
             self.supervisors.spawn(process::watch(run, pid, start, exit_status, self.events.clone()));
         }
+    }
+
+    /// A supervisor the previous agent spawned but died before recording: it wrote its own
+    /// pid. Adopted only when that pid is a live process-group leader working in one of this
+    /// framework's sandboxes, which a recycled pid is not; returns its pid and start time.
+    fn adopt_unrecorded(&self, record: &mut crate::core::TaskRecord, pid: u32) -> Option<(u32, u64)> {
+        let (start, zombie) = checkpoint::process_start(pid)?;
+        let raw = nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?);
+        if zombie || nix::unistd::getpgid(Some(raw)).ok()? != raw {
+            return None;
+        }
+        let cwd = checkpoint::process_cwd(pid)?;
+        let sandbox = cwd.strip_prefix(&self.sandboxes).ok()?;
+        if !sandbox.starts_with(record.framework_id.as_str()) || sandbox.components().count() != 2 {
+            return None;
+        }
+        let written = checkpoint::write_atomic(
+            &self.store.run_dir(record.run).join("pid"),
+            format!("{pid} {start}\n").as_bytes(),
+        );
+        if let Err(error) = written {
+            tracing::warn!(pid, %error, "cannot record an adopted supervisor's pid");
+        }
+        record.pid = Some(pid);
+        record.sandbox = Some(sandbox.display().to_string());
+        tracing::info!(task_id = %record.info.task_id, pid, "adopted a task started just before the previous agent died");
+        Some((pid, start))
     }
 
     /// Writes the agent's id, when it changed, before the agent relies on it.
@@ -301,7 +350,9 @@ impl Owner {
         }
         match self.store.save_agent(&record) {
             Ok(()) => self.saved_agent = Some(record),
-            Err(error) => tracing::error!(%error, "cannot checkpoint the agent id; a restart will register afresh"),
+            Err(error) => {
+                tracing::error!(%error, "cannot checkpoint the agent id; a restart will register afresh")
+            }
         }
     }
 
@@ -326,7 +377,10 @@ impl Owner {
             if drain_until.is_some() && !self.core.has_live_processes() {
                 break;
             }
-            let tick_at = self.core.next_deadline_ms().map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
+            let tick_at = self
+                .core
+                .next_deadline_ms()
+                .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
             tokio::select! {
                 () = &mut shutdown, if drain_until.is_none() => {
                     tracing::info!("stopping: killing every task");
@@ -399,7 +453,9 @@ impl Owner {
             Ok(None) => return,
             Err(rejected) => {
                 tracing::warn!(error = %rejected.error, "malformed message from the master");
-                if let Some((framework_id, status)) = rejected.into_error_update(self.core.agent_id().cloned(), now_ms()) {
+                if let Some((framework_id, status)) =
+                    rejected.into_error_update(self.core.agent_id().cloned(), now_ms())
+                {
                     self.send(wire::status_update(&framework_id, &status));
                 }
                 return;

@@ -140,10 +140,9 @@ async fn launch(spec: &LaunchSpec) -> io::Result<(tokio::process::Child, u32, St
             command
         }
         None => {
-            let (program, args) = command_info
-                .argv
-                .split_first()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the command has neither a shell nor an argv"))?;
+            let (program, args) = command_info.argv.split_first().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "the command has neither a shell nor an argv")
+            })?;
             let mut command = tokio::process::Command::new(program);
             command.args(args);
             command
@@ -170,7 +169,10 @@ async fn launch(spec: &LaunchSpec) -> io::Result<(tokio::process::Child, u32, St
 }
 
 /// Makes the spawned process the task's supervisor (see the module documentation).
-#[allow(unsafe_code, reason = "pre_exec is how a hook runs between fork and exec; it only calls async-signal-safe code")]
+#[allow(
+    unsafe_code,
+    reason = "pre_exec is how a hook runs between fork and exec; it only calls async-signal-safe code"
+)]
 fn install_supervisor(command: &mut tokio::process::Command, paths: SupervisorPaths) {
     // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
     // system calls on memory prepared before the fork (see `become_supervisor`).
@@ -183,6 +185,9 @@ fn install_supervisor(command: &mut tokio::process::Command, paths: SupervisorPa
 /// may not allocate.
 struct SupervisorPaths {
     dir: CString,
+    /// Where the supervisor writes its own pid first thing, so that an agent that dies
+    /// between spawning it and recording its pid still finds it.
+    own_pid: CString,
     temp: CString,
     exit_status: CString,
 }
@@ -192,6 +197,7 @@ impl SupervisorPaths {
         let c = |path: PathBuf| CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other);
         Ok(Self {
             dir: c(run_dir.to_path_buf())?,
+            own_pid: c(run_dir.join("supervisor_pid"))?,
             temp: c(run_dir.join(".exit_status.tmp"))?,
             exit_status: c(run_dir.join("exit_status"))?,
         })
@@ -207,6 +213,14 @@ fn become_supervisor(paths: &SupervisorPaths) -> io::Result<()> {
     // SAFETY: fork, signal, close, waitpid, open, write, fsync, rename, kill and _exit are
     // async-signal-safe; nothing here allocates or takes a lock.
     unsafe {
+        let mut line = [0u8; 32];
+        let len = format_status(&mut line, b"", libc::getpid());
+        let fd =
+            libc::open(paths.own_pid.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o644);
+        if fd >= 0 {
+            libc::write(fd, line.as_ptr().cast(), len);
+            libc::close(fd);
+        }
         let task = libc::fork();
         if task < 0 {
             return Err(io::Error::last_os_error());
@@ -244,12 +258,19 @@ fn become_supervisor(paths: &SupervisorPaths) -> io::Result<()> {
             } else {
                 format_status(&mut line, b"exit ", libc::WEXITSTATUS(status))
             };
-            let fd = libc::open(paths.temp.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o644);
+            let fd = libc::open(
+                paths.temp.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                0o644,
+            );
             if fd >= 0 {
                 let written = libc::write(fd, line.as_ptr().cast(), len);
                 let synced = libc::fsync(fd);
                 libc::close(fd);
-                if written == len as isize && synced == 0 && libc::rename(paths.temp.as_ptr(), paths.exit_status.as_ptr()) == 0 {
+                if written == len as isize
+                    && synced == 0
+                    && libc::rename(paths.temp.as_ptr(), paths.exit_status.as_ptr()) == 0
+                {
                     let dir = libc::open(paths.dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC);
                     if dir >= 0 {
                         libc::fsync(dir);

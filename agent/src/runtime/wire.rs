@@ -3,7 +3,8 @@
 
 use agora_proto::convert::{WireError, id};
 use agora_proto::model::{
-    AgentId, AgentInfo, FrameworkId, FrameworkInfo, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
+    AgentId, AgentInfo, FrameworkId, FrameworkInfo, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason,
+    TaskStatusSource, UpdateId,
 };
 use agora_proto::pb;
 
@@ -106,7 +107,7 @@ fn run_task(run: pb::RunTask) -> Result<Input, Rejected> {
     })?;
     // The framework's description is kept with the task for the record only; a malformed
     // one is dropped rather than failing a task the master already accepted.
-    let framework = run.framework.and_then(|info| FrameworkInfo::try_from(info).ok());
+    let framework = run.framework.and_then(|info| FrameworkInfo::try_from(info).ok()).map(Box::new);
     Ok(Input::RunTask { framework_id, framework, task })
 }
 

@@ -54,7 +54,10 @@ struct Service(Arc<Shared>);
 impl AgentLink for Service {
     type AttachStream = Pin<Box<dyn Stream<Item = Result<pb::MasterMessage, Status>> + Send>>;
 
-    async fn attach(&self, request: Request<Streaming<pb::AgentMessage>>) -> Result<Response<Self::AttachStream>, Status> {
+    async fn attach(
+        &self,
+        request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.ok_or_else(|| Status::invalid_argument("closed before registering"))?;
         let Some(pb::agent_message::Message::Register(register)) = first.message else {
@@ -150,11 +153,16 @@ impl FakeMaster {
     pub async fn next_update(&mut self) -> pb::StatusUpdate {
         loop {
             match self.next().await {
-                Seen::Message { message: pb::AgentMessage { message: Some(pb::agent_message::Message::StatusUpdate(u)) }, .. } => {
+                Seen::Message {
+                    message: pb::AgentMessage { message: Some(pb::agent_message::Message::StatusUpdate(u)) },
+                    ..
+                } => {
                     return u;
                 }
                 Seen::Message { .. } => continue,
-                Seen::Registered { register, .. } => panic!("unexpected registration while waiting for an update: {register:?}"),
+                Seen::Registered { register, .. } => {
+                    panic!("unexpected registration while waiting for an update: {register:?}")
+                }
             }
         }
     }
@@ -250,7 +258,11 @@ impl TestAgent {
     }
 
     /// Starts an agent on an existing work dir, as a restarted agent process would.
-    pub async fn start_in(master: &FakeMaster, work_dir: tempfile::TempDir, tweak: impl FnOnce(&mut AgentConfig)) -> Self {
+    pub async fn start_in(
+        master: &FakeMaster,
+        work_dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut AgentConfig),
+    ) -> Self {
         let resources = Resources::parse("cpus:2;mem:1024;disk:1024;ports:[31000-31010]").unwrap();
         let mut config = AgentConfig::new(master.addr.to_string(), work_dir.path(), resources);
         config.seed = 7;
