@@ -26,7 +26,8 @@ pub struct Args {
     /// hostname when --ip is 0.0.0.0).
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Directory for the task sandboxes; locked so that two agents never share it.
+    /// Directory for the task sandboxes and the checkpoint (`meta/`) from which a restarted
+    /// agent takes back its id and its running tasks; locked so that two agents never share it.
     #[arg(long, default_value = "./agora-agent")]
     pub work_dir: PathBuf,
     /// Resources to offer, e.g. "cpus:4;mem:8192;disk:10000;ports:[31000-32000]"; those not
