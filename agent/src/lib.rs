@@ -9,6 +9,9 @@
 //!
 //! Sandboxes live in `<work_dir>/sandboxes/<framework_id>/<task_id>/`, holding the task's
 //! `stdout` and `stderr`; a task id reused by its framework gets `<task_id>.run-2`, … .
+//! The checkpoint lives in `<work_dir>/meta/`: an agent started on the work dir of one that
+//! died takes back its id, its running tasks and its unacknowledged updates (see
+//! `docs/agent.md`).
 
 pub mod core;
 

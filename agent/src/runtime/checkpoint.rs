@@ -123,9 +123,16 @@ impl Store {
             }
         };
         runs.sort_unstable();
-        for run in runs.into_iter().take(max_runs) {
+        for run in runs {
             let run = RunId(run);
             let dir = self.run_dir(run);
+            if stored.runs.len() >= max_runs {
+                // More runs than the agent may hold: the highest are set aside, out of the
+                // way of the numbers new runs take.
+                stored.damaged.push(format!("runs/{}: beyond the limit of {max_runs} tasks", run.0));
+                self.set_aside(&dir, run);
+                continue;
+            }
             let record = match read_json::<TaskRecord>(&dir.join("task.json")) {
                 Ok(Some(record)) if record.run == run => record,
                 Ok(Some(_)) => {
@@ -142,11 +149,7 @@ impl Store {
                 }
                 Err(error) => {
                     stored.damaged.push(format!("runs/{}/task.json: {error}; moved to meta/damaged/", run.0));
-                    // Out of the way of the runs numbered after the recovered ones, and kept
-                    // for an operator to read.
-                    let damaged = self.meta.join("damaged");
-                    let _ =
-                        fs::create_dir_all(&damaged).and_then(|()| fs::rename(&dir, damaged.join(run.0.to_string())));
+                    self.set_aside(&dir, run);
                     continue;
                 }
             };
@@ -157,6 +160,18 @@ impl Store {
             stored.runs.push(StoredRun { record, supervisor, own_pid, exit });
         }
         stored
+    }
+}
+
+impl Store {
+    /// Moves a run's directory to `meta/damaged/`: out of the way of the runs numbered after
+    /// the recovered ones, and kept for an operator to read.
+    fn set_aside(&self, dir: &Path, run: RunId) {
+        let damaged = self.meta.join("damaged");
+        let moved = fs::create_dir_all(&damaged).and_then(|()| fs::rename(dir, damaged.join(run.0.to_string())));
+        if let Err(error) = moved {
+            tracing::warn!(run = run.0, %error, "cannot set a run's checkpoint aside");
+        }
     }
 }
 
@@ -273,6 +288,65 @@ mod tests {
             .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
             .collect();
         assert_eq!(names, ["agent.json"]);
+    }
+
+    fn record(run: u64) -> TaskRecord {
+        use agora_proto::model::{CommandInfo, FrameworkId, Resources, TaskId, TaskInfo, TaskState};
+        TaskRecord {
+            framework_id: FrameworkId::new("f"),
+            framework: None,
+            info: TaskInfo {
+                task_id: TaskId::new(format!("t{run}")),
+                name: "t".into(),
+                agent_id: AgentId::new("a"),
+                resources: Resources::new(),
+                command: CommandInfo { shell: Some("true".into()), argv: vec![], environment: Default::default() },
+                labels: vec![],
+                kill_grace_period_ms: None,
+            },
+            run: RunId(run),
+            state: TaskState::TaskRunning,
+            pid: Some(4_000_000),
+            sandbox: Some("f/t".into()),
+            exited: false,
+            kill_grace_period_ms: None,
+            pending: vec![],
+        }
+    }
+
+    #[test]
+    fn loading_returns_good_records_deletes_incomplete_runs_and_sets_damaged_and_excess_ones_aside() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("opened");
+        store.save_agent(&AgentRecord { agent_id: AgentId::new("a"), master: "m:5050".into() }).expect("saved");
+        store.save_task(&record(1)).expect("saved");
+        fs::write(store.run_dir(1.into_run()).join("pid"), "4000000 77\n").expect("written");
+        fs::write(store.exit_status_path(1.into_run()), "exit 3\n").expect("written");
+        fs::create_dir_all(store.run_dir(2.into_run())).expect("an incomplete run");
+        fs::create_dir_all(store.run_dir(3.into_run())).expect("a damaged run");
+        fs::write(store.run_dir(3.into_run()).join("task.json"), "{not json").expect("written");
+        store.save_task(&record(4)).expect("saved");
+        store.save_task(&record(5)).expect("saved");
+
+        let stored = store.load(2);
+        assert_eq!(stored.agent, Some(AgentRecord { agent_id: AgentId::new("a"), master: "m:5050".into() }));
+        type Seen = (u64, Option<(u32, u64)>, Option<ProcessExit>);
+        let runs: Vec<Seen> = stored.runs.iter().map(|r| (r.record.run.0, r.supervisor, r.exit)).collect();
+        assert_eq!(runs, [(1, Some((4_000_000, 77)), Some(ProcessExit::Code(3))), (4, None, None)]);
+        assert_eq!(stored.damaged.len(), 2, "{:?}", stored.damaged);
+        assert!(!store.run_dir(2.into_run()).exists(), "the incomplete run is deleted");
+        assert!(dir.path().join("meta/damaged/3/task.json").exists());
+        assert!(dir.path().join("meta/damaged/5/task.json").exists());
+    }
+
+    trait IntoRun {
+        fn into_run(self) -> RunId;
+    }
+
+    impl IntoRun for u64 {
+        fn into_run(self) -> RunId {
+            RunId(self)
+        }
     }
 
     #[test]
