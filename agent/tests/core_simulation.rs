@@ -1,12 +1,17 @@
 //! A seeded simulation of the agent core: random launches, exits, kills, acknowledgements
-//! (some duplicated or stale), disconnections and refusals, with the update-stream
-//! invariants checked after every step. A failure names the seed that reproduces it.
+//! (some duplicated or stale), disconnections, refusals and agent restarts (a new core
+//! recovering from the checkpoint the old one asked for, with processes that survived or
+//! ended meanwhile), with the update-stream invariants checked after every step, and the
+//! checkpoint checked against the core. A failure names the seed that reproduces it.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use agora_agent::core::{Core, CoreConfig, Input, KillSignal, Output, ProcessExit, RunId};
+use agora_agent::core::{
+    Checkpoint, Core, CoreConfig, Input, KillSignal, Output, ProcessExit, RecoveredProcess, RecoveredTask, RunId,
+    TaskRecord,
+};
 use agora_proto::model::{AgentId, CommandInfo, FrameworkId, Resources, TaskId, TaskInfo, TaskState, UpdateId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -39,6 +44,12 @@ struct World {
     next_task: u64,
     next_pid: u32,
     removed: usize,
+    /// The checkpoint as the runtime would hold it: every record the core asked to save.
+    disk: BTreeMap<RunId, TaskRecord>,
+    /// The agent id the runtime would have saved.
+    saved_agent: Option<AgentId>,
+    restarts: u64,
+    config: CoreConfig,
 }
 
 impl World {
@@ -51,7 +62,11 @@ impl World {
         };
         Self {
             seed,
-            core: Core::new(config, seed),
+            core: Core::new(config.clone(), seed),
+            disk: BTreeMap::new(),
+            saved_agent: None,
+            restarts: 0,
+            config,
             rng: ChaCha8Rng::seed_from_u64(seed),
             now_ms: 1_000,
             connected: false,
@@ -67,11 +82,78 @@ impl World {
 
     fn step(&mut self, input: Input) {
         let description = format!("{input:?}");
-        for output in self.core.step(self.now_ms, input) {
+        let outputs = self.core.step(self.now_ms, input);
+        // As the runtime does: the checkpoint first, then the outputs.
+        for change in self.core.take_checkpoints() {
+            match change {
+                Checkpoint::Save(record) => {
+                    self.disk.insert(record.run, *record);
+                }
+                Checkpoint::Remove { run } => {
+                    self.disk.remove(&run);
+                }
+            }
+        }
+        self.check_disk(&description);
+        for output in outputs {
             self.check(&description, output);
         }
         let seed = self.seed;
         assert!(self.core.tasks().count() <= MAX_TASKS, "seed {seed}: more tasks than the limit");
+    }
+
+    /// The checkpoint holds exactly the core's tasks, each as the core sees it.
+    fn check_disk(&self, after: &str) {
+        let seed = self.seed;
+        let core: Vec<(RunId, TaskState, Option<u32>, usize)> =
+            self.core.tasks().map(|t| (t.run, t.state, t.pid, t.pending_updates)).collect();
+        let mut core = core;
+        core.sort();
+        let disk: Vec<(RunId, TaskState, Option<u32>, usize)> =
+            self.disk.values().map(|r| (r.run, r.state, r.pid, r.pending.len())).collect();
+        assert_eq!(core, disk, "seed {seed}: the checkpoint differs from the core (after {after})");
+    }
+
+    /// The agent dies and a new one recovers from the checkpoint: processes keep running,
+    /// some end while no agent watches, launches in flight never started.
+    fn restart(&mut self) {
+        self.restarts += 1;
+        self.connected = false;
+        self.launching.clear();
+        let mut ended = BTreeMap::new();
+        for (run, process) in std::mem::take(&mut self.running) {
+            if self.rng.random_bool(0.3) {
+                let exit = if self.rng.random_bool(0.5) { ProcessExit::Code(3) } else { ProcessExit::Signal(15) };
+                // Some vanish without a recorded status (their group was SIGKILLed).
+                ended.insert(run, self.rng.random_bool(0.8).then_some(exit));
+            } else {
+                // The new agent knows nothing of the signals the old one sent.
+                self.running.insert(run, Process { pid: process.pid, ..Default::default() });
+            }
+        }
+        let tasks: Vec<RecoveredTask> = self
+            .disk
+            .values()
+            .map(|record| {
+                let process = match (self.running.get(&record.run), ended.get(&record.run)) {
+                    _ if record.exited => RecoveredProcess::Gone,
+                    (Some(process), _) => {
+                        assert_eq!(
+                            record.pid,
+                            Some(process.pid),
+                            "seed {}: a running process without its pid",
+                            self.seed
+                        );
+                        RecoveredProcess::Running
+                    }
+                    (None, Some(Some(exit))) => RecoveredProcess::Exited(*exit),
+                    _ => RecoveredProcess::Gone,
+                };
+                RecoveredTask { record: record.clone(), process }
+            })
+            .collect();
+        self.core = Core::new(self.config.clone(), self.seed.wrapping_add(self.restarts * 1_000_003));
+        self.step(Input::Recover { agent_id: self.saved_agent.clone(), tasks });
     }
 
     /// Checks one output against the invariants and applies it to the world.
@@ -215,6 +297,7 @@ impl World {
                     self.step(Input::Disconnected);
                 } else {
                     self.connected = true;
+                    self.saved_agent = Some(AgentId::new("a"));
                     self.step(Input::Registered { agent_id: AgentId::new("a") });
                 }
             }
@@ -222,8 +305,10 @@ impl World {
                 let framework_id = FrameworkId::new(format!("f{}", self.rng.random_range(0..3)));
                 self.step(Input::ShutdownFramework { framework_id });
             }
+            763..770 => self.restart(),
             760..763 => {
                 self.connected = false;
+                self.saved_agent = None;
                 self.step(Input::Reset);
                 self.launching.clear();
                 // Forgotten processes still die of the SIGKILL the reset sent; their exits
@@ -249,6 +334,7 @@ impl World {
     fn drain(&mut self) {
         if !self.connected {
             self.connected = true;
+            self.saved_agent = Some(AgentId::new("a"));
             self.step(Input::Registered { agent_id: AgentId::new("a") });
         }
         self.step(Input::KillAll);
@@ -280,15 +366,18 @@ impl World {
 }
 
 #[test]
-fn random_histories_keep_updates_ordered_single_outstanding_and_never_resent_once_acknowledged() {
-    let mut removed = 0;
+fn random_histories_with_agent_restarts_keep_updates_ordered_single_outstanding_and_never_resent_once_acknowledged() {
+    let (mut removed, mut restarts) = (0, 0);
     for seed in 0..SEEDS {
         let mut world = World::new(seed);
         for _ in 0..STEPS {
             world.random_step();
         }
         world.drain();
+        assert!(world.disk.is_empty(), "seed {seed}: records left in the checkpoint: {:?}", world.disk.keys());
         removed += world.removed;
+        restarts += world.restarts;
     }
     assert!(removed > 1_000, "the simulation exercised whole task lifecycles ({removed})");
+    assert!(restarts > 1_000, "the simulation restarted agents ({restarts})");
 }
