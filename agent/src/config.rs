@@ -11,8 +11,9 @@ use agora_proto::model::{Attribute, Resources};
 pub struct AgentConfig {
     /// Where the master listens, `host:port` (an `http://` prefix is accepted too).
     pub master: String,
-    /// The agent's directory: sandboxes live in `<work_dir>/sandboxes/`. Locked while the
-    /// agent runs, so two agents never share one.
+    /// The agent's directory: sandboxes live in `<work_dir>/sandboxes/`, the checkpoint a
+    /// restarted agent recovers from in `<work_dir>/meta/`. Locked while the agent runs, so
+    /// two agents never share one.
     pub work_dir: PathBuf,
     /// What the agent offers (see [`crate::resolve_resources`] and [`crate::detect_resources`]).
     pub resources: Resources,
