@@ -327,7 +327,7 @@ impl Master {
         let agent = self.agents.get_mut(agent_id)?;
         let framework = self.frameworks.get_mut(framework_id)?;
         // Checked again on this side: an offer never holds what is not free.
-        if !agent.is_active() || !framework.is_active() || !agent.free().contains(&resources) {
+        if !agent.is_active() || !framework.is_active() || !agent.has_free(&resources) {
             return None;
         }
         let id = OfferId::new(format!("{}-O{}", self.config.master_id, self.next_offer));

@@ -70,6 +70,24 @@ impl AgentRecord {
         if free.subtract(&self.used) && free.subtract(&self.offered) { free } else { Resources::new() }
     }
 
+    /// Whether `resources` are free here, as `free().contains(..)` says, without building
+    /// the free resources: the allocator's grants are checked this way once per offer.
+    pub fn has_free(&self, resources: &Resources) -> bool {
+        resources.pools().all(|(role, pool)| {
+            if pool.is_empty() {
+                return true;
+            }
+            let Some(total) = self.info.resources.pool(role) else { return false };
+            let taken = |r: &Resources| r.pool(role).map_or(Scalars::ZERO, |p| p.scalars);
+            let needed = pool.scalars.saturating_add(&taken(&self.used)).saturating_add(&taken(&self.offered));
+            let overlaps = |r: &Resources| r.pool(role).is_some_and(|p| ranges_overlap(p.ports.ranges(), pool.ports.ranges()));
+            total.scalars.contains(&needed)
+                && total.ports.contains(&pool.ports)
+                && !overlaps(&self.used)
+                && !overlaps(&self.offered)
+        })
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}:{}", self.info.hostname, self.info.port)
     }
@@ -197,4 +215,20 @@ pub(crate) struct OfferRecord {
     pub offer: Offer,
     /// The framework role the offer was made for.
     pub role: Role,
+}
+
+/// Whether two sorted range lists share a number.
+fn ranges_overlap(a: &[(u64, u64)], b: &[(u64, u64)]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&(ab, ae)), Some(&(bb, be))) = (a.get(i), b.get(j)) {
+        if ab <= be && bb <= ae {
+            return true;
+        }
+        if ae < be {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    false
 }
