@@ -22,6 +22,8 @@ enum Command {
     Local(cmd::local::Args),
     /// Run a command on the cluster as one or more tasks and wait for them (like mesos-execute).
     Run(cmd::run::Args),
+    /// Simulate agents and frameworks against a master and measure it (traffic and failures).
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +42,7 @@ fn main() -> std::process::ExitCode {
             Command::Agent(args) => cmd::agent::main(args).await,
             Command::Local(args) => cmd::local::main(args).await,
             Command::Run(args) => cmd::run::main(args).await,
+            Command::Bench(args) => cmd::bench::main(args).await,
         }
     });
     match result {

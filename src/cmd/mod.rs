@@ -1,6 +1,7 @@
 //! One module per subcommand, each with its clap `Args` and an async `main`.
 
 pub mod agent;
+pub mod bench;
 pub mod local;
 pub mod master;
 pub mod run;

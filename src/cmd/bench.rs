@@ -1,0 +1,421 @@
+//! `agora bench`: the traffic and failure simulator. It starts a master in this process (or
+//! targets `--master`), connects emulated agents and frameworks over real gRPC on
+//! loopback, lets the frameworks run short tasks, optionally injects agent failures, and
+//! ends with one JSON line of measurements on stdout.
+
+mod agents;
+mod frameworks;
+mod stats;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use agora_proto::model::Resources;
+use agora_proto::pb;
+use anyhow::Context;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+use agents::{Agent, AgentCounters, AgentSpec, Chaos};
+use frameworks::{Framework, FrameworkCounters, FrameworkReport, FrameworkSpec, TaskShape};
+use stats::{Durations, Samples};
+
+/// Agents sharing one HTTP/2 connection. The master's HTTP/2 server allows 200 concurrent
+/// streams per connection; staying well below keeps every agent's stream open at once
+/// while using few file descriptors.
+const AGENTS_PER_CHANNEL: usize = 100;
+/// Bounds on the flags, so that a typo cannot ask for the impossible.
+const MAX_AGENTS: usize = 200_000;
+const MAX_FRAMEWORKS: usize = 10_000;
+const MAX_TASKS: u64 = 100_000_000;
+/// Largest `/metrics` answer read back.
+const MAX_METRICS_BYTES: u64 = 16 << 20;
+/// How long the emulators get to stop before the process moves on.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Agents connected at once while starting up, so that registration is a ramp, not a
+/// thundering herd.
+const REGISTRATION_BATCH: usize = 500;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A running master (`host:port`); without it a master is started in this process.
+    #[arg(long)]
+    pub master: Option<String>,
+    /// The master's process id, to report its memory when `--master` runs on this host.
+    #[arg(long)]
+    pub master_pid: Option<u32>,
+    /// Emulated agents.
+    #[arg(long, default_value_t = 1000)]
+    pub agents: usize,
+    /// Emulated frameworks; the tasks are split evenly between them.
+    #[arg(long, default_value_t = 10)]
+    pub frameworks: usize,
+    /// Tasks that must finish, in total.
+    #[arg(long, default_value_t = 10_000)]
+    pub tasks: u64,
+    /// Seed for task durations, chaos and the in-process master (default: random).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Mean task duration; durations are exponential, capped at ten times the mean.
+    #[arg(long, default_value_t = 1000)]
+    pub task_duration_ms_mean: u64,
+    /// Agent failures per second: disconnections (the agent comes back with its tasks)
+    /// and restarts (it comes back empty, and its tasks are TASK_GONE).
+    #[arg(long, default_value_t = 0.0)]
+    pub chaos: f64,
+    /// Longest run in seconds; hitting it is an error (the JSON line is still printed).
+    #[arg(long, default_value_t = 600)]
+    pub duration_limit: u64,
+    /// What each emulated agent offers.
+    #[arg(long, default_value = "cpus:24;mem:4096;disk:4096;ports:[31000-32000]")]
+    pub agent_resources: String,
+    /// CPUs of each task.
+    #[arg(long, default_value_t = 0.1)]
+    pub task_cpus: f64,
+    /// Emulated agents sharing one HTTP/2 connection to the master (at most 150: the
+    /// master allows 200 concurrent streams per connection).
+    #[arg(long, default_value_t = AGENTS_PER_CHANNEL)]
+    pub agents_per_connection: usize,
+    /// Memory of each task, in MiB.
+    #[arg(long, default_value_t = 32)]
+    pub task_mem: u64,
+}
+
+impl Args {
+    fn check(&self) -> anyhow::Result<()> {
+        if self.agents == 0 || self.agents > MAX_AGENTS {
+            anyhow::bail!("--agents must be between 1 and {MAX_AGENTS}");
+        }
+        if self.frameworks == 0 || self.frameworks > MAX_FRAMEWORKS {
+            anyhow::bail!("--frameworks must be between 1 and {MAX_FRAMEWORKS}");
+        }
+        if self.tasks == 0 || self.tasks > MAX_TASKS {
+            anyhow::bail!("--tasks must be between 1 and {MAX_TASKS}");
+        }
+        if !(self.chaos.is_finite() && (0.0..=10_000.0).contains(&self.chaos)) {
+            anyhow::bail!("--chaos must be between 0 and 10000 events per second");
+        }
+        if self.duration_limit == 0 || self.duration_limit > 7 * 24 * 3600 {
+            anyhow::bail!("--duration-limit must be between 1 second and a week");
+        }
+        if self.agents_per_connection == 0 || self.agents_per_connection > 150 {
+            anyhow::bail!("--agents-per-connection must be between 1 and 150");
+        }
+        if self.task_duration_ms_mean > 24 * 3600 * 1000 {
+            anyhow::bail!("--task-duration-ms-mean must be at most a day");
+        }
+        if !(self.task_cpus.is_finite() && self.task_cpus >= 0.001 && self.task_cpus <= 1024.0) || self.task_mem == 0 {
+            anyhow::bail!("--task-cpus must be between 0.001 and 1024 and --task-mem above zero");
+        }
+        Ok(())
+    }
+}
+
+pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
+    args.check()?;
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let resources = Resources::parse(&args.agent_resources).map_err(|e| anyhow::anyhow!("--agent-resources: {e}"))?;
+    let resources = pb::Resources::from(&resources);
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // The master: in this process unless one is named.
+    let (address, master_task) = match &args.master {
+        Some(address) => (address.clone(), None),
+        None => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
+            let address = listener.local_addr()?.to_string();
+            // The master's defaults (heartbeat 5 s, timeout 75 s), with no registry file:
+            // what is measured is the scheduler, not the disk.
+            let mut options = agora_master::runtime::MasterOptions::new(address.clone());
+            options.seed = seed;
+            options.core.master_id = "bench".to_owned();
+            let mut stop = stop_rx.clone();
+            let shutdown = async move { agora_master::runtime::stopped(&mut stop).await };
+            let task = tokio::spawn(agora_master::runtime::serve(listener, options, shutdown));
+            (address, Some(task))
+        }
+    };
+    eprintln!(
+        "agora bench: master {address}{}; {} agents, {} frameworks, {} tasks, seed {seed}",
+        if master_task.is_some() { " (in this process)" } else { "" },
+        args.agents,
+        args.frameworks,
+        args.tasks
+    );
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .context("--master: not a host:port")?
+        .initial_connection_window_size(16 << 20)
+        .initial_stream_window_size(1 << 20)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10));
+
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.duration_limit);
+
+    // Agents, over a small pool of connections.
+    let agent_counters = Arc::new(AgentCounters::default());
+    let durations = Durations::new(args.task_duration_ms_mean);
+    let mut chaos_senders = Vec::with_capacity(args.agents);
+    let mut agent_tasks = Vec::with_capacity(args.agents);
+    let mut channel: Option<Channel> = None;
+    for index in 0..args.agents {
+        if index % args.agents_per_connection == 0 {
+            channel = Some(connect(&endpoint, deadline).await?);
+        }
+        let Some(channel) = channel.clone() else { anyhow::bail!("no connection to the master") };
+        let (chaos_tx, chaos_rx) = mpsc::channel(4);
+        chaos_senders.push(chaos_tx);
+        let spec = AgentSpec { index, resources: resources.clone(), seed, durations };
+        let agent = Agent::new(spec, agent_counters.clone());
+        agent_tasks.push(tokio::spawn(agent.run(channel, chaos_rx, stop_rx.clone())));
+        if index % REGISTRATION_BATCH == REGISTRATION_BATCH - 1 {
+            wait_registered(&agent_counters, index as u64 + 1, Duration::from_secs(5)).await;
+        }
+    }
+    let registered = wait_registered(&agent_counters, args.agents as u64, Duration::from_secs(30)).await;
+    let registration_s = started.elapsed().as_secs_f64();
+    eprintln!("agora bench: {registered}/{} agents registered in {registration_s:.1} s", args.agents);
+
+    // Frameworks, each on its own connection.
+    let framework_counters = Arc::new(FrameworkCounters::default());
+    let shape = TaskShape { cpus_milli: (args.task_cpus * 1000.0).round() as u64, mem_mib: args.task_mem };
+    let mut framework_tasks = Vec::with_capacity(args.frameworks);
+    let per_framework = args.tasks / args.frameworks as u64;
+    let remainder = args.tasks % args.frameworks as u64;
+    let run_started = Instant::now();
+    for index in 0..args.frameworks {
+        let quota = per_framework + u64::from((index as u64) < remainder);
+        let spec = FrameworkSpec { index, quota, shape, seed };
+        let framework = Framework::new(spec, framework_counters.clone());
+        let channel = connect(&endpoint, deadline).await?;
+        framework_tasks.push(tokio::spawn(framework.run(channel, stop_rx.clone())));
+    }
+
+    // Chaos, progress, and the end of the run.
+    let chaos_events = run_until_done(&args, seed, &agent_counters, &framework_counters, &chaos_senders, run_started, deadline).await;
+    let run_s = run_started.elapsed().as_secs_f64();
+    let finished = framework_counters.tasks_finished.load(Ordering::Relaxed);
+    let limit_hit = finished < args.tasks;
+
+    // Measurements from the master before anything stops.
+    let metrics = scrape_metrics(&address).await;
+    let allocation = metrics.as_deref().map(|text| stats::parse_histogram(text, "agora_master_allocation_seconds"));
+    let allocation_ms = |q| allocation.as_deref().and_then(|b| stats::histogram_quantile(b, q)).map(|s| s * 1000.0);
+    let (rss_mib, rss_note) = match (&master_task, args.master_pid) {
+        (Some(_), _) => (rss_mib("self"), "in-process master: includes the emulated agents and frameworks"),
+        (None, Some(pid)) => (rss_mib(&pid.to_string()), "the master process (--master-pid)"),
+        (None, None) => (None, "unknown: pass --master-pid for a master on this host"),
+    };
+
+    let _ = stop_tx.send(true);
+    let mut reports: Vec<FrameworkReport> = Vec::with_capacity(framework_tasks.len());
+    for task in framework_tasks {
+        if let Ok(Ok(report)) = tokio::time::timeout(STOP_GRACE, task).await {
+            reports.push(report);
+        }
+    }
+    let missing_reports = args.frameworks - reports.len();
+    for task in agent_tasks {
+        let _ = tokio::time::timeout(STOP_GRACE, task).await;
+    }
+    if let Some(task) = master_task {
+        let _ = tokio::time::timeout(STOP_GRACE, task).await;
+    }
+
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut offer_to_launch = Samples::new(1_000_000);
+    let sum = |f: fn(&FrameworkReport) -> u64| reports.iter().map(f).sum::<u64>();
+    let unfinished = sum(|r| r.unfinished_tasks);
+    let double_terminal = sum(|r| r.double_terminal_tasks);
+    let redelivered = sum(|r| r.redelivered_updates);
+    let unreachable = sum(|r| r.unreachable_tasks);
+    let failed_calls = sum(|r| r.failed_calls);
+    let offers_received = sum(|r| r.offers_received);
+    let offers_declined = sum(|r| r.offers_declined);
+    for report in reports {
+        offer_to_launch.merge(report.offer_to_launch_ms, &mut rng);
+    }
+    let offer_to_launch = offer_to_launch.into_sorted();
+    // A framework that did not report counts all of its work as lost.
+    let lost_tasks = unfinished + double_terminal + if missing_reports > 0 { args.tasks.saturating_sub(finished) } else { 0 };
+    let round = |v: Option<f64>| v.map(|v| (v * 1000.0).round() / 1000.0);
+    let line = serde_json::json!({
+        "agents": args.agents,
+        "agents_registered": registered,
+        "frameworks": args.frameworks,
+        "tasks": args.tasks,
+        "tasks_launched": framework_counters.tasks_launched.load(Ordering::Relaxed),
+        "tasks_finished": finished,
+        "tasks_per_s": round(Some(finished as f64 / run_s.max(1e-9))),
+        "relaunches": framework_counters.relaunches.load(Ordering::Relaxed),
+        "offer_to_launch_ms_p50": round(stats::percentile(&offer_to_launch, 50.0)),
+        "offer_to_launch_ms_p99": round(stats::percentile(&offer_to_launch, 99.0)),
+        "allocation_ms_p50": round(allocation_ms(0.5)),
+        "allocation_ms_p99": round(allocation_ms(0.99)),
+        "master_rss_mib": round(rss_mib),
+        "master_rss_note": rss_note,
+        "lost_tasks": lost_tasks,
+        "unfinished_tasks": unfinished,
+        "double_terminal_tasks": double_terminal,
+        "redelivered_updates": redelivered,
+        "unreachable_tasks": unreachable,
+        "failed_calls": failed_calls,
+        "offers_received": offers_received,
+        "offers_declined": offers_declined,
+        "updates_resent": agent_counters.updates_resent.load(Ordering::Relaxed),
+        "updates_given_up": agent_counters.updates_given_up.load(Ordering::Relaxed),
+        "agent_registrations": agent_counters.registrations.load(Ordering::Relaxed),
+        "chaos_rate": args.chaos,
+        "chaos_disconnects": chaos_events.disconnects,
+        "chaos_restarts": chaos_events.restarts,
+        "seed": seed,
+        "task_duration_ms_mean": args.task_duration_ms_mean,
+        "registration_s": round(Some(registration_s)),
+        "duration_s": round(Some(run_s)),
+        "duration_limit_hit": limit_hit,
+    });
+    println!("{line}");
+    if limit_hit {
+        eprintln!(
+            "agora bench: --duration-limit {} s reached with {finished} of {} tasks finished",
+            args.duration_limit, args.tasks
+        );
+    }
+    if lost_tasks > 0 {
+        eprintln!("agora bench: {lost_tasks} tasks lost (seed {seed} reproduces the workload)");
+    }
+    Ok(if lost_tasks == 0 && !limit_hit { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn connect(endpoint: &Endpoint, deadline: Instant) -> anyhow::Result<Channel> {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match endpoint.connect().await {
+            Ok(channel) => return Ok(channel),
+            Err(error) if Instant::now() + wait >= deadline => {
+                return Err(anyhow::anyhow!("cannot connect to the master at {}: {error}", endpoint.uri()));
+            }
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until `want` agents are registered; returns how many are.
+async fn wait_registered(counters: &AgentCounters, want: u64, limit: Duration) -> u64 {
+    let until = Instant::now() + limit;
+    loop {
+        let now = counters.registered.load(Ordering::Relaxed);
+        if now >= want || Instant::now() >= until {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[derive(Debug, Default)]
+struct ChaosEvents {
+    disconnects: u64,
+    restarts: u64,
+}
+
+/// Injects chaos and prints progress once a second until every task finished or the
+/// deadline passed.
+async fn run_until_done(
+    args: &Args,
+    seed: u64,
+    agents: &AgentCounters,
+    frameworks: &FrameworkCounters,
+    chaos: &[mpsc::Sender<Chaos>],
+    run_started: Instant,
+    deadline: Instant,
+) -> ChaosEvents {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xC4A05);
+    let mut events = ChaosEvents::default();
+    let chaos_interval = (args.chaos > 0.0).then(|| Duration::from_secs_f64(1.0 / args.chaos));
+    let mut next_chaos = chaos_interval.map(|i| Instant::now() + i);
+    let mut next_progress = Instant::now() + Duration::from_secs(1);
+    let mut finished_before = 0;
+    loop {
+        let finished = frameworks.tasks_finished.load(Ordering::Relaxed);
+        if finished >= args.tasks || Instant::now() >= deadline {
+            return events;
+        }
+        let now = Instant::now();
+        if now >= next_progress {
+            eprintln!(
+                "agora bench: {:>6.1} s  agents {}/{}  frameworks {}  launched {}  finished {}/{}  {} tasks/s  relaunched {}  chaos {}",
+                run_started.elapsed().as_secs_f64(),
+                agents.registered.load(Ordering::Relaxed),
+                args.agents,
+                frameworks.subscribed.load(Ordering::Relaxed),
+                frameworks.tasks_launched.load(Ordering::Relaxed),
+                finished,
+                args.tasks,
+                finished.saturating_sub(finished_before),
+                frameworks.relaunches.load(Ordering::Relaxed),
+                events.disconnects + events.restarts,
+            );
+            finished_before = finished;
+            next_progress += Duration::from_secs(1);
+        }
+        if let (Some(at), Some(interval)) = (next_chaos, chaos_interval)
+            && now >= at
+        {
+            next_chaos = Some(at + interval);
+            let index = rng.random_range(0..chaos.len());
+            // Two disconnections for each restart: partitions are commoner than crashes.
+            let event = if rng.random_range(0..3) == 0 {
+                Chaos::Restart
+            } else {
+                Chaos::Disconnect { away_ms: rng.random_range(100..1_000) }
+            };
+            if chaos.get(index).is_some_and(|tx| tx.try_send(event).is_ok()) {
+                match event {
+                    Chaos::Restart => events.restarts += 1,
+                    Chaos::Disconnect { .. } => events.disconnects += 1,
+                }
+            }
+        }
+        let mut wake = next_progress.min(deadline);
+        if let Some(at) = next_chaos {
+            wake = wake.min(at);
+        }
+        // Completion is noticed within 10 ms without spinning.
+        tokio::time::sleep_until(wake.min(Instant::now() + Duration::from_millis(10))).await;
+    }
+}
+
+/// `GET /metrics` over a plain HTTP/1.0 connection (no client library needed for one
+/// request); `None` when the master cannot be reached.
+async fn scrape_metrics(address: &str) -> Option<String> {
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        let request = format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut body = Vec::new();
+        stream.take(MAX_METRICS_BYTES).read_to_end(&mut body).await.ok()?;
+        let text = String::from_utf8(body).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.").then_some(())?;
+        head.split_whitespace().nth(1).filter(|code| *code == "200")?;
+        Some(body.to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(30), fetch).await.ok().flatten()
+}
+
+/// Resident memory of a process (`self` or a pid) from `/proc`, in MiB.
+fn rss_mib(pid: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

@@ -1,0 +1,445 @@
+//! Emulated agents: each is one small tokio task holding one `Attach` stream to the master,
+//! speaking the real agent protocol (register, heartbeats, reliable status updates) but
+//! running no processes: a task "runs" for a seeded random duration and then finishes.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use agora_proto::pb;
+use agora_proto::pb::agent_link_client::AgentLinkClient;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use super::stats::Durations;
+
+/// Messages an agent may queue on its stream; an agent that falls this far behind drops
+/// the stream and re-registers, as the master does with slow agents.
+const OUTBOX_LEN: usize = 2 * 1024;
+/// How long the master may take to answer a registration.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
+/// First wait before an unacknowledged status update is sent again; doubled per attempt.
+const RESEND_FIRST: Duration = Duration::from_secs(2);
+/// Longest wait between resends, so a lost acknowledgement costs at most this much.
+const RESEND_MAX: Duration = Duration::from_secs(16);
+/// Resends of one update before it is given up (the run is bounded anyway).
+const MAX_RESENDS: u32 = 30;
+/// How often unacknowledged updates are looked at.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// Reconnection backoff after the stream fails, capped.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// Most tasks one emulated agent holds; a launch beyond is answered TASK_FAILED, which
+/// never happens while the master respects the agent's resources.
+const MAX_TASKS_PER_AGENT: usize = 100_000;
+
+/// A failure injected into one agent by the chaos driver.
+#[derive(Clone, Copy, Debug)]
+pub enum Chaos {
+    /// Drop the stream, stay away `away_ms`, re-register with the same id and every task.
+    Disconnect { away_ms: u64 },
+    /// The agent dies and comes back empty: it re-registers with its id but no tasks, so
+    /// the master reports its tasks TASK_GONE.
+    Restart,
+}
+
+/// Counters shared by every emulated agent, read by the progress line.
+#[derive(Debug, Default)]
+pub struct AgentCounters {
+    /// Agents currently registered (connected and answered).
+    pub registered: AtomicU64,
+    pub registrations: AtomicU64,
+    pub tasks_received: AtomicU64,
+    pub updates_sent: AtomicU64,
+    pub updates_resent: AtomicU64,
+    pub updates_given_up: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    pub index: usize,
+    pub resources: pb::Resources,
+    pub seed: u64,
+    pub durations: Durations,
+}
+
+#[derive(Debug)]
+struct EmulatedTask {
+    framework_id: String,
+    info: pb::TaskInfo,
+    /// The latest state the "executor" produced.
+    state: i32,
+    /// Updates not yet acknowledged, oldest first; the head is the one on the wire.
+    updates: VecDeque<pb::TaskStatus>,
+    next_resend: Option<Instant>,
+    resends: u32,
+}
+
+struct Connection {
+    outbox: mpsc::Sender<pb::AgentMessage>,
+    inbound: tonic::Streaming<pb::MasterMessage>,
+}
+
+/// Why the message loop stopped.
+enum Break {
+    Stop,
+    StreamLost,
+    Chaos(Chaos),
+}
+
+pub struct Agent {
+    spec: AgentSpec,
+    hostname: String,
+    id: String,
+    rng: ChaCha8Rng,
+    tasks: HashMap<String, EmulatedTask>,
+    finishes: BinaryHeap<Reverse<(Instant, String)>>,
+    heartbeat: Duration,
+    counters: Arc<AgentCounters>,
+    /// For the end-of-run diagnosis of stuck tasks.
+    last_received: Option<Instant>,
+    received_on_stream: u64,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").field("hostname", &self.hostname).field("id", &self.id).finish()
+    }
+}
+
+impl Agent {
+    pub fn new(spec: AgentSpec, counters: Arc<AgentCounters>) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(spec.seed ^ (spec.index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        Self {
+            hostname: format!("bench-agent-{}", spec.index),
+            spec,
+            id: String::new(),
+            rng,
+            tasks: HashMap::new(),
+            finishes: BinaryHeap::new(),
+            heartbeat: Duration::from_secs(5),
+            counters,
+            last_received: None,
+            received_on_stream: 0,
+        }
+    }
+
+    /// Runs until `stop` says so: connects, serves the stream, obeys chaos, reconnects.
+    pub async fn run(mut self, channel: Channel, mut chaos: mpsc::Receiver<Chaos>, mut stop: watch::Receiver<bool>) {
+        let mut client = AgentLinkClient::new(channel).max_decoding_message_size(64 << 20);
+        let mut backoff = RECONNECT_FIRST;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let connection = tokio::select! {
+                connection = self.connect(&mut client) => connection,
+                _ = agora_master::runtime::stopped(&mut stop) => return,
+            };
+            let Some(connection) = connection else {
+                let wait = backoff.mul_f64(self.rng.random_range(0.5..1.0));
+                backoff = (backoff * 2).min(RECONNECT_MAX);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = agora_master::runtime::stopped(&mut stop) => return,
+                }
+            };
+            backoff = RECONNECT_FIRST;
+            self.counters.registered.fetch_add(1, Ordering::Relaxed);
+            let outcome = self.serve(connection, &mut chaos, &mut stop).await;
+            self.counters.registered.fetch_sub(1, Ordering::Relaxed);
+            match outcome {
+                Break::Stop => {
+                    for (task_id, task) in self.tasks.iter().take(3) {
+                        tracing::debug!(agent = %self.hostname, %task_id, state = task.state, queued = task.updates.len(), head = ?task.updates.front().map(|u| u.state), resends = task.resends, id = %self.id, received = self.received_on_stream, silent_ms = self.last_received.map(|t| t.elapsed().as_millis()), "task held at the end");
+                    }
+                    return;
+                }
+                Break::StreamLost => {
+                    let wait = RECONNECT_FIRST.mul_f64(self.rng.random_range(0.5..1.5));
+                    tokio::time::sleep(wait).await;
+                }
+                Break::Chaos(Chaos::Disconnect { away_ms }) => {
+                    tokio::time::sleep(Duration::from_millis(away_ms)).await;
+                }
+                Break::Chaos(Chaos::Restart) => {
+                    // Everything the agent ran is gone, unacknowledged updates included.
+                    self.tasks.clear();
+                    self.finishes.clear();
+                }
+            }
+        }
+    }
+
+    /// Opens a stream and registers; `None` when the master is unreachable or refuses
+    /// (a refused agent forgets its id and tasks, as a real one must).
+    async fn connect(&mut self, client: &mut AgentLinkClient<Channel>) -> Option<Connection> {
+        let (outbox, rx) = mpsc::channel(OUTBOX_LEN);
+        let register = pb::Register {
+            info: Some(pb::AgentInfo {
+                hostname: self.hostname.clone(),
+                port: 5051,
+                resources: Some(self.spec.resources.clone()),
+                attributes: Vec::new(),
+            }),
+            agent_id: self.id.clone(),
+            tasks: self
+                .tasks
+                .values()
+                .map(|t| pb::AgentTask { framework_id: t.framework_id.clone(), task: Some(t.info.clone()), state: t.state })
+                .collect(),
+        };
+        let message = pb::AgentMessage { message: Some(pb::agent_message::Message::Register(register)) };
+        outbox.try_send(message).ok()?;
+        let response = tokio::time::timeout(REGISTER_TIMEOUT, client.attach(ReceiverStream::new(rx))).await.ok()?.ok()?;
+        let mut inbound = response.into_inner();
+        let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message()).await.ok()?.ok()??;
+        match first.message {
+            Some(pb::master_message::Message::Registered(registered)) => {
+                self.id = registered.agent_id;
+                self.heartbeat = Duration::from_millis(registered.heartbeat_interval_ms.clamp(100, 600_000));
+                self.counters.registrations.fetch_add(1, Ordering::Relaxed);
+                Some(Connection { outbox, inbound })
+            }
+            Some(pb::master_message::Message::Refused(refused)) => {
+                tracing::debug!(agent = %self.hostname, reason = %refused.reason, "registration refused; starting afresh");
+                self.id.clear();
+                self.tasks.clear();
+                self.finishes.clear();
+                None
+            }
+            _ => None,
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        mut connection: Connection,
+        chaos: &mut mpsc::Receiver<Chaos>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Break {
+        // Every update still unacknowledged goes out again on the new stream.
+        self.received_on_stream = 0;
+        let now = Instant::now();
+        let heads: Vec<String> = self.tasks.iter().filter(|(_, t)| !t.updates.is_empty()).map(|(id, _)| id.clone()).collect();
+        for task_id in heads {
+            if !self.send_head(&connection.outbox, &task_id, now, false) {
+                return Break::StreamLost;
+            }
+        }
+        // Heartbeats are spread over the interval so that thousands of agents do not beat
+        // in step.
+        let mut next_heartbeat = now + self.heartbeat.mul_f64(self.rng.random_range(0.1..1.0));
+        let mut next_sweep = now + SWEEP_INTERVAL;
+        loop {
+            let next_finish = self.finishes.peek().map(|Reverse((at, _))| *at);
+            let wake = [Some(next_heartbeat), Some(next_sweep), next_finish].into_iter().flatten().min().unwrap_or(next_sweep);
+            tokio::select! {
+                message = connection.inbound.message() => {
+                    let Ok(Some(message)) = message else { return Break::StreamLost };
+                    self.last_received = Some(Instant::now());
+                    self.received_on_stream += 1;
+                    if !self.handle(&connection.outbox, message) {
+                        return Break::StreamLost;
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = Instant::now();
+                    if now >= next_heartbeat {
+                        next_heartbeat = now + self.heartbeat;
+                        let beat = pb::AgentMessage { message: Some(pb::agent_message::Message::Heartbeat(pb::Heartbeat {})) };
+                        if connection.outbox.try_send(beat).is_err() {
+                            return Break::StreamLost;
+                        }
+                    }
+                    if !self.finish_due(&connection.outbox, now) {
+                        return Break::StreamLost;
+                    }
+                    if now >= next_sweep {
+                        next_sweep = now + SWEEP_INTERVAL;
+                        if !self.resend_due(&connection.outbox, now) {
+                            return Break::StreamLost;
+                        }
+                    }
+                }
+                event = chaos.recv() => {
+                    if let Some(event) = event {
+                        return Break::Chaos(event);
+                    }
+                }
+                _ = agora_master::runtime::stopped(stop) => return Break::Stop,
+            }
+        }
+    }
+
+    /// Applies one message from the master; false when the stream can take no more.
+    fn handle(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, message: pb::MasterMessage) -> bool {
+        use pb::master_message::Message as M;
+        let now = Instant::now();
+        match message.message {
+            Some(M::RunTask(run)) => {
+                let Some(info) = run.task else { return true };
+                self.counters.tasks_received.fetch_add(1, Ordering::Relaxed);
+                let task_id = info.task_id.clone();
+                if self.tasks.contains_key(&task_id) {
+                    // A second launch of a live id: the master never does this; ignore it.
+                    return true;
+                }
+                if self.tasks.len() >= MAX_TASKS_PER_AGENT {
+                    tracing::warn!(agent = %self.hostname, "too many tasks; refusing a launch");
+                    return true;
+                }
+                let task = EmulatedTask {
+                    framework_id: run.framework_id,
+                    info,
+                    state: pb::TaskState::TaskStaging as i32,
+                    updates: VecDeque::new(),
+                    next_resend: None,
+                    resends: 0,
+                };
+                self.tasks.insert(task_id.clone(), task);
+                let runs_ms = self.spec.durations.sample_ms(&mut self.rng);
+                self.finishes.push(Reverse((now + Duration::from_millis(runs_ms), task_id.clone())));
+                self.report(outbox, &task_id, pb::TaskState::TaskStarting, now)
+                    && self.report(outbox, &task_id, pb::TaskState::TaskRunning, now)
+            }
+            Some(M::KillTask(kill)) => self.kill(outbox, &kill.task_id, now),
+            Some(M::ShutdownFramework(shutdown)) => {
+                let ids: Vec<String> =
+                    self.tasks.iter().filter(|(_, t)| t.framework_id == shutdown.framework_id).map(|(id, _)| id.clone()).collect();
+                ids.iter().all(|task_id| self.kill(outbox, task_id, now))
+            }
+            Some(M::Acknowledge(ack)) => {
+                let Some(task) = self.tasks.get_mut(&ack.task_id) else { return true };
+                if task.updates.front().is_none_or(|head| head.uuid != ack.uuid) {
+                    return true;
+                }
+                task.updates.pop_front();
+                task.next_resend = None;
+                task.resends = 0;
+                if task.updates.is_empty() {
+                    if is_terminal(task.state) {
+                        self.tasks.remove(&ack.task_id);
+                    }
+                    return true;
+                }
+                self.send_head(outbox, &ack.task_id, now, false)
+            }
+            Some(M::Registered(_)) | Some(M::Refused(_)) | None => true,
+        }
+    }
+
+    fn kill(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, task_id: &str, now: Instant) -> bool {
+        match self.tasks.get(task_id) {
+            Some(task) if !is_terminal(task.state) => self.report(outbox, task_id, pb::TaskState::TaskKilled, now),
+            _ => true,
+        }
+    }
+
+    /// Tasks whose time is up finish (unless something ended them before).
+    fn finish_due(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, now: Instant) -> bool {
+        while let Some(Reverse((at, _))) = self.finishes.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, task_id))) = self.finishes.pop() else { break };
+            let live = self.tasks.get(&task_id).is_some_and(|t| !is_terminal(t.state));
+            if live && !self.report(outbox, &task_id, pb::TaskState::TaskFinished, now) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn resend_due(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, now: Instant) -> bool {
+        let due: Vec<String> =
+            self.tasks.iter().filter(|(_, t)| t.next_resend.is_some_and(|at| at <= now)).map(|(id, _)| id.clone()).collect();
+        for task_id in due {
+            if !self.send_head(outbox, &task_id, now, true) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The executor produced `state`: queue a reliable update with a fresh uuid, and send
+    /// it now if nothing else of this task is waiting for an acknowledgement.
+    fn report(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, task_id: &str, state: pb::TaskState, now: Instant) -> bool {
+        let uuid = format!("{:032x}", self.rng.random::<u128>());
+        let Some(task) = self.tasks.get_mut(task_id) else { return true };
+        task.state = state as i32;
+        let reason = match state {
+            pb::TaskState::TaskFinished => pb::TaskStatusReason::ReasonCommandExited,
+            pb::TaskState::TaskKilled => pb::TaskStatusReason::ReasonTaskKilled,
+            _ => pb::TaskStatusReason::ReasonUnspecified,
+        };
+        task.updates.push_back(pb::TaskStatus {
+            task_id: task_id.to_owned(),
+            agent_id: self.id.clone(),
+            state: state as i32,
+            reason: reason as i32,
+            source: pb::TaskStatusSource::SourceExecutor as i32,
+            message: String::new(),
+            timestamp_ms: wall_ms(),
+            uuid,
+            exit_code: (state == pb::TaskState::TaskFinished).then_some(0),
+            signal: None,
+        });
+        if task.updates.len() > 1 {
+            return true;
+        }
+        self.send_head(outbox, task_id, now, false)
+    }
+
+    /// Puts the task's oldest unacknowledged update on the wire. False when the stream is
+    /// full or closed.
+    fn send_head(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, task_id: &str, now: Instant, resend: bool) -> bool {
+        let Some(task) = self.tasks.get_mut(task_id) else { return true };
+        let Some(head) = task.updates.front() else { return true };
+        if resend {
+            if task.resends >= MAX_RESENDS {
+                // Given up: the run's accounting will show the task as lost.
+                self.counters.updates_given_up.fetch_add(1, Ordering::Relaxed);
+                task.next_resend = None;
+                return true;
+            }
+            task.resends += 1;
+            self.counters.updates_resent.fetch_add(1, Ordering::Relaxed);
+        }
+        let wait = RESEND_FIRST.saturating_mul(1 << task.resends.min(4)).min(RESEND_MAX);
+        task.next_resend = Some(now + wait);
+        let update = pb::StatusUpdate { framework_id: task.framework_id.clone(), status: Some(head.clone()) };
+        let message = pb::AgentMessage { message: Some(pb::agent_message::Message::StatusUpdate(update)) };
+        self.counters.updates_sent.fetch_add(1, Ordering::Relaxed);
+        outbox.try_send(message).is_ok()
+    }
+}
+
+fn is_terminal(state: i32) -> bool {
+    pb::TaskState::try_from(state).is_ok_and(|s| {
+        matches!(
+            s,
+            pb::TaskState::TaskFinished
+                | pb::TaskState::TaskFailed
+                | pb::TaskState::TaskKilled
+                | pb::TaskState::TaskError
+                | pb::TaskState::TaskLost
+                | pb::TaskState::TaskDropped
+                | pb::TaskState::TaskGone
+                | pb::TaskState::TaskGoneByOperator
+        )
+    })
+}
+
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

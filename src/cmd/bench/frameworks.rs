@@ -1,0 +1,477 @@
+//! Emulated frameworks: each subscribes over the raw scheduler gRPC API, packs as many
+//! of its short tasks into every offer as fit, acknowledges every update, relaunches what
+//! the cluster lost, and keeps the books that decide `lost_tasks`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use agora_proto::pb;
+use agora_proto::pb::scheduler_client::SchedulerClient;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use super::stats::Samples;
+
+/// Calls one framework may have in flight; more wait, which slows its event loop rather
+/// than growing memory.
+const MAX_CALLS_IN_FLIGHT: usize = 128;
+/// Completed calls waiting for the event loop.
+const COMPLETIONS_LEN: usize = 4 * 1024;
+/// Most tasks in one ACCEPT (the master's own bound is 1,000).
+const MAX_TASKS_PER_ACCEPT: u64 = 1_000;
+/// Offer-to-launch samples kept per framework (reservoir beyond).
+const MAX_SAMPLES: usize = 100_000;
+/// Re-subscription backoff, capped.
+const RESUBSCRIBE_FIRST: Duration = Duration::from_millis(100);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
+/// How long leftover resources of an accepted or declined offer are not offered again.
+const REFUSE_SECONDS: f64 = 1.0;
+/// How long an idle framework's declined offers stay away.
+const IDLE_REFUSE_SECONDS: f64 = 30.0;
+
+/// What each task asks for: small, so that one agent holds many.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskShape {
+    pub cpus_milli: u64,
+    pub mem_mib: u64,
+}
+
+/// Counters shared by every emulated framework, read by the progress line.
+#[derive(Debug, Default)]
+pub struct FrameworkCounters {
+    pub subscribed: AtomicU64,
+    pub tasks_launched: AtomicU64,
+    /// Work items done: the first terminal update of a task was TASK_FINISHED.
+    pub tasks_finished: AtomicU64,
+    pub relaunches: AtomicU64,
+    pub frameworks_done: AtomicU64,
+}
+
+/// What one framework reports when the run ends.
+#[derive(Debug)]
+pub struct FrameworkReport {
+    pub offer_to_launch_ms: Samples,
+    /// Launched tasks with no terminal update (and not replaced after TASK_UNREACHABLE).
+    pub unfinished_tasks: u64,
+    /// Tasks that got two different terminal updates.
+    pub double_terminal_tasks: u64,
+    /// The same update delivered again (agent resend after a lost acknowledgement).
+    pub redelivered_updates: u64,
+    pub unreachable_tasks: u64,
+    pub failed_calls: u64,
+    pub offers_received: u64,
+    pub offers_declined: u64,
+}
+
+#[derive(Debug)]
+pub struct FrameworkSpec {
+    pub index: usize,
+    /// Tasks that must finish.
+    pub quota: u64,
+    pub shape: TaskShape,
+    pub seed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Track {
+    /// First terminal state and its uuid.
+    terminal: Option<(i32, String)>,
+    /// Given up after TASK_UNREACHABLE and replaced by a relaunch.
+    replaced: bool,
+    /// The latest state heard, for the report on unfinished tasks.
+    last_state: i32,
+}
+
+/// A call's outcome, back to the event loop.
+enum Completion {
+    Accept { started: Instant, task_ids: Vec<String>, ok: bool },
+    Other { ok: bool },
+}
+
+struct Session {
+    framework_id: String,
+    stream_id: String,
+}
+
+pub struct Framework {
+    spec: FrameworkSpec,
+    framework_id: String,
+    /// Tasks still to launch: the quota plus relaunches, minus launches.
+    pending: u64,
+    next_task: u64,
+    finished: u64,
+    suppressed: bool,
+    tracks: HashMap<String, Track>,
+    report: FrameworkReport,
+    counters: Arc<FrameworkCounters>,
+    rng: ChaCha8Rng,
+    calls: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Framework {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Framework").field("index", &self.spec.index).field("id", &self.framework_id).finish()
+    }
+}
+
+impl Framework {
+    pub fn new(spec: FrameworkSpec, counters: Arc<FrameworkCounters>) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0xF00D ^ spec.index as u64);
+        Self {
+            pending: spec.quota,
+            spec,
+            framework_id: String::new(),
+            next_task: 0,
+            finished: 0,
+            suppressed: false,
+            tracks: HashMap::new(),
+            report: FrameworkReport {
+                offer_to_launch_ms: Samples::new(MAX_SAMPLES),
+                unfinished_tasks: 0,
+                double_terminal_tasks: 0,
+                redelivered_updates: 0,
+                unreachable_tasks: 0,
+                failed_calls: 0,
+                offers_received: 0,
+                offers_declined: 0,
+            },
+            counters,
+            rng,
+            calls: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.finished >= self.spec.quota
+    }
+
+    /// Subscribes (again after any break) and serves events until `stop`.
+    pub async fn run(mut self, channel: Channel, mut stop: watch::Receiver<bool>) -> FrameworkReport {
+        let mut client = SchedulerClient::new(channel).max_decoding_message_size(256 << 20);
+        let (completions_tx, mut completions) = mpsc::channel(COMPLETIONS_LEN);
+        let mut backoff = RESUBSCRIBE_FIRST;
+        let mut counted_done = false;
+        'subscriptions: loop {
+            let info = pb::FrameworkInfo {
+                user: "bench".to_owned(),
+                name: format!("bench-{}", self.spec.index),
+                id: self.framework_id.clone(),
+                roles: vec!["*".to_owned()],
+                failover_timeout_ms: Some(3_600_000),
+                hostname: String::new(),
+                principal: String::new(),
+            };
+            let subscribed = tokio::select! {
+                result = client.subscribe(pb::Subscribe { framework: Some(info) }) => result,
+                _ = agora_master::runtime::stopped(&mut stop) => break 'subscriptions,
+            };
+            let mut events = match subscribed {
+                Ok(response) => response.into_inner(),
+                Err(status) => {
+                    tracing::warn!(framework = self.spec.index, %status, "subscription failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
+                    continue;
+                }
+            };
+            let mut session: Option<Session> = None;
+            loop {
+                tokio::select! {
+                    event = events.message() => {
+                        let Ok(Some(event)) = event else { break };
+                        let Some(event) = event.event else { continue };
+                        match event {
+                            pb::event::Event::Subscribed(subscribed) => {
+                                self.framework_id = subscribed.framework_id.clone();
+                                session = Some(Session { framework_id: subscribed.framework_id, stream_id: subscribed.stream_id });
+                                self.counters.subscribed.fetch_add(1, Ordering::Relaxed);
+                                self.suppressed = false;
+                                backoff = RESUBSCRIBE_FIRST;
+                            }
+                            pb::event::Event::Offers(offers) => {
+                                if let Some(session) = &session {
+                                    let received = Instant::now();
+                                    for offer in offers.offers {
+                                        self.offer(&client, session, offer, received, &completions_tx).await;
+                                    }
+                                }
+                            }
+                            pb::event::Event::Update(update) => {
+                                if let (Some(session), Some(status)) = (&session, update.status) {
+                                    self.update(&client, session, status, &completions_tx).await;
+                                }
+                            }
+                            pb::event::Event::Error(error) => {
+                                tracing::warn!(framework = self.spec.index, message = %error.message, "ERROR event");
+                            }
+                            _ => {}
+                        }
+                    }
+                    Some(completion) = completions.recv() => {
+                        self.complete(completion);
+                    }
+                    _ = agora_master::runtime::stopped(&mut stop) => break 'subscriptions,
+                }
+                if let Some(session) = &session {
+                    self.suppress_or_revive(&client, session, &completions_tx).await;
+                }
+                if self.done() && !counted_done {
+                    counted_done = true;
+                    self.counters.frameworks_done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if session.is_some() {
+                self.counters.subscribed.fetch_sub(1, Ordering::Relaxed);
+            }
+            tracing::info!(framework = self.spec.index, "event stream ended; subscribing again");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
+        }
+        // Calls still in flight finish on their own; their outcome no longer matters.
+        while let Ok(completion) = completions.try_recv() {
+            self.complete(completion);
+        }
+        for (task_id, track) in &self.tracks {
+            if track.terminal.is_none() && !track.replaced {
+                self.report.unfinished_tasks += 1;
+                // A few examples are enough to start an investigation.
+                if self.report.unfinished_tasks <= 5 {
+                    let state = pb::TaskState::try_from(track.last_state).unwrap_or(pb::TaskState::Unspecified);
+                    tracing::warn!(framework_id = %self.framework_id, %task_id, last_state = ?state, "task never reached a terminal state");
+                }
+            }
+        }
+        self.report
+    }
+
+    /// Packs pending tasks into the offer and accepts it, or declines it.
+    async fn offer(
+        &mut self,
+        client: &SchedulerClient<Channel>,
+        session: &Session,
+        offer: pb::Offer,
+        received: Instant,
+        completions: &mpsc::Sender<Completion>,
+    ) {
+        self.report.offers_received += 1;
+        let fits = fits(&offer, self.spec.shape);
+        let count = self.pending.min(fits).min(MAX_TASKS_PER_ACCEPT);
+        if count == 0 {
+            self.report.offers_declined += 1;
+            let refuse_seconds = if self.pending == 0 { IDLE_REFUSE_SECONDS } else { REFUSE_SECONDS };
+            let decline = pb::call::Call::Decline(pb::Decline {
+                offer_ids: vec![offer.id],
+                filters: Some(pb::Filters { refuse_seconds: Some(refuse_seconds) }),
+            });
+            self.spawn_call(client, session, decline, completions, |ok| Completion::Other { ok }).await;
+            return;
+        }
+        let mut tasks = Vec::with_capacity(count as usize);
+        let mut task_ids = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let task_id = format!("f{}-t{}", self.spec.index, self.next_task);
+            self.next_task += 1;
+            tasks.push(task_info(&task_id, &offer.agent_id, self.spec.shape));
+            self.tracks.insert(task_id.clone(), Track::default());
+            task_ids.push(task_id);
+        }
+        self.pending -= count;
+        self.counters.tasks_launched.fetch_add(count, Ordering::Relaxed);
+        let accept = pb::call::Call::Accept(pb::Accept {
+            offer_ids: vec![offer.id],
+            operations: vec![pb::Operation { operation: Some(pb::operation::Operation::Launch(pb::LaunchOperation { tasks })) }],
+            filters: Some(pb::Filters { refuse_seconds: Some(REFUSE_SECONDS) }),
+        });
+        self.spawn_call(client, session, accept, completions, move |ok| Completion::Accept { started: received, task_ids, ok })
+            .await;
+    }
+
+    /// Books a status update and acknowledges it.
+    async fn update(
+        &mut self,
+        client: &SchedulerClient<Channel>,
+        session: &Session,
+        status: pb::TaskStatus,
+        completions: &mpsc::Sender<Completion>,
+    ) {
+        if !status.uuid.is_empty() {
+            let ack = pb::call::Call::Acknowledge(pb::Acknowledge {
+                agent_id: status.agent_id.clone(),
+                task_id: status.task_id.clone(),
+                uuid: status.uuid.clone(),
+            });
+            self.spawn_call(client, session, ack, completions, |ok| Completion::Other { ok }).await;
+        }
+        let Some(track) = self.tracks.get_mut(&status.task_id) else { return };
+        let state = pb::TaskState::try_from(status.state).unwrap_or(pb::TaskState::Unspecified);
+        track.last_state = status.state;
+        if is_terminal(state) {
+            match &track.terminal {
+                None => {
+                    track.terminal = Some((status.state, status.uuid));
+                    if track.replaced {
+                        return;
+                    }
+                    if state == pb::TaskState::TaskFinished {
+                        self.finished += 1;
+                        self.counters.tasks_finished.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.relaunch();
+                    }
+                }
+                Some((_, uuid)) if !uuid.is_empty() && *uuid == status.uuid => self.report.redelivered_updates += 1,
+                Some(_) => {
+                    tracing::warn!(task = %status.task_id, state = ?state, "a second terminal update");
+                    self.report.double_terminal_tasks += 1;
+                }
+            }
+        } else if state == pb::TaskState::TaskUnreachable && track.terminal.is_none() && !track.replaced {
+            // As a partition-aware framework does: give the task up and run another.
+            track.replaced = true;
+            self.report.unreachable_tasks += 1;
+            self.relaunch();
+        }
+    }
+
+    fn relaunch(&mut self) {
+        self.pending += 1;
+        self.counters.relaunches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn complete(&mut self, completion: Completion) {
+        match completion {
+            Completion::Accept { started, task_ids, ok } => {
+                if ok {
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    self.report.offer_to_launch_ms.record(ms, &mut self.rng);
+                    return;
+                }
+                // The call was refused as a whole: none of its tasks exists.
+                self.report.failed_calls += 1;
+                for task_id in task_ids {
+                    if self.tracks.remove(&task_id).is_some() {
+                        self.pending += 1;
+                    }
+                }
+            }
+            Completion::Other { ok } => {
+                if !ok {
+                    self.report.failed_calls += 1;
+                }
+            }
+        }
+    }
+
+    /// Stops offers while nothing is pending, asks for them again when work reappears.
+    async fn suppress_or_revive(
+        &mut self,
+        client: &SchedulerClient<Channel>,
+        session: &Session,
+        completions: &mpsc::Sender<Completion>,
+    ) {
+        let want = self.pending > 0;
+        if want == !self.suppressed {
+            return;
+        }
+        self.suppressed = !want;
+        let call = if want {
+            pb::call::Call::Revive(pb::Revive { roles: Vec::new() })
+        } else {
+            pb::call::Call::Suppress(pb::Suppress { roles: Vec::new() })
+        };
+        self.spawn_call(client, session, call, completions, |ok| Completion::Other { ok }).await;
+    }
+
+    /// Sends a call on its own task, bounded by the in-flight semaphore, and reports the
+    /// outcome on `completions`.
+    async fn spawn_call(
+        &mut self,
+        client: &SchedulerClient<Channel>,
+        session: &Session,
+        call: pb::call::Call,
+        completions: &mpsc::Sender<Completion>,
+        outcome: impl FnOnce(bool) -> Completion + Send + 'static,
+    ) {
+        let Ok(permit) = self.calls.clone().acquire_owned().await else { return };
+        let mut client = client.clone();
+        let completions = completions.clone();
+        let request =
+            pb::Call { framework_id: session.framework_id.clone(), stream_id: session.stream_id.clone(), call: Some(call) };
+        tokio::spawn(async move {
+            let result = client.call(request).await;
+            if let Err(status) = &result {
+                tracing::debug!(%status, "call failed");
+            }
+            drop(permit);
+            let _ = completions.send(outcome(result.is_ok())).await;
+        });
+    }
+}
+
+/// How many tasks of `shape` the offer's resources hold.
+pub fn fits(offer: &pb::Offer, shape: TaskShape) -> u64 {
+    let (cpus, mem) = offer
+        .resources
+        .iter()
+        .flat_map(|r| &r.pools)
+        .filter(|p| p.role.is_empty() || p.role == "*")
+        .fold((0u64, 0u64), |(c, m), p| (c.saturating_add(p.cpus_milli), m.saturating_add(p.mem_mib)));
+    (cpus / shape.cpus_milli.max(1)).min(mem / shape.mem_mib.max(1))
+}
+
+fn task_info(task_id: &str, agent_id: &str, shape: TaskShape) -> pb::TaskInfo {
+    pb::TaskInfo {
+        task_id: task_id.to_owned(),
+        name: "bench".to_owned(),
+        agent_id: agent_id.to_owned(),
+        resources: Some(pb::Resources {
+            pools: vec![pb::ResourcePool {
+                role: "*".to_owned(),
+                cpus_milli: shape.cpus_milli,
+                mem_mib: shape.mem_mib,
+                disk_mib: 0,
+                ports: Vec::new(),
+            }],
+        }),
+        command: Some(pb::CommandInfo { shell: "true".to_owned(), argv: Vec::new(), environment: Default::default() }),
+        labels: Vec::new(),
+        kill_grace_period_ms: 0,
+    }
+}
+
+fn is_terminal(state: pb::TaskState) -> bool {
+    matches!(
+        state,
+        pb::TaskState::TaskFinished
+            | pb::TaskState::TaskFailed
+            | pb::TaskState::TaskKilled
+            | pb::TaskState::TaskError
+            | pb::TaskState::TaskLost
+            | pb::TaskState::TaskDropped
+            | pb::TaskState::TaskGone
+            | pb::TaskState::TaskGoneByOperator
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offers_hold_as_many_tasks_as_the_scarcest_resource_allows() {
+        let offer = pb::Offer {
+            resources: Some(pb::Resources {
+                pools: vec![pb::ResourcePool { role: "*".to_owned(), cpus_milli: 24_000, mem_mib: 4_096, disk_mib: 0, ports: vec![] }],
+            }),
+            ..Default::default()
+        };
+        assert_eq!(fits(&offer, TaskShape { cpus_milli: 100, mem_mib: 32 }), 128);
+        assert_eq!(fits(&offer, TaskShape { cpus_milli: 1_000, mem_mib: 32 }), 24);
+        assert_eq!(fits(&pb::Offer::default(), TaskShape { cpus_milli: 100, mem_mib: 32 }), 0);
+    }
+}

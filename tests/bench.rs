@@ -1,0 +1,85 @@
+//! End-to-end tests of `agora bench`: the real binary, a master in its process, emulated
+//! agents and frameworks over loopback gRPC, and the one JSON line it ends with.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const AGORA: &str = env!("CARGO_BIN_EXE_agora");
+/// Longest a bench run in these tests may take before the test fails.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Runs `agora bench` with `args`, killing it if it outlives `WAIT`.
+fn bench(args: &[&str]) -> (Output, serde_json::Value) {
+    let child = Command::new(AGORA)
+        .arg("bench")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agora bench");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = match rx.recv_timeout(WAIT) {
+        Ok(output) => output.expect("collect output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            panic!("agora bench {args:?} did not finish within {WAIT:?}");
+        }
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "exactly one line on stdout\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let json = serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr:\n{stderr}", lines[0]));
+    (output, json)
+}
+
+fn number(json: &serde_json::Value, field: &str) -> f64 {
+    json[field].as_f64().unwrap_or_else(|| panic!("{field} is not a number in {json}"))
+}
+
+#[test]
+fn a_small_run_finishes_every_task_and_reports_the_measurements() {
+    let (output, json) =
+        bench(&["--agents", "50", "--frameworks", "3", "--tasks", "500", "--task-duration-ms-mean", "20", "--seed", "7"]);
+    assert!(output.status.success(), "exit status {:?}, {json}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    assert_eq!(json["lost_tasks"], 0, "{json}");
+    assert_eq!(json["agents"], 50);
+    assert_eq!(json["frameworks"], 3);
+    assert_eq!(json["seed"], 7);
+    assert!(number(&json, "tasks_launched") >= 500.0, "{json}");
+    assert_eq!(json["tasks_finished"], 500, "{json}");
+    assert!(number(&json, "tasks_per_s") > 0.0, "{json}");
+    let p50 = number(&json, "offer_to_launch_ms_p50");
+    let p99 = number(&json, "offer_to_launch_ms_p99");
+    assert!(0.0 < p50 && p50 <= p99, "{json}");
+    assert!(number(&json, "allocation_ms_p50") <= number(&json, "allocation_ms_p99"), "{json}");
+    assert!(number(&json, "master_rss_mib") > 1.0, "{json}");
+    assert_eq!(json["duration_limit_hit"], false);
+    // The progress lines go to stderr, never to stdout.
+    assert!(String::from_utf8_lossy(&output.stderr).contains("agents registered"));
+}
+
+#[test]
+fn a_run_that_outlives_its_duration_limit_fails_but_still_reports() {
+    let (output, json) = bench(&[
+        "--agents", "5", "--frameworks", "1", "--tasks", "20", "--task-duration-ms-mean", "5000", "--duration-limit", "1",
+        "--seed", "3",
+    ]);
+    assert!(!output.status.success(), "{json}");
+    assert_eq!(json["duration_limit_hit"], true, "{json}");
+    assert!(number(&json, "lost_tasks") > 0.0, "{json}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--duration-limit"));
+}
+
+#[test]
+fn bad_flags_are_refused_with_the_flag_named() {
+    let output = Command::new(AGORA).args(["bench", "--agents", "0"]).output().expect("run agora bench");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--agents"), "{}", String::from_utf8_lossy(&output.stderr));
+}
