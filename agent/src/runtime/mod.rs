@@ -285,7 +285,13 @@ impl Owner {
                 let alive = recorded.filter(|(pid, start)| {
                     matches!(checkpoint::process_start(*pid), Some((now_start, false)) if now_start == *start)
                 });
-                let process = match (alive, run.exit) {
+                // Read again now that the supervisor is known to be gone: it may have written
+                // its record and exited since the checkpoint was loaded.
+                let exit = match alive {
+                    Some(_) => None,
+                    None => run.exit.or_else(|| checkpoint::read_exit_status(&self.store.exit_status_path(record.run))),
+                };
+                let process = match (alive, exit) {
                     _ if record.exited => RecoveredProcess::Gone,
                     (Some((pid, start)), _) => {
                         // The agent may have died after the supervisor wrote its pid but
