@@ -116,7 +116,8 @@ struct Sorter<'a> {
     unmet_total: Scalars,
 }
 
-fn parent_role(role: &Role) -> Option<Role> {
+/// `eng` for `eng/web`; `None` for a top-level role.
+pub(crate) fn parent_role(role: &Role) -> Option<Role> {
     let (parent, _) = role.as_str().rsplit_once('/')?;
     Role::parse(parent).ok()
 }
@@ -351,14 +352,11 @@ impl<'a> Sorter<'a> {
     /// The first client of node `n` (lowest share) that has not filtered the agent.
     fn pick_client(&self, n: u32, filtered_by: &[u64]) -> Option<u32> {
         let node = self.node(n)?;
-        node.clients
-            .iter()
-            .map(|&(_, c)| c)
-            .find(|&c| {
-                self.clients
-                    .get(c as usize)
-                    .is_some_and(|client| client.slot.is_none_or(|s| filtered_by.binary_search(&s).is_err()))
-            })
+        node.clients.iter().map(|&(_, c)| c).find(|&c| {
+            self.clients
+                .get(c as usize)
+                .is_some_and(|client| client.slot.is_none_or(|s| filtered_by.binary_search(&s).is_err()))
+        })
     }
 }
 

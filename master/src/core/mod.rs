@@ -15,6 +15,8 @@ mod master;
 mod registry;
 mod roles;
 #[cfg(test)]
+mod roles_tests;
+#[cfg(test)]
 mod tests;
 
 pub use agents::MAX_REPORTED_TASKS;

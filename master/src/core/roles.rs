@@ -280,6 +280,14 @@ impl Master {
         for reserved in self.policy.reservations.values() {
             names.extend(reserved.pools().map(|(r, _)| r.clone()));
         }
+        let listed: Vec<Role> = names.iter().cloned().collect();
+        for role in listed {
+            let mut next = super::allocator::parent_role(&role);
+            while let Some(parent) = next {
+                next = super::allocator::parent_role(&parent);
+                names.insert(parent);
+            }
+        }
         names.remove(&Role::unreserved());
         let total = self
             .agents
