@@ -2,7 +2,12 @@
 //! Agora needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/agora/v1/common.proto", "proto/agora/v1/agent.proto", "proto/agora/v1/scheduler.proto"];
+    let files = [
+        "proto/agora/v1/common.proto",
+        "proto/agora/v1/agent.proto",
+        "proto/agora/v1/scheduler.proto",
+        "proto/etcd/rpc.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

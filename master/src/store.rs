@@ -1,13 +1,17 @@
-//! The master's durable registry in an embedded, crash-safe database file (redb: ACID
-//! transactions, a copy-on-write B-tree, an fsync on every commit). One write transaction
-//! per delivery round holds every change of that round, so a crash leaves either all of
-//! them or none.
+//! The master's durable registry: by default in an embedded, crash-safe database file
+//! (redb: ACID transactions, a copy-on-write B-tree, an fsync on every commit), with
+//! several masters in etcd (`Store::Etcd`, see `EtcdStore`). Both keep the same contract:
+//! `load` returns everything committed, `apply` commits one delivery round's changes or
+//! fails, and the owner task stops the master when it fails.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
+use std::time::Duration;
 
 use agora_proto::model::{AgentId, FrameworkId, FrameworkInfo};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+use crate::etcd::{Etcd, Term};
 use crate::core::{DurableAgent, MAX_GONE_AGENT_IDS, MAX_REMOVED_FRAMEWORK_IDS, Registry, RegistryOp};
 
 const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
@@ -20,6 +24,8 @@ const GONE_AGENTS: TableDefinition<&str, u64> = TableDefinition::new("gone_agent
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("registry in etcd: {0}")]
+    Etcd(#[from] crate::etcd::EtcdError),
     #[error("cannot open the registry at {path}: {source}")]
     Open { path: String, source: redb::DatabaseError },
     #[error("registry storage failed: {0}")]
@@ -32,14 +38,44 @@ fn storage(error: impl std::fmt::Display) -> StoreError {
     StoreError::Storage(error.to_string())
 }
 
+/// Where the registry lives.
 #[derive(Debug)]
-pub struct Store {
-    db: Database,
+pub enum Store {
+    Redb(RedbStore),
+    Etcd(Box<EtcdStore>),
 }
 
 impl Store {
     /// Opens the registry file, creating it (and its tables) when new.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        RedbStore::open(path).map(Store::Redb)
+    }
+
+    /// Everything the registry holds.
+    pub fn load(&mut self) -> Result<Registry, StoreError> {
+        match self {
+            Store::Redb(store) => store.load(),
+            Store::Etcd(store) => store.load(),
+        }
+    }
+
+    /// Commits `ops`: all of them or, on an error, possibly none.
+    pub fn apply(&mut self, ops: &[RegistryOp]) -> Result<(), StoreError> {
+        match self {
+            Store::Redb(store) => store.apply(ops),
+            Store::Etcd(store) => store.apply(ops),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct RedbStore {
+    db: Database,
+}
+
+impl RedbStore {
+    /// Opens the registry file, creating it (and its tables) when new.
+    pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
         let db = Database::create(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(AGENTS).map_err(storage)?;
@@ -47,7 +83,7 @@ impl Store {
         txn.open_table(REMOVED_FRAMEWORKS).map_err(storage)?;
         txn.open_table(GONE_AGENTS).map_err(storage)?;
         txn.commit().map_err(storage)?;
-        Ok(Store { db })
+        Ok(RedbStore { db })
     }
 
     /// Everything the registry holds.
@@ -140,6 +176,184 @@ fn forget_oldest(table: &mut redb::Table<&str, u64>, max: usize) -> Result<(), S
     Ok(())
 }
 
+/// Writes per etcd transaction: etcd refuses transactions of more than `--max-txn-ops`
+/// operations (128 by default). A round with more changes is written as several fenced
+/// transactions; none of the round's outputs leaves the master before all of them
+/// succeeded, so a crash in between leaves changes no one was told of, as a crash right
+/// after a single commit does.
+const ETCD_TXN_OPS: usize = 128;
+/// Longest one registry read or write on etcd may take; past it the master stops rather
+/// than wait on an etcd it cannot reach while its leadership may be expiring.
+const ETCD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The registry in etcd, one key per record under `<root>/registry/`: `agents/<id>` and
+/// `frameworks/<id>` hold JSON, `removed_frameworks/<id>` and `gone_agents/<id>` hold the
+/// sequence number of the removal (oldest forgotten first). Every write is fenced by the
+/// leader's [`Term`], so a deposed leader cannot write.
+///
+/// The store keeps its own small tokio runtime: the owner task calls it synchronously
+/// (as it does redb, whose commit blocks on fsync), and blocking on a future of the
+/// owner's own runtime could deadlock a single-threaded one.
+#[derive(Debug)]
+pub struct EtcdStore {
+    runtime: Option<tokio::runtime::Runtime>,
+    client: Etcd,
+    term: Term,
+    prefix: String,
+    /// The removed framework and gone agent ids, oldest first, as committed: the store
+    /// is the only writer while its term holds, so it needs not read them back.
+    removed: Ids,
+    gone: Ids,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Ids {
+    order: VecDeque<String>,
+    next_seq: u64,
+}
+
+impl Ids {
+    fn from_loaded(mut loaded: Vec<(u64, String)>) -> Ids {
+        loaded.sort();
+        let next_seq = loaded.last().map_or(0, |(seq, _)| seq + 1);
+        Ids { order: loaded.into_iter().map(|(_, id)| id).collect(), next_seq }
+    }
+
+    /// Adds `id` unless present, then forgets the oldest beyond `max`; records the writes.
+    fn add(&mut self, id: &str, max: usize, table: &str, store: &EtcdStore, writes: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+        if !self.order.iter().any(|known| known == id) {
+            writes.insert(store.key(table, id), Some(self.next_seq.to_string().into_bytes()));
+            self.order.push_back(id.to_owned());
+            self.next_seq += 1;
+        }
+        while self.order.len() > max {
+            if let Some(oldest) = self.order.pop_front() {
+                writes.insert(store.key(table, &oldest), None);
+            }
+        }
+    }
+}
+
+impl EtcdStore {
+    /// A store writing under `root` (e.g. `/agora`) while `term` leads.
+    pub fn open(endpoints: &[String], root: &str, term: Term) -> Result<EtcdStore, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("agora-etcd")
+            .enable_all()
+            .build()
+            .map_err(storage)?;
+        let client = {
+            let _in_runtime = runtime.enter();
+            Etcd::connect(endpoints)?
+        };
+        let prefix = format!("{}/registry/", root.trim_end_matches('/'));
+        Ok(EtcdStore { runtime: Some(runtime), client, term, prefix, removed: Ids::default(), gone: Ids::default() })
+    }
+
+    fn key(&self, table: &str, id: &str) -> Vec<u8> {
+        format!("{}{table}/{id}", self.prefix).into_bytes()
+    }
+
+    /// Runs `work` on the store's runtime and waits for it, at most `ETCD_TIMEOUT`.
+    fn block<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> Result<T, StoreError> {
+        let runtime = self.runtime.as_ref().expect("the runtime is only taken when the store is dropped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        runtime.spawn(async move {
+            let _ = tx.send(work.await);
+        });
+        rx.recv_timeout(ETCD_TIMEOUT)
+            .map_err(|_| StoreError::Storage(format!("etcd did not answer within {ETCD_TIMEOUT:?}")))
+    }
+
+    /// Everything under the registry prefix, read at one revision.
+    pub fn load(&mut self) -> Result<Registry, StoreError> {
+        let client = self.client.clone();
+        let prefix = self.prefix.clone().into_bytes();
+        let kvs = self.block(async move { client.range_prefix(&prefix).await })??;
+        let mut registry = Registry::default();
+        let (mut removed, mut gone) = (Vec::new(), Vec::new());
+        for kv in kvs {
+            let key = String::from_utf8_lossy(&kv.key).into_owned();
+            let rest = key.strip_prefix(&self.prefix).unwrap_or(&key);
+            let corrupt = |table: &'static str, reason: &str| StoreError::Corrupt {
+                table,
+                key: key.clone(),
+                reason: reason.to_owned(),
+            };
+            let Some((table, id)) = rest.split_once('/') else {
+                return Err(corrupt("registry", "a key outside every table"));
+            };
+            let seq = |table: &'static str| -> Result<u64, StoreError> {
+                String::from_utf8_lossy(&kv.value).parse().map_err(|_| corrupt(table, "not a sequence number"))
+            };
+            match table {
+                "agents" => {
+                    registry.agents.insert(AgentId::new(id), decode("agents", id, &kv.value)?);
+                }
+                "frameworks" => {
+                    registry.frameworks.insert(FrameworkId::new(id), decode("frameworks", id, &kv.value)?);
+                }
+                "removed_frameworks" => removed.push((seq("removed_frameworks")?, id.to_owned())),
+                "gone_agents" => gone.push((seq("gone_agents")?, id.to_owned())),
+                _ => return Err(corrupt("registry", "an unknown table")),
+            }
+        }
+        self.removed = Ids::from_loaded(removed);
+        self.gone = Ids::from_loaded(gone);
+        registry.removed_frameworks = self.removed.order.iter().map(|id| FrameworkId::new(id.as_str())).collect();
+        registry.gone_agents = self.gone.order.iter().map(|id| AgentId::new(id.as_str())).collect();
+        Ok(registry)
+    }
+
+    /// Commits `ops` in fenced transactions; `StoreError::Etcd(EtcdError::Deposed)` when
+    /// this master's term is over.
+    pub fn apply(&mut self, ops: &[RegistryOp]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        // The last change to a key wins: etcd refuses a transaction that writes one key
+        // twice, and the round's changes are one atomic step anyway.
+        let mut writes = BTreeMap::new();
+        let (mut removed, mut gone) = (self.removed.clone(), self.gone.clone());
+        for op in ops {
+            match op {
+                RegistryOp::PutAgent { agent_id, agent } => {
+                    writes.insert(self.key("agents", agent_id.as_str()), Some(encode(agent)?));
+                }
+                RegistryOp::RemoveAgent { agent_id } => {
+                    writes.insert(self.key("agents", agent_id.as_str()), None);
+                    gone.add(agent_id.as_str(), MAX_GONE_AGENT_IDS, "gone_agents", self, &mut writes);
+                }
+                RegistryOp::PutFramework { framework_id, info } => {
+                    writes.insert(self.key("frameworks", framework_id.as_str()), Some(encode(info)?));
+                }
+                RegistryOp::RemoveFramework { framework_id } => {
+                    writes.insert(self.key("frameworks", framework_id.as_str()), None);
+                    let id = framework_id.as_str();
+                    removed.add(id, MAX_REMOVED_FRAMEWORK_IDS, "removed_frameworks", self, &mut writes);
+                }
+            }
+        }
+        let client = self.client.clone();
+        let term = self.term.clone();
+        let writes: Vec<_> = writes.into_iter().collect();
+        self.block(async move { client.fenced_write(&term, writes, ETCD_TXN_OPS).await })??;
+        self.removed = removed;
+        self.gone = gone;
+        Ok(())
+    }
+}
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which is refused inside another runtime.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 fn encode(value: &impl serde::Serialize) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(storage)
 }
@@ -191,10 +405,10 @@ mod tests {
             expected.apply(op);
         }
         {
-            let store = Store::open(&path).expect("open");
+            let mut store = Store::open(&path).expect("open");
             store.apply(&ops).expect("apply");
         }
-        let store = Store::open(&path).expect("reopen");
+        let mut store = Store::open(&path).expect("reopen");
         assert_eq!(store.load().expect("load"), expected);
         assert_eq!(expected.frameworks.len(), 1);
         assert_eq!(expected.removed_frameworks, vec![FrameworkId::new("f2")]);

@@ -14,4 +14,11 @@ pub mod pb {
     tonic::include_proto!("agora.v1");
 }
 
+/// Generated code for the subset of etcd's v3 API the masters use (leader election and
+/// the registry on etcd). It stays in the master's etcd edge.
+#[allow(missing_debug_implementations, clippy::all)]
+pub mod etcd {
+    tonic::include_proto!("etcdserverpb");
+}
+
 pub use convert::WireError;

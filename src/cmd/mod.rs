@@ -19,14 +19,8 @@ pub fn init_tracing() {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM, whichever comes first, and logs it.
-pub async fn shutdown_signal() {
-    interrupted().await;
-    tracing::info!("shutting down");
-}
-
 /// Completes on Ctrl-C or SIGTERM, whichever comes first.
-pub async fn interrupted() {
+pub async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -39,4 +33,5 @@ pub async fn interrupted() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
     }
+    tracing::info!("shutting down");
 }

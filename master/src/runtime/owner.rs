@@ -62,18 +62,6 @@ pub enum Request {
     FrameworkGone { framework_id: FrameworkId, stream_id: StreamId },
     Call { framework_id: FrameworkId, stream_id: StreamId, call: Call, reply: oneshot::Sender<Result<(), CallError>> },
     State { reply: oneshot::Sender<StateReport> },
-    /// An operator call (weights, quota, reservations, `/roles`): runs on the core and
-    /// replies on its own oneshot, so operator endpoints need no variant each.
-    Operator(CoreFn),
-}
-
-/// A closure run on the core by the owner task.
-pub struct CoreFn(pub Box<dyn FnOnce(&mut Master) + Send>);
-
-impl std::fmt::Debug for CoreFn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CoreFn")
-    }
 }
 
 /// A cloneable way to reach the owner task.
@@ -105,27 +93,36 @@ impl Handle {
     }
 }
 
-/// Opens the registry (when the master has one), takes back what it holds, and starts the
-/// owner task.
+/// Opens the registry file (when the master has one), takes back what it holds, and
+/// starts the owner task.
 pub fn spawn(options: MasterOptions, stop: watch::Receiver<bool>) -> Result<Handle, StoreError> {
+    let store = options.registry_path.as_deref().map(Store::open).transpose()?;
+    let (handle, rx) = channel();
+    start(options, store, rx, stop)?;
+    Ok(handle)
+}
+
+/// The way to the owner task, made before the task exists: a master waiting to lead
+/// builds its services around the handle and starts the owner once elected.
+pub fn channel() -> (Handle, mpsc::Receiver<Request>) {
     let (tx, rx) = mpsc::channel(REQUEST_QUEUE_LEN);
+    (Handle { tx, next_conn: Default::default() }, rx)
+}
+
+/// Takes back what `store` holds and starts the owner task on `rx`.
+pub fn start(
+    options: MasterOptions,
+    mut store: Option<Store>,
+    rx: mpsc::Receiver<Request>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), StoreError> {
     let clock = Clock::new();
     let mut core = Master::new(options.core.clone(), options.seed);
-    let store = match &options.registry_path {
-        Some(path) => {
-            let store = Store::open(path)?;
-            let registry = store.load()?;
-            tracing::info!(
-                agents = registry.agents.len(),
-                frameworks = registry.frameworks.len(),
-                path = %path.display(),
-                "recovered the registry"
-            );
-            core.recover(clock.now_ms(), registry);
-            Some(store)
-        }
-        None => None,
-    };
+    if let Some(store) = &mut store {
+        let registry = store.load()?;
+        tracing::info!(agents = registry.agents.len(), frameworks = registry.frameworks.len(), "recovered the registry");
+        core.recover(clock.now_ms(), registry);
+    }
     let owner = Owner {
         core,
         store,
@@ -137,7 +134,7 @@ pub fn spawn(options: MasterOptions, stop: watch::Receiver<bool>) -> Result<Hand
         advertise: options.advertise.clone(),
     };
     tokio::spawn(owner.run(rx, Duration::from_millis(options.tick_interval_ms.max(1)), stop));
-    Ok(Handle { tx, next_conn: Default::default() })
+    Ok(())
 }
 
 struct Owner {
@@ -227,7 +224,6 @@ impl Owner {
                 let result = self.core.call(now_ms, &framework_id, &stream_id, call);
                 let _ = reply.send(result);
             }
-            Request::Operator(CoreFn(run)) => run(&mut self.core),
             Request::State { reply } => {
                 let _ = reply.send(StateReport {
                     snapshot: self.core.snapshot(),
@@ -309,8 +305,8 @@ impl Owner {
     /// what the master acknowledges is durable first. A master that cannot write its
     /// registry stops (fail-stop, as Mesos does) rather than acknowledge what it might
     /// forget; a restart recovers the last committed state.
-    fn persist(&self, outputs: &[Output]) {
-        let Some(store) = &self.store else { return };
+    fn persist(&mut self, outputs: &[Output]) {
+        let Some(store) = &mut self.store else { return };
         let ops: Vec<RegistryOp> = outputs
             .iter()
             .filter_map(|o| if let Output::Persist(op) = o { Some(op.clone()) } else { None })
