@@ -19,8 +19,14 @@ pub fn init_tracing() {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM, whichever comes first.
+/// Completes on Ctrl-C or SIGTERM, whichever comes first, and logs it.
 pub async fn shutdown_signal() {
+    interrupted().await;
+    tracing::info!("shutting down");
+}
+
+/// Completes on Ctrl-C or SIGTERM, whichever comes first.
+pub async fn interrupted() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -33,5 +39,4 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
     }
-    tracing::info!("shutting down");
 }

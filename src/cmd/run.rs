@@ -589,26 +589,10 @@ async fn interruption(timeout: Option<Duration>, record: watch::Sender<Option<In
         }
     };
     let why = tokio::select! {
-        _ = signal() => Interrupt::Signal,
+        _ = super::interrupted() => Interrupt::Signal,
         _ = deadline => Interrupt::Timeout,
     };
     record.send_replace(Some(why));
-}
-
-/// Ctrl-C or SIGTERM.
-async fn signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
 }
 
 /// Completes [`KILL_WAIT`] after an interruption, or at a second Ctrl-C: time to stop waiting
@@ -619,7 +603,7 @@ async fn stop_waiting(mut interrupt: watch::Receiver<Option<Interrupt>>) {
     }
     tokio::select! {
         _ = tokio::time::sleep(KILL_WAIT) => {}
-        _ = signal() => {}
+        _ = super::interrupted() => {}
     }
 }
 

@@ -53,7 +53,7 @@ pub(crate) struct LaunchSpec {
 }
 
 /// How often a recovered task's supervisor, which is not the agent's child and so cannot be
-/// waited for, is checked.
+/// waited for, is checked when the kernel offers no pidfd.
 const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Starts the task's process and reports on it until it exits: `Started` or
@@ -321,23 +321,52 @@ fn format_status(buffer: &mut [u8; 32], prefix: &[u8], number: i32) -> usize {
     len + 1
 }
 
-/// Watches a recovered task's supervisor, which is not the agent's child: polls until the
-/// process with this pid and start time is gone, then reports how the task ended, from the
-/// supervisor's record, or that nothing recorded it.
+/// Watches a recovered task's supervisor, which is not the agent's child and so cannot be
+/// waited for: waits until the process with this pid and start time is gone, then reports
+/// how the task ended, from the supervisor's record, or that nothing recorded it.
 pub(crate) async fn watch(run: RunId, pid: u32, start_ticks: u64, exit_status: PathBuf, events: mpsc::Sender<Event>) {
-    loop {
-        let alive = matches!(checkpoint::process_start(pid), Some((start, false)) if start == start_ticks);
-        if !alive {
-            break;
-        }
-        tokio::time::sleep(WATCH_INTERVAL).await;
-    }
+    wait_gone(pid, start_ticks).await;
     let event = match checkpoint::read_exit_status(&exit_status) {
         Some(exit) => ProcessEvent::Exited(exit),
         None => ProcessEvent::Gone,
     };
     tracing::info!(?run, pid, ?event, "recovered task ended");
     let _ = events.send(Event::Process { run, event }).await;
+}
+
+/// Returns once process `pid`, started at `start_ticks`, has ended. A pidfd (Linux 5.3)
+/// turns readable when the process exits, so thousands of recovered tasks cost nothing
+/// while they run; without one, the process is polled.
+async fn wait_gone(pid: u32, start_ticks: u64) {
+    let same = || matches!(checkpoint::process_start(pid), Some((start, false)) if start == start_ticks);
+    if let Some(fd) = pidfd_open(pid) {
+        // Opened first, checked second: the descriptor names the process it was opened on,
+        // so once the start time matches, a later process given the same pid cannot fool it.
+        if !same() {
+            return;
+        }
+        let _ = fd.readable().await;
+        return;
+    }
+    while same() {
+        tokio::time::sleep(WATCH_INTERVAL).await;
+    }
+}
+
+/// A pidfd for process `pid`, registered with tokio, when the kernel offers them.
+#[allow(unsafe_code, reason = "pidfd_open has no wrapper in nix 0.30; owning and registering the descriptor is unsafe")]
+fn pidfd_open(pid: u32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    let pid = nix::libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: the system call takes no pointers.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0u32) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: a non-negative result is a new descriptor (close-on-exec) that nothing else
+    // owns; the `AsyncFd` owns it from here and closes it only when dropped.
+    unsafe {
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE).ok()
+    }
 }
 
 /// Creates the task's sandbox, `<framework_id>/<task_id>` under `root`, and returns its path
@@ -414,6 +443,28 @@ mod tests {
         assert_eq!(get("MESOS_SANDBOX"), Some("/s"));
         assert_eq!(get("AGORA_TASK_ID"), Some("web"));
         assert_eq!(get("HOST"), Some("mine"));
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_process_that_is_not_a_child_returns_once_it_has_exited() {
+        // A grandchild, as a recovered supervisor is: `sh` prints the pid of a background
+        // `sleep` and exits.
+        let output = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 0.3 >/dev/null 2>&1 & echo $!"])
+            .output()
+            .expect("sh runs");
+        let pid: u32 = String::from_utf8_lossy(&output.stdout).trim().parse().expect("a pid");
+        let (start, _) = checkpoint::process_start(pid).expect("the sleep runs");
+        tokio::time::timeout(std::time::Duration::from_secs(10), wait_gone(pid, start)).await.expect("in time");
+        assert!(checkpoint::process_start(pid).is_none_or(|(now, zombie)| zombie || now != start));
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_pid_with_another_start_time_returns_at_once() {
+        let (start, _) = checkpoint::process_start(std::process::id()).expect("this process");
+        tokio::time::timeout(std::time::Duration::from_secs(10), wait_gone(std::process::id(), start + 1))
+            .await
+            .expect("at once");
     }
 
     #[test]

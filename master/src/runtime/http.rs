@@ -25,6 +25,7 @@ pub fn router(handle: Handle) -> axum::Router {
         .route("/state.json", get(state))
         .route("/master/state", get(state))
         .route("/metrics", get(prometheus))
+        .merge(super::operator::router())
         .with_state(handle)
 }
 

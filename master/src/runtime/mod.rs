@@ -6,6 +6,7 @@ mod agent_link;
 mod clock;
 mod http;
 mod metrics;
+mod operator;
 mod owner;
 mod scheduler;
 mod wire;

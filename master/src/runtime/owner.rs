@@ -62,6 +62,18 @@ pub enum Request {
     FrameworkGone { framework_id: FrameworkId, stream_id: StreamId },
     Call { framework_id: FrameworkId, stream_id: StreamId, call: Call, reply: oneshot::Sender<Result<(), CallError>> },
     State { reply: oneshot::Sender<StateReport> },
+    /// An operator call (weights, quota, reservations, `/roles`): runs on the core and
+    /// replies on its own oneshot, so operator endpoints need no variant each.
+    Operator(CoreFn),
+}
+
+/// A closure run on the core by the owner task.
+pub struct CoreFn(pub Box<dyn FnOnce(&mut Master) + Send>);
+
+impl std::fmt::Debug for CoreFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CoreFn")
+    }
 }
 
 /// A cloneable way to reach the owner task.
@@ -224,6 +236,7 @@ impl Owner {
                 let result = self.core.call(now_ms, &framework_id, &stream_id, call);
                 let _ = reply.send(result);
             }
+            Request::Operator(CoreFn(run)) => run(&mut self.core),
             Request::State { reply } => {
                 let _ = reply.send(StateReport {
                     snapshot: self.core.snapshot(),

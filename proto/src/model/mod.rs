@@ -7,5 +7,5 @@ mod task;
 
 pub use ids::{AgentId, FrameworkId, OfferId, StreamId, TaskId, UpdateId};
 pub use info::{AgentInfo, Attribute, CommandInfo, FrameworkInfo, Offer, TaskInfo, DEFAULT_FAILOVER_TIMEOUT_MS};
-pub use resources::{ParseResourcesError, Pool, RangeSet, Resources, Role, Scalars};
+pub use resources::{ParseResourcesError, Pool, RangeSet, Resources, Role, Scalars, cpus_to_milli, format_cpus};
 pub use task::{TaskState, TaskStatus, TaskStatusReason, TaskStatusSource};
