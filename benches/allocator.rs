@@ -1,5 +1,6 @@
 //! Criterion benches of the master core's allocator, reproducing Mesos' published
-//! `HierarchicalAllocator_BENCHMARK_DeclineOffers` scenario so figures compare one to one.
+//! `HierarchicalAllocator_BENCHMARK_DeclineOffers` and `…_LargeAndSmallQuota` scenarios so
+//! figures compare one to one.
 //!
 //! Each agent has `cpus:24;mem:4096;disk:4096;ports:[31000-32000]`, part of it already used
 //! by a task; every offer is declined with a filter that outlives the run; the measured
@@ -8,9 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use agora_master::core::{Call, Config, ConnId, Event, Master, Operation, Output};
+use agora_master::core::{Call, Config, ConnId, Event, Master, Operation, Output, Quota};
 use agora_proto::model::{
-    AgentId, AgentInfo, CommandInfo, FrameworkId, FrameworkInfo, OfferId, Resources, Role, StreamId, TaskId, TaskInfo,
+    AgentId, AgentInfo, CommandInfo, FrameworkId, FrameworkInfo, OfferId, Resources, Role, Scalars, StreamId, TaskId,
+    TaskInfo,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -140,5 +142,58 @@ fn decline_offers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decline_offers);
+/// Mesos' LargeAndSmallQuota: 3,000 agents of `cpus:2;mem:2048;disk:2048`, 2,500 roles
+/// with quota 1 CPU / 1 GiB and 500 roles with 4 CPUs / 4 GiB (guarantee = limit), one
+/// framework per role. Measures the first (full) round and the empty round after it.
+fn quota_cluster() -> Master {
+    let mut master = Master::new(Config { master_id: "bench".into(), ..Config::default() }, 7);
+    let resources = Resources::parse("cpus:2;mem:2048;disk:2048").expect("valid resources");
+    for i in 0..3_000u64 {
+        let info = AgentInfo { hostname: format!("host-{i}"), port: 5051, resources: resources.clone(), attributes: vec![] };
+        master.register_agent(0, ConnId(i), info, None, vec![]);
+    }
+    for i in 0..3_000u64 {
+        let role = Role::parse(&format!("role-{i}")).expect("valid role");
+        let amount = if i < 2_500 { Scalars::new(1_000, 1_024, 0) } else { Scalars::new(4_000, 4_096, 0) };
+        master.set_quota(role.clone(), Quota { guarantee: amount, limit: Some(amount) }).expect("quota");
+        let info = FrameworkInfo {
+            id: None,
+            name: format!("framework-{i}"),
+            user: "bench".into(),
+            roles: vec![role],
+            failover_timeout_ms: 0,
+            hostname: "bench".into(),
+            principal: String::new(),
+        };
+        master.subscribe(0, info).expect("subscribe");
+    }
+    master.drain_outputs();
+    master
+}
+
+fn large_and_small_quota(c: &mut Criterion) {
+    let mut group = c.benchmark_group("LargeAndSmallQuota");
+    group.sample_size(10);
+    for (name, rounds_before) in [("full", 0), ("empty", 1)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    let mut master = quota_cluster();
+                    for _ in 0..rounds_before {
+                        master.allocate(1);
+                        master.drain_outputs();
+                    }
+                    let started = Instant::now();
+                    master.allocate(1);
+                    total += started.elapsed();
+                }
+                total
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decline_offers, large_and_small_quota);
 criterion_main!(benches);
