@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use agora_master::core::{Registry, Call, Config, ConnId, Event, Master, Operation, Output, ReportedTask, ToAgent};
+use agora_master::core::{
+    Call, Config, ConnId, Event, Master, Operation, Output, Quota, Registry, ReportedTask, ToAgent,
+};
 use agora_proto::model::{
     AgentId, AgentInfo, Attribute, CommandInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Pool, RangeSet, Resources,
     Role, Scalars, StreamId, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
@@ -24,6 +26,9 @@ const FRAMEWORKS: usize = 24;
 const DEFAULT_STEPS: u64 = 1_000;
 /// How often (in steps) the master's `check_invariants` runs, besides the last step.
 const SELF_CHECK_EVERY: u64 = 8;
+/// The quota limit of `analytics` (and its sub-role `analytics/etl`); never changed, so
+/// the role's allocation must never exceed it.
+const ANALYTICS_LIMIT: Scalars = Scalars { cpus_milli: 40_000, mem_mib: 81_920, disk_mib: u64::MAX };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
@@ -133,7 +138,12 @@ impl Sim {
         let frameworks = (0..FRAMEWORKS)
             .map(|i| SimFramework {
                 name: format!("fw{i}"),
-                role: if i % 6 == 0 { reserved.clone() } else { Role::unreserved() },
+                role: match i % 6 {
+                    0 => reserved.clone(),
+                    // A sub-role: offered the parent's reservations, counted in its quota.
+                    3 => Role::parse("analytics/etl").expect("valid role"),
+                    _ => Role::unreserved(),
+                },
                 failover_timeout_ms: if i % 3 == 0 { 20_000 } else { 600_000 },
                 id: None,
                 stream: None,
@@ -141,7 +151,10 @@ impl Sim {
                 next_task: 0,
             })
             .collect();
-        let master = Master::new(config(), seed);
+        let mut master = Master::new(config(), seed);
+        let quota = Quota { guarantee: Scalars::new(8_000, 16_384, 0), limit: Some(ANALYTICS_LIMIT) };
+        master.set_quota(reserved.clone(), quota).expect("valid quota");
+        master.set_weights(vec![(reserved, 2_000)]).expect("valid weight");
         Sim {
             seed,
             step: 0,
@@ -227,6 +240,7 @@ impl Sim {
                 }
             }
             86..88 => self.framework_revives_or_suppresses(),
+            88..90 => self.operator_changes_sharing(),
             _ => self.time_passes(),
         }
     }
@@ -519,6 +533,19 @@ impl Sim {
         self.call(i, call);
     }
 
+    /// The operator re-weighs `analytics` or changes its guarantee (never its limit).
+    fn operator_changes_sharing(&mut self) {
+        let analytics = Role::parse("analytics").expect("valid role");
+        if self.rng.random_bool(0.5) {
+            let weight_milli = 500 * self.rng.random_range(1..=8);
+            self.master.set_weights(vec![(analytics, weight_milli)]).expect("valid weight");
+        } else {
+            let guarantee = Scalars::new(1_000 * self.rng.random_range(0..=40), 1_024 * self.rng.random_range(0..=80), 0);
+            let quota = Quota { guarantee, limit: Some(ANALYTICS_LIMIT) };
+            self.master.set_quota(analytics, quota).expect("valid quota");
+        }
+    }
+
     fn framework_disconnects(&mut self) {
         let Some(i) = self.connected_framework() else { return };
         let fw = &mut self.frameworks[i];
@@ -676,6 +703,7 @@ impl Sim {
             ports.clear();
         }
         self.check_offers();
+        self.check_sharing();
         self.check_tasks();
         self.check_agents();
         self.check_counters();
@@ -701,6 +729,26 @@ impl Sim {
             }
         }
         self.ensure(held == outstanding, || format!("frameworks hold {held} offers, the master {outstanding}"));
+    }
+
+    /// Reserved resources are offered only to their role or its sub-roles, and the quota
+    /// limit of `analytics` is never exceeded (tasks and offers of its whole subtree).
+    fn check_sharing(&mut self) {
+        for offer in self.master.outstanding_offers() {
+            let Some(fw) = self.framework_index.get(&offer.framework_id).map(|i| &self.frameworks[*i]) else {
+                continue;
+            };
+            for (role, _) in offer.resources.pools().filter(|(r, _)| !r.is_unreserved()) {
+                self.ensure(role.is_ancestor_or_self_of(&fw.role), || {
+                    format!("offer {} gives {role}'s reservation to {} in role {}", offer.id, fw.name, fw.role)
+                });
+            }
+        }
+        let analytics = Role::parse("analytics").expect("valid role");
+        let allocated = self.master.roles().into_iter().find(|r| r.role == analytics).map(|r| r.allocated);
+        self.ensure(allocated.is_none_or(|a| ANALYTICS_LIMIT.contains(&a)), || {
+            format!("analytics holds {allocated:?}, over its limit {ANALYTICS_LIMIT:?}")
+        });
     }
 
     /// Each live task is on one known agent, under one framework, and only moves forward;
