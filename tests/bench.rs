@@ -66,6 +66,20 @@ fn a_small_run_finishes_every_task_and_reports_the_measurements() {
 }
 
 #[test]
+fn agents_that_disconnect_and_restart_lose_no_task() {
+    let (output, json) = bench(&[
+        "--agents", "30", "--frameworks", "2", "--tasks", "1500", "--task-duration-ms-mean", "300", "--chaos", "20",
+        "--seed", "11", "--duration-limit", "40",
+    ]);
+    assert!(output.status.success(), "exit status {:?}, {json}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    assert_eq!(json["lost_tasks"], 0, "{json}");
+    assert_eq!(json["tasks_finished"], 1500, "{json}");
+    assert!(number(&json, "chaos_disconnects") + number(&json, "chaos_restarts") > 0.0, "{json}");
+    // Restarted agents fail their running tasks, which the frameworks launch again.
+    assert!(number(&json, "tasks_launched") >= 1500.0 + number(&json, "relaunches") - 1.0, "{json}");
+}
+
+#[test]
 fn a_run_that_outlives_its_duration_limit_fails_but_still_reports() {
     let (output, json) = bench(&[
         "--agents", "5", "--frameworks", "1", "--tasks", "20", "--task-duration-ms-mean", "5000", "--duration-limit", "1",

@@ -65,8 +65,8 @@ pub struct Args {
     /// Mean task duration; durations are exponential, capped at ten times the mean.
     #[arg(long, default_value_t = 1000)]
     pub task_duration_ms_mean: u64,
-    /// Agent failures per second: disconnections (the agent comes back with its tasks)
-    /// and restarts (it comes back empty, and its tasks are TASK_GONE).
+    /// Agent failures per second: disconnections (the agent comes back with its tasks after
+    /// up to a second) and restarts (its running tasks fail; the framework relaunches them).
     #[arg(long, default_value_t = 0.0)]
     pub chaos: f64,
     /// Longest run in seconds; hitting it is an error (the JSON line is still printed).

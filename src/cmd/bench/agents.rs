@@ -44,8 +44,8 @@ const MAX_TASKS_PER_AGENT: usize = 100_000;
 pub enum Chaos {
     /// Drop the stream, stay away `away_ms`, re-register with the same id and every task.
     Disconnect { away_ms: u64 },
-    /// The agent dies and comes back empty: it re-registers with its id but no tasks, so
-    /// the master reports its tasks TASK_GONE.
+    /// The agent process restarts: its running tasks die (TASK_FAILED, reason
+    /// AGENT_RESTARTED); it re-registers with its id and its checkpointed updates.
     Restart,
 }
 
@@ -168,11 +168,7 @@ impl Agent {
                 Break::Chaos(Chaos::Disconnect { away_ms }) => {
                     tokio::time::sleep(Duration::from_millis(away_ms)).await;
                 }
-                Break::Chaos(Chaos::Restart) => {
-                    // Everything the agent ran is gone, unacknowledged updates included.
-                    self.tasks.clear();
-                    self.finishes.clear();
-                }
+                Break::Chaos(Chaos::Restart) => self.restart(),
             }
         }
     }
@@ -371,14 +367,22 @@ impl Agent {
     /// The executor produced `state`: queue a reliable update with a fresh uuid, and send
     /// it now if nothing else of this task is waiting for an acknowledgement.
     fn report(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, task_id: &str, state: pb::TaskState, now: Instant) -> bool {
-        let uuid = format!("{:032x}", self.rng.random::<u128>());
-        let Some(task) = self.tasks.get_mut(task_id) else { return true };
-        task.state = state as i32;
         let reason = match state {
             pb::TaskState::TaskFinished => pb::TaskStatusReason::ReasonCommandExited,
             pb::TaskState::TaskKilled => pb::TaskStatusReason::ReasonTaskKilled,
             _ => pb::TaskStatusReason::ReasonUnspecified,
         };
+        if !self.enqueue(task_id, state, reason) {
+            return true;
+        }
+        self.send_head(outbox, task_id, now, false)
+    }
+
+    /// Queues a reliable update; true when it is the only one, so it may go out now.
+    fn enqueue(&mut self, task_id: &str, state: pb::TaskState, reason: pb::TaskStatusReason) -> bool {
+        let uuid = format!("{:032x}", self.rng.random::<u128>());
+        let Some(task) = self.tasks.get_mut(task_id) else { return false };
+        task.state = state as i32;
         task.updates.push_back(pb::TaskStatus {
             task_id: task_id.to_owned(),
             agent_id: self.id.clone(),
@@ -391,10 +395,20 @@ impl Agent {
             exit_code: (state == pb::TaskState::TaskFinished).then_some(0),
             signal: None,
         });
-        if task.updates.len() > 1 {
-            return true;
+        task.updates.len() == 1
+    }
+
+    /// The agent process restarted: its tasks died with it, but its status updates were
+    /// checkpointed (as a real agent's are), so every task it ran is reported again and
+    /// the live ones end TASK_FAILED. A restart that forgot acknowledged-less updates
+    /// would leave the framework never hearing of tasks the master already closed.
+    fn restart(&mut self) {
+        self.finishes.clear();
+        let live: Vec<String> =
+            self.tasks.iter().filter(|(_, t)| !is_terminal(t.state)).map(|(id, _)| id.clone()).collect();
+        for task_id in live {
+            self.enqueue(&task_id, pb::TaskState::TaskFailed, pb::TaskStatusReason::ReasonAgentRestarted);
         }
-        self.send_head(outbox, task_id, now, false)
     }
 
     /// Puts the task's oldest unacknowledged update on the wire. False when the stream is
