@@ -9,7 +9,8 @@ use agora_proto::model::{Attribute, Resources};
 /// the public fields.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// Where the master listens, `host:port` (an `http://` prefix is accepted too).
+    /// Where the master listens, `host:port` (an `http://` prefix is accepted too), or
+    /// several masters, comma-separated: the agent follows the leader among them.
     pub master: String,
     /// The agent's directory: sandboxes live in `<work_dir>/sandboxes/`, the checkpoint a
     /// restarted agent recovers from in `<work_dir>/meta/`. Locked while the agent runs, so

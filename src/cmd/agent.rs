@@ -12,7 +12,8 @@ use anyhow::Context;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The master to register with, HOST:PORT.
+    /// The master to register with, HOST:PORT; with several masters on etcd, all of them,
+    /// comma-separated: the agent dials them in turn and follows the one that leads.
     #[arg(long)]
     pub master: String,
     /// Address the agent's HTTP endpoint (sandboxes, /state) listens on; 0.0.0.0 for every
@@ -65,8 +66,13 @@ impl Args {
     }
 }
 
-/// Accepts `HOST:PORT`, with or without `http://`.
+/// Accepts `HOST:PORT`, with or without `http://`, or a comma-separated list of them.
 fn check_master(value: &str) -> anyhow::Result<String> {
+    let masters: Vec<String> = value.split(',').map(check_one_master).collect::<anyhow::Result<_>>()?;
+    Ok(masters.join(","))
+}
+
+fn check_one_master(value: &str) -> anyhow::Result<String> {
     let address = value.trim();
     let bare = address.strip_prefix("http://").unwrap_or(address);
     let valid = bare

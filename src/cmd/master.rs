@@ -23,6 +23,14 @@ pub struct Args {
     /// two masters never share it.
     #[arg(long, default_value = "./agora-master")]
     pub work_dir: PathBuf,
+    /// Run as one of several masters: elect the leader and keep the registry in this etcd
+    /// cluster (`host:port` or URLs, comma-separated) instead of the registry file.
+    /// Followers redirect clients to the leader; a leader that loses its lease exits.
+    #[arg(long, value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// The leader's etcd lease: a leader that dies is replaced within about this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub etcd_lease_ttl: Duration,
     #[command(flatten)]
     pub tuning: Tuning,
 }
@@ -104,7 +112,17 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("--port {}: cannot listen on {address}", args.port))?;
     let bound = listener.local_addr()?;
     let mut options = args.tuning.options(args.advertise.clone().unwrap_or_else(|| bound.to_string()))?;
-    options.registry_path = Some(args.work_dir.join("registry.redb"));
+    if args.etcd.is_empty() {
+        options.registry_path = Some(args.work_dir.join("registry.redb"));
+    } else {
+        let ttl_s = args.etcd_lease_ttl.as_secs();
+        if !(2..=60).contains(&ttl_s) {
+            anyhow::bail!("--etcd-lease-ttl must be between 2s and 60s (whole seconds)");
+        }
+        let mut etcd = runtime::election::EtcdOptions::new(args.etcd.clone());
+        etcd.lease_ttl_s = u32::try_from(ttl_s).expect("at most 60");
+        options.etcd = Some(etcd);
+    }
     tracing::info!(master_id = %options.core.master_id, advertise = %options.advertise, "starting master");
     runtime::serve(listener, options, super::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -60,7 +60,9 @@ impl Framework {
             hostname: String::new(),
             principal: String::new(),
         };
-        let driver = Driver::new(DriverConfig::new(vec![master.to_owned()], info)).expect("driver");
+        // Several masters (comma-separated) are all given to the driver, which follows the leader.
+        let masters = master.split(',').map(str::to_owned).collect();
+        let driver = Driver::new(DriverConfig::new(masters, info)).expect("driver");
         let handle = driver.handle();
         let (tx, updates) = mpsc::unbounded_channel();
         let mut sleeper = Sleeper { command: command.to_owned(), launched: false, updates: tx };

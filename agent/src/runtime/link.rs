@@ -48,25 +48,74 @@ enum Ended {
     Refused,
 }
 
-/// Keeps the agent linked to the master until `stop` turns true.
+/// Why a connection failed, and the leading master when a follower named it.
+#[derive(Debug)]
+struct Failed {
+    why: String,
+    leader: Option<String>,
+}
+
+impl From<String> for Failed {
+    fn from(why: String) -> Self {
+        Failed { why, leader: None }
+    }
+}
+
+impl From<&str> for Failed {
+    fn from(why: &str) -> Self {
+        Failed { why: why.to_owned(), leader: None }
+    }
+}
+
+impl Failed {
+    /// A gRPC error; a follower master's UNAVAILABLE names the leader in `agora-leader`.
+    fn status(context: &str, status: &tonic::Status) -> Failed {
+        let leader = (status.code() == tonic::Code::Unavailable)
+            .then(|| status.metadata().get("agora-leader")?.to_str().ok().map(str::to_owned))
+            .flatten();
+        Failed { why: format!("{context}: {status}"), leader }
+    }
+}
+
+/// Keeps the agent linked to the master until `stop` turns true. With several masters
+/// (`config.master` is a comma-separated list) it dials them in turn, and dials at once the
+/// leader a follower names; the backoff grows only after a whole round of the list failed.
 pub(crate) async fn run(config: LinkConfig, events: mpsc::Sender<Event>, mut stop: watch::Receiver<bool>) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
     let mut delay_ms = config.reconnect_initial_ms.max(1);
+    let masters: Vec<String> = config.master.split(',').map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect();
+    let (mut next, mut master) = (0, masters.first().cloned().unwrap_or_default());
     loop {
         let outcome = tokio::select! {
-            outcome = session(&config, &events) => outcome,
+            outcome = session(&config, &master, &events) => outcome,
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
+        let mut grow = true;
         match outcome {
             Ok(Ended::AfterRegistering(why)) => {
-                tracing::warn!(master = %config.master, %why, "lost the master; reconnecting");
+                tracing::warn!(%master, %why, "lost the master; reconnecting");
                 delay_ms = config.reconnect_initial_ms.max(1);
             }
             Ok(Ended::Refused) => delay_ms = config.reconnect_initial_ms.max(1),
-            Err(error) => tracing::info!(master = %config.master, %error, retry_in_ms = delay_ms, "cannot reach the master"),
+            Err(Failed { why, leader: Some(leader) }) if leader != master => {
+                tracing::info!(%master, %leader, %why, "following the leading master");
+                master = leader;
+                delay_ms = config.reconnect_initial_ms.max(1);
+                grow = false;
+            }
+            Err(Failed { why, .. }) => {
+                tracing::info!(%master, error = %why, retry_in_ms = delay_ms, "cannot reach the master");
+                if masters.len() > 1 {
+                    next = (next + 1) % masters.len();
+                    master = masters[next].clone();
+                    grow = next == 0;
+                }
+            }
         }
         let pause = Duration::from_millis(jittered(delay_ms, &mut rng));
-        delay_ms = delay_ms.saturating_mul(2).min(config.reconnect_max_ms.max(1));
+        if grow {
+            delay_ms = delay_ms.saturating_mul(2).min(config.reconnect_max_ms.max(1));
+        }
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
@@ -76,10 +125,10 @@ pub(crate) async fn run(config: LinkConfig, events: mpsc::Sender<Event>, mut sto
 
 /// One connection: dial, register, then relay until the stream ends. Tells the owner
 /// `Disconnected` on the way out once it has told it `Registered`.
-async fn session(config: &LinkConfig, events: &mpsc::Sender<Event>) -> Result<Ended, String> {
-    let url = if config.master.contains("://") { config.master.clone() } else { format!("http://{}", config.master) };
+async fn session(config: &LinkConfig, master: &str, events: &mpsc::Sender<Event>) -> Result<Ended, Failed> {
+    let url = if master.contains("://") { master.to_owned() } else { format!("http://{master}") };
     let endpoint = tonic::transport::Endpoint::from_shared(url)
-        .map_err(|e| format!("master address {:?}: {e}", config.master))?
+        .map_err(|e| format!("master address {master:?}: {e}"))?
         .connect_timeout(config.register_timeout)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
@@ -95,10 +144,10 @@ async fn session(config: &LinkConfig, events: &mpsc::Sender<Event>) -> Result<En
     outbox.try_send(first).map_err(|_| "the new outbox is full")?;
 
     let registering = async {
-        let response = client.attach(ReceiverStream::new(outgoing)).await.map_err(|s| format!("attach: {s}"))?;
+        let response = client.attach(ReceiverStream::new(outgoing)).await.map_err(|s| Failed::status("attach", &s))?;
         let mut inbound = response.into_inner();
-        let answer = inbound.message().await.map_err(|s| format!("register: {s}"))?;
-        Ok::<_, String>((inbound, answer))
+        let answer = inbound.message().await.map_err(|s| Failed::status("register", &s))?;
+        Ok::<_, Failed>((inbound, answer))
     };
     let (mut inbound, answer) = tokio::time::timeout(config.register_timeout, registering)
         .await
@@ -106,7 +155,7 @@ async fn session(config: &LinkConfig, events: &mpsc::Sender<Event>) -> Result<En
     let heartbeat_ms = match answer.and_then(|m| m.message) {
         Some(pb::master_message::Message::Registered(registered)) => {
             let agent_id: AgentId = id("registered.agent_id", &registered.agent_id).map_err(|e| e.to_string())?;
-            tracing::info!(%agent_id, master = %config.master, "registered with the master");
+            tracing::info!(%agent_id, %master, "registered with the master");
             let outbox = outbox.clone();
             events
                 .send(Event::Link(LinkEvent::Registered { agent_id, outbox }))
@@ -121,8 +170,8 @@ async fn session(config: &LinkConfig, events: &mpsc::Sender<Event>) -> Result<En
             let _ = events.send(Event::Link(LinkEvent::Refused { reason: refused.reason })).await;
             return Ok(Ended::Refused);
         }
-        Some(_) => return Err("the master answered the registration with something else".to_owned()),
-        None => return Err("the master closed the stream before answering the registration".to_owned()),
+        Some(_) => return Err("the master answered the registration with something else".into()),
+        None => return Err("the master closed the stream before answering the registration".into()),
     };
 
     let ended = relay(&mut inbound, &outbox, events, Duration::from_millis(heartbeat_ms)).await;

@@ -305,6 +305,8 @@ enum Ended {
     Lost(String),
     /// It never subscribed (no connection, refused for now, no SUBSCRIBED in time).
     Failed(String),
+    /// A master that does not lead refused it, naming the leading master (`host:port`).
+    NotLeader { why: String, leader: String },
     /// Nothing will get better by retrying.
     Fatal(Error),
     /// The shutdown future fired while subscribing; the scheduler is told before trying again.
@@ -382,8 +384,11 @@ impl Driver {
         let mut backoff = Backoff::new(self.config.reconnect);
         let mut failures: u32 = 0;
         let mut master_index: usize = 0;
+        // The leader a follower named, dialled next instead of the next master in the list.
+        let mut leader: Option<String> = None;
         loop {
-            let master = self.config.masters[master_index % self.config.masters.len()].clone();
+            let next = self.config.masters[master_index % self.config.masters.len()].clone();
+            let master = leader.take().unwrap_or(next);
             let ended = self.session(scheduler, &master, &mut shutdown).await;
             self.handle.shared.session.send_replace(None);
             match ended {
@@ -408,6 +413,14 @@ impl Driver {
                     // The next attempt goes to the next master: this one may be down or
                     // no longer the leader.
                     master_index = master_index.wrapping_add(1);
+                }
+                Ended::NotLeader { why, leader: named } => {
+                    failures = failures.saturating_add(1);
+                    tracing::info!(%master, leader = %named, %why, "following the leading master");
+                    if self.config.reconnect.max_attempts.is_some_and(|max| failures >= max) {
+                        return Err(Error::GaveUp { attempts: failures, last: format!("{master}: {why}") });
+                    }
+                    leader = Some(named);
                 }
             }
             let pause = backoff.next_delay(&mut self.rng);
@@ -656,6 +669,17 @@ fn subscribe_error(status: tonic::Status, resubscribing: bool) -> Ended {
             "the master does not know this framework id any more: {}",
             status.message()
         ))),
+        Code::Unavailable if named_leader(&status).is_some() => {
+            Ended::NotLeader { why: status.message().to_owned(), leader: named_leader(&status).unwrap_or_default() }
+        }
         code => Ended::Failed(format!("subscribe: {code:?}: {}", status.message())),
     }
+}
+
+/// The gRPC metadata key in which a master that does not lead names the leader.
+const LEADER_METADATA: &str = "agora-leader";
+
+fn named_leader(status: &tonic::Status) -> Option<String> {
+    let leader = status.metadata().get(LEADER_METADATA)?.to_str().ok()?.trim();
+    (!leader.is_empty()).then(|| leader.to_owned())
 }

@@ -4,6 +4,7 @@
 
 mod agent_link;
 mod clock;
+pub mod election;
 mod http;
 mod metrics;
 mod operator;
@@ -34,11 +35,14 @@ pub struct MasterOptions {
     pub tick_interval_ms: u64,
     /// The registry file; `None` keeps nothing across restarts.
     pub registry_path: Option<std::path::PathBuf>,
+    /// Several masters on etcd: elect a leader there and keep the registry there (the
+    /// registry file is then not used).
+    pub etcd: Option<election::EtcdOptions>,
 }
 
 impl MasterOptions {
     pub fn new(advertise: String) -> Self {
-        Self { core: core::Config::default(), seed: 0, advertise, tick_interval_ms: 100, registry_path: None }
+        Self { core: core::Config::default(), seed: 0, advertise, tick_interval_ms: 100, registry_path: None, etcd: None }
     }
 }
 
@@ -59,13 +63,29 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handle = owner::spawn(options, stop_rx.clone())?;
+    let etcd = options.etcd.clone();
+    let (handle, requests) = owner::channel();
+    let (role_tx, role_rx) = tokio::sync::watch::channel(election::Role::Leader);
+    match &etcd {
+        None => {
+            let store = options.registry_path.as_deref().map(crate::store::Store::open).transpose()?;
+            owner::start(options, store, requests, stop_rx.clone())?;
+        }
+        Some(etcd) => {
+            role_tx.send_replace(election::Role::Follower { leader: None });
+            let client = crate::etcd::Etcd::connect(&etcd.endpoints)?;
+            tokio::spawn(lead(client, etcd.clone(), options, requests, stop_rx.clone(), role_tx));
+        }
+    }
     let grpc = tonic::service::Routes::new(agent_link::server(handle.clone(), stop_rx.clone()))
         .add_service(scheduler::server(handle.clone(), stop_rx.clone()))
         .into_axum_router();
     // tonic's routes bring a fallback of their own; ours replaces it, so that unknown HTTP
-    // paths get a JSON 404.
-    let app = grpc.merge(http::router(handle)).fallback(http::not_found);
+    // paths get a JSON 404. Until this master leads, followers answer every request.
+    let app = grpc
+        .merge(http::router(handle))
+        .fallback(http::not_found)
+        .layer(axum::middleware::from_fn_with_state(role_rx, election::follow_leader));
     tracing::info!(address = %listener.local_addr()?, "master listening");
     // Long-lived streams end when the owner stops, which lets the graceful shutdown finish.
     axum::serve(listener, app)
@@ -75,4 +95,46 @@ pub async fn serve(
         })
         .await?;
     Ok(())
+}
+
+/// Campaigns; once elected, loads the registry from etcd, starts the owner task, serves
+/// as leader, and stops the process when leadership is lost (fail-stop: another master
+/// may already lead, and this one's view of the registry may be stale).
+async fn lead(
+    client: crate::etcd::Etcd,
+    etcd: election::EtcdOptions,
+    options: MasterOptions,
+    requests: tokio::sync::mpsc::Receiver<owner::Request>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    role: tokio::sync::watch::Sender<election::Role>,
+) {
+    let advertise = options.advertise.clone();
+    let term = tokio::select! {
+        term = election::campaign(&client, &etcd, &advertise, &role) => term,
+        _ = stopped(&mut stop) => return,
+    };
+    tracing::info!(create_revision = term.create_revision, "elected leading master");
+    let opened = crate::store::EtcdStore::open(&etcd.endpoints, &etcd.root, term.clone())
+        .map(|store| crate::store::Store::Etcd(Box::new(store)));
+    let started = opened.and_then(|store| owner::start(options, Some(store), requests, stop.clone()));
+    if let Err(error) = started {
+        fail_stop(&format!("cannot take over the registry from etcd: {error}"));
+    }
+    role.send_replace(election::Role::Leader);
+    tokio::select! {
+        lost = election::hold(&client, &etcd, &term) => fail_stop(&format!("lost leadership: {lost}")),
+        _ = stopped(&mut stop) => {
+            // Stepping down on a clean stop lets another master lead without waiting
+            // for the lease to expire.
+            if let Err(error) = client.revoke_lease(term.lease_id).await {
+                tracing::warn!(%error, "could not revoke the leader's lease; it expires by itself");
+            }
+        }
+    }
+}
+
+fn fail_stop(why: &str) -> ! {
+    tracing::error!("{why}; stopping the master");
+    eprintln!("agora master: {why}");
+    std::process::exit(1)
 }

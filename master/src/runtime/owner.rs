@@ -105,15 +105,6 @@ impl Handle {
     }
 }
 
-/// Opens the registry file (when the master has one), takes back what it holds, and
-/// starts the owner task.
-pub fn spawn(options: MasterOptions, stop: watch::Receiver<bool>) -> Result<Handle, StoreError> {
-    let store = options.registry_path.as_deref().map(Store::open).transpose()?;
-    let (handle, rx) = channel();
-    start(options, store, rx, stop)?;
-    Ok(handle)
-}
-
 /// The way to the owner task, made before the task exists: a master waiting to lead
 /// builds its services around the handle and starts the owner once elected.
 pub fn channel() -> (Handle, mpsc::Receiver<Request>) {

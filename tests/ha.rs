@@ -1,0 +1,139 @@
+//! End to end: three masters on a real etcd. The leader is SIGKILLed while a task runs; a
+//! follower is elected, the agent re-registers with its task, the framework re-subscribes
+//! with its id, and nothing is killed. Followers redirect HTTP and refuse gRPC naming the
+//! leader.
+
+mod common;
+
+use std::time::Instant;
+
+use agora_proto::model::TaskState;
+use agora_proto::pb;
+use common::etcd::Etcd;
+use common::framework::Framework;
+use common::{Proc, eventually, free_port, get_json};
+
+/// An HTTP client that shows redirects instead of following them.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client")
+}
+
+/// The master among `masters` that serves `/state` itself, if exactly one does.
+async fn leader(client: &reqwest::Client, masters: &[String]) -> Option<String> {
+    let mut leading = Vec::new();
+    for master in masters {
+        let answer = client.get(format!("http://{master}/state")).send().await;
+        if answer.is_ok_and(|a| a.status() == reqwest::StatusCode::OK) {
+            leading.push(master.clone());
+        }
+    }
+    (leading.len() == 1).then(|| leading.remove(0))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_leader_is_replaced_and_no_task_is_killed() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let masters: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let mut procs: Vec<Proc> = masters
+        .iter()
+        .enumerate()
+        .map(|(i, master)| {
+            let port = master.rsplit_once(':').expect("host:port").1;
+            let work = dir.path().join(format!("master{i}"));
+            let args = [
+                "master",
+                "--port",
+                port,
+                "--work-dir",
+                work.to_str().expect("utf-8 path"),
+                "--etcd",
+                &etcd.url,
+                "--etcd-lease-ttl",
+                "2s",
+                "--agent-heartbeat-interval",
+                "200ms",
+                "--agent-timeout",
+                "10s",
+            ];
+            Proc::spawn(&format!("master{i}"), dir.path(), &args)
+        })
+        .collect();
+    let http = no_redirects();
+    let first = eventually("a leader to be elected", async || leader(&http, &masters).await).await;
+
+    let all = masters.join(",");
+    let agent_work = dir.path().join("agent");
+    let agent_port = free_port().to_string();
+    let agent_args = [
+        "agent",
+        "--master",
+        &all,
+        "--port",
+        &agent_port,
+        "--work-dir",
+        agent_work.to_str().expect("utf-8 path"),
+        "--resources",
+        "cpus:1;mem:256;disk:100;ports:[31000-31010]",
+    ];
+    let _agent = Proc::spawn("agent", dir.path(), &agent_args);
+    let mut framework = Framework::start(&all, "sleep 1000");
+    let running = framework.wait_for(TaskState::TaskRunning).await;
+    let before = eventually("the agent on the leader", async || {
+        let state = get_json(&format!("http://{first}/state")).await?;
+        (state["slaves"][0]["active"] == true).then_some(state)
+    })
+    .await;
+    let agent_id = before["slaves"][0]["id"].clone();
+    let framework_id = before["frameworks"][0]["id"].clone();
+
+    // Followers redirect HTTP to the leader and say who leads on /health.
+    let follower = masters.iter().find(|m| **m != first).expect("a follower").clone();
+    let answer = http.get(format!("http://{follower}/state?x=1")).send().await.expect("follower answers");
+    assert_eq!(answer.status(), reqwest::StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(answer.headers()["location"], format!("http://{first}/state?x=1").as_str());
+    let health = get_json(&format!("http://{follower}/health")).await.expect("follower health");
+    assert_eq!(health["leading_master"], first.as_str(), "{health}");
+    // Followers refuse gRPC calls as UNAVAILABLE, naming the leader.
+    let mut scheduler = pb::scheduler_client::SchedulerClient::connect(format!("http://{follower}")).await.expect("dial");
+    let refused = scheduler.subscribe(pb::Subscribe { framework: None }).await.expect_err("a follower refuses");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert_eq!(refused.metadata().get("agora-leader").and_then(|v| v.to_str().ok()), Some(first.as_str()));
+    assert!(refused.message().contains(&first), "{refused:?}");
+
+    // SIGKILL the leader.
+    let index = masters.iter().position(|m| *m == first).expect("the leader is one of them");
+    let killed = Instant::now();
+    procs[index].kill();
+    let rest: Vec<String> = masters.iter().filter(|m| **m != first).cloned().collect();
+    let second = eventually("a new leader", async || leader(&http, &rest).await).await;
+    let leader_after = killed.elapsed();
+
+    let url = format!("http://{second}/state");
+    let state = eventually("the agent and the framework on the new leader", async || {
+        let state = get_json(&url).await?;
+        let agent_back = state["slaves"][0]["id"] == agent_id && state["slaves"][0]["active"] == true;
+        let framework_back = state["frameworks"][0]["id"] == framework_id && state["frameworks"][0]["active"] == true;
+        (agent_back && framework_back).then_some(state)
+    })
+    .await;
+    let all_back_after = killed.elapsed();
+    let task = &state["frameworks"][0]["tasks"][0];
+    assert_eq!(task["id"], running.task_id.as_str(), "{state}");
+    assert_eq!(task["state"], "TASK_RUNNING", "{state}");
+    assert_eq!(task["slave_id"], agent_id, "{state}");
+    while let Ok(status) = framework.updates.try_recv() {
+        assert!(!status.state.is_terminal(), "a failover must not end the task: {status:?}");
+    }
+    eprintln!(
+        "leader failover (lease TTL 2s): new leader serving /state after {} ms; agent and framework back after {} ms",
+        leader_after.as_millis(),
+        all_back_after.as_millis()
+    );
+
+    // The new leader serves the framework's calls: the task still answers a kill.
+    let handle = framework.handle.clone();
+    eventually("the driver to see its new subscription", async || handle.is_subscribed().then_some(())).await;
+    framework.handle.kill(&running.task_id, running.agent_id.as_ref()).await.expect("kill");
+    framework.wait_for(TaskState::TaskKilled).await;
+}
