@@ -375,7 +375,7 @@ impl Framework {
         completions: &mpsc::Sender<Completion>,
     ) {
         let want = self.pending > 0;
-        if want == !self.suppressed {
+        if want != self.suppressed {
             return;
         }
         self.suppressed = !want;
