@@ -445,6 +445,12 @@ impl TryFrom<pb::Offer> for Offer {
             resources: resources("resources", value.resources)?,
             attributes: attributes(value.attributes)?,
             agent_url: value.agent_url,
+            allocation_role: if value.allocation_role.is_empty() {
+                Role::unreserved()
+            } else {
+                Role::parse(&value.allocation_role)
+                    .map_err(|e| WireError::new("allocation_role", e.to_string()))?
+            },
         })
     }
 }
@@ -459,6 +465,7 @@ impl From<&Offer> for pb::Offer {
             resources: Some((&value.resources).into()),
             attributes: attributes_to_pb(&value.attributes),
             agent_url: value.agent_url.clone(),
+            allocation_role: value.allocation_role.to_string(),
         }
     }
 }

@@ -173,6 +173,7 @@ fn offer(id: &str, resources: &str) -> pb::event::Event {
             resources: Some((&resources).into()),
             attributes: vec![],
             agent_url: "http://host-1:5051".into(),
+            allocation_role: String::new(),
         }],
     })
 }

@@ -340,6 +340,7 @@ impl Master {
             resources,
             attributes: agent.info.attributes.clone(),
             agent_url: agent.url(),
+            allocation_role: role.clone(),
         };
         let scalars = offer.resources.scalars();
         agent.offered.add(&offer.resources);

@@ -155,6 +155,9 @@ fn a_framework_with_two_roles_is_offered_for_each_role_separately() {
     by_role.sort();
     by_role.dedup();
     assert!(by_role.contains(&"eng".to_owned()) && by_role.contains(&"ops".to_owned()), "{by_role:?}");
+    let mut made_for: Vec<String> = got.iter().map(|(_, o)| o.allocation_role.to_string()).collect();
+    made_for.sort();
+    assert_eq!(made_for, vec!["eng", "ops"], "each offer names the role it is made for");
     let roles = m.roles();
     let ops = roles.iter().find(|r| r.role == role("ops")).expect("ops");
     assert_eq!(ops.offered.cpus_milli, 2_000);

@@ -240,6 +240,7 @@ fn a_subscribed_framework_is_offered_the_whole_free_agent() {
         resources: resources("cpus:4;mem:1024;ports:[31000-31009]"),
         attributes: Vec::new(),
         agent_url: "http://h1:5051".to_owned(),
+        allocation_role: Role::unreserved(),
     };
     assert_eq!(m.visible_outputs(), vec![Output::ToFramework { framework_id: fw, event: Event::Offers(vec![expected]) }]);
     // Nothing is free any more: a second round offers nothing.

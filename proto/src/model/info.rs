@@ -87,4 +87,6 @@ pub struct Offer {
     pub attributes: Vec<Attribute>,
     /// Where the agent's HTTP endpoint (sandboxes) is, `http://host:port`.
     pub agent_url: String,
+    /// The framework role the offer is made for; its tasks are accounted to this role.
+    pub allocation_role: Role,
 }
