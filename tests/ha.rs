@@ -110,14 +110,18 @@ async fn a_killed_leader_is_replaced_and_no_task_is_killed() {
     let leader_after = killed.elapsed();
 
     let url = format!("http://{second}/state");
+    let (mut agent_back_after, mut framework_back_after) = (None, None);
     let state = eventually("the agent and the framework on the new leader", async || {
         let state = get_json(&url).await?;
-        let agent_back = state["slaves"][0]["id"] == agent_id && state["slaves"][0]["active"] == true;
-        let framework_back = state["frameworks"][0]["id"] == framework_id && state["frameworks"][0]["active"] == true;
-        (agent_back && framework_back).then_some(state)
+        if state["slaves"][0]["id"] == agent_id && state["slaves"][0]["active"] == true {
+            agent_back_after.get_or_insert_with(|| killed.elapsed());
+        }
+        if state["frameworks"][0]["id"] == framework_id && state["frameworks"][0]["active"] == true {
+            framework_back_after.get_or_insert_with(|| killed.elapsed());
+        }
+        (agent_back_after.is_some() && framework_back_after.is_some()).then_some(state)
     })
     .await;
-    let all_back_after = killed.elapsed();
     let task = &state["frameworks"][0]["tasks"][0];
     assert_eq!(task["id"], running.task_id.as_str(), "{state}");
     assert_eq!(task["state"], "TASK_RUNNING", "{state}");
@@ -125,10 +129,13 @@ async fn a_killed_leader_is_replaced_and_no_task_is_killed() {
     while let Ok(status) = framework.updates.try_recv() {
         assert!(!status.state.is_terminal(), "a failover must not end the task: {status:?}");
     }
+    let ms = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_millis());
     eprintln!(
-        "leader failover (lease TTL 2s): new leader serving /state after {} ms; agent and framework back after {} ms",
+        "leader failover (lease TTL 2s): new leader serving /state after {} ms; agent re-registered after {} ms; \
+         framework re-subscribed after {} ms",
         leader_after.as_millis(),
-        all_back_after.as_millis()
+        ms(agent_back_after),
+        ms(framework_back_after)
     );
 
     // The new leader serves the framework's calls: the task still answers a kill.
@@ -136,4 +143,57 @@ async fn a_killed_leader_is_replaced_and_no_task_is_killed() {
     eventually("the driver to see its new subscription", async || handle.is_subscribed().then_some(())).await;
     framework.handle.kill(&running.task_id, running.agent_id.as_ref()).await.expect("kill");
     framework.wait_for(TaskState::TaskKilled).await;
+}
+
+/// Starts one `agora master --etcd` and waits until it leads; returns it and its address.
+async fn sole_master(etcd: &Etcd, dir: &std::path::Path) -> (Proc, String) {
+    let port = free_port().to_string();
+    let work = dir.join("master");
+    let args = [
+        "master",
+        "--port",
+        &port,
+        "--work-dir",
+        work.to_str().expect("utf-8 path"),
+        "--etcd",
+        &etcd.url,
+        "--etcd-lease-ttl",
+        "2s",
+    ];
+    let proc = Proc::spawn("master", dir, &args);
+    let address = format!("127.0.0.1:{port}");
+    let masters = [address.clone()];
+    let http = no_redirects();
+    eventually("the master to lead", async || leader(&http, &masters).await).await;
+    (proc, address)
+}
+
+/// Waits for `proc` to exit by itself and returns its exit code.
+async fn exit_code(proc: &mut Proc) -> Option<i32> {
+    eventually("the master to stop by itself", async || proc.child.try_wait().ok().flatten()).await.code()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_key_is_taken_away_stops() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut master, _) = sole_master(&etcd, dir.path()).await;
+    let mut kv = agora_proto::etcd::kv_client::KvClient::connect(etcd.url.clone()).await.expect("dial etcd");
+    let delete = agora_proto::etcd::DeleteRangeRequest { key: b"/agora/leader".to_vec(), range_end: Vec::new() };
+    assert_eq!(kv.delete_range(delete).await.expect("delete the leader key").into_inner().deleted, 1);
+    assert_eq!(exit_code(&mut master).await, Some(1), "{}", master.log_text());
+    assert!(master.log_text().contains("lost leadership"), "{}", master.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_that_cannot_reach_etcd_stops_within_its_lease() {
+    let mut etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut master, _) = sole_master(&etcd, dir.path()).await;
+    let cut = Instant::now();
+    etcd.kill();
+    assert_eq!(exit_code(&mut master).await, Some(1), "{}", master.log_text());
+    // The lease (2 s) cannot be refreshed: the leader must be gone by the time another
+    // master could be elected, give or take one refresh interval.
+    assert!(cut.elapsed() < std::time::Duration::from_secs(4), "stopped after {:?}", cut.elapsed());
 }

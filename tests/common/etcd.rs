@@ -107,6 +107,12 @@ impl Etcd {
         answer.contains("\"health\":\"true\"")
     }
 
+    /// SIGKILL, as a crash (or a partition from every etcd member) would look.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -48,6 +48,12 @@ impl Backoff {
         self.next_ms = nominal_ms.saturating_mul(2).min(self.config.max_ms.max(1));
         Duration::from_millis(rng.random_range(nominal_ms / 2..=nominal_ms))
     }
+
+    /// The pause before an attempt that does not count as another failure (the next master
+    /// of the list, or the leader a follower named): like `next_delay`, without doubling.
+    pub(crate) fn current_delay(&self, rng: &mut impl Rng) -> Duration {
+        Duration::from_millis(rng.random_range(self.next_ms / 2..=self.next_ms))
+    }
 }
 
 #[cfg(test)]

@@ -387,6 +387,9 @@ impl Driver {
         // The leader a follower named, dialled next instead of the next master in the list.
         let mut leader: Option<String> = None;
         loop {
+            // With several masters the backoff grows once per round of the list (or per
+            // redirect), so finding a new leader among live masters stays quick.
+            let mut grow = true;
             let next = self.config.masters[master_index % self.config.masters.len()].clone();
             let master = leader.take().unwrap_or(next);
             let ended = self.session(scheduler, &master, &mut shutdown).await;
@@ -413,6 +416,7 @@ impl Driver {
                     // The next attempt goes to the next master: this one may be down or
                     // no longer the leader.
                     master_index = master_index.wrapping_add(1);
+                    grow = master_index.is_multiple_of(self.config.masters.len());
                 }
                 Ended::NotLeader { why, leader: named } => {
                     failures = failures.saturating_add(1);
@@ -423,7 +427,7 @@ impl Driver {
                     leader = Some(named);
                 }
             }
-            let pause = backoff.next_delay(&mut self.rng);
+            let pause = if grow { backoff.next_delay(&mut self.rng) } else { backoff.current_delay(&mut self.rng) };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.stop.wait_for(|stopped| *stopped) => return Ok(()),
