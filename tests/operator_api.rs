@@ -76,7 +76,8 @@ async fn bad_weights_are_refused_with_400_naming_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_is_set_listed_shown_on_roles_and_removed() {
     let (cluster, _) = cluster_with_one_agent().await;
-    let body = json!({ "role": "eng/web", "guarantee": { "cpus": 1, "mem": 1024 }, "limit": { "cpus": 2, "mem": 2048 } });
+    let body =
+        json!({ "role": "eng/web", "guarantee": { "cpus": 1, "mem": 1024 }, "limit": { "cpus": 2, "mem": 2048 } });
     let (status, answer) = post(&cluster, "/quota", body).await;
     assert_eq!(status, 200, "{answer}");
     let expected = json!({
@@ -143,10 +144,12 @@ async fn bad_reservations_are_refused_with_the_field_named() {
     let (status, answer) = post(&cluster, "/reserve", json!({ "agent_id": agent_id, "resources": "cpus:1" })).await;
     assert_eq!(status, 400);
     assert_eq!(answer["message"], "resources: every resource must name its role, as in `cpus(eng):1`");
-    let (status, answer) = post(&cluster, "/reserve", json!({ "agent_id": agent_id, "resources": "cpus(eng):x" })).await;
+    let (status, answer) =
+        post(&cluster, "/reserve", json!({ "agent_id": agent_id, "resources": "cpus(eng):x" })).await;
     assert_eq!(status, 400);
     assert!(answer["message"].as_str().is_some_and(|m| m.starts_with("resources: ")), "{answer}");
-    let (status, answer) = post(&cluster, "/reserve", json!({ "agent_id": "nobody", "resources": "cpus(eng):1" })).await;
+    let (status, answer) =
+        post(&cluster, "/reserve", json!({ "agent_id": "nobody", "resources": "cpus(eng):1" })).await;
     assert_eq!(status, 404);
     assert_eq!(answer["message"], "agent_id: agent nobody is not known");
     let (status, _) = post(&cluster, "/reserve", json!({ "agent_id": agent_id, "resources": "cpus(eng):64" })).await;

@@ -120,7 +120,8 @@ impl From<&Resources> for pb::Resources {
     }
 }
 
-fn resources(field: &str, value: Option<pb::Resources>) -> Result<Resources, WireError> {
+/// Reads a required `Resources` message, naming `field` in any error.
+pub fn resources(field: &str, value: Option<pb::Resources>) -> Result<Resources, WireError> {
     Resources::try_from(value.unwrap_or_default()).map_err(|e| e.in_field(field))
 }
 

@@ -152,14 +152,29 @@ impl Master {
         if offer_ids.len() > MAX_OFFERS_PER_CALL {
             return Err(invalid("accept.offer_ids", format!("at most {MAX_OFFERS_PER_CALL} offers")));
         }
-        let task_count: usize = operations.iter().map(|Operation::Launch { tasks }| tasks.len()).sum();
+        let task_count: usize = operations
+            .iter()
+            .map(|op| match op {
+                Operation::Launch { tasks } => tasks.len(),
+                Operation::Reserve { .. } | Operation::Unreserve { .. } => 0,
+            })
+            .sum();
         if task_count > self.config.max_tasks_per_accept {
             return Err(invalid(
                 "accept.operations",
                 format!("{task_count} tasks, at most {} per ACCEPT", self.config.max_tasks_per_accept),
             ));
         }
-        let tasks: Vec<TaskInfo> = operations.into_iter().flat_map(|Operation::Launch { tasks }| tasks).collect();
+        // Reservations are checked against the offers before anything is used up: a bad
+        // one refuses the whole call and the offers stay outstanding.
+        let reservations = self.check_reservations(framework_id, &offer_ids, &operations)?;
+        let tasks: Vec<TaskInfo> = operations
+            .into_iter()
+            .flat_map(|op| match op {
+                Operation::Launch { tasks } => tasks,
+                Operation::Reserve { .. } | Operation::Unreserve { .. } => Vec::new(),
+            })
+            .collect();
 
         let (agent_id, problem) = self.check_offers(framework_id, &offer_ids);
         // The framework's own named offers are used up whether or not the ACCEPT is valid.
@@ -196,6 +211,9 @@ impl Master {
         };
 
         let mut left = offered;
+        for (reserve, resources) in reservations {
+            self.apply_reservation(&agent_id, &mut left, &resources, reserve);
+        }
         let mut launched: BTreeSet<TaskId> = BTreeSet::new();
         for task in tasks {
             match self.check_task(framework_id, &agent_id, &task, &left, &launched) {

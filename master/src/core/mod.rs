@@ -112,6 +112,10 @@ pub enum Call {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Operation {
     Launch { tasks: Vec<TaskInfo> },
+    /// Reserve unreserved resources of the offers for the offers' role (`cpus(eng):1`).
+    Reserve { resources: Resources },
+    /// Give dynamically reserved resources of the offers back to the unreserved pool.
+    Unreserve { resources: Resources },
 }
 
 /// Why a call was refused as a whole (the framework gets it as the call's error).

@@ -7,9 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use agora_proto::model::{AgentId, FrameworkId, Resources, Role, Scalars};
+use agora_proto::model::{AgentId, FrameworkId, OfferId, Resources, Role, Scalars};
 
 use super::master::Master;
+use super::{CallError, Operation};
 
 /// A role's weight when the operator set none: 1.0, in thousandths.
 pub const DEFAULT_WEIGHT_MILLI: u64 = 1_000;
@@ -350,6 +351,102 @@ impl Master {
         // With quota, one role's allocation shrinking changes what others may get.
         if !self.policy.quotas.is_empty() {
             self.alloc_epoch = self.alloc_epoch.saturating_add(1);
+        }
+        self.dirty = true;
+    }
+}
+
+impl Master {
+    /// Checks the RESERVE and UNRESERVE operations of an ACCEPT against the named offers,
+    /// in order, without changing anything; returns them as (reserve?, resources).
+    pub(crate) fn check_reservations(
+        &self,
+        framework_id: &FrameworkId,
+        offer_ids: &[OfferId],
+        operations: &[Operation],
+    ) -> Result<Vec<(bool, Resources)>, CallError> {
+        let wanted = operations.iter().any(|op| !matches!(op, Operation::Launch { .. }));
+        if !wanted {
+            return Ok(Vec::new());
+        }
+        let mut left = Resources::new();
+        let mut role: Option<&Role> = None;
+        let mut agent_id: Option<&AgentId> = None;
+        for offer_id in offer_ids {
+            if let Some(record) = self.offers.get(offer_id).filter(|o| &o.offer.framework_id == framework_id) {
+                left.add(&record.offer.resources);
+                role.get_or_insert(&record.role);
+                agent_id.get_or_insert(&record.offer.agent_id);
+            }
+        }
+        let (Some(role), Some(agent_id)) = (role, agent_id) else { return Ok(Vec::new()) };
+        let dynamic = self.policy.reservations.get(agent_id).cloned().unwrap_or_default();
+        let mut checked = Vec::new();
+        for (i, op) in operations.iter().enumerate() {
+            let (reserve, resources, field) = match op {
+                Operation::Launch { .. } => continue,
+                Operation::Reserve { resources } => {
+                    (true, resources, format!("accept.operations[{i}].reserve.resources"))
+                }
+                Operation::Unreserve { resources } => {
+                    (false, resources, format!("accept.operations[{i}].unreserve.resources"))
+                }
+            };
+            let refuse = |reason: String| CallError::Invalid { field: field.clone(), reason };
+            check_reserved(&field, resources).map_err(|e| refuse(e.reason))?;
+            if reserve {
+                if let Some((other, _)) = resources.pools().find(|(r, _)| *r != role) {
+                    return Err(refuse(format!("the offers are for role {role}, not {other}")));
+                }
+                let needed = unreserved_equivalent(resources);
+                if !left.subtract(&needed) {
+                    return Err(refuse(format!("the offers do not hold {needed} unreserved")));
+                }
+                left.add(resources);
+            } else {
+                if !dynamic.contains(resources) {
+                    return Err(refuse("only dynamically reserved resources can be unreserved".to_owned()));
+                }
+                if !left.subtract(resources) {
+                    return Err(refuse(format!("the offers do not hold {resources}")));
+                }
+                left.add(&unreserved_equivalent(resources));
+            }
+            checked.push((reserve, resources.clone()));
+        }
+        Ok(checked)
+    }
+
+    /// Applies a checked RESERVE (or UNRESERVE) to the agent, whose offers were just
+    /// accepted (so the resources are free), and to what is left of those offers.
+    pub(crate) fn apply_reservation(
+        &mut self,
+        agent_id: &AgentId,
+        left: &mut Resources,
+        resources: &Resources,
+        reserve: bool,
+    ) {
+        let unreserved = unreserved_equivalent(resources);
+        let (from, to) = if reserve { (&unreserved, resources) } else { (resources, &unreserved) };
+        let Some(agent) = self.agents.get_mut(agent_id) else { return };
+        let mut info = agent.info.resources.clone();
+        let mut rest = left.clone();
+        if !(info.subtract(from) && rest.subtract(from)) {
+            return;
+        }
+        info.add(to);
+        rest.add(to);
+        agent.info.resources = info;
+        agent.stuck_epoch = None;
+        *left = rest;
+        let held = self.policy.reservations.entry(agent_id.clone()).or_default();
+        if reserve {
+            held.add(resources);
+        } else {
+            held.subtract(resources);
+        }
+        if held.is_empty() {
+            self.policy.reservations.remove(agent_id);
         }
         self.dirty = true;
     }

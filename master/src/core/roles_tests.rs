@@ -401,3 +401,61 @@ fn a_framework_declining_small_offers_does_not_starve_one_waiting_for_a_whole_ag
     }
     assert!(large_got_whole_agent, "the large framework was starved");
 }
+
+#[test]
+fn a_framework_reserves_part_of_an_offer_and_launches_on_the_reservation_in_one_accept() {
+    let mut m = master();
+    let agent = add_agent(&mut m, 1, "cpus:4;mem:4096");
+    let eng = subscribe(&mut m, "eng", &["eng"]);
+    let got = allocate(&mut m, 0);
+    let (_, offer) = got.first().cloned().expect("an offer");
+    let task = TaskInfo {
+        task_id: TaskId::new("t1"),
+        name: "t1".to_owned(),
+        agent_id: agent.clone(),
+        resources: resources("cpus(eng):1;mem(eng):512"),
+        command: CommandInfo { shell: Some("sleep 1".to_owned()), ..CommandInfo::default() },
+        labels: vec![],
+        kill_grace_period_ms: None,
+    };
+    let operations = vec![
+        Operation::Reserve { resources: resources("cpus(eng):2;mem(eng):1024") },
+        Operation::Launch { tasks: vec![task] },
+    ];
+    let call = Call::Accept { offer_ids: vec![offer.id.clone()], operations, refuse_ms: 0 };
+    m.call(0, &eng.0, &eng.1, call).expect("accept");
+    let launched =
+        m.drain_outputs().iter().any(|o| matches!(o, Output::ToAgent { message: ToAgent::RunTask { .. }, .. }));
+    assert!(launched, "the task runs on the new reservation");
+    assert_eq!(
+        m.role_policy().reservations.get(&agent).map(ToString::to_string),
+        Some("cpus(eng):2;mem(eng):1024".to_owned())
+    );
+    // The rest of the reservation and the unreserved rest come back in the next offer.
+    let got = allocate(&mut m, 0);
+    assert_eq!(
+        got.first().map(|(_, o)| o.resources.to_string()),
+        Some("cpus:2;mem:3072;cpus(eng):1;mem(eng):512".to_owned())
+    );
+}
+
+#[test]
+fn a_reserve_operation_for_another_role_refuses_the_accept_and_keeps_the_offer() {
+    let mut m = master();
+    add_agent(&mut m, 1, "cpus:4;mem:4096");
+    let eng = subscribe(&mut m, "eng", &["eng"]);
+    let got = allocate(&mut m, 0);
+    let (_, offer) = got.first().cloned().expect("an offer");
+    let operations = vec![Operation::Reserve { resources: resources("cpus(ops):1") }];
+    let call = Call::Accept { offer_ids: vec![offer.id.clone()], operations, refuse_ms: 0 };
+    let err = m.call(0, &eng.0, &eng.1, call).expect_err("wrong role");
+    assert_eq!(err.to_string(), "accept.operations[0].reserve.resources: the offers are for role eng, not ops");
+    assert_eq!(m.outstanding_offers().count(), 1, "the offer stays outstanding");
+    let operations = vec![Operation::Unreserve { resources: resources("cpus(eng):1") }];
+    let call = Call::Accept { offer_ids: vec![offer.id.clone()], operations, refuse_ms: 0 };
+    let err = m.call(0, &eng.0, &eng.1, call).expect_err("nothing reserved");
+    assert_eq!(
+        err.to_string(),
+        "accept.operations[0].unreserve.resources: only dynamically reserved resources can be unreserved"
+    );
+}

@@ -101,6 +101,15 @@ pub fn call_from_pb(call: pb::Call) -> Result<Call, WireError> {
                             .collect::<Result<Vec<_>, _>>()?;
                         operations.push(Operation::Launch { tasks });
                     }
+                    Some(pb::operation::Operation::Reserve(reserve)) => {
+                        let resources = convert::resources(&format!("{field}.reserve.resources"), reserve.resources)?;
+                        operations.push(Operation::Reserve { resources });
+                    }
+                    Some(pb::operation::Operation::Unreserve(unreserve)) => {
+                        let resources =
+                            convert::resources(&format!("{field}.unreserve.resources"), unreserve.resources)?;
+                        operations.push(Operation::Unreserve { resources });
+                    }
                     None => return Err(WireError::new(field, "names no operation")),
                 }
             }
