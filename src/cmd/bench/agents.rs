@@ -25,9 +25,11 @@ const OUTBOX_LEN: usize = 2 * 1024;
 /// How long the master may take to answer a registration.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 /// First wait before an unacknowledged status update is sent again; doubled per attempt.
-const RESEND_FIRST: Duration = Duration::from_secs(2);
+/// Mesos' agent waits 10 s: shorter waits turn a loaded master's slow acknowledgements
+/// into a storm of resends that loads it further.
+const RESEND_FIRST: Duration = Duration::from_secs(10);
 /// Longest wait between resends, so a lost acknowledgement costs at most this much.
-const RESEND_MAX: Duration = Duration::from_secs(16);
+const RESEND_MAX: Duration = Duration::from_secs(60);
 /// Resends of one update before it is given up (the run is bounded anyway).
 const MAX_RESENDS: u32 = 30;
 /// How often unacknowledged updates are looked at.

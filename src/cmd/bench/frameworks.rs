@@ -18,8 +18,9 @@ use tonic::transport::Channel;
 use super::stats::Samples;
 
 /// Calls one framework may have in flight; more wait, which slows its event loop rather
-/// than growing memory.
-const MAX_CALLS_IN_FLIGHT: usize = 128;
+/// than growing memory. Each framework has its own connection, and the master's HTTP/2
+/// server takes 200 concurrent streams on one.
+const MAX_CALLS_IN_FLIGHT: usize = 190;
 /// Completed calls waiting for the event loop.
 const COMPLETIONS_LEN: usize = 4 * 1024;
 /// Most tasks in one ACCEPT (the master's own bound is 1,000).
