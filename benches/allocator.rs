@@ -155,7 +155,9 @@ fn quota_cluster() -> Master {
     for i in 0..3_000u64 {
         let role = Role::parse(&format!("role-{i}")).expect("valid role");
         let amount = if i < 2_500 { Scalars::new(1_000, 1_024, 0) } else { Scalars::new(4_000, 4_096, 0) };
-        master.set_quota(role.clone(), Quota { guarantee: amount, limit: Some(amount) }).expect("quota");
+        // As in Mesos' bench, quota names CPUs and memory only: disk is not limited.
+        let limit = Scalars { disk_mib: u64::MAX, ..amount };
+        master.set_quota(role.clone(), Quota { guarantee: amount, limit: Some(limit) }).expect("quota");
         let info = FrameworkInfo {
             id: None,
             name: format!("framework-{i}"),

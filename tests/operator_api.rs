@@ -80,10 +80,11 @@ async fn quota_is_set_listed_shown_on_roles_and_removed() {
         json!({ "role": "eng/web", "guarantee": { "cpus": 1, "mem": 1024 }, "limit": { "cpus": 2, "mem": 2048 } });
     let (status, answer) = post(&cluster, "/quota", body).await;
     assert_eq!(status, 200, "{answer}");
+    // Left out of a limit, disk is unlimited and not shown.
     let expected = json!({
         "role": "eng/web",
         "guarantee": { "cpus": 1.0, "mem": 1024.0, "disk": 0.0 },
-        "limit": { "cpus": 2.0, "mem": 2048.0, "disk": 0.0 },
+        "limit": { "cpus": 2.0, "mem": 2048.0 },
     });
     assert_eq!(answer, expected);
     assert_eq!(get_json(&cluster.url("/quota")).await, Some(json!([expected.clone()])));

@@ -27,7 +27,8 @@ pub struct Quota {
     /// Held for the role: the allocator meets unmet guarantees first and does not hand
     /// out to other roles what is still needed to meet them.
     pub guarantee: Scalars,
-    /// Never more than this; `None` is no limit.
+    /// Never more than this; `None` is no limit, and `u64::MAX` in one quantity is no
+    /// limit on that resource.
     pub limit: Option<Scalars>,
 }
 

@@ -459,3 +459,29 @@ fn a_reserve_operation_for_another_role_refuses_the_accept_and_keeps_the_offer()
         "accept.operations[0].unreserve.resources: only dynamically reserved resources can be unreserved"
     );
 }
+
+/// LargeAndSmallQuota scaled down: every role gets exactly its quota in one round, and the
+/// round after it offers nothing.
+#[test]
+fn every_quota_role_gets_exactly_its_quota_and_the_next_round_is_empty() {
+    let mut m = master();
+    for i in 0..30 {
+        add_agent(&mut m, i, "cpus:2;mem:2048;disk:2048");
+    }
+    let mut frameworks = Vec::new();
+    for i in 0..30 {
+        let name = format!("role-{i}");
+        let amount = if i < 25 { Scalars::new(1_000, 1_024, 0) } else { Scalars::new(4_000, 4_096, 0) };
+        m.set_quota(role(&name), Quota { guarantee: amount, limit: Some(amount) }).expect("quota");
+        frameworks.push((subscribe(&mut m, &name, &[&name]).0, amount));
+    }
+    let got = allocate(&mut m, 0);
+    for (framework_id, amount) in &frameworks {
+        let held = got
+            .iter()
+            .filter(|(f, _)| f == framework_id)
+            .fold(Scalars::ZERO, |sum, (_, o)| sum.saturating_add(&o.resources.scalars()));
+        assert_eq!((held.cpus_milli, held.mem_mib), (amount.cpus_milli, amount.mem_mib), "{framework_id}");
+    }
+    assert!(allocate(&mut m, 1).is_empty());
+}

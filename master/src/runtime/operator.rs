@@ -81,33 +81,40 @@ fn role(field: &str, name: &str) -> Result<Role, ApiError> {
     Role::parse(name).map_err(|e| bad_request(field, e.to_string()))
 }
 
-/// Quantities as operators write them: `{"cpus": 1.5, "mem": 1024, "disk": 0}`.
+/// Quantities as operators write them: `{"cpus": 1.5, "mem": 1024, "disk": 0}`. A
+/// quantity left out is 0 in a guarantee and unlimited in a limit (and then not shown).
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ScalarsDto {
-    #[serde(default)]
-    cpus: f64,
-    #[serde(default)]
-    mem: f64,
-    #[serde(default)]
-    disk: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpus: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mem: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    disk: Option<f64>,
 }
 
+/// What a quantity left out of a limit means: no limit on that resource.
+const UNLIMITED: u64 = u64::MAX;
+
 impl ScalarsDto {
-    fn to_core(self, field: &str) -> Result<Scalars, ApiError> {
-        let cpus_milli = cpus_to_milli(self.cpus).map_err(|e| bad_request(&format!("{field}.cpus"), e.to_string()))?;
-        let mib = |name: &str, v: f64| {
-            if v.is_finite() && (0.0..=MAX_MIB).contains(&v) {
-                Ok(v.round() as u64)
-            } else {
-                Err(bad_request(&format!("{field}.{name}"), "must be a number of MiB from 0 to 2^40"))
-            }
+    /// `missing` stands for a quantity left out (0, or `UNLIMITED`).
+    fn to_core(self, field: &str, missing: u64) -> Result<Scalars, ApiError> {
+        let cpus_milli = match self.cpus {
+            None => missing,
+            Some(cpus) => cpus_to_milli(cpus).map_err(|e| bad_request(&format!("{field}.cpus"), e.to_string()))?,
+        };
+        let mib = |name: &str, v: Option<f64>| match v {
+            None => Ok(missing),
+            Some(v) if v.is_finite() && (0.0..=MAX_MIB).contains(&v) => Ok(v.round() as u64),
+            Some(_) => Err(bad_request(&format!("{field}.{name}"), "must be a number of MiB from 0 to 2^40")),
         };
         Ok(Scalars::new(cpus_milli, mib("mem", self.mem)?, mib("disk", self.disk)?))
     }
 
     fn from_core(s: &Scalars) -> Self {
-        Self { cpus: s.cpus_milli as f64 / 1000.0, mem: s.mem_mib as f64, disk: s.disk_mib as f64 }
+        let shown = |v: u64, scale: f64| (v != UNLIMITED).then_some(v as f64 / scale);
+        Self { cpus: shown(s.cpus_milli, 1000.0), mem: shown(s.mem_mib, 1.0), disk: shown(s.disk_mib, 1.0) }
     }
 }
 
@@ -208,8 +215,8 @@ async fn quota(State(handle): State<Handle>) -> Result<Json<Vec<QuotaDto>>, ApiE
 async fn post_quota(State(handle): State<Handle>, body: Bytes) -> Result<Json<QuotaDto>, ApiError> {
     let dto: QuotaDto = parse(&body)?;
     let r = role("role", &dto.role)?;
-    let guarantee = dto.guarantee.map(|g| g.to_core("guarantee")).transpose()?.unwrap_or(Scalars::ZERO);
-    let limit = dto.limit.map(|l| l.to_core("limit")).transpose()?;
+    let guarantee = dto.guarantee.map(|g| g.to_core("guarantee", 0)).transpose()?.unwrap_or(Scalars::ZERO);
+    let limit = dto.limit.map(|l| l.to_core("limit", UNLIMITED)).transpose()?;
     let quota = Quota { guarantee, limit };
     let answer = quota_dto(&r, &quota);
     on_core(&handle, move |core| core.set_quota(r, quota)).await??;
