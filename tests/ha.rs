@@ -197,3 +197,31 @@ async fn a_leader_that_cannot_reach_etcd_stops_within_its_lease() {
     // master could be elected, give or take one refresh interval.
     assert!(cut.elapsed() < std::time::Duration::from_secs(4), "stopped after {:?}", cut.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_stopped_cleanly_hands_over_without_waiting_for_its_lease() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let masters: Vec<String> = (0..2).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let mut procs: Vec<Proc> = masters
+        .iter()
+        .enumerate()
+        .map(|(i, master)| {
+            let port = master.rsplit_once(':').expect("host:port").1;
+            let work = dir.path().join(format!("master{i}"));
+            // A long lease: a follower elected well within it was handed leadership.
+            let args = ["master", "--port", port, "--work-dir", work.to_str().expect("utf-8 path")];
+            let etcd_args = ["--etcd", etcd.url.as_str(), "--etcd-lease-ttl", "30s"];
+            Proc::spawn(&format!("master{i}"), dir.path(), &[&args[..], &etcd_args[..]].concat())
+        })
+        .collect();
+    let http = no_redirects();
+    let first = eventually("a leader to be elected", async || leader(&http, &masters).await).await;
+    let index = masters.iter().position(|m| *m == first).expect("the leader is one of them");
+    let stopped = Instant::now();
+    procs[index].signal("TERM");
+    let rest: Vec<String> = masters.iter().filter(|m| **m != first).cloned().collect();
+    eventually("the other master to lead", async || leader(&http, &rest).await).await;
+    assert!(stopped.elapsed() < std::time::Duration::from_secs(15), "took {:?}", stopped.elapsed());
+    assert_eq!(exit_code(&mut procs[index]).await, Some(0), "{}", procs[index].log_text());
+}

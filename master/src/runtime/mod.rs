@@ -66,17 +66,18 @@ pub async fn serve(
     let etcd = options.etcd.clone();
     let (handle, requests) = owner::channel();
     let (role_tx, role_rx) = tokio::sync::watch::channel(election::Role::Leader);
-    match &etcd {
+    let leading = match &etcd {
         None => {
             let store = options.registry_path.as_deref().map(crate::store::Store::open).transpose()?;
             owner::start(options, store, requests, stop_rx.clone())?;
+            None
         }
         Some(etcd) => {
             role_tx.send_replace(election::Role::Follower { leader: None });
             let client = crate::etcd::Etcd::connect(&etcd.endpoints)?;
-            tokio::spawn(lead(client, etcd.clone(), options, requests, stop_rx.clone(), role_tx));
+            Some(tokio::spawn(lead(client, etcd.clone(), options, requests, stop_rx.clone(), role_tx)))
         }
-    }
+    };
     let grpc = tonic::service::Routes::new(agent_link::server(handle.clone(), stop_rx.clone()))
         .add_service(scheduler::server(handle.clone(), stop_rx.clone()))
         .into_axum_router();
@@ -94,8 +95,15 @@ pub async fn serve(
             let _ = stop_tx.send(true);
         })
         .await?;
+    // Give a stepping-down leader the moment it needs to revoke its lease.
+    if let Some(leading) = leading {
+        let _ = tokio::time::timeout(STEP_DOWN_TIMEOUT, leading).await;
+    }
     Ok(())
 }
+
+/// Longest a stopping master waits to hand over leadership (revoke its lease).
+const STEP_DOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Campaigns; once elected, loads the registry from etcd, starts the owner task, serves
 /// as leader, and stops the process when leadership is lost (fail-stop: another master
