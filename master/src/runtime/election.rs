@@ -65,7 +65,10 @@ pub async fn campaign(client: &Etcd, options: &EtcdOptions, advertise: &str, rol
             Ok(Ok(term)) => return term,
             Ok(Err(holder)) => {
                 backoff = RETRY_MIN;
-                role.send_replace(Role::Follower { leader: Some(holder.address.clone()) });
+                // A key naming this very master is a previous run's, whose lease has not
+                // expired yet: redirecting clients to it would send them in a circle.
+                let leader = (holder.address != advertise).then(|| holder.address.clone());
+                role.send_replace(Role::Follower { leader });
                 tracing::info!(leader = %holder.address, "following");
                 if let Err(error) = client.wait_for_change(&key, holder.read_revision, WATCH_LIMIT).await {
                     tracing::warn!(%error, "watching the leader key failed");
