@@ -164,3 +164,68 @@ fn not_the_leader(leader: Option<&str>) -> tonic::Status {
     }
     status
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn app(role: Role) -> axum::Router {
+        let (_tx, rx) = watch::channel(role);
+        axum::Router::new()
+            .route("/state", axum::routing::get(|| async { "served" }))
+            .layer(axum::middleware::from_fn_with_state(rx, follow_leader))
+    }
+
+    fn following(leader: Option<&str>) -> Role {
+        Role::Follower { leader: leader.map(str::to_owned) }
+    }
+
+    async fn call(role: Role, request: Request<Body>) -> Response {
+        app(role).oneshot(request).await.expect("the router answers")
+    }
+
+    fn get(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::empty()).expect("a valid request")
+    }
+
+    #[tokio::test]
+    async fn the_leader_serves_requests_itself() {
+        let response = call(Role::Leader, get("/state")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_follower_redirects_http_to_the_leader_keeping_path_and_query() {
+        let response = call(following(Some("10.0.0.2:5050")), get("/state?x=1")).await;
+        assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(response.headers()[header::LOCATION], "http://10.0.0.2:5050/state?x=1");
+    }
+
+    #[tokio::test]
+    async fn a_follower_answers_health_saying_who_leads_and_503_while_nobody_does() {
+        let health = call(following(None), get("/health")).await;
+        assert_eq!(health.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(health.into_body(), 1024).await.expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body, json!({ "leader": false, "leading_master": null }));
+        let state = call(following(None), get("/state")).await;
+        assert_eq!(state.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn a_follower_refuses_grpc_as_unavailable_naming_the_leader() {
+        let request = Request::post("/agora.v1.Scheduler/Subscribe")
+            .header(header::CONTENT_TYPE, "application/grpc")
+            .body(Body::empty())
+            .expect("a valid request");
+        let response = call(following(Some("10.0.0.2:5050")), request).await;
+        let status = tonic::Status::from_header_map(response.headers()).expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.message(), "not the leader; leader is 10.0.0.2:5050");
+        assert_eq!(response.headers()[LEADER_METADATA], "10.0.0.2:5050");
+    }
+}
