@@ -27,7 +27,7 @@ async fn post(cluster: &Cluster, path: &str, body: Value) -> (u16, Value) {
     send(cluster, reqwest::Method::POST, path, Some(body.to_string())).await
 }
 
-async fn role<'a>(cluster: &Cluster, name: &str) -> Option<Value> {
+async fn role(cluster: &Cluster, name: &str) -> Option<Value> {
     let roles = get_json(&cluster.url("/roles")).await?;
     roles["roles"].as_array()?.iter().find(|r| r["name"] == name).cloned()
 }
