@@ -215,12 +215,14 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
 
     let _ = stop_tx.send(true);
     let mut reports: Vec<FrameworkReport> = Vec::with_capacity(framework_tasks.len());
-    for task in framework_tasks {
-        if let Ok(Ok(report)) = tokio::time::timeout(STOP_GRACE, task).await {
-            reports.push(report);
+    // A framework that does not report in time counts all of its work as lost.
+    let mut unreported_tasks = 0;
+    for (index, task) in framework_tasks.into_iter().enumerate() {
+        match tokio::time::timeout(STOP_GRACE, task).await {
+            Ok(Ok(report)) => reports.push(report),
+            _ => unreported_tasks += per_framework + u64::from((index as u64) < remainder),
         }
     }
-    let missing_reports = args.frameworks - reports.len();
     for task in agent_tasks {
         let _ = tokio::time::timeout(STOP_GRACE, task).await;
     }
@@ -242,8 +244,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         offer_to_launch.merge(report.offer_to_launch_ms, &mut rng);
     }
     let offer_to_launch = offer_to_launch.into_sorted();
-    // A framework that did not report counts all of its work as lost.
-    let lost_tasks = unfinished + double_terminal + if missing_reports > 0 { args.tasks.saturating_sub(finished) } else { 0 };
+    let lost_tasks = unfinished + double_terminal + unreported_tasks;
     let round = |v: Option<f64>| v.map(|v| (v * 1000.0).round() / 1000.0);
     let line = serde_json::json!({
         "agents": args.agents,
@@ -262,6 +263,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         "master_rss_note": rss_note,
         "lost_tasks": lost_tasks,
         "unfinished_tasks": unfinished,
+        "unreported_tasks": unreported_tasks,
         "double_terminal_tasks": double_terminal,
         "redelivered_updates": redelivered,
         "unreachable_tasks": unreachable,
