@@ -491,8 +491,18 @@ fn allocate_agent(
         let Some(c) = sorter.pick_client(n, &agent.filtered_by) else { continue };
         let Some(framework_id) = sorter.clients.get(c as usize).map(|client| client.framework_id) else { continue };
         let role = node.role.clone();
-        let resources = capped(free.allocatable_to(&role), &cap);
-        if !min.admits(&resources) || !free.subtract(&resources) {
+        // The common case: the role may take everything free and no cap bites. Moving the
+        // free resources into the grant saves building and subtracting a copy.
+        let whole = cap.contains(&free.scalars())
+            && free.pools().all(|(r, _)| r.is_unreserved() || r.is_ancestor_or_self_of(&role));
+        let resources = if whole { std::mem::take(free) } else { capped(free.allocatable_to(&role), &cap) };
+        if !min.admits(&resources) {
+            if whole {
+                *free = resources;
+            }
+            continue;
+        }
+        if !whole && !free.subtract(&resources) {
             continue;
         }
         let granted = resources.scalars();
