@@ -82,6 +82,10 @@ pub struct Args {
     /// master allows 200 concurrent streams per connection).
     #[arg(long, default_value_t = AGENTS_PER_CHANNEL)]
     pub agents_per_connection: usize,
+    /// Most tasks launched and not yet ended at once, over all frameworks (split evenly):
+    /// frameworks pace their launches to what the cluster finishes.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_in_flight: u64,
     /// Memory of each task, in MiB.
     #[arg(long, default_value_t = 32)]
     pub task_mem: u64,
@@ -103,6 +107,9 @@ impl Args {
         }
         if self.duration_limit == 0 || self.duration_limit > 7 * 24 * 3600 {
             anyhow::bail!("--duration-limit must be between 1 second and a week");
+        }
+        if self.max_in_flight == 0 {
+            anyhow::bail!("--max-in-flight must be above zero");
         }
         if self.agents_per_connection == 0 || self.agents_per_connection > 150 {
             anyhow::bail!("--agents-per-connection must be between 1 and 150");
@@ -191,7 +198,8 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let run_started = Instant::now();
     for index in 0..args.frameworks {
         let quota = per_framework + u64::from((index as u64) < remainder);
-        let spec = FrameworkSpec { index, quota, shape, seed };
+        let max_in_flight = (args.max_in_flight / args.frameworks as u64).max(1);
+        let spec = FrameworkSpec { index, quota, max_in_flight, shape, seed };
         let framework = Framework::new(spec, framework_counters.clone());
         let channel = connect(&endpoint, deadline).await?;
         framework_tasks.push(tokio::spawn(framework.run(channel, stop_rx.clone())));

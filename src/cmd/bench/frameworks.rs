@@ -74,6 +74,9 @@ pub struct FrameworkSpec {
     pub index: usize,
     /// Tasks that must finish.
     pub quota: u64,
+    /// Most of its tasks launched and not yet ended at once: launches are paced to what the
+    /// cluster finishes, instead of one burst that queues every update behind the others.
+    pub max_in_flight: u64,
     pub shape: TaskShape,
     pub seed: u64,
 }
@@ -104,6 +107,8 @@ pub struct Framework {
     framework_id: String,
     /// Tasks still to launch: the quota plus relaunches, minus launches.
     pending: u64,
+    /// Launched tasks not yet ended (terminal or given up).
+    in_flight: u64,
     next_task: u64,
     finished: u64,
     suppressed: bool,
@@ -125,6 +130,7 @@ impl Framework {
         let rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0xF00D ^ spec.index as u64);
         Self {
             pending: spec.quota,
+            in_flight: 0,
             spec,
             framework_id: String::new(),
             next_task: 0,
@@ -261,7 +267,8 @@ impl Framework {
     ) {
         self.report.offers_received += 1;
         let fits = fits(&offer, self.spec.shape);
-        let count = self.pending.min(fits).min(MAX_TASKS_PER_ACCEPT);
+        let room = self.spec.max_in_flight.saturating_sub(self.in_flight);
+        let count = self.pending.min(fits).min(MAX_TASKS_PER_ACCEPT).min(room);
         if count == 0 {
             self.report.offers_declined += 1;
             let refuse_seconds = if self.pending == 0 { IDLE_REFUSE_SECONDS } else { REFUSE_SECONDS };
@@ -282,6 +289,7 @@ impl Framework {
             task_ids.push(task_id);
         }
         self.pending -= count;
+        self.in_flight += count;
         self.counters.tasks_launched.fetch_add(count, Ordering::Relaxed);
         let accept = pb::call::Call::Accept(pb::Accept {
             offer_ids: vec![offer.id],
@@ -318,6 +326,7 @@ impl Framework {
                     if track.replaced {
                         return;
                     }
+                    self.in_flight = self.in_flight.saturating_sub(1);
                     if state == pb::TaskState::TaskFinished {
                         self.finished += 1;
                         self.counters.tasks_finished.fetch_add(1, Ordering::Relaxed);
@@ -334,6 +343,7 @@ impl Framework {
         } else if state == pb::TaskState::TaskUnreachable && track.terminal.is_none() && !track.replaced {
             // As a partition-aware framework does: give the task up and run another.
             track.replaced = true;
+            self.in_flight = self.in_flight.saturating_sub(1);
             self.report.unreachable_tasks += 1;
             self.relaunch();
         }
@@ -357,6 +367,7 @@ impl Framework {
                 for task_id in task_ids {
                     if self.tracks.remove(&task_id).is_some() {
                         self.pending += 1;
+                        self.in_flight = self.in_flight.saturating_sub(1);
                     }
                 }
             }
@@ -368,23 +379,29 @@ impl Framework {
         }
     }
 
-    /// Stops offers while nothing is pending, asks for them again when work reappears.
+    /// Stops offers while nothing can be launched (nothing pending, or as many tasks in
+    /// flight as allowed), and asks for them again once work can go out: below three
+    /// quarters of the in-flight bound, so that a framework at its bound does not revive
+    /// on every finished task.
     async fn suppress_or_revive(
         &mut self,
         client: &SchedulerClient<Channel>,
         session: &Session,
         completions: &mpsc::Sender<Completion>,
     ) {
-        let want = self.pending > 0;
-        if want != self.suppressed {
-            return;
-        }
-        self.suppressed = !want;
-        let call = if want {
+        let call = if self.suppressed {
+            let low_water = self.spec.max_in_flight - self.spec.max_in_flight / 4;
+            if self.pending == 0 || self.in_flight >= low_water.max(1) {
+                return;
+            }
             pb::call::Call::Revive(pb::Revive { roles: Vec::new() })
         } else {
+            if self.pending > 0 && self.in_flight < self.spec.max_in_flight {
+                return;
+            }
             pb::call::Call::Suppress(pb::Suppress { roles: Vec::new() })
         };
+        self.suppressed = !self.suppressed;
         self.spawn_call(client, session, call, completions, |ok| Completion::Other { ok }).await;
     }
 
