@@ -296,31 +296,35 @@ impl Master {
             .values()
             .filter(|a| a.is_active())
             .fold(Scalars::ZERO, |sum, a| sum.saturating_add(&a.info.resources.scalars()));
-        let mut offered_by_role: BTreeMap<&Role, Scalars> = BTreeMap::new();
+        // One pass over frameworks and offers, each amount added to its role and every
+        // ancestor: the view costs O(frameworks × roles each × depth), not roles × frameworks.
+        fn add_up(map: &mut BTreeMap<Role, Scalars>, role: &Role, scalars: &Scalars) {
+            let mut at = Some(role.clone());
+            while let Some(role) = at {
+                at = super::allocator::parent_role(&role);
+                let entry = map.entry(role).or_insert(Scalars::ZERO);
+                *entry = entry.saturating_add(scalars);
+            }
+        }
+        let mut allocated_by: BTreeMap<Role, Scalars> = BTreeMap::new();
+        let mut offered_by: BTreeMap<Role, Scalars> = BTreeMap::new();
+        let mut frameworks_by: BTreeMap<&Role, Vec<FrameworkId>> = BTreeMap::new();
+        for (id, framework) in &self.frameworks {
+            for role in &framework.info.roles {
+                frameworks_by.entry(role).or_default().push(id.clone());
+            }
+            for (role, scalars) in &framework.allocated {
+                add_up(&mut allocated_by, role, scalars);
+            }
+        }
         for record in self.offers.values() {
-            let entry = offered_by_role.entry(&record.role).or_insert(Scalars::ZERO);
-            *entry = entry.saturating_add(&record.offer.resources.scalars());
+            add_up(&mut offered_by, &record.role, &record.offer.resources.scalars());
         }
         let mut views = Vec::new();
         for role in names.iter().chain(std::iter::once(&Role::unreserved())) {
-            let mut allocated = Scalars::ZERO;
-            let mut offered = Scalars::ZERO;
-            let mut frameworks = Vec::new();
-            for (id, framework) in &self.frameworks {
-                if framework.info.roles.contains(role) {
-                    frameworks.push(id.clone());
-                }
-                for (r, scalars) in &framework.allocated {
-                    if role.is_ancestor_or_self_of(r) {
-                        allocated = allocated.saturating_add(scalars);
-                    }
-                }
-            }
-            for (r, scalars) in &offered_by_role {
-                if role.is_ancestor_or_self_of(r) {
-                    offered = offered.saturating_add(scalars);
-                }
-            }
+            let allocated = allocated_by.get(role).copied().unwrap_or(Scalars::ZERO);
+            let offered = offered_by.get(role).copied().unwrap_or(Scalars::ZERO);
+            let frameworks = frameworks_by.get(role).cloned().unwrap_or_default();
             if role.is_unreserved() && frameworks.is_empty() && allocated.is_zero() {
                 continue;
             }
