@@ -168,10 +168,28 @@ impl RangeSet {
 
     pub fn union(&self, other: &RangeSet) -> RangeSet {
         let mut out = self.clone();
-        for &(b, e) in &other.0 {
-            out.insert(b, e);
-        }
+        out.merge_from(other);
         out
+    }
+
+    /// Adds every number of `other` in place: one sort and one merging pass, no new vector
+    /// (offering and freeing resources do this on every offer).
+    pub fn merge_from(&mut self, other: &RangeSet) {
+        if other.0.is_empty() {
+            return;
+        }
+        self.0.extend_from_slice(&other.0);
+        self.0.sort_unstable();
+        // `dedup_by` hands each range with the last one kept: touching or overlapping
+        // ranges are folded into the kept one.
+        self.0.dedup_by(|next, kept| {
+            if next.0 <= kept.1.saturating_add(1) {
+                kept.1 = kept.1.max(next.1);
+                true
+            } else {
+                false
+            }
+        });
     }
 
     /// True when every number of `other` is in `self`.
@@ -260,7 +278,7 @@ impl Pool {
 
     pub fn add(&mut self, other: &Pool) {
         self.scalars = self.scalars.saturating_add(&other.scalars);
-        self.ports = self.ports.union(&other.ports);
+        self.ports.merge_from(&other.ports);
     }
 
     /// Removes `other`, which must be contained; returns false (and changes nothing) if not.
@@ -365,7 +383,11 @@ impl Resources {
 
     pub fn add(&mut self, other: &Resources) {
         for (role, pool) in &other.pools {
-            self.add_pool(role.clone(), pool.clone());
+            // Adding to a pool that exists needs no copy of the role or the pool.
+            match self.pools.get_mut(role) {
+                Some(mine) => mine.add(pool),
+                None => self.add_pool(role.clone(), pool.clone()),
+            }
         }
     }
 
@@ -564,6 +586,15 @@ mod tests {
         assert!(set.take_lowest(100).is_none());
         assert!(set.contains(&RangeSet::from_ranges([(31, 33)]).expect("valid")));
         assert!(!set.contains(&RangeSet::from_ranges([(25, 30)]).expect("valid")));
+    }
+
+    #[test]
+    fn merging_range_sets_folds_touching_and_overlapping_ranges() {
+        let mut set = RangeSet::from_ranges([(10, 20), (50, 60)]).expect("valid");
+        set.merge_from(&RangeSet::from_ranges([(21, 25), (5, 8), (30, 40), (55, 70)]).expect("valid"));
+        assert_eq!(set.ranges(), &[(5, 8), (10, 25), (30, 40), (50, 70)]);
+        set.merge_from(&RangeSet::new());
+        assert_eq!(set.len(), 4 + 16 + 11 + 21);
     }
 
     #[test]
