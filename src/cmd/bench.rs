@@ -243,6 +243,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let sum = |f: fn(&FrameworkReport) -> u64| reports.iter().map(f).sum::<u64>();
     let unfinished = sum(|r| r.unfinished_tasks);
     let double_terminal = sum(|r| r.double_terminal_tasks);
+    let late_terminal = sum(|r| r.late_terminal_updates);
     let redelivered = sum(|r| r.redelivered_updates);
     let unreachable = sum(|r| r.unreachable_tasks);
     let failed_calls = sum(|r| r.failed_calls);
@@ -273,6 +274,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         "unfinished_tasks": unfinished,
         "unreported_tasks": unreported_tasks,
         "double_terminal_tasks": double_terminal,
+        "late_terminal_updates": late_terminal,
         "redelivered_updates": redelivered,
         "unreachable_tasks": unreachable,
         "failed_calls": failed_calls,

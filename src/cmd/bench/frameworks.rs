@@ -61,6 +61,9 @@ pub struct FrameworkReport {
     pub unfinished_tasks: u64,
     /// Tasks that got two different terminal updates.
     pub double_terminal_tasks: u64,
+    /// A terminal update after the master had answered a reconciliation with a terminal
+    /// state (the agent's own update was still on its way): not a second ending.
+    pub late_terminal_updates: u64,
     /// The same update delivered again (agent resend after a lost acknowledgement).
     pub redelivered_updates: u64,
     pub unreachable_tasks: u64,
@@ -89,6 +92,8 @@ struct Track {
     replaced: bool,
     /// The latest state heard, for the report on unfinished tasks.
     last_state: i32,
+    /// Where it was launched, for reconciliation.
+    agent_id: String,
 }
 
 /// A call's outcome, back to the event loop.
@@ -141,6 +146,7 @@ impl Framework {
                 offer_to_launch_ms: Samples::new(MAX_SAMPLES),
                 unfinished_tasks: 0,
                 double_terminal_tasks: 0,
+                late_terminal_updates: 0,
                 redelivered_updates: 0,
                 unreachable_tasks: 0,
                 failed_calls: 0,
@@ -194,11 +200,15 @@ impl Framework {
                         let Some(event) = event.event else { continue };
                         match event {
                             pb::event::Event::Subscribed(subscribed) => {
+                                let again = !self.framework_id.is_empty();
                                 self.framework_id = subscribed.framework_id.clone();
                                 session = Some(Session { framework_id: subscribed.framework_id, stream_id: subscribed.stream_id });
                                 self.counters.subscribed.fetch_add(1, Ordering::Relaxed);
                                 self.suppressed = false;
                                 backoff = RESUBSCRIBE_FIRST;
+                                if again && let Some(session) = &session {
+                                    self.reconcile(&client, session, &completions_tx).await;
+                                }
                             }
                             pb::event::Event::Offers(offers) => {
                                 if let Some(session) = &session {
@@ -285,7 +295,7 @@ impl Framework {
             let task_id = format!("f{}-t{}", self.spec.index, self.next_task);
             self.next_task += 1;
             tasks.push(task_info(&task_id, &offer.agent_id, self.spec.shape));
-            self.tracks.insert(task_id.clone(), Track::default());
+            self.tracks.insert(task_id.clone(), Track { agent_id: offer.agent_id.clone(), ..Track::default() });
             task_ids.push(task_id);
         }
         self.pending -= count;
@@ -335,6 +345,7 @@ impl Framework {
                     }
                 }
                 Some((_, uuid)) if !uuid.is_empty() && *uuid == status.uuid => self.report.redelivered_updates += 1,
+                Some((_, uuid)) if uuid.is_empty() && !status.uuid.is_empty() => self.report.late_terminal_updates += 1,
                 Some(_) => {
                     tracing::warn!(task = %status.task_id, state = ?state, "a second terminal update");
                     self.report.double_terminal_tasks += 1;
@@ -346,6 +357,24 @@ impl Framework {
             self.in_flight = self.in_flight.saturating_sub(1);
             self.report.unreachable_tasks += 1;
             self.relaunch();
+        }
+    }
+
+    /// After subscribing again, asks the master for every task not yet ended: updates the
+    /// master produced while the framework was away (TASK_DROPPED, TASK_GONE, …) are not
+    /// sent twice, so without this those tasks would never end here.
+    async fn reconcile(&mut self, client: &SchedulerClient<Channel>, session: &Session, completions: &mpsc::Sender<Completion>) {
+        /// Tasks per RECONCILE call, well below the master's bound.
+        const CHUNK: usize = 5_000;
+        let open: Vec<pb::ReconcileTask> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.terminal.is_none() && !t.replaced)
+            .map(|(task_id, t)| pb::ReconcileTask { task_id: task_id.clone(), agent_id: t.agent_id.clone() })
+            .collect();
+        for chunk in open.chunks(CHUNK) {
+            let call = pb::call::Call::Reconcile(pb::Reconcile { tasks: chunk.to_vec() });
+            self.spawn_call(client, session, call, completions, |ok| Completion::Other { ok }).await;
         }
     }
 
