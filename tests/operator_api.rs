@@ -167,3 +167,31 @@ async fn request_bodies_over_one_mebibyte_are_refused() {
     let (status, _) = send(&cluster, reqwest::Method::PUT, "/weights", Some(huge)).await;
     assert_eq!(status, 413);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_quota_and_reservations_survive_a_master_restart() {
+    let (mut cluster, agent_id) = cluster_with_one_agent().await;
+    let (status, _) = put(&cluster, "/weights", json!([{ "role": "eng", "weight": 3 }])).await;
+    assert_eq!(status, 200);
+    let (status, _) = post(&cluster, "/quota", json!({ "role": "eng", "guarantee": { "cpus": 1 } })).await;
+    assert_eq!(status, 200);
+    let reservation = json!({ "agent_id": agent_id, "resources": "cpus(eng):1;mem(eng):512" });
+    let (status, _) = post(&cluster, "/reserve", reservation).await;
+    assert_eq!(status, 200);
+
+    cluster.restart_master().await;
+
+    assert_eq!(get_json(&cluster.url("/weights")).await, Some(json!([{ "role": "eng", "weight": 3.0 }])));
+    let quota = get_json(&cluster.url("/quota")).await.expect("/quota");
+    assert_eq!(quota[0]["role"], "eng", "{quota}");
+    assert_eq!(quota[0]["guarantee"]["cpus"], json!(1.0), "{quota}");
+    // The agent re-registers with its plain resources; the master re-applies the reservation.
+    eventually("the reservation back on the re-registered agent", async || {
+        let state = get_json(&cluster.url("/state")).await?;
+        let agent = &state["slaves"][0];
+        let reserved = &agent["reserved_resources"]["eng"];
+        let back = agent["id"] == agent_id.as_str() && agent["active"] == true && reserved["cpus"] == json!(1.0);
+        back.then_some(())
+    })
+    .await;
+}

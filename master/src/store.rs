@@ -21,6 +21,9 @@ const FRAMEWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("framework
 const REMOVED_FRAMEWORKS: TableDefinition<&str, u64> = TableDefinition::new("removed_frameworks");
 /// Gone agent ids with the sequence number of their removal, likewise.
 const GONE_AGENTS: TableDefinition<&str, u64> = TableDefinition::new("gone_agents");
+/// Single records, by name: `role_policy` (weights, quota, dynamic reservations).
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+const ROLE_POLICY: &str = "role_policy";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -82,6 +85,7 @@ impl RedbStore {
         txn.open_table(FRAMEWORKS).map_err(storage)?;
         txn.open_table(REMOVED_FRAMEWORKS).map_err(storage)?;
         txn.open_table(GONE_AGENTS).map_err(storage)?;
+        txn.open_table(SETTINGS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(RedbStore { db })
     }
@@ -102,6 +106,9 @@ impl RedbStore {
         }
         registry.removed_frameworks = oldest_first(&txn.open_table(REMOVED_FRAMEWORKS).map_err(storage)?)?;
         registry.gone_agents = oldest_first(&txn.open_table(GONE_AGENTS).map_err(storage)?)?;
+        if let Some(policy) = txn.open_table(SETTINGS).map_err(storage)?.get(ROLE_POLICY).map_err(storage)? {
+            registry.role_policy = decode("settings", ROLE_POLICY, policy.value())?;
+        }
         Ok(registry)
     }
 
@@ -116,6 +123,7 @@ impl RedbStore {
             let mut frameworks = txn.open_table(FRAMEWORKS).map_err(storage)?;
             let mut removed = txn.open_table(REMOVED_FRAMEWORKS).map_err(storage)?;
             let mut gone = txn.open_table(GONE_AGENTS).map_err(storage)?;
+            let mut settings = txn.open_table(SETTINGS).map_err(storage)?;
             for op in ops {
                 match op {
                     RegistryOp::PutAgent { agent_id, agent } => {
@@ -124,6 +132,9 @@ impl RedbStore {
                     RegistryOp::RemoveAgent { agent_id } => {
                         agents.remove(agent_id.as_str()).map_err(storage)?;
                         append(&mut gone, agent_id.as_str())?;
+                    }
+                    RegistryOp::PutRolePolicy { policy } => {
+                        settings.insert(ROLE_POLICY, encode(policy)?.as_slice()).map_err(storage)?;
                     }
                     RegistryOp::PutFramework { framework_id, info } => {
                         frameworks.insert(framework_id.as_str(), encode(info)?.as_slice()).map_err(storage)?;
@@ -296,6 +307,7 @@ impl EtcdStore {
                 }
                 "removed_frameworks" => removed.push((seq("removed_frameworks")?, id.to_owned())),
                 "gone_agents" => gone.push((seq("gone_agents")?, id.to_owned())),
+                "settings" if id == ROLE_POLICY => registry.role_policy = decode("settings", id, &kv.value)?,
                 _ => return Err(corrupt("registry", "an unknown table")),
             }
         }
@@ -327,6 +339,9 @@ impl EtcdStore {
                 }
                 RegistryOp::PutFramework { framework_id, info } => {
                     writes.insert(self.key("frameworks", framework_id.as_str()), Some(encode(info)?));
+                }
+                RegistryOp::PutRolePolicy { policy } => {
+                    writes.insert(self.key("settings", ROLE_POLICY), Some(encode(policy)?));
                 }
                 RegistryOp::RemoveFramework { framework_id } => {
                     writes.insert(self.key("frameworks", framework_id.as_str()), None);
@@ -379,6 +394,13 @@ mod tests {
         }
     }
 
+    fn policy() -> crate::core::RolePolicy {
+        let mut policy = crate::core::RolePolicy::default();
+        policy.weights.insert(Role::parse("eng").expect("role"), 2_500);
+        policy.reservations.insert(AgentId::new("a1"), Resources::parse("cpus(eng):1").expect("valid"));
+        policy
+    }
+
     #[test]
     fn what_is_committed_is_loaded_back_after_reopening() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -399,6 +421,7 @@ mod tests {
             RegistryOp::RemoveFramework { framework_id: FrameworkId::new("f2") },
             RegistryOp::PutAgent { agent_id: AgentId::new("a2"), agent: agent.clone() },
             RegistryOp::RemoveAgent { agent_id: AgentId::new("a2") },
+            RegistryOp::PutRolePolicy { policy: policy() },
         ];
         let mut expected = Registry::default();
         for op in ops.clone() {
@@ -413,6 +436,7 @@ mod tests {
         assert_eq!(expected.frameworks.len(), 1);
         assert_eq!(expected.removed_frameworks, vec![FrameworkId::new("f2")]);
         assert_eq!(expected.gone_agents, vec![AgentId::new("a2")]);
+        assert_eq!(expected.role_policy, policy());
         assert_eq!(expected.agents.len(), 1);
     }
 

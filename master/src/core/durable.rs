@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use agora_proto::model::{AgentId, AgentInfo, FrameworkId, FrameworkInfo};
 
 use super::Output;
+use super::roles::RolePolicy;
 use super::master::Master;
 use super::registry::{AgentRecord, FrameworkRecord};
 
@@ -24,6 +25,8 @@ pub enum RegistryOp {
     PutFramework { framework_id: FrameworkId, info: FrameworkInfo },
     /// The framework was torn down or failed over for good; its id may not come back.
     RemoveFramework { framework_id: FrameworkId },
+    /// The operator's weights, quota and dynamic reservations, as a whole.
+    PutRolePolicy { policy: RolePolicy },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,6 +42,7 @@ pub struct Registry {
     pub frameworks: BTreeMap<FrameworkId, FrameworkInfo>,
     pub removed_frameworks: Vec<FrameworkId>,
     pub gone_agents: Vec<AgentId>,
+    pub role_policy: RolePolicy,
 }
 
 impl Registry {
@@ -57,6 +61,7 @@ impl Registry {
             RegistryOp::PutFramework { framework_id, info } => {
                 self.frameworks.insert(framework_id, info);
             }
+            RegistryOp::PutRolePolicy { policy } => self.role_policy = policy,
             RegistryOp::RemoveFramework { framework_id } => {
                 self.frameworks.remove(&framework_id);
                 if !self.removed_frameworks.contains(&framework_id) {
@@ -74,6 +79,8 @@ impl Master {
     /// does not within its failover timeout is removed and its tasks killed. Call it on a
     /// fresh master, before any other input.
     pub fn recover(&mut self, now_ms: u64, registry: Registry) {
+        // Before the agents: their dynamic reservations are re-applied as they register.
+        self.restore_role_policy(registry.role_policy);
         for framework_id in registry.removed_frameworks {
             self.remember_removed_framework(framework_id);
         }
@@ -102,6 +109,12 @@ impl Master {
             let agent = DurableAgent { info: agent.info.clone(), reachable: agent.reachable };
             self.outbox.push(Output::Persist(RegistryOp::PutAgent { agent_id: agent_id.clone(), agent }));
         }
+    }
+
+    /// Called after every change to weights, quota or dynamic reservations.
+    pub(crate) fn persist_role_policy(&mut self) {
+        let policy = self.policy.clone();
+        self.outbox.push(Output::Persist(RegistryOp::PutRolePolicy { policy }));
     }
 
     pub(crate) fn persist_framework(&mut self, framework_id: &FrameworkId) {

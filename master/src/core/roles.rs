@@ -141,6 +141,7 @@ impl Master {
                 self.policy.weights.insert(role, weight_milli);
             }
         }
+        self.persist_role_policy();
         self.frameworks_changed();
         Ok(())
     }
@@ -159,6 +160,7 @@ impl Master {
             return Err(invalid("role", format!("at most {MAX_POLICY_ROLES} roles may have quota")));
         }
         self.policy.quotas.insert(role, quota);
+        self.persist_role_policy();
         self.frameworks_changed();
         Ok(())
     }
@@ -171,6 +173,7 @@ impl Master {
                 reason: format!("role {role} has no quota"),
             });
         };
+        self.persist_role_policy();
         self.frameworks_changed();
         Ok(quota)
     }
@@ -199,6 +202,7 @@ impl Master {
         agent.info.resources = info;
         agent.stuck_epoch = None;
         self.policy.reservations.entry(agent_id.clone()).or_default().add(resources);
+        self.persist_role_policy();
         self.dirty = true;
         Ok(())
     }
@@ -237,6 +241,7 @@ impl Master {
                 self.policy.reservations.remove(agent_id);
             }
         }
+        self.persist_role_policy();
         self.dirty = true;
         Ok(())
     }
@@ -453,6 +458,7 @@ impl Master {
         if held.is_empty() {
             self.policy.reservations.remove(agent_id);
         }
+        self.persist_role_policy();
         self.dirty = true;
     }
 }
