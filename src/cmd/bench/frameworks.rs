@@ -235,7 +235,7 @@ impl Framework {
                     _ = agora_master::runtime::stopped(&mut stop) => break 'subscriptions,
                 }
                 if let Some(session) = &session {
-                    self.suppress_or_revive(&client, session, &completions_tx).await;
+                    self.suppress_or_revive(&client, session).await;
                 }
                 if self.done() && !counted_done {
                     counted_done = true;
@@ -412,12 +412,7 @@ impl Framework {
     /// flight as allowed), and asks for them again once work can go out: below three
     /// quarters of the in-flight bound, so that a framework at its bound does not revive
     /// on every finished task.
-    async fn suppress_or_revive(
-        &mut self,
-        client: &SchedulerClient<Channel>,
-        session: &Session,
-        completions: &mpsc::Sender<Completion>,
-    ) {
+    async fn suppress_or_revive(&mut self, client: &SchedulerClient<Channel>, session: &Session) {
         let call = if self.suppressed {
             let low_water = self.spec.max_in_flight - self.spec.max_in_flight / 4;
             if self.pending == 0 || self.in_flight >= low_water.max(1) {
@@ -431,7 +426,14 @@ impl Framework {
             pb::call::Call::Suppress(pb::Suppress { roles: Vec::new() })
         };
         self.suppressed = !self.suppressed;
-        self.spawn_call(client, session, call, completions, |ok| Completion::Other { ok }).await;
+        // Awaited here, not spawned: a SUPPRESS and a REVIVE in flight together could
+        // reach the master in the wrong order and leave the framework suppressed for good.
+        let request =
+            pb::Call { framework_id: session.framework_id.clone(), stream_id: session.stream_id.clone(), call: Some(call) };
+        if let Err(status) = client.clone().call(request).await {
+            tracing::debug!(%status, "suppress or revive failed");
+            self.report.failed_calls += 1;
+        }
     }
 
     /// Sends a call on its own task, bounded by the in-flight semaphore, and reports the
