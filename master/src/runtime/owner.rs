@@ -294,7 +294,10 @@ impl Owner {
             }
             let now_ms = self.clock.now_ms();
             for (agent_id, conn) in lost_agents {
-                self.agents.remove(&agent_id);
+                // Only the connection that failed is dropped, never a newer one.
+                if self.agents.get(&agent_id).is_some_and(|(current, _)| *current == conn) {
+                    self.agents.remove(&agent_id);
+                }
                 self.core.agent_disconnected(now_ms, &agent_id, conn);
             }
             for (framework_id, stream_id) in lost_frameworks {
