@@ -26,6 +26,8 @@ mod ids;
 #[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, VecDeque};

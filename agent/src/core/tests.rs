@@ -1,34 +1,11 @@
 //! Handler tests of the agent core: each feeds inputs and asserts the exact outputs.
 
 use super::*;
-use agora_proto::model::{CommandInfo, Resources};
 
-const SEED: u64 = 42;
-const AGENT: &str = "agent-1";
-
-fn config() -> CoreConfig {
-    CoreConfig {
-        default_kill_grace_period_ms: 3_000,
-        update_retry_initial_ms: 1_000,
-        update_retry_max_ms: 60_000,
-        max_tasks: 10,
-    }
-}
-
-fn fw(id: &str) -> FrameworkId {
-    FrameworkId::new(id)
-}
+use super::fixtures::{AGENT, SEED, config, fw, task_running};
 
 fn task(id: &str) -> TaskInfo {
-    TaskInfo {
-        task_id: TaskId::new(id),
-        name: id.to_owned(),
-        agent_id: AgentId::new(AGENT),
-        resources: Resources::parse("cpus:0.1;mem:32").expect("valid"),
-        command: CommandInfo { shell: Some("true".into()), argv: vec![], environment: Default::default() },
-        labels: vec![],
-        kill_grace_period_ms: None,
-    }
+    task_running(id, "true")
 }
 
 /// A core registered as `agent-1` at time 0.
