@@ -438,19 +438,7 @@ impl Agent {
 }
 
 fn is_terminal(state: i32) -> bool {
-    pb::TaskState::try_from(state).is_ok_and(|s| {
-        matches!(
-            s,
-            pb::TaskState::TaskFinished
-                | pb::TaskState::TaskFailed
-                | pb::TaskState::TaskKilled
-                | pb::TaskState::TaskError
-                | pb::TaskState::TaskLost
-                | pb::TaskState::TaskDropped
-                | pb::TaskState::TaskGone
-                | pb::TaskState::TaskGoneByOperator
-        )
-    })
+    agora_proto::convert::task_state("state", state).is_ok_and(agora_proto::model::TaskState::is_terminal)
 }
 
 pub fn wall_ms() -> u64 {

@@ -494,17 +494,7 @@ fn task_info(task_id: &str, agent_id: &str, shape: TaskShape) -> pb::TaskInfo {
 }
 
 fn is_terminal(state: pb::TaskState) -> bool {
-    matches!(
-        state,
-        pb::TaskState::TaskFinished
-            | pb::TaskState::TaskFailed
-            | pb::TaskState::TaskKilled
-            | pb::TaskState::TaskError
-            | pb::TaskState::TaskLost
-            | pb::TaskState::TaskDropped
-            | pb::TaskState::TaskGone
-            | pb::TaskState::TaskGoneByOperator
-    )
+    agora_proto::model::TaskState::try_from(state).is_ok_and(agora_proto::model::TaskState::is_terminal)
 }
 
 #[cfg(test)]
