@@ -132,3 +132,43 @@ async fn an_agent_paused_past_the_reregister_timeout_is_gone_and_comes_back_afre
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigkilled_framework_leaves_its_tasks_running_within_its_failover_timeout() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let cluster = Cluster::local(1).await;
+    let mut child = Command::new(common::AGORA)
+        .args(["run", "--master", &cluster.master, "--name", "orphan", "--", "sleep", "1000"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agora run");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let line = lines.next().expect("agora run printed a line").expect("utf-8");
+        if line.contains("TASK_RUNNING") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no TASK_RUNNING");
+    }
+
+    // SIGKILL: the framework cannot clean up; the master must keep its task running.
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    let url = cluster.url("/state");
+    let state = common::eventually("the framework to be seen as disconnected", async || {
+        let state = common::get_json(&url).await?;
+        let framework = state["frameworks"].as_array()?.iter().find(|f| f["name"] == "orphan")?.clone();
+        (framework["active"] == false).then_some(framework)
+    })
+    .await;
+    assert_eq!(state["tasks"][0]["state"], "TASK_RUNNING", "{state}");
+    assert_eq!(state["failover_timeout"], 60.0, "{state}");
+    let agents = common::get_json(&url).await.expect("/state")["slaves"].clone();
+    assert!(agents[0]["used_resources"]["cpus"].as_f64().is_some_and(|c| c > 0.0), "{agents}");
+}

@@ -209,6 +209,24 @@ impl Cluster {
     }
 }
 
+impl Drop for Cluster {
+    /// Tasks are built to outlive their agent, so a test that SIGKILLs agents would leave
+    /// them behind: every process working inside this cluster's directory goes too.
+    fn drop(&mut self) {
+        for proc in &mut self.procs {
+            proc.kill();
+        }
+        let Ok(root) = self.dir.path().canonicalize() else { return };
+        let Ok(entries) = std::fs::read_dir("/proc") else { return };
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
+            if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&root)) {
+                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            }
+        }
+    }
+}
+
 /// Runs a command to completion, killing it if it outlives `WAIT`. Output is collected on
 /// a thread so a chatty child never blocks on a full pipe.
 pub fn run_bounded(mut command: Command) -> Output {
