@@ -1,7 +1,10 @@
 //! What the core's handler tests share: a fixed seed and agent, a small configuration and
 //! task descriptions.
 
-use agora_proto::model::{AgentId, CommandInfo, FrameworkId, Resources, TaskId, TaskInfo};
+use agora_proto::model::{
+    AgentId, CommandInfo, FrameworkId, Resources, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason,
+    TaskStatusSource, UpdateId,
+};
 
 use super::CoreConfig;
 
@@ -31,5 +34,21 @@ pub fn task_running(id: &str, shell: &str) -> TaskInfo {
         command: CommandInfo { shell: Some(shell.into()), argv: vec![], environment: Default::default() },
         labels: vec![],
         kill_grace_period_ms: None,
+    }
+}
+
+/// A plain agent-sourced update of `agent-1`, as the core emits it.
+pub fn status(id: &str, state: TaskState, now_ms: u64, uuid: &UpdateId) -> TaskStatus {
+    TaskStatus {
+        task_id: TaskId::new(id),
+        agent_id: Some(AgentId::new(AGENT)),
+        state,
+        reason: TaskStatusReason::Unspecified,
+        source: TaskStatusSource::Agent,
+        message: String::new(),
+        timestamp_ms: now_ms,
+        uuid: Some(uuid.clone()),
+        exit_code: None,
+        signal: None,
     }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 
-use super::fixtures::{AGENT, SEED, config, fw, task_running};
+use super::fixtures::{AGENT, SEED, config, fw, status, task_running};
 
 fn task(id: &str) -> TaskInfo {
     task_running(id, "sleep 1000")
@@ -18,21 +18,6 @@ fn ids() -> Vec<UpdateId> {
 /// An id no core of these tests hands out: one from before the restart.
 fn old_id(n: u64) -> UpdateId {
     UpdateIds::new(1_000 + n).next_id()
-}
-
-fn status(id: &str, state: TaskState, now_ms: u64, uuid: &UpdateId) -> TaskStatus {
-    TaskStatus {
-        task_id: TaskId::new(id),
-        agent_id: Some(AgentId::new(AGENT)),
-        state,
-        reason: TaskStatusReason::Unspecified,
-        source: TaskStatusSource::Agent,
-        message: String::new(),
-        timestamp_ms: now_ms,
-        uuid: Some(uuid.clone()),
-        exit_code: None,
-        signal: None,
-    }
 }
 
 fn send(status: TaskStatus) -> Output {

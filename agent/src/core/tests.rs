@@ -2,7 +2,7 @@
 
 use super::*;
 
-use super::fixtures::{AGENT, SEED, config, fw, task_running};
+use super::fixtures::{AGENT, SEED, config, fw, status, task_running};
 
 fn task(id: &str) -> TaskInfo {
     task_running(id, "true")
@@ -19,21 +19,6 @@ fn registered_core() -> Core {
 fn ids() -> Vec<UpdateId> {
     let mut ids = UpdateIds::new(SEED);
     (0..8).map(|_| ids.next_id()).collect()
-}
-
-fn status(id: &str, state: TaskState, now_ms: u64, uuid: &UpdateId) -> TaskStatus {
-    TaskStatus {
-        task_id: TaskId::new(id),
-        agent_id: Some(AgentId::new(AGENT)),
-        state,
-        reason: TaskStatusReason::Unspecified,
-        source: TaskStatusSource::Agent,
-        message: String::new(),
-        timestamp_ms: now_ms,
-        uuid: Some(uuid.clone()),
-        exit_code: None,
-        signal: None,
-    }
 }
 
 fn send(framework: &str, status: TaskStatus) -> Output {
