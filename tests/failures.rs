@@ -9,6 +9,20 @@ use agora_proto::model::{TaskId, TaskState};
 use common::framework::Framework;
 use common::{Cluster, WAIT};
 
+/// A master that notices a silent agent within a second (plus `extra` flags), one agent
+/// process, and a framework whose one task runs `command`; returns once it is RUNNING.
+/// Tasks outliving a SIGKILLed agent are cleaned up when the cluster is dropped.
+async fn one_agent_running(extra: &[&str], command: &str) -> (Cluster, usize, Framework) {
+    let mut flags = vec!["--agent-heartbeat-interval", "200ms", "--agent-timeout", "1s"];
+    flags.extend_from_slice(extra);
+    let mut cluster = Cluster::master_only(&flags).await;
+    let agent = cluster.add_agent("agent", "cpus:1;mem:256;disk:100;ports:[31000-31010]");
+    cluster.wait_for_agents(1).await;
+    let mut framework = Framework::start(&cluster.master, command);
+    framework.wait_for(TaskState::TaskRunning).await;
+    (cluster, agent, framework)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_task_reports_task_killed_and_its_process_is_gone() {
     let cluster = Cluster::local(1).await;
@@ -29,12 +43,7 @@ async fn a_killed_task_reports_task_killed_and_its_process_is_gone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sigkilled_agent_turns_its_tasks_unreachable_at_the_framework() {
-    let mut cluster = Cluster::master_only(&["--agent-heartbeat-interval", "200ms", "--agent-timeout", "1s"]).await;
-    let agent = cluster.add_agent("agent", "cpus:1;mem:256;disk:100;ports:[31000-31010]");
-    cluster.wait_for_agents(1).await;
-    // The task outlives its SIGKILLed agent (nothing reaps it), so it ends by itself.
-    let mut framework = Framework::start(&cluster.master, "sleep 30");
-    framework.wait_for(TaskState::TaskRunning).await;
+    let (mut cluster, agent, mut framework) = one_agent_running(&[], "sleep 1000").await;
 
     cluster.procs[agent].kill();
     let unreachable = framework.wait_for(TaskState::TaskUnreachable).await;
@@ -86,11 +95,7 @@ async fn ctrl_c_on_agora_run_kills_its_task() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_agent_that_returns_brings_its_tasks_back_as_running() {
-    let mut cluster = Cluster::master_only(&["--agent-heartbeat-interval", "200ms", "--agent-timeout", "1s"]).await;
-    let agent = cluster.add_agent("agent", "cpus:1;mem:256;disk:100;ports:[31000-31010]");
-    cluster.wait_for_agents(1).await;
-    let mut framework = Framework::start(&cluster.master, "sleep 1000");
-    framework.wait_for(TaskState::TaskRunning).await;
+    let (cluster, agent, mut framework) = one_agent_running(&[], "sleep 1000").await;
 
     cluster.procs[agent].signal("STOP");
     framework.wait_for(TaskState::TaskUnreachable).await;
@@ -102,20 +107,8 @@ async fn a_paused_agent_that_returns_brings_its_tasks_back_as_running() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_paused_past_the_reregister_timeout_is_gone_and_comes_back_afresh() {
-    let mut cluster = Cluster::master_only(&[
-        "--agent-heartbeat-interval",
-        "200ms",
-        "--agent-timeout",
-        "1s",
-        "--agent-reregister-timeout",
-        "1s",
-    ])
-    .await;
-    let agent = cluster.add_agent("agent", "cpus:1;mem:256;disk:100;ports:[31000-31010]");
-    cluster.wait_for_agents(1).await;
+    let (cluster, agent, mut framework) = one_agent_running(&["--agent-reregister-timeout", "1s"], "sleep 1000").await;
     let old_id = cluster.state().await["slaves"][0]["id"].clone();
-    let mut framework = Framework::start(&cluster.master, "sleep 1000");
-    framework.wait_for(TaskState::TaskRunning).await;
 
     cluster.procs[agent].signal("STOP");
     framework.wait_for(TaskState::TaskUnreachable).await;
