@@ -34,31 +34,8 @@ async fn leader(client: &reqwest::Client, masters: &[String]) -> Option<String> 
 async fn a_killed_leader_is_replaced_and_no_task_is_killed() {
     let etcd = Etcd::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let masters: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-    let mut procs: Vec<Proc> = masters
-        .iter()
-        .enumerate()
-        .map(|(i, master)| {
-            let port = master.rsplit_once(':').expect("host:port").1;
-            let work = dir.path().join(format!("master{i}"));
-            let args = [
-                "master",
-                "--port",
-                port,
-                "--work-dir",
-                work.to_str().expect("utf-8 path"),
-                "--etcd",
-                &etcd.url,
-                "--etcd-lease-ttl",
-                "2s",
-                "--agent-heartbeat-interval",
-                "200ms",
-                "--agent-timeout",
-                "10s",
-            ];
-            Proc::spawn(&format!("master{i}"), dir.path(), &args)
-        })
-        .collect();
+    let flags = ["--etcd-lease-ttl", "2s", "--agent-heartbeat-interval", "200ms", "--agent-timeout", "10s"];
+    let (masters, mut procs) = etcd_masters(&etcd, dir.path(), 3, &flags);
     let http = no_redirects();
     let first = eventually("a leader to be elected", async || leader(&http, &masters).await).await;
 
@@ -146,26 +123,29 @@ async fn a_killed_leader_is_replaced_and_no_task_is_killed() {
 }
 
 /// Starts one `agora master --etcd` and waits until it leads; returns it and its address.
+/// Starts `count` masters on `etcd`, each with its own port and work directory, plus
+/// `flags`; returns their addresses and processes, in the same order.
+fn etcd_masters(etcd: &Etcd, dir: &std::path::Path, count: usize, flags: &[&str]) -> (Vec<String>, Vec<Proc>) {
+    let masters: Vec<String> = (0..count).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let procs = masters
+        .iter()
+        .enumerate()
+        .map(|(i, master)| {
+            let port = master.rsplit_once(':').expect("host:port").1;
+            let work = dir.join(format!("master{i}"));
+            let args = ["master", "--port", port, "--work-dir", work.to_str().expect("utf-8 path")];
+            let etcd_args = ["--etcd", etcd.url.as_str()];
+            Proc::spawn(&format!("master{i}"), dir, &[&args[..], &etcd_args[..], flags].concat())
+        })
+        .collect();
+    (masters, procs)
+}
+
 async fn sole_master(etcd: &Etcd, dir: &std::path::Path) -> (Proc, String) {
-    let port = free_port().to_string();
-    let work = dir.join("master");
-    let args = [
-        "master",
-        "--port",
-        &port,
-        "--work-dir",
-        work.to_str().expect("utf-8 path"),
-        "--etcd",
-        &etcd.url,
-        "--etcd-lease-ttl",
-        "2s",
-    ];
-    let proc = Proc::spawn("master", dir, &args);
-    let address = format!("127.0.0.1:{port}");
-    let masters = [address.clone()];
+    let (masters, mut procs) = etcd_masters(etcd, dir, 1, &["--etcd-lease-ttl", "2s"]);
     let http = no_redirects();
     eventually("the master to lead", async || leader(&http, &masters).await).await;
-    (proc, address)
+    (procs.remove(0), masters[0].clone())
 }
 
 /// Waits for `proc` to exit by itself and returns its exit code.
@@ -202,19 +182,8 @@ async fn a_leader_that_cannot_reach_etcd_stops_within_its_lease() {
 async fn a_leader_stopped_cleanly_hands_over_without_waiting_for_its_lease() {
     let etcd = Etcd::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let masters: Vec<String> = (0..2).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-    let mut procs: Vec<Proc> = masters
-        .iter()
-        .enumerate()
-        .map(|(i, master)| {
-            let port = master.rsplit_once(':').expect("host:port").1;
-            let work = dir.path().join(format!("master{i}"));
-            // A long lease: a follower elected well within it was handed leadership.
-            let args = ["master", "--port", port, "--work-dir", work.to_str().expect("utf-8 path")];
-            let etcd_args = ["--etcd", etcd.url.as_str(), "--etcd-lease-ttl", "30s"];
-            Proc::spawn(&format!("master{i}"), dir.path(), &[&args[..], &etcd_args[..]].concat())
-        })
-        .collect();
+    // A long lease: a follower elected well within it was handed leadership.
+    let (masters, mut procs) = etcd_masters(&etcd, dir.path(), 2, &["--etcd-lease-ttl", "30s"]);
     let http = no_redirects();
     let first = eventually("a leader to be elected", async || leader(&http, &masters).await).await;
     let index = masters.iter().position(|m| *m == first).expect("the leader is one of them");
