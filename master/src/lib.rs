@@ -5,6 +5,5 @@
 //! translates between it and the network.
 
 pub mod core;
-pub mod etcd;
 pub mod runtime;
 pub mod store;

@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::time::Duration;
 
+use agora_proto::etcd_client::{Etcd, Term};
 use agora_proto::model::{AgentId, FrameworkId, FrameworkInfo};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::etcd::{Etcd, Term};
 use crate::core::{DurableAgent, MAX_GONE_AGENT_IDS, MAX_REMOVED_FRAMEWORK_IDS, Registry, RegistryOp};
 
 const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
@@ -28,7 +28,7 @@ const ROLE_POLICY: &str = "role_policy";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("registry in etcd: {0}")]
-    Etcd(#[from] crate::etcd::EtcdError),
+    Etcd(#[from] agora_proto::etcd_client::EtcdError),
     #[error("cannot open the registry at {path}: {source}")]
     Open { path: String, source: redb::DatabaseError },
     #[error("registry storage failed: {0}")]

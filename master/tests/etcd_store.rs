@@ -5,8 +5,8 @@
 mod etcd_server;
 
 use agora_master::core::{DurableAgent, Registry, RegistryOp};
-use agora_master::etcd::{Etcd, EtcdError, Term};
 use agora_master::store::{EtcdStore, Store, StoreError};
+use agora_proto::etcd_client::{Etcd, EtcdError, Term};
 use agora_proto::model::{AgentId, AgentInfo, FrameworkId, FrameworkInfo, Resources, Role};
 
 const LEADER_KEY: &[u8] = b"/agora/leader";

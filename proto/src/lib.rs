@@ -4,6 +4,8 @@
 //! Rust types the cores work with (identifiers as newtypes, exact resource arithmetic,
 //! task states). `convert` is the only place where the two meet: one `From`/`TryFrom`
 //! pair per message, rejecting malformed input with an error naming the field.
+//! `etcd_client` is the etcd v3 client the masters elect their leader with and agents
+//! find that leader with.
 
 pub mod convert;
 pub mod model;
@@ -14,11 +16,13 @@ pub mod pb {
     tonic::include_proto!("agora.v1");
 }
 
-/// Generated code for the subset of etcd's v3 API the masters use (leader election and
-/// the registry on etcd). It stays in the master's etcd edge.
+/// Generated code for the subset of etcd's v3 API Agora uses (leader election and the
+/// registry on etcd). It stays inside [`etcd_client`].
 #[allow(missing_debug_implementations, clippy::all)]
 pub mod etcd {
     tonic::include_proto!("etcdserverpb");
 }
+
+pub mod etcd_client;
 
 pub use convert::WireError;

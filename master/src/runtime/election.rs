@@ -10,14 +10,13 @@
 
 use std::time::Duration;
 
+use agora_proto::etcd_client::{Etcd, EtcdError, Holder, Term};
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::watch;
-
-use crate::etcd::{Etcd, EtcdError, Term};
 
 /// The gRPC metadata key naming the leader in a follower's UNAVAILABLE answer.
 pub const LEADER_METADATA: &str = "agora-leader";
@@ -91,7 +90,7 @@ async fn campaign_once(
     options: &EtcdOptions,
     key: &[u8],
     advertise: &str,
-) -> Result<Result<Term, crate::etcd::Holder>, EtcdError> {
+) -> Result<Result<Term, Holder>, EtcdError> {
     let lease = client.grant_lease(i64::from(options.lease_ttl_s)).await?;
     let result = client.campaign(key, advertise, lease).await;
     if !matches!(result, Ok(Ok(_))) {

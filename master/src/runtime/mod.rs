@@ -74,7 +74,7 @@ pub async fn serve(
         }
         Some(etcd) => {
             role_tx.send_replace(election::Role::Follower { leader: None });
-            let client = crate::etcd::Etcd::connect(&etcd.endpoints)?;
+            let client = agora_proto::etcd_client::Etcd::connect(&etcd.endpoints)?;
             Some(tokio::spawn(lead(client, etcd.clone(), options, requests, stop_rx.clone(), role_tx)))
         }
     };
@@ -109,7 +109,7 @@ const STEP_DOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2)
 /// as leader, and stops the process when leadership is lost (fail-stop: another master
 /// may already lead, and this one's view of the registry may be stale).
 async fn lead(
-    client: crate::etcd::Etcd,
+    client: agora_proto::etcd_client::Etcd,
     etcd: election::EtcdOptions,
     options: MasterOptions,
     requests: tokio::sync::mpsc::Receiver<owner::Request>,
