@@ -9,9 +9,8 @@ use agora_proto::model::{Attribute, Resources};
 /// the public fields.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// Where the master listens, `host:port` (an `http://` prefix is accepted too), or
-    /// several masters, comma-separated: the agent follows the leader among them.
-    pub master: String,
+    /// How the agent finds the master to register with.
+    pub masters: Masters,
     /// The agent's directory: sandboxes live in `<work_dir>/sandboxes/`, the checkpoint a
     /// restarted agent recovers from in `<work_dir>/meta/`. Locked while the agent runs, so
     /// two agents never share one.
@@ -37,14 +36,49 @@ pub struct AgentConfig {
     pub max_tasks: usize,
     /// Decides update ids and every jitter; random unless a test fixes it.
     pub seed: u64,
+    /// How long a draining agent ([`crate::Shutdown::Drain`]) waits, once its tasks'
+    /// processes have ended, for the master to acknowledge their last updates. What is
+    /// still unacknowledged then stays in the checkpoint, for the next agent on the work dir.
+    pub drain_updates_timeout_ms: u64,
+}
+
+/// Where the master is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Masters {
+    /// Master addresses, `host:port` (an `http://` prefix is accepted too). With several
+    /// masters the agent dials them in turn and follows the leader a follower names.
+    List(Vec<String>),
+    /// The endpoints of the etcd cluster the masters elect their leader on: the agent
+    /// reads the leader's address from the leader key, and reads it again whenever it
+    /// loses the master.
+    Etcd(Vec<String>),
+}
+
+impl Masters {
+    /// One master at `address`.
+    pub fn one(address: impl Into<String>) -> Self {
+        Masters::List(vec![address.into()])
+    }
+}
+
+impl std::fmt::Display for Masters {
+    /// `host:port,host:port`, or `etcd://host:port,host:port`: for logs, `/state` and the
+    /// checkpoint.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Masters::List(masters) => write!(f, "{}", masters.join(",")),
+            Masters::Etcd(endpoints) => write!(f, "etcd://{}", endpoints.join(",")),
+        }
+    }
 }
 
 impl AgentConfig {
     /// Defaults: hostname `127.0.0.1`, a 3 s kill grace period, updates retried from 1 s up
-    /// to 60 s, reconnection from 100 ms up to 10 s.
-    pub fn new(master: impl Into<String>, work_dir: impl Into<PathBuf>, resources: Resources) -> Self {
+    /// to 60 s, reconnection from 100 ms up to 10 s, a drain waiting 10 s for
+    /// acknowledgements.
+    pub fn new(masters: Masters, work_dir: impl Into<PathBuf>, resources: Resources) -> Self {
         Self {
-            master: master.into(),
+            masters,
             work_dir: work_dir.into(),
             resources,
             attributes: Vec::new(),
@@ -58,6 +92,7 @@ impl AgentConfig {
             register_timeout_ms: 15_000,
             max_tasks: 10_000,
             seed: rand::random(),
+            drain_updates_timeout_ms: 10_000,
         }
     }
 }

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Instant;
 
+use agora_agent::Masters;
 use agora_proto::model::TaskState;
 use agora_proto::pb;
 use common::*;
@@ -337,7 +338,7 @@ async fn the_agent_keeps_trying_until_the_master_is_up() {
     let addr = probe.local_addr().unwrap();
     drop(probe);
     let placeholder = FakeMaster::start().await;
-    let mut agent = TestAgent::start(&placeholder, |config| config.master = addr.to_string()).await;
+    let mut agent = TestAgent::start(&placeholder, |config| config.masters = Masters::one(addr.to_string())).await;
     let state: serde_json::Value = reqwest::get(agent.url("/state")).await.unwrap().json().await.unwrap();
     assert_eq!(state["connected"], false);
     assert_eq!(state["id"], serde_json::Value::Null);

@@ -192,3 +192,70 @@ async fn a_task_whose_pid_the_dead_agent_never_recorded_is_adopted_through_the_p
     agent.stop().await.unwrap();
     eventually("the task to be killed with its agent", || process_gone(pid)).await;
 }
+
+#[tokio::test]
+async fn an_agent_stopped_leaving_its_tasks_returns_at_once_and_the_next_one_takes_the_same_process_back() {
+    let (mut master, mut agent, pid) = running("sleeper", "sleep 1000").await;
+    let started = tokio::time::Instant::now();
+    agent.shut_down(agora_agent::Shutdown::LeaveTasks).await.unwrap();
+    // Far below the kill grace period (1 s): nothing was killed or waited for.
+    assert!(started.elapsed() < std::time::Duration::from_millis(900), "took {:?}", started.elapsed());
+    assert!(!process_gone(pid), "the task outlives its agent");
+    let work_dir = std::mem::replace(&mut agent.work_dir, tempfile::tempdir().unwrap());
+
+    let (mut agent, register) = restart(&mut master, work_dir).await;
+    assert_eq!(register.agent_id, AGENT_ID);
+    assert_eq!(register.tasks.len(), 1, "{register:?}");
+    assert_eq!(register.tasks[0].state, pb::TaskState::TaskRunning as i32);
+    assert_eq!(pid_of(&agent, "sleeper").await, pid, "the same process, re-attached");
+    agent.stop().await.unwrap();
+    assert!(process_gone(pid), "a drain kills the task before it returns");
+}
+
+#[tokio::test]
+async fn a_draining_agent_kills_its_tasks_and_returns_once_their_updates_are_acknowledged() {
+    let mut master = FakeMaster::start().await;
+    // A long acknowledgement timeout: the drain must end on the acknowledgement.
+    let agent = TestAgent::start(&master, |config| config.drain_updates_timeout_ms = 60_000).await;
+    master.next_registration().await;
+    master.run_task(shell_task("sleeper", "sleep 1000"));
+    master.updates_until("sleeper", TaskState::TaskRunning).await;
+    let pid = pid_of(&agent, "sleeper").await;
+
+    let mut agent = agent;
+    let drained = tokio::spawn(async move {
+        agent.stop().await.unwrap();
+        agent
+    });
+    let killed = master.next_update().await;
+    assert_eq!(state_of(killed.status.as_ref().unwrap()), TaskState::TaskKilled);
+    eventually("the killed task's process to be gone", || process_gone(pid)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!drained.is_finished(), "the drain waits for the acknowledgement");
+    master.ack(&killed);
+    let agent = tokio::time::timeout(std::time::Duration::from_secs(10), drained)
+        .await
+        .expect("the agent stops soon after the acknowledgement")
+        .unwrap();
+    // Nothing is left for a next agent to recover.
+    let runs = std::fs::read_dir(agent.work_dir.path().join("meta/runs")).unwrap().count();
+    assert_eq!(runs, 0, "the acknowledged task's record is deleted");
+}
+
+#[tokio::test]
+async fn a_drain_whose_updates_are_never_acknowledged_stops_after_its_timeout_keeping_them_for_the_next_agent() {
+    let (mut master, mut agent, pid) = running("sleeper", "sleep 1000").await;
+    let started = tokio::time::Instant::now();
+    agent.stop().await.unwrap();
+    // The grace period is 1 s and the acknowledgement timeout 300 ms; sleep dies on SIGTERM.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(process_gone(pid));
+    let work_dir = std::mem::replace(&mut agent.work_dir, tempfile::tempdir().unwrap());
+
+    let (mut agent, register) = restart(&mut master, work_dir).await;
+    assert_eq!(register.tasks.len(), 1);
+    assert_eq!(register.tasks[0].state, pb::TaskState::TaskKilled as i32);
+    let again = master.updates_until("sleeper", TaskState::TaskKilled).await;
+    assert_eq!(again.len(), 1, "the kill is reported by the next agent: {again:?}");
+    agent.stop().await.unwrap();
+}

@@ -80,12 +80,8 @@ pub struct Etcd {
 /// Reads a comma-separated list of etcd endpoints, `host:port` or `http://host:port`,
 /// as `--etcd` takes them. Errors name the endpoint at fault; the caller adds the flag.
 pub fn parse_endpoints(value: &str) -> Result<Vec<String>, EtcdError> {
-    let endpoints: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(check_endpoint)
-        .collect::<Result<_, _>>()?;
+    let endpoints: Vec<String> =
+        value.split(',').map(str::trim).filter(|e| !e.is_empty()).map(check_endpoint).collect::<Result<_, _>>()?;
     if endpoints.is_empty() {
         return Err(EtcdError::NoEndpoint);
     }
@@ -101,10 +97,7 @@ pub fn parse_endpoints(value: &str) -> Result<Vec<String>, EtcdError> {
 /// One endpoint: `host:port` with a port above zero, optionally after `http://`. TLS
 /// (`https://`) is refused here rather than failing later at every connection attempt.
 fn check_endpoint(raw: &str) -> Result<String, EtcdError> {
-    let bad = |reason: &str| EtcdError::Endpoint {
-        endpoint: raw.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let bad = |reason: &str| EtcdError::Endpoint { endpoint: raw.to_owned(), reason: reason.to_owned() };
     if raw.starts_with("https://") {
         return Err(bad("TLS is not supported; give an http:// endpoint"));
     }
@@ -116,9 +109,7 @@ fn check_endpoint(raw: &str) -> Result<String, EtcdError> {
         !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
     });
     if !valid {
-        return Err(bad(
-            "expected HOST:PORT or http://HOST:PORT, like 127.0.0.1:2379",
-        ));
+        return Err(bad("expected HOST:PORT or http://HOST:PORT, like 127.0.0.1:2379"));
     }
     endpoint(raw)?;
     Ok(raw.to_owned())
@@ -126,15 +117,8 @@ fn check_endpoint(raw: &str) -> Result<String, EtcdError> {
 
 /// `http://` is added to an endpoint given as `host:port`.
 fn endpoint(raw: &str) -> Result<Endpoint, EtcdError> {
-    let url = if raw.contains("://") {
-        raw.to_owned()
-    } else {
-        format!("http://{raw}")
-    };
-    let bad = |reason: String| EtcdError::Endpoint {
-        endpoint: raw.to_owned(),
-        reason,
-    };
+    let url = if raw.contains("://") { raw.to_owned() } else { format!("http://{raw}") };
+    let bad = |reason: String| EtcdError::Endpoint { endpoint: raw.to_owned(), reason };
     Ok(Endpoint::from_shared(url)
         .map_err(|e| bad(e.to_string()))?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -160,10 +144,7 @@ impl Etcd {
     /// lazily, so an unreachable cluster shows as the first request failing. Must be
     /// called within a tokio runtime, which then drives the connections.
     pub fn connect(endpoints: &[String]) -> Result<Etcd, EtcdError> {
-        let endpoints: Vec<Endpoint> = endpoints
-            .iter()
-            .map(|e| endpoint(e))
-            .collect::<Result<_, _>>()?;
+        let endpoints: Vec<Endpoint> = endpoints.iter().map(|e| endpoint(e)).collect::<Result<_, _>>()?;
         if endpoints.is_empty() {
             return Err(EtcdError::NoEndpoint);
         }
@@ -182,12 +163,7 @@ impl Etcd {
         let mut revision = 0;
         let mut all = Vec::new();
         for _ in 0..MAX_PAGES {
-            let request = pb::RangeRequest {
-                key: start.clone(),
-                range_end: end.clone(),
-                limit: RANGE_PAGE,
-                revision,
-            };
+            let request = pb::RangeRequest { key: start.clone(), range_end: end.clone(), limit: RANGE_PAGE, revision };
             let response = self.kv.clone().range(request).await?.into_inner();
             if revision == 0 {
                 revision = response.header.map_or(0, |h| h.revision);
@@ -203,24 +179,14 @@ impl Etcd {
                 return Ok(all);
             }
         }
-        Err(EtcdError::Protocol(format!(
-            "more than {MAX_PAGES} pages under one prefix"
-        )))
+        Err(EtcdError::Protocol(format!("more than {MAX_PAGES} pages under one prefix")))
     }
 
     /// Grants a lease of `ttl_s` seconds.
     pub async fn grant_lease(&self, ttl_s: i64) -> Result<i64, EtcdError> {
-        let response = self
-            .lease
-            .clone()
-            .lease_grant(pb::LeaseGrantRequest { ttl: ttl_s, id: 0 })
-            .await?
-            .into_inner();
+        let response = self.lease.clone().lease_grant(pb::LeaseGrantRequest { ttl: ttl_s, id: 0 }).await?.into_inner();
         if !response.error.is_empty() {
-            return Err(EtcdError::Protocol(format!(
-                "lease grant: {}",
-                response.error
-            )));
+            return Err(EtcdError::Protocol(format!("lease grant: {}", response.error)));
         }
         Ok(response.id)
     }
@@ -228,10 +194,7 @@ impl Etcd {
     /// Revokes a lease, deleting the keys held under it (stepping down at once instead of
     /// letting the followers wait for the lease to expire).
     pub async fn revoke_lease(&self, lease_id: i64) -> Result<(), EtcdError> {
-        self.lease
-            .clone()
-            .lease_revoke(pb::LeaseRevokeRequest { id: lease_id })
-            .await?;
+        self.lease.clone().lease_revoke(pb::LeaseRevokeRequest { id: lease_id }).await?;
         Ok(())
     }
 
@@ -251,18 +214,11 @@ impl Etcd {
             // opened again on the next tick, through another endpoint.
             let request = tokio_stream::iter([pb::LeaseKeepAliveRequest { id: lease_id }]);
             let answer = async {
-                let mut responses = self
-                    .lease
-                    .clone()
-                    .lease_keep_alive(request)
-                    .await?
-                    .into_inner();
+                let mut responses = self.lease.clone().lease_keep_alive(request).await?.into_inner();
                 responses.message().await
             };
             match tokio::time::timeout(interval, answer).await {
-                Ok(Ok(Some(response))) if response.ttl > 0 => {
-                    last_refresh = tokio::time::Instant::now()
-                }
+                Ok(Ok(Some(response))) if response.ttl > 0 => last_refresh = tokio::time::Instant::now(),
                 Ok(Ok(Some(_))) => return EtcdError::Protocol("the lease expired".into()),
                 Ok(Ok(None)) => tracing::warn!("etcd closed the lease keep-alive stream; retrying"),
                 Ok(Err(status)) => tracing::warn!(%status, "lease keep-alive failed; retrying"),
@@ -273,12 +229,7 @@ impl Etcd {
 
     /// Creates `key` holding `value` under `lease_id` if nobody holds it: `Ok(Ok(term))`
     /// when this master now leads, `Ok(Err(holder))` when another does.
-    pub async fn campaign(
-        &self,
-        key: &[u8],
-        value: &str,
-        lease_id: i64,
-    ) -> Result<Result<Term, Holder>, EtcdError> {
+    pub async fn campaign(&self, key: &[u8], value: &str, lease_id: i64) -> Result<Result<Term, Holder>, EtcdError> {
         let absent = pb::Compare {
             result: CompareResult::Equal as i32,
             target: CompareTarget::Create as i32,
@@ -298,37 +249,22 @@ impl Etcd {
                 ..Default::default()
             })),
         };
-        let txn = pb::TxnRequest {
-            compare: vec![absent],
-            success: vec![put],
-            failure: vec![get],
-        };
+        let txn = pb::TxnRequest { compare: vec![absent], success: vec![put], failure: vec![get] };
         let response = self.kv.clone().txn(txn).await?.into_inner();
         let revision = response.header.map_or(0, |h| h.revision);
         if response.succeeded {
             // The put is the transaction's only write, so the key was created at the
             // revision the transaction produced.
-            return Ok(Ok(Term {
-                key: key.to_vec(),
-                lease_id,
-                create_revision: revision,
-            }));
+            return Ok(Ok(Term { key: key.to_vec(), lease_id, create_revision: revision }));
         }
-        let kv = response
-            .responses
-            .into_iter()
-            .find_map(|op| match op.response {
-                Some(pb::response_op::Response::ResponseRange(range)) => {
-                    range.kvs.into_iter().next()
-                }
-                _ => None,
-            });
+        let kv = response.responses.into_iter().find_map(|op| match op.response {
+            Some(pb::response_op::Response::ResponseRange(range)) => range.kvs.into_iter().next(),
+            _ => None,
+        });
         match kv {
             Some(kv) => Ok(Err(holder(kv, revision))),
             // The holder's lease expired between the compare and the read: try again.
-            None => Err(EtcdError::Protocol(
-                "the leader key vanished during the campaign".into(),
-            )),
+            None => Err(EtcdError::Protocol("the leader key vanished during the campaign".into())),
         }
     }
 
@@ -340,45 +276,26 @@ impl Etcd {
     /// Who holds `key`, if anyone, and the revision at which that was read: a watch from
     /// the next revision ([`Etcd::wait_for_change`]) sees the key appear, change or go.
     pub async fn holder_at(&self, key: &[u8]) -> Result<(Option<Holder>, i64), EtcdError> {
-        let request = pb::RangeRequest {
-            key: key.to_vec(),
-            ..Default::default()
-        };
+        let request = pb::RangeRequest { key: key.to_vec(), ..Default::default() };
         let response = self.kv.clone().range(request).await?.into_inner();
         let revision = response.header.map_or(0, |h| h.revision);
-        Ok((
-            response
-                .kvs
-                .into_iter()
-                .next()
-                .map(|kv| holder(kv, revision)),
-            revision,
-        ))
+        Ok((response.kvs.into_iter().next().map(|kv| holder(kv, revision)), revision))
     }
 
     /// Waits until `key` changes after `revision` (deleted, or created again), or until
     /// `limit` passes; the caller reads the key again either way.
-    pub async fn wait_for_change(
-        &self,
-        key: &[u8],
-        revision: i64,
-        limit: Duration,
-    ) -> Result<(), EtcdError> {
+    pub async fn wait_for_change(&self, key: &[u8], revision: i64, limit: Duration) -> Result<(), EtcdError> {
         let create = pb::WatchRequest {
-            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
-                pb::WatchCreateRequest {
-                    key: key.to_vec(),
-                    range_end: Vec::new(),
-                    start_revision: revision + 1,
-                },
-            )),
+            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
+                key: key.to_vec(),
+                range_end: Vec::new(),
+                start_revision: revision + 1,
+            })),
         };
         // The request stream stays open while watching: etcd cancels a watch whose
         // request stream has ended.
         let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tx.send(create)
-            .await
-            .map_err(|_| EtcdError::Protocol("watch request channel closed".into()))?;
+        tx.send(create).await.map_err(|_| EtcdError::Protocol("watch request channel closed".into()))?;
         let requests = tokio_stream::wrappers::ReceiverStream::new(rx);
         let watch = async {
             let mut responses = self.watch.clone().watch(requests).await?.into_inner();
@@ -406,11 +323,7 @@ impl Etcd {
             .into_iter()
             .map(|(key, value)| pb::RequestOp {
                 request: Some(match value {
-                    Some(value) => pb::request_op::Request::RequestPut(pb::PutRequest {
-                        key,
-                        value,
-                        lease: 0,
-                    }),
+                    Some(value) => pb::request_op::Request::RequestPut(pb::PutRequest { key, value, lease: 0 }),
                     None => pb::request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
                         key,
                         range_end: Vec::new(),
@@ -425,11 +338,7 @@ impl Etcd {
                 key: term.key.clone(),
                 target_union: Some(TargetUnion::CreateRevision(term.create_revision)),
             };
-            let txn = pb::TxnRequest {
-                compare: vec![fence],
-                success: chunk.to_vec(),
-                failure: Vec::new(),
-            };
+            let txn = pb::TxnRequest { compare: vec![fence], success: chunk.to_vec(), failure: Vec::new() };
             if !self.kv.clone().txn(txn).await?.into_inner().succeeded {
                 return Err(EtcdError::Deposed);
             }
@@ -452,42 +361,23 @@ mod tests {
 
     #[test]
     fn the_end_of_a_prefix_range_is_the_prefix_with_its_last_byte_incremented() {
-        assert_eq!(
-            prefix_end(b"/agora/registry/"),
-            b"/agora/registry0".to_vec()
-        );
+        assert_eq!(prefix_end(b"/agora/registry/"), b"/agora/registry0".to_vec());
         assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
         assert_eq!(prefix_end(b"\xff"), vec![0]);
     }
 
     #[test]
     fn endpoints_are_host_port_pairs_with_or_without_http() {
-        let parsed =
-            parse_endpoints("10.0.0.1:2379, http://etcd-2:2379,,").expect("valid endpoints");
+        let parsed = parse_endpoints("10.0.0.1:2379, http://etcd-2:2379,,").expect("valid endpoints");
         assert_eq!(parsed, ["10.0.0.1:2379", "http://etcd-2:2379"]);
     }
 
     #[test]
     fn a_bad_endpoint_is_refused_naming_it() {
-        for bad in [
-            "etcd",
-            "etcd:",
-            ":2379",
-            "etcd:0",
-            "etcd:99999",
-            "https://etcd:2379",
-            "ftp://etcd:2379",
-            "a/b:1",
-        ] {
+        for bad in ["etcd", "etcd:", ":2379", "etcd:0", "etcd:99999", "https://etcd:2379", "ftp://etcd:2379", "a/b:1"] {
             let error = parse_endpoints(bad).expect_err(bad).to_string();
-            assert!(
-                error.starts_with(&format!("--etcd {bad}: ")),
-                "{bad}: {error}"
-            );
+            assert!(error.starts_with(&format!("--etcd {bad}: ")), "{bad}: {error}");
         }
-        assert_eq!(
-            parse_endpoints(" , ").expect_err("empty").to_string(),
-            "--etcd needs at least one endpoint"
-        );
+        assert_eq!(parse_endpoints(" , ").expect_err("empty").to_string(), "--etcd needs at least one endpoint");
     }
 }

@@ -1,12 +1,14 @@
 //! `agora agent`: runs one agent that offers this host's resources to a master and serves
-//! its sandboxes over HTTP.
+//! its sandboxes over HTTP. SIGTERM and SIGINT stop it leaving its tasks running (the next
+//! agent on the work dir takes them back); SIGUSR1 drains it: its tasks are killed, then it
+//! stops. A second signal during a drain stops it at once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agora_agent::AgentConfig;
+use agora_agent::{AgentConfig, Masters, Shutdown};
 use agora_proto::model::Attribute;
 use anyhow::Context;
 
@@ -14,8 +16,13 @@ use anyhow::Context;
 pub struct Args {
     /// The master to register with, HOST:PORT; with several masters on etcd, all of them,
     /// comma-separated: the agent dials them in turn and follows the one that leads.
+    #[arg(long, required_unless_present = "etcd", conflicts_with = "etcd")]
+    pub master: Option<String>,
+    /// Instead of --master: the etcd cluster the masters elect their leader on (HOST:PORT
+    /// or http:// URLs, comma-separated); the agent registers with the leader named there
+    /// and looks it up again whenever it loses it.
     #[arg(long)]
-    pub master: String,
+    pub etcd: Option<String>,
     /// Address the agent's HTTP endpoint (sandboxes, /state) listens on; 0.0.0.0 for every
     /// interface.
     #[arg(long, default_value = "127.0.0.1")]
@@ -46,7 +53,11 @@ pub struct Args {
 impl Args {
     /// The agent's configuration from the flags; every error names its flag.
     pub fn config(&self) -> anyhow::Result<AgentConfig> {
-        let master = check_master(&self.master)?;
+        let masters = match (&self.master, &self.etcd) {
+            (Some(master), None) => Masters::List(check_master(master)?),
+            (None, Some(etcd)) => Masters::Etcd(agora_proto::etcd_client::parse_endpoints(etcd)?),
+            _ => anyhow::bail!("give either --master or --etcd"),
+        };
         let resources = agora_agent::resolve_resources(self.resources.as_deref(), &self.work_dir)
             .map_err(|e| anyhow::anyhow!("--resources: {e}"))?;
         let attributes = match &self.attributes {
@@ -58,7 +69,7 @@ impl Args {
             Some(name) => name.trim().to_owned(),
             None => agora_agent::default_hostname(self.ip),
         };
-        let mut config = AgentConfig::new(master, &self.work_dir, resources);
+        let mut config = AgentConfig::new(masters, &self.work_dir, resources);
         config.attributes = attributes;
         config.hostname = hostname;
         config.kill_grace_period_ms = u64::try_from(self.kill_grace_period.as_millis()).unwrap_or(u64::MAX);
@@ -67,9 +78,8 @@ impl Args {
 }
 
 /// Accepts `HOST:PORT`, with or without `http://`, or a comma-separated list of them.
-fn check_master(value: &str) -> anyhow::Result<String> {
-    let masters: Vec<String> = value.split(',').map(check_one_master).collect::<anyhow::Result<_>>()?;
-    Ok(masters.join(","))
+fn check_master(value: &str) -> anyhow::Result<Vec<String>> {
+    value.split(',').map(check_one_master).collect()
 }
 
 fn check_one_master(value: &str) -> anyhow::Result<String> {
@@ -85,11 +95,35 @@ fn check_one_master(value: &str) -> anyhow::Result<String> {
 }
 
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
+    // Listening before anything else: a SIGUSR1 sent during start-up must not kill the agent.
+    let mut signals = super::StopSignals::listen()?;
     let config = args.config()?;
     let address = SocketAddr::new(args.ip, args.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("--port {}: cannot listen on {address}", args.port))?;
-    agora_agent::run(config, listener, super::shutdown_signal()).await?;
-    Ok(ExitCode::SUCCESS)
+    let (stop, how) = tokio::sync::oneshot::channel();
+    let agent = agora_agent::run(config, listener, async move { how.await.unwrap_or(Shutdown::LeaveTasks) });
+    tokio::pin!(agent);
+    let mut stop = Some(stop);
+    loop {
+        tokio::select! {
+            result = &mut agent => {
+                result?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            signal = signals.next() => {
+                let Some(stop) = stop.take() else {
+                    // Impatience: what the drain has not finished is left as a crash leaves
+                    // it, in the checkpoint, for the next agent on this work dir.
+                    tracing::warn!("a second signal during the drain: stopping at once");
+                    return Ok(ExitCode::SUCCESS);
+                };
+                let _ = stop.send(match signal {
+                    super::StopSignal::Terminate => Shutdown::LeaveTasks,
+                    super::StopSignal::Drain => Shutdown::Drain,
+                });
+            }
+        }
+    }
 }

@@ -1,11 +1,13 @@
 //! `agora local`: a whole cluster in one process — a master and N agents, each agent with
-//! its own work directory and an equal share of this machine.
+//! its own work directory and an equal share of this machine. Ctrl-C (or SIGTERM, SIGUSR1)
+//! stops it all: the agents drain (kill their tasks and wait, bounded, for the frameworks
+//! to acknowledge TASK_KILLED), then the master stops. A second signal quits at once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agora_agent::AgentConfig;
+use agora_agent::{AgentConfig, Masters, Shutdown};
 use anyhow::Context;
 use tokio::sync::watch;
 
@@ -13,6 +15,9 @@ use super::master::{Tuning, lock_work_dir};
 
 /// More agents than this on one machine is a mistake, not a test.
 const MAX_LOCAL_AGENTS: u32 = 256;
+/// How long, once Ctrl-C killed the tasks, the agents wait for their frameworks to
+/// acknowledge the updates: a framework that is not running never will.
+const DRAIN_UPDATES_TIMEOUT_MS: u64 = 5_000;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,6 +45,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     if args.agents == 0 || args.agents > MAX_LOCAL_AGENTS {
         anyhow::bail!("--agents must be between 1 and {MAX_LOCAL_AGENTS}, got {}", args.agents);
     }
+    let mut signals = super::StopSignals::listen()?;
     let master_dir = args.work_dir.join("master");
     let _lock = lock_work_dir(&master_dir)?;
     let address = SocketAddr::new(args.ip, args.port);
@@ -50,41 +56,82 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let mut options = args.tuning.options(master.clone())?;
     options.registry_path = Some(master_dir.join("registry.redb"));
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move { agora_master::runtime::stopped(&mut rx).await };
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(agora_master::runtime::serve(listener, options, stopped(stop_rx.clone())));
-
+    // The master stops after the agents, so that the updates of the tasks they kill still
+    // reach the frameworks and their acknowledgements come back.
+    let (stop_master, master_stopped) = watch::channel(false);
+    let mut master_task = tokio::spawn(agora_master::runtime::serve(listener, options, async move {
+        let mut stopped = master_stopped;
+        agora_master::runtime::stopped(&mut stopped).await
+    }));
+    let (drain_agents, agents_drained) = watch::channel(false);
+    let mut agents = tokio::task::JoinSet::new();
     let total = agora_agent::resolve_resources(args.resources.as_deref(), &args.work_dir)
         .map_err(|e| anyhow::anyhow!("--resources: {e}"))?;
     for (index, share) in agora_agent::split_resources(&total, args.agents).into_iter().enumerate() {
         let agent_listener = tokio::net::TcpListener::bind((args.ip, 0)).await.context("binding an agent's HTTP port")?;
-        let mut config = AgentConfig::new(master.clone(), args.work_dir.join(format!("agent-{index}")), share);
+        let mut config =
+            AgentConfig::new(Masters::one(master.clone()), args.work_dir.join(format!("agent-{index}")), share);
         config.hostname = agora_agent::default_hostname(args.ip);
+        config.drain_updates_timeout_ms = DRAIN_UPDATES_TIMEOUT_MS;
         tracing::info!(agent = index, resources = %config.resources, "starting agent");
-        tasks.spawn(agora_agent::run(config, agent_listener, stopped(stop_rx.clone())));
+        let mut drain = agents_drained.clone();
+        agents.spawn(agora_agent::run(config, agent_listener, async move {
+            let _ = drain.wait_for(|drain| *drain).await;
+            Shutdown::Drain
+        }));
     }
 
     eprintln!(
         "Agora is running: master at http://{master} with {} agents (state in {}).\n\
          Try:   agora run --master {master} -- echo hello\n\
          Look:  curl -s http://{master}/state\n\
-         Stop with Ctrl-C.",
+         Stop with Ctrl-C: tasks are killed, then everything stops.",
         args.agents,
         args.work_dir.display()
     );
-    tokio::select! {
-        _ = super::shutdown_signal() => {}
-        Some(result) = tasks.join_next() => {
-            // A master or agent stopped on its own: that is an error, so stop the rest.
-            let _ = stop_tx.send(true);
-            result.context("a component panicked")??;
-            anyhow::bail!("a component stopped unexpectedly");
+    let mut master_done = false;
+    let mut first_error = tokio::select! {
+        _ = signals.next() => None,
+        Some(result) = agents.join_next() => {
+            Some(failure("an agent", result).unwrap_or_else(|| anyhow::anyhow!("an agent stopped unexpectedly")))
+        }
+        result = &mut master_task => {
+            master_done = true;
+            Some(failure("the master", result).unwrap_or_else(|| anyhow::anyhow!("the master stopped unexpectedly")))
+        }
+    };
+    if first_error.is_none() {
+        eprintln!("Stopping: killing the tasks and reporting them killed (Ctrl-C again to quit at once).");
+    }
+    let _ = drain_agents.send(true);
+    loop {
+        tokio::select! {
+            next = agents.join_next() => match next {
+                None => break,
+                Some(result) => if let Some(error) = failure("an agent", result) {
+                    first_error.get_or_insert(error);
+                },
+            },
+            _ = signals.next() => {
+                // What the agents have not finished is in their checkpoints: the next
+                // `agora local` on this directory takes it back.
+                tracing::warn!("a second signal while stopping: quitting at once");
+                return first_error.map_or(Ok(ExitCode::SUCCESS), Err);
+            }
         }
     }
-    let _ = stop_tx.send(true);
-    while let Some(result) = tasks.join_next().await {
-        result.context("a component panicked")??;
+    let _ = stop_master.send(true);
+    if !master_done && let Some(error) = failure("the master", master_task.await) {
+        first_error.get_or_insert(error);
     }
-    Ok(ExitCode::SUCCESS)
+    first_error.map_or(Ok(ExitCode::SUCCESS), Err)
+}
+
+/// What ended a master or agent task, as an error; `None` when it returned cleanly.
+fn failure(who: &str, result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> Option<anyhow::Error> {
+    match result {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.context(format!("{who} failed"))),
+        Err(error) => Some(anyhow::anyhow!("{who} panicked: {error}")),
+    }
 }

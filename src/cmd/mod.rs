@@ -40,3 +40,46 @@ pub async fn interrupted() {
         _ = terminate => {}
     }
 }
+
+/// What a signal asks of a process that runs tasks (`agora agent`, `agora local`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopSignal {
+    /// SIGTERM or SIGINT (Ctrl-C).
+    Terminate,
+    /// SIGUSR1: kill the tasks, then stop.
+    Drain,
+}
+
+/// SIGTERM, SIGINT and SIGUSR1, listened to from creation on: a signal arriving before
+/// anyone waits is kept, not lost, and SIGUSR1 no longer takes its default action (to
+/// end the process at once).
+#[derive(Debug)]
+pub struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    drain: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts listening. Must be called within the tokio runtime.
+    pub fn listen() -> anyhow::Result<Self> {
+        use anyhow::Context;
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            drain: signal(SignalKind::user_defined1()).context("cannot listen for SIGUSR1")?,
+        })
+    }
+
+    /// The next signal, logged.
+    pub async fn next(&mut self) -> StopSignal {
+        let (signal, name) = tokio::select! {
+            _ = self.terminate.recv() => (StopSignal::Terminate, "SIGTERM"),
+            _ = self.interrupt.recv() => (StopSignal::Terminate, "SIGINT"),
+            _ = self.drain.recv() => (StopSignal::Drain, "SIGUSR1"),
+        };
+        tracing::info!(signal = name, "received a signal");
+        signal
+    }
+}

@@ -1,11 +1,13 @@
-//! The link to the master: dial, register, forward the master's messages to the owner,
-//! send heartbeats, and reconnect with capped, jittered backoff whenever the stream breaks.
+//! The link to the master: find it (a list of masters, or the leader key in etcd), dial,
+//! register, forward the master's messages to the owner, send heartbeats, and reconnect
+//! with capped, jittered backoff whenever the stream breaks.
 //! Tasks keep running while the link is down; the owner holds their updates until the agent
 //! has registered again.
 
 use std::time::Duration;
 
 use agora_proto::convert::id;
+use agora_proto::etcd_client::{Etcd, LEADER_KEY};
 use agora_proto::model::AgentId;
 use agora_proto::pb;
 use agora_proto::pb::agent_link_client::AgentLinkClient;
@@ -14,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Event, LinkEvent};
+use crate::config::Masters;
 use crate::core::jittered;
 
 /// Messages waiting to go up the stream. Heartbeats and updates are offered without
@@ -32,11 +35,109 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Clone, Debug)]
 pub(crate) struct LinkConfig {
-    pub master: String,
     pub register_timeout: Duration,
     pub reconnect_initial_ms: u64,
     pub reconnect_max_ms: u64,
     pub seed: u64,
+}
+
+/// How the link finds the master to dial next.
+#[derive(Debug)]
+pub(crate) enum Finder {
+    /// A list of masters, dialled in turn; `current` is dialled next (a leader a follower
+    /// named, or the list's `next - 1`th).
+    List { masters: Vec<String>, next: usize, current: String },
+    /// The leader key in etcd, read before each attempt; `named` is a leader a follower
+    /// named, dialled once before etcd is asked again, and `revision` the one the key was
+    /// last read at, to wait for its next change.
+    Etcd { client: Etcd, named: Option<String>, revision: Option<i64> },
+}
+
+impl Finder {
+    /// A finder for `masters`. Fails only on an etcd endpoint that is not an address.
+    pub(crate) fn new(masters: &Masters) -> anyhow::Result<Finder> {
+        match masters {
+            Masters::List(list) => {
+                let masters: Vec<String> = list.iter().map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect();
+                let current = masters.first().cloned().ok_or_else(|| anyhow::anyhow!("master: no address given"))?;
+                Ok(Finder::List { masters, next: 1, current })
+            }
+            Masters::Etcd(endpoints) => {
+                let client = Etcd::connect(endpoints)?;
+                Ok(Finder::Etcd { client, named: None, revision: None })
+            }
+        }
+    }
+
+    /// The master to dial now; with etcd, the leader it names (an error says why there is
+    /// none to dial).
+    async fn target(&mut self) -> Result<String, String> {
+        match self {
+            Finder::List { current, .. } => Ok(current.clone()),
+            Finder::Etcd { client, named, revision } => {
+                if let Some(leader) = named.take() {
+                    return Ok(leader);
+                }
+                let (holder, read_at) = client
+                    .holder_at(LEADER_KEY.as_bytes())
+                    .await
+                    .map_err(|e| format!("reading the leader from etcd: {e}"))?;
+                *revision = Some(read_at);
+                match holder {
+                    Some(holder) if !holder.address.trim().is_empty() => {
+                        tracing::debug!(leader = %holder.address, "etcd names the leading master");
+                        Ok(holder.address.trim().to_owned())
+                    }
+                    _ => Err("etcd names no leading master yet".to_owned()),
+                }
+            }
+        }
+    }
+
+    /// A follower named the leader: dial it next.
+    fn follow(&mut self, leader: String) {
+        match self {
+            Finder::List { current, .. } => *current = leader,
+            Finder::Etcd { named, .. } => *named = Some(leader),
+        }
+    }
+
+    /// Dialling the last target failed; returns whether the backoff should grow: with a
+    /// list, once per round of it, so that finding the leader among live masters stays
+    /// quick; with etcd, each time.
+    fn failed(&mut self) -> bool {
+        match self {
+            Finder::List { masters, next, current } => {
+                if masters.len() < 2 {
+                    return true;
+                }
+                *current = masters[*next % masters.len()].clone();
+                *next = (*next + 1) % masters.len();
+                *next == 1
+            }
+            Finder::Etcd { .. } => true,
+        }
+    }
+
+    /// Waits `pause` before the next attempt. With etcd the wait ends early (after at
+    /// least `min_pause`) when the leader key changes: the old leader's lease expired, or a
+    /// new leader was elected.
+    async fn pause(&self, pause: Duration, min_pause: Duration) {
+        let Finder::Etcd { client, revision: Some(revision), .. } = self else {
+            return tokio::time::sleep(pause).await;
+        };
+        let changed = async {
+            match client.wait_for_change(LEADER_KEY.as_bytes(), *revision, pause).await {
+                Ok(()) => tokio::time::sleep(min_pause).await,
+                // A failed watch (etcd unreachable) must not end the pause early.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = changed => {}
+        }
+    }
 }
 
 /// How one connection ended.
@@ -77,39 +178,52 @@ impl Failed {
     }
 }
 
-/// Keeps the agent linked to the master until `stop` turns true. With several masters
-/// (`config.master` is a comma-separated list) it dials them in turn, and dials at once the
-/// leader a follower names; the backoff grows only after a whole round of the list failed.
-pub(crate) async fn run(config: LinkConfig, events: mpsc::Sender<Event>, mut stop: watch::Receiver<bool>) {
+/// Keeps the agent linked to the master until `stop` turns true. With several masters it
+/// dials them in turn, with etcd the leader named there; either way it dials at once the
+/// leader a follower names. The backoff between attempts is capped and jittered.
+pub(crate) async fn run(
+    config: LinkConfig,
+    mut finder: Finder,
+    events: mpsc::Sender<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
-    let mut delay_ms = config.reconnect_initial_ms.max(1);
-    let masters: Vec<String> = config.master.split(',').map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect();
-    let (mut next, mut master) = (0, masters.first().cloned().unwrap_or_default());
+    let initial_ms = config.reconnect_initial_ms.max(1);
+    let mut delay_ms = initial_ms;
     loop {
-        let outcome = tokio::select! {
-            outcome = session(&config, &master, &events) => outcome,
+        let attempt = async {
+            match finder.target().await {
+                Ok(master) => {
+                    let outcome = session(&config, &master, &events).await;
+                    (master, outcome)
+                }
+                Err(why) => (String::new(), Err(Failed::from(why))),
+            }
+        };
+        let (master, outcome) = tokio::select! {
+            attempt = attempt => attempt,
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
         let mut grow = true;
         match outcome {
             Ok(Ended::AfterRegistering(why)) => {
                 tracing::warn!(%master, %why, "lost the master; reconnecting");
-                delay_ms = config.reconnect_initial_ms.max(1);
+                delay_ms = initial_ms;
             }
-            Ok(Ended::Refused) => delay_ms = config.reconnect_initial_ms.max(1),
+            Ok(Ended::Refused) => delay_ms = initial_ms,
             Err(Failed { why, leader: Some(leader) }) if leader != master => {
                 tracing::info!(%master, %leader, %why, "following the leading master");
-                master = leader;
-                delay_ms = config.reconnect_initial_ms.max(1);
+                finder.follow(leader);
+                delay_ms = initial_ms;
                 grow = false;
+            }
+            Err(Failed { why, .. }) if master.is_empty() => {
+                tracing::info!(error = %why, retry_in_ms = delay_ms, "cannot find the master");
+                grow = finder.failed();
             }
             Err(Failed { why, .. }) => {
                 tracing::info!(%master, error = %why, retry_in_ms = delay_ms, "cannot reach the master");
-                if masters.len() > 1 {
-                    next = (next + 1) % masters.len();
-                    master = masters[next].clone();
-                    grow = next == 0;
-                }
+                grow = finder.failed();
             }
         }
         let pause = Duration::from_millis(jittered(delay_ms, &mut rng));
@@ -117,7 +231,7 @@ pub(crate) async fn run(config: LinkConfig, events: mpsc::Sender<Event>, mut sto
             delay_ms = delay_ms.saturating_mul(2).min(config.reconnect_max_ms.max(1));
         }
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
+            () = finder.pause(pause, Duration::from_millis(initial_ms)) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
     }
@@ -157,8 +271,9 @@ async fn session(config: &LinkConfig, master: &str, events: &mpsc::Sender<Event>
             let agent_id: AgentId = id("registered.agent_id", &registered.agent_id).map_err(|e| e.to_string())?;
             tracing::info!(%agent_id, %master, "registered with the master");
             let outbox = outbox.clone();
+            let master = master.to_owned();
             events
-                .send(Event::Link(LinkEvent::Registered { agent_id, outbox }))
+                .send(Event::Link(LinkEvent::Registered { agent_id, master, outbox }))
                 .await
                 .map_err(|_| "the agent is stopping")?;
             match registered.heartbeat_interval_ms {
@@ -171,7 +286,9 @@ async fn session(config: &LinkConfig, master: &str, events: &mpsc::Sender<Event>
             return Ok(Ended::Refused);
         }
         Some(_) => return Err("the master answered the registration with something else".into()),
-        None => return Err("the master closed the stream before answering the registration".into()),
+        None => {
+            return Err("the master closed the stream before answering the registration".into());
+        }
     };
 
     let ended = relay(&mut inbound, &outbox, events, Duration::from_millis(heartbeat_ms)).await;

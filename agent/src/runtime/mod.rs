@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, Masters};
 use crate::core::{
     Checkpoint, Core, CoreConfig, Input, Output, ProcessExit, RecoveredProcess, RecoveredTask, RunId, TaskView,
 };
@@ -31,11 +31,25 @@ use crate::http;
 /// Events waiting for the owner. Senders wait when it is full, which slows the master link
 /// and the supervisors down instead of growing memory.
 const EVENT_QUEUE_LEN: usize = 4_096;
-/// How much longer than the default kill grace period a stopping agent waits for its tasks
+/// How much longer than the default kill grace period a draining agent waits for its tasks
 /// to exit before it kills what is left outright.
 const DRAIN_MARGIN_MS: u64 = 2_000;
 /// How long the link and the HTTP server get to finish once the owner is done.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a running agent stops: what [`run`]'s `shutdown` future completes with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Stop at once, leaving every task running under its supervisor: the next agent
+    /// started on the same work dir takes them back (an upgrade, a restart). `agora agent`
+    /// does this on SIGTERM and SIGINT.
+    LeaveTasks,
+    /// Kill every task (SIGTERM, then SIGKILL after the default grace period; what is still
+    /// running after the grace period and 2 s more is SIGKILLed outright), wait up to
+    /// [`AgentConfig::drain_updates_timeout_ms`] for the master to acknowledge their last
+    /// updates, then stop. `agora agent` does this on SIGUSR1, `agora local` on Ctrl-C.
+    Drain,
+}
 
 /// Everything the owner hears about.
 #[derive(Debug)]
@@ -55,8 +69,9 @@ pub(crate) enum Event {
 pub(crate) enum LinkEvent {
     /// A connection is up: the owner answers with the registration to send.
     Connecting { reply: oneshot::Sender<pb::Register> },
-    /// The master accepted the registration; `outbox` goes up this connection's stream.
-    Registered { agent_id: AgentId, outbox: mpsc::Sender<pb::AgentMessage> },
+    /// The master at `master` accepted the registration; `outbox` goes up this
+    /// connection's stream.
+    Registered { agent_id: AgentId, master: String, outbox: mpsc::Sender<pb::AgentMessage> },
     /// The master refused the agent; it must start over under a new id.
     Refused { reason: String },
     /// A message from the master on the registered stream.
@@ -90,24 +105,26 @@ pub(crate) struct StateView {
     pub tasks: Vec<TaskView>,
 }
 
-/// Runs an agent until `shutdown` completes: registers with the master at `config.master`,
-/// runs the tasks it is given, and serves `/health`, `/state` and the sandboxes on
-/// `http_listener`. On shutdown every task is killed (SIGTERM, then SIGKILL after the
-/// default grace period) before this returns.
+/// Runs an agent until `shutdown` completes: registers with the master `config.masters`
+/// leads to, runs the tasks it is given, and serves `/health`, `/state` and the sandboxes on
+/// `http_listener`. How it stops is what `shutdown` completes with: [`Shutdown::LeaveTasks`]
+/// returns at once and leaves the tasks running; [`Shutdown::Drain`] kills them and waits
+/// (bounded) for their last updates to be acknowledged before it returns.
 ///
-/// When `config.work_dir` holds the checkpoint of an agent that died (SIGKILL, a crash, a
-/// power cut), this agent takes over: it re-registers under the same id with the tasks that
-/// still run, watches them again, reports those that ended meanwhile and resends every
-/// update not yet acknowledged. Dropping the returned future without completing `shutdown`
-/// is such a death too: the tasks keep running.
+/// When `config.work_dir` holds the checkpoint of an agent that stopped leaving its tasks
+/// or died (SIGKILL, a crash, a power cut), this agent takes over: it re-registers under the
+/// same id with the tasks that still run, watches them again, reports those that ended
+/// meanwhile and resends every update not yet acknowledged. Dropping the returned future
+/// without completing `shutdown` is such a death too: the tasks keep running.
 ///
 /// The caller binds the listener, so tests and `agora local` can use port 0.
 pub async fn run(
     config: AgentConfig,
     http_listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = Shutdown>,
 ) -> anyhow::Result<()> {
     validate(&config)?;
+    let finder = link::Finder::new(&config.masters)?;
     let _lock = lock_work_dir(&config.work_dir)?;
     let sandboxes = config.work_dir.join("sandboxes");
     std::fs::create_dir_all(&sandboxes).with_context(|| format!("cannot create {}", sandboxes.display()))?;
@@ -126,7 +143,7 @@ pub async fn run(
         resources: config.resources.clone(),
         attributes: config.attributes.clone(),
     };
-    tracing::info!(master = %config.master, hostname = %info.hostname, port, resources = %info.resources,
+    tracing::info!(master = %config.masters, hostname = %info.hostname, port, resources = %info.resources,
         work_dir = %config.work_dir.display(), "starting agent");
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_LEN);
@@ -134,13 +151,12 @@ pub async fn run(
     let http_state = http::HttpState::new(events_tx.clone(), sandboxes.clone());
     let http = tokio::spawn(http::serve(http_listener, http_state, stop_rx.clone()));
     let link_config = link::LinkConfig {
-        master: config.master.clone(),
         register_timeout: Duration::from_millis(config.register_timeout_ms),
         reconnect_initial_ms: config.reconnect_initial_ms,
         reconnect_max_ms: config.reconnect_max_ms,
         seed: config.seed.wrapping_add(1),
     };
-    let link = tokio::spawn(link::run(link_config, events_tx.clone(), stop_rx));
+    let link = tokio::spawn(link::run(link_config, finder, events_tx.clone(), stop_rx));
     // An agent dropped mid-flight (a test's stand-in for SIGKILL) leaves no task of its own
     // behind: no link still registered, no server still answering.
     let _abort_link = AbortOnDrop(link.abort_handle());
@@ -164,12 +180,14 @@ pub async fn run(
         saved_agent: None,
         supervisors: tokio::task::JoinSet::new(),
         info,
-        master: config.master.clone(),
+        master: config.masters.to_string(),
+        linked: None,
         hostname: config.hostname.clone(),
         sandboxes,
         events: events_tx,
         outbox: None,
         stopping: false,
+        drain_updates_timeout: Duration::from_millis(config.drain_updates_timeout_ms),
     };
     owner.recover(stored);
     owner.run(events_rx, shutdown).await;
@@ -191,6 +209,20 @@ pub async fn run(
     Ok(())
 }
 
+/// The deadlines of a drain under way.
+#[derive(Debug)]
+struct Drain {
+    /// When every task still running is SIGKILLed outright; `None` once done.
+    kill_at: Option<Instant>,
+    /// Every task's process has ended.
+    processes_gone: bool,
+    /// When the agent stops whether or not every update was acknowledged: the
+    /// acknowledgement timeout after the last process ended, and never later than that
+    /// timeout after `kill_at`, so that a process that never reports its end cannot hold
+    /// the agent.
+    give_up_at: Instant,
+}
+
 /// Aborts a spawned task when dropped.
 #[derive(Debug)]
 struct AbortOnDrop(tokio::task::AbortHandle);
@@ -202,8 +234,14 @@ impl Drop for AbortOnDrop {
 }
 
 fn validate(config: &AgentConfig) -> anyhow::Result<()> {
-    if config.master.trim().is_empty() {
-        anyhow::bail!("master: the master's address is required (HOST:PORT)");
+    match &config.masters {
+        Masters::List(masters) if masters.is_empty() || masters.iter().any(|m| m.trim().is_empty()) => {
+            anyhow::bail!("masters: every master's address is required (HOST:PORT)")
+        }
+        Masters::Etcd(endpoints) if endpoints.is_empty() => {
+            anyhow::bail!("masters: the etcd endpoints are required (HOST:PORT)")
+        }
+        Masters::List(_) | Masters::Etcd(_) => {}
     }
     if config.hostname.trim().is_empty() {
         anyhow::bail!("hostname: is required");
@@ -249,15 +287,19 @@ struct Owner {
     /// themselves running.
     supervisors: tokio::task::JoinSet<()>,
     info: AgentInfo,
+    /// What the agent was told to find the master with, as the checkpoint records it.
     master: String,
+    /// The master the agent registered with last.
+    linked: Option<String>,
     hostname: String,
     sandboxes: std::path::PathBuf,
     /// Handed to each process supervisor.
     events: mpsc::Sender<Event>,
     /// The registered stream to the master, while there is one.
     outbox: Option<mpsc::Sender<pb::AgentMessage>>,
-    /// Shutdown has begun: new tasks are refused.
+    /// A drain has begun: new tasks are refused.
     stopping: bool,
+    drain_updates_timeout: Duration,
 }
 
 impl Owner {
@@ -376,36 +418,67 @@ impl Owner {
         }
     }
 
-    async fn run(mut self, mut events: mpsc::Receiver<Event>, shutdown: impl Future<Output = ()>) {
+    /// Runs until `shutdown` completes and, when it asks for a drain, until every task has
+    /// ended and its last update was acknowledged, or the drain's time is up.
+    async fn run(mut self, mut events: mpsc::Receiver<Event>, shutdown: impl Future<Output = Shutdown>) {
         tokio::pin!(shutdown);
-        let mut drain_until: Option<Instant> = None;
+        let mut drain: Option<Drain> = None;
         loop {
-            if drain_until.is_some() && !self.core.has_live_processes() {
-                break;
+            if let Some(drain) = drain.as_mut() {
+                if self.core.tasks().next().is_none() {
+                    tracing::info!("drained: every task ended and its last update was acknowledged");
+                    return;
+                }
+                if !drain.processes_gone && !self.core.has_live_processes() {
+                    // From now on only acknowledgements are awaited.
+                    drain.processes_gone = true;
+                    drain.give_up_at = drain.give_up_at.min(Instant::now() + self.drain_updates_timeout);
+                }
             }
             let tick_at = self
                 .core
                 .next_deadline_ms()
                 .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
+            let (kill_at, give_up_at) = drain.as_ref().map_or((None, None), |d| (d.kill_at, Some(d.give_up_at)));
             tokio::select! {
-                () = &mut shutdown, if drain_until.is_none() => {
-                    tracing::info!("stopping: killing every task");
-                    self.stopping = true;
-                    let grace_ms = self.core.config().default_kill_grace_period_ms;
-                    drain_until = Some(Instant::now() + Duration::from_millis(grace_ms.saturating_add(DRAIN_MARGIN_MS)));
-                    self.step(Input::KillAll);
-                }
+                how = &mut shutdown, if drain.is_none() => match how {
+                    Shutdown::LeaveTasks => {
+                        let tasks = self.core.tasks().count();
+                        tracing::info!(tasks, "stopping; the tasks keep running for the next agent on this work dir");
+                        return;
+                    }
+                    Shutdown::Drain => drain = Some(self.start_drain()),
+                },
                 Some(event) = events.recv() => self.handle(event),
                 () = sleep_until(tick_at) => self.step(Input::Tick),
-                () = sleep_until(drain_until) => {
+                () = sleep_until(kill_at) => {
                     for (_, pid) in self.core.live_processes() {
-                        tracing::warn!(pid, "task still running at shutdown; killing its group");
+                        tracing::warn!(pid, "task still running after its grace period; killing its group");
                         let _ = process::signal_group(pid, crate::core::KillSignal::Kill);
                     }
-                    break;
+                    if let Some(drain) = drain.as_mut() {
+                        drain.kill_at = None;
+                    }
+                }
+                () = sleep_until(give_up_at) => {
+                    let (tasks, updates) = self.core.tasks().fold((0, 0), |(t, u), task| (t + 1, u + task.pending_updates));
+                    tracing::warn!(tasks, updates, "drain timed out; what is not acknowledged stays in the checkpoint \
+                        for the next agent on this work dir");
+                    return;
                 }
             }
         }
+    }
+
+    /// Kills every task and refuses new ones; returns the drain's deadlines.
+    fn start_drain(&mut self) -> Drain {
+        let tasks = self.core.tasks().count();
+        tracing::info!(tasks, "draining: killing every task, then stopping");
+        self.stopping = true;
+        let grace_ms = self.core.config().default_kill_grace_period_ms;
+        let kill_at = Instant::now() + Duration::from_millis(grace_ms.saturating_add(DRAIN_MARGIN_MS));
+        self.step(Input::KillAll);
+        Drain { kill_at: Some(kill_at), processes_gone: false, give_up_at: kill_at + self.drain_updates_timeout }
     }
 
     fn handle(&mut self, event: Event) {
@@ -413,8 +486,9 @@ impl Owner {
             Event::Link(LinkEvent::Connecting { reply }) => {
                 let _ = reply.send(wire::registration(&self.info, self.core.agent_id(), self.core.tasks()));
             }
-            Event::Link(LinkEvent::Registered { agent_id, outbox }) => {
+            Event::Link(LinkEvent::Registered { agent_id, master, outbox }) => {
                 self.save_agent(&agent_id);
+                self.linked = Some(master);
                 self.outbox = Some(outbox);
                 self.step(Input::Registered { agent_id });
             }
@@ -445,7 +519,7 @@ impl Owner {
                 let _ = reply.send(StateView {
                     agent_id: self.core.agent_id().cloned(),
                     connected: self.core.is_connected(),
-                    master: self.master.clone(),
+                    master: self.linked.clone().unwrap_or_else(|| self.master.clone()),
                     info: self.info.clone(),
                     tasks: self.core.tasks().collect(),
                 });

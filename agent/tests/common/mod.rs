@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agora_agent::AgentConfig;
+use agora_agent::{AgentConfig, Masters, Shutdown};
 use agora_proto::model::{Resources, TaskState};
 use agora_proto::pb;
 use agora_proto::pb::agent_link_server::{AgentLink, AgentLinkServer};
@@ -247,7 +247,7 @@ pub fn state_of(status: &pb::TaskStatus) -> TaskState {
 pub struct TestAgent {
     pub http: SocketAddr,
     pub work_dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<Shutdown>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -264,19 +264,21 @@ impl TestAgent {
         tweak: impl FnOnce(&mut AgentConfig),
     ) -> Self {
         let resources = Resources::parse("cpus:2;mem:1024;disk:1024;ports:[31000-31010]").unwrap();
-        let mut config = AgentConfig::new(master.addr.to_string(), work_dir.path(), resources);
+        let mut config = AgentConfig::new(Masters::one(master.addr.to_string()), work_dir.path(), resources);
         config.seed = 7;
         config.update_retry_initial_ms = 200;
         config.update_retry_max_ms = 1_000;
         config.reconnect_initial_ms = 20;
         config.reconnect_max_ms = 200;
         config.kill_grace_period_ms = 1_000;
+        config.drain_updates_timeout_ms = 300;
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
+        let (stop, stopped) = oneshot::channel::<Shutdown>();
         let handle = tokio::spawn(agora_agent::run(config, listener, async move {
-            let _ = stopped.await;
+            // A dropped sender (a test that ended) drains, so no test leaves a task behind.
+            stopped.await.unwrap_or(Shutdown::Drain)
         }));
         Self { http, work_dir, stop: Some(stop), handle: Some(handle) }
     }
@@ -304,10 +306,15 @@ impl TestAgent {
         std::mem::replace(&mut self.work_dir, dir)
     }
 
-    /// Stops the agent and waits for `run` to return.
+    /// Drains the agent (kills its tasks) and waits for `run` to return.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.shut_down(Shutdown::Drain).await
+    }
+
+    /// Stops the agent as `how` says and waits for `run` to return.
+    pub async fn shut_down(&mut self, how: Shutdown) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(how);
         }
         match self.handle.take() {
             Some(handle) => tokio::time::timeout(WAIT, handle).await.expect("the agent stopped in time").unwrap(),
@@ -318,9 +325,9 @@ impl TestAgent {
 
 impl Drop for TestAgent {
     fn drop(&mut self) {
-        // Stopping kills the agent's tasks, so no test leaves a process behind.
+        // Draining kills the agent's tasks, so no test leaves a process behind.
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(Shutdown::Drain);
         }
     }
 }
