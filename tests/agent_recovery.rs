@@ -1,7 +1,8 @@
-//! End to end: an agent process SIGKILLed under a running task and restarted on the same
-//! work dir re-attaches to the task, which never stops; a task that ends while the agent
-//! is down is reported with its real exit code once the agent is back. A real master, real
-//! agent processes and a framework on the SDK.
+//! End to end: an agent process SIGKILLed, or stopped with SIGTERM, under a running task
+//! and restarted on the same work dir re-attaches to the task, which never stops; a task
+//! that ends while the agent is down is reported with its real exit code once the agent is
+//! back; SIGUSR1 drains the agent, killing its task. A real master, real agent processes and
+//! a framework on the SDK.
 
 mod common;
 
@@ -37,6 +38,14 @@ impl Agent {
         // Each life logs to a file of its own, so a failure shows both.
         let lives = std::fs::read_dir(cluster.dir.path()).map(|d| d.count()).unwrap_or(0);
         self.proc = Some(Proc::spawn(&format!("{}-{lives}", self.name), cluster.dir.path(), &args));
+    }
+
+    /// Sends `signal` (`TERM`, `USR1`, …) and waits for the agent to exit by itself;
+    /// returns its exit code.
+    async fn stop_with(&mut self, signal: &str) -> Option<i32> {
+        let proc = self.proc.as_mut().expect("a running agent");
+        proc.signal(signal);
+        eventually("the agent to exit", async || proc.child.try_wait().ok().flatten()).await.code()
     }
 
     /// SIGKILL, as a crash would.
@@ -155,4 +164,63 @@ async fn a_task_exiting_with_code_3_while_its_agent_is_down_is_reported_failed_w
         (completed["state"] == "TASK_FAILED").then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigtermed_agent_exits_leaving_its_task_running_and_the_next_one_takes_it_back_under_the_same_id_and_pid() {
+    let marker_dir = tempfile::tempdir().expect("temp dir");
+    let marker = marker_dir.path().join("pid");
+    let command = format!("echo $$ > {}; exec sleep 1000", marker.display());
+    let (cluster, mut agent, mut framework) = cluster_with_task(&command).await;
+    let pid = pid_in(&marker).await;
+    let agent_id = cluster.state().await["slaves"][0]["id"].as_str().expect("an agent id").to_owned();
+    let group = agent.state().await["tasks"][0]["pid"].as_u64().expect("the task's process group");
+
+    assert_eq!(agent.stop_with("TERM").await, Some(0), "a clean stop");
+    let log = agent.proc.as_ref().expect("the agent").log_text();
+    assert!(log.contains("the tasks keep running"), "{log}");
+    assert!(alive(pid), "the task outlives its agent");
+    agent.spawn(&cluster);
+
+    let restarted = agent.state().await;
+    assert_eq!(restarted["id"], agent_id.as_str(), "{restarted}");
+    assert_eq!(restarted["tasks"][0]["pid"].as_u64(), Some(group), "the same process group, re-attached");
+    eventually("the agent to re-register with its task running", async || {
+        let state = get_json(&cluster.url("/state")).await?;
+        let slave = state["slaves"].as_array()?.first()?.clone();
+        (slave["id"] == agent_id.as_str() && slave["active"] == true).then_some(())
+    })
+    .await;
+    assert_eq!(master_task(&cluster).await, Some(("TASK_RUNNING".to_owned(), agent_id.clone())));
+    assert!(alive(pid), "process {pid} still runs");
+    assert_eq!(std::fs::read_to_string(&marker).expect("marker").trim(), pid.to_string(), "never restarted");
+    while let Ok(status) = framework.updates.try_recv() {
+        assert!(!status.state.is_terminal(), "the framework saw {status:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigusr1_drains_the_agent_its_task_is_killed_and_reported_killed_then_the_agent_exits() {
+    let marker_dir = tempfile::tempdir().expect("temp dir");
+    let marker = marker_dir.path().join("pid");
+    let command = format!("echo $$ > {}; exec sleep 1000", marker.display());
+    let (cluster, mut agent, mut framework) = cluster_with_task(&command).await;
+    let pid = pid_in(&marker).await;
+
+    let code = agent.stop_with("USR1").await;
+    let log = agent.proc.as_ref().expect("the agent").log_text();
+    assert_eq!(code, Some(0), "{log}");
+    let killed = framework.wait_for(TaskState::TaskKilled).await;
+    assert_eq!(killed.task_id.as_str(), "sleeper");
+    assert!(!alive(pid), "the task's process is gone once the agent has exited");
+    assert!(log.contains("drained: every task ended and its last update was acknowledged"), "{log}");
+    eventually("the master to see the task killed", async || {
+        let state = get_json(&cluster.url("/state")).await?;
+        let completed = state["frameworks"][0]["completed_tasks"].as_array()?.first()?.clone();
+        (completed["state"] == "TASK_KILLED").then_some(())
+    })
+    .await;
+    // Nothing is left in the checkpoint for a next agent to take back.
+    let runs = std::fs::read_dir(agent.work_dir.join("meta/runs")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(runs, 0, "the drained task's record is deleted");
 }

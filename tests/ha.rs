@@ -72,7 +72,8 @@ async fn a_killed_leader_is_replaced_and_no_task_is_killed() {
     let health = get_json(&format!("http://{follower}/health")).await.expect("follower health");
     assert_eq!(health["leading_master"], first.as_str(), "{health}");
     // Followers refuse gRPC calls as UNAVAILABLE, naming the leader.
-    let mut scheduler = pb::scheduler_client::SchedulerClient::connect(format!("http://{follower}")).await.expect("dial");
+    let mut scheduler =
+        pb::scheduler_client::SchedulerClient::connect(format!("http://{follower}")).await.expect("dial");
     let refused = scheduler.subscribe(pb::Subscribe { framework: None }).await.expect_err("a follower refuses");
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert_eq!(refused.metadata().get("agora-leader").and_then(|v| v.to_str().ok()), Some(first.as_str()));
@@ -122,7 +123,101 @@ async fn a_killed_leader_is_replaced_and_no_task_is_killed() {
     framework.wait_for(TaskState::TaskKilled).await;
 }
 
-/// Starts one `agora master --etcd` and waits until it leads; returns it and its address.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_given_only_etcd_follows_the_leader_through_a_failover_and_its_task_keeps_running() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let flags = ["--etcd-lease-ttl", "2s", "--agent-heartbeat-interval", "200ms", "--agent-timeout", "10s"];
+    let (masters, mut procs) = etcd_masters(&etcd, dir.path(), 3, &flags);
+    let http = no_redirects();
+    let first = eventually("a leader to be elected", async || leader(&http, &masters).await).await;
+
+    let agent_work = dir.path().join("agent");
+    let agent_port = free_port().to_string();
+    let agent_args = [
+        "agent",
+        "--etcd",
+        etcd.endpoint(),
+        "--port",
+        &agent_port,
+        "--work-dir",
+        agent_work.to_str().expect("utf-8 path"),
+        "--resources",
+        "cpus:1;mem:256;disk:100;ports:[31000-31010]",
+    ];
+    let _agent = Proc::spawn("agent", dir.path(), &agent_args);
+    let marker = dir.path().join("pid");
+    let mut framework =
+        Framework::start(&masters.join(","), &format!("echo $$ > {}; exec sleep 1000", marker.display()));
+    let running = framework.wait_for(TaskState::TaskRunning).await;
+    let pid: i32 =
+        eventually("the task to write its pid", async || std::fs::read_to_string(&marker).ok()?.trim().parse().ok())
+            .await;
+    let before = eventually("the agent on the leader", async || {
+        let state = get_json(&format!("http://{first}/state")).await?;
+        (state["slaves"][0]["active"] == true).then_some(state)
+    })
+    .await;
+    let agent_id = before["slaves"][0]["id"].clone();
+
+    let index = masters.iter().position(|m| *m == first).expect("the leader is one of them");
+    procs[index].kill();
+    let rest: Vec<String> = masters.iter().filter(|m| **m != first).cloned().collect();
+    let second = eventually("a new leader", async || leader(&http, &rest).await).await;
+    let url = format!("http://{second}/state");
+    let state = eventually("the agent re-registered with the new leader, its task running", async || {
+        let state = get_json(&url).await?;
+        let agent_back = state["slaves"][0]["id"] == agent_id && state["slaves"][0]["active"] == true;
+        let task = &state["frameworks"][0]["tasks"][0];
+        (agent_back && task["state"] == "TASK_RUNNING").then_some(state)
+    })
+    .await;
+    assert_eq!(state["frameworks"][0]["tasks"][0]["id"], running.task_id.as_str(), "{state}");
+    assert!(alive(pid), "the task's process {pid} still runs");
+    while let Ok(status) = framework.updates.try_recv() {
+        assert!(!status.state.is_terminal(), "a failover must not end the task: {status:?}");
+    }
+    // The agent never had a master's address: it read the new leader's from etcd.
+    let agent_url = format!("http://127.0.0.1:{agent_port}/state");
+    let agent_state = eventually("the agent's /state", async || get_json(&agent_url).await).await;
+    assert_eq!(agent_state["master"], second.as_str(), "{agent_state}");
+    assert_eq!(agent_state["connected"], true, "{agent_state}");
+
+    // The task still answers its framework through the new leader, and leaves nothing behind.
+    let handle = framework.handle.clone();
+    eventually("the driver to see its new subscription", async || handle.is_subscribed().then_some(())).await;
+    framework.handle.kill(&running.task_id, running.agent_id.as_ref()).await.expect("kill");
+    framework.wait_for(TaskState::TaskKilled).await;
+    eventually("the killed task's process to be gone", async || (!alive(pid)).then_some(())).await;
+}
+
+#[test]
+fn an_agent_refuses_a_bad_etcd_flag_naming_it() {
+    let agent = |args: &[&str]| {
+        let mut command = std::process::Command::new(common::AGORA);
+        command.arg("agent").args(args).args(["--port", "0"]);
+        common::run_bounded(command)
+    };
+    for bad in ["etcd", "etcd:0", "https://etcd:2379", " , "] {
+        let output = agent(&["--etcd", bad]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "--etcd {bad:?} was accepted: {stderr}");
+        assert!(stderr.contains("--etcd"), "--etcd {bad:?}: the error names the flag: {stderr}");
+    }
+    let both = agent(&["--etcd", "127.0.0.1:2379", "--master", "127.0.0.1:5050"]);
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert!(!both.status.success() && stderr.contains("--etcd") && stderr.contains("--master"), "{stderr}");
+    let neither = agent(&[]);
+    let stderr = String::from_utf8_lossy(&neither.stderr);
+    assert!(!neither.status.success() && stderr.contains("--master"), "{stderr}");
+}
+
+/// True while process `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+}
+
 /// Starts `count` masters on `etcd`, each with its own port and work directory, plus
 /// `flags`; returns their addresses and processes, in the same order.
 fn etcd_masters(etcd: &Etcd, dir: &std::path::Path, count: usize, flags: &[&str]) -> (Vec<String>, Vec<Proc>) {
@@ -141,6 +236,7 @@ fn etcd_masters(etcd: &Etcd, dir: &std::path::Path, count: usize, flags: &[&str]
     (masters, procs)
 }
 
+/// Starts one `agora master --etcd` and waits until it leads; returns it and its address.
 async fn sole_master(etcd: &Etcd, dir: &std::path::Path) -> (Proc, String) {
     let (masters, mut procs) = etcd_masters(etcd, dir, 1, &["--etcd-lease-ttl", "2s"]);
     let http = no_redirects();
