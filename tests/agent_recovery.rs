@@ -224,3 +224,20 @@ async fn a_sigusr1_drains_the_agent_its_task_is_killed_and_reported_killed_then_
     let runs = std::fs::read_dir(agent.work_dir.join("meta/runs")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(runs, 0, "the drained task's record is deleted");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_on_agora_local_kills_its_tasks_reports_them_killed_and_stops_everything() {
+    let marker_dir = tempfile::tempdir().expect("temp dir");
+    let marker = marker_dir.path().join("pid");
+    let mut cluster = Cluster::local(1).await;
+    let mut framework = Framework::start(&cluster.master, &format!("echo $$ > {}; exec sleep 1000", marker.display()));
+    framework.wait_for(TaskState::TaskRunning).await;
+    let pid = pid_in(&marker).await;
+
+    let local = &mut cluster.procs[0];
+    local.signal("INT");
+    framework.wait_for(TaskState::TaskKilled).await;
+    let code = eventually("agora local to exit", async || local.child.try_wait().ok().flatten()).await.code();
+    assert_eq!(code, Some(0), "{}", local.log_text());
+    assert!(!alive(pid), "the task's process is gone");
+}
