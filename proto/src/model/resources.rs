@@ -7,17 +7,21 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, LazyLock};
 
-/// A role name; `*` is the unreserved pool every role may use.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Role(String);
+/// A role name; `*` is the unreserved pool every role may use. Immutable and shared: a
+/// copy is a reference count.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Role(Arc<str>);
+
+/// The one `*`, shared by every unreserved pool.
+static UNRESERVED_ROLE: LazyLock<Role> = LazyLock::new(|| Role(Arc::from(Role::UNRESERVED)));
 
 impl Role {
     pub const UNRESERVED: &'static str = "*";
 
     pub fn unreserved() -> Self {
-        Self(Self::UNRESERVED.to_owned())
+        UNRESERVED_ROLE.clone()
     }
 
     /// Validates a role name: path segments of `[A-Za-z0-9_.-]`, separated by `/`,
@@ -37,11 +41,11 @@ impl Role {
                 "invalid role {name:?}: use `*` or `/`-separated names of letters, digits, `_`, `-` and `.`"
             )));
         }
-        Ok(Self(name.to_owned()))
+        Ok(Self(Arc::from(name)))
     }
 
     pub fn is_unreserved(&self) -> bool {
-        self.0 == Self::UNRESERVED
+        &*self.0 == Self::UNRESERVED
     }
 
     pub fn as_str(&self) -> &str {
@@ -50,7 +54,20 @@ impl Role {
 
     /// True when `self` is `other` or one of its ancestors (`eng` is an ancestor of `eng/web`).
     pub fn is_ancestor_or_self_of(&self, other: &Role) -> bool {
-        other.0 == self.0 || (other.0.starts_with(&self.0) && other.0.as_bytes().get(self.0.len()) == Some(&b'/'))
+        other.0 == self.0 || (other.0.starts_with(&*self.0) && other.0.as_bytes().get(self.0.len()) == Some(&b'/'))
+    }
+}
+
+// Serialized as a plain string, as when the role was a `String`.
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|name| Self(Arc::from(name)))
     }
 }
 
@@ -111,7 +128,9 @@ impl Scalars {
     /// The largest share `self` holds of `total` over the three quantities, in parts per
     /// million; this is the dominant share of dominant resource fairness.
     pub fn dominant_share_ppm(&self, total: &Scalars) -> u64 {
-        let share = |used: u64, all: u64| if all == 0 { 0 } else { (u128::from(used) * 1_000_000 / u128::from(all)) as u64 };
+        let share = |used: u64, all: u64| {
+            if all == 0 { 0 } else { (u128::from(used) * 1_000_000 / u128::from(all)) as u64 }
+        };
         share(self.cpus_milli, total.cpus_milli)
             .max(share(self.mem_mib, total.mem_mib))
             .max(share(self.disk_mib, total.disk_mib))
@@ -293,9 +312,67 @@ impl Pool {
 }
 
 /// Resources on one agent (or an offer, or a task), by role.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+///
+/// The pools are shared between copies until one of them changes (copy on write), so
+/// that an offer, the master's record of it and the agent's offered sum can hold the same
+/// resources without copying them. Pools are sorted by role and never empty.
+#[derive(Clone, Default)]
 pub struct Resources {
-    pools: BTreeMap<Role, Pool>,
+    /// `None` when there is no pool.
+    pools: Option<Arc<Vec<(Role, Pool)>>>,
+}
+
+impl PartialEq for Resources {
+    fn eq(&self, other: &Self) -> bool {
+        self.shares_with(other) || self.slice() == other.slice()
+    }
+}
+
+impl Eq for Resources {}
+
+/// Printed as the map of pools it was before pools were shared.
+impl fmt::Debug for Resources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Pools<'a>(&'a [(Role, Pool)]);
+        impl fmt::Debug for Pools<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map().entries(self.0.iter().map(|(r, p)| (r, p))).finish()
+            }
+        }
+        f.debug_struct("Resources").field("pools", &Pools(self.slice())).finish()
+    }
+}
+
+/// Serialized as `{"pools": {role: pool, …}}`, the format of the registry on disk.
+impl serde::Serialize for Resources {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Pools<'a>(&'a [(Role, Pool)]);
+        impl serde::Serialize for Pools<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0.iter().map(|(r, p)| (r, p)))
+            }
+        }
+        let mut s = serializer.serialize_struct("Resources", 1)?;
+        s.serialize_field("pools", &Pools(self.slice()))?;
+        s.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Resources {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename = "Resources")]
+        struct Stored {
+            pools: BTreeMap<Role, Pool>,
+        }
+        let stored = Stored::deserialize(deserializer)?;
+        let mut resources = Resources::new();
+        for (role, pool) in stored.pools {
+            resources.add_pool(role, pool);
+        }
+        Ok(resources)
+    }
 }
 
 /// A resource string or role that could not be understood; the message says why.
@@ -363,85 +440,141 @@ impl Resources {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pools.values().all(Pool::is_empty)
+        self.slice().iter().all(|(_, p)| p.is_empty())
     }
 
     pub fn pools(&self) -> impl Iterator<Item = (&Role, &Pool)> {
-        self.pools.iter()
+        self.slice().iter().map(|(r, p)| (r, p))
     }
 
     pub fn pool(&self, role: &Role) -> Option<&Pool> {
-        self.pools.get(role)
+        let pools = self.slice();
+        pools.binary_search_by(|(r, _)| r.cmp(role)).ok().and_then(|i| pools.get(i)).map(|(_, p)| p)
+    }
+
+    fn slice(&self) -> &[(Role, Pool)] {
+        self.pools.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether both hold the very same pools (one is a copy of the other, unchanged).
+    fn shares_with(&self, other: &Resources) -> bool {
+        matches!((&self.pools, &other.pools), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
+    }
+
+    /// The pools for changing; copied first if another `Resources` shares them.
+    fn pools_mut(&mut self) -> &mut Vec<(Role, Pool)> {
+        Arc::make_mut(self.pools.get_or_insert_with(Default::default))
+    }
+
+    /// Drops the pools that became empty, and the vector when none is left.
+    fn tidy(&mut self) {
+        if let Some(pools) = &mut self.pools {
+            if pools.iter().any(|(_, p)| p.is_empty()) {
+                Arc::make_mut(pools).retain(|(_, p)| !p.is_empty());
+            }
+            if pools.is_empty() {
+                self.pools = None;
+            }
+        }
     }
 
     pub fn add_pool(&mut self, role: Role, pool: Pool) {
         if pool.is_empty() {
             return;
         }
-        self.pools.entry(role).or_default().add(&pool);
+        let pools = self.pools_mut();
+        match pools.binary_search_by(|(r, _)| r.cmp(&role)) {
+            Ok(i) => {
+                if let Some((_, mine)) = pools.get_mut(i) {
+                    mine.add(&pool);
+                }
+            }
+            Err(i) => pools.insert(i, (role, pool)),
+        }
     }
 
     pub fn add(&mut self, other: &Resources) {
-        for (role, pool) in &other.pools {
+        if other.is_empty() {
+            return;
+        }
+        // Adding to nothing shares the other's pools instead of copying them.
+        if self.pools.is_none() {
+            self.pools.clone_from(&other.pools);
+            self.tidy();
+            return;
+        }
+        let pools = self.pools_mut();
+        for (role, pool) in other.pools().filter(|(_, p)| !p.is_empty()) {
             // Adding to a pool that exists needs no copy of the role or the pool.
-            match self.pools.get_mut(role) {
-                Some(mine) => mine.add(pool),
-                None => self.add_pool(role.clone(), pool.clone()),
+            match pools.binary_search_by(|(r, _)| r.cmp(role)) {
+                Ok(i) => {
+                    if let Some((_, mine)) = pools.get_mut(i) {
+                        mine.add(pool);
+                    }
+                }
+                Err(i) => pools.insert(i, (role.clone(), pool.clone())),
             }
         }
     }
 
     /// True when every pool of `other` fits in the same role's pool of `self`.
     pub fn contains(&self, other: &Resources) -> bool {
-        other
-            .pools
-            .iter()
-            .all(|(role, pool)| pool.is_empty() || self.pools.get(role).is_some_and(|mine| mine.contains(pool)))
+        self.shares_with(other)
+            || other
+                .pools()
+                .all(|(role, pool)| pool.is_empty() || self.pool(role).is_some_and(|mine| mine.contains(pool)))
     }
 
     /// Removes `other`; returns false and leaves `self` unchanged unless it contains `other`.
     pub fn subtract(&mut self, other: &Resources) -> bool {
+        if self.shares_with(other) {
+            self.pools = None;
+            return true;
+        }
         if !self.contains(other) {
             return false;
         }
-        for (role, pool) in &other.pools {
-            if let Some(mine) = self.pools.get_mut(role) {
+        if other.is_empty() {
+            return true;
+        }
+        let pools = self.pools_mut();
+        for (role, pool) in other.pools() {
+            if let Ok(i) = pools.binary_search_by(|(r, _)| r.cmp(role))
+                && let Some((_, mine)) = pools.get_mut(i)
+            {
                 mine.subtract(pool);
-                if mine.is_empty() {
-                    self.pools.remove(role);
-                }
             }
         }
+        self.tidy();
         true
     }
 
     /// The sum of the scalars over every role.
     pub fn scalars(&self) -> Scalars {
-        self.pools.values().fold(Scalars::ZERO, |acc, p| acc.saturating_add(&p.scalars))
+        self.slice().iter().fold(Scalars::ZERO, |acc, (_, p)| acc.saturating_add(&p.scalars))
     }
 
     /// Every port, whatever its role.
     pub fn ports(&self) -> RangeSet {
-        self.pools.values().fold(RangeSet::new(), |acc, p| acc.union(&p.ports))
+        self.slice().iter().fold(RangeSet::new(), |acc, (_, p)| acc.union(&p.ports))
     }
 
     /// The part a framework in `role` may be offered: unreserved resources and those
     /// reserved for `role` or one of its ancestors.
     pub fn allocatable_to(&self, role: &Role) -> Resources {
-        let pools = self
-            .pools
-            .iter()
-            .filter(|(r, _)| r.is_unreserved() || r.is_ancestor_or_self_of(role))
-            .map(|(r, p)| (r.clone(), p.clone()))
-            .collect();
-        Resources { pools }
+        let allowed = |r: &Role| r.is_unreserved() || r.is_ancestor_or_self_of(role);
+        if self.slice().iter().all(|(r, _)| allowed(r)) {
+            return self.clone();
+        }
+        let pools: Vec<(Role, Pool)> = self.slice().iter().filter(|(r, _)| allowed(r)).cloned().collect();
+        Resources { pools: (!pools.is_empty()).then(|| Arc::new(pools)) }
     }
 }
 
 impl fmt::Display for Resources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
-        for (role, pool) in &self.pools {
+        for (role, pool) in self.pools() {
             let tag = if role.is_unreserved() { String::new() } else { format!("({role})") };
             let s = &pool.scalars;
             if s.cpus_milli > 0 {
@@ -465,11 +598,7 @@ impl fmt::Display for Resources {
 pub fn format_cpus(cpus_milli: u64) -> String {
     let whole = cpus_milli / 1000;
     let frac = cpus_milli % 1000;
-    if frac == 0 {
-        whole.to_string()
-    } else {
-        format!("{whole}.{frac:03}").trim_end_matches('0').to_owned()
-    }
+    if frac == 0 { whole.to_string() } else { format!("{whole}.{frac:03}").trim_end_matches('0').to_owned() }
 }
 
 /// Converts a CPU count given as a decimal (`0.1`, `4`) to thousandths.
@@ -485,16 +614,13 @@ pub fn cpus_to_milli(cpus: f64) -> Result<u64, ParseResourcesError> {
 }
 
 fn parse_cpus(value: &str) -> Result<u64, ParseResourcesError> {
-    let cpus: f64 = value
-        .parse()
-        .map_err(|_| ParseResourcesError::new(format!("cpus: {value:?} is not a number")))?;
+    let cpus: f64 = value.parse().map_err(|_| ParseResourcesError::new(format!("cpus: {value:?} is not a number")))?;
     cpus_to_milli(cpus)
 }
 
 fn parse_mib(name: &str, value: &str) -> Result<u64, ParseResourcesError> {
-    let mib: f64 = value
-        .parse()
-        .map_err(|_| ParseResourcesError::new(format!("{name}: {value:?} is not a number of MiB")))?;
+    let mib: f64 =
+        value.parse().map_err(|_| ParseResourcesError::new(format!("{name}: {value:?} is not a number of MiB")))?;
     if !mib.is_finite() || mib < 0.0 || mib > MAX_MIB as f64 {
         return Err(ParseResourcesError::new(format!("{name}: {value} is out of range")));
     }
@@ -595,6 +721,41 @@ mod tests {
         assert_eq!(set.ranges(), &[(5, 8), (10, 25), (30, 40), (50, 70)]);
         set.merge_from(&RangeSet::new());
         assert_eq!(set.len(), 4 + 16 + 11 + 21);
+    }
+
+    #[test]
+    fn a_changed_copy_leaves_the_original_alone() {
+        let original = Resources::parse("cpus:4;mem:1024;cpus(eng):1;ports:[31000-31010]").expect("valid");
+        let mut copy = original.clone();
+        assert!(copy.subtract(&Resources::parse("cpus:1;ports:[31005-31005]").expect("valid")));
+        copy.add(&Resources::parse("disk:10;mem(ops):5").expect("valid"));
+        assert_eq!(original.to_string(), "cpus:4;mem:1024;ports:[31000-31010];cpus(eng):1");
+        assert_eq!(copy.to_string(), "cpus:3;mem:1024;disk:10;ports:[31000-31004,31006-31010];cpus(eng):1;mem(ops):5");
+        assert_ne!(original, copy);
+    }
+
+    #[test]
+    fn subtracting_a_copy_empties_and_adding_to_nothing_equals_the_addend() {
+        let offer = Resources::parse("cpus:2;ports:[31000-31001]").expect("valid");
+        let mut free = offer.clone();
+        assert!(free.subtract(&offer));
+        assert!(free.is_empty());
+        assert_eq!(free, Resources::new());
+        assert!(!free.subtract(&offer), "nothing is left to subtract");
+        free.add(&offer);
+        assert_eq!(free, offer);
+        free.add(&offer);
+        assert_eq!(free.scalars().cpus_milli, 4000);
+        assert_eq!(offer.scalars().cpus_milli, 2000, "the addend is not changed through the sum");
+        assert_eq!(free.ports().ranges(), &[(31000, 31001)]);
+    }
+
+    #[test]
+    fn resources_keep_the_debug_form_of_a_map_of_pools() {
+        assert_eq!(
+            format!("{:?}", Resources::parse("mem:3").expect("valid")),
+            "Resources { pools: {Role(\"*\"): Pool { scalars: Scalars { cpus_milli: 0, mem_mib: 3, disk_mib: 0 }, ports: RangeSet([]) }} }"
+        );
     }
 
     #[test]
