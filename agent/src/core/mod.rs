@@ -160,7 +160,8 @@ pub enum Input {
     KillTask { framework_id: FrameworkId, task_id: TaskId, grace_period_ms: Option<u64> },
     /// The framework is gone: kill all its tasks.
     ShutdownFramework { framework_id: FrameworkId },
-    /// The agent is shutting down: kill every task.
+    /// The agent drains before it stops: kill every task, and from now on answer a new task
+    /// with TASK_DROPPED instead of running it.
     KillAll,
     /// The master refused the agent, which will register afresh: kill every process at once
     /// and forget every task, since the master no longer knows them.
@@ -284,6 +285,8 @@ pub struct Core {
     dirty: std::collections::BTreeSet<TaskKey>,
     /// Runs whose record must be deleted, in the order they ended.
     removed: Vec<RunId>,
+    /// `KillAll` came: the agent is draining and takes no new task.
+    draining: bool,
 }
 
 impl Core {
@@ -303,6 +306,7 @@ impl Core {
             jitter: rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             dirty: std::collections::BTreeSet::new(),
             removed: Vec::new(),
+            draining: false,
         }
     }
 
@@ -399,6 +403,7 @@ impl Core {
                 }
             }
             Input::KillAll => {
+                self.draining = true;
                 let keys: Vec<TaskKey> = self.tasks.keys().cloned().collect();
                 for key in keys {
                     self.kill_task(now_ms, key, None, &mut out);
@@ -453,15 +458,17 @@ impl Core {
             // state of the existing task, so the duplicate is ignored.
             return;
         }
-        if self.tasks.len() >= self.config.max_tasks {
-            let status = self.status(
-                now_ms,
-                info.task_id,
-                TaskState::TaskDropped,
-                TaskStatusReason::Unspecified,
-                format!("the agent already holds its maximum of {} tasks", self.config.max_tasks),
-                None,
-            );
+        let refusal = if self.draining {
+            Some("the agent is draining: it kills its tasks and stops".to_owned())
+        } else if self.tasks.len() >= self.config.max_tasks {
+            Some(format!("the agent already holds its maximum of {} tasks", self.config.max_tasks))
+        } else {
+            None
+        };
+        if let Some(message) = refusal {
+            // Unacknowledged: no stream of updates exists for a task that never ran.
+            let status =
+                self.status(now_ms, info.task_id, TaskState::TaskDropped, TaskStatusReason::Unspecified, message, None);
             out.push(Output::SendUpdate { framework_id: key.0, status });
             return;
         }

@@ -384,6 +384,29 @@ fn a_task_beyond_the_limit_is_dropped_without_an_acknowledgement() {
 }
 
 #[test]
+fn a_drain_kills_every_task_and_drops_tasks_launched_after_it_without_an_acknowledgement() {
+    let mut core = registered_core();
+    core.step(0, run("a", "t1"));
+    core.step(0, run("b", "t2"));
+    core.step(0, started(1, 101));
+    core.step(0, started(2, 102));
+    assert_eq!(
+        core.step(10, Input::KillAll),
+        vec![
+            Output::Signal { run: RunId(1), pid: 101, signal: KillSignal::Term },
+            Output::Signal { run: RunId(2), pid: 102, signal: KillSignal::Term },
+        ]
+    );
+    let out = core.step(20, run("a", "late"));
+    assert!(
+        matches!(&out[..], [Output::SendUpdate { status, .. }]
+        if status.state == TaskState::TaskDropped && status.uuid.is_none() && status.message.contains("draining")),
+        "{out:?}"
+    );
+    assert_eq!(core.tasks().count(), 2);
+}
+
+#[test]
 fn the_same_seed_and_inputs_give_the_same_outputs() {
     let script = |core: &mut Core| {
         let mut all = Vec::new();

@@ -186,7 +186,6 @@ pub async fn run(
         sandboxes,
         events: events_tx,
         outbox: None,
-        stopping: false,
         drain_updates_timeout: Duration::from_millis(config.drain_updates_timeout_ms),
     };
     owner.recover(stored);
@@ -297,8 +296,6 @@ struct Owner {
     events: mpsc::Sender<Event>,
     /// The registered stream to the master, while there is one.
     outbox: Option<mpsc::Sender<pb::AgentMessage>>,
-    /// A drain has begun: new tasks are refused.
-    stopping: bool,
     drain_updates_timeout: Duration,
 }
 
@@ -474,7 +471,6 @@ impl Owner {
     fn start_drain(&mut self) -> Drain {
         let tasks = self.core.tasks().count();
         tracing::info!(tasks, "draining: killing every task, then stopping");
-        self.stopping = true;
         let grace_ms = self.core.config().default_kill_grace_period_ms;
         let kill_at = Instant::now() + Duration::from_millis(grace_ms.saturating_add(DRAIN_MARGIN_MS));
         self.step(Input::KillAll);
@@ -541,10 +537,6 @@ impl Owner {
                 return;
             }
         };
-        if self.stopping && matches!(input, Input::RunTask { .. }) {
-            tracing::info!("task refused: the agent is stopping");
-            return;
-        }
         if let Input::RunTask { framework_id, task, .. } = &input {
             tracing::info!(%framework_id, task_id = %task.task_id, "running task");
         }
