@@ -430,8 +430,12 @@ impl Master {
 
     /// Explicit reconciliation answers each named task; implicit (no tasks named)
     /// answers every live task of the framework. Unknown tasks follow Mesos: TASK_GONE
-    /// when the named agent is registered and reachable (it would have reported the
-    /// task), TASK_UNREACHABLE when it is unreachable, TASK_UNKNOWN otherwise.
+    /// when the named agent is registered and connected (it would have reported the
+    /// task), TASK_UNREACHABLE when it is unreachable, TASK_UNKNOWN when the master never
+    /// heard of the agent, and no answer while the agent is known but not connected (a
+    /// master that failed over knows its agents from the registry but their tasks only
+    /// once they re-register: answering TASK_GONE then would make frameworks give up
+    /// tasks that are running). The framework asks again later, as it must anyway.
     fn reconcile(
         &mut self,
         now_ms: u64,
@@ -465,7 +469,8 @@ impl Master {
                 continue;
             }
             let state = match agent_id.as_ref().and_then(|id| self.agents.get(id)) {
-                Some(agent) if agent.reachable => TaskState::TaskGone,
+                Some(agent) if agent.is_active() => TaskState::TaskGone,
+                Some(agent) if agent.reachable => continue,
                 Some(_) => TaskState::TaskUnreachable,
                 None => TaskState::TaskUnknown,
             };

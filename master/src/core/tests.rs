@@ -1082,6 +1082,33 @@ fn a_recovered_master_waits_for_its_agents_and_frameworks_then_times_them_out() 
     assert!(unreachable);
 }
 
+#[test]
+fn a_recovered_master_does_not_call_tasks_gone_before_their_agent_re_registers() {
+    let mut old = master();
+    old.register_agent(0, ConnId(1), agent_info("h1", "cpus:4;mem:1024"), None, vec![]);
+    let (fw, _) = old.subscribe(0, framework_info("fw")).expect("subscribe");
+    let mut registry = super::Registry::default();
+    for op in persisted(&old.drain_outputs()) {
+        registry.apply(op);
+    }
+    let agent = old.snapshot().agents[0].id.clone();
+    let mut m = master();
+    m.recover(1_000, registry);
+    let stream = m.subscribe(1_001, FrameworkInfo { id: Some(fw.clone()), ..framework_info("fw") }).expect("subscribe").1;
+    m.visible_outputs();
+    let call = Call::Reconcile { tasks: vec![(TaskId::new("t1"), Some(agent.clone()))] };
+    m.call(1_002, &fw, &stream, call.clone()).expect("reconcile");
+    let answered = updates(&m.visible_outputs());
+    assert!(answered.is_empty(), "the agent may still come back with the task: {answered:?}");
+
+    // Once the agent is back without it, the task is gone.
+    m.register_agent(1_003, ConnId(7), agent_info("h1", "cpus:4;mem:1024"), Some(agent), vec![]);
+    m.visible_outputs();
+    m.call(1_004, &fw, &stream, call).expect("reconcile");
+    let r = TaskStatusReason::Reconciliation;
+    assert_eq!(updates(&m.visible_outputs()), vec![(TaskId::new("t1"), TaskState::TaskGone, r)]);
+}
+
 // ----- partitions -----
 
 #[test]
