@@ -282,6 +282,16 @@ impl Etcd {
         Ok((response.kvs.into_iter().next().map(|kv| holder(kv, revision)), revision))
     }
 
+    /// The leading master's advertised `host:port` as [`LEADER_KEY`] holds it (`None` while
+    /// no master leads), and the revision it was read at: a watch of the key from the next
+    /// revision ([`Etcd::wait_for_change`]) sees the next leader appear. What agents and
+    /// frameworks dial.
+    pub async fn leader(&self) -> Result<(Option<String>, i64), EtcdError> {
+        let (holder, revision) = self.holder_at(LEADER_KEY.as_bytes()).await?;
+        let address = holder.map(|holder| holder.address.trim().to_owned()).filter(|address| !address.is_empty());
+        Ok((address, revision))
+    }
+
     /// Waits until `key` changes after `revision` (deleted, or created again), or until
     /// `limit` passes; the caller reads the key again either way.
     pub async fn wait_for_change(&self, key: &[u8], revision: i64, limit: Duration) -> Result<(), EtcdError> {

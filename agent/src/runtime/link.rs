@@ -78,18 +78,12 @@ impl Finder {
                 if let Some(leader) = named.take() {
                     return Ok(leader);
                 }
-                let (holder, read_at) = client
-                    .holder_at(LEADER_KEY.as_bytes())
-                    .await
-                    .map_err(|e| format!("reading the leader from etcd: {e}"))?;
+                let (leader, read_at) =
+                    client.leader().await.map_err(|e| format!("reading the leader from etcd: {e}"))?;
                 *revision = Some(read_at);
-                match holder {
-                    Some(holder) if !holder.address.trim().is_empty() => {
-                        tracing::debug!(leader = %holder.address, "etcd names the leading master");
-                        Ok(holder.address.trim().to_owned())
-                    }
-                    _ => Err("etcd names no leading master yet".to_owned()),
-                }
+                let leader = leader.ok_or("etcd names no leading master yet")?;
+                tracing::debug!(%leader, "etcd names the leading master");
+                Ok(leader)
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The driver: subscribes to a master, hands events to a [`Scheduler`] one at a time,
 //! acknowledges reliable updates after the scheduler has seen them, notices a dead stream by
 //! missing heartbeats, and re-subscribes with the same framework id, with capped, jittered
-//! backoff, trying each master in turn.
+//! backoff, trying each master in turn, or the leader the masters name in etcd.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use agora_proto::convert::{id, optional_id};
+use agora_proto::etcd_client::{Etcd, EtcdError};
 use agora_proto::model::{AgentId, FrameworkId, FrameworkInfo, Offer, OfferId, StreamId, TaskId, TaskInfo, TaskStatus};
 use agora_proto::pb;
 use agora_proto::pb::scheduler_client::SchedulerClient;
@@ -41,8 +42,12 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Clone, Debug)]
 pub struct DriverConfig {
     /// Master addresses, `host:port` or `http://host:port`; tried in turn until one accepts
-    /// the subscription.
+    /// the subscription. Empty when `etcd` is given.
     pub masters: Vec<String>,
+    /// Instead of `masters`: the endpoints (`host:port` or `http://host:port`) of the etcd
+    /// cluster the masters elect their leader on. Before each attempt to subscribe the
+    /// driver reads the leader's address there and dials it.
+    pub etcd: Vec<String>,
     /// The framework to subscribe. Set `id` to fail over to an existing framework (a
     /// restarted scheduler that persisted its id); the driver fills it in after the first
     /// SUBSCRIBED and re-subscribes with it from then on.
@@ -66,6 +71,7 @@ impl DriverConfig {
     pub fn new(masters: Vec<String>, framework: FrameworkInfo) -> Self {
         Self {
             masters,
+            etcd: Vec::new(),
             framework,
             reconnect: BackoffConfig::default(),
             connect_timeout_ms: 5_000,
@@ -76,9 +82,23 @@ impl DriverConfig {
         }
     }
 
+    /// A configuration that finds the leading master in etcd, with the defaults of [`new`](Self::new).
+    pub fn with_etcd(endpoints: Vec<String>, framework: FrameworkInfo) -> Self {
+        Self { etcd: endpoints, ..Self::new(Vec::new(), framework) }
+    }
+
     fn validate(&self) -> Result<(), Error> {
-        if self.masters.is_empty() {
-            return Err(Error::Config("masters: give at least one master address".into()));
+        match (self.masters.is_empty(), self.etcd.is_empty()) {
+            (true, true) => {
+                return Err(Error::Config("masters: give at least one master address, or etcd endpoints".into()));
+            }
+            (false, false) => {
+                return Err(Error::Config("etcd: give either masters or etcd endpoints, not both".into()));
+            }
+            (true, false) => {
+                agora_proto::etcd_client::parse_endpoints(&self.etcd.join(",")).map_err(etcd_config_error)?;
+            }
+            (false, true) => {}
         }
         if self.masters.len() > MAX_MASTERS {
             return Err(Error::Config(format!("masters: at most {MAX_MASTERS} addresses")));
@@ -104,6 +124,15 @@ impl DriverConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// A bad etcd endpoint, as an error naming the `etcd` field.
+fn etcd_config_error(error: EtcdError) -> Error {
+    match error {
+        EtcdError::Endpoint { endpoint, reason } => Error::Config(format!("etcd: {endpoint:?}: {reason}")),
+        EtcdError::NoEndpoint => Error::Config("etcd: give at least one endpoint".into()),
+        other => Error::Config(format!("etcd: {other}")),
     }
 }
 
@@ -386,13 +415,27 @@ impl Driver {
         let mut master_index: usize = 0;
         // The leader a follower named, dialled next instead of the next master in the list.
         let mut leader: Option<String> = None;
+        let etcd = if self.config.etcd.is_empty() {
+            None
+        } else {
+            Some(Etcd::connect(&self.config.etcd).map_err(etcd_config_error)?)
+        };
         loop {
             // With several masters the backoff grows once per round of the list (or per
             // redirect), so finding a new leader among live masters stays quick.
             let mut grow = true;
-            let next = self.config.masters[master_index % self.config.masters.len()].clone();
-            let master = leader.take().unwrap_or(next);
-            let ended = self.session(scheduler, &master, &mut shutdown).await;
+            let target = match (leader.take(), &etcd) {
+                (Some(named), _) => Ok(named),
+                (None, Some(etcd)) => leader_in_etcd(etcd).await,
+                (None, None) => Ok(self.config.masters[master_index % self.config.masters.len()].clone()),
+            };
+            let (master, ended) = match target {
+                Ok(master) => {
+                    let ended = self.session(scheduler, &master, &mut shutdown).await;
+                    (master, ended)
+                }
+                Err(why) => ("etcd".to_owned(), Ended::Failed(why)),
+            };
             self.handle.shared.session.send_replace(None);
             match ended {
                 Ended::Stopped => return Ok(()),
@@ -415,8 +458,10 @@ impl Driver {
                     }
                     // The next attempt goes to the next master: this one may be down or
                     // no longer the leader.
-                    master_index = master_index.wrapping_add(1);
-                    grow = master_index.is_multiple_of(self.config.masters.len());
+                    if etcd.is_none() {
+                        master_index = master_index.wrapping_add(1);
+                        grow = master_index.is_multiple_of(self.config.masters.len());
+                    }
                 }
                 Ended::NotLeader { why, leader: named } => {
                     failures = failures.saturating_add(1);
@@ -623,6 +668,15 @@ fn parse_offers(offers: Vec<pb::Offer>) -> (Vec<Offer>, Vec<OfferId>) {
         }
     }
     (valid, invalid)
+}
+
+/// The leading master's address as etcd names it, or why there is none to dial.
+async fn leader_in_etcd(etcd: &Etcd) -> Result<String, String> {
+    match etcd.leader().await {
+        Ok((Some(leader), _)) => Ok(leader),
+        Ok((None, _)) => Err("etcd names no leading master yet".to_owned()),
+        Err(error) => Err(format!("reading the leader from etcd: {error}")),
+    }
 }
 
 /// Connects to `master`, subscribes, and waits for SUBSCRIBED.

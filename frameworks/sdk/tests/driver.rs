@@ -1,6 +1,9 @@
 //! The driver against a fake master: an in-process gRPC server on 127.0.0.1:0 whose event
 //! streams the test writes and whose received calls the test reads.
 
+#[path = "../../../tests/common/etcd.rs"]
+mod etcd_server;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -649,6 +652,52 @@ fn a_configuration_without_masters_or_with_a_bad_address_is_refused() {
     let mut unnamed = config(vec!["127.0.0.1:5050".into()]);
     unnamed.framework.name.clear();
     assert!(matches!(Driver::new(unnamed), Err(Error::Config(m)) if m.contains("framework.name")));
+}
+
+#[test]
+fn etcd_endpoints_replace_the_masters_and_a_bad_one_is_refused_naming_the_field() {
+    let mut both = config(vec!["127.0.0.1:5050".into()]);
+    both.etcd = vec!["127.0.0.1:2379".into()];
+    assert!(matches!(Driver::new(both), Err(Error::Config(m)) if m.starts_with("etcd")));
+    for bad in ["etcd", "etcd:0", "https://etcd:2379", " "] {
+        let config = DriverConfig::with_etcd(vec![bad.into()], framework());
+        let refused = Driver::new(config);
+        assert!(matches!(&refused, Err(Error::Config(m)) if m.starts_with("etcd: ")), "{bad:?}: {refused:?}");
+    }
+    assert!(Driver::new(DriverConfig::with_etcd(vec!["127.0.0.1:2379".into()], framework())).is_ok());
+}
+
+/// Writes `address` into the leader key, as an elected master does.
+async fn elect(etcd: &etcd_server::Etcd, address: &str) {
+    let mut kv = agora_proto::etcd::kv_client::KvClient::connect(etcd.url.clone()).await.expect("dial etcd");
+    let put = agora_proto::etcd::PutRequest {
+        key: agora_proto::etcd_client::LEADER_KEY.into(),
+        value: address.into(),
+        lease: 0,
+    };
+    kv.put(put).await.expect("put the leader key");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_driver_given_etcd_subscribes_to_the_leader_named_there_and_follows_the_next_one() {
+    let etcd = tokio::task::spawn_blocking(etcd_server::Etcd::start).await.expect("etcd started");
+    let mut first = start_fake_master().await;
+    let mut second = start_fake_master().await;
+    let mut etcd_config = config(Vec::new());
+    etcd_config.etcd = vec![etcd.url.clone()];
+    // No master leads yet: the driver keeps asking etcd until one does.
+    let mut running = run_driver(etcd_config, &first.log, None, false);
+    elect(&etcd, &first.address).await;
+    let subscription = first.accept_subscription("fw-1", "s-1", 1_000).await;
+    assert!(matches!(running.next().await, Seen::Subscribed { reconnected: false, .. }));
+
+    // A failover: another master leads, and the old one's stream ends.
+    elect(&etcd, &second.address).await;
+    drop(subscription);
+    assert!(matches!(running.next().await, Seen::Disconnected));
+    let again = second.accept_subscription("fw-1", "s-2", 1_000).await;
+    assert_eq!(again.request.framework.as_ref().map(|f| f.id.as_str()), Some("fw-1"));
+    assert!(matches!(running.next().await, Seen::Subscribed { reconnected: true, .. }));
 }
 
 #[tokio::test]
