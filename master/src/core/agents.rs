@@ -61,7 +61,7 @@ impl Master {
             // Its resources may have changed: offers made from the old view are void.
             self.rescind_agent_offers(&agent_id);
             let Some(agent) = self.agents.get_mut(&agent_id) else { return };
-            agent.info = info;
+            agent.set_info(info);
             agent.conn = Some(conn);
             agent.reachable = true;
             agent.unreachable_since_ms = None;
@@ -211,7 +211,7 @@ impl Master {
             "reported by the agent on re-registration",
             now_ms,
         );
-        agent.used.add(&info.resources);
+        agent.add_used(&info.resources);
         agent.tasks.insert((framework_id.clone(), info.task_id.clone()));
         let scalars = info.resources.scalars();
         framework.used_scalars = framework.used_scalars.saturating_add(&scalars);

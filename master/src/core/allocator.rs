@@ -29,21 +29,56 @@ use rand_chacha::ChaCha8Rng;
 use super::registry::{AgentRecord, FrameworkRecord};
 use super::roles::{DEFAULT_WEIGHT_MILLI, RolePolicy};
 
-/// Resources of one agent granted to one framework for one of its roles.
+/// Resources of one agent granted to one framework for one of its roles. The agent and
+/// the framework are positions in the round's `Scan::candidates` and framework slice.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Grant {
-    pub agent_id: AgentId,
-    pub framework_id: FrameworkId,
+    pub candidate: u32,
+    pub framework: u32,
     pub role: Role,
     pub resources: Resources,
 }
 
-/// What a round decided: the grants, and the agents that have free resources no client
-/// could take (they are skipped until something changes for them).
+/// What a round decided: the grants, and the candidates (by position) that have free
+/// resources no client could take (they are skipped until something changes for them).
 #[derive(Debug, Default)]
 pub(crate) struct Round {
     pub grants: Vec<Grant>,
-    pub stuck: Vec<AgentId>,
+    pub stuck: Vec<u32>,
+}
+
+/// The agents a round visits, borrowed for the whole round so that its grants can be
+/// turned into offers without looking anything up, and the sums over every active agent.
+#[derive(Debug)]
+pub(crate) struct Scan<'a> {
+    pub candidates: Vec<(&'a AgentId, &'a mut AgentRecord)>,
+    /// Capacity of the active agents.
+    pub total: Scalars,
+    /// Free resources of the active agents.
+    pub free: Scalars,
+}
+
+/// Sums the active agents and picks those worth visiting: with free resources worth
+/// offering, and not found stuck at `epoch` already. Works on cached scalars only.
+pub(crate) fn scan<'a>(
+    agents: impl Iterator<Item = (&'a AgentId, &'a mut AgentRecord)>,
+    min: MinAllocatable,
+    epoch: u64,
+) -> Scan<'a> {
+    let mut scan = Scan { candidates: Vec::new(), total: Scalars::ZERO, free: Scalars::ZERO };
+    for (id, agent) in agents {
+        if !agent.is_active() {
+            continue;
+        }
+        scan.total = scan.total.saturating_add(&agent.total_scalars);
+        scan.free = scan.free.saturating_add(&agent.free_scalars);
+        // Most agents of a busy cluster have nothing free, and most idle ones were stuck
+        // last round already.
+        if min.admits_scalars(&agent.free_scalars) && agent.stuck_epoch != Some(epoch) {
+            scan.candidates.push((id, agent));
+        }
+    }
+    scan
 }
 
 /// The smallest offer worth making, as Mesos judges it: enough CPUs *or* enough memory.
@@ -93,8 +128,9 @@ struct Node {
 }
 
 #[derive(Debug)]
-struct Client<'a> {
-    framework_id: &'a FrameworkId,
+struct Client {
+    /// The framework's position in the round's framework slice.
+    framework: u32,
     /// The framework's filter slot; `None` when it never filtered any agent.
     slot: Option<u64>,
     node: u32,
@@ -103,11 +139,11 @@ struct Client<'a> {
 }
 
 #[derive(Debug)]
-struct Sorter<'a> {
+struct Sorter {
     total: Scalars,
     min: MinAllocatable,
     nodes: Vec<Node>,
-    clients: Vec<Client<'a>>,
+    clients: Vec<Client>,
     /// Nodes with eligible clients and headroom under their limits, lowest path first.
     order: BTreeSet<(PathKey, u32)>,
     /// The subset of `order` whose own guarantee is not met yet.
@@ -159,16 +195,16 @@ fn allocatable_scalars(free: &Resources, role: &Role) -> Scalars {
         .fold(Scalars::ZERO, |sum, (_, p)| sum.saturating_add(&p.scalars))
 }
 
-impl<'a> Sorter<'a> {
+impl Sorter {
     fn build(
-        frameworks: &'a BTreeMap<FrameworkId, FrameworkRecord>,
+        frameworks: &[(&FrameworkId, &mut FrameworkRecord)],
         policy: &RolePolicy,
         total: Scalars,
         min: MinAllocatable,
     ) -> Self {
         // Every role that holds resources, has a client or has quota, and its ancestors.
         let mut names: BTreeSet<Role> = BTreeSet::new();
-        for framework in frameworks.values() {
+        for (_, framework) in frameworks {
             names.extend(framework.allocated.keys().cloned());
             if framework.is_active() {
                 names.extend(framework.info.roles.iter().filter(|r| !framework.suppressed.contains(*r)).cloned());
@@ -206,7 +242,7 @@ impl<'a> Sorter<'a> {
             })
             .collect();
         let mut clients = Vec::new();
-        for (framework_id, framework) in frameworks {
+        for (f, (_, framework)) in frameworks.iter().enumerate() {
             for (role, scalars) in &framework.allocated {
                 if let Some(&n) = index.get(role) {
                     add_up(&mut nodes, n, scalars);
@@ -220,7 +256,9 @@ impl<'a> Sorter<'a> {
                 let allocated = framework.allocated.get(role).copied().unwrap_or(Scalars::ZERO);
                 let key = allocated.dominant_share_ppm(&total);
                 let c = u32::try_from(clients.len()).unwrap_or(u32::MAX);
-                clients.push(Client { framework_id, slot: framework.filter_slot, node, allocated, key });
+                let slot = framework.filter_slot;
+                let framework = u32::try_from(f).unwrap_or(u32::MAX);
+                clients.push(Client { framework, slot, node, allocated, key });
                 if let Some(n) = nodes.get_mut(node as usize) {
                     n.clients.insert((key, c));
                 }
@@ -343,9 +381,14 @@ impl<'a> Sorter<'a> {
             top = a;
             at = node.parent;
         }
-        let dependents = self.node(top).map(|t| t.dependents.clone()).unwrap_or_default();
-        for d in dependents {
+        // The list is taken out while its nodes are re-sorted, and put back: no copy.
+        let dependents =
+            self.nodes.get_mut(top as usize).map(|t| std::mem::take(&mut t.dependents)).unwrap_or_default();
+        for &d in &dependents {
             self.rekey(d);
+        }
+        if let Some(t) = self.nodes.get_mut(top as usize) {
+            t.dependents = dependents;
         }
     }
 
@@ -389,58 +432,45 @@ enum Pass {
 pub(crate) struct RoundInput<'a> {
     pub policy: &'a RolePolicy,
     pub min: MinAllocatable,
-    /// Agents marked stuck at this epoch are skipped.
-    pub epoch: u64,
 }
 
-/// Runs one round: active agents with free resources worth offering, in an order
-/// shuffled by `rng`, go to the lowest clients that want them and have not filtered them.
+/// Runs one round: the scanned candidates, in an order shuffled by `rng`, go to the
+/// lowest clients that want them and have not filtered them.
 pub(crate) fn allocate(
     rng: &mut ChaCha8Rng,
-    agents: &BTreeMap<AgentId, AgentRecord>,
-    frameworks: &BTreeMap<FrameworkId, FrameworkRecord>,
+    scan: &mut Scan<'_>,
+    frameworks: &[(&FrameworkId, &mut FrameworkRecord)],
     input: RoundInput<'_>,
 ) -> Round {
     let min = input.min;
-    let mut total = Scalars::ZERO;
-    let mut free_total = Scalars::ZERO;
-    let mut candidates: Vec<(&AgentId, &AgentRecord)> = Vec::new();
-    for (id, agent) in agents.iter().filter(|(_, a)| a.is_active()) {
-        let capacity = agent.info.resources.scalars();
-        total = total.saturating_add(&capacity);
-        let free = capacity.saturating_sub(&agent.used.scalars()).saturating_sub(&agent.offered.scalars());
-        free_total = free_total.saturating_add(&free);
-        // Most agents of a busy cluster have nothing free, and most idle ones were stuck
-        // last round already: both are rejected without building their free resources.
-        if min.admits_scalars(&free) && agent.stuck_epoch != Some(input.epoch) {
-            candidates.push((id, agent));
-        }
-    }
     let mut round = Round::default();
-    if candidates.is_empty() {
+    if scan.candidates.is_empty() {
         return round;
     }
-    let mut sorter = Sorter::build(frameworks, input.policy, total, min);
+    let mut sorter = Sorter::build(frameworks, input.policy, scan.total, min);
     if sorter.order.is_empty() {
         return round;
     }
-    candidates.shuffle(rng);
-    let mut frees: Vec<Resources> = candidates.iter().map(|(_, a)| a.free()).collect();
-    let mut available = free_total;
+    scan.candidates.shuffle(rng);
+    // Working copies of the candidates' free resources: copies share the agents' pools,
+    // and a grant of everything free moves its copy into the grant.
+    let mut frees: Vec<Resources> = scan.candidates.iter().map(|(_, a)| a.free()).collect();
+    let mut available = scan.free;
     for pass in [Pass::Guarantees, Pass::Rest] {
         if pass == Pass::Guarantees && sorter.unmet.is_empty() {
             continue;
         }
-        for ((agent_id, agent), free) in candidates.iter().zip(frees.iter_mut()) {
+        for (c, ((_, agent), free)) in scan.candidates.iter().zip(frees.iter_mut()).enumerate() {
             if !min.admits(free) {
                 continue;
             }
-            allocate_agent(&mut sorter, pass, agent_id, agent, free, &mut available, &mut round.grants);
+            let candidate = u32::try_from(c).unwrap_or(u32::MAX);
+            allocate_agent(&mut sorter, pass, candidate, agent, free, &mut available, &mut round.grants);
         }
     }
-    for ((agent_id, _), free) in candidates.iter().zip(frees.iter()) {
+    for (c, free) in frees.iter().enumerate() {
         if min.admits(free) {
-            round.stuck.push((*agent_id).clone());
+            round.stuck.push(u32::try_from(c).unwrap_or(u32::MAX));
         }
     }
     round
@@ -449,9 +479,9 @@ pub(crate) fn allocate(
 /// Offers one agent's free resources to the roles in order, continuing after each grant
 /// from the role that took, until nothing worth offering is left or no role takes.
 fn allocate_agent(
-    sorter: &mut Sorter<'_>,
+    sorter: &mut Sorter,
     pass: Pass,
-    agent_id: &AgentId,
+    candidate: u32,
     agent: &AgentRecord,
     free: &mut Resources,
     available: &mut Scalars,
@@ -489,7 +519,7 @@ fn allocate_agent(
             continue;
         }
         let Some(c) = sorter.pick_client(n, &agent.filtered_by) else { continue };
-        let Some(framework_id) = sorter.clients.get(c as usize).map(|client| client.framework_id) else { continue };
+        let Some(framework) = sorter.clients.get(c as usize).map(|client| client.framework) else { continue };
         let role = node.role.clone();
         // The common case: the role may take everything free and no cap bites. Moving the
         // free resources into the grant saves building and subtracting a copy.
@@ -508,7 +538,7 @@ fn allocate_agent(
         let granted = resources.scalars();
         *available = available.saturating_sub(&granted);
         sorter.charge(c, &granted);
-        grants.push(Grant { agent_id: agent_id.clone(), framework_id: framework_id.clone(), role, resources });
+        grants.push(Grant { candidate, framework, role, resources });
         if !min.admits(free) {
             return;
         }

@@ -318,7 +318,7 @@ impl Master {
             "launched",
             now_ms,
         );
-        agent.used.add(&task.resources);
+        agent.add_used(&task.resources);
         agent.tasks.insert((framework_id.clone(), task.task_id.clone()));
         let scalars = task.resources.scalars();
         framework.used_scalars = framework.used_scalars.saturating_add(&scalars);

@@ -109,12 +109,15 @@ impl Master {
                 return Err(format!("inactive framework {framework_id} holds offers"));
             }
             let mut offered = Scalars::ZERO;
-            for offer_id in &framework.offers {
-                match self.offers.get(offer_id) {
-                    Some(record) if &record.offer.framework_id == framework_id && &record.offer.id == offer_id => {
+            for &n in &framework.offers {
+                match self.offers.by_key(n) {
+                    Some(record)
+                        if &record.offer.framework_id == framework_id
+                            && self.offers.key(&record.offer.id) == Some(n) =>
+                    {
                         offered = offered.saturating_add(&record.offer.resources.scalars());
                     }
-                    _ => return Err(format!("framework {framework_id} lists offer {offer_id} it does not hold")),
+                    _ => return Err(format!("framework {framework_id} lists offer number {n} it does not hold")),
                 }
             }
             framework_offer_count += framework.offers.len();
@@ -155,6 +158,19 @@ impl Master {
         let (mut used, mut offered, mut both) = (Tally::default(), Tally::default(), Tally::default());
         let mut scratch = Tally::default();
         for (agent_id, agent) in &self.agents {
+            if !agent.free_is_exact() {
+                return Err(format!(
+                    "agent {agent_id} caches free {} ({:?}), which is not {} minus used {} and offered {}",
+                    agent.free(),
+                    agent.free_scalars,
+                    agent.info.resources,
+                    agent.used,
+                    agent.offered
+                ));
+            }
+            if !agent.offers.is_sorted_by(|a, b| a < b) {
+                return Err(format!("agent {agent_id} lists an offer twice or out of order"));
+            }
             if agent.tasks.is_empty() && agent.offers.is_empty() {
                 if !agent.used.is_empty() || !agent.offered.is_empty() {
                     return Err(format!("agent {agent_id} has neither tasks nor offers but caches some in use"));
@@ -219,10 +235,12 @@ impl Master {
                 _ => return Err(format!("agent {agent_id} indexes task {task_id} that is not there")),
             }
         }
-        for offer_id in &agent.offers {
-            match self.offers.get(offer_id) {
-                Some(record) if &record.offer.agent_id == agent_id => offered.add(&record.offer.resources),
-                _ => return Err(format!("agent {agent_id} indexes offer {offer_id} that is not there")),
+        for &n in &agent.offers {
+            match self.offers.by_key(n) {
+                Some(record) if &record.offer.agent_id == agent_id && self.offers.key(&record.offer.id) == Some(n) => {
+                    offered.add(&record.offer.resources)
+                }
+                _ => return Err(format!("agent {agent_id} indexes offer number {n} that is not there")),
             }
         }
         Ok(())

@@ -11,10 +11,10 @@ use agora_proto::model::{
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::durable::RegistryOp;
 use super::allocator::{self, MinAllocatable, RoundInput};
+use super::durable::RegistryOp;
+use super::registry::{AgentRecord, FrameworkRecord, OfferBook, OfferRecord};
 use super::roles::RolePolicy;
-use super::registry::{AgentRecord, FrameworkRecord, OfferRecord};
 use super::{AgentView, Config, Counters, Event, FrameworkView, Output, Snapshot, ToAgent};
 
 /// Bound on the ids of removed frameworks the master remembers.
@@ -55,10 +55,10 @@ pub struct Master {
     /// The rate limit on agent removals: removals in the minute starting at the given time.
     pub(crate) removal_window_start_ms: u64,
     pub(crate) removals_in_window: u32,
-    pub(crate) offers: BTreeMap<OfferId, OfferRecord>,
-    /// Offers in creation order with their deadline, for the offer timeout. Entries of
-    /// offers that already ended are skipped when they reach the front.
-    pub(crate) offer_deadlines: VecDeque<(u64, OfferId)>,
+    pub(crate) offers: OfferBook,
+    /// Offers (by number) in creation order with their deadline, for the offer timeout.
+    /// Entries of offers that already ended are skipped when they reach the front.
+    pub(crate) offer_deadlines: VecDeque<(u64, u64)>,
     /// Every filter by expiry, so that `tick` finds expired ones without a full scan.
     pub(crate) filter_expiries: BTreeSet<(u64, FrameworkId, AgentId)>,
     pub(crate) next_agent: u64,
@@ -81,6 +81,7 @@ pub struct Master {
 impl Master {
     pub fn new(config: Config, seed: u64) -> Self {
         Self {
+            offers: OfferBook::new(&config.master_id),
             config,
             rng: ChaCha8Rng::seed_from_u64(seed),
             agents: BTreeMap::new(),
@@ -92,7 +93,6 @@ impl Master {
             gone_agent_set: BTreeSet::new(),
             removal_window_start_ms: 0,
             removals_in_window: 0,
-            offers: BTreeMap::new(),
             offer_deadlines: VecDeque::new(),
             filter_expiries: BTreeSet::new(),
             next_agent: 1,
@@ -133,15 +133,12 @@ impl Master {
     }
 
     fn expire_offers(&mut self, now_ms: u64) {
-        while let Some((deadline_ms, offer_id)) = self.offer_deadlines.front() {
-            if *deadline_ms > now_ms {
+        while let Some(&(deadline_ms, n)) = self.offer_deadlines.front() {
+            if deadline_ms > now_ms {
                 break;
             }
-            let offer_id = offer_id.clone();
             self.offer_deadlines.pop_front();
-            if self.offers.contains_key(&offer_id) {
-                self.end_offer(&offer_id, OfferEnd::Rescinded { notify: true });
-            }
+            self.end_offer_number(n, OfferEnd::Rescinded { notify: true });
         }
     }
 
@@ -296,82 +293,77 @@ impl Master {
             cpus_milli: self.config.min_allocatable_cpus_milli,
             mem_mib: self.config.min_allocatable_mem_mib,
         };
-        let input = RoundInput { policy: &self.policy, min, epoch: self.alloc_epoch };
-        let round = allocator::allocate(&mut self.rng, &self.agents, &self.frameworks, input);
-        for agent_id in &round.stuck {
-            if let Some(agent) = self.agents.get_mut(agent_id) {
-                agent.stuck_epoch = Some(self.alloc_epoch);
+        let epoch = self.alloc_epoch;
+        // The round works on the records themselves, by position: the agents worth visiting
+        // and every framework, each borrowed once, so that turning grants into offers looks
+        // nothing up by id.
+        let mut scan = allocator::scan(self.agents.iter_mut(), min, epoch);
+        if scan.candidates.is_empty() {
+            return;
+        }
+        let mut frameworks: Vec<(&FrameworkId, &mut FrameworkRecord)> = self.frameworks.iter_mut().collect();
+        let input = RoundInput { policy: &self.policy, min };
+        let round = allocator::allocate(&mut self.rng, &mut scan, &frameworks, input);
+        for &c in &round.stuck {
+            if let Some((_, agent)) = scan.candidates.get_mut(c as usize) {
+                agent.stuck_epoch = Some(epoch);
             }
         }
-        let mut batches: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
-        for grant in round.grants {
-            if let Some(offer) =
-                self.create_offer(now_ms, &grant.agent_id, &grant.framework_id, grant.role, grant.resources)
-            {
-                batches.entry(grant.framework_id).or_default().push(offer);
-            }
-        }
-        for (framework_id, offers) in batches {
-            self.outbox.push(Output::ToFramework { framework_id, event: Event::Offers(offers) });
-        }
-    }
-
-    fn create_offer(
-        &mut self,
-        now_ms: u64,
-        agent_id: &AgentId,
-        framework_id: &FrameworkId,
-        role: Role,
-        resources: Resources,
-    ) -> Option<Offer> {
-        let agent = self.agents.get_mut(agent_id)?;
-        let framework = self.frameworks.get_mut(framework_id)?;
-        // Checked again on this side: an offer never holds what is not free.
-        if !agent.is_active() || !framework.is_active() || !agent.has_free(&resources) {
-            return None;
-        }
-        let id = OfferId::new(format!("{}-O{}", self.config.master_id, self.next_offer));
-        self.next_offer = self.next_offer.saturating_add(1);
-        let offer = Offer {
-            id: id.clone(),
-            framework_id: framework_id.clone(),
-            agent_id: agent_id.clone(),
-            hostname: agent.info.hostname.clone(),
-            resources,
-            attributes: agent.info.attributes.clone(),
-            agent_url: agent.url(),
-            allocation_role: role.clone(),
+        let mut sink = OfferSink {
+            offers: &mut self.offers,
+            deadlines: &mut self.offer_deadlines,
+            next_offer: &mut self.next_offer,
+            counters: &mut self.counters,
+            deadline_ms: self.config.offer_timeout_ms.map(|timeout_ms| now_ms.saturating_add(timeout_ms)),
         };
-        let scalars = offer.resources.scalars();
-        agent.offered.add(&offer.resources);
-        agent.offers.insert(id.clone());
-        framework.offered_scalars = framework.offered_scalars.saturating_add(&scalars);
-        framework.charge(&role, &scalars);
-        framework.offers.insert(id.clone());
-        if let Some(timeout_ms) = self.config.offer_timeout_ms {
-            self.offer_deadlines.push_back((now_ms.saturating_add(timeout_ms), id.clone()));
+        // One OFFERS event per framework, in framework order, each with its offers in the
+        // order they were granted.
+        let mut batches: Vec<Vec<Offer>> = Vec::new();
+        batches.resize_with(frameworks.len(), Vec::new);
+        for grant in round.grants {
+            let (Some((agent_id, agent)), Some((framework_id, framework)), Some(batch)) = (
+                scan.candidates.get_mut(grant.candidate as usize),
+                frameworks.get_mut(grant.framework as usize),
+                batches.get_mut(grant.framework as usize),
+            ) else {
+                continue;
+            };
+            if let Some(offer) = sink.create(agent_id, agent, framework_id, framework, grant.role, grant.resources) {
+                batch.push(offer);
+            }
         }
-        self.offers.insert(id, OfferRecord { offer: offer.clone(), role });
-        self.counters.offers_sent = self.counters.offers_sent.saturating_add(1);
-        Some(offer)
+        for ((framework_id, _), offers) in frameworks.iter().zip(batches) {
+            if !offers.is_empty() {
+                let framework_id = (*framework_id).clone();
+                self.outbox.push(Output::ToFramework { framework_id, event: Event::Offers(offers) });
+            }
+        }
     }
 
     // ----- offers -----
 
     /// Removes an outstanding offer and returns its resources to the agent's free pool.
     pub(crate) fn end_offer(&mut self, offer_id: &OfferId, end: OfferEnd) -> Option<Offer> {
-        let record = self.offers.remove(offer_id)?;
+        let n = self.offers.key(offer_id)?;
+        self.end_offer_number(n, end)
+    }
+
+    /// `end_offer` by the offer's number.
+    pub(crate) fn end_offer_number(&mut self, n: u64, end: OfferEnd) -> Option<Offer> {
+        let record = self.offers.remove(n)?;
         let offer = record.offer;
         let scalars = offer.resources.scalars();
         if let Some(agent) = self.agents.get_mut(&offer.agent_id) {
-            agent.offered.subtract(&offer.resources);
-            agent.offers.remove(offer_id);
+            agent.remove_offered(&offer.resources);
+            if let Some(at) = agent.offers.iter().position(|&o| o == n) {
+                agent.offers.remove(at);
+            }
         }
         let mut notify_framework = false;
         if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
             framework.offered_scalars = framework.offered_scalars.saturating_sub(&scalars);
             framework.refund(&record.role, &scalars);
-            framework.offers.remove(offer_id);
+            framework.offers.remove(&n);
             notify_framework = framework.is_active();
         }
         let counter = match end {
@@ -381,7 +373,7 @@ impl Master {
                 if notify && notify_framework {
                     self.outbox.push(Output::ToFramework {
                         framework_id: offer.framework_id.clone(),
-                        event: Event::Rescind(offer_id.clone()),
+                        event: Event::Rescind(offer.id.clone()),
                     });
                 }
                 &mut self.counters.offers_rescinded
@@ -392,21 +384,28 @@ impl Master {
         Some(offer)
     }
 
+    /// The given offers, ordered by id (the order their rescinds are sent in).
+    fn by_offer_id(&self, numbers: impl Iterator<Item = u64>) -> Vec<u64> {
+        let mut ids: Vec<(&OfferId, u64)> =
+            numbers.filter_map(|n| self.offers.by_key(n).map(|r| (&r.offer.id, n))).collect();
+        ids.sort();
+        ids.into_iter().map(|(_, n)| n).collect()
+    }
+
     pub(crate) fn rescind_agent_offers(&mut self, agent_id: &AgentId) {
-        let offer_ids: Vec<OfferId> =
-            self.agents.get(agent_id).map(|a| a.offers.iter().cloned().collect()).unwrap_or_default();
-        for offer_id in offer_ids {
-            self.end_offer(&offer_id, OfferEnd::Rescinded { notify: true });
+        let numbers = self.agents.get(agent_id).map(|a| self.by_offer_id(a.offers.iter().copied())).unwrap_or_default();
+        for n in numbers {
+            self.end_offer_number(n, OfferEnd::Rescinded { notify: true });
         }
     }
 
     /// Takes back a framework's offers without telling it: its stream is gone or replaced,
     /// and a new stream never saw them.
     pub(crate) fn withdraw_framework_offers(&mut self, framework_id: &FrameworkId) {
-        let offer_ids: Vec<OfferId> =
-            self.frameworks.get(framework_id).map(|f| f.offers.iter().cloned().collect()).unwrap_or_default();
-        for offer_id in offer_ids {
-            self.end_offer(&offer_id, OfferEnd::Rescinded { notify: false });
+        let numbers =
+            self.frameworks.get(framework_id).map(|f| self.by_offer_id(f.offers.iter().copied())).unwrap_or_default();
+        for n in numbers {
+            self.end_offer_number(n, OfferEnd::Rescinded { notify: false });
         }
     }
 
@@ -506,7 +505,7 @@ impl Master {
             framework.completed_tasks.push_back(task.view(framework_id));
         }
         if let Some(agent) = self.agents.get_mut(&task.info.agent_id) {
-            agent.used.subtract(&task.info.resources);
+            agent.remove_used(&task.info.resources);
             agent.tasks.remove(&(framework_id.clone(), task_id.clone()));
         }
         self.agent_changed(&task.info.agent_id);
@@ -646,18 +645,66 @@ impl Master {
     }
 }
 
-fn framework_view(
-    id: &FrameworkId,
-    framework: &FrameworkRecord,
-    offers: &BTreeMap<OfferId, OfferRecord>,
-) -> FrameworkView {
+/// Turns grants into offers: what `Master::allocate` needs of the master besides the
+/// agents and frameworks it holds borrowed.
+struct OfferSink<'m> {
+    offers: &'m mut OfferBook,
+    deadlines: &'m mut VecDeque<(u64, u64)>,
+    next_offer: &'m mut u64,
+    counters: &'m mut Counters,
+    /// When offers made now time out, if they do.
+    deadline_ms: Option<u64>,
+}
+
+impl OfferSink<'_> {
+    fn create(
+        &mut self,
+        agent_id: &AgentId,
+        agent: &mut AgentRecord,
+        framework_id: &FrameworkId,
+        framework: &mut FrameworkRecord,
+        role: Role,
+        resources: Resources,
+    ) -> Option<Offer> {
+        // Checked again on this side: an offer never holds what is not free.
+        if !agent.is_active() || !framework.is_active() || !agent.has_free(&resources) {
+            return None;
+        }
+        let n = *self.next_offer;
+        *self.next_offer = n.saturating_add(1);
+        let offer = Offer {
+            id: self.offers.id(n),
+            framework_id: framework_id.clone(),
+            agent_id: agent_id.clone(),
+            hostname: agent.info.hostname.clone(),
+            resources,
+            attributes: agent.info.attributes.clone(),
+            agent_url: agent.url.clone(),
+            allocation_role: role.clone(),
+        };
+        let scalars = offer.resources.scalars();
+        agent.add_offered(&offer.resources);
+        agent.offers.push(n);
+        framework.offered_scalars = framework.offered_scalars.saturating_add(&scalars);
+        framework.charge(&role, &scalars);
+        framework.offers.insert(n);
+        if let Some(deadline_ms) = self.deadline_ms {
+            self.deadlines.push_back((deadline_ms, n));
+        }
+        self.offers.insert(n, OfferRecord { offer: offer.clone(), role });
+        self.counters.offers_sent = self.counters.offers_sent.saturating_add(1);
+        Some(offer)
+    }
+}
+
+fn framework_view(id: &FrameworkId, framework: &FrameworkRecord, offers: &OfferBook) -> FrameworkView {
     let mut used = Resources::new();
     for task in framework.tasks.values() {
         used.add(&task.info.resources);
     }
     let mut offered = Resources::new();
-    for offer_id in &framework.offers {
-        if let Some(record) = offers.get(offer_id) {
+    for &n in &framework.offers {
+        if let Some(record) = offers.by_key(n) {
             offered.add(&record.offer.resources);
         }
     }

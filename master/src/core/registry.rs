@@ -26,11 +26,24 @@ pub(crate) struct AgentRecord {
     pub last_seen_ms: u64,
     pub registered_at_ms: u64,
     /// Resources held by the agent's live tasks (unreachable ones included: they may run).
+    /// Changed only through `add_used`, `remove_used` (and `set_resources` for `info`), so
+    /// that `free` stays true.
     pub used: Resources,
-    /// Resources in outstanding offers.
+    /// Resources in outstanding offers; changed only through `add_offered`, `remove_offered`.
     pub offered: Resources,
+    /// `info.resources` − `used` − `offered`, kept up to date on every change instead of
+    /// being rebuilt each round; empty when the sums are inconsistent (`consistent` is
+    /// false then), so that a bookkeeping bug can never turn into an over-commitment.
+    free: Resources,
+    consistent: bool,
+    /// The scalars of `info.resources` and of `free`, for the allocator's scan.
+    pub total_scalars: Scalars,
+    pub free_scalars: Scalars,
+    /// `http://hostname:port`, copied into every offer.
+    pub url: String,
     pub tasks: BTreeSet<(FrameworkId, TaskId)>,
-    pub offers: BTreeSet<OfferId>,
+    /// Numbers of the outstanding offers on this agent (see `OfferBook`), oldest first.
+    pub offers: Vec<u64>,
     /// Filter slots of the frameworks that filter this agent, sorted: the allocator
     /// checks a filter with a binary search over integers instead of a map of strings.
     pub filtered_by: Vec<u64>,
@@ -42,7 +55,7 @@ pub(crate) struct AgentRecord {
 
 impl AgentRecord {
     pub fn new(info: AgentInfo, conn: ConnId, now_ms: u64) -> Self {
-        Self {
+        let mut agent = Self {
             info,
             conn: Some(conn),
             reachable: true,
@@ -51,11 +64,18 @@ impl AgentRecord {
             registered_at_ms: now_ms,
             used: Resources::new(),
             offered: Resources::new(),
+            free: Resources::new(),
+            consistent: true,
+            total_scalars: Scalars::ZERO,
+            free_scalars: Scalars::ZERO,
+            url: String::new(),
             tasks: BTreeSet::new(),
-            offers: BTreeSet::new(),
+            offers: Vec::new(),
             filtered_by: Vec::new(),
             stuck_epoch: None,
-        }
+        };
+        agent.refresh();
+        agent
     }
 
     /// Connected and reachable: the only state in which the agent is offered.
@@ -64,32 +84,91 @@ impl AgentRecord {
     }
 
     /// Resources neither used nor offered. Empty if the sums are inconsistent, so that a
-    /// bookkeeping bug can never turn into an over-commitment.
+    /// bookkeeping bug can never turn into an over-commitment. A copy costs nothing: it
+    /// shares the agent's pools.
     pub fn free(&self) -> Resources {
-        let mut free = self.info.resources.clone();
-        if free.subtract(&self.used) && free.subtract(&self.offered) { free } else { Resources::new() }
+        self.free.clone()
     }
 
-    /// Whether `resources` are free here, as `free().contains(..)` says, without building
-    /// the free resources: the allocator's grants are checked this way once per offer.
+    /// Whether `resources` are free here; every grant is checked this way once more.
     pub fn has_free(&self, resources: &Resources) -> bool {
-        resources.pools().all(|(role, pool)| {
-            if pool.is_empty() {
-                return true;
-            }
-            let Some(total) = self.info.resources.pool(role) else { return false };
-            let taken = |r: &Resources| r.pool(role).map_or(Scalars::ZERO, |p| p.scalars);
-            let needed = pool.scalars.saturating_add(&taken(&self.used)).saturating_add(&taken(&self.offered));
-            let overlaps = |r: &Resources| r.pool(role).is_some_and(|p| ranges_overlap(p.ports.ranges(), pool.ports.ranges()));
-            total.scalars.contains(&needed)
-                && total.ports.contains(&pool.ports)
-                && !overlaps(&self.used)
-                && !overlaps(&self.offered)
-        })
+        self.free.contains(resources)
     }
 
-    pub fn url(&self) -> String {
-        format!("http://{}:{}", self.info.hostname, self.info.port)
+    /// Recomputes what is derived from `info`, `used` and `offered`.
+    fn refresh(&mut self) {
+        let mut free = self.info.resources.clone();
+        self.consistent = free.subtract(&self.used) && free.subtract(&self.offered);
+        self.free = if self.consistent { free } else { Resources::new() };
+        self.total_scalars = self.info.resources.scalars();
+        self.free_scalars = self.free.scalars();
+        self.url = format!("http://{}:{}", self.info.hostname, self.info.port);
+    }
+
+    /// Replaces the agent's description (a re-registration) and what derives from it.
+    pub fn set_info(&mut self, info: AgentInfo) {
+        self.info = info;
+        self.refresh();
+    }
+
+    /// Replaces the agent's resources (a reservation changed them).
+    pub fn set_resources(&mut self, resources: Resources) {
+        self.info.resources = resources;
+        self.refresh();
+    }
+
+    /// `resources` leave the free part (`taken`) or come back to it; `apply` changes the
+    /// used or offered sum accordingly. The free part follows in step while the sums are
+    /// consistent, and is recomputed otherwise.
+    fn shift(&mut self, resources: &Resources, taken: bool, apply: impl FnOnce(&mut Self) -> bool) {
+        let applied = apply(self);
+        let followed = applied
+            && self.consistent
+            && if taken {
+                self.free.subtract(resources)
+            } else {
+                self.free.add(resources);
+                true
+            };
+        if followed {
+            self.free_scalars = self.free.scalars();
+        } else {
+            self.refresh();
+        }
+    }
+
+    pub fn add_offered(&mut self, resources: &Resources) {
+        self.shift(resources, true, |a| {
+            a.offered.add(resources);
+            true
+        });
+    }
+
+    pub fn remove_offered(&mut self, resources: &Resources) {
+        self.shift(resources, false, |a| a.offered.subtract(resources));
+    }
+
+    pub fn add_used(&mut self, resources: &Resources) {
+        self.shift(resources, true, |a| {
+            a.used.add(resources);
+            true
+        });
+    }
+
+    pub fn remove_used(&mut self, resources: &Resources) {
+        self.shift(resources, false, |a| a.used.subtract(resources));
+    }
+
+    /// Whether the cached free part is what `info`, `used` and `offered` give; for the
+    /// invariant check.
+    pub fn free_is_exact(&self) -> bool {
+        let mut free = self.info.resources.clone();
+        let consistent = free.subtract(&self.used) && free.subtract(&self.offered);
+        let expected = if consistent { free } else { Resources::new() };
+        self.consistent == consistent
+            && self.free == expected
+            && self.free_scalars == expected.scalars()
+            && self.total_scalars == self.info.resources.scalars()
     }
 }
 
@@ -151,7 +230,8 @@ pub(crate) struct FrameworkRecord {
     pub filters: BTreeMap<AgentId, u64>,
     pub tasks: BTreeMap<TaskId, TaskRecord>,
     pub completed_tasks: VecDeque<TaskView>,
-    pub offers: BTreeSet<OfferId>,
+    /// Numbers of the framework's outstanding offers (see `OfferBook`).
+    pub offers: BTreeSet<u64>,
     /// Totals over the framework's live tasks and outstanding offers. Only scalars: port
     /// numbers of different agents cannot be summed, and DRF needs only the scalars.
     pub used_scalars: Scalars,
@@ -195,8 +275,12 @@ impl FrameworkRecord {
         if scalars.is_zero() {
             return;
         }
-        let entry = self.allocated.entry(role.clone()).or_insert(Scalars::ZERO);
-        *entry = entry.saturating_add(scalars);
+        match self.allocated.get_mut(role) {
+            Some(entry) => *entry = entry.saturating_add(scalars),
+            None => {
+                self.allocated.insert(role.clone(), *scalars);
+            }
+        }
     }
 
     /// Gives back resources accounted to `role`.
@@ -217,18 +301,60 @@ pub(crate) struct OfferRecord {
     pub role: Role,
 }
 
-/// Whether two sorted range lists share a number.
-fn ranges_overlap(a: &[(u64, u64)], b: &[(u64, u64)]) -> bool {
-    let (mut i, mut j) = (0, 0);
-    while let (Some(&(ab, ae)), Some(&(bb, be))) = (a.get(i), b.get(j)) {
-        if ab <= be && bb <= ae {
-            return true;
-        }
-        if ae < be {
-            i += 1;
-        } else {
-            j += 1;
-        }
+/// The outstanding offers. The master names offers `{master_id}-O{n}` with `n` counting
+/// up, and files them under `n`: an integer key is cheaper to compare than the id, and
+/// new offers go at the end. An id is looked up by its number and then compared whole, so
+/// an id the master did not mint in this form is simply not found.
+#[derive(Debug)]
+pub(crate) struct OfferBook {
+    /// `{master_id}-O`.
+    prefix: String,
+    records: BTreeMap<u64, OfferRecord>,
+}
+
+impl OfferBook {
+    pub fn new(master_id: &str) -> Self {
+        Self { prefix: format!("{master_id}-O"), records: BTreeMap::new() }
     }
-    false
+
+    /// The id of offer number `n`.
+    pub fn id(&self, n: u64) -> OfferId {
+        use std::fmt::Write;
+        let mut id = String::with_capacity(self.prefix.len() + 20);
+        id.push_str(&self.prefix);
+        // Writing into a `String` cannot fail.
+        let _ = write!(id, "{n}");
+        OfferId::new(id)
+    }
+
+    /// The number of an id minted by `id`.
+    pub fn key(&self, id: &OfferId) -> Option<u64> {
+        let n: u64 = id.as_str().strip_prefix(&self.prefix)?.parse().ok()?;
+        self.records.get(&n).filter(|r| &r.offer.id == id).map(|_| n)
+    }
+
+    pub fn get(&self, id: &OfferId) -> Option<&OfferRecord> {
+        self.key(id).and_then(|n| self.records.get(&n))
+    }
+
+    pub fn by_key(&self, n: u64) -> Option<&OfferRecord> {
+        self.records.get(&n)
+    }
+
+    pub fn insert(&mut self, n: u64, record: OfferRecord) {
+        self.records.insert(n, record);
+    }
+
+    pub fn remove(&mut self, n: u64) -> Option<OfferRecord> {
+        self.records.remove(&n)
+    }
+
+    /// Every outstanding offer, oldest first.
+    pub fn values(&self) -> impl Iterator<Item = &OfferRecord> + '_ {
+        self.records.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
 }

@@ -199,7 +199,7 @@ impl Master {
             return Err(invalid("resources", "not on the agent"));
         }
         info.add(resources);
-        agent.info.resources = info;
+        agent.set_resources(info);
         agent.stuck_epoch = None;
         self.policy.reservations.entry(agent_id.clone()).or_default().add(resources);
         self.persist_role_policy();
@@ -233,7 +233,7 @@ impl Master {
             return Err(invalid("resources", "not on the agent"));
         }
         info.add(&unreserved_equivalent(resources));
-        agent.info.resources = info;
+        agent.set_resources(info);
         agent.stuck_epoch = None;
         if let Some(held) = self.policy.reservations.get_mut(agent_id) {
             held.subtract(resources);
@@ -269,7 +269,7 @@ impl Master {
             let mut info = agent.info.resources.clone();
             if info.subtract(&unreserved_equivalent(&one)) {
                 info.add(&one);
-                agent.info.resources = info;
+                agent.set_resources(info);
             }
         }
     }
@@ -446,7 +446,7 @@ impl Master {
         }
         info.add(to);
         rest.add(to);
-        agent.info.resources = info;
+        agent.set_resources(info);
         agent.stuck_epoch = None;
         *left = rest;
         let held = self.policy.reservations.entry(agent_id.clone()).or_default();
