@@ -2,7 +2,13 @@
 //! one or more tasks, prints every state change, and exits with the tasks' outcome.
 //!
 //! Output: one line per state change on stdout (`task NAME-0 TASK_RUNNING on agent ID
-//! (HOST)`, with `: MESSAGE` on terminal states); progress and problems on stderr.
+//! (HOST)`, with `: MESSAGE` on terminal states); progress and problems on stderr. With
+//! `--json`, stdout has one JSON object per line instead: each subscription and every
+//! update as delivered, duplicates included, for programs to check.
+//!
+//! `--checkpoint FILE` keeps the framework id and the launched tasks in FILE (see
+//! [`checkpoint`]); started again with the same FILE after a crash, the run re-subscribes as
+//! the same framework within its failover timeout, reconciles its tasks and carries on.
 //!
 //! Exit status: with one instance, the task's own exit code (TASK_FINISHED → 0, TASK_FAILED
 //! with exit code N → N, a task ended by signal N → 128+N, any other ending → 1); with
@@ -15,8 +21,11 @@
 //! and has no ARGS also runs through the shell, so that `agora run -- "echo hi && sleep 1"`
 //! does what it says.
 
+mod checkpoint;
+
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,6 +34,7 @@ use agora_proto::model::{
 };
 use agora_sdk::{BackoffConfig, Driver, DriverConfig, DriverHandle, Scheduler, TaskBuilder, TaskRequirements, carve};
 use anyhow::Context;
+use checkpoint::{Checkpoint, Resumed};
 use tokio::sync::watch;
 
 /// Most instances one run may launch.
@@ -88,6 +98,17 @@ pub struct Args {
     /// Give up after this many seconds: kill the tasks and exit 124.
     #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
     timeout: Option<Duration>,
+    /// Write the framework id and the launched tasks to FILE (created if missing). Run again
+    /// with the same FILE after a crash to resume: the run re-subscribes as the same
+    /// framework (within its 60 s failover timeout), reconciles its tasks and launches only
+    /// those never launched.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Print one JSON object per line on stdout instead of text: `{"event": "subscribed",
+    /// …}` on each subscription and `{"event": "update", …}` for every status update as it
+    /// arrives, duplicates included.
+    #[arg(long)]
+    json: bool,
     /// The command and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     command: Vec<String>,
@@ -160,6 +181,8 @@ struct Plan {
     env: Vec<(String, String)>,
     task_ids: Vec<TaskId>,
     timeout: Option<Duration>,
+    checkpoint: Option<PathBuf>,
+    json: bool,
 }
 
 impl Plan {
@@ -191,7 +214,21 @@ impl Plan {
             ports: args.ports,
             role: args.role,
         };
-        Ok(Plan { masters, framework, requirements, command, env: args.env, task_ids, timeout: args.timeout })
+        Ok(Plan {
+            masters,
+            framework,
+            requirements,
+            command,
+            env: args.env,
+            task_ids,
+            timeout: args.timeout,
+            checkpoint: args.checkpoint,
+            json: args.json,
+        })
+    }
+
+    fn total_instances(&self) -> u32 {
+        u32::try_from(self.task_ids.len()).expect("--instances is at most MAX_INSTANCES")
     }
 
     fn task(&self, task_id: &TaskId, agent_id: &AgentId, resources: Resources) -> Result<TaskInfo, agora_sdk::Error> {
@@ -249,11 +286,36 @@ struct Runner {
     said_too_small: bool,
     /// Whether any subscription succeeded, to tell "cannot reach" from "lost" the master.
     ever_subscribed: bool,
+    /// Where launches and endings are written down before they are relied on.
+    checkpoint: Option<Checkpoint>,
+    /// The framework id last written to the checkpoint.
+    checkpointed_id: Option<FrameworkId>,
 }
 
 /// Writes a line on stdout; a closed stdout must not kill the run (its tasks would be orphaned).
 fn say(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn say_json(value: serde_json::Value) {
+    say(&value.to_string());
+}
+
+/// An update as one `--json` line.
+fn update_json(status: &TaskStatus) -> serde_json::Value {
+    serde_json::json!({
+        "event": "update",
+        "task_id": status.task_id.as_str(),
+        "state": status.state.as_str(),
+        "agent_id": status.agent_id.as_ref().map(AgentId::as_str),
+        "source": status.source.as_str(),
+        "reason": status.reason.as_str(),
+        "message": status.message,
+        "uuid": status.uuid.as_ref().map(|u| u.as_str()),
+        "exit_code": status.exit_code,
+        "signal": status.signal,
+        "timestamp_ms": status.timestamp_ms,
+    })
 }
 
 fn note(line: &str) {
@@ -280,6 +342,45 @@ impl Runner {
             rejected_launches: 0,
             said_too_small: false,
             ever_subscribed: false,
+            checkpoint: None,
+            checkpointed_id: None,
+        }
+    }
+
+    /// Takes up where an earlier life of this run left off: its launched tasks (on their
+    /// agents) and the endings it saw.
+    fn resume(&mut self, checkpoint: Checkpoint, resumed: Option<Resumed>) -> anyhow::Result<()> {
+        self.checkpoint = Some(checkpoint);
+        let Some(resumed) = resumed else {
+            return Ok(());
+        };
+        self.checkpointed_id = resumed.framework_id;
+        for (task_id, agent_id) in resumed.launched {
+            let Some(&index) = self.by_id.get(&task_id) else {
+                anyhow::bail!("--checkpoint: it names task {task_id}, which this run does not have");
+            };
+            let instance = &mut self.instances[index];
+            instance.launched = true;
+            instance.agent_id = Some(agent_id);
+        }
+        // Launches go in instance order, so the launched ones are the first few.
+        self.next_launch = self.instances.iter().take_while(|t| t.launched).count();
+        if self.instances[self.next_launch..].iter().any(|t| t.launched) {
+            anyhow::bail!("--checkpoint: the launched tasks are not the first ones of the run");
+        }
+        for (task_id, status) in resumed.ended {
+            if let Some(&index) = self.by_id.get(&task_id) {
+                self.instances[index].last = Some(status);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a record to the checkpoint, if there is one.
+    fn record(&mut self, write: impl FnOnce(&mut Checkpoint) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        match self.checkpoint.as_mut() {
+            Some(checkpoint) => write(checkpoint),
+            None => Ok(()),
         }
     }
 
@@ -359,11 +460,19 @@ impl Runner {
         }
         let count = tasks.len();
         let first = self.next_launch;
+        let ids: Vec<TaskId> = tasks.iter().map(|t| t.task_id.clone()).collect();
+        if let Err(error) = self.record(|c| c.launched(&ids, &offer.agent_id)) {
+            // Launching what a restarted run could not know about would orphan it.
+            let _ = driver.decline(vec![offer.id], Some(REFUSE_UNFIT_SECONDS)).await;
+            self.abort(driver, format!("{error:#}")).await;
+            return;
+        }
         match driver.accept(vec![offer.id.clone()], tasks, Some(REFUSE_UNFIT_SECONDS)).await {
             Ok(()) => {}
             Err(error @ agora_sdk::Error::Rejected { .. }) => {
                 self.rejected_launches += 1;
                 note(&format!("the master rejected a launch on {}: {error}", offer.hostname));
+                self.withdraw(&ids);
                 if self.rejected_launches >= MAX_REJECTED_LAUNCHES {
                     self.abort(driver, format!("{MAX_REJECTED_LAUNCHES} launches were rejected; giving up")).await;
                 }
@@ -372,6 +481,7 @@ impl Runner {
             Err(error @ (agora_sdk::Error::NotSubscribed | agora_sdk::Error::StaleSubscription { .. })) => {
                 // The offer died with the subscription; the tasks will go on a new one.
                 note(&format!("launch on {} not sent: {error}", offer.hostname));
+                self.withdraw(&ids);
                 return;
             }
             Err(error) => {
@@ -391,6 +501,14 @@ impl Runner {
         note(&format!("launched {}/{} ({} on {})", self.next_launch, self.total(), count, offer.hostname));
         if self.all_launched() {
             let _ = driver.suppress().await;
+        }
+    }
+
+    /// Notes in the checkpoint that a launch certainly did not reach the master. Failing to
+    /// is harmless: a resumed run would reconcile the tasks and hear they do not exist.
+    fn withdraw(&mut self, ids: &[TaskId]) {
+        if let Err(error) = self.record(|c| c.withdrawn(ids)) {
+            note(&format!("{error:#}"));
         }
     }
 
@@ -477,6 +595,21 @@ fn describe(requirements: &TaskRequirements) -> String {
 impl Scheduler for Runner {
     async fn subscribed(&mut self, driver: &DriverHandle, framework_id: &FrameworkId, reconnected: bool) {
         self.ever_subscribed = true;
+        if self.plan.json {
+            say_json(serde_json::json!({
+                "event": "subscribed",
+                "framework_id": framework_id.as_str(),
+                "resubscribed": reconnected,
+            }));
+        }
+        if self.checkpointed_id.as_ref() != Some(framework_id) {
+            match self.record(|c| c.framework_id(framework_id)) {
+                Ok(()) => self.checkpointed_id = Some(framework_id.clone()),
+                // Nothing is launched yet under this id; a run that cannot remember it
+                // must not launch anything a restart could not find again.
+                Err(error) => self.abort(driver, format!("{error:#}")).await,
+            }
+        }
         if reconnected {
             note(&format!("re-subscribed as {framework_id}; reconciling"));
             let live = self.live();
@@ -517,12 +650,23 @@ impl Scheduler for Runner {
             tracing::debug!(task_id = %status.task_id, "update for a task this run does not know");
             return;
         };
+        if self.plan.json {
+            say_json(update_json(&status));
+        }
         let instance = &self.instances[index];
         // Terminal states are final, and an update delivered twice is printed once.
         if instance.is_over() || instance.state() == Some(status.state) {
             return;
         }
-        say(&self.status_line(&status));
+        if !self.plan.json {
+            say(&self.status_line(&status));
+        }
+        let ends = status.state.is_terminal() || status.state == TaskState::TaskUnknown;
+        // Written before the driver acknowledges the update (after this returns): a run
+        // that dies now hears of the ending again instead of losing it.
+        if ends && let Err(error) = self.record(|c| c.ended(&status)) {
+            note(&format!("{error:#}"));
+        }
         let instance = &mut self.instances[index];
         if let Some(agent_id) = &status.agent_id {
             instance.agent_id = Some(agent_id.clone());
@@ -608,7 +752,17 @@ async fn stop_waiting(mut interrupt: watch::Receiver<Option<Interrupt>>) {
 }
 
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let plan = Plan::from_args(args)?;
+    let mut plan = Plan::from_args(args)?;
+    let opened = match &plan.checkpoint {
+        Some(path) => Some(Checkpoint::open(path, &plan.framework.name, plan.total_instances())?),
+        None => None,
+    };
+    if let Some((_, Some(resumed))) = &opened {
+        plan.framework.id = resumed.framework_id.clone();
+        if let Some(id) = &plan.framework.id {
+            note(&format!("resuming framework {id} from the checkpoint"));
+        }
+    }
     let mut config = DriverConfig::new(plan.masters.clone(), plan.framework.clone());
     config.reconnect = RECONNECT;
     let driver = Driver::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -618,6 +772,9 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     note(&format!("connecting to {}…", plan.masters.join(",")));
 
     let mut runner = Runner::new(plan, interrupt.clone());
+    if let Some((checkpoint, resumed)) = opened {
+        runner.resume(checkpoint, resumed)?;
+    }
     let result = {
         let run = driver.run_until(&mut runner, shutdown);
         tokio::pin!(run);

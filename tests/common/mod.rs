@@ -3,8 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod etcd;
 pub mod framework;
+pub mod masters;
+pub mod run;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -28,21 +31,53 @@ pub struct Proc {
     pub child: Child,
     pub name: String,
     pub log: PathBuf,
+    /// Where standard output went, when it has a file of its own (else it is in `log`).
+    pub out: Option<PathBuf>,
+    /// Whether a failing test prints the log when this is dropped; tests that keep the
+    /// files of many processes (and of their earlier lives) turn it off.
+    pub print_log_on_panic: bool,
 }
 
 impl Proc {
+    /// Starts `agora ARGS`, standard output and error both in `DIR/NAME.log`.
     pub fn spawn(name: &str, dir: &Path, args: &[&str]) -> Proc {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("create log file");
+        Proc::spawn_to(name, log, None, file.try_clone().expect("clone log file"), file, args)
+    }
+
+    /// Like [`spawn`](Self::spawn), but standard output goes to `DIR/NAME.out` alone, for
+    /// the test to parse (`agora run --json`); standard error to `DIR/NAME.log`.
+    pub fn spawn_with_stdout(name: &str, dir: &Path, args: &[&str]) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let out = dir.join(format!("{name}.out"));
+        let stdout = std::fs::File::create(&out).expect("create stdout file");
+        let stderr = std::fs::File::create(&log).expect("create log file");
+        Proc::spawn_to(name, log, Some(out), stdout, stderr, args)
+    }
+
+    fn spawn_to(
+        name: &str,
+        log: PathBuf,
+        out: Option<PathBuf>,
+        stdout: std::fs::File,
+        stderr: std::fs::File,
+        args: &[&str],
+    ) -> Proc {
         let child = Command::new(AGORA)
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone log file"))
-            .stderr(file)
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("spawn agora");
-        Proc { child, name: name.to_owned(), log }
+        Proc { child, name: name.to_owned(), log, out, print_log_on_panic: true }
+    }
+
+    /// The exit status, once the process has exited (by itself or killed).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait for a child")
     }
 
     pub fn pid(&self) -> i32 {
@@ -69,7 +104,7 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if std::thread::panicking() {
+        if std::thread::panicking() && self.print_log_on_panic {
             eprintln!("---- log of {} ----\n{}", self.name, self.log_text());
         }
     }
@@ -83,6 +118,20 @@ pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>
             return value;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` until it returns `Ok`, failing the test after `WAIT` with what the last
+/// `Err` said was still missing.
+pub async fn eventually_with<T>(what: &str, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let missing = match check().await {
+            Ok(value) => return value,
+            Err(missing) => missing,
+        };
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; last seen: {missing}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -216,15 +265,27 @@ impl Drop for Cluster {
         for proc in &mut self.procs {
             proc.kill();
         }
-        let Ok(root) = self.dir.path().canonicalize() else { return };
-        let Ok(entries) = std::fs::read_dir("/proc") else { return };
-        for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
-            if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&root)) {
-                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-            }
+        kill_processes_under(self.dir.path());
+    }
+}
+
+/// SIGKILLs every process whose working directory is under `root`: the tasks of agents a
+/// test started there (their sandboxes are), which outlive SIGKILLed agents by design.
+pub fn kill_processes_under(root: &Path) {
+    let Ok(root) = root.canonicalize() else { return };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&root)) {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
         }
     }
+}
+
+/// True while process `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
 }
 
 /// Runs a command to completion, killing it if it outlives `WAIT`. Output is collected on
