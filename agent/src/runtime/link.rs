@@ -44,13 +44,15 @@ pub(crate) struct LinkConfig {
 /// How the link finds the master to dial next.
 #[derive(Debug)]
 pub(crate) enum Finder {
-    /// A list of masters, dialled in turn; `current` is dialled next (a leader a follower
-    /// named, or the list's `next - 1`th).
+    /// A list of masters (never empty), dialled in turn: `current` is the master dialled
+    /// next, from the list or a leader a follower named; `next` indexes the list's entry
+    /// after it.
     List { masters: Vec<String>, next: usize, current: String },
     /// The leader key in etcd, read before each attempt; `named` is a leader a follower
     /// named, dialled once before etcd is asked again, and `revision` the one the key was
     /// last read at, to wait for its next change.
-    Etcd { client: Etcd, named: Option<String>, revision: Option<i64> },
+    /// The client is boxed: it is far larger than the list variant.
+    Etcd { client: Box<Etcd>, named: Option<String>, revision: Option<i64> },
 }
 
 impl Finder {
@@ -63,7 +65,7 @@ impl Finder {
                 Ok(Finder::List { masters, next: 1, current })
             }
             Masters::Etcd(endpoints) => {
-                let client = Etcd::connect(endpoints)?;
+                let client = Box::new(Etcd::connect(endpoints)?);
                 Ok(Finder::Etcd { client, named: None, revision: None })
             }
         }
@@ -102,12 +104,11 @@ impl Finder {
     fn failed(&mut self) -> bool {
         match self {
             Finder::List { masters, next, current } => {
-                if masters.len() < 2 {
-                    return true;
-                }
-                *current = masters[*next % masters.len()].clone();
-                *next = (*next + 1) % masters.len();
-                *next == 1
+                // Back to the list even from a named leader, which may be gone for good.
+                let len = masters.len();
+                *current = masters[*next % len].clone();
+                *next = (*next + 1) % len;
+                len == 1 || *next == 1
             }
             Finder::Etcd { .. } => true,
         }
@@ -345,4 +346,51 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(masters: &[&str]) -> Finder {
+        Finder::new(&Masters::List(masters.iter().map(|m| (*m).to_owned()).collect())).expect("a valid list")
+    }
+
+    #[tokio::test]
+    async fn masters_are_dialled_in_turn_and_the_backoff_grows_once_per_round() {
+        let mut finder = list(&["a:1", "b:1", "c:1"]);
+        let mut dialled = vec![finder.target().await.expect("a master")];
+        let mut grows = Vec::new();
+        for _ in 0..3 {
+            grows.push(finder.failed());
+            dialled.push(finder.target().await.expect("a master"));
+        }
+        assert_eq!(dialled, ["a:1", "b:1", "c:1", "a:1"]);
+        assert_eq!(grows, [false, false, true]);
+    }
+
+    #[tokio::test]
+    async fn a_named_leader_is_dialled_next_and_a_failed_one_sends_the_agent_back_to_its_list() {
+        let mut finder = list(&["a:1"]);
+        finder.follow("leader:1".to_owned());
+        assert_eq!(finder.target().await.as_deref(), Ok("leader:1"));
+        assert!(finder.failed(), "a one-master list grows the backoff on every failure");
+        assert_eq!(finder.target().await.as_deref(), Ok("a:1"));
+    }
+
+    #[tokio::test]
+    async fn with_etcd_a_named_leader_is_dialled_once_before_etcd_is_asked_again() {
+        // Nothing listens on port 1: reading the key fails, quickly.
+        let mut finder = Finder::new(&Masters::Etcd(vec!["127.0.0.1:1".to_owned()])).expect("a valid endpoint");
+        finder.follow("leader:1".to_owned());
+        assert_eq!(finder.target().await.as_deref(), Ok("leader:1"));
+        let error = finder.target().await.expect_err("etcd is unreachable");
+        assert!(error.starts_with("reading the leader from etcd"), "{error}");
+    }
+
+    #[test]
+    fn an_empty_list_of_masters_is_refused() {
+        let error = Finder::new(&Masters::List(vec![" ".to_owned()])).expect_err("no master");
+        assert!(error.to_string().starts_with("master"), "{error}");
+    }
 }
