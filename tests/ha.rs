@@ -212,7 +212,7 @@ fn an_agent_refuses_a_bad_etcd_flag_naming_it() {
     assert!(!both.status.success() && stderr.contains("--etcd") && stderr.contains("--master"), "{stderr}");
     let neither = agent(&[]);
     let stderr = String::from_utf8_lossy(&neither.stderr);
-    assert!(!neither.status.success() && stderr.contains("--master"), "{stderr}");
+    assert!(!neither.status.success() && stderr.contains("--master") && stderr.contains("--etcd"), "{stderr}");
 }
 
 /// True while process `pid` exists and is not a zombie.

@@ -13,10 +13,11 @@ use agora_proto::model::Attribute;
 use anyhow::Context;
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("find_master").required(true).args(["master", "etcd"])))]
 pub struct Args {
     /// The master to register with, HOST:PORT; with several masters on etcd, all of them,
     /// comma-separated: the agent dials them in turn and follows the one that leads.
-    #[arg(long, required_unless_present = "etcd", conflicts_with = "etcd")]
+    #[arg(long)]
     pub master: Option<String>,
     /// Instead of --master: the etcd cluster the masters elect their leader on (HOST:PORT
     /// or http:// URLs, comma-separated); the agent registers with the leader named there
