@@ -275,7 +275,7 @@ impl Etcd {
 
     /// Who holds `key`, if anyone, and the revision at which that was read: a watch from
     /// the next revision ([`Etcd::wait_for_change`]) sees the key appear, change or go.
-    pub async fn holder_at(&self, key: &[u8]) -> Result<(Option<Holder>, i64), EtcdError> {
+    async fn holder_at(&self, key: &[u8]) -> Result<(Option<Holder>, i64), EtcdError> {
         let request = pb::RangeRequest { key: key.to_vec(), ..Default::default() };
         let response = self.kv.clone().range(request).await?.into_inner();
         let revision = response.header.map_or(0, |h| h.revision);
