@@ -56,6 +56,8 @@ enum Chaos {
     KillAgent,
     KillFramework,
     StartShortJob,
+    /// SIGKILL a short job still running and start it again on its checkpoint.
+    KillShortJob,
 }
 
 /// Prints how to replay the run when the test fails.
@@ -87,7 +89,7 @@ impl ShortJob {
     fn start(dir: &Path, index: usize, masters: &str) -> ShortJob {
         let name = format!("short{index}");
         let marker = dir.join("ran").join(&name);
-        let command = format!("touch {}; sleep 0.3", marker.display());
+        let command = format!("touch {}; sleep 2", marker.display());
         let run = RunProc::start(dir, &name, masters, &["--shell"], &[&command]);
         ShortJob { run, marker }
     }
@@ -155,7 +157,7 @@ async fn components_killed_at_random_lose_no_task_and_no_update() {
     while Instant::now() < chaos_until {
         if bag.is_empty() {
             bag = vec![Chaos::KillLeader, Chaos::KillAgent, Chaos::KillAgent, Chaos::KillFramework];
-            bag.extend([Chaos::StartShortJob; 2]);
+            bag.extend([Chaos::StartShortJob, Chaos::StartShortJob, Chaos::KillShortJob]);
             bag.shuffle(&mut rng);
         }
         let chaos = bag.pop().expect("refilled above");
@@ -176,6 +178,14 @@ async fn components_killed_at_random_lose_no_task_and_no_update() {
                 framework.restart();
             }
             Chaos::StartShortJob => short_jobs.push(ShortJob::start(dir, short_jobs.len(), &list)),
+            Chaos::KillShortJob => {
+                let running: Vec<usize> =
+                    (0..short_jobs.len()).filter(|i| short_jobs[*i].run.exited().is_none()).collect();
+                let Some(&index) = running.get(rng.random_range(0..running.len().max(1))) else { continue };
+                short_jobs[index].run.kill();
+                pause(&mut rng, 0..1_500).await;
+                short_jobs[index].run.restart();
+            }
         }
         *kills.entry(chaos).or_default() += 1;
         self_exits.extend(masters.restart_exited());
@@ -183,7 +193,7 @@ async fn components_killed_at_random_lose_no_task_and_no_update() {
             assert!(agent.exited().is_none(), "{} exited by itself:\n{}", agent.name, agent.log_text());
         }
         if framework.exited().is_some() {
-            let ends: Vec<Value> = framework.events().into_iter().filter(|e| is_ending(e)).collect();
+            let ends: Vec<Value> = framework.events().into_iter().filter(is_ending).collect();
             panic!("the framework exited by itself after hearing {ends:#?}:\n{}", framework.log_text());
         }
         pause(&mut rng, 200..2_000).await;
@@ -240,6 +250,8 @@ async fn components_killed_at_random_lose_no_task_and_no_update() {
         let bad: Vec<&String> = states.iter().filter(|s| !LIVE_STATES.contains(&s.as_str())).collect();
         assert!(bad.is_empty(), "{task} was reported {bad:?} to the framework: {:#?}", framework.updates(task));
         assert_eq!(states.last().map(String::as_str), Some("TASK_RUNNING"), "{task}: {states:?}");
+        let from_agent = agent_states(&framework, task);
+        assert!(from_agent.is_superset(&set(&["TASK_STARTING", "TASK_RUNNING"])), "{task}: {from_agent:?}");
     }
     let ids: BTreeSet<String> = framework.framework_ids().into_iter().collect();
     assert_eq!(ids, BTreeSet::from([framework_id.clone()]), "the framework changed ids");
@@ -257,6 +269,17 @@ async fn components_killed_at_random_lose_no_task_and_no_update() {
         match ends.iter().copied().collect::<Vec<_>>().as_slice() {
             ["TASK_FINISHED"] => {
                 assert!(ran, "{task} FINISHED without running");
+                // Updates of a task come from its agent in order, each after the one before
+                // was acknowledged (which the job does only after printing it): an ending
+                // from the agent means the job saw every earlier state. The master's
+                // reconciliation may tell of the ending first, and then the job stops.
+                let first_end = updates.iter().find(|u| u["state"] == "TASK_FINISHED").expect("an ending");
+                if first_end["source"] == "SOURCE_AGENT" {
+                    let seen: BTreeSet<String> =
+                        updates.iter().filter_map(|u| u["state"].as_str().map(str::to_owned)).collect();
+                    let all = set(&["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]);
+                    assert_eq!(seen, all, "{task}: {updates:#?}");
+                }
                 assert_eq!(code.code(), Some(0), "{task}: {}", job.run.log_text());
             }
             [end] if NEVER_RAN.contains(end) && !ran => never_ran += 1,
@@ -344,6 +367,20 @@ async fn task_pids(agents: &[Agent]) -> Option<BTreeMap<String, u32>> {
         }
     }
     (pids.len() == LONG_TASKS as usize).then_some(pids)
+}
+
+/// The states of `task_id` that `run` heard from the agent itself (reliable updates, not
+/// the master's reconciliation answers).
+fn agent_states(run: &RunProc, task_id: &str) -> BTreeSet<String> {
+    run.updates(task_id)
+        .iter()
+        .filter(|u| u["source"] == "SOURCE_AGENT")
+        .filter_map(|u| u["state"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn set(states: &[&str]) -> BTreeSet<String> {
+    states.iter().map(|s| s.to_string()).collect()
 }
 
 fn is_terminal(state: &str) -> bool {
