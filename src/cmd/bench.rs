@@ -5,6 +5,7 @@
 
 mod agents;
 mod frameworks;
+mod masters;
 mod stats;
 
 use std::process::ExitCode;
@@ -17,13 +18,12 @@ use agora_proto::pb;
 use anyhow::Context;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
 
 use agents::{Agent, AgentCounters, AgentSpec, Chaos};
 use frameworks::{Framework, FrameworkCounters, FrameworkReport, FrameworkSpec, TaskShape};
+use masters::{Masters, SpawnSpec, Spawned, http_get, serving_leader};
 use stats::{Durations, Samples};
 
 /// Agents sharing one HTTP/2 connection. The master's HTTP/2 server allows 200 concurrent
@@ -34,8 +34,8 @@ const AGENTS_PER_CHANNEL: usize = 100;
 const MAX_AGENTS: usize = 200_000;
 const MAX_FRAMEWORKS: usize = 10_000;
 const MAX_TASKS: u64 = 100_000_000;
-/// Largest `/metrics` answer read back.
-const MAX_METRICS_BYTES: u64 = 16 << 20;
+/// Most masters the bench starts.
+const MAX_MASTERS: usize = 7;
 /// How long the emulators get to stop before the process moves on.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Agents connected at once while starting up, so that registration is a ramp, not a
@@ -44,12 +44,28 @@ const REGISTRATION_BATCH: usize = 500;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A running master (`host:port`); without it a master is started in this process.
-    #[arg(long)]
-    pub master: Option<String>,
+    /// Running masters (`host:port`, comma-separated: the emulators follow the leader);
+    /// without it a master is started in this process, or `--masters` of them as
+    /// processes.
+    #[arg(long, value_delimiter = ',', conflicts_with = "masters")]
+    pub master: Vec<String>,
     /// The master's process id, to report its memory when `--master` runs on this host.
     #[arg(long)]
     pub master_pid: Option<u32>,
+    /// Start this many `agora master` processes (their own memory is then what
+    /// `master_rss_mib` reports); more than one elect their leader in an etcd server the
+    /// bench starts too (`$ETCD` or `etcd` on the `PATH`).
+    #[arg(long, default_value_t = 0)]
+    pub masters: usize,
+    /// The leader's etcd lease of the started masters.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub etcd_lease_ttl: Duration,
+    /// Measure a leader failover: tasks run until killed instead of finishing; once all of
+    /// `--tasks` run, the leading master is SIGKILLed and the bench measures how long until
+    /// another master serves, every agent has re-registered and every framework has
+    /// re-subscribed, and checks that no task ended. Needs `--masters` 2 or more.
+    #[arg(long, requires = "masters")]
+    pub failover: bool,
     /// Emulated agents.
     #[arg(long, default_value_t = 1000)]
     pub agents: usize,
@@ -93,6 +109,15 @@ pub struct Args {
 
 impl Args {
     fn check(&self) -> anyhow::Result<()> {
+        if self.masters > MAX_MASTERS {
+            anyhow::bail!("--masters must be at most {MAX_MASTERS}");
+        }
+        if self.failover && self.masters < 2 {
+            anyhow::bail!("--failover needs --masters 2 or more: a leader and a follower to take over");
+        }
+        if self.etcd_lease_ttl < Duration::from_secs(1) || self.etcd_lease_ttl > Duration::from_secs(600) {
+            anyhow::bail!("--etcd-lease-ttl must be between 1 s and 10 min");
+        }
         if self.agents == 0 || self.agents > MAX_AGENTS {
             anyhow::bail!("--agents must be between 1 and {MAX_AGENTS}");
         }
@@ -131,56 +156,63 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let resources = pb::Resources::from(&resources);
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    // The master: in this process unless one is named.
-    let (address, master_task) = match &args.master {
-        Some(address) => (address.clone(), None),
-        None => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
-            let address = listener.local_addr()?.to_string();
-            // The master's defaults (heartbeat 5 s, timeout 75 s), with no registry file:
-            // what is measured is the scheduler, not the disk.
-            let mut options = agora_master::runtime::MasterOptions::new(address.clone());
-            options.seed = seed;
-            options.core.master_id = "bench".to_owned();
-            let mut stop = stop_rx.clone();
-            let shutdown = async move { agora_master::runtime::stopped(&mut stop).await };
-            let task = tokio::spawn(agora_master::runtime::serve(listener, options, shutdown));
-            (address, Some(task))
-        }
+    // The masters: named, started as processes, or one in this process.
+    let mut spawned = None;
+    let mut master_task = None;
+    let addresses = if !args.master.is_empty() {
+        args.master.clone()
+    } else if args.masters > 0 {
+        let etcd_binary = std::env::var("ETCD").unwrap_or_else(|_| "etcd".to_owned());
+        let spec = SpawnSpec { count: args.masters, lease_ttl: args.etcd_lease_ttl, etcd_binary: &etcd_binary, seed };
+        let started = Spawned::start(spec).await?;
+        let addresses = started.addresses.clone();
+        spawned = Some(started);
+        addresses
+    } else {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
+        let address = listener.local_addr()?.to_string();
+        // The master's defaults (heartbeat 5 s, timeout 75 s), with no registry file:
+        // what is measured is the scheduler, not the disk.
+        let mut options = agora_master::runtime::MasterOptions::new(address.clone());
+        options.seed = seed;
+        options.core.master_id = "bench".to_owned();
+        let mut stop = stop_rx.clone();
+        let shutdown = async move { agora_master::runtime::stopped(&mut stop).await };
+        master_task = Some(tokio::spawn(agora_master::runtime::serve(listener, options, shutdown)));
+        vec![address]
+    };
+    let where_ = match (&master_task, &spawned) {
+        (Some(_), _) => " (in this process)".to_owned(),
+        (None, Some(_)) if args.masters > 1 => format!(" ({} processes electing a leader in etcd)", args.masters),
+        (None, Some(_)) => " (a process started here)".to_owned(),
+        (None, None) => String::new(),
     };
     eprintln!(
-        "agora bench: master {address}{}; {} agents, {} frameworks, {} tasks, seed {seed}",
-        if master_task.is_some() { " (in this process)" } else { "" },
+        "agora bench: master {}{where_}; {} agents, {} frameworks, {} tasks{}, seed {seed}",
+        addresses.join(","),
         args.agents,
         args.frameworks,
-        args.tasks
+        args.tasks,
+        if args.failover { " (held running for a leader failover)" } else { "" },
     );
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .context("--master: not a host:port")?
-        .initial_connection_window_size(16 << 20)
-        .initial_stream_window_size(1 << 20)
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10));
+    let agent_slots = args.agents.div_ceil(args.agents_per_connection);
+    let masters = Arc::new(Masters::new(addresses, agent_slots + args.frameworks)?);
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration_limit);
 
     // Agents, over a small pool of connections.
     let agent_counters = Arc::new(AgentCounters::default());
-    let durations = Durations::new(args.task_duration_ms_mean);
+    let durations = (!args.failover).then(|| Durations::new(args.task_duration_ms_mean));
     let mut chaos_senders = Vec::with_capacity(args.agents);
     let mut agent_tasks = Vec::with_capacity(args.agents);
-    let mut channel: Option<Channel> = None;
     for index in 0..args.agents {
-        if index % args.agents_per_connection == 0 {
-            channel = Some(connect(&endpoint, deadline).await?);
-        }
-        let Some(channel) = channel.clone() else { anyhow::bail!("no connection to the master") };
         let (chaos_tx, chaos_rx) = mpsc::channel(4);
         chaos_senders.push(chaos_tx);
-        let spec = AgentSpec { index, resources: resources.clone(), seed, durations };
+        let slot = index / args.agents_per_connection;
+        let spec = AgentSpec { index, resources: resources.clone(), seed, durations, slot };
         let agent = Agent::new(spec, agent_counters.clone());
-        agent_tasks.push(tokio::spawn(agent.run(channel, chaos_rx, stop_rx.clone())));
+        agent_tasks.push(tokio::spawn(agent.run(masters.clone(), chaos_rx, stop_rx.clone())));
         if index % REGISTRATION_BATCH == REGISTRATION_BATCH - 1 {
             wait_registered(&agent_counters, index as u64 + 1, Duration::from_secs(5)).await;
         }
@@ -195,30 +227,54 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let mut framework_tasks = Vec::with_capacity(args.frameworks);
     let per_framework = args.tasks / args.frameworks as u64;
     let remainder = args.tasks % args.frameworks as u64;
+    // Held tasks never end, so every one of them is in flight at once.
+    let max_in_flight = if args.failover { args.tasks } else { args.max_in_flight };
     let run_started = Instant::now();
     for index in 0..args.frameworks {
         let quota = per_framework + u64::from((index as u64) < remainder);
-        let max_in_flight = (args.max_in_flight / args.frameworks as u64).max(1);
-        let spec = FrameworkSpec { index, quota, max_in_flight, shape, seed };
+        let max_in_flight = (max_in_flight / args.frameworks as u64).max(1);
+        let spec =
+            FrameworkSpec { index, quota, max_in_flight, shape, seed, slot: agent_slots + index, hold: args.failover };
         let framework = Framework::new(spec, framework_counters.clone());
-        let channel = connect(&endpoint, deadline).await?;
-        framework_tasks.push(tokio::spawn(framework.run(channel, stop_rx.clone())));
+        framework_tasks.push(tokio::spawn(framework.run(masters.clone(), stop_rx.clone())));
     }
 
     // Chaos, progress, and the end of the run.
-    let chaos_events = run_until_done(&args, seed, &agent_counters, &framework_counters, &chaos_senders, run_started, deadline).await;
+    let goal = if args.failover { Goal::AllRunning } else { Goal::AllFinished };
+    let counters = Counters { agents: &agent_counters, frameworks: &framework_counters };
+    let chaos_events = run_until(&args, goal, seed, counters, &chaos_senders, run_started, deadline).await;
     let run_s = run_started.elapsed().as_secs_f64();
     let finished = framework_counters.tasks_finished.load(Ordering::Relaxed);
-    let limit_hit = finished < args.tasks;
+    let running = framework_counters.tasks_running.load(Ordering::Relaxed);
+    let limit_hit = match goal {
+        Goal::AllFinished => finished < args.tasks,
+        Goal::AllRunning => running < args.tasks,
+    };
 
     // Measurements from the master before anything stops.
-    let metrics = scrape_metrics(&address).await;
+    let leader = serving_leader(masters.addresses(), None).await;
+    let leader_address = leader.and_then(|i| masters.addresses().get(i).cloned());
+    let metrics = match &leader_address {
+        Some(address) => http_get(address, "/metrics").await.filter(|(code, _)| *code == 200).map(|(_, body)| body),
+        None => None,
+    };
     let allocation = metrics.as_deref().map(|text| stats::parse_histogram(text, "agora_master_allocation_seconds"));
     let allocation_ms = |q| allocation.as_deref().and_then(|b| stats::histogram_quantile(b, q)).map(|s| s * 1000.0);
-    let (rss_mib, rss_note) = match (&master_task, args.master_pid) {
-        (Some(_), _) => (rss_mib("self"), "in-process master: includes the emulated agents and frameworks"),
-        (None, Some(pid)) => (rss_mib(&pid.to_string()), "the master process (--master-pid)"),
-        (None, None) => (None, "unknown: pass --master-pid for a master on this host"),
+    let spawned_pid = spawned.as_ref().zip(leader).and_then(|(s, i)| s.pid(i));
+    let (rss_mib, rss_note) = match (&master_task, spawned_pid, args.master_pid) {
+        (Some(_), _, _) => (rss_mib("self"), "in-process master: includes the emulated agents and frameworks"),
+        (None, Some(pid), _) => (rss_mib(&pid.to_string()), "the leading master process, alone"),
+        (None, None, Some(pid)) => (rss_mib(&pid.to_string()), "the master process (--master-pid)"),
+        (None, None, None) => (None, "unknown: pass --master-pid for a master on this host"),
+    };
+
+    // The failover, once every task runs.
+    let failover = match (&mut spawned, leader) {
+        (Some(spawned), Some(leader)) if args.failover && !limit_hit => {
+            let counters = Counters { agents: &agent_counters, frameworks: &framework_counters };
+            Some(fail_over(spawned, &masters, leader, &args, counters, deadline).await)
+        }
+        _ => None,
     };
 
     let _ = stop_tx.send(true);
@@ -249,21 +305,38 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let failed_calls = sum(|r| r.failed_calls);
     let offers_received = sum(|r| r.offers_received);
     let offers_declined = sum(|r| r.offers_declined);
+    let mut relaunched_after = std::collections::BTreeMap::<String, u64>::new();
     for report in reports {
         offer_to_launch.merge(report.offer_to_launch_ms, &mut rng);
+        for (why, count) in report.relaunched_after {
+            *relaunched_after.entry(why).or_default() += count;
+        }
     }
     let offer_to_launch = offer_to_launch.into_sorted();
-    let lost_tasks = unfinished + double_terminal + unreported_tasks;
+    let relaunches = framework_counters.relaunches.load(Ordering::Relaxed);
+    // Held tasks are meant to be running at the end; any that ended (and was relaunched)
+    // was lost to a failure.
+    let lost_tasks = match goal {
+        Goal::AllFinished => unfinished + double_terminal + unreported_tasks,
+        Goal::AllRunning => relaunches + double_terminal + unreported_tasks,
+    };
+    let failover_failed = failover.as_ref().is_some_and(|f| !f.complete()) || (args.failover && failover.is_none());
     let round = |v: Option<f64>| v.map(|v| (v * 1000.0).round() / 1000.0);
-    let line = serde_json::json!({
+    let mut line = serde_json::json!({
         "agents": args.agents,
         "agents_registered": registered,
         "frameworks": args.frameworks,
+        "masters": masters.addresses().len(),
         "tasks": args.tasks,
         "tasks_launched": framework_counters.tasks_launched.load(Ordering::Relaxed),
+        "tasks_running": running,
         "tasks_finished": finished,
-        "tasks_per_s": round(Some(finished as f64 / run_s.max(1e-9))),
-        "relaunches": framework_counters.relaunches.load(Ordering::Relaxed),
+        "tasks_per_s": round(Some(match goal {
+            Goal::AllFinished => finished as f64 / run_s.max(1e-9),
+            Goal::AllRunning => running as f64 / run_s.max(1e-9),
+        })),
+        "relaunches": relaunches,
+        "relaunched_after": relaunched_after,
         "offer_to_launch_ms_p50": round(stats::percentile(&offer_to_launch, 50.0)),
         "offer_to_launch_ms_p99": round(stats::percentile(&offer_to_launch, 99.0)),
         "allocation_ms_p50": round(allocation_ms(0.5)),
@@ -292,33 +365,150 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         "duration_s": round(Some(run_s)),
         "duration_limit_hit": limit_hit,
     });
+    if let (Some(failover), Some(object)) = (&failover, line.as_object_mut()) {
+        object.insert(
+            "etcd_lease_ttl_ms".into(),
+            u64::try_from(args.etcd_lease_ttl.as_millis()).unwrap_or(u64::MAX).into(),
+        );
+        object.insert("failover_leader_ms".into(), failover.leader_ms.into());
+        object.insert("failover_agents_ms".into(), failover.agents_ms.into());
+        object.insert("failover_frameworks_ms".into(), failover.frameworks_ms.into());
+        object.insert("failover_tasks_known_ms".into(), failover.tasks_known_ms.into());
+        object.insert("tasks_running_after_failover".into(), failover.tasks_running_after.into());
+    }
     println!("{line}");
     if limit_hit {
+        let what = if args.failover { "running" } else { "finished" };
         eprintln!(
-            "agora bench: --duration-limit {} s reached with {finished} of {} tasks finished",
-            args.duration_limit, args.tasks
+            "agora bench: --duration-limit {} s reached with {} of {} tasks {what}",
+            args.duration_limit,
+            if args.failover { running } else { finished },
+            args.tasks
         );
+    }
+    if failover_failed {
+        eprintln!("agora bench: the failover did not complete within --duration-limit");
     }
     if lost_tasks > 0 {
         eprintln!("agora bench: {lost_tasks} tasks lost (seed {seed} reproduces the workload)");
     }
-    Ok(if lost_tasks == 0 && !limit_hit { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let ok = lost_tasks == 0 && !limit_hit && !failover_failed;
+    if !ok && let Some(spawned) = &mut spawned {
+        eprintln!("agora bench: the masters' logs are kept in {}", spawned.keep_logs().display());
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn connect(endpoint: &Endpoint, deadline: Instant) -> anyhow::Result<Channel> {
-    let mut wait = Duration::from_millis(50);
-    loop {
-        match endpoint.connect().await {
-            Ok(channel) => return Ok(channel),
-            Err(error) if Instant::now() + wait >= deadline => {
-                return Err(anyhow::anyhow!("cannot connect to the master at {}: {error}", endpoint.uri()));
-            }
-            Err(_) => {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(1));
+/// The shared counters the progress line and the failover read.
+#[derive(Clone, Copy)]
+struct Counters<'a> {
+    agents: &'a AgentCounters,
+    frameworks: &'a FrameworkCounters,
+}
+
+/// What ends the run's first phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Goal {
+    /// Every task finished.
+    AllFinished,
+    /// Every task runs (and is held running, for the failover).
+    AllRunning,
+}
+
+/// What a leader failover took, from the SIGKILL on; `None` where it did not happen
+/// before the deadline.
+#[derive(Debug, Default)]
+struct Failover {
+    /// Another master serves its state.
+    leader_ms: Option<u64>,
+    /// Every agent has registered again.
+    agents_ms: Option<u64>,
+    /// Every framework has subscribed again.
+    frameworks_ms: Option<u64>,
+    /// The new leader counts every task running.
+    tasks_known_ms: Option<u64>,
+    tasks_running_after: Option<u64>,
+}
+
+impl Failover {
+    fn complete(&self) -> bool {
+        self.leader_ms.is_some()
+            && self.agents_ms.is_some()
+            && self.frameworks_ms.is_some()
+            && self.tasks_known_ms.is_some()
+    }
+}
+
+/// How often the failover's progress is looked at.
+const FAILOVER_POLL: Duration = Duration::from_millis(20);
+
+/// SIGKILLs the leading master and measures the takeover.
+async fn fail_over(
+    spawned: &mut Spawned,
+    masters: &Masters,
+    leader: usize,
+    args: &Args,
+    counters: Counters<'_>,
+    deadline: Instant,
+) -> Failover {
+    eprintln!(
+        "agora bench: all {} tasks run; SIGKILLing the leading master {}",
+        args.tasks,
+        masters.addresses()[leader]
+    );
+    counters.agents.failover_epoch.fetch_add(1, Ordering::Relaxed);
+    counters.frameworks.failover_epoch.fetch_add(1, Ordering::Relaxed);
+    let before = (
+        counters.agents.reregistered.load(Ordering::Relaxed),
+        counters.frameworks.resubscribed.load(Ordering::Relaxed),
+    );
+    let killed = Instant::now();
+    spawned.kill(leader);
+    let ms = || u64::try_from(killed.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut failover = Failover::default();
+    let mut new_leader = None;
+    let mut next_progress = killed + Duration::from_secs(1);
+    while !failover.complete() && Instant::now() < deadline {
+        if new_leader.is_none() {
+            new_leader = serving_leader(masters.addresses(), Some(leader)).await;
+            if new_leader.is_some() {
+                failover.leader_ms = Some(ms());
             }
         }
+        let agents = counters.agents.reregistered.load(Ordering::Relaxed) - before.0;
+        if failover.agents_ms.is_none() && agents >= args.agents as u64 {
+            failover.agents_ms = Some(ms());
+        }
+        let frameworks = counters.frameworks.resubscribed.load(Ordering::Relaxed) - before.1;
+        if failover.frameworks_ms.is_none() && frameworks >= args.frameworks as u64 {
+            failover.frameworks_ms = Some(ms());
+        }
+        // Once every agent is back, the new leader must know every task running.
+        if failover.agents_ms.is_some()
+            && failover.tasks_known_ms.is_none()
+            && let Some(address) = new_leader.and_then(|i| masters.addresses().get(i))
+            && let Some((200, text)) = http_get(address, "/metrics").await
+        {
+            let running = stats::gauge(&text, "agora_master_tasks", &[("state", "TASK_RUNNING")]).map(|v| v as u64);
+            failover.tasks_running_after = running;
+            if running.is_some_and(|r| r >= args.tasks) {
+                failover.tasks_known_ms = Some(ms());
+            }
+        }
+        if Instant::now() >= next_progress {
+            next_progress += Duration::from_secs(1);
+            eprintln!(
+                "agora bench: failover {:>5.1} s  leader {}  agents back {agents}/{}  frameworks back {frameworks}/{}",
+                killed.elapsed().as_secs_f64(),
+                new_leader.map_or("none yet".to_owned(), |i| masters.addresses()[i].clone()),
+                args.agents,
+                args.frameworks,
+            );
+        }
+        tokio::time::sleep(FAILOVER_POLL).await;
     }
+    eprintln!("agora bench: failover {failover:?}");
+    failover
 }
 
 /// Waits (bounded) until `want` agents are registered; returns how many are.
@@ -339,17 +529,18 @@ struct ChaosEvents {
     restarts: u64,
 }
 
-/// Injects chaos and prints progress once a second until every task finished or the
+/// Injects chaos and prints progress once a second until the goal is reached or the
 /// deadline passed.
-async fn run_until_done(
+async fn run_until(
     args: &Args,
+    goal: Goal,
     seed: u64,
-    agents: &AgentCounters,
-    frameworks: &FrameworkCounters,
+    counters: Counters<'_>,
     chaos: &[mpsc::Sender<Chaos>],
     run_started: Instant,
     deadline: Instant,
 ) -> ChaosEvents {
+    let Counters { agents, frameworks } = counters;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xC4A05);
     let mut events = ChaosEvents::default();
     let chaos_interval = (args.chaos > 0.0).then(|| Duration::from_secs_f64(1.0 / args.chaos));
@@ -358,13 +549,18 @@ async fn run_until_done(
     let mut finished_before = 0;
     loop {
         let finished = frameworks.tasks_finished.load(Ordering::Relaxed);
-        if finished >= args.tasks || Instant::now() >= deadline {
+        let running = frameworks.tasks_running.load(Ordering::Relaxed);
+        let reached = match goal {
+            Goal::AllFinished => finished >= args.tasks,
+            Goal::AllRunning => running >= args.tasks,
+        };
+        if reached || Instant::now() >= deadline {
             return events;
         }
         let now = Instant::now();
         if now >= next_progress {
             eprintln!(
-                "agora bench: {:>6.1} s  agents {}/{}  frameworks {}  launched {}  finished {}/{}  {} tasks/s  relaunched {}  chaos {}",
+                "agora bench: {:>6.1} s  agents {}/{}  frameworks {}  launched {}  running {running}  finished {}/{}  {} tasks/s  relaunched {}  chaos {}",
                 run_started.elapsed().as_secs_f64(),
                 agents.registered.load(Ordering::Relaxed),
                 args.agents,
@@ -404,24 +600,6 @@ async fn run_until_done(
         // Completion is noticed within 10 ms without spinning.
         tokio::time::sleep_until(wake.min(Instant::now() + Duration::from_millis(10))).await;
     }
-}
-
-/// `GET /metrics` over a plain HTTP/1.0 connection (no client library needed for one
-/// request); `None` when the master cannot be reached.
-async fn scrape_metrics(address: &str) -> Option<String> {
-    let fetch = async {
-        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-        let request = format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut body = Vec::new();
-        stream.take(MAX_METRICS_BYTES).read_to_end(&mut body).await.ok()?;
-        let text = String::from_utf8(body).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.").then_some(())?;
-        head.split_whitespace().nth(1).filter(|code| *code == "200")?;
-        Some(body.to_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(30), fetch).await.ok().flatten()
 }
 
 /// Resident memory of a process (`self` or a pid) from `/proc`, in MiB.

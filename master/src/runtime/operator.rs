@@ -48,7 +48,10 @@ async fn on_core<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
     let run = CoreFn(Box::new(move |core: &mut Master| {
-        let _ = tx.send(f(core));
+        let answer = f(core);
+        Box::new(move || {
+            let _ = tx.send(answer);
+        })
     }));
     let unavailable = |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e, json!([]));
     handle.send(Request::Operator(run)).await.map_err(|e| unavailable(e.to_string()))?;

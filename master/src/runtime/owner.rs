@@ -63,12 +63,16 @@ pub enum Request {
     Call { framework_id: FrameworkId, stream_id: StreamId, call: Call, reply: oneshot::Sender<Result<(), CallError>> },
     State { reply: oneshot::Sender<StateReport> },
     /// An operator call (weights, quota, reservations, `/roles`): runs on the core and
-    /// replies on its own oneshot, so operator endpoints need no variant each.
+    /// returns its reply, sent once the batch is durable, so operator endpoints need no
+    /// variant each.
     Operator(CoreFn),
 }
 
-/// A closure run on the core by the owner task.
-pub struct CoreFn(pub Box<dyn FnOnce(&mut Master) + Send>);
+/// An answer held back until the registry changes of its batch are committed.
+pub type Reply = Box<dyn FnOnce() + Send>;
+
+/// A closure run on the core by the owner task; what it returns is sent after the commit.
+pub struct CoreFn(pub Box<dyn FnOnce(&mut Master) -> Reply + Send>);
 
 impl std::fmt::Debug for CoreFn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,13 +167,19 @@ impl Owner {
             tokio::select! {
                 request = rx.recv() => {
                     let Some(request) = request else { break };
-                    self.apply(request);
-                    // Batch whatever else is already waiting before allocating.
+                    // Batch whatever else is already waiting: one registry commit covers
+                    // the whole batch, and the answers wait for it.
+                    let mut replies = Vec::new();
+                    self.apply(request, &mut replies);
                     for _ in 1..BATCH_LEN {
                         match rx.try_recv() {
-                            Ok(request) => self.apply(request),
+                            Ok(request) => self.apply(request, &mut replies),
                             Err(_) => break,
                         }
+                    }
+                    self.deliver();
+                    for reply in replies {
+                        reply();
                     }
                 }
                 _ = ticker.tick() => {
@@ -188,7 +198,9 @@ impl Owner {
         tracing::info!("master owner task stopped; closing every stream");
     }
 
-    fn apply(&mut self, request: Request) {
+    /// Applies one request to the core. Its outputs are delivered with the batch's (after
+    /// the batch's commit); its answer goes to `replies`, sent after that too.
+    fn apply(&mut self, request: Request, replies: &mut Vec<Reply>) {
         let now_ms = self.clock.now_ms();
         match request {
             Request::AgentAttach { conn, info, previous_id, tasks, outbox, registered } => {
@@ -206,6 +218,9 @@ impl Owner {
                 self.core.agent_disconnected(now_ms, &agent_id, conn);
             }
             Request::Subscribe { info, reply } => {
+                // Earlier outputs go to the streams they were meant for before this
+                // subscription may replace one of them.
+                self.deliver();
                 let result = self.core.subscribe(now_ms, info).map(|(framework_id, stream_id)| {
                     let (tx, events) = mpsc::channel(FRAMEWORK_QUEUE_LEN);
                     // Replacing the sender closes the previous stream of this framework.
@@ -215,7 +230,9 @@ impl Owner {
                 });
                 // The SUBSCRIBED event is queued on the new stream before it is handed out.
                 self.deliver();
-                let _ = reply.send(result);
+                replies.push(Box::new(move || {
+                    let _ = reply.send(result);
+                }));
             }
             Request::FrameworkGone { framework_id, stream_id } => {
                 if self.frameworks.get(&framework_id).is_some_and(|(current, _)| *current == stream_id) {
@@ -225,9 +242,11 @@ impl Owner {
             }
             Request::Call { framework_id, stream_id, call, reply } => {
                 let result = self.core.call(now_ms, &framework_id, &stream_id, call);
-                let _ = reply.send(result);
+                replies.push(Box::new(move || {
+                    let _ = reply.send(result);
+                }));
             }
-            Request::Operator(CoreFn(run)) => run(&mut self.core),
+            Request::Operator(CoreFn(run)) => replies.push(run(&mut self.core)),
             Request::State { reply } => {
                 let _ = reply.send(StateReport {
                     snapshot: self.core.snapshot(),
@@ -238,7 +257,6 @@ impl Owner {
                 });
             }
         }
-        self.deliver();
     }
 
     /// Executes the core's outputs. A stream that is gone or too far behind is dropped and
@@ -314,10 +332,8 @@ impl Owner {
     /// forget; a restart recovers the last committed state.
     fn persist(&mut self, outputs: &[Output]) {
         let Some(store) = &mut self.store else { return };
-        let ops: Vec<RegistryOp> = outputs
-            .iter()
-            .filter_map(|o| if let Output::Persist(op) = o { Some(op.clone()) } else { None })
-            .collect();
+        let ops: Vec<RegistryOp> =
+            outputs.iter().filter_map(|o| if let Output::Persist(op) = o { Some(op.clone()) } else { None }).collect();
         if let Err(error) = store.apply(&ops) {
             tracing::error!(%error, "cannot write the registry; stopping the master");
             eprintln!("agora master: cannot write the registry: {error}");

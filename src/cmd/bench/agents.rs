@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+use super::masters::Masters;
 use super::stats::Durations;
 
 /// Messages an agent may queue on its stream; an agent that falls this far behind drops
@@ -61,6 +62,10 @@ pub struct AgentCounters {
     pub updates_sent: AtomicU64,
     pub updates_resent: AtomicU64,
     pub updates_given_up: AtomicU64,
+    /// Bumped by the bench just before it kills the leading master.
+    pub failover_epoch: AtomicU64,
+    /// Agents registered again since the latest failover epoch began.
+    pub reregistered: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +73,10 @@ pub struct AgentSpec {
     pub index: usize,
     pub resources: pb::Resources,
     pub seed: u64,
-    pub durations: Durations,
+    /// How long tasks run; `None`: until killed (they never finish by themselves).
+    pub durations: Option<Durations>,
+    /// Agents with the same slot share a connection to each master.
+    pub slot: usize,
 }
 
 #[derive(Debug)]
@@ -107,6 +115,8 @@ pub struct Agent {
     /// For the end-of-run diagnosis of stuck tasks.
     last_received: Option<Instant>,
     received_on_stream: u64,
+    /// The failover epoch of the latest registration.
+    epoch: u64,
 }
 
 impl std::fmt::Debug for Agent {
@@ -129,30 +139,51 @@ impl Agent {
             counters,
             last_received: None,
             received_on_stream: 0,
+            epoch: 0,
         }
     }
 
-    /// Runs until `stop` says so: connects, serves the stream, obeys chaos, reconnects.
-    pub async fn run(mut self, channel: Channel, mut chaos: mpsc::Receiver<Chaos>, mut stop: watch::Receiver<bool>) {
-        let mut client = AgentLinkClient::new(channel).max_decoding_message_size(64 << 20);
+    /// Runs until `stop` says so: connects to the leading master, serves the stream, obeys
+    /// chaos, reconnects (to whichever master leads by then).
+    pub async fn run(
+        mut self,
+        masters: Arc<Masters>,
+        mut chaos: mpsc::Receiver<Chaos>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut backoff = RECONNECT_FIRST;
+        let mut failures = 0usize;
         loop {
             if *stop.borrow() {
                 return;
             }
+            let (index, channel) = masters.channel(self.spec.slot);
+            let mut client = AgentLinkClient::new(channel).max_decoding_message_size(64 << 20);
             let connection = tokio::select! {
                 connection = self.connect(&mut client) => connection,
                 _ = agora_master::runtime::stopped(&mut stop) => return,
             };
-            let Some(connection) = connection else {
-                let wait = backoff.mul_f64(self.rng.random_range(0.5..1.0));
-                backoff = (backoff * 2).min(RECONNECT_MAX);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => continue,
-                    _ = agora_master::runtime::stopped(&mut stop) => return,
+            let connection = match connection {
+                Ok(connection) => connection,
+                Err(status) => {
+                    if masters.failed(index, status.as_ref()) {
+                        continue;
+                    }
+                    // As a real agent does: the backoff grows after a whole round of the
+                    // masters failed, so a new leader is found quickly.
+                    failures += 1;
+                    let wait = backoff.mul_f64(self.rng.random_range(0.5..1.0));
+                    if failures.is_multiple_of(masters.addresses().len()) {
+                        backoff = (backoff * 2).min(RECONNECT_MAX);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => continue,
+                        _ = agora_master::runtime::stopped(&mut stop) => return,
+                    }
                 }
             };
             backoff = RECONNECT_FIRST;
+            failures = 0;
             self.counters.registered.fetch_add(1, Ordering::Relaxed);
             let outcome = self.serve(connection, &mut chaos, &mut stop).await;
             self.counters.registered.fetch_sub(1, Ordering::Relaxed);
@@ -175,9 +206,10 @@ impl Agent {
         }
     }
 
-    /// Opens a stream and registers; `None` when the master is unreachable or refuses
-    /// (a refused agent forgets its id and tasks, as a real one must).
-    async fn connect(&mut self, client: &mut AgentLinkClient<Channel>) -> Option<Connection> {
+    /// Opens a stream and registers. An error when the master is unreachable, does not
+    /// lead (the gRPC status names the leader) or refuses (a refused agent forgets its id
+    /// and tasks, as a real one must).
+    async fn connect(&mut self, client: &mut AgentLinkClient<Channel>) -> Result<Connection, Option<tonic::Status>> {
         let (outbox, rx) = mpsc::channel(OUTBOX_LEN);
         let register = pb::Register {
             info: Some(pb::AgentInfo {
@@ -190,29 +222,39 @@ impl Agent {
             tasks: self
                 .tasks
                 .values()
-                .map(|t| pb::AgentTask { framework_id: t.framework_id.clone(), task: Some(t.info.clone()), state: t.state })
+                .map(|t| pb::AgentTask {
+                    framework_id: t.framework_id.clone(),
+                    task: Some(t.info.clone()),
+                    state: t.state,
+                })
                 .collect(),
         };
         let message = pb::AgentMessage { message: Some(pb::agent_message::Message::Register(register)) };
-        outbox.try_send(message).ok()?;
-        let response = tokio::time::timeout(REGISTER_TIMEOUT, client.attach(ReceiverStream::new(rx))).await.ok()?.ok()?;
-        let mut inbound = response.into_inner();
-        let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message()).await.ok()?.ok()??;
-        match first.message {
+        outbox.try_send(message).map_err(|_| None)?;
+        let response =
+            tokio::time::timeout(REGISTER_TIMEOUT, client.attach(ReceiverStream::new(rx))).await.map_err(|_| None)?;
+        let mut inbound = response.map_err(Some)?.into_inner();
+        let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message()).await.map_err(|_| None)?;
+        match first.map_err(Some)?.and_then(|m| m.message) {
             Some(pb::master_message::Message::Registered(registered)) => {
                 self.id = registered.agent_id;
                 self.heartbeat = Duration::from_millis(registered.heartbeat_interval_ms.clamp(100, 600_000));
                 self.counters.registrations.fetch_add(1, Ordering::Relaxed);
-                Some(Connection { outbox, inbound })
+                let epoch = self.counters.failover_epoch.load(Ordering::Relaxed);
+                if epoch > self.epoch {
+                    self.epoch = epoch;
+                    self.counters.reregistered.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Connection { outbox, inbound })
             }
             Some(pb::master_message::Message::Refused(refused)) => {
                 tracing::debug!(agent = %self.hostname, reason = %refused.reason, "registration refused; starting afresh");
                 self.id.clear();
                 self.tasks.clear();
                 self.finishes.clear();
-                None
+                Err(None)
             }
-            _ => None,
+            _ => Err(None),
         }
     }
 
@@ -225,7 +267,8 @@ impl Agent {
         // Every update still unacknowledged goes out again on the new stream.
         self.received_on_stream = 0;
         let now = Instant::now();
-        let heads: Vec<String> = self.tasks.iter().filter(|(_, t)| !t.updates.is_empty()).map(|(id, _)| id.clone()).collect();
+        let heads: Vec<String> =
+            self.tasks.iter().filter(|(_, t)| !t.updates.is_empty()).map(|(id, _)| id.clone()).collect();
         for task_id in heads {
             if !self.send_head(&connection.outbox, &task_id, now, false) {
                 return Break::StreamLost;
@@ -237,7 +280,8 @@ impl Agent {
         let mut next_sweep = now + SWEEP_INTERVAL;
         loop {
             let next_finish = self.finishes.peek().map(|Reverse((at, _))| *at);
-            let wake = [Some(next_heartbeat), Some(next_sweep), next_finish].into_iter().flatten().min().unwrap_or(next_sweep);
+            let wake =
+                [Some(next_heartbeat), Some(next_sweep), next_finish].into_iter().flatten().min().unwrap_or(next_sweep);
             tokio::select! {
                 message = connection.inbound.message() => {
                     let Ok(Some(message)) = message else { return Break::StreamLost };
@@ -302,15 +346,21 @@ impl Agent {
                     resends: 0,
                 };
                 self.tasks.insert(task_id.clone(), task);
-                let runs_ms = self.spec.durations.sample_ms(&mut self.rng);
-                self.finishes.push(Reverse((now + Duration::from_millis(runs_ms), task_id.clone())));
+                if let Some(durations) = &self.spec.durations {
+                    let runs_ms = durations.sample_ms(&mut self.rng);
+                    self.finishes.push(Reverse((now + Duration::from_millis(runs_ms), task_id.clone())));
+                }
                 self.report(outbox, &task_id, pb::TaskState::TaskStarting, now)
                     && self.report(outbox, &task_id, pb::TaskState::TaskRunning, now)
             }
             Some(M::KillTask(kill)) => self.kill(outbox, &kill.task_id, now),
             Some(M::ShutdownFramework(shutdown)) => {
-                let ids: Vec<String> =
-                    self.tasks.iter().filter(|(_, t)| t.framework_id == shutdown.framework_id).map(|(id, _)| id.clone()).collect();
+                let ids: Vec<String> = self
+                    .tasks
+                    .iter()
+                    .filter(|(_, t)| t.framework_id == shutdown.framework_id)
+                    .map(|(id, _)| id.clone())
+                    .collect();
                 ids.iter().all(|task_id| self.kill(outbox, task_id, now))
             }
             Some(M::Acknowledge(ack)) => {
@@ -356,8 +406,12 @@ impl Agent {
     }
 
     fn resend_due(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, now: Instant) -> bool {
-        let due: Vec<String> =
-            self.tasks.iter().filter(|(_, t)| t.next_resend.is_some_and(|at| at <= now)).map(|(id, _)| id.clone()).collect();
+        let due: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.next_resend.is_some_and(|at| at <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
         for task_id in due {
             if !self.send_head(outbox, &task_id, now, true) {
                 return false;
@@ -368,7 +422,13 @@ impl Agent {
 
     /// The executor produced `state`: queue a reliable update with a fresh uuid, and send
     /// it now if nothing else of this task is waiting for an acknowledgement.
-    fn report(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, task_id: &str, state: pb::TaskState, now: Instant) -> bool {
+    fn report(
+        &mut self,
+        outbox: &mpsc::Sender<pb::AgentMessage>,
+        task_id: &str,
+        state: pb::TaskState,
+        now: Instant,
+    ) -> bool {
         let reason = match state {
             pb::TaskState::TaskFinished => pb::TaskStatusReason::ReasonCommandExited,
             pb::TaskState::TaskKilled => pb::TaskStatusReason::ReasonTaskKilled,
@@ -415,7 +475,13 @@ impl Agent {
 
     /// Puts the task's oldest unacknowledged update on the wire. False when the stream is
     /// full or closed.
-    fn send_head(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, task_id: &str, now: Instant, resend: bool) -> bool {
+    fn send_head(
+        &mut self,
+        outbox: &mpsc::Sender<pb::AgentMessage>,
+        task_id: &str,
+        now: Instant,
+        resend: bool,
+    ) -> bool {
         let Some(task) = self.tasks.get_mut(task_id) else { return true };
         let Some(head) = task.updates.front() else { return true };
         if resend {

@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+use super::masters::Masters;
 use super::stats::Samples;
 
 /// Calls one framework may have in flight; more wait, which slows its event loop rather
@@ -51,6 +52,12 @@ pub struct FrameworkCounters {
     pub tasks_finished: AtomicU64,
     pub relaunches: AtomicU64,
     pub frameworks_done: AtomicU64,
+    /// Tasks heard RUNNING (once each).
+    pub tasks_running: AtomicU64,
+    /// Bumped by the bench just before it kills the leading master.
+    pub failover_epoch: AtomicU64,
+    /// Frameworks subscribed again since the latest failover epoch began.
+    pub resubscribed: AtomicU64,
 }
 
 /// What one framework reports when the run ends.
@@ -70,6 +77,8 @@ pub struct FrameworkReport {
     pub failed_calls: u64,
     pub offers_received: u64,
     pub offers_declined: u64,
+    /// Why tasks were relaunched: the state (and reason) that ended or gave them up.
+    pub relaunched_after: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -82,6 +91,11 @@ pub struct FrameworkSpec {
     pub max_in_flight: u64,
     pub shape: TaskShape,
     pub seed: u64,
+    /// Its connection to each master.
+    pub slot: usize,
+    /// Tasks are held running (they end only if something fails): unended ones are
+    /// expected, not worth a warning.
+    pub hold: bool,
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +108,8 @@ struct Track {
     last_state: i32,
     /// Where it was launched, for reconciliation.
     agent_id: String,
+    /// Heard RUNNING at least once.
+    running: bool,
 }
 
 /// A call's outcome, back to the event loop.
@@ -122,6 +138,8 @@ pub struct Framework {
     counters: Arc<FrameworkCounters>,
     rng: ChaCha8Rng,
     calls: Arc<Semaphore>,
+    /// The failover epoch of the latest subscription.
+    epoch: u64,
 }
 
 impl std::fmt::Debug for Framework {
@@ -152,10 +170,12 @@ impl Framework {
                 failed_calls: 0,
                 offers_received: 0,
                 offers_declined: 0,
+                relaunched_after: Default::default(),
             },
             counters,
             rng,
             calls: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
+            epoch: 0,
         }
     }
 
@@ -163,9 +183,9 @@ impl Framework {
         self.finished >= self.spec.quota
     }
 
-    /// Subscribes (again after any break) and serves events until `stop`.
-    pub async fn run(mut self, channel: Channel, mut stop: watch::Receiver<bool>) -> FrameworkReport {
-        let mut client = SchedulerClient::new(channel).max_decoding_message_size(256 << 20);
+    /// Subscribes (again after any break, to whichever master leads) and serves events
+    /// until `stop`.
+    pub async fn run(mut self, masters: Arc<Masters>, mut stop: watch::Receiver<bool>) -> FrameworkReport {
         let (completions_tx, mut completions) = mpsc::channel(COMPLETIONS_LEN);
         let mut backoff = RESUBSCRIBE_FIRST;
         let mut counted_done = false;
@@ -179,14 +199,20 @@ impl Framework {
                 hostname: String::new(),
                 principal: String::new(),
             };
+            let (index, channel) = masters.channel(self.spec.slot);
+            let client = SchedulerClient::new(channel).max_decoding_message_size(256 << 20);
+            let mut subscriber = client.clone();
             let subscribed = tokio::select! {
-                result = client.subscribe(pb::Subscribe { framework: Some(info) }) => result,
+                result = subscriber.subscribe(pb::Subscribe { framework: Some(info) }) => result,
                 _ = agora_master::runtime::stopped(&mut stop) => break 'subscriptions,
             };
             let mut events = match subscribed {
                 Ok(response) => response.into_inner(),
                 Err(status) => {
-                    tracing::warn!(framework = self.spec.index, %status, "subscription failed; retrying");
+                    if masters.failed(index, Some(&status)) {
+                        continue;
+                    }
+                    tracing::debug!(framework = self.spec.index, %status, "subscription failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
                     continue;
@@ -204,6 +230,11 @@ impl Framework {
                                 self.framework_id = subscribed.framework_id.clone();
                                 session = Some(Session { framework_id: subscribed.framework_id, stream_id: subscribed.stream_id });
                                 self.counters.subscribed.fetch_add(1, Ordering::Relaxed);
+                                let epoch = self.counters.failover_epoch.load(Ordering::Relaxed);
+                                if epoch > self.epoch {
+                                    self.epoch = epoch;
+                                    self.counters.resubscribed.fetch_add(1, Ordering::Relaxed);
+                                }
                                 self.suppressed = false;
                                 backoff = RESUBSCRIBE_FIRST;
                                 if again && let Some(session) = &session {
@@ -257,7 +288,7 @@ impl Framework {
             if track.terminal.is_none() && !track.replaced {
                 self.report.unfinished_tasks += 1;
                 // A few examples are enough to start an investigation.
-                if self.report.unfinished_tasks <= 5 {
+                if self.report.unfinished_tasks <= 5 && !self.spec.hold {
                     let state = pb::TaskState::try_from(track.last_state).unwrap_or(pb::TaskState::Unspecified);
                     tracing::warn!(framework_id = %self.framework_id, %task_id, last_state = ?state, "task never reached a terminal state");
                 }
@@ -303,11 +334,17 @@ impl Framework {
         self.counters.tasks_launched.fetch_add(count, Ordering::Relaxed);
         let accept = pb::call::Call::Accept(pb::Accept {
             offer_ids: vec![offer.id],
-            operations: vec![pb::Operation { operation: Some(pb::operation::Operation::Launch(pb::LaunchOperation { tasks })) }],
+            operations: vec![pb::Operation {
+                operation: Some(pb::operation::Operation::Launch(pb::LaunchOperation { tasks })),
+            }],
             filters: Some(pb::Filters { refuse_seconds: Some(REFUSE_SECONDS) }),
         });
-        self.spawn_call(client, session, accept, completions, move |ok| Completion::Accept { started: received, task_ids, ok })
-            .await;
+        self.spawn_call(client, session, accept, completions, move |ok| Completion::Accept {
+            started: received,
+            task_ids,
+            ok,
+        })
+        .await;
     }
 
     /// Books a status update and acknowledges it.
@@ -329,10 +366,14 @@ impl Framework {
         let Some(track) = self.tracks.get_mut(&status.task_id) else { return };
         let state = pb::TaskState::try_from(status.state).unwrap_or(pb::TaskState::Unspecified);
         track.last_state = status.state;
+        if state == pb::TaskState::TaskRunning && !track.running {
+            track.running = true;
+            self.counters.tasks_running.fetch_add(1, Ordering::Relaxed);
+        }
         if is_terminal(state) {
             match &track.terminal {
                 None => {
-                    track.terminal = Some((status.state, status.uuid));
+                    track.terminal = Some((status.state, status.uuid.clone()));
                     if track.replaced {
                         return;
                     }
@@ -341,7 +382,7 @@ impl Framework {
                         self.finished += 1;
                         self.counters.tasks_finished.fetch_add(1, Ordering::Relaxed);
                     } else {
-                        self.relaunch();
+                        self.relaunch(&status);
                     }
                 }
                 Some((_, uuid)) if !uuid.is_empty() && *uuid == status.uuid => self.report.redelivered_updates += 1,
@@ -356,14 +397,19 @@ impl Framework {
             track.replaced = true;
             self.in_flight = self.in_flight.saturating_sub(1);
             self.report.unreachable_tasks += 1;
-            self.relaunch();
+            self.relaunch(&status);
         }
     }
 
     /// After subscribing again, asks the master for every task not yet ended: updates the
     /// master produced while the framework was away (TASK_DROPPED, TASK_GONE, …) are not
     /// sent twice, so without this those tasks would never end here.
-    async fn reconcile(&mut self, client: &SchedulerClient<Channel>, session: &Session, completions: &mpsc::Sender<Completion>) {
+    async fn reconcile(
+        &mut self,
+        client: &SchedulerClient<Channel>,
+        session: &Session,
+        completions: &mpsc::Sender<Completion>,
+    ) {
         /// Tasks per RECONCILE call, well below the master's bound.
         const CHUNK: usize = 5_000;
         let open: Vec<pb::ReconcileTask> = self
@@ -378,7 +424,10 @@ impl Framework {
         }
     }
 
-    fn relaunch(&mut self) {
+    fn relaunch(&mut self, after: &pb::TaskStatus) {
+        let state = pb::TaskState::try_from(after.state).map_or("unknown", |s| s.as_str_name());
+        let reason = pb::TaskStatusReason::try_from(after.reason).map_or("unknown", |r| r.as_str_name());
+        *self.report.relaunched_after.entry(format!("{state}/{reason}")).or_default() += 1;
         self.pending += 1;
         self.counters.relaunches.fetch_add(1, Ordering::Relaxed);
     }
@@ -428,8 +477,11 @@ impl Framework {
         self.suppressed = !self.suppressed;
         // Awaited here, not spawned: a SUPPRESS and a REVIVE in flight together could
         // reach the master in the wrong order and leave the framework suppressed for good.
-        let request =
-            pb::Call { framework_id: session.framework_id.clone(), stream_id: session.stream_id.clone(), call: Some(call) };
+        let request = pb::Call {
+            framework_id: session.framework_id.clone(),
+            stream_id: session.stream_id.clone(),
+            call: Some(call),
+        };
         if let Err(status) = client.clone().call(request).await {
             tracing::debug!(%status, "suppress or revive failed");
             self.report.failed_calls += 1;
@@ -449,8 +501,11 @@ impl Framework {
         let Ok(permit) = self.calls.clone().acquire_owned().await else { return };
         let mut client = client.clone();
         let completions = completions.clone();
-        let request =
-            pb::Call { framework_id: session.framework_id.clone(), stream_id: session.stream_id.clone(), call: Some(call) };
+        let request = pb::Call {
+            framework_id: session.framework_id.clone(),
+            stream_id: session.stream_id.clone(),
+            call: Some(call),
+        };
         tokio::spawn(async move {
             let result = client.call(request).await;
             if let Err(status) = &result {
@@ -505,7 +560,13 @@ mod tests {
     fn offers_hold_as_many_tasks_as_the_scarcest_resource_allows() {
         let offer = pb::Offer {
             resources: Some(pb::Resources {
-                pools: vec![pb::ResourcePool { role: "*".to_owned(), cpus_milli: 24_000, mem_mib: 4_096, disk_mib: 0, ports: vec![] }],
+                pools: vec![pb::ResourcePool {
+                    role: "*".to_owned(),
+                    cpus_milli: 24_000,
+                    mem_mib: 4_096,
+                    disk_mib: 0,
+                    ports: vec![],
+                }],
             }),
             ..Default::default()
         };

@@ -65,6 +65,13 @@ pub fn parse_histogram(text: &str, name: &str) -> Vec<(f64, u64)> {
         .collect()
 }
 
+/// The value of gauge `name` with exactly the labels `labels` in Prometheus text.
+pub fn gauge(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    let series = if selector.is_empty() { name.to_owned() } else { format!("{name}{{{}}}", selector.join(",")) };
+    text.lines().find_map(|line| line.strip_prefix(&series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// The `q` quantile (0..=1) of cumulative buckets, interpolated linearly inside the bucket
 /// as Prometheus' `histogram_quantile` does; a quantile in the `+Inf` bucket is reported
 /// as the highest finite bound. `None` without observations.
@@ -152,6 +159,14 @@ mod tests {
     fn histograms_are_parsed_from_prometheus_text() {
         let text = "# TYPE x histogram\nx_bucket{le=\"0.001\"} 3\nx_bucket{le=\"0.01\"} 7\nx_bucket{le=\"+Inf\"} 8\nx_sum 1\nx_count 8\nother_bucket{le=\"1\"} 9\n";
         assert_eq!(parse_histogram(text, "x"), vec![(0.001, 3), (0.01, 7), (f64::INFINITY, 8)]);
+    }
+
+    #[test]
+    fn gauges_are_read_by_name_and_labels() {
+        let text = "# TYPE t gauge\nt{state=\"TASK_RUNNING\"} 12\nt{state=\"TASK_RUNNING_X\"} 5\nt_total 3\nt 4\n";
+        assert_eq!(gauge(text, "t", &[("state", "TASK_RUNNING")]), Some(12.0));
+        assert_eq!(gauge(text, "t", &[]), Some(4.0));
+        assert_eq!(gauge(text, "t", &[("state", "TASK_FAILED")]), None);
     }
 
     #[test]
