@@ -19,7 +19,8 @@
 //! per-agent vector of integer framework slots. The sorter is rebuilt per round from the
 //! frameworks (not the agents), so a round costs O(frameworks + visited agents × log).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::ops::Bound;
 
 use agora_proto::model::{AgentId, FrameworkId, Resources, Role, Scalars};
@@ -65,7 +66,8 @@ pub(crate) fn scan<'a>(
     min: MinAllocatable,
     epoch: u64,
 ) -> Scan<'a> {
-    let mut scan = Scan { candidates: Vec::new(), total: Scalars::ZERO, free: Scalars::ZERO };
+    let candidates = Vec::with_capacity(agents.size_hint().0);
+    let mut scan = Scan { candidates, total: Scalars::ZERO, free: Scalars::ZERO };
     for (id, agent) in agents {
         if !agent.is_active() {
             continue;
@@ -115,10 +117,14 @@ struct Node {
     weight_milli: u64,
     /// The subtree's allocation (used + offered).
     allocated: Scalars,
+    /// `allocated`'s dominant share divided by the weight: the node's sort key at its level.
+    share: u64,
     guarantee: Scalars,
     limit: Option<Scalars>,
-    /// Eligible clients of exactly this role, lowest share first.
-    clients: BTreeSet<(u64, u32)>,
+    /// Eligible clients of exactly this role, lowest (share, client) on top. An entry
+    /// whose share is not its client's current one is stale and dropped when it surfaces:
+    /// a grant pushes the client's new entry instead of moving the old one.
+    clients: BinaryHeap<Reverse<(u64, u32)>>,
     /// Key under which the node sits in `Sorter::order`, when it does.
     in_order: Option<PathKey>,
     in_unmet: bool,
@@ -144,12 +150,85 @@ struct Sorter {
     min: MinAllocatable,
     nodes: Vec<Node>,
     clients: Vec<Client>,
+    /// Scratch space of `pick_client`.
+    skipped: Vec<Reverse<(u64, u32)>>,
     /// Nodes with eligible clients and headroom under their limits, lowest path first.
-    order: BTreeSet<(PathKey, u32)>,
+    order: Order,
     /// The subset of `order` whose own guarantee is not met yet.
-    unmet: BTreeSet<(PathKey, u32)>,
+    unmet: Order,
     /// Unmet guarantees summed over every role; held back from the second pass.
     unmet_total: Scalars,
+}
+
+/// Nodes by path key. Most clusters have a handful of roles with clients, and a round
+/// re-sorts a node after every grant: a sorted vector does that with a binary search and
+/// a short move, where a B-tree walks and rebalances nodes of 136-byte entries. Past
+/// `SMALL_ORDER` nodes the vector becomes a B-tree, so that a move never shifts thousands
+/// of entries.
+#[derive(Debug)]
+enum Order {
+    Small(Vec<(PathKey, u32)>),
+    Large(BTreeSet<(PathKey, u32)>),
+}
+
+const SMALL_ORDER: usize = 32;
+
+impl Default for Order {
+    fn default() -> Self {
+        Order::Small(Vec::new())
+    }
+}
+
+impl Order {
+    fn is_empty(&self) -> bool {
+        match self {
+            Order::Small(v) => v.is_empty(),
+            Order::Large(b) => b.is_empty(),
+        }
+    }
+
+    fn insert(&mut self, entry: (PathKey, u32)) {
+        match self {
+            Order::Small(v) => match v.binary_search(&entry) {
+                Ok(_) => {}
+                Err(at) if v.len() < SMALL_ORDER => v.insert(at, entry),
+                Err(_) => {
+                    let mut b: BTreeSet<(PathKey, u32)> = v.drain(..).collect();
+                    b.insert(entry);
+                    *self = Order::Large(b);
+                }
+            },
+            Order::Large(b) => {
+                b.insert(entry);
+            }
+        }
+    }
+
+    fn remove(&mut self, entry: &(PathKey, u32)) {
+        match self {
+            Order::Small(v) => {
+                if let Ok(at) = v.binary_search(entry) {
+                    v.remove(at);
+                }
+            }
+            Order::Large(b) => {
+                b.remove(entry);
+            }
+        }
+    }
+
+    /// The first entry, or the first after `after`.
+    fn first_after(&self, after: Option<&(PathKey, u32)>) -> Option<(PathKey, u32)> {
+        match (self, after) {
+            (Order::Small(v), None) => v.first().copied(),
+            (Order::Small(v), Some(key)) => {
+                let at = v.partition_point(|e| e <= key);
+                v.get(at).copied()
+            }
+            (Order::Large(b), None) => b.first().copied(),
+            (Order::Large(b), Some(key)) => b.range((Bound::Excluded(*key), Bound::Unbounded)).next().copied(),
+        }
+    }
 }
 
 /// `eng` for `eng/web`; `None` for a top-level role.
@@ -232,9 +311,10 @@ impl Sorter {
                     rank: u32::try_from(i).unwrap_or(u32::MAX - 1).saturating_add(1),
                     weight_milli: policy.weights.get(role).copied().unwrap_or(DEFAULT_WEIGHT_MILLI),
                     allocated: Scalars::ZERO,
+                    share: 0,
                     guarantee: quota.map_or(Scalars::ZERO, |q| q.guarantee),
                     limit: quota.and_then(|q| q.limit),
-                    clients: BTreeSet::new(),
+                    clients: BinaryHeap::new(),
                     in_order: None,
                     in_unmet: false,
                     dependents: Vec::new(),
@@ -260,7 +340,7 @@ impl Sorter {
                 let framework = u32::try_from(f).unwrap_or(u32::MAX);
                 clients.push(Client { framework, slot, node, allocated, key });
                 if let Some(n) = nodes.get_mut(node as usize) {
-                    n.clients.insert((key, c));
+                    n.clients.push(Reverse((key, c)));
                 }
             }
         }
@@ -280,11 +360,15 @@ impl Sorter {
             min,
             nodes,
             clients,
-            order: BTreeSet::new(),
-            unmet: BTreeSet::new(),
+            skipped: Vec::new(),
+            order: Order::default(),
+            unmet: Order::default(),
             unmet_total: Scalars::ZERO,
         };
         sorter.unmet_total = sorter.nodes.iter().fold(Scalars::ZERO, |sum, n| sum.saturating_add(&n.unmet()));
+        for node in &mut sorter.nodes {
+            node.share = weighted_share(&node.allocated, &total, node.weight_milli);
+        }
         for n in 0..sorter.nodes.len() {
             if sorter.nodes.get(n).is_some_and(|node| !node.clients.is_empty()) {
                 sorter.rekey(u32::try_from(n).unwrap_or(u32::MAX));
@@ -297,23 +381,29 @@ impl Sorter {
         self.nodes.get(n as usize)
     }
 
+    /// The node's (weighted share, rank) at each level from the root. Of a path deeper
+    /// than `MAX_DEPTH * 4`, only its `MAX_DEPTH * 4` lowest levels count, and of those the
+    /// `MAX_DEPTH` highest.
     fn path_key(&self, n: u32) -> PathKey {
-        let mut chain: [(u64, u32); MAX_DEPTH * 4] = [(0, 0); MAX_DEPTH * 4];
-        let mut len = 0;
+        let mut depth: usize = 0;
         let mut at = Some(n);
-        while let Some(a) = at {
-            let Some(node) = self.node(a) else { break };
-            if let Some(slot) = chain.get_mut(len) {
-                *slot = (weighted_share(&node.allocated, &self.total, node.weight_milli), node.rank);
-                len += 1;
-            }
+        while let Some(node) = at.and_then(|a| self.node(a)) {
+            depth += 1;
             at = node.parent;
         }
+        let first = depth.saturating_sub(MAX_DEPTH * 4);
         let mut key: PathKey = [(0, 0); MAX_DEPTH];
-        for (level, entry) in chain.iter().take(len).rev().take(MAX_DEPTH).enumerate() {
-            if let Some(slot) = key.get_mut(level) {
-                *slot = *entry;
+        let mut level = depth;
+        let mut at = Some(n);
+        while let Some(node) = at.and_then(|a| self.node(a)) {
+            level -= 1;
+            if level < first {
+                break;
             }
+            if let Some(slot) = key.get_mut(level - first) {
+                *slot = (node.share, node.rank);
+            }
+            at = node.parent;
         }
         key
     }
@@ -339,6 +429,12 @@ impl Sorter {
         let room = self.limit_headroom(n);
         let min = self.min;
         let Some(node) = self.nodes.get_mut(n as usize) else { return };
+        let admitted = !node.clients.is_empty() && min.admits_scalars(&room);
+        let in_unmet = admitted && min.admits_scalars(&min_scalars(&node.unmet(), &room));
+        if admitted && node.in_order == Some(key) && node.in_unmet == in_unmet {
+            // Same place in both orders: nothing to move.
+            return;
+        }
         if let Some(old) = node.in_order.take() {
             self.order.remove(&(old, n));
             self.unmet.remove(&(old, n));
@@ -361,14 +457,13 @@ impl Sorter {
         let total = self.total;
         let Some(client) = self.clients.get_mut(c as usize) else { return };
         let n = client.node;
-        let old = (client.key, c);
+        let old = client.key;
         client.allocated = client.allocated.saturating_add(granted);
         client.key = client.allocated.dominant_share_ppm(&total);
-        let new = (client.key, c);
-        if let Some(node) = self.nodes.get_mut(n as usize)
-            && node.clients.remove(&old)
+        if client.key != old
+            && let Some(node) = self.nodes.get_mut(n as usize)
         {
-            node.clients.insert(new);
+            node.clients.push(Reverse((client.key, c)));
         }
         let mut top = n;
         let mut at = Some(n);
@@ -376,6 +471,7 @@ impl Sorter {
             let Some(node) = self.nodes.get_mut(a as usize) else { break };
             let before = node.unmet();
             node.allocated = node.allocated.saturating_add(granted);
+            node.share = weighted_share(&node.allocated, &total, node.weight_milli);
             let met = before.saturating_sub(&node.unmet());
             self.unmet_total = self.unmet_total.saturating_sub(&met);
             top = a;
@@ -392,14 +488,32 @@ impl Sorter {
         }
     }
 
-    /// The first client of node `n` (lowest share) that has not filtered the agent.
-    fn pick_client(&self, n: u32, filtered_by: &[u64]) -> Option<u32> {
-        let node = self.node(n)?;
-        node.clients.iter().map(|&(_, c)| c).find(|&c| {
-            self.clients
-                .get(c as usize)
-                .is_some_and(|client| client.slot.is_none_or(|s| filtered_by.binary_search(&s).is_err()))
-        })
+    /// The first client of node `n` in (share, client) order that has not filtered the
+    /// agent. Clients that filtered it are taken off the heap while looking and put back.
+    fn pick_client(&mut self, n: u32, filtered_by: &[u64]) -> Option<u32> {
+        let clients = &self.clients;
+        let node = self.nodes.get_mut(n as usize)?;
+        let mut found = None;
+        while let Some(&Reverse((key, c))) = node.clients.peek() {
+            let Some(client) = clients.get(c as usize) else {
+                node.clients.pop();
+                continue;
+            };
+            if client.key != key {
+                node.clients.pop();
+                continue;
+            }
+            if client.slot.is_some_and(|s| filtered_by.binary_search(&s).is_ok()) {
+                if let Some(entry) = node.clients.pop() {
+                    self.skipped.push(entry);
+                }
+                continue;
+            }
+            found = Some(c);
+            break;
+        }
+        node.clients.extend(self.skipped.drain(..));
+        found
     }
 }
 
@@ -452,6 +566,8 @@ pub(crate) fn allocate(
         return round;
     }
     scan.candidates.shuffle(rng);
+    // Most candidates get one grant.
+    round.grants.reserve(scan.candidates.len());
     // Working copies of the candidates' free resources: copies share the agents' pools,
     // and a grant of everything free moves its copy into the grant.
     let mut frees: Vec<Resources> = scan.candidates.iter().map(|(_, a)| a.free()).collect();
@@ -494,10 +610,7 @@ fn allocate_agent(
             Pass::Guarantees => &sorter.unmet,
             Pass::Rest => &sorter.order,
         };
-        let next = match &after {
-            None => set.iter().next().copied(),
-            Some(key) => set.range((Bound::Excluded(*key), Bound::Unbounded)).next().copied(),
-        };
+        let next = set.first_after(after.as_ref());
         let Some((key, n)) = next else { return };
         after = Some((key, n));
         let Some(node) = sorter.node(n) else { continue };
@@ -518,9 +631,9 @@ fn allocate_agent(
         if !min.admits_scalars(&min_scalars(&offerable, &cap)) {
             continue;
         }
+        let role = node.role.clone();
         let Some(c) = sorter.pick_client(n, &agent.filtered_by) else { continue };
         let Some(framework) = sorter.clients.get(c as usize).map(|client| client.framework) else { continue };
-        let role = node.role.clone();
         // The common case: the role may take everything free and no cap bites. Moving the
         // free resources into the grant saves building and subtracting a copy.
         let whole = cap.contains(&free.scalars())

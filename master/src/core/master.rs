@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::allocator::{self, MinAllocatable, RoundInput};
 use super::durable::RegistryOp;
-use super::registry::{AgentRecord, FrameworkRecord, OfferBook, OfferRecord};
+use super::registry::{AgentRecord, FrameworkRecord, HeldOffer, OfferBook, OfferRecord};
 use super::roles::RolePolicy;
 use super::{AgentView, Config, Counters, Event, FrameworkView, Output, Snapshot, ToAgent};
 
@@ -318,8 +318,13 @@ impl Master {
         };
         // One OFFERS event per framework, in framework order, each with its offers in the
         // order they were granted.
-        let mut batches: Vec<Vec<Offer>> = Vec::new();
-        batches.resize_with(frameworks.len(), Vec::new);
+        let mut counts = vec![0usize; frameworks.len()];
+        for grant in &round.grants {
+            if let Some(count) = counts.get_mut(grant.framework as usize) {
+                *count += 1;
+            }
+        }
+        let mut batches: Vec<Vec<Offer>> = counts.into_iter().map(Vec::with_capacity).collect();
         for grant in round.grants {
             let (Some((agent_id, agent)), Some((framework_id, framework)), Some(batch)) = (
                 scan.candidates.get_mut(grant.candidate as usize),
@@ -343,13 +348,13 @@ impl Master {
     // ----- offers -----
 
     /// Removes an outstanding offer and returns its resources to the agent's free pool.
-    pub(crate) fn end_offer(&mut self, offer_id: &OfferId, end: OfferEnd) -> Option<Offer> {
+    pub(crate) fn end_offer(&mut self, offer_id: &OfferId, end: OfferEnd) -> Option<HeldOffer> {
         let n = self.offers.key(offer_id)?;
         self.end_offer_number(n, end)
     }
 
     /// `end_offer` by the offer's number.
-    pub(crate) fn end_offer_number(&mut self, n: u64, end: OfferEnd) -> Option<Offer> {
+    pub(crate) fn end_offer_number(&mut self, n: u64, end: OfferEnd) -> Option<HeldOffer> {
         let record = self.offers.remove(n)?;
         let offer = record.offer;
         let scalars = offer.resources.scalars();
@@ -611,9 +616,12 @@ impl Master {
         &self.counters
     }
 
-    /// Every outstanding offer, by offer id.
-    pub fn outstanding_offers(&self) -> impl Iterator<Item = &Offer> + '_ {
-        self.offers.values().map(|record| &record.offer)
+    /// Every outstanding offer, oldest first, as its framework was sent it.
+    pub fn outstanding_offers(&self) -> impl Iterator<Item = Offer> + '_ {
+        self.offers.values().filter_map(|record| {
+            let agent = self.agents.get(&record.offer.agent_id)?;
+            Some(offer_event(record.offer.clone(), agent, record.role.clone()))
+        })
     }
 
     /// Every live task with its framework and state, by framework then task id.
@@ -672,18 +680,14 @@ impl OfferSink<'_> {
         }
         let n = *self.next_offer;
         *self.next_offer = n.saturating_add(1);
-        let offer = Offer {
+        let held = HeldOffer {
             id: self.offers.id(n),
             framework_id: framework_id.clone(),
             agent_id: agent_id.clone(),
-            hostname: agent.info.hostname.clone(),
             resources,
-            attributes: agent.info.attributes.clone(),
-            agent_url: agent.url.clone(),
-            allocation_role: role.clone(),
         };
-        let scalars = offer.resources.scalars();
-        agent.add_offered(&offer.resources);
+        let scalars = held.resources.scalars();
+        agent.add_offered(&held.resources);
         agent.offers.push(n);
         framework.offered_scalars = framework.offered_scalars.saturating_add(&scalars);
         framework.charge(&role, &scalars);
@@ -691,9 +695,24 @@ impl OfferSink<'_> {
         if let Some(deadline_ms) = self.deadline_ms {
             self.deadlines.push_back((deadline_ms, n));
         }
-        self.offers.insert(n, OfferRecord { offer: offer.clone(), role });
+        let offer = offer_event(held.clone(), agent, role.clone());
+        self.offers.insert(n, OfferRecord { offer: held, role });
         self.counters.offers_sent = self.counters.offers_sent.saturating_add(1);
         Some(offer)
+    }
+}
+
+/// The offer as its framework is sent it: what the master holds, and where the agent is.
+fn offer_event(held: HeldOffer, agent: &AgentRecord, role: Role) -> Offer {
+    Offer {
+        id: held.id,
+        framework_id: held.framework_id,
+        agent_id: held.agent_id,
+        hostname: agent.info.hostname.clone(),
+        resources: held.resources,
+        attributes: agent.info.attributes.clone(),
+        agent_url: agent.url.clone(),
+        allocation_role: role,
     }
 }
 

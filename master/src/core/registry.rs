@@ -1,11 +1,12 @@
 //! The master's records of agents, frameworks, tasks and offers, and the bookkeeping
 //! that keeps their resource sums consistent.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use agora_proto::model::{
-    AgentId, AgentInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, Scalars, StreamId, TaskId,
-    TaskInfo, TaskState, TaskStatus,
+    AgentId, AgentInfo, FrameworkId, FrameworkInfo, OfferId, Resources, Role, Scalars, StreamId, TaskId, TaskInfo,
+    TaskState, TaskStatus,
 };
 
 use super::{ConnId, TaskView};
@@ -294,67 +295,149 @@ impl FrameworkRecord {
     }
 }
 
+/// An outstanding offer as the master keeps it: what it holds and for whom. The agent's
+/// hostname, attributes and URL are in the OFFERS event, not here.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldOffer {
+    pub id: OfferId,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub resources: Resources,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct OfferRecord {
-    pub offer: Offer,
+    pub offer: HeldOffer,
     /// The framework role the offer was made for.
     pub role: Role,
 }
 
 /// The outstanding offers. The master names offers `{master_id}-O{n}` with `n` counting
-/// up, and files them under `n`: an integer key is cheaper to compare than the id, and
-/// new offers go at the end. An id is looked up by its number and then compared whole, so
-/// an id the master did not mint in this form is simply not found.
+/// up, and files them under `n`: an id is looked up by its number and then compared
+/// whole, so an id the master did not mint in this form is simply not found. Records live
+/// in reused slots and the number → slot index is a hash table, so that making and ending
+/// an offer costs a few dozen instructions and, once the book has grown to the number of
+/// offers outstanding at once, no allocation. Whoever lists the offers gets them sorted
+/// by number (`values`), never in hash order.
 #[derive(Debug)]
 pub(crate) struct OfferBook {
     /// `{master_id}-O`.
     prefix: String,
-    records: BTreeMap<u64, OfferRecord>,
+    /// Offer number → slot.
+    index: HashMap<u64, u32, BuildHasherDefault<NumberHasher>>,
+    /// The offer number and record in each slot.
+    slots: Vec<Option<(u64, OfferRecord)>>,
+    /// Slots whose offer ended.
+    vacant: Vec<u32>,
 }
+
+/// Hashes the offer numbers of `OfferBook::index`: one multiplication (Fibonacci
+/// hashing) spreads consecutive numbers over the table; the numbers are the master's own,
+/// so no one can choose them to collide.
+#[derive(Debug, Default)]
+pub(crate) struct NumberHasher(u64);
+
+impl Hasher for NumberHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+}
+
+/// Longest id built on the stack before it is copied into its one allocation.
+const MAX_INLINE_ID: usize = 128;
 
 impl OfferBook {
     pub fn new(master_id: &str) -> Self {
-        Self { prefix: format!("{master_id}-O"), records: BTreeMap::new() }
+        Self { prefix: format!("{master_id}-O"), index: HashMap::default(), slots: Vec::new(), vacant: Vec::new() }
     }
 
-    /// The id of offer number `n`.
+    /// The id of offer number `n`, built on the stack and copied into its one allocation
+    /// (`format!` would allocate twice and go through the formatting machinery).
     pub fn id(&self, n: u64) -> OfferId {
-        use std::fmt::Write;
-        let mut id = String::with_capacity(self.prefix.len() + 20);
-        id.push_str(&self.prefix);
-        // Writing into a `String` cannot fail.
-        let _ = write!(id, "{n}");
-        OfferId::new(id)
+        let prefix = self.prefix.as_bytes();
+        // A u64 has at most 20 decimal digits.
+        let mut digits = [0u8; 20];
+        let mut len = 0;
+        let mut rest = n;
+        loop {
+            len += 1;
+            digits[20 - len] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        let total = prefix.len() + len;
+        if total > MAX_INLINE_ID {
+            return OfferId::new(format!("{}{n}", self.prefix));
+        }
+        let mut text = [0u8; MAX_INLINE_ID];
+        text[..prefix.len()].copy_from_slice(prefix);
+        text[prefix.len()..total].copy_from_slice(&digits[20 - len..]);
+        match std::str::from_utf8(&text[..total]) {
+            Ok(id) => OfferId::from(id),
+            Err(_) => OfferId::new(format!("{}{n}", self.prefix)),
+        }
     }
 
     /// The number of an id minted by `id`.
     pub fn key(&self, id: &OfferId) -> Option<u64> {
         let n: u64 = id.as_str().strip_prefix(&self.prefix)?.parse().ok()?;
-        self.records.get(&n).filter(|r| &r.offer.id == id).map(|_| n)
+        self.by_key(n).filter(|r| &r.offer.id == id).map(|_| n)
     }
 
     pub fn get(&self, id: &OfferId) -> Option<&OfferRecord> {
-        self.key(id).and_then(|n| self.records.get(&n))
+        self.key(id).and_then(|n| self.by_key(n))
     }
 
     pub fn by_key(&self, n: u64) -> Option<&OfferRecord> {
-        self.records.get(&n)
+        let slot = *self.index.get(&n)?;
+        self.slots.get(slot as usize)?.as_ref().map(|(_, record)| record)
     }
 
+    /// Files offer `n`, whose number is higher than any filed before.
     pub fn insert(&mut self, n: u64, record: OfferRecord) {
-        self.records.insert(n, record);
+        let slot = match self.vacant.pop() {
+            Some(slot) => {
+                if let Some(entry) = self.slots.get_mut(slot as usize) {
+                    *entry = Some((n, record));
+                }
+                slot
+            }
+            None => {
+                self.slots.push(Some((n, record)));
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.index.insert(n, slot);
     }
 
     pub fn remove(&mut self, n: u64) -> Option<OfferRecord> {
-        self.records.remove(&n)
+        let slot = self.index.remove(&n)?;
+        let record = self.slots.get_mut(slot as usize)?.take();
+        self.vacant.push(slot);
+        record.map(|(_, record)| record)
     }
 
-    /// Every outstanding offer, oldest first.
+    /// Every outstanding offer, oldest first (sorted: O(n log n)).
     pub fn values(&self) -> impl Iterator<Item = &OfferRecord> + '_ {
-        self.records.values()
+        let mut held: Vec<&(u64, OfferRecord)> = self.slots.iter().flatten().collect();
+        held.sort_unstable_by_key(|(n, _)| *n);
+        held.into_iter().map(|(_, record)| record)
     }
 
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.index.len()
     }
 }

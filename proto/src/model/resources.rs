@@ -128,8 +128,13 @@ impl Scalars {
     /// The largest share `self` holds of `total` over the three quantities, in parts per
     /// million; this is the dominant share of dominant resource fairness.
     pub fn dominant_share_ppm(&self, total: &Scalars) -> u64 {
-        let share = |used: u64, all: u64| {
-            if all == 0 { 0 } else { (u128::from(used) * 1_000_000 / u128::from(all)) as u64 }
+        // In u64 while `used × 10⁶` fits (any real cluster); in u128 beyond. The same
+        // quotient either way, but the allocator computes shares on every grant and a
+        // 128-bit division is several times slower.
+        let share = |used: u64, all: u64| match (all, used.checked_mul(1_000_000)) {
+            (0, _) => 0,
+            (_, Some(scaled)) => scaled / all,
+            (_, None) => (u128::from(used) * 1_000_000 / u128::from(all)) as u64,
         };
         share(self.cpus_milli, total.cpus_milli)
             .max(share(self.mem_mib, total.mem_mib))
@@ -763,5 +768,9 @@ mod tests {
         let total = Scalars::new(10_000, 1000, 0);
         assert_eq!(Scalars::new(1000, 500, 0).dominant_share_ppm(&total), 500_000);
         assert_eq!(Scalars::new(5000, 100, 7).dominant_share_ppm(&total), 500_000);
+        // Beyond what u64 holds once scaled to parts per million: computed in u128.
+        let huge = Scalars::new(u64::MAX / 2, 0, 0);
+        assert_eq!(huge.dominant_share_ppm(&Scalars::new(u64::MAX, 1, 1)), 499_999);
+        assert_eq!(Scalars::new(1, 2, 3).dominant_share_ppm(&Scalars::new(3, 0, 7)), 428_571);
     }
 }
