@@ -6,6 +6,9 @@
 //! framework, the leader knows every agent and the framework under their old ids, and
 //! every short job ended exactly once.
 //!
+//! A second, quick test checks the piece the chaos relies on for the framework: `agora
+//! run` SIGKILLed and started again on its `--checkpoint` resumes as the same framework.
+//!
 //! `AGORA_CHAOS_SECS` (default 30) sets how long the chaos lasts; `AGORA_CHAOS_SEED`
 //! replays a run (a failure prints the seed it used).
 
@@ -19,7 +22,7 @@ use common::agent::Agent;
 use common::etcd::Etcd;
 use common::masters::Masters;
 use common::run::RunProc;
-use common::{alive, eventually, eventually_with, get_json, kill_processes_under};
+use common::{Cluster, alive, eventually, eventually_with, get_json, kill_processes_under};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -293,6 +296,48 @@ async fn components_killed_at_random_lose_no_task_and_no_update() {
         short_jobs.len()
     );
     drop(etcd);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigkilled_agora_run_started_again_on_its_checkpoint_resumes_its_framework_and_task() {
+    let cluster = Cluster::local(1).await;
+    let dir = cluster.dir.path();
+    let mut run = RunProc::start(dir, "resume", &cluster.master, &[], &["sleep", "1000"]);
+    eventually("the task to run", async || run.states("resume-0").iter().any(|s| s == "TASK_RUNNING").then_some(()))
+        .await;
+
+    run.kill_and_restart();
+    // The second life subscribes under the same id and hears from the master that the task
+    // it launched in its first life runs.
+    let heard = eventually("the resumed run to hear of its task", async || {
+        let events = run.events();
+        let second = events.iter().enumerate().filter(|(_, e)| e["event"] == "subscribed").nth(1)?.0;
+        events[second..].iter().find(|e| e["task_id"] == "resume-0").cloned()
+    })
+    .await;
+    assert_eq!(heard["state"], "TASK_RUNNING", "{heard}");
+    let ids = run.framework_ids();
+    assert!(ids.len() == 2 && ids[0] == ids[1], "{ids:?}");
+    assert_eq!(run.events().iter().filter(|e| e["event"] == "subscribed" && e["resubscribed"] == true).count(), 1);
+    let state = cluster.state().await;
+    let frameworks = state["frameworks"].as_array().expect("frameworks");
+    assert_eq!(frameworks.len(), 1, "one framework, not a second one: {state}");
+    assert_eq!(frameworks[0]["id"], ids[0].as_str(), "{state}");
+    assert_eq!(frameworks[0]["tasks"][0]["state"], "TASK_RUNNING", "{state}");
+
+    // The resumed run owns the task: Ctrl-C kills it.
+    run.signal("INT");
+    let code = eventually("the resumed run to exit", async || run.exited()).await;
+    assert_eq!(code.code(), Some(130), "{}", run.log_text());
+    assert!(run.states("resume-0").iter().any(|s| s == "TASK_KILLED"), "{:?}", run.states("resume-0"));
+
+    // A checkpoint belongs to one run: another instance count is refused.
+    let checkpoint = run.checkpoint.to_str().expect("utf-8 path");
+    let refused =
+        cluster.run(&["--name", "resume", "--instances", "2", "--checkpoint", checkpoint, "--", "sleep", "1"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--checkpoint") && stderr.contains("another run"), "{stderr}");
 }
 
 /// Kills every task process under the test's directory when the test ends, pass or fail;

@@ -45,6 +45,11 @@ impl RunProc {
         self.proc.kill();
     }
 
+    /// Sends `signal` (`INT`, `TERM`, …) to the current life.
+    pub fn signal(&self, signal: &str) {
+        self.proc.signal(signal);
+    }
+
     /// Starts the next life (after [`kill`](Self::kill)).
     pub fn restart(&mut self) {
         self.proc = spawn(&self.dir, &self.name, self.outputs.len() + 1, &self.args);
