@@ -657,3 +657,94 @@ fn allocate_agent(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_proto::model::{FrameworkInfo, StreamId};
+    use rand::{Rng, SeedableRng};
+
+    fn key(share: u64, rank: u32) -> PathKey {
+        let mut key: PathKey = [(0, 0); MAX_DEPTH];
+        key[0] = (share, rank);
+        key[1] = (share % 3, rank % 2);
+        key
+    }
+
+    #[test]
+    fn the_role_order_answers_as_a_sorted_set_below_and_above_its_switch() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut order = Order::default();
+        let mut reference: BTreeSet<(PathKey, u32)> = BTreeSet::new();
+        for step in 0..4_000 {
+            let entry = (key(rng.random_range(0..20), rng.random_range(0..4)), rng.random_range(0..60));
+            // Grow past the switch to a B-tree in the first half, shrink in the second.
+            if rng.random_bool(if step < 2_000 { 0.7 } else { 0.3 }) {
+                order.insert(entry);
+                reference.insert(entry);
+            } else {
+                order.remove(&entry);
+                reference.remove(&entry);
+            }
+            assert_eq!(order.is_empty(), reference.is_empty());
+            assert_eq!(order.first_after(None), reference.first().copied());
+            let probe = (key(rng.random_range(0..20), rng.random_range(0..4)), rng.random_range(0..60));
+            let expected = reference.range((Bound::Excluded(probe), Bound::Unbounded)).next().copied();
+            assert_eq!(order.first_after(Some(&probe)), expected, "step {step}");
+        }
+        assert!(matches!(order, Order::Large(_)), "the order switched to a B-tree on the way");
+    }
+
+    #[test]
+    fn the_client_picked_is_the_lowest_share_that_did_not_filter_the_agent() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let ids: Vec<FrameworkId> = (0..40).map(|i| FrameworkId::new(format!("f{i:02}"))).collect();
+        let mut records: Vec<FrameworkRecord> = ids
+            .iter()
+            .map(|id| {
+                let info = FrameworkInfo {
+                    id: Some(id.clone()),
+                    name: String::new(),
+                    user: String::new(),
+                    roles: vec![Role::unreserved()],
+                    failover_timeout_ms: 0,
+                    hostname: String::new(),
+                    principal: String::new(),
+                };
+                let mut record = FrameworkRecord::new(info, 0);
+                record.stream = Some(StreamId::new("s"));
+                record
+            })
+            .collect();
+        for (slot, record) in records.iter_mut().enumerate() {
+            // Some frameworks never filtered anything; some start with an allocation.
+            record.filter_slot = (slot % 5 != 0).then_some(slot as u64);
+            if slot % 3 == 0 {
+                record.charge(&Role::unreserved(), &Scalars::new(1_000 * (slot as u64 % 4), 0, 0));
+            }
+        }
+        let frameworks: Vec<(&FrameworkId, &mut FrameworkRecord)> = ids.iter().zip(records.iter_mut()).collect();
+        let total = Scalars::new(1_000_000, 1_000_000, 1_000_000);
+        let min = MinAllocatable { cpus_milli: 10, mem_mib: 32 };
+        let mut sorter = Sorter::build(&frameworks, &RolePolicy::default(), total, min);
+        for step in 0..3_000 {
+            let mut filtered_by: Vec<u64> = (0..40).filter(|_| rng.random_bool(0.6)).collect();
+            filtered_by.sort_unstable();
+            let expected = sorter
+                .clients
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.slot.is_none_or(|s| filtered_by.binary_search(&s).is_err()))
+                .map(|(i, c)| (c.key, i as u32))
+                .min()
+                .map(|(_, i)| i);
+            let picked = sorter.pick_client(0, &filtered_by);
+            assert_eq!(picked, expected, "step {step}");
+            if let Some(c) = picked {
+                // Some grants are too small to move the share.
+                let granted = Scalars::new(rng.random_range(0..3_000), rng.random_range(0..2), 0);
+                sorter.charge(c, &granted);
+            }
+        }
+    }
+}

@@ -441,3 +441,122 @@ impl OfferBook {
         self.index.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(book: &OfferBook, n: u64) -> OfferRecord {
+        let offer = HeldOffer {
+            id: book.id(n),
+            framework_id: FrameworkId::new("f"),
+            agent_id: AgentId::new("a"),
+            resources: Resources::parse("cpus:1").expect("valid"),
+        };
+        OfferRecord { offer, role: Role::unreserved() }
+    }
+
+    #[test]
+    fn offer_ids_are_the_prefix_and_the_number_and_only_those_are_found() {
+        let mut book = OfferBook::new("m");
+        assert_eq!(book.id(0).as_str(), "m-O0");
+        assert_eq!(book.id(7).as_str(), "m-O7");
+        assert_eq!(book.id(1_234_567_890).as_str(), "m-O1234567890");
+        assert_eq!(book.id(u64::MAX).as_str(), format!("m-O{}", u64::MAX));
+        let long = "x".repeat(300);
+        assert_eq!(OfferBook::new(&long).id(42).as_str(), format!("{long}-O42"));
+
+        book.insert(7, record(&book, 7));
+        assert_eq!(book.key(&OfferId::new("m-O7")), Some(7));
+        assert!(book.get(&OfferId::new("m-O7")).is_some());
+        for other in ["m-O07", "m-O+7", "n-O7", "m-O8", "m-O", "m-O7x", "O7", ""] {
+            assert_eq!(book.key(&OfferId::new(other)), None, "{other}");
+        }
+        assert!(book.remove(7).is_some());
+        assert_eq!(book.key(&OfferId::new("m-O7")), None);
+        assert!(book.remove(7).is_none(), "an offer ends once");
+        assert_eq!(book.len(), 0);
+    }
+
+    #[test]
+    fn ended_offers_free_their_slots_and_offers_are_listed_by_number() {
+        let mut book = OfferBook::new("m");
+        for n in [9, 10, 11] {
+            book.insert(n, record(&book, n));
+        }
+        assert!(book.remove(10).is_some());
+        book.insert(12, record(&book, 12));
+        assert_eq!(book.slots.len(), 3, "offer 12 takes the slot offer 10 left");
+        let listed: Vec<&str> = book.values().map(|r| r.offer.id.as_str()).collect();
+        assert_eq!(listed, ["m-O9", "m-O11", "m-O12"]);
+        assert_eq!(book.by_key(12).map(|r| r.offer.id.as_str()), Some("m-O12"));
+        assert!(book.by_key(10).is_none());
+    }
+
+    fn agent(resources: &str) -> AgentRecord {
+        let info = AgentInfo {
+            hostname: "h".into(),
+            port: 5051,
+            resources: Resources::parse(resources).expect("valid"),
+            attributes: vec![],
+        };
+        AgentRecord::new(info, ConnId(1), 0)
+    }
+
+    #[test]
+    fn an_agents_free_part_follows_its_offers_and_tasks() {
+        let mut a = agent("cpus:4;mem:1024;ports:[1-10]");
+        assert_eq!(a.url, "http://h:5051");
+        assert_eq!(a.free_scalars, Scalars::new(4000, 1024, 0));
+        let task = Resources::parse("cpus:1;mem:100;ports:[3-4]").expect("valid");
+        a.add_used(&task);
+        assert!(a.free_is_exact());
+        assert_eq!(a.free().to_string(), "cpus:3;mem:924;ports:[1-2,5-10]");
+        // Offering everything free leaves nothing, and the offer coming back restores it.
+        let offer = a.free();
+        a.add_offered(&offer);
+        assert!(a.free().is_empty() && a.free_scalars.is_zero() && a.free_is_exact());
+        assert!(!a.has_free(&Resources::parse("cpus:0.1").expect("valid")));
+        a.remove_offered(&offer);
+        assert!(a.free_is_exact());
+        assert_eq!(a.free().to_string(), "cpus:3;mem:924;ports:[1-2,5-10]");
+        a.remove_used(&task);
+        assert!(a.free_is_exact());
+        assert_eq!(a.free(), a.info.resources);
+        assert_eq!(a.free_scalars, a.total_scalars);
+    }
+
+    #[test]
+    fn an_inconsistent_agent_has_nothing_free_until_its_sums_agree_again() {
+        let mut a = agent("cpus:2;mem:100");
+        let too_much = Resources::parse("cpus:3").expect("valid");
+        a.add_offered(&too_much);
+        assert!(a.free().is_empty(), "an over-commitment offers nothing more");
+        assert!(a.free_is_exact());
+        a.add_used(&Resources::parse("mem:10").expect("valid"));
+        assert!(a.free().is_empty() && a.free_is_exact());
+        a.remove_offered(&too_much);
+        assert!(a.free_is_exact());
+        assert_eq!(a.free().to_string(), "cpus:2;mem:90");
+        a.set_resources(Resources::parse("cpus:1;mem:50").expect("valid"));
+        assert_eq!(a.free().to_string(), "cpus:1;mem:40");
+        assert_eq!(a.total_scalars, Scalars::new(1000, 50, 0));
+        assert!(a.free_is_exact());
+    }
+
+    #[test]
+    fn stored_resources_keep_their_json_form() {
+        let r = Resources::parse("cpus:1;ports:[1-2];mem(eng):3").expect("valid");
+        let json = serde_json::to_string(&r).expect("serializes");
+        assert_eq!(
+            json,
+            r#"{"pools":{"*":{"scalars":{"cpus_milli":1000,"mem_mib":0,"disk_mib":0},"ports":[[1,2]]},"eng":{"scalars":{"cpus_milli":0,"mem_mib":3,"disk_mib":0},"ports":[]}}}"#
+        );
+        let back: Resources = serde_json::from_str(&json).expect("deserializes");
+        assert_eq!(back, r);
+        let id: AgentId = serde_json::from_str(r#""m-S1""#).expect("deserializes");
+        assert_eq!((id.as_str(), serde_json::to_string(&id).expect("serializes").as_str()), ("m-S1", r#""m-S1""#));
+        let role: Role = serde_json::from_str(r#""a/b""#).expect("deserializes");
+        assert_eq!(serde_json::to_string(&role).expect("serializes"), r#""a/b""#);
+    }
+}
