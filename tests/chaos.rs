@@ -195,10 +195,7 @@ async fn components_killed_at_random_lose_no_task_and_no_update() {
         for agent in &mut agents {
             assert!(agent.exited().is_none(), "{} exited by itself:\n{}", agent.name, agent.log_text());
         }
-        if framework.exited().is_some() {
-            let ends: Vec<Value> = framework.events().into_iter().filter(is_ending).collect();
-            panic!("the framework exited by itself after hearing {ends:#?}:\n{}", framework.log_text());
-        }
+        fail_on_endings(&mut framework);
         pause(&mut rng, 200..2_000).await;
     }
     eprintln!(
@@ -208,7 +205,8 @@ async fn components_killed_at_random_lose_no_task_and_no_update() {
 
     // Quiet: everything reconnects; then the invariants.
     let after = eventually("every agent, the framework and every long task back on the leader", async || {
-        masters.restart_exited();
+        fail_on_endings(&mut framework);
+        self_exits.extend(masters.restart_exited());
         let leader = masters.leading().await?;
         let state = get_json(&format!("http://{}/state", masters.addrs[leader])).await?;
         let view = ClusterView::of(&state)?;
@@ -290,7 +288,8 @@ async fn components_killed_at_random_lose_no_task_and_no_update() {
         }
     }
     eprintln!(
-        "chaos: passed after {:?}: {} framework lives, {} short jobs ({never_ran} never reached an agent)",
+        "chaos: passed after {:?}: {} framework lives, {} short jobs ({never_ran} never reached an agent), \
+         masters that exited by themselves: {self_exits:?}",
         started.elapsed(),
         framework.lives(),
         short_jobs.len()
@@ -433,6 +432,15 @@ fn is_terminal(state: &str) -> bool {
         state,
         "TASK_STAGING" | "TASK_STARTING" | "TASK_RUNNING" | "TASK_KILLING" | "TASK_UNREACHABLE" | "TASK_UNKNOWN"
     )
+}
+
+/// Fails the test at once when the framework heard of an ending of a long task, or exited.
+fn fail_on_endings(framework: &mut RunProc) {
+    let ends: Vec<Value> = framework.events().into_iter().filter(is_ending).collect();
+    let exited = framework.exited();
+    if !ends.is_empty() || exited.is_some() {
+        panic!("the framework heard {ends:#?} (exited: {exited:?}); its log:\n{}", framework.log_text());
+    }
 }
 
 /// An update that no long-running task should ever get.
