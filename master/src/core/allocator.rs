@@ -30,29 +30,46 @@ use rand_chacha::ChaCha8Rng;
 use super::registry::{AgentRecord, FrameworkRecord};
 use super::roles::{DEFAULT_WEIGHT_MILLI, RolePolicy};
 
-/// Resources of one agent granted to one framework for one of its roles. The agent and
-/// the framework are positions in the round's `Scan::candidates` and framework slice.
+/// Resources of one agent granted to one framework (by position in the round's framework
+/// slice) for one of its roles, as decided.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Grant {
-    pub candidate: u32,
+struct Decision {
+    framework: u32,
+    role: Role,
+    resources: Resources,
+}
+
+/// A grant as the round hands it over: with the agent and the framework borrowed, so that
+/// the offer is made while the agent's record is still in the cache, without a lookup.
+#[derive(Debug)]
+pub(crate) struct Grant<'g> {
+    pub agent_id: &'g AgentId,
+    pub agent: &'g mut AgentRecord,
+    /// The framework's position in the round's framework slice.
     pub framework: u32,
+    pub framework_id: &'g FrameworkId,
+    pub framework_record: &'g mut FrameworkRecord,
     pub role: Role,
     pub resources: Resources,
 }
 
-/// What a round decided: the grants, and the candidates (by position) that have free
-/// resources no client could take (they are skipped until something changes for them).
-#[derive(Debug, Default)]
-pub(crate) struct Round {
-    pub grants: Vec<Grant>,
-    pub stuck: Vec<u32>,
+/// An agent a round visits.
+#[derive(Debug)]
+pub(crate) struct Candidate<'a> {
+    pub id: &'a AgentId,
+    pub agent: &'a mut AgentRecord,
+    /// The scalars of what is still free in this round.
+    left: Scalars,
+    /// What is still free in this round; `None` until the round first needs it (it is
+    /// the agent's free part until then).
+    free: Option<Resources>,
 }
 
 /// The agents a round visits, borrowed for the whole round so that its grants can be
 /// turned into offers without looking anything up, and the sums over every active agent.
 #[derive(Debug)]
 pub(crate) struct Scan<'a> {
-    pub candidates: Vec<(&'a AgentId, &'a mut AgentRecord)>,
+    pub candidates: Vec<Candidate<'a>>,
     /// Capacity of the active agents.
     pub total: Scalars,
     /// Free resources of the active agents.
@@ -77,7 +94,8 @@ pub(crate) fn scan<'a>(
         // Most agents of a busy cluster have nothing free, and most idle ones were stuck
         // last round already.
         if min.admits_scalars(&agent.free_scalars) && agent.stuck_epoch != Some(epoch) {
-            scan.candidates.push((id, agent));
+            let left = agent.free_scalars;
+            scan.candidates.push(Candidate { id, agent, left, free: None });
         }
     }
     scan
@@ -214,6 +232,32 @@ impl Order {
             Order::Large(b) => {
                 b.remove(entry);
             }
+        }
+    }
+
+    /// Moves `old` to `new`; either may be absent. A move that keeps the entry between
+    /// its neighbours rewrites it in place.
+    fn update(&mut self, old: Option<(PathKey, u32)>, new: Option<(PathKey, u32)>) {
+        match (old, new) {
+            (Some(old), Some(new)) => {
+                if let Order::Small(v) = self
+                    && let Ok(at) = v.binary_search(&old)
+                {
+                    let after_previous = at.checked_sub(1).and_then(|p| v.get(p)).is_none_or(|prev| *prev < new);
+                    let before_next = v.get(at + 1).is_none_or(|next| new < *next);
+                    if after_previous && before_next {
+                        if let Some(entry) = v.get_mut(at) {
+                            *entry = new;
+                        }
+                        return;
+                    }
+                }
+                self.remove(&old);
+                self.insert(new);
+            }
+            (Some(old), None) => self.remove(&old),
+            (None, Some(new)) => self.insert(new),
+            (None, None) => {}
         }
     }
 
@@ -431,24 +475,15 @@ impl Sorter {
         let Some(node) = self.nodes.get_mut(n as usize) else { return };
         let admitted = !node.clients.is_empty() && min.admits_scalars(&room);
         let in_unmet = admitted && min.admits_scalars(&min_scalars(&node.unmet(), &room));
-        if admitted && node.in_order == Some(key) && node.in_unmet == in_unmet {
+        let (old, was_unmet) = (node.in_order, node.in_unmet);
+        if admitted && old == Some(key) && was_unmet == in_unmet {
             // Same place in both orders: nothing to move.
             return;
         }
-        if let Some(old) = node.in_order.take() {
-            self.order.remove(&(old, n));
-            self.unmet.remove(&(old, n));
-        }
-        if node.clients.is_empty() || !min.admits_scalars(&room) {
-            node.in_unmet = false;
-            return;
-        }
-        node.in_order = Some(key);
-        self.order.insert((key, n));
-        node.in_unmet = min.admits_scalars(&min_scalars(&node.unmet(), &room));
-        if node.in_unmet {
-            self.unmet.insert((key, n));
-        }
+        node.in_order = admitted.then_some(key);
+        node.in_unmet = in_unmet;
+        self.order.update(old.map(|old| (old, n)), admitted.then_some((key, n)));
+        self.unmet.update(old.filter(|_| was_unmet).map(|old| (old, n)), in_unmet.then_some((key, n)));
     }
 
     /// Adds `granted` to client `c`, its role and the role's ancestors, and re-sorts every
@@ -549,47 +584,60 @@ pub(crate) struct RoundInput<'a> {
 }
 
 /// Runs one round: the scanned candidates, in an order shuffled by `rng`, go to the
-/// lowest clients that want them and have not filtered them.
+/// lowest clients that want them and have not filtered them. Each grant goes to `offer`
+/// as soon as it is decided. Returns the positions of the candidates left with free
+/// resources no client could take.
 pub(crate) fn allocate(
     rng: &mut ChaCha8Rng,
     scan: &mut Scan<'_>,
-    frameworks: &[(&FrameworkId, &mut FrameworkRecord)],
+    frameworks: &mut [(&FrameworkId, &mut FrameworkRecord)],
     input: RoundInput<'_>,
-) -> Round {
+    mut offer: impl FnMut(Grant<'_>),
+) -> Vec<u32> {
     let min = input.min;
-    let mut round = Round::default();
+    let mut stuck = Vec::new();
     if scan.candidates.is_empty() {
-        return round;
+        return stuck;
     }
     let mut sorter = Sorter::build(frameworks, input.policy, scan.total, min);
     if sorter.order.is_empty() {
-        return round;
+        return stuck;
     }
     scan.candidates.shuffle(rng);
-    // Most candidates get one grant.
-    round.grants.reserve(scan.candidates.len());
-    // Working copies of the candidates' free resources: copies share the agents' pools,
-    // and a grant of everything free moves its copy into the grant.
-    let mut frees: Vec<Resources> = scan.candidates.iter().map(|(_, a)| a.free()).collect();
     let mut available = scan.free;
+    let mut decided: Vec<Decision> = Vec::new();
     for pass in [Pass::Guarantees, Pass::Rest] {
         if pass == Pass::Guarantees && sorter.unmet.is_empty() {
             continue;
         }
-        for (c, ((_, agent), free)) in scan.candidates.iter().zip(frees.iter_mut()).enumerate() {
-            if !min.admits(free) {
+        for candidate in &mut scan.candidates {
+            if !min.admits_scalars(&candidate.left) {
                 continue;
             }
-            let candidate = u32::try_from(c).unwrap_or(u32::MAX);
-            allocate_agent(&mut sorter, pass, candidate, agent, free, &mut available, &mut round.grants);
+            // A copy shares the agent's pools; a grant of everything free moves it on.
+            let free = candidate.free.get_or_insert_with(|| candidate.agent.free());
+            allocate_agent(&mut sorter, pass, candidate.agent, free, &mut available, &mut decided);
+            candidate.left = free.scalars();
+            for d in decided.drain(..) {
+                let Some((framework_id, framework)) = frameworks.get_mut(d.framework as usize) else { continue };
+                offer(Grant {
+                    agent_id: candidate.id,
+                    agent: candidate.agent,
+                    framework: d.framework,
+                    framework_id,
+                    framework_record: framework,
+                    role: d.role,
+                    resources: d.resources,
+                });
+            }
         }
     }
-    for (c, free) in frees.iter().enumerate() {
-        if min.admits(free) {
-            round.stuck.push(u32::try_from(c).unwrap_or(u32::MAX));
+    for (c, candidate) in scan.candidates.iter().enumerate() {
+        if min.admits_scalars(&candidate.left) {
+            stuck.push(u32::try_from(c).unwrap_or(u32::MAX));
         }
     }
-    round
+    stuck
 }
 
 /// Offers one agent's free resources to the roles in order, continuing after each grant
@@ -597,11 +645,10 @@ pub(crate) fn allocate(
 fn allocate_agent(
     sorter: &mut Sorter,
     pass: Pass,
-    candidate: u32,
     agent: &AgentRecord,
     free: &mut Resources,
     available: &mut Scalars,
-    grants: &mut Vec<Grant>,
+    grants: &mut Vec<Decision>,
 ) {
     let min = sorter.min;
     let mut after: Option<(PathKey, u32)> = None;
@@ -651,7 +698,7 @@ fn allocate_agent(
         let granted = resources.scalars();
         *available = available.saturating_sub(&granted);
         sorter.charge(c, &granted);
-        grants.push(Grant { candidate, framework, role, resources });
+        grants.push(Decision { framework, role, resources });
         if !min.admits(free) {
             return;
         }
@@ -679,7 +726,16 @@ mod tests {
         for step in 0..4_000 {
             let entry = (key(rng.random_range(0..20), rng.random_range(0..4)), rng.random_range(0..60));
             // Grow past the switch to a B-tree in the first half, shrink in the second.
-            if rng.random_bool(if step < 2_000 { 0.7 } else { 0.3 }) {
+            let grow = if step < 2_000 { 0.6 } else { 0.25 };
+            if rng.random_bool(0.15) && !reference.contains(&entry) {
+                // A move from an entry that is there to one that is not.
+                let from = reference.iter().nth(rng.random_range(0..reference.len().max(1))).copied();
+                if let Some(from) = from {
+                    order.update(Some(from), Some(entry));
+                    reference.remove(&from);
+                    reference.insert(entry);
+                }
+            } else if rng.random_bool(grow) {
                 order.insert(entry);
                 reference.insert(entry);
             } else {

@@ -303,12 +303,6 @@ impl Master {
         }
         let mut frameworks: Vec<(&FrameworkId, &mut FrameworkRecord)> = self.frameworks.iter_mut().collect();
         let input = RoundInput { policy: &self.policy, min };
-        let round = allocator::allocate(&mut self.rng, &mut scan, &frameworks, input);
-        for &c in &round.stuck {
-            if let Some((_, agent)) = scan.candidates.get_mut(c as usize) {
-                agent.stuck_epoch = Some(epoch);
-            }
-        }
         let mut sink = OfferSink {
             offers: &mut self.offers,
             deadlines: &mut self.offer_deadlines,
@@ -318,23 +312,29 @@ impl Master {
         };
         // One OFFERS event per framework, in framework order, each with its offers in the
         // order they were granted.
-        let mut counts = vec![0usize; frameworks.len()];
-        for grant in &round.grants {
-            if let Some(count) = counts.get_mut(grant.framework as usize) {
-                *count += 1;
-            }
-        }
-        let mut batches: Vec<Vec<Offer>> = counts.into_iter().map(Vec::with_capacity).collect();
-        for grant in round.grants {
-            let (Some((agent_id, agent)), Some((framework_id, framework)), Some(batch)) = (
-                scan.candidates.get_mut(grant.candidate as usize),
-                frameworks.get_mut(grant.framework as usize),
-                batches.get_mut(grant.framework as usize),
-            ) else {
-                continue;
-            };
-            if let Some(offer) = sink.create(agent_id, agent, framework_id, framework, grant.role, grant.resources) {
+        let mut batches: Vec<Vec<Offer>> = Vec::new();
+        batches.resize_with(frameworks.len(), Vec::new);
+        let expected = scan.candidates.len() / frameworks.len().max(1) + 1;
+        let stuck = allocator::allocate(&mut self.rng, &mut scan, &mut frameworks, input, |grant| {
+            let framework = grant.framework as usize;
+            let offer = sink.create(
+                grant.agent_id,
+                grant.agent,
+                grant.framework_id,
+                grant.framework_record,
+                grant.role,
+                grant.resources,
+            );
+            if let (Some(offer), Some(batch)) = (offer, batches.get_mut(framework)) {
+                if batch.capacity() == 0 {
+                    batch.reserve(expected);
+                }
                 batch.push(offer);
+            }
+        });
+        for c in stuck {
+            if let Some(candidate) = scan.candidates.get_mut(c as usize) {
+                candidate.agent.stuck_epoch = Some(epoch);
             }
         }
         for ((framework_id, _), offers) in frameworks.iter().zip(batches) {
