@@ -66,6 +66,11 @@ pub struct Args {
     /// re-subscribed, and checks that no task ended. Needs `--masters` 2 or more.
     #[arg(long, requires = "masters")]
     pub failover: bool,
+    /// Tasks run until the end of the run instead of finishing: the run ends once all of
+    /// `--tasks` run, to see what a master holding that many tasks needs (with
+    /// `--masters 1`, `master_rss_mib` is the master process alone).
+    #[arg(long)]
+    pub hold: bool,
     /// Emulated agents.
     #[arg(long, default_value_t = 1000)]
     pub agents: usize,
@@ -193,7 +198,11 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         args.agents,
         args.frameworks,
         args.tasks,
-        if args.failover { " (held running for a leader failover)" } else { "" },
+        match (args.failover, args.hold) {
+            (true, _) => " (held running for a leader failover)",
+            (false, true) => " (held running)",
+            (false, false) => "",
+        },
     );
     let agent_slots = args.agents.div_ceil(args.agents_per_connection);
     let masters = Arc::new(Masters::new(addresses, agent_slots + args.frameworks)?);
@@ -203,7 +212,8 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
 
     // Agents, over a small pool of connections.
     let agent_counters = Arc::new(AgentCounters::default());
-    let durations = (!args.failover).then(|| Durations::new(args.task_duration_ms_mean));
+    let hold = args.hold || args.failover;
+    let durations = (!hold).then(|| Durations::new(args.task_duration_ms_mean));
     let mut chaos_senders = Vec::with_capacity(args.agents);
     let mut agent_tasks = Vec::with_capacity(args.agents);
     for index in 0..args.agents {
@@ -228,19 +238,19 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let per_framework = args.tasks / args.frameworks as u64;
     let remainder = args.tasks % args.frameworks as u64;
     // Held tasks never end, so every one of them is in flight at once.
-    let max_in_flight = if args.failover { args.tasks } else { args.max_in_flight };
+    let max_in_flight = if hold { args.tasks } else { args.max_in_flight };
     let run_started = Instant::now();
     for index in 0..args.frameworks {
         let quota = per_framework + u64::from((index as u64) < remainder);
         let max_in_flight = (max_in_flight / args.frameworks as u64).max(1);
         let spec =
-            FrameworkSpec { index, quota, max_in_flight, shape, seed, slot: agent_slots + index, hold: args.failover };
+            FrameworkSpec { index, quota, max_in_flight, shape, seed, slot: agent_slots + index, hold };
         let framework = Framework::new(spec, framework_counters.clone());
         framework_tasks.push(tokio::spawn(framework.run(masters.clone(), stop_rx.clone())));
     }
 
     // Chaos, progress, and the end of the run.
-    let goal = if args.failover { Goal::AllRunning } else { Goal::AllFinished };
+    let goal = if hold { Goal::AllRunning } else { Goal::AllFinished };
     let counters = Counters { agents: &agent_counters, frameworks: &framework_counters };
     let chaos_events = run_until(&args, goal, seed, counters, &chaos_senders, run_started, deadline).await;
     let run_s = run_started.elapsed().as_secs_f64();
@@ -378,11 +388,11 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     }
     println!("{line}");
     if limit_hit {
-        let what = if args.failover { "running" } else { "finished" };
+        let what = if goal == Goal::AllRunning { "running" } else { "finished" };
         eprintln!(
             "agora bench: --duration-limit {} s reached with {} of {} tasks {what}",
             args.duration_limit,
-            if args.failover { running } else { finished },
+            if goal == Goal::AllRunning { running } else { finished },
             args.tasks
         );
     }
