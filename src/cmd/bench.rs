@@ -206,6 +206,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     );
     let agent_slots = args.agents.div_ceil(args.agents_per_connection);
     let masters = Arc::new(Masters::new(addresses, agent_slots + args.frameworks)?);
+    let etcd_watch = spawned.as_ref().and_then(|s| s.etcd_address.clone()).map(|etcd| tokio::spawn(masters.clone().follow_etcd(etcd)));
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration_limit);
@@ -302,6 +303,9 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(task) = master_task {
         let _ = tokio::time::timeout(STOP_GRACE, task).await;
+    }
+    if let Some(task) = etcd_watch {
+        task.abort();
     }
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

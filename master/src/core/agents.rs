@@ -57,6 +57,9 @@ impl Master {
                 id
             }
         };
+        // A known agent coming back as it was changes nothing durable: no registry write,
+        // which after a failover saves one per agent.
+        let durable_unchanged = self.agents.get(&agent_id).is_some_and(|a| a.reachable && a.info == info);
         if self.agents.contains_key(&agent_id) {
             // Its resources may have changed: offers made from the old view are void.
             self.rescind_agent_offers(&agent_id);
@@ -74,7 +77,9 @@ impl Master {
             }
             self.agents.insert(agent_id.clone(), AgentRecord::new(info, conn, now_ms));
         }
-        self.persist_agent(&agent_id);
+        if !durable_unchanged {
+            self.persist_agent(&agent_id);
+        }
         self.apply_reservations(&agent_id);
         self.outbox.push(Output::AgentRegistered { conn, agent_id: agent_id.clone() });
         self.merge_reported_tasks(now_ms, &agent_id, reported);

@@ -1109,6 +1109,23 @@ fn a_recovered_master_does_not_call_tasks_gone_before_their_agent_re_registers()
     assert_eq!(updates(&m.visible_outputs()), vec![(TaskId::new("t1"), TaskState::TaskGone, r)]);
 }
 
+#[test]
+fn an_agent_re_registering_as_it_was_is_not_written_again() {
+    let mut m = master();
+    m.register_agent(0, ConnId(1), agent_info("h1", "cpus:4;mem:1024"), None, vec![]);
+    let agent = m.snapshot().agents[0].id.clone();
+    assert_eq!(persisted(&m.drain_outputs()).len(), 1);
+    m.register_agent(1, ConnId(2), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![]);
+    assert!(persisted(&m.drain_outputs()).is_empty(), "nothing durable changed");
+    m.register_agent(2, ConnId(3), agent_info("h1", "cpus:8;mem:1024"), Some(agent.clone()), vec![]);
+    assert_eq!(persisted(&m.drain_outputs()).len(), 1, "its resources changed");
+    // Back from unreachable: that is durable.
+    m.tick(2 + config().agent_timeout_ms + 1);
+    m.drain_outputs();
+    m.register_agent(3 + config().agent_timeout_ms, ConnId(4), agent_info("h1", "cpus:8;mem:1024"), Some(agent), vec![]);
+    assert_eq!(persisted(&m.drain_outputs()).len(), 1, "reachable again");
+}
+
 // ----- partitions -----
 
 #[test]

@@ -153,6 +153,7 @@ impl Agent {
     ) {
         let mut backoff = RECONNECT_FIRST;
         let mut failures = 0usize;
+        let mut elections = masters.elections();
         loop {
             if *stop.borrow() {
                 return;
@@ -176,8 +177,9 @@ impl Agent {
                     if failures.is_multiple_of(masters.addresses().len()) {
                         backoff = (backoff * 2).min(RECONNECT_MAX);
                     }
+                    let jitter = RECONNECT_FIRST.mul_f64(self.rng.random_range(0.0..1.0));
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => continue,
+                        () = masters.pause(wait, &mut elections, jitter) => continue,
                         _ = agora_master::runtime::stopped(&mut stop) => return,
                     }
                 }

@@ -189,6 +189,7 @@ impl Framework {
         let (completions_tx, mut completions) = mpsc::channel(COMPLETIONS_LEN);
         let mut backoff = RESUBSCRIBE_FIRST;
         let mut counted_done = false;
+        let mut elections = masters.elections();
         'subscriptions: loop {
             let info = pb::FrameworkInfo {
                 user: "bench".to_owned(),
@@ -213,7 +214,7 @@ impl Framework {
                         continue;
                     }
                     tracing::debug!(framework = self.spec.index, %status, "subscription failed; retrying");
-                    tokio::time::sleep(backoff).await;
+                    masters.pause(backoff, &mut elections, RESUBSCRIBE_FIRST).await;
                     backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
                     continue;
                 }

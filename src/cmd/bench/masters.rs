@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
@@ -26,6 +27,9 @@ const READY_WITHIN: Duration = Duration::from_secs(60);
 pub struct Masters {
     addresses: Vec<String>,
     leader: AtomicUsize,
+    /// Bumped whenever etcd names a new leader: emulators waiting to reconnect try again
+    /// at once, as agents started with `--etcd` do.
+    elected: watch::Sender<u64>,
     /// One lazily connected channel per master and slot: emulators sharing a slot share an
     /// HTTP/2 connection.
     channels: Vec<Vec<Channel>>,
@@ -44,7 +48,48 @@ impl Masters {
                 .connect_timeout(Duration::from_secs(10));
             channels.push((0..slots.max(1)).map(|_| endpoint.connect_lazy()).collect());
         }
-        Ok(Masters { addresses, leader: AtomicUsize::new(0), channels })
+        Ok(Masters { addresses, leader: AtomicUsize::new(0), elected: watch::Sender::new(0), channels })
+    }
+
+    /// Changes whenever etcd names a new leader.
+    pub fn elections(&self) -> watch::Receiver<u64> {
+        self.elected.subscribe()
+    }
+
+    /// Waits `pause`, or less when a new leader is elected meanwhile (then a short
+    /// jittered moment, so that every emulator does not dial in the same instant).
+    pub async fn pause(&self, pause: Duration, elections: &mut watch::Receiver<u64>, jitter: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            Ok(()) = elections.changed() => tokio::time::sleep(jitter.min(pause)).await,
+        }
+    }
+
+    /// Follows the leader key in etcd (one watch for every emulator, where each real agent
+    /// started with `--etcd` holds its own) until the process ends.
+    pub async fn follow_etcd(self: std::sync::Arc<Self>, etcd: String) {
+        let client = match agora_proto::etcd_client::Etcd::connect(&[etcd]) {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(%error, "cannot follow the leader in etcd");
+                return;
+            }
+        };
+        loop {
+            let Ok((leader, revision)) = client.leader().await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            if let Some(index) = leader.and_then(|l| self.addresses.iter().position(|a| *a == l)) {
+                if self.leader.swap(index, Ordering::Relaxed) != index {
+                    self.elected.send_modify(|n| *n += 1);
+                }
+            }
+            let key = agora_proto::etcd_client::LEADER_KEY.as_bytes();
+            if client.wait_for_change(key, revision, Duration::from_secs(10)).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 
     pub fn addresses(&self) -> &[String] {
@@ -117,6 +162,8 @@ pub async fn serving_leader(addresses: &[String], skip: Option<usize>) -> Option
 pub struct Spawned {
     dir: tempfile::TempDir,
     etcd: Option<Child>,
+    /// `host:port` of the etcd the masters elect their leader in, when there are several.
+    pub etcd_address: Option<String>,
     masters: Vec<Option<Child>>,
     pub addresses: Vec<String>,
 }
@@ -139,8 +186,9 @@ impl Spawned {
         let dir =
             tempfile::Builder::new().prefix("agora-bench-").tempdir().context("cannot create a temporary directory")?;
         let exe = std::env::current_exe().context("cannot find this program's own binary")?;
-        let mut spawned = Spawned { dir, etcd: None, masters: Vec::new(), addresses: Vec::new() };
+        let mut spawned = Spawned { dir, etcd: None, etcd_address: None, masters: Vec::new(), addresses: Vec::new() };
         let etcd_url = if spec.count > 1 { Some(spawned.start_etcd(spec.etcd_binary).await?) } else { None };
+        spawned.etcd_address.clone_from(&etcd_url);
         for index in 0..spec.count {
             let port = free_port()?;
             let address = format!("127.0.0.1:{port}");
