@@ -97,3 +97,45 @@ fn bad_flags_are_refused_with_the_flag_named() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--agents"), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[test]
+fn a_leader_failover_loses_no_task_and_is_timed() {
+    // Three master processes electing their leader in an etcd the bench starts itself.
+    let (output, json) = bench(&[
+        "--masters", "3", "--failover", "--etcd-lease-ttl", "2s", "--agents", "40", "--frameworks", "2", "--tasks",
+        "400", "--seed", "3", "--duration-limit", "50",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit status {:?}, {json}\n{stderr}", output.status);
+    assert_eq!(json["masters"], 3, "{json}");
+    assert_eq!(json["lost_tasks"], 0, "{json}");
+    assert_eq!(json["relaunches"], 0, "no task ended: {json}");
+    assert_eq!(json["tasks_running"], 400, "{json}");
+    assert_eq!(json["tasks_running_after_failover"], 400, "the new leader knows every task: {json}");
+    let leader = number(&json, "failover_leader_ms");
+    let agents = number(&json, "failover_agents_ms");
+    assert!(leader > 0.0 && agents > 0.0 && number(&json, "failover_frameworks_ms") > 0.0, "{json}");
+    assert!(number(&json, "failover_tasks_known_ms") >= agents, "{json}");
+    assert!(stderr.contains("SIGKILLing the leading master"), "{stderr}");
+}
+
+#[test]
+fn a_held_run_on_a_master_process_reports_that_process_memory() {
+    let (output, json) = bench(&["--masters", "1", "--hold", "--agents", "20", "--frameworks", "2", "--tasks", "200", "--seed", "5"]);
+    assert!(output.status.success(), "exit status {:?}, {json}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    assert_eq!(json["tasks_running"], 200, "{json}");
+    assert_eq!(json["tasks_finished"], 0, "held tasks never finish: {json}");
+    assert_eq!(json["lost_tasks"], 0, "{json}");
+    assert_eq!(json["master_rss_note"], "the leading master process, alone", "{json}");
+    assert!(number(&json, "master_rss_mib") > 1.0, "{json}");
+}
+
+#[test]
+fn a_failover_needs_several_masters() {
+    let output = Command::new(AGORA).args(["bench", "--failover", "--masters", "1"]).output().expect("run agora bench");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--failover needs --masters 2 or more"), "{stderr}");
+    let output = Command::new(AGORA).args(["bench", "--master", "127.0.0.1:1", "--masters", "2"]).output().expect("run");
+    assert!(!output.status.success(), "--master and --masters conflict");
+}

@@ -120,8 +120,9 @@ impl Args {
         if self.failover && self.masters < 2 {
             anyhow::bail!("--failover needs --masters 2 or more: a leader and a follower to take over");
         }
-        if self.etcd_lease_ttl < Duration::from_secs(1) || self.etcd_lease_ttl > Duration::from_secs(600) {
-            anyhow::bail!("--etcd-lease-ttl must be between 1 s and 10 min");
+        let ttl = self.etcd_lease_ttl;
+        if ttl < Duration::from_secs(2) || ttl > Duration::from_secs(60) || ttl.subsec_nanos() != 0 {
+            anyhow::bail!("--etcd-lease-ttl must be between 2s and 60s (whole seconds), as the master takes");
         }
         if self.agents == 0 || self.agents > MAX_AGENTS {
             anyhow::bail!("--agents must be between 1 and {MAX_AGENTS}");

@@ -132,7 +132,7 @@ impl Master {
                     let message = ToAgent::KillTask { framework_id, task_id, grace_period_ms: None };
                     self.outbox.push(Output::ToAgent { agent_id: agent_id.clone(), message });
                 }
-                None if report.state.is_terminal() => {}
+                None if report.state.is_terminal() => self.remember_ended_task(now_ms, agent_id, framework_id, report),
                 None => self.adopt_task(now_ms, agent_id, framework_id, report),
             }
         }
@@ -179,8 +179,43 @@ impl Master {
 
     /// Accounts a task the master did not know (it ran under a previous master). Its
     /// framework gets a placeholder record until it re-subscribes.
-    fn adopt_task(&mut self, now_ms: u64, agent_id: &AgentId, framework_id: FrameworkId, report: ReportedTask) {
-        if !self.frameworks.contains_key(&framework_id) {
+    /// A task the agent reports ended that this master never knew (it ended while the
+    /// master failed over): kept among the framework's completed tasks, so that
+    /// reconciliation answers its real end, not TASK_GONE, while the agent's own update
+    /// of it is still on its way.
+    fn remember_ended_task(
+        &mut self,
+        now_ms: u64,
+        agent_id: &AgentId,
+        framework_id: FrameworkId,
+        report: ReportedTask,
+    ) {
+        self.ensure_framework(now_ms, &framework_id);
+        let keep = self.config.max_completed_tasks_per_framework;
+        let Some(framework) = self.frameworks.get_mut(&framework_id) else { return };
+        if keep == 0 || framework.completed_tasks.iter().any(|t| t.info.task_id == report.task.task_id) {
+            return;
+        }
+        let mut info = report.task;
+        info.agent_id = agent_id.clone();
+        let status = TaskStatus::from_master(
+            info.task_id.clone(),
+            Some(agent_id.clone()),
+            report.state,
+            TaskStatusReason::Reconciliation,
+            "reported ended by the agent on re-registration",
+            now_ms,
+        );
+        if framework.completed_tasks.len() >= keep {
+            framework.completed_tasks.pop_front();
+        }
+        framework.completed_tasks.push_back(TaskRecord::new(info, status).view(&framework_id));
+    }
+
+    /// A framework known only from its agents' tasks gets an inactive placeholder until it
+    /// re-subscribes.
+    fn ensure_framework(&mut self, now_ms: u64, framework_id: &FrameworkId) {
+        if !self.frameworks.contains_key(framework_id) {
             let prefix = format!("{}-", self.config.master_id);
             if let Some(n) = sequence_of(framework_id.as_str(), &prefix) {
                 self.next_framework = self.next_framework.max(n.saturating_add(1));
@@ -196,6 +231,10 @@ impl Master {
             };
             self.frameworks.insert(framework_id.clone(), FrameworkRecord::new(info, now_ms));
         }
+    }
+
+    fn adopt_task(&mut self, now_ms: u64, agent_id: &AgentId, framework_id: FrameworkId, report: ReportedTask) {
+        self.ensure_framework(now_ms, &framework_id);
         let Some(agent) = self.agents.get_mut(agent_id) else { return };
         let Some(framework) = self.frameworks.get_mut(&framework_id) else { return };
         let mut info = report.task;

@@ -242,7 +242,10 @@ fn a_subscribed_framework_is_offered_the_whole_free_agent() {
         agent_url: "http://h1:5051".to_owned(),
         allocation_role: Role::unreserved(),
     };
-    assert_eq!(m.visible_outputs(), vec![Output::ToFramework { framework_id: fw, event: Event::Offers(vec![expected]) }]);
+    assert_eq!(
+        m.visible_outputs(),
+        vec![Output::ToFramework { framework_id: fw, event: Event::Offers(vec![expected]) }]
+    );
     // Nothing is free any more: a second round offers nothing.
     assert!(allocate(&mut m, 0).is_empty());
 }
@@ -1051,7 +1054,9 @@ fn registrations_subscriptions_and_removals_are_persisted_before_they_are_acknow
     let info = framework_info("fw");
     let (fw, stream) = m.subscribe(0, info).expect("subscribe");
     let out = m.drain_outputs();
-    assert!(matches!(persisted(&out).as_slice(), [super::RegistryOp::PutFramework { framework_id, .. }] if *framework_id == fw));
+    assert!(
+        matches!(persisted(&out).as_slice(), [super::RegistryOp::PutFramework { framework_id, .. }] if *framework_id == fw)
+    );
 
     m.call(0, &fw, &stream, Call::Teardown).expect("teardown");
     let out = m.drain_outputs();
@@ -1076,9 +1081,9 @@ fn a_recovered_master_waits_for_its_agents_and_frameworks_then_times_them_out() 
     assert_eq!(snapshot.frameworks.iter().map(|f| (&f.id, f.active)).collect::<Vec<_>>(), vec![(&fw, false)]);
     // The agent does not come back in time: it is unreachable, and that is persisted.
     m.tick(1_000 + config().agent_timeout_ms + 1);
-    let unreachable = persisted(&m.drain_outputs())
-        .into_iter()
-        .any(|op| matches!(op, super::RegistryOp::PutAgent { agent_id, agent: a } if agent_id == agent && !a.reachable));
+    let unreachable = persisted(&m.drain_outputs()).into_iter().any(
+        |op| matches!(op, super::RegistryOp::PutAgent { agent_id, agent: a } if agent_id == agent && !a.reachable),
+    );
     assert!(unreachable);
 }
 
@@ -1094,7 +1099,8 @@ fn a_recovered_master_does_not_call_tasks_gone_before_their_agent_re_registers()
     let agent = old.snapshot().agents[0].id.clone();
     let mut m = master();
     m.recover(1_000, registry);
-    let stream = m.subscribe(1_001, FrameworkInfo { id: Some(fw.clone()), ..framework_info("fw") }).expect("subscribe").1;
+    let stream =
+        m.subscribe(1_001, FrameworkInfo { id: Some(fw.clone()), ..framework_info("fw") }).expect("subscribe").1;
     m.visible_outputs();
     let call = Call::Reconcile { tasks: vec![(TaskId::new("t1"), Some(agent.clone()))] };
     m.call(1_002, &fw, &stream, call.clone()).expect("reconcile");
@@ -1122,8 +1128,43 @@ fn an_agent_re_registering_as_it_was_is_not_written_again() {
     // Back from unreachable: that is durable.
     m.tick(2 + config().agent_timeout_ms + 1);
     m.drain_outputs();
-    m.register_agent(3 + config().agent_timeout_ms, ConnId(4), agent_info("h1", "cpus:8;mem:1024"), Some(agent), vec![]);
+    m.register_agent(
+        3 + config().agent_timeout_ms,
+        ConnId(4),
+        agent_info("h1", "cpus:8;mem:1024"),
+        Some(agent),
+        vec![],
+    );
     assert_eq!(persisted(&m.drain_outputs()).len(), 1, "reachable again");
+}
+
+#[test]
+fn a_task_that_ended_during_a_failover_is_answered_with_its_end_not_gone() {
+    let mut old = master();
+    old.register_agent(0, ConnId(1), agent_info("h1", "cpus:4;mem:1024"), None, vec![]);
+    let (fw, _) = old.subscribe(0, framework_info("fw")).expect("subscribe");
+    let mut registry = super::Registry::default();
+    for op in persisted(&old.drain_outputs()) {
+        registry.apply(op);
+    }
+    let agent = old.snapshot().agents[0].id.clone();
+    let mut m = master();
+    m.recover(1_000, registry);
+    let ended = ReportedTask {
+        framework_id: fw.clone(),
+        task: task("t1", &agent, "cpus:1;mem:128"),
+        state: TaskState::TaskFinished,
+    };
+    m.register_agent(1_001, ConnId(7), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![ended]);
+    let stream =
+        m.subscribe(1_002, FrameworkInfo { id: Some(fw.clone()), ..framework_info("fw") }).expect("subscribe").1;
+    m.visible_outputs();
+    m.call(1_003, &fw, &stream, Call::Reconcile { tasks: vec![(TaskId::new("t1"), Some(agent.clone()))] })
+        .expect("reconcile");
+    let r = TaskStatusReason::Reconciliation;
+    assert_eq!(updates(&m.visible_outputs()), vec![(TaskId::new("t1"), TaskState::TaskFinished, r)]);
+    // It holds nothing on the agent.
+    assert_eq!(m.snapshot().agents[0].used, Resources::new());
 }
 
 // ----- partitions -----

@@ -181,19 +181,27 @@ pub struct SpawnSpec<'a> {
 
 impl Spawned {
     /// Starts `count` masters of this binary on loopback ports; several elect their leader
-    /// in an etcd started here too. Returns once one leads and serves.
+    /// in an etcd started here too. Returns once one leads and serves; on failure the
+    /// error says where the logs are kept.
     pub async fn start(spec: SpawnSpec<'_>) -> anyhow::Result<Spawned> {
         let dir =
             tempfile::Builder::new().prefix("agora-bench-").tempdir().context("cannot create a temporary directory")?;
-        let exe = std::env::current_exe().context("cannot find this program's own binary")?;
         let mut spawned = Spawned { dir, etcd: None, etcd_address: None, masters: Vec::new(), addresses: Vec::new() };
-        let etcd_url = if spec.count > 1 { Some(spawned.start_etcd(spec.etcd_binary).await?) } else { None };
-        spawned.etcd_address.clone_from(&etcd_url);
+        match spawned.start_all(spec).await {
+            Ok(()) => Ok(spawned),
+            Err(error) => Err(error.context(format!("logs kept in {}", spawned.keep_logs().display()))),
+        }
+    }
+
+    async fn start_all(&mut self, spec: SpawnSpec<'_>) -> anyhow::Result<()> {
+        let exe = std::env::current_exe().context("cannot find this program's own binary")?;
+        let etcd_url = if spec.count > 1 { Some(self.start_etcd(spec.etcd_binary).await?) } else { None };
+        self.etcd_address.clone_from(&etcd_url);
         for index in 0..spec.count {
             let port = free_port()?;
             let address = format!("127.0.0.1:{port}");
-            let work_dir = spawned.dir.path().join(format!("master-{index}"));
-            let log = log_file(spawned.dir.path(), &format!("master-{index}.log"))?;
+            let work_dir = self.dir.path().join(format!("master-{index}"));
+            let log = log_file(self.dir.path(), &format!("master-{index}.log"))?;
             let mut command = Command::new(&exe);
             command
                 .arg("master")
@@ -202,9 +210,8 @@ impl Spawned {
                 .arg(&work_dir)
                 .args(["--seed", &spec.seed.wrapping_add(index as u64).to_string()]);
             if let Some(url) = &etcd_url {
-                command
-                    .args(["--etcd", url])
-                    .args(["--etcd-lease-ttl", &humantime::format_duration(spec.lease_ttl).to_string()]);
+                let ttl = humantime::format_duration(spec.lease_ttl).to_string();
+                command.args(["--etcd", url]).args(["--etcd-lease-ttl", &ttl]);
             }
             let child = command
                 .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()))
@@ -213,20 +220,16 @@ impl Spawned {
                 .stderr(log)
                 .spawn()
                 .context("cannot start `agora master`")?;
-            spawned.masters.push(Some(child));
-            spawned.addresses.push(address);
+            self.masters.push(Some(child));
+            self.addresses.push(address);
         }
         let until = Instant::now() + READY_WITHIN;
-        while serving_leader(&spawned.addresses, None).await.is_none() {
-            spawned.check_alive()?;
-            anyhow::ensure!(
-                Instant::now() < until,
-                "no master served within {READY_WITHIN:?}; logs in {}",
-                spawned.dir_shown()
-            );
+        while serving_leader(&self.addresses, None).await.is_none() {
+            self.check_alive()?;
+            anyhow::ensure!(Instant::now() < until, "no master served within {READY_WITHIN:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(spawned)
+        Ok(())
     }
 
     async fn start_etcd(&mut self, binary: &str) -> anyhow::Result<String> {
@@ -256,11 +259,11 @@ impl Spawned {
             {
                 return Ok(address);
             }
-            anyhow::ensure!(Instant::now() < until, "etcd did not become healthy; its log is in {}", self.dir_shown());
+            anyhow::ensure!(Instant::now() < until, "etcd did not become healthy");
             if let Some(etcd) = &mut self.etcd
                 && let Ok(Some(status)) = etcd.try_wait()
             {
-                anyhow::bail!("etcd exited ({status}); its log is in {}", self.dir_shown());
+                anyhow::bail!("etcd exited ({status})");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -271,14 +274,10 @@ impl Spawned {
             if let Some(child) = master
                 && let Ok(Some(status)) = child.try_wait()
             {
-                anyhow::bail!("master {index} exited ({status}); its log is in {}", self.dir.path().display());
+                anyhow::bail!("master {index} exited ({status})");
             }
         }
         Ok(())
-    }
-
-    fn dir_shown(&self) -> String {
-        self.dir.path().display().to_string()
     }
 
     pub fn pid(&self, index: usize) -> Option<u32> {
