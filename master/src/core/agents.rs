@@ -305,7 +305,8 @@ impl Master {
 
     /// A status update from an agent. The task moves if the move is allowed; the update
     /// is forwarded to a connected framework either way, so that the framework's
-    /// acknowledgement stops the agent's retries.
+    /// acknowledgement stops the agent's retries. An update of a removed framework is
+    /// answered with SHUTDOWN of that framework, which stops them instead.
     pub fn status_update(
         &mut self,
         now_ms: u64,
@@ -319,10 +320,21 @@ impl Master {
         }
         let Some(agent) = self.agents.get_mut(agent_id) else { return };
         agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
+        let agent_active = agent.is_active();
         if status.agent_id.is_none() {
             status.agent_id = Some(agent_id.clone());
         }
-        let Some(framework) = self.frameworks.get(framework_id) else { return };
+        let Some(framework) = self.frameworks.get(framework_id) else {
+            if agent_active && self.is_removed_framework(framework_id) {
+                // No one will acknowledge it, and the agent resends it until someone does:
+                // the framework tore down before acknowledging its last update, or was
+                // removed while the agent held only ended tasks of it (which the removal's
+                // SHUTDOWN does not reach). The agent drops the framework's updates and tasks.
+                let message = ToAgent::ShutdownFramework { framework_id: framework_id.clone() };
+                self.outbox.push(Output::ToAgent { agent_id: agent_id.clone(), message });
+            }
+            return;
+        };
         let on_this_agent = framework.tasks.get(&status.task_id).is_some_and(|t| &t.info.agent_id == agent_id);
         let active = framework.is_active();
         if on_this_agent {

@@ -896,6 +896,33 @@ fn updates_for_a_disconnected_framework_are_not_sent_but_still_applied() {
     assert_eq!(task_state(&m, &fw, "t1"), None);
 }
 
+#[test]
+fn an_update_of_a_removed_framework_is_answered_with_its_shutdown() {
+    let mut m = master();
+    let (agent, fw, stream) = running_task(&mut m);
+    // The task finishes; the framework tears down in the callback of TASK_FINISHED without
+    // acknowledging it, and no live task is left for the removal's SHUTDOWN to reach.
+    m.status_update(10, &agent, &fw, agent_status("t1", &agent, TaskState::TaskFinished, 10));
+    assert_eq!(
+        updates(&m.visible_outputs()),
+        vec![(TaskId::new("t1"), TaskState::TaskFinished, TaskStatusReason::Unspecified)]
+    );
+    m.call(11, &fw, &stream, Call::Teardown).expect("teardown");
+    assert_eq!(m.visible_outputs(), vec![Output::CloseFramework { framework_id: fw.clone() }]);
+
+    // The agent resends the unacknowledged update: it is told to drop the framework.
+    m.status_update(12, &agent, &fw, agent_status("t1", &agent, TaskState::TaskFinished, 10));
+    assert_eq!(
+        m.visible_outputs(),
+        vec![Output::ToAgent { agent_id: agent.clone(), message: ToAgent::ShutdownFramework { framework_id: fw } }]
+    );
+    // An update of a framework the master never heard of gets no answer: nothing says it
+    // is gone for good.
+    m.status_update(13, &agent, &FrameworkId::new("stranger"), agent_status("x", &agent, TaskState::TaskRunning, 13));
+    assert!(m.visible_outputs().is_empty());
+    assert_eq!(m.check_invariants(), Ok(()));
+}
+
 // ----- reconciliation -----
 
 #[test]
