@@ -120,7 +120,10 @@ async fn a_task_that_ignores_sigterm_is_killed_with_sigkill_after_the_grace_peri
 #[tokio::test]
 async fn the_task_gets_its_ports_sandbox_task_id_and_host_in_its_environment() {
     let (mut master, mut agent) = cluster().await;
-    let mut task = shell_task("env", r#"echo "$PORT $PORT0 $PORT1 $PORTS $MESOS_TASK_ID $AGORA_TASK_ID $HOST $EXTRA"; pwd; echo "$MESOS_SANDBOX"; echo "$AGORA_SANDBOX""#);
+    let mut task = shell_task(
+        "env",
+        r#"echo "$PORT $PORT0 $PORT1 $PORTS $MESOS_TASK_ID $AGORA_TASK_ID $HOST $EXTRA"; pwd; echo "$MESOS_SANDBOX"; echo "$AGORA_SANDBOX""#,
+    );
     let mut resources = task.resources.take().unwrap();
     resources.pools[0].ports = vec![pb::Range { begin: 31_007, end: 31_007 }, pb::Range { begin: 31_002, end: 31_002 }];
     task.resources = Some(resources);
@@ -154,7 +157,8 @@ async fn a_missing_executable_fails_the_task_with_command_launch_failed() {
 async fn argv_commands_run_without_a_shell() {
     let (mut master, mut agent) = cluster().await;
     let mut task = shell_task("argv", "");
-    task.command = Some(pb::CommandInfo { argv: vec!["echo".into(), "$HOME".into(), "two words".into()], ..Default::default() });
+    task.command =
+        Some(pb::CommandInfo { argv: vec!["echo".into(), "$HOME".into(), "two words".into()], ..Default::default() });
     master.run_task(task);
     master.updates_until("argv", TaskState::TaskFinished).await;
     assert_eq!(std::fs::read_to_string(agent.sandbox("argv/stdout")).unwrap(), "$HOME two words\n");
@@ -170,7 +174,8 @@ async fn the_sandbox_can_be_browsed_read_and_downloaded_over_http_and_escapes_ar
     let get = |path: &str| reqwest::get(format!("{base}{path}"));
 
     assert_eq!(get("/health").await.unwrap().text().await.unwrap(), "ok");
-    let listing: serde_json::Value = get(&format!("/files/browse?path={FRAMEWORK}/files")).await.unwrap().json().await.unwrap();
+    let listing: serde_json::Value =
+        get(&format!("/files/browse?path={FRAMEWORK}/files")).await.unwrap().json().await.unwrap();
     let entries = listing.as_array().unwrap();
     let paths: Vec<&str> = entries.iter().map(|e| e["path"].as_str().unwrap()).collect();
     assert_eq!(paths, [format!("{FRAMEWORK}/files/stderr"), format!("{FRAMEWORK}/files/stdout")]);
@@ -182,9 +187,9 @@ async fn the_sandbox_can_be_browsed_read_and_downloaded_over_http_and_escapes_ar
     let read = |query: &str| {
         let url = format!("{base}/files/read?path={FRAMEWORK}/files/stdout{query}");
         async move {
-        let response = reqwest::get(url).await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.json::<serde_json::Value>().await.unwrap()
+            let response = reqwest::get(url).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.unwrap()
         }
     };
     assert_eq!(read("&offset=0").await, serde_json::json!({"data": "hello world", "offset": 0}));
@@ -323,7 +328,10 @@ async fn heartbeats_arrive_at_the_interval_the_master_asks_for() {
     let started = Instant::now();
     for _ in 0..3 {
         match master.next().await {
-            Seen::Message { message: pb::AgentMessage { message: Some(pb::agent_message::Message::Heartbeat(_)) }, .. } => {}
+            Seen::Message {
+                message: pb::AgentMessage { message: Some(pb::agent_message::Message::Heartbeat(_)) },
+                ..
+            } => {}
             other => panic!("expected a heartbeat, got {other:?}"),
         }
     }
@@ -363,22 +371,42 @@ async fn two_agents_cannot_share_a_work_dir() {
 }
 
 #[tokio::test]
-async fn shutting_down_a_framework_kills_all_its_tasks() {
+async fn shutting_down_a_framework_kills_its_tasks_and_drops_its_updates_and_its_ended_tasks() {
     let (mut master, mut agent) = cluster().await;
     master.run_task(shell_task("one", "sleep 1000"));
     master.updates_until("one", TaskState::TaskRunning).await;
     master.run_task(shell_task("two", "sleep 1000"));
     master.updates_until("two", TaskState::TaskRunning).await;
-
-    master.send(pb::master_message::Message::ShutdownFramework(pb::ShutdownFramework { framework_id: FRAMEWORK.into() }));
-    let mut killed = std::collections::BTreeSet::new();
-    while killed.len() < 2 {
-        let update = master.next_update().await;
-        master.ack(&update);
-        let status = update.status.unwrap();
-        assert_eq!(state_of(&status), TaskState::TaskKilled, "{status:?}");
-        killed.insert(status.task_id);
+    let pids = [pid_of(&agent, "one").await, pid_of(&agent, "two").await];
+    // A task whose last update its framework never acknowledged: `agora run` tears down in
+    // the callback of that update.
+    master.run_task(shell_task("done", "true"));
+    let mut last = master.next_update().await;
+    while state_of(last.status.as_ref().unwrap()) != TaskState::TaskFinished {
+        master.ack(&last);
+        last = master.next_update().await;
     }
-    assert_eq!(killed.into_iter().collect::<Vec<_>>(), ["one", "two"]);
+    assert_eq!(last.status.as_ref().unwrap().task_id, "done");
+
+    master
+        .send(pb::master_message::Message::ShutdownFramework(pb::ShutdownFramework { framework_id: FRAMEWORK.into() }));
+    for pid in pids {
+        eventually(&format!("process {pid} killed"), || process_gone(pid)).await;
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let state: serde_json::Value = reqwest::get(agent.url("/state")).await.unwrap().json().await.unwrap();
+        if state["tasks"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the framework's tasks are still held: {state}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let runs = std::fs::read_dir(agent.work_dir.path().join("meta/runs")).unwrap().count();
+    assert_eq!(runs, 0, "the tasks' records are deleted from the checkpoint");
+    // Neither a TASK_KILLED nor the unacknowledged TASK_FINISHED goes out again, even after
+    // the longest resend delay (1 s).
+    let heard = tokio::time::timeout(std::time::Duration::from_millis(2_000), master.next_update()).await;
+    assert!(heard.is_err(), "an update of the removed framework was sent: {heard:?}");
     agent.stop().await.unwrap();
 }

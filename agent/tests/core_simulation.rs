@@ -41,6 +41,9 @@ struct World {
     /// Per task, every distinct update sent, in the order first sent.
     sent: BTreeMap<Key, Vec<(UpdateId, TaskState)>>,
     acked: BTreeSet<UpdateId>,
+    /// Tasks whose framework was shut down since this core started: none of their updates
+    /// may be sent, and they may be forgotten without one being acknowledged.
+    shut_down: BTreeSet<Key>,
     next_task: u64,
     next_pid: u32,
     removed: usize,
@@ -74,6 +77,7 @@ impl World {
             running: BTreeMap::new(),
             sent: BTreeMap::new(),
             acked: BTreeSet::new(),
+            shut_down: BTreeSet::new(),
             next_task: 0,
             next_pid: 100,
             removed: 0,
@@ -119,6 +123,9 @@ impl World {
     fn restart(&mut self) {
         self.restarts += 1;
         self.connected = false;
+        // The new core does not know the shutdowns (the master repeats them when it hears
+        // from the tasks again): their streams start over.
+        self.shut_down.clear();
         self.launching.clear();
         let mut ended = BTreeMap::new();
         for (run, process) in std::mem::take(&mut self.running) {
@@ -187,8 +194,13 @@ impl World {
                     return;
                 };
                 assert!(self.connected, "seed {seed}: update sent while disconnected (after {after})");
+                let key = (framework_id, status.task_id.clone());
+                assert!(
+                    !self.shut_down.contains(&key),
+                    "seed {seed}: an update of a task whose framework was shut down (after {after})"
+                );
                 assert!(!self.acked.contains(&uuid), "seed {seed}: acknowledged update sent again (after {after})");
-                let history = self.sent.entry((framework_id, status.task_id.clone())).or_default();
+                let history = self.sent.entry(key).or_default();
                 match history.iter().position(|(u, _)| *u == uuid) {
                     Some(i) => {
                         assert_eq!(i, history.len() - 1, "seed {seed}: an older update resent after a newer one")
@@ -208,6 +220,8 @@ impl World {
             }
             Output::TaskRemoved { framework_id, task_id, .. } => {
                 self.removed += 1;
+                // A shut-down framework's streams were dropped, its updates unacknowledged.
+                self.shut_down.remove(&(framework_id.clone(), task_id.clone()));
                 if let Some(history) = self.sent.remove(&(framework_id, task_id)) {
                     let after_reset = after.starts_with("Reset");
                     let (last, state) = history.last().unwrap();
@@ -303,6 +317,17 @@ impl World {
             }
             750..760 if self.connected => {
                 let framework_id = FrameworkId::new(format!("f{}", self.rng.random_range(0..3)));
+                let keys: Vec<Key> = self
+                    .core
+                    .tasks()
+                    .filter(|t| t.framework_id == framework_id)
+                    .map(|t| (t.framework_id, t.info.task_id))
+                    .collect();
+                for key in keys {
+                    // Their streams end here: what was sent will never be acknowledged.
+                    self.sent.remove(&key);
+                    self.shut_down.insert(key);
+                }
                 self.step(Input::ShutdownFramework { framework_id });
             }
             763..770 => self.restart(),

@@ -22,11 +22,11 @@
 //! reports processes that ended while the agent was down.
 
 mod backoff;
+#[cfg(test)]
+mod fixtures;
 mod ids;
 #[cfg(test)]
 mod recovery_tests;
-#[cfg(test)]
-mod fixtures;
 #[cfg(test)]
 mod tests;
 
@@ -158,7 +158,9 @@ pub enum Input {
     /// The master asks the agent to kill a task; `None` means the task's own grace period,
     /// or the agent's default.
     KillTask { framework_id: FrameworkId, task_id: TaskId, grace_period_ms: Option<u64> },
-    /// The framework is gone: kill all its tasks.
+    /// The master removed the framework (TEARDOWN, failover timeout): its updates are
+    /// dropped, since no one will acknowledge them, its ended tasks forgotten, and its live
+    /// tasks killed and forgotten as their processes end, without an update.
     ShutdownFramework { framework_id: FrameworkId },
     /// The agent drains before it stops: kill every task, and from now on answer a new task
     /// with TASK_DROPPED instead of running it.
@@ -246,6 +248,10 @@ struct Task {
     /// Set while the front update has been sent: when to resend it.
     resend: Option<Backoff>,
     sandbox: Option<String>,
+    /// The master removed the task's framework: no update of the task is queued or sent
+    /// any more, and the task is forgotten once its process has ended. Not checkpointed: a
+    /// restarted agent reports the task, and the master shuts the framework down again.
+    framework_removed: bool,
 }
 
 impl Task {
@@ -396,12 +402,7 @@ impl Core {
             Input::KillTask { framework_id, task_id, grace_period_ms } => {
                 self.kill_task(now_ms, (framework_id, task_id), grace_period_ms, &mut out)
             }
-            Input::ShutdownFramework { framework_id } => {
-                let keys: Vec<TaskKey> = self.tasks.keys().filter(|(f, _)| *f == framework_id).cloned().collect();
-                for key in keys {
-                    self.kill_task(now_ms, key, None, &mut out);
-                }
-            }
+            Input::ShutdownFramework { framework_id } => self.shutdown_framework(now_ms, &framework_id, &mut out),
             Input::KillAll => {
                 self.draining = true;
                 let keys: Vec<TaskKey> = self.tasks.keys().cloned().collect();
@@ -485,11 +486,43 @@ impl Core {
             pending: VecDeque::new(),
             resend: None,
             sandbox: None,
+            framework_removed: false,
         };
         self.tasks.insert(key.clone(), task);
         self.runs.insert(run, key.clone());
         out.push(Output::Launch { run, framework_id: key.0.clone(), task: info });
         self.update(now_ms, &key, TaskState::TaskStarting, TaskStatusReason::Unspecified, String::new(), None, out);
+    }
+
+    /// Drops the framework's updates and forgets its ended tasks at once; its live tasks are
+    /// killed and forgotten when their processes end (see [`Input::ShutdownFramework`]).
+    /// Mesos' status-update manager likewise cleans up the streams of a removed framework.
+    fn shutdown_framework(&mut self, now_ms: u64, framework_id: &FrameworkId, out: &mut Vec<Output>) {
+        let keys: Vec<TaskKey> = self.tasks.keys().filter(|(f, _)| f == framework_id).cloned().collect();
+        for key in keys {
+            let Some(task) = self.tasks.get_mut(&key) else {
+                continue;
+            };
+            task.framework_removed = true;
+            task.pending.clear();
+            task.resend = None;
+            if task.process == Process::Exited {
+                self.forget(&key, out);
+            } else {
+                self.kill_task(now_ms, key, None, out);
+            }
+        }
+    }
+
+    /// Removes an ended task whose updates are all acknowledged (or dropped), and its record.
+    fn forget(&mut self, key: &TaskKey, out: &mut Vec<Output>) {
+        let Some(task) = self.tasks.remove(key) else {
+            return;
+        };
+        self.dirty.remove(key);
+        self.runs.remove(&task.run);
+        self.removed.push(task.run);
+        out.push(Output::TaskRemoved { framework_id: key.0.clone(), task_id: key.1.clone(), run: task.run });
     }
 
     fn kill_task(&mut self, now_ms: u64, key: TaskKey, grace_period_ms: Option<u64>, out: &mut Vec<Output>) {
@@ -690,6 +723,7 @@ impl Core {
             pending,
             resend: None,
             sandbox: record.sandbox,
+            framework_removed: false,
         };
         let live = task.process != Process::Exited;
         self.tasks.insert(key.clone(), task);
@@ -787,11 +821,7 @@ impl Core {
         self.dirty.insert(key.clone());
         if task.pending.is_empty() {
             if task.process == Process::Exited {
-                let run = task.run;
-                self.tasks.remove(&key);
-                self.dirty.remove(&key);
-                self.removed.push(run);
-                out.push(Output::TaskRemoved { framework_id: key.0, task_id: key.1, run });
+                self.forget(&key, out);
             }
             return;
         }
@@ -831,6 +861,16 @@ impl Core {
         exit: Option<ProcessExit>,
         out: &mut Vec<Output>,
     ) {
+        if let Some(task) = self.tasks.get_mut(key).filter(|task| task.framework_removed) {
+            // No one would acknowledge it: the state is kept, the update never made.
+            debug_assert!(task.state.may_become(state), "{} may not become {}", task.state, state);
+            task.state = state;
+            self.dirty.insert(key.clone());
+            if task.process == Process::Exited {
+                self.forget(key, out);
+            }
+            return;
+        }
         let uuid = self.ids.next_id();
         let mut status = self.status(now_ms, key.1.clone(), state, reason, message, Some(uuid));
         match exit {

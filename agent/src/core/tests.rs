@@ -330,6 +330,78 @@ fn shutting_down_a_framework_kills_only_its_tasks() {
 }
 
 #[test]
+fn shutting_down_a_framework_drops_its_pending_updates_and_forgets_its_tasks_but_not_others() {
+    let mut core = registered_core();
+    core.step(0, run("a", "done"));
+    core.step(0, run("b", "other"));
+    core.step(0, run("a", "live"));
+    core.step(0, started(1, 101));
+    core.step(0, started(2, 102));
+    core.step(0, started(3, 103));
+    // a/done ended and its updates were never acknowledged (the framework tore down in the
+    // callback of the last one); a/live and b/other still run with updates outstanding.
+    core.step(5, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0) });
+    core.take_checkpoints();
+    let pending = |core: &Core| -> Vec<(String, usize)> {
+        core.tasks().map(|t| (format!("{}/{}", t.framework_id, t.info.task_id), t.pending_updates)).collect()
+    };
+    assert_eq!(pending(&core), [("a/done".to_owned(), 3), ("a/live".to_owned(), 2), ("b/other".to_owned(), 2)]);
+
+    assert_eq!(
+        core.step(10, Input::ShutdownFramework { framework_id: fw("a") }),
+        vec![
+            Output::TaskRemoved { framework_id: fw("a"), task_id: TaskId::new("done"), run: RunId(1) },
+            Output::Signal { run: RunId(3), pid: 103, signal: KillSignal::Term },
+        ]
+    );
+    assert_eq!(pending(&core), [("a/live".to_owned(), 0), ("b/other".to_owned(), 2)]);
+    let checkpoints = core.take_checkpoints();
+    assert!(
+        matches!(&checkpoints[..], [Checkpoint::Remove { run: RunId(1) }, Checkpoint::Save(record)]
+            if record.run == RunId(3) && record.pending.is_empty()),
+        "the ended task's record is deleted, the live one's saved without its updates: {checkpoints:?}"
+    );
+
+    // Only the other framework's update is ever resent.
+    let later = core.step(1_000_000, Input::Tick);
+    assert!(
+        later.iter().all(|o| !matches!(o, Output::SendUpdate { framework_id, .. } if *framework_id == fw("a"))),
+        "{later:?}"
+    );
+    assert!(later.iter().any(|o| matches!(o, Output::SendUpdate { framework_id, .. } if *framework_id == fw("b"))));
+
+    // The killed task ends without an update and is forgotten.
+    assert_eq!(
+        core.step(1_000_001, Input::ProcessExited { run: RunId(3), exit: ProcessExit::Signal(15) }),
+        vec![Output::TaskRemoved { framework_id: fw("a"), task_id: TaskId::new("live"), run: RunId(3) }]
+    );
+    assert_eq!(core.take_checkpoints(), vec![Checkpoint::Remove { run: RunId(3) }]);
+    assert_eq!(pending(&core), [("b/other".to_owned(), 2)]);
+}
+
+#[test]
+fn a_task_launching_when_its_framework_is_shut_down_is_killed_as_it_starts_and_forgotten_without_an_update() {
+    let mut core = registered_core();
+    core.step(0, run("a", "t1"));
+    core.step(0, run("a", "t2"));
+    assert_eq!(core.step(10, Input::ShutdownFramework { framework_id: fw("a") }), vec![]);
+    assert_eq!(
+        core.step(20, started(1, 101)),
+        vec![Output::Signal { run: RunId(1), pid: 101, signal: KillSignal::Term }]
+    );
+    assert_eq!(
+        core.step(30, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(15) }),
+        vec![Output::TaskRemoved { framework_id: fw("a"), task_id: TaskId::new("t1"), run: RunId(1) }]
+    );
+    assert_eq!(
+        core.step(40, Input::LaunchFailed { run: RunId(2), error: "No such file or directory".into() }),
+        vec![Output::TaskRemoved { framework_id: fw("a"), task_id: TaskId::new("t2"), run: RunId(2) }]
+    );
+    assert_eq!(core.tasks().count(), 0);
+    assert_eq!(core.next_deadline_ms(), None);
+}
+
+#[test]
 fn a_reset_kills_every_process_at_once_and_forgets_every_task_and_the_agent_id() {
     let mut core = registered_core();
     core.step(0, run("a", "t1"));
