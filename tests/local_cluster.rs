@@ -103,3 +103,100 @@ async fn operator_endpoints_describe_the_cluster() {
     let body: serde_json::Value = missing.json().await.expect("json error");
     assert!(body["message"].as_str().is_some_and(|m| m.contains("/no/such/thing")), "{body}");
 }
+
+/// Starts `agora ARGS` with `cwd` as its current directory, its output in `DIR/NAME.log`.
+fn spawn_in(dir: &std::path::Path, name: &str, cwd: &std::path::Path, args: &[&str]) -> common::Proc {
+    std::fs::create_dir_all(cwd).expect("create the current directory");
+    let log = dir.join(format!("{name}.log"));
+    let file = std::fs::File::create(&log).expect("create log file");
+    let child = std::process::Command::new(common::AGORA)
+        .current_dir(cwd)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().expect("clone log file"))
+        .stderr(file)
+        .spawn()
+        .expect("spawn agora");
+    common::Proc { child, name: name.to_owned(), log, out: None, print_log_on_panic: true }
+}
+
+/// Starts an agent process registering with `cluster`'s master, working in `cwd` on
+/// `work_dir` (relative to `cwd` or absolute); returns the port of its HTTP endpoint.
+fn start_agent(cluster: &mut Cluster, name: &str, cwd: &std::path::Path, work_dir: &str) -> u16 {
+    let port = common::free_port();
+    let args = [
+        "agent",
+        "--master",
+        &cluster.master,
+        "--port",
+        &port.to_string(),
+        "--work-dir",
+        work_dir,
+        "--resources",
+        "cpus:1;mem:256;disk:100;ports:[31000-31010]",
+    ];
+    let proc = spawn_in(cluster.dir.path(), name, cwd, &args);
+    cluster.procs.push(proc);
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_on_a_relative_work_dir_runs_tasks_to_their_end() {
+    let mut cluster = Cluster::master_only(&[]).await;
+    let home = cluster.dir.path().join("home");
+    start_agent(&mut cluster, "agent", &home, "work");
+    cluster.wait_for_agents(1).await;
+
+    let output = cluster.run(&["--", "sh", "-c", "exit 0"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(stdout(&output).contains("TASK_FINISHED"), "{}", describe(&output));
+    let failing = cluster.run(&["--", "sh", "-c", "exit 3"]);
+    assert_eq!(failing.status.code(), Some(3), "the real exit status: {}", describe(&failing));
+    assert!(home.join("work/meta/agent.json").is_file(), "the work dir is under the agent's current directory");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agora_local_on_a_relative_work_dir_runs_tasks_to_their_end() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = common::free_port();
+    let home = dir.path().join("home");
+    let proc = spawn_in(
+        dir.path(),
+        "local",
+        &home,
+        &["local", "--port", &port.to_string(), "--agents", "1", "--work-dir", "rel"],
+    );
+    let cluster = Cluster { dir, master: format!("127.0.0.1:{port}"), procs: vec![proc], master_args: Vec::new() };
+    cluster.wait_for_agents(1).await;
+
+    let output = cluster.run(&["--", "true"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(stdout(&output).contains("TASK_FINISHED"), "{}", describe(&output));
+    assert!(home.join("rel/agent-0/meta/agent.json").is_file(), "the work dir is under the current directory");
+}
+
+/// `agora run` tears its framework down in the callback of its task's last update, which
+/// the SDK therefore never acknowledges: the agent must not hold (and resend) it forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finished_run_leaves_no_update_pending_on_its_agent() {
+    let mut cluster = Cluster::master_only(&[]).await;
+    let home = cluster.dir.path().to_owned();
+    let work_dir = home.join("agent");
+    let port = start_agent(&mut cluster, "agent", &home, work_dir.to_str().expect("utf-8 path"));
+    cluster.wait_for_agents(1).await;
+
+    let output = cluster.run(&["--", "true"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let url = format!("http://127.0.0.1:{port}/state");
+    common::eventually_with("the agent to hold no task of the torn-down framework", async || {
+        let state = common::get_json(&url).await.ok_or("no /state")?;
+        match state["tasks"].as_array() {
+            Some(tasks) if tasks.is_empty() => Ok(()),
+            _ => Err(state.to_string()),
+        }
+    })
+    .await;
+    let runs = std::fs::read_dir(work_dir.join("meta/runs")).expect("the checkpoint's runs").count();
+    assert_eq!(runs, 0, "the task's record is deleted from the checkpoint");
+}

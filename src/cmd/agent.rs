@@ -37,6 +37,7 @@ pub struct Args {
     pub hostname: Option<String>,
     /// Directory for the task sandboxes and the checkpoint (`meta/`) from which a restarted
     /// agent takes back its id and its running tasks; locked so that two agents never share it.
+    /// A relative path is taken from the current directory at start.
     #[arg(long, default_value = "./agora-agent")]
     pub work_dir: PathBuf,
     /// Resources to offer, e.g. "cpus:4;mem:8192;disk:10000;ports:[31000-32000]"; those not
@@ -59,6 +60,9 @@ impl Args {
             (None, Some(etcd)) => Masters::Etcd(agora_proto::etcd_client::parse_endpoints(etcd)?),
             _ => anyhow::bail!("give either --master or --etcd"),
         };
+        if self.work_dir.as_os_str().is_empty() {
+            anyhow::bail!("--work-dir: may not be empty");
+        }
         let resources = agora_agent::resolve_resources(self.resources.as_deref(), &self.work_dir)
             .map_err(|e| anyhow::anyhow!("--resources: {e}"))?;
         let attributes = match &self.attributes {

@@ -46,7 +46,13 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--agents must be between 1 and {MAX_LOCAL_AGENTS}, got {}", args.agents);
     }
     let mut signals = super::StopSignals::listen()?;
-    let master_dir = args.work_dir.join("master");
+    if args.work_dir.as_os_str().is_empty() {
+        anyhow::bail!("--work-dir: may not be empty");
+    }
+    // Absolute from here on: the agents' tasks run in their sandboxes, not here.
+    let work_dir = std::path::absolute(&args.work_dir)
+        .with_context(|| format!("--work-dir {}: cannot make it absolute", args.work_dir.display()))?;
+    let master_dir = work_dir.join("master");
     let _lock = lock_work_dir(&master_dir)?;
     let address = SocketAddr::new(args.ip, args.port);
     let listener = tokio::net::TcpListener::bind(address)
@@ -65,12 +71,11 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     }));
     let (drain_agents, agents_drained) = watch::channel(false);
     let mut agents = tokio::task::JoinSet::new();
-    let total = agora_agent::resolve_resources(args.resources.as_deref(), &args.work_dir)
+    let total = agora_agent::resolve_resources(args.resources.as_deref(), &work_dir)
         .map_err(|e| anyhow::anyhow!("--resources: {e}"))?;
     for (index, share) in agora_agent::split_resources(&total, args.agents).into_iter().enumerate() {
         let agent_listener = tokio::net::TcpListener::bind((args.ip, 0)).await.context("binding an agent's HTTP port")?;
-        let mut config =
-            AgentConfig::new(Masters::one(master.clone()), args.work_dir.join(format!("agent-{index}")), share);
+        let mut config = AgentConfig::new(Masters::one(master.clone()), work_dir.join(format!("agent-{index}")), share);
         config.hostname = agora_agent::default_hostname(args.ip);
         config.drain_updates_timeout_ms = DRAIN_UPDATES_TIMEOUT_MS;
         tracing::info!(agent = index, resources = %config.resources, "starting agent");
@@ -87,7 +92,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
          Look:  curl -s http://{master}/state\n\
          Stop with Ctrl-C: tasks are killed, then everything stops.",
         args.agents,
-        args.work_dir.display()
+        work_dir.display()
     );
     let mut master_done = false;
     let mut first_error = tokio::select! {

@@ -12,7 +12,7 @@ pub(crate) mod process;
 mod wire;
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agora_proto::model::{AgentId, AgentInfo};
@@ -119,11 +119,12 @@ pub(crate) struct StateView {
 ///
 /// The caller binds the listener, so tests and `agora local` can use port 0.
 pub async fn run(
-    config: AgentConfig,
+    mut config: AgentConfig,
     http_listener: TcpListener,
     shutdown: impl Future<Output = Shutdown>,
 ) -> anyhow::Result<()> {
     validate(&config)?;
+    config.work_dir = absolute_work_dir(&config.work_dir)?;
     let finder = link::Finder::new(&config.masters)?;
     let _lock = lock_work_dir(&config.work_dir)?;
     let sandboxes = config.work_dir.join("sandboxes");
@@ -252,6 +253,16 @@ fn validate(config: &AgentConfig) -> anyhow::Result<()> {
         anyhow::bail!("reconnect_initial_ms must be above zero and at most reconnect_max_ms");
     }
     Ok(())
+}
+
+/// The work dir as an absolute path (against the current directory), before anything is
+/// derived from it: a task's supervisor works in the task's sandbox, where a relative path
+/// to its `exit_status` file would name nothing.
+pub(crate) fn absolute_work_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    if dir.as_os_str().is_empty() {
+        anyhow::bail!("work_dir: is required");
+    }
+    std::path::absolute(dir).with_context(|| format!("work dir {}: cannot make it absolute", dir.display()))
 }
 
 /// Creates the work directory and locks it for as long as the returned file lives, so two
@@ -594,5 +605,20 @@ impl Owner {
         {
             tracing::debug!("the stream to the master is full or gone; the update will be resent");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_work_dir_is_made_absolute_against_the_current_directory() {
+        let cwd = std::env::current_dir().expect("a current directory");
+        assert_eq!(absolute_work_dir(Path::new("a")).expect("relative"), cwd.join("a"));
+        assert_eq!(absolute_work_dir(Path::new("./agora-agent")).expect("dotted"), cwd.join("agora-agent"));
+        assert_eq!(absolute_work_dir(Path::new("/var/lib/agora")).expect("absolute"), Path::new("/var/lib/agora"));
+        let error = absolute_work_dir(Path::new("")).expect_err("an empty work dir");
+        assert!(error.to_string().contains("work_dir"), "{error}");
     }
 }

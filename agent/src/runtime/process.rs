@@ -194,6 +194,13 @@ struct SupervisorPaths {
 
 impl SupervisorPaths {
     fn new(run_dir: &Path) -> io::Result<Self> {
+        if !run_dir.is_absolute() {
+            // The supervisor runs in the task's sandbox, where a relative path names nothing.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the run directory {} is not an absolute path", run_dir.display()),
+            ));
+        }
         let c = |path: PathBuf| CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other);
         Ok(Self {
             dir: c(run_dir.to_path_buf())?,
@@ -471,5 +478,14 @@ mod tests {
     fn signalling_group_zero_or_one_is_refused() {
         assert_eq!(signal_group(0, KillSignal::Kill), Err(nix::errno::Errno::EINVAL));
         assert_eq!(signal_group(1, KillSignal::Kill), Err(nix::errno::Errno::EINVAL));
+    }
+
+    #[test]
+    fn the_supervisor_paths_must_be_absolute() {
+        let error = SupervisorPaths::new(Path::new("work/meta/runs/1")).err().expect("a relative run dir is refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert!(error.to_string().contains("work/meta/runs/1"), "{error}");
+        let paths = SupervisorPaths::new(Path::new("/w/meta/runs/1")).expect("an absolute run dir");
+        assert_eq!(paths.exit_status.to_str(), Ok("/w/meta/runs/1/exit_status"));
     }
 }
