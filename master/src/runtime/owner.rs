@@ -136,6 +136,7 @@ pub fn start(
         clock,
         agents: HashMap::new(),
         pending_agents: HashMap::new(),
+        held: Vec::new(),
         frameworks: HashMap::new(),
         allocation_latency: Histogram::allocation_ms(),
         advertise: options.advertise.clone(),
@@ -153,6 +154,8 @@ struct Owner {
     agents: HashMap<AgentId, (ConnId, AgentOutbox)>,
     /// Connections waiting for the core to accept or refuse their registration.
     pending_agents: HashMap<ConnId, (AgentOutbox, oneshot::Sender<Result<AgentId, String>>)>,
+    /// Outputs taken from the core and waiting for the batch's registry commit.
+    held: Vec<Output>,
     /// The current event stream of each subscribed framework.
     frameworks: HashMap<FrameworkId, (StreamId, mpsc::Sender<pb::Event>)>,
     allocation_latency: Histogram,
@@ -167,13 +170,18 @@ impl Owner {
             tokio::select! {
                 request = rx.recv() => {
                     let Some(request) = request else { break };
-                    // Batch whatever else is already waiting: one registry commit covers
-                    // the whole batch, and the answers wait for it.
+                    // Batch whatever else is already waiting. Requests that change nothing
+                    // durable are answered at once; from the first one that does, the
+                    // rest of the batch waits for one registry commit covering them all.
                     let mut replies = Vec::new();
                     self.apply(request, &mut replies);
+                    self.answer_unless_durable(&mut replies);
                     for _ in 1..BATCH_LEN {
                         match rx.try_recv() {
-                            Ok(request) => self.apply(request, &mut replies),
+                            Ok(request) => {
+                                self.apply(request, &mut replies);
+                                self.answer_unless_durable(&mut replies);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -259,12 +267,29 @@ impl Owner {
         }
     }
 
+    /// Delivers the outputs and answers so far, unless a registry change is waiting for
+    /// the batch's commit: then everything after it waits too, so that nothing overtakes
+    /// it. Answering at once keeps a framework's calls flowing (its calls in flight are
+    /// bounded); committing once per batch keeps registration storms to a few writes.
+    fn answer_unless_durable(&mut self, replies: &mut Vec<Reply>) {
+        self.held.extend(self.core.drain_outputs());
+        let durable = self.store.is_some() && self.held.iter().any(|o| matches!(o, Output::Persist(_)));
+        if durable {
+            return;
+        }
+        self.deliver();
+        for reply in replies.drain(..) {
+            reply();
+        }
+    }
+
     /// Executes the core's outputs. A stream that is gone or too far behind is dropped and
     /// the core told, which may produce more outputs; the loop is bounded because each
     /// round removes a stream.
     fn deliver(&mut self) {
         for _ in 0..1024 {
-            let outputs = self.core.drain_outputs();
+            let mut outputs = std::mem::take(&mut self.held);
+            outputs.extend(self.core.drain_outputs());
             if outputs.is_empty() {
                 return;
             }
