@@ -342,9 +342,7 @@ async fn heartbeats_arrive_at_the_interval_the_master_asks_for() {
 #[tokio::test]
 async fn the_agent_keeps_trying_until_the_master_is_up() {
     // Reserve a port, then free it: the agent dials a master that is not there yet.
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = probe.local_addr().unwrap();
-    drop(probe);
+    let addr = port_outside_the_ephemeral_range();
     let placeholder = FakeMaster::start().await;
     let mut agent = TestAgent::start(&placeholder, |config| config.masters = Masters::one(addr.to_string())).await;
     let state: serde_json::Value = reqwest::get(agent.url("/state")).await.unwrap().json().await.unwrap();
@@ -409,4 +407,19 @@ async fn shutting_down_a_framework_kills_its_tasks_and_drops_its_updates_and_its
     let heard = tokio::time::timeout(std::time::Duration::from_millis(2_000), master.next_update()).await;
     assert!(heard.is_err(), "an update of the removed framework was sent: {heard:?}");
     agent.stop().await.unwrap();
+}
+
+/// A free loopback address to start a master on later. Taken below Linux's ephemeral range
+/// (32768 and up): a port picked there can be taken meanwhile by any outgoing connection of
+/// the tests running alongside, which made this test fail with "address in use".
+fn port_outside_the_ephemeral_range() -> std::net::SocketAddr {
+    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos());
+    for attempt in 0..1_000u64 {
+        let port = 20_000 + u16::try_from((seed.wrapping_add(attempt * 7_919)) % 12_000).unwrap();
+        if let Ok(probe) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return probe.local_addr().unwrap();
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
