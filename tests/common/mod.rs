@@ -22,8 +22,19 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// A free port on loopback. The port is released before use, so another process could
 /// take it in between; tests tolerate that by failing loudly, never by hanging.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+    // Below Linux's ephemeral range (32768 and up), so that the outgoing connections of
+    // the tests running alongside cannot take the port between this probe and the bind of
+    // the process it is meant for (or between a SIGKILL and that process's restart).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..1_000 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + u16::try_from(seed.wrapping_add(n.wrapping_mul(7_919)) % 12_000).expect("below 12000");
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("local address").port();
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 /// A child process that is SIGKILLed when dropped, so a failing test leaves nothing behind.
