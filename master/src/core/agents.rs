@@ -242,7 +242,7 @@ impl Master {
         // Checked on this side too: an adopted task never over-commits the agent. One
         // that does not fit (its resources were given to another task meanwhile) goes.
         let mut free = agent.info.resources.clone();
-        if !(free.subtract(&agent.used) && free.contains(&info.resources)) {
+        if !(free.subtract(agent.used()) && free.contains(&info.resources)) {
             let message = ToAgent::KillTask { framework_id, task_id: info.task_id, grace_period_ms: None };
             self.outbox.push(Output::ToAgent { agent_id: agent_id.clone(), message });
             return;

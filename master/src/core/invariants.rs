@@ -164,15 +164,15 @@ impl Master {
                     agent.free(),
                     agent.free_scalars,
                     agent.info.resources,
-                    agent.used,
-                    agent.offered
+                    agent.used(),
+                    agent.offered()
                 ));
             }
             if !agent.offers.is_sorted_by(|a, b| a < b) {
                 return Err(format!("agent {agent_id} lists an offer twice or out of order"));
             }
             if agent.tasks.is_empty() && agent.offers.is_empty() {
-                if !agent.used.is_empty() || !agent.offered.is_empty() {
+                if !agent.used().is_empty() || !agent.offered().is_empty() {
                     return Err(format!("agent {agent_id} has neither tasks nor offers but caches some in use"));
                 }
                 continue;
@@ -189,14 +189,15 @@ impl Master {
             if !used.merge_ports() || !offered.merge_ports() {
                 return Err(format!("agent {agent_id} gave a port to two tasks or two offers"));
             }
-            if !used.equals(&agent.used, &mut scratch) || !offered.equals(&agent.offered, &mut scratch) {
+            if !used.equals(agent.used(), &mut scratch) || !offered.equals(agent.offered(), &mut scratch) {
                 return Err(format!(
                     "agent {agent_id} caches used {} and offered {}, which its tasks and offers do not add up to",
-                    agent.used, agent.offered
+                    agent.used(),
+                    agent.offered()
                 ));
             }
-            both.add(&agent.used);
-            both.add(&agent.offered);
+            both.add(agent.used());
+            both.add(agent.offered());
             if !both.merge_ports() {
                 return Err(format!("agent {agent_id} offers a port a task holds"));
             }
@@ -209,8 +210,8 @@ impl Master {
             if !fits {
                 return Err(format!(
                     "agent {agent_id} is over-committed: used {used_r}, offered {offered_r} of {total}",
-                    used_r = agent.used,
-                    offered_r = agent.offered
+                    used_r = agent.used(),
+                    offered_r = agent.offered()
                 ));
             }
         }

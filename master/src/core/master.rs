@@ -638,8 +638,8 @@ impl Master {
                 .map(|(id, a)| AgentView {
                     id: id.clone(),
                     info: a.info.clone(),
-                    used: a.used.clone(),
-                    offered: a.offered.clone(),
+                    used: a.used().clone(),
+                    offered: a.offered().clone(),
                     active: a.is_active(),
                     reachable: a.reachable,
                     registered_at_ms: a.registered_at_ms,

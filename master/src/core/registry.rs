@@ -27,11 +27,11 @@ pub(crate) struct AgentRecord {
     pub last_seen_ms: u64,
     pub registered_at_ms: u64,
     /// Resources held by the agent's live tasks (unreachable ones included: they may run).
-    /// Changed only through `add_used`, `remove_used` (and `set_resources` for `info`), so
-    /// that `free` stays true.
-    pub used: Resources,
+    /// Private, and changed only through `add_used`, `remove_used` (and `set_resources`
+    /// for `info`), so that `free` stays true.
+    used: Resources,
     /// Resources in outstanding offers; changed only through `add_offered`, `remove_offered`.
-    pub offered: Resources,
+    offered: Resources,
     /// `info.resources` − `used` − `offered`, kept up to date on every change instead of
     /// being rebuilt each round; empty when the sums are inconsistent (`consistent` is
     /// false then), so that a bookkeeping bug can never turn into an over-commitment.
@@ -82,6 +82,14 @@ impl AgentRecord {
     /// Connected and reachable: the only state in which the agent is offered.
     pub fn is_active(&self) -> bool {
         self.reachable && self.conn.is_some()
+    }
+
+    pub fn used(&self) -> &Resources {
+        &self.used
+    }
+
+    pub fn offered(&self) -> &Resources {
+        &self.offered
     }
 
     /// Resources neither used nor offered. Empty if the sums are inconsistent, so that a
