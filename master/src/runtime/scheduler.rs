@@ -37,7 +37,8 @@ struct Unsubscribe {
 impl Drop for Unsubscribe {
     fn drop(&mut self) {
         let handle = self.handle.clone();
-        let request = Request::FrameworkGone { framework_id: self.framework_id.clone(), stream_id: self.stream_id.clone() };
+        let request =
+            Request::FrameworkGone { framework_id: self.framework_id.clone(), stream_id: self.stream_id.clone() };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let _ = handle.send(request).await;
@@ -51,7 +52,8 @@ impl Scheduler for SchedulerService {
     type SubscribeStream = EventStream;
 
     async fn subscribe(&self, request: GrpcRequest<pb::Subscribe>) -> Result<Response<EventStream>, Status> {
-        let framework = request.into_inner().framework.ok_or_else(|| Status::invalid_argument("framework: is required"))?;
+        let framework =
+            request.into_inner().framework.ok_or_else(|| Status::invalid_argument("framework: is required"))?;
         let info = FrameworkInfo::try_from(framework).map_err(|e| Status::from(e.in_field("framework")))?;
         let subscription = self
             .handle
@@ -89,12 +91,20 @@ impl Scheduler for SchedulerService {
     async fn call(&self, request: GrpcRequest<pb::Call>) -> Result<Response<pb::CallResponse>, Status> {
         let call = request.into_inner();
         let (framework_id, stream_id) = wire::call_target(&call)?;
-        let call = wire::call_from_pb(call)?;
-        self.handle
-            .ask(|reply| Request::Call { framework_id, stream_id, call, reply })
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?
-            .map_err(wire::call_error_status)?;
+        let calls = wire::calls_from_pb(call)?;
+        // Every call goes to the owner before any answer is awaited, so that the calls of
+        // an ACKNOWLEDGE_MANY are taken in one batch; the first error is the answer.
+        let mut answers = Vec::with_capacity(calls.len());
+        for call in calls {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let request =
+                Request::Call { framework_id: framework_id.clone(), stream_id: stream_id.clone(), call, reply };
+            self.handle.send(request).await.map_err(|e| Status::unavailable(e.to_string()))?;
+            answers.push(answer);
+        }
+        for answer in answers {
+            answer.await.map_err(|e| Status::unavailable(e.to_string()))?.map_err(wire::call_error_status)?;
+        }
         Ok(Response::new(pb::CallResponse {}))
     }
 }

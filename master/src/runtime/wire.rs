@@ -81,10 +81,16 @@ fn offer_ids<T: From<String>>(field: &str, ids: &[String]) -> Result<Vec<T>, Wir
 /// Converts the body of a call. A task that cannot be read at all rejects the whole call
 /// (its offers stay outstanding); a task that reads but makes no sense (too big, duplicate
 /// id) is the core's to answer with TASK_ERROR.
-pub fn call_from_pb(call: pb::Call) -> Result<Call, WireError> {
+/// Most acknowledgements in one ACKNOWLEDGE_MANY call.
+pub const MAX_ACKNOWLEDGEMENTS: usize = 10_000;
+
+/// The core calls a gRPC call stands for: one, or one per acknowledgement of an
+/// ACKNOWLEDGE_MANY.
+pub fn calls_from_pb(call: pb::Call) -> Result<Vec<Call>, WireError> {
     use pb::call::Call as C;
-    let body = call.call.ok_or_else(|| WireError::new("call", "is required: name one of accept, decline, revive, suppress, kill, acknowledge, reconcile, message, teardown"))?;
-    Ok(match body {
+    let body = call.call.ok_or_else(|| WireError::new("call", "is required: name one of accept, decline, revive, suppress, kill, acknowledge, acknowledge_many, reconcile, message, teardown"))?;
+    Ok(vec![match body {
+        C::AcknowledgeMany(many) => return acknowledgements(&many),
         C::Accept(accept) => {
             let mut operations = Vec::with_capacity(accept.operations.len());
             for (i, operation) in accept.operations.into_iter().enumerate() {
@@ -129,11 +135,7 @@ pub fn call_from_pb(call: pb::Call) -> Result<Call, WireError> {
             task_id: id("kill.task_id", &kill.task_id)?,
             agent_id: optional_id("kill.agent_id", &kill.agent_id)?,
         },
-        C::Acknowledge(ack) => Call::Acknowledge {
-            agent_id: id("acknowledge.agent_id", &ack.agent_id)?,
-            task_id: id("acknowledge.task_id", &ack.task_id)?,
-            uuid: id("acknowledge.uuid", &ack.uuid)?,
-        },
+        C::Acknowledge(ack) => acknowledge("acknowledge", &ack)?,
         C::Reconcile(reconcile) => {
             if reconcile.tasks.len() > convert::MAX_ENTRIES * 100 {
                 return Err(WireError::new("reconcile.tasks", "has too many entries"));
@@ -144,7 +146,10 @@ pub fn call_from_pb(call: pb::Call) -> Result<Call, WireError> {
                 .enumerate()
                 .map(|(i, t)| {
                     let field = format!("reconcile.tasks[{i}]");
-                    Ok((id(&format!("{field}.task_id"), &t.task_id)?, optional_id(&format!("{field}.agent_id"), &t.agent_id)?))
+                    Ok((
+                        id(&format!("{field}.task_id"), &t.task_id)?,
+                        optional_id(&format!("{field}.agent_id"), &t.agent_id)?,
+                    ))
                 })
                 .collect::<Result<Vec<_>, WireError>>()?;
             Call::Reconcile { tasks }
@@ -156,6 +161,22 @@ pub fn call_from_pb(call: pb::Call) -> Result<Call, WireError> {
             Call::Message { agent_id: id("message.agent_id", &message.agent_id)?, data: message.data }
         }
         C::Teardown(_) => Call::Teardown,
+    }])
+}
+
+fn acknowledgements(many: &pb::AcknowledgeMany) -> Result<Vec<Call>, WireError> {
+    let field = "acknowledge_many.acknowledgements";
+    if many.acknowledgements.is_empty() || many.acknowledgements.len() > MAX_ACKNOWLEDGEMENTS {
+        return Err(WireError::new(field, format!("must hold between 1 and {MAX_ACKNOWLEDGEMENTS} acknowledgements")));
+    }
+    many.acknowledgements.iter().enumerate().map(|(i, ack)| acknowledge(&format!("{field}[{i}]"), ack)).collect()
+}
+
+fn acknowledge(field: &str, ack: &pb::Acknowledge) -> Result<Call, WireError> {
+    Ok(Call::Acknowledge {
+        agent_id: id(&format!("{field}.agent_id"), &ack.agent_id)?,
+        task_id: id(&format!("{field}.task_id"), &ack.task_id)?,
+        uuid: id(&format!("{field}.uuid"), &ack.uuid)?,
     })
 }
 
@@ -166,5 +187,52 @@ pub fn call_error_status(error: CallError) -> tonic::Status {
         CallError::UnknownFramework(_) => tonic::Status::not_found(error.to_string()),
         CallError::StaleStream(_) => tonic::Status::failed_precondition(error.to_string()),
         CallError::Invalid { .. } => tonic::Status::invalid_argument(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(task: &str, uuid: &str) -> pb::Acknowledge {
+        pb::Acknowledge { agent_id: "a1".to_owned(), task_id: task.to_owned(), uuid: uuid.to_owned() }
+    }
+
+    fn many(acknowledgements: Vec<pb::Acknowledge>) -> pb::Call {
+        let call = pb::call::Call::AcknowledgeMany(pb::AcknowledgeMany { acknowledgements });
+        pb::Call { framework_id: "f".to_owned(), stream_id: "s".to_owned(), call: Some(call) }
+    }
+
+    #[test]
+    fn acknowledge_many_is_one_acknowledge_call_per_entry_in_order() {
+        let calls = calls_from_pb(many(vec![ack("t1", "u1"), ack("t2", "u2")])).expect("valid");
+        let tasks: Vec<String> = calls
+            .iter()
+            .map(|call| match call {
+                Call::Acknowledge { task_id, .. } => task_id.to_string(),
+                other => panic!("not an acknowledgement: {other:?}"),
+            })
+            .collect();
+        assert_eq!(tasks, ["t1", "t2"]);
+    }
+
+    #[test]
+    fn acknowledge_many_names_the_bad_entry_and_is_bounded() {
+        let error = calls_from_pb(many(vec![ack("t1", "u1"), ack("t2", "")])).expect_err("empty uuid");
+        assert!(error.to_string().contains("acknowledge_many.acknowledgements[1].uuid"), "{error}");
+        let error = calls_from_pb(many(Vec::new())).expect_err("empty");
+        assert!(error.to_string().contains("acknowledge_many.acknowledgements"), "{error}");
+        let too_many = (0..=MAX_ACKNOWLEDGEMENTS).map(|i| ack(&format!("t{i}"), "u")).collect();
+        assert!(calls_from_pb(many(too_many)).is_err());
+    }
+
+    #[test]
+    fn other_calls_stand_for_one_core_call() {
+        let call = pb::Call {
+            framework_id: "f".to_owned(),
+            stream_id: "s".to_owned(),
+            call: Some(pb::call::Call::Teardown(pb::Teardown {})),
+        };
+        assert_eq!(calls_from_pb(call).expect("valid"), vec![Call::Teardown]);
     }
 }

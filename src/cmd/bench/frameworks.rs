@@ -35,6 +35,10 @@ const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
 const REFUSE_SECONDS: f64 = 1.0;
 /// How long an idle framework's declined offers stay away.
 const IDLE_REFUSE_SECONDS: f64 = 30.0;
+/// Acknowledgements sent in one ACKNOWLEDGE_MANY call at most, and the longest one waits
+/// for others to join it.
+const ACK_BATCH: usize = 512;
+const ACK_DELAY: Duration = Duration::from_millis(2);
 
 /// What each task asks for: small, so that one agent holds many.
 #[derive(Clone, Copy, Debug)]
@@ -140,6 +144,9 @@ pub struct Framework {
     calls: Arc<Semaphore>,
     /// The failover epoch of the latest subscription.
     epoch: u64,
+    /// Acknowledgements of handled updates not sent yet, and when the oldest was added.
+    acks: Vec<pb::Acknowledge>,
+    acks_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for Framework {
@@ -176,6 +183,8 @@ impl Framework {
             rng,
             calls: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
             epoch: 0,
+            acks: Vec::new(),
+            acks_since: None,
         }
     }
 
@@ -264,9 +273,11 @@ impl Framework {
                     Some(completion) = completions.recv() => {
                         self.complete(completion);
                     }
+                    () = tokio::time::sleep_until(self.acks_since.map_or(far_future(), |t| t + ACK_DELAY)) => {}
                     _ = agora_master::runtime::stopped(&mut stop) => break 'subscriptions,
                 }
                 if let Some(session) = &session {
+                    self.send_acks(&client, session, &completions_tx, false).await;
                     self.suppress_or_revive(&client, session).await;
                 }
                 if self.done() && !counted_done {
@@ -357,12 +368,14 @@ impl Framework {
         completions: &mpsc::Sender<Completion>,
     ) {
         if !status.uuid.is_empty() {
-            let ack = pb::call::Call::Acknowledge(pb::Acknowledge {
+            let ack = pb::Acknowledge {
                 agent_id: status.agent_id.clone(),
                 task_id: status.task_id.clone(),
                 uuid: status.uuid.clone(),
-            });
-            self.spawn_call(client, session, ack, completions, |ok| Completion::Other { ok }).await;
+            };
+            self.acks.push(ack);
+            self.acks_since.get_or_insert_with(Instant::now);
+            self.send_acks(client, session, completions, false).await;
         }
         let Some(track) = self.tracks.get_mut(&status.task_id) else { return };
         let state = pb::TaskState::try_from(status.state).unwrap_or(pb::TaskState::Unspecified);
@@ -489,6 +502,25 @@ impl Framework {
         }
     }
 
+    /// Sends the pending acknowledgements in one ACKNOWLEDGE_MANY once there are enough of
+    /// them or the oldest has waited `ACK_DELAY` (or at once with `now`).
+    async fn send_acks(
+        &mut self,
+        client: &SchedulerClient<Channel>,
+        session: &Session,
+        completions: &mpsc::Sender<Completion>,
+        now: bool,
+    ) {
+        let due = self.acks_since.is_some_and(|t| t.elapsed() >= ACK_DELAY);
+        if self.acks.is_empty() || !(now || due || self.acks.len() >= ACK_BATCH) {
+            return;
+        }
+        self.acks_since = None;
+        let acknowledgements = std::mem::take(&mut self.acks);
+        let call = pb::call::Call::AcknowledgeMany(pb::AcknowledgeMany { acknowledgements });
+        self.spawn_call(client, session, call, completions, |ok| Completion::Other { ok }).await;
+    }
+
     /// Sends a call on its own task, bounded by the in-flight semaphore, and reports the
     /// outcome on `completions`.
     async fn spawn_call(
@@ -547,6 +579,11 @@ fn task_info(task_id: &str, agent_id: &str, shape: TaskShape) -> pb::TaskInfo {
         labels: Vec::new(),
         kill_grace_period_ms: 0,
     }
+}
+
+/// A deadline that never comes, for a timer branch with nothing to wait for.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(24 * 3600)
 }
 
 fn is_terminal(state: pb::TaskState) -> bool {

@@ -80,10 +80,10 @@ impl Masters {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            if let Some(index) = leader.and_then(|l| self.addresses.iter().position(|a| *a == l)) {
-                if self.leader.swap(index, Ordering::Relaxed) != index {
-                    self.elected.send_modify(|n| *n += 1);
-                }
+            if let Some(index) = leader.and_then(|l| self.addresses.iter().position(|a| *a == l))
+                && self.leader.swap(index, Ordering::Relaxed) != index
+            {
+                self.elected.send_modify(|n| *n += 1);
             }
             let key = agora_proto::etcd_client::LEADER_KEY.as_bytes();
             if client.wait_for_change(key, revision, Duration::from_secs(10)).await.is_err() {
