@@ -59,6 +59,7 @@ fn call_kind(call: &pb::Call) -> &'static str {
         Some(C::Suppress(_)) => "suppress",
         Some(C::Kill(_)) => "kill",
         Some(C::Acknowledge(_)) => "acknowledge",
+        Some(C::AcknowledgeMany(_)) => "acknowledge_many",
         Some(C::Reconcile(_)) => "reconcile",
         Some(C::Message(_)) => "message",
         Some(C::Teardown(_)) => "teardown",
