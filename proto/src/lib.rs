@@ -7,6 +7,7 @@
 //! `etcd_client` is the etcd v3 client the masters elect their leader with and agents
 //! find that leader with.
 
+pub mod codec;
 pub mod convert;
 pub mod model;
 

@@ -64,7 +64,10 @@ fn registration(register: pb::Register) -> Result<(AgentInfo, Option<AgentId>, V
 impl AgentLink for AgentLinkService {
     type AttachStream = MasterStream;
 
-    async fn attach(&self, request: GrpcRequest<Streaming<pb::AgentMessage>>) -> Result<Response<MasterStream>, Status> {
+    async fn attach(
+        &self,
+        request: GrpcRequest<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<MasterStream>, Status> {
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
             .await
@@ -85,7 +88,9 @@ impl AgentLink for AgentLinkService {
         // The stream ends when the owner drops the outbox (another connection took over,
         // the agent was refused) or when the master stops.
         let mut stop = self.stop.clone();
-        let stream = ReceiverStream::new(rx).take_until(async move { super::stopped(&mut stop).await });
+        let stream = ReceiverStream::new(rx)
+            .map(|message| Ok(*message))
+            .take_until(async move { super::stopped(&mut stop).await });
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -18,21 +18,26 @@ use crate::store::{Store, StoreError};
 
 /// Events buffered per framework stream; a framework that falls this far behind is
 /// disconnected (it re-subscribes and reconciles) rather than letting the master grow.
-pub const FRAMEWORK_QUEUE_LEN: usize = 4 * 1024;
+/// Room for the answers to a whole reconciliation of tens of thousands of tasks: with
+/// less, a framework re-subscribing with that many tasks was disconnected by its own
+/// reconciliation, again and again. Events are boxed, so room costs nothing until used.
+pub const FRAMEWORK_QUEUE_LEN: usize = 64 * 1024;
 /// Messages buffered per agent stream, for the same reason.
 pub const AGENT_QUEUE_LEN: usize = 4 * 1024;
 /// Requests applied before an allocation round: allocation is batched over whatever
 /// arrived together, and still runs promptly under a steady stream of requests.
 const BATCH_LEN: usize = 512;
 
-pub type AgentOutbox = mpsc::Sender<Result<pb::MasterMessage, tonic::Status>>;
+/// An agent's queue of messages. Boxed: a queue allocates room for 32 messages at once,
+/// and 32 unboxed ones (400 bytes each) per agent were most of what 50,000 agents cost.
+pub type AgentOutbox = mpsc::Sender<Box<pb::MasterMessage>>;
 
 #[derive(Debug)]
 pub struct Subscription {
     pub framework_id: FrameworkId,
     pub stream_id: StreamId,
     pub heartbeat_interval_ms: u64,
-    pub events: mpsc::Receiver<pb::Event>,
+    pub events: mpsc::Receiver<Box<pb::Event>>,
 }
 
 /// What the operator API reads: the core's snapshot plus the runtime's own measurements.
@@ -55,13 +60,35 @@ pub enum Request {
         outbox: AgentOutbox,
         registered: oneshot::Sender<Result<AgentId, String>>,
     },
-    AgentHeartbeat { agent_id: AgentId },
-    AgentStatus { agent_id: AgentId, framework_id: FrameworkId, status: TaskStatus },
-    AgentGone { agent_id: AgentId, conn: ConnId },
-    Subscribe { info: FrameworkInfo, reply: oneshot::Sender<Result<Subscription, CallError>> },
-    FrameworkGone { framework_id: FrameworkId, stream_id: StreamId },
-    Call { framework_id: FrameworkId, stream_id: StreamId, call: Call, reply: oneshot::Sender<Result<(), CallError>> },
-    State { reply: oneshot::Sender<StateReport> },
+    AgentHeartbeat {
+        agent_id: AgentId,
+    },
+    AgentStatus {
+        agent_id: AgentId,
+        framework_id: FrameworkId,
+        status: TaskStatus,
+    },
+    AgentGone {
+        agent_id: AgentId,
+        conn: ConnId,
+    },
+    Subscribe {
+        info: FrameworkInfo,
+        reply: oneshot::Sender<Result<Subscription, CallError>>,
+    },
+    FrameworkGone {
+        framework_id: FrameworkId,
+        stream_id: StreamId,
+    },
+    Call {
+        framework_id: FrameworkId,
+        stream_id: StreamId,
+        call: Call,
+        reply: oneshot::Sender<Result<(), CallError>>,
+    },
+    State {
+        reply: oneshot::Sender<StateReport>,
+    },
     /// An operator call (weights, quota, reservations, `/roles`): runs on the core and
     /// returns its reply, sent once the batch is durable, so operator endpoints need no
     /// variant each.
@@ -127,7 +154,11 @@ pub fn start(
     let mut core = Master::new(options.core.clone(), options.seed);
     if let Some(store) = &mut store {
         let registry = store.load()?;
-        tracing::info!(agents = registry.agents.len(), frameworks = registry.frameworks.len(), "recovered the registry");
+        tracing::info!(
+            agents = registry.agents.len(),
+            frameworks = registry.frameworks.len(),
+            "recovered the registry"
+        );
         core.recover(clock.now_ms(), registry);
     }
     let owner = Owner {
@@ -157,7 +188,7 @@ struct Owner {
     /// Outputs taken from the core and waiting for the batch's registry commit.
     held: Vec<Output>,
     /// The current event stream of each subscribed framework.
-    frameworks: HashMap<FrameworkId, (StreamId, mpsc::Sender<pb::Event>)>,
+    frameworks: HashMap<FrameworkId, (StreamId, mpsc::Sender<Box<pb::Event>>)>,
     allocation_latency: Histogram,
     advertise: String,
 }
@@ -302,7 +333,7 @@ impl Owner {
                     Output::AgentRefused { conn, reason } => {
                         if let Some((outbox, registered)) = self.pending_agents.remove(&conn) {
                             let refused = pb::master_message::Message::Refused(pb::Refused { reason: reason.clone() });
-                            let _ = outbox.try_send(Ok(pb::MasterMessage { message: Some(refused) }));
+                            let _ = outbox.try_send(Box::new(pb::MasterMessage { message: Some(refused) }));
                             let _ = registered.send(Err(reason));
                         }
                     }
@@ -311,7 +342,7 @@ impl Owner {
                             tracing::debug!(%agent_id, "message for an agent that is not connected dropped");
                             continue;
                         };
-                        if outbox.try_send(Ok(wire::to_agent_to_pb(&message))).is_err() {
+                        if outbox.try_send(Box::new(wire::to_agent_to_pb(&message))).is_err() {
                             tracing::warn!(%agent_id, "agent stream closed or full; disconnecting it");
                             lost_agents.push((agent_id.clone(), *conn));
                         }
@@ -324,7 +355,7 @@ impl Owner {
                         let Some((stream_id, events)) = self.frameworks.get(&framework_id) else {
                             continue;
                         };
-                        if events.try_send(wire::event_to_pb(&event)).is_err() {
+                        if events.try_send(Box::new(wire::event_to_pb(&event))).is_err() {
                             tracing::warn!(%framework_id, "framework stream closed or full; disconnecting it");
                             lost_frameworks.push((framework_id.clone(), stream_id.clone()));
                         }
@@ -375,7 +406,7 @@ impl Owner {
             agent_id: agent_id.to_string(),
             heartbeat_interval_ms: self.core.config().agent_heartbeat_interval_ms,
         });
-        let _ = outbox.try_send(Ok(pb::MasterMessage { message: Some(message) }));
+        let _ = outbox.try_send(Box::new(pb::MasterMessage { message: Some(message) }));
         let _ = registered.send(Ok(agent_id.clone()));
         // Replacing the outbox drops the previous connection's stream, if any.
         self.agents.insert(agent_id, (conn, outbox));
