@@ -15,7 +15,7 @@ use super::allocator::{self, MinAllocatable, RoundInput};
 use super::durable::RegistryOp;
 use super::registry::{AgentRecord, FrameworkRecord, HeldOffer, OfferBook, OfferRecord};
 use super::roles::RolePolicy;
-use super::{AgentView, Config, Counters, Event, FrameworkView, Output, Snapshot, ToAgent};
+use super::{AgentView, Config, Counters, Event, FrameworkView, Gauges, Output, Snapshot, ToAgent};
 
 /// Bound on the ids of removed frameworks the master remembers.
 pub const MAX_REMOVED_FRAMEWORK_IDS: usize = 100_000;
@@ -627,6 +627,29 @@ impl Master {
     /// Every live task with its framework and state, by framework then task id.
     pub fn live_tasks(&self) -> impl Iterator<Item = (&FrameworkId, &TaskInfo, TaskState)> + '_ {
         self.frameworks.iter().flat_map(|(id, f)| f.tasks.values().map(move |t| (id, &t.info, t.state)))
+    }
+
+    /// What `/metrics` shows, counted in place.
+    pub fn gauges(&self) -> Gauges {
+        let mut tasks: BTreeMap<TaskState, usize> = BTreeMap::new();
+        for task in self.frameworks.values().flat_map(|f| f.tasks.values()) {
+            *tasks.entry(task.state).or_default() += 1;
+        }
+        let completed = self.frameworks.values().flat_map(|f| &f.completed_tasks);
+        for task in completed.chain(self.completed_frameworks.iter().flat_map(|f| &f.completed_tasks)) {
+            *tasks.entry(task.state).or_default() += 1;
+        }
+        Gauges {
+            agents: self.agents.len(),
+            agents_active: self.agents.values().filter(|a| a.is_active()).count(),
+            agents_unreachable: self.agents.values().filter(|a| !a.reachable).count(),
+            frameworks: self.frameworks.len(),
+            frameworks_active: self.frameworks.values().filter(|f| f.is_active()).count(),
+            frameworks_completed: self.completed_frameworks.len(),
+            outstanding_offers: self.offers.len(),
+            tasks: TaskState::ALL.iter().map(|state| (*state, tasks.get(state).copied().unwrap_or(0))).collect(),
+            counters: self.counters.clone(),
+        }
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -22,11 +22,11 @@ mod tests;
 pub use agents::MAX_REPORTED_TASKS;
 pub use durable::{DurableAgent, Registry, RegistryOp};
 pub use frameworks::{MAX_OFFERS_PER_CALL, MAX_RECONCILE_TASKS, MAX_ROLES_PER_FRAMEWORK};
+pub use master::{MAX_GONE_AGENT_IDS, MAX_REMOVED_FRAMEWORK_IDS, Master};
 pub use roles::{
     DEFAULT_WEIGHT_MILLI, MAX_POLICY_ROLES, MAX_WEIGHT_MILLI, OperatorError, OperatorErrorKind, Quota, RolePolicy,
     RoleView,
 };
-pub use master::{MAX_GONE_AGENT_IDS, MAX_REMOVED_FRAMEWORK_IDS, Master};
 
 use agora_proto::model::{
     AgentId, AgentInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, StreamId, TaskId, TaskInfo,
@@ -96,26 +96,55 @@ pub struct ReportedTask {
 /// A scheduler call other than SUBSCRIBE, already validated at the edge.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Call {
-    Accept { offer_ids: Vec<OfferId>, operations: Vec<Operation>, refuse_ms: u64 },
-    Decline { offer_ids: Vec<OfferId>, refuse_ms: u64 },
+    Accept {
+        offer_ids: Vec<OfferId>,
+        operations: Vec<Operation>,
+        refuse_ms: u64,
+    },
+    Decline {
+        offer_ids: Vec<OfferId>,
+        refuse_ms: u64,
+    },
     /// Empty roles mean every role of the framework.
-    Revive { roles: Vec<Role> },
-    Suppress { roles: Vec<Role> },
-    Kill { task_id: TaskId, agent_id: Option<AgentId> },
-    Acknowledge { agent_id: AgentId, task_id: TaskId, uuid: UpdateId },
+    Revive {
+        roles: Vec<Role>,
+    },
+    Suppress {
+        roles: Vec<Role>,
+    },
+    Kill {
+        task_id: TaskId,
+        agent_id: Option<AgentId>,
+    },
+    Acknowledge {
+        agent_id: AgentId,
+        task_id: TaskId,
+        uuid: UpdateId,
+    },
     /// Empty means implicit reconciliation: every task the master knows of the framework.
-    Reconcile { tasks: Vec<(TaskId, Option<AgentId>)> },
-    Message { agent_id: AgentId, data: Vec<u8> },
+    Reconcile {
+        tasks: Vec<(TaskId, Option<AgentId>)>,
+    },
+    Message {
+        agent_id: AgentId,
+        data: Vec<u8>,
+    },
     Teardown,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Operation {
-    Launch { tasks: Vec<TaskInfo> },
+    Launch {
+        tasks: Vec<TaskInfo>,
+    },
     /// Reserve unreserved resources of the offers for the offers' role (`cpus(eng):1`).
-    Reserve { resources: Resources },
+    Reserve {
+        resources: Resources,
+    },
     /// Give dynamically reserved resources of the offers back to the unreserved pool.
-    Unreserve { resources: Resources },
+    Unreserve {
+        resources: Resources,
+    },
 }
 
 /// Why a call was refused as a whole (the framework gets it as the call's error).
@@ -159,22 +188,54 @@ pub enum ToAgent {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     /// Bind connection `conn` to `agent_id` and tell the agent it is registered.
-    AgentRegistered { conn: ConnId, agent_id: AgentId },
+    AgentRegistered {
+        conn: ConnId,
+        agent_id: AgentId,
+    },
     /// Tell the agent on `conn` it may not (re-)register, and close the connection.
-    AgentRefused { conn: ConnId, reason: String },
-    ToAgent { agent_id: AgentId, message: ToAgent },
+    AgentRefused {
+        conn: ConnId,
+        reason: String,
+    },
+    ToAgent {
+        agent_id: AgentId,
+        message: ToAgent,
+    },
     /// Close the agent's connection without refusing it, so that it re-registers with the
     /// tasks it runs (an unreachable agent spoke again on its old connection).
-    ReconnectAgent { agent_id: AgentId },
-    ToFramework { framework_id: FrameworkId, event: Event },
+    ReconnectAgent {
+        agent_id: AgentId,
+    },
+    ToFramework {
+        framework_id: FrameworkId,
+        event: Event,
+    },
     /// Close the framework's event stream (after TEARDOWN or failover timeout).
-    CloseFramework { framework_id: FrameworkId },
+    CloseFramework {
+        framework_id: FrameworkId,
+    },
     /// Commit this change to the durable registry before delivering any output that
     /// follows it.
     Persist(RegistryOp),
 }
 
-/// A read-only copy of the registry for the operator API (`/state`, `/metrics`).
+/// The numbers `/metrics` shows, counted where they are: unlike a [`Snapshot`], nothing
+/// is copied, so scraping a master that holds 500,000 tasks costs no memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gauges {
+    pub agents: usize,
+    pub agents_active: usize,
+    pub agents_unreachable: usize,
+    pub frameworks: usize,
+    pub frameworks_active: usize,
+    pub frameworks_completed: usize,
+    pub outstanding_offers: usize,
+    /// Live tasks plus the ended ones kept, per state, in `TaskState::ALL` order.
+    pub tasks: Vec<(TaskState, usize)>,
+    pub counters: Counters,
+}
+
+/// A read-only copy of the registry for the operator API (`/state`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     pub master_id: String,

@@ -923,6 +923,30 @@ fn an_update_of_a_removed_framework_is_answered_with_its_shutdown() {
     assert_eq!(m.check_invariants(), Ok(()));
 }
 
+#[test]
+fn gauges_count_what_the_snapshot_shows() {
+    let mut m = master();
+    let (agent, fw, stream) = running_task(&mut m);
+    add_agent(&mut m, 0, 2, "h2", "cpus:1;mem:128");
+    let offer = allocate(&mut m, 1).into_iter().find(|(_, o)| o.agent_id == agent).expect("an offer of h1").1;
+    m.call(1, &fw, &stream, accept(&offer, vec![task("t2", &agent, "cpus:1")], 0)).expect("accept");
+    m.status_update(2, &agent, &fw, agent_status("t2", &agent, TaskState::TaskFailed, 2));
+    m.visible_outputs();
+    let g = m.gauges();
+    let s = m.snapshot();
+    assert_eq!((g.agents, g.agents_active, g.frameworks, g.frameworks_active), (2, 2, 1, 1));
+    assert_eq!(g.outstanding_offers, s.outstanding_offers);
+    for (state, count) in &g.tasks {
+        let live = s.frameworks.iter().flat_map(|f| &f.tasks).filter(|t| t.state == *state).count();
+        let done = s.frameworks.iter().flat_map(|f| &f.completed_tasks).filter(|t| t.state == *state).count();
+        assert_eq!(*count, live + done, "{state:?}");
+    }
+    let count = |state| g.tasks.iter().find(|(s, _)| *s == state).map(|(_, n)| *n);
+    assert_eq!(count(TaskState::TaskRunning), Some(1));
+    assert_eq!(count(TaskState::TaskFailed), Some(1));
+    assert_eq!(g.tasks.len(), TaskState::ALL.len());
+}
+
 // ----- reconciliation -----
 
 #[test]

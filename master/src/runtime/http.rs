@@ -75,7 +75,11 @@ async fn state(State(handle): State<Handle>) -> Result<Json<StateDto>, ApiError>
 }
 
 async fn prometheus(State(handle): State<Handle>) -> Result<Response, ApiError> {
-    let text = metrics::render(&report(&handle).await?);
+    let report = handle
+        .ask(|reply| super::owner::Request::Metrics { reply })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), json!([])))?;
+    let text = metrics::render(&report);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

@@ -3,9 +3,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use agora_proto::model::TaskState;
-
-use super::owner::StateReport;
+use super::owner::MetricsReport;
 
 /// A cumulative histogram with fixed bucket bounds, as Prometheus expects.
 #[derive(Clone, Debug)]
@@ -52,35 +50,48 @@ fn gauge(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::
     let _ = writeln!(out, "{name} {value}");
 }
 
-pub fn render(report: &StateReport) -> String {
-    let s = &report.snapshot;
+pub fn render(report: &MetricsReport) -> String {
+    let g = &report.gauges;
     let mut out = String::with_capacity(4096);
-    let active_agents = s.agents.iter().filter(|a| a.active).count();
-    let unreachable_agents = s.agents.iter().filter(|a| !a.reachable).count();
-    gauge(&mut out, "agora_master_agents", "Registered agents.", "gauge", s.agents.len());
-    gauge(&mut out, "agora_master_agents_active", "Agents connected and reachable.", "gauge", active_agents);
-    gauge(&mut out, "agora_master_agents_unreachable", "Agents that missed their heartbeats.", "gauge", unreachable_agents);
-    gauge(&mut out, "agora_master_frameworks", "Frameworks known to the master.", "gauge", s.frameworks.len());
-    let active_frameworks = s.frameworks.iter().filter(|f| f.active).count();
-    gauge(&mut out, "agora_master_frameworks_active", "Frameworks with a subscribed stream.", "gauge", active_frameworks);
-    gauge(&mut out, "agora_master_frameworks_completed", "Frameworks torn down or timed out.", "gauge", s.completed_frameworks.len());
-    gauge(&mut out, "agora_master_outstanding_offers", "Offers sent and not yet answered.", "gauge", s.outstanding_offers);
+    gauge(&mut out, "agora_master_agents", "Registered agents.", "gauge", g.agents);
+    gauge(&mut out, "agora_master_agents_active", "Agents connected and reachable.", "gauge", g.agents_active);
+    gauge(
+        &mut out,
+        "agora_master_agents_unreachable",
+        "Agents that missed their heartbeats.",
+        "gauge",
+        g.agents_unreachable,
+    );
+    gauge(&mut out, "agora_master_frameworks", "Frameworks known to the master.", "gauge", g.frameworks);
+    gauge(
+        &mut out,
+        "agora_master_frameworks_active",
+        "Frameworks with a subscribed stream.",
+        "gauge",
+        g.frameworks_active,
+    );
+    gauge(
+        &mut out,
+        "agora_master_frameworks_completed",
+        "Frameworks torn down or timed out.",
+        "gauge",
+        g.frameworks_completed,
+    );
+    gauge(
+        &mut out,
+        "agora_master_outstanding_offers",
+        "Offers sent and not yet answered.",
+        "gauge",
+        g.outstanding_offers,
+    );
 
     let _ = writeln!(out, "# HELP agora_master_tasks Tasks by state (terminal ones as far as they are kept).");
     let _ = writeln!(out, "# TYPE agora_master_tasks gauge");
-    for state in TaskState::ALL {
-        let live = s.frameworks.iter().flat_map(|f| &f.tasks).filter(|t| t.state == state).count();
-        let done = s
-            .frameworks
-            .iter()
-            .chain(&s.completed_frameworks)
-            .flat_map(|f| &f.completed_tasks)
-            .filter(|t| t.state == state)
-            .count();
-        let _ = writeln!(out, "agora_master_tasks{{state=\"{}\"}} {}", state.as_str(), live + done);
+    for (state, count) in &g.tasks {
+        let _ = writeln!(out, "agora_master_tasks{{state=\"{}\"}} {count}", state.as_str());
     }
 
-    let c = &s.counters;
+    let c = &g.counters;
     for (name, help, value) in [
         ("agora_master_offers_sent_total", "Offers sent to frameworks.", c.offers_sent),
         ("agora_master_offers_accepted_total", "Offers accepted.", c.offers_accepted),

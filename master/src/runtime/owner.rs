@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::clock::Clock;
 use super::metrics::Histogram;
 use super::{MasterOptions, REQUEST_QUEUE_LEN, wire};
-use crate::core::{Call, CallError, ConnId, Master, Output, RegistryOp, ReportedTask, Snapshot};
+use crate::core::{Call, CallError, ConnId, Gauges, Master, Output, RegistryOp, ReportedTask, Snapshot};
 use crate::store::{Store, StoreError};
 
 /// Events buffered per framework stream; a framework that falls this far behind is
@@ -38,6 +38,15 @@ pub struct Subscription {
     pub stream_id: StreamId,
     pub heartbeat_interval_ms: u64,
     pub events: mpsc::Receiver<Box<pb::Event>>,
+}
+
+/// What `/metrics` reads: the core's gauges plus the runtime's own measurements.
+#[derive(Debug)]
+pub struct MetricsReport {
+    pub gauges: Gauges,
+    pub allocation_latency: Histogram,
+    pub start_time_ms: u64,
+    pub now_ms: u64,
 }
 
 /// What the operator API reads: the core's snapshot plus the runtime's own measurements.
@@ -88,6 +97,9 @@ pub enum Request {
     },
     State {
         reply: oneshot::Sender<StateReport>,
+    },
+    Metrics {
+        reply: oneshot::Sender<MetricsReport>,
     },
     /// An operator call (weights, quota, reservations, `/roles`): runs on the core and
     /// returns its reply, sent once the batch is durable, so operator endpoints need no
@@ -286,6 +298,14 @@ impl Owner {
                 }));
             }
             Request::Operator(CoreFn(run)) => replies.push(run(&mut self.core)),
+            Request::Metrics { reply } => {
+                let _ = reply.send(MetricsReport {
+                    gauges: self.core.gauges(),
+                    allocation_latency: self.allocation_latency.clone(),
+                    start_time_ms: self.clock.start_wall_ms(),
+                    now_ms,
+                });
+            }
             Request::State { reply } => {
                 let _ = reply.send(StateReport {
                     snapshot: self.core.snapshot(),
