@@ -11,24 +11,8 @@ use agora_proto::model::TaskState;
 use agora_proto::pb;
 use common::etcd::Etcd;
 use common::framework::Framework;
+use common::masters::{leader_of as leader, no_redirects};
 use common::{Proc, eventually, free_port, get_json};
-
-/// An HTTP client that shows redirects instead of following them.
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client")
-}
-
-/// The master among `masters` that serves `/state` itself, if exactly one does.
-async fn leader(client: &reqwest::Client, masters: &[String]) -> Option<String> {
-    let mut leading = Vec::new();
-    for master in masters {
-        let answer = client.get(format!("http://{master}/state")).send().await;
-        if answer.is_ok_and(|a| a.status() == reqwest::StatusCode::OK) {
-            leading.push(master.clone());
-        }
-    }
-    (leading.len() == 1).then(|| leading.remove(0))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_leader_is_replaced_and_no_task_is_killed() {

@@ -126,6 +126,22 @@ fn running_task(m: &mut Master) -> (AgentId, FrameworkId, StreamId) {
     (agent, fw, stream)
 }
 
+/// A master recovered at 1,000 ms from what another persisted after agent `h1` registered
+/// and framework `fw` subscribed; neither has come back to it yet.
+fn recovered_master() -> (Master, AgentId, FrameworkId) {
+    let mut old = master();
+    old.register_agent(0, ConnId(1), agent_info("h1", "cpus:4;mem:1024"), None, vec![]);
+    let (fw, _) = old.subscribe(0, framework_info("fw")).expect("subscribe");
+    let mut registry = super::Registry::default();
+    for op in persisted(&old.drain_outputs()) {
+        registry.apply(op);
+    }
+    let agent = old.snapshot().agents[0].id.clone();
+    let mut m = master();
+    m.recover(1_000, registry);
+    (m, agent, fw)
+}
+
 fn task_state(m: &Master, fw: &FrameworkId, task_id: &str) -> Option<TaskState> {
     let snapshot = m.snapshot();
     let framework = snapshot.frameworks.iter().find(|f| &f.id == fw)?;
@@ -1116,17 +1132,7 @@ fn registrations_subscriptions_and_removals_are_persisted_before_they_are_acknow
 
 #[test]
 fn a_recovered_master_waits_for_its_agents_and_frameworks_then_times_them_out() {
-    let mut old = master();
-    old.register_agent(0, ConnId(1), agent_info("h1", "cpus:4;mem:1024"), None, vec![]);
-    let (fw, _) = old.subscribe(0, framework_info("fw")).expect("subscribe");
-    let mut registry = super::Registry::default();
-    for op in persisted(&old.drain_outputs()) {
-        registry.apply(op);
-    }
-    let agent = old.snapshot().agents[0].id.clone();
-
-    let mut m = master();
-    m.recover(1_000, registry);
+    let (mut m, agent, fw) = recovered_master();
     let snapshot = m.snapshot();
     assert_eq!(snapshot.agents.iter().map(|a| (&a.id, a.active)).collect::<Vec<_>>(), vec![(&agent, false)]);
     assert_eq!(snapshot.frameworks.iter().map(|f| (&f.id, f.active)).collect::<Vec<_>>(), vec![(&fw, false)]);
@@ -1140,16 +1146,7 @@ fn a_recovered_master_waits_for_its_agents_and_frameworks_then_times_them_out() 
 
 #[test]
 fn a_recovered_master_does_not_call_tasks_gone_before_their_agent_re_registers() {
-    let mut old = master();
-    old.register_agent(0, ConnId(1), agent_info("h1", "cpus:4;mem:1024"), None, vec![]);
-    let (fw, _) = old.subscribe(0, framework_info("fw")).expect("subscribe");
-    let mut registry = super::Registry::default();
-    for op in persisted(&old.drain_outputs()) {
-        registry.apply(op);
-    }
-    let agent = old.snapshot().agents[0].id.clone();
-    let mut m = master();
-    m.recover(1_000, registry);
+    let (mut m, agent, fw) = recovered_master();
     let stream =
         m.subscribe(1_001, FrameworkInfo { id: Some(fw.clone()), ..framework_info("fw") }).expect("subscribe").1;
     m.visible_outputs();
@@ -1191,16 +1188,7 @@ fn an_agent_re_registering_as_it_was_is_not_written_again() {
 
 #[test]
 fn a_task_that_ended_during_a_failover_is_answered_with_its_end_not_gone() {
-    let mut old = master();
-    old.register_agent(0, ConnId(1), agent_info("h1", "cpus:4;mem:1024"), None, vec![]);
-    let (fw, _) = old.subscribe(0, framework_info("fw")).expect("subscribe");
-    let mut registry = super::Registry::default();
-    for op in persisted(&old.drain_outputs()) {
-        registry.apply(op);
-    }
-    let agent = old.snapshot().agents[0].id.clone();
-    let mut m = master();
-    m.recover(1_000, registry);
+    let (mut m, agent, fw) = recovered_master();
     let ended = ReportedTask {
         framework_id: fw.clone(),
         task: task("t1", &agent, "cpus:1;mem:128"),
