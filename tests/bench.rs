@@ -35,7 +35,8 @@ fn bench(args: &[&str]) -> (Output, serde_json::Value) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "exactly one line on stdout\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    let json = serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr:\n{stderr}", lines[0]));
+    let json =
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr:\n{stderr}", lines[0]));
     (output, json)
 }
 
@@ -45,9 +46,24 @@ fn number(json: &serde_json::Value, field: &str) -> f64 {
 
 #[test]
 fn a_small_run_finishes_every_task_and_reports_the_measurements() {
-    let (output, json) =
-        bench(&["--agents", "50", "--frameworks", "3", "--tasks", "500", "--task-duration-ms-mean", "20", "--seed", "7"]);
-    assert!(output.status.success(), "exit status {:?}, {json}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    let (output, json) = bench(&[
+        "--agents",
+        "50",
+        "--frameworks",
+        "3",
+        "--tasks",
+        "500",
+        "--task-duration-ms-mean",
+        "20",
+        "--seed",
+        "7",
+    ]);
+    assert!(
+        output.status.success(),
+        "exit status {:?}, {json}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(json["lost_tasks"], 0, "{json}");
     assert_eq!(json["agents"], 50);
     assert_eq!(json["frameworks"], 3);
@@ -68,10 +84,27 @@ fn a_small_run_finishes_every_task_and_reports_the_measurements() {
 #[test]
 fn agents_that_disconnect_and_restart_lose_no_task() {
     let (output, json) = bench(&[
-        "--agents", "30", "--frameworks", "2", "--tasks", "1500", "--task-duration-ms-mean", "300", "--chaos", "20",
-        "--seed", "11", "--duration-limit", "40",
+        "--agents",
+        "30",
+        "--frameworks",
+        "2",
+        "--tasks",
+        "1500",
+        "--task-duration-ms-mean",
+        "300",
+        "--chaos",
+        "20",
+        "--seed",
+        "11",
+        "--duration-limit",
+        "40",
     ]);
-    assert!(output.status.success(), "exit status {:?}, {json}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "exit status {:?}, {json}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(json["lost_tasks"], 0, "{json}");
     assert_eq!(json["tasks_finished"], 1500, "{json}");
     assert!(number(&json, "chaos_disconnects") + number(&json, "chaos_restarts") > 0.0, "{json}");
@@ -82,8 +115,18 @@ fn agents_that_disconnect_and_restart_lose_no_task() {
 #[test]
 fn a_run_that_outlives_its_duration_limit_fails_but_still_reports() {
     let (output, json) = bench(&[
-        "--agents", "5", "--frameworks", "1", "--tasks", "20", "--task-duration-ms-mean", "5000", "--duration-limit", "1",
-        "--seed", "3",
+        "--agents",
+        "5",
+        "--frameworks",
+        "1",
+        "--tasks",
+        "20",
+        "--task-duration-ms-mean",
+        "5000",
+        "--duration-limit",
+        "1",
+        "--seed",
+        "3",
     ]);
     assert!(!output.status.success(), "{json}");
     assert_eq!(json["duration_limit_hit"], true, "{json}");
@@ -95,15 +138,32 @@ fn a_run_that_outlives_its_duration_limit_fails_but_still_reports() {
 fn bad_flags_are_refused_with_the_flag_named() {
     let output = Command::new(AGORA).args(["bench", "--agents", "0"]).output().expect("run agora bench");
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--agents"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--agents"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
 fn a_leader_failover_loses_no_task_and_is_timed() {
     // Three master processes electing their leader in an etcd the bench starts itself.
     let (output, json) = bench(&[
-        "--masters", "3", "--failover", "--etcd-lease-ttl", "2s", "--agents", "40", "--frameworks", "2", "--tasks",
-        "400", "--seed", "3", "--duration-limit", "50",
+        "--masters",
+        "3",
+        "--failover",
+        "--etcd-lease-ttl",
+        "2s",
+        "--agents",
+        "40",
+        "--frameworks",
+        "2",
+        "--tasks",
+        "400",
+        "--seed",
+        "3",
+        "--duration-limit",
+        "50",
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "exit status {:?}, {json}\n{stderr}", output.status);
@@ -121,8 +181,14 @@ fn a_leader_failover_loses_no_task_and_is_timed() {
 
 #[test]
 fn a_held_run_on_a_master_process_reports_that_process_memory() {
-    let (output, json) = bench(&["--masters", "1", "--hold", "--agents", "20", "--frameworks", "2", "--tasks", "200", "--seed", "5"]);
-    assert!(output.status.success(), "exit status {:?}, {json}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    let (output, json) =
+        bench(&["--masters", "1", "--hold", "--agents", "20", "--frameworks", "2", "--tasks", "200", "--seed", "5"]);
+    assert!(
+        output.status.success(),
+        "exit status {:?}, {json}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(json["tasks_running"], 200, "{json}");
     assert_eq!(json["tasks_finished"], 0, "held tasks never finish: {json}");
     assert_eq!(json["lost_tasks"], 0, "{json}");
@@ -136,6 +202,49 @@ fn a_failover_needs_several_masters() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--failover needs --masters 2 or more"), "{stderr}");
-    let output = Command::new(AGORA).args(["bench", "--master", "127.0.0.1:1", "--masters", "2"]).output().expect("run");
+    let output =
+        Command::new(AGORA).args(["bench", "--master", "127.0.0.1:1", "--masters", "2"]).output().expect("run");
     assert!(!output.status.success(), "--master and --masters conflict");
+}
+
+#[test]
+fn an_interrupted_run_stops_the_masters_it_started() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(AGORA)
+        .args(["bench", "--masters", "2", "--agents", "5", "--tasks", "1000000", "--task-duration-ms-mean", "100000"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agora bench");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // "agora bench: master A,B (2 processes …)", then the agents register.
+    let mut masters = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else { continue };
+        if let Some(rest) = line.strip_prefix("agora bench: master ") {
+            masters = rest.split_whitespace().next().unwrap_or_default().split(',').map(str::to_owned).collect();
+        }
+        if line.contains("agents registered") {
+            break;
+        }
+    }
+    assert_eq!(masters.len(), 2, "the bench named its two masters");
+    for master in &masters {
+        assert!(std::net::TcpStream::connect(master).is_ok(), "{master} serves while the bench runs");
+    }
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let status = child.wait().expect("wait for agora bench");
+    assert_eq!(status.code(), Some(130), "an interrupted bench exits 130");
+    for master in &masters {
+        assert!(std::net::TcpStream::connect(master).is_err(), "{master} was left running");
+    }
 }

@@ -155,7 +155,19 @@ impl Args {
     }
 }
 
+/// Runs the bench until it ends or Ctrl-C/SIGTERM: an interrupted run drops what it
+/// started, so the master processes and etcd it spawned are killed with it (exit 130).
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
+    tokio::select! {
+        result = run(args) => result,
+        () = super::interrupted() => {
+            eprintln!("agora bench: interrupted; stopping what it started");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.check()?;
     let seed = args.seed.unwrap_or_else(rand::random);
     let resources = Resources::parse(&args.agent_resources).map_err(|e| anyhow::anyhow!("--agent-resources: {e}"))?;
