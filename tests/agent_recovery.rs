@@ -73,6 +73,18 @@ async fn pid_in(marker: &Path) -> i32 {
     eventually("the task to write its pid", async || std::fs::read_to_string(marker).ok()?.trim().parse().ok()).await
 }
 
+/// A cluster whose agent runs one `sleep 1000` task that wrote its pid to a file; returns
+/// the cluster, agent and framework and that pid (the marker's directory lives as long as
+/// the returned guard).
+async fn cluster_with_sleeper() -> (Cluster, Agent, Framework, i32, tempfile::TempDir) {
+    let marker_dir = tempfile::tempdir().expect("temp dir");
+    let marker = marker_dir.path().join("pid");
+    let command = format!("echo $$ > {}; exec sleep 1000", marker.display());
+    let (cluster, agent, framework) = cluster_with_task(&command).await;
+    let pid = pid_in(&marker).await;
+    (cluster, agent, framework, pid, marker_dir)
+}
+
 /// A master with quick heartbeats but an agent timeout long enough to restart an agent in,
 /// one agent, and a framework whose task runs `command`, RUNNING.
 async fn cluster_with_task(command: &str) -> (Cluster, Agent, Framework) {
@@ -98,11 +110,7 @@ async fn master_task(cluster: &Cluster) -> Option<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sigkilled_agent_restarted_on_its_work_dir_keeps_its_task_running_under_the_same_id_and_pid() {
-    let marker_dir = tempfile::tempdir().expect("temp dir");
-    let marker = marker_dir.path().join("pid");
-    let command = format!("echo $$ > {}; exec sleep 1000", marker.display());
-    let (cluster, mut agent, mut framework) = cluster_with_task(&command).await;
-    let pid = pid_in(&marker).await;
+    let (cluster, mut agent, mut framework, pid, marker) = cluster_with_sleeper().await;
     let agent_id = cluster.state().await["slaves"][0]["id"].as_str().expect("an agent id").to_owned();
     let group = agent.state().await["tasks"][0]["pid"].as_u64().expect("the task's process group");
 
@@ -122,7 +130,11 @@ async fn a_sigkilled_agent_restarted_on_its_work_dir_keeps_its_task_running_unde
     .await;
     assert_eq!(master_task(&cluster).await, Some(("TASK_RUNNING".to_owned(), agent_id.clone())));
     assert!(alive(pid), "process {pid} still runs");
-    assert_eq!(std::fs::read_to_string(&marker).expect("marker").trim(), pid.to_string(), "never restarted");
+    assert_eq!(
+        std::fs::read_to_string(marker.path().join("pid")).expect("marker").trim(),
+        pid.to_string(),
+        "never restarted"
+    );
 
     // Nothing terminal reached the framework: whatever it saw since is not an end.
     while let Ok(status) = framework.updates.try_recv() {
@@ -168,11 +180,7 @@ async fn a_task_exiting_with_code_3_while_its_agent_is_down_is_reported_failed_w
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sigtermed_agent_exits_leaving_its_task_running_and_the_next_one_takes_it_back_under_the_same_id_and_pid() {
-    let marker_dir = tempfile::tempdir().expect("temp dir");
-    let marker = marker_dir.path().join("pid");
-    let command = format!("echo $$ > {}; exec sleep 1000", marker.display());
-    let (cluster, mut agent, mut framework) = cluster_with_task(&command).await;
-    let pid = pid_in(&marker).await;
+    let (cluster, mut agent, mut framework, pid, marker) = cluster_with_sleeper().await;
     let agent_id = cluster.state().await["slaves"][0]["id"].as_str().expect("an agent id").to_owned();
     let group = agent.state().await["tasks"][0]["pid"].as_u64().expect("the task's process group");
 
@@ -193,7 +201,11 @@ async fn a_sigtermed_agent_exits_leaving_its_task_running_and_the_next_one_takes
     .await;
     assert_eq!(master_task(&cluster).await, Some(("TASK_RUNNING".to_owned(), agent_id.clone())));
     assert!(alive(pid), "process {pid} still runs");
-    assert_eq!(std::fs::read_to_string(&marker).expect("marker").trim(), pid.to_string(), "never restarted");
+    assert_eq!(
+        std::fs::read_to_string(marker.path().join("pid")).expect("marker").trim(),
+        pid.to_string(),
+        "never restarted"
+    );
     while let Ok(status) = framework.updates.try_recv() {
         assert!(!status.state.is_terminal(), "the framework saw {status:?}");
     }
@@ -201,11 +213,7 @@ async fn a_sigtermed_agent_exits_leaving_its_task_running_and_the_next_one_takes
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sigusr1_drains_the_agent_its_task_is_killed_and_reported_killed_then_the_agent_exits() {
-    let marker_dir = tempfile::tempdir().expect("temp dir");
-    let marker = marker_dir.path().join("pid");
-    let command = format!("echo $$ > {}; exec sleep 1000", marker.display());
-    let (cluster, mut agent, mut framework) = cluster_with_task(&command).await;
-    let pid = pid_in(&marker).await;
+    let (cluster, mut agent, mut framework, pid, _marker) = cluster_with_sleeper().await;
 
     let code = agent.stop_with("USR1").await;
     let log = agent.proc.as_ref().expect("the agent").log_text();

@@ -18,10 +18,7 @@ use common::{Proc, eventually, free_port, get_json};
 async fn a_killed_leader_is_replaced_and_no_task_is_killed() {
     let etcd = Etcd::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let flags = ["--etcd-lease-ttl", "2s", "--agent-heartbeat-interval", "200ms", "--agent-timeout", "10s"];
-    let (masters, mut procs) = etcd_masters(&etcd, dir.path(), 3, &flags);
-    let http = no_redirects();
-    let first = eventually("a leader to be elected", async || leader(&http, &masters).await).await;
+    let (masters, mut procs, http, first) = three_masters_with_a_leader(&etcd, dir.path()).await;
 
     let all = masters.join(",");
     let agent_work = dir.path().join("agent");
@@ -111,10 +108,7 @@ async fn a_killed_leader_is_replaced_and_no_task_is_killed() {
 async fn an_agent_given_only_etcd_follows_the_leader_through_a_failover_and_its_task_keeps_running() {
     let etcd = Etcd::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let flags = ["--etcd-lease-ttl", "2s", "--agent-heartbeat-interval", "200ms", "--agent-timeout", "10s"];
-    let (masters, mut procs) = etcd_masters(&etcd, dir.path(), 3, &flags);
-    let http = no_redirects();
-    let first = eventually("a leader to be elected", async || leader(&http, &masters).await).await;
+    let (masters, mut procs, http, first) = three_masters_with_a_leader(&etcd, dir.path()).await;
 
     let agent_work = dir.path().join("agent");
     let agent_port = free_port().to_string();
@@ -203,6 +197,19 @@ fn an_agent_refuses_a_bad_etcd_flag_naming_it() {
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+}
+
+/// Three masters on `etcd` with a 2 s lease and fast agent heartbeats, once one leads: their
+/// addresses, processes, a client that shows redirects, and the leader.
+async fn three_masters_with_a_leader(
+    etcd: &Etcd,
+    dir: &std::path::Path,
+) -> (Vec<String>, Vec<Proc>, reqwest::Client, String) {
+    let flags = ["--etcd-lease-ttl", "2s", "--agent-heartbeat-interval", "200ms", "--agent-timeout", "10s"];
+    let (masters, procs) = etcd_masters(etcd, dir, 3, &flags);
+    let http = no_redirects();
+    let first = eventually("a leader to be elected", async || leader(&http, &masters).await).await;
+    (masters, procs, http, first)
 }
 
 /// Starts `count` masters on `etcd`, each with its own port and work directory, plus
