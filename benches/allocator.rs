@@ -45,7 +45,12 @@ impl Cluster {
         let now_ms = 1_000;
         let resources = Resources::parse(AGENT_RESOURCES).expect("valid resources");
         for i in 0..agents {
-            let info = AgentInfo { hostname: format!("host-{i}"), port: 5051, resources: resources.clone(), attributes: vec![] };
+            let info = AgentInfo {
+                hostname: format!("host-{i}"),
+                port: 5051,
+                resources: resources.clone(),
+                attributes: vec![],
+            };
             master.register_agent(now_ms, ConnId(i as u64), info, None, vec![]);
         }
         let mut ids = Vec::with_capacity(frameworks);
@@ -84,7 +89,11 @@ impl Cluster {
                     labels: vec![],
                     kill_grace_period_ms: None,
                 };
-                let call = Call::Accept { offer_ids: vec![offer_id], operations: vec![Operation::Launch { tasks: vec![task] }], refuse_ms: 0 };
+                let call = Call::Accept {
+                    offer_ids: vec![offer_id],
+                    operations: vec![Operation::Launch { tasks: vec![task] }],
+                    refuse_ms: 0,
+                };
                 self.master.call(self.now_ms, &framework_id, &stream_id, call).expect("accept");
             }
         }
@@ -149,7 +158,8 @@ fn quota_cluster() -> Master {
     let mut master = Master::new(Config { master_id: "bench".into(), ..Config::default() }, 7);
     let resources = Resources::parse("cpus:2;mem:2048;disk:2048").expect("valid resources");
     for i in 0..3_000u64 {
-        let info = AgentInfo { hostname: format!("host-{i}"), port: 5051, resources: resources.clone(), attributes: vec![] };
+        let info =
+            AgentInfo { hostname: format!("host-{i}"), port: 5051, resources: resources.clone(), attributes: vec![] };
         master.register_agent(0, ConnId(i), info, None, vec![]);
     }
     for i in 0..3_000u64 {

@@ -90,9 +90,8 @@ fn check_master(value: &str) -> anyhow::Result<Vec<String>> {
 fn check_one_master(value: &str) -> anyhow::Result<String> {
     let address = value.trim();
     let bare = address.strip_prefix("http://").unwrap_or(address);
-    let valid = bare
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    let valid =
+        bare.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
     if !valid {
         anyhow::bail!("--master: expected HOST:PORT (like 127.0.0.1:5050), got {value:?}");
     }

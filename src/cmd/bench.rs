@@ -219,7 +219,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let agent_slots = args.agents.div_ceil(args.agents_per_connection);
     let masters = Arc::new(Masters::new(addresses, agent_slots + args.frameworks)?);
-    let etcd_watch = spawned.as_ref().and_then(|s| s.etcd_address.clone()).map(|etcd| tokio::spawn(masters.clone().follow_etcd(etcd)));
+    let etcd_watch = spawned
+        .as_ref()
+        .and_then(|s| s.etcd_address.clone())
+        .map(|etcd| tokio::spawn(masters.clone().follow_etcd(etcd)));
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration_limit);
@@ -257,8 +260,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for index in 0..args.frameworks {
         let quota = per_framework + u64::from((index as u64) < remainder);
         let max_in_flight = (max_in_flight / args.frameworks as u64).max(1);
-        let spec =
-            FrameworkSpec { index, quota, max_in_flight, shape, seed, slot: agent_slots + index, hold };
+        let spec = FrameworkSpec { index, quota, max_in_flight, shape, seed, slot: agent_slots + index, hold };
         let framework = Framework::new(spec, framework_counters.clone());
         framework_tasks.push(tokio::spawn(framework.run(masters.clone(), stop_rx.clone())));
     }

@@ -74,7 +74,8 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let total = agora_agent::resolve_resources(args.resources.as_deref(), &work_dir)
         .map_err(|e| anyhow::anyhow!("--resources: {e}"))?;
     for (index, share) in agora_agent::split_resources(&total, args.agents).into_iter().enumerate() {
-        let agent_listener = tokio::net::TcpListener::bind((args.ip, 0)).await.context("binding an agent's HTTP port")?;
+        let agent_listener =
+            tokio::net::TcpListener::bind((args.ip, 0)).await.context("binding an agent's HTTP port")?;
         let mut config = AgentConfig::new(Masters::one(master.clone()), work_dir.join(format!("agent-{index}")), share);
         config.hostname = agora_agent::default_hostname(args.ip);
         config.drain_updates_timeout_ms = DRAIN_UPDATES_TIMEOUT_MS;

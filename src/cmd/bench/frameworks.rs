@@ -254,9 +254,13 @@ impl Framework {
                             pb::event::Event::Offers(offers) => {
                                 if let Some(session) = &session {
                                     let received = Instant::now();
+                                    let mut declined = Vec::new();
                                     for offer in offers.offers {
-                                        self.offer(&client, session, offer, received, &completions_tx).await;
+                                        if let Some(offer_id) = self.offer(&client, session, offer, received, &completions_tx).await {
+                                            declined.push(offer_id);
+                                        }
                                     }
+                                    self.decline(&client, session, declined, &completions_tx).await;
                                 }
                             }
                             pb::event::Event::Update(update) => {
@@ -309,7 +313,8 @@ impl Framework {
         self.report
     }
 
-    /// Packs pending tasks into the offer and accepts it, or declines it.
+    /// Packs pending tasks into the offer and accepts it; returns its id when nothing fits
+    /// (to be declined with the event's other unused offers, in one call).
     async fn offer(
         &mut self,
         client: &SchedulerClient<Channel>,
@@ -317,20 +322,13 @@ impl Framework {
         offer: pb::Offer,
         received: Instant,
         completions: &mpsc::Sender<Completion>,
-    ) {
+    ) -> Option<String> {
         self.report.offers_received += 1;
         let fits = fits(&offer, self.spec.shape);
         let room = self.spec.max_in_flight.saturating_sub(self.in_flight);
         let count = self.pending.min(fits).min(MAX_TASKS_PER_ACCEPT).min(room);
         if count == 0 {
-            self.report.offers_declined += 1;
-            let refuse_seconds = if self.pending == 0 { IDLE_REFUSE_SECONDS } else { REFUSE_SECONDS };
-            let decline = pb::call::Call::Decline(pb::Decline {
-                offer_ids: vec![offer.id],
-                filters: Some(pb::Filters { refuse_seconds: Some(refuse_seconds) }),
-            });
-            self.spawn_call(client, session, decline, completions, |ok| Completion::Other { ok }).await;
-            return;
+            return Some(offer.id);
         }
         let mut tasks = Vec::with_capacity(count as usize);
         let mut task_ids = Vec::with_capacity(count as usize);
@@ -357,6 +355,25 @@ impl Framework {
             ok,
         })
         .await;
+        None
+    }
+
+    /// Declines the unused offers of one OFFERS event in one call (a framework at its
+    /// in-flight bound gets about a hundred per round: a call each was most of its calls).
+    async fn decline(
+        &mut self,
+        client: &SchedulerClient<Channel>,
+        session: &Session,
+        offer_ids: Vec<String>,
+        completions: &mpsc::Sender<Completion>,
+    ) {
+        self.report.offers_declined += offer_ids.len() as u64;
+        let refuse_seconds = if self.pending == 0 { IDLE_REFUSE_SECONDS } else { REFUSE_SECONDS };
+        for chunk in offer_ids.chunks(agora_proto::convert::MAX_ENTRIES) {
+            let filters = Some(pb::Filters { refuse_seconds: Some(refuse_seconds) });
+            let decline = pb::call::Call::Decline(pb::Decline { offer_ids: chunk.to_vec(), filters });
+            self.spawn_call(client, session, decline, completions, |ok| Completion::Other { ok }).await;
+        }
     }
 
     /// Books a status update and acknowledges it.
