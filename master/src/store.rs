@@ -79,7 +79,8 @@ pub struct RedbStore {
 impl RedbStore {
     /// Opens the registry file, creating it (and its tables) when new.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        let db =
+            Database::create(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(AGENTS).map_err(storage)?;
         txn.open_table(FRAMEWORKS).map_err(storage)?;
@@ -231,7 +232,14 @@ impl Ids {
     }
 
     /// Adds `id` unless present, then forgets the oldest beyond `max`; records the writes.
-    fn add(&mut self, id: &str, max: usize, table: &str, store: &EtcdStore, writes: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+    fn add(
+        &mut self,
+        id: &str,
+        max: usize,
+        table: &str,
+        store: &EtcdStore,
+        writes: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) {
         if !self.order.iter().any(|known| known == id) {
             writes.insert(store.key(table, id), Some(self.next_seq.to_string().into_bytes()));
             self.order.push_back(id.to_owned());

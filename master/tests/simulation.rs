@@ -540,7 +540,8 @@ impl Sim {
             let weight_milli = 500 * self.rng.random_range(1..=8);
             self.master.set_weights(vec![(analytics, weight_milli)]).expect("valid weight");
         } else {
-            let guarantee = Scalars::new(1_000 * self.rng.random_range(0..=40), 1_024 * self.rng.random_range(0..=80), 0);
+            let guarantee =
+                Scalars::new(1_000 * self.rng.random_range(0..=40), 1_024 * self.rng.random_range(0..=80), 0);
             let quota = Quota { guarantee, limit: Some(ANALYTICS_LIMIT) };
             self.master.set_quota(analytics, quota).expect("valid quota");
         }

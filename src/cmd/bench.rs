@@ -157,6 +157,44 @@ impl Args {
 
 /// Runs the bench until it ends or Ctrl-C/SIGTERM: an interrupted run drops what it
 /// started, so the master processes and etcd it spawned are killed with it (exit 130).
+/// Worker threads of the in-process master's own runtime.
+const MASTER_THREADS: usize = 2;
+/// Worker threads of the emulated frameworks' own runtime.
+const FRAMEWORK_THREADS: usize = 1;
+
+/// A runtime on threads of its own. The in-process master and the emulated frameworks each
+/// get one, apart from the emulated agents' (this command's) runtime: otherwise every
+/// step of a framework's reaction to an offer, and every request the master serves, waits
+/// in one run queue behind thousands of agent tasks, and `offer_to_launch` measures the
+/// emulator's queue rather than the scheduler. As separate processes would, the runtimes
+/// share the cores through the operating system's scheduler.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnRuntime {
+    fn new(name: &str, threads: usize) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .with_context(|| format!("cannot start the {name} runtime"))?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("present until dropped").handle()
+    }
+}
+
+impl Drop for OwnRuntime {
+    /// Without blocking: a runtime dropped inside another runtime's task would panic.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     tokio::select! {
         result = run(args) => result,
@@ -177,6 +215,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The masters: named, started as processes, or one in this process.
     let mut spawned = None;
     let mut master_task = None;
+    let mut master_runtime = None;
     let addresses = if !args.master.is_empty() {
         args.master.clone()
     } else if args.masters > 0 {
@@ -196,7 +235,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         options.core.master_id = "bench".to_owned();
         let mut stop = stop_rx.clone();
         let shutdown = async move { agora_master::runtime::stopped(&mut stop).await };
-        master_task = Some(tokio::spawn(agora_master::runtime::serve(listener, options, shutdown)));
+        let runtime = OwnRuntime::new("bench-master", MASTER_THREADS)?;
+        master_task = Some(runtime.handle().spawn(agora_master::runtime::serve(listener, options, shutdown)));
+        master_runtime = Some(runtime);
         vec![address]
     };
     let where_ = match (&master_task, &spawned) {
@@ -218,7 +259,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     );
     let agent_slots = args.agents.div_ceil(args.agents_per_connection);
-    let masters = Arc::new(Masters::new(addresses, agent_slots + args.frameworks)?);
+    let frameworks_runtime = OwnRuntime::new("bench-frameworks", FRAMEWORK_THREADS)?;
+    let masters = Arc::new(Masters::new(addresses, agent_slots, args.frameworks, frameworks_runtime.handle())?);
     let etcd_watch = spawned
         .as_ref()
         .and_then(|s| s.etcd_address.clone())
@@ -262,7 +304,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let max_in_flight = (max_in_flight / args.frameworks as u64).max(1);
         let spec = FrameworkSpec { index, quota, max_in_flight, shape, seed, slot: agent_slots + index, hold };
         let framework = Framework::new(spec, framework_counters.clone());
-        framework_tasks.push(tokio::spawn(framework.run(masters.clone(), stop_rx.clone())));
+        framework_tasks.push(frameworks_runtime.handle().spawn(framework.run(masters.clone(), stop_rx.clone())));
     }
 
     // Chaos, progress, and the end of the run.
@@ -319,6 +361,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(task) = master_task {
         let _ = tokio::time::timeout(STOP_GRACE, task).await;
     }
+    drop(frameworks_runtime);
+    drop(master_runtime);
     if let Some(task) = etcd_watch {
         task.abort();
     }

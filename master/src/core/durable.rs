@@ -11,22 +11,34 @@ use std::collections::BTreeMap;
 use agora_proto::model::{AgentId, AgentInfo, FrameworkId, FrameworkInfo};
 
 use super::Output;
-use super::roles::RolePolicy;
 use super::master::Master;
 use super::registry::{AgentRecord, FrameworkRecord};
+use super::roles::RolePolicy;
 
 /// One change to the durable registry.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RegistryOp {
     /// An agent was admitted (or re-registered, or became unreachable).
-    PutAgent { agent_id: AgentId, agent: DurableAgent },
+    PutAgent {
+        agent_id: AgentId,
+        agent: DurableAgent,
+    },
     /// The agent was unreachable past its re-register timeout; its id may not come back.
-    RemoveAgent { agent_id: AgentId },
-    PutFramework { framework_id: FrameworkId, info: FrameworkInfo },
+    RemoveAgent {
+        agent_id: AgentId,
+    },
+    PutFramework {
+        framework_id: FrameworkId,
+        info: FrameworkInfo,
+    },
     /// The framework was torn down or failed over for good; its id may not come back.
-    RemoveFramework { framework_id: FrameworkId },
+    RemoveFramework {
+        framework_id: FrameworkId,
+    },
     /// The operator's weights, quota and dynamic reservations, as a whole.
-    PutRolePolicy { policy: RolePolicy },
+    PutRolePolicy {
+        policy: RolePolicy,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

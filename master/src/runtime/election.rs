@@ -52,7 +52,9 @@ impl EtcdOptions {
 pub enum Role {
     Leader,
     /// Following `leader` (its advertised `host:port`), or nobody while none is elected.
-    Follower { leader: Option<String> },
+    Follower {
+        leader: Option<String>,
+    },
 }
 
 /// Campaigns until this master leads, publishing who leads meanwhile; returns the term.
@@ -148,9 +150,13 @@ pub async fn follow_leader(State(role): State<watch::Receiver<Role>>, request: R
         return axum::Json(json!({ "leader": false, "leading_master": leader })).into_response();
     }
     match leader {
-        Some(leader) => (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("http://{leader}{path}"))]).into_response(),
-        None => super::http::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no leading master is elected yet", json!([]))
-            .into_response(),
+        Some(leader) => {
+            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("http://{leader}{path}"))]).into_response()
+        }
+        None => {
+            super::http::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no leading master is elected yet", json!([]))
+                .into_response()
+        }
     }
 }
 

@@ -20,7 +20,8 @@ use crate::core;
 
 pub use owner::Handle;
 
-/// Most gRPC and HTTP requests waiting for the owner task; handlers wait for room beyond.
+/// Most gRPC and HTTP requests waiting for the owner task in each of its two lanes
+/// (agents', everything else's); handlers wait for room beyond.
 const REQUEST_QUEUE_LEN: usize = 16 * 1024;
 
 /// How the master runs, beyond the core's own configuration.
@@ -42,7 +43,14 @@ pub struct MasterOptions {
 
 impl MasterOptions {
     pub fn new(advertise: String) -> Self {
-        Self { core: core::Config::default(), seed: 0, advertise, tick_interval_ms: 100, registry_path: None, etcd: None }
+        Self {
+            core: core::Config::default(),
+            seed: 0,
+            advertise,
+            tick_interval_ms: 100,
+            registry_path: None,
+            etcd: None,
+        }
     }
 }
 
@@ -88,6 +96,13 @@ pub async fn serve(
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(role_rx, election::follow_leader));
     tracing::info!(address = %listener.local_addr()?, "master listening");
+    // Small gRPC messages (updates, acknowledgements, calls) must not wait for Nagle's
+    // algorithm to meet the peer's delayed ACK: up to 40 ms per exchange on Linux.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     // Long-lived streams end when the owner stops, which lets the graceful shutdown finish.
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -112,7 +127,7 @@ async fn lead(
     client: agora_proto::etcd_client::Etcd,
     etcd: election::EtcdOptions,
     options: MasterOptions,
-    requests: tokio::sync::mpsc::Receiver<owner::Request>,
+    requests: owner::Inbox,
     mut stop: tokio::sync::watch::Receiver<bool>,
     role: tokio::sync::watch::Sender<election::Role>,
 ) {

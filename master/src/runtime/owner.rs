@@ -119,11 +119,49 @@ impl std::fmt::Debug for CoreFn {
     }
 }
 
-/// A cloneable way to reach the owner task.
+/// A cloneable way to reach the owner task. Requests travel in two lanes: what agents
+/// report (registrations, heartbeats, status updates, disconnections) and everything
+/// else (frameworks' subscriptions and calls, operator requests). The owner takes from
+/// the two in turn, so an ACCEPT does not queue behind thousands of status updates and a
+/// burst of calls does not hold the updates back; each lane keeps its own order, and one
+/// source never writes to both.
 #[derive(Clone, Debug)]
 pub struct Handle {
-    tx: mpsc::Sender<Request>,
+    agents: mpsc::Sender<Request>,
+    calls: mpsc::Sender<Request>,
     next_conn: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The owner task's end of the two lanes.
+#[derive(Debug)]
+pub struct Inbox {
+    agents: mpsc::Receiver<Request>,
+    calls: mpsc::Receiver<Request>,
+    /// Whether the latest turn went to the calls' lane; `try_recv` looks at the other first.
+    calls_first: bool,
+}
+
+impl Inbox {
+    /// Waits for the next request, from the calls' lane when both have one.
+    async fn recv(&mut self) -> Option<Request> {
+        let (request, from_calls) = tokio::select! {
+            biased;
+            Some(request) = self.calls.recv() => (request, true),
+            Some(request) = self.agents.recv() => (request, false),
+            else => return None,
+        };
+        // The next turn goes to the other lane.
+        self.calls_first = from_calls;
+        Some(request)
+    }
+
+    /// A request already waiting, from each lane in turn.
+    fn try_recv(&mut self) -> Option<Request> {
+        self.calls_first = !self.calls_first;
+        let (first, second) =
+            if self.calls_first { (&mut self.calls, &mut self.agents) } else { (&mut self.agents, &mut self.calls) };
+        first.try_recv().or_else(|_| second.try_recv()).ok()
+    }
 }
 
 /// The owner task has stopped (the master is shutting down).
@@ -133,7 +171,19 @@ pub struct Stopped;
 
 impl Handle {
     pub async fn send(&self, request: Request) -> Result<(), Stopped> {
-        self.tx.send(request).await.map_err(|_| Stopped)
+        let lane = match request {
+            Request::AgentAttach { .. }
+            | Request::AgentHeartbeat { .. }
+            | Request::AgentStatus { .. }
+            | Request::AgentGone { .. } => &self.agents,
+            Request::Subscribe { .. }
+            | Request::FrameworkGone { .. }
+            | Request::Call { .. }
+            | Request::State { .. }
+            | Request::Metrics { .. }
+            | Request::Operator(_) => &self.calls,
+        };
+        lane.send(request).await.map_err(|_| Stopped)
     }
 
     /// Sends a request built around a reply channel and waits for the reply.
@@ -150,16 +200,20 @@ impl Handle {
 
 /// The way to the owner task, made before the task exists: a master waiting to lead
 /// builds its services around the handle and starts the owner once elected.
-pub fn channel() -> (Handle, mpsc::Receiver<Request>) {
-    let (tx, rx) = mpsc::channel(REQUEST_QUEUE_LEN);
-    (Handle { tx, next_conn: Default::default() }, rx)
+pub fn channel() -> (Handle, Inbox) {
+    let (agents, agents_rx) = mpsc::channel(REQUEST_QUEUE_LEN);
+    let (calls, calls_rx) = mpsc::channel(REQUEST_QUEUE_LEN);
+    (
+        Handle { agents, calls, next_conn: Default::default() },
+        Inbox { agents: agents_rx, calls: calls_rx, calls_first: false },
+    )
 }
 
 /// Takes back what `store` holds and starts the owner task on `rx`.
 pub fn start(
     options: MasterOptions,
     mut store: Option<Store>,
-    rx: mpsc::Receiver<Request>,
+    rx: Inbox,
     stop: watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
     let clock = Clock::new();
@@ -206,7 +260,7 @@ struct Owner {
 }
 
 impl Owner {
-    async fn run(mut self, mut rx: mpsc::Receiver<Request>, tick: Duration, mut stop: watch::Receiver<bool>) {
+    async fn run(mut self, mut rx: Inbox, tick: Duration, mut stop: watch::Receiver<bool>) {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -220,13 +274,9 @@ impl Owner {
                     self.apply(request, &mut replies);
                     self.answer_unless_durable(&mut replies);
                     for _ in 1..BATCH_LEN {
-                        match rx.try_recv() {
-                            Ok(request) => {
-                                self.apply(request, &mut replies);
-                                self.answer_unless_durable(&mut replies);
-                            }
-                            Err(_) => break,
-                        }
+                        let Some(request) = rx.try_recv() else { break };
+                        self.apply(request, &mut replies);
+                        self.answer_unless_durable(&mut replies);
                     }
                     self.deliver();
                     for reply in replies {
@@ -430,5 +480,53 @@ impl Owner {
         let _ = registered.send(Ok(agent_id.clone()));
         // Replacing the outbox drops the previous connection's stream, if any.
         self.agents.insert(agent_id, (conn, outbox));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heartbeat(agent: &str) -> Request {
+        Request::AgentHeartbeat { agent_id: AgentId::from(agent) }
+    }
+
+    fn gone(framework: &str) -> Request {
+        Request::FrameworkGone { framework_id: FrameworkId::from(framework), stream_id: StreamId::from("s") }
+    }
+
+    fn name(request: &Request) -> String {
+        match request {
+            Request::AgentHeartbeat { agent_id } => agent_id.to_string(),
+            Request::FrameworkGone { framework_id, .. } => framework_id.to_string(),
+            other => panic!("unexpected request {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_owner_takes_the_two_lanes_in_turn_each_in_its_own_order() {
+        let (handle, mut inbox) = channel();
+        for agent in ["a1", "a2", "a3", "a4"] {
+            handle.send(heartbeat(agent)).await.expect("owner lanes open");
+        }
+        for framework in ["f1", "f2"] {
+            handle.send(gone(framework)).await.expect("owner lanes open");
+        }
+        // A call waiting is taken before the updates queued ahead of it.
+        let first = inbox.recv().await.expect("a request");
+        let mut taken = vec![name(&first)];
+        while let Some(request) = inbox.try_recv() {
+            taken.push(name(&request));
+        }
+        assert_eq!(taken, ["f1", "a1", "f2", "a2", "a3", "a4"]);
+    }
+
+    #[tokio::test]
+    async fn the_inbox_ends_when_every_handle_is_gone() {
+        let (handle, mut inbox) = channel();
+        handle.send(heartbeat("a1")).await.expect("owner lanes open");
+        drop(handle);
+        assert!(inbox.recv().await.is_some());
+        assert!(inbox.recv().await.is_none());
     }
 }

@@ -31,14 +31,19 @@ const MAX_SAMPLES: usize = 100_000;
 /// Re-subscription backoff, capped.
 const RESUBSCRIBE_FIRST: Duration = Duration::from_millis(100);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
-/// How long leftover resources of an accepted or declined offer are not offered again.
-const REFUSE_SECONDS: f64 = 1.0;
+/// How long leftover resources of an accepted or declined offer are not offered again:
+/// Mesos' default filter. A REVIVE (sent when the framework has room again) lifts it.
+/// With 1 s, every free agent went round every framework that was not suppressed once a
+/// second: 3.4 offers made, sent, declined and recovered per task launched.
+const REFUSE_SECONDS: f64 = 5.0;
 /// How long an idle framework's declined offers stay away.
 const IDLE_REFUSE_SECONDS: f64 = 30.0;
 /// Acknowledgements sent in one ACKNOWLEDGE_MANY call at most, and the longest one waits
 /// for others to join it.
 const ACK_BATCH: usize = 512;
-const ACK_DELAY: Duration = Duration::from_millis(2);
+/// Agents resend after 10 s, so waiting 20 ms costs nothing and gathers about ten times
+/// as many acknowledgements per call as 2 ms did at 5,000 tasks/s.
+const ACK_DELAY: Duration = Duration::from_millis(20);
 
 /// What each task asks for: small, so that one agent holds many.
 #[derive(Clone, Copy, Debug)]
@@ -489,12 +494,15 @@ impl Framework {
     }
 
     /// Stops offers while nothing can be launched (nothing pending, or as many tasks in
-    /// flight as allowed), and asks for them again once work can go out: below three
-    /// quarters of the in-flight bound, so that a framework at its bound does not revive
+    /// flight as allowed), and asks for them again once work can go out: below half
+    /// of the in-flight bound, so that a framework at its bound does not revive
     /// on every finished task.
     async fn suppress_or_revive(&mut self, client: &SchedulerClient<Channel>, session: &Session) {
         let call = if self.suppressed {
-            let low_water = self.spec.max_in_flight - self.spec.max_in_flight / 4;
+            // Every REVIVE lifts the framework's filters and brings it an offer for every
+            // free agent, nearly all of which it declines: reviving for half the bound
+            // rather than a quarter halves that flood.
+            let low_water = self.spec.max_in_flight / 2;
             if self.pending == 0 || self.in_flight >= low_water.max(1) {
                 return;
             }

@@ -31,12 +31,20 @@ pub struct Masters {
     /// at once, as agents started with `--etcd` do.
     elected: watch::Sender<u64>,
     /// One lazily connected channel per master and slot: emulators sharing a slot share an
-    /// HTTP/2 connection.
+    /// HTTP/2 connection. Agents' slots come first, then one per framework.
     channels: Vec<Vec<Channel>>,
 }
 
 impl Masters {
-    pub fn new(addresses: Vec<String>, slots: usize) -> anyhow::Result<Masters> {
+    /// Channels for `agent_slots` agents' connections, made on the current runtime, and
+    /// for `frameworks`, made on `frameworks_runtime` (a channel's connection runs where
+    /// the channel was made).
+    pub fn new(
+        addresses: Vec<String>,
+        agent_slots: usize,
+        frameworks: usize,
+        frameworks_runtime: &tokio::runtime::Handle,
+    ) -> anyhow::Result<Masters> {
         anyhow::ensure!(!addresses.is_empty(), "--master: no address given");
         let mut channels = Vec::with_capacity(addresses.len());
         for address in &addresses {
@@ -46,7 +54,10 @@ impl Masters {
                 .initial_stream_window_size(1 << 20)
                 .tcp_nodelay(true)
                 .connect_timeout(Duration::from_secs(10));
-            channels.push((0..slots.max(1)).map(|_| endpoint.connect_lazy()).collect());
+            let mut slots: Vec<Channel> = (0..agent_slots).map(|_| endpoint.connect_lazy()).collect();
+            let _frameworks_runtime = frameworks_runtime.enter();
+            slots.extend((0..frameworks.max(1)).map(|_| endpoint.connect_lazy()));
+            channels.push(slots);
         }
         Ok(Masters { addresses, leader: AtomicUsize::new(0), elected: watch::Sender::new(0), channels })
     }
