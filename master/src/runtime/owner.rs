@@ -27,6 +27,12 @@ pub const AGENT_QUEUE_LEN: usize = 4 * 1024;
 /// Requests applied before an allocation round: allocation is batched over whatever
 /// arrived together, and still runs promptly under a steady stream of requests.
 const BATCH_LEN: usize = 512;
+/// After a round that took `d`, the next one waits until `d × ALLOCATION_GAP_FACTOR` has
+/// passed, so that at most half of the owner's time goes to allocating, however often
+/// requests change something: rounds still follow every change (a freed resource is
+/// offered within one round's length), but a master with many agents and a stream of
+/// small batches answers its calls and updates rather than allocating back to back.
+const ALLOCATION_GAP_FACTOR: u32 = 1;
 
 /// An agent's queue of messages. Boxed: a queue allocates room for 32 messages at once,
 /// and 32 unboxed ones (400 bytes each) per agent were most of what 50,000 agents cost.
@@ -263,8 +269,11 @@ impl Owner {
     async fn run(mut self, mut rx: Inbox, tick: Duration, mut stop: watch::Receiver<bool>) {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_allocation = tokio::time::Instant::now();
         loop {
+            let allocation_due = self.core.needs_allocation();
             tokio::select! {
+                () = tokio::time::sleep_until(next_allocation), if allocation_due => {}
                 request = rx.recv() => {
                     let Some(request) = request else { break };
                     // Batch whatever else is already waiting. Requests that change nothing
@@ -289,10 +298,12 @@ impl Owner {
                 }
                 _ = stop.changed() => break,
             }
-            if self.core.needs_allocation() {
+            if self.core.needs_allocation() && tokio::time::Instant::now() >= next_allocation {
                 let started = Instant::now();
                 self.core.allocate(self.clock.now_ms());
-                self.allocation_latency.observe(started.elapsed());
+                let took = started.elapsed();
+                self.allocation_latency.observe(took);
+                next_allocation = tokio::time::Instant::now() + took * ALLOCATION_GAP_FACTOR;
                 self.deliver();
             }
         }
