@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use agents::{Agent, AgentCounters, AgentSpec, Chaos};
 use frameworks::{Framework, FrameworkCounters, FrameworkReport, FrameworkSpec, TaskShape};
-use masters::{Masters, SpawnSpec, Spawned, http_get, http_request, serving_leader};
+use masters::{Masters, SpawnSpec, Spawned, http_get, serving_leader};
 use stats::{Durations, Samples};
 
 /// Agents sharing one HTTP/2 connection. The master's HTTP/2 server allows 200 concurrent
@@ -110,11 +110,6 @@ pub struct Args {
     /// Memory of each task, in MiB.
     #[arg(long, default_value_t = 32)]
     pub task_mem: u64,
-    /// Give each framework a role of its own (`bench-N`) with this quota limit (CPUs,
-    /// memory and disk, e.g. `cpus:48;mem:8192`), set through the operator API before
-    /// the frameworks subscribe; without it every framework is in role `*`, unlimited.
-    #[arg(long)]
-    pub framework_limit: Option<String>,
 }
 
 impl Args {
@@ -162,47 +157,6 @@ impl Args {
 
 /// Runs the bench until it ends or Ctrl-C/SIGTERM: an interrupted run drops what it
 /// started, so the master processes and etcd it spawned are killed with it (exit 130).
-/// The role of framework `index` when frameworks have a quota limit each.
-fn framework_role(index: usize) -> String {
-    format!("bench-{index}")
-}
-
-/// The `limit` object of a `POST /quota` body, from a resources string.
-fn quota_limit(text: &str) -> anyhow::Result<serde_json::Value> {
-    let resources = Resources::parse(text).map_err(|e| anyhow::anyhow!("--framework-limit: {e}"))?;
-    let scalars = resources.scalars();
-    anyhow::ensure!(
-        scalars.cpus_milli > 0 || scalars.mem_mib > 0 || scalars.disk_mib > 0,
-        "--framework-limit: name at least one of cpus, mem, disk"
-    );
-    let mut limit = serde_json::Map::new();
-    for (name, value) in [
-        ("cpus", scalars.cpus_milli as f64 / 1000.0),
-        ("mem", scalars.mem_mib as f64),
-        ("disk", scalars.disk_mib as f64),
-    ] {
-        if value > 0.0 {
-            limit.insert(name.to_owned(), value.into());
-        }
-    }
-    Ok(serde_json::Value::Object(limit))
-}
-
-/// Sets every framework's role's quota limit on the leading master.
-async fn set_framework_limits(masters: &Masters, frameworks: usize, limit: &serde_json::Value) -> anyhow::Result<()> {
-    let leader = serving_leader(masters.addresses(), None).await.context("--framework-limit: no master serves")?;
-    let address = &masters.addresses()[leader];
-    for index in 0..frameworks {
-        let body = serde_json::json!({ "role": framework_role(index), "limit": limit }).to_string();
-        match http_request(address, "POST", "/quota", &body).await {
-            Some((200, _)) => {}
-            Some((code, answer)) => anyhow::bail!("--framework-limit: the master answered {code}: {answer}"),
-            None => anyhow::bail!("--framework-limit: the master at {address} cannot be reached"),
-        }
-    }
-    Ok(())
-}
-
 /// Worker threads of the in-process master's own runtime.
 const MASTER_THREADS: usize = 2;
 /// Worker threads of the emulated frameworks' own runtime.
@@ -256,7 +210,6 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let resources = Resources::parse(&args.agent_resources).map_err(|e| anyhow::anyhow!("--agent-resources: {e}"))?;
     let resources = pb::Resources::from(&resources);
-    let framework_limit = args.framework_limit.as_deref().map(quota_limit).transpose()?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // The masters: named, started as processes, or one in this process.
@@ -345,16 +298,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let remainder = args.tasks % args.frameworks as u64;
     // Held tasks never end, so every one of them is in flight at once.
     let max_in_flight = if hold { args.tasks } else { args.max_in_flight };
-    if let Some(limit) = &framework_limit {
-        set_framework_limits(&masters, args.frameworks, limit).await?;
-    }
     let run_started = Instant::now();
     for index in 0..args.frameworks {
         let quota = per_framework + u64::from((index as u64) < remainder);
         let max_in_flight = (max_in_flight / args.frameworks as u64).max(1);
-        let role = if framework_limit.is_some() { framework_role(index) } else { "*".to_owned() };
-        let slot = agent_slots + index;
-        let spec = FrameworkSpec { index, quota, max_in_flight, shape, seed, slot, hold, role };
+        let spec = FrameworkSpec { index, quota, max_in_flight, shape, seed, slot: agent_slots + index, hold };
         let framework = Framework::new(spec, framework_counters.clone());
         framework_tasks.push(frameworks_runtime.handle().spawn(framework.run(masters.clone(), stop_rx.clone())));
     }

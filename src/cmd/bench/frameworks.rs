@@ -105,8 +105,6 @@ pub struct FrameworkSpec {
     /// Tasks are held running (they end only if something fails): unended ones are
     /// expected, not worth a warning.
     pub hold: bool,
-    /// The one role it subscribes with.
-    pub role: String,
 }
 
 #[derive(Debug, Default)]
@@ -211,7 +209,7 @@ impl Framework {
                 user: "bench".to_owned(),
                 name: format!("bench-{}", self.spec.index),
                 id: self.framework_id.clone(),
-                roles: vec![self.spec.role.clone()],
+                roles: vec!["*".to_owned()],
                 failover_timeout_ms: Some(3_600_000),
                 hostname: String::new(),
                 principal: String::new(),

@@ -139,20 +139,9 @@ impl Masters {
 /// `GET path` over a plain HTTP/1.0 connection (no client library for a few requests):
 /// the status code and the body, or `None` when the master cannot be reached.
 pub async fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
-    http_request(address, "GET", path, "").await
-}
-
-/// A request with a JSON `body` (none when empty), as `http_get`.
-pub async fn http_request(address: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     let fetch = async {
         let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-        let content = if body.is_empty() {
-            String::new()
-        } else {
-            format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len())
-        };
-        let request =
-            format!("{method} {path} HTTP/1.0\r\nHost: {address}\r\n{content}Connection: close\r\n\r\n{body}");
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut body = Vec::new();
         stream.take(MAX_HTTP_BYTES).read_to_end(&mut body).await.ok()?;
