@@ -123,7 +123,9 @@ struct Track {
 
 /// A call's outcome, back to the event loop.
 enum Completion {
-    Accept { started: Instant, task_ids: Vec<String>, ok: bool },
+    /// `took`: from the OFFERS event to the master's answer to the ACCEPT, taken when the
+    /// answer arrives (not when the event loop gets round to the completion).
+    Accept { took: Duration, task_ids: Vec<String>, ok: bool },
     Other { ok: bool },
 }
 
@@ -355,7 +357,7 @@ impl Framework {
             filters: Some(pb::Filters { refuse_seconds: Some(REFUSE_SECONDS) }),
         });
         self.spawn_call(client, session, accept, completions, move |ok| Completion::Accept {
-            started: received,
+            took: received.elapsed(),
             task_ids,
             ok,
         })
@@ -470,9 +472,9 @@ impl Framework {
 
     fn complete(&mut self, completion: Completion) {
         match completion {
-            Completion::Accept { started, task_ids, ok } => {
+            Completion::Accept { took, task_ids, ok } => {
                 if ok {
-                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    let ms = took.as_secs_f64() * 1000.0;
                     self.report.offer_to_launch_ms.record(ms, &mut self.rng);
                     return;
                 }
