@@ -731,9 +731,9 @@ fn offer_event(held: HeldOffer, agent: &AgentRecord, role: Role) -> Offer {
         id: held.id,
         framework_id: held.framework_id,
         agent_id: held.agent_id,
-        hostname: agent.info.hostname.clone(),
+        hostname: agent.hostname.clone(),
         resources: held.resources,
-        attributes: agent.info.attributes.clone(),
+        attributes: agent.attributes.clone(),
         agent_url: agent.url.clone(),
         allocation_role: role,
     }

@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use agora_proto::model::{
-    AgentId, AgentInfo, FrameworkId, FrameworkInfo, OfferId, Resources, Role, Scalars, StreamId, TaskId, TaskInfo,
+    AgentId, AgentInfo, Attribute, FrameworkId, FrameworkInfo, OfferId, Resources, Role, Scalars, StreamId, TaskId, TaskInfo,
     TaskState, TaskStatus,
 };
 
@@ -40,8 +41,11 @@ pub(crate) struct AgentRecord {
     /// The scalars of `info.resources` and of `free`, for the allocator's scan.
     pub total_scalars: Scalars,
     pub free_scalars: Scalars,
-    /// `http://hostname:port`, copied into every offer.
-    pub url: String,
+    /// `info`'s hostname and attributes and the agent's `http://hostname:port`, shared
+    /// by every offer of the agent (a copy is a reference count).
+    pub hostname: Arc<str>,
+    pub attributes: Arc<[Attribute]>,
+    pub url: Arc<str>,
     pub tasks: BTreeSet<(FrameworkId, TaskId)>,
     /// Numbers of the outstanding offers on this agent (see `OfferBook`), oldest first.
     pub offers: Vec<u64>,
@@ -69,13 +73,16 @@ impl AgentRecord {
             consistent: true,
             total_scalars: Scalars::ZERO,
             free_scalars: Scalars::ZERO,
-            url: String::new(),
+            hostname: Arc::from(""),
+            attributes: Arc::from([]),
+            url: Arc::from(""),
             tasks: BTreeSet::new(),
             offers: Vec::new(),
             filtered_by: Vec::new(),
             stuck_epoch: None,
         };
         agent.refresh();
+        agent.describe();
         agent
     }
 
@@ -111,13 +118,20 @@ impl AgentRecord {
         self.free = if self.consistent { free } else { Resources::new() };
         self.total_scalars = self.info.resources.scalars();
         self.free_scalars = self.free.scalars();
-        self.url = format!("http://{}:{}", self.info.hostname, self.info.port);
+    }
+
+    /// Recomputes what offers share of `info`: hostname, attributes and URL.
+    fn describe(&mut self) {
+        self.hostname = Arc::from(self.info.hostname.as_str());
+        self.attributes = Arc::from(self.info.attributes.as_slice());
+        self.url = Arc::from(format!("http://{}:{}", self.info.hostname, self.info.port));
     }
 
     /// Replaces the agent's description (a re-registration) and what derives from it.
     pub fn set_info(&mut self, info: AgentInfo) {
         self.info = info;
         self.refresh();
+        self.describe();
     }
 
     /// Replaces the agent's resources (a reservation changed them).
@@ -178,6 +192,9 @@ impl AgentRecord {
             && self.free == expected
             && self.free_scalars == expected.scalars()
             && self.total_scalars == self.info.resources.scalars()
+            && *self.hostname == *self.info.hostname
+            && *self.attributes == *self.info.attributes
+            && *self.url == format!("http://{}:{}", self.info.hostname, self.info.port)
     }
 }
 
@@ -514,7 +531,7 @@ mod tests {
     #[test]
     fn an_agents_free_part_follows_its_offers_and_tasks() {
         let mut a = agent("cpus:4;mem:1024;ports:[1-10]");
-        assert_eq!(a.url, "http://h:5051");
+        assert_eq!(&*a.url, "http://h:5051");
         assert_eq!(a.free_scalars, Scalars::new(4000, 1024, 0));
         let task = Resources::parse("cpus:1;mem:100;ports:[3-4]").expect("valid");
         a.add_used(&task);

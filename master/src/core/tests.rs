@@ -252,10 +252,10 @@ fn a_subscribed_framework_is_offered_the_whole_free_agent() {
         id: OfferId::new("m-O1"),
         framework_id: fw.clone(),
         agent_id: agent,
-        hostname: "h1".to_owned(),
+        hostname: "h1".into(),
         resources: resources("cpus:4;mem:1024;ports:[31000-31009]"),
-        attributes: Vec::new(),
-        agent_url: "http://h1:5051".to_owned(),
+        attributes: Vec::new().into(),
+        agent_url: "http://h1:5051".into(),
         allocation_role: Role::unreserved(),
     };
     assert_eq!(
@@ -334,7 +334,7 @@ fn agents_below_the_minimum_allocatable_are_not_offered() {
     subscribe(&mut m, 0, "fw");
     let got = allocate(&mut m, 0);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].1.hostname, "mem-only", "enough memory alone is worth offering");
+    assert_eq!(&*got[0].1.hostname, "mem-only", "enough memory alone is worth offering");
 }
 
 #[test]
