@@ -6,8 +6,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use agora_proto::model::{
-    AgentId, AgentInfo, Attribute, FrameworkId, FrameworkInfo, OfferId, Resources, Role, Scalars, StreamId, TaskId, TaskInfo,
-    TaskState, TaskStatus,
+    AgentId, AgentInfo, Attribute, FrameworkId, FrameworkInfo, OfferId, Resources, Role, Scalars, StreamId, TaskId,
+    TaskInfo, TaskState, TaskStatus,
 };
 
 use super::{ConnId, TaskView};
