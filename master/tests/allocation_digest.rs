@@ -29,7 +29,7 @@ impl Digest {
     }
 
     fn add_offer(&mut self, offer: &Offer) {
-        self.add(offer.id.as_str());
+        self.add(&offer.id.to_string());
         self.add(offer.framework_id.as_str());
         self.add(offer.agent_id.as_str());
         self.add(&offer.hostname);

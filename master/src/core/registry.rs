@@ -346,8 +346,8 @@ pub(crate) struct OfferRecord {
 /// by number (`values`), never in hash order.
 #[derive(Debug)]
 pub(crate) struct OfferBook {
-    /// `{master_id}-O`.
-    prefix: String,
+    /// `{master_id}-O`, shared by every id minted.
+    prefix: Arc<str>,
     /// Offer number → slot.
     index: HashMap<u64, u32, BuildHasherDefault<NumberHasher>>,
     /// The offer number and record in each slot.
@@ -379,46 +379,20 @@ impl Hasher for NumberHasher {
     }
 }
 
-/// Longest id built on the stack before it is copied into its one allocation.
-const MAX_INLINE_ID: usize = 128;
-
 impl OfferBook {
     pub fn new(master_id: &str) -> Self {
-        Self { prefix: format!("{master_id}-O"), index: HashMap::default(), slots: Vec::new(), vacant: Vec::new() }
+        let prefix = Arc::from(format!("{master_id}-O"));
+        Self { prefix, index: HashMap::default(), slots: Vec::new(), vacant: Vec::new() }
     }
 
-    /// The id of offer number `n`, built on the stack and copied into its one allocation
-    /// (`format!` would allocate twice and go through the formatting machinery).
+    /// The id of offer number `n`: the shared prefix and the number, no allocation.
     pub fn id(&self, n: u64) -> OfferId {
-        let prefix = self.prefix.as_bytes();
-        // A u64 has at most 20 decimal digits.
-        let mut digits = [0u8; 20];
-        let mut len = 0;
-        let mut rest = n;
-        loop {
-            len += 1;
-            digits[20 - len] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        let total = prefix.len() + len;
-        if total > MAX_INLINE_ID {
-            return OfferId::new(format!("{}{n}", self.prefix));
-        }
-        let mut text = [0u8; MAX_INLINE_ID];
-        text[..prefix.len()].copy_from_slice(prefix);
-        text[prefix.len()..total].copy_from_slice(&digits[20 - len..]);
-        match std::str::from_utf8(&text[..total]) {
-            Ok(id) => OfferId::from(id),
-            Err(_) => OfferId::new(format!("{}{n}", self.prefix)),
-        }
+        OfferId::numbered(&self.prefix, n)
     }
 
     /// The number of an id minted by `id`.
     pub fn key(&self, id: &OfferId) -> Option<u64> {
-        let n: u64 = id.as_str().strip_prefix(&self.prefix)?.parse().ok()?;
+        let n = id.number_after(&self.prefix)?;
         self.by_key(n).filter(|r| &r.offer.id == id).map(|_| n)
     }
 
@@ -484,12 +458,12 @@ mod tests {
     #[test]
     fn offer_ids_are_the_prefix_and_the_number_and_only_those_are_found() {
         let mut book = OfferBook::new("m");
-        assert_eq!(book.id(0).as_str(), "m-O0");
-        assert_eq!(book.id(7).as_str(), "m-O7");
-        assert_eq!(book.id(1_234_567_890).as_str(), "m-O1234567890");
-        assert_eq!(book.id(u64::MAX).as_str(), format!("m-O{}", u64::MAX));
+        assert_eq!(book.id(0).to_string(), "m-O0");
+        assert_eq!(book.id(7).to_string(), "m-O7");
+        assert_eq!(book.id(1_234_567_890).to_string(), "m-O1234567890");
+        assert_eq!(book.id(u64::MAX).to_string(), format!("m-O{}", u64::MAX));
         let long = "x".repeat(300);
-        assert_eq!(OfferBook::new(&long).id(42).as_str(), format!("{long}-O42"));
+        assert_eq!(OfferBook::new(&long).id(42).to_string(), format!("{long}-O42"));
 
         book.insert(7, record(&book, 7));
         assert_eq!(book.key(&OfferId::new("m-O7")), Some(7));
@@ -512,9 +486,9 @@ mod tests {
         assert!(book.remove(10).is_some());
         book.insert(12, record(&book, 12));
         assert_eq!(book.slots.len(), 3, "offer 12 takes the slot offer 10 left");
-        let listed: Vec<&str> = book.values().map(|r| r.offer.id.as_str()).collect();
+        let listed: Vec<String> = book.values().map(|r| r.offer.id.to_string()).collect();
         assert_eq!(listed, ["m-O9", "m-O11", "m-O12"]);
-        assert_eq!(book.by_key(12).map(|r| r.offer.id.as_str()), Some("m-O12"));
+        assert_eq!(book.by_key(12).map(|r| r.offer.id.to_string()).as_deref(), Some("m-O12"));
         assert!(book.by_key(10).is_none());
     }
 
