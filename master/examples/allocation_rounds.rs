@@ -5,7 +5,8 @@
 //!
 //! `allocation_rounds decline AGENTS FRAMEWORKS ROUNDS` runs DeclineOffers (every offer
 //! declined with a filter that outlives the run) and prints each round's time;
-//! `allocation_rounds quota` runs LargeAndSmallQuota's full and empty rounds.
+//! `allocation_rounds quota [ROUNDS]` runs LargeAndSmallQuota's full round and, with
+//! ROUNDS = 2 (the default), the empty one after it.
 
 use std::time::Instant;
 
@@ -94,7 +95,7 @@ fn decline(agents: usize, frameworks: usize, rounds: usize) {
     }
 }
 
-fn quota() {
+fn quota(rounds: usize) {
     let mut master = Master::new(Config { master_id: "bench".into(), ..Config::default() }, 7);
     let resources = Resources::parse("cpus:2;mem:2048;disk:2048").expect("valid resources");
     for i in 0..3_000u64 {
@@ -121,7 +122,7 @@ fn quota() {
     master.drain_outputs();
     // As the bench does: glibc merges the setup's freed blocks now, not in the timed round.
     drop(std::hint::black_box(Vec::<u8>::with_capacity(64 * 1024)));
-    for name in ["full", "empty"] {
+    for name in ["full", "empty"].into_iter().take(rounds) {
         let started = Instant::now();
         master.allocate(1);
         let elapsed = started.elapsed();
@@ -134,7 +135,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let number = |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {
-        Some("quota") => quota(),
+        Some("quota") => quota(number(1, 2)),
         _ => decline(number(1, 10_000), number(2, 1_000), number(3, 10)),
     }
 }
