@@ -192,7 +192,12 @@ impl AgentRecord {
             && self.free == expected
             && self.free_scalars == expected.scalars()
             && self.total_scalars == self.info.resources.scalars()
-            && *self.hostname == *self.info.hostname
+    }
+
+    /// Whether the hostname, attributes and URL that offers share are `info`'s; for the
+    /// invariant check.
+    pub fn description_is_exact(&self) -> bool {
+        *self.hostname == *self.info.hostname
             && *self.attributes == *self.info.attributes
             && *self.url == format!("http://{}:{}", self.info.hostname, self.info.port)
     }
@@ -506,6 +511,7 @@ mod tests {
     fn an_agents_free_part_follows_its_offers_and_tasks() {
         let mut a = agent("cpus:4;mem:1024;ports:[1-10]");
         assert_eq!(&*a.url, "http://h:5051");
+        assert!(a.description_is_exact());
         assert_eq!(a.free_scalars, Scalars::new(4000, 1024, 0));
         let task = Resources::parse("cpus:1;mem:100;ports:[3-4]").expect("valid");
         a.add_used(&task);
