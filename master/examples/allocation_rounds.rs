@@ -77,8 +77,9 @@ fn decline(agents: usize, frameworks: usize, rounds: usize) {
         }
     }
     master.drain_outputs();
-    let mut now_ms = now_ms;
     for round in 1..=rounds {
+        // As in the bench: one millisecond later each round.
+        let now_ms = now_ms + round as u64 - 1;
         let started = Instant::now();
         master.allocate(now_ms);
         let elapsed = started.elapsed();
@@ -90,7 +91,6 @@ fn decline(agents: usize, frameworks: usize, rounds: usize) {
             master.call(now_ms, &framework_id, &stream(&framework_id), call).expect("decline");
         }
         master.drain_outputs();
-        now_ms += 1;
         println!("round {round}: {made} offers in {:.3} ms", elapsed.as_secs_f64() * 1e3);
     }
 }
