@@ -442,10 +442,10 @@ impl TryFrom<pb::Offer> for Offer {
             id: id::<OfferId>("id", &value.id)?,
             framework_id: id::<FrameworkId>("framework_id", &value.framework_id)?,
             agent_id: id::<AgentId>("agent_id", &value.agent_id)?,
-            hostname: value.hostname,
+            hostname: value.hostname.into(),
             resources: resources("resources", value.resources)?,
-            attributes: attributes(value.attributes)?,
-            agent_url: value.agent_url,
+            attributes: attributes(value.attributes)?.into(),
+            agent_url: value.agent_url.into(),
             allocation_role: if value.allocation_role.is_empty() {
                 Role::unreserved()
             } else {
@@ -462,10 +462,10 @@ impl From<&Offer> for pb::Offer {
             id: value.id.to_string(),
             framework_id: value.framework_id.to_string(),
             agent_id: value.agent_id.to_string(),
-            hostname: value.hostname.clone(),
+            hostname: value.hostname.to_string(),
             resources: Some((&value.resources).into()),
             attributes: attributes_to_pb(&value.attributes),
-            agent_url: value.agent_url.clone(),
+            agent_url: value.agent_url.to_string(),
             allocation_role: value.allocation_role.to_string(),
         }
     }

@@ -492,7 +492,7 @@ impl Runner {
                 let _ = driver.reconcile(ids).await;
             }
         }
-        self.hosts.insert(offer.agent_id.clone(), offer.hostname.clone());
+        self.hosts.insert(offer.agent_id.clone(), offer.hostname.to_string());
         for instance in &mut self.instances[first..first + count] {
             instance.launched = true;
             instance.agent_id = Some(offer.agent_id.clone());

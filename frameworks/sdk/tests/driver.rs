@@ -371,7 +371,7 @@ async fn the_driver_subscribes_and_hands_offers_to_the_scheduler() {
     match running.next().await {
         Seen::Offers(offers) => {
             assert_eq!(offers.len(), 1);
-            assert_eq!(offers[0].id.as_str(), "o-1");
+            assert_eq!(offers[0].id.to_string(), "o-1");
             assert_eq!(offers[0].resources.scalars().cpus_milli, 1_000);
         }
         other => panic!("expected offers, saw {other:?}"),

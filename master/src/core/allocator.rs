@@ -240,8 +240,10 @@ impl Order {
     fn update(&mut self, old: Option<(PathKey, u32)>, new: Option<(PathKey, u32)>) {
         match (old, new) {
             (Some(old), Some(new)) => {
+                // Found by the node's number first: whole keys are compared only where
+                // the number matches (once, in the sorter: a node is in an order once).
                 if let Order::Small(v) = self
-                    && let Ok(at) = v.binary_search(&old)
+                    && let Some(at) = v.iter().position(|entry| entry.1 == old.1 && entry.0 == old.0)
                 {
                     let after_previous = at.checked_sub(1).and_then(|p| v.get(p)).is_none_or(|prev| *prev < new);
                     let before_next = v.get(at + 1).is_none_or(|next| new < *next);

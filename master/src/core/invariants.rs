@@ -168,6 +168,12 @@ impl Master {
                     agent.offered()
                 ));
             }
+            if !agent.description_is_exact() {
+                return Err(format!(
+                    "agent {agent_id} offers hostname {:?}, attributes {:?} and URL {:?}, which are not its info's",
+                    agent.hostname, agent.attributes, agent.url
+                ));
+            }
             if !agent.offers.is_sorted_by(|a, b| a < b) {
                 return Err(format!("agent {agent_id} lists an offer twice or out of order"));
             }

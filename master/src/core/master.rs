@@ -314,7 +314,10 @@ impl Master {
         // order they were granted.
         let mut batches: Vec<Vec<Offer>> = Vec::new();
         batches.resize_with(frameworks.len(), Vec::new);
-        let expected = scan.candidates.len() / frameworks.len().max(1) + 1;
+        // Room for twice the mean share of the candidates, so that few batches grow
+        // during the round (a reallocation is a copy and, after the declines of a busy
+        // cluster, often glibc's slow path).
+        let expected = 2 * scan.candidates.len() / frameworks.len().max(1) + 1;
         let stuck = allocator::allocate(&mut self.rng, &mut scan, &mut frameworks, input, |grant| {
             let framework = grant.framework as usize;
             let offer = sink.create(
@@ -731,9 +734,9 @@ fn offer_event(held: HeldOffer, agent: &AgentRecord, role: Role) -> Offer {
         id: held.id,
         framework_id: held.framework_id,
         agent_id: held.agent_id,
-        hostname: agent.info.hostname.clone(),
+        hostname: agent.hostname.clone(),
         resources: held.resources,
-        attributes: agent.info.attributes.clone(),
+        attributes: agent.attributes.clone(),
         agent_url: agent.url.clone(),
         allocation_role: role,
     }

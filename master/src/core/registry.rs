@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use agora_proto::model::{
-    AgentId, AgentInfo, FrameworkId, FrameworkInfo, OfferId, Resources, Role, Scalars, StreamId, TaskId, TaskInfo,
-    TaskState, TaskStatus,
+    AgentId, AgentInfo, Attribute, FrameworkId, FrameworkInfo, OfferId, Resources, Role, Scalars, StreamId, TaskId,
+    TaskInfo, TaskState, TaskStatus,
 };
 
 use super::{ConnId, TaskView};
@@ -40,8 +41,11 @@ pub(crate) struct AgentRecord {
     /// The scalars of `info.resources` and of `free`, for the allocator's scan.
     pub total_scalars: Scalars,
     pub free_scalars: Scalars,
-    /// `http://hostname:port`, copied into every offer.
-    pub url: String,
+    /// `info`'s hostname and attributes and the agent's `http://hostname:port`, shared
+    /// by every offer of the agent (a copy is a reference count).
+    pub hostname: Arc<str>,
+    pub attributes: Arc<[Attribute]>,
+    pub url: Arc<str>,
     pub tasks: BTreeSet<(FrameworkId, TaskId)>,
     /// Numbers of the outstanding offers on this agent (see `OfferBook`), oldest first.
     pub offers: Vec<u64>,
@@ -69,13 +73,16 @@ impl AgentRecord {
             consistent: true,
             total_scalars: Scalars::ZERO,
             free_scalars: Scalars::ZERO,
-            url: String::new(),
+            hostname: Arc::from(""),
+            attributes: Arc::from([]),
+            url: Arc::from(""),
             tasks: BTreeSet::new(),
             offers: Vec::new(),
             filtered_by: Vec::new(),
             stuck_epoch: None,
         };
         agent.refresh();
+        agent.describe();
         agent
     }
 
@@ -111,13 +118,20 @@ impl AgentRecord {
         self.free = if self.consistent { free } else { Resources::new() };
         self.total_scalars = self.info.resources.scalars();
         self.free_scalars = self.free.scalars();
-        self.url = format!("http://{}:{}", self.info.hostname, self.info.port);
+    }
+
+    /// Recomputes what offers share of `info`: hostname, attributes and URL.
+    fn describe(&mut self) {
+        self.hostname = Arc::from(self.info.hostname.as_str());
+        self.attributes = Arc::from(self.info.attributes.as_slice());
+        self.url = Arc::from(format!("http://{}:{}", self.info.hostname, self.info.port));
     }
 
     /// Replaces the agent's description (a re-registration) and what derives from it.
     pub fn set_info(&mut self, info: AgentInfo) {
         self.info = info;
         self.refresh();
+        self.describe();
     }
 
     /// Replaces the agent's resources (a reservation changed them).
@@ -178,6 +192,14 @@ impl AgentRecord {
             && self.free == expected
             && self.free_scalars == expected.scalars()
             && self.total_scalars == self.info.resources.scalars()
+    }
+
+    /// Whether the hostname, attributes and URL that offers share are `info`'s; for the
+    /// invariant check.
+    pub fn description_is_exact(&self) -> bool {
+        *self.hostname == *self.info.hostname
+            && *self.attributes == *self.info.attributes
+            && *self.url == format!("http://{}:{}", self.info.hostname, self.info.port)
     }
 }
 
@@ -329,8 +351,8 @@ pub(crate) struct OfferRecord {
 /// by number (`values`), never in hash order.
 #[derive(Debug)]
 pub(crate) struct OfferBook {
-    /// `{master_id}-O`.
-    prefix: String,
+    /// `{master_id}-O`, shared by every id minted.
+    prefix: Arc<str>,
     /// Offer number → slot.
     index: HashMap<u64, u32, BuildHasherDefault<NumberHasher>>,
     /// The offer number and record in each slot.
@@ -362,46 +384,20 @@ impl Hasher for NumberHasher {
     }
 }
 
-/// Longest id built on the stack before it is copied into its one allocation.
-const MAX_INLINE_ID: usize = 128;
-
 impl OfferBook {
     pub fn new(master_id: &str) -> Self {
-        Self { prefix: format!("{master_id}-O"), index: HashMap::default(), slots: Vec::new(), vacant: Vec::new() }
+        let prefix = Arc::from(format!("{master_id}-O"));
+        Self { prefix, index: HashMap::default(), slots: Vec::new(), vacant: Vec::new() }
     }
 
-    /// The id of offer number `n`, built on the stack and copied into its one allocation
-    /// (`format!` would allocate twice and go through the formatting machinery).
+    /// The id of offer number `n`: the shared prefix and the number, no allocation.
     pub fn id(&self, n: u64) -> OfferId {
-        let prefix = self.prefix.as_bytes();
-        // A u64 has at most 20 decimal digits.
-        let mut digits = [0u8; 20];
-        let mut len = 0;
-        let mut rest = n;
-        loop {
-            len += 1;
-            digits[20 - len] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        let total = prefix.len() + len;
-        if total > MAX_INLINE_ID {
-            return OfferId::new(format!("{}{n}", self.prefix));
-        }
-        let mut text = [0u8; MAX_INLINE_ID];
-        text[..prefix.len()].copy_from_slice(prefix);
-        text[prefix.len()..total].copy_from_slice(&digits[20 - len..]);
-        match std::str::from_utf8(&text[..total]) {
-            Ok(id) => OfferId::from(id),
-            Err(_) => OfferId::new(format!("{}{n}", self.prefix)),
-        }
+        OfferId::numbered(&self.prefix, n)
     }
 
     /// The number of an id minted by `id`.
     pub fn key(&self, id: &OfferId) -> Option<u64> {
-        let n: u64 = id.as_str().strip_prefix(&self.prefix)?.parse().ok()?;
+        let n = id.number_after(&self.prefix)?;
         self.by_key(n).filter(|r| &r.offer.id == id).map(|_| n)
     }
 
@@ -467,12 +463,12 @@ mod tests {
     #[test]
     fn offer_ids_are_the_prefix_and_the_number_and_only_those_are_found() {
         let mut book = OfferBook::new("m");
-        assert_eq!(book.id(0).as_str(), "m-O0");
-        assert_eq!(book.id(7).as_str(), "m-O7");
-        assert_eq!(book.id(1_234_567_890).as_str(), "m-O1234567890");
-        assert_eq!(book.id(u64::MAX).as_str(), format!("m-O{}", u64::MAX));
+        assert_eq!(book.id(0).to_string(), "m-O0");
+        assert_eq!(book.id(7).to_string(), "m-O7");
+        assert_eq!(book.id(1_234_567_890).to_string(), "m-O1234567890");
+        assert_eq!(book.id(u64::MAX).to_string(), format!("m-O{}", u64::MAX));
         let long = "x".repeat(300);
-        assert_eq!(OfferBook::new(&long).id(42).as_str(), format!("{long}-O42"));
+        assert_eq!(OfferBook::new(&long).id(42).to_string(), format!("{long}-O42"));
 
         book.insert(7, record(&book, 7));
         assert_eq!(book.key(&OfferId::new("m-O7")), Some(7));
@@ -495,9 +491,9 @@ mod tests {
         assert!(book.remove(10).is_some());
         book.insert(12, record(&book, 12));
         assert_eq!(book.slots.len(), 3, "offer 12 takes the slot offer 10 left");
-        let listed: Vec<&str> = book.values().map(|r| r.offer.id.as_str()).collect();
+        let listed: Vec<String> = book.values().map(|r| r.offer.id.to_string()).collect();
         assert_eq!(listed, ["m-O9", "m-O11", "m-O12"]);
-        assert_eq!(book.by_key(12).map(|r| r.offer.id.as_str()), Some("m-O12"));
+        assert_eq!(book.by_key(12).map(|r| r.offer.id.to_string()).as_deref(), Some("m-O12"));
         assert!(book.by_key(10).is_none());
     }
 
@@ -514,7 +510,8 @@ mod tests {
     #[test]
     fn an_agents_free_part_follows_its_offers_and_tasks() {
         let mut a = agent("cpus:4;mem:1024;ports:[1-10]");
-        assert_eq!(a.url, "http://h:5051");
+        assert_eq!(&*a.url, "http://h:5051");
+        assert!(a.description_is_exact());
         assert_eq!(a.free_scalars, Scalars::new(4000, 1024, 0));
         let task = Resources::parse("cpus:1;mem:100;ports:[3-4]").expect("valid");
         a.add_used(&task);

@@ -1,8 +1,8 @@
 //! Handler tests of the master core: each drives one scenario and asserts the outputs.
 
 use agora_proto::model::{
-    AgentId, AgentInfo, CommandInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, StreamId, TaskId,
-    TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
+    AgentId, AgentInfo, Attribute, CommandInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, StreamId,
+    TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
 };
 
 use super::*;
@@ -252,10 +252,10 @@ fn a_subscribed_framework_is_offered_the_whole_free_agent() {
         id: OfferId::new("m-O1"),
         framework_id: fw.clone(),
         agent_id: agent,
-        hostname: "h1".to_owned(),
+        hostname: "h1".into(),
         resources: resources("cpus:4;mem:1024;ports:[31000-31009]"),
-        attributes: Vec::new(),
-        agent_url: "http://h1:5051".to_owned(),
+        attributes: Vec::new().into(),
+        agent_url: "http://h1:5051".into(),
         allocation_role: Role::unreserved(),
     };
     assert_eq!(
@@ -334,7 +334,7 @@ fn agents_below_the_minimum_allocatable_are_not_offered() {
     subscribe(&mut m, 0, "fw");
     let got = allocate(&mut m, 0);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].1.hostname, "mem-only", "enough memory alone is worth offering");
+    assert_eq!(&*got[0].1.hostname, "mem-only", "enough memory alone is worth offering");
 }
 
 #[test]
@@ -1247,4 +1247,28 @@ fn agent_removals_are_rate_limited_so_a_blip_cannot_empty_the_cluster() {
     m.tick(unreachable_at + 61_000);
     assert_eq!(m.snapshot().agents.len(), 1, "two more in the next minute");
     assert_eq!(m.snapshot().counters.agents_removed, 4);
+}
+
+#[test]
+fn offers_after_a_reregistration_carry_the_agents_new_hostname_attributes_and_url() {
+    let mut m = master();
+    let agent = add_agent(&mut m, 0, 1, "old-host", "cpus:2;mem:256");
+    subscribe(&mut m, 0, "fw");
+    let first = allocate(&mut m, 0);
+    assert_eq!((&*first[0].1.hostname, &*first[0].1.agent_url), ("old-host", "http://old-host:5051"));
+    // The offer outlives the agent's old description: it shares, and keeps, the old one.
+    let info = AgentInfo {
+        hostname: "new-host".to_owned(),
+        port: 6061,
+        resources: resources("cpus:2;mem:256"),
+        attributes: vec![Attribute { name: "rack".to_owned(), value: "r2".to_owned() }],
+    };
+    m.register_agent(1, ConnId(2), info, Some(agent.clone()), Vec::new());
+    m.visible_outputs();
+    m.check_invariants().expect("the shared description is the agent's info");
+    let second = allocate(&mut m, 1);
+    let offer = &second[0].1;
+    assert_eq!((&*offer.hostname, &*offer.agent_url), ("new-host", "http://new-host:6061"));
+    assert_eq!(&*offer.attributes, &[Attribute { name: "rack".to_owned(), value: "r2".to_owned() }]);
+    assert_eq!(&*first[0].1.hostname, "old-host");
 }

@@ -1,6 +1,7 @@
 //! Descriptions of agents, frameworks and tasks.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::{AgentId, FrameworkId, Resources, Role, TaskId};
 
@@ -77,16 +78,20 @@ pub struct TaskInfo {
 }
 
 /// Resources of one agent offered to one framework.
+///
+/// The agent's hostname, attributes and URL are shared with the master's record of the
+/// agent and with every other offer of it: a round makes an offer per agent, and copying
+/// them would cost allocations per offer.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Offer {
     pub id: super::OfferId,
     pub framework_id: FrameworkId,
     pub agent_id: AgentId,
-    pub hostname: String,
+    pub hostname: Arc<str>,
     pub resources: Resources,
-    pub attributes: Vec<Attribute>,
+    pub attributes: Arc<[Attribute]>,
     /// Where the agent's HTTP endpoint (sandboxes) is, `http://host:port`.
-    pub agent_url: String,
+    pub agent_url: Arc<str>,
     /// The framework role the offer is made for; its tasks are accounted to this role.
     pub allocation_role: Role,
 }

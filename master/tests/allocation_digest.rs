@@ -1,0 +1,185 @@
+//! The allocator's decisions and offers, pinned: twelve rounds of a 2,000-agent cluster
+//! (roles, weights, quota, reservations, attributes; offers accepted, declined with
+//! filters of different lengths that expire, and left outstanding) must give exactly the
+//! offers they gave when this test was written. A change meant to make rounds cheaper
+//! must not change what they decide; one meant to change the decisions updates the
+//! digest and says why.
+
+use agora_master::core::{Call, Config, ConnId, Event, Master, Operation, Output, Quota};
+use agora_proto::model::{
+    AgentInfo, Attribute, CommandInfo, FrameworkId, FrameworkInfo, Offer, Resources, Role, Scalars, StreamId, TaskId,
+    TaskInfo,
+};
+
+const AGENTS: usize = 2_000;
+const FRAMEWORKS: usize = 120;
+const ROUNDS: u64 = 12;
+/// The digest of every OFFERS event of the twelve rounds (see `digest_of`).
+const EXPECTED_DIGEST: u64 = 0x210c_6747_d433_b807;
+
+/// FNV-1a over the text of each offer field: stable across changes of representation.
+#[derive(Debug)]
+struct Digest(u64);
+
+impl Digest {
+    fn add(&mut self, text: &str) {
+        for &b in text.as_bytes().iter().chain(b"\x1f") {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn add_offer(&mut self, offer: &Offer) {
+        self.add(&offer.id.to_string());
+        self.add(offer.framework_id.as_str());
+        self.add(offer.agent_id.as_str());
+        self.add(&offer.hostname);
+        self.add(&offer.resources.to_string());
+        for attribute in offer.attributes.iter() {
+            self.add(&attribute.name);
+            self.add(&attribute.value);
+        }
+        self.add(&offer.agent_url);
+        self.add(offer.allocation_role.as_str());
+    }
+}
+
+fn role(name: &str) -> Role {
+    Role::parse(name).expect("valid role")
+}
+
+fn cluster() -> (Master, Vec<(FrameworkId, StreamId)>) {
+    let config = Config { master_id: "digest".into(), ..Config::default() };
+    let mut master = Master::new(config, 11);
+    for i in 0..AGENTS {
+        let text = match i % 5 {
+            0 => "cpus:8;mem:16384;disk:1000;ports:[31000-31100];cpus(eng):2;mem(eng):2048",
+            1 => "cpus:4;mem:8192;ports:[31000-31010]",
+            2 => "cpus:16;mem:4096;disk:4096;cpus(ops):4",
+            3 => "cpus:2;mem:1024",
+            _ => "cpus:24;mem:4096;disk:4096;ports:[31000-32000]",
+        };
+        let attributes =
+            if i % 3 == 0 { vec![Attribute { name: "rack".into(), value: format!("r{}", i % 7) }] } else { vec![] };
+        let info = AgentInfo {
+            hostname: format!("host-{i}"),
+            port: 5051,
+            resources: Resources::parse(text).expect("valid resources"),
+            attributes,
+        };
+        master.register_agent(0, ConnId(i as u64), info, None, vec![]);
+    }
+    master.set_weights(vec![(role("eng"), 2_000), (role("ops"), 500)]).expect("weights");
+    let ops_quota = Scalars::new(40_000, 40_960, 0);
+    let limit = Scalars { disk_mib: u64::MAX, ..Scalars::new(200_000, 409_600, 0) };
+    master.set_quota(role("ops"), Quota { guarantee: ops_quota, limit: Some(limit) }).expect("quota");
+    let roles = ["*", "eng", "eng/web", "ops", "batch"];
+    let mut frameworks = Vec::with_capacity(FRAMEWORKS);
+    for i in 0..FRAMEWORKS {
+        let mut framework_roles = vec![role(roles[i % roles.len()])];
+        if i % 7 == 0 {
+            framework_roles.push(role("batch"));
+        }
+        let info = FrameworkInfo {
+            id: None,
+            name: format!("framework-{i}"),
+            user: "digest".into(),
+            roles: framework_roles,
+            failover_timeout_ms: 0,
+            hostname: "digest".into(),
+            principal: String::new(),
+        };
+        frameworks.push(master.subscribe(0, info).expect("subscribe"));
+    }
+    master.drain_outputs();
+    (master, frameworks)
+}
+
+/// Runs the rounds and digests every OFFERS event they emit, in order.
+fn digest_of_rounds() -> (u64, usize) {
+    let (mut master, frameworks) = cluster();
+    let small = Resources::parse("cpus:0.5;mem:64").expect("valid resources");
+    let mut digest = Digest(0xcbf2_9ce4_8422_2325);
+    let mut offers_seen = 0;
+    let mut now_ms = 1_000;
+    for round in 0..ROUNDS {
+        master.tick(now_ms);
+        master.drain_outputs();
+        master.allocate(now_ms);
+        let mut events = Vec::new();
+        for output in master.drain_outputs() {
+            if let Output::ToFramework { framework_id, event: Event::Offers(offers) } = output {
+                digest.add(framework_id.as_str());
+                for offer in &offers {
+                    digest.add_offer(offer);
+                }
+                offers_seen += offers.len();
+                events.push((framework_id, offers));
+            }
+        }
+        for (framework_id, offers) in events {
+            let f = frameworks.iter().position(|(id, _)| *id == framework_id).expect("known framework");
+            let stream_id = &frameworks[f].1;
+            for (k, offer) in offers.into_iter().enumerate() {
+                let call = match (f + k + round as usize) % 6 {
+                    // Accepted with a small task, which keeps part of the agent in use.
+                    0 => {
+                        let task = TaskInfo {
+                            task_id: TaskId::new(format!("t-{round}-{f}-{k}")),
+                            name: "digest".into(),
+                            agent_id: offer.agent_id.clone(),
+                            resources: small_part(&offer.resources, &small),
+                            command: CommandInfo { shell: Some("true".into()), ..CommandInfo::default() },
+                            labels: vec![],
+                            kill_grace_period_ms: None,
+                        };
+                        Call::Accept {
+                            offer_ids: vec![offer.id],
+                            operations: vec![Operation::Launch { tasks: vec![task] }],
+                            refuse_ms: 2_500,
+                        }
+                    }
+                    // Left outstanding for a round.
+                    1 => continue,
+                    // Declined with filters that expire after one to four rounds, or never.
+                    n => Call::Decline {
+                        offer_ids: vec![offer.id],
+                        refuse_ms: if n == 5 { u64::MAX / 4 } else { 1_000 * n as u64 },
+                    },
+                };
+                master.call(now_ms, &framework_id, stream_id, call).expect("call");
+            }
+        }
+        master.drain_outputs();
+        master.check_invariants().expect("invariants hold");
+        now_ms += 1_000;
+    }
+    (digest.0, offers_seen)
+}
+
+/// A small task's resources from the offer: half a CPU and 64 MiB of its first pool that
+/// has them, so that reserved offers launch on their reservation.
+fn small_part(offered: &Resources, small: &Resources) -> Resources {
+    for (role, pool) in offered.pools() {
+        if pool.scalars.cpus_milli >= 500 && pool.scalars.mem_mib >= 64 {
+            let mut part = Resources::new();
+            part.add_pool(
+                role.clone(),
+                agora_proto::model::Pool { scalars: small.scalars(), ports: Default::default() },
+            );
+            return part;
+        }
+    }
+    let mut part = Resources::new();
+    part.add_pool(
+        Role::unreserved(),
+        agora_proto::model::Pool { scalars: Scalars::new(10, 0, 0), ports: Default::default() },
+    );
+    part
+}
+
+#[test]
+fn twelve_rounds_of_two_thousand_agents_offer_exactly_what_they_did() {
+    let (digest, offers) = digest_of_rounds();
+    assert!(offers > 2 * AGENTS, "the rounds make offers ({offers})");
+    assert_eq!(digest, EXPECTED_DIGEST, "digest {digest:#x} over {offers} offers");
+}
