@@ -99,6 +99,8 @@ impl TryFrom<pb::Resources> for Resources {
             let scalars = Scalars::new(pool.cpus_milli, pool.mem_mib, pool.disk_mib);
             resources.add_pool(role, Pool { scalars, ports });
         }
+        // Decoded resources are mostly held (a task's, an agent's), never grown.
+        resources.shrink_to_fit();
         Ok(resources)
     }
 }

@@ -209,7 +209,7 @@ impl Master {
         if framework.completed_tasks.len() >= keep {
             framework.completed_tasks.pop_front();
         }
-        framework.completed_tasks.push_back(TaskRecord::new(info, status).view(&framework_id));
+        framework.completed_tasks.push_back(TaskRecord::new(info, &status).view(&framework_id));
     }
 
     /// A framework known only from its agents' tasks gets an inactive placeholder until it
@@ -259,12 +259,12 @@ impl Master {
         agent.tasks.insert((framework_id.clone(), info.task_id.clone()));
         let scalars = info.resources.scalars();
         framework.used_scalars = framework.used_scalars.saturating_add(&scalars);
-        let mut record = TaskRecord::new(info, status);
+        let mut record = TaskRecord::new(info, &status);
         if record.role.is_unreserved() {
             record.role = framework.first_role();
         }
         framework.charge(&record.role, &scalars);
-        framework.tasks.insert(record.info.task_id.clone(), record);
+        framework.tasks.insert(record.info.task_id.clone(), Box::new(record));
     }
 
     pub fn agent_heartbeat(&mut self, now_ms: u64, agent_id: &AgentId) {

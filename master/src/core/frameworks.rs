@@ -306,8 +306,11 @@ impl Master {
 
     /// Starts a validated task: STAGING, its resources used, and RUNTASK to the agent.
     /// No TASK_STAGING is sent; the framework hears from the agent first, as in Mesos.
-    fn launch(&mut self, now_ms: u64, framework_id: &FrameworkId, role: &Role, task: TaskInfo) {
-        let agent_id = task.agent_id.clone();
+    fn launch(&mut self, now_ms: u64, framework_id: &FrameworkId, role: &Role, mut task: TaskInfo) {
+        // The registry's copy of the id, shared with the task's record, instead of the one
+        // decoded from the call: one allocation fewer per task held.
+        let Some(agent_id) = self.agents.get_key_value(&task.agent_id).map(|(id, _)| id.clone()) else { return };
+        task.agent_id = agent_id.clone();
         let Some(agent) = self.agents.get_mut(&agent_id) else { return };
         let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
         let status = TaskStatus::from_master(
@@ -323,9 +326,9 @@ impl Master {
         let scalars = task.resources.scalars();
         framework.used_scalars = framework.used_scalars.saturating_add(&scalars);
         framework.charge(role, &scalars);
-        let mut record = TaskRecord::new(task.clone(), status);
+        let mut record = TaskRecord::new(task.clone(), &status);
         record.role = role.clone();
-        framework.tasks.insert(task.task_id.clone(), record);
+        framework.tasks.insert(task.task_id.clone(), Box::new(record));
         let message = ToAgent::RunTask { framework: framework.info.clone(), task };
         self.outbox.push(Output::ToAgent { agent_id, message });
         self.counters.tasks_launched = self.counters.tasks_launched.saturating_add(1);
@@ -492,7 +495,7 @@ impl Master {
 
 /// A task's latest status, restated for reconciliation.
 fn reconciled(task: &TaskRecord, now_ms: u64) -> TaskStatus {
-    let message = task.latest().map(|s| s.message.clone()).unwrap_or_default();
+    let message = task.latest().map(|s| String::from(&*s.message)).unwrap_or_default();
     let mut status = TaskStatus::from_master(
         task.info.task_id.clone(),
         Some(task.info.agent_id.clone()),

@@ -488,7 +488,7 @@ impl Master {
         if !task.state.may_become(status.state) {
             return false;
         }
-        task.record(status.clone());
+        task.record(&status);
         let terminal = status.state.is_terminal();
         if forward && framework.is_active() {
             self.outbox.push(Output::ToFramework { framework_id: framework_id.clone(), event: Event::Update(status) });

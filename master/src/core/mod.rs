@@ -30,7 +30,7 @@ pub use roles::{
 
 use agora_proto::model::{
     AgentId, AgentInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, StreamId, TaskId, TaskInfo,
-    TaskState, TaskStatus, UpdateId,
+    TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
 };
 
 /// Identifies one network connection of an agent, chosen by the runtime. A message about
@@ -279,7 +279,37 @@ pub struct TaskView {
     pub framework_id: FrameworkId,
     pub state: TaskState,
     /// Every status the task went through, oldest first (bounded).
-    pub statuses: Vec<TaskStatus>,
+    pub statuses: Vec<StatusEntry>,
+}
+
+/// One status of a task's history, as `/state` shows it and reconciliation restates it:
+/// what the `TaskStatus` said, without the ids (the task's own) and the update's uuid
+/// (acknowledgements go to the agent, which tracks them; the master never reads it again).
+/// A task keeps up to 16 of these, so they hold no allocation but a non-empty message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusEntry {
+    pub timestamp_ms: u64,
+    /// Most updates carry none, and an empty boxed `str` allocates nothing.
+    pub message: Box<str>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub state: TaskState,
+    pub reason: TaskStatusReason,
+    pub source: TaskStatusSource,
+}
+
+impl From<&TaskStatus> for StatusEntry {
+    fn from(status: &TaskStatus) -> Self {
+        Self {
+            timestamp_ms: status.timestamp_ms,
+            message: status.message.as_str().into(),
+            exit_code: status.exit_code,
+            signal: status.signal,
+            state: status.state,
+            reason: status.reason,
+            source: status.source,
+        }
+    }
 }
 
 /// Monotonic counters since the master started.

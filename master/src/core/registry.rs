@@ -10,7 +10,7 @@ use agora_proto::model::{
     TaskInfo, TaskState, TaskStatus,
 };
 
-use super::{ConnId, TaskView};
+use super::{ConnId, StatusEntry, TaskView};
 
 /// Statuses kept per task for `/state`; older ones are dropped first.
 pub(crate) const MAX_STATUSES_PER_TASK: usize = 16;
@@ -203,11 +203,15 @@ impl AgentRecord {
     }
 }
 
+/// A live task. Frameworks hold their tasks boxed (`FrameworkRecord::tasks`), so that the
+/// map's nodes, often half full, hold pointers rather than whole records.
 #[derive(Clone, Debug)]
 pub(crate) struct TaskRecord {
     pub info: TaskInfo,
     pub state: TaskState,
-    pub statuses: VecDeque<TaskStatus>,
+    /// Oldest first, at most `MAX_STATUSES_PER_TASK`, and no spare capacity: a task keeps
+    /// a few entries for as long as it runs, and most tasks are running ones.
+    statuses: Vec<StatusEntry>,
     /// The framework asked to kill the task while its agent could not be told; the kill
     /// is sent when the agent re-registers.
     pub kill_pending: bool,
@@ -218,23 +222,28 @@ pub(crate) struct TaskRecord {
 impl TaskRecord {
     /// A task accounted to the role its resources are reserved for, else to `*`; a
     /// launch from an offer sets the offer's role instead.
-    pub fn new(info: TaskInfo, status: TaskStatus) -> Self {
+    pub fn new(info: TaskInfo, status: &TaskStatus) -> Self {
         let state = status.state;
         let role = info.resources.pools().map(|(r, _)| r).find(|r| !r.is_unreserved()).cloned();
         let role = role.unwrap_or_else(Role::unreserved);
-        Self { info, state, statuses: VecDeque::from([status]), kill_pending: false, role }
+        Self { info, state, statuses: vec![StatusEntry::from(status)], kill_pending: false, role }
     }
 
-    pub fn record(&mut self, status: TaskStatus) {
+    pub fn record(&mut self, status: &TaskStatus) {
         self.state = status.state;
         if self.statuses.len() >= MAX_STATUSES_PER_TASK {
-            self.statuses.pop_front();
+            self.statuses.remove(0);
         }
-        self.statuses.push_back(status);
+        self.statuses.reserve_exact(1);
+        self.statuses.push(StatusEntry::from(status));
     }
 
-    pub fn latest(&self) -> Option<&TaskStatus> {
-        self.statuses.back()
+    pub fn latest(&self) -> Option<&StatusEntry> {
+        self.statuses.last()
+    }
+
+    pub fn statuses(&self) -> &[StatusEntry] {
+        &self.statuses
     }
 
     pub fn view(&self, framework_id: &FrameworkId) -> TaskView {
@@ -242,7 +251,7 @@ impl TaskRecord {
             info: self.info.clone(),
             framework_id: framework_id.clone(),
             state: self.state,
-            statuses: self.statuses.iter().cloned().collect(),
+            statuses: self.statuses().to_vec(),
         }
     }
 }
@@ -259,7 +268,7 @@ pub(crate) struct FrameworkRecord {
     pub suppressed: BTreeSet<Role>,
     /// Agents this framework declined, until when (exclusive).
     pub filters: BTreeMap<AgentId, u64>,
-    pub tasks: BTreeMap<TaskId, TaskRecord>,
+    pub tasks: BTreeMap<TaskId, Box<TaskRecord>>,
     pub completed_tasks: VecDeque<TaskView>,
     /// Numbers of the framework's outstanding offers (see `OfferBook`).
     pub offers: BTreeSet<u64>,
@@ -495,6 +504,45 @@ mod tests {
         assert_eq!(listed, ["m-O9", "m-O11", "m-O12"]);
         assert_eq!(book.by_key(12).map(|r| r.offer.id.to_string()).as_deref(), Some("m-O12"));
         assert!(book.by_key(10).is_none());
+    }
+
+    #[test]
+    fn a_task_keeps_its_latest_statuses_oldest_first_and_no_spare_room() {
+        let info = TaskInfo {
+            task_id: TaskId::new("t"),
+            name: "t".to_owned(),
+            agent_id: AgentId::new("a"),
+            resources: Resources::parse("cpus:1").expect("valid"),
+            command: Default::default(),
+            labels: Vec::new(),
+            kill_grace_period_ms: None,
+        };
+        let status = |n: u64| {
+            let mut status = TaskStatus::from_master(
+                TaskId::new("t"),
+                Some(AgentId::new("a")),
+                TaskState::TaskRunning,
+                agora_proto::model::TaskStatusReason::Unspecified,
+                if n % 2 == 0 { String::new() } else { format!("update {n}") },
+                n,
+            );
+            status.exit_code = Some(n as i32);
+            status
+        };
+        let mut task = TaskRecord::new(info, &status(0));
+        for n in 1..3 {
+            task.record(&status(n));
+        }
+        assert_eq!(task.statuses.capacity(), 3, "held statuses keep no spare capacity");
+        for n in 3..40 {
+            task.record(&status(n));
+        }
+        let kept: Vec<u64> = task.statuses().iter().map(|s| s.timestamp_ms).collect();
+        assert_eq!(kept, (24..40).collect::<Vec<u64>>());
+        assert_eq!(task.statuses.capacity(), MAX_STATUSES_PER_TASK);
+        let latest = task.latest().expect("a status");
+        assert_eq!((&*latest.message, latest.exit_code), ("update 39", Some(39)));
+        assert_eq!(task.view(&FrameworkId::new("f")).statuses, task.statuses());
     }
 
     fn agent(resources: &str) -> AgentRecord {

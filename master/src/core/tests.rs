@@ -1016,6 +1016,68 @@ fn implicit_reconciliation_answers_every_live_task() {
     assert_eq!(updates(&m.visible_outputs()), vec![(TaskId::new("t3"), TaskState::TaskFailed, r)]);
 }
 
+/// What `/state` shows of a status: everything but the ids and the uuid.
+fn entry(status: &TaskStatus) -> StatusEntry {
+    StatusEntry {
+        timestamp_ms: status.timestamp_ms,
+        message: status.message.clone().into_boxed_str(),
+        exit_code: status.exit_code,
+        signal: status.signal,
+        state: status.state,
+        reason: status.reason,
+        source: status.source,
+    }
+}
+
+#[test]
+fn a_tasks_statuses_are_every_update_it_went_through_and_outlive_it_among_the_completed() {
+    let mut m = master();
+    let agent = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:1024");
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let offer = allocate(&mut m, 0).remove(0).1;
+    m.call(0, &fw, &stream, accept(&offer, vec![task("t1", &agent, "cpus:1;mem:128")], 0)).expect("accept");
+    let staging = TaskStatus::from_master(
+        TaskId::new("t1"),
+        Some(agent.clone()),
+        TaskState::TaskStaging,
+        TaskStatusReason::Unspecified,
+        "launched",
+        0,
+    );
+    let mut running = agent_status("t1", &agent, TaskState::TaskRunning, 5);
+    running.message = "up".to_owned();
+    m.status_update(5, &agent, &fw, running.clone());
+    // A move backwards is forwarded but not recorded.
+    m.status_update(6, &agent, &fw, agent_status("t1", &agent, TaskState::TaskStarting, 6));
+    let live = m.snapshot().frameworks[0].tasks[0].statuses.clone();
+    assert_eq!(live, vec![entry(&staging), entry(&running)]);
+
+    // Reconciliation restates the latest message (and exit code and signal).
+    m.visible_outputs();
+    m.call(7, &fw, &stream, Call::Reconcile { tasks: Vec::new() }).expect("reconcile");
+    match m.visible_outputs().as_slice() {
+        [Output::ToFramework { event: Event::Update(status), .. }] => {
+            assert_eq!((status.state, status.reason), (TaskState::TaskRunning, TaskStatusReason::Reconciliation));
+            assert_eq!((status.message.as_str(), status.timestamp_ms), ("up", 7));
+            assert_eq!(status.agent_id.as_ref(), Some(&agent));
+        }
+        other => panic!("expected one reconciliation update, got {other:?}"),
+    }
+
+    let mut failed = agent_status("t1", &agent, TaskState::TaskFailed, 9);
+    failed.reason = TaskStatusReason::CommandExited;
+    failed.source = TaskStatusSource::Executor;
+    failed.message = "exited with status 3".to_owned();
+    failed.exit_code = Some(3);
+    failed.signal = Some(9);
+    m.status_update(9, &agent, &fw, failed.clone());
+    let snapshot = m.snapshot();
+    assert!(snapshot.frameworks[0].tasks.is_empty());
+    let done = &snapshot.frameworks[0].completed_tasks[0];
+    assert_eq!(done.state, TaskState::TaskFailed);
+    assert_eq!(done.statuses, vec![entry(&staging), entry(&running), entry(&failed)]);
+}
+
 #[test]
 fn a_stale_heartbeat_or_update_from_an_unknown_agent_changes_nothing() {
     let mut m = master();

@@ -97,13 +97,18 @@ impl AgentLink for AgentLinkService {
 
 /// Reads heartbeats and status updates once the master has accepted the registration;
 /// tells the owner when the stream ends.
+///
+/// One of these waits on every agent's stream for as long as the agent is attached, so
+/// the task is kept small: what it awaits only now and then (the registration's answer,
+/// a place in the owner's queue, whose future holds the request) is boxed for that
+/// moment instead of being part of the task's state for good (1.6 KB a task otherwise).
 async fn read_agent(
     handle: Handle,
     conn: ConnId,
     answer: oneshot::Receiver<Result<AgentId, String>>,
     mut inbound: Streaming<pb::AgentMessage>,
 ) {
-    let agent_id = match tokio::time::timeout(REGISTER_TIMEOUT, answer).await {
+    let agent_id = match Box::pin(tokio::time::timeout(REGISTER_TIMEOUT, answer)).await {
         Ok(Ok(Ok(agent_id))) => agent_id,
         Ok(Ok(Err(reason))) => {
             tracing::info!(?conn, %reason, "agent refused");
@@ -134,11 +139,11 @@ async fn read_agent(
                 continue;
             }
         };
-        if handle.send(request).await.is_err() {
+        if Box::pin(handle.send(request)).await.is_err() {
             return;
         }
     }
-    let _ = handle.send(Request::AgentGone { agent_id, conn }).await;
+    let _ = Box::pin(handle.send(Request::AgentGone { agent_id, conn })).await;
 }
 
 fn status_update(update: pb::StatusUpdate) -> Result<(agora_proto::model::FrameworkId, TaskStatus), WireError> {

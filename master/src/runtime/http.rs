@@ -2,7 +2,7 @@
 //! `/master/state`) and `/metrics` (Prometheus text). These DTOs are the HTTP layer's own;
 //! the core's types never reach serde.
 
-use agora_proto::model::{Attribute, Resources, Role, TaskStatus};
+use agora_proto::model::{Attribute, Resources, Role};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::metrics;
 use super::owner::{Handle, StateReport};
-use crate::core::{AgentView, FrameworkView, TaskView};
+use crate::core::{AgentView, FrameworkView, StatusEntry, TaskView};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -282,14 +282,14 @@ struct StatusDto {
     exit_code: Option<i32>,
 }
 
-impl From<&TaskStatus> for StatusDto {
-    fn from(status: &TaskStatus) -> Self {
+impl From<&StatusEntry> for StatusDto {
+    fn from(status: &StatusEntry) -> Self {
         StatusDto {
             state: status.state.as_str(),
             timestamp: seconds(status.timestamp_ms),
             reason: status.reason.as_str(),
             source: status.source.as_str(),
-            message: status.message.clone(),
+            message: status.message.to_string(),
             exit_code: status.exit_code,
         }
     }

@@ -161,6 +161,7 @@ impl RangeSet {
             }
             set.insert(begin, end);
         }
+        set.0.shrink_to_fit();
         Ok(set)
     }
 
@@ -480,6 +481,15 @@ impl Resources {
             if pools.is_empty() {
                 self.pools = None;
             }
+        }
+    }
+
+    /// Gives back the spare capacity of the pools (unless another copy shares them): for
+    /// resources built once and then held, such as a task's (a vector grown by one pool
+    /// keeps room for four).
+    pub fn shrink_to_fit(&mut self) {
+        if let Some(pools) = self.pools.as_mut().and_then(Arc::get_mut) {
+            pools.shrink_to_fit();
         }
     }
 
