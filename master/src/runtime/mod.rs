@@ -95,7 +95,6 @@ pub async fn serve(
         .merge(http::router(handle))
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(role_rx, election::follow_leader));
-    tokio::spawn(trim_heap(stop_rx.clone()));
     tracing::info!(address = %listener.local_addr()?, "master listening");
     // Small gRPC messages (updates, acknowledgements, calls) must not wait for Nagle's
     // algorithm to meet the peer's delayed ACK: up to 40 ms per exchange on Linux.
@@ -120,40 +119,6 @@ pub async fn serve(
 
 /// Longest a stopping master waits to hand over leadership (revoke its lease).
 const STEP_DOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// How often the master hands the heap it freed back to the operating system.
-const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// glibc's malloc keeps what a burst freed (half a million launches queued for their
-/// agents, a storm of resent updates, agents' streams that closed) for reuse instead of
-/// returning it, so a master's RSS stays near its high-water mark: with 50,000 agents and
-/// 500,000 tasks, a third more than it holds. `malloc_trim` returns the free pages; it
-/// runs on a blocking thread, so that the async threads never wait on its walk of the heap.
-async fn trim_heap(mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(TRIM_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = stopped(&mut stop) => return,
-        }
-        let _ = tokio::task::spawn_blocking(release_free_heap).await;
-    }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code, reason = "malloc_trim has no safe wrapper; it only releases memory malloc holds free")]
-fn release_free_heap() {
-    // SAFETY: malloc_trim takes no pointer and touches only the allocator's free lists;
-    // it is thread-safe (it locks each arena it trims).
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Other allocators return freed memory by themselves.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_heap() {}
 
 /// Campaigns; once elected, loads the registry from etcd, starts the owner task, serves
 /// as leader, and stops the process when leadership is lost (fail-stop: another master
