@@ -16,6 +16,11 @@ use agora_proto::model::{
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
+/// The allocator the `agora` binary runs the master with, so that the figures are the
+/// master's as it runs (glibc's malloc took a slow path on the heap the declines fragment).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const AGENT_RESOURCES: &str = "cpus:24;mem:4096;disk:4096;ports:[31000-32000]";
 const USED_RESOURCES: &str = "cpus:1;mem:128;disk:0;ports:[31000-31000]";
 /// A filter longer than any bench run: declined agents are never offered again.
