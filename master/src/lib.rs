@@ -6,4 +6,5 @@
 
 pub mod core;
 pub mod runtime;
+pub mod scenarios;
 pub mod store;
