@@ -19,9 +19,10 @@ use tokio::net::TcpListener;
 use crate::core;
 
 pub use owner::Handle;
+pub use wire::MAX_ACKNOWLEDGEMENTS;
 
 /// Most gRPC and HTTP requests waiting for the owner task in each of its two lanes
-/// (agents', everything else's); handlers wait for room beyond.
+/// (reports and acknowledgements, everything else); handlers wait for room beyond.
 const REQUEST_QUEUE_LEN: usize = 16 * 1024;
 
 /// How the master runs, beyond the core's own configuration.

@@ -95,10 +95,12 @@ pub enum Request {
         framework_id: FrameworkId,
         stream_id: StreamId,
     },
-    Call {
+    /// The core calls of one scheduler call (several for an ACKNOWLEDGE_MANY), applied in
+    /// order; the answer is the first error, if any.
+    Calls {
         framework_id: FrameworkId,
         stream_id: StreamId,
-        call: Call,
+        calls: Vec<Call>,
         reply: oneshot::Sender<Result<(), CallError>>,
     },
     State {
@@ -125,12 +127,14 @@ impl std::fmt::Debug for CoreFn {
     }
 }
 
-/// A cloneable way to reach the owner task. Requests travel in two lanes: what agents
-/// report (registrations, heartbeats, status updates, disconnections) and everything
-/// else (frameworks' subscriptions and calls, operator requests). The owner takes from
-/// the two in turn, so an ACCEPT does not queue behind thousands of status updates and a
-/// burst of calls does not hold the updates back; each lane keeps its own order, and one
-/// source never writes to both.
+/// A cloneable way to reach the owner task. Requests travel in two lanes: the flow of
+/// reports (agents' registrations, heartbeats, status updates and disconnections, and
+/// frameworks' acknowledgements of updates) and decisions (frameworks' subscriptions and
+/// every other call, operator requests). The owner takes from the two in turn, so an
+/// ACCEPT does not queue behind thousands of status updates and their acknowledgements,
+/// and a burst of calls does not hold the updates back. Each lane keeps its own order; a
+/// framework's acknowledgements may overtake its other calls or be overtaken by them,
+/// as calls in flight together on separate HTTP/2 streams may anyway.
 #[derive(Clone, Debug)]
 pub struct Handle {
     agents: mpsc::Sender<Request>,
@@ -177,14 +181,15 @@ pub struct Stopped;
 
 impl Handle {
     pub async fn send(&self, request: Request) -> Result<(), Stopped> {
-        let lane = match request {
+        let lane = match &request {
             Request::AgentAttach { .. }
             | Request::AgentHeartbeat { .. }
             | Request::AgentStatus { .. }
             | Request::AgentGone { .. } => &self.agents,
+            Request::Calls { calls, .. } if calls.iter().all(|c| matches!(c, Call::Acknowledge { .. })) => &self.agents,
             Request::Subscribe { .. }
             | Request::FrameworkGone { .. }
-            | Request::Call { .. }
+            | Request::Calls { .. }
             | Request::State { .. }
             | Request::Metrics { .. }
             | Request::Operator(_) => &self.calls,
@@ -306,6 +311,12 @@ impl Owner {
                 next_allocation = tokio::time::Instant::now() + took * ALLOCATION_GAP_FACTOR;
                 self.deliver();
             }
+            // What the batch woke (its answers, the streams its outputs went to) waits on
+            // this worker's queue, which the other workers rarely steal from while they
+            // are busy; without a turn for them here, the owner — whose lanes are seldom
+            // empty under load — ran up to 128 batches before tokio's budget made it yield,
+            // and answers waited behind them.
+            tokio::task::yield_now().await;
         }
         tracing::info!("master owner task stopped; closing every stream");
     }
@@ -352,8 +363,14 @@ impl Owner {
                 }
                 self.core.framework_disconnected(now_ms, &framework_id, &stream_id);
             }
-            Request::Call { framework_id, stream_id, call, reply } => {
-                let result = self.core.call(now_ms, &framework_id, &stream_id, call);
+            Request::Calls { framework_id, stream_id, calls, reply } => {
+                let mut result = Ok(());
+                for call in calls {
+                    let outcome = self.core.call(now_ms, &framework_id, &stream_id, call);
+                    if result.is_ok() {
+                        result = outcome;
+                    }
+                }
                 replies.push(Box::new(move || {
                     let _ = reply.send(result);
                 }));
@@ -530,6 +547,34 @@ mod tests {
             taken.push(name(&request));
         }
         assert_eq!(taken, ["f1", "a1", "f2", "a2", "a3", "a4"]);
+    }
+
+    fn calls(framework: &str, calls: Vec<Call>) -> Request {
+        let (reply, _) = oneshot::channel();
+        Request::Calls { framework_id: FrameworkId::from(framework), stream_id: StreamId::from("s"), calls, reply }
+    }
+
+    fn ack(task: &str) -> Call {
+        Call::Acknowledge { agent_id: AgentId::from("a1"), task_id: task.into(), uuid: "u".into() }
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_travel_with_the_updates_and_other_calls_apart() {
+        let (handle, mut inbox) = channel();
+        handle.send(heartbeat("a1")).await.expect("owner lanes open");
+        handle.send(calls("acks", vec![ack("t1"), ack("t2")])).await.expect("owner lanes open");
+        handle.send(calls("revive", vec![Call::Revive { roles: vec![] }])).await.expect("owner lanes open");
+        // An acknowledgement batched with anything else is a decision's call.
+        handle.send(calls("mixed", vec![ack("t3"), Call::Suppress { roles: vec![] }])).await.expect("owner lanes open");
+        assert_eq!(inbox.agents.len(), 2, "the heartbeat and the acknowledgements");
+        assert_eq!(inbox.calls.len(), 2, "the revive and the mixed call");
+        let taken: Vec<String> = std::iter::from_fn(|| inbox.try_recv())
+            .map(|request| match request {
+                Request::Calls { framework_id, .. } => framework_id.to_string(),
+                other => name(&other),
+            })
+            .collect();
+        assert_eq!(taken, ["revive", "a1", "mixed", "acks"]);
     }
 
     #[tokio::test]

@@ -92,19 +92,13 @@ impl Scheduler for SchedulerService {
         let call = request.into_inner();
         let (framework_id, stream_id) = wire::call_target(&call)?;
         let calls = wire::calls_from_pb(call)?;
-        // Every call goes to the owner before any answer is awaited, so that the calls of
-        // an ACKNOWLEDGE_MANY are taken in one batch; the first error is the answer.
-        let mut answers = Vec::with_capacity(calls.len());
-        for call in calls {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            let request =
-                Request::Call { framework_id: framework_id.clone(), stream_id: stream_id.clone(), call, reply };
-            self.handle.send(request).await.map_err(|e| Status::unavailable(e.to_string()))?;
-            answers.push(answer);
-        }
-        for answer in answers {
-            answer.await.map_err(|e| Status::unavailable(e.to_string()))?.map_err(wire::call_error_status)?;
-        }
+        // One request however many calls an ACKNOWLEDGE_MANY holds: they are applied in
+        // one turn of the owner, and the first error is the answer.
+        self.handle
+            .ask(|reply| Request::Calls { framework_id, stream_id, calls, reply })
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .map_err(wire::call_error_status)?;
         Ok(Response::new(pb::CallResponse {}))
     }
 }

@@ -38,8 +38,9 @@ const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
 const REFUSE_SECONDS: f64 = 5.0;
 /// How long an idle framework's declined offers stay away.
 const IDLE_REFUSE_SECONDS: f64 = 30.0;
-/// Acknowledgements sent in one ACKNOWLEDGE_MANY call at most, and the longest one waits
-/// for others to join it.
+/// Acknowledgements that are sent without waiting for `ACK_DELAY`, and the longest one
+/// waits for others to join it. One ACKNOWLEDGE_MANY is in flight at a time: what arrives
+/// meanwhile goes in the next, so a slower master gets fewer, larger calls.
 const ACK_BATCH: usize = 512;
 /// Agents resend after 10 s, so waiting 20 ms costs nothing and gathers about ten times
 /// as many acknowledgements per call as 2 ms did at 5,000 tasks/s.
@@ -125,8 +126,18 @@ struct Track {
 enum Completion {
     /// `took`: from the OFFERS event to the master's answer to the ACCEPT, taken when the
     /// answer arrives (not when the event loop gets round to the completion).
-    Accept { took: Duration, task_ids: Vec<String>, ok: bool },
-    Other { ok: bool },
+    Accept {
+        took: Duration,
+        task_ids: Vec<String>,
+        ok: bool,
+    },
+    Other {
+        ok: bool,
+    },
+    /// An ACKNOWLEDGE_MANY answered: the next may go.
+    Acks {
+        ok: bool,
+    },
 }
 
 struct Session {
@@ -154,6 +165,8 @@ pub struct Framework {
     /// Acknowledgements of handled updates not sent yet, and when the oldest was added.
     acks: Vec<pb::Acknowledge>,
     acks_since: Option<Instant>,
+    /// An ACKNOWLEDGE_MANY is in flight.
+    acks_in_flight: bool,
 }
 
 impl std::fmt::Debug for Framework {
@@ -192,6 +205,7 @@ impl Framework {
             epoch: 0,
             acks: Vec::new(),
             acks_since: None,
+            acks_in_flight: false,
         }
     }
 
@@ -284,7 +298,7 @@ impl Framework {
                     Some(completion) = completions.recv() => {
                         self.complete(completion);
                     }
-                    () = tokio::time::sleep_until(self.acks_since.map_or(far_future(), |t| t + ACK_DELAY)) => {}
+                    () = tokio::time::sleep_until(self.ack_deadline()) => {}
                     _ = agora_master::runtime::stopped(&mut stop) => break 'subscriptions,
                 }
                 if let Some(session) = &session {
@@ -492,6 +506,14 @@ impl Framework {
                     self.report.failed_calls += 1;
                 }
             }
+            Completion::Acks { ok } => {
+                // A failed call's updates are sent again by their agents and acknowledged
+                // again then.
+                self.acks_in_flight = false;
+                if !ok {
+                    self.report.failed_calls += 1;
+                }
+            }
         }
     }
 
@@ -529,6 +551,15 @@ impl Framework {
         }
     }
 
+    /// When the acknowledgements gathered must go; none while one call is in flight (its
+    /// answer wakes the loop).
+    fn ack_deadline(&self) -> Instant {
+        match self.acks_since {
+            Some(since) if !self.acks_in_flight => since + ACK_DELAY,
+            _ => far_future(),
+        }
+    }
+
     /// Sends the pending acknowledgements in one ACKNOWLEDGE_MANY once there are enough of
     /// them or the oldest has waited `ACK_DELAY` (or at once with `now`).
     async fn send_acks(
@@ -539,13 +570,15 @@ impl Framework {
         now: bool,
     ) {
         let due = self.acks_since.is_some_and(|t| t.elapsed() >= ACK_DELAY);
-        if self.acks.is_empty() || !(now || due || self.acks.len() >= ACK_BATCH) {
+        if self.acks.is_empty() || self.acks_in_flight || !(now || due || self.acks.len() >= ACK_BATCH) {
             return;
         }
-        self.acks_since = None;
-        let acknowledgements = std::mem::take(&mut self.acks);
+        let take = self.acks.len().min(agora_master::runtime::MAX_ACKNOWLEDGEMENTS);
+        let acknowledgements: Vec<pb::Acknowledge> = self.acks.drain(..take).collect();
+        self.acks_since = (!self.acks.is_empty()).then(Instant::now);
+        self.acks_in_flight = true;
         let call = pb::call::Call::AcknowledgeMany(pb::AcknowledgeMany { acknowledgements });
-        self.spawn_call(client, session, call, completions, |ok| Completion::Other { ok }).await;
+        self.spawn_call(client, session, call, completions, |ok| Completion::Acks { ok }).await;
     }
 
     /// Sends a call on its own task, bounded by the in-flight semaphore, and reports the
