@@ -104,12 +104,12 @@ pub struct Args {
     #[arg(long, default_value_t = AGENTS_PER_CHANNEL)]
     pub agents_per_connection: usize,
     /// Most tasks launched and not yet ended at once, over all frameworks (split evenly):
-    /// frameworks pace their launches to what the cluster finishes, so that updates are
-    /// acknowledged well within the agents' 10 s resend. A small bound costs offers: a
-    /// framework at its bound suppresses, and each REVIVE brings an offer for every free
-    /// agent (at 10,000 agents, 20,000 made 6× the offers of 100,000, with no resend at
-    /// either).
-    #[arg(long, default_value_t = 100_000)]
+    /// frameworks pace their launches to what the cluster finishes, instead of launching
+    /// every task in the first round and queueing every update and ACCEPT behind that
+    /// burst. A framework at its bound suppresses offers and revives below half of it;
+    /// the master's `--max-offers-per-framework` keeps each REVIVE from bringing an offer
+    /// for every free agent.
+    #[arg(long, default_value_t = 30_000)]
     pub max_in_flight: u64,
     /// Memory of each task, in MiB.
     #[arg(long, default_value_t = 32)]

@@ -55,6 +55,10 @@ pub struct Tuning {
     /// Rescind offers not answered within this time (default: never).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub offer_timeout: Option<Duration>,
+    /// Most offers one framework holds at once; a framework at the bound is passed over
+    /// until it answers some. 0: no bound.
+    #[arg(long, default_value_t = agora_master::core::DEFAULT_MAX_OFFERS_PER_FRAMEWORK)]
+    pub max_offers_per_framework: usize,
     /// How often frameworks get a HEARTBEAT event.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub framework_heartbeat_interval: Duration,
@@ -84,6 +88,8 @@ impl Tuning {
         options.core.agent_removals_per_minute = self.agent_removals_per_minute;
         options.core.agent_heartbeat_interval_ms = ms(self.agent_heartbeat_interval);
         options.core.offer_timeout_ms = self.offer_timeout.map(ms);
+        options.core.max_offers_per_framework =
+            (self.max_offers_per_framework > 0).then_some(self.max_offers_per_framework);
         options.core.framework_heartbeat_interval_ms = ms(self.framework_heartbeat_interval);
         Ok(options)
     }

@@ -170,6 +170,13 @@ struct Sorter {
     clients: Vec<Client>,
     /// Scratch space of `pick_client`.
     skipped: Vec<Reverse<(u64, u32)>>,
+    /// Offers each framework (by position) may still be given this round under
+    /// `max_offers_per_framework`.
+    room: Vec<u32>,
+    /// Frameworks (by position) at that bound this round, some more than once.
+    capped: Vec<u32>,
+    /// Frameworks with clients and room left: none, and the round is over.
+    open_frameworks: usize,
     /// Nodes with eligible clients and headroom under their limits, lowest path first.
     order: Order,
     /// The subset of `order` whose own guarantee is not met yet.
@@ -321,12 +328,8 @@ fn allocatable_scalars(free: &Resources, role: &Role) -> Scalars {
 }
 
 impl Sorter {
-    fn build(
-        frameworks: &[(&FrameworkId, &mut FrameworkRecord)],
-        policy: &RolePolicy,
-        total: Scalars,
-        min: MinAllocatable,
-    ) -> Self {
+    fn build(frameworks: &[(&FrameworkId, &mut FrameworkRecord)], input: &RoundInput<'_>, total: Scalars) -> Self {
+        let (policy, min) = (input.policy, input.min);
         // Every role that holds resources, has a client or has quota, and its ancestors.
         let mut names: BTreeSet<Role> = BTreeSet::new();
         for (_, framework) in frameworks {
@@ -401,12 +404,29 @@ impl Sorter {
                 }
             }
         }
+        let room: Vec<u32> = frameworks
+            .iter()
+            .map(|(_, framework)| {
+                let left =
+                    input.max_offers_per_framework.map_or(usize::MAX, |max| max.saturating_sub(framework.offers.len()));
+                u32::try_from(left).unwrap_or(u32::MAX)
+            })
+            .collect();
+        let mut open: Vec<u32> = clients
+            .iter()
+            .map(|c: &Client| c.framework)
+            .filter(|&f| room.get(f as usize).is_some_and(|&r| r > 0))
+            .collect();
+        open.dedup();
         let mut sorter = Sorter {
             total,
             min,
             nodes,
             clients,
             skipped: Vec::new(),
+            room,
+            capped: Vec::new(),
+            open_frameworks: open.len(),
             order: Order::default(),
             unmet: Order::default(),
             unmet_total: Scalars::ZERO,
@@ -526,7 +546,9 @@ impl Sorter {
     }
 
     /// The first client of node `n` in (share, client) order that has not filtered the
-    /// agent. Clients that filtered it are taken off the heap while looking and put back.
+    /// agent. Clients that filtered it are taken off the heap while looking and put back;
+    /// clients whose framework has no room left under its offer bound are taken off for
+    /// the rest of the round.
     fn pick_client(&mut self, n: u32, filtered_by: &[u64]) -> Option<u32> {
         let clients = &self.clients;
         let node = self.nodes.get_mut(n as usize)?;
@@ -538,6 +560,11 @@ impl Sorter {
             };
             if client.key != key {
                 node.clients.pop();
+                continue;
+            }
+            if self.room.get(client.framework as usize).is_none_or(|&room| room == 0) {
+                node.clients.pop();
+                self.capped.push(client.framework);
                 continue;
             }
             if client.slot.is_some_and(|s| filtered_by.binary_search(&s).is_ok()) {
@@ -583,27 +610,38 @@ enum Pass {
 pub(crate) struct RoundInput<'a> {
     pub policy: &'a RolePolicy,
     pub min: MinAllocatable,
+    /// Most outstanding offers per framework; `None`: no bound.
+    pub max_offers_per_framework: Option<usize>,
+}
+
+/// What a round leaves for the master's bookkeeping.
+#[derive(Debug, Default)]
+pub(crate) struct RoundEnd {
+    /// Positions of the candidates left with free resources no client could take.
+    pub stuck: Vec<u32>,
+    /// Frameworks (by position) passed over for being at their offer bound, in order, once
+    /// each.
+    pub capped: Vec<u32>,
 }
 
 /// Runs one round: the scanned candidates, in an order shuffled by `rng`, go to the
-/// lowest clients that want them and have not filtered them. Each grant goes to `offer`
-/// as soon as it is decided. Returns the positions of the candidates left with free
-/// resources no client could take.
+/// lowest clients that want them, have not filtered them and whose framework is below
+/// its offer bound. Each grant goes to `offer` as soon as it is decided.
 pub(crate) fn allocate(
     rng: &mut ChaCha8Rng,
     scan: &mut Scan<'_>,
     frameworks: &mut [(&FrameworkId, &mut FrameworkRecord)],
     input: RoundInput<'_>,
     mut offer: impl FnMut(Grant<'_>),
-) -> Vec<u32> {
+) -> RoundEnd {
     let min = input.min;
-    let mut stuck = Vec::new();
+    let mut end = RoundEnd::default();
     if scan.candidates.is_empty() {
-        return stuck;
+        return end;
     }
-    let mut sorter = Sorter::build(frameworks, input.policy, scan.total, min);
+    let mut sorter = Sorter::build(frameworks, &input, scan.total);
     if sorter.order.is_empty() {
-        return stuck;
+        return end;
     }
     scan.candidates.shuffle(rng);
     let mut available = scan.free;
@@ -613,6 +651,12 @@ pub(crate) fn allocate(
             continue;
         }
         for candidate in &mut scan.candidates {
+            if sorter.open_frameworks == 0 {
+                // Every client's framework holds as many offers as it may: the agents not
+                // visited are stuck like the rest, until one of those frameworks gives an
+                // offer back (which moves `alloc_epoch` on).
+                break;
+            }
             if !min.admits_scalars(&candidate.left) {
                 continue;
             }
@@ -636,10 +680,13 @@ pub(crate) fn allocate(
     }
     for (c, candidate) in scan.candidates.iter().enumerate() {
         if min.admits_scalars(&candidate.left) {
-            stuck.push(u32::try_from(c).unwrap_or(u32::MAX));
+            end.stuck.push(u32::try_from(c).unwrap_or(u32::MAX));
         }
     }
-    stuck
+    end.capped = std::mem::take(&mut sorter.capped);
+    end.capped.sort_unstable();
+    end.capped.dedup();
+    end
 }
 
 /// Offers one agent's free resources to the roles in order, continuing after each grant
@@ -700,6 +747,13 @@ fn allocate_agent(
         let granted = resources.scalars();
         *available = available.saturating_sub(&granted);
         sorter.charge(c, &granted);
+        if let Some(room) = sorter.room.get_mut(framework as usize) {
+            *room = room.saturating_sub(1);
+            if *room == 0 {
+                sorter.open_frameworks = sorter.open_frameworks.saturating_sub(1);
+                sorter.capped.push(framework);
+            }
+        }
         grants.push(Decision { framework, role, resources });
         if !min.admits(free) {
             return;
@@ -784,7 +838,9 @@ mod tests {
         let frameworks: Vec<(&FrameworkId, &mut FrameworkRecord)> = ids.iter().zip(records.iter_mut()).collect();
         let total = Scalars::new(1_000_000, 1_000_000, 1_000_000);
         let min = MinAllocatable { cpus_milli: 10, mem_mib: 32 };
-        let mut sorter = Sorter::build(&frameworks, &RolePolicy::default(), total, min);
+        let policy = RolePolicy::default();
+        let input = RoundInput { policy: &policy, min, max_offers_per_framework: None };
+        let mut sorter = Sorter::build(&frameworks, &input, total);
         for step in 0..3_000 {
             let mut filtered_by: Vec<u64> = (0..40).filter(|_| rng.random_bool(0.6)).collect();
             filtered_by.sort_unstable();

@@ -108,6 +108,12 @@ impl Master {
             if !framework.is_active() && !framework.offers.is_empty() {
                 return Err(format!("inactive framework {framework_id} holds offers"));
             }
+            if self.config.max_offers_per_framework.is_some_and(|max| framework.offers.len() > max) {
+                return Err(format!(
+                    "framework {framework_id} holds {} offers, beyond the bound",
+                    framework.offers.len()
+                ));
+            }
             let mut offered = Scalars::ZERO;
             for &n in &framework.offers {
                 match self.offers.by_key(n) {

@@ -302,7 +302,8 @@ impl Master {
             return;
         }
         let mut frameworks: Vec<(&FrameworkId, &mut FrameworkRecord)> = self.frameworks.iter_mut().collect();
-        let input = RoundInput { policy: &self.policy, min };
+        let input =
+            RoundInput { policy: &self.policy, min, max_offers_per_framework: self.config.max_offers_per_framework };
         let mut sink = OfferSink {
             offers: &mut self.offers,
             deadlines: &mut self.offer_deadlines,
@@ -318,7 +319,7 @@ impl Master {
         // during the round (a reallocation is a copy and, after the declines of a busy
         // cluster, often glibc's slow path).
         let expected = 2 * scan.candidates.len() / frameworks.len().max(1) + 1;
-        let stuck = allocator::allocate(&mut self.rng, &mut scan, &mut frameworks, input, |grant| {
+        let end = allocator::allocate(&mut self.rng, &mut scan, &mut frameworks, input, |grant| {
             let framework = grant.framework as usize;
             let offer = sink.create(
                 grant.agent_id,
@@ -335,9 +336,14 @@ impl Master {
                 batch.push(offer);
             }
         });
-        for c in stuck {
+        for c in end.stuck {
             if let Some(candidate) = scan.candidates.get_mut(c as usize) {
                 candidate.agent.stuck_epoch = Some(epoch);
+            }
+        }
+        for f in end.capped {
+            if let Some((_, framework)) = frameworks.get_mut(f as usize) {
+                framework.offer_capped = true;
             }
         }
         for ((framework_id, _), offers) in frameworks.iter().zip(batches) {
@@ -373,6 +379,10 @@ impl Master {
             framework.refund(&record.role, &scalars);
             framework.offers.remove(&n);
             notify_framework = framework.is_active();
+            if std::mem::take(&mut framework.offer_capped) {
+                // Agents no client could take while it was passed over may be its now.
+                self.alloc_epoch = self.alloc_epoch.saturating_add(1);
+            }
         }
         let counter = match end {
             OfferEnd::Accepted => &mut self.counters.offers_accepted,

@@ -38,6 +38,9 @@ use agora_proto::model::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(pub u64);
 
+/// The default of `Config::max_offers_per_framework`.
+pub const DEFAULT_MAX_OFFERS_PER_FRAMEWORK: usize = 100;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Prefix of every id this master hands out (agents, frameworks, offers).
@@ -54,6 +57,10 @@ pub struct Config {
     pub agent_removals_per_minute: u32,
     /// An offer not answered within this time is rescinded; `None` keeps offers forever.
     pub offer_timeout_ms: Option<u64>,
+    /// Most offers one framework holds at once; `None`: no bound. A framework at the bound
+    /// is passed over until it answers some, so a framework that revives on a large idle
+    /// cluster gets this many offers, not one per free agent.
+    pub max_offers_per_framework: Option<usize>,
     /// How often the runtime sends HEARTBEAT events to frameworks (announced in SUBSCRIBED).
     pub framework_heartbeat_interval_ms: u64,
     /// Smallest resources worth offering: an agent with less free is not offered.
@@ -75,6 +82,7 @@ impl Default for Config {
             agent_reregister_timeout_ms: 600_000,
             agent_removals_per_minute: 100,
             offer_timeout_ms: None,
+            max_offers_per_framework: Some(DEFAULT_MAX_OFFERS_PER_FRAMEWORK),
             framework_heartbeat_interval_ms: 15_000,
             min_allocatable_cpus_milli: 10,
             min_allocatable_mem_mib: 32,

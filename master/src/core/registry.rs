@@ -280,6 +280,9 @@ pub(crate) struct FrameworkRecord {
     pub allocated: BTreeMap<Role, Scalars>,
     /// The framework's number in agents' `filtered_by`, given when it first filters one.
     pub filter_slot: Option<u64>,
+    /// A round passed the framework over for holding `max_offers_per_framework` offers:
+    /// agents found stuck meanwhile may be its once it gives one back.
+    pub offer_capped: bool,
 }
 
 impl FrameworkRecord {
@@ -298,6 +301,7 @@ impl FrameworkRecord {
             offered_scalars: Scalars::ZERO,
             allocated: BTreeMap::new(),
             filter_slot: None,
+            offer_capped: false,
         }
     }
 
@@ -523,7 +527,7 @@ mod tests {
                 Some(AgentId::new("a")),
                 TaskState::TaskRunning,
                 agora_proto::model::TaskStatusReason::Unspecified,
-                if n % 2 == 0 { String::new() } else { format!("update {n}") },
+                if n.is_multiple_of(2) { String::new() } else { format!("update {n}") },
                 n,
             );
             status.exit_code = Some(n as i32);

@@ -424,6 +424,46 @@ fn a_suppressed_framework_gets_no_offers_until_it_revives() {
     assert_eq!(allocate(&mut m, 1).len(), 1);
 }
 
+#[test]
+fn a_framework_holds_at_most_the_offer_bound_and_gets_the_rest_as_it_answers() {
+    let mut m = Master::new(Config { max_offers_per_framework: Some(3), ..config() }, 7);
+    for i in 0..10 {
+        add_agent(&mut m, 0, i, &format!("h{i}"), "cpus:1;mem:128");
+    }
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let first = allocate(&mut m, 0);
+    assert_eq!(first.len(), 3, "three offers, not one per free agent");
+    // Nothing else can take the other seven agents: the round found them stuck, yet they
+    // are offered once the framework gives offers back.
+    assert!(allocate(&mut m, 0).is_empty(), "at the bound, nothing more");
+    let mut seen: Vec<AgentId> = first.iter().map(|(_, o)| o.agent_id.clone()).collect();
+    let mut held: Vec<Offer> = first.into_iter().map(|(_, o)| o).collect();
+    for round in 1..=4 {
+        let offer_ids = held.drain(..).map(|o| o.id).collect();
+        m.call(round, &fw, &stream, Call::Decline { offer_ids, refuse_ms: 60_000 }).expect("decline");
+        let next = allocate(&mut m, round);
+        assert!(next.len() <= 3, "round {round}: {} offers", next.len());
+        seen.extend(next.iter().map(|(_, o)| o.agent_id.clone()));
+        held.extend(next.into_iter().map(|(_, o)| o));
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 10, "every agent offered once, each declined with a filter");
+}
+
+#[test]
+fn agents_a_framework_at_its_offer_bound_cannot_take_go_to_the_next() {
+    let mut m = Master::new(Config { max_offers_per_framework: Some(2), ..config() }, 7);
+    for i in 0..5 {
+        add_agent(&mut m, 0, i, &format!("h{i}"), "cpus:1;mem:128");
+    }
+    let (f1, _) = subscribe(&mut m, 0, "f1");
+    let (f2, _) = subscribe(&mut m, 0, "f2");
+    let got = allocate(&mut m, 0);
+    let to = |fw: &FrameworkId| got.iter().filter(|(f, _)| f == fw).count();
+    assert_eq!((to(&f1), to(&f2), got.len()), (2, 2, 4), "one agent left for nobody");
+}
+
 // ----- rescind -----
 
 #[test]
