@@ -12,6 +12,7 @@ mod durable;
 mod frameworks;
 mod invariants;
 mod master;
+mod prefetch;
 mod registry;
 mod roles;
 #[cfg(test)]

@@ -10,6 +10,7 @@ use agora_proto::model::{
     TaskInfo, TaskState, TaskStatus,
 };
 
+use super::prefetch::prefetch;
 use super::{ConnId, StatusEntry, TaskView};
 
 /// Statuses kept per task for `/state`; older ones are dropped first.
@@ -182,6 +183,32 @@ impl AgentRecord {
         self.shift(resources, false, |a| a.used.subtract(resources));
     }
 
+    /// Prefetches the separate allocations an offer of this agent touches once the
+    /// record itself is in the cache: the free pools' shared allocation, the filter
+    /// slots, the offer numbers, the offered sum, and the reference counts of the
+    /// hostname, attributes and URL the offer shares. See `prefetch`.
+    pub fn prefetch_offer_data(&self) {
+        if let Some((shared, _)) = self.free.pools_addr() {
+            prefetch(shared);
+        }
+        if let Some((shared, _)) = self.offered.pools_addr() {
+            prefetch(shared);
+        }
+        prefetch(self.filtered_by.as_ptr());
+        prefetch(self.offers.as_ptr());
+        prefetch(arc_counts(&self.hostname));
+        prefetch(arc_counts(&self.attributes));
+        prefetch(arc_counts(&self.url));
+    }
+
+    /// Prefetches the elements of the free pools, once their shared allocation (which
+    /// holds the elements' address) is in the cache.
+    pub fn prefetch_free_pools(&self) {
+        if let Some((_, elements)) = self.free.pools_addr() {
+            prefetch(elements);
+        }
+    }
+
     /// Whether the cached free part is what `info`, `used` and `offered` give; for the
     /// invariant check.
     pub fn free_is_exact(&self) -> bool {
@@ -201,6 +228,11 @@ impl AgentRecord {
             && *self.attributes == *self.info.attributes
             && *self.url == format!("http://{}:{}", self.info.hostname, self.info.port)
     }
+}
+
+/// Where an `Arc`'s reference counts are: the two words before its data.
+pub(crate) fn arc_counts<T: ?Sized>(arc: &Arc<T>) -> *const u8 {
+    Arc::as_ptr(arc).cast::<u8>().wrapping_sub(2 * std::mem::size_of::<usize>())
 }
 
 /// A live task. Frameworks hold their tasks boxed (`FrameworkRecord::tasks`), so that the
