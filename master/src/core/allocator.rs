@@ -27,6 +27,7 @@ use agora_proto::model::{AgentId, FrameworkId, Resources, Role, Scalars};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use super::filter_slots::FilterSlots;
 use super::prefetch::{prefetch, prefetch_lines};
 use super::registry::{AgentRecord, FrameworkRecord};
 use super::roles::{DEFAULT_WEIGHT_MILLI, RolePolicy};
@@ -555,7 +556,7 @@ impl Sorter {
 
     /// The first client of node `n` in (share, client) order that has not filtered the
     /// agent. Clients that filtered it are taken off the heap while looking and put back.
-    fn pick_client(&mut self, n: u32, filtered_by: &[u64]) -> Option<u32> {
+    fn pick_client(&mut self, n: u32, filtered_by: &FilterSlots) -> Option<u32> {
         let clients = &self.clients;
         let node = self.nodes.get_mut(n as usize)?;
         let mut found = None;
@@ -568,7 +569,7 @@ impl Sorter {
                 node.clients.pop();
                 continue;
             }
-            if client.slot.is_some_and(|s| filtered_by.binary_search(&s).is_ok()) {
+            if client.slot.is_some_and(|s| filtered_by.contains(s)) {
                 if let Some(entry) = node.clients.pop() {
                     self.skipped.push(entry);
                 }
@@ -842,13 +843,15 @@ mod tests {
         let min = MinAllocatable { cpus_milli: 10, mem_mib: 32 };
         let mut sorter = Sorter::build(&frameworks, &RolePolicy::default(), total, min);
         for step in 0..3_000 {
-            let mut filtered_by: Vec<u64> = (0..40).filter(|_| rng.random_bool(0.6)).collect();
-            filtered_by.sort_unstable();
+            let mut filtered_by = FilterSlots::default();
+            for slot in (0..40).filter(|_| rng.random_bool(0.6)) {
+                filtered_by.insert(slot);
+            }
             let expected = sorter
                 .clients
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| c.slot.is_none_or(|s| filtered_by.binary_search(&s).is_err()))
+                .filter(|(_, c)| c.slot.is_none_or(|s| !filtered_by.contains(s)))
                 .map(|(i, c)| (c.key, i as u32))
                 .min()
                 .map(|(_, i)| i);

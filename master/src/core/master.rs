@@ -438,10 +438,8 @@ impl Master {
             self.filter_expiries.remove(&(previous_ms, framework_id.clone(), agent_id.clone()));
         }
         self.filter_expiries.insert((until_ms, framework_id.clone(), agent_id.clone()));
-        if let Some(agent) = self.agents.get_mut(agent_id)
-            && let Err(at) = agent.filtered_by.binary_search(&slot)
-        {
-            agent.filtered_by.insert(at, slot);
+        if let Some(agent) = self.agents.get_mut(agent_id) {
+            agent.filtered_by.insert(slot);
         }
     }
 
@@ -449,9 +447,8 @@ impl Master {
     fn unfilter(&mut self, agent_id: &AgentId, slot: Option<u64>) {
         if let Some(agent) = self.agents.get_mut(agent_id)
             && let Some(slot) = slot
-            && let Ok(at) = agent.filtered_by.binary_search(&slot)
         {
-            agent.filtered_by.remove(at);
+            agent.filtered_by.remove(slot);
         }
         self.agent_changed(agent_id);
     }
@@ -463,9 +460,8 @@ impl Master {
             self.filter_expiries.remove(&(until_ms, framework_id.clone(), agent_id.clone()));
             if let Some(agent) = self.agents.get_mut(&agent_id)
                 && let Some(slot) = slot
-                && let Ok(at) = agent.filtered_by.binary_search(&slot)
             {
-                agent.filtered_by.remove(at);
+                agent.filtered_by.remove(slot);
             }
         }
         self.frameworks_changed();

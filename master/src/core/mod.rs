@@ -9,6 +9,7 @@
 mod agents;
 mod allocator;
 mod durable;
+mod filter_slots;
 mod frameworks;
 mod invariants;
 mod master;

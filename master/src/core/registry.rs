@@ -10,6 +10,7 @@ use agora_proto::model::{
     TaskInfo, TaskState, TaskStatus,
 };
 
+use super::filter_slots::FilterSlots;
 use super::prefetch::prefetch;
 use super::{ConnId, StatusEntry, TaskView};
 
@@ -50,9 +51,10 @@ pub(crate) struct AgentRecord {
     pub tasks: BTreeSet<(FrameworkId, TaskId)>,
     /// Numbers of the outstanding offers on this agent (see `OfferBook`), oldest first.
     pub offers: Vec<u64>,
-    /// Filter slots of the frameworks that filter this agent, sorted: the allocator
-    /// checks a filter with a binary search over integers instead of a map of strings.
-    pub filtered_by: Vec<u64>,
+    /// Filter slots of the frameworks that filter this agent: the allocator checks a
+    /// filter in a set of integers (a sorted vector or a bitmap) instead of a map of
+    /// strings.
+    pub filtered_by: FilterSlots,
     /// The allocation epoch at which a round found free resources here that no client
     /// could take; the allocator skips the agent until the epoch moves on or something
     /// changes on the agent (which resets this to `None`).
@@ -79,7 +81,7 @@ impl AgentRecord {
             url: Arc::from(""),
             tasks: BTreeSet::new(),
             offers: Vec::new(),
-            filtered_by: Vec::new(),
+            filtered_by: FilterSlots::default(),
             stuck_epoch: None,
         };
         agent.refresh();
@@ -194,7 +196,7 @@ impl AgentRecord {
         if let Some((shared, _)) = self.offered.pools_addr() {
             prefetch(shared);
         }
-        prefetch(self.filtered_by.as_ptr());
+        self.filtered_by.prefetch();
         prefetch(self.offers.as_ptr());
         prefetch(arc_counts(&self.hostname));
         prefetch(arc_counts(&self.attributes));
