@@ -19,14 +19,14 @@
 //! per-agent vector of integer framework slots. The sorter is rebuilt per round from the
 //! frameworks (not the agents), so a round costs O(frameworks + visited agents × log).
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use agora_proto::model::{AgentId, FrameworkId, Resources, Role, Scalars};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use super::client_heap::ClientHeap;
 use super::filter_slots::FilterSlots;
 use super::prefetch::{prefetch, prefetch_lines};
 use super::registry::{AgentRecord, FrameworkRecord};
@@ -144,7 +144,7 @@ struct Node {
     /// Eligible clients of exactly this role, lowest (share, client) on top. An entry
     /// whose share is not its client's current one is stale and dropped when it surfaces:
     /// a grant pushes the client's new entry instead of moving the old one.
-    clients: BinaryHeap<Reverse<(u64, u32)>>,
+    clients: ClientHeap,
     /// Key under which the node sits in `Sorter::order`, when it does.
     in_order: Option<PathKey>,
     in_unmet: bool,
@@ -171,7 +171,7 @@ struct Sorter {
     nodes: Vec<Node>,
     clients: Vec<Client>,
     /// Scratch space of `pick_client`.
-    skipped: Vec<Reverse<(u64, u32)>>,
+    skipped: Vec<(u64, u32)>,
     /// Nodes with eligible clients and headroom under their limits, lowest path first.
     order: Order,
     /// The subset of `order` whose own guarantee is not met yet.
@@ -293,9 +293,15 @@ pub(crate) fn parent_role(role: &Role) -> Option<Role> {
 }
 
 fn weighted_share(allocated: &Scalars, total: &Scalars, weight_milli: u64) -> u64 {
-    let share = u128::from(allocated.dominant_share_ppm(total));
-    let weighted = share * 1000 / u128::from(weight_milli.max(1));
-    u64::try_from(weighted).unwrap_or(u64::MAX)
+    let share = allocated.dominant_share_ppm(total);
+    let weight_milli = weight_milli.max(1);
+    // In u64 while `share × 1000` fits (a share is at most a million ppm unless more than
+    // the total is allocated): the same quotient as in u128, without a 128-bit division
+    // on every grant.
+    match share.checked_mul(1000) {
+        Some(scaled) => scaled / weight_milli,
+        None => u64::try_from(u128::from(share) * 1000 / u128::from(weight_milli)).unwrap_or(u64::MAX),
+    }
 }
 
 fn min_scalars(a: &Scalars, b: &Scalars) -> Scalars {
@@ -322,11 +328,28 @@ fn capped(resources: Resources, cap: &Scalars) -> Resources {
     out
 }
 
-/// The scalars of `free` a client in `role` may be offered, without building them.
-fn allocatable_scalars(free: &Resources, role: &Role) -> Scalars {
-    free.pools()
-        .filter(|(r, _)| r.is_unreserved() || r.is_ancestor_or_self_of(role))
-        .fold(Scalars::ZERO, |sum, (_, p)| sum.saturating_add(&p.scalars))
+/// `free` as a client in one role sees it, read in one pass over the pools without
+/// building anything.
+struct FreeFor {
+    /// The scalars the client may be offered.
+    offerable: Scalars,
+    /// The scalars of all of `free`.
+    all: Scalars,
+    /// Whether the client may be offered every pool of `free`.
+    every_pool: bool,
+}
+
+fn free_for(free: &Resources, role: &Role) -> FreeFor {
+    let mut seen = FreeFor { offerable: Scalars::ZERO, all: Scalars::ZERO, every_pool: true };
+    for (r, pool) in free.pools() {
+        seen.all = seen.all.saturating_add(&pool.scalars);
+        if r.is_unreserved() || r.is_ancestor_or_self_of(role) {
+            seen.offerable = seen.offerable.saturating_add(&pool.scalars);
+        } else {
+            seen.every_pool = false;
+        }
+    }
+    seen
 }
 
 impl Sorter {
@@ -369,7 +392,7 @@ impl Sorter {
                     share: 0,
                     guarantee: quota.map_or(Scalars::ZERO, |q| q.guarantee),
                     limit: quota.and_then(|q| q.limit),
-                    clients: BinaryHeap::new(),
+                    clients: ClientHeap::default(),
                     in_order: None,
                     in_unmet: false,
                     dependents: Vec::new(),
@@ -395,7 +418,7 @@ impl Sorter {
                 let framework = u32::try_from(f).unwrap_or(u32::MAX);
                 clients.push(Client { framework, slot, node, allocated, key });
                 if let Some(n) = nodes.get_mut(node as usize) {
-                    n.clients.push(Reverse((key, c)));
+                    n.clients.push(key, c);
                 }
             }
         }
@@ -485,18 +508,19 @@ impl Sorter {
         let Some(node) = self.nodes.get(n as usize) else { return };
         let admitted = !node.clients.is_empty() && min.admits_scalars(&room);
         let in_unmet = admitted && min.admits_scalars(&min_scalars(&node.unmet(), &room));
-        let (old, was_unmet) = (node.in_order, node.in_unmet);
+        let (in_order, was_unmet) = (node.in_order.is_some(), node.in_unmet);
         // A node that stays alone in the orders it is in is compared with no other node
         // for the rest of the round: after `build`, the orders only lose nodes (shares and
         // allocations only grow, so a node left out is never admitted again). Its key is
         // not worth computing; the stale one it is filed under stays consistent with
         // `in_order`. This is every grant of a cluster with one role.
         let alone = self.order.len() == 1 && (!in_unmet || self.unmet.len() == 1);
-        if admitted && old.is_some() && was_unmet == in_unmet && alone {
+        if admitted && in_order && was_unmet == in_unmet && alone {
             return;
         }
         let key = self.path_key(n);
         let Some(node) = self.nodes.get_mut(n as usize) else { return };
+        let old = node.in_order;
         if admitted && old == Some(key) && was_unmet == in_unmet {
             // Same place in both orders: nothing to move.
             return;
@@ -519,27 +543,32 @@ impl Sorter {
         if client.key != old
             && let Some(node) = self.nodes.get_mut(n as usize)
         {
-            let entry = Reverse((client.key, c));
             // The client just picked is usually still on top (unless clients that filtered
             // the agent were put back above it): its entry is re-keyed in place, one sift
             // down, instead of a push now and a pop of the stale entry later.
-            if node.clients.peek() == Some(&Reverse((old, c)))
-                && let Some(mut top) = node.clients.peek_mut()
-            {
-                *top = entry;
+            if node.clients.peek() == Some((old, c)) {
+                node.clients.replace_top(client.key, c);
             } else {
-                node.clients.push(entry);
+                node.clients.push(client.key, c);
             }
         }
+        // With one node left in the order (it only loses nodes during a round, see
+        // `rekey`), no role's key is compared with another's any more: shares are not
+        // worth computing for the rest of the round.
+        let keyed = self.order.len() > 1;
         let mut top = n;
         let mut at = Some(n);
         while let Some(a) = at {
             let Some(node) = self.nodes.get_mut(a as usize) else { break };
             let before = node.unmet();
             node.allocated = node.allocated.saturating_add(granted);
-            node.share = weighted_share(&node.allocated, &total, node.weight_milli);
-            let met = before.saturating_sub(&node.unmet());
-            self.unmet_total = self.unmet_total.saturating_sub(&met);
+            if keyed {
+                node.share = weighted_share(&node.allocated, &total, node.weight_milli);
+            }
+            if !before.is_zero() {
+                let met = before.saturating_sub(&node.unmet());
+                self.unmet_total = self.unmet_total.saturating_sub(&met);
+            }
             top = a;
             at = node.parent;
         }
@@ -560,7 +589,7 @@ impl Sorter {
         let clients = &self.clients;
         let node = self.nodes.get_mut(n as usize)?;
         let mut found = None;
-        while let Some(&Reverse((key, c))) = node.clients.peek() {
+        while let Some((key, c)) = node.clients.peek() {
             let Some(client) = clients.get(c as usize) else {
                 node.clients.pop();
                 continue;
@@ -578,7 +607,9 @@ impl Sorter {
             found = Some(c);
             break;
         }
-        node.clients.extend(self.skipped.drain(..));
+        for (key, c) in self.skipped.drain(..) {
+            node.clients.push(key, c);
+        }
         found
     }
 }
@@ -679,9 +710,9 @@ pub(crate) fn allocate(
 /// address is in one of those allocations. Far enough ahead for a miss to memory to
 /// complete while the candidates in between are offered (a few hundred nanoseconds
 /// each), near enough for the lines to stay in the cache until used.
-const AHEAD_RECORD: usize = 12;
-const AHEAD_POINTED: usize = 6;
-const AHEAD_POOLS: usize = 3;
+const AHEAD_RECORD: usize = 24;
+const AHEAD_POINTED: usize = 12;
+const AHEAD_POOLS: usize = 6;
 
 /// Prefetches what offering the candidates after `i` will touch (see `prefetch`); without
 /// it, each offer waits for a dozen cache misses one after the other.
@@ -720,7 +751,8 @@ fn allocate_agent(
         let Some((key, n)) = next else { return };
         after = Some((key, n));
         let Some(node) = sorter.node(n) else { continue };
-        let offerable = allocatable_scalars(free, &node.role);
+        let seen = free_for(free, &node.role);
+        let offerable = seen.offerable;
         if !min.admits_scalars(&offerable) {
             continue;
         }
@@ -742,10 +774,15 @@ fn allocate_agent(
         let Some(framework) = sorter.clients.get(c as usize).map(|client| client.framework) else { continue };
         // The common case: the role may take everything free and no cap bites. Moving the
         // free resources into the grant saves building and subtracting a copy.
-        let whole = cap.contains(&free.scalars())
-            && free.pools().all(|(r, _)| r.is_unreserved() || r.is_ancestor_or_self_of(&role));
-        let resources = if whole { std::mem::take(free) } else { capped(free.allocatable_to(&role), &cap) };
-        if !min.admits(&resources) {
+        let whole = seen.every_pool && cap.contains(&seen.all);
+        let (resources, granted) = if whole {
+            (std::mem::take(free), seen.all)
+        } else {
+            let resources = capped(free.allocatable_to(&role), &cap);
+            let granted = resources.scalars();
+            (resources, granted)
+        };
+        if resources.is_empty() || !min.admits_scalars(&granted) {
             if whole {
                 *free = resources;
             }
@@ -754,7 +791,6 @@ fn allocate_agent(
         if !whole && !free.subtract(&resources) {
             continue;
         }
-        let granted = resources.scalars();
         *available = available.saturating_sub(&granted);
         sorter.charge(c, &granted);
         grants.push(Decision { framework, role, resources });

@@ -119,14 +119,12 @@ impl FilterSlots {
         match self {
             FilterSlots::Empty => {}
             FilterSlots::Sorted(slots) => {
-                let len = slots.len();
-                // 8 slots to a line: a short vector is fetched whole, a long one at the
-                // probes of the search's first levels.
-                let probes = if len <= 64 { 8 } else { 16 };
-                for k in 0..probes {
-                    if let Some(s) = slots.get(len * k / probes) {
-                        prefetch(s);
-                    }
+                // 8 slots to a line: a vector of up to 8 lines is fetched whole, a longer
+                // one at 8 evenly spread lines, near the search's first probes.
+                let lines = slots.len().div_ceil(8);
+                let step = lines.div_ceil(8).max(1) * 8;
+                for slot in slots.iter().step_by(step) {
+                    prefetch(slot);
                 }
             }
             FilterSlots::Bitmap { words, .. } => {

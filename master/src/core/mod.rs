@@ -8,6 +8,7 @@
 
 mod agents;
 mod allocator;
+mod client_heap;
 mod durable;
 mod filter_slots;
 mod frameworks;
