@@ -39,6 +39,8 @@ struct Decision {
     framework: u32,
     role: Role,
     resources: Resources,
+    /// `resources`' scalars.
+    scalars: Scalars,
 }
 
 /// A grant as the round hands it over: with the agent and the framework borrowed, so that
@@ -53,6 +55,8 @@ pub(crate) struct Grant<'g> {
     pub framework_record: &'g mut FrameworkRecord,
     pub role: Role,
     pub resources: Resources,
+    /// `resources`' scalars, as the round summed them.
+    pub scalars: Scalars,
 }
 
 /// An agent a round visits.
@@ -692,6 +696,7 @@ pub(crate) fn allocate(
                     framework_record: framework,
                     role: d.role,
                     resources: d.resources,
+                    scalars: d.scalars,
                 });
             }
         }
@@ -793,7 +798,7 @@ fn allocate_agent(
         }
         *available = available.saturating_sub(&granted);
         sorter.charge(c, &granted);
-        grants.push(Decision { framework, role, resources });
+        grants.push(Decision { framework, role, resources, scalars: granted });
         if !min.admits(free) {
             return;
         }

@@ -110,7 +110,7 @@ impl Master {
                 return Err(format!("inactive framework {framework_id} holds offers"));
             }
             let mut offered = Scalars::ZERO;
-            for &n in &framework.offers {
+            for n in framework.offers.iter() {
                 match self.offers.by_key(n) {
                     Some(record)
                         if &record.offer.framework_id == framework_id

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use agora_proto::model::{
-    AgentId, FrameworkId, Offer, OfferId, Resources, Role, StreamId, TaskId, TaskInfo, TaskState, TaskStatus,
+    AgentId, FrameworkId, Offer, OfferId, Resources, Role, Scalars, StreamId, TaskId, TaskInfo, TaskState, TaskStatus,
     TaskStatusReason,
 };
 use rand::SeedableRng;
@@ -327,6 +327,7 @@ impl Master {
                 grant.framework_record,
                 grant.role,
                 grant.resources,
+                grant.scalars,
             );
             if let (Some(offer), Some(batch)) = (offer, batches.get_mut(framework)) {
                 if batch.capacity() == 0 {
@@ -371,7 +372,7 @@ impl Master {
         if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
             framework.offered_scalars = framework.offered_scalars.saturating_sub(&scalars);
             framework.refund(&record.role, &scalars);
-            framework.offers.remove(&n);
+            framework.offers.remove(n);
             notify_framework = framework.is_active();
         }
         let counter = match end {
@@ -410,8 +411,7 @@ impl Master {
     /// Takes back a framework's offers without telling it: its stream is gone or replaced,
     /// and a new stream never saw them.
     pub(crate) fn withdraw_framework_offers(&mut self, framework_id: &FrameworkId) {
-        let numbers =
-            self.frameworks.get(framework_id).map(|f| self.by_offer_id(f.offers.iter().copied())).unwrap_or_default();
+        let numbers = self.frameworks.get(framework_id).map(|f| self.by_offer_id(f.offers.iter())).unwrap_or_default();
         for n in numbers {
             self.end_offer_number(n, OfferEnd::Rescinded { notify: false });
         }
@@ -695,6 +695,7 @@ impl OfferSink<'_> {
         framework: &mut FrameworkRecord,
         role: Role,
         resources: Resources,
+        scalars: Scalars,
     ) -> Option<Offer> {
         // Checked again on this side: an offer never holds what is not free.
         if !agent.is_active() || !framework.is_active() || !agent.has_free(&resources) {
@@ -708,7 +709,7 @@ impl OfferSink<'_> {
             agent_id: agent_id.clone(),
             resources,
         };
-        let scalars = held.resources.scalars();
+        debug_assert_eq!(scalars, held.resources.scalars());
         agent.add_offered(&held.resources);
         agent.offers.push(n);
         framework.offered_scalars = framework.offered_scalars.saturating_add(&scalars);
@@ -744,7 +745,7 @@ fn framework_view(id: &FrameworkId, framework: &FrameworkRecord, offers: &OfferB
         used.add(&task.info.resources);
     }
     let mut offered = Resources::new();
-    for &n in &framework.offers {
+    for n in framework.offers.iter() {
         if let Some(record) = offers.by_key(n) {
             offered.add(&record.offer.resources);
         }
