@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use agora_proto::model::{
-    AgentId, FrameworkId, Offer, OfferId, Resources, Role, Scalars, StreamId, TaskId, TaskInfo, TaskState, TaskStatus,
+    AgentId, FrameworkId, Offer, OfferId, Resources, Role, StreamId, TaskId, TaskInfo, TaskState, TaskStatus,
     TaskStatusReason,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::allocator::{self, MinAllocatable, RoundInput};
+use super::allocator::{self, Grant, MinAllocatable, RoundInput};
 use super::durable::RegistryOp;
 use super::registry::{AgentRecord, FrameworkRecord, HeldOffer, OfferBook, OfferRecord};
 use super::roles::RolePolicy;
@@ -320,15 +320,7 @@ impl Master {
         let expected = 2 * scan.candidates.len() / frameworks.len().max(1) + 1;
         let stuck = allocator::allocate(&mut self.rng, &mut scan, &mut frameworks, input, |grant| {
             let framework = grant.framework as usize;
-            let offer = sink.create(
-                grant.agent_id,
-                grant.agent,
-                grant.framework_id,
-                grant.framework_record,
-                grant.role,
-                grant.resources,
-                grant.scalars,
-            );
+            let offer = sink.create(grant);
             if let (Some(offer), Some(batch)) = (offer, batches.get_mut(framework)) {
                 if batch.capacity() == 0 {
                     batch.reserve(expected);
@@ -687,16 +679,8 @@ struct OfferSink<'m> {
 }
 
 impl OfferSink<'_> {
-    fn create(
-        &mut self,
-        agent_id: &AgentId,
-        agent: &mut AgentRecord,
-        framework_id: &FrameworkId,
-        framework: &mut FrameworkRecord,
-        role: Role,
-        resources: Resources,
-        scalars: Scalars,
-    ) -> Option<Offer> {
+    fn create(&mut self, grant: Grant<'_>) -> Option<Offer> {
+        let Grant { agent_id, agent, framework_id, framework_record: framework, role, resources, scalars, .. } = grant;
         // Checked again on this side: an offer never holds what is not free.
         if !agent.is_active() || !framework.is_active() || !agent.has_free(&resources) {
             return None;

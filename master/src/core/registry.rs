@@ -631,7 +631,7 @@ mod tests {
                 Some(AgentId::new("a")),
                 TaskState::TaskRunning,
                 agora_proto::model::TaskStatusReason::Unspecified,
-                if n % 2 == 0 { String::new() } else { format!("update {n}") },
+                if n.is_multiple_of(2) { String::new() } else { format!("update {n}") },
                 n,
             );
             status.exit_code = Some(n as i32);
