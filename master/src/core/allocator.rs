@@ -15,9 +15,11 @@
 //!
 //! Cost: agents whose free resources cannot be offered are rejected on cached scalars;
 //! agents that no client could take last round and that nothing touched since (the
-//! master's `stuck_epoch` bookkeeping) are skipped; filters are checked against a sorted
-//! per-agent vector of integer framework slots. The sorter is rebuilt per round from the
-//! frameworks (not the agents), so a round costs O(frameworks + visited agents × log).
+//! master's `stuck_epoch` bookkeeping) are skipped; filters are checked against a
+//! per-agent set of integer framework slots (`FilterSlots`). The sorter is rebuilt per
+//! round from the frameworks (not the agents), so a round costs O(frameworks + visited
+//! agents × log). The round visits its candidates in an order fixed up front, so it
+//! prefetches the memory of the next ones while offering the current one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -145,9 +147,10 @@ struct Node {
     share: u64,
     guarantee: Scalars,
     limit: Option<Scalars>,
-    /// Eligible clients of exactly this role, lowest (share, client) on top. An entry
-    /// whose share is not its client's current one is stale and dropped when it surfaces:
-    /// a grant pushes the client's new entry instead of moving the old one.
+    /// Eligible clients of exactly this role, lowest (share, client) first. A grant
+    /// re-keys the client's entry in place when it is the lowest (the usual case), else
+    /// pushes a new one; an entry whose share is not its client's current one is then
+    /// stale and dropped when it surfaces.
     clients: ClientHeap,
     /// Key under which the node sits in `Sorter::order`, when it does.
     in_order: Option<PathKey>,
@@ -547,9 +550,9 @@ impl Sorter {
         if client.key != old
             && let Some(node) = self.nodes.get_mut(n as usize)
         {
-            // The client just picked is usually still on top (unless clients that filtered
-            // the agent were put back above it): its entry is re-keyed in place, one sift
-            // down, instead of a push now and a pop of the stale entry later.
+            // The client just picked is usually still the lowest (unless clients that
+            // filtered the agent were put back below it): its entry is re-keyed in place
+            // instead of a push now and a pop of the stale entry later.
             if node.clients.peek() == Some((old, c)) {
                 node.clients.replace_top(client.key, c);
             } else {
