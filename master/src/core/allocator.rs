@@ -15,18 +15,22 @@
 //!
 //! Cost: agents whose free resources cannot be offered are rejected on cached scalars;
 //! agents that no client could take last round and that nothing touched since (the
-//! master's `stuck_epoch` bookkeeping) are skipped; filters are checked against a sorted
-//! per-agent vector of integer framework slots. The sorter is rebuilt per round from the
-//! frameworks (not the agents), so a round costs O(frameworks + visited agents × log).
+//! master's `stuck_epoch` bookkeeping) are skipped; filters are checked against a
+//! per-agent set of integer framework slots (`FilterSlots`). The sorter is rebuilt per
+//! round from the frameworks (not the agents), so a round costs O(frameworks + visited
+//! agents × log). The round visits its candidates in an order fixed up front, so it
+//! prefetches the memory of the next ones while offering the current one.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use agora_proto::model::{AgentId, FrameworkId, Resources, Role, Scalars};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use super::client_heap::ClientHeap;
+use super::filter_slots::FilterSlots;
+use super::prefetch::{prefetch, prefetch_lines};
 use super::registry::{AgentRecord, FrameworkRecord};
 use super::roles::{DEFAULT_WEIGHT_MILLI, RolePolicy};
 
@@ -37,6 +41,8 @@ struct Decision {
     framework: u32,
     role: Role,
     resources: Resources,
+    /// `resources`' scalars.
+    scalars: Scalars,
 }
 
 /// A grant as the round hands it over: with the agent and the framework borrowed, so that
@@ -51,6 +57,8 @@ pub(crate) struct Grant<'g> {
     pub framework_record: &'g mut FrameworkRecord,
     pub role: Role,
     pub resources: Resources,
+    /// `resources`' scalars, as the round summed them.
+    pub scalars: Scalars,
 }
 
 /// An agent a round visits.
@@ -139,10 +147,11 @@ struct Node {
     share: u64,
     guarantee: Scalars,
     limit: Option<Scalars>,
-    /// Eligible clients of exactly this role, lowest (share, client) on top. An entry
-    /// whose share is not its client's current one is stale and dropped when it surfaces:
-    /// a grant pushes the client's new entry instead of moving the old one.
-    clients: BinaryHeap<Reverse<(u64, u32)>>,
+    /// Eligible clients of exactly this role, lowest (share, client) first. A grant
+    /// re-keys the client's entry in place when it is the lowest (the usual case), else
+    /// pushes a new one; an entry whose share is not its client's current one is then
+    /// stale and dropped when it surfaces.
+    clients: ClientHeap,
     /// Key under which the node sits in `Sorter::order`, when it does.
     in_order: Option<PathKey>,
     in_unmet: bool,
@@ -169,7 +178,7 @@ struct Sorter {
     nodes: Vec<Node>,
     clients: Vec<Client>,
     /// Scratch space of `pick_client`.
-    skipped: Vec<Reverse<(u64, u32)>>,
+    skipped: Vec<(u64, u32)>,
     /// Offers each framework (by position) may still be given this round under
     /// `max_offers_per_framework`.
     room: Vec<u32>,
@@ -209,6 +218,13 @@ impl Order {
         match self {
             Order::Small(v) => v.is_empty(),
             Order::Large(b) => b.is_empty(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Order::Small(v) => v.len(),
+            Order::Large(b) => b.len(),
         }
     }
 
@@ -291,9 +307,15 @@ pub(crate) fn parent_role(role: &Role) -> Option<Role> {
 }
 
 fn weighted_share(allocated: &Scalars, total: &Scalars, weight_milli: u64) -> u64 {
-    let share = u128::from(allocated.dominant_share_ppm(total));
-    let weighted = share * 1000 / u128::from(weight_milli.max(1));
-    u64::try_from(weighted).unwrap_or(u64::MAX)
+    let share = allocated.dominant_share_ppm(total);
+    let weight_milli = weight_milli.max(1);
+    // In u64 while `share × 1000` fits (a share is at most a million ppm unless more than
+    // the total is allocated): the same quotient as in u128, without a 128-bit division
+    // on every grant.
+    match share.checked_mul(1000) {
+        Some(scaled) => scaled / weight_milli,
+        None => u64::try_from(u128::from(share) * 1000 / u128::from(weight_milli)).unwrap_or(u64::MAX),
+    }
 }
 
 fn min_scalars(a: &Scalars, b: &Scalars) -> Scalars {
@@ -320,11 +342,28 @@ fn capped(resources: Resources, cap: &Scalars) -> Resources {
     out
 }
 
-/// The scalars of `free` a client in `role` may be offered, without building them.
-fn allocatable_scalars(free: &Resources, role: &Role) -> Scalars {
-    free.pools()
-        .filter(|(r, _)| r.is_unreserved() || r.is_ancestor_or_self_of(role))
-        .fold(Scalars::ZERO, |sum, (_, p)| sum.saturating_add(&p.scalars))
+/// `free` as a client in one role sees it, read in one pass over the pools without
+/// building anything.
+struct FreeFor {
+    /// The scalars the client may be offered.
+    offerable: Scalars,
+    /// The scalars of all of `free`.
+    all: Scalars,
+    /// Whether the client may be offered every pool of `free`.
+    every_pool: bool,
+}
+
+fn free_for(free: &Resources, role: &Role) -> FreeFor {
+    let mut seen = FreeFor { offerable: Scalars::ZERO, all: Scalars::ZERO, every_pool: true };
+    for (r, pool) in free.pools() {
+        seen.all = seen.all.saturating_add(&pool.scalars);
+        if r.is_unreserved() || r.is_ancestor_or_self_of(role) {
+            seen.offerable = seen.offerable.saturating_add(&pool.scalars);
+        } else {
+            seen.every_pool = false;
+        }
+    }
+    seen
 }
 
 impl Sorter {
@@ -363,7 +402,7 @@ impl Sorter {
                     share: 0,
                     guarantee: quota.map_or(Scalars::ZERO, |q| q.guarantee),
                     limit: quota.and_then(|q| q.limit),
-                    clients: BinaryHeap::new(),
+                    clients: ClientHeap::default(),
                     in_order: None,
                     in_unmet: false,
                     dependents: Vec::new(),
@@ -389,7 +428,7 @@ impl Sorter {
                 let framework = u32::try_from(f).unwrap_or(u32::MAX);
                 clients.push(Client { framework, slot, node, allocated, key });
                 if let Some(n) = nodes.get_mut(node as usize) {
-                    n.clients.push(Reverse((key, c)));
+                    n.clients.push(key, c);
                 }
             }
         }
@@ -491,13 +530,24 @@ impl Sorter {
     /// Puts node `n` back in the orders under its current key, or leaves it out when
     /// its limit leaves nothing worth offering.
     fn rekey(&mut self, n: u32) {
-        let key = self.path_key(n);
         let room = self.limit_headroom(n);
         let min = self.min;
-        let Some(node) = self.nodes.get_mut(n as usize) else { return };
+        let Some(node) = self.nodes.get(n as usize) else { return };
         let admitted = !node.clients.is_empty() && min.admits_scalars(&room);
         let in_unmet = admitted && min.admits_scalars(&min_scalars(&node.unmet(), &room));
-        let (old, was_unmet) = (node.in_order, node.in_unmet);
+        let (in_order, was_unmet) = (node.in_order.is_some(), node.in_unmet);
+        // A node that stays alone in the orders it is in is compared with no other node
+        // for the rest of the round: after `build`, the orders only lose nodes (shares and
+        // allocations only grow, so a node left out is never admitted again). Its key is
+        // not worth computing; the stale one it is filed under stays consistent with
+        // `in_order`. This is every grant of a cluster with one role.
+        let alone = self.order.len() == 1 && (!in_unmet || self.unmet.len() == 1);
+        if admitted && in_order && was_unmet == in_unmet && alone {
+            return;
+        }
+        let key = self.path_key(n);
+        let Some(node) = self.nodes.get_mut(n as usize) else { return };
+        let old = node.in_order;
         if admitted && old == Some(key) && was_unmet == in_unmet {
             // Same place in both orders: nothing to move.
             return;
@@ -520,17 +570,32 @@ impl Sorter {
         if client.key != old
             && let Some(node) = self.nodes.get_mut(n as usize)
         {
-            node.clients.push(Reverse((client.key, c)));
+            // The client just picked is usually still the lowest (unless clients that
+            // filtered the agent were put back below it): its entry is re-keyed in place
+            // instead of a push now and a pop of the stale entry later.
+            if node.clients.peek() == Some((old, c)) {
+                node.clients.replace_top(client.key, c);
+            } else {
+                node.clients.push(client.key, c);
+            }
         }
+        // With one node left in the order (it only loses nodes during a round, see
+        // `rekey`), no role's key is compared with another's any more: shares are not
+        // worth computing for the rest of the round.
+        let keyed = self.order.len() > 1;
         let mut top = n;
         let mut at = Some(n);
         while let Some(a) = at {
             let Some(node) = self.nodes.get_mut(a as usize) else { break };
             let before = node.unmet();
             node.allocated = node.allocated.saturating_add(granted);
-            node.share = weighted_share(&node.allocated, &total, node.weight_milli);
-            let met = before.saturating_sub(&node.unmet());
-            self.unmet_total = self.unmet_total.saturating_sub(&met);
+            if keyed {
+                node.share = weighted_share(&node.allocated, &total, node.weight_milli);
+            }
+            if !before.is_zero() {
+                let met = before.saturating_sub(&node.unmet());
+                self.unmet_total = self.unmet_total.saturating_sub(&met);
+            }
             top = a;
             at = node.parent;
         }
@@ -549,11 +614,11 @@ impl Sorter {
     /// agent. Clients that filtered it are taken off the heap while looking and put back;
     /// clients whose framework has no room left under its offer bound are taken off for
     /// the rest of the round.
-    fn pick_client(&mut self, n: u32, filtered_by: &[u64]) -> Option<u32> {
+    fn pick_client(&mut self, n: u32, filtered_by: &FilterSlots) -> Option<u32> {
         let clients = &self.clients;
         let node = self.nodes.get_mut(n as usize)?;
         let mut found = None;
-        while let Some(&Reverse((key, c))) = node.clients.peek() {
+        while let Some((key, c)) = node.clients.peek() {
             let Some(client) = clients.get(c as usize) else {
                 node.clients.pop();
                 continue;
@@ -567,7 +632,7 @@ impl Sorter {
                 self.capped.push(client.framework);
                 continue;
             }
-            if client.slot.is_some_and(|s| filtered_by.binary_search(&s).is_ok()) {
+            if client.slot.is_some_and(|s| filtered_by.contains(s)) {
                 if let Some(entry) = node.clients.pop() {
                     self.skipped.push(entry);
                 }
@@ -576,7 +641,9 @@ impl Sorter {
             found = Some(c);
             break;
         }
-        node.clients.extend(self.skipped.drain(..));
+        for (key, c) in self.skipped.drain(..) {
+            node.clients.push(key, c);
+        }
         found
     }
 }
@@ -650,13 +717,15 @@ pub(crate) fn allocate(
         if pass == Pass::Guarantees && sorter.unmet.is_empty() {
             continue;
         }
-        for candidate in &mut scan.candidates {
+        for i in 0..scan.candidates.len() {
             if sorter.open_frameworks == 0 {
                 // Every client's framework holds as many offers as it may: the agents not
                 // visited are stuck like the rest, until one of those frameworks gives an
                 // offer back (which moves `alloc_epoch` on).
                 break;
             }
+            fetch_ahead(&scan.candidates, i);
+            let Some(candidate) = scan.candidates.get_mut(i) else { break };
             if !min.admits_scalars(&candidate.left) {
                 continue;
             }
@@ -674,6 +743,7 @@ pub(crate) fn allocate(
                     framework_record: framework,
                     role: d.role,
                     resources: d.resources,
+                    scalars: d.scalars,
                 });
             }
         }
@@ -687,6 +757,32 @@ pub(crate) fn allocate(
     end.capped.sort_unstable();
     end.capped.dedup();
     end
+}
+
+/// How many candidates ahead of the one being offered a round prefetches each level of
+/// the next ones' memory: their records first, then (the records being in the cache by
+/// then) the allocations the records point to, then the free pools' elements, whose
+/// address is in one of those allocations. Far enough ahead for a miss to memory to
+/// complete while the candidates in between are offered (a few hundred nanoseconds
+/// each), near enough for the lines to stay in the cache until used.
+const AHEAD_RECORD: usize = 24;
+const AHEAD_POINTED: usize = 12;
+const AHEAD_POOLS: usize = 6;
+
+/// Prefetches what offering the candidates after `i` will touch (see `prefetch`); without
+/// it, each offer waits for a dozen cache misses one after the other.
+fn fetch_ahead(candidates: &[Candidate<'_>], i: usize) {
+    if let Some(c) = candidates.get(i + AHEAD_RECORD) {
+        prefetch_lines(&*c.agent);
+        prefetch(c.id);
+    }
+    if let Some(c) = candidates.get(i + AHEAD_POINTED) {
+        c.agent.prefetch_offer_data();
+        prefetch(c.id.as_str().as_ptr().wrapping_sub(2 * std::mem::size_of::<usize>()));
+    }
+    if let Some(c) = candidates.get(i + AHEAD_POOLS) {
+        c.agent.prefetch_free_pools();
+    }
 }
 
 /// Offers one agent's free resources to the roles in order, continuing after each grant
@@ -710,7 +806,8 @@ fn allocate_agent(
         let Some((key, n)) = next else { return };
         after = Some((key, n));
         let Some(node) = sorter.node(n) else { continue };
-        let offerable = allocatable_scalars(free, &node.role);
+        let seen = free_for(free, &node.role);
+        let offerable = seen.offerable;
         if !min.admits_scalars(&offerable) {
             continue;
         }
@@ -732,10 +829,15 @@ fn allocate_agent(
         let Some(framework) = sorter.clients.get(c as usize).map(|client| client.framework) else { continue };
         // The common case: the role may take everything free and no cap bites. Moving the
         // free resources into the grant saves building and subtracting a copy.
-        let whole = cap.contains(&free.scalars())
-            && free.pools().all(|(r, _)| r.is_unreserved() || r.is_ancestor_or_self_of(&role));
-        let resources = if whole { std::mem::take(free) } else { capped(free.allocatable_to(&role), &cap) };
-        if !min.admits(&resources) {
+        let whole = seen.every_pool && cap.contains(&seen.all);
+        let (resources, granted) = if whole {
+            (std::mem::take(free), seen.all)
+        } else {
+            let resources = capped(free.allocatable_to(&role), &cap);
+            let granted = resources.scalars();
+            (resources, granted)
+        };
+        if resources.is_empty() || !min.admits_scalars(&granted) {
             if whole {
                 *free = resources;
             }
@@ -744,7 +846,6 @@ fn allocate_agent(
         if !whole && !free.subtract(&resources) {
             continue;
         }
-        let granted = resources.scalars();
         *available = available.saturating_sub(&granted);
         sorter.charge(c, &granted);
         if let Some(room) = sorter.room.get_mut(framework as usize) {
@@ -754,7 +855,7 @@ fn allocate_agent(
                 sorter.capped.push(framework);
             }
         }
-        grants.push(Decision { framework, role, resources });
+        grants.push(Decision { framework, role, resources, scalars: granted });
         if !min.admits(free) {
             return;
         }
@@ -842,13 +943,15 @@ mod tests {
         let input = RoundInput { policy: &policy, min, max_offers_per_framework: None };
         let mut sorter = Sorter::build(&frameworks, &input, total);
         for step in 0..3_000 {
-            let mut filtered_by: Vec<u64> = (0..40).filter(|_| rng.random_bool(0.6)).collect();
-            filtered_by.sort_unstable();
+            let mut filtered_by = FilterSlots::default();
+            for slot in (0..40).filter(|_| rng.random_bool(0.6)) {
+                filtered_by.insert(slot);
+            }
             let expected = sorter
                 .clients
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| c.slot.is_none_or(|s| filtered_by.binary_search(&s).is_err()))
+                .filter(|(_, c)| c.slot.is_none_or(|s| !filtered_by.contains(s)))
                 .map(|(i, c)| (c.key, i as u32))
                 .min()
                 .map(|(_, i)| i);

@@ -90,6 +90,7 @@ impl Master {
         let mut task_count = 0usize;
         let mut framework_offer_count = 0usize;
         let mut filter_count = 0usize;
+        let mut indexed_filters = 0usize;
         for (framework_id, framework) in &self.frameworks {
             let mut used = Scalars::ZERO;
             for (task_id, task) in &framework.tasks {
@@ -115,7 +116,7 @@ impl Master {
                 ));
             }
             let mut offered = Scalars::ZERO;
-            for &n in &framework.offers {
+            for n in framework.offers.iter() {
                 match self.offers.by_key(n) {
                     Some(record)
                         if &record.offer.framework_id == framework_id
@@ -139,13 +140,17 @@ impl Master {
                 return Err(format!("framework {framework_id} accounts {by_role:?} by role, holds more or less"));
             }
             for agent_id in framework.filters.keys() {
-                let indexed = framework.filter_slot.is_some_and(|slot| {
-                    self.agents.get(agent_id).is_some_and(|a| a.filtered_by.binary_search(&slot).is_ok())
-                });
+                let indexed = framework
+                    .filter_slot
+                    .is_some_and(|slot| self.agents.get(agent_id).is_some_and(|a| a.filtered_by.contains(slot)));
                 if self.agents.contains_key(agent_id) && !indexed {
                     return Err(format!("agent {agent_id} does not index the filter of {framework_id}"));
                 }
+                indexed_filters += usize::from(indexed);
             }
+        }
+        if indexed_filters != self.agents.values().map(|a| a.filtered_by.len()).sum::<usize>() {
+            return Err("agents index filters that no framework holds".to_owned());
         }
         if framework_offer_count != self.offers.len() {
             return Err("the frameworks' offer indexes miss offers".to_owned());

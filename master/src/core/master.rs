@@ -11,7 +11,7 @@ use agora_proto::model::{
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::allocator::{self, MinAllocatable, RoundInput};
+use super::allocator::{self, Grant, MinAllocatable, RoundInput};
 use super::durable::RegistryOp;
 use super::registry::{AgentRecord, FrameworkRecord, HeldOffer, OfferBook, OfferRecord};
 use super::roles::RolePolicy;
@@ -321,14 +321,7 @@ impl Master {
         let expected = 2 * scan.candidates.len() / frameworks.len().max(1) + 1;
         let end = allocator::allocate(&mut self.rng, &mut scan, &mut frameworks, input, |grant| {
             let framework = grant.framework as usize;
-            let offer = sink.create(
-                grant.agent_id,
-                grant.agent,
-                grant.framework_id,
-                grant.framework_record,
-                grant.role,
-                grant.resources,
-            );
+            let offer = sink.create(grant);
             if let (Some(offer), Some(batch)) = (offer, batches.get_mut(framework)) {
                 if batch.capacity() == 0 {
                     batch.reserve(expected);
@@ -377,7 +370,7 @@ impl Master {
         if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
             framework.offered_scalars = framework.offered_scalars.saturating_sub(&scalars);
             framework.refund(&record.role, &scalars);
-            framework.offers.remove(&n);
+            framework.offers.remove(n);
             notify_framework = framework.is_active();
             if std::mem::take(&mut framework.offer_capped) {
                 // Agents no client could take while it was passed over may be its now.
@@ -420,8 +413,7 @@ impl Master {
     /// Takes back a framework's offers without telling it: its stream is gone or replaced,
     /// and a new stream never saw them.
     pub(crate) fn withdraw_framework_offers(&mut self, framework_id: &FrameworkId) {
-        let numbers =
-            self.frameworks.get(framework_id).map(|f| self.by_offer_id(f.offers.iter().copied())).unwrap_or_default();
+        let numbers = self.frameworks.get(framework_id).map(|f| self.by_offer_id(f.offers.iter())).unwrap_or_default();
         for n in numbers {
             self.end_offer_number(n, OfferEnd::Rescinded { notify: false });
         }
@@ -448,10 +440,8 @@ impl Master {
             self.filter_expiries.remove(&(previous_ms, framework_id.clone(), agent_id.clone()));
         }
         self.filter_expiries.insert((until_ms, framework_id.clone(), agent_id.clone()));
-        if let Some(agent) = self.agents.get_mut(agent_id)
-            && let Err(at) = agent.filtered_by.binary_search(&slot)
-        {
-            agent.filtered_by.insert(at, slot);
+        if let Some(agent) = self.agents.get_mut(agent_id) {
+            agent.filtered_by.insert(slot);
         }
     }
 
@@ -459,9 +449,8 @@ impl Master {
     fn unfilter(&mut self, agent_id: &AgentId, slot: Option<u64>) {
         if let Some(agent) = self.agents.get_mut(agent_id)
             && let Some(slot) = slot
-            && let Ok(at) = agent.filtered_by.binary_search(&slot)
         {
-            agent.filtered_by.remove(at);
+            agent.filtered_by.remove(slot);
         }
         self.agent_changed(agent_id);
     }
@@ -473,9 +462,8 @@ impl Master {
             self.filter_expiries.remove(&(until_ms, framework_id.clone(), agent_id.clone()));
             if let Some(agent) = self.agents.get_mut(&agent_id)
                 && let Some(slot) = slot
-                && let Ok(at) = agent.filtered_by.binary_search(&slot)
             {
-                agent.filtered_by.remove(at);
+                agent.filtered_by.remove(slot);
             }
         }
         self.frameworks_changed();
@@ -701,15 +689,8 @@ struct OfferSink<'m> {
 }
 
 impl OfferSink<'_> {
-    fn create(
-        &mut self,
-        agent_id: &AgentId,
-        agent: &mut AgentRecord,
-        framework_id: &FrameworkId,
-        framework: &mut FrameworkRecord,
-        role: Role,
-        resources: Resources,
-    ) -> Option<Offer> {
+    fn create(&mut self, grant: Grant<'_>) -> Option<Offer> {
+        let Grant { agent_id, agent, framework_id, framework_record: framework, role, resources, scalars, .. } = grant;
         // Checked again on this side: an offer never holds what is not free.
         if !agent.is_active() || !framework.is_active() || !agent.has_free(&resources) {
             return None;
@@ -722,7 +703,7 @@ impl OfferSink<'_> {
             agent_id: agent_id.clone(),
             resources,
         };
-        let scalars = held.resources.scalars();
+        debug_assert_eq!(scalars, held.resources.scalars());
         agent.add_offered(&held.resources);
         agent.offers.push(n);
         framework.offered_scalars = framework.offered_scalars.saturating_add(&scalars);
@@ -758,7 +739,7 @@ fn framework_view(id: &FrameworkId, framework: &FrameworkRecord, offers: &OfferB
         used.add(&task.info.resources);
     }
     let mut offered = Resources::new();
-    for &n in &framework.offers {
+    for n in framework.offers.iter() {
         if let Some(record) = offers.by_key(n) {
             offered.add(&record.offer.resources);
         }

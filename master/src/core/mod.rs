@@ -8,10 +8,13 @@
 
 mod agents;
 mod allocator;
+mod client_heap;
 mod durable;
+mod filter_slots;
 mod frameworks;
 mod invariants;
 mod master;
+mod prefetch;
 mod registry;
 mod roles;
 #[cfg(test)]

@@ -462,6 +462,13 @@ impl Resources {
         self.pools.as_deref().map_or(&[], Vec::as_slice)
     }
 
+    /// Where the pools are held: their shared allocation (with its reference counts),
+    /// and the elements of their vector, whose address is read from that allocation. For
+    /// callers that fetch them into the cache ahead of use; `None` when there is no pool.
+    pub fn pools_addr(&self) -> Option<(*const u8, *const u8)> {
+        self.pools.as_ref().map(|pools| (Arc::as_ptr(pools).cast::<u8>(), pools.as_ptr().cast::<u8>()))
+    }
+
     /// Whether both hold the very same pools (one is a copy of the other, unchanged).
     fn shares_with(&self, other: &Resources) -> bool {
         matches!((&self.pools, &other.pools), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
