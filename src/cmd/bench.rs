@@ -111,6 +111,11 @@ pub struct Args {
     /// for every free agent.
     #[arg(long, default_value_t = 30_000)]
     pub max_in_flight: u64,
+    /// Milliseconds over which each framework raises its in-flight bound from a tenth to
+    /// all of it after it first subscribes (slow start; 0: the whole bound at once). Without
+    /// it, every framework launches its whole share in the same first round.
+    #[arg(long, default_value_t = 2_000)]
+    pub ramp_ms: u64,
     /// Memory of each task, in MiB.
     #[arg(long, default_value_t = 32)]
     pub task_mem: u64,
@@ -139,6 +144,9 @@ impl Args {
         }
         if !(self.chaos.is_finite() && (0.0..=10_000.0).contains(&self.chaos)) {
             anyhow::bail!("--chaos must be between 0 and 10000 events per second");
+        }
+        if self.ramp_ms > 3_600_000 {
+            anyhow::bail!("--ramp-ms must be at most an hour");
         }
         if self.duration_limit == 0 || self.duration_limit > 7 * 24 * 3600 {
             anyhow::bail!("--duration-limit must be between 1 second and a week");
@@ -306,7 +314,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for index in 0..args.frameworks {
         let quota = per_framework + u64::from((index as u64) < remainder);
         let max_in_flight = (max_in_flight / args.frameworks as u64).max(1);
-        let spec = FrameworkSpec { index, quota, max_in_flight, shape, seed, slot: agent_slots + index, hold };
+        let ramp = Duration::from_millis(args.ramp_ms);
+        let spec = FrameworkSpec { index, quota, max_in_flight, ramp, shape, seed, slot: agent_slots + index, hold };
         let framework = Framework::new(spec, framework_counters.clone());
         framework_tasks.push(frameworks_runtime.handle().spawn(framework.run(masters.clone(), stop_rx.clone())));
     }
@@ -438,6 +447,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "chaos_restarts": chaos_events.restarts,
         "seed": seed,
         "task_duration_ms_mean": args.task_duration_ms_mean,
+        "max_in_flight": args.max_in_flight,
+        "ramp_ms": args.ramp_ms,
         "registration_s": round(Some(registration_s)),
         "duration_s": round(Some(run_s)),
         "duration_limit_hit": limit_hit,

@@ -132,50 +132,70 @@ impl std::fmt::Debug for CoreFn {
     }
 }
 
-/// A cloneable way to reach the owner task. Requests travel in two lanes: the flow of
-/// reports (agents' registrations, heartbeats, status updates and disconnections, and
-/// frameworks' acknowledgements of updates) and decisions (frameworks' subscriptions and
-/// every other call, operator requests). The owner takes from the two in turn, so an
-/// ACCEPT does not queue behind thousands of status updates and their acknowledgements,
-/// and a burst of calls does not hold the updates back. Each lane keeps its own order; a
-/// framework's acknowledgements may overtake its other calls or be overtaken by them,
-/// as calls in flight together on separate HTTP/2 streams may anyway.
+/// A cloneable way to reach the owner task. Requests travel in three lanes: decisions
+/// (frameworks' subscriptions and calls, operator requests), frameworks' acknowledgements
+/// of updates, and agents' reports (registrations, heartbeats, status updates,
+/// disconnections). The owner takes from the three in turn, so an ACCEPT does not queue
+/// behind thousands of status updates, and an acknowledgement — which lets an agent send
+/// the task's next update, and ends work rather than adding it — does not queue behind
+/// every agent waiting to report (a launch burst at 50,000 agents kept RUNNING updates
+/// waiting for minutes when acknowledgements shared the agents' lane). Each lane keeps its
+/// own order; a framework's acknowledgements may overtake its other calls or be overtaken
+/// by them, as calls in flight together on separate HTTP/2 streams may anyway.
 #[derive(Clone, Debug)]
 pub struct Handle {
-    agents: mpsc::Sender<Request>,
-    calls: mpsc::Sender<Request>,
+    lanes: [mpsc::Sender<Request>; LANES],
     next_conn: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// The owner task's end of the two lanes.
+/// The lanes, in the order `Inbox::recv` prefers them when several hold requests.
+const LANES: usize = 3;
+const CALLS: usize = 0;
+const ACKS: usize = 1;
+const AGENTS: usize = 2;
+
+/// The owner task's end of the lanes.
 #[derive(Debug)]
 pub struct Inbox {
-    agents: mpsc::Receiver<Request>,
-    calls: mpsc::Receiver<Request>,
-    /// Whether the latest turn went to the calls' lane; `try_recv` looks at the other first.
-    calls_first: bool,
+    lanes: [mpsc::Receiver<Request>; LANES],
+    /// The lane `try_recv` looks at first: the one after the latest turn's.
+    next: usize,
+    /// A request came from the calls' lane since `took_calls` was last asked.
+    took_calls: bool,
 }
 
 impl Inbox {
-    /// Waits for the next request, from the calls' lane when both have one.
+    /// Waits for the next request, from the first lane (in `LANES` order) that has one.
     async fn recv(&mut self) -> Option<Request> {
-        let (request, from_calls) = tokio::select! {
+        let [calls, acks, agents] = &mut self.lanes;
+        let (request, lane) = tokio::select! {
             biased;
-            Some(request) = self.calls.recv() => (request, true),
-            Some(request) = self.agents.recv() => (request, false),
+            Some(request) = calls.recv() => (request, CALLS),
+            Some(request) = acks.recv() => (request, ACKS),
+            Some(request) = agents.recv() => (request, AGENTS),
             else => return None,
         };
-        // The next turn goes to the other lane.
-        self.calls_first = from_calls;
+        self.next = (lane + 1) % LANES;
+        self.took_calls |= lane == CALLS;
         Some(request)
     }
 
     /// A request already waiting, from each lane in turn.
     fn try_recv(&mut self) -> Option<Request> {
-        self.calls_first = !self.calls_first;
-        let (first, second) =
-            if self.calls_first { (&mut self.calls, &mut self.agents) } else { (&mut self.agents, &mut self.calls) };
-        first.try_recv().or_else(|_| second.try_recv()).ok()
+        for i in 0..LANES {
+            let lane = (self.next + i) % LANES;
+            if let Some(request) = self.lanes.get_mut(lane).and_then(|rx| rx.try_recv().ok()) {
+                self.next = (lane + 1) % LANES;
+                self.took_calls |= lane == CALLS;
+                return Some(request);
+            }
+        }
+        None
+    }
+
+    /// Whether a request came from the calls' lane since the last time this was asked.
+    fn took_calls(&mut self) -> bool {
+        std::mem::take(&mut self.took_calls)
     }
 }
 
@@ -190,15 +210,16 @@ impl Handle {
             Request::AgentAttach { .. }
             | Request::AgentHeartbeat { .. }
             | Request::AgentStatus { .. }
-            | Request::AgentGone { .. } => &self.agents,
-            Request::Calls { calls, .. } if calls.iter().all(|c| matches!(c, Call::Acknowledge { .. })) => &self.agents,
+            | Request::AgentGone { .. } => AGENTS,
+            Request::Calls { calls, .. } if calls.iter().all(|c| matches!(c, Call::Acknowledge { .. })) => ACKS,
             Request::Subscribe { .. }
             | Request::FrameworkGone { .. }
             | Request::Calls { .. }
             | Request::State { .. }
             | Request::Metrics { .. }
-            | Request::Operator(_) => &self.calls,
+            | Request::Operator(_) => CALLS,
         };
+        let Some(lane) = self.lanes.get(lane) else { return Err(Stopped) };
         lane.send(request).await.map_err(|_| Stopped)
     }
 
@@ -217,11 +238,10 @@ impl Handle {
 /// The way to the owner task, made before the task exists: a master waiting to lead
 /// builds its services around the handle and starts the owner once elected.
 pub fn channel() -> (Handle, Inbox) {
-    let (agents, agents_rx) = mpsc::channel(REQUEST_QUEUE_LEN);
-    let (calls, calls_rx) = mpsc::channel(REQUEST_QUEUE_LEN);
+    let [calls, acks, agents] = std::array::from_fn(|_| mpsc::channel(REQUEST_QUEUE_LEN));
     (
-        Handle { agents, calls, next_conn: Default::default() },
-        Inbox { agents: agents_rx, calls: calls_rx, calls_first: false },
+        Handle { lanes: [calls.0, acks.0, agents.0], next_conn: Default::default() },
+        Inbox { lanes: [calls.1, acks.1, agents.1], next: CALLS, took_calls: false },
     )
 }
 
@@ -308,7 +328,9 @@ impl Owner {
                 }
                 _ = stop.changed() => break,
             }
+            let mut allocated = false;
             if self.core.needs_allocation() && tokio::time::Instant::now() >= next_allocation {
+                allocated = true;
                 let started = Instant::now();
                 self.core.allocate(self.clock.now_ms());
                 let took = started.elapsed();
@@ -316,12 +338,17 @@ impl Owner {
                 next_allocation = tokio::time::Instant::now() + (took * ALLOCATION_GAP_FACTOR).max(MIN_ALLOCATION_GAP);
                 self.deliver();
             }
-            // What the batch woke (its answers, the streams its outputs went to) waits on
-            // this worker's queue, which the other workers rarely steal from while they
-            // are busy; without a turn for them here, the owner — whose lanes are seldom
-            // empty under load — ran up to 128 batches before tokio's budget made it yield,
-            // and answers waited behind them.
-            tokio::task::yield_now().await;
+            // The answers to a batch's calls, and a round's OFFERS events, wait on this
+            // worker's queue, which the other workers rarely steal from while they are
+            // busy; without a turn for them here, the owner — whose lanes are seldom empty
+            // under load — ran up to 128 batches before tokio's budget made it yield, and
+            // ACCEPTs waited for their answers behind them. Not after batches of reports and
+            // acknowledgements alone: yielding then gave the turn to every agent stream
+            // the batch woke, and at 50,000 agents halved what the owner got through (a
+            // launch burst's acknowledgements fell behind the agents' 10 s resend).
+            if rx.took_calls() || allocated {
+                tokio::task::yield_now().await;
+            }
         }
         tracing::info!("master owner task stopped; closing every stream");
     }
@@ -536,24 +563,6 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_owner_takes_the_two_lanes_in_turn_each_in_its_own_order() {
-        let (handle, mut inbox) = channel();
-        for agent in ["a1", "a2", "a3", "a4"] {
-            handle.send(heartbeat(agent)).await.expect("owner lanes open");
-        }
-        for framework in ["f1", "f2"] {
-            handle.send(gone(framework)).await.expect("owner lanes open");
-        }
-        // A call waiting is taken before the updates queued ahead of it.
-        let first = inbox.recv().await.expect("a request");
-        let mut taken = vec![name(&first)];
-        while let Some(request) = inbox.try_recv() {
-            taken.push(name(&request));
-        }
-        assert_eq!(taken, ["f1", "a1", "f2", "a2", "a3", "a4"]);
-    }
-
     fn calls(framework: &str, calls: Vec<Call>) -> Request {
         let (reply, _) = oneshot::channel();
         Request::Calls { framework_id: FrameworkId::from(framework), stream_id: StreamId::from("s"), calls, reply }
@@ -563,23 +572,44 @@ mod tests {
         Call::Acknowledge { agent_id: AgentId::from("a1"), task_id: task.into(), uuid: "u".into() }
     }
 
+    fn label(request: Request) -> String {
+        match request {
+            Request::Calls { framework_id, .. } => framework_id.to_string(),
+            other => name(&other),
+        }
+    }
+
     #[tokio::test]
-    async fn acknowledgements_travel_with_the_updates_and_other_calls_apart() {
+    async fn the_owner_takes_the_lanes_in_turn_each_in_its_own_order() {
+        let (handle, mut inbox) = channel();
+        for agent in ["a1", "a2", "a3", "a4"] {
+            handle.send(heartbeat(agent)).await.expect("owner lanes open");
+        }
+        for framework in ["k1", "k2"] {
+            handle.send(calls(framework, vec![ack("t1")])).await.expect("owner lanes open");
+        }
+        for framework in ["f1", "f2"] {
+            handle.send(gone(framework)).await.expect("owner lanes open");
+        }
+        // A call waiting is taken before the acknowledgements and updates queued ahead of it.
+        let first = inbox.recv().await.expect("a request");
+        let mut taken = vec![label(first)];
+        taken.extend(std::iter::from_fn(|| inbox.try_recv()).map(label));
+        assert_eq!(taken, ["f1", "k1", "a1", "f2", "k2", "a2", "a3", "a4"]);
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_have_a_lane_of_their_own() {
         let (handle, mut inbox) = channel();
         handle.send(heartbeat("a1")).await.expect("owner lanes open");
         handle.send(calls("acks", vec![ack("t1"), ack("t2")])).await.expect("owner lanes open");
         handle.send(calls("revive", vec![Call::Revive { roles: vec![] }])).await.expect("owner lanes open");
         // An acknowledgement batched with anything else is a decision's call.
         handle.send(calls("mixed", vec![ack("t3"), Call::Suppress { roles: vec![] }])).await.expect("owner lanes open");
-        assert_eq!(inbox.agents.len(), 2, "the heartbeat and the acknowledgements");
-        assert_eq!(inbox.calls.len(), 2, "the revive and the mixed call");
-        let taken: Vec<String> = std::iter::from_fn(|| inbox.try_recv())
-            .map(|request| match request {
-                Request::Calls { framework_id, .. } => framework_id.to_string(),
-                other => name(&other),
-            })
-            .collect();
-        assert_eq!(taken, ["revive", "a1", "mixed", "acks"]);
+        let lengths: Vec<usize> = inbox.lanes.iter().map(|lane| lane.len()).collect();
+        assert_eq!(lengths, [2, 1, 1], "calls (revive, mixed), acknowledgements, agents");
+        let taken: Vec<String> = std::iter::from_fn(|| inbox.try_recv()).map(label).collect();
+        assert_eq!(taken, ["revive", "acks", "a1", "mixed"]);
     }
 
     #[tokio::test]

@@ -46,6 +46,9 @@ const ACK_BATCH: usize = 512;
 /// as many acknowledgements per call as 2 ms did at 5,000 tasks/s.
 const ACK_DELAY: Duration = Duration::from_millis(20);
 
+/// How often a suppressed framework looks at its rising in-flight bound.
+const RAMP_CHECK: Duration = Duration::from_millis(50);
+
 /// What each task asks for: small, so that one agent holds many.
 #[derive(Clone, Copy, Debug)]
 pub struct TaskShape {
@@ -99,6 +102,9 @@ pub struct FrameworkSpec {
     /// Most of its tasks launched and not yet ended at once: launches are paced to what the
     /// cluster finishes, instead of one burst that queues every update behind the others.
     pub max_in_flight: u64,
+    /// How long after its first subscription the framework takes to raise its in-flight
+    /// bound from a tenth to all of `max_in_flight` (zero: all at once).
+    pub ramp: Duration,
     pub shape: TaskShape,
     pub seed: u64,
     /// Its connection to each master.
@@ -167,6 +173,10 @@ pub struct Framework {
     acks_since: Option<Instant>,
     /// An ACKNOWLEDGE_MANY is in flight.
     acks_in_flight: bool,
+    /// When the framework first subscribed: its in-flight bound ramps up from then.
+    started: Option<Instant>,
+    /// The in-flight bound when it last suppressed offers.
+    suppressed_at: u64,
 }
 
 impl std::fmt::Debug for Framework {
@@ -206,6 +216,8 @@ impl Framework {
             acks: Vec::new(),
             acks_since: None,
             acks_in_flight: false,
+            started: None,
+            suppressed_at: 0,
         }
     }
 
@@ -259,6 +271,7 @@ impl Framework {
                             pb::event::Event::Subscribed(subscribed) => {
                                 let again = !self.framework_id.is_empty();
                                 self.framework_id = subscribed.framework_id.clone();
+                                self.started.get_or_insert_with(Instant::now);
                                 session = Some(Session { framework_id: subscribed.framework_id, stream_id: subscribed.stream_id });
                                 self.counters.subscribed.fetch_add(1, Ordering::Relaxed);
                                 let epoch = self.counters.failover_epoch.load(Ordering::Relaxed);
@@ -299,6 +312,9 @@ impl Framework {
                         self.complete(completion);
                     }
                     () = tokio::time::sleep_until(self.ack_deadline()) => {}
+                    // A suppressed framework whose bound rises revives without waiting for
+                    // a task to end (with `--hold`, none does).
+                    () = tokio::time::sleep(RAMP_CHECK), if self.suppressed && self.ramping() => {}
                     _ = agora_master::runtime::stopped(&mut stop) => break 'subscriptions,
                 }
                 if let Some(session) = &session {
@@ -346,7 +362,7 @@ impl Framework {
     ) -> Option<String> {
         self.report.offers_received += 1;
         let fits = fits(&offer, self.spec.shape);
-        let room = self.spec.max_in_flight.saturating_sub(self.in_flight);
+        let room = self.bound().saturating_sub(self.in_flight);
         let count = self.pending.min(fits).min(MAX_TASKS_PER_ACCEPT).min(room);
         if count == 0 {
             return Some(offer.id);
@@ -517,24 +533,47 @@ impl Framework {
         }
     }
 
+    /// The in-flight bound now: a tenth of `max_in_flight` at the first subscription,
+    /// rising linearly to all of it over `ramp` — a slow start, as frameworks that
+    /// rate-limit their launches have, rather than every framework launching its whole
+    /// share in the same round.
+    fn bound(&self) -> u64 {
+        let max = self.spec.max_in_flight;
+        let Some(started) = self.started else { return max };
+        if self.spec.ramp.is_zero() || started.elapsed() >= self.spec.ramp {
+            return max;
+        }
+        let done = started.elapsed().as_secs_f64() / self.spec.ramp.as_secs_f64();
+        ((max as f64 * (0.1 + 0.9 * done)) as u64).clamp(1, max)
+    }
+
+    /// Whether the in-flight bound is still rising.
+    fn ramping(&self) -> bool {
+        self.started.is_none_or(|started| started.elapsed() < self.spec.ramp)
+    }
+
     /// Stops offers while nothing can be launched (nothing pending, or as many tasks in
-    /// flight as allowed), and asks for them again once work can go out: below half
-    /// of the in-flight bound, so that a framework at its bound does not revive
-    /// on every finished task.
+    /// flight as allowed), and asks for them again once work can go out: when half of the
+    /// bound it stopped at is free again (by tasks ending or the bound rising), or room
+    /// for all that is pending, so that a framework at its bound does not revive on every
+    /// finished task.
     async fn suppress_or_revive(&mut self, client: &SchedulerClient<Channel>, session: &Session) {
         let call = if self.suppressed {
-            // Every REVIVE lifts the framework's filters and brings it an offer for every
-            // free agent, nearly all of which it declines: reviving for half the bound
-            // rather than a quarter halves that flood.
-            let low_water = self.spec.max_in_flight / 2;
-            if self.pending == 0 || self.in_flight >= low_water.max(1) {
+            // Every REVIVE lifts the framework's filters and brings it offers (as many as
+            // the master's per-framework bound), nearly all of which it declines:
+            // reviving for half the bound rather than a quarter halves that flood.
+            // Or when everything still to launch fits: with `--hold` no task ends, and a
+            // framework stopped at its rising bound would wait for half of it for good.
+            let room = self.bound().saturating_sub(self.in_flight);
+            if self.pending == 0 || room < (self.suppressed_at / 2).min(self.pending).max(1) {
                 return;
             }
             pb::call::Call::Revive(pb::Revive { roles: Vec::new() })
         } else {
-            if self.pending > 0 && self.in_flight < self.spec.max_in_flight {
+            if self.pending > 0 && self.in_flight < self.bound() {
                 return;
             }
+            self.suppressed_at = self.bound();
             pb::call::Call::Suppress(pb::Suppress { roles: Vec::new() })
         };
         self.suppressed = !self.suppressed;
