@@ -21,8 +21,8 @@ use crate::core;
 pub use owner::Handle;
 pub use wire::MAX_ACKNOWLEDGEMENTS;
 
-/// Most gRPC and HTTP requests waiting for the owner task in each of its three lanes
-/// (calls, acknowledgements, agents' reports); handlers wait for room beyond.
+/// Most gRPC and HTTP requests waiting for the owner task in each of its two lanes
+/// (calls; reports and acknowledgements); handlers wait for room beyond.
 const REQUEST_QUEUE_LEN: usize = 16 * 1024;
 
 /// How the master runs, beyond the core's own configuration.
