@@ -132,3 +132,29 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     runtime::serve(listener, options, super::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        tuning: Tuning,
+    }
+
+    fn options(flags: &[&str]) -> MasterOptions {
+        let flags = Flags::try_parse_from(std::iter::once("agora").chain(flags.iter().copied())).expect("valid flags");
+        flags.tuning.options("127.0.0.1:5050".to_owned()).expect("valid tuning")
+    }
+
+    #[test]
+    fn the_offer_bound_defaults_to_the_cores_and_zero_lifts_it() {
+        let default = options(&[]).core.max_offers_per_framework;
+        assert_eq!(default, Some(agora_master::core::DEFAULT_MAX_OFFERS_PER_FRAMEWORK));
+        assert_eq!(options(&["--max-offers-per-framework", "7"]).core.max_offers_per_framework, Some(7));
+        assert_eq!(options(&["--max-offers-per-framework", "0"]).core.max_offers_per_framework, None);
+    }
+}
