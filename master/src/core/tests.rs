@@ -424,12 +424,18 @@ fn a_suppressed_framework_gets_no_offers_until_it_revives() {
     assert_eq!(allocate(&mut m, 1).len(), 1);
 }
 
-#[test]
-fn a_framework_holds_at_most_the_offer_bound_and_gets_the_rest_as_it_answers() {
-    let mut m = Master::new(Config { max_offers_per_framework: Some(3), ..config() }, 7);
-    for i in 0..10 {
+/// A master that lets a framework hold `bound` offers, with `agents` small agents.
+fn master_with_offer_bound(bound: usize, agents: u64) -> Master {
+    let mut m = Master::new(Config { max_offers_per_framework: Some(bound), ..config() }, 7);
+    for i in 0..agents {
         add_agent(&mut m, 0, i, &format!("h{i}"), "cpus:1;mem:128");
     }
+    m
+}
+
+#[test]
+fn a_framework_holds_at_most_the_offer_bound_and_gets_the_rest_as_it_answers() {
+    let mut m = master_with_offer_bound(3, 10);
     let (fw, stream) = subscribe(&mut m, 0, "fw");
     let first = allocate(&mut m, 0);
     assert_eq!(first.len(), 3, "three offers, not one per free agent");
@@ -453,10 +459,7 @@ fn a_framework_holds_at_most_the_offer_bound_and_gets_the_rest_as_it_answers() {
 
 #[test]
 fn agents_a_framework_at_its_offer_bound_cannot_take_go_to_the_next() {
-    let mut m = Master::new(Config { max_offers_per_framework: Some(2), ..config() }, 7);
-    for i in 0..5 {
-        add_agent(&mut m, 0, i, &format!("h{i}"), "cpus:1;mem:128");
-    }
+    let mut m = master_with_offer_bound(2, 5);
     let (f1, _) = subscribe(&mut m, 0, "f1");
     let (f2, _) = subscribe(&mut m, 0, "f2");
     let got = allocate(&mut m, 0);
