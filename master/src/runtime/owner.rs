@@ -27,6 +27,9 @@ pub const AGENT_QUEUE_LEN: usize = 4 * 1024;
 /// Requests applied before an allocation round: allocation is batched over whatever
 /// arrived together, and still runs promptly under a steady stream of requests.
 const BATCH_LEN: usize = 512;
+/// Core calls applied in one batch at most (an ACKNOWLEDGE_MANY is one request but up to
+/// 10,000 calls), so that a batch stays within tens of milliseconds.
+const MAX_BATCH_CALLS: usize = 16 * 1024;
 /// After a round that took `d`, the next one waits until `d × ALLOCATION_GAP_FACTOR` has
 /// passed, so that at most half of the owner's time goes to allocating, however often
 /// requests change something: rounds still follow every change (a freed resource is
@@ -118,6 +121,16 @@ pub enum Request {
     /// returns its reply, sent once the batch is durable, so operator endpoints need no
     /// variant each.
     Operator(CoreFn),
+}
+
+impl Request {
+    /// How much of a batch the request takes: one per core call.
+    fn weight(&self) -> usize {
+        match self {
+            Request::Calls { calls, .. } => calls.len().max(1),
+            _ => 1,
+        }
+    }
 }
 
 /// An answer held back until the registry changes of its batch are committed.
@@ -310,13 +323,20 @@ impl Owner {
                     // durable are answered at once; from the first one that does, the
                     // rest of the batch waits for one registry commit covering them all.
                     let mut replies = Vec::new();
+                    // Core calls are counted too, so that a batch is never 512
+                    // ACKNOWLEDGE_MANY calls of 10,000 acknowledgements each.
+                    let mut calls = request.weight();
                     self.apply(request, &mut replies);
                     self.answer_unless_durable(&mut replies);
                     for _ in 1..BATCH_LEN {
+                        if calls >= MAX_BATCH_CALLS {
+                            break;
+                        }
                         let Some(request) = rx.try_recv() else {
                             drained = true;
                             break;
                         };
+                        calls += request.weight();
                         self.apply(request, &mut replies);
                         self.answer_unless_durable(&mut replies);
                     }
