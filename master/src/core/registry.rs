@@ -310,7 +310,7 @@ pub(crate) struct FrameworkRecord {
     pub used_scalars: Scalars,
     pub offered_scalars: Scalars,
     /// Used + offered by role, for the allocator's per-role shares. No zero entries.
-    pub allocated: BTreeMap<Role, Scalars>,
+    pub allocated: RoleCharges,
     /// The framework's number in agents' `filtered_by`, given when it first filters one.
     pub filter_slot: Option<u64>,
     /// A round passed the framework over for holding `max_offers_per_framework` offers:
@@ -332,7 +332,7 @@ impl FrameworkRecord {
             offers: OfferNumbers::default(),
             used_scalars: Scalars::ZERO,
             offered_scalars: Scalars::ZERO,
-            allocated: BTreeMap::new(),
+            allocated: RoleCharges::default(),
             filter_slot: None,
             offer_capped: false,
         }
@@ -348,26 +348,70 @@ impl FrameworkRecord {
     }
 
     /// Accounts resources taken (offered or used) for `role`.
+    #[inline]
     pub fn charge(&mut self, role: &Role, scalars: &Scalars) {
         if scalars.is_zero() {
             return;
         }
-        match self.allocated.get_mut(role) {
-            Some(entry) => *entry = entry.saturating_add(scalars),
-            None => {
-                self.allocated.insert(role.clone(), *scalars);
+        match self.allocated.find(role) {
+            Ok(at) => {
+                if let Some((_, entry)) = self.allocated.0.get_mut(at) {
+                    *entry = entry.saturating_add(scalars);
+                }
             }
+            Err(at) => self.allocated.0.insert(at, (role.clone(), *scalars)),
         }
     }
 
     /// Gives back resources accounted to `role`.
     pub fn refund(&mut self, role: &Role, scalars: &Scalars) {
-        if let Some(entry) = self.allocated.get_mut(role) {
+        let Ok(at) = self.allocated.find(role) else { return };
+        if let Some((_, entry)) = self.allocated.0.get_mut(at) {
             *entry = entry.saturating_sub(scalars);
             if entry.is_zero() {
-                self.allocated.remove(role);
+                self.allocated.0.remove(at);
             }
         }
+    }
+}
+
+/// What a framework holds per role (offered and used), sorted by role, no zero entries.
+/// A framework has one role or a few, so a vector beats a B-tree, and the role an offer
+/// is charged to is usually the very name the entry holds (shared), found by its address
+/// before any string is compared.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RoleCharges(Vec<(Role, Scalars)>);
+
+/// Up to this many entries, `RoleCharges::find` first looks for the role's address.
+const ROLE_CHARGES_SCANNED: usize = 8;
+
+impl RoleCharges {
+    /// Where `role` is (`Ok`) or would go (`Err`).
+    #[inline]
+    fn find(&self, role: &Role) -> Result<usize, usize> {
+        if self.0.len() <= ROLE_CHARGES_SCANNED
+            && let Some(at) = self.0.iter().position(|(r, _)| std::ptr::eq(r.as_str(), role.as_str()))
+        {
+            return Ok(at);
+        }
+        self.0.binary_search_by(|(r, _)| r.cmp(role))
+    }
+
+    pub fn get(&self, role: &Role) -> Option<&Scalars> {
+        self.find(role).ok().and_then(|at| self.0.get(at)).map(|(_, s)| s)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &Role> + '_ {
+        self.0.iter().map(|(r, _)| r)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Scalars> + '_ {
+        self.0.iter().map(|(_, s)| s)
+    }
+
+    /// The entries, by role.
+    pub fn iter(&self) -> impl Iterator<Item = (&Role, &Scalars)> + '_ {
+        self.0.iter().map(|(r, s)| (r, s))
     }
 }
 
