@@ -538,24 +538,39 @@ impl OfferBook {
     }
 
     /// Files offer `n`, whose number is higher than any filed before.
+    #[inline]
     pub fn insert(&mut self, n: u64, record: OfferRecord) {
         debug_assert!(n >= self.base + self.window.len() as u64, "offer numbers increase");
         if self.window.is_empty() {
             self.base = n;
-        }
-        let end = self.base + self.window.len() as u64;
-        let gap = usize::try_from(n.saturating_sub(end)).unwrap_or(usize::MAX);
-        if gap > 0 {
-            if gap > self.window.len() + WINDOW_SLACK {
-                // Far ahead (numbers skipped): start a new window rather than fill the gap.
-                self.spill(self.window.len());
-                self.base = n;
-            } else {
-                self.window.resize_with(self.window.len() + gap, || None);
-            }
+        } else if n != self.base + self.window.len() as u64 {
+            self.skip_to(n);
         }
         self.window.push_back(Some(record));
         self.live += 1;
+        if self.window.len() > 2 * self.live + WINDOW_SLACK {
+            self.shorten();
+        }
+    }
+
+    /// Makes `n` the number after the window's last slot, `n` being higher than that.
+    #[cold]
+    fn skip_to(&mut self, n: u64) {
+        let end = self.base + self.window.len() as u64;
+        let gap = usize::try_from(n.saturating_sub(end)).unwrap_or(usize::MAX);
+        if gap > self.window.len() + WINDOW_SLACK {
+            // Far ahead (numbers skipped): start a new window rather than fill the gap.
+            self.spill(self.window.len());
+            self.base = n;
+        } else {
+            self.window.resize_with(self.window.len() + gap, || None);
+        }
+    }
+
+    /// Spills the window's older half until it holds no more than twice as many ended
+    /// slots as live ones (and the slack).
+    #[cold]
+    fn shorten(&mut self) {
         while self.window.len() > 2 * self.live + WINDOW_SLACK {
             self.spill(self.window.len() / 2);
         }
