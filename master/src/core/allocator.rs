@@ -411,7 +411,7 @@ impl Sorter {
             .collect();
         let mut clients = Vec::new();
         for (f, (_, framework)) in frameworks.iter().enumerate() {
-            for (role, scalars) in &framework.allocated {
+            for (role, scalars) in framework.allocated.iter() {
                 if let Some(&n) = index.get(role) {
                     add_up(&mut nodes, n, scalars);
                 }

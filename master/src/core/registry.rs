@@ -1,8 +1,7 @@
 //! The master's records of agents, frameworks, tasks and offers, and the bookkeeping
 //! that keeps their resource sums consistent.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use agora_proto::model::{
@@ -311,7 +310,7 @@ pub(crate) struct FrameworkRecord {
     pub used_scalars: Scalars,
     pub offered_scalars: Scalars,
     /// Used + offered by role, for the allocator's per-role shares. No zero entries.
-    pub allocated: BTreeMap<Role, Scalars>,
+    pub allocated: RoleCharges,
     /// The framework's number in agents' `filtered_by`, given when it first filters one.
     pub filter_slot: Option<u64>,
     /// A round passed the framework over for holding `max_offers_per_framework` offers:
@@ -333,7 +332,7 @@ impl FrameworkRecord {
             offers: OfferNumbers::default(),
             used_scalars: Scalars::ZERO,
             offered_scalars: Scalars::ZERO,
-            allocated: BTreeMap::new(),
+            allocated: RoleCharges::default(),
             filter_slot: None,
             offer_capped: false,
         }
@@ -349,26 +348,70 @@ impl FrameworkRecord {
     }
 
     /// Accounts resources taken (offered or used) for `role`.
+    #[inline]
     pub fn charge(&mut self, role: &Role, scalars: &Scalars) {
         if scalars.is_zero() {
             return;
         }
-        match self.allocated.get_mut(role) {
-            Some(entry) => *entry = entry.saturating_add(scalars),
-            None => {
-                self.allocated.insert(role.clone(), *scalars);
+        match self.allocated.find(role) {
+            Ok(at) => {
+                if let Some((_, entry)) = self.allocated.0.get_mut(at) {
+                    *entry = entry.saturating_add(scalars);
+                }
             }
+            Err(at) => self.allocated.0.insert(at, (role.clone(), *scalars)),
         }
     }
 
     /// Gives back resources accounted to `role`.
     pub fn refund(&mut self, role: &Role, scalars: &Scalars) {
-        if let Some(entry) = self.allocated.get_mut(role) {
+        let Ok(at) = self.allocated.find(role) else { return };
+        if let Some((_, entry)) = self.allocated.0.get_mut(at) {
             *entry = entry.saturating_sub(scalars);
             if entry.is_zero() {
-                self.allocated.remove(role);
+                self.allocated.0.remove(at);
             }
         }
+    }
+}
+
+/// What a framework holds per role (offered and used), sorted by role, no zero entries.
+/// A framework has one role or a few, so a vector beats a B-tree, and the role an offer
+/// is charged to is usually the very name the entry holds (shared), found by its address
+/// before any string is compared.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RoleCharges(Vec<(Role, Scalars)>);
+
+/// Up to this many entries, `RoleCharges::find` first looks for the role's address.
+const ROLE_CHARGES_SCANNED: usize = 8;
+
+impl RoleCharges {
+    /// Where `role` is (`Ok`) or would go (`Err`).
+    #[inline]
+    fn find(&self, role: &Role) -> Result<usize, usize> {
+        if self.0.len() <= ROLE_CHARGES_SCANNED
+            && let Some(at) = self.0.iter().position(|(r, _)| std::ptr::eq(r.as_str(), role.as_str()))
+        {
+            return Ok(at);
+        }
+        self.0.binary_search_by(|(r, _)| r.cmp(role))
+    }
+
+    pub fn get(&self, role: &Role) -> Option<&Scalars> {
+        self.find(role).ok().and_then(|at| self.0.get(at)).map(|(_, s)| s)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &Role> + '_ {
+        self.0.iter().map(|(r, _)| r)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Scalars> + '_ {
+        self.0.iter().map(|(_, s)| s)
+    }
+
+    /// The entries, by role.
+    pub fn iter(&self) -> impl Iterator<Item = (&Role, &Scalars)> + '_ {
+        self.0.iter().map(|(r, s)| (r, s))
     }
 }
 
@@ -441,50 +484,35 @@ pub(crate) struct OfferRecord {
 
 /// The outstanding offers. The master names offers `{master_id}-O{n}` with `n` counting
 /// up, and files them under `n`: an id is looked up by its number and then compared
-/// whole, so an id the master did not mint in this form is simply not found. Records live
-/// in reused slots and the number → slot index is a hash table, so that making and ending
-/// an offer costs a few dozen instructions and, once the book has grown to the number of
-/// offers outstanding at once, no allocation. Whoever lists the offers gets them sorted
-/// by number (`values`), never in hash order.
+/// whole, so an id the master did not mint in this form is simply not found. Numbers are
+/// minted consecutively, so the book is a window indexed by `n - base` (no hashing: making
+/// an offer is a push at the back, ending one a `take` in place, and ended slots at the
+/// front are popped). An offer that outlives many newer ones would keep the window long,
+/// so when the window holds more than twice as many ended slots as live ones, its older
+/// half moves to `old`, a B-tree of the offers older than the window. Whoever lists the
+/// offers gets them in number order (`values`), never in hash order.
 #[derive(Debug)]
 pub(crate) struct OfferBook {
     /// `{master_id}-O`, shared by every id minted.
     prefix: Arc<str>,
-    /// Offer number → slot.
-    index: HashMap<u64, u32, BuildHasherDefault<NumberHasher>>,
-    /// The offer number and record in each slot.
-    slots: Vec<Option<(u64, OfferRecord)>>,
-    /// Slots whose offer ended.
-    vacant: Vec<u32>,
+    /// The number of `window`'s first slot; every number in `old` is lower.
+    base: u64,
+    /// Offer `base + i` in slot `i`, `None` once it ended (or if it was never filed).
+    window: VecDeque<Option<OfferRecord>>,
+    /// Outstanding offers in `window`.
+    live: usize,
+    /// Outstanding offers older than `base`.
+    old: BTreeMap<u64, OfferRecord>,
 }
 
-/// Hashes the offer numbers of `OfferBook::index`: one multiplication (Fibonacci
-/// hashing) spreads consecutive numbers over the table; the numbers are the master's own,
-/// so no one can choose them to collide.
-#[derive(Debug, Default)]
-pub(crate) struct NumberHasher(u64);
-
-impl Hasher for NumberHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = h ^ (h >> 29);
-    }
-}
+/// Ended slots a window may hold beyond twice its live ones before its older half moves
+/// to `OfferBook::old`.
+const WINDOW_SLACK: usize = 64;
 
 impl OfferBook {
     pub fn new(master_id: &str) -> Self {
         let prefix = Arc::from(format!("{master_id}-O"));
-        Self { prefix, index: HashMap::default(), slots: Vec::new(), vacant: Vec::new() }
+        Self { prefix, base: 0, window: VecDeque::new(), live: 0, old: BTreeMap::new() }
     }
 
     /// The id of offer number `n`: the shared prefix and the number, no allocation.
@@ -503,43 +531,90 @@ impl OfferBook {
     }
 
     pub fn by_key(&self, n: u64) -> Option<&OfferRecord> {
-        let slot = *self.index.get(&n)?;
-        self.slots.get(slot as usize)?.as_ref().map(|(_, record)| record)
+        match n.checked_sub(self.base) {
+            Some(at) => self.window.get(usize::try_from(at).ok()?)?.as_ref(),
+            None => self.old.get(&n),
+        }
     }
 
     /// Files offer `n`, whose number is higher than any filed before.
+    #[inline]
     pub fn insert(&mut self, n: u64, record: OfferRecord) {
-        let slot = match self.vacant.pop() {
-            Some(slot) => {
-                if let Some(entry) = self.slots.get_mut(slot as usize) {
-                    *entry = Some((n, record));
-                }
-                slot
+        debug_assert!(n >= self.base + self.window.len() as u64, "offer numbers increase");
+        if self.window.is_empty() {
+            self.base = n;
+        } else if n != self.base + self.window.len() as u64 {
+            self.skip_to(n);
+        }
+        self.window.push_back(Some(record));
+        self.live += 1;
+        if self.window.len() > 2 * self.live + WINDOW_SLACK {
+            self.shorten();
+        }
+    }
+
+    /// Makes `n` the number after the window's last slot, `n` being higher than that.
+    #[cold]
+    fn skip_to(&mut self, n: u64) {
+        let end = self.base + self.window.len() as u64;
+        let gap = usize::try_from(n.saturating_sub(end)).unwrap_or(usize::MAX);
+        if gap > self.window.len() + WINDOW_SLACK {
+            // Far ahead (numbers skipped): start a new window rather than fill the gap.
+            self.spill(self.window.len());
+            self.base = n;
+        } else {
+            self.window.resize_with(self.window.len() + gap, || None);
+        }
+    }
+
+    /// Spills the window's older half until it holds no more than twice as many ended
+    /// slots as live ones (and the slack).
+    #[cold]
+    fn shorten(&mut self) {
+        while self.window.len() > 2 * self.live + WINDOW_SLACK {
+            self.spill(self.window.len() / 2);
+        }
+    }
+
+    /// Moves the window's first `count` slots to `old` (amortized: each slot is pushed
+    /// and popped once).
+    fn spill(&mut self, count: usize) {
+        for _ in 0..count {
+            let Some(slot) = self.window.pop_front() else { break };
+            if let Some(record) = slot {
+                self.live -= 1;
+                self.old.insert(self.base, record);
             }
-            None => {
-                self.slots.push(Some((n, record)));
-                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
-            }
-        };
-        self.index.insert(n, slot);
+            self.base += 1;
+        }
+        self.trim();
+    }
+
+    /// Pops ended slots off the window's front.
+    fn trim(&mut self) {
+        while self.window.front().is_some_and(Option::is_none) {
+            self.window.pop_front();
+            self.base += 1;
+        }
     }
 
     pub fn remove(&mut self, n: u64) -> Option<OfferRecord> {
-        let slot = self.index.remove(&n)?;
-        let record = self.slots.get_mut(slot as usize)?.take();
-        self.vacant.push(slot);
-        record.map(|(_, record)| record)
+        let Some(at) = n.checked_sub(self.base) else { return self.old.remove(&n) };
+        let record = self.window.get_mut(usize::try_from(at).ok()?)?.take()?;
+        self.live -= 1;
+        if at == 0 {
+            self.trim();
+        }
+        Some(record)
     }
 
-    /// Every outstanding offer, oldest first (sorted: O(n log n)).
+    /// Every outstanding offer, oldest first.
     pub fn values(&self) -> impl Iterator<Item = &OfferRecord> + '_ {
-        let mut held: Vec<&(u64, OfferRecord)> = self.slots.iter().flatten().collect();
-        held.sort_unstable_by_key(|(n, _)| *n);
-        held.into_iter().map(|(_, record)| record)
+        self.old.values().chain(self.window.iter().flatten())
     }
 
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.live + self.old.len()
     }
 }
 
@@ -610,12 +685,51 @@ mod tests {
             book.insert(n, record(&book, n));
         }
         assert!(book.remove(10).is_some());
+        assert!(book.remove(9).is_some());
         book.insert(12, record(&book, 12));
-        assert_eq!(book.slots.len(), 3, "offer 12 takes the slot offer 10 left");
+        assert_eq!((book.base, book.window.len()), (11, 2), "ended slots at the front are popped");
+        book.insert(9_000, record(&book, 9_000));
+        assert_eq!(book.window.len(), 1, "a far number starts a new window");
         let listed: Vec<String> = book.values().map(|r| r.offer.id.to_string()).collect();
-        assert_eq!(listed, ["m-O9", "m-O11", "m-O12"]);
+        assert_eq!(listed, ["m-O11", "m-O12", "m-O9000"]);
         assert_eq!(book.by_key(12).map(|r| r.offer.id.to_string()).as_deref(), Some("m-O12"));
-        assert!(book.by_key(10).is_none());
+        assert!(book.by_key(10).is_none() && book.by_key(9).is_none());
+        assert_eq!(book.len(), 3);
+    }
+
+    #[test]
+    fn the_offer_book_answers_as_a_sorted_map_and_its_window_stays_short() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut book = OfferBook::new("m");
+        let mut reference: BTreeMap<u64, String> = BTreeMap::new();
+        let mut next = 0;
+        for step in 0..40_000 {
+            let step_removed = rng.random_bool(0.5);
+            if !step_removed {
+                book.insert(next, record(&book, next));
+                reference.insert(next, book.id(next).to_string());
+                next += if rng.random_bool(0.01) { rng.random_range(1..500) } else { 1 };
+            } else {
+                // Mostly recent offers; now and then one from long ago.
+                let back = if rng.random_bool(0.05) { next } else { 80 };
+                let n = rng.random_range(next.saturating_sub(back)..next + 2);
+                let got = book.remove(n).map(|r| r.offer.id.to_string());
+                assert_eq!(got, reference.remove(&n), "step {step}");
+            }
+            assert_eq!(book.len(), reference.len());
+            // (Checked after each insert: ending offers only shortens the window or leaves it.)
+            assert!(book.window.len() <= 2 * book.live + WINDOW_SLACK || step_removed, "step {step}");
+            assert!(book.old.keys().next_back().is_none_or(|&n| n < book.base));
+            if step % 97 == 0 {
+                let listed: Vec<String> = book.values().map(|r| r.offer.id.to_string()).collect();
+                assert!(listed.iter().eq(reference.values()), "step {step}");
+                for (&n, id) in reference.iter().take(20) {
+                    assert_eq!(book.key(&OfferId::new(id)), Some(n));
+                }
+            }
+        }
+        assert!(!book.old.is_empty(), "the test reached the spill");
     }
 
     #[test]

@@ -318,7 +318,7 @@ impl Master {
             for role in &framework.info.roles {
                 frameworks_by.entry(role).or_default().push(id.clone());
             }
-            for (role, scalars) in &framework.allocated {
+            for (role, scalars) in framework.allocated.iter() {
                 add_up(&mut allocated_by, role, scalars);
             }
         }
