@@ -1059,19 +1059,6 @@ fn implicit_reconciliation_answers_every_live_task() {
     assert_eq!(updates(&m.visible_outputs()), vec![(TaskId::new("t3"), TaskState::TaskFailed, r)]);
 }
 
-/// What `/state` shows of a status: everything but the ids and the uuid.
-fn entry(status: &TaskStatus) -> StatusEntry {
-    StatusEntry {
-        timestamp_ms: status.timestamp_ms,
-        message: status.message.clone().into_boxed_str(),
-        exit_code: status.exit_code,
-        signal: status.signal,
-        state: status.state,
-        reason: status.reason,
-        source: status.source,
-    }
-}
-
 #[test]
 fn a_tasks_statuses_are_every_update_it_went_through_and_outlive_it_among_the_completed() {
     let mut m = master();
@@ -1093,7 +1080,7 @@ fn a_tasks_statuses_are_every_update_it_went_through_and_outlive_it_among_the_co
     // A move backwards is forwarded but not recorded.
     m.status_update(6, &agent, &fw, agent_status("t1", &agent, TaskState::TaskStarting, 6));
     let live = m.snapshot().frameworks[0].tasks[0].statuses.clone();
-    assert_eq!(live, vec![entry(&staging), entry(&running)]);
+    assert_eq!(live, vec![StatusEntry::from(&staging), StatusEntry::from(&running)]);
 
     // Reconciliation restates the latest message (and exit code and signal).
     m.visible_outputs();
@@ -1118,7 +1105,7 @@ fn a_tasks_statuses_are_every_update_it_went_through_and_outlive_it_among_the_co
     assert!(snapshot.frameworks[0].tasks.is_empty());
     let done = &snapshot.frameworks[0].completed_tasks[0];
     assert_eq!(done.state, TaskState::TaskFailed);
-    assert_eq!(done.statuses, vec![entry(&staging), entry(&running), entry(&failed)]);
+    assert_eq!(done.statuses, [&staging, &running, &failed].map(StatusEntry::from).to_vec());
 }
 
 #[test]
