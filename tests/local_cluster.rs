@@ -97,6 +97,10 @@ async fn operator_endpoints_describe_the_cluster() {
     assert!(metrics.contains("agora_master_agents 2"), "{metrics}");
     assert!(metrics.contains("agora_master_allocation_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("agora_master_tasks{state=\"TASK_RUNNING\"}"), "{metrics}");
+    let requests = stats_value(&metrics, "agora_master_owner_requests_total");
+    assert!(requests.is_some_and(|n| n > 0.0), "the owner applied the registrations: {metrics}");
+    assert!(stats_value(&metrics, "agora_master_owner_busy_seconds_total").is_some_and(|s| s > 0.0), "{metrics}");
+    assert!(metrics.contains("agora_master_event_queue{lane=\"reports\"}"), "{metrics}");
 
     let missing = reqwest::get(cluster.url("/no/such/thing")).await.expect("404");
     assert_eq!(missing.status(), 404);
@@ -199,4 +203,9 @@ async fn a_finished_run_leaves_no_update_pending_on_its_agent() {
     .await;
     let runs = std::fs::read_dir(work_dir.join("meta/runs")).expect("the checkpoint's runs").count();
     assert_eq!(runs, 0, "the task's record is deleted from the checkpoint");
+}
+
+/// The value of an unlabelled series in Prometheus text.
+fn stats_value(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

@@ -341,6 +341,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let allocation = metrics.as_deref().map(|text| stats::parse_histogram(text, "agora_master_allocation_seconds"));
     let allocation_ms = |q| allocation.as_deref().and_then(|b| stats::histogram_quantile(b, q)).map(|s| s * 1000.0);
+    let owner_busy_s =
+        metrics.as_deref().and_then(|text| stats::gauge(text, "agora_master_owner_busy_seconds_total", &[]));
+    let owner_requests =
+        metrics.as_deref().and_then(|text| stats::gauge(text, "agora_master_owner_requests_total", &[]));
     let spawned_pid = spawned.as_ref().zip(leader).and_then(|(s, i)| s.pid(i));
     let (rss_mib, rss_note) = match (&master_task, spawned_pid, args.master_pid) {
         (Some(_), _, _) => (rss_mib("self"), "in-process master: includes the emulated agents and frameworks"),
@@ -439,6 +443,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "failed_calls": failed_calls,
         "offers_received": offers_received,
         "offers_declined": offers_declined,
+        "owner_busy_s": round(owner_busy_s),
+        "owner_us_per_request": round(owner_busy_s.zip(owner_requests).map(|(busy, n)| busy * 1e6 / n.max(1.0))),
+        "update_ack_ms_p50": round(agent_counters.update_ack_ms.quantile(0.5)),
+        "update_ack_ms_p99": round(agent_counters.update_ack_ms.quantile(0.99)),
         "updates_resent": agent_counters.updates_resent.load(Ordering::Relaxed),
         "updates_given_up": agent_counters.updates_given_up.load(Ordering::Relaxed),
         "agent_registrations": agent_counters.registrations.load(Ordering::Relaxed),

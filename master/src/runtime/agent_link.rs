@@ -89,7 +89,7 @@ impl AgentLink for AgentLinkService {
         // the agent was refused) or when the master stops.
         let mut stop = self.stop.clone();
         let stream = ReceiverStream::new(rx)
-            .map(|message| Ok(*message))
+            .map(|mail| Ok(mail.into_pb()))
             .take_until(async move { super::stopped(&mut stop).await });
         Ok(Response::new(Box::pin(stream)))
     }

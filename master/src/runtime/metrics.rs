@@ -114,5 +114,24 @@ pub fn render(report: &MetricsReport) -> String {
         report.now_ms.saturating_sub(report.start_time_ms) as f64 / 1000.0,
     );
     report.allocation_latency.write(&mut out, "agora_master_allocation_seconds", "Time an allocation round takes.");
+    let owner = &report.owner;
+    gauge(
+        &mut out,
+        "agora_master_owner_busy_seconds_total",
+        "Time the task that owns the master's state spent working (applying requests, allocating, delivering).",
+        "counter",
+        owner.busy.as_secs_f64(),
+    );
+    gauge(
+        &mut out,
+        "agora_master_owner_requests_total",
+        "Requests applied to the master's state (each acknowledgement of an ACKNOWLEDGE_MANY counted).",
+        "counter",
+        owner.requests,
+    );
+    let _ = writeln!(out, "# HELP agora_master_event_queue Requests waiting for the master's state, by lane.");
+    let _ = writeln!(out, "# TYPE agora_master_event_queue gauge");
+    let _ = writeln!(out, "agora_master_event_queue{{lane=\"calls\"}} {}", owner.queued_calls);
+    let _ = writeln!(out, "agora_master_event_queue{{lane=\"reports\"}} {}", owner.queued_reports);
     out
 }

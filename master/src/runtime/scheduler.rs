@@ -77,7 +77,7 @@ impl Scheduler for SchedulerService {
             loop {
                 tokio::select! {
                     event = events.recv() => match event {
-                        Some(event) => yield Ok(*event),
+                        Some(event) => yield Ok(wire::event_to_pb(&event)),
                         None => break,
                     },
                     _ = heartbeat.tick() => yield Ok(wire::heartbeat_event()),

@@ -18,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use super::masters::Masters;
-use super::stats::Durations;
+use super::stats::{AtomicHistogram, Durations};
 
 /// Messages an agent may queue on its stream; an agent that falls this far behind drops
 /// the stream and re-registers, as the master does with slow agents.
@@ -66,6 +66,10 @@ pub struct AgentCounters {
     pub failover_epoch: AtomicU64,
     /// Agents registered again since the latest failover epoch began.
     pub reregistered: AtomicU64,
+    /// From sending a status update until its acknowledgement arrives: the master
+    /// forwards it, the framework acknowledges, the master relays that to the agent. An
+    /// agent sends a task's next update only then, so this paces every task's life.
+    pub update_ack_ms: AtomicHistogram,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +93,8 @@ struct EmulatedTask {
     updates: VecDeque<pb::TaskStatus>,
     next_resend: Option<Instant>,
     resends: u32,
+    /// When the head update last went out.
+    head_sent: Option<Instant>,
 }
 
 struct Connection {
@@ -346,6 +352,7 @@ impl Agent {
                     updates: VecDeque::new(),
                     next_resend: None,
                     resends: 0,
+                    head_sent: None,
                 };
                 self.tasks.insert(task_id.clone(), task);
                 if let Some(durations) = &self.spec.durations {
@@ -371,6 +378,9 @@ impl Agent {
                     return true;
                 }
                 task.updates.pop_front();
+                if let Some(sent) = task.head_sent.take() {
+                    self.counters.update_ack_ms.record(now.saturating_duration_since(sent).as_secs_f64() * 1e3);
+                }
                 task.next_resend = None;
                 task.resends = 0;
                 if task.updates.is_empty() {
@@ -498,6 +508,7 @@ impl Agent {
         }
         let wait = RESEND_FIRST.saturating_mul(1 << task.resends.min(4)).min(RESEND_MAX);
         task.next_resend = Some(now + wait);
+        task.head_sent = Some(now);
         let update = pb::StatusUpdate { framework_id: task.framework_id.clone(), status: Some(head.clone()) };
         let message = pb::AgentMessage { message: Some(pb::agent_message::Message::StatusUpdate(update)) };
         self.counters.updates_sent.fetch_add(1, Ordering::Relaxed);

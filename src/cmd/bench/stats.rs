@@ -42,6 +42,51 @@ impl Samples {
     }
 }
 
+/// A latency histogram many tasks record into without a lock: four buckets per doubling
+/// from 0.1 ms to about 27 minutes, so a percentile read off it is within 19 % of the
+/// true value. For latencies measured by thousands of emulated agents at once.
+#[derive(Debug)]
+pub struct AtomicHistogram {
+    counts: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for AtomicHistogram {
+    fn default() -> Self {
+        Self { counts: (0..Self::BUCKETS).map(|_| std::sync::atomic::AtomicU64::new(0)).collect() }
+    }
+}
+
+impl AtomicHistogram {
+    const BUCKETS: usize = 96;
+    const FIRST_MS: f64 = 0.1;
+
+    fn upper_ms(bucket: usize) -> f64 {
+        Self::FIRST_MS * 2f64.powf((bucket + 1) as f64 / 4.0)
+    }
+
+    pub fn record(&self, value_ms: f64) {
+        let bucket =
+            if value_ms <= Self::FIRST_MS { 0 } else { ((value_ms / Self::FIRST_MS).log2() * 4.0).floor() as usize };
+        let bucket = bucket.min(Self::BUCKETS - 1);
+        self.counts[bucket].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The `q` quantile (0..=1), interpolated inside its bucket; `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let mut total = 0;
+        let buckets: Vec<(f64, u64)> = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(bucket, count)| {
+                total += count.load(std::sync::atomic::Ordering::Relaxed);
+                (Self::upper_ms(bucket), total)
+            })
+            .collect();
+        histogram_quantile(&buckets, q)
+    }
+}
+
 /// The nearest-rank percentile (`p` in 0..=100) of sorted values; `None` when empty.
 pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
@@ -130,6 +175,22 @@ impl Durations {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn the_atomic_histogram_reads_percentiles_within_a_bucket() {
+        let histogram = AtomicHistogram::default();
+        assert_eq!(histogram.quantile(0.5), None);
+        for ms in 1..=1000 {
+            histogram.record(f64::from(ms));
+        }
+        let p50 = histogram.quantile(0.5).expect("recorded");
+        let p99 = histogram.quantile(0.99).expect("recorded");
+        assert!((500.0 * 0.81..=500.0 * 1.19).contains(&p50), "p50 {p50}");
+        assert!((990.0 * 0.81..=990.0 * 1.19).contains(&p99), "p99 {p99}");
+        histogram.record(0.0);
+        histogram.record(1e12);
+        assert!(histogram.quantile(1.0).expect("recorded") > 1e6);
+    }
 
     #[test]
     fn percentiles_use_the_nearest_rank() {
