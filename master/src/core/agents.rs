@@ -269,27 +269,24 @@ impl Master {
 
     pub fn agent_heartbeat(&mut self, now_ms: u64, agent_id: &AgentId) {
         // An unreachable agent must re-register; its heartbeats prove nothing about tasks.
-        if self.ask_unreachable_to_reregister(agent_id) {
-            return;
-        }
-        if let Some(agent) = self.agents.get_mut(agent_id) {
+        if let Some(agent) = self.reachable_agent(agent_id) {
             agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
         }
     }
 
-    /// An agent the master declared unreachable is talking again on its old connection (it
-    /// was paused or cut off, and does not know). Closing that connection makes it
-    /// re-register with the tasks it runs, which brings them back. Returns true when the
-    /// agent is unreachable, so that what it said is not trusted.
-    fn ask_unreachable_to_reregister(&mut self, agent_id: &AgentId) -> bool {
-        let Some(agent) = self.agents.get_mut(agent_id) else { return false };
-        if agent.reachable {
-            return false;
+    /// The agent a report comes from, unless the master does not know it or declared it
+    /// unreachable. An unreachable agent talking again on its old connection was paused or
+    /// cut off, and does not know: closing that connection makes it re-register with the
+    /// tasks it runs, which brings them back; until then what it says is not trusted.
+    fn reachable_agent(&mut self, agent_id: &AgentId) -> Option<&mut AgentRecord> {
+        let agent = self.agents.get_mut(agent_id)?;
+        if !agent.reachable {
+            if agent.conn.take().is_some() {
+                self.outbox.push(Output::ReconnectAgent { agent_id: agent_id.clone() });
+            }
+            return None;
         }
-        if agent.conn.take().is_some() {
-            self.outbox.push(Output::ReconnectAgent { agent_id: agent_id.clone() });
-        }
-        true
+        Some(agent)
     }
 
     /// The agent's connection `conn` closed. Its offers are rescinded; its tasks stay
@@ -314,17 +311,14 @@ impl Master {
         framework_id: &FrameworkId,
         mut status: TaskStatus,
     ) {
-        // The agent resends the update once it has re-registered.
-        if self.ask_unreachable_to_reregister(agent_id) {
-            return;
-        }
-        let Some(agent) = self.agents.get_mut(agent_id) else { return };
+        // An unreachable agent resends the update once it has re-registered.
+        let Some(agent) = self.reachable_agent(agent_id) else { return };
         agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
         let agent_active = agent.is_active();
         if status.agent_id.is_none() {
             status.agent_id = Some(agent_id.clone());
         }
-        let Some(framework) = self.frameworks.get(framework_id) else {
+        if !self.frameworks.contains_key(framework_id) {
             if agent_active && self.is_removed_framework(framework_id) {
                 // No one will acknowledge it, and the agent resends it until someone does:
                 // the framework tore down before acknowledging its last update, or was
@@ -334,16 +328,14 @@ impl Master {
                 self.outbox.push(Output::ToAgent { agent_id: agent_id.clone(), message });
             }
             return;
-        };
-        let on_this_agent = framework.tasks.get(&status.task_id).is_some_and(|t| &t.info.agent_id == agent_id);
-        let active = framework.is_active();
-        if on_this_agent {
-            let task_id = status.task_id.clone();
-            if self.transition_task(framework_id, &task_id, status.clone(), true) {
-                return;
-            }
         }
-        if active {
+        let task_id = status.task_id.clone();
+        // Moved and forwarded, or handed back: not this agent's task (any more), or a move
+        // its state does not allow — forwarded all the same.
+        let Err(status) = self.try_transition_task(framework_id, &task_id, Some(agent_id), status, true) else {
+            return;
+        };
+        if self.frameworks.get(framework_id).is_some_and(|f| f.is_active()) {
             self.outbox
                 .push(Output::ToFramework { framework_id: framework_id.clone(), event: super::Event::Update(status) });
         }

@@ -116,6 +116,12 @@ impl Master {
         std::mem::take(&mut self.outbox)
     }
 
+    /// Moves the outputs so far to the end of `into`. The core keeps its buffer, so a
+    /// runtime draining after every request does not allocate a new one each time.
+    pub fn drain_outputs_into(&mut self, into: &mut Vec<Output>) {
+        into.append(&mut self.outbox);
+    }
+
     pub fn needs_allocation(&self) -> bool {
         self.dirty
     }
@@ -481,10 +487,24 @@ impl Master {
         status: TaskStatus,
         forward: bool,
     ) -> bool {
-        let Some(framework) = self.frameworks.get_mut(framework_id) else { return false };
-        let Some(task) = framework.tasks.get_mut(task_id) else { return false };
-        if !task.state.may_become(status.state) {
-            return false;
+        self.try_transition_task(framework_id, task_id, None, status, forward).is_ok()
+    }
+
+    /// `transition_task` of a task on agent `on_agent` (any when `None`), handing the
+    /// status back when the task does not move, so that a caller with more to do with it
+    /// need not copy it first.
+    pub(crate) fn try_transition_task(
+        &mut self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+        on_agent: Option<&AgentId>,
+        status: TaskStatus,
+        forward: bool,
+    ) -> Result<(), TaskStatus> {
+        let Some(framework) = self.frameworks.get_mut(framework_id) else { return Err(status) };
+        let Some(task) = framework.tasks.get_mut(task_id) else { return Err(status) };
+        if on_agent.is_some_and(|agent_id| *agent_id != task.info.agent_id) || !task.state.may_become(status.state) {
+            return Err(status);
         }
         task.record(&status);
         let terminal = status.state.is_terminal();
@@ -494,7 +514,7 @@ impl Master {
         if terminal {
             self.finish_task(framework_id, task_id);
         }
-        true
+        Ok(())
     }
 
     /// Removes a task that reached a terminal state and frees what it held.
@@ -513,8 +533,10 @@ impl Master {
         if let Some(agent) = self.agents.get_mut(&task.info.agent_id) {
             agent.remove_used(&task.info.resources);
             agent.tasks.remove(&(framework_id.clone(), task_id.clone()));
+            // `agent_changed` without looking the agent up again.
+            agent.stuck_epoch = None;
+            self.allocation_changed();
         }
-        self.agent_changed(&task.info.agent_id);
     }
 
     /// Sends a kill to the task's agent now, or remembers it for when the agent returns.

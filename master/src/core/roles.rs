@@ -358,7 +358,12 @@ impl Master {
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.stuck_epoch = None;
         }
-        // With quota, one role's allocation shrinking changes what others may get.
+        self.allocation_changed();
+    }
+
+    /// What an agent's change means beyond the agent: a round is due, and with quota one
+    /// role's allocation shrinking changes what others may get.
+    pub(crate) fn allocation_changed(&mut self) {
         if !self.policy.quotas.is_empty() {
             self.alloc_epoch = self.alloc_epoch.saturating_add(1);
         }

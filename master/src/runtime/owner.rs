@@ -506,7 +506,7 @@ impl Owner {
     /// it. Answering at once keeps a framework's calls flowing (its calls in flight are
     /// bounded); committing once per batch keeps registration storms to a few writes.
     fn answer_unless_durable(&mut self, replies: &mut Vec<Reply>) {
-        self.held.extend(self.core.drain_outputs());
+        self.core.drain_outputs_into(&mut self.held);
         let durable = self.store.is_some() && self.held.iter().any(|o| matches!(o, Output::Persist(_)));
         if durable {
             return;
@@ -523,14 +523,14 @@ impl Owner {
     fn deliver(&mut self) {
         for _ in 0..1024 {
             let mut outputs = std::mem::take(&mut self.held);
-            outputs.extend(self.core.drain_outputs());
+            self.core.drain_outputs_into(&mut outputs);
             if outputs.is_empty() {
                 return;
             }
             self.persist(&outputs);
             let mut lost_agents = Vec::new();
             let mut lost_frameworks = Vec::new();
-            for output in outputs {
+            for output in outputs.drain(..) {
                 match output {
                     Output::AgentRegistered { conn, agent_id } => self.bind_agent(conn, agent_id),
                     Output::AgentRefused { conn, reason } => {
@@ -569,6 +569,11 @@ impl Owner {
                     }
                     Output::Persist(_) => {}
                 }
+            }
+            // The emptied buffer is kept for the next batch's outputs (`held` stays empty
+            // while outputs are delivered: only `answer_unless_durable` adds to it).
+            if self.held.is_empty() {
+                self.held = outputs;
             }
             let now_ms = self.clock.now_ms();
             for (agent_id, conn) in lost_agents {
