@@ -341,6 +341,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let allocation = metrics.as_deref().map(|text| stats::parse_histogram(text, "agora_master_allocation_seconds"));
     let allocation_ms = |q| allocation.as_deref().and_then(|b| stats::histogram_quantile(b, q)).map(|s| s * 1000.0);
+    let allocation_s =
+        metrics.as_deref().and_then(|text| stats::gauge(text, "agora_master_allocation_seconds_sum", &[]));
     let owner_busy_s =
         metrics.as_deref().and_then(|text| stats::gauge(text, "agora_master_owner_busy_seconds_total", &[]));
     let owner_requests =
@@ -443,6 +445,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "failed_calls": failed_calls,
         "offers_received": offers_received,
         "offers_declined": offers_declined,
+        "allocation_s": round(allocation_s),
         "owner_busy_s": round(owner_busy_s),
         "owner_us_per_request": round(owner_busy_s.zip(owner_requests).map(|(busy, n)| busy * 1e6 / n.max(1.0))),
         "update_ack_ms_p50": round(agent_counters.update_ack_ms.quantile(0.5)),

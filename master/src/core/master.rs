@@ -371,6 +371,8 @@ impl Master {
             if let Some(at) = agent.offers.iter().position(|&o| o == n) {
                 agent.offers.remove(at);
             }
+            // `agent_changed` without looking the agent up again.
+            agent.stuck_epoch = None;
         }
         let mut notify_framework = false;
         if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
@@ -397,7 +399,7 @@ impl Master {
             }
         };
         *counter = counter.saturating_add(1);
-        self.agent_changed(&offer.agent_id);
+        self.allocation_changed();
         Some(offer)
     }
 
