@@ -454,7 +454,7 @@ impl Agent {
 
     /// Queues a reliable update; true when it is the only one, so it may go out now.
     fn enqueue(&mut self, task_id: &str, state: pb::TaskState, reason: pb::TaskStatusReason) -> bool {
-        let uuid = format!("{:032x}", self.rng.random::<u128>());
+        let uuid = hex_uuid(self.rng.random::<u128>());
         let Some(task) = self.tasks.get_mut(task_id) else { return false };
         task.state = state as i32;
         task.updates.push_back(pb::TaskStatus {
@@ -516,6 +516,14 @@ impl Agent {
     }
 }
 
+/// `value` as 32 lowercase hex digits, as `format!("{value:032x}")` writes it but without
+/// the formatter's padding path (one call per digit): the emulated agents make a uuid per
+/// status update, 30,000 a second at 10,000 agents, on the cores the master needs.
+fn hex_uuid(value: u128) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    (0..32).rev().map(|i| char::from(DIGITS[((value >> (4 * i)) & 0xf) as usize])).collect()
+}
+
 fn is_terminal(state: i32) -> bool {
     agora_proto::convert::task_state("state", state).is_ok_and(agora_proto::model::TaskState::is_terminal)
 }
@@ -525,4 +533,16 @@ pub fn wall_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_written_as_the_formatter_writes_them() {
+        for value in [0, 1, 0xabc, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210] {
+            assert_eq!(hex_uuid(value), format!("{value:032x}"));
+        }
+    }
 }
