@@ -1,7 +1,8 @@
 //! Framework handlers: SUBSCRIBE, disconnection, and every scheduler call (ACCEPT,
 //! DECLINE, REVIVE, SUPPRESS, KILL, ACKNOWLEDGE, RECONCILE, MESSAGE, TEARDOWN).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::ops::Bound;
 
 use agora_proto::model::{
     AgentId, FrameworkId, FrameworkInfo, OfferId, Resources, Role, StreamId, TaskId, TaskInfo, TaskState, TaskStatus,
@@ -214,7 +215,8 @@ impl Master {
         for (reserve, resources) in reservations {
             self.apply_reservation(&agent_id, &mut left, &resources, reserve);
         }
-        let mut launched: BTreeSet<TaskId> = BTreeSet::new();
+        // Only asked whether it holds an id, never walked: a hash set is the cheaper check.
+        let mut launched: HashSet<TaskId> = HashSet::new();
         for task in tasks {
             match self.check_task(framework_id, &agent_id, &task, &left, &launched) {
                 Ok(()) => {
@@ -274,7 +276,7 @@ impl Master {
         agent_id: &AgentId,
         task: &TaskInfo,
         left: &Resources,
-        launched: &BTreeSet<TaskId>,
+        launched: &HashSet<TaskId>,
     ) -> Result<(), (TaskStatusReason, String)> {
         let live = self.frameworks.get(framework_id).is_some_and(|f| f.tasks.contains_key(&task.task_id));
         if live || launched.contains(&task.task_id) {
@@ -309,9 +311,14 @@ impl Master {
     fn launch(&mut self, now_ms: u64, framework_id: &FrameworkId, role: &Role, mut task: TaskInfo) {
         // The registry's copy of the id, shared with the task's record, instead of the one
         // decoded from the call: one allocation fewer per task held.
-        let Some(agent_id) = self.agents.get_key_value(&task.agent_id).map(|(id, _)| id.clone()) else { return };
+        let key = &task.agent_id;
+        let Some((agent_id, agent)) =
+            self.agents.range_mut::<AgentId, _>((Bound::Included(key), Bound::Included(key))).next()
+        else {
+            return;
+        };
+        let agent_id = agent_id.clone();
         task.agent_id = agent_id.clone();
-        let Some(agent) = self.agents.get_mut(&agent_id) else { return };
         let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
         let status = TaskStatus::from_master(
             task.task_id.clone(),
