@@ -85,11 +85,13 @@ pub fn render(report: &MetricsReport) -> String {
         g.outstanding_offers,
     );
 
-    let _ = writeln!(out, "# HELP agora_master_tasks Tasks by state (terminal ones as far as they are kept).");
-    let _ = writeln!(out, "# TYPE agora_master_tasks gauge");
-    for (state, count) in &g.tasks {
-        let _ = writeln!(out, "agora_master_tasks{{state=\"{}\"}} {count}", state.as_str());
-    }
+    labelled(
+        &mut out,
+        "agora_master_tasks",
+        "Tasks by state (terminal ones as far as they are kept).",
+        "state",
+        g.tasks.iter().map(|(state, count)| (state.as_str(), *count)),
+    );
 
     let c = &g.counters;
     for (name, help, value) in [
@@ -103,6 +105,11 @@ pub fn render(report: &MetricsReport) -> String {
         ("agora_master_allocation_runs_total", "Allocation rounds run.", c.allocation_runs),
         ("agora_master_agents_unreachable_total", "Times an agent became unreachable.", c.agents_unreachable),
         ("agora_master_agents_removed_total", "Agents declared gone after the re-register timeout.", c.agents_removed),
+        (
+            "agora_master_owner_requests_total",
+            "Requests applied to the master's state (each acknowledgement of an ACKNOWLEDGE_MANY counted).",
+            report.owner.requests,
+        ),
     ] {
         gauge(&mut out, name, help, "counter", value);
     }
@@ -122,16 +129,27 @@ pub fn render(report: &MetricsReport) -> String {
         "counter",
         owner.busy.as_secs_f64(),
     );
-    gauge(
+    labelled(
         &mut out,
-        "agora_master_owner_requests_total",
-        "Requests applied to the master's state (each acknowledgement of an ACKNOWLEDGE_MANY counted).",
-        "counter",
-        owner.requests,
+        "agora_master_event_queue",
+        "Requests waiting for the master's state, by lane.",
+        "lane",
+        [("calls", owner.queued_calls), ("reports", owner.queued_reports)],
     );
-    let _ = writeln!(out, "# HELP agora_master_event_queue Requests waiting for the master's state, by lane.");
-    let _ = writeln!(out, "# TYPE agora_master_event_queue gauge");
-    let _ = writeln!(out, "agora_master_event_queue{{lane=\"calls\"}} {}", owner.queued_calls);
-    let _ = writeln!(out, "agora_master_event_queue{{lane=\"reports\"}} {}", owner.queued_reports);
     out
+}
+
+/// A gauge with one series per value of `label`.
+fn labelled<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    series: impl IntoIterator<Item = (&'static str, V)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (value_of_label, value) in series {
+        let _ = writeln!(out, "{name}{{{label}=\"{value_of_label}\"}} {value}");
+    }
 }
