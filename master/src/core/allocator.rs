@@ -30,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::client_heap::ClientHeap;
 use super::filter_slots::FilterSlots;
-use super::prefetch::{prefetch, prefetch_lines};
+use super::prefetch::prefetch;
 use super::registry::{AgentRecord, FrameworkRecord};
 use super::roles::{DEFAULT_WEIGHT_MILLI, RolePolicy};
 
@@ -773,7 +773,7 @@ const AHEAD_POOLS: usize = 6;
 /// it, each offer waits for a dozen cache misses one after the other.
 fn fetch_ahead(candidates: &[Candidate<'_>], i: usize) {
     if let Some(c) = candidates.get(i + AHEAD_RECORD) {
-        prefetch_lines(&*c.agent);
+        c.agent.prefetch_hot();
         prefetch(c.id);
     }
     if let Some(c) = candidates.get(i + AHEAD_POINTED) {
