@@ -725,10 +725,8 @@ fn offer_event(held: HeldOffer, agent: &AgentRecord, role: Role) -> Offer {
         id: held.id,
         framework_id: held.framework_id,
         agent_id: held.agent_id,
-        hostname: agent.hostname.clone(),
         resources: held.resources,
-        attributes: agent.attributes.clone(),
-        agent_url: agent.url.clone(),
+        agent: agent.description.clone(),
         allocation_role: role,
     }
 }

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use agora_proto::model::{
-    AgentId, AgentInfo, Attribute, FrameworkId, FrameworkInfo, OfferId, Resources, Role, Scalars, StreamId, TaskId,
-    TaskInfo, TaskState, TaskStatus,
+    AgentDescription, AgentId, AgentInfo, FrameworkId, FrameworkInfo, OfferId, Resources, Role, Scalars, StreamId,
+    TaskId, TaskInfo, TaskState, TaskStatus,
 };
 
 use super::filter_slots::FilterSlots;
@@ -54,9 +54,7 @@ pub(crate) struct AgentRecord {
     pub filtered_by: FilterSlots,
     /// `info`'s hostname and attributes and the agent's `http://hostname:port`, shared
     /// by every offer of the agent (a copy is a reference count).
-    pub hostname: Arc<str>,
-    pub attributes: Arc<[Attribute]>,
-    pub url: Arc<str>,
+    pub description: Arc<AgentDescription>,
     // ----- the rest (`HOT_BYTES` ends here) -----
     pub info: AgentInfo,
     /// When the agent became unreachable; its re-register timeout counts from here.
@@ -88,9 +86,11 @@ impl AgentRecord {
             consistent: true,
             total_scalars: Scalars::ZERO,
             free_scalars: Scalars::ZERO,
-            hostname: Arc::from(""),
-            attributes: Arc::from([]),
-            url: Arc::from(""),
+            description: Arc::new(AgentDescription {
+                hostname: String::new(),
+                attributes: Vec::new(),
+                url: String::new(),
+            }),
             tasks: BTreeSet::new(),
             offers: Vec::new(),
             filtered_by: FilterSlots::default(),
@@ -137,9 +137,16 @@ impl AgentRecord {
 
     /// Recomputes what offers share of `info`: hostname, attributes and URL.
     fn describe(&mut self) {
-        self.hostname = Arc::from(self.info.hostname.as_str());
-        self.attributes = Arc::from(self.info.attributes.as_slice());
-        self.url = Arc::from(format!("http://{}:{}", self.info.hostname, self.info.port));
+        self.description = Arc::new(self.described());
+    }
+
+    /// The description `info` gives.
+    fn described(&self) -> AgentDescription {
+        AgentDescription {
+            hostname: self.info.hostname.clone(),
+            attributes: self.info.attributes.clone(),
+            url: format!("http://{}:{}", self.info.hostname, self.info.port),
+        }
     }
 
     /// Replaces the agent's description (a re-registration) and what derives from it.
@@ -205,7 +212,7 @@ impl AgentRecord {
     /// Prefetches the separate allocations an offer of this agent touches once the
     /// record itself is in the cache: the free pools' shared allocation, the filter
     /// slots, the offer numbers, the offered sum, and the reference counts of the
-    /// hostname, attributes and URL the offer shares. See `prefetch`.
+    /// description the offer shares. See `prefetch`.
     pub fn prefetch_offer_data(&self) {
         if let Some((shared, _)) = self.free.pools_addr() {
             prefetch(shared);
@@ -215,9 +222,7 @@ impl AgentRecord {
         }
         self.filtered_by.prefetch();
         prefetch(self.offers.as_ptr());
-        prefetch(arc_counts(&self.hostname));
-        prefetch(arc_counts(&self.attributes));
-        prefetch(arc_counts(&self.url));
+        prefetch(arc_counts(&self.description));
     }
 
     /// Prefetches the elements of the free pools, once their shared allocation (which
@@ -243,9 +248,7 @@ impl AgentRecord {
     /// Whether the hostname, attributes and URL that offers share are `info`'s; for the
     /// invariant check.
     pub fn description_is_exact(&self) -> bool {
-        *self.hostname == *self.info.hostname
-            && *self.attributes == *self.info.attributes
-            && *self.url == format!("http://{}:{}", self.info.hostname, self.info.port)
+        *self.description == self.described()
     }
 }
 
@@ -484,7 +487,7 @@ impl OfferNumbers {
 }
 
 /// An outstanding offer as the master keeps it: what it holds and for whom. The agent's
-/// hostname, attributes and URL are in the OFFERS event, not here.
+/// description is in the OFFERS event, not here.
 #[derive(Clone, Debug)]
 pub(crate) struct HeldOffer {
     pub id: OfferId,
@@ -802,7 +805,7 @@ mod tests {
     #[test]
     fn an_agents_free_part_follows_its_offers_and_tasks() {
         let mut a = agent("cpus:4;mem:1024;ports:[1-10]");
-        assert_eq!(&*a.url, "http://h:5051");
+        assert_eq!(a.description.url, "http://h:5051");
         assert!(a.description_is_exact());
         assert_eq!(a.free_scalars, Scalars::new(4000, 1024, 0));
         let task = Resources::parse("cpus:1;mem:100;ports:[3-4]").expect("valid");
