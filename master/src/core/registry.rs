@@ -183,6 +183,10 @@ impl AgentRecord {
     }
 
     pub fn add_offered(&mut self, resources: &Resources) {
+        if self.consistent && move_whole(&mut self.free, &mut self.offered, resources) {
+            self.free_scalars = Scalars::ZERO;
+            return;
+        }
         self.shift(resources, true, |a| {
             a.offered.add(resources);
             true
@@ -190,6 +194,10 @@ impl AgentRecord {
     }
 
     pub fn remove_offered(&mut self, resources: &Resources) {
+        if self.consistent && move_whole(&mut self.offered, &mut self.free, resources) {
+            self.free_scalars = self.free.scalars();
+            return;
+        }
         self.shift(resources, false, |a| a.offered.subtract(resources));
     }
 
@@ -252,6 +260,18 @@ impl AgentRecord {
     }
 }
 
+/// Moves `from`'s pools to `to` when `resources` are all of them (shared, not equal) and
+/// `to` is empty: the sums change as `to.add(resources)` and `from.subtract(resources)`
+/// would change them, without a reference count taken and another dropped. That is an
+/// offer of everything free, and such an offer given back. Returns whether it moved.
+fn move_whole(from: &mut Resources, to: &mut Resources, resources: &Resources) -> bool {
+    if !to.is_empty() || !from.shares_with(resources) {
+        return false;
+    }
+    *to = std::mem::take(from);
+    true
+}
+
 /// Where an `Arc`'s reference counts are: the two words before its data.
 pub(crate) fn arc_counts<T: ?Sized>(arc: &Arc<T>) -> *const u8 {
     Arc::as_ptr(arc).cast::<u8>().wrapping_sub(2 * std::mem::size_of::<usize>())
@@ -310,12 +330,35 @@ impl TaskRecord {
     }
 }
 
+/// The master's record of one framework.
+///
+/// Laid out by hand (`repr(C)`, aligned to a cache line) like `AgentRecord`: each offer
+/// a round makes reads and changes its framework's stream, offer sums, per-role charges
+/// and offer numbers, and with a thousand frameworks those records do not all stay in
+/// the nearest cache; together in the first two lines, they are two lines to wait for,
+/// not four spread over the record.
 #[derive(Clone, Debug)]
+#[repr(C, align(64))]
 pub(crate) struct FrameworkRecord {
-    pub info: FrameworkInfo,
+    // ----- read or changed by each offer made to the framework -----
     /// The current subscription; `None` while disconnected (or never subscribed to this
     /// master, for a framework known only from its agents' tasks).
     pub stream: Option<StreamId>,
+    /// Totals over the framework's outstanding offers and live tasks. Only scalars: port
+    /// numbers of different agents cannot be summed, and DRF needs only the scalars.
+    pub offered_scalars: Scalars,
+    /// Used + offered by role, for the allocator's per-role shares. No zero entries.
+    pub allocated: RoleCharges,
+    /// Numbers of the framework's outstanding offers (see `OfferBook`).
+    pub offers: OfferNumbers,
+    /// The framework's number in agents' `filtered_by`, given when it first filters one.
+    pub filter_slot: Option<u64>,
+    /// A round passed the framework over for holding `max_offers_per_framework` offers:
+    /// agents found stuck meanwhile may be its once it gives one back.
+    pub offer_capped: bool,
+    // ----- the rest -----
+    pub used_scalars: Scalars,
+    pub info: FrameworkInfo,
     pub registered_at_ms: u64,
     /// When the framework disconnected; its failover timeout counts from here.
     pub unregistered_at_ms: Option<u64>,
@@ -324,19 +367,6 @@ pub(crate) struct FrameworkRecord {
     pub filters: BTreeMap<AgentId, u64>,
     pub tasks: BTreeMap<TaskId, Box<TaskRecord>>,
     pub completed_tasks: VecDeque<TaskView>,
-    /// Numbers of the framework's outstanding offers (see `OfferBook`).
-    pub offers: OfferNumbers,
-    /// Totals over the framework's live tasks and outstanding offers. Only scalars: port
-    /// numbers of different agents cannot be summed, and DRF needs only the scalars.
-    pub used_scalars: Scalars,
-    pub offered_scalars: Scalars,
-    /// Used + offered by role, for the allocator's per-role shares. No zero entries.
-    pub allocated: RoleCharges,
-    /// The framework's number in agents' `filtered_by`, given when it first filters one.
-    pub filter_slot: Option<u64>,
-    /// A round passed the framework over for holding `max_offers_per_framework` offers:
-    /// agents found stuck meanwhile may be its once it gives one back.
-    pub offer_capped: bool,
 }
 
 impl FrameworkRecord {
