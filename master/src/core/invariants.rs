@@ -179,6 +179,9 @@ impl Master {
                     agent.offered()
                 ));
             }
+            if &agent.id != agent_id {
+                return Err(format!("agent {agent_id} is filed under another id than its own, {}", agent.id));
+            }
             if !agent.description_is_exact() {
                 return Err(format!(
                     "agent {agent_id} offers the description {:?}, which is not its info's",

@@ -297,7 +297,7 @@ impl Master {
         // The round works on the records themselves, by position: the agents worth visiting
         // and every framework, each borrowed once, so that turning grants into offers looks
         // nothing up by id.
-        let mut scan = allocator::scan(self.agents.iter_mut(), min, epoch);
+        let mut scan = allocator::scan(self.agents.values_mut(), min, epoch);
         if scan.candidates.is_empty() {
             return;
         }
@@ -690,7 +690,7 @@ struct OfferSink<'m> {
 
 impl OfferSink<'_> {
     fn create(&mut self, grant: Grant<'_>) -> Option<Offer> {
-        let Grant { agent_id, agent, framework_id, framework_record: framework, role, resources, scalars, .. } = grant;
+        let Grant { agent, framework_id, framework_record: framework, role, resources, scalars, .. } = grant;
         // Checked again on this side: an offer never holds what is not free.
         if !agent.is_active() || !framework.is_active() || !agent.has_free(&resources) {
             return None;
@@ -700,7 +700,7 @@ impl OfferSink<'_> {
         let held = HeldOffer {
             id: self.offers.id(n),
             framework_id: framework_id.clone(),
-            agent_id: agent_id.clone(),
+            agent_id: agent.id.clone(),
             resources,
         };
         debug_assert_eq!(scalars, held.resources.scalars());

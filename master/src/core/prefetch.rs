@@ -1,10 +1,10 @@
 //! Fetching memory into the cache ahead of use, for loops that know which scattered
 //! records they touch next when the hardware cannot guess it.
 //!
-//! An allocation round visits agents in a shuffled order, and each offer touches a dozen
+//! An allocation round visits agents in a shuffled order, and each offer touches several
 //! separate allocations of its agent (the record, its free pools, its filter slots, the
-//! id, hostname, attributes and URL the offer shares). Waited for one after the other,
-//! those cache misses, not the instructions, are most of a round's time.
+//! id and the description the offer shares). Waited for one after the other, those
+//! cache misses, not the instructions, are most of a round's time.
 
 /// Asks the CPU to bring the cache line holding `addr` into the cache, without waiting
 /// for it. A hint only: it never faults, whatever the address, and changes nothing the

@@ -55,6 +55,9 @@ pub(crate) struct AgentRecord {
     /// `info`'s hostname and attributes and the agent's `http://hostname:port`, shared
     /// by every offer of the agent (a copy is a reference count).
     pub description: Arc<AgentDescription>,
+    /// The agent's id, the same as its key in `Master::agents`: every offer holds a copy,
+    /// read here rather than from the map's node, one cache line fewer per offer.
+    pub id: AgentId,
     // ----- the rest (`HOT_BYTES` ends here) -----
     pub info: AgentInfo,
     /// When the agent became unreachable; its re-register timeout counts from here.
@@ -72,8 +75,9 @@ pub(crate) struct AgentRecord {
 pub(crate) const AGENT_HOT_BYTES: usize = std::mem::offset_of!(AgentRecord, info);
 
 impl AgentRecord {
-    pub fn new(info: AgentInfo, conn: ConnId, now_ms: u64) -> Self {
+    pub fn new(id: AgentId, info: AgentInfo, conn: ConnId, now_ms: u64) -> Self {
         let mut agent = Self {
+            id,
             info,
             conn: Some(conn),
             reachable: true,
@@ -220,7 +224,7 @@ impl AgentRecord {
     /// Prefetches the separate allocations an offer of this agent touches once the
     /// record itself is in the cache: the free pools' shared allocation, the filter
     /// slots, the offer numbers, the offered sum, and the reference counts of the
-    /// description the offer shares. See `prefetch`.
+    /// description and the id the offer shares. See `prefetch`.
     pub fn prefetch_offer_data(&self) {
         if let Some((shared, _)) = self.free.pools_addr() {
             prefetch(shared);
@@ -231,6 +235,7 @@ impl AgentRecord {
         self.filtered_by.prefetch();
         prefetch(self.offers.as_ptr());
         prefetch(arc_counts(&self.description));
+        prefetch(self.id.as_str().as_ptr().wrapping_sub(2 * std::mem::size_of::<usize>()));
     }
 
     /// Prefetches the elements of the free pools, once their shared allocation (which
@@ -829,7 +834,7 @@ mod tests {
             resources: Resources::parse(resources).expect("valid"),
             attributes: vec![],
         };
-        AgentRecord::new(info, ConnId(1), 0)
+        AgentRecord::new(AgentId::new("a"), info, ConnId(1), 0)
     }
 
     #[test]
