@@ -20,12 +20,13 @@ pub(crate) const MAX_STATUSES_PER_TASK: usize = 16;
 ///
 /// Laid out by hand (`repr(C)`, aligned to a cache line), with what an allocation round
 /// reads and writes first: the round visits agents in random order and each visit waits
-/// for the record's lines, so the hot fields fill the first lines (`HOT_BYTES`, which the
-/// round prefetches) instead of being spread over all six of the compiler's layout.
+/// for the record's lines, so the hot fields fill the first three (`AGENT_HOT_BYTES`,
+/// which the round prefetches) instead of all six lines the compiler's layout spread
+/// them over.
 #[derive(Clone, Debug)]
 #[repr(C, align(64))]
 pub(crate) struct AgentRecord {
-    // ----- read by every round's scan (first line) -----
+    // ----- read by every round's scan (the first two lines) -----
     /// False once the agent missed its heartbeats for `agent_timeout_ms`; only a
     /// re-registration makes it reachable again.
     pub reachable: bool,
@@ -58,7 +59,7 @@ pub(crate) struct AgentRecord {
     /// The agent's id, the same as its key in `Master::agents`: every offer holds a copy,
     /// read here rather than from the map's node, one cache line fewer per offer.
     pub id: AgentId,
-    // ----- the rest (`HOT_BYTES` ends here) -----
+    // ----- the rest (`AGENT_HOT_BYTES` ends here) -----
     pub info: AgentInfo,
     /// When the agent became unreachable; its re-register timeout counts from here.
     pub unreachable_since_ms: Option<u64>,
@@ -73,6 +74,8 @@ pub(crate) struct AgentRecord {
 
 /// The leading bytes of an `AgentRecord` that a round touches (see the record's layout).
 pub(crate) const AGENT_HOT_BYTES: usize = std::mem::offset_of!(AgentRecord, info);
+// A field added to the hot part must not cost every offer another line.
+const _: () = assert!(AGENT_HOT_BYTES <= 3 * 64, "an agent's hot fields fit three cache lines");
 
 impl AgentRecord {
     pub fn new(id: AgentId, info: AgentInfo, conn: ConnId, now_ms: u64) -> Self {
@@ -373,6 +376,11 @@ pub(crate) struct FrameworkRecord {
     pub tasks: BTreeMap<TaskId, Box<TaskRecord>>,
     pub completed_tasks: VecDeque<TaskView>,
 }
+
+const _: () = assert!(
+    std::mem::offset_of!(FrameworkRecord, used_scalars) <= 2 * 64,
+    "a framework's hot fields fit two cache lines"
+);
 
 impl FrameworkRecord {
     pub fn new(info: FrameworkInfo, now_ms: u64) -> Self {
