@@ -32,13 +32,13 @@ impl Digest {
         self.add(&offer.id.to_string());
         self.add(offer.framework_id.as_str());
         self.add(offer.agent_id.as_str());
-        self.add(&offer.hostname);
+        self.add(offer.hostname());
         self.add(&offer.resources.to_string());
-        for attribute in offer.attributes.iter() {
+        for attribute in offer.attributes() {
             self.add(&attribute.name);
             self.add(&attribute.value);
         }
-        self.add(&offer.agent_url);
+        self.add(offer.agent_url());
         self.add(offer.allocation_role.as_str());
     }
 }

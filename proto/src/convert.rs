@@ -3,10 +3,12 @@
 //! Wire-to-domain conversions are `TryFrom` and reject malformed input with a
 //! [`WireError`] naming the field, so that cores only ever see valid values.
 
+use std::sync::Arc;
+
 use crate::model::{
-    AgentId, AgentInfo, Attribute, CommandInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Pool, RangeSet, Resources,
-    Role, Scalars, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
-    DEFAULT_FAILOVER_TIMEOUT_MS,
+    AgentDescription, AgentId, AgentInfo, Attribute, CommandInfo, DEFAULT_FAILOVER_TIMEOUT_MS, FrameworkId,
+    FrameworkInfo, Offer, OfferId, Pool, RangeSet, Resources, Role, Scalars, TaskInfo, TaskState, TaskStatus,
+    TaskStatusReason, TaskStatusSource, UpdateId,
 };
 use crate::pb;
 
@@ -280,7 +282,11 @@ impl From<&TaskInfo> for pb::TaskInfo {
             agent_id: value.agent_id.to_string(),
             resources: Some((&value.resources).into()),
             command: Some((&value.command).into()),
-            labels: value.labels.iter().map(|(key, value)| pb::Label { key: key.clone(), value: value.clone() }).collect(),
+            labels: value
+                .labels
+                .iter()
+                .map(|(key, value)| pb::Label { key: key.clone(), value: value.clone() })
+                .collect(),
             kill_grace_period_ms: value.kill_grace_period_ms.unwrap_or(0),
         }
     }
@@ -444,15 +450,16 @@ impl TryFrom<pb::Offer> for Offer {
             id: id::<OfferId>("id", &value.id)?,
             framework_id: id::<FrameworkId>("framework_id", &value.framework_id)?,
             agent_id: id::<AgentId>("agent_id", &value.agent_id)?,
-            hostname: value.hostname.into(),
             resources: resources("resources", value.resources)?,
-            attributes: attributes(value.attributes)?.into(),
-            agent_url: value.agent_url.into(),
+            agent: Arc::new(AgentDescription {
+                hostname: value.hostname,
+                attributes: attributes(value.attributes)?,
+                url: value.agent_url,
+            }),
             allocation_role: if value.allocation_role.is_empty() {
                 Role::unreserved()
             } else {
-                Role::parse(&value.allocation_role)
-                    .map_err(|e| WireError::new("allocation_role", e.to_string()))?
+                Role::parse(&value.allocation_role).map_err(|e| WireError::new("allocation_role", e.to_string()))?
             },
         })
     }
@@ -464,10 +471,10 @@ impl From<&Offer> for pb::Offer {
             id: value.id.to_string(),
             framework_id: value.framework_id.to_string(),
             agent_id: value.agent_id.to_string(),
-            hostname: value.hostname.to_string(),
+            hostname: value.agent.hostname.clone(),
             resources: Some((&value.resources).into()),
-            attributes: attributes_to_pb(&value.attributes),
-            agent_url: value.agent_url.to_string(),
+            attributes: attributes_to_pb(&value.agent.attributes),
+            agent_url: value.agent.url.clone(),
             allocation_role: value.allocation_role.to_string(),
         }
     }
@@ -527,6 +534,32 @@ mod tests {
         };
         let wire = pb::TaskInfo::from(&task);
         assert_eq!(TaskInfo::try_from(wire).expect("valid"), task);
+    }
+
+    #[test]
+    fn an_offer_keeps_its_wire_and_json_forms_with_its_agent_described_once() {
+        let wire = pb::Offer {
+            id: "m-O7".into(),
+            framework_id: "f".into(),
+            agent_id: "a".into(),
+            hostname: "h".into(),
+            resources: Some((&Resources::parse("cpus:1").expect("valid")).into()),
+            attributes: vec![pb::Attribute { name: "rack".into(), value: "r1".into() }],
+            agent_url: "http://h:5051".into(),
+            allocation_role: "eng".into(),
+        };
+        let offer = Offer::try_from(wire.clone()).expect("valid");
+        assert_eq!((offer.hostname(), offer.agent_url()), ("h", "http://h:5051"));
+        assert_eq!(offer.attributes(), &[Attribute { name: "rack".into(), value: "r1".into() }]);
+        assert_eq!(pb::Offer::from(&offer), wire);
+        // The description is flattened: the same keys as when they were the offer's own.
+        let json = serde_json::to_value(&offer).expect("serializes");
+        assert_eq!(json["hostname"], "h");
+        assert_eq!(json["agent_url"], "http://h:5051");
+        assert_eq!(json["attributes"][0]["name"], "rack");
+        assert!(json.get("agent").is_none());
+        let back: Offer = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(back, offer);
     }
 
     #[test]

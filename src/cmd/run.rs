@@ -438,7 +438,7 @@ impl Runner {
                 self.said_too_small = true;
                 note(&format!(
                     "an offer from {} ({}) is too small for a task ({}); waiting for more",
-                    offer.hostname,
+                    offer.hostname(),
                     offer.resources,
                     describe(&self.plan.requirements)
                 ));
@@ -471,7 +471,7 @@ impl Runner {
             Ok(()) => {}
             Err(error @ agora_sdk::Error::Rejected { .. }) => {
                 self.rejected_launches += 1;
-                note(&format!("the master rejected a launch on {}: {error}", offer.hostname));
+                note(&format!("the master rejected a launch on {}: {error}", offer.hostname()));
                 self.withdraw(&ids);
                 if self.rejected_launches >= MAX_REJECTED_LAUNCHES {
                     self.abort(driver, format!("{MAX_REJECTED_LAUNCHES} launches were rejected; giving up")).await;
@@ -480,25 +480,25 @@ impl Runner {
             }
             Err(error @ (agora_sdk::Error::NotSubscribed | agora_sdk::Error::StaleSubscription { .. })) => {
                 // The offer died with the subscription; the tasks will go on a new one.
-                note(&format!("launch on {} not sent: {error}", offer.hostname));
+                note(&format!("launch on {} not sent: {error}", offer.hostname()));
                 self.withdraw(&ids);
                 return;
             }
             Err(error) => {
                 // The launch may or may not have reached the master. Counting the tasks as
                 // launched and reconciling finds out: the master reports them either way.
-                note(&format!("launch on {} uncertain ({error}); reconciling", offer.hostname));
+                note(&format!("launch on {} uncertain ({error}); reconciling", offer.hostname()));
                 let ids = self.instances[first..first + count].iter().map(|t| (t.task_id.clone(), None)).collect();
                 let _ = driver.reconcile(ids).await;
             }
         }
-        self.hosts.insert(offer.agent_id.clone(), offer.hostname.to_string());
+        self.hosts.insert(offer.agent_id.clone(), offer.hostname().to_string());
         for instance in &mut self.instances[first..first + count] {
             instance.launched = true;
             instance.agent_id = Some(offer.agent_id.clone());
         }
         self.next_launch += count;
-        note(&format!("launched {}/{} ({} on {})", self.next_launch, self.total(), count, offer.hostname));
+        note(&format!("launched {}/{} ({} on {})", self.next_launch, self.total(), count, offer.hostname()));
         if self.all_launched() {
             let _ = driver.suppress().await;
         }

@@ -51,9 +51,9 @@ impl Scheduler for Hello {
                 continue;
             }
             let ids: Vec<TaskId> = tasks.iter().map(|t| t.task_id.clone()).collect();
-            match driver.accept(vec![offer.id], tasks, Some(REFUSE_SECONDS)).await {
+            match driver.accept(vec![offer.id.clone()], tasks, Some(REFUSE_SECONDS)).await {
                 Ok(()) => {
-                    println!("launching {} task(s) on {}", ids.len(), offer.hostname);
+                    println!("launching {} task(s) on {}", ids.len(), offer.hostname());
                     self.launched += ids.len();
                     self.states.extend(ids.into_iter().map(|id| (id, TaskState::TaskStaging)));
                 }

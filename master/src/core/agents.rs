@@ -75,7 +75,7 @@ impl Master {
             if let Some(n) = sequence_of(agent_id.as_str(), &prefix) {
                 self.next_agent = self.next_agent.max(n.saturating_add(1));
             }
-            self.agents.insert(agent_id.clone(), AgentRecord::new(info, conn, now_ms));
+            self.agents.insert(agent_id.clone(), AgentRecord::new(agent_id.clone(), info, conn, now_ms));
         }
         if !durable_unchanged {
             self.persist_agent(&agent_id);

@@ -24,13 +24,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use agora_proto::model::{AgentId, FrameworkId, Resources, Role, Scalars};
+use agora_proto::model::{FrameworkId, Resources, Role, Scalars};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::client_heap::ClientHeap;
 use super::filter_slots::FilterSlots;
-use super::prefetch::{prefetch, prefetch_lines};
 use super::registry::{AgentRecord, FrameworkRecord};
 use super::roles::{DEFAULT_WEIGHT_MILLI, RolePolicy};
 
@@ -49,7 +48,6 @@ struct Decision {
 /// the offer is made while the agent's record is still in the cache, without a lookup.
 #[derive(Debug)]
 pub(crate) struct Grant<'g> {
-    pub agent_id: &'g AgentId,
     pub agent: &'g mut AgentRecord,
     /// The framework's position in the round's framework slice.
     pub framework: u32,
@@ -64,7 +62,6 @@ pub(crate) struct Grant<'g> {
 /// An agent a round visits.
 #[derive(Debug)]
 pub(crate) struct Candidate<'a> {
-    pub id: &'a AgentId,
     pub agent: &'a mut AgentRecord,
     /// The scalars of what is still free in this round.
     left: Scalars,
@@ -86,14 +83,10 @@ pub(crate) struct Scan<'a> {
 
 /// Sums the active agents and picks those worth visiting: with free resources worth
 /// offering, and not found stuck at `epoch` already. Works on cached scalars only.
-pub(crate) fn scan<'a>(
-    agents: impl Iterator<Item = (&'a AgentId, &'a mut AgentRecord)>,
-    min: MinAllocatable,
-    epoch: u64,
-) -> Scan<'a> {
+pub(crate) fn scan<'a>(agents: impl Iterator<Item = &'a mut AgentRecord>, min: MinAllocatable, epoch: u64) -> Scan<'a> {
     let candidates = Vec::with_capacity(agents.size_hint().0);
     let mut scan = Scan { candidates, total: Scalars::ZERO, free: Scalars::ZERO };
-    for (id, agent) in agents {
+    for agent in agents {
         if !agent.is_active() {
             continue;
         }
@@ -103,7 +96,7 @@ pub(crate) fn scan<'a>(
         // last round already.
         if min.admits_scalars(&agent.free_scalars) && agent.stuck_epoch != Some(epoch) {
             let left = agent.free_scalars;
-            scan.candidates.push(Candidate { id, agent, left, free: None });
+            scan.candidates.push(Candidate { agent, left, free: None });
         }
     }
     scan
@@ -736,7 +729,6 @@ pub(crate) fn allocate(
             for d in decided.drain(..) {
                 let Some((framework_id, framework)) = frameworks.get_mut(d.framework as usize) else { continue };
                 offer(Grant {
-                    agent_id: candidate.id,
                     agent: candidate.agent,
                     framework: d.framework,
                     framework_id,
@@ -773,12 +765,10 @@ const AHEAD_POOLS: usize = 6;
 /// it, each offer waits for a dozen cache misses one after the other.
 fn fetch_ahead(candidates: &[Candidate<'_>], i: usize) {
     if let Some(c) = candidates.get(i + AHEAD_RECORD) {
-        prefetch_lines(&*c.agent);
-        prefetch(c.id);
+        c.agent.prefetch_hot();
     }
     if let Some(c) = candidates.get(i + AHEAD_POINTED) {
         c.agent.prefetch_offer_data();
-        prefetch(c.id.as_str().as_ptr().wrapping_sub(2 * std::mem::size_of::<usize>()));
     }
     if let Some(c) = candidates.get(i + AHEAD_POOLS) {
         c.agent.prefetch_free_pools();

@@ -100,7 +100,7 @@ impl Master {
             self.remember_gone_agent(agent_id);
         }
         for (agent_id, agent) in registry.agents {
-            let mut record = AgentRecord::new(agent.info, super::ConnId(u64::MAX), now_ms);
+            let mut record = AgentRecord::new(agent_id.clone(), agent.info, super::ConnId(u64::MAX), now_ms);
             record.conn = None;
             record.reachable = agent.reachable;
             // The re-register timeout of an agent that was unreachable before the restart

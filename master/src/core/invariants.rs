@@ -179,10 +179,13 @@ impl Master {
                     agent.offered()
                 ));
             }
+            if &agent.id != agent_id {
+                return Err(format!("agent {agent_id} is filed under another id than its own, {}", agent.id));
+            }
             if !agent.description_is_exact() {
                 return Err(format!(
-                    "agent {agent_id} offers hostname {:?}, attributes {:?} and URL {:?}, which are not its info's",
-                    agent.hostname, agent.attributes, agent.url
+                    "agent {agent_id} offers the description {:?}, which is not its info's",
+                    agent.description
                 ));
             }
             if !agent.offers.is_sorted_by(|a, b| a < b) {

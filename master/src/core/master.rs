@@ -303,7 +303,7 @@ impl Master {
         // The round works on the records themselves, by position: the agents worth visiting
         // and every framework, each borrowed once, so that turning grants into offers looks
         // nothing up by id.
-        let mut scan = allocator::scan(self.agents.iter_mut(), min, epoch);
+        let mut scan = allocator::scan(self.agents.values_mut(), min, epoch);
         if scan.candidates.is_empty() {
             return;
         }
@@ -714,7 +714,7 @@ struct OfferSink<'m> {
 
 impl OfferSink<'_> {
     fn create(&mut self, grant: Grant<'_>) -> Option<Offer> {
-        let Grant { agent_id, agent, framework_id, framework_record: framework, role, resources, scalars, .. } = grant;
+        let Grant { agent, framework_id, framework_record: framework, role, resources, scalars, .. } = grant;
         // Checked again on this side: an offer never holds what is not free.
         if !agent.is_active() || !framework.is_active() || !agent.has_free(&resources) {
             return None;
@@ -724,7 +724,7 @@ impl OfferSink<'_> {
         let held = HeldOffer {
             id: self.offers.id(n),
             framework_id: framework_id.clone(),
-            agent_id: agent_id.clone(),
+            agent_id: agent.id.clone(),
             resources,
         };
         debug_assert_eq!(scalars, held.resources.scalars());
@@ -749,10 +749,8 @@ fn offer_event(held: HeldOffer, agent: &AgentRecord, role: Role) -> Offer {
         id: held.id,
         framework_id: held.framework_id,
         agent_id: held.agent_id,
-        hostname: agent.hostname.clone(),
         resources: held.resources,
-        attributes: agent.attributes.clone(),
-        agent_url: agent.url.clone(),
+        agent: agent.description.clone(),
         allocation_role: role,
     }
 }

@@ -1,10 +1,10 @@
 //! Fetching memory into the cache ahead of use, for loops that know which scattered
 //! records they touch next when the hardware cannot guess it.
 //!
-//! An allocation round visits agents in a shuffled order, and each offer touches a dozen
+//! An allocation round visits agents in a shuffled order, and each offer touches several
 //! separate allocations of its agent (the record, its free pools, its filter slots, the
-//! id, hostname, attributes and URL the offer shares). Waited for one after the other,
-//! those cache misses, not the instructions, are most of a round's time.
+//! id and the description the offer shares). Waited for one after the other, those
+//! cache misses, not the instructions, are most of a round's time.
 
 /// Asks the CPU to bring the cache line holding `addr` into the cache, without waiting
 /// for it. A hint only: it never faults, whatever the address, and changes nothing the
@@ -22,11 +22,12 @@ pub(crate) fn prefetch<T: ?Sized>(addr: *const T) {
     let _ = addr;
 }
 
-/// Prefetches every cache line of `value` (for records larger than one line).
+/// Prefetches the cache lines of the first `bytes` bytes of `value` (a record's hot part,
+/// laid out first); at most the whole value.
 #[inline(always)]
-pub(crate) fn prefetch_lines<T>(value: &T) {
+pub(crate) fn prefetch_prefix<T>(value: &T, bytes: usize) {
     let start = (value as *const T).cast::<u8>();
-    for offset in (0..std::mem::size_of::<T>()).step_by(64) {
+    for offset in (0..bytes.min(std::mem::size_of::<T>())).step_by(64) {
         prefetch(start.wrapping_add(offset));
     }
 }

@@ -1,8 +1,10 @@
 //! Handler tests of the master core: each drives one scenario and asserts the outputs.
 
+use std::sync::Arc;
+
 use agora_proto::model::{
-    AgentId, AgentInfo, Attribute, CommandInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resources, Role, StreamId,
-    TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
+    AgentDescription, AgentId, AgentInfo, Attribute, CommandInfo, FrameworkId, FrameworkInfo, Offer, OfferId,
+    Resources, Role, StreamId, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
 };
 
 use super::*;
@@ -252,10 +254,12 @@ fn a_subscribed_framework_is_offered_the_whole_free_agent() {
         id: OfferId::new("m-O1"),
         framework_id: fw.clone(),
         agent_id: agent,
-        hostname: "h1".into(),
         resources: resources("cpus:4;mem:1024;ports:[31000-31009]"),
-        attributes: Vec::new().into(),
-        agent_url: "http://h1:5051".into(),
+        agent: Arc::new(AgentDescription {
+            hostname: "h1".into(),
+            attributes: Vec::new(),
+            url: "http://h1:5051".into(),
+        }),
         allocation_role: Role::unreserved(),
     };
     assert_eq!(
@@ -334,7 +338,7 @@ fn agents_below_the_minimum_allocatable_are_not_offered() {
     subscribe(&mut m, 0, "fw");
     let got = allocate(&mut m, 0);
     assert_eq!(got.len(), 1);
-    assert_eq!(&*got[0].1.hostname, "mem-only", "enough memory alone is worth offering");
+    assert_eq!(got[0].1.hostname(), "mem-only", "enough memory alone is worth offering");
 }
 
 #[test]
@@ -1347,7 +1351,7 @@ fn offers_after_a_reregistration_carry_the_agents_new_hostname_attributes_and_ur
     let agent = add_agent(&mut m, 0, 1, "old-host", "cpus:2;mem:256");
     subscribe(&mut m, 0, "fw");
     let first = allocate(&mut m, 0);
-    assert_eq!((&*first[0].1.hostname, &*first[0].1.agent_url), ("old-host", "http://old-host:5051"));
+    assert_eq!((first[0].1.hostname(), first[0].1.agent_url()), ("old-host", "http://old-host:5051"));
     // The offer outlives the agent's old description: it shares, and keeps, the old one.
     let info = AgentInfo {
         hostname: "new-host".to_owned(),
@@ -1360,7 +1364,7 @@ fn offers_after_a_reregistration_carry_the_agents_new_hostname_attributes_and_ur
     m.check_invariants().expect("the shared description is the agent's info");
     let second = allocate(&mut m, 1);
     let offer = &second[0].1;
-    assert_eq!((&*offer.hostname, &*offer.agent_url), ("new-host", "http://new-host:6061"));
-    assert_eq!(&*offer.attributes, &[Attribute { name: "rack".to_owned(), value: "r2".to_owned() }]);
-    assert_eq!(&*first[0].1.hostname, "old-host");
+    assert_eq!((offer.hostname(), offer.agent_url()), ("new-host", "http://new-host:6061"));
+    assert_eq!(offer.attributes(), &[Attribute { name: "rack".to_owned(), value: "r2".to_owned() }]);
+    assert_eq!(first[0].1.hostname(), "old-host");
 }

@@ -23,9 +23,8 @@ impl Attribute {
             .map(str::trim)
             .filter(|e| !e.is_empty())
             .map(|entry| {
-                let (name, value) = entry
-                    .split_once(':')
-                    .ok_or_else(|| format!("attribute {entry:?}: expected NAME:VALUE"))?;
+                let (name, value) =
+                    entry.split_once(':').ok_or_else(|| format!("attribute {entry:?}: expected NAME:VALUE"))?;
                 let (name, value) = (name.trim(), value.trim());
                 if name.is_empty() {
                     return Err(format!("attribute {entry:?}: the name is empty"));
@@ -77,21 +76,48 @@ pub struct TaskInfo {
     pub kill_grace_period_ms: Option<u64>,
 }
 
+/// What an offer says about its agent: where it is and what it declares.
+///
+/// One allocation per agent, shared by the master's record of the agent and by every
+/// offer of it: a round makes an offer per agent, and one reference count per offer is
+/// cheaper than a copy, or than a count for each of the three.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AgentDescription {
+    pub hostname: String,
+    pub attributes: Vec<Attribute>,
+    /// Where the agent's HTTP endpoint (sandboxes) is, `http://host:port`.
+    #[serde(rename = "agent_url")]
+    pub url: String,
+}
+
 /// Resources of one agent offered to one framework.
 ///
-/// The agent's hostname, attributes and URL are shared with the master's record of the
-/// agent and with every other offer of it: a round makes an offer per agent, and copying
-/// them would cost allocations per offer.
+/// Serialized with the agent's description flattened in (`hostname`, `attributes`,
+/// `agent_url`), as when they were fields of their own.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Offer {
     pub id: super::OfferId,
     pub framework_id: FrameworkId,
     pub agent_id: AgentId,
-    pub hostname: Arc<str>,
     pub resources: Resources,
-    pub attributes: Arc<[Attribute]>,
-    /// Where the agent's HTTP endpoint (sandboxes) is, `http://host:port`.
-    pub agent_url: Arc<str>,
+    /// The agent's hostname, attributes and URL, shared (see `AgentDescription`).
+    #[serde(flatten)]
+    pub agent: Arc<AgentDescription>,
     /// The framework role the offer is made for; its tasks are accounted to this role.
     pub allocation_role: Role,
+}
+
+impl Offer {
+    pub fn hostname(&self) -> &str {
+        &self.agent.hostname
+    }
+
+    pub fn attributes(&self) -> &[Attribute] {
+        &self.agent.attributes
+    }
+
+    /// Where the agent's HTTP endpoint (sandboxes) is, `http://host:port`.
+    pub fn agent_url(&self) -> &str {
+        &self.agent.url
+    }
 }

@@ -6,6 +6,8 @@ mod resources;
 mod task;
 
 pub use ids::{AgentId, FrameworkId, OfferId, StreamId, TaskId, UpdateId};
-pub use info::{AgentInfo, Attribute, CommandInfo, FrameworkInfo, Offer, TaskInfo, DEFAULT_FAILOVER_TIMEOUT_MS};
+pub use info::{
+    AgentDescription, AgentInfo, Attribute, CommandInfo, DEFAULT_FAILOVER_TIMEOUT_MS, FrameworkInfo, Offer, TaskInfo,
+};
 pub use resources::{ParseResourcesError, Pool, RangeSet, Resources, Role, Scalars, cpus_to_milli, format_cpus};
 pub use task::{TaskState, TaskStatus, TaskStatusReason, TaskStatusSource};

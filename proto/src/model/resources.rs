@@ -470,7 +470,7 @@ impl Resources {
     }
 
     /// Whether both hold the very same pools (one is a copy of the other, unchanged).
-    fn shares_with(&self, other: &Resources) -> bool {
+    pub fn shares_with(&self, other: &Resources) -> bool {
         matches!((&self.pools, &other.pools), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
     }
 
