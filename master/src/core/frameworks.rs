@@ -2,7 +2,6 @@
 //! DECLINE, REVIVE, SUPPRESS, KILL, ACKNOWLEDGE, RECONCILE, MESSAGE, TEARDOWN).
 
 use std::collections::{BTreeSet, HashSet};
-use std::ops::Bound;
 
 use agora_proto::model::{
     AgentId, FrameworkId, FrameworkInfo, OfferId, Resources, Role, StreamId, TaskId, TaskInfo, TaskState, TaskStatus,
@@ -311,13 +310,8 @@ impl Master {
     fn launch(&mut self, now_ms: u64, framework_id: &FrameworkId, role: &Role, mut task: TaskInfo) {
         // The registry's copy of the id, shared with the task's record, instead of the one
         // decoded from the call: one allocation fewer per task held.
-        let key = &task.agent_id;
-        let Some((agent_id, agent)) =
-            self.agents.range_mut::<AgentId, _>((Bound::Included(key), Bound::Included(key))).next()
-        else {
-            return;
-        };
-        let agent_id = agent_id.clone();
+        let Some(agent) = self.agents.get_mut(&task.agent_id) else { return };
+        let agent_id = agent.id.clone();
         task.agent_id = agent_id.clone();
         let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
         let status = TaskStatus::from_master(
