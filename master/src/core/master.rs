@@ -537,8 +537,8 @@ impl Master {
             agent.tasks.remove(&(framework_id.clone(), task_id.clone()));
             // `agent_changed` without looking the agent up again.
             agent.stuck_epoch = None;
-            self.allocation_changed();
         }
+        self.allocation_changed();
     }
 
     /// Sends a kill to the task's agent now, or remembers it for when the agent returns.
