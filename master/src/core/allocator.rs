@@ -13,9 +13,10 @@
 //! guarantee up to that guarantee; the second gives everyone the rest, never beyond a
 //! role's limit and never eating into what other roles still need for their guarantees.
 //!
-//! Cost: agents whose free resources cannot be offered are rejected on cached scalars;
-//! agents that no client could take last round and that nothing touched since (the
-//! master's `stuck_epoch` bookkeeping) are skipped; filters are checked against a
+//! Cost: a round is handed only the agents worth visiting, found without walking the
+//! others (`AgentTable::scan`: agents touched since the last round, and agents no client
+//! could take at an older epoch, checked on cached scalars), with the sums over every
+//! active agent kept up to date as agents change; filters are checked against a
 //! per-agent set of integer framework slots (`FilterSlots`). The sorter is rebuilt per
 //! round from the frameworks (not the agents), so a round costs O(frameworks + visited
 //! agents × log). The round visits its candidates in an order fixed up front, so it
@@ -25,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use agora_proto::model::{FrameworkId, Resources, Role, Scalars};
-use rand::seq::SliceRandom;
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::client_heap::ClientHeap;
@@ -59,47 +60,35 @@ pub(crate) struct Grant<'g> {
     pub scalars: Scalars,
 }
 
-/// An agent a round visits.
+/// The agents a round may visit, borrowed for the whole round so that its grants can be
+/// turned into offers without looking anything up, and the sums over every active agent
+/// (see `AgentTable::round`).
 #[derive(Debug)]
-pub(crate) struct Candidate<'a> {
-    pub agent: &'a mut AgentRecord,
-    /// The scalars of what is still free in this round.
-    left: Scalars,
-    /// What is still free in this round; `None` until the round first needs it (it is
-    /// the agent's free part until then).
-    free: Option<Resources>,
-}
-
-/// The agents a round visits, borrowed for the whole round so that its grants can be
-/// turned into offers without looking anything up, and the sums over every active agent.
-#[derive(Debug)]
-pub(crate) struct Scan<'a> {
-    pub candidates: Vec<Candidate<'a>>,
+pub(crate) struct RoundAgents<'a> {
+    /// Every agent record by slot (`None`: a free slot).
+    pub slots: &'a mut [Option<AgentRecord>],
+    /// The slots worth a look, in any order; the round shuffles them as it goes.
+    pub order: &'a mut [u32],
+    /// What the round found at each position of `order` it reached; empty at the start.
+    pub visits: &'a mut Vec<Visit>,
     /// Capacity of the active agents.
     pub total: Scalars,
     /// Free resources of the active agents.
     pub free: Scalars,
 }
 
-/// Sums the active agents and picks those worth visiting: with free resources worth
-/// offering, and not found stuck at `epoch` already. Works on cached scalars only.
-pub(crate) fn scan<'a>(agents: impl Iterator<Item = &'a mut AgentRecord>, min: MinAllocatable, epoch: u64) -> Scan<'a> {
-    let candidates = Vec::with_capacity(agents.size_hint().0);
-    let mut scan = Scan { candidates, total: Scalars::ZERO, free: Scalars::ZERO };
-    for agent in agents {
-        if !agent.is_active() {
-            continue;
-        }
-        scan.total = scan.total.saturating_add(&agent.total_scalars);
-        scan.free = scan.free.saturating_add(&agent.free_scalars);
-        // Most agents of a busy cluster have nothing free, and most idle ones were stuck
-        // last round already.
-        if min.admits_scalars(&agent.free_scalars) && agent.stuck_epoch != Some(epoch) {
-            let left = agent.free_scalars;
-            scan.candidates.push(Candidate { agent, left, free: None });
-        }
-    }
-    scan
+/// A position of `RoundAgents::order` the round reached.
+#[derive(Debug)]
+pub(crate) enum Visit {
+    /// Not worth offering (inactive, nothing worth offering free, or stuck at this epoch).
+    Passed,
+    Open {
+        /// The scalars of what is still free in this round.
+        left: Scalars,
+        /// What is still free in this round; `None` until the round first needs it (it is
+        /// the agent's free part until then).
+        free: Option<Resources>,
+    },
 }
 
 /// The smallest offer worth making, as Mesos judges it: enough CPUs *or* enough memory.
@@ -677,59 +666,78 @@ pub(crate) struct RoundInput<'a> {
 /// What a round leaves for the master's bookkeeping.
 #[derive(Debug, Default)]
 pub(crate) struct RoundEnd {
-    /// Positions of the candidates left with free resources no client could take.
+    /// How many positions of `RoundAgents::order` the round reached, in its shuffled
+    /// order: it stops once every framework with clients is at its offer bound, and the
+    /// slots it did not reach are worth a look next round, untouched.
+    pub reached: usize,
+    /// Slots of the agents reached and left with free resources no client could take.
     pub stuck: Vec<u32>,
     /// Frameworks (by position) passed over for being at their offer bound, in order, once
     /// each.
     pub capped: Vec<u32>,
 }
 
-/// Runs one round: the scanned candidates, in an order shuffled by `rng`, go to the
-/// lowest clients that want them, have not filtered them and whose framework is below
-/// its offer bound. Each grant goes to `offer` as soon as it is decided.
+/// Runs one round: the agents worth a look, in an order shuffled by `rng` as the round
+/// goes, go to the lowest clients that want them, have not filtered them and whose
+/// framework is below its offer bound. Each grant goes to `offer` as soon as it is decided.
+/// An agent's record is read only once the round reaches it, so a round that stops early
+/// (every framework at its offer bound) costs the agents it reached, not all it was given.
 pub(crate) fn allocate(
     rng: &mut ChaCha8Rng,
-    scan: &mut Scan<'_>,
+    agents: &mut RoundAgents<'_>,
     frameworks: &mut [(&FrameworkId, &mut FrameworkRecord)],
     input: RoundInput<'_>,
+    epoch: u64,
     mut offer: impl FnMut(Grant<'_>),
 ) -> RoundEnd {
     let min = input.min;
     let mut end = RoundEnd::default();
-    if scan.candidates.is_empty() {
+    let RoundAgents { slots, order, visits, total, free: available } = agents;
+    if order.is_empty() {
         return end;
     }
-    let mut sorter = Sorter::build(frameworks, &input, scan.total);
+    let mut sorter = Sorter::build(frameworks, &input, *total);
     if sorter.order.is_empty() {
         return end;
     }
-    scan.candidates.shuffle(rng);
-    let mut available = scan.free;
     let mut decided: Vec<Decision> = Vec::new();
+    visits.clear();
+    let mut shuffled = 0;
     for pass in [Pass::Guarantees, Pass::Rest] {
         if pass == Pass::Guarantees && sorter.unmet.is_empty() {
             continue;
         }
-        for i in 0..scan.candidates.len() {
+        for i in 0..order.len() {
             if sorter.open_frameworks == 0 {
                 // Every client's framework holds as many offers as it may: the agents not
-                // visited are stuck like the rest, until one of those frameworks gives an
-                // offer back (which moves `alloc_epoch` on).
+                // reached wait for the next round.
                 break;
             }
-            fetch_ahead(&scan.candidates, i);
-            let Some(candidate) = scan.candidates.get_mut(i) else { break };
-            if !min.admits_scalars(&candidate.left) {
+            // The order is shuffled as far as the prefetching looks ahead: a uniform
+            // sample of the slots, drawn one at a time (Fisher–Yates from the front).
+            shuffle_until(rng, order, &mut shuffled, i + AHEAD_RECORD + 1);
+            fetch_ahead(slots, order, i);
+            let Some(&slot) = order.get(i) else { break };
+            let Some(Some(agent)) = slots.get_mut(slot as usize) else { break };
+            if i == visits.len() {
+                visits.push(if agent.is_worth_a_visit(min, epoch) {
+                    Visit::Open { left: agent.free_scalars, free: None }
+                } else {
+                    Visit::Passed
+                });
+            }
+            let Some(Visit::Open { left, free }) = visits.get_mut(i) else { continue };
+            if !min.admits_scalars(left) {
                 continue;
             }
             // A copy shares the agent's pools; a grant of everything free moves it on.
-            let free = candidate.free.get_or_insert_with(|| candidate.agent.free());
-            allocate_agent(&mut sorter, pass, candidate.agent, free, &mut available, &mut decided);
-            candidate.left = free.scalars();
+            let free = free.get_or_insert_with(|| agent.free());
+            allocate_agent(&mut sorter, pass, agent, free, available, &mut decided);
+            *left = free.scalars();
             for d in decided.drain(..) {
                 let Some((framework_id, framework)) = frameworks.get_mut(d.framework as usize) else { continue };
                 offer(Grant {
-                    agent: candidate.agent,
+                    agent,
                     framework: d.framework,
                     framework_id,
                     framework_record: framework,
@@ -740,9 +748,12 @@ pub(crate) fn allocate(
             }
         }
     }
-    for (c, candidate) in scan.candidates.iter().enumerate() {
-        if min.admits_scalars(&candidate.left) {
-            end.stuck.push(u32::try_from(c).unwrap_or(u32::MAX));
+    end.reached = visits.len();
+    for (visit, &slot) in visits.iter().zip(order.iter()) {
+        if let Visit::Open { left, .. } = visit
+            && min.admits_scalars(left)
+        {
+            end.stuck.push(slot);
         }
     }
     end.capped = std::mem::take(&mut sorter.capped);
@@ -751,27 +762,40 @@ pub(crate) fn allocate(
     end
 }
 
-/// How many candidates ahead of the one being offered a round prefetches each level of
-/// the next ones' memory: their records first, then (the records being in the cache by
+/// Shuffles `order` from the front until its first `until` positions (at most all) are a
+/// uniform random draw of it; `shuffled` is how far it got before.
+fn shuffle_until(rng: &mut ChaCha8Rng, order: &mut [u32], shuffled: &mut usize, until: usize) {
+    let n = order.len();
+    while *shuffled < until.min(n) {
+        let j = rng.random_range(*shuffled..n);
+        order.swap(*shuffled, j);
+        *shuffled += 1;
+    }
+}
+
+/// How many positions ahead of the one being offered a round prefetches each level of
+/// the next agents' memory: their records first, then (the records being in the cache by
 /// then) the allocations the records point to, then the free pools' elements, whose
 /// address is in one of those allocations. Far enough ahead for a miss to memory to
-/// complete while the candidates in between are offered (a few hundred nanoseconds
-/// each), near enough for the lines to stay in the cache until used.
+/// complete while the agents in between are offered (a few hundred nanoseconds each),
+/// near enough for the lines to stay in the cache until used.
 const AHEAD_RECORD: usize = 24;
 const AHEAD_POINTED: usize = 12;
 const AHEAD_POOLS: usize = 6;
 
-/// Prefetches what offering the candidates after `i` will touch (see `prefetch`); without
-/// it, each offer waits for a dozen cache misses one after the other.
-fn fetch_ahead(candidates: &[Candidate<'_>], i: usize) {
-    if let Some(c) = candidates.get(i + AHEAD_RECORD) {
-        c.agent.prefetch_hot();
+/// Prefetches what offering the agents after position `i` will touch (see `prefetch`);
+/// without it, each offer waits for a dozen cache misses one after the other.
+fn fetch_ahead(slots: &[Option<AgentRecord>], order: &[u32], i: usize) {
+    let slot = |ahead: usize| order.get(i + ahead).map(|&s| s as usize);
+    if let Some(s) = slot(AHEAD_RECORD) {
+        // Only the address: the record's memory is what is being fetched.
+        AgentRecord::prefetch_hot(slots.as_ptr().wrapping_add(s));
     }
-    if let Some(c) = candidates.get(i + AHEAD_POINTED) {
-        c.agent.prefetch_offer_data();
+    if let Some(Some(agent)) = slot(AHEAD_POINTED).and_then(|s| slots.get(s)) {
+        agent.prefetch_offer_data();
     }
-    if let Some(c) = candidates.get(i + AHEAD_POOLS) {
-        c.agent.prefetch_free_pools();
+    if let Some(Some(agent)) = slot(AHEAD_POOLS).and_then(|s| slots.get(s)) {
+        agent.prefetch_free_pools();
     }
 }
 

@@ -85,6 +85,7 @@ impl Master {
     /// no agent's tasks and offers exceed it or share a port. `Err` names the first
     /// disagreement. One pass over all agents, tasks, offers and filters.
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.agents.check(self.min_allocatable(), self.alloc_epoch)?;
         // Indexes are checked as bijections: every entry resolves to a record that points
         // back, and the entry counts equal the record counts.
         let mut task_count = 0usize;

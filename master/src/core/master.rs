@@ -11,6 +11,7 @@ use agora_proto::model::{
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::agent_table::AgentTable;
 use super::allocator::{self, Grant, MinAllocatable, RoundInput};
 use super::durable::RegistryOp;
 use super::registry::{AgentRecord, FrameworkRecord, HeldOffer, OfferBook, OfferRecord};
@@ -39,7 +40,7 @@ pub(crate) enum OfferEnd {
 pub struct Master {
     pub(crate) config: Config,
     pub(crate) rng: ChaCha8Rng,
-    pub(crate) agents: BTreeMap<AgentId, AgentRecord>,
+    pub(crate) agents: AgentTable,
     pub(crate) frameworks: BTreeMap<FrameworkId, FrameworkRecord>,
     /// Removed frameworks, oldest first, at most `max_completed_frameworks`.
     pub(crate) completed_frameworks: VecDeque<FrameworkView>,
@@ -84,7 +85,7 @@ impl Master {
             offers: OfferBook::new(&config.master_id),
             config,
             rng: ChaCha8Rng::seed_from_u64(seed),
-            agents: BTreeMap::new(),
+            agents: AgentTable::default(),
             frameworks: BTreeMap::new(),
             completed_frameworks: VecDeque::new(),
             removed_frameworks: VecDeque::new(),
@@ -295,21 +296,18 @@ impl Master {
         self.expire_filters(now_ms);
         self.dirty = false;
         self.counters.allocation_runs = self.counters.allocation_runs.saturating_add(1);
-        let min = MinAllocatable {
-            cpus_milli: self.config.min_allocatable_cpus_milli,
-            mem_mib: self.config.min_allocatable_mem_mib,
-        };
+        let min = self.min_allocatable();
         let epoch = self.alloc_epoch;
         // The round works on the records themselves, by position: the agents worth visiting
         // and every framework, each borrowed once, so that turning grants into offers looks
         // nothing up by id.
-        let mut scan = allocator::scan(self.agents.values_mut(), min, epoch);
-        if scan.candidates.is_empty() {
+        let mut round = self.agents.round(epoch);
+        if round.order.is_empty() {
             return;
         }
         let mut frameworks: Vec<(&FrameworkId, &mut FrameworkRecord)> = self.frameworks.iter_mut().collect();
-        let input =
-            RoundInput { policy: &self.policy, min, max_offers_per_framework: self.config.max_offers_per_framework };
+        let max_offers = self.config.max_offers_per_framework;
+        let input = RoundInput { policy: &self.policy, min, max_offers_per_framework: max_offers };
         let mut sink = OfferSink {
             offers: &mut self.offers,
             deadlines: &mut self.offer_deadlines,
@@ -321,25 +319,22 @@ impl Master {
         // order they were granted.
         let mut batches: Vec<Vec<Offer>> = Vec::new();
         batches.resize_with(frameworks.len(), Vec::new);
-        // Room for twice the mean share of the candidates, so that few batches grow
-        // during the round (a reallocation is a copy and, after the declines of a busy
-        // cluster, often glibc's slow path).
-        let expected = 2 * scan.candidates.len() / frameworks.len().max(1) + 1;
-        let end = allocator::allocate(&mut self.rng, &mut scan, &mut frameworks, input, |grant| {
+        // Room for twice the mean share of the agents, or what the framework may still be
+        // offered, so that few batches grow during the round (a reallocation is a copy
+        // and, after the declines of a busy cluster, often glibc's slow path).
+        let expected = 2 * round.order.len() / frameworks.len().max(1) + 1;
+        let end = allocator::allocate(&mut self.rng, &mut round, &mut frameworks, input, epoch, |grant| {
             let framework = grant.framework as usize;
+            let room = max_offers.map_or(usize::MAX, |max| max.saturating_sub(grant.framework_record.offers.len()));
             let offer = sink.create(grant);
             if let (Some(offer), Some(batch)) = (offer, batches.get_mut(framework)) {
                 if batch.capacity() == 0 {
-                    batch.reserve(expected);
+                    batch.reserve(expected.min(room.max(1)));
                 }
                 batch.push(offer);
             }
         });
-        for c in end.stuck {
-            if let Some(candidate) = scan.candidates.get_mut(c as usize) {
-                candidate.agent.stuck_epoch = Some(epoch);
-            }
-        }
+        self.agents.finish_round(epoch, &end);
         for f in end.capped {
             if let Some((_, framework)) = frameworks.get_mut(f as usize) {
                 framework.offer_capped = true;
@@ -350,6 +345,14 @@ impl Master {
                 let framework_id = (*framework_id).clone();
                 self.outbox.push(Output::ToFramework { framework_id, event: Event::Offers(offers) });
             }
+        }
+    }
+
+    /// The smallest offer worth making, as configured.
+    pub(crate) fn min_allocatable(&self) -> MinAllocatable {
+        MinAllocatable {
+            cpus_milli: self.config.min_allocatable_cpus_milli,
+            mem_mib: self.config.min_allocatable_mem_mib,
         }
     }
 

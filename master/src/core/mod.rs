@@ -6,6 +6,7 @@
 //! executes in order. No sockets, no clocks, no threads: the same inputs always give the
 //! same outputs, which is what the seeded simulation relies on.
 
+mod agent_table;
 mod agents;
 mod allocator;
 mod client_heap;

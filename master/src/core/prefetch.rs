@@ -22,11 +22,12 @@ pub(crate) fn prefetch<T: ?Sized>(addr: *const T) {
     let _ = addr;
 }
 
-/// Prefetches the cache lines of the first `bytes` bytes of `value` (a record's hot part,
-/// laid out first); at most the whole value.
+/// Prefetches the cache lines of the first `bytes` bytes of the value at `value` (a
+/// record's hot part, laid out first); at most the whole value. Only the address is used:
+/// the value need not be in the cache, nor valid.
 #[inline(always)]
-pub(crate) fn prefetch_prefix<T>(value: &T, bytes: usize) {
-    let start = (value as *const T).cast::<u8>();
+pub(crate) fn prefetch_prefix<T>(value: *const T, bytes: usize) {
+    let start = value.cast::<u8>();
     for offset in (0..bytes.min(std::mem::size_of::<T>())).step_by(64) {
         prefetch(start.wrapping_add(offset));
     }

@@ -9,6 +9,7 @@ use agora_proto::model::{
     TaskId, TaskInfo, TaskState, TaskStatus,
 };
 
+use super::allocator::MinAllocatable;
 use super::filter_slots::FilterSlots;
 use super::prefetch::{prefetch, prefetch_prefix};
 use super::{ConnId, StatusEntry, TaskView};
@@ -219,9 +220,18 @@ impl AgentRecord {
         self.shift(resources, false, |a| a.used.subtract(resources));
     }
 
-    /// Prefetches the lines of the record a round reads and writes (`AGENT_HOT_BYTES`).
-    pub fn prefetch_hot(&self) {
-        prefetch_prefix(self, AGENT_HOT_BYTES);
+    /// Prefetches the lines a round reads and writes (`AGENT_HOT_BYTES`) of the record in
+    /// the table slot at `slot`, from its address alone.
+    pub fn prefetch_hot(slot: *const Option<AgentRecord>) {
+        // An `Option` may put its tag before the record: the hot part starts that much later.
+        const TAG: usize = std::mem::size_of::<Option<AgentRecord>>() - std::mem::size_of::<AgentRecord>();
+        prefetch_prefix(slot, TAG + AGENT_HOT_BYTES);
+    }
+
+    /// Whether a round at `epoch` should offer the agent: active, with free resources worth
+    /// offering (on the cached scalars), and not found stuck at this epoch already.
+    pub fn is_worth_a_visit(&self, min: MinAllocatable, epoch: u64) -> bool {
+        self.is_active() && min.admits_scalars(&self.free_scalars) && self.stuck_epoch != Some(epoch)
     }
 
     /// Prefetches the separate allocations an offer of this agent touches once the

@@ -1,0 +1,349 @@
+//! The master's agents: records kept in slots, found by id through an index, with what
+//! an allocation round needs kept up to date as the agents change instead of being
+//! gathered from every agent each round.
+//!
+//! A round needs the capacity and the free resources summed over the active agents (for
+//! the shares) and the agents worth offering: active, with free resources worth offering,
+//! and not found stuck at the current allocation epoch. Walking every agent for those
+//! was most of a round's time at 10,000 agents. So the table remembers which agents were
+//! borrowed mutably since they were last counted (whatever changed on an agent changed
+//! through such a borrow) and settles the sums for those only; it keeps the slots worth a
+//! look (borrowed agents, and those a round did not reach), which a round reads only as it
+//! reaches them; and it keeps the agents a round left stuck, which are worth a look again
+//! once the epoch moves on.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map;
+
+use agora_proto::model::{AgentId, Scalars};
+
+use super::allocator::{MinAllocatable, RoundAgents, RoundEnd, Visit};
+use super::registry::AgentRecord;
+
+/// What an agent adds to the table's sums: its capacity and free scalars while it is
+/// active, zero otherwise, as of the last time it was counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Counted {
+    total: Scalars,
+    free: Scalars,
+}
+
+/// A set of slots, one bit each: set and cleared in O(1), walked in slot order in
+/// O(slots / 64 + members), with no duplicates to weed out.
+#[derive(Clone, Debug, Default)]
+struct SlotSet(Vec<u64>);
+
+impl SlotSet {
+    fn insert(&mut self, slot: u32) {
+        let (word, bit) = (slot as usize / 64, slot % 64);
+        if self.0.len() <= word {
+            self.0.resize(word + 1, 0);
+        }
+        if let Some(w) = self.0.get_mut(word) {
+            *w |= 1 << bit;
+        }
+    }
+
+    fn remove(&mut self, slot: u32) {
+        if let Some(w) = self.0.get_mut(slot as usize / 64) {
+            *w &= !(1 << (slot % 64));
+        }
+    }
+
+    fn contains(&self, slot: u32) -> bool {
+        self.0.get(slot as usize / 64).is_some_and(|w| w & (1 << (slot % 64)) != 0)
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+}
+
+/// The master's agents by id; see the module documentation.
+#[derive(Debug, Default)]
+pub(crate) struct AgentTable {
+    slots: Vec<Option<AgentRecord>>,
+    /// Each slot's share of the sums, as last counted.
+    counted: Vec<Counted>,
+    index: BTreeMap<AgentId, u32>,
+    /// Free slots, reused before the table grows.
+    vacant: Vec<u32>,
+    /// Slots whose record was borrowed mutably since it was last counted.
+    dirty: SlotSet,
+    /// Slots worth a look in the next round.
+    pending: SlotSet,
+    /// Slots whose record a round found stuck at `stuck_at`.
+    stuck: SlotSet,
+    /// The epoch at which the agents in `stuck` were found stuck.
+    stuck_at: u64,
+    /// Sums over the active agents of their capacity and their free scalars.
+    total: Scalars,
+    free: Scalars,
+    /// The slots handed to the current round, and what the round found at each; kept
+    /// between rounds for their capacity.
+    order: Vec<u32>,
+    visits: Vec<Visit>,
+}
+
+impl AgentTable {
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn contains_key(&self, id: &AgentId) -> bool {
+        self.index.contains_key(id)
+    }
+
+    pub fn get(&self, id: &AgentId) -> Option<&AgentRecord> {
+        let slot = *self.index.get(id)?;
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    /// The agent's record, which the next round looks at again.
+    pub fn get_mut(&mut self, id: &AgentId) -> Option<&mut AgentRecord> {
+        let slot = *self.index.get(id)?;
+        self.touch(slot);
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// Adds or replaces the agent's record; returns the one it replaces.
+    pub fn insert(&mut self, id: AgentId, record: AgentRecord) -> Option<AgentRecord> {
+        if let Some(&slot) = self.index.get(&id) {
+            self.touch(slot);
+            return self.slots.get_mut(slot as usize).and_then(|s| s.replace(record));
+        }
+        let slot = match self.vacant.pop() {
+            Some(slot) => {
+                if let Some(s) = self.slots.get_mut(slot as usize) {
+                    *s = Some(record);
+                }
+                slot
+            }
+            None => {
+                self.slots.push(Some(record));
+                self.counted.push(Counted::default());
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.index.insert(id, slot);
+        self.touch(slot);
+        None
+    }
+
+    pub fn remove(&mut self, id: &AgentId) -> Option<AgentRecord> {
+        let slot = self.index.remove(id)?;
+        let record = self.slots.get_mut(slot as usize)?.take();
+        if let Some(counted) = self.counted.get_mut(slot as usize) {
+            self.total = wrapping_sub(&self.total, &counted.total);
+            self.free = wrapping_sub(&self.free, &counted.free);
+            *counted = Counted::default();
+        }
+        self.dirty.remove(slot);
+        self.pending.remove(slot);
+        self.stuck.remove(slot);
+        self.vacant.push(slot);
+        record
+    }
+
+    /// The agents in id order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { index: self.index.iter(), slots: &self.slots }
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &AgentRecord> + '_ {
+        self.iter().map(|(_, record)| record)
+    }
+
+    /// The slot's record may change: it is counted again, and looked at, next round.
+    fn touch(&mut self, slot: u32) {
+        self.dirty.insert(slot);
+        self.pending.insert(slot);
+    }
+
+    /// The round's view: the sums over the active agents, brought up to date, and the
+    /// slots worth a look at `epoch`: those touched or not reached since the last round,
+    /// and, once the epoch moved on, those stuck at an older one. No record is read but
+    /// those that changed. `finish_round` must follow.
+    pub fn round(&mut self, epoch: u64) -> RoundAgents<'_> {
+        // Both sets cover every slot from here on.
+        let words = self.slots.len().div_ceil(64);
+        for set in [&mut self.dirty, &mut self.pending, &mut self.stuck] {
+            set.0.resize(words, 0);
+        }
+        for w in 0..words {
+            let mut bits = self.dirty.0.get_mut(w).map_or(0, std::mem::take);
+            while bits != 0 {
+                let slot = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                self.recount(slot);
+            }
+        }
+        // Clients may take what they could not at an older epoch: every agent found stuck
+        // then is worth a look again.
+        let unstick = epoch != self.stuck_at;
+        self.stuck_at = epoch;
+        self.order.clear();
+        for w in 0..words {
+            let pending = self.pending.0.get_mut(w).map_or(0, std::mem::take);
+            let stuck = if unstick { self.stuck.0.get_mut(w).map_or(0, std::mem::take) } else { 0 };
+            let mut bits = pending | stuck;
+            while bits != 0 {
+                let slot = u32::try_from(w * 64).unwrap_or(u32::MAX).saturating_add(bits.trailing_zeros());
+                bits &= bits - 1;
+                self.order.push(slot);
+            }
+        }
+        self.visits.clear();
+        RoundAgents {
+            slots: &mut self.slots,
+            order: &mut self.order,
+            visits: &mut self.visits,
+            total: self.total,
+            free: self.free,
+        }
+    }
+
+    /// Settles a round that reached the first `end.reached` slots of its order: their
+    /// share of the sums follows what the round offered; the agents it found stuck at
+    /// `epoch` are marked so and kept for when the epoch moves on; the slots it did not
+    /// reach stay worth a look.
+    pub fn finish_round(&mut self, epoch: u64, end: &RoundEnd) {
+        let order = std::mem::take(&mut self.order);
+        for (i, &slot) in order.iter().enumerate() {
+            // Counted again next round: an agent offered now is usually changed again
+            // (an offer answered) before then.
+            if i < end.reached {
+                self.dirty.insert(slot);
+            } else {
+                self.pending.insert(slot);
+            }
+        }
+        for &slot in &end.stuck {
+            if let Some(Some(agent)) = self.slots.get_mut(slot as usize) {
+                agent.stuck_epoch = Some(epoch);
+                self.stuck.insert(slot);
+            }
+        }
+        self.order = order;
+        self.order.clear();
+        // The round's copies of free pools are let go now, not at the next round.
+        self.visits.clear();
+    }
+
+    /// Brings the slot's share of the sums up to date with its record. The sums are kept
+    /// with wrapping arithmetic: exact as long as the true sums fit in 64 bits.
+    fn recount(&mut self, slot: usize) {
+        let (Some(Some(agent)), Some(counted)) = (self.slots.get(slot), self.counted.get_mut(slot)) else { return };
+        let now = share_of(agent);
+        if now != *counted {
+            self.total = wrapping_add(&wrapping_sub(&self.total, &counted.total), &now.total);
+            self.free = wrapping_add(&wrapping_sub(&self.free, &counted.free), &now.free);
+            *counted = now;
+        }
+    }
+
+    /// Checks the table's bookkeeping against its records: the index and the slots agree,
+    /// the sums are the sum of the slots' shares, every slot not touched since it was last
+    /// counted holds its record's share, and every agent a round at `epoch` would visit
+    /// will be looked at by it.
+    pub fn check(&self, min: MinAllocatable, epoch: u64) -> Result<(), String> {
+        let occupied = self.slots.iter().filter(|s| s.is_some()).count();
+        if occupied != self.index.len() || occupied + self.vacant.len() != self.slots.len() {
+            return Err(format!(
+                "the agent table holds {occupied} records, {} ids and {} free slots of {}",
+                self.index.len(),
+                self.vacant.len(),
+                self.slots.len()
+            ));
+        }
+        let (mut total, mut free) = (Scalars::ZERO, Scalars::ZERO);
+        let mut marked = 0;
+        for (id, &slot) in &self.index {
+            let (Some(Some(record)), Some(counted)) = (self.slots.get(slot as usize), self.counted.get(slot as usize))
+            else {
+                return Err(format!("agent {id} points to an empty slot {slot}"));
+            };
+            if record.id != *id {
+                return Err(format!("agent {id}'s slot holds agent {}", record.id));
+            }
+            let (dirty, pending, stuck) =
+                (self.dirty.contains(slot), self.pending.contains(slot), self.stuck.contains(slot));
+            marked += usize::from(dirty) + usize::from(pending) + usize::from(stuck);
+            if !dirty && *counted != share_of(record) {
+                return Err(format!("agent {id} changed without being marked for the next round"));
+            }
+            if record.is_worth_a_visit(min, epoch) && !pending && !(stuck && self.stuck_at != epoch) {
+                return Err(format!("agent {id} has resources to offer that no round would look at"));
+            }
+            if record.stuck_epoch == Some(self.stuck_at) && !stuck && !pending {
+                return Err(format!("agent {id} is stuck but not kept for when the epoch moves on"));
+            }
+            total = wrapping_add(&total, &counted.total);
+            free = wrapping_add(&free, &counted.free);
+        }
+        if marked != self.dirty.len() + self.pending.len() + self.stuck.len() {
+            return Err("the agent table marks free slots".to_owned());
+        }
+        if (total, free) != (self.total, self.free) {
+            return Err("the agent table's sums are not the sum of its agents".to_owned());
+        }
+        Ok(())
+    }
+}
+
+fn wrapping_add(a: &Scalars, b: &Scalars) -> Scalars {
+    Scalars {
+        cpus_milli: a.cpus_milli.wrapping_add(b.cpus_milli),
+        mem_mib: a.mem_mib.wrapping_add(b.mem_mib),
+        disk_mib: a.disk_mib.wrapping_add(b.disk_mib),
+    }
+}
+
+fn wrapping_sub(a: &Scalars, b: &Scalars) -> Scalars {
+    Scalars {
+        cpus_milli: a.cpus_milli.wrapping_sub(b.cpus_milli),
+        mem_mib: a.mem_mib.wrapping_sub(b.mem_mib),
+        disk_mib: a.disk_mib.wrapping_sub(b.disk_mib),
+    }
+}
+
+/// What an agent adds to the sums: its capacity and free scalars while it is active.
+fn share_of(agent: &AgentRecord) -> Counted {
+    if agent.is_active() {
+        Counted { total: agent.total_scalars, free: agent.free_scalars }
+    } else {
+        Counted::default()
+    }
+}
+
+/// The agents in id order, with their ids.
+pub(crate) struct Iter<'a> {
+    index: btree_map::Iter<'a, AgentId, u32>,
+    slots: &'a [Option<AgentRecord>],
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a AgentId, &'a AgentRecord);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for (id, &slot) in self.index.by_ref() {
+            if let Some(Some(record)) = self.slots.get(slot as usize) {
+                return Some((id, record));
+            }
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.index.len()))
+    }
+}
+
+impl<'a> IntoIterator for &'a AgentTable {
+    type Item = (&'a AgentId, &'a AgentRecord);
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
