@@ -417,6 +417,20 @@ impl FrameworkRecord {
         if scalars.is_zero() {
             return;
         }
+        // Most charges are an offer's, to the framework's one role: the first entry,
+        // holding the very name charged. That much inline, on every offer made; the
+        // entry it finds is the one `find` would.
+        if let Some((r, entry)) = self.allocated.0.first_mut()
+            && std::ptr::eq(r.as_str(), role.as_str())
+        {
+            *entry = entry.saturating_add(scalars);
+            return;
+        }
+        self.charge_found(role, scalars);
+    }
+
+    /// `charge` of a role that is not the first entry's very name.
+    fn charge_found(&mut self, role: &Role, scalars: &Scalars) {
         match self.allocated.find(role) {
             Ok(at) => {
                 if let Some((_, entry)) = self.allocated.0.get_mut(at) {
