@@ -83,6 +83,20 @@ impl ClientHeap {
     /// be lower: a client re-keyed after a grant.
     pub fn replace_top(&mut self, key: u64, client: u32) {
         debug_assert!(self.peek().is_none_or(|(k, c)| entry(k, c) <= entry(key, client)), "shares only grow");
+        let new = entry(key, client);
+        // The common case of a round of similar grants: the lowest entry is the run's
+        // front and the re-keyed one belongs at its back, so it moves from the front to
+        // the back, without a pop and a push each looking again at where entries are.
+        let top_in_run = match (self.heap.first(), self.run.front()) {
+            (Some(h), Some(r)) => r < h,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if top_in_run && self.run.back().is_some_and(|&back| back <= new) {
+            self.run.pop_front();
+            self.run.push_back(new);
+            return;
+        }
         self.pop();
         self.push(key, client);
     }

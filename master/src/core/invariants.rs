@@ -121,7 +121,7 @@ impl Master {
                 match self.offers.by_key(n) {
                     Some(record)
                         if &record.offer.framework_id == framework_id
-                            && self.offers.key(&record.offer.id) == Some(n) =>
+                            && self.offers.key(&self.offers.id(n)) == Some(n) =>
                     {
                         offered = offered.saturating_add(&record.offer.resources.scalars());
                     }
@@ -259,7 +259,9 @@ impl Master {
         }
         for &n in &agent.offers {
             match self.offers.by_key(n) {
-                Some(record) if &record.offer.agent_id == agent_id && self.offers.key(&record.offer.id) == Some(n) => {
+                Some(record)
+                    if &record.offer.agent_id == agent_id && self.offers.key(&self.offers.id(n)) == Some(n) =>
+                {
                     offered.add(&record.offer.resources)
                 }
                 _ => return Err(format!("agent {agent_id} indexes offer number {n} that is not there")),

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use agora_proto::model::{
-    AgentId, FrameworkId, Offer, OfferId, Resources, Role, StreamId, TaskId, TaskInfo, TaskState, TaskStatus,
+    AgentId, FrameworkId, Offer, OfferId, Resources, StreamId, TaskId, TaskInfo, TaskState, TaskStatus,
     TaskStatusReason,
 };
 use rand::SeedableRng;
@@ -324,14 +324,9 @@ impl Master {
         // and, after the declines of a busy cluster, often glibc's slow path).
         let expected = 2 * round.order.len() / frameworks.len().max(1) + 1;
         let end = allocator::allocate(&mut self.rng, &mut round, &mut frameworks, input, epoch, |grant| {
-            let framework = grant.framework as usize;
             let room = max_offers.map_or(usize::MAX, |max| max.saturating_sub(grant.framework_record.offers.len()));
-            let offer = sink.create(grant);
-            if let (Some(offer), Some(batch)) = (offer, batches.get_mut(framework)) {
-                if batch.capacity() == 0 {
-                    batch.reserve(expected.min(room.max(1)));
-                }
-                batch.push(offer);
+            if let Some(batch) = batches.get_mut(grant.framework as usize) {
+                sink.create(grant, batch, expected.min(room.max(1)));
             }
         });
         self.agents.finish_round(epoch, &end);
@@ -340,6 +335,8 @@ impl Master {
                 framework.offer_capped = true;
             }
         }
+        // One allocation for the round's events rather than a doubling series of copies.
+        self.outbox.reserve(batches.iter().filter(|offers| !offers.is_empty()).count());
         for ((framework_id, _), offers) in frameworks.iter().zip(batches) {
             if !offers.is_empty() {
                 let framework_id = (*framework_id).clone();
@@ -395,7 +392,7 @@ impl Master {
                 if notify && notify_framework {
                     self.outbox.push(Output::ToFramework {
                         framework_id: offer.framework_id.clone(),
-                        event: Event::Rescind(offer.id.clone()),
+                        event: Event::Rescind(self.offers.id(n)),
                     });
                 }
                 &mut self.counters.offers_rescinded
@@ -408,8 +405,8 @@ impl Master {
 
     /// The given offers, ordered by id (the order their rescinds are sent in).
     fn by_offer_id(&self, numbers: impl Iterator<Item = u64>) -> Vec<u64> {
-        let mut ids: Vec<(&OfferId, u64)> =
-            numbers.filter_map(|n| self.offers.by_key(n).map(|r| (&r.offer.id, n))).collect();
+        let mut ids: Vec<(OfferId, u64)> =
+            numbers.filter(|&n| self.offers.by_key(n).is_some()).map(|n| (self.offers.id(n), n)).collect();
         ids.sort();
         ids.into_iter().map(|(_, n)| n).collect()
     }
@@ -646,9 +643,17 @@ impl Master {
 
     /// Every outstanding offer, oldest first, as its framework was sent it.
     pub fn outstanding_offers(&self) -> impl Iterator<Item = Offer> + '_ {
-        self.offers.values().filter_map(|record| {
+        self.offers.iter().filter_map(|(n, record)| {
             let agent = self.agents.get(&record.offer.agent_id)?;
-            Some(offer_event(record.offer.clone(), agent, record.role.clone()))
+            let held = &record.offer;
+            Some(Offer {
+                id: self.offers.id(n),
+                framework_id: held.framework_id.clone(),
+                agent_id: held.agent_id.clone(),
+                resources: held.resources.clone(),
+                agent: agent.description.clone(),
+                allocation_role: record.role.clone(),
+            })
         })
     }
 
@@ -716,22 +721,20 @@ struct OfferSink<'m> {
 }
 
 impl OfferSink<'_> {
-    fn create(&mut self, grant: Grant<'_>) -> Option<Offer> {
+    /// Makes an offer of the grant: files it in the book and pushes what its framework is
+    /// sent onto `batch`, which gets room for `expected` offers when it has none. The book's
+    /// record and the event hold copies of the same ids, resources and role, each copy a
+    /// reference count; the event is built in place, never cloned from the record.
+    fn create(&mut self, grant: Grant<'_>, batch: &mut Vec<Offer>, expected: usize) {
         let Grant { agent, framework_id, framework_record: framework, role, resources, scalars, .. } = grant;
         // Checked again on this side: an offer never holds what is not free.
         if !agent.is_active() || !framework.is_active() || !agent.has_free(&resources) {
-            return None;
+            return;
         }
         let n = *self.next_offer;
         *self.next_offer = n.saturating_add(1);
-        let held = HeldOffer {
-            id: self.offers.id(n),
-            framework_id: framework_id.clone(),
-            agent_id: agent.id.clone(),
-            resources,
-        };
-        debug_assert_eq!(scalars, held.resources.scalars());
-        agent.add_offered(&held.resources);
+        debug_assert_eq!(scalars, resources.scalars());
+        agent.add_offered(&resources);
         agent.offers.push(n);
         framework.offered_scalars = framework.offered_scalars.saturating_add(&scalars);
         framework.charge(&role, &scalars);
@@ -739,22 +742,21 @@ impl OfferSink<'_> {
         if let Some(deadline_ms) = self.deadline_ms {
             self.deadlines.push_back((deadline_ms, n));
         }
-        let offer = offer_event(held.clone(), agent, role.clone());
-        self.offers.insert(n, OfferRecord { offer: held, role });
+        let held =
+            HeldOffer { framework_id: framework_id.clone(), agent_id: agent.id.clone(), resources: resources.clone() };
+        self.offers.insert(n, OfferRecord { offer: held, role: role.clone() });
         self.counters.offers_sent = self.counters.offers_sent.saturating_add(1);
-        Some(offer)
-    }
-}
-
-/// The offer as its framework is sent it: what the master holds, and where the agent is.
-fn offer_event(held: HeldOffer, agent: &AgentRecord, role: Role) -> Offer {
-    Offer {
-        id: held.id,
-        framework_id: held.framework_id,
-        agent_id: held.agent_id,
-        resources: held.resources,
-        agent: agent.description.clone(),
-        allocation_role: role,
+        if batch.capacity() == 0 {
+            batch.reserve(expected);
+        }
+        batch.push(Offer {
+            id: self.offers.id(n),
+            framework_id: framework_id.clone(),
+            agent_id: agent.id.clone(),
+            resources,
+            agent: agent.description.clone(),
+            allocation_role: role,
+        });
     }
 }
 

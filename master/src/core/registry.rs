@@ -427,6 +427,20 @@ impl FrameworkRecord {
         if scalars.is_zero() {
             return;
         }
+        // Most charges are an offer's, to the framework's one role: the first entry,
+        // holding the very name charged. That much inline, on every offer made; the
+        // entry it finds is the one `find` would.
+        if let Some((r, entry)) = self.allocated.0.first_mut()
+            && std::ptr::eq(r.as_str(), role.as_str())
+        {
+            *entry = entry.saturating_add(scalars);
+            return;
+        }
+        self.charge_found(role, scalars);
+    }
+
+    /// `charge` of a role that is not the first entry's very name.
+    fn charge_found(&mut self, role: &Role, scalars: &Scalars) {
         match self.allocated.find(role) {
             Ok(at) => {
                 if let Some((_, entry)) = self.allocated.0.get_mut(at) {
@@ -540,10 +554,10 @@ impl OfferNumbers {
 }
 
 /// An outstanding offer as the master keeps it: what it holds and for whom. The agent's
-/// description is in the OFFERS event, not here.
+/// description is in the OFFERS event, not here, and so is the id: the book files the
+/// offer under the number the id is formed from (`OfferBook::id`).
 #[derive(Clone, Debug)]
 pub(crate) struct HeldOffer {
-    pub id: OfferId,
     pub framework_id: FrameworkId,
     pub agent_id: AgentId,
     pub resources: Resources,
@@ -557,8 +571,10 @@ pub(crate) struct OfferRecord {
 }
 
 /// The outstanding offers. The master names offers `{master_id}-O{n}` with `n` counting
-/// up, and files them under `n`: an id is looked up by its number and then compared
-/// whole, so an id the master did not mint in this form is simply not found. Numbers are
+/// up, and files them under `n`: an id is looked up by its number, which only an id in
+/// this form has (`OfferId::number_after` takes the prefix and the canonical digits
+/// alone), so an id the master did not mint in this form is simply not found, and the
+/// record filed under `n` is offer `{master_id}-O{n}` without holding its id. Numbers are
 /// minted consecutively, so the book is a window indexed by `n - base` (no hashing: making
 /// an offer is a push at the back, ending one a `take` in place, and ended slots at the
 /// front are popped). An offer that outlives many newer ones would keep the window long,
@@ -597,7 +613,7 @@ impl OfferBook {
     /// The number of an id minted by `id`.
     pub fn key(&self, id: &OfferId) -> Option<u64> {
         let n = id.number_after(&self.prefix)?;
-        self.by_key(n).filter(|r| &r.offer.id == id).map(|_| n)
+        self.by_key(n).map(|_| n)
     }
 
     pub fn get(&self, id: &OfferId) -> Option<&OfferRecord> {
@@ -687,6 +703,12 @@ impl OfferBook {
         self.old.values().chain(self.window.iter().flatten())
     }
 
+    /// Every outstanding offer with its number, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &OfferRecord)> + '_ {
+        let window = (self.base..).zip(&self.window).filter_map(|(n, slot)| Some((n, slot.as_ref()?)));
+        self.old.iter().map(|(&n, record)| (n, record)).chain(window)
+    }
+
     pub fn len(&self) -> usize {
         self.live + self.old.len()
     }
@@ -696,9 +718,8 @@ impl OfferBook {
 mod tests {
     use super::*;
 
-    fn record(book: &OfferBook, n: u64) -> OfferRecord {
+    fn record() -> OfferRecord {
         let offer = HeldOffer {
-            id: book.id(n),
             framework_id: FrameworkId::new("f"),
             agent_id: AgentId::new("a"),
             resources: Resources::parse("cpus:1").expect("valid"),
@@ -716,7 +737,7 @@ mod tests {
         let long = "x".repeat(300);
         assert_eq!(OfferBook::new(&long).id(42).to_string(), format!("{long}-O42"));
 
-        book.insert(7, record(&book, 7));
+        book.insert(7, record());
         assert_eq!(book.key(&OfferId::new("m-O7")), Some(7));
         assert!(book.get(&OfferId::new("m-O7")).is_some());
         for other in ["m-O07", "m-O+7", "n-O7", "m-O8", "m-O", "m-O7x", "O7", ""] {
@@ -756,17 +777,17 @@ mod tests {
     fn ended_offers_free_their_slots_and_offers_are_listed_by_number() {
         let mut book = OfferBook::new("m");
         for n in [9, 10, 11] {
-            book.insert(n, record(&book, n));
+            book.insert(n, record());
         }
         assert!(book.remove(10).is_some());
         assert!(book.remove(9).is_some());
-        book.insert(12, record(&book, 12));
+        book.insert(12, record());
         assert_eq!((book.base, book.window.len()), (11, 2), "ended slots at the front are popped");
-        book.insert(9_000, record(&book, 9_000));
+        book.insert(9_000, record());
         assert_eq!(book.window.len(), 1, "a far number starts a new window");
-        let listed: Vec<String> = book.values().map(|r| r.offer.id.to_string()).collect();
+        let listed: Vec<String> = book.iter().map(|(n, _)| book.id(n).to_string()).collect();
         assert_eq!(listed, ["m-O11", "m-O12", "m-O9000"]);
-        assert_eq!(book.by_key(12).map(|r| r.offer.id.to_string()).as_deref(), Some("m-O12"));
+        assert_eq!(book.by_key(12).map(|_| book.id(12).to_string()).as_deref(), Some("m-O12"));
         assert!(book.by_key(10).is_none() && book.by_key(9).is_none());
         assert_eq!(book.len(), 3);
     }
@@ -781,14 +802,14 @@ mod tests {
         for step in 0..40_000 {
             let step_removed = rng.random_bool(0.5);
             if !step_removed {
-                book.insert(next, record(&book, next));
+                book.insert(next, record());
                 reference.insert(next, book.id(next).to_string());
                 next += if rng.random_bool(0.01) { rng.random_range(1..500) } else { 1 };
             } else {
                 // Mostly recent offers; now and then one from long ago.
                 let back = if rng.random_bool(0.05) { next } else { 80 };
                 let n = rng.random_range(next.saturating_sub(back)..next + 2);
-                let got = book.remove(n).map(|r| r.offer.id.to_string());
+                let got = book.remove(n).map(|_| book.id(n).to_string());
                 assert_eq!(got, reference.remove(&n), "step {step}");
             }
             assert_eq!(book.len(), reference.len());
@@ -796,7 +817,7 @@ mod tests {
             assert!(book.window.len() <= 2 * book.live + WINDOW_SLACK || step_removed, "step {step}");
             assert!(book.old.keys().next_back().is_none_or(|&n| n < book.base));
             if step % 97 == 0 {
-                let listed: Vec<String> = book.values().map(|r| r.offer.id.to_string()).collect();
+                let listed: Vec<String> = book.iter().map(|(n, _)| book.id(n).to_string()).collect();
                 assert!(listed.iter().eq(reference.values()), "step {step}");
                 for (&n, id) in reference.iter().take(20) {
                     assert_eq!(book.key(&OfferId::new(id)), Some(n));

@@ -127,6 +127,7 @@ impl Scalars {
 
     /// The largest share `self` holds of `total` over the three quantities, in parts per
     /// million; this is the dominant share of dominant resource fairness.
+    #[inline]
     pub fn dominant_share_ppm(&self, total: &Scalars) -> u64 {
         // In u64 while `used × 10⁶` fits (any real cluster); in u128 beyond. The same
         // quotient either way, but the allocator computes shares on every grant and a
@@ -445,6 +446,7 @@ impl Resources {
         Ok(resources)
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.slice().iter().all(|(_, p)| p.is_empty())
     }
@@ -470,6 +472,7 @@ impl Resources {
     }
 
     /// Whether both hold the very same pools (one is a copy of the other, unchanged).
+    #[inline]
     pub fn shares_with(&self, other: &Resources) -> bool {
         matches!((&self.pools, &other.pools), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
     }
@@ -540,6 +543,7 @@ impl Resources {
     }
 
     /// True when every pool of `other` fits in the same role's pool of `self`.
+    #[inline]
     pub fn contains(&self, other: &Resources) -> bool {
         self.shares_with(other)
             || other
@@ -572,6 +576,7 @@ impl Resources {
     }
 
     /// The sum of the scalars over every role.
+    #[inline]
     pub fn scalars(&self) -> Scalars {
         self.slice().iter().fold(Scalars::ZERO, |acc, (_, p)| acc.saturating_add(&p.scalars))
     }
