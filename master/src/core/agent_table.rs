@@ -5,12 +5,13 @@
 //! A round needs the capacity and the free resources summed over the active agents (for
 //! the shares) and the agents worth offering: active, with free resources worth offering,
 //! and not found stuck at the current allocation epoch. Walking every agent for those
-//! was most of a round's time at 10,000 agents. So the table remembers which agents were
-//! borrowed mutably since they were last counted (whatever changed on an agent changed
-//! through such a borrow) and settles the sums for those only; it keeps the slots worth a
-//! look (borrowed agents, and those a round did not reach), which a round reads only as it
-//! reaches them; and it keeps the agents a round left stuck, which are worth a look again
-//! once the epoch moves on.
+//! was most of a round's time at 10,000 agents. So the table lends its records mutably
+//! only through a guard ([`AgentMut`]) that settles the agent's share of the sums when it
+//! is dropped, while the record is still in the cache (whatever changes on an agent
+//! changes through such a borrow, or in a round, which settles the agents it offers); it
+//! keeps the slots worth a look (borrowed agents, and those a round did not reach), which
+//! a round reads only as it reaches them; and it keeps the agents a round left stuck,
+//! which are worth a look again once the epoch moves on.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map;
@@ -21,9 +22,9 @@ use super::allocator::{MinAllocatable, RoundAgents, RoundEnd, Visit};
 use super::registry::AgentRecord;
 
 /// What an agent adds to the table's sums: its capacity and free scalars while it is
-/// active, zero otherwise, as of the last time it was counted.
+/// active, zero otherwise, as of the last time it was counted; and the sums themselves.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct Counted {
+pub(crate) struct Counted {
     total: Scalars,
     free: Scalars,
 }
@@ -68,8 +69,6 @@ pub(crate) struct AgentTable {
     index: BTreeMap<AgentId, u32>,
     /// Free slots, reused before the table grows.
     vacant: Vec<u32>,
-    /// Slots whose record was borrowed mutably since it was last counted.
-    dirty: SlotSet,
     /// Slots worth a look in the next round.
     pending: SlotSet,
     /// Slots whose record a round found stuck at `stuck_at`.
@@ -77,8 +76,7 @@ pub(crate) struct AgentTable {
     /// The epoch at which the agents in `stuck` were found stuck.
     stuck_at: u64,
     /// Sums over the active agents of their capacity and their free scalars.
-    total: Scalars,
-    free: Scalars,
+    sums: Counted,
     /// The slots handed to the current round, and what the round found at each; kept
     /// between rounds for their capacity.
     order: Vec<u32>,
@@ -99,18 +97,22 @@ impl AgentTable {
         self.slots.get(slot as usize)?.as_ref()
     }
 
-    /// The agent's record, which the next round looks at again.
-    pub fn get_mut(&mut self, id: &AgentId) -> Option<&mut AgentRecord> {
-        let slot = *self.index.get(id)?;
-        self.touch(slot);
-        self.slots.get_mut(slot as usize)?.as_mut()
+    /// The agent's record, which the next round looks at again; the agent's share of the
+    /// sums is settled when the guard is dropped.
+    pub fn get_mut(&mut self, id: &AgentId) -> Option<AgentMut<'_>> {
+        let slot = *self.index.get(id)? as usize;
+        self.pending.insert(slot as u32);
+        let record = self.slots.get_mut(slot)?.as_mut()?;
+        let counted = self.counted.get_mut(slot)?;
+        Some(AgentMut { record, ledger: Ledger { counted, sums: &mut self.sums } })
     }
 
     /// Adds or replaces the agent's record; returns the one it replaces.
     pub fn insert(&mut self, id: AgentId, record: AgentRecord) -> Option<AgentRecord> {
         if let Some(&slot) = self.index.get(&id) {
-            self.touch(slot);
-            return self.slots.get_mut(slot as usize).and_then(|s| s.replace(record));
+            let old = self.slots.get_mut(slot as usize).and_then(|s| s.replace(record));
+            self.settle(slot);
+            return old;
         }
         let slot = match self.vacant.pop() {
             Some(slot) => {
@@ -126,7 +128,7 @@ impl AgentTable {
             }
         };
         self.index.insert(id, slot);
-        self.touch(slot);
+        self.settle(slot);
         None
     }
 
@@ -134,11 +136,8 @@ impl AgentTable {
         let slot = self.index.remove(id)?;
         let record = self.slots.get_mut(slot as usize)?.take();
         if let Some(counted) = self.counted.get_mut(slot as usize) {
-            self.total = wrapping_sub(&self.total, &counted.total);
-            self.free = wrapping_sub(&self.free, &counted.free);
-            *counted = Counted::default();
+            Ledger { counted, sums: &mut self.sums }.settle(&Counted::default());
         }
-        self.dirty.remove(slot);
         self.pending.remove(slot);
         self.stuck.remove(slot);
         self.vacant.push(slot);
@@ -154,30 +153,25 @@ impl AgentTable {
         self.iter().map(|(_, record)| record)
     }
 
-    /// The slot's record may change: it is counted again, and looked at, next round.
-    fn touch(&mut self, slot: u32) {
-        self.dirty.insert(slot);
+    /// Settles the slot's share of the sums, and marks it worth a look next round.
+    fn settle(&mut self, slot: u32) {
+        if let (Some(Some(record)), Some(counted)) =
+            (self.slots.get(slot as usize), self.counted.get_mut(slot as usize))
+        {
+            Ledger { counted, sums: &mut self.sums }.settle(&share_of(record));
+        }
         self.pending.insert(slot);
     }
 
-    /// The round's view: the sums over the active agents, brought up to date, and the
-    /// slots worth a look at `epoch`: those touched or not reached since the last round,
-    /// and, once the epoch moved on, those stuck at an older one. No record is read but
-    /// those that changed. `finish_round` must follow.
+    /// The round's view: the sums over the active agents and the slots worth a look at
+    /// `epoch`: those borrowed or not reached since the last round, and, once the epoch
+    /// moved on, those stuck at an older one. No record is read. `finish_round` must
+    /// follow.
     pub fn round(&mut self, epoch: u64) -> RoundAgents<'_> {
-        // Both sets cover every slot from here on.
+        // The sets cover every slot from here on.
         let words = self.slots.len().div_ceil(64);
-        for set in [&mut self.dirty, &mut self.pending, &mut self.stuck] {
-            set.0.resize(words, 0);
-        }
-        for w in 0..words {
-            let mut bits = self.dirty.0.get_mut(w).map_or(0, std::mem::take);
-            while bits != 0 {
-                let slot = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                self.recount(slot);
-            }
-        }
+        self.pending.0.resize(words, 0);
+        self.stuck.0.resize(words, 0);
         // Clients may take what they could not at an older epoch: every agent found stuck
         // then is worth a look again.
         let unstick = epoch != self.stuck_at;
@@ -198,25 +192,19 @@ impl AgentTable {
             slots: &mut self.slots,
             order: &mut self.order,
             visits: &mut self.visits,
-            total: self.total,
-            free: self.free,
+            total: self.sums.total,
+            free: self.sums.free,
+            counted: &mut self.counted,
+            sums: &mut self.sums,
         }
     }
 
-    /// Settles a round that reached the first `end.reached` slots of its order: their
-    /// share of the sums follows what the round offered; the agents it found stuck at
-    /// `epoch` are marked so and kept for when the epoch moves on; the slots it did not
-    /// reach stay worth a look.
+    /// Settles a round that reached the first `end.reached` slots of its order (and
+    /// settled the agents it offered): the agents it found stuck at `epoch` are marked so
+    /// and kept for when the epoch moves on; the slots it did not reach stay worth a look.
     pub fn finish_round(&mut self, epoch: u64, end: &RoundEnd) {
-        let order = std::mem::take(&mut self.order);
-        for (i, &slot) in order.iter().enumerate() {
-            // Counted again next round: an agent offered now is usually changed again
-            // (an offer answered) before then.
-            if i < end.reached {
-                self.dirty.insert(slot);
-            } else {
-                self.pending.insert(slot);
-            }
+        for &slot in self.order.get(end.reached..).unwrap_or_default() {
+            self.pending.insert(slot);
         }
         for &slot in &end.stuck {
             if let Some(Some(agent)) = self.slots.get_mut(slot as usize) {
@@ -224,22 +212,9 @@ impl AgentTable {
                 self.stuck.insert(slot);
             }
         }
-        self.order = order;
         self.order.clear();
         // The round's copies of free pools are let go now, not at the next round.
         self.visits.clear();
-    }
-
-    /// Brings the slot's share of the sums up to date with its record. The sums are kept
-    /// with wrapping arithmetic: exact as long as the true sums fit in 64 bits.
-    fn recount(&mut self, slot: usize) {
-        let (Some(Some(agent)), Some(counted)) = (self.slots.get(slot), self.counted.get_mut(slot)) else { return };
-        let now = share_of(agent);
-        if now != *counted {
-            self.total = wrapping_add(&wrapping_sub(&self.total, &counted.total), &now.total);
-            self.free = wrapping_add(&wrapping_sub(&self.free, &counted.free), &now.free);
-            *counted = now;
-        }
     }
 
     /// Checks the table's bookkeeping against its records: the index and the slots agree,
@@ -266,11 +241,10 @@ impl AgentTable {
             if record.id != *id {
                 return Err(format!("agent {id}'s slot holds agent {}", record.id));
             }
-            let (dirty, pending, stuck) =
-                (self.dirty.contains(slot), self.pending.contains(slot), self.stuck.contains(slot));
-            marked += usize::from(dirty) + usize::from(pending) + usize::from(stuck);
-            if !dirty && *counted != share_of(record) {
-                return Err(format!("agent {id} changed without being marked for the next round"));
+            let (pending, stuck) = (self.pending.contains(slot), self.stuck.contains(slot));
+            marked += usize::from(pending) + usize::from(stuck);
+            if *counted != share_of(record) {
+                return Err(format!("agent {id} changed without its share of the sums following"));
             }
             if record.is_worth_a_visit(min, epoch) && !pending && !(stuck && self.stuck_at != epoch) {
                 return Err(format!("agent {id} has resources to offer that no round would look at"));
@@ -281,10 +255,10 @@ impl AgentTable {
             total = wrapping_add(&total, &counted.total);
             free = wrapping_add(&free, &counted.free);
         }
-        if marked != self.dirty.len() + self.pending.len() + self.stuck.len() {
+        if marked != self.pending.len() + self.stuck.len() {
             return Err("the agent table marks free slots".to_owned());
         }
-        if (total, free) != (self.total, self.free) {
+        if (Counted { total, free }) != self.sums {
             return Err("the agent table's sums are not the sum of its agents".to_owned());
         }
         Ok(())
@@ -307,8 +281,56 @@ fn wrapping_sub(a: &Scalars, b: &Scalars) -> Scalars {
     }
 }
 
+/// A mutable borrow of an agent's record that settles the agent's share of the table's
+/// sums when dropped (see the module documentation).
+#[derive(Debug)]
+pub(crate) struct AgentMut<'t> {
+    record: &'t mut AgentRecord,
+    ledger: Ledger<'t>,
+}
+
+impl std::ops::Deref for AgentMut<'_> {
+    type Target = AgentRecord;
+
+    fn deref(&self) -> &AgentRecord {
+        self.record
+    }
+}
+
+impl std::ops::DerefMut for AgentMut<'_> {
+    fn deref_mut(&mut self) -> &mut AgentRecord {
+        self.record
+    }
+}
+
+impl Drop for AgentMut<'_> {
+    fn drop(&mut self) {
+        self.ledger.settle(&share_of(self.record));
+    }
+}
+
+/// One agent's share of the sums, and the sums, borrowed to bring them up to date.
+#[derive(Debug)]
+pub(crate) struct Ledger<'t> {
+    pub counted: &'t mut Counted,
+    pub sums: &'t mut Counted,
+}
+
+impl Ledger<'_> {
+    /// Replaces the agent's share by `now`. The sums are kept with wrapping arithmetic:
+    /// exact as long as the true sums fit in 64 bits.
+    pub fn settle(&mut self, now: &Counted) {
+        if *now != *self.counted {
+            let sums = &mut *self.sums;
+            sums.total = wrapping_add(&wrapping_sub(&sums.total, &self.counted.total), &now.total);
+            sums.free = wrapping_add(&wrapping_sub(&sums.free, &self.counted.free), &now.free);
+            *self.counted = *now;
+        }
+    }
+}
+
 /// What an agent adds to the sums: its capacity and free scalars while it is active.
-fn share_of(agent: &AgentRecord) -> Counted {
+pub(crate) fn share_of(agent: &AgentRecord) -> Counted {
     if agent.is_active() {
         Counted { total: agent.total_scalars, free: agent.free_scalars }
     } else {

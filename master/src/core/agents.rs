@@ -8,6 +8,7 @@ use agora_proto::model::{
     TaskStatus, TaskStatusReason,
 };
 
+use super::agent_table::AgentMut;
 use super::master::{Master, sequence_of};
 use super::registry::{AgentRecord, FrameworkRecord, TaskRecord};
 use super::{ConnId, Output, ReportedTask, ToAgent};
@@ -63,7 +64,7 @@ impl Master {
         if self.agents.contains_key(&agent_id) {
             // Its resources may have changed: offers made from the old view are void.
             self.rescind_agent_offers(&agent_id);
-            let Some(agent) = self.agents.get_mut(&agent_id) else { return };
+            let Some(mut agent) = self.agents.get_mut(&agent_id) else { return };
             agent.set_info(info);
             agent.conn = Some(conn);
             agent.reachable = true;
@@ -235,7 +236,7 @@ impl Master {
 
     fn adopt_task(&mut self, now_ms: u64, agent_id: &AgentId, framework_id: FrameworkId, report: ReportedTask) {
         self.ensure_framework(now_ms, &framework_id);
-        let Some(agent) = self.agents.get_mut(agent_id) else { return };
+        let Some(mut agent) = self.agents.get_mut(agent_id) else { return };
         let Some(framework) = self.frameworks.get_mut(&framework_id) else { return };
         let mut info = report.task;
         info.agent_id = agent_id.clone();
@@ -269,7 +270,7 @@ impl Master {
 
     pub fn agent_heartbeat(&mut self, now_ms: u64, agent_id: &AgentId) {
         // An unreachable agent must re-register; its heartbeats prove nothing about tasks.
-        if let Some(agent) = self.reachable_agent(agent_id) {
+        if let Some(mut agent) = self.reachable_agent(agent_id) {
             agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
         }
     }
@@ -278,10 +279,12 @@ impl Master {
     /// unreachable. An unreachable agent talking again on its old connection was paused or
     /// cut off, and does not know: closing that connection makes it re-register with the
     /// tasks it runs, which brings them back; until then what it says is not trusted.
-    fn reachable_agent(&mut self, agent_id: &AgentId) -> Option<&mut AgentRecord> {
-        let agent = self.agents.get_mut(agent_id)?;
+    fn reachable_agent(&mut self, agent_id: &AgentId) -> Option<AgentMut<'_>> {
+        let mut agent = self.agents.get_mut(agent_id)?;
         if !agent.reachable {
-            if agent.conn.take().is_some() {
+            let connected = agent.conn.take().is_some();
+            drop(agent);
+            if connected {
                 self.outbox.push(Output::ReconnectAgent { agent_id: agent_id.clone() });
             }
             return None;
@@ -292,11 +295,12 @@ impl Master {
     /// The agent's connection `conn` closed. Its offers are rescinded; its tasks stay
     /// until it re-registers or `agent_timeout_ms` makes it unreachable.
     pub fn agent_disconnected(&mut self, _now_ms: u64, agent_id: &AgentId, conn: ConnId) {
-        let Some(agent) = self.agents.get_mut(agent_id) else { return };
+        let Some(mut agent) = self.agents.get_mut(agent_id) else { return };
         if agent.conn != Some(conn) {
             return;
         }
         agent.conn = None;
+        drop(agent);
         self.rescind_agent_offers(agent_id);
     }
 
@@ -312,9 +316,10 @@ impl Master {
         mut status: TaskStatus,
     ) {
         // An unreachable agent resends the update once it has re-registered.
-        let Some(agent) = self.reachable_agent(agent_id) else { return };
+        let Some(mut agent) = self.reachable_agent(agent_id) else { return };
         agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
         let agent_active = agent.is_active();
+        drop(agent);
         if status.agent_id.is_none() {
             status.agent_id = Some(agent_id.clone());
         }

@@ -29,6 +29,7 @@ use agora_proto::model::{FrameworkId, Resources, Role, Scalars};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::agent_table::{Counted, Ledger, share_of};
 use super::client_heap::ClientHeap;
 use super::filter_slots::FilterSlots;
 use super::registry::{AgentRecord, FrameworkRecord};
@@ -71,24 +72,25 @@ pub(crate) struct RoundAgents<'a> {
     pub order: &'a mut [u32],
     /// What the round found at each position of `order` it reached; empty at the start.
     pub visits: &'a mut Vec<Visit>,
+    /// Each slot's share of the table's sums, and the sums: an agent offered is settled
+    /// in the round, while its record is in the cache.
+    pub counted: &'a mut [Counted],
+    pub sums: &'a mut Counted,
     /// Capacity of the active agents.
     pub total: Scalars,
     /// Free resources of the active agents.
     pub free: Scalars,
 }
 
-/// A position of `RoundAgents::order` the round reached.
+/// What a round found at a position of `RoundAgents::order` it reached.
 #[derive(Debug)]
-pub(crate) enum Visit {
-    /// Not worth offering (inactive, nothing worth offering free, or stuck at this epoch).
-    Passed,
-    Open {
-        /// The scalars of what is still free in this round.
-        left: Scalars,
-        /// What is still free in this round; `None` until the round first needs it (it is
-        /// the agent's free part until then).
-        free: Option<Resources>,
-    },
+pub(crate) struct Visit {
+    /// The scalars of what is still free in this round; zero for an agent not worth
+    /// offering (inactive, or stuck at this epoch).
+    left: Scalars,
+    /// What is still free in this round; `None` until the round first needs it (it is the
+    /// agent's free part until then).
+    free: Option<Resources>,
 }
 
 /// The smallest offer worth making, as Mesos judges it: enough CPUs *or* enough memory.
@@ -692,7 +694,7 @@ pub(crate) fn allocate(
 ) -> RoundEnd {
     let min = input.min;
     let mut end = RoundEnd::default();
-    let RoundAgents { slots, order, visits, total, free: available } = agents;
+    let RoundAgents { slots, order, visits, total, free: available, counted, sums } = agents;
     if order.is_empty() {
         return end;
     }
@@ -703,6 +705,9 @@ pub(crate) fn allocate(
     let mut decided: Vec<Decision> = Vec::new();
     visits.clear();
     let mut shuffled = 0;
+    // One draw of the round's generator seeds the shuffle's: a draw from ChaCha costs
+    // some 50 instructions, one of SplitMix a handful, and a round may draw 50,000.
+    let mut draws = SplitMix(rng.random());
     for pass in [Pass::Guarantees, Pass::Rest] {
         if pass == Pass::Guarantees && sorter.unmet.is_empty() {
             continue;
@@ -715,18 +720,15 @@ pub(crate) fn allocate(
             }
             // The order is shuffled as far as the prefetching looks ahead: a uniform
             // sample of the slots, drawn one at a time (Fisher–Yates from the front).
-            shuffle_until(rng, order, &mut shuffled, i + AHEAD_RECORD + 1);
+            shuffle_until(&mut draws, order, &mut shuffled, i + AHEAD_RECORD + 1);
             fetch_ahead(slots, order, i);
             let Some(&slot) = order.get(i) else { break };
             let Some(Some(agent)) = slots.get_mut(slot as usize) else { break };
             if i == visits.len() {
-                visits.push(if agent.is_worth_a_visit(min, epoch) {
-                    Visit::Open { left: agent.free_scalars, free: None }
-                } else {
-                    Visit::Passed
-                });
+                let worth = agent.is_worth_a_visit(min, epoch);
+                visits.push(Visit { left: if worth { agent.free_scalars } else { Scalars::ZERO }, free: None });
             }
-            let Some(Visit::Open { left, free }) = visits.get_mut(i) else { continue };
+            let Some(Visit { left, free }) = visits.get_mut(i) else { continue };
             if !min.admits_scalars(left) {
                 continue;
             }
@@ -734,6 +736,7 @@ pub(crate) fn allocate(
             let free = free.get_or_insert_with(|| agent.free());
             allocate_agent(&mut sorter, pass, agent, free, available, &mut decided);
             *left = free.scalars();
+            let offered = !decided.is_empty();
             for d in decided.drain(..) {
                 let Some((framework_id, framework)) = frameworks.get_mut(d.framework as usize) else { continue };
                 offer(Grant {
@@ -746,13 +749,14 @@ pub(crate) fn allocate(
                     scalars: d.scalars,
                 });
             }
+            if offered && let Some(counted) = counted.get_mut(slot as usize) {
+                Ledger { counted, sums }.settle(&share_of(agent));
+            }
         }
     }
     end.reached = visits.len();
     for (visit, &slot) in visits.iter().zip(order.iter()) {
-        if let Visit::Open { left, .. } = visit
-            && min.admits_scalars(left)
-        {
+        if min.admits_scalars(&visit.left) {
             end.stuck.push(slot);
         }
     }
@@ -763,13 +767,35 @@ pub(crate) fn allocate(
 }
 
 /// Shuffles `order` from the front until its first `until` positions (at most all) are a
-/// uniform random draw of it; `shuffled` is how far it got before.
-fn shuffle_until(rng: &mut ChaCha8Rng, order: &mut [u32], shuffled: &mut usize, until: usize) {
+/// random draw of it; `shuffled` is how far it got before.
+fn shuffle_until(draws: &mut SplitMix, order: &mut [u32], shuffled: &mut usize, until: usize) {
     let n = order.len();
     while *shuffled < until.min(n) {
-        let j = rng.random_range(*shuffled..n);
+        let j = *shuffled + draws.below(n - *shuffled);
         order.swap(*shuffled, j);
         *shuffled += 1;
+    }
+}
+
+/// SplitMix64 (Steele, Lea and Flood): a small, fast generator, good enough to order a
+/// round's agents and seeded from the master's own generator, so runs stay reproducible.
+#[derive(Debug)]
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (`n` > 0), by multiplying and keeping the high word: biased by at
+    /// most `n / 2^64`, which no round can notice.
+    fn below(&mut self, n: usize) -> usize {
+        let wide = u128::from(self.next()) * n as u128;
+        usize::try_from(wide >> 64).unwrap_or(0)
     }
 }
 

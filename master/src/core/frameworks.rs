@@ -310,7 +310,7 @@ impl Master {
     fn launch(&mut self, now_ms: u64, framework_id: &FrameworkId, role: &Role, mut task: TaskInfo) {
         // The registry's copy of the id, shared with the task's record, instead of the one
         // decoded from the call: one allocation fewer per task held.
-        let Some(agent) = self.agents.get_mut(&task.agent_id) else { return };
+        let Some(mut agent) = self.agents.get_mut(&task.agent_id) else { return };
         let agent_id = agent.id.clone();
         task.agent_id = agent_id.clone();
         let Some(framework) = self.frameworks.get_mut(framework_id) else { return };

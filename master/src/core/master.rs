@@ -183,7 +183,7 @@ impl Master {
     /// because they may still be running; a re-registration brings them back.
     pub(crate) fn mark_unreachable(&mut self, now_ms: u64, agent_id: &AgentId) {
         self.rescind_agent_offers(agent_id);
-        let Some(agent) = self.agents.get_mut(agent_id) else { return };
+        let Some(mut agent) = self.agents.get_mut(agent_id) else { return };
         // An agent that dropped its connection is "disconnected"; one that stayed
         // connected but went silent failed its health checks and is "removed".
         let reason =
@@ -200,6 +200,7 @@ impl Master {
             self.outbox.push(Output::ReconnectAgent { agent_id: agent_id.clone() });
         }
         let tasks: Vec<(FrameworkId, TaskId)> = agent.tasks.iter().cloned().collect();
+        drop(agent);
         self.counters.agents_unreachable = self.counters.agents_unreachable.saturating_add(1);
         for (framework_id, task_id) in tasks {
             let status = TaskStatus::from_master(
@@ -366,7 +367,7 @@ impl Master {
         let record = self.offers.remove(n)?;
         let offer = record.offer;
         let scalars = offer.resources.scalars();
-        if let Some(agent) = self.agents.get_mut(&offer.agent_id) {
+        if let Some(mut agent) = self.agents.get_mut(&offer.agent_id) {
             agent.remove_offered(&offer.resources);
             if let Some(at) = agent.offers.iter().position(|&o| o == n) {
                 agent.offers.remove(at);
@@ -448,14 +449,14 @@ impl Master {
             self.filter_expiries.remove(&(previous_ms, framework_id.clone(), agent_id.clone()));
         }
         self.filter_expiries.insert((until_ms, framework_id.clone(), agent_id.clone()));
-        if let Some(agent) = self.agents.get_mut(agent_id) {
+        if let Some(mut agent) = self.agents.get_mut(agent_id) {
             agent.filtered_by.insert(slot);
         }
     }
 
     /// Lifts one framework's filter from the agent's index.
     fn unfilter(&mut self, agent_id: &AgentId, slot: Option<u64>) {
-        if let Some(agent) = self.agents.get_mut(agent_id)
+        if let Some(mut agent) = self.agents.get_mut(agent_id)
             && let Some(slot) = slot
         {
             agent.filtered_by.remove(slot);
@@ -468,7 +469,7 @@ impl Master {
         let slot = framework.filter_slot;
         for (agent_id, until_ms) in std::mem::take(&mut framework.filters) {
             self.filter_expiries.remove(&(until_ms, framework_id.clone(), agent_id.clone()));
-            if let Some(agent) = self.agents.get_mut(&agent_id)
+            if let Some(mut agent) = self.agents.get_mut(&agent_id)
                 && let Some(slot) = slot
             {
                 agent.filtered_by.remove(slot);
@@ -532,7 +533,7 @@ impl Master {
         if self.config.max_completed_tasks_per_framework > 0 {
             framework.completed_tasks.push_back(task.view(framework_id));
         }
-        if let Some(agent) = self.agents.get_mut(&task.info.agent_id) {
+        if let Some(mut agent) = self.agents.get_mut(&task.info.agent_id) {
             agent.remove_used(&task.info.resources);
             agent.tasks.remove(&(framework_id.clone(), task_id.clone()));
             // `agent_changed` without looking the agent up again.

@@ -186,7 +186,7 @@ impl Master {
         self.check_agent(agent_id)?;
         self.rescind_agent_offers(agent_id);
         let needed = unreserved_equivalent(resources);
-        let Some(agent) = self.agents.get_mut(agent_id) else { return Err(self.unknown_agent(agent_id)) };
+        let Some(mut agent) = self.agents.get_mut(agent_id) else { return Err(self.unknown_agent(agent_id)) };
         if !agent.free().contains(&needed) {
             return Err(OperatorError {
                 kind: OperatorErrorKind::Conflict,
@@ -201,6 +201,7 @@ impl Master {
         info.add(resources);
         agent.set_resources(info);
         agent.stuck_epoch = None;
+        drop(agent);
         self.policy.reservations.entry(agent_id.clone()).or_default().add(resources);
         self.persist_role_policy();
         self.dirty = true;
@@ -220,7 +221,7 @@ impl Master {
             });
         }
         self.rescind_agent_offers(agent_id);
-        let Some(agent) = self.agents.get_mut(agent_id) else { return Err(self.unknown_agent(agent_id)) };
+        let Some(mut agent) = self.agents.get_mut(agent_id) else { return Err(self.unknown_agent(agent_id)) };
         if !agent.free().contains(resources) {
             return Err(OperatorError {
                 kind: OperatorErrorKind::Conflict,
@@ -235,6 +236,7 @@ impl Master {
         info.add(&unreserved_equivalent(resources));
         agent.set_resources(info);
         agent.stuck_epoch = None;
+        drop(agent);
         if let Some(held) = self.policy.reservations.get_mut(agent_id) {
             held.subtract(resources);
             if held.is_empty() {
@@ -262,7 +264,7 @@ impl Master {
     /// reservations, as far as they fit (its resources may have shrunk meanwhile).
     pub(crate) fn apply_reservations(&mut self, agent_id: &AgentId) {
         let Some(reserved) = self.policy.reservations.get(agent_id) else { return };
-        let Some(agent) = self.agents.get_mut(agent_id) else { return };
+        let Some(mut agent) = self.agents.get_mut(agent_id) else { return };
         for (role, pool) in reserved.pools() {
             let mut one = Resources::new();
             one.add_pool(role.clone(), pool.clone());
@@ -355,7 +357,7 @@ impl Master {
 
     /// Something changed on one agent (resources freed, a filter lifted).
     pub(crate) fn agent_changed(&mut self, agent_id: &AgentId) {
-        if let Some(agent) = self.agents.get_mut(agent_id) {
+        if let Some(mut agent) = self.agents.get_mut(agent_id) {
             agent.stuck_epoch = None;
         }
         self.allocation_changed();
@@ -443,7 +445,7 @@ impl Master {
     ) {
         let unreserved = unreserved_equivalent(resources);
         let (from, to) = if reserve { (&unreserved, resources) } else { (resources, &unreserved) };
-        let Some(agent) = self.agents.get_mut(agent_id) else { return };
+        let Some(mut agent) = self.agents.get_mut(agent_id) else { return };
         let mut info = agent.info.resources.clone();
         let mut rest = left.clone();
         if !(info.subtract(from) && rest.subtract(from)) {
@@ -454,6 +456,7 @@ impl Master {
         agent.set_resources(info);
         agent.stuck_epoch = None;
         *left = rest;
+        drop(agent);
         let held = self.policy.reservations.entry(agent_id.clone()).or_default();
         if reserve {
             held.add(resources);
