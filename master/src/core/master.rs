@@ -2,6 +2,7 @@
 //! filters, task transitions), time (`tick`), allocation rounds and snapshots. The
 //! handlers for agents and frameworks live in `agents.rs` and `frameworks.rs`.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use agora_proto::model::{
@@ -14,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use super::agent_table::AgentTable;
 use super::allocator::{self, Grant, MinAllocatable, RoundInput};
 use super::durable::RegistryOp;
-use super::registry::{AgentRecord, FrameworkRecord, HeldOffer, OfferBook, OfferRecord};
+use super::registry::{AgentRecord, FrameworkRecord, HeldOffer, OfferBook, OfferRecord, TaskRecord};
 use super::roles::RolePolicy;
 use super::{AgentView, Config, Counters, Event, FrameworkView, Gauges, Output, Snapshot, ToAgent};
 
@@ -505,37 +506,42 @@ impl Master {
         forward: bool,
     ) -> Result<(), TaskStatus> {
         let Some(framework) = self.frameworks.get_mut(framework_id) else { return Err(status) };
-        let Some(task) = framework.tasks.get_mut(task_id) else { return Err(status) };
+        let active = framework.is_active();
+        // Through the entry, a task that ends is removed without looking it up again.
+        let Entry::Occupied(mut entry) = framework.tasks.entry(task_id.clone()) else { return Err(status) };
+        let task = entry.get_mut();
         if on_agent.is_some_and(|agent_id| *agent_id != task.info.agent_id) || !task.state.may_become(status.state) {
             return Err(status);
         }
         task.record(&status);
         let terminal = status.state.is_terminal();
-        if forward && framework.is_active() {
+        let task = terminal.then(|| entry.remove());
+        if forward && active {
             self.outbox.push(Output::ToFramework { framework_id: framework_id.clone(), event: Event::Update(status) });
         }
-        if terminal {
-            self.finish_task(framework_id, task_id);
+        if let Some(task) = task {
+            self.finish_task(framework_id, task);
         }
         Ok(())
     }
 
-    /// Removes a task that reached a terminal state and frees what it held.
-    fn finish_task(&mut self, framework_id: &FrameworkId, task_id: &TaskId) {
-        let Some(framework) = self.frameworks.get_mut(framework_id) else { return };
-        let Some(task) = framework.tasks.remove(task_id) else { return };
-        let scalars = task.info.resources.scalars();
-        framework.used_scalars = framework.used_scalars.saturating_sub(&scalars);
-        framework.refund(&task.role, &scalars);
-        if framework.completed_tasks.len() >= self.config.max_completed_tasks_per_framework {
-            framework.completed_tasks.pop_front();
-        }
-        if self.config.max_completed_tasks_per_framework > 0 {
-            framework.completed_tasks.push_back(task.view(framework_id));
+    /// Frees what a task that reached a terminal state held, once it is out of its
+    /// framework's tasks, and keeps it among the framework's completed tasks.
+    fn finish_task(&mut self, framework_id: &FrameworkId, task: Box<TaskRecord>) {
+        if let Some(framework) = self.frameworks.get_mut(framework_id) {
+            let scalars = task.info.resources.scalars();
+            framework.used_scalars = framework.used_scalars.saturating_sub(&scalars);
+            framework.refund(&task.role, &scalars);
+            if framework.completed_tasks.len() >= self.config.max_completed_tasks_per_framework {
+                framework.completed_tasks.pop_front();
+            }
+            if self.config.max_completed_tasks_per_framework > 0 {
+                framework.completed_tasks.push_back(task.view(framework_id));
+            }
         }
         if let Some(mut agent) = self.agents.get_mut(&task.info.agent_id) {
             agent.remove_used(&task.info.resources);
-            agent.tasks.remove(&(framework_id.clone(), task_id.clone()));
+            agent.tasks.remove(&(framework_id.clone(), task.info.task_id.clone()));
             // `agent_changed` without looking the agent up again.
             agent.stuck_epoch = None;
         }
