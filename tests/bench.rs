@@ -71,6 +71,10 @@ fn a_small_run_finishes_every_task_and_reports_the_measurements() {
     assert!(number(&json, "tasks_launched") >= 500.0, "{json}");
     assert_eq!(json["tasks_finished"], 500, "{json}");
     assert!(number(&json, "tasks_per_s") > 0.0, "{json}");
+    // Every task was launched before the run ended with the last one's end.
+    let launch_s = number(&json, "launch_s");
+    assert!(0.0 < launch_s && launch_s <= number(&json, "duration_s"), "{json}");
+    assert!(number(&json, "launch_tasks_per_s") >= number(&json, "tasks_per_s"), "{json}");
     let p50 = number(&json, "offer_to_launch_ms_p50");
     let p99 = number(&json, "offer_to_launch_ms_p99");
     assert!(0.0 < p50 && p50 <= p99, "{json}");

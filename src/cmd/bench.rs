@@ -325,6 +325,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let counters = Counters { agents: &agent_counters, frameworks: &framework_counters };
     let chaos_events = run_until(&args, goal, seed, counters, &chaos_senders, run_started, deadline).await;
     let run_s = run_started.elapsed().as_secs_f64();
+    let launch_s = framework_counters
+        .last_launch
+        .lock()
+        .ok()
+        .and_then(|last| *last)
+        .map(|last| last.saturating_duration_since(run_started).as_secs_f64());
     let finished = framework_counters.tasks_finished.load(Ordering::Relaxed);
     let running = framework_counters.tasks_running.load(Ordering::Relaxed);
     let limit_hit = match goal {
@@ -426,6 +432,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "tasks_per_s": round(Some(match goal {
             Goal::AllFinished => finished as f64 / run_s.max(1e-9),
             Goal::AllRunning => running as f64 / run_s.max(1e-9),
+        })),
+        "launch_s": round(launch_s),
+        "launch_tasks_per_s": round(launch_s.map(|s| {
+            framework_counters.tasks_launched.load(Ordering::Relaxed) as f64 / s.max(1e-9)
         })),
         "relaunches": relaunches,
         "relaunched_after": relaunched_after,

@@ -61,6 +61,9 @@ pub struct TaskShape {
 pub struct FrameworkCounters {
     pub subscribed: AtomicU64,
     pub tasks_launched: AtomicU64,
+    /// When the latest ACCEPT with tasks went out (for the launch rate without the tail
+    /// of the last tasks' durations).
+    pub last_launch: std::sync::Mutex<Option<Instant>>,
     /// Work items done: the first terminal update of a task was TASK_FINISHED.
     pub tasks_finished: AtomicU64,
     pub relaunches: AtomicU64,
@@ -379,6 +382,9 @@ impl Framework {
         self.pending -= count;
         self.in_flight += count;
         self.counters.tasks_launched.fetch_add(count, Ordering::Relaxed);
+        if let Ok(mut last) = self.counters.last_launch.lock() {
+            *last = Some(Instant::now());
+        }
         let accept = pb::call::Call::Accept(pb::Accept {
             offer_ids: vec![offer.id],
             operations: vec![pb::Operation {
