@@ -6,15 +6,16 @@
 //! the shares) and the agents worth offering: active, with free resources worth offering,
 //! and not found stuck at the current allocation epoch. Walking every agent for those
 //! was most of a round's time at 10,000 agents. So the table lends its records mutably
-//! only through a guard ([`AgentMut`]) that settles the agent's share of the sums when it
-//! is dropped, while the record is still in the cache (whatever changes on an agent
-//! changes through such a borrow, or in a round, which settles the agents it offers); it
+//! only through a guard ([`AgentMut`]) that notes the agent's share of the sums when it
+//! is made and moves the sums by the change when it is dropped, while the record is in
+//! the cache (whatever changes on an agent changes through such a borrow, or in a round,
+//! which does the same for the agents it offers); it
 //! keeps the slots worth a look (borrowed agents, and those a round did not reach), which
 //! a round reads only as it reaches them; and it keeps the agents a round left stuck,
 //! which are worth a look again once the epoch moves on.
 
-use std::collections::{BTreeMap, HashMap};
 use std::collections::btree_map;
+use std::collections::{BTreeMap, HashMap};
 
 use agora_proto::model::{AgentId, Scalars};
 use foldhash::fast::FixedState;
@@ -23,7 +24,7 @@ use super::allocator::{MinAllocatable, RoundAgents, RoundEnd, Visit};
 use super::registry::AgentRecord;
 
 /// What an agent adds to the table's sums: its capacity and free scalars while it is
-/// active, zero otherwise, as of the last time it was counted; and the sums themselves.
+/// active, zero otherwise; and the sums themselves.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct Counted {
     total: Scalars,
@@ -65,8 +66,6 @@ impl SlotSet {
 #[derive(Debug, Default)]
 pub(crate) struct AgentTable {
     slots: Vec<Option<AgentRecord>>,
-    /// Each slot's share of the sums, as last counted.
-    counted: Vec<Counted>,
     /// Slots by id, in id order, for walking the agents in that order.
     index: BTreeMap<AgentId, u32>,
     /// Slots by id, hashed, for finding one: a B-tree of 10,000 ids compares some twenty
@@ -102,21 +101,24 @@ impl AgentTable {
         self.slots.get(slot as usize)?.as_ref()
     }
 
-    /// The agent's record, which the next round looks at again; the agent's share of the
-    /// sums is settled when the guard is dropped.
+    /// The agent's record, which the next round looks at again; the sums follow the
+    /// change in the agent's share when the guard is dropped.
     pub fn get_mut(&mut self, id: &AgentId) -> Option<AgentMut<'_>> {
         let slot = *self.lookup.get(id)? as usize;
         self.pending.insert(slot as u32);
         let record = self.slots.get_mut(slot)?.as_mut()?;
-        let counted = self.counted.get_mut(slot)?;
-        Some(AgentMut { record, ledger: Ledger { counted, sums: &mut self.sums } })
+        let before = share_of(record);
+        Some(AgentMut { record, before, sums: &mut self.sums })
     }
 
     /// Adds or replaces the agent's record; returns the one it replaces.
     pub fn insert(&mut self, id: AgentId, record: AgentRecord) -> Option<AgentRecord> {
+        let now = share_of(&record);
         if let Some(&slot) = self.lookup.get(&id) {
             let old = self.slots.get_mut(slot as usize).and_then(|s| s.replace(record));
-            self.settle(slot);
+            let before = old.as_ref().map_or(Counted::default(), share_of);
+            self.sums.settle(&before, &now);
+            self.pending.insert(slot);
             return old;
         }
         let slot = match self.vacant.pop() {
@@ -128,13 +130,13 @@ impl AgentTable {
             }
             None => {
                 self.slots.push(Some(record));
-                self.counted.push(Counted::default());
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
         };
         self.lookup.insert(id.clone(), slot);
         self.index.insert(id, slot);
-        self.settle(slot);
+        self.sums.settle(&Counted::default(), &now);
+        self.pending.insert(slot);
         None
     }
 
@@ -142,8 +144,8 @@ impl AgentTable {
         let slot = self.lookup.remove(id)?;
         self.index.remove(id);
         let record = self.slots.get_mut(slot as usize)?.take();
-        if let Some(counted) = self.counted.get_mut(slot as usize) {
-            Ledger { counted, sums: &mut self.sums }.settle(&Counted::default());
+        if let Some(record) = &record {
+            self.sums.settle(&share_of(record), &Counted::default());
         }
         self.pending.remove(slot);
         self.stuck.remove(slot);
@@ -158,16 +160,6 @@ impl AgentTable {
 
     pub fn values(&self) -> impl Iterator<Item = &AgentRecord> + '_ {
         self.iter().map(|(_, record)| record)
-    }
-
-    /// Settles the slot's share of the sums, and marks it worth a look next round.
-    fn settle(&mut self, slot: u32) {
-        if let (Some(Some(record)), Some(counted)) =
-            (self.slots.get(slot as usize), self.counted.get_mut(slot as usize))
-        {
-            Ledger { counted, sums: &mut self.sums }.settle(&share_of(record));
-        }
-        self.pending.insert(slot);
     }
 
     /// The round's view: the sums over the active agents and the slots worth a look at
@@ -201,13 +193,12 @@ impl AgentTable {
             visits: &mut self.visits,
             total: self.sums.total,
             free: self.sums.free,
-            counted: &mut self.counted,
             sums: &mut self.sums,
         }
     }
 
-    /// Settles a round that reached the first `end.reached` slots of its order (and
-    /// settled the agents it offered): the agents it found stuck at `epoch` are marked so
+    /// Settles a round that reached the first `end.reached` slots of its order (and moved
+    /// the sums for the agents it offered): the agents it found stuck at `epoch` are marked so
     /// and kept for when the epoch moves on; the slots it did not reach stay worth a look.
     pub fn finish_round(&mut self, epoch: u64, end: &RoundEnd) {
         for &slot in self.order.get(end.reached..).unwrap_or_default() {
@@ -224,10 +215,9 @@ impl AgentTable {
         self.visits.clear();
     }
 
-    /// Checks the table's bookkeeping against its records: the index and the slots agree,
-    /// the sums are the sum of the slots' shares, every slot not touched since it was last
-    /// counted holds its record's share, and every agent a round at `epoch` would visit
-    /// will be looked at by it.
+    /// Checks the table's bookkeeping against its records: the indexes and the slots agree,
+    /// the sums are the sum of the agents' shares, and every agent a round at `epoch` would
+    /// offer will be looked at by it.
     pub fn check(&self, min: MinAllocatable, epoch: u64) -> Result<(), String> {
         let occupied = self.slots.iter().filter(|s| s.is_some()).count();
         if occupied != self.index.len()
@@ -244,8 +234,7 @@ impl AgentTable {
         let (mut total, mut free) = (Scalars::ZERO, Scalars::ZERO);
         let mut marked = 0;
         for (id, &slot) in &self.index {
-            let (Some(Some(record)), Some(counted)) = (self.slots.get(slot as usize), self.counted.get(slot as usize))
-            else {
+            let Some(Some(record)) = self.slots.get(slot as usize) else {
                 return Err(format!("agent {id} points to an empty slot {slot}"));
             };
             if record.id != *id || self.lookup.get(id) != Some(&slot) {
@@ -253,17 +242,15 @@ impl AgentTable {
             }
             let (pending, stuck) = (self.pending.contains(slot), self.stuck.contains(slot));
             marked += usize::from(pending) + usize::from(stuck);
-            if *counted != share_of(record) {
-                return Err(format!("agent {id} changed without its share of the sums following"));
-            }
             if record.is_worth_a_visit(min, epoch) && !pending && !(stuck && self.stuck_at != epoch) {
                 return Err(format!("agent {id} has resources to offer that no round would look at"));
             }
             if record.stuck_epoch == Some(self.stuck_at) && !stuck && !pending {
                 return Err(format!("agent {id} is stuck but not kept for when the epoch moves on"));
             }
-            total = wrapping_add(&total, &counted.total);
-            free = wrapping_add(&free, &counted.free);
+            let share = share_of(record);
+            total = wrapping_add(&total, &share.total);
+            free = wrapping_add(&free, &share.free);
         }
         if marked != self.pending.len() + self.stuck.len() {
             return Err("the agent table marks free slots".to_owned());
@@ -291,12 +278,14 @@ fn wrapping_sub(a: &Scalars, b: &Scalars) -> Scalars {
     }
 }
 
-/// A mutable borrow of an agent's record that settles the agent's share of the table's
-/// sums when dropped (see the module documentation).
+/// A mutable borrow of an agent's record that moves the table's sums by the change in
+/// the agent's share when dropped (see the module documentation).
 #[derive(Debug)]
 pub(crate) struct AgentMut<'t> {
     record: &'t mut AgentRecord,
-    ledger: Ledger<'t>,
+    /// The agent's share when the borrow began.
+    before: Counted,
+    sums: &'t mut Counted,
 }
 
 impl std::ops::Deref for AgentMut<'_> {
@@ -315,26 +304,17 @@ impl std::ops::DerefMut for AgentMut<'_> {
 
 impl Drop for AgentMut<'_> {
     fn drop(&mut self) {
-        self.ledger.settle(&share_of(self.record));
+        self.sums.settle(&self.before, &share_of(self.record));
     }
 }
 
-/// One agent's share of the sums, and the sums, borrowed to bring them up to date.
-#[derive(Debug)]
-pub(crate) struct Ledger<'t> {
-    pub counted: &'t mut Counted,
-    pub sums: &'t mut Counted,
-}
-
-impl Ledger<'_> {
-    /// Replaces the agent's share by `now`. The sums are kept with wrapping arithmetic:
-    /// exact as long as the true sums fit in 64 bits.
-    pub fn settle(&mut self, now: &Counted) {
-        if *now != *self.counted {
-            let sums = &mut *self.sums;
-            sums.total = wrapping_add(&wrapping_sub(&sums.total, &self.counted.total), &now.total);
-            sums.free = wrapping_add(&wrapping_sub(&sums.free, &self.counted.free), &now.free);
-            *self.counted = *now;
+impl Counted {
+    /// Moves these sums from one share of an agent to another. The sums are kept with
+    /// wrapping arithmetic: exact as long as the true sums fit in 64 bits.
+    pub fn settle(&mut self, before: &Counted, now: &Counted) {
+        if now != before {
+            self.total = wrapping_add(&wrapping_sub(&self.total, &before.total), &now.total);
+            self.free = wrapping_add(&wrapping_sub(&self.free, &before.free), &now.free);
         }
     }
 }

@@ -29,7 +29,7 @@ use agora_proto::model::{FrameworkId, Resources, Role, Scalars};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::agent_table::{Counted, Ledger, share_of};
+use super::agent_table::{Counted, share_of};
 use super::client_heap::ClientHeap;
 use super::filter_slots::FilterSlots;
 use super::registry::{AgentRecord, FrameworkRecord};
@@ -72,9 +72,8 @@ pub(crate) struct RoundAgents<'a> {
     pub order: &'a mut [u32],
     /// What the round found at each position of `order` it reached; empty at the start.
     pub visits: &'a mut Vec<Visit>,
-    /// Each slot's share of the table's sums, and the sums: an agent offered is settled
-    /// in the round, while its record is in the cache.
-    pub counted: &'a mut [Counted],
+    /// The table's sums, which the round moves by the change in the share of each agent
+    /// it offers, while the agent's record is in the cache.
     pub sums: &'a mut Counted,
     /// Capacity of the active agents.
     pub total: Scalars,
@@ -91,6 +90,13 @@ pub(crate) struct Visit {
     /// What is still free in this round; `None` until the round first needs it (it is the
     /// agent's free part until then).
     free: Option<Resources>,
+}
+
+impl Visit {
+    fn of(agent: &AgentRecord, min: MinAllocatable, epoch: u64) -> Self {
+        let worth = agent.is_worth_a_visit(min, epoch);
+        Visit { left: if worth { agent.free_scalars } else { Scalars::ZERO }, free: None }
+    }
 }
 
 /// The smallest offer worth making, as Mesos judges it: enough CPUs *or* enough memory.
@@ -170,6 +176,8 @@ struct Sorter {
     capped: Vec<u32>,
     /// Frameworks with clients and room left: none, and the round is over.
     open_frameworks: usize,
+    /// The offers those frameworks may still be given: a round makes at most this many.
+    open_room: u64,
     /// Nodes with eligible clients and headroom under their limits, lowest path first.
     order: Order,
     /// The subset of `order` whose own guarantee is not met yet.
@@ -441,6 +449,7 @@ impl Sorter {
             .filter(|&f| room.get(f as usize).is_some_and(|&r| r > 0))
             .collect();
         open.dedup();
+        let open_room = open.iter().map(|&f| u64::from(room.get(f as usize).copied().unwrap_or(0))).sum();
         let mut sorter = Sorter {
             total,
             min,
@@ -450,6 +459,7 @@ impl Sorter {
             room,
             capped: Vec::new(),
             open_frameworks: open.len(),
+            open_room,
             order: Order::default(),
             unmet: Order::default(),
             unmet_total: Scalars::ZERO,
@@ -694,7 +704,7 @@ pub(crate) fn allocate(
 ) -> RoundEnd {
     let min = input.min;
     let mut end = RoundEnd::default();
-    let RoundAgents { slots, order, visits, total, free: available, counted, sums } = agents;
+    let RoundAgents { slots, order, visits, total, free: available, sums } = agents;
     if order.is_empty() {
         return end;
     }
@@ -704,7 +714,18 @@ pub(crate) fn allocate(
     }
     let mut decided: Vec<Decision> = Vec::new();
     visits.clear();
+    if sorter.open_room.saturating_mul(2) >= order.len() as u64 {
+        // The round may well reach most of its agents: they are read now, in slot order,
+        // which is memory order, rather than one cache miss at a time in random order.
+        for &slot in order.iter() {
+            visits.push(match slots.get(slot as usize) {
+                Some(Some(agent)) => Visit::of(agent, min, epoch),
+                _ => Visit { left: Scalars::ZERO, free: None },
+            });
+        }
+    }
     let mut shuffled = 0;
+    let mut reached = 0;
     // One draw of the round's generator seeds the shuffle's: a draw from ChaCha costs
     // some 50 instructions, one of SplitMix a handful, and a round may draw 50,000.
     let mut draws = SplitMix(rng.random());
@@ -720,14 +741,14 @@ pub(crate) fn allocate(
             }
             // The order is shuffled as far as the prefetching looks ahead: a uniform
             // sample of the slots, drawn one at a time (Fisher–Yates from the front).
-            shuffle_until(&mut draws, order, &mut shuffled, i + AHEAD_RECORD + 1);
+            shuffle_until(&mut draws, order, visits, &mut shuffled, i + AHEAD_RECORD + 1);
             fetch_ahead(slots, order, i);
             let Some(&slot) = order.get(i) else { break };
             let Some(Some(agent)) = slots.get_mut(slot as usize) else { break };
             if i == visits.len() {
-                let worth = agent.is_worth_a_visit(min, epoch);
-                visits.push(Visit { left: if worth { agent.free_scalars } else { Scalars::ZERO }, free: None });
+                visits.push(Visit::of(agent, min, epoch));
             }
+            reached = reached.max(i + 1);
             let Some(Visit { left, free }) = visits.get_mut(i) else { continue };
             if !min.admits_scalars(left) {
                 continue;
@@ -737,6 +758,7 @@ pub(crate) fn allocate(
             allocate_agent(&mut sorter, pass, agent, free, available, &mut decided);
             *left = free.scalars();
             let offered = !decided.is_empty();
+            let before = share_of(agent);
             for d in decided.drain(..) {
                 let Some((framework_id, framework)) = frameworks.get_mut(d.framework as usize) else { continue };
                 offer(Grant {
@@ -749,13 +771,13 @@ pub(crate) fn allocate(
                     scalars: d.scalars,
                 });
             }
-            if offered && let Some(counted) = counted.get_mut(slot as usize) {
-                Ledger { counted, sums }.settle(&share_of(agent));
+            if offered {
+                sums.settle(&before, &share_of(agent));
             }
         }
     }
-    end.reached = visits.len();
-    for (visit, &slot) in visits.iter().zip(order.iter()) {
+    end.reached = reached;
+    for (visit, &slot) in visits.iter().zip(order.iter()).take(reached) {
         if min.admits_scalars(&visit.left) {
             end.stuck.push(slot);
         }
@@ -767,12 +789,17 @@ pub(crate) fn allocate(
 }
 
 /// Shuffles `order` from the front until its first `until` positions (at most all) are a
-/// random draw of it; `shuffled` is how far it got before.
-fn shuffle_until(draws: &mut SplitMix, order: &mut [u32], shuffled: &mut usize, until: usize) {
+/// random draw of it; `shuffled` is how far it got before. `visits`, when read up front
+/// for every position, moves along.
+fn shuffle_until(draws: &mut SplitMix, order: &mut [u32], visits: &mut [Visit], shuffled: &mut usize, until: usize) {
     let n = order.len();
+    let along = visits.len() == n;
     while *shuffled < until.min(n) {
         let j = *shuffled + draws.below(n - *shuffled);
         order.swap(*shuffled, j);
+        if along {
+            visits.swap(*shuffled, j);
+        }
         *shuffled += 1;
     }
 }
