@@ -13,14 +13,16 @@
 //! guarantee up to that guarantee; the second gives everyone the rest, never beyond a
 //! role's limit and never eating into what other roles still need for their guarantees.
 //!
-//! Cost: a round is handed only the agents worth visiting, found without walking the
-//! others (`AgentTable::scan`: agents touched since the last round, and agents no client
-//! could take at an older epoch, checked on cached scalars), with the sums over every
-//! active agent kept up to date as agents change; filters are checked against a
-//! per-agent set of integer framework slots (`FilterSlots`). The sorter is rebuilt per
-//! round from the frameworks (not the agents), so a round costs O(frameworks + visited
-//! agents × log). The round visits its candidates in an order fixed up front, so it
-//! prefetches the memory of the next ones while offering the current one.
+//! Cost: a round is handed only the slots of the agents worth a look, found without
+//! walking the others (`AgentTable::round`: agents changed or not reached since the last
+//! round, and agents no client could take at an older epoch), with the sums over every
+//! active agent kept up to date as agents change; it reads an agent's record only when it
+//! reaches it, and stops once every framework is at its offer bound. Filters are checked
+//! against a per-agent set of integer framework slots (`FilterSlots`). The sorter is
+//! rebuilt per round from the frameworks (not the agents), so a round costs
+//! O(frameworks + reached agents × log). The round shuffles its slots a little ahead of
+//! where it is, so it prefetches the memory of the next agents while offering the current
+//! one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;

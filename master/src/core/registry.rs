@@ -27,12 +27,12 @@ pub(crate) const MAX_STATUSES_PER_TASK: usize = 16;
 #[derive(Clone, Debug)]
 #[repr(C, align(64))]
 pub(crate) struct AgentRecord {
-    // ----- read by every round's scan (the first two lines) -----
+    // ----- read when a round reaches the agent, and by the table's sums (the first two lines) -----
     /// False once the agent missed its heartbeats for `agent_timeout_ms`; only a
     /// re-registration makes it reachable again.
     pub reachable: bool,
     consistent: bool,
-    /// The scalars of `free` and of `info.resources`, for the allocator's scan.
+    /// The scalars of `free` and of `info.resources`, for the round and the table's sums.
     pub free_scalars: Scalars,
     pub total_scalars: Scalars,
     /// `info.resources` − `used` − `offered`, kept up to date on every change instead of
