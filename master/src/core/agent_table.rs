@@ -9,10 +9,10 @@
 //! only through a guard ([`AgentMut`]) that notes the agent's share of the sums when it
 //! is made and moves the sums by the change when it is dropped, while the record is in
 //! the cache (whatever changes on an agent changes through such a borrow, or in a round,
-//! which does the same for the agents it offers); it
-//! keeps the slots worth a look (borrowed agents, and those a round did not reach), which
-//! a round reads only as it reaches them; and it keeps the agents a round left stuck,
-//! which are worth a look again once the epoch moves on.
+//! which does the same for the agents it offers); it keeps the slots worth a look
+//! (borrowed agents, and those a round did not reach), which a round reads only as it
+//! reaches them; and it keeps the agents a round left stuck, which are worth a look again
+//! once the epoch moves on.
 
 use std::collections::btree_map;
 use std::collections::{BTreeMap, HashMap};
@@ -357,5 +357,131 @@ impl<'a> IntoIterator for &'a AgentTable {
 
     fn into_iter(self) -> Iter<'a> {
         self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ConnId;
+    use agora_proto::model::{AgentInfo, Resources};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    const MIN: MinAllocatable = MinAllocatable { cpus_milli: 100, mem_mib: 32 };
+
+    fn id(i: u64) -> AgentId {
+        AgentId::new(format!("agent-{i}"))
+    }
+
+    fn record(i: u64) -> AgentRecord {
+        let resources = Resources::parse(if i % 2 == 0 { "cpus:4;mem:1024" } else { "cpus:2;mem:512;disk:100" })
+            .expect("valid resources");
+        let info = AgentInfo { hostname: format!("host-{i}"), port: 5051, resources, attributes: vec![] };
+        AgentRecord::new(id(i), info, ConnId(i), 0)
+    }
+
+    fn recomputed(table: &AgentTable) -> Counted {
+        let mut sums = Counted::default();
+        for agent in table.values() {
+            sums.settle(&Counted::default(), &share_of(agent));
+        }
+        sums
+    }
+
+    /// A round as the allocator runs one, without clients: it reaches a prefix of its
+    /// order, and every agent it reaches with resources worth offering is left stuck.
+    /// Returns how many agents it was given.
+    fn run_round(table: &mut AgentTable, epoch: u64, rng: &mut ChaCha8Rng) -> usize {
+        let round = table.round(epoch);
+        let reached = rng.random_range(0..=round.order.len());
+        let stuck = round.order[..reached]
+            .iter()
+            .copied()
+            .filter(|&slot| round.slots[slot as usize].as_ref().is_some_and(|a| a.is_worth_a_visit(MIN, epoch)))
+            .collect();
+        let given = round.order.len();
+        table.finish_round(epoch, &RoundEnd { reached, stuck, capped: Vec::new() });
+        given
+    }
+
+    /// How many agents a round at `epoch` would look at; it reaches none of them, so they
+    /// all stay worth a look.
+    fn round_len(table: &mut AgentTable, epoch: u64) -> usize {
+        let len = table.round(epoch).order.len();
+        table.finish_round(epoch, &RoundEnd::default());
+        assert_eq!(table.check(MIN, epoch), Ok(()));
+        len
+    }
+
+    #[test]
+    fn the_sums_and_the_agents_worth_a_look_follow_every_change() {
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        let mut table = AgentTable::default();
+        let mut epoch = 0;
+        let used = Resources::parse("cpus:1;mem:256").expect("valid resources");
+        for step in 0..5_000 {
+            let i = rng.random_range(0..60);
+            match rng.random_range(0..7) {
+                0 => {
+                    table.insert(id(i), record(i));
+                }
+                1 => {
+                    table.remove(&id(i));
+                    assert!(table.get(&id(i)).is_none() && !table.contains_key(&id(i)), "step {step}");
+                }
+                2 => {
+                    if let Some(mut agent) = table.get_mut(&id(i)) {
+                        agent.reachable = !agent.reachable;
+                    }
+                }
+                3 => {
+                    if let Some(mut agent) = table.get_mut(&id(i)) {
+                        if agent.has_free(&used) {
+                            agent.add_used(&used);
+                        } else if !agent.used().is_empty() {
+                            agent.remove_used(&used);
+                        }
+                    }
+                }
+                4 => {
+                    if let Some(mut agent) = table.get_mut(&id(i)) {
+                        agent.conn = if agent.conn.is_some() { None } else { Some(ConnId(i)) };
+                    }
+                }
+                5 => {
+                    run_round(&mut table, epoch, &mut rng);
+                }
+                _ => epoch += 1,
+            }
+            assert_eq!(table.check(MIN, epoch), Ok(()), "step {step}");
+            assert_eq!(table.sums, recomputed(&table), "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_round_without_changes_looks_at_nothing_and_a_new_epoch_at_the_stuck_agents() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut table = AgentTable::default();
+        for i in 0..100 {
+            table.insert(id(i), record(i));
+        }
+        // The first round looks at every agent; one that reaches them all leaves them stuck.
+        let round = table.round(0);
+        assert_eq!(round.order.len(), 100);
+        let stuck: Vec<u32> = round.order.to_vec();
+        table.finish_round(0, &RoundEnd { reached: 100, stuck, capped: Vec::new() });
+        assert_eq!(round_len(&mut table, 0), 0, "nothing changed, nothing to look at");
+        // A change brings back that agent; a new epoch all of them.
+        drop(table.get_mut(&id(7)));
+        assert_eq!(round_len(&mut table, 0), 1);
+        assert_eq!(round_len(&mut table, 0), 1, "not reached, still worth a look");
+        assert_eq!(run_round(&mut table, 1, &mut rng), 100);
+        // A removed agent's slot is reused by the next one, without its marks.
+        table.remove(&id(5));
+        table.insert(id(500), record(500));
+        assert_eq!(table.len(), 100);
+        assert_eq!(table.check(MIN, 1), Ok(()));
+        assert_eq!(table.get(&id(500)).map(|a| a.id.clone()), Some(id(500)));
     }
 }
