@@ -375,7 +375,7 @@ mod tests {
     }
 
     fn record(i: u64) -> AgentRecord {
-        let resources = Resources::parse(if i % 2 == 0 { "cpus:4;mem:1024" } else { "cpus:2;mem:512;disk:100" })
+        let resources = Resources::parse(if i.is_multiple_of(2) { "cpus:4;mem:1024" } else { "cpus:2;mem:512;disk:100" })
             .expect("valid resources");
         let info = AgentInfo { hostname: format!("host-{i}"), port: 5051, resources, attributes: vec![] };
         AgentRecord::new(id(i), info, ConnId(i), 0)
