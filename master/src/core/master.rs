@@ -292,7 +292,8 @@ impl Master {
 
     // ----- allocation -----
 
-    /// One DRF round over every active agent; emits one OFFERS event per framework.
+    /// One DRF round over the agents worth a look (see `AgentTable::round`); emits one
+    /// OFFERS event per framework.
     pub fn allocate(&mut self, now_ms: u64) {
         // Filters that ran out count as lifted even if no tick came since.
         self.expire_filters(now_ms);
