@@ -27,8 +27,8 @@ use super::registry::AgentRecord;
 /// active, zero otherwise; and the sums themselves.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct Counted {
-    total: Scalars,
-    free: Scalars,
+    pub total: Scalars,
+    pub free: Scalars,
 }
 
 /// A set of slots, one bit each: set and cleared in O(1), walked in slot order in
@@ -167,10 +167,8 @@ impl AgentTable {
     /// moved on, those stuck at an older one. No record is read. `finish_round` must
     /// follow.
     pub fn round(&mut self, epoch: u64) -> RoundAgents<'_> {
-        // The sets cover every slot from here on.
+        // The sets grow as slots are marked, never past the slots.
         let words = self.slots.len().div_ceil(64);
-        self.pending.0.resize(words, 0);
-        self.stuck.0.resize(words, 0);
         // Clients may take what they could not at an older epoch: every agent found stuck
         // then is worth a look again.
         let unstick = epoch != self.stuck_at;
@@ -187,14 +185,7 @@ impl AgentTable {
             }
         }
         self.visits.clear();
-        RoundAgents {
-            slots: &mut self.slots,
-            order: &mut self.order,
-            visits: &mut self.visits,
-            total: self.sums.total,
-            free: self.sums.free,
-            sums: &mut self.sums,
-        }
+        RoundAgents { slots: &mut self.slots, order: &mut self.order, visits: &mut self.visits, sums: &mut self.sums }
     }
 
     /// Settles a round that reached the first `end.reached` slots of its order (and moved
@@ -375,8 +366,9 @@ mod tests {
     }
 
     fn record(i: u64) -> AgentRecord {
-        let resources = Resources::parse(if i.is_multiple_of(2) { "cpus:4;mem:1024" } else { "cpus:2;mem:512;disk:100" })
-            .expect("valid resources");
+        let resources =
+            Resources::parse(if i.is_multiple_of(2) { "cpus:4;mem:1024" } else { "cpus:2;mem:512;disk:100" })
+                .expect("valid resources");
         let info = AgentInfo { hostname: format!("host-{i}"), port: 5051, resources, attributes: vec![] };
         AgentRecord::new(id(i), info, ConnId(i), 0)
     }

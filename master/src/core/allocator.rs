@@ -74,13 +74,10 @@ pub(crate) struct RoundAgents<'a> {
     pub order: &'a mut [u32],
     /// What the round found at each position of `order` it reached; empty at the start.
     pub visits: &'a mut Vec<Visit>,
-    /// The table's sums, which the round moves by the change in the share of each agent
-    /// it offers, while the agent's record is in the cache.
+    /// The table's sums over the active agents (capacity, free resources), which the
+    /// round moves by the change in the share of each agent it offers, while the agent's
+    /// record is in the cache.
     pub sums: &'a mut Counted,
-    /// Capacity of the active agents.
-    pub total: Scalars,
-    /// Free resources of the active agents.
-    pub free: Scalars,
 }
 
 /// What a round found at a position of `RoundAgents::order` it reached.
@@ -706,11 +703,14 @@ pub(crate) fn allocate(
 ) -> RoundEnd {
     let min = input.min;
     let mut end = RoundEnd::default();
-    let RoundAgents { slots, order, visits, total, free: available, sums } = agents;
+    let RoundAgents { slots, order, visits, sums } = agents;
     if order.is_empty() {
         return end;
     }
-    let mut sorter = Sorter::build(frameworks, &input, *total);
+    // The round's own view of what is free, which its grants use up; the table's sums
+    // follow the agents' records.
+    let mut available = sums.free;
+    let mut sorter = Sorter::build(frameworks, &input, sums.total);
     if sorter.order.is_empty() {
         return end;
     }
@@ -757,10 +757,10 @@ pub(crate) fn allocate(
             }
             // A copy shares the agent's pools; a grant of everything free moves it on.
             let free = free.get_or_insert_with(|| agent.free());
-            allocate_agent(&mut sorter, pass, agent, free, available, &mut decided);
+            allocate_agent(&mut sorter, pass, agent, free, &mut available, &mut decided);
             *left = free.scalars();
-            let offered = !decided.is_empty();
-            let before = share_of(agent);
+            // Taken before the offers change the agent, and only if there are any.
+            let before = (!decided.is_empty()).then(|| share_of(agent));
             for d in decided.drain(..) {
                 let Some((framework_id, framework)) = frameworks.get_mut(d.framework as usize) else { continue };
                 offer(Grant {
@@ -773,7 +773,7 @@ pub(crate) fn allocate(
                     scalars: d.scalars,
                 });
             }
-            if offered {
+            if let Some(before) = before {
                 sums.settle(&before, &share_of(agent));
             }
         }
