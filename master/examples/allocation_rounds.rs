@@ -6,7 +6,8 @@
 //! `allocation_rounds decline AGENTS FRAMEWORKS ROUNDS` runs DeclineOffers (every offer
 //! declined with a filter that outlives the run) and prints each round's time;
 //! `allocation_rounds quota [ROUNDS]` runs LargeAndSmallQuota's full round and, with
-//! ROUNDS = 2 (the default), the empty one after it.
+//! ROUNDS = 2 (the default), the empty one after it. See `Profiler` for profiling some
+//! rounds of a long run with perf.
 
 use std::time::Instant;
 
@@ -20,14 +21,60 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn decline(agents: usize, frameworks: usize, rounds: usize) {
     let mut cluster = DeclineOffers::new(agents, frameworks);
+    let mut profiler = Profiler::from_env();
     for round in 1..=rounds {
+        profiler.round_starts(round);
         let started = Instant::now();
         cluster.master.allocate(cluster.now_ms);
         let elapsed = started.elapsed();
+        profiler.round_ends();
         let made = cluster.decline_everything();
         // As in the bench: one millisecond later each round.
         cluster.now_ms += 1;
         println!("round {round}: {made} offers in {:.3} ms", elapsed.as_secs_f64() * 1e3);
+    }
+}
+
+/// Turns `perf record --control fifo:CTL -D -1` on for the allocation of the rounds
+/// named by `AGORA_PROFILE_ROUNDS=FIRST-LAST` and off for the rest of the time, when
+/// `AGORA_PROFILE_CTL=CTL` names perf's control fifo: a profile of the rounds far into a
+/// run, without the declines between them or the rounds before.
+struct Profiler {
+    control: Option<std::fs::File>,
+    rounds: std::ops::RangeInclusive<usize>,
+    on: bool,
+}
+
+impl Profiler {
+    fn from_env() -> Profiler {
+        let rounds = std::env::var("AGORA_PROFILE_ROUNDS").ok().and_then(|r| {
+            let (first, last) = r.split_once('-')?;
+            Some(first.parse().ok()?..=last.parse().ok()?)
+        });
+        let control = std::env::var("AGORA_PROFILE_CTL")
+            .ok()
+            .map(|path| std::fs::OpenOptions::new().write(true).open(&path).unwrap_or_else(|e| panic!("{path}: {e}")));
+        Profiler { control, rounds: rounds.unwrap_or(1..=usize::MAX), on: false }
+    }
+
+    fn round_starts(&mut self, round: usize) {
+        self.on = self.rounds.contains(&round);
+        if self.on {
+            self.tell("enable");
+        }
+    }
+
+    fn round_ends(&mut self) {
+        if self.on {
+            self.tell("disable");
+        }
+    }
+
+    fn tell(&mut self, command: &str) {
+        use std::io::Write;
+        if let Some(control) = &mut self.control {
+            control.write_all(format!("{command}\n").as_bytes()).expect("perf's control fifo takes commands");
+        }
     }
 }
 
