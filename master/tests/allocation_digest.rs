@@ -25,6 +25,13 @@ const ROUNDS: u64 = 12;
 /// taken in id order and shuffled as before, the table alone gave the earlier digest.
 const EXPECTED_DIGEST: u64 = 0xd0eb_989b_0432_6a74;
 
+/// The same rounds with 400 frameworks, so that two roles have more clients than the
+/// allocator keeps in a heap (80 in `*`, 137 in `batch`: it lays out roles of 64 or more
+/// by filter slot in a `ClientTree`). Pinned with every role in a heap; the tree must
+/// give the same offers.
+const CROWDED_FRAMEWORKS: usize = 400;
+const CROWDED_DIGEST: u64 = 0x4c51_0a12_78d4_f0b3;
+
 /// FNV-1a over the text of each offer field: stable across changes of representation.
 #[derive(Debug)]
 struct Digest(u64);
@@ -55,7 +62,7 @@ fn role(name: &str) -> Role {
     Role::parse(name).expect("valid role")
 }
 
-fn cluster() -> (Master, Vec<(FrameworkId, StreamId)>) {
+fn cluster(framework_count: usize) -> (Master, Vec<(FrameworkId, StreamId)>) {
     let config = Config { master_id: "digest".into(), ..Config::default() };
     let mut master = Master::new(config, 11);
     for i in 0..AGENTS {
@@ -81,8 +88,8 @@ fn cluster() -> (Master, Vec<(FrameworkId, StreamId)>) {
     let limit = Scalars { disk_mib: u64::MAX, ..Scalars::new(200_000, 409_600, 0) };
     master.set_quota(role("ops"), Quota { guarantee: ops_quota, limit: Some(limit) }).expect("quota");
     let roles = ["*", "eng", "eng/web", "ops", "batch"];
-    let mut frameworks = Vec::with_capacity(FRAMEWORKS);
-    for i in 0..FRAMEWORKS {
+    let mut frameworks = Vec::with_capacity(framework_count);
+    for i in 0..framework_count {
         let mut framework_roles = vec![role(roles[i % roles.len()])];
         if i % 7 == 0 {
             framework_roles.push(role("batch"));
@@ -103,8 +110,8 @@ fn cluster() -> (Master, Vec<(FrameworkId, StreamId)>) {
 }
 
 /// Runs the rounds and digests every OFFERS event they emit, in order.
-fn digest_of_rounds() -> (u64, usize) {
-    let (mut master, frameworks) = cluster();
+fn digest_of_rounds(framework_count: usize) -> (u64, usize) {
+    let (mut master, frameworks) = cluster(framework_count);
     let small = Resources::parse("cpus:0.5;mem:64").expect("valid resources");
     let mut digest = Digest(0xcbf2_9ce4_8422_2325);
     let mut offers_seen = 0;
@@ -187,7 +194,14 @@ fn small_part(offered: &Resources, small: &Resources) -> Resources {
 
 #[test]
 fn twelve_rounds_of_two_thousand_agents_offer_exactly_what_they_did() {
-    let (digest, offers) = digest_of_rounds();
+    let (digest, offers) = digest_of_rounds(FRAMEWORKS);
     assert!(offers > 2 * AGENTS, "the rounds make offers ({offers})");
     assert_eq!(digest, EXPECTED_DIGEST, "digest {digest:#x} over {offers} offers");
+}
+
+#[test]
+fn crowded_roles_offer_what_their_heaps_did() {
+    let (digest, offers) = digest_of_rounds(CROWDED_FRAMEWORKS);
+    assert!(offers > 2 * AGENTS, "the rounds make offers ({offers})");
+    assert_eq!(digest, CROWDED_DIGEST, "digest {digest:#x} over {offers} offers");
 }

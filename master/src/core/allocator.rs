@@ -33,6 +33,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::agent_table::{Counted, share_of};
 use super::client_heap::ClientHeap;
+use super::client_tree::{self, ClientTree};
 use super::filter_slots::FilterSlots;
 use super::registry::{AgentRecord, FrameworkRecord};
 use super::roles::{DEFAULT_WEIGHT_MILLI, RolePolicy};
@@ -136,11 +137,13 @@ struct Node {
     share: u64,
     guarantee: Scalars,
     limit: Option<Scalars>,
-    /// Eligible clients of exactly this role, lowest (share, client) first. A grant
-    /// re-keys the client's entry in place when it is the lowest (the usual case), else
-    /// pushes a new one; an entry whose share is not its client's current one is then
-    /// stale and dropped when it surfaces.
+    /// Eligible clients of exactly this role, lowest (share, client) first, unless the
+    /// role has a `tree`. A grant re-keys the client's entry in place when it is the
+    /// lowest (the usual case), else pushes a new one; an entry whose share is not its
+    /// client's current one is then stale and dropped when it surfaces.
     clients: ClientHeap,
+    /// The same, for a role with many clients, instead of the heap (see `ClientTree`).
+    tree: Option<ClientTree>,
     /// Key under which the node sits in `Sorter::order`, when it does.
     in_order: Option<PathKey>,
     in_unmet: bool,
@@ -158,6 +161,8 @@ struct Client {
     node: u32,
     allocated: Scalars,
     key: u64,
+    /// The client's place in its role's `tree`, when the role has one.
+    place: u32,
 }
 
 #[derive(Debug)]
@@ -394,6 +399,7 @@ impl Sorter {
                     guarantee: quota.map_or(Scalars::ZERO, |q| q.guarantee),
                     limit: quota.and_then(|q| q.limit),
                     clients: ClientHeap::default(),
+                    tree: None,
                     in_order: None,
                     in_unmet: false,
                     dependents: Vec::new(),
@@ -414,17 +420,14 @@ impl Sorter {
                 let Some(&node) = index.get(role) else { continue };
                 let allocated = framework.allocated.get(role).copied().unwrap_or(Scalars::ZERO);
                 let key = allocated.dominant_share_ppm(&total);
-                let c = u32::try_from(clients.len()).unwrap_or(u32::MAX);
                 let slot = framework.filter_slot;
                 let framework = u32::try_from(f).unwrap_or(u32::MAX);
-                clients.push(Client { framework, slot, node, allocated, key });
-                if let Some(n) = nodes.get_mut(node as usize) {
-                    n.clients.push(key, c);
-                }
+                clients.push(Client { framework, slot, node, allocated, key, place: u32::MAX });
             }
         }
+        queue_clients(&mut nodes, &mut clients);
         for n in 0..nodes.len() {
-            if nodes.get(n).is_some_and(|node| !node.clients.is_empty()) {
+            if nodes.get(n).is_some_and(Node::has_clients) {
                 let n = u32::try_from(n).unwrap_or(u32::MAX);
                 let mut at = Some(n);
                 while let Some(a) = at {
@@ -468,7 +471,7 @@ impl Sorter {
             node.share = weighted_share(&node.allocated, &total, node.weight_milli);
         }
         for n in 0..sorter.nodes.len() {
-            if sorter.nodes.get(n).is_some_and(|node| !node.clients.is_empty()) {
+            if sorter.nodes.get(n).is_some_and(Node::has_clients) {
                 sorter.rekey(u32::try_from(n).unwrap_or(u32::MAX));
             }
         }
@@ -526,7 +529,7 @@ impl Sorter {
         let room = self.limit_headroom(n);
         let min = self.min;
         let Some(node) = self.nodes.get(n as usize) else { return };
-        let admitted = !node.clients.is_empty() && min.admits_scalars(&room);
+        let admitted = node.has_clients() && min.admits_scalars(&room);
         let in_unmet = admitted && min.admits_scalars(&min_scalars(&node.unmet(), &room));
         let (in_order, was_unmet) = (node.in_order.is_some(), node.in_unmet);
         // A node that stays alone in the orders it is in is compared with no other node
@@ -563,10 +566,12 @@ impl Sorter {
         if client.key != old
             && let Some(node) = self.nodes.get_mut(n as usize)
         {
-            // The client just picked is usually still the lowest (unless clients that
-            // filtered the agent were put back below it): its entry is re-keyed in place
-            // instead of a push now and a pop of the stale entry later.
-            if node.clients.peek() == Some((old, c)) {
+            if let Some(tree) = &mut node.tree {
+                tree.rekey(client.place, client.key, c);
+            } else if node.clients.peek() == Some((old, c)) {
+                // The client just picked is usually still the lowest (unless clients that
+                // filtered the agent were put back below it): its entry is re-keyed in
+                // place instead of a push now and a pop of the stale entry later.
                 node.clients.replace_top(client.key, c);
             } else {
                 node.clients.push(client.key, c);
@@ -604,12 +609,22 @@ impl Sorter {
     }
 
     /// The first client of node `n` in (share, client) order that has not filtered the
-    /// agent. Clients that filtered it are taken off the heap while looking and put back;
-    /// clients whose framework has no room left under its offer bound are taken off for
-    /// the rest of the round.
+    /// agent. Clients that filtered it are taken off the heap while looking and put back
+    /// (a role with a `ClientTree` finds the client without); clients whose framework has
+    /// no room left under its offer bound are taken off for the rest of the round.
     fn pick_client(&mut self, n: u32, filtered_by: &FilterSlots) -> Option<u32> {
         let clients = &self.clients;
         let node = self.nodes.get_mut(n as usize)?;
+        if let Some(tree) = &mut node.tree {
+            let framework = |c: u32| clients.get(c as usize).map_or(u32::MAX, |client| client.framework);
+            let room = &self.room;
+            let capped = &mut self.capped;
+            return tree.lowest_open(
+                filtered_by,
+                |c| room.get(framework(c) as usize).is_some_and(|&r| r > 0),
+                |c| capped.push(framework(c)),
+            );
+        }
         let mut found = None;
         while let Some((key, c)) = node.clients.peek() {
             let Some(client) = clients.get(c as usize) else {
@@ -641,7 +656,49 @@ impl Sorter {
     }
 }
 
+/// Puts every client in its role's queue: a `ClientTree` for a role with many, else the
+/// role's heap.
+fn queue_clients(nodes: &mut [Node], clients: &mut [Client]) {
+    let mut counts = vec![0usize; nodes.len()];
+    for client in clients.iter() {
+        if let Some(count) = counts.get_mut(client.node as usize) {
+            *count += 1;
+        }
+    }
+    let mut members: Vec<Vec<(u32, Option<u64>, u64)>> = counts
+        .iter()
+        .map(|&count| if count >= client_tree::MIN_CLIENTS { Vec::with_capacity(count) } else { Vec::new() })
+        .collect();
+    for (c, client) in (0u32..).zip(clients.iter()) {
+        if let Some(m) = members.get_mut(client.node as usize)
+            && m.capacity() > 0
+        {
+            m.push((c, client.slot, client.key));
+        }
+    }
+    for (node, members) in nodes.iter_mut().zip(&members) {
+        let Some((tree, places)) = ClientTree::build(members) else { continue };
+        for (&(c, _, _), place) in members.iter().zip(places) {
+            if let Some(client) = clients.get_mut(c as usize) {
+                client.place = place;
+            }
+        }
+        node.tree = Some(tree);
+    }
+    for (c, client) in (0u32..).zip(clients.iter()) {
+        if let Some(node) = nodes.get_mut(client.node as usize)
+            && node.tree.is_none()
+        {
+            node.clients.push(client.key, c);
+        }
+    }
+}
+
 impl Node {
+    fn has_clients(&self) -> bool {
+        self.tree.as_ref().map_or(!self.clients.is_empty(), |tree| !tree.is_empty())
+    }
+
     fn unmet(&self) -> Scalars {
         self.guarantee.saturating_sub(&self.allocated)
     }

@@ -35,6 +35,26 @@ impl FilterSlots {
         }
     }
 
+    /// Word `w` of the set as a bitmap: bit `i` set when slot `64 w + i` is in it. A
+    /// big role's clients are laid out by slot and read a word at a time (`ClientTree`).
+    pub fn word(&self, w: u64) -> u64 {
+        match self {
+            FilterSlots::Empty => 0,
+            FilterSlots::Sorted(slots) => {
+                let first = w.saturating_mul(64);
+                let from = slots.partition_point(|&s| s < first);
+                let mut word = 0;
+                for &s in slots.get(from..).unwrap_or_default().iter().take_while(|&&s| s - first < 64) {
+                    word |= 1 << (s - first);
+                }
+                word
+            }
+            FilterSlots::Bitmap { words, .. } => {
+                usize::try_from(w).ok().and_then(|w| words.get(w)).copied().unwrap_or(0)
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             FilterSlots::Empty => 0,
@@ -207,6 +227,9 @@ mod tests {
             assert_eq!(set.len(), reference.len(), "step {step}");
             let probe = rng.random_range(0..range + 64);
             assert_eq!(set.contains(probe), reference.contains(&probe), "step {step}");
+            let w = probe / 64;
+            let word = (0..64).filter(|i| reference.contains(&(w * 64 + i))).fold(0u64, |word, i| word | 1 << i);
+            assert_eq!(set.word(w), word, "step {step}");
             if let FilterSlots::Bitmap { words, len } = &set {
                 assert!(words.len() <= 2 * *len + 2, "a bitmap stays within twice the vector's size");
             }

@@ -10,6 +10,7 @@ mod agent_table;
 mod agents;
 mod allocator;
 mod client_heap;
+mod client_tree;
 mod durable;
 mod filter_slots;
 mod frameworks;

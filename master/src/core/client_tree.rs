@@ -1,0 +1,416 @@
+//! `ClientTree`: a big role's clients by framework filter slot under a tree of minimums,
+//! the queue the allocator takes the next client of such a role from.
+//!
+//! Why: a role's `ClientHeap` finds the lowest client that has not filtered an agent by
+//! taking filtering clients off its top until one has not, and putting them back. That is
+//! cheap while few clients filtered the agent, and ruinous once most have: frameworks that
+//! decline agents with long filters (Mesos' DeclineOffers bench declines every offer,
+//! forever) leave every agent filtered by nearly every framework, and each agent then
+//! costs a pop and a push per framework — 300 ms a round at 10,000 agents and 1,000
+//! frameworks.
+//!
+//! Here a client's place is fixed by its filter slot, so that an agent's filter bitmap
+//! lines up with the clients word for word. Places are grouped into leaves of `LEAF`, and
+//! each node of a complete binary tree over the leaves holds the lowest (share, client)
+//! below it. The lowest client the agent has not filtered is found by walking down from
+//! the root, lowest child first, and stopping at the first node whose lowest client is
+//! not filtered: that client is the lowest in the node, so no node with a higher lowest
+//! needs a look. Cost: the tree's nodes whose lowest client filtered the agent and is
+//! lower than the answer — a handful, where the heap pops them all. A grant re-keys its
+//! client: its leaf (`LEAF` entries) and the leaf's ancestors while their lowest changes.
+//!
+//! The answer is a heap's exactly: the lowest (share, client) among the clients the
+//! agent's filters leave and whose framework may still be offered something.
+
+use super::filter_slots::FilterSlots;
+
+/// Roles with fewer clients than this keep to a heap: popping a few filtering clients
+/// costs less than keeping a tree.
+pub(crate) const MIN_CLIENTS: usize = 64;
+
+/// Places per leaf: a fourth of a filter-bitmap word, so that re-keying a leaf's lowest
+/// client looks at 16 entries (four cache lines), and finding the lowest open client of
+/// a leaf at the few its filter bits leave.
+const LEAF: usize = 16;
+/// The bits of a leaf's places, from its first.
+const LEAF_MASK: u64 = (1 << LEAF) - 1;
+
+/// `lowest_open` looks at every unfiltered client instead of walking the tree when
+/// `left² ≤ SCAN_FACTOR · filtered` (see there).
+const SCAN_FACTOR: usize = 16;
+
+/// One client's (share, client) packed so that integer order is tuple order, as in
+/// `ClientHeap`; `NONE` where no client is.
+fn entry(key: u64, client: u32) -> u128 {
+    (u128::from(key) << 32) | u128::from(client)
+}
+
+const NONE: u128 = u128::MAX;
+
+fn client_of(entry: u128) -> u32 {
+    // Truncation takes the client number back out of the entry's low half.
+    entry as u32
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct ClientTree {
+    /// The filter-bitmap word of place 0: places `0..unslotted_from` are slots
+    /// `first_word * 64 ..`.
+    first_word: u64,
+    /// Places from here hold clients without a filter slot, which filter nothing.
+    unslotted_from: usize,
+    /// Each place's current (share, client); `NONE` where no client is, or the client's
+    /// framework may not be offered anything more this round.
+    entries: Vec<u128>,
+    /// Each client's place, by client number (`u32::MAX` for other roles' clients).
+    place_of: Vec<u32>,
+    /// Leaves, a power of two.
+    leaves: usize,
+    /// The lowest entry under each node: node 1 is the root, node `k`'s children are
+    /// `2k` and `2k + 1`, and leaf `l` is node `leaves + l`.
+    lowest: Vec<u128>,
+    /// Scratch space of `lowest_open`: the nodes left to look at.
+    stack: Vec<usize>,
+    /// Bit `p % 64` of word `p / 64` set when a client is at place `p`.
+    present: Vec<u64>,
+    /// How many clients are in the tree.
+    clients: usize,
+}
+
+impl ClientTree {
+    /// Lays out a role's clients, given as (client number, filter slot, share), or returns
+    /// `None` when there are too few of them or their slots are spread too thin for it to
+    /// pay. The second value is each client's place, for `rekey`, in the order given.
+    pub fn build(clients: &[(u32, Option<u64>, u64)]) -> Option<(ClientTree, Vec<u32>)> {
+        if clients.len() < MIN_CLIENTS {
+            return None;
+        }
+        let slots = clients.iter().filter_map(|&(_, slot, _)| slot);
+        let (low, high) = slots.fold((u64::MAX, 0), |(low, high), s| (low.min(s), high.max(s)));
+        let first_word = if low > high { 0 } else { low / 64 };
+        let slotted_span = if low > high { 0 } else { usize::try_from((high / 64 - first_word + 1) * 64).ok()? };
+        // Every place costs an entry, and the walk's leaves: slots spread over more than
+        // four times the clients' number are too thin.
+        if slotted_span > clients.len().saturating_mul(4).saturating_add(64) {
+            return None;
+        }
+        let unslotted = clients.iter().filter(|(_, slot, _)| slot.is_none()).count();
+        let places = (slotted_span + unslotted).max(1);
+        let leaves = places.div_ceil(LEAF).next_power_of_two();
+        let max_client = clients.iter().map(|&(c, _, _)| c as usize).max().unwrap_or(0);
+        let mut tree = ClientTree {
+            first_word,
+            unslotted_from: slotted_span,
+            entries: vec![NONE; leaves * LEAF],
+            place_of: vec![u32::MAX; max_client + 1],
+            leaves,
+            lowest: vec![NONE; 2 * leaves],
+            stack: Vec::new(),
+            present: vec![0; (leaves * LEAF).div_ceil(64)],
+            clients: 0,
+        };
+        let mut next_unslotted = slotted_span;
+        let mut places_given = Vec::with_capacity(clients.len());
+        for &(c, slot, key) in clients {
+            let place = match slot {
+                Some(slot) => usize::try_from(slot - first_word * 64).ok()?,
+                None => {
+                    next_unslotted += 1;
+                    next_unslotted - 1
+                }
+            };
+            *tree.entries.get_mut(place)? = entry(key, c);
+            *tree.present.get_mut(place / 64)? |= 1 << (place % 64);
+            tree.clients += 1;
+            *tree.place_of.get_mut(c as usize)? = u32::try_from(place).ok()?;
+            places_given.push(u32::try_from(place).ok()?);
+        }
+        tree.compute_minimums();
+        Some((tree, places_given))
+    }
+
+    fn compute_minimums(&mut self) {
+        let leaves = self.leaves;
+        for leaf in 0..leaves {
+            let lowest = self.leaf_lowest(leaf);
+            if let Some(at) = self.lowest.get_mut(leaves + leaf) {
+                *at = lowest;
+            }
+        }
+        for node in (1..leaves).rev() {
+            let lowest = self.lowest.get(2 * node..2 * node + 2).map_or(NONE, |pair| pair[0].min(pair[1]));
+            if let Some(at) = self.lowest.get_mut(node) {
+                *at = lowest;
+            }
+        }
+    }
+
+    /// Whether every client is gone for the round (its framework at its offer bound).
+    pub fn is_empty(&self) -> bool {
+        self.clients == 0
+    }
+
+    /// Notes client `c`'s new share; `place` is its place from `build`.
+    pub fn rekey(&mut self, place: u32, key: u64, c: u32) {
+        self.set(place as usize, entry(key, c));
+    }
+
+    /// The lowest client not in `filtered` (an agent's filter slots) for which `open`
+    /// holds. A client for which it does not is taken out of the tree for good (`open`
+    /// must stay false for it) and handed to `closed`.
+    pub fn lowest_open(
+        &mut self,
+        filtered: &FilterSlots,
+        mut open: impl FnMut(u32) -> bool,
+        mut closed: impl FnMut(u32),
+    ) -> Option<u32> {
+        // With `left` clients unfiltered (at least: the agent's filters may hold other
+        // roles' slots), the walk below meets some `filtered / left` filtering clients
+        // lower than the answer, and looks through a leaf for most; a look at each
+        // unfiltered client instead costs a read of the agent's bitmap and `left` entries.
+        let left = self.clients.saturating_sub(filtered.len());
+        if left.saturating_mul(left) <= filtered.len().saturating_mul(SCAN_FACTOR) {
+            return self.scan_unfiltered(filtered, &mut open, &mut closed);
+        }
+        let mut best = NONE;
+        let mut stack = std::mem::take(&mut self.stack);
+        stack.clear();
+        stack.push(1);
+        while let Some(node) = stack.pop() {
+            let Some(&lowest) = self.lowest.get(node) else { continue };
+            if lowest >= best {
+                continue;
+            }
+            let c = client_of(lowest);
+            let place = self.place_of.get(c as usize).map_or(usize::MAX, |&p| p as usize);
+            if !open(c) {
+                // Out, and the node looked at again under its new lowest.
+                self.set(place, NONE);
+                closed(c);
+                stack.push(node);
+                continue;
+            }
+            if !self.filters(filtered, place) {
+                // The lowest client under the node is the node's answer.
+                best = lowest;
+                continue;
+            }
+            if node >= self.leaves {
+                best = best.min(self.leaf_lowest_open(node - self.leaves, filtered, best, &mut open, &mut closed));
+                continue;
+            }
+            let (left, right) = (2 * node, 2 * node + 1);
+            // Lowest child last, so that it is looked at first.
+            if self.lowest.get(left) <= self.lowest.get(right) {
+                stack.extend([right, left]);
+            } else {
+                stack.extend([left, right]);
+            }
+        }
+        self.stack = stack;
+        (best != NONE).then(|| client_of(best))
+    }
+
+    /// The lowest open entry of a leaf below `below` among those `filtered` leaves, or
+    /// `NONE`; closed clients met are taken out.
+    fn leaf_lowest_open(
+        &mut self,
+        leaf: usize,
+        filtered: &FilterSlots,
+        below: u128,
+        open: &mut impl FnMut(u32) -> bool,
+        closed: &mut impl FnMut(u32),
+    ) -> u128 {
+        let start = leaf * LEAF;
+        let mut left = !self.filter_bits(filtered, start) & LEAF_MASK;
+        let mut best = below;
+        while left != 0 {
+            let i = left.trailing_zeros() as usize;
+            left &= left - 1;
+            let Some(&e) = self.entries.get(start + i) else { break };
+            if e >= best {
+                continue;
+            }
+            if open(client_of(e)) {
+                best = e;
+            } else {
+                self.set(start + i, NONE);
+                closed(client_of(e));
+            }
+        }
+        if best == below { NONE } else { best }
+    }
+
+    /// `lowest_open` by a look at every client not in `filtered`.
+    fn scan_unfiltered(
+        &mut self,
+        filtered: &FilterSlots,
+        open: &mut impl FnMut(u32) -> bool,
+        closed: &mut impl FnMut(u32),
+    ) -> Option<u32> {
+        let mut best = NONE;
+        for leaf in (0..self.leaves).step_by(64 / LEAF) {
+            let start = leaf * LEAF;
+            let words =
+                if start < self.unslotted_from { filtered.word(self.first_word + (start / 64) as u64) } else { 0 };
+            let mut left = self.present.get(start / 64).copied().unwrap_or(0) & !words;
+            while left != 0 {
+                let place = start + left.trailing_zeros() as usize;
+                left &= left - 1;
+                let Some(&e) = self.entries.get(place) else { break };
+                if e >= best {
+                    continue;
+                }
+                if open(client_of(e)) {
+                    best = e;
+                } else {
+                    self.set(place, NONE);
+                    closed(client_of(e));
+                }
+            }
+        }
+        (best != NONE).then(|| client_of(best))
+    }
+
+    /// Whether the client at `place` is in `filtered`.
+    fn filters(&self, filtered: &FilterSlots, place: usize) -> bool {
+        place < self.unslotted_from && filtered.contains(self.first_word * 64 + place as u64)
+    }
+
+    /// Bit `i` set when the client at `start + i` (`start` a leaf's first place) is in
+    /// `filtered`.
+    fn filter_bits(&self, filtered: &FilterSlots, start: usize) -> u64 {
+        if start >= self.unslotted_from {
+            return 0;
+        }
+        let word = filtered.word(self.first_word + (start / 64) as u64);
+        (word >> (start % 64)) & LEAF_MASK
+    }
+
+    fn leaf_lowest(&self, leaf: usize) -> u128 {
+        let start = leaf * LEAF;
+        let Some(entries) = self.entries.get(start..start + LEAF) else { return NONE };
+        entries.iter().fold(NONE, |lowest, &e| lowest.min(e))
+    }
+
+    /// Puts `e` at `place` and mends the lowest entries above it: the leaf's, and each
+    /// ancestor's while it changes, from the changed child and its sibling.
+    fn set(&mut self, place: usize, e: u128) {
+        let Some(old) = self.entries.get_mut(place).map(|slot| std::mem::replace(slot, e)) else { return };
+        if e == NONE
+            && old != NONE
+            && let Some(word) = self.present.get_mut(place / 64)
+        {
+            *word &= !(1 << (place % 64));
+            self.clients -= 1;
+        }
+        let leaf = place / LEAF;
+        let mut node = self.leaves + leaf;
+        let Some(&was) = self.lowest.get(node) else { return };
+        let mut now = if e <= was {
+            e
+        } else if old == was {
+            self.leaf_lowest(leaf)
+        } else {
+            return;
+        };
+        if now == was {
+            return;
+        }
+        let lowest = &mut self.lowest;
+        if let Some(at) = lowest.get_mut(node) {
+            *at = now;
+        }
+        while node > 1 {
+            let Some(&sibling) = lowest.get(node ^ 1) else { break };
+            node /= 2;
+            now = now.min(sibling);
+            let Some(at) = lowest.get_mut(node) else { break };
+            if *at == now {
+                break;
+            }
+            *at = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// The tree's answer is the lowest open, unfiltered client by (share, client), found
+    /// here by looking at every client, through re-keyings, closings and filters of every
+    /// density and form.
+    #[test]
+    fn the_tree_finds_what_a_look_at_every_client_finds() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for round in 0..200 {
+            let n = rng.random_range(MIN_CLIENTS..400);
+            let spread = rng.random_range(1..=3u64);
+            let base = rng.random_range(0..500u64);
+            // Client numbers of several roles interleave; this role has every third.
+            let mut clients: Vec<(u32, Option<u64>, u64)> = (0..n)
+                .map(|i| {
+                    let slot = (!rng.random_bool(0.05)).then_some(base + i as u64 * spread);
+                    (3 * i as u32 + 1, slot, rng.random_range(0..4u64))
+                })
+                .collect();
+            let Some((mut tree, places)) = ClientTree::build(&clients) else {
+                panic!("round {round}: {n} clients {spread} slots apart are dense enough")
+            };
+            let mut closed = std::collections::BTreeSet::new();
+            for step in 0..60 {
+                // Shares only grow.
+                let i = rng.random_range(0..n);
+                if !closed.contains(&clients[i].0) {
+                    clients[i].2 += rng.random_range(0..3u64);
+                    tree.rekey(places[i], clients[i].2, clients[i].0);
+                }
+                if rng.random_bool(0.05) {
+                    closed.insert(clients[rng.random_range(0..n)].0);
+                }
+                let density = rng.random_range(0.0..=1.0);
+                let mut filtered = FilterSlots::default();
+                for &(_, slot, _) in &clients {
+                    if let Some(s) = slot
+                        && rng.random_bool(density)
+                    {
+                        filtered.insert(s);
+                    }
+                }
+                let expected = clients
+                    .iter()
+                    .filter(|&&(c, slot, _)| !closed.contains(&c) && slot.is_none_or(|s| !filtered.contains(s)))
+                    .min_by_key(|&&(c, _, key)| (key, c))
+                    .map(|&(c, _, _)| c);
+                let mut handed = Vec::new();
+                let found = tree.lowest_open(&filtered, |c| !closed.contains(&c), |c| handed.push(c));
+                assert_eq!(found, expected, "round {round} step {step}");
+                assert!(handed.iter().all(|c| closed.contains(c)), "only closed clients are taken out");
+                if tree.is_empty() {
+                    assert!(clients.iter().all(|(c, _, _)| closed.contains(c)), "round {round} step {step}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_or_thinly_spread_roles_keep_to_their_heap() {
+        let few: Vec<(u32, Option<u64>, u64)> =
+            (0..MIN_CLIENTS as u32 - 1).map(|c| (c, Some(u64::from(c)), 0)).collect();
+        assert!(ClientTree::build(&few).is_none());
+        let thin: Vec<(u32, Option<u64>, u64)> =
+            (0..MIN_CLIENTS as u32).map(|c| (c, Some(u64::from(c) * 1_000), 0)).collect();
+        assert!(ClientTree::build(&thin).is_none());
+        let unslotted: Vec<(u32, Option<u64>, u64)> =
+            (0..MIN_CLIENTS as u32).map(|c| (c, None, u64::from(c))).collect();
+        let (mut tree, _) = ClientTree::build(&unslotted).expect("clients without slots need no words");
+        let mut every = FilterSlots::default();
+        (0..1_000).for_each(|s| every.insert(s));
+        assert_eq!(tree.lowest_open(&every, |c| c != 0, |_| {}), Some(1), "clients without a slot filter nothing");
+        assert_eq!(tree.lowest_open(&every, |_| false, |_| {}), None);
+        assert!(tree.is_empty(), "closed clients are out for good");
+    }
+}
