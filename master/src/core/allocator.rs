@@ -161,8 +161,8 @@ struct Client {
     node: u32,
     allocated: Scalars,
     key: u64,
-    /// The client's place in its role's `tree`, when the role has one.
-    place: u32,
+    /// The client's index in its role's `tree`, when the role has one.
+    tree_index: u32,
 }
 
 #[derive(Debug)]
@@ -422,7 +422,7 @@ impl Sorter {
                 let key = allocated.dominant_share_ppm(&total);
                 let slot = framework.filter_slot;
                 let framework = u32::try_from(f).unwrap_or(u32::MAX);
-                clients.push(Client { framework, slot, node, allocated, key, place: u32::MAX });
+                clients.push(Client { framework, slot, node, allocated, key, tree_index: u32::MAX });
             }
         }
         queue_clients(&mut nodes, &mut clients);
@@ -567,7 +567,7 @@ impl Sorter {
             && let Some(node) = self.nodes.get_mut(n as usize)
         {
             if let Some(tree) = &mut node.tree {
-                tree.rekey(client.place, client.key, c);
+                tree.rekey(client.tree_index, client.key);
             } else if node.clients.peek() == Some((old, c)) {
                 // The client just picked is usually still the lowest (unless clients that
                 // filtered the agent were put back below it): its entry is re-keyed in
@@ -677,10 +677,10 @@ fn queue_clients(nodes: &mut [Node], clients: &mut [Client]) {
         }
     }
     for (node, members) in nodes.iter_mut().zip(&members) {
-        let Some((tree, places)) = ClientTree::build(members) else { continue };
-        for (&(c, _, _), place) in members.iter().zip(places) {
+        let Some(tree) = ClientTree::build(members) else { continue };
+        for (&(c, _, _), index) in members.iter().zip(0u32..) {
             if let Some(client) = clients.get_mut(c as usize) {
-                client.place = place;
+                client.tree_index = index;
             }
         }
         node.tree = Some(tree);

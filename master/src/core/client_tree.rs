@@ -39,17 +39,18 @@ const LEAF_MASK: u64 = (1 << LEAF) - 1;
 /// `left² ≤ SCAN_FACTOR · filtered` (see there).
 const SCAN_FACTOR: usize = 16;
 
-/// One client's (share, client) packed so that integer order is tuple order, as in
-/// `ClientHeap`; `NONE` where no client is.
-fn entry(key: u64, client: u32) -> u128 {
-    (u128::from(key) << 32) | u128::from(client)
+/// One client's (share, index) packed so that integer order is tuple order, as in
+/// `ClientHeap`; `NONE` where no client is. The index is the client's in the tree, which
+/// orders clients as their numbers do.
+fn entry(key: u64, index: u32) -> u128 {
+    (u128::from(key) << 32) | u128::from(index)
 }
 
 const NONE: u128 = u128::MAX;
 
-fn client_of(entry: u128) -> u32 {
-    // Truncation takes the client number back out of the entry's low half.
-    entry as u32
+fn index_of(entry: u128) -> usize {
+    // Truncation takes the index back out of the entry's low half.
+    entry as u32 as usize
 }
 
 #[derive(Clone, Debug)]
@@ -59,11 +60,11 @@ pub(crate) struct ClientTree {
     first_word: u64,
     /// Places from here hold clients without a filter slot, which filter nothing.
     unslotted_from: usize,
-    /// Each place's current (share, client); `NONE` where no client is, or the client's
+    /// Each place's current (share, index); `NONE` where no client is, or the client's
     /// framework may not be offered anything more this round.
     entries: Vec<u128>,
-    /// Each client's place, by client number (`u32::MAX` for other roles' clients).
-    place_of: Vec<u32>,
+    /// Each client's number and place, by index.
+    members: Vec<(u32, u32)>,
     /// Leaves, a power of two.
     leaves: usize,
     /// The lowest entry under each node: node 1 is the root, node `k`'s children are
@@ -78,11 +79,12 @@ pub(crate) struct ClientTree {
 }
 
 impl ClientTree {
-    /// Lays out a role's clients, given as (client number, filter slot, share), or returns
-    /// `None` when there are too few of them or their slots are spread too thin for it to
-    /// pay. The second value is each client's place, for `rekey`, in the order given.
-    pub fn build(clients: &[(u32, Option<u64>, u64)]) -> Option<(ClientTree, Vec<u32>)> {
-        if clients.len() < MIN_CLIENTS {
+    /// Lays out a role's clients, given as (client number, filter slot, share) in
+    /// increasing number, or returns `None` when there are too few of them or their slots
+    /// are spread too thin for it to pay. A client's index, for `rekey`, is its position
+    /// in `clients`.
+    pub fn build(clients: &[(u32, Option<u64>, u64)]) -> Option<ClientTree> {
+        if clients.len() < MIN_CLIENTS || !clients.windows(2).all(|pair| pair[0].0 < pair[1].0) {
             return None;
         }
         let slots = clients.iter().filter_map(|&(_, slot, _)| slot);
@@ -97,12 +99,11 @@ impl ClientTree {
         let unslotted = clients.iter().filter(|(_, slot, _)| slot.is_none()).count();
         let places = (slotted_span + unslotted).max(1);
         let leaves = places.div_ceil(LEAF).next_power_of_two();
-        let max_client = clients.iter().map(|&(c, _, _)| c as usize).max().unwrap_or(0);
         let mut tree = ClientTree {
             first_word,
             unslotted_from: slotted_span,
             entries: vec![NONE; leaves * LEAF],
-            place_of: vec![u32::MAX; max_client + 1],
+            members: Vec::with_capacity(clients.len()),
             leaves,
             lowest: vec![NONE; 2 * leaves],
             stack: Vec::new(),
@@ -110,8 +111,7 @@ impl ClientTree {
             clients: 0,
         };
         let mut next_unslotted = slotted_span;
-        let mut places_given = Vec::with_capacity(clients.len());
-        for &(c, slot, key) in clients {
+        for (index, &(c, slot, key)) in (0u32..).zip(clients) {
             let place = match slot {
                 Some(slot) => usize::try_from(slot - first_word * 64).ok()?,
                 None => {
@@ -119,14 +119,18 @@ impl ClientTree {
                     next_unslotted - 1
                 }
             };
-            *tree.entries.get_mut(place)? = entry(key, c);
+            let at = tree.entries.get_mut(place)?;
+            if *at != NONE {
+                // Two clients of a role on one slot: not a layout by slot.
+                return None;
+            }
+            *at = entry(key, index);
             *tree.present.get_mut(place / 64)? |= 1 << (place % 64);
             tree.clients += 1;
-            *tree.place_of.get_mut(c as usize)? = u32::try_from(place).ok()?;
-            places_given.push(u32::try_from(place).ok()?);
+            tree.members.push((c, u32::try_from(place).ok()?));
         }
         tree.compute_minimums();
-        Some((tree, places_given))
+        Some(tree)
     }
 
     fn compute_minimums(&mut self) {
@@ -150,9 +154,16 @@ impl ClientTree {
         self.clients == 0
     }
 
-    /// Notes client `c`'s new share; `place` is its place from `build`.
-    pub fn rekey(&mut self, place: u32, key: u64, c: u32) {
-        self.set(place as usize, entry(key, c));
+    /// Notes the new share of the client at `index` (see `build`).
+    pub fn rekey(&mut self, index: u32, key: u64) {
+        if let Some(&(_, place)) = self.members.get(index as usize) {
+            self.set(place as usize, entry(key, index));
+        }
+    }
+
+    /// The number and place of the client an entry is for.
+    fn member(&self, e: u128) -> (u32, usize) {
+        self.members.get(index_of(e)).map_or((u32::MAX, usize::MAX), |&(c, place)| (c, place as usize))
     }
 
     /// The lowest client not in `filtered` (an agent's filter slots) for which `open`
@@ -181,8 +192,7 @@ impl ClientTree {
             if lowest >= best {
                 continue;
             }
-            let c = client_of(lowest);
-            let place = self.place_of.get(c as usize).map_or(usize::MAX, |&p| p as usize);
+            let (c, place) = self.member(lowest);
             if !open(c) {
                 // Out, and the node looked at again under its new lowest.
                 self.set(place, NONE);
@@ -208,7 +218,7 @@ impl ClientTree {
             }
         }
         self.stack = stack;
-        (best != NONE).then(|| client_of(best))
+        (best != NONE).then(|| self.member(best).0)
     }
 
     /// The lowest open entry of a leaf below `below` among those `filtered` leaves, or
@@ -231,11 +241,12 @@ impl ClientTree {
             if e >= best {
                 continue;
             }
-            if open(client_of(e)) {
+            let (c, _) = self.member(e);
+            if open(c) {
                 best = e;
             } else {
                 self.set(start + i, NONE);
-                closed(client_of(e));
+                closed(c);
             }
         }
         if best == below { NONE } else { best }
@@ -261,15 +272,16 @@ impl ClientTree {
                 if e >= best {
                     continue;
                 }
-                if open(client_of(e)) {
+                let (c, _) = self.member(e);
+                if open(c) {
                     best = e;
                 } else {
                     self.set(place, NONE);
-                    closed(client_of(e));
+                    closed(c);
                 }
             }
         }
-        (best != NONE).then(|| client_of(best))
+        (best != NONE).then(|| self.member(best).0)
     }
 
     /// Whether the client at `place` is in `filtered`.
@@ -357,7 +369,7 @@ mod tests {
                     (3 * i as u32 + 1, slot, rng.random_range(0..4u64))
                 })
                 .collect();
-            let Some((mut tree, places)) = ClientTree::build(&clients) else {
+            let Some(mut tree) = ClientTree::build(&clients) else {
                 panic!("round {round}: {n} clients {spread} slots apart are dense enough")
             };
             let mut closed = std::collections::BTreeSet::new();
@@ -366,7 +378,7 @@ mod tests {
                 let i = rng.random_range(0..n);
                 if !closed.contains(&clients[i].0) {
                     clients[i].2 += rng.random_range(0..3u64);
-                    tree.rekey(places[i], clients[i].2, clients[i].0);
+                    tree.rekey(i as u32, clients[i].2);
                 }
                 if rng.random_bool(0.05) {
                     closed.insert(clients[rng.random_range(0..n)].0);
@@ -406,7 +418,7 @@ mod tests {
         assert!(ClientTree::build(&thin).is_none());
         let unslotted: Vec<(u32, Option<u64>, u64)> =
             (0..MIN_CLIENTS as u32).map(|c| (c, None, u64::from(c))).collect();
-        let (mut tree, _) = ClientTree::build(&unslotted).expect("clients without slots need no words");
+        let mut tree = ClientTree::build(&unslotted).expect("clients without slots need no words");
         let mut every = FilterSlots::default();
         (0..1_000).for_each(|s| every.insert(s));
         assert_eq!(tree.lowest_open(&every, |c| c != 0, |_| {}), Some(1), "clients without a slot filter nothing");
