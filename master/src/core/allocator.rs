@@ -33,7 +33,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::agent_table::{Counted, share_of};
 use super::client_heap::ClientHeap;
-use super::client_tree::{self, ClientTree};
+use super::client_tree::{self, ClientTree, Member};
 use super::filter_slots::FilterSlots;
 use super::registry::{AgentRecord, FrameworkRecord};
 use super::roles::{DEFAULT_WEIGHT_MILLI, RolePolicy};
@@ -616,13 +616,12 @@ impl Sorter {
         let clients = &self.clients;
         let node = self.nodes.get_mut(n as usize)?;
         if let Some(tree) = &mut node.tree {
-            let framework = |c: u32| clients.get(c as usize).map_or(u32::MAX, |client| client.framework);
             let room = &self.room;
             let capped = &mut self.capped;
             return tree.lowest_open(
                 filtered_by,
-                |c| room.get(framework(c) as usize).is_some_and(|&r| r > 0),
-                |c| capped.push(framework(c)),
+                |framework| room.get(framework as usize).is_some_and(|&r| r > 0),
+                |framework| capped.push(framework),
             );
         }
         let mut found = None;
@@ -665,7 +664,7 @@ fn queue_clients(nodes: &mut [Node], clients: &mut [Client]) {
             *count += 1;
         }
     }
-    let mut members: Vec<Vec<(u32, Option<u64>, u64)>> = counts
+    let mut members: Vec<Vec<Member>> = counts
         .iter()
         .map(|&count| if count >= client_tree::MIN_CLIENTS { Vec::with_capacity(count) } else { Vec::new() })
         .collect();
@@ -673,13 +672,13 @@ fn queue_clients(nodes: &mut [Node], clients: &mut [Client]) {
         if let Some(m) = members.get_mut(client.node as usize)
             && m.capacity() > 0
         {
-            m.push((c, client.slot, client.key));
+            m.push(Member { client: c, framework: client.framework, slot: client.slot, key: client.key });
         }
     }
     for (node, members) in nodes.iter_mut().zip(&members) {
         let Some(tree) = ClientTree::build(members) else { continue };
-        for (&(c, _, _), index) in members.iter().zip(0u32..) {
-            if let Some(client) = clients.get_mut(c as usize) {
+        for (member, index) in members.iter().zip(0u32..) {
+            if let Some(client) = clients.get_mut(member.client as usize) {
                 client.tree_index = index;
             }
         }

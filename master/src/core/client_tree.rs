@@ -53,6 +53,17 @@ fn index_of(entry: u128) -> usize {
     entry as u32 as usize
 }
 
+/// A client as `ClientTree::build` takes it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Member {
+    pub client: u32,
+    /// The client's framework: what `lowest_open` asks whether it is open.
+    pub framework: u32,
+    pub slot: Option<u64>,
+    /// The client's share.
+    pub key: u64,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct ClientTree {
     /// The filter-bitmap word of place 0: places `0..unslotted_from` are slots
@@ -63,8 +74,8 @@ pub(crate) struct ClientTree {
     /// Each place's current (share, index); `NONE` where no client is, or the client's
     /// framework may not be offered anything more this round.
     entries: Vec<u128>,
-    /// Each client's number and place, by index.
-    members: Vec<(u32, u32)>,
+    /// Each client's number, framework and place, by index.
+    members: Vec<(u32, u32, u32)>,
     /// Leaves, a power of two.
     leaves: usize,
     /// The lowest entry under each node: node 1 is the root, node `k`'s children are
@@ -79,15 +90,14 @@ pub(crate) struct ClientTree {
 }
 
 impl ClientTree {
-    /// Lays out a role's clients, given as (client number, filter slot, share) in
-    /// increasing number, or returns `None` when there are too few of them or their slots
-    /// are spread too thin for it to pay. A client's index, for `rekey`, is its position
-    /// in `clients`.
-    pub fn build(clients: &[(u32, Option<u64>, u64)]) -> Option<ClientTree> {
-        if clients.len() < MIN_CLIENTS || !clients.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+    /// Lays out a role's clients, given in increasing number, or returns `None` when
+    /// there are too few of them or their slots are spread too thin for it to pay. A
+    /// client's index, for `rekey`, is its position in `clients`.
+    pub fn build(clients: &[Member]) -> Option<ClientTree> {
+        if clients.len() < MIN_CLIENTS || !clients.windows(2).all(|pair| pair[0].client < pair[1].client) {
             return None;
         }
-        let slots = clients.iter().filter_map(|&(_, slot, _)| slot);
+        let slots = clients.iter().filter_map(|m| m.slot);
         let (low, high) = slots.fold((u64::MAX, 0), |(low, high), s| (low.min(s), high.max(s)));
         let first_word = if low > high { 0 } else { low / 64 };
         let slotted_span = if low > high { 0 } else { usize::try_from((high / 64 - first_word + 1) * 64).ok()? };
@@ -96,7 +106,7 @@ impl ClientTree {
         if slotted_span > clients.len().saturating_mul(4).saturating_add(64) {
             return None;
         }
-        let unslotted = clients.iter().filter(|(_, slot, _)| slot.is_none()).count();
+        let unslotted = clients.iter().filter(|m| m.slot.is_none()).count();
         let places = (slotted_span + unslotted).max(1);
         let leaves = places.div_ceil(LEAF).next_power_of_two();
         let mut tree = ClientTree {
@@ -111,8 +121,8 @@ impl ClientTree {
             clients: 0,
         };
         let mut next_unslotted = slotted_span;
-        for (index, &(c, slot, key)) in (0u32..).zip(clients) {
-            let place = match slot {
+        for (index, m) in (0u32..).zip(clients) {
+            let place = match m.slot {
                 Some(slot) => usize::try_from(slot - first_word * 64).ok()?,
                 None => {
                     next_unslotted += 1;
@@ -124,10 +134,10 @@ impl ClientTree {
                 // Two clients of a role on one slot: not a layout by slot.
                 return None;
             }
-            *at = entry(key, index);
+            *at = entry(m.key, index);
             *tree.present.get_mut(place / 64)? |= 1 << (place % 64);
             tree.clients += 1;
-            tree.members.push((c, u32::try_from(place).ok()?));
+            tree.members.push((m.client, m.framework, u32::try_from(place).ok()?));
         }
         tree.compute_minimums();
         Some(tree)
@@ -156,19 +166,20 @@ impl ClientTree {
 
     /// Notes the new share of the client at `index` (see `build`).
     pub fn rekey(&mut self, index: u32, key: u64) {
-        if let Some(&(_, place)) = self.members.get(index as usize) {
+        if let Some(&(_, _, place)) = self.members.get(index as usize) {
             self.set(place as usize, entry(key, index));
         }
     }
 
-    /// The number and place of the client an entry is for.
-    fn member(&self, e: u128) -> (u32, usize) {
-        self.members.get(index_of(e)).map_or((u32::MAX, usize::MAX), |&(c, place)| (c, place as usize))
+    /// The number, framework and place of the client an entry is for.
+    fn member(&self, e: u128) -> (u32, u32, usize) {
+        self.members.get(index_of(e)).map_or((u32::MAX, u32::MAX, usize::MAX), |&(c, f, place)| (c, f, place as usize))
     }
 
-    /// The lowest client not in `filtered` (an agent's filter slots) for which `open`
-    /// holds. A client for which it does not is taken out of the tree for good (`open`
-    /// must stay false for it) and handed to `closed`.
+    /// The lowest client not in `filtered` (an agent's filter slots) whose framework
+    /// `open` says may be offered something. A client whose framework may not is taken out
+    /// of the tree for good (`open` must stay false for it), its framework handed to
+    /// `closed`.
     pub fn lowest_open(
         &mut self,
         filtered: &FilterSlots,
@@ -186,36 +197,35 @@ impl ClientTree {
         let mut best = NONE;
         let mut stack = std::mem::take(&mut self.stack);
         stack.clear();
-        stack.push(1);
-        while let Some(node) = stack.pop() {
+        let mut next = Some(1);
+        while let Some(node) = next.take().or_else(|| stack.pop()) {
             let Some(&lowest) = self.lowest.get(node) else { continue };
             if lowest >= best {
                 continue;
             }
-            let (c, place) = self.member(lowest);
-            if !open(c) {
-                // Out, and the node looked at again under its new lowest.
-                self.set(place, NONE);
-                closed(c);
-                stack.push(node);
-                continue;
-            }
+            let (_, framework, place) = self.member(lowest);
             if !self.filters(filtered, place) {
-                // The lowest client under the node is the node's answer.
-                best = lowest;
+                if open(framework) {
+                    // The lowest client under the node is the node's answer.
+                    best = lowest;
+                } else {
+                    // Out, and the node looked at again under its new lowest.
+                    self.set(place, NONE);
+                    closed(framework);
+                    next = Some(node);
+                }
                 continue;
             }
             if node >= self.leaves {
                 best = best.min(self.leaf_lowest_open(node - self.leaves, filtered, best, &mut open, &mut closed));
                 continue;
             }
+            // Down to the lower child; the other waits its turn.
             let (left, right) = (2 * node, 2 * node + 1);
-            // Lowest child last, so that it is looked at first.
-            if self.lowest.get(left) <= self.lowest.get(right) {
-                stack.extend([right, left]);
-            } else {
-                stack.extend([left, right]);
-            }
+            let (low, high) =
+                if self.lowest.get(left) <= self.lowest.get(right) { (left, right) } else { (right, left) };
+            stack.push(high);
+            next = Some(low);
         }
         self.stack = stack;
         (best != NONE).then(|| self.member(best).0)
@@ -241,12 +251,12 @@ impl ClientTree {
             if e >= best {
                 continue;
             }
-            let (c, _) = self.member(e);
-            if open(c) {
+            let (_, framework, _) = self.member(e);
+            if open(framework) {
                 best = e;
             } else {
                 self.set(start + i, NONE);
-                closed(c);
+                closed(framework);
             }
         }
         if best == below { NONE } else { best }
@@ -272,12 +282,12 @@ impl ClientTree {
                 if e >= best {
                     continue;
                 }
-                let (c, _) = self.member(e);
-                if open(c) {
+                let (_, framework, _) = self.member(e);
+                if open(framework) {
                     best = e;
                 } else {
                     self.set(place, NONE);
-                    closed(c);
+                    closed(framework);
                 }
             }
         }
@@ -352,6 +362,10 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
+    fn member(client: u32, framework: u32, slot: Option<u64>, key: u64) -> Member {
+        Member { client, framework, slot, key }
+    }
+
     /// The tree's answer is the lowest open, unfiltered client by (share, client), found
     /// here by looking at every client, through re-keyings, closings and filters of every
     /// density and form.
@@ -363,30 +377,31 @@ mod tests {
             let spread = rng.random_range(1..=3u64);
             let base = rng.random_range(0..500u64);
             // Client numbers of several roles interleave; this role has every third.
-            let mut clients: Vec<(u32, Option<u64>, u64)> = (0..n)
+            let mut clients: Vec<Member> = (0..n)
                 .map(|i| {
                     let slot = (!rng.random_bool(0.05)).then_some(base + i as u64 * spread);
-                    (3 * i as u32 + 1, slot, rng.random_range(0..4u64))
+                    member(3 * i as u32 + 1, i as u32, slot, rng.random_range(0..4u64))
                 })
                 .collect();
             let Some(mut tree) = ClientTree::build(&clients) else {
                 panic!("round {round}: {n} clients {spread} slots apart are dense enough")
             };
+            // Frameworks at their offer bound.
             let mut closed = std::collections::BTreeSet::new();
             for step in 0..60 {
                 // Shares only grow.
                 let i = rng.random_range(0..n);
-                if !closed.contains(&clients[i].0) {
-                    clients[i].2 += rng.random_range(0..3u64);
-                    tree.rekey(i as u32, clients[i].2);
+                if !closed.contains(&clients[i].framework) {
+                    clients[i].key += rng.random_range(0..3u64);
+                    tree.rekey(i as u32, clients[i].key);
                 }
                 if rng.random_bool(0.05) {
-                    closed.insert(clients[rng.random_range(0..n)].0);
+                    closed.insert(clients[rng.random_range(0..n)].framework);
                 }
                 let density = rng.random_range(0.0..=1.0);
                 let mut filtered = FilterSlots::default();
-                for &(_, slot, _) in &clients {
-                    if let Some(s) = slot
+                for m in &clients {
+                    if let Some(s) = m.slot
                         && rng.random_bool(density)
                     {
                         filtered.insert(s);
@@ -394,15 +409,15 @@ mod tests {
                 }
                 let expected = clients
                     .iter()
-                    .filter(|&&(c, slot, _)| !closed.contains(&c) && slot.is_none_or(|s| !filtered.contains(s)))
-                    .min_by_key(|&&(c, _, key)| (key, c))
-                    .map(|&(c, _, _)| c);
+                    .filter(|m| !closed.contains(&m.framework) && m.slot.is_none_or(|s| !filtered.contains(s)))
+                    .min_by_key(|m| (m.key, m.client))
+                    .map(|m| m.client);
                 let mut handed = Vec::new();
-                let found = tree.lowest_open(&filtered, |c| !closed.contains(&c), |c| handed.push(c));
+                let found = tree.lowest_open(&filtered, |f| !closed.contains(&f), |f| handed.push(f));
                 assert_eq!(found, expected, "round {round} step {step}");
-                assert!(handed.iter().all(|c| closed.contains(c)), "only closed clients are taken out");
+                assert!(handed.iter().all(|f| closed.contains(f)), "only closed frameworks' clients are taken out");
                 if tree.is_empty() {
-                    assert!(clients.iter().all(|(c, _, _)| closed.contains(c)), "round {round} step {step}");
+                    assert!(clients.iter().all(|m| closed.contains(&m.framework)), "round {round} step {step}");
                 }
             }
         }
@@ -410,18 +425,18 @@ mod tests {
 
     #[test]
     fn small_or_thinly_spread_roles_keep_to_their_heap() {
-        let few: Vec<(u32, Option<u64>, u64)> =
-            (0..MIN_CLIENTS as u32 - 1).map(|c| (c, Some(u64::from(c)), 0)).collect();
+        let few: Vec<Member> = (0..MIN_CLIENTS as u32 - 1).map(|c| member(c, c, Some(u64::from(c)), 0)).collect();
         assert!(ClientTree::build(&few).is_none());
-        let thin: Vec<(u32, Option<u64>, u64)> =
-            (0..MIN_CLIENTS as u32).map(|c| (c, Some(u64::from(c) * 1_000), 0)).collect();
+        let thin: Vec<Member> = (0..MIN_CLIENTS as u32).map(|c| member(c, c, Some(u64::from(c) * 1_000), 0)).collect();
         assert!(ClientTree::build(&thin).is_none());
-        let unslotted: Vec<(u32, Option<u64>, u64)> =
-            (0..MIN_CLIENTS as u32).map(|c| (c, None, u64::from(c))).collect();
+        let mut unordered: Vec<Member> = (0..MIN_CLIENTS as u32).map(|c| member(c, c, Some(u64::from(c)), 0)).collect();
+        unordered.swap(0, 1);
+        assert!(ClientTree::build(&unordered).is_none(), "clients must come in increasing number");
+        let unslotted: Vec<Member> = (0..MIN_CLIENTS as u32).map(|c| member(c, c + 100, None, u64::from(c))).collect();
         let mut tree = ClientTree::build(&unslotted).expect("clients without slots need no words");
         let mut every = FilterSlots::default();
         (0..1_000).for_each(|s| every.insert(s));
-        assert_eq!(tree.lowest_open(&every, |c| c != 0, |_| {}), Some(1), "clients without a slot filter nothing");
+        assert_eq!(tree.lowest_open(&every, |f| f != 100, |_| {}), Some(1), "clients without a slot filter nothing");
         assert_eq!(tree.lowest_open(&every, |_| false, |_| {}), None);
         assert!(tree.is_empty(), "closed clients are out for good");
     }
