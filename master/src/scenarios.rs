@@ -95,10 +95,16 @@ impl DeclineOffers {
     /// Declines every offer of the last round with a filter that never expires; returns
     /// how many there were.
     pub fn decline_everything(&mut self) -> usize {
-        let mut declined = 0;
+        self.decline_and_list().len()
+    }
+
+    /// `decline_everything`, returning which framework was offered which agent, in the
+    /// order the offers were made.
+    pub fn decline_and_list(&mut self) -> Vec<(FrameworkId, AgentId)> {
+        let mut declined = Vec::new();
         for (framework_id, offers) in self.offers() {
             let stream_id = self.stream(&framework_id);
-            declined += offers.len();
+            declined.extend(offers.iter().map(|(_, agent_id)| (framework_id.clone(), agent_id.clone())));
             let offer_ids = offers.into_iter().map(|(id, _)| id).collect();
             let call = Call::Decline { offer_ids, refuse_ms: FOREVER_MS };
             self.master.call(self.now_ms, &framework_id, &stream_id, call).expect("decline");

@@ -31,6 +31,8 @@ const EXPECTED_DIGEST: u64 = 0xd0eb_989b_0432_6a74;
 /// give the same offers.
 const CROWDED_FRAMEWORKS: usize = 400;
 const CROWDED_DIGEST: u64 = 0x4c51_0a12_78d4_f0b3;
+/// See `declined_forever_rounds_offer_what_a_heap_did`.
+const DECLINED_FOREVER_DIGEST: u64 = 0x0069_202b_c123_b3af;
 
 /// FNV-1a over the text of each offer field: stable across changes of representation.
 #[derive(Debug)]
@@ -197,6 +199,30 @@ fn twelve_rounds_of_two_thousand_agents_offer_exactly_what_they_did() {
     let (digest, offers) = digest_of_rounds(FRAMEWORKS);
     assert!(offers > 2 * AGENTS, "the rounds make offers ({offers})");
     assert_eq!(digest, EXPECTED_DIGEST, "digest {digest:#x} over {offers} offers");
+}
+
+/// Mesos' DeclineOffers loop at 300 agents and 100 frameworks in one role: every offer
+/// declined for good, until every agent is filtered by every framework. The role is
+/// crowded enough for a `ClientTree`, and its rounds go through every way of picking a
+/// client (the heap, the layout's scan, the tree walked down); pinned with the role in a
+/// heap alone.
+#[test]
+fn declined_forever_rounds_offer_what_a_heap_did() {
+    let mut cluster = agora_master::scenarios::DeclineOffers::new(300, 100);
+    let mut digest = Digest(0xcbf2_9ce4_8422_2325);
+    let mut offers = 0;
+    for _ in 0..220 {
+        cluster.master.allocate(cluster.now_ms);
+        for (framework_id, agent_id) in cluster.decline_and_list() {
+            digest.add(framework_id.as_str());
+            digest.add(agent_id.as_str());
+            offers += 1;
+        }
+        cluster.master.check_invariants().expect("invariants hold");
+        cluster.now_ms += 1;
+    }
+    assert_eq!(offers, 300 * 100, "every agent is offered to every framework once");
+    assert_eq!(digest.0, DECLINED_FOREVER_DIGEST, "digest {:#x}", digest.0);
 }
 
 #[test]

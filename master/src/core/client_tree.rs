@@ -87,6 +87,8 @@ pub(crate) struct ClientTree {
     present: Vec<u64>,
     /// How many clients are in the tree.
     clients: usize,
+    /// Whether `lowest` is kept (see `keep_minimums`).
+    keeps_minimums: bool,
 }
 
 impl ClientTree {
@@ -119,6 +121,7 @@ impl ClientTree {
             stack: Vec::new(),
             present: vec![0; (leaves * LEAF).div_ceil(64)],
             clients: 0,
+            keeps_minimums: false,
         };
         let mut next_unslotted = slotted_span;
         for (index, m) in (0u32..).zip(clients) {
@@ -139,11 +142,20 @@ impl ClientTree {
             tree.clients += 1;
             tree.members.push((m.client, m.framework, u32::try_from(place).ok()?));
         }
-        tree.compute_minimums();
         Some(tree)
     }
 
-    fn compute_minimums(&mut self) {
+    /// Whether the minimums are kept (see `keep_minimums`).
+    pub fn keeps_minimums(&self) -> bool {
+        self.keeps_minimums
+    }
+
+    /// Computes the minimums, and keeps them from now on. Until then the tree is only its
+    /// clients laid out by slot, for `scan_unfiltered`, and re-keying a client is a store;
+    /// with them, `lowest_open` can walk down the tree, and re-keying a client walks up
+    /// from its leaf.
+    pub fn keep_minimums(&mut self) {
+        self.keeps_minimums = true;
         let leaves = self.leaves;
         for leaf in 0..leaves {
             let lowest = self.leaf_lowest(leaf);
@@ -191,7 +203,7 @@ impl ClientTree {
         // lower than the answer, and looks through a leaf for most; a look at each
         // unfiltered client instead costs a read of the agent's bitmap and `left` entries.
         let left = self.clients.saturating_sub(filtered.len());
-        if left.saturating_mul(left) <= filtered.len().saturating_mul(SCAN_FACTOR) {
+        if !self.keeps_minimums || left.saturating_mul(left) <= filtered.len().saturating_mul(SCAN_FACTOR) {
             return self.scan_unfiltered(filtered, &mut open, &mut closed);
         }
         let mut best = NONE;
@@ -262,8 +274,8 @@ impl ClientTree {
         if best == below { NONE } else { best }
     }
 
-    /// `lowest_open` by a look at every client not in `filtered`.
-    fn scan_unfiltered(
+    /// `lowest_open` by a look at every client not in `filtered`; needs no minimums.
+    pub fn scan_unfiltered(
         &mut self,
         filtered: &FilterSlots,
         open: &mut impl FnMut(u32) -> bool,
@@ -325,6 +337,9 @@ impl ClientTree {
         {
             *word &= !(1 << (place % 64));
             self.clients -= 1;
+        }
+        if !self.keeps_minimums {
+            return;
         }
         let leaf = place / LEAF;
         let mut node = self.leaves + leaf;
@@ -412,6 +427,9 @@ mod tests {
                     .filter(|m| !closed.contains(&m.framework) && m.slot.is_none_or(|s| !filtered.contains(s)))
                     .min_by_key(|m| (m.key, m.client))
                     .map(|m| m.client);
+                if !tree.keeps_minimums() && rng.random_bool(0.1) {
+                    tree.keep_minimums();
+                }
                 let mut handed = Vec::new();
                 let found = tree.lowest_open(&filtered, |f| !closed.contains(&f), |f| handed.push(f));
                 assert_eq!(found, expected, "round {round} step {step}");
@@ -434,6 +452,7 @@ mod tests {
         assert!(ClientTree::build(&unordered).is_none(), "clients must come in increasing number");
         let unslotted: Vec<Member> = (0..MIN_CLIENTS as u32).map(|c| member(c, c + 100, None, u64::from(c))).collect();
         let mut tree = ClientTree::build(&unslotted).expect("clients without slots need no words");
+        tree.keep_minimums();
         let mut every = FilterSlots::default();
         (0..1_000).for_each(|s| every.insert(s));
         assert_eq!(tree.lowest_open(&every, |f| f != 100, |_| {}), Some(1), "clients without a slot filter nothing");
