@@ -18,6 +18,13 @@
 //! needs a look. Cost: the tree's nodes whose lowest client filtered the agent and is
 //! lower than the answer — a handful, where the heap pops them all. A grant re-keys its
 //! client: its leaf (`LEAF` entries) and the leaf's ancestors while their lowest changes.
+//! When the agent filters nearly every client, the unfiltered ones are read straight off
+//! its bitmap instead, a word at a time (`scan_unfiltered`).
+//!
+//! The minimums cost a walk up the tree on every grant, which a heap does not pay while
+//! its lowest client is usually the answer; so a tree starts as the layout alone (entries
+//! by place, re-keyed with a store, enough for `scan_unfiltered`) and computes and keeps
+//! its minimums once the allocator asks (`keep_minimums`; see `Sorter::pick_client`).
 //!
 //! The answer is a heap's exactly: the lowest (share, client) among the clients the
 //! agent's filters leave and whose framework may still be offered something.
