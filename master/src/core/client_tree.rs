@@ -261,12 +261,25 @@ impl ClientTree {
         closed: &mut impl FnMut(u32),
     ) -> u128 {
         let start = leaf * LEAF;
-        let mut left = !self.filter_bits(filtered, start) & LEAF_MASK;
-        let mut best = below;
-        while left != 0 {
-            let i = left.trailing_zeros() as usize;
-            left &= left - 1;
-            let Some(&e) = self.entries.get(start + i) else { break };
+        let unfiltered = !self.filter_bits(filtered, start) & LEAF_MASK;
+        let best = self.lowest_among(start, unfiltered, below, open, closed);
+        if best == below { NONE } else { best }
+    }
+
+    /// The lowest open entry below `best` among places `start + i` for the bits `i` set
+    /// in `bits`, or `best`; closed clients met are taken out.
+    fn lowest_among(
+        &mut self,
+        start: usize,
+        mut bits: u64,
+        mut best: u128,
+        open: &mut impl FnMut(u32) -> bool,
+        closed: &mut impl FnMut(u32),
+    ) -> u128 {
+        while bits != 0 {
+            let place = start + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let Some(&e) = self.entries.get(place) else { break };
             if e >= best {
                 continue;
             }
@@ -274,11 +287,11 @@ impl ClientTree {
             if open(framework) {
                 best = e;
             } else {
-                self.set(start + i, NONE);
+                self.set(place, NONE);
                 closed(framework);
             }
         }
-        if best == below { NONE } else { best }
+        best
     }
 
     /// `lowest_open` by a look at every client not in `filtered`; needs no minimums.
@@ -293,22 +306,8 @@ impl ClientTree {
             let start = leaf * LEAF;
             let words =
                 if start < self.unslotted_from { filtered.word(self.first_word + (start / 64) as u64) } else { 0 };
-            let mut left = self.present.get(start / 64).copied().unwrap_or(0) & !words;
-            while left != 0 {
-                let place = start + left.trailing_zeros() as usize;
-                left &= left - 1;
-                let Some(&e) = self.entries.get(place) else { break };
-                if e >= best {
-                    continue;
-                }
-                let (_, framework, _) = self.member(e);
-                if open(framework) {
-                    best = e;
-                } else {
-                    self.set(place, NONE);
-                    closed(framework);
-                }
-            }
+            let unfiltered = self.present.get(start / 64).copied().unwrap_or(0) & !words;
+            best = self.lowest_among(start, unfiltered, best, open, closed);
         }
         (best != NONE).then(|| self.member(best).0)
     }
