@@ -44,7 +44,7 @@ const LEAF_MASK: u64 = (1 << LEAF) - 1;
 
 /// `lowest_open` looks at every unfiltered client instead of walking the tree when
 /// `left² ≤ SCAN_FACTOR · filtered` (see there).
-const SCAN_FACTOR: usize = 16;
+const SCAN_FACTOR: usize = 4;
 
 /// One client's (share, index) packed so that integer order is tuple order, as in
 /// `ClientHeap`; `NONE` where no client is. The index is the client's in the tree, which
