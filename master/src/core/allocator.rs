@@ -137,8 +137,8 @@ struct Node {
     share: u64,
     guarantee: Scalars,
     limit: Option<Scalars>,
-    /// Eligible clients of exactly this role, lowest (share, client) first, unless the
-    /// role has a `tree`. A grant re-keys the client's entry in place when it is the
+    /// Eligible clients of exactly this role, lowest (share, client) first, until the
+    /// role's `tree` takes over. A grant re-keys the client's entry in place when it is the
     /// lowest (the usual case), else pushes a new one; an entry whose share is not its
     /// client's current one is then stale and dropped when it surfaces.
     clients: ClientHeap,
@@ -576,15 +576,16 @@ impl Sorter {
                 tree.rekey(client.tree_index, client.key);
                 tree.keeps_minimums()
             });
-            if in_tree {
-                // The tree holds the role's clients now; its heap is gone.
-            } else if node.clients.peek() == Some((old, c)) {
+            // Once the tree has taken over, the role's heap is empty and stays so.
+            if !in_tree {
                 // The client just picked is usually still the lowest (unless clients that
                 // filtered the agent were put back below it): its entry is re-keyed in
                 // place instead of a push now and a pop of the stale entry later.
-                node.clients.replace_top(client.key, c);
-            } else {
-                node.clients.push(client.key, c);
+                if node.clients.peek() == Some((old, c)) {
+                    node.clients.replace_top(client.key, c);
+                } else {
+                    node.clients.push(client.key, c);
+                }
             }
         }
         // With one node left in the order (it only loses nodes during a round, see
@@ -703,6 +704,7 @@ fn queue_clients(nodes: &mut [Node], clients: &mut [Client]) {
             *count += 1;
         }
     }
+    // A list with room for each role crowded enough for a tree; none for the others.
     let mut members: Vec<Vec<Member>> = counts
         .iter()
         .map(|&count| if count >= client_tree::MIN_CLIENTS { Vec::with_capacity(count) } else { Vec::new() })
