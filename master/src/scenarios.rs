@@ -28,7 +28,12 @@ pub struct DeclineOffers {
 
 impl DeclineOffers {
     pub fn new(agents: usize, frameworks: usize) -> DeclineOffers {
-        let config = Config { master_id: "bench".into(), ..Config::default() };
+        DeclineOffers::with_max_offers(agents, frameworks, Config::default().max_offers_per_framework)
+    }
+
+    /// The same, with `max_offers` as the bound on offers a framework holds.
+    pub fn with_max_offers(agents: usize, frameworks: usize, max_offers: Option<usize>) -> DeclineOffers {
+        let config = Config { master_id: "bench".into(), max_offers_per_framework: max_offers, ..Config::default() };
         let mut master = Master::new(config, 7);
         let now_ms = 1_000;
         let resources = Resources::parse(AGENT_RESOURCES).expect("valid resources");

@@ -31,8 +31,11 @@ const EXPECTED_DIGEST: u64 = 0xd0eb_989b_0432_6a74;
 /// give the same offers.
 const CROWDED_FRAMEWORKS: usize = 400;
 const CROWDED_DIGEST: u64 = 0x4c51_0a12_78d4_f0b3;
+/// The same with at most 3 offers held by each framework.
+const CROWDED_CAPPED_DIGEST: u64 = 0x4d2c_778c_89fd_8668;
 /// See `declined_forever_rounds_offer_what_a_heap_did`.
 const DECLINED_FOREVER_DIGEST: u64 = 0x0069_202b_c123_b3af;
+const DECLINED_FOREVER_CAPPED_DIGEST: u64 = 0xf1ad_2b0e_4964_be63;
 
 /// FNV-1a over the text of each offer field: stable across changes of representation.
 #[derive(Debug)]
@@ -64,8 +67,11 @@ fn role(name: &str) -> Role {
     Role::parse(name).expect("valid role")
 }
 
-fn cluster(framework_count: usize) -> (Master, Vec<(FrameworkId, StreamId)>) {
-    let config = Config { master_id: "digest".into(), ..Config::default() };
+fn cluster(framework_count: usize, max_offers: Option<usize>) -> (Master, Vec<(FrameworkId, StreamId)>) {
+    // `max_offers` lowers the bound on offers a framework holds; `None` keeps the default.
+    let defaults = Config::default();
+    let max_offers_per_framework = max_offers.or(defaults.max_offers_per_framework);
+    let config = Config { master_id: "digest".into(), max_offers_per_framework, ..defaults };
     let mut master = Master::new(config, 11);
     for i in 0..AGENTS {
         let text = match i % 5 {
@@ -112,8 +118,8 @@ fn cluster(framework_count: usize) -> (Master, Vec<(FrameworkId, StreamId)>) {
 }
 
 /// Runs the rounds and digests every OFFERS event they emit, in order.
-fn digest_of_rounds(framework_count: usize) -> (u64, usize) {
-    let (mut master, frameworks) = cluster(framework_count);
+fn digest_of_rounds(framework_count: usize, max_offers: Option<usize>) -> (u64, usize) {
+    let (mut master, frameworks) = cluster(framework_count, max_offers);
     let small = Resources::parse("cpus:0.5;mem:64").expect("valid resources");
     let mut digest = Digest(0xcbf2_9ce4_8422_2325);
     let mut offers_seen = 0;
@@ -196,7 +202,7 @@ fn small_part(offered: &Resources, small: &Resources) -> Resources {
 
 #[test]
 fn twelve_rounds_of_two_thousand_agents_offer_exactly_what_they_did() {
-    let (digest, offers) = digest_of_rounds(FRAMEWORKS);
+    let (digest, offers) = digest_of_rounds(FRAMEWORKS, None);
     assert!(offers > 2 * AGENTS, "the rounds make offers ({offers})");
     assert_eq!(digest, EXPECTED_DIGEST, "digest {digest:#x} over {offers} offers");
 }
@@ -208,12 +214,27 @@ fn twelve_rounds_of_two_thousand_agents_offer_exactly_what_they_did() {
 /// heap alone.
 #[test]
 fn declined_forever_rounds_offer_what_a_heap_did() {
-    let mut cluster = agora_master::scenarios::DeclineOffers::new(300, 100);
+    let (digest, offers) = declined_forever_digest(None);
+    assert_eq!(offers, 300 * 100, "every agent is offered to every framework once");
+    assert_eq!(digest, DECLINED_FOREVER_DIGEST, "digest {digest:#x}");
+    // With frameworks held to 2 offers, fewer than the 3 agents each would get a round,
+    // clients leave the heap, the layout and the tree as their frameworks reach the bound.
+    let (digest, offers) = declined_forever_digest(Some(2));
+    assert_eq!(offers, 300 * 100, "every agent is offered to every framework once");
+    assert_eq!(digest, DECLINED_FOREVER_CAPPED_DIGEST, "digest {digest:#x}");
+}
+
+/// The digest of the offers of `declined_forever_rounds_offer_what_a_heap_did`'s loop, and
+/// how many there were.
+fn declined_forever_digest(max_offers: Option<usize>) -> (u64, usize) {
+    let defaults = Config::default();
+    let max_offers = max_offers.or(defaults.max_offers_per_framework);
+    let mut cluster = agora_master::scenarios::DeclineOffers::with_max_offers(300, 100, max_offers);
     let mut digest = Digest(0xcbf2_9ce4_8422_2325);
     let mut offers = 0;
-    // Each round offers every agent once, to a framework that has not filtered it yet:
-    // 100 rounds, and one that finds nothing left to offer.
-    for _ in 0..200 {
+    // Each round offers every agent once, to a framework that has not filtered it yet
+    // (less often when frameworks are held to few offers), until nothing is left to offer.
+    for _ in 0..400 {
         cluster.master.allocate(cluster.now_ms);
         let declined = cluster.decline_and_list();
         for (framework_id, agent_id) in &declined {
@@ -227,13 +248,17 @@ fn declined_forever_rounds_offer_what_a_heap_did() {
             break;
         }
     }
-    assert_eq!(offers, 300 * 100, "every agent is offered to every framework once");
-    assert_eq!(digest.0, DECLINED_FOREVER_DIGEST, "digest {:#x}", digest.0);
+    (digest.0, offers)
 }
 
 #[test]
 fn crowded_roles_offer_what_their_heaps_did() {
-    let (digest, offers) = digest_of_rounds(CROWDED_FRAMEWORKS);
+    let (digest, offers) = digest_of_rounds(CROWDED_FRAMEWORKS, None);
     assert!(offers > 2 * AGENTS, "the rounds make offers ({offers})");
     assert_eq!(digest, CROWDED_DIGEST, "digest {digest:#x} over {offers} offers");
+    // With frameworks held to 3 offers, fewer than the 5 agents each would get, clients
+    // leave the heap, the layout and the tree as their frameworks reach the bound.
+    let (digest, offers) = digest_of_rounds(CROWDED_FRAMEWORKS, Some(3));
+    assert!(offers > AGENTS, "the rounds make offers ({offers})");
+    assert_eq!(digest, CROWDED_CAPPED_DIGEST, "digest {digest:#x} over {offers} offers");
 }
