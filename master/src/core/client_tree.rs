@@ -1,5 +1,6 @@
 //! `ClientTree`: a big role's clients by framework filter slot under a tree of minimums,
-//! the queue the allocator takes the next client of such a role from.
+//! beside the role's heap: where the allocator finds the next client of the role once the
+//! heap would pop many filtering clients to find it.
 //!
 //! Why: a role's `ClientHeap` finds the lowest client that has not filtered an agent by
 //! taking filtering clients off its top until one has not, and putting them back. That is
