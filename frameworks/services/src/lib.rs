@@ -1,0 +1,13 @@
+//! Agora's services framework: long-running apps kept at N healthy instances, rolled out
+//! without downtime, behind Marathon's `/v2` REST API.
+//!
+//! - [`model`]: apps, versions, instances, groups, deployments in our own types.
+//! - [`core`]: the deployment planner, a pure core (commands and master events in,
+//!   launches, kills and records out).
+//! - [`marathon`]: Marathon's JSON, parsed, validated and rendered; nothing else knows it.
+//! - [`runtime`]: the owner task, the SDK scheduler, the store, the REST API's handle.
+
+pub mod core;
+pub mod marathon;
+pub mod model;
+pub mod runtime;

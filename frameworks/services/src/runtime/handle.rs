@@ -1,0 +1,98 @@
+//! [`ServicesHandle`]: how the REST API and the CLI's server side reach the planner. Every
+//! call is a request on the owner task's bounded channel with a oneshot for the answer;
+//! nothing but the owner touches the planner.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::core::{Command, PlanError, Planner, Reply, ServiceEvent};
+use crate::model::{AppSpec, Timestamp};
+
+/// A request to the owner task.
+pub(crate) enum Request {
+    /// Runs the closure against the planner with the current time (ms since the epoch).
+    /// The closure sends its own answer.
+    Read(Box<dyn FnOnce(&Planner, u64) + Send>),
+    /// A change: applied, its records committed, then answered.
+    Command(Command, oneshot::Sender<Result<Reply, PlanError>>),
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Read(_) => f.write_str("Read"),
+            Request::Command(command, _) => f.debug_tuple("Command").field(command).finish(),
+        }
+    }
+}
+
+/// What `/v2/events` streams: the planner's events and the API's own.
+#[derive(Clone, Debug)]
+pub enum Published {
+    Service(ServiceEvent),
+    /// An app was posted or changed through the API (Marathon's `api_post_event`).
+    ApiPost {
+        uri: String,
+        client_ip: String,
+        app: Arc<AppSpec>,
+    },
+}
+
+/// An event with the time it happened.
+#[derive(Clone, Debug)]
+pub struct StampedEvent {
+    pub at: Timestamp,
+    pub event: Published,
+}
+
+/// The owner is gone (shutting down) or this process is not the leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("services is not running here (stopping, or not the leader)")]
+pub struct Unavailable;
+
+/// A cheap, cloneable handle on the owner task.
+#[derive(Clone, Debug)]
+pub struct ServicesHandle {
+    requests: mpsc::Sender<Request>,
+    events: broadcast::Sender<Arc<StampedEvent>>,
+}
+
+impl ServicesHandle {
+    pub(crate) fn new(requests: mpsc::Sender<Request>, events: broadcast::Sender<Arc<StampedEvent>>) -> Self {
+        Self { requests, events }
+    }
+
+    /// Runs `read` on the owner task and returns what it computed.
+    pub async fn read<R, F>(&self, read: F) -> Result<R, Unavailable>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Planner, u64) -> R + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Read(Box::new(move |planner, now_ms| {
+            let _ = reply.send(read(planner, now_ms));
+        }));
+        self.requests.send(request).await.map_err(|_| Unavailable)?;
+        answer.await.map_err(|_| Unavailable)
+    }
+
+    /// Applies a change; answers once its records are committed.
+    pub async fn command(&self, command: Command) -> Result<Result<Reply, PlanError>, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(Request::Command(command, reply)).await.map_err(|_| Unavailable)?;
+        answer.await.map_err(|_| Unavailable)
+    }
+
+    /// Every event from now on. A receiver that falls behind the channel's bound gets
+    /// `Lagged` and should drop its client (Marathon's slow-consumer rule).
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<StampedEvent>> {
+        self.events.subscribe()
+    }
+
+    /// Publishes an event of the API's own (`api_post_event`).
+    pub fn publish(&self, event: StampedEvent) {
+        // No subscriber is not an error.
+        let _ = self.events.send(Arc::new(event));
+    }
+}
