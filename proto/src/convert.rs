@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use crate::model::{
     AgentDescription, AgentId, AgentInfo, Attribute, CommandInfo, DEFAULT_FAILOVER_TIMEOUT_MS, FrameworkId,
-    FrameworkInfo, Offer, OfferId, Pool, RangeSet, Resources, Role, Scalars, TaskInfo, TaskState, TaskStatus,
-    TaskStatusReason, TaskStatusSource, UpdateId,
+    FrameworkInfo, HealthCheck, HealthCheckKind, HttpScheme, Offer, OfferId, Pool, RangeSet, ReadinessCheck, Resources,
+    Role, Scalars, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
 };
 use crate::pb;
 
@@ -18,6 +18,17 @@ pub const MAX_ID_LEN: usize = 256;
 pub const MAX_TEXT_LEN: usize = 64 * 1024;
 /// Most entries accepted in any repeated field (argv, environment, labels, attributes, ports).
 pub const MAX_ENTRIES: usize = 1024;
+
+/// Longest interval, grace period or delay of a check: a day.
+pub const MAX_CHECK_PERIOD_MS: u64 = 24 * 3600 * 1000;
+/// Longest timeout of one check: an hour.
+pub const MAX_CHECK_TIMEOUT_MS: u64 = 3600 * 1000;
+/// Most consecutive failures a health check may allow before the task is killed.
+pub const MAX_CHECK_FAILURES: u32 = 10_000;
+/// Longest path of an HTTP check.
+pub const MAX_CHECK_PATH_LEN: usize = 2048;
+/// Most status codes a readiness check may list.
+pub const MAX_READY_STATUS_CODES: usize = 16;
 
 /// A wire message that does not describe a valid domain value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -257,6 +268,165 @@ impl From<&CommandInfo> for pb::CommandInfo {
     }
 }
 
+// ---- checks ----
+
+fn check_port(field: &str, port: u32) -> Result<u16, WireError> {
+    match u16::try_from(port) {
+        Ok(0) => Err(WireError::new(field, "is required (a port number above 0)")),
+        Ok(port) => Ok(port),
+        Err(_) => Err(WireError::new(field, format!("{port} is not a port number"))),
+    }
+}
+
+/// A path for a request line: it starts with `/`, is bounded, and holds no space or
+/// control character, which would end the request line early or forge headers.
+fn check_path(field: &str, path: String) -> Result<String, WireError> {
+    if !path.starts_with('/') {
+        return Err(WireError::new(field, "must start with `/`"));
+    }
+    if path.len() > MAX_CHECK_PATH_LEN {
+        return Err(WireError::new(field, format!("is longer than {MAX_CHECK_PATH_LEN} bytes")));
+    }
+    if path.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(WireError::new(field, "may not contain spaces or control characters"));
+    }
+    Ok(path)
+}
+
+/// A duration above zero and at most `max_ms`.
+fn positive_ms(field: &str, value: u64, max_ms: u64) -> Result<u64, WireError> {
+    if value == 0 || value > max_ms {
+        return Err(WireError::new(field, format!("must be above 0 and at most {max_ms} ms")));
+    }
+    Ok(value)
+}
+
+fn at_most_ms(field: &str, value: u64, max_ms: u64) -> Result<u64, WireError> {
+    if value > max_ms {
+        return Err(WireError::new(field, format!("must be at most {max_ms} ms")));
+    }
+    Ok(value)
+}
+
+fn scheme(field: &str, value: i32) -> Result<HttpScheme, WireError> {
+    match pb::HttpScheme::try_from(value) {
+        Ok(pb::HttpScheme::Http) => Ok(HttpScheme::Http),
+        Ok(pb::HttpScheme::Https) => Ok(HttpScheme::Https),
+        Err(_) => Err(WireError::new(field, format!("unknown scheme {value}"))),
+    }
+}
+
+fn scheme_to_pb(value: HttpScheme) -> i32 {
+    match value {
+        HttpScheme::Http => pb::HttpScheme::Http as i32,
+        HttpScheme::Https => pb::HttpScheme::Https as i32,
+    }
+}
+
+impl TryFrom<pb::HealthCheck> for HealthCheck {
+    type Error = WireError;
+
+    fn try_from(value: pb::HealthCheck) -> Result<Self, WireError> {
+        use pb::health_check::Kind;
+        let kind = match value.kind {
+            None => return Err(WireError::new("kind", "give an http, tcp or command check")),
+            Some(Kind::Http(http)) => HealthCheckKind::Http {
+                scheme: scheme("http.scheme", http.scheme)?,
+                port: check_port("http.port", http.port)?,
+                path: check_path("http.path", http.path)?,
+            },
+            Some(Kind::Tcp(tcp)) => HealthCheckKind::Tcp { port: check_port("tcp.port", tcp.port)? },
+            Some(Kind::Command(command)) => {
+                if command.shell.trim().is_empty() {
+                    return Err(WireError::new("command.shell", "is required"));
+                }
+                HealthCheckKind::Command { shell: text("command.shell", command.shell)? }
+            }
+        };
+        if value.max_consecutive_failures > MAX_CHECK_FAILURES {
+            return Err(WireError::new("max_consecutive_failures", format!("must be at most {MAX_CHECK_FAILURES}")));
+        }
+        Ok(HealthCheck {
+            kind,
+            grace_period_ms: at_most_ms("grace_period_ms", value.grace_period_ms, MAX_CHECK_PERIOD_MS)?,
+            interval_ms: positive_ms("interval_ms", value.interval_ms, MAX_CHECK_PERIOD_MS)?,
+            timeout_ms: positive_ms("timeout_ms", value.timeout_ms, MAX_CHECK_TIMEOUT_MS)?,
+            max_consecutive_failures: value.max_consecutive_failures,
+            delay_ms: at_most_ms("delay_ms", value.delay_ms, MAX_CHECK_PERIOD_MS)?,
+        })
+    }
+}
+
+impl From<&HealthCheck> for pb::HealthCheck {
+    fn from(value: &HealthCheck) -> Self {
+        use pb::health_check::Kind;
+        let kind = match &value.kind {
+            HealthCheckKind::Http { scheme, port, path } => Kind::Http(pb::HttpHealthCheck {
+                scheme: scheme_to_pb(*scheme),
+                port: u32::from(*port),
+                path: path.clone(),
+            }),
+            HealthCheckKind::Tcp { port } => Kind::Tcp(pb::TcpHealthCheck { port: u32::from(*port) }),
+            HealthCheckKind::Command { shell } => Kind::Command(pb::CommandHealthCheck { shell: shell.clone() }),
+        };
+        pb::HealthCheck {
+            kind: Some(kind),
+            grace_period_ms: value.grace_period_ms,
+            interval_ms: value.interval_ms,
+            timeout_ms: value.timeout_ms,
+            max_consecutive_failures: value.max_consecutive_failures,
+            delay_ms: value.delay_ms,
+        }
+    }
+}
+
+impl TryFrom<pb::ReadinessCheck> for ReadinessCheck {
+    type Error = WireError;
+
+    fn try_from(value: pb::ReadinessCheck) -> Result<Self, WireError> {
+        if value.ready_status_codes.len() > MAX_READY_STATUS_CODES {
+            return Err(WireError::new(
+                "ready_status_codes",
+                format!("has more than {MAX_READY_STATUS_CODES} entries"),
+            ));
+        }
+        let mut codes = Vec::with_capacity(value.ready_status_codes.len().max(1));
+        for (i, code) in value.ready_status_codes.iter().enumerate() {
+            let code = u16::try_from(*code).ok().filter(|c| (100..=599).contains(c)).ok_or_else(|| {
+                WireError::new(format!("ready_status_codes[{i}]"), format!("{code} is not an HTTP status (100..=599)"))
+            })?;
+            if !codes.contains(&code) {
+                codes.push(code);
+            }
+        }
+        if codes.is_empty() {
+            // Marathon's default.
+            codes.push(200);
+        }
+        Ok(ReadinessCheck {
+            scheme: scheme("scheme", value.scheme)?,
+            port: check_port("port", value.port)?,
+            path: check_path("path", value.path)?,
+            interval_ms: positive_ms("interval_ms", value.interval_ms, MAX_CHECK_PERIOD_MS)?,
+            timeout_ms: positive_ms("timeout_ms", value.timeout_ms, MAX_CHECK_TIMEOUT_MS)?,
+            ready_status_codes: codes,
+        })
+    }
+}
+
+impl From<&ReadinessCheck> for pb::ReadinessCheck {
+    fn from(value: &ReadinessCheck) -> Self {
+        pb::ReadinessCheck {
+            scheme: scheme_to_pb(value.scheme),
+            port: u32::from(value.port),
+            path: value.path.clone(),
+            interval_ms: value.interval_ms,
+            timeout_ms: value.timeout_ms,
+            ready_status_codes: value.ready_status_codes.iter().map(|&c| u32::from(c)).collect(),
+        }
+    }
+}
+
 impl TryFrom<pb::TaskInfo> for TaskInfo {
     type Error = WireError;
 
@@ -270,6 +440,14 @@ impl TryFrom<pb::TaskInfo> for TaskInfo {
             command: CommandInfo::try_from(command).map_err(|e| e.in_field("command"))?,
             labels: bounded("labels", value.labels)?.into_iter().map(|l| (l.key, l.value)).collect(),
             kill_grace_period_ms: (value.kill_grace_period_ms > 0).then_some(value.kill_grace_period_ms),
+            health_check: value
+                .health_check
+                .map(|check| HealthCheck::try_from(check).map_err(|e| e.in_field("health_check")))
+                .transpose()?,
+            readiness_check: value
+                .readiness_check
+                .map(|check| ReadinessCheck::try_from(check).map_err(|e| e.in_field("readiness_check")))
+                .transpose()?,
         })
     }
 }
@@ -288,6 +466,8 @@ impl From<&TaskInfo> for pb::TaskInfo {
                 .map(|(key, value)| pb::Label { key: key.clone(), value: value.clone() })
                 .collect(),
             kill_grace_period_ms: value.kill_grace_period_ms.unwrap_or(0),
+            health_check: value.health_check.as_ref().map(Into::into),
+            readiness_check: value.readiness_check.as_ref().map(Into::into),
         }
     }
 }
@@ -365,6 +545,8 @@ impl From<pb::TaskStatusReason> for TaskStatusReason {
             P::ReasonTaskUnknown => TaskStatusReason::TaskUnknown,
             P::ReasonTaskKilledDuringLaunch => TaskStatusReason::TaskKilledDuringLaunch,
             P::ReasonDuplicateTaskId => TaskStatusReason::DuplicateTaskId,
+            P::ReasonTaskHealthCheckStatusUpdated => TaskStatusReason::TaskHealthCheckStatusUpdated,
+            P::ReasonTaskCheckStatusUpdated => TaskStatusReason::TaskCheckStatusUpdated,
         }
     }
 }
@@ -389,6 +571,8 @@ impl From<TaskStatusReason> for pb::TaskStatusReason {
             TaskStatusReason::TaskUnknown => P::ReasonTaskUnknown,
             TaskStatusReason::TaskKilledDuringLaunch => P::ReasonTaskKilledDuringLaunch,
             TaskStatusReason::DuplicateTaskId => P::ReasonDuplicateTaskId,
+            TaskStatusReason::TaskHealthCheckStatusUpdated => P::ReasonTaskHealthCheckStatusUpdated,
+            TaskStatusReason::TaskCheckStatusUpdated => P::ReasonTaskCheckStatusUpdated,
         }
     }
 }
@@ -414,6 +598,8 @@ impl TryFrom<pb::TaskStatus> for TaskStatus {
             uuid: optional_id::<UpdateId>("uuid", &value.uuid)?,
             exit_code: value.exit_code,
             signal: value.signal,
+            healthy: value.healthy,
+            ready: value.ready,
         })
     }
 }
@@ -436,6 +622,8 @@ impl From<&TaskStatus> for pb::TaskStatus {
             uuid: value.uuid.as_ref().map(ToString::to_string).unwrap_or_default(),
             exit_code: value.exit_code,
             signal: value.signal,
+            healthy: value.healthy,
+            ready: value.ready,
         }
     }
 }
@@ -531,9 +719,163 @@ mod tests {
             command: CommandInfo { shell: Some("echo hi".into()), argv: vec![], environment: Default::default() },
             labels: vec![("team".into(), "a".into())],
             kill_grace_period_ms: Some(2000),
+            health_check: Some(HealthCheck {
+                kind: HealthCheckKind::Http { scheme: HttpScheme::Https, port: 31000, path: "/health".into() },
+                grace_period_ms: 0,
+                interval_ms: 500,
+                timeout_ms: 100,
+                max_consecutive_failures: 0,
+                delay_ms: 10,
+            }),
+            readiness_check: Some(ReadinessCheck {
+                ready_status_codes: vec![200, 204],
+                ..ReadinessCheck::http(31000, "/ready")
+            }),
         };
         let wire = pb::TaskInfo::from(&task);
         assert_eq!(TaskInfo::try_from(wire).expect("valid"), task);
+        for check in [HealthCheck::tcp(80), HealthCheck::command("test -f ready")] {
+            let back = HealthCheck::try_from(pb::HealthCheck::from(&check)).expect("valid");
+            assert_eq!(back, check);
+        }
+    }
+
+    fn task_with_health_check(check: pb::HealthCheck) -> pb::TaskInfo {
+        pb::TaskInfo {
+            task_id: "t".into(),
+            agent_id: "a".into(),
+            command: Some(pb::CommandInfo { shell: "true".into(), ..Default::default() }),
+            health_check: Some(check),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_malformed_health_check_is_rejected_naming_its_field() {
+        let good = pb::HealthCheck::from(&HealthCheck::http(8080, "/health"));
+        let cases: Vec<(&str, Box<dyn Fn(&mut pb::HealthCheck)>)> = vec![
+            ("health_check.kind", Box::new(|c| c.kind = None)),
+            ("health_check.interval_ms", Box::new(|c| c.interval_ms = 0)),
+            ("health_check.interval_ms", Box::new(|c| c.interval_ms = MAX_CHECK_PERIOD_MS + 1)),
+            ("health_check.timeout_ms", Box::new(|c| c.timeout_ms = 0)),
+            ("health_check.timeout_ms", Box::new(|c| c.timeout_ms = MAX_CHECK_TIMEOUT_MS + 1)),
+            ("health_check.grace_period_ms", Box::new(|c| c.grace_period_ms = u64::MAX)),
+            ("health_check.delay_ms", Box::new(|c| c.delay_ms = u64::MAX)),
+            ("health_check.max_consecutive_failures", Box::new(|c| c.max_consecutive_failures = u32::MAX)),
+            (
+                "health_check.http.port",
+                Box::new(|c| {
+                    c.kind =
+                        Some(pb::health_check::Kind::Http(pb::HttpHealthCheck { port: 0, path: "/".into(), scheme: 0 }))
+                }),
+            ),
+            (
+                "health_check.http.port",
+                Box::new(|c| {
+                    c.kind = Some(pb::health_check::Kind::Http(pb::HttpHealthCheck {
+                        port: 70_000,
+                        path: "/".into(),
+                        scheme: 0,
+                    }))
+                }),
+            ),
+            (
+                "health_check.http.path",
+                Box::new(|c| {
+                    c.kind = Some(pb::health_check::Kind::Http(pb::HttpHealthCheck {
+                        port: 80,
+                        path: "health".into(),
+                        scheme: 0,
+                    }))
+                }),
+            ),
+            (
+                "health_check.http.path",
+                Box::new(|c| {
+                    c.kind = Some(pb::health_check::Kind::Http(pb::HttpHealthCheck {
+                        port: 80,
+                        path: "/a\r\nX: y".into(),
+                        scheme: 0,
+                    }))
+                }),
+            ),
+            (
+                "health_check.http.path",
+                Box::new(|c| {
+                    c.kind = Some(pb::health_check::Kind::Http(pb::HttpHealthCheck {
+                        port: 80,
+                        path: format!("/{}", "a".repeat(MAX_CHECK_PATH_LEN)),
+                        scheme: 0,
+                    }))
+                }),
+            ),
+            (
+                "health_check.http.scheme",
+                Box::new(|c| {
+                    c.kind = Some(pb::health_check::Kind::Http(pb::HttpHealthCheck {
+                        port: 80,
+                        path: "/".into(),
+                        scheme: 7,
+                    }))
+                }),
+            ),
+            (
+                "health_check.tcp.port",
+                Box::new(|c| c.kind = Some(pb::health_check::Kind::Tcp(pb::TcpHealthCheck { port: 0 }))),
+            ),
+            (
+                "health_check.command.shell",
+                Box::new(|c| {
+                    c.kind = Some(pb::health_check::Kind::Command(pb::CommandHealthCheck { shell: " ".into() }))
+                }),
+            ),
+        ];
+        for (field, spoil) in cases {
+            let mut check = good.clone();
+            spoil(&mut check);
+            let err = TaskInfo::try_from(task_with_health_check(check)).expect_err(field);
+            assert_eq!(err.field, field, "{err}");
+        }
+        TaskInfo::try_from(task_with_health_check(good)).expect("the unspoilt check is valid");
+    }
+
+    #[test]
+    fn a_readiness_check_defaults_to_status_200_and_rejects_codes_that_are_not_http_statuses() {
+        let mut wire = pb::ReadinessCheck::from(&ReadinessCheck::http(8080, "/ready"));
+        wire.ready_status_codes.clear();
+        assert_eq!(ReadinessCheck::try_from(wire.clone()).expect("valid").ready_status_codes, vec![200]);
+        wire.ready_status_codes = vec![200, 600];
+        assert_eq!(ReadinessCheck::try_from(wire.clone()).expect_err("600").field, "ready_status_codes[1]");
+        wire.ready_status_codes = vec![200; MAX_READY_STATUS_CODES + 1];
+        assert_eq!(ReadinessCheck::try_from(wire.clone()).expect_err("too many").field, "ready_status_codes");
+        wire.ready_status_codes = vec![200];
+        wire.port = 0;
+        assert_eq!(ReadinessCheck::try_from(wire.clone()).expect_err("port 0").field, "port");
+        wire.port = 80;
+        wire.timeout_ms = 0;
+        assert_eq!(ReadinessCheck::try_from(wire).expect_err("timeout 0").field, "timeout_ms");
+    }
+
+    #[test]
+    fn health_and_readiness_survive_the_wire_on_a_status() {
+        let mut status = TaskStatus::from_master(
+            TaskId::new("t"),
+            None,
+            TaskState::TaskRunning,
+            TaskStatusReason::TaskHealthCheckStatusUpdated,
+            "",
+            1,
+        );
+        status.healthy = Some(false);
+        status.ready = Some(true);
+        assert_eq!(TaskStatus::try_from(pb::TaskStatus::from(&status)).expect("valid"), status);
+        // A record written before checks existed still reads.
+        let mut json = serde_json::to_value(&status).expect("serializes");
+        let object = json.as_object_mut().expect("an object");
+        object.remove("healthy");
+        object.remove("ready");
+        let old: TaskStatus = serde_json::from_value(json).expect("deserializes");
+        assert_eq!((old.healthy, old.ready), (None, None));
     }
 
     #[test]

@@ -74,6 +74,115 @@ pub struct TaskInfo {
     pub command: CommandInfo,
     pub labels: Vec<(String, String)>,
     pub kill_grace_period_ms: Option<u64>,
+    /// Run by the agent while the task runs. Absent from records written before checks
+    /// existed, hence the default.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+    /// Run by the agent until it passes once.
+    #[serde(default)]
+    pub readiness_check: Option<ReadinessCheck>,
+}
+
+/// A health check the agent runs against a task (Mesos' HealthCheck; Marathon's
+/// MESOS_HTTP/MESOS_TCP/COMMAND semantics).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HealthCheck {
+    pub kind: HealthCheckKind,
+    /// Failures during this time after the task started do not count (Marathon 300 s).
+    pub grace_period_ms: u64,
+    /// Between the end of one check and the start of the next (Marathon 60 s).
+    pub interval_ms: u64,
+    /// A check not answered within this time failed (Marathon 20 s).
+    pub timeout_ms: u64,
+    /// After this many consecutive failures (outside the grace period) the agent kills the
+    /// task; 0 = never kill.
+    pub max_consecutive_failures: u32,
+    /// Delay before the first check after the task started (Mesos `delay_seconds`); 0 ok.
+    pub delay_ms: u64,
+}
+
+impl HealthCheck {
+    /// A check of `kind` with Marathon's defaults: 300 s grace period, every 60 s, 20 s
+    /// timeout, killed after 3 consecutive failures, no delay.
+    pub fn new(kind: HealthCheckKind) -> Self {
+        Self {
+            kind,
+            grace_period_ms: 300_000,
+            interval_ms: 60_000,
+            timeout_ms: 20_000,
+            max_consecutive_failures: 3,
+            delay_ms: 0,
+        }
+    }
+
+    /// An HTTP GET of `path` on `port`, with Marathon's defaults.
+    pub fn http(port: u16, path: impl Into<String>) -> Self {
+        Self::new(HealthCheckKind::Http { scheme: HttpScheme::Http, port, path: path.into() })
+    }
+
+    /// A TCP connect to `port`, with Marathon's defaults.
+    pub fn tcp(port: u16) -> Self {
+        Self::new(HealthCheckKind::Tcp { port })
+    }
+
+    /// `/bin/sh -c shell` in the task's sandbox, with Marathon's defaults.
+    pub fn command(shell: impl Into<String>) -> Self {
+        Self::new(HealthCheckKind::Command { shell: shell.into() })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum HealthCheckKind {
+    /// HTTP(S) GET http(s)://127.0.0.1:{port}{path}; healthy on status 200..=399.
+    Http { scheme: HttpScheme, port: u16, path: String },
+    /// A TCP connect to 127.0.0.1:{port}.
+    Tcp { port: u16 },
+    /// `/bin/sh -c shell` in the task's sandbox with the task's environment; healthy on exit 0.
+    Command { shell: String },
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum HttpScheme {
+    #[default]
+    Http,
+    Https,
+}
+
+impl HttpScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpScheme::Http => "http",
+            HttpScheme::Https => "https",
+        }
+    }
+}
+
+/// Marathon's readiness check, run by the agent: repeated until it passes once, then the
+/// agent reports `ready: Some(true)` and stops checking.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReadinessCheck {
+    pub scheme: HttpScheme,
+    pub port: u16,
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Status codes that mean ready (Marathon default [200]).
+    pub ready_status_codes: Vec<u16>,
+}
+
+impl ReadinessCheck {
+    /// An HTTP GET of `path` on `port` with Marathon's defaults: every 30 s, 10 s timeout,
+    /// ready on 200.
+    pub fn http(port: u16, path: impl Into<String>) -> Self {
+        Self {
+            scheme: HttpScheme::Http,
+            port,
+            path: path.into(),
+            interval_ms: 30_000,
+            timeout_ms: 10_000,
+            ready_status_codes: vec![200],
+        }
+    }
 }
 
 /// What an offer says about its agent: where it is and what it declares.

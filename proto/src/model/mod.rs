@@ -7,7 +7,8 @@ mod task;
 
 pub use ids::{AgentId, FrameworkId, OfferId, StreamId, TaskId, UpdateId};
 pub use info::{
-    AgentDescription, AgentInfo, Attribute, CommandInfo, DEFAULT_FAILOVER_TIMEOUT_MS, FrameworkInfo, Offer, TaskInfo,
+    AgentDescription, AgentInfo, Attribute, CommandInfo, DEFAULT_FAILOVER_TIMEOUT_MS, FrameworkInfo, HealthCheck,
+    HealthCheckKind, HttpScheme, Offer, ReadinessCheck, TaskInfo,
 };
 pub use resources::{ParseResourcesError, Pool, RangeSet, Resources, Role, Scalars, cpus_to_milli, format_cpus};
 pub use task::{TaskState, TaskStatus, TaskStatusReason, TaskStatusSource};

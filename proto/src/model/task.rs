@@ -119,6 +119,10 @@ pub enum TaskStatusReason {
     TaskUnknown,
     TaskKilledDuringLaunch,
     DuplicateTaskId,
+    /// A RUNNING update whose news is the task's health.
+    TaskHealthCheckStatusUpdated,
+    /// A RUNNING update whose news is the task's readiness.
+    TaskCheckStatusUpdated,
 }
 
 impl TaskStatusReason {
@@ -140,6 +144,8 @@ impl TaskStatusReason {
             TaskStatusReason::TaskUnknown => "REASON_TASK_UNKNOWN",
             TaskStatusReason::TaskKilledDuringLaunch => "REASON_TASK_KILLED_DURING_LAUNCH",
             TaskStatusReason::DuplicateTaskId => "REASON_DUPLICATE_TASK_ID",
+            TaskStatusReason::TaskHealthCheckStatusUpdated => "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
+            TaskStatusReason::TaskCheckStatusUpdated => "REASON_TASK_CHECK_STATUS_UPDATED",
         }
     }
 }
@@ -177,6 +183,13 @@ pub struct TaskStatus {
     pub uuid: Option<UpdateId>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
+    /// Present once the task has a health check result: Mesos' TaskStatus.healthy.
+    /// Defaulted: absent from updates checkpointed before checks existed.
+    #[serde(default)]
+    pub healthy: Option<bool>,
+    /// Present once a readiness check has passed (true) on tasks that have one.
+    #[serde(default)]
+    pub ready: Option<bool>,
 }
 
 impl TaskStatus {
@@ -200,6 +213,8 @@ impl TaskStatus {
             uuid: None,
             exit_code: None,
             signal: None,
+            healthy: None,
+            ready: None,
         }
     }
 }
