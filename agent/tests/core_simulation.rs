@@ -245,6 +245,8 @@ impl World {
             command: CommandInfo { shell: Some("true".into()), argv: vec![], environment: Default::default() },
             labels: vec![],
             kill_grace_period_ms: self.rng.random_bool(0.3).then(|| self.rng.random_range(0..3_000)),
+            health_check: None,
+            readiness_check: None,
         };
         (framework_id, task)
     }

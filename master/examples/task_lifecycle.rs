@@ -88,6 +88,8 @@ fn launch(cluster: &mut Cluster, tasks: usize) {
                             command: CommandInfo { shell: Some("true".into()), ..CommandInfo::default() },
                             labels: vec![],
                             kill_grace_period_ms: None,
+                            health_check: None,
+                            readiness_check: None,
                         }
                     })
                     .collect();
@@ -124,6 +126,8 @@ fn updates(cluster: &mut Cluster, state: TaskState, uuids: Vec<UpdateId>) -> usi
             uuid: Some(uuid.clone()),
             exit_code: (state == TaskState::TaskFinished).then_some(0),
             signal: None,
+            healthy: None,
+            ready: None,
         };
         cluster.master.status_update(cluster.now_ms, agent_id, framework_id, status);
         let ack = Call::Acknowledge { agent_id: agent_id.clone(), task_id: task_id.clone(), uuid };

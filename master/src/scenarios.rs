@@ -71,6 +71,8 @@ impl DeclineOffers {
                     command: CommandInfo { shell: Some("sleep 1000".into()), ..CommandInfo::default() },
                     labels: vec![],
                     kill_grace_period_ms: None,
+                    health_check: None,
+                    readiness_check: None,
                 };
                 let operations = vec![Operation::Launch { tasks: vec![task] }];
                 let call = Call::Accept { offer_ids: vec![offer_id], operations, refuse_ms: 0 };

@@ -154,6 +154,8 @@ fn digest_of_rounds(framework_count: usize, max_offers: Option<usize>) -> (u64, 
                             command: CommandInfo { shell: Some("true".into()), ..CommandInfo::default() },
                             labels: vec![],
                             kill_grace_period_ms: None,
+                            health_check: None,
+                            readiness_check: None,
                         };
                         Call::Accept {
                             offer_ids: vec![offer.id],

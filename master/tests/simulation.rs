@@ -354,6 +354,8 @@ impl Sim {
             uuid: Some(UpdateId::new(format!("{}-{}", key.1, self.step))),
             exit_code: None,
             signal: None,
+            healthy: None,
+            ready: None,
         };
         self.master.status_update(self.now_ms, &agent_id, &key.0, status);
     }
@@ -489,6 +491,8 @@ impl Sim {
             command: CommandInfo { shell: Some("true".to_owned()), ..CommandInfo::default() },
             labels: Vec::new(),
             kill_grace_period_ms: None,
+            health_check: None,
+            readiness_check: None,
         }
     }
 

@@ -828,6 +828,8 @@ mod tests {
             uuid: None,
             exit_code,
             signal,
+            healthy: None,
+            ready: None,
         }
     }
 

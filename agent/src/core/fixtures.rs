@@ -34,6 +34,8 @@ pub fn task_running(id: &str, shell: &str) -> TaskInfo {
         command: CommandInfo { shell: Some(shell.into()), argv: vec![], environment: Default::default() },
         labels: vec![],
         kill_grace_period_ms: None,
+        health_check: None,
+        readiness_check: None,
     }
 }
 
@@ -50,5 +52,7 @@ pub fn status(id: &str, state: TaskState, now_ms: u64, uuid: &UpdateId) -> TaskS
         uuid: Some(uuid.clone()),
         exit_code: None,
         signal: None,
+        healthy: None,
+        ready: None,
     }
 }

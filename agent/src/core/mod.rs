@@ -936,6 +936,8 @@ impl Core {
             uuid,
             exit_code: None,
             signal: None,
+            healthy: None,
+            ready: None,
         }
     }
 }

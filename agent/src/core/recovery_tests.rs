@@ -37,6 +37,8 @@ fn running_record() -> TaskRecord {
         sandbox: Some("f/t".into()),
         exited: false,
         kill_grace_period_ms: None,
+        health_check: None,
+        readiness_check: None,
         pending: vec![],
     }
 }
@@ -68,6 +70,8 @@ fn a_new_task_is_checkpointed_with_its_starting_update_then_with_its_pid_and_que
         sandbox: None,
         exited: false,
         kill_grace_period_ms: None,
+        health_check: None,
+        readiness_check: None,
         pending: vec![status("t", TaskState::TaskStarting, 10, &ids[0])],
     };
     assert_eq!(core.take_checkpoints(), vec![Checkpoint::Save(Box::new(record.clone()))]);

@@ -303,6 +303,8 @@ mod tests {
                 command: CommandInfo { shell: Some("true".into()), argv: vec![], environment: Default::default() },
                 labels: vec![],
                 kill_grace_period_ms: None,
+                health_check: None,
+                readiness_check: None,
             },
             run: RunId(run),
             state: TaskState::TaskRunning,

@@ -440,6 +440,8 @@ mod tests {
             },
             labels: vec![],
             kill_grace_period_ms: None,
+            health_check: None,
+            readiness_check: None,
         };
         let env = environment(&task, Path::new("/s"), "h");
         let get = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());

@@ -63,6 +63,8 @@ impl Rejected {
             uuid: None,
             exit_code: None,
             signal: None,
+            healthy: None,
+            ready: None,
         };
         Some((framework_id, status))
     }

@@ -1,12 +1,13 @@
 //! A builder for [`TaskInfo`], validated by the same rules the master applies, so that a
 //! mistake shows up where the task is written rather than as a TASK_ERROR later.
 
-use agora_proto::model::{AgentId, CommandInfo, Resources, TaskId, TaskInfo};
+use agora_proto::model::{AgentId, CommandInfo, HealthCheck, ReadinessCheck, Resources, TaskId, TaskInfo};
 use agora_proto::pb;
 
 use crate::Error;
 
-/// Builds one task: its command (shell or argv), environment, labels and kill grace period.
+/// Builds one task: its command (shell or argv), environment, labels, kill grace period,
+/// and the health and readiness checks the agent runs on it.
 #[derive(Clone, Debug)]
 pub struct TaskBuilder {
     task_id: TaskId,
@@ -14,6 +15,8 @@ pub struct TaskBuilder {
     command: CommandInfo,
     labels: Vec<(String, String)>,
     kill_grace_period_ms: Option<u64>,
+    health_check: Option<HealthCheck>,
+    readiness_check: Option<ReadinessCheck>,
 }
 
 impl TaskBuilder {
@@ -34,7 +37,15 @@ impl TaskBuilder {
     }
 
     fn with_command(task_id: TaskId, command: CommandInfo) -> Self {
-        Self { name: task_id.to_string(), task_id, command, labels: Vec::new(), kill_grace_period_ms: None }
+        Self {
+            name: task_id.to_string(),
+            task_id,
+            command,
+            labels: Vec::new(),
+            kill_grace_period_ms: None,
+            health_check: None,
+            readiness_check: None,
+        }
     }
 
     /// A human-readable name; the task id when not set.
@@ -60,6 +71,20 @@ impl TaskBuilder {
         self
     }
 
+    /// A health check the agent runs while the task runs: updates then carry `healthy`, and
+    /// the agent kills the task after the check's `max_consecutive_failures`.
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.health_check = Some(check);
+        self
+    }
+
+    /// A readiness check the agent runs until it passes once; the RUNNING update that
+    /// follows carries `ready: Some(true)`.
+    pub fn readiness_check(mut self, check: ReadinessCheck) -> Self {
+        self.readiness_check = Some(check);
+        self
+    }
+
     /// The task, to run on `agent_id` with `resources` (typically a piece from
     /// [`carve`](crate::carve)). Fails with [`Error::InvalidTask`] naming the field the
     /// master would reject.
@@ -72,6 +97,8 @@ impl TaskBuilder {
             command: self.command,
             labels: self.labels,
             kill_grace_period_ms: self.kill_grace_period_ms,
+            health_check: self.health_check,
+            readiness_check: self.readiness_check,
         };
         // Round-tripping through the wire form runs exactly the master's validation.
         TaskInfo::try_from(pb::TaskInfo::from(&task)).map_err(|e| Error::InvalidTask(e.to_string()))
@@ -105,6 +132,26 @@ mod tests {
         assert_eq!(task.command.argv, vec!["/bin/echo", "a b"]);
         assert_eq!(task.command.shell, None);
         assert_eq!(task.name, "t1");
+    }
+
+    #[test]
+    fn a_task_carries_its_health_and_readiness_checks_and_a_bad_one_names_its_field() {
+        let agent = AgentId::new("a");
+        let task = TaskBuilder::shell("web", "serve")
+            .health_check(HealthCheck::tcp(8080))
+            .readiness_check(ReadinessCheck::http(8080, "/ready"))
+            .build(&agent, Resources::new())
+            .expect("valid");
+        assert_eq!(task.health_check, Some(HealthCheck::tcp(8080)));
+        assert_eq!(task.readiness_check, Some(ReadinessCheck::http(8080, "/ready")));
+        let bad = TaskBuilder::shell("web", "serve")
+            .health_check(HealthCheck { interval_ms: 0, ..HealthCheck::http(8080, "/health") })
+            .build(&agent, Resources::new());
+        assert!(matches!(&bad, Err(Error::InvalidTask(m)) if m.contains("health_check.interval_ms")), "{bad:?}");
+        let bad = TaskBuilder::shell("web", "serve")
+            .readiness_check(ReadinessCheck::http(8080, "ready"))
+            .build(&agent, Resources::new());
+        assert!(matches!(&bad, Err(Error::InvalidTask(m)) if m.contains("readiness_check.path")), "{bad:?}");
     }
 
     #[test]

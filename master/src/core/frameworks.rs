@@ -508,6 +508,8 @@ fn reconciled(task: &TaskRecord, now_ms: u64) -> TaskStatus {
     if let Some(latest) = task.latest() {
         status.exit_code = latest.exit_code;
         status.signal = latest.signal;
+        status.healthy = latest.healthy;
+        status.ready = latest.ready;
     }
     status
 }

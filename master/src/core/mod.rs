@@ -309,6 +309,10 @@ pub struct StatusEntry {
     pub state: TaskState,
     pub reason: TaskStatusReason,
     pub source: TaskStatusSource,
+    /// The task's health and readiness as of this status; a byte each, which fits in the
+    /// padding after the three one-byte fields above, so an entry is no larger for them.
+    pub healthy: Option<bool>,
+    pub ready: Option<bool>,
 }
 
 impl From<&TaskStatus> for StatusEntry {
@@ -321,6 +325,8 @@ impl From<&TaskStatus> for StatusEntry {
             state: status.state,
             reason: status.reason,
             source: status.source,
+            healthy: status.healthy,
+            ready: status.ready,
         }
     }
 }

@@ -837,6 +837,8 @@ mod tests {
             command: Default::default(),
             labels: Vec::new(),
             kill_grace_period_ms: None,
+            health_check: None,
+            readiness_check: None,
         };
         let status = |n: u64| {
             let mut status = TaskStatus::from_master(

@@ -73,6 +73,8 @@ fn launch(m: &mut Master, fw: &(FrameworkId, StreamId), offer: &Offer, id: &str,
         command: CommandInfo { shell: Some("sleep 1".to_owned()), ..CommandInfo::default() },
         labels: vec![],
         kill_grace_period_ms: None,
+        health_check: None,
+        readiness_check: None,
     };
     let call = Call::Accept {
         offer_ids: vec![offer.id.clone()],
@@ -417,6 +419,8 @@ fn a_framework_reserves_part_of_an_offer_and_launches_on_the_reservation_in_one_
         command: CommandInfo { shell: Some("sleep 1".to_owned()), ..CommandInfo::default() },
         labels: vec![],
         kill_grace_period_ms: None,
+        health_check: None,
+        readiness_check: None,
     };
     let operations = vec![
         Operation::Reserve { resources: resources("cpus(eng):2;mem(eng):1024") },

@@ -48,6 +48,8 @@ fn task(id: &str, agent_id: &AgentId, text: &str) -> TaskInfo {
         command: CommandInfo { shell: Some("sleep 1".to_owned()), ..CommandInfo::default() },
         labels: Vec::new(),
         kill_grace_period_ms: None,
+        health_check: None,
+        readiness_check: None,
     }
 }
 
@@ -63,6 +65,8 @@ fn agent_status(task_id: &str, agent_id: &AgentId, state: TaskState, now_ms: u64
         uuid: Some(UpdateId::new(format!("{task_id}-{}", state.as_str()))),
         exit_code: None,
         signal: None,
+        healthy: None,
+        ready: None,
     }
 }
 
@@ -1367,4 +1371,55 @@ fn offers_after_a_reregistration_carry_the_agents_new_hostname_attributes_and_ur
     assert_eq!((offer.hostname(), offer.agent_url()), ("new-host", "http://new-host:6061"));
     assert_eq!(offer.attributes(), &[Attribute { name: "rack".to_owned(), value: "r2".to_owned() }]);
     assert_eq!(first[0].1.hostname(), "old-host");
+}
+
+#[test]
+fn health_updates_of_a_running_task_are_each_forwarded_kept_in_its_history_and_restated_by_reconciliation() {
+    let mut m = master();
+    let agent = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:1024");
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let offer = allocate(&mut m, 0).remove(0).1;
+    m.call(0, &fw, &stream, accept(&offer, vec![task("t1", &agent, "cpus:1;mem:128")], 0)).expect("accept");
+    m.visible_outputs();
+    m.status_update(1, &agent, &fw, agent_status("t1", &agent, TaskState::TaskRunning, 1));
+    let mut healthy = agent_status("t1", &agent, TaskState::TaskRunning, 2);
+    healthy.reason = TaskStatusReason::TaskHealthCheckStatusUpdated;
+    healthy.healthy = Some(true);
+    healthy.uuid = Some(UpdateId::new("u-healthy"));
+    m.status_update(2, &agent, &fw, healthy.clone());
+    let mut ready = healthy.clone();
+    ready.reason = TaskStatusReason::TaskCheckStatusUpdated;
+    ready.ready = Some(true);
+    ready.timestamp_ms = 3;
+    ready.uuid = Some(UpdateId::new("u-ready"));
+    m.status_update(3, &agent, &fw, ready.clone());
+    // Each RUNNING update reaches the framework unchanged, none deduplicated.
+    let forwarded: Vec<TaskStatus> = m
+        .visible_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::ToFramework { event: Event::Update(status), .. } => Some(status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forwarded.len(), 3, "{forwarded:?}");
+    assert_eq!(forwarded[1], healthy);
+    assert_eq!(forwarded[2], ready);
+    let statuses = m.snapshot().frameworks[0].tasks[0].statuses.clone();
+    assert_eq!(statuses.last(), Some(&StatusEntry::from(&ready)));
+    assert_eq!((statuses[2].healthy, statuses[2].ready), (Some(true), None));
+
+    m.call(4, &fw, &stream, Call::Reconcile { tasks: Vec::new() }).expect("reconcile");
+    match m.visible_outputs().as_slice() {
+        [Output::ToFramework { event: Event::Update(status), .. }] => {
+            assert_eq!((status.healthy, status.ready), (Some(true), Some(true)));
+        }
+        other => panic!("expected one reconciliation update, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_status_entry_stays_48_bytes_with_health_and_readiness() {
+    // A task keeps up to 16 entries; health must not make every task's history larger.
+    assert_eq!(std::mem::size_of::<StatusEntry>(), 48);
 }

@@ -280,6 +280,11 @@ struct StatusDto {
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     exit_code: Option<i32>,
+    /// Mesos' `healthy`: present once the task's health check has a result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthy: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ready: Option<bool>,
 }
 
 impl From<&StatusEntry> for StatusDto {
@@ -291,6 +296,8 @@ impl From<&StatusEntry> for StatusDto {
             source: status.source.as_str(),
             message: status.message.to_string(),
             exit_code: status.exit_code,
+            healthy: status.healthy,
+            ready: status.ready,
         }
     }
 }

@@ -468,6 +468,8 @@ impl Agent {
             uuid,
             exit_code: (state == pb::TaskState::TaskFinished).then_some(0),
             signal: None,
+            healthy: None,
+            ready: None,
         });
         task.updates.len() == 1
     }

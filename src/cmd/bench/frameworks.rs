@@ -683,6 +683,8 @@ fn task_info(task_id: &str, agent_id: &str, shape: TaskShape) -> pb::TaskInfo {
         command: Some(pb::CommandInfo { shell: "true".to_owned(), argv: Vec::new(), environment: Default::default() }),
         labels: Vec::new(),
         kill_grace_period_ms: 0,
+        health_check: None,
+        readiness_check: None,
     }
 }
 

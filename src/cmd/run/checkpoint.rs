@@ -187,6 +187,8 @@ mod tests {
             uuid: None,
             exit_code: Some(0),
             signal: None,
+            healthy: None,
+            ready: None,
         }
     }
 
