@@ -1,7 +1,7 @@
 //! A seeded simulation of the agent core: random launches, exits, kills, acknowledgements
 //! (some duplicated or stale), disconnections, refusals and agent restarts (a new core
 //! recovering from the checkpoint the old one asked for, with processes that survived or
-//! ended meanwhile), with the update-stream invariants checked after every step, and the
+//! ended meanwhile) and health and readiness check results, with the update-stream invariants checked after every step, and the
 //! checkpoint checked against the core. A failure names the seed that reproduces it.
 
 #![allow(clippy::unwrap_used)]
@@ -9,10 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use agora_agent::core::{
-    Checkpoint, Core, CoreConfig, Input, KillSignal, Output, ProcessExit, RecoveredProcess, RecoveredTask, RunId,
-    TaskRecord,
+    CheckKind, Checkpoint, Core, CoreConfig, Input, KillSignal, Output, ProcessExit, RecoveredProcess, RecoveredTask,
+    RunId, TaskRecord,
 };
-use agora_proto::model::{AgentId, CommandInfo, FrameworkId, Resources, TaskId, TaskInfo, TaskState, UpdateId};
+use agora_proto::model::{
+    AgentId, CommandInfo, FrameworkId, HealthCheck, ReadinessCheck, Resources, TaskId, TaskInfo, TaskState, UpdateId,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -53,6 +55,9 @@ struct World {
     saved_agent: Option<AgentId>,
     restarts: u64,
     config: CoreConfig,
+    /// The checks the runtime would be running.
+    checks: BTreeSet<(RunId, CheckKind)>,
+    check_results: usize,
 }
 
 impl World {
@@ -70,6 +75,8 @@ impl World {
             saved_agent: None,
             restarts: 0,
             config,
+            checks: BTreeSet::new(),
+            check_results: 0,
             rng: ChaCha8Rng::seed_from_u64(seed),
             now_ms: 1_000,
             connected: false,
@@ -104,6 +111,12 @@ impl World {
         }
         let seed = self.seed;
         assert!(self.core.tasks().count() <= MAX_TASKS, "seed {seed}: more tasks than the limit");
+        for (run, kind) in &self.checks {
+            assert!(
+                self.running.contains_key(run),
+                "seed {seed}: the {kind:?} check of {run:?} runs without its process (after {description})"
+            );
+        }
     }
 
     /// The checkpoint holds exactly the core's tasks, each as the core sees it.
@@ -159,6 +172,8 @@ impl World {
                 RecoveredTask { record: record.clone(), process }
             })
             .collect();
+        // The checks died with the old agent; the new one starts those of running tasks.
+        self.checks.clear();
         self.core = Core::new(self.config.clone(), self.seed.wrapping_add(self.restarts * 1_000_003));
         self.step(Input::Recover { agent_id: self.saved_agent.clone(), tasks });
     }
@@ -168,6 +183,21 @@ impl World {
         let seed = self.seed;
         match output {
             Output::Launch { run, .. } => self.launching.push(run),
+            Output::StartCheck { run, kind, task, .. } => {
+                assert!(self.running.contains_key(&run), "seed {seed}: a check of {run:?}, which is not running");
+                let has = match kind {
+                    CheckKind::Health => task.health_check.is_some(),
+                    CheckKind::Readiness => task.readiness_check.is_some(),
+                };
+                assert!(has, "seed {seed}: a {kind:?} check started for a task without one");
+                assert!(self.checks.insert((run, kind)), "seed {seed}: the {kind:?} check of {run:?} started twice");
+            }
+            Output::StopCheck { run, kind } => {
+                assert!(
+                    self.checks.remove(&(run, kind)),
+                    "seed {seed}: stopped the {kind:?} check of {run:?}, not running"
+                );
+            }
             Output::Signal { run, pid, signal } => {
                 let process = self.running.get_mut(&run);
                 let process = process
@@ -218,8 +248,12 @@ impl World {
                     }
                 }
             }
-            Output::TaskRemoved { framework_id, task_id, .. } => {
+            Output::TaskRemoved { framework_id, task_id, run } => {
                 self.removed += 1;
+                assert!(
+                    !self.checks.iter().any(|(r, _)| *r == run),
+                    "seed {seed}: {run:?} removed with a check still running"
+                );
                 // A shut-down framework's streams were dropped, its updates unacknowledged.
                 self.shut_down.remove(&(framework_id.clone(), task_id.clone()));
                 if let Some(history) = self.sent.remove(&(framework_id, task_id)) {
@@ -245,8 +279,13 @@ impl World {
             command: CommandInfo { shell: Some("true".into()), argv: vec![], environment: Default::default() },
             labels: vec![],
             kill_grace_period_ms: self.rng.random_bool(0.3).then(|| self.rng.random_range(0..3_000)),
-            health_check: None,
-            readiness_check: None,
+            health_check: self.rng.random_bool(0.4).then(|| HealthCheck {
+                grace_period_ms: self.rng.random_range(0..3_000),
+                max_consecutive_failures: self.rng.random_range(0..4),
+                delay_ms: self.rng.random_range(0..500),
+                ..HealthCheck::tcp(8080)
+            }),
+            readiness_check: self.rng.random_bool(0.3).then(|| ReadinessCheck::http(8080, "/ready")),
         };
         (framework_id, task)
     }
@@ -333,6 +372,13 @@ impl World {
                 self.step(Input::ShutdownFramework { framework_id });
             }
             763..770 => self.restart(),
+            770..870 if !self.checks.is_empty() => {
+                let checks: Vec<(RunId, CheckKind)> = self.checks.iter().copied().collect();
+                let (run, kind) = checks[self.rng.random_range(0..checks.len())];
+                let outcome = if self.rng.random_bool(0.6) { Ok(()) } else { Err("down".to_owned()) };
+                self.check_results += 1;
+                self.step(Input::CheckResult { run, kind, outcome });
+            }
             760..763 => {
                 self.connected = false;
                 self.saved_agent = None;
@@ -394,7 +440,7 @@ impl World {
 
 #[test]
 fn random_histories_with_agent_restarts_keep_updates_ordered_single_outstanding_and_never_resent_once_acknowledged() {
-    let (mut removed, mut restarts) = (0, 0);
+    let (mut removed, mut restarts, mut check_results) = (0, 0, 0);
     for seed in 0..SEEDS {
         let mut world = World::new(seed);
         for _ in 0..STEPS {
@@ -404,7 +450,9 @@ fn random_histories_with_agent_restarts_keep_updates_ordered_single_outstanding_
         assert!(world.disk.is_empty(), "seed {seed}: records left in the checkpoint: {:?}", world.disk.keys());
         removed += world.removed;
         restarts += world.restarts;
+        check_results += world.check_results;
     }
+    assert!(check_results > 10_000, "the simulation fed check results ({check_results})");
     assert!(removed > 1_000, "the simulation exercised whole task lifecycles ({removed})");
     assert!(restarts > 1_000, "the simulation restarted agents ({restarts})");
 }

@@ -20,8 +20,17 @@
 //! runtime feeds the records back as [`Input::Recover`], with what it found of each
 //! process; the core resumes the streams where they stopped (the same uuids, in order) and
 //! reports processes that ended while the agent was down.
+//!
+//! Health and readiness checks (see [`checks`]): the runtime runs a task's checks and feeds
+//! each result back as [`Input::CheckResult`]; the core decides what a result means (grace
+//! period, consecutive failures, a kill, the RUNNING update that reports a change) and
+//! tells the runtime when to start and stop checking ([`Output::StartCheck`],
+//! [`Output::StopCheck`]).
 
 mod backoff;
+mod checks;
+#[cfg(test)]
+mod checks_tests;
 #[cfg(test)]
 mod fixtures;
 mod ids;
@@ -38,6 +47,7 @@ use agora_proto::model::{
 };
 
 pub use backoff::{Backoff, jittered};
+pub use checks::CheckKind;
 pub use ids::UpdateIds;
 
 /// One launch of a task's process. A task id may be reused by its framework once the
@@ -88,7 +98,9 @@ impl Default for CoreConfig {
 }
 
 /// Most updates one task can queue: STARTING, RUNNING and one terminal update. A larger
-/// queue means a bug in the lifecycle, which the core asserts against.
+/// queue means a bug in the lifecycle, which the core asserts against. Check results do
+/// not add to it: a RUNNING update about health or readiness that is not yet sent is
+/// updated in place rather than followed by another (see `checks`).
 const MAX_UPDATES_PER_TASK: usize = 3;
 
 /// What the agent persists about one task: enough to re-attach to its process and to resend
@@ -112,6 +124,21 @@ pub struct TaskRecord {
     pub kill_grace_period_ms: Option<u64>,
     /// Updates not yet acknowledged, oldest first.
     pub pending: Vec<TaskStatus>,
+    /// The latest health check result, repeated on every later update. The four fields
+    /// below are defaulted: records written before checks existed lack them.
+    #[serde(default)]
+    pub healthy: Option<bool>,
+    /// `Some(true)` once the readiness check passed.
+    #[serde(default)]
+    pub ready: Option<bool>,
+    /// When the task was first reported RUNNING: the start of its health check's grace
+    /// period and delay.
+    #[serde(default)]
+    pub running_since_ms: Option<u64>,
+    /// Why the agent is killing the task, when it was not asked to (a failing health
+    /// check): the terminal update says so.
+    #[serde(default)]
+    pub kill_message: Option<String>,
 }
 
 /// A change to persist, drained with [`Core::take_checkpoints`].
@@ -176,6 +203,8 @@ pub enum Input {
     ProcessExited { run: RunId, exit: ProcessExit },
     /// A recovered task's process is gone and nothing recorded how it ended.
     ProcessGone { run: RunId },
+    /// One run of a task's health or readiness check: `Ok` when it passed, else why not.
+    CheckResult { run: RunId, kind: CheckKind, outcome: Result<(), String> },
     /// The master acknowledged an update.
     Acknowledge { framework_id: FrameworkId, task_id: TaskId, uuid: UpdateId },
     /// Time passed: resend due updates, escalate kills whose grace period is over.
@@ -195,6 +224,12 @@ pub enum Output {
     SendUpdate { framework_id: FrameworkId, status: TaskStatus },
     /// The task is over and its last update acknowledged: the core has forgotten it.
     TaskRemoved { framework_id: FrameworkId, task_id: TaskId, run: RunId },
+    /// Start running the task's check of `kind` (described in `task`), the first time at
+    /// `first_at_ms`, then `interval_ms` after each run ends, reporting each result as
+    /// [`Input::CheckResult`] until told to stop. `sandbox` is where the task runs.
+    StartCheck { run: RunId, kind: CheckKind, task: Box<TaskInfo>, sandbox: String, first_at_ms: u64 },
+    /// Stop running the task's check of `kind`; results still on their way are ignored.
+    StopCheck { run: RunId, kind: CheckKind },
 }
 
 /// A read-only view of one task, for registration and the agent's `/state`.
@@ -211,6 +246,9 @@ pub struct TaskView {
     pub sandbox: Option<String>,
     /// Updates not yet acknowledged.
     pub pending_updates: usize,
+    /// The latest health check result, and whether the readiness check passed.
+    pub healthy: Option<bool>,
+    pub ready: Option<bool>,
 }
 
 type TaskKey = (FrameworkId, TaskId);
@@ -252,6 +290,8 @@ struct Task {
     /// any more, and the task is forgotten once its process has ended. Not checkpointed: a
     /// restarted agent reports the task, and the master shuts the framework down again.
     framework_removed: bool,
+    /// What the checks found and which of them run (see `checks`).
+    health: checks::TaskChecks,
 }
 
 impl Task {
@@ -270,6 +310,10 @@ impl Task {
             exited: self.process == Process::Exited,
             kill_grace_period_ms: self.kill.as_ref().map(|kill| kill.grace_period_ms),
             pending: self.pending.iter().cloned().collect(),
+            healthy: self.health.healthy,
+            ready: self.health.ready,
+            running_since_ms: self.health.running_since_ms,
+            kill_message: self.health.kill_message.clone(),
         }
     }
 }
@@ -356,6 +400,8 @@ impl Core {
             },
             sandbox: task.sandbox.clone(),
             pending_updates: task.pending.len(),
+            healthy: task.health.healthy,
+            ready: task.health.ready,
         })
     }
 
@@ -415,6 +461,7 @@ impl Core {
             Input::LaunchFailed { run, error } => self.launch_failed(now_ms, run, &error, &mut out),
             Input::ProcessExited { run, exit } => self.process_exited(now_ms, run, exit, &mut out),
             Input::ProcessGone { run } => self.process_gone(now_ms, run, &mut out),
+            Input::CheckResult { run, kind, outcome } => self.check_result(now_ms, run, kind, outcome, &mut out),
             Input::Acknowledge { framework_id, task_id, uuid } => {
                 self.acknowledge(now_ms, (framework_id, task_id), &uuid, &mut out)
             }
@@ -487,6 +534,7 @@ impl Core {
             resend: None,
             sandbox: None,
             framework_removed: false,
+            health: checks::TaskChecks::default(),
         };
         self.tasks.insert(key.clone(), task);
         self.runs.insert(run, key.clone());
@@ -542,6 +590,8 @@ impl Core {
             return;
         };
         let grace_ms = grace_period_ms.or(task.info.kill_grace_period_ms).unwrap_or(default_grace_ms);
+        // A task being killed is no longer judged by its checks.
+        task.health.stop(task.run, out);
         self.dirty.insert(key.clone());
         match (&task.process, &mut task.kill) {
             (Process::Exited, _) => {}
@@ -587,7 +637,8 @@ impl Core {
     }
 
     fn reset(&mut self, out: &mut Vec<Output>) {
-        for (key, task) in std::mem::take(&mut self.tasks) {
+        for (key, mut task) in std::mem::take(&mut self.tasks) {
+            task.health.stop(task.run, out);
             let escalated = task.kill.as_ref().is_some_and(|kill| kill.escalated);
             if let (Process::Running { pid }, false) = (&task.process, escalated) {
                 out.push(Output::Signal { run: task.run, pid: *pid, signal: KillSignal::Kill });
@@ -622,6 +673,7 @@ impl Core {
             return;
         }
         self.update(now_ms, &key, TaskState::TaskRunning, TaskStatusReason::Unspecified, String::new(), None, out);
+        self.start_checks(now_ms, &key, out);
     }
 
     fn launch_failed(&mut self, now_ms: u64, run: RunId, error: &str, out: &mut Vec<Output>) {
@@ -662,7 +714,9 @@ impl Core {
             return;
         }
         task.process = Process::Exited;
+        task.health.stop(run, out);
         let killed = task.kill.is_some();
+        let kill_message = task.health.kill_message.clone();
         let how = match exit {
             ProcessExit::Code(code) => format!("exited with status {code}"),
             ProcessExit::Signal(signal) => {
@@ -670,7 +724,10 @@ impl Core {
             }
         };
         let (state, reason, message) = match exit {
-            _ if killed => (TaskState::TaskKilled, TaskStatusReason::TaskKilled, format!("Task killed: command {how}")),
+            _ if killed => {
+                let why = kill_message.map_or_else(|| "Task killed".to_owned(), |why| format!("Task killed: {why}"));
+                (TaskState::TaskKilled, TaskStatusReason::TaskKilled, format!("{why}: command {how}"))
+            }
             ProcessExit::Code(0) => {
                 (TaskState::TaskFinished, TaskStatusReason::CommandExited, format!("Command {how}"))
             }
@@ -724,6 +781,12 @@ impl Core {
             resend: None,
             sandbox: record.sandbox,
             framework_removed: false,
+            health: checks::TaskChecks::recovered(
+                record.healthy,
+                record.ready,
+                record.running_since_ms,
+                record.kill_message,
+            ),
         };
         let live = task.process != Process::Exited;
         self.tasks.insert(key.clone(), task);
@@ -753,6 +816,8 @@ impl Core {
                         out,
                     );
                 }
+                // Checks resume where the previous agent ran them; a killed task has none.
+                self.start_checks(now_ms, &key, out);
                 self.restart_recovered_kill(now_ms, &key, out)
             }
             RecoveredProcess::Exited(exit) => self.process_exited(now_ms, record.run, exit, out),
@@ -792,6 +857,7 @@ impl Core {
         }
         let was_launching = task.process == Process::Launching;
         task.process = Process::Exited;
+        task.health.stop(run, out);
         let (state, message) = match (task.kill.is_some(), was_launching) {
             (true, _) => {
                 (TaskState::TaskKilled, "Task killed: the agent restarted and the task's process is gone".to_owned())
@@ -881,6 +947,9 @@ impl Core {
         let Some(task) = self.tasks.get_mut(key) else {
             return;
         };
+        // Every update repeats what the checks last found, as Mesos does.
+        status.healthy = task.health.healthy;
+        status.ready = task.health.ready;
         assert!(task.pending.len() < MAX_UPDATES_PER_TASK, "a task queues at most {MAX_UPDATES_PER_TASK} updates");
         debug_assert!(task.state.may_become(state), "{} may not become {}", task.state, state);
         task.state = state;

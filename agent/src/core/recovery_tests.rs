@@ -37,9 +37,11 @@ fn running_record() -> TaskRecord {
         sandbox: Some("f/t".into()),
         exited: false,
         kill_grace_period_ms: None,
-        health_check: None,
-        readiness_check: None,
         pending: vec![],
+        healthy: None,
+        ready: None,
+        running_since_ms: None,
+        kill_message: None,
     }
 }
 
@@ -70,9 +72,11 @@ fn a_new_task_is_checkpointed_with_its_starting_update_then_with_its_pid_and_que
         sandbox: None,
         exited: false,
         kill_grace_period_ms: None,
-        health_check: None,
-        readiness_check: None,
         pending: vec![status("t", TaskState::TaskStarting, 10, &ids[0])],
+        healthy: None,
+        ready: None,
+        running_since_ms: None,
+        kill_message: None,
     };
     assert_eq!(core.take_checkpoints(), vec![Checkpoint::Save(Box::new(record.clone()))]);
     assert_eq!(core.take_checkpoints(), vec![], "nothing changed since");

@@ -313,6 +313,10 @@ mod tests {
             exited: false,
             kill_grace_period_ms: None,
             pending: vec![],
+            healthy: None,
+            ready: None,
+            running_since_ms: None,
+            kill_message: None,
         }
     }
 

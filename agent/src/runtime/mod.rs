@@ -4,8 +4,11 @@
 //! update up the stream). After each step of the core, the owner writes the checkpoint
 //! changes the step made before it executes the step's outputs, so nothing is sent or relied
 //! on before it is on disk; at start it reads the checkpoint back and re-attaches to the
-//! tasks that survived the previous agent.
+//! tasks that survived the previous agent. Each running health or readiness check is a
+//! task of its own (`checker`), started and stopped as the core says, whose results come
+//! back through the same channel.
 
+pub(crate) mod checker;
 pub(crate) mod checkpoint;
 pub(crate) mod link;
 pub(crate) mod process;
@@ -24,7 +27,8 @@ use tokio::time::Instant;
 
 use crate::config::{AgentConfig, Masters};
 use crate::core::{
-    Checkpoint, Core, CoreConfig, Input, Output, ProcessExit, RecoveredProcess, RecoveredTask, RunId, TaskView,
+    CheckKind, Checkpoint, Core, CoreConfig, Input, Output, ProcessExit, RecoveredProcess, RecoveredTask, RunId,
+    TaskView,
 };
 use crate::http;
 
@@ -58,6 +62,12 @@ pub(crate) enum Event {
     Process {
         run: RunId,
         event: ProcessEvent,
+    },
+    /// One run of a task's check.
+    Check {
+        run: RunId,
+        kind: CheckKind,
+        outcome: Result<(), String>,
     },
     /// An HTTP handler asks for the agent's state.
     State {
@@ -180,6 +190,8 @@ pub async fn run(
         store,
         saved_agent: None,
         supervisors: tokio::task::JoinSet::new(),
+        checks: std::collections::BTreeMap::new(),
+        probes: std::sync::Arc::new(tokio::sync::Semaphore::new(checker::MAX_CONCURRENT_PROBES)),
         info,
         master: config.masters.to_string(),
         linked: None,
@@ -296,6 +308,10 @@ struct Owner {
     /// Process supervisors and watchers; dropped with the owner, which leaves the processes
     /// themselves running.
     supervisors: tokio::task::JoinSet<()>,
+    /// The checks running, each a task aborted when its entry goes (and with the owner).
+    checks: std::collections::BTreeMap<(RunId, CheckKind), AbortOnDrop>,
+    /// Bounds the probes running at once across every check.
+    probes: std::sync::Arc<tokio::sync::Semaphore>,
     info: AgentInfo,
     /// What the agent was told to find the master with, as the checkpoint records it.
     master: String,
@@ -522,6 +538,7 @@ impl Owner {
                 };
                 self.step(input);
             }
+            Event::Check { run, kind, outcome } => self.step(Input::CheckResult { run, kind, outcome }),
             Event::State { reply } => {
                 let _ = reply.send(StateView {
                     agent_id: self.core.agent_id().cloned(),
@@ -593,6 +610,25 @@ impl Owner {
             }
             Output::TaskRemoved { framework_id, task_id, run } => {
                 tracing::debug!(%framework_id, %task_id, ?run, "task done and acknowledged");
+                // The core stopped its checks already; nothing of the run may outlive it.
+                self.checks.retain(|(check_run, _), _| *check_run != run);
+            }
+            Output::StartCheck { run, kind, task, sandbox, first_at_ms } => {
+                let dir = self.sandboxes.join(&sandbox);
+                let env = process::environment(&task, &dir, &self.hostname);
+                let Some(spec) = checker::CheckSpec::of_task(&task, kind, dir, env) else {
+                    tracing::warn!(task_id = %task.task_id, ?kind, "asked to start a check the task does not have");
+                    return;
+                };
+                tracing::info!(task_id = %task.task_id, ?kind, probe = ?spec.probe, "starting the task's check");
+                let first_wait = Duration::from_millis(first_at_ms.saturating_sub(now_ms()));
+                let handle =
+                    tokio::spawn(checker::run(run, kind, spec, first_wait, self.events.clone(), self.probes.clone()));
+                self.checks.insert((run, kind), AbortOnDrop(handle.abort_handle()));
+            }
+            Output::StopCheck { run, kind } => {
+                tracing::debug!(run = run.0, ?kind, "stopping the task's check");
+                self.checks.remove(&(run, kind));
             }
         }
     }
