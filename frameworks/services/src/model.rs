@@ -599,6 +599,10 @@ pub struct Deployment {
     pub original: BTreeMap<AppId, Option<Arc<AppSpec>>>,
     /// The specs after the change (absent for apps the change removes).
     pub target: BTreeMap<AppId, Option<Arc<AppSpec>>>,
+    /// The `last_config_change_at` of each app in `original`, so that a rollback restores
+    /// that version and the instances still running it count as current, not old.
+    #[serde(default)]
+    pub original_versions: BTreeMap<AppId, Timestamp>,
     pub started_at: Timestamp,
     /// When it is rolled back automatically if not finished.
     pub deadline: Timestamp,

@@ -6,11 +6,27 @@
 //! any output after them leaves the process, and before the command that made them is
 //! answered. No I/O, no clock, no tokio in here: time is `now_ms`, randomness a seeded
 //! generator owned by the planner.
+//!
+//! How it is split:
+//! - `plan`: commands → validated changes → one [`Deployment`] with steps in dependency
+//!   order (conflicts, `force`, versions, service ports, records).
+//! - `progress`: deployments advancing step by step, deadlines and rollbacks.
+//! - `control`: per app, what to launch and what to kill now (self-healing, scaling,
+//!   stopping, and the rolling upgrade whose bounds live in `rolling`).
+//! - `tasks`: the master's status updates, health, unreachable agents, reconciliation.
+//! - `placement`: offers → launches (resources, roles, constraints, ports, TaskInfo).
+//! - `backoff`: launch delays after failures.
+//!
+//! Every app is "dirty" after anything touched it; [`Planner::settle`] re-plans the dirty
+//! apps and advances their deployments, so that the work per event is proportional to the
+//! apps it concerns, not to the cluster.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use agora_proto::model::{AgentId, FrameworkId, Offer, OfferId, TaskId, TaskInfo, TaskStatus};
+use agora_proto::model::{AgentDescription, AgentId, FrameworkId, Offer, OfferId, TaskId, TaskInfo, TaskStatus};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
@@ -170,6 +186,8 @@ pub enum StoreOp {
     PutDeployment(Deployment),
     DeleteDeployment(DeploymentId),
     PutTaskFailure(TaskFailure),
+    /// The app is gone; so is its last failure.
+    DeleteTaskFailure(AppId),
     /// The next service port to try when assigning one.
     NextServicePort(u16),
 }
@@ -256,6 +274,28 @@ pub struct QueueEntry {
     pub since: Timestamp,
 }
 
+/// Most deployments in progress at once; a change beyond it is refused (409).
+pub const MAX_DEPLOYMENTS: usize = 1_000;
+/// Most tasks launched on one agent's offers at a time.
+pub const MAX_TASKS_PER_ACCEPT: usize = 1_000;
+/// Most task ids in one `Reconcile` output.
+pub const MAX_RECONCILE_BATCH: usize = 5_000;
+/// A kill the master has not confirmed is sent again after this long.
+pub const KILL_RETRY_MS: u64 = 30_000;
+/// How long offers are refused while launches wait (a few seconds: others' tasks may
+/// free resources) and when nothing waits (Revive brings them back sooner anyway).
+pub const REFUSE_WHILE_PENDING_S: f64 = 5.0;
+pub const REFUSE_WHEN_IDLE_S: f64 = 120.0;
+/// Agents remembered for attribute constraints (learned from offers).
+const MAX_KNOWN_AGENTS: usize = 100_000;
+
+/// An app's launches not yet placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pending {
+    count: u32,
+    since_ms: u64,
+}
+
 /// The deployment planner.
 #[derive(Debug)]
 pub struct Planner {
@@ -266,20 +306,60 @@ pub struct Planner {
     groups: BTreeMap<GroupId, GroupRecord>,
     instances: BTreeMap<TaskId, Instance>,
     /// The instances of each app, for per-app views without a scan.
-    by_app: BTreeMap<AppId, std::collections::BTreeSet<TaskId>>,
+    by_app: BTreeMap<AppId, BTreeSet<TaskId>>,
     deployments: BTreeMap<DeploymentId, Deployment>,
+    /// Which deployment holds each app (at most one).
+    locks: BTreeMap<AppId, DeploymentId>,
     task_failures: BTreeMap<AppId, TaskFailure>,
+    rng: ChaCha8Rng,
+    /// The latest version handed out: versions strictly increase even if the clock does not.
+    last_version_ms: u64,
+    next_service_port: u16,
+    delays: BTreeMap<AppId, backoff::LaunchDelay>,
+    pending: BTreeMap<AppId, Pending>,
+    /// Offers looked at and left unused per app, for the queue's summary.
+    offer_stats: BTreeMap<AppId, (u64, u64)>,
+    /// Apps to re-plan at the end of the current call.
+    dirty: BTreeSet<AppId>,
+    /// Instances whose agent is unreachable.
+    unreachable: BTreeSet<TaskId>,
+    /// Instances being killed, with when the kill was last sent.
+    killing: BTreeMap<TaskId, u64>,
+    agents: BTreeMap<AgentId, Arc<AgentDescription>>,
+    regexes: placement::RegexCache,
+    subscribed: bool,
+    /// What the master was last told: `Some(true)` after Revive, `Some(false)` after
+    /// Suppress, `None` when unknown (after a (re)subscription).
+    offers_wanted: Option<bool>,
+    last_reconcile_ms: Option<u64>,
     outbox: Vec<Output>,
 }
+
+mod backoff;
+mod control;
+mod placement;
+mod plan;
+mod progress;
+mod rolling;
+mod tasks;
+
+#[cfg(test)]
+mod tests;
+
+pub use rolling::{Bounds, bounds};
 
 impl Planner {
     pub fn new(config: PlannerConfig) -> Self {
         Self::recover(config, Recovered::default())
     }
 
-    /// A planner resuming from what the store held.
+    /// A planner resuming from what the store held. `config.seed` must differ from the
+    /// previous run's (the runtime seeds from the OS), or task ids would repeat; ids that
+    /// already exist are drawn again anyway.
     pub fn recover(config: PlannerConfig, recovered: Recovered) -> Self {
+        let next_service_port = recovered.next_service_port.unwrap_or(config.service_ports.0);
         let mut planner = Self {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
             config,
             framework_id: recovered.framework_id,
             apps: BTreeMap::new(),
@@ -288,13 +368,30 @@ impl Planner {
             instances: BTreeMap::new(),
             by_app: BTreeMap::new(),
             deployments: BTreeMap::new(),
+            locks: BTreeMap::new(),
             task_failures: BTreeMap::new(),
+            last_version_ms: 0,
+            next_service_port,
+            delays: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            offer_stats: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            unreachable: BTreeSet::new(),
+            killing: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            regexes: placement::RegexCache::default(),
+            subscribed: false,
+            offers_wanted: None,
+            last_reconcile_ms: None,
             outbox: Vec::new(),
         };
         for app in recovered.apps {
+            planner.last_version_ms = planner.last_version_ms.max(app.version.ms());
+            planner.dirty.insert(app.spec.id.clone());
             planner.apps.insert(app.spec.id.clone(), app);
         }
         for (app, version, spec) in recovered.versions {
+            planner.last_version_ms = planner.last_version_ms.max(version.ms());
             planner.versions.entry(app).or_default().insert(version, spec);
         }
         for group in recovered.groups {
@@ -302,9 +399,19 @@ impl Planner {
         }
         for instance in recovered.instances {
             planner.by_app.entry(instance.app_id.clone()).or_default().insert(instance.task_id.clone());
+            if instance.unreachable_since.is_some() {
+                planner.unreachable.insert(instance.task_id.clone());
+            }
+            if let Some(since) = instance.killing_since {
+                planner.killing.insert(instance.task_id.clone(), since.ms());
+            }
             planner.instances.insert(instance.task_id.clone(), instance);
         }
         for deployment in recovered.deployments {
+            planner.last_version_ms = planner.last_version_ms.max(deployment.version.ms());
+            for app in deployment.affected_apps() {
+                planner.locks.insert(app.clone(), deployment.id.clone());
+            }
             planner.deployments.insert(deployment.id.clone(), deployment);
         }
         for failure in recovered.task_failures {
@@ -314,20 +421,84 @@ impl Planner {
     }
 
     /// Applies a change from the API. On `Ok`, the outputs it appended (Persist first)
-    /// must be committed before the reply is sent.
+    /// must be committed before the reply is sent. On `Err` nothing changed and nothing
+    /// was appended.
     pub fn command(&mut self, now_ms: u64, command: Command) -> Result<Reply, PlanError> {
-        let _ = (now_ms, command);
-        Err(PlanError::Invalid { field: "".into(), message: "the planner is being written".into() })
+        let reply = match command {
+            Command::PutApps { apps, force } => self.put_apps(now_ms, apps, force),
+            Command::DeleteApp { id, force } => self.delete_app(now_ms, &id, force),
+            Command::RestartApp { id, force } => self.restart_app(now_ms, &id, force),
+            Command::KillTasks { tasks, scale, wipe, force } => self.kill_tasks(now_ms, &tasks, scale, wipe, force),
+            Command::PutGroup { id, groups, apps, force } => self.put_group(now_ms, &id, groups, apps, force),
+            Command::DeleteGroup { id, force } => self.delete_group(now_ms, &id, force),
+            Command::CancelDeployment { id, force } => self.cancel_deployment(now_ms, &id, force),
+            Command::ResetDelay { id } => self.reset_delay(now_ms, &id),
+        }?;
+        self.settle(now_ms);
+        Ok(reply)
     }
 
     /// Applies an event from the master.
     pub fn input(&mut self, now_ms: u64, input: Input) {
-        let _ = (now_ms, input);
+        match input {
+            Input::Subscribed { framework_id, reconnected: _ } => self.subscribed(now_ms, framework_id),
+            Input::Disconnected => {
+                self.subscribed = false;
+                self.offers_wanted = None;
+            }
+            Input::Offers(offers) => self.offers(now_ms, offers),
+            // Offers are used or declined as they arrive; none is held to be rescinded.
+            Input::Rescinded(_) => {}
+            Input::Update(status) => self.update(now_ms, status),
+            Input::Tick => self.tick(now_ms),
+        }
+        self.settle(now_ms);
     }
 
     /// The outputs appended since the last call, in order.
     pub fn take_outputs(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.outbox)
+    }
+
+    fn persist(&mut self, op: StoreOp) {
+        self.outbox.push(Output::Persist(op));
+    }
+
+    fn emit(&mut self, event: ServiceEvent) {
+        self.outbox.push(Output::Event(event));
+    }
+
+    /// A version later than every one handed out before, and not before `now_ms`.
+    fn next_version(&mut self, now_ms: u64) -> Timestamp {
+        self.last_version_ms = now_ms.max(self.last_version_ms.saturating_add(1));
+        Timestamp(self.last_version_ms)
+    }
+
+    /// A random UUID from the planner's generator.
+    fn uuid(&mut self) -> uuid::Uuid {
+        let mut bytes = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut self.rng, &mut bytes);
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+
+    /// Re-plans the dirty apps and advances the deployments holding them, until nothing
+    /// more changes (bounded: each pass either finishes a step or leaves nothing dirty),
+    /// then tells the master whether offers are wanted.
+    fn settle(&mut self, now_ms: u64) {
+        for _ in 0..10_000 {
+            if self.dirty.is_empty() {
+                break;
+            }
+            let dirty = std::mem::take(&mut self.dirty);
+            for app in &dirty {
+                self.plan_app(now_ms, app);
+            }
+            let deployments: BTreeSet<DeploymentId> = dirty.iter().filter_map(|a| self.locks.get(a)).cloned().collect();
+            for id in deployments {
+                self.advance(now_ms, &id);
+            }
+        }
+        self.update_offer_interest(now_ms);
     }
 
     // ----- Read side, for the REST API -----
@@ -387,13 +558,31 @@ impl Planner {
         self.deployments.get(id)
     }
 
+    /// The deployment holding an app, if any.
+    pub fn deployment_of(&self, app: &AppId) -> Option<&Deployment> {
+        self.locks.get(app).and_then(|id| self.deployments.get(id))
+    }
+
     pub fn last_task_failure(&self, app: &AppId) -> Option<&TaskFailure> {
         self.task_failures.get(app)
     }
 
     /// Apps waiting for launches, in id order.
     pub fn queue(&self, now_ms: u64) -> Vec<QueueEntry> {
-        let _ = now_ms;
-        Vec::new()
+        self.pending
+            .iter()
+            .filter(|(_, p)| p.count > 0)
+            .map(|(app, p)| {
+                let (offers_processed, offers_unused) = self.offer_stats.get(app).copied().unwrap_or_default();
+                QueueEntry {
+                    app: app.clone(),
+                    count: p.count,
+                    delayed_until: self.delay_until(app, now_ms).map(Timestamp),
+                    offers_processed,
+                    offers_unused,
+                    since: Timestamp(p.since_ms),
+                }
+            })
+            .collect()
     }
 }
