@@ -5,9 +5,11 @@
 //! - [`core`]: the deployment planner, a pure core (commands and master events in,
 //!   launches, kills and records out).
 //! - [`marathon`]: Marathon's JSON, parsed, validated and rendered; nothing else knows it.
+//! - [`http`]: the REST API (axum), Marathon's `/v2` over the runtime's handle.
 //! - [`runtime`]: the owner task, the SDK scheduler, the store, the REST API's handle.
 
 pub mod core;
+pub mod http;
 pub mod marathon;
 pub mod model;
 pub mod runtime;

@@ -1,2 +1,17 @@
 //! Marathon's `/v2` JSON: DTOs in Marathon's names and shapes, parsed and validated into
 //! [`crate::model`] types, and rendered back. A compatibility fix touches only this module.
+//!
+//! - [`app`]: app definitions in (POST/PUT/PATCH bodies), with Marathon's defaults.
+//! - [`render`]: apps, tasks, deployments, groups, the queue, as Marathon shows them.
+//! - [`events`]: the event stream's events.
+//! - [`error`]: `{"message", "details"}` errors and their status codes.
+
+pub mod app;
+pub mod error;
+pub mod events;
+pub mod json;
+pub mod render;
+pub mod selector;
+
+pub use error::{ApiError, Detail};
+pub use json::Problems;

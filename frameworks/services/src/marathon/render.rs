@@ -1,0 +1,920 @@
+//! Our model rendered as Marathon shows it: apps (with their embeds), tasks, deployments,
+//! groups, the launch queue and `/v2/info`.
+//!
+//! Views borrow from the planner and serialize straight into the response body, so that
+//! `GET /v2/apps?embed=apps.tasks` over 50,000 tasks copies nothing but bytes. Only keys
+//! that marathon-python 0.13's models accept are emitted (it builds each model with
+//! `cls(**json)` and fails on a key it does not know).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use agora_proto::model::TaskState;
+use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde_json::{Map, Value};
+
+use crate::core::{Planner, QueueEntry};
+use crate::model::{
+    ActionKind, AppCommand, AppRecord, AppSpec, CheckPort, Constraint, ConstraintOp, Deployment, GroupId, GroupRecord,
+    HealthCheckSpec, HealthProtocol, Instance, KillSelection, PathId, PortDefinition, ReadinessCheckSpec, TaskFailure,
+    Timestamp, UnreachableStrategy,
+};
+
+/// A timestamp in Marathon's form, `2015-02-11T09:31:25.123Z`, written without an
+/// intermediate `String`.
+#[derive(Clone, Copy, Debug)]
+pub struct Ts(pub Timestamp);
+
+impl Serialize for Ts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// Which extras an app carries (`embed=apps.tasks`, `app.counts`, ...; Marathon accepts
+/// the `apps.`, `app.` and `group.apps.` prefixes and none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Embed {
+    pub tasks: bool,
+    pub counts: bool,
+    pub deployments: bool,
+    pub last_task_failure: bool,
+    pub readiness: bool,
+    pub task_stats: bool,
+}
+
+impl Embed {
+    /// What `GET /v2/apps/{id}` shows without asking.
+    pub const SINGLE_APP: Embed = Embed {
+        tasks: true,
+        counts: true,
+        deployments: true,
+        last_task_failure: true,
+        readiness: false,
+        task_stats: false,
+    };
+
+    /// Adds the embeds named by `embed` query values; unknown ones are ignored, as in
+    /// Marathon.
+    pub fn add<'a>(mut self, values: impl IntoIterator<Item = &'a str>) -> Embed {
+        for value in values {
+            let bare = ["group.apps.", "apps.", "app."].iter().find_map(|p| value.strip_prefix(p)).unwrap_or(value);
+            match bare {
+                // Marathon's `tasks` also embeds the deployments.
+                "tasks" => {
+                    self.tasks = true;
+                    self.deployments = true;
+                }
+                "counts" => self.counts = true,
+                "deployments" => self.deployments = true,
+                "lastTaskFailure" => self.last_task_failure = true,
+                "failures" => {
+                    self.tasks = true;
+                    self.deployments = true;
+                    self.last_task_failure = true;
+                }
+                "readiness" => self.readiness = true,
+                "taskStats" => self.task_stats = true,
+                _ => {}
+            }
+        }
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Apps
+// ---------------------------------------------------------------------------------------
+
+/// An app as Marathon shows it: its definition, version, and the embeds asked for.
+#[derive(Debug)]
+pub struct AppView<'a> {
+    spec: &'a AppSpec,
+    version: Option<Timestamp>,
+    version_info: Option<(Timestamp, Timestamp)>,
+    extras: Option<(&'a Planner, Embed)>,
+}
+
+impl<'a> AppView<'a> {
+    /// An app with what it carries in a listing (`extras` from the planner).
+    pub fn new(record: &'a AppRecord, planner: &'a Planner, embed: Embed) -> Self {
+        Self {
+            spec: &record.spec,
+            version: Some(record.version),
+            version_info: Some((record.last_scaling_at, record.last_config_change_at)),
+            extras: Some((planner, embed)),
+        }
+    }
+
+    /// The definition with its version and version info, nothing embedded.
+    pub fn record(record: &'a AppRecord) -> Self {
+        Self {
+            spec: &record.spec,
+            version: Some(record.version),
+            version_info: Some((record.last_scaling_at, record.last_config_change_at)),
+            extras: None,
+        }
+    }
+
+    /// A stored version of the app (`/v2/apps/{id}/versions/{version}`).
+    pub fn version(spec: &'a AppSpec, version: Timestamp) -> Self {
+        Self { spec, version: Some(version), version_info: None, extras: None }
+    }
+
+    /// Only what the user defined: the base a partial update is merged into.
+    pub fn definition(spec: &'a AppSpec) -> Self {
+        Self { spec, version: None, version_info: None, extras: None }
+    }
+}
+
+/// The definition of `spec` as a JSON object, for merging a partial update into it.
+pub fn definition_json(spec: &AppSpec) -> Map<String, Value> {
+    match serde_json::to_value(AppView::definition(spec)) {
+        Ok(Value::Object(map)) => map,
+        // An AppView always serializes to an object; an empty base only loses defaults.
+        _ => Map::new(),
+    }
+}
+
+fn seconds(ms: u64) -> u64 {
+    ms / 1_000
+}
+
+impl Serialize for AppView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let spec = self.spec;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", spec.id.as_str())?;
+        match &spec.command {
+            AppCommand::Shell(cmd) => m.serialize_entry("cmd", cmd)?,
+            AppCommand::Args(args) => m.serialize_entry("args", args)?,
+        }
+        if let Some(user) = &spec.user {
+            m.serialize_entry("user", user)?;
+        }
+        if let Some(role) = &spec.role {
+            m.serialize_entry("role", role)?;
+        }
+        m.serialize_entry("env", &spec.env)?;
+        m.serialize_entry("instances", &spec.instances)?;
+        m.serialize_entry("cpus", &(spec.cpus_milli as f64 / 1_000.0))?;
+        m.serialize_entry("mem", &(spec.mem_mib as f64))?;
+        m.serialize_entry("disk", &(spec.disk_mib as f64))?;
+        m.serialize_entry("constraints", &Constraints(&spec.constraints))?;
+        if !spec.accepted_resource_roles.is_empty() {
+            m.serialize_entry("acceptedResourceRoles", &spec.accepted_resource_roles)?;
+        }
+        m.serialize_entry("labels", &spec.labels)?;
+        m.serialize_entry("portDefinitions", &PortDefinitions(&spec.port_definitions))?;
+        m.serialize_entry("requirePorts", &spec.require_ports)?;
+        m.serialize_entry("healthChecks", &HealthChecks(&spec.health_checks))?;
+        m.serialize_entry("readinessChecks", &ReadinessChecks(&spec.readiness_checks))?;
+        m.serialize_entry("dependencies", &Paths(&spec.dependencies))?;
+        m.serialize_entry(
+            "upgradeStrategy",
+            &UpgradeView {
+                minimum_health_capacity: spec.upgrade_strategy.minimum_health_capacity.as_f64(),
+                maximum_over_capacity: spec.upgrade_strategy.maximum_over_capacity.as_f64(),
+            },
+        )?;
+        m.serialize_entry("backoffSeconds", &seconds(spec.backoff.backoff_ms))?;
+        m.serialize_entry("backoffFactor", &spec.backoff.factor.as_f64())?;
+        m.serialize_entry("maxLaunchDelaySeconds", &seconds(spec.backoff.max_launch_delay_ms))?;
+        m.serialize_entry(
+            "killSelection",
+            match spec.kill_selection {
+                KillSelection::YoungestFirst => "YOUNGEST_FIRST",
+                KillSelection::OldestFirst => "OLDEST_FIRST",
+            },
+        )?;
+        m.serialize_entry("unreachableStrategy", &Unreachable(spec.unreachable_strategy))?;
+        if let Some(ms) = spec.task_kill_grace_period_ms {
+            m.serialize_entry("taskKillGracePeriodSeconds", &seconds(ms))?;
+        }
+        // Ours, and unknown to Marathon's clients: shown only on apps that set it.
+        if let Some(ms) = spec.deployment_timeout_ms {
+            m.serialize_entry("deploymentTimeoutSeconds", &seconds(ms))?;
+        }
+        if let Some(version) = self.version {
+            m.serialize_entry("version", &Ts(version))?;
+        }
+        if let Some((last_scaling_at, last_config_change_at)) = self.version_info {
+            m.serialize_entry(
+                "versionInfo",
+                &VersionInfo { last_scaling_at: Ts(last_scaling_at), last_config_change_at: Ts(last_config_change_at) },
+            )?;
+        }
+        if let Some((planner, embed)) = self.extras {
+            serialize_extras(&mut m, spec, planner, embed)?;
+        }
+        m.end()
+    }
+}
+
+fn serialize_extras<M: SerializeMap>(
+    m: &mut M,
+    spec: &AppSpec,
+    planner: &Planner,
+    embed: Embed,
+) -> Result<(), M::Error> {
+    if embed.counts {
+        let counts = TaskCounts::of(planner.instances_of(&spec.id));
+        m.serialize_entry("tasksStaged", &counts.staged)?;
+        m.serialize_entry("tasksRunning", &counts.running)?;
+        m.serialize_entry("tasksHealthy", &counts.healthy)?;
+        m.serialize_entry("tasksUnhealthy", &counts.unhealthy)?;
+    }
+    if embed.deployments {
+        let ids: Vec<IdOnly<'_>> =
+            planner.deployments().filter(|d| d.target.contains_key(&spec.id)).map(|d| IdOnly { id: &d.id.0 }).collect();
+        m.serialize_entry("deployments", &ids)?;
+    }
+    if embed.tasks {
+        m.serialize_entry("tasks", &AppTasks { planner, spec })?;
+    }
+    if embed.last_task_failure
+        && let Some(failure) = planner.last_task_failure(&spec.id)
+    {
+        m.serialize_entry("lastTaskFailure", &FailureView(failure))?;
+    }
+    if embed.readiness {
+        m.serialize_entry("readinessCheckResults", &ReadinessResults { planner, spec })?;
+    }
+    if embed.task_stats {
+        let counts = TaskCounts::of(planner.instances_of(&spec.id));
+        m.serialize_entry("taskStats", &TaskStatsView { total_summary: StatsView { stats: CountsOnly { counts } } })?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UpgradeView {
+    minimum_health_capacity: f64,
+    maximum_over_capacity: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VersionInfo {
+    last_scaling_at: Ts,
+    last_config_change_at: Ts,
+}
+
+#[derive(Serialize)]
+struct IdOnly<'a> {
+    id: &'a str,
+}
+
+struct Paths<'a>(&'a [PathId]);
+
+impl Serialize for Paths<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(PathId::as_str))
+    }
+}
+
+struct Constraints<'a>(&'a [Constraint]);
+
+impl Serialize for Constraints<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for c in self.0 {
+            let op = match c.op {
+                ConstraintOp::Unique => "UNIQUE",
+                ConstraintOp::Cluster => "CLUSTER",
+                ConstraintOp::GroupBy => "GROUP_BY",
+                ConstraintOp::Like => "LIKE",
+                ConstraintOp::Unlike => "UNLIKE",
+                ConstraintOp::MaxPer => "MAX_PER",
+                ConstraintOp::Is => "IS",
+            };
+            match &c.value {
+                Some(value) => seq.serialize_element(&[c.field.as_str(), op, value.as_str()])?,
+                None => seq.serialize_element(&[c.field.as_str(), op])?,
+            }
+        }
+        seq.end()
+    }
+}
+
+struct PortDefinitions<'a>(&'a [PortDefinition]);
+
+impl Serialize for PortDefinitions<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct One<'a> {
+            port: u16,
+            protocol: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            name: Option<&'a str>,
+            labels: &'a BTreeMap<String, String>,
+        }
+        s.collect_seq(self.0.iter().map(|p| One {
+            port: p.port,
+            protocol: &p.protocol,
+            name: p.name.as_deref(),
+            labels: &p.labels,
+        }))
+    }
+}
+
+struct HealthChecks<'a>(&'a [HealthCheckSpec]);
+
+impl Serialize for HealthChecks<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(HealthView))
+    }
+}
+
+/// One health check as Marathon shows it.
+#[derive(Debug)]
+pub struct HealthView<'a>(pub &'a HealthCheckSpec);
+
+impl Serialize for HealthView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let h = self.0;
+        let mut m = s.serialize_map(None)?;
+        let (protocol, path, command) = match &h.protocol {
+            HealthProtocol::Http { path } => ("HTTP", Some(path), None),
+            HealthProtocol::Https { path } => ("HTTPS", Some(path), None),
+            HealthProtocol::Tcp => ("TCP", None, None),
+            HealthProtocol::Command { shell } => ("COMMAND", None, Some(shell)),
+        };
+        m.serialize_entry("protocol", protocol)?;
+        if let Some(path) = path {
+            m.serialize_entry("path", path)?;
+        }
+        if let Some(shell) = command {
+            m.serialize_entry("command", &CommandValue { value: shell })?;
+        }
+        match &h.port {
+            Some(CheckPort::Index(i)) => m.serialize_entry("portIndex", i)?,
+            Some(CheckPort::Number(n)) => m.serialize_entry("port", n)?,
+            // Health checks never name a port; the model allows it for readiness checks.
+            Some(CheckPort::Name(_)) | None => {}
+        }
+        m.serialize_entry("gracePeriodSeconds", &h.grace_period_s)?;
+        m.serialize_entry("intervalSeconds", &h.interval_s)?;
+        m.serialize_entry("timeoutSeconds", &h.timeout_s)?;
+        m.serialize_entry("maxConsecutiveFailures", &h.max_consecutive_failures)?;
+        m.serialize_entry("delaySeconds", &h.delay_s)?;
+        if path.is_some() {
+            m.serialize_entry("ignoreHttp1xx", &h.ignore_http1xx)?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct CommandValue<'a> {
+    value: &'a str,
+}
+
+struct ReadinessChecks<'a>(&'a [ReadinessCheckSpec]);
+
+impl Serialize for ReadinessChecks<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct One<'a> {
+            name: &'a str,
+            protocol: &'a str,
+            path: &'a str,
+            port_name: &'a str,
+            interval_seconds: u32,
+            timeout_seconds: u32,
+            http_status_codes_for_ready: &'a [u16],
+            preserve_last_response: bool,
+        }
+        s.collect_seq(self.0.iter().map(|r| One {
+            name: &r.name,
+            protocol: if r.https { "HTTPS" } else { "HTTP" },
+            path: &r.path,
+            port_name: &r.port_name,
+            interval_seconds: r.interval_s,
+            timeout_seconds: r.timeout_s,
+            http_status_codes_for_ready: &r.http_status_codes_for_ready,
+            preserve_last_response: r.preserve_last_response,
+        }))
+    }
+}
+
+struct Unreachable(UnreachableStrategy);
+
+impl Serialize for Unreachable {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            UnreachableStrategy::Disabled => s.serialize_str("disabled"),
+            UnreachableStrategy::Enabled { inactive_after_ms, expunge_after_ms } => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("inactiveAfterSeconds", &seconds(inactive_after_ms))?;
+                m.serialize_entry("expungeAfterSeconds", &seconds(expunge_after_ms))?;
+                m.end()
+            }
+        }
+    }
+}
+
+/// Marathon's task counts of an app.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TaskCounts {
+    pub staged: u32,
+    pub running: u32,
+    pub healthy: u32,
+    pub unhealthy: u32,
+}
+
+impl TaskCounts {
+    pub fn of<'a>(instances: impl Iterator<Item = &'a Instance>) -> TaskCounts {
+        let mut counts = TaskCounts::default();
+        for instance in instances {
+            match instance.state {
+                TaskState::TaskStaging | TaskState::TaskStarting => counts.staged += 1,
+                TaskState::TaskRunning => counts.running += 1,
+                _ => {}
+            }
+            match instance.healthy {
+                Some(true) => counts.healthy += 1,
+                Some(false) => counts.unhealthy += 1,
+                None => {}
+            }
+        }
+        counts
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskStatsView {
+    total_summary: StatsView,
+}
+
+#[derive(Serialize)]
+struct StatsView {
+    stats: CountsOnly,
+}
+
+#[derive(Serialize)]
+struct CountsOnly {
+    counts: TaskCounts,
+}
+
+struct AppTasks<'a> {
+    planner: &'a Planner,
+    spec: &'a AppSpec,
+}
+
+impl Serialize for AppTasks<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.planner.instances_of(&self.spec.id).map(|i| TaskView { instance: i, app: Some(self.spec) }))
+    }
+}
+
+/// One task's readiness, as in `readinessCheckResults`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReadinessResult<'a> {
+    name: &'a str,
+    task_id: &'a str,
+    ready: bool,
+}
+
+struct ReadinessResults<'a> {
+    planner: &'a Planner,
+    spec: &'a AppSpec,
+}
+
+impl Serialize for ReadinessResults<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        for check in &self.spec.readiness_checks {
+            for instance in self.planner.instances_of(&self.spec.id) {
+                seq.serialize_element(&ReadinessResult {
+                    name: &check.name,
+                    task_id: instance.task_id.as_str(),
+                    ready: instance.ready,
+                })?;
+            }
+        }
+        seq.end()
+    }
+}
+
+/// A task as Marathon shows it in `/v2/tasks`, `/v2/apps/{id}/tasks` and embedded in
+/// apps. `app` gives the service ports and whether health results are shown.
+#[derive(Debug)]
+pub struct TaskView<'a> {
+    pub instance: &'a Instance,
+    pub app: Option<&'a AppSpec>,
+}
+
+impl Serialize for TaskView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let i = self.instance;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", i.task_id.as_str())?;
+        m.serialize_entry("appId", i.app_id.as_str())?;
+        m.serialize_entry("host", &i.host)?;
+        m.serialize_entry("ports", &i.ports)?;
+        let service_ports: &[PortDefinition] = self.app.map_or(&[], |a| &a.port_definitions);
+        m.serialize_entry("servicePorts", &ServicePorts(service_ports))?;
+        m.serialize_entry("slaveId", i.agent_id.as_str())?;
+        m.serialize_entry("state", i.state.as_str())?;
+        m.serialize_entry("stagedAt", &Ts(i.staged_at))?;
+        if let Some(started) = i.started_at {
+            m.serialize_entry("startedAt", &Ts(started))?;
+        }
+        m.serialize_entry("version", &Ts(i.app_version))?;
+        m.serialize_entry("ipAddresses", &[(); 0])?;
+        if let Some(alive) = i.healthy
+            && self.app.is_none_or(|a| !a.health_checks.is_empty())
+        {
+            #[derive(Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Result<'a> {
+                alive: bool,
+                task_id: &'a str,
+                instance_id: &'a str,
+            }
+            let id = i.task_id.as_str();
+            m.serialize_entry("healthCheckResults", &[Result { alive, task_id: id, instance_id: id }])?;
+        }
+        m.end()
+    }
+}
+
+struct ServicePorts<'a>(&'a [PortDefinition]);
+
+impl Serialize for ServicePorts<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|p| p.port))
+    }
+}
+
+struct FailureView<'a>(&'a TaskFailure);
+
+impl Serialize for FailureView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let f = self.0;
+        let mut m = s.serialize_map(Some(7))?;
+        m.serialize_entry("appId", f.app_id.as_str())?;
+        m.serialize_entry("host", &f.host)?;
+        m.serialize_entry("message", &f.message)?;
+        m.serialize_entry("state", f.state.as_str())?;
+        m.serialize_entry("taskId", f.task_id.as_str())?;
+        m.serialize_entry("timestamp", &Ts(f.timestamp))?;
+        m.serialize_entry("version", &Ts(f.version))?;
+        m.end()
+    }
+}
+
+/// `{"apps": [...]}` for `GET /v2/apps`, over the apps `select` keeps.
+#[derive(Debug)]
+pub struct AppList<'a, F> {
+    pub planner: &'a Planner,
+    pub embed: Embed,
+    pub select: F,
+}
+
+impl<F: Fn(&AppSpec) -> bool> Serialize for AppList<'_, F> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("apps", &AppSeq { list: self })?;
+        m.end()
+    }
+}
+
+struct AppSeq<'l, 'a, F> {
+    list: &'l AppList<'a, F>,
+}
+
+impl<F: Fn(&AppSpec) -> bool> Serialize for AppSeq<'_, '_, F> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let list = self.list;
+        s.collect_seq(
+            list.planner.apps().filter(|r| (list.select)(&r.spec)).map(|r| AppView::new(r, list.planner, list.embed)),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Deployments
+// ---------------------------------------------------------------------------------------
+
+pub fn action_name(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::StartApplication => "StartApplication",
+        ActionKind::ScaleApplication => "ScaleApplication",
+        ActionKind::RestartApplication => "RestartApplication",
+        ActionKind::StopApplication => "StopApplication",
+        ActionKind::ResolveArtifacts => "ResolveArtifacts",
+    }
+}
+
+#[derive(Serialize)]
+struct ActionView<'a> {
+    action: &'static str,
+    app: &'a str,
+}
+
+/// A deployment step: `{"actions": [{"action": ..., "app": ...}]}`.
+#[derive(Debug)]
+pub struct StepView<'a>(pub &'a crate::model::DeploymentStep);
+
+impl Serialize for StepView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Actions<'a> {
+            actions: Vec<ActionView<'a>>,
+        }
+        Actions {
+            actions: self
+                .0
+                .actions
+                .iter()
+                .map(|a| ActionView { action: action_name(a.kind), app: a.app.as_str() })
+                .collect(),
+        }
+        .serialize(s)
+    }
+}
+
+/// A deployment as `/v2/deployments` shows it. Marathon's `currentStep` counts from 1.
+#[derive(Debug)]
+pub struct DeploymentView<'a> {
+    pub deployment: &'a Deployment,
+    pub planner: Option<&'a Planner>,
+}
+
+impl Serialize for DeploymentView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct CurrentAction<'a> {
+            action: &'static str,
+            app: &'a str,
+            readiness_check_results: Vec<ReadinessResult<'a>>,
+        }
+        let d = self.deployment;
+        let total = d.steps.len();
+        let current = d.steps.get(d.current_step);
+        let current_actions: Vec<CurrentAction<'_>> = current
+            .map(|step| {
+                step.actions
+                    .iter()
+                    .map(|a| CurrentAction {
+                        action: action_name(a.kind),
+                        app: a.app.as_str(),
+                        readiness_check_results: self.readiness(a),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &d.id.0)?;
+        m.serialize_entry("version", &Ts(d.version))?;
+        m.serialize_entry("affectedApps", &Paths(&d.target.keys().cloned().collect::<Vec<_>>()))?;
+        m.serialize_entry("affectedPods", &[(); 0])?;
+        m.serialize_entry("steps", &d.steps.iter().map(StepView).collect::<Vec<_>>())?;
+        m.serialize_entry("currentActions", &current_actions)?;
+        m.serialize_entry("currentStep", &(d.current_step + 1).min(total.max(1)))?;
+        m.serialize_entry("totalSteps", &total)?;
+        m.end()
+    }
+}
+
+impl<'a> DeploymentView<'a> {
+    fn readiness(&self, action: &'a crate::model::DeploymentAction) -> Vec<ReadinessResult<'a>> {
+        let mut out = Vec::new();
+        let (Some(planner), Some(Some(target))) = (self.planner, self.deployment.target.get(&action.app)) else {
+            return out;
+        };
+        for check in &target.readiness_checks {
+            for instance in planner.instances_of(&action.app) {
+                if instance.state == TaskState::TaskRunning && instance.killing_since.is_none() {
+                    out.push(ReadinessResult {
+                        name: &check.name,
+                        task_id: instance.task_id.as_str(),
+                        ready: instance.ready,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Groups
+// ---------------------------------------------------------------------------------------
+
+/// Which parts a group shows (`embed=group.groups`, `group.apps`, plus app embeds as
+/// `group.apps.tasks`); Marathon shows groups and apps when nothing is asked.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupEmbed {
+    pub groups: bool,
+    pub apps: bool,
+    pub app: Embed,
+}
+
+impl GroupEmbed {
+    pub fn parse<'a>(values: impl IntoIterator<Item = &'a str> + Clone) -> GroupEmbed {
+        let mut any = false;
+        let mut embed = GroupEmbed { groups: false, apps: false, app: Embed::default() };
+        for value in values.clone() {
+            any = true;
+            match value {
+                "group.groups" => embed.groups = true,
+                "group.apps" => embed.apps = true,
+                v if v.starts_with("group.apps.") => embed.app = embed.app.add([v]),
+                _ => {}
+            }
+        }
+        if !any {
+            embed.groups = true;
+            embed.apps = true;
+        }
+        embed
+    }
+}
+
+/// The tree of groups: explicit ones from the planner and those implied by app ids.
+#[derive(Debug)]
+pub struct GroupTree<'a> {
+    planner: &'a Planner,
+    nodes: BTreeMap<GroupId, Node<'a>>,
+}
+
+#[derive(Debug, Default)]
+struct Node<'a> {
+    record: Option<&'a GroupRecord>,
+    apps: Vec<&'a AppRecord>,
+    groups: BTreeSet<GroupId>,
+}
+
+impl<'a> GroupTree<'a> {
+    pub fn new(planner: &'a Planner) -> Self {
+        let mut nodes: BTreeMap<GroupId, Node<'a>> = BTreeMap::new();
+        nodes.entry(PathId::root()).or_default();
+        for group in planner.groups() {
+            nodes.entry(group.id.clone()).or_default().record = Some(group);
+            link(&mut nodes, &group.id);
+        }
+        for app in planner.apps() {
+            let parent = app.spec.id.parent();
+            nodes.entry(parent.clone()).or_default().apps.push(app);
+            link(&mut nodes, &parent);
+        }
+        Self { planner, nodes }
+    }
+
+    pub fn contains(&self, id: &GroupId) -> bool {
+        self.nodes.contains_key(id)
+    }
+
+    pub fn view(&'a self, id: &'a GroupId, embed: GroupEmbed) -> GroupView<'a> {
+        GroupView { tree: self, id, embed }
+    }
+
+    /// A group's version: its own record's, or the latest of what it holds.
+    fn version(&self, id: &GroupId) -> Timestamp {
+        let Some(node) = self.nodes.get(id) else {
+            return Timestamp(0);
+        };
+        let own = node.record.map_or(Timestamp(0), |r| r.version);
+        let apps = node.apps.iter().map(|a| a.version).max().unwrap_or(Timestamp(0));
+        let groups = node.groups.iter().map(|g| self.version(g)).max().unwrap_or(Timestamp(0));
+        own.max(apps).max(groups)
+    }
+
+    /// Every app under `id`, at any depth.
+    pub fn apps_under(&self, id: &GroupId) -> Vec<&'a AppRecord> {
+        let mut out = Vec::new();
+        let mut stack = vec![id.clone()];
+        while let Some(g) = stack.pop() {
+            if let Some(node) = self.nodes.get(&g) {
+                out.extend(node.apps.iter().copied());
+                stack.extend(node.groups.iter().cloned());
+            }
+        }
+        out
+    }
+}
+
+/// Adds `id` to its parents' subgroups, creating the implied groups up to the root.
+fn link(nodes: &mut BTreeMap<GroupId, Node<'_>>, id: &GroupId) {
+    let mut child = id.clone();
+    while !child.is_root() {
+        let parent = child.parent();
+        let node = nodes.entry(parent.clone()).or_default();
+        if !node.groups.insert(child.clone()) {
+            return;
+        }
+        child = parent;
+    }
+}
+
+#[derive(Debug)]
+pub struct GroupView<'a> {
+    tree: &'a GroupTree<'a>,
+    id: &'a GroupId,
+    embed: GroupEmbed,
+}
+
+impl Serialize for GroupView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let empty = Node::default();
+        let node = self.tree.nodes.get(self.id).unwrap_or(&empty);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", self.id.as_str())?;
+        let no_deps: &[PathId] = &[];
+        m.serialize_entry("dependencies", &Paths(node.record.map_or(no_deps, |r| &r.dependencies)))?;
+        m.serialize_entry("version", &Ts(self.tree.version(self.id)))?;
+        m.serialize_entry("enforceRole", &node.record.is_some_and(|r| r.enforce_role))?;
+        if self.embed.apps {
+            let planner = self.tree.planner;
+            let embed = self.embed.app;
+            m.serialize_entry("apps", &node.apps.iter().map(|a| AppView::new(a, planner, embed)).collect::<Vec<_>>())?;
+        }
+        if self.embed.groups {
+            let groups: Vec<GroupView<'_>> =
+                node.groups.iter().map(|g| GroupView { tree: self.tree, id: g, embed: self.embed }).collect();
+            m.serialize_entry("groups", &groups)?;
+        }
+        m.serialize_entry("pods", &[(); 0])?;
+        m.end()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Queue, info
+// ---------------------------------------------------------------------------------------
+
+/// `{"queue": [...]}`: apps waiting for launches.
+#[derive(Debug)]
+pub struct QueueView<'a> {
+    pub planner: &'a Planner,
+    pub entries: &'a [QueueEntry],
+    pub now_ms: u64,
+}
+
+impl Serialize for QueueView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Item<'a> {
+            app: AppView<'a>,
+            count: u32,
+            delay: Delay,
+            since: Ts,
+            processed_offers_summary: Summary,
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Delay {
+            time_left_seconds: u64,
+            overdue: bool,
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Summary {
+            processed_offers_count: u64,
+            unused_offers_count: u64,
+        }
+        let items: Vec<Item<'_>> = self
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let record = self.planner.app(&e.app)?;
+                let left_ms = e.delayed_until.map_or(0, |t| t.ms().saturating_sub(self.now_ms));
+                Some(Item {
+                    app: AppView::record(record),
+                    count: e.count,
+                    delay: Delay { time_left_seconds: left_ms.div_ceil(1_000), overdue: left_ms == 0 },
+                    since: Ts(e.since),
+                    processed_offers_summary: Summary {
+                        processed_offers_count: e.offers_processed,
+                        unused_offers_count: e.offers_unused,
+                    },
+                })
+            })
+            .collect();
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("queue", &items)?;
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeds_accept_every_prefix_and_tasks_brings_deployments() {
+        let e = Embed::default().add(["app.tasks"]);
+        assert!(e.tasks && e.deployments && !e.counts);
+        let e = Embed::default().add(["apps.counts", "group.apps.lastTaskFailure", "readiness", "bogus"]);
+        assert!(e.counts && e.last_task_failure && e.readiness && !e.tasks);
+    }
+}
