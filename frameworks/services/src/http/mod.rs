@@ -9,7 +9,10 @@
 mod apps;
 mod deployments;
 mod events;
+mod groups;
 mod system;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -119,6 +122,8 @@ pub fn router(handle: ServicesHandle, info: ApiInfo) -> Router {
         .route("/v2/tasks/delete", post(apps::delete_tasks))
         .route("/v2/deployments", get(deployments::list))
         .route("/v2/deployments/{id}", delete(deployments::cancel))
+        .route("/v2/groups", get(groups::get_root))
+        .route("/v2/groups/{*rest}", get(groups::get_under))
         .route("/v2/queue", get(deployments::queue))
         .route("/v2/queue/{*rest}", delete(deployments::reset_delay))
         .route("/v2/events", get(events::stream))

@@ -114,8 +114,12 @@ pub(super) async fn info(State(api): State<Api>) -> Result<Response, ApiError> {
         elected: bool,
         leader: Option<&'a str>,
         framework_id: Option<String>,
+        // Marathon spells these three in snake_case.
+        #[serde(rename = "marathon_config")]
         marathon_config: MarathonConfig<'a>,
+        #[serde(rename = "zookeeper_config")]
         zookeeper_config: ZookeeperConfig,
+        #[serde(rename = "http_config")]
         http_config: HttpConfig,
     }
     let (port_min, port_max, reconcile_ms) = api

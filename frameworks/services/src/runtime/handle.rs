@@ -96,3 +96,39 @@ impl ServicesHandle {
         let _ = self.events.send(Arc::new(event));
     }
 }
+
+/// Events a test handle's broadcast holds for a slow reader before it lags.
+pub const TEST_EVENT_CAPACITY: usize = 256;
+
+/// A handle over `planner` with no master and no store behind it: one task answers reads
+/// and applies commands, publishing the planner's events. For tests of the API; the
+/// runtime's owner (with the store and the SDK driver) is what `agora services` runs.
+pub fn spawn_for_tests(mut planner: Planner) -> ServicesHandle {
+    let (requests, mut inbox) = mpsc::channel::<Request>(64);
+    let (events, _) = broadcast::channel(TEST_EVENT_CAPACITY);
+    let publisher = events.clone();
+    tokio::spawn(async move {
+        while let Some(request) = inbox.recv().await {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            match request {
+                Request::Read(read) => read(&planner, now_ms),
+                Request::Command(command, reply) => {
+                    let result = planner.command(now_ms, command);
+                    for output in planner.take_outputs() {
+                        if let crate::core::Output::Event(event) = output {
+                            let _ = publisher.send(Arc::new(StampedEvent {
+                                at: Timestamp(now_ms),
+                                event: Published::Service(event),
+                            }));
+                        }
+                    }
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    });
+    ServicesHandle::new(requests, events)
+}

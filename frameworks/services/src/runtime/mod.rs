@@ -4,4 +4,4 @@
 mod handle;
 
 pub(crate) use handle::Request;
-pub use handle::{Published, ServicesHandle, StampedEvent, Unavailable};
+pub use handle::{Published, ServicesHandle, StampedEvent, TEST_EVENT_CAPACITY, Unavailable, spawn_for_tests};

@@ -1,0 +1,776 @@
+//! The API over a planner recovered from a fixed state, behind the test handle: shapes,
+//! statuses, and that every key rendered is one marathon-python 0.13 accepts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use agora_proto::model::{AgentId, TaskId, TaskState};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::{ApiInfo, router};
+use crate::core::{Planner, PlannerConfig, Recovered};
+use crate::marathon::Problems;
+use crate::marathon::app::{AppContext, parse_app};
+use crate::model::{
+    ActionKind, AppRecord, AppSpec, Deployment, DeploymentAction, DeploymentId, DeploymentOrigin, DeploymentStep,
+    Instance, PathId, TaskFailure, Timestamp,
+};
+use crate::runtime::{Published, ServicesHandle, StampedEvent, TEST_EVENT_CAPACITY, spawn_for_tests};
+
+const T1: Timestamp = Timestamp(1_423_647_085_123);
+const T2: Timestamp = Timestamp(1_423_647_185_456);
+
+fn spec(value: Value) -> AppSpec {
+    let mut problems = Problems::new();
+    parse_app(&value, &AppContext::top(None), &mut problems).unwrap_or_else(|| panic!("{:?}", problems.grouped()))
+}
+
+fn web_spec(instances: u32) -> AppSpec {
+    spec(json!({
+        "id": "/shop/web", "cmd": "python3 -m http.server $PORT0", "instances": instances,
+        "healthChecks": [{"protocol": "HTTP", "path": "/health"}],
+        "portDefinitions": [{"port": 10001, "name": "http"}], "labels": {"tier": "front"},
+        "readinessChecks": [{"portName": "http"}], "deploymentTimeoutSeconds": 120
+    }))
+}
+
+fn instance(task: &str, host: &str, port: u16, state: TaskState, healthy: Option<bool>) -> Instance {
+    Instance {
+        task_id: TaskId::from(task),
+        app_id: PathId::parse("/shop/web").expect("valid"),
+        app_version: T2,
+        agent_id: AgentId::from(format!("agent-{host}").as_str()),
+        host: host.into(),
+        ports: vec![port],
+        state,
+        healthy,
+        ready: healthy == Some(true),
+        staged_at: T1,
+        started_at: (state == TaskState::TaskRunning).then_some(T2),
+        killing_since: None,
+        unreachable_since: None,
+        message: String::new(),
+    }
+}
+
+/// `/shop/web` (2 instances: one running and healthy, one staging) being restarted by
+/// deployment `d-1`, and `/db` (no ports, no tasks).
+fn fixture() -> Planner {
+    let web = Arc::new(web_spec(2));
+    let old_web = Arc::new(web_spec(1));
+    let db = Arc::new(spec(json!({"id": "/db", "args": ["postgres", "-D", "/data"], "portDefinitions": []})));
+    let web_id = web.id.clone();
+    Planner::recover(
+        PlannerConfig::default(),
+        Recovered {
+            framework_id: Some("fw-1".into()),
+            apps: vec![
+                AppRecord { spec: web.clone(), version: T2, last_config_change_at: T2, last_scaling_at: T2 },
+                AppRecord { spec: db.clone(), version: T1, last_config_change_at: T1, last_scaling_at: T1 },
+            ],
+            versions: vec![
+                (web_id.clone(), T1, old_web.clone()),
+                (web_id.clone(), T2, web.clone()),
+                (db.id.clone(), T1, db),
+            ],
+            groups: Vec::new(),
+            instances: vec![
+                instance("shop_web.a", "host-a", 31000, TaskState::TaskRunning, Some(true)),
+                instance("shop_web.b", "host-b", 31001, TaskState::TaskStaging, None),
+            ],
+            deployments: vec![Deployment {
+                id: DeploymentId("d-1".into()),
+                version: T2,
+                origin: DeploymentOrigin::User,
+                steps: vec![DeploymentStep {
+                    actions: vec![DeploymentAction { kind: ActionKind::RestartApplication, app: web_id.clone() }],
+                }],
+                current_step: 0,
+                original: BTreeMap::from([(web_id.clone(), Some(old_web))]),
+                target: BTreeMap::from([(web_id.clone(), Some(web))]),
+                started_at: T2,
+                deadline: Timestamp(T2.0 + 120_000),
+            }],
+            task_failures: vec![TaskFailure {
+                app_id: web_id,
+                task_id: TaskId::from("shop_web.old"),
+                host: "host-c".into(),
+                state: TaskState::TaskFailed,
+                message: "exited with status 1".into(),
+                timestamp: T1,
+                version: T1,
+            }],
+            next_service_port: None,
+        },
+    )
+}
+
+fn info() -> ApiInfo {
+    ApiInfo {
+        framework_name: "agora-services".into(),
+        version: "0.1.0".into(),
+        address: "10.0.0.1:8080".into(),
+        http_port: 8080,
+        master: "127.0.0.1:5050".into(),
+        role: "*".into(),
+        user: "nobody".into(),
+        leader: Arc::new(|| Some("10.0.0.1:8080".to_owned())),
+        abdicate: None,
+        ha: false,
+    }
+}
+
+fn api() -> (Router, ServicesHandle) {
+    let handle = spawn_for_tests(fixture());
+    (router(handle.clone(), info()), handle)
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+async fn call(router: &Router, method: &str, uri: &str, body: Option<&str>) -> Answer {
+    call_with(router, method, uri, body, &[]).await
+}
+
+async fn call_with(router: &Router, method: &str, uri: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Answer {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+        .expect("request");
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+    Answer { status, headers, body }
+}
+
+// ---------------------------------------------------------------------------------------
+// marathon-python's models: the keys each accepts (its `__init__` parameters, camelCase
+// turned to snake_case its way).
+// ---------------------------------------------------------------------------------------
+
+const APP_KEYS: &[&str] = &[
+    "accepted_resource_roles",
+    "args",
+    "backoff_factor",
+    "backoff_seconds",
+    "cmd",
+    "constraints",
+    "container",
+    "cpus",
+    "dependencies",
+    "deployments",
+    "disk",
+    "env",
+    "executor",
+    "health_checks",
+    "id",
+    "role",
+    "instances",
+    "kill_selection",
+    "labels",
+    "last_task_failure",
+    "max_launch_delay_seconds",
+    "mem",
+    "ports",
+    "require_ports",
+    "store_urls",
+    "task_rate_limit",
+    "tasks",
+    "tasks_running",
+    "tasks_staged",
+    "tasks_healthy",
+    "task_kill_grace_period_seconds",
+    "tasks_unhealthy",
+    "upgrade_strategy",
+    "unreachable_strategy",
+    "uris",
+    "user",
+    "version",
+    "version_info",
+    "ip_address",
+    "fetch",
+    "task_stats",
+    "readiness_checks",
+    "readiness_check_results",
+    "secrets",
+    "port_definitions",
+    "residency",
+    "gpus",
+    "networks",
+];
+const TASK_KEYS: &[&str] = &[
+    "app_id",
+    "health_check_results",
+    "host",
+    "id",
+    "ports",
+    "service_ports",
+    "slave_id",
+    "staged_at",
+    "started_at",
+    "version",
+    "ip_addresses",
+    "state",
+    "local_volumes",
+    "region",
+    "zone",
+    "role",
+];
+const HEALTH_RESULT_KEYS: &[&str] = &[
+    "alive",
+    "consecutive_failures",
+    "first_success",
+    "last_failure",
+    "last_success",
+    "task_id",
+    "last_failure_cause",
+    "instance_id",
+];
+const FAILURE_KEYS: &[&str] =
+    &["app_id", "host", "message", "task_id", "instance_id", "slave_id", "state", "timestamp", "version"];
+const DEPLOYMENT_KEYS: &[&str] =
+    &["affected_apps", "current_actions", "current_step", "id", "steps", "total_steps", "version", "affected_pods"];
+const ACTION_KEYS: &[&str] = &["action", "app", "apps", "type", "readiness_check_results", "pod"];
+const GROUP_KEYS: &[&str] = &["apps", "dependencies", "groups", "id", "pods", "version", "enforce_role"];
+const QUEUE_KEYS: &[&str] =
+    &["app", "overdue", "count", "delay", "since", "processed_offers_summary", "last_unused_offers"];
+const INFO_KEYS: &[&str] = &[
+    "event_subscriber",
+    "framework_id",
+    "http_config",
+    "leader",
+    "marathon_config",
+    "name",
+    "version",
+    "elected",
+    "zookeeper_config",
+    "buildref",
+];
+const MARATHON_CONFIG_KEYS: &[&str] = &[
+    "checkpoint",
+    "executor",
+    "failover_timeout",
+    "framework_name",
+    "ha",
+    "hostname",
+    "leader_proxy_connection_timeout_ms",
+    "leader_proxy_read_timeout_ms",
+    "local_port_min",
+    "local_port_max",
+    "maintenance_mode",
+    "master",
+    "mesos_leader_ui_url",
+    "mesos_role",
+    "mesos_user",
+    "new_group_enforce_role",
+    "webui_url",
+    "reconciliation_initial_delay",
+    "reconciliation_interval",
+    "task_launch_timeout",
+    "marathon_store_timeout",
+    "task_reservation_timeout",
+    "features",
+    "access_control_allow_origin",
+    "decline_offer_duration",
+    "default_network_name",
+    "env_vars_prefix",
+    "launch_token",
+    "launch_token_refresh_interval",
+    "max_instances_per_offer",
+    "mesos_bridge_name",
+    "mesos_heartbeat_failure_threshold",
+    "mesos_heartbeat_interval",
+    "min_revive_offers_interval",
+    "offer_matching_timeout",
+    "on_elected_prepare_timeout",
+    "revive_offers_for_new_apps",
+    "revive_offers_repetitions",
+    "scale_apps_initial_delay",
+    "scale_apps_interval",
+    "store_cache",
+    "task_launch_confirm_timeout",
+    "task_lost_expunge_initial_delay",
+    "task_lost_expunge_interval",
+];
+
+/// marathon-python's `to_snake_case`.
+fn snake(key: &str) -> String {
+    let first = regex::Regex::new("(.)([A-Z][a-z]+)").expect("valid");
+    let second = regex::Regex::new("([a-z0-9])([A-Z])").expect("valid");
+    second.replace_all(&first.replace_all(key, "${1}_${2}"), "${1}_${2}").to_lowercase()
+}
+
+fn assert_keys(value: &Value, accepted: &[&str], what: &str) {
+    let object = value.as_object().unwrap_or_else(|| panic!("{what} is not an object: {value}"));
+    for key in object.keys() {
+        assert!(accepted.contains(&snake(key).as_str()), "{what}: marathon-python does not accept {key:?}");
+    }
+}
+
+/// The app and everything in it, as marathon-python's `MarathonApp` reads it.
+fn assert_app_keys(app: &Value) {
+    let mut app = app.clone();
+    // Ours, shown only on apps that set it; marathon-python users do not set it.
+    if let Some(map) = app.as_object_mut() {
+        map.remove("deploymentTimeoutSeconds");
+    }
+    assert_keys(&app, APP_KEYS, "app");
+    for task in app["tasks"].as_array().into_iter().flatten() {
+        assert_task_keys(task);
+    }
+    for d in app["portDefinitions"].as_array().into_iter().flatten() {
+        assert_keys(d, &["port", "protocol", "name", "labels"], "port definition");
+    }
+    for r in app["readinessChecks"].as_array().into_iter().flatten() {
+        assert_keys(
+            r,
+            &[
+                "name",
+                "protocol",
+                "path",
+                "port_name",
+                "interval_seconds",
+                "http_status_codes_for_ready",
+                "preserve_last_response",
+                "timeout_seconds",
+            ],
+            "readiness check",
+        );
+    }
+    assert_keys(&app["upgradeStrategy"], &["maximum_over_capacity", "minimum_health_capacity"], "upgrade strategy");
+    if app["unreachableStrategy"].is_object() {
+        assert_keys(
+            &app["unreachableStrategy"],
+            &[
+                "unreachable_inactive_after_seconds",
+                "unreachable_expunge_after_seconds",
+                "inactive_after_seconds",
+                "expunge_after_seconds",
+            ],
+            "unreachable strategy",
+        );
+    }
+    if !app["versionInfo"].is_null() {
+        assert_keys(&app["versionInfo"], &["last_scaling_at", "last_config_change_at"], "version info");
+    }
+    if !app["lastTaskFailure"].is_null() {
+        assert_keys(&app["lastTaskFailure"], FAILURE_KEYS, "last task failure");
+    }
+    for d in app["deployments"].as_array().into_iter().flatten() {
+        assert_keys(d, DEPLOYMENT_KEYS, "app deployment");
+    }
+}
+
+fn assert_task_keys(task: &Value) {
+    assert_keys(task, TASK_KEYS, "task");
+    for r in task["healthCheckResults"].as_array().into_iter().flatten() {
+        assert_keys(r, HEALTH_RESULT_KEYS, "health check result");
+    }
+}
+
+fn assert_marathon_time(value: &Value) {
+    let text = value.as_str().unwrap_or_else(|| panic!("{value} is not a string"));
+    let pattern = regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$").expect("valid");
+    assert!(pattern.is_match(text), "{text} is not in Marathon's time format");
+}
+
+// ---------------------------------------------------------------------------------------
+// Reads
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn apps_list_with_embedded_tasks_counts_and_failures() {
+    let (api, _) = api();
+    let answer =
+        call(&api, "GET", "/v2/apps?embed=apps.tasks&embed=apps.lastTaskFailure&embed=app.readiness", None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()), Some(&b"application/json"[..]));
+    let body = answer.json();
+    let apps = body["apps"].as_array().expect("apps");
+    assert_eq!(apps.len(), 2);
+    let db = &apps[0];
+    assert_eq!(db["id"], "/db");
+    assert_eq!(db["args"], json!(["postgres", "-D", "/data"]));
+    assert!(db.get("cmd").is_none());
+    let web = &apps[1];
+    assert_eq!(web["id"], "/shop/web");
+    assert_eq!(web["instances"], 2);
+    assert_eq!((web["tasksRunning"].clone(), web["tasksStaged"].clone()), (json!(1), json!(1)));
+    assert_eq!((web["tasksHealthy"].clone(), web["tasksUnhealthy"].clone()), (json!(1), json!(0)));
+    assert_eq!(web["deployments"], json!([{"id": "d-1"}]));
+    assert_eq!(web["tasks"].as_array().map(Vec::len), Some(2));
+    assert_eq!(web["tasks"][0]["healthCheckResults"][0]["alive"], true);
+    assert_eq!(web["tasks"][0]["servicePorts"], json!([10001]));
+    assert_eq!(web["tasks"][1]["state"], "TASK_STAGING");
+    assert!(web["tasks"][1].get("startedAt").is_none());
+    assert_eq!(web["lastTaskFailure"]["message"], "exited with status 1");
+    assert_eq!(web["readinessCheckResults"].as_array().map(Vec::len), Some(2));
+    assert_eq!(web["deploymentTimeoutSeconds"], 120);
+    assert!(db.get("deploymentTimeoutSeconds").is_none(), "shown only on apps that set it");
+    assert_marathon_time(&web["version"]);
+    assert_marathon_time(&web["versionInfo"]["lastConfigChangeAt"]);
+    assert_marathon_time(&web["tasks"][0]["stagedAt"]);
+    assert_marathon_time(&web["lastTaskFailure"]["timestamp"]);
+    for app in apps {
+        assert_app_keys(app);
+    }
+}
+
+#[tokio::test]
+async fn apps_list_filters_by_id_cmd_and_label() {
+    let (api, _) = api();
+    let ids = |body: Value| -> Vec<String> {
+        body["apps"].as_array().expect("apps").iter().map(|a| a["id"].as_str().unwrap_or("").to_owned()).collect()
+    };
+    assert_eq!(ids(call(&api, "GET", "/v2/apps?id=WEB", None).await.json()), ["/shop/web"]);
+    assert_eq!(ids(call(&api, "GET", "/v2/apps?cmd=http.server", None).await.json()), ["/shop/web"]);
+    assert_eq!(ids(call(&api, "GET", "/v2/apps?label=tier%3D%3Dfront", None).await.json()), ["/shop/web"]);
+    assert!(ids(call(&api, "GET", "/v2/apps?label=tier!%3Dfront", None).await.json()).is_empty());
+    assert_eq!(call(&api, "GET", "/v2/apps?label=a%20in%20b", None).await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn one_app_embeds_its_tasks_and_deployments_by_default() {
+    let (api, _) = api();
+    let answer = call(&api, "GET", "/v2/apps/shop/web", None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let app = &answer.json()["app"];
+    assert_eq!(app["tasks"].as_array().map(Vec::len), Some(2));
+    assert_eq!(app["tasksRunning"], 1);
+    assert_eq!(app["deployments"], json!([{"id": "d-1"}]));
+    assert_app_keys(app);
+    // Repeated and trailing slashes are tolerated.
+    let again = call(&api, "GET", "//v2//apps/shop//web/", None).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json()["app"]["id"], "/shop/web");
+    let star = call(&api, "GET", "/v2/apps/shop/*", None).await.json();
+    assert_eq!(star["*"][0]["id"], "/shop/web");
+}
+
+#[tokio::test]
+async fn an_unknown_app_is_404_in_marathons_error_shape() {
+    let (api, _) = api();
+    for uri in ["/v2/apps/nope", "/v2/apps/nope/tasks", "/v2/apps/nope/versions", "/v2/apps/Not_Valid"] {
+        let answer = call(&api, "GET", uri, None).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{uri}");
+        let body = answer.json();
+        assert!(body["message"].as_str().is_some_and(|m| m.contains("does not exist")), "{uri}: {body}");
+        assert_eq!(body["details"], json!([]));
+    }
+    let answer = call(&api, "GET", "/v2/nothing", None).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_definition_read_back_parses_to_the_same_spec() {
+    let (api, _) = api();
+    let app = call(&api, "GET", "/v2/apps/shop/web?embed=apps.readiness", None).await.json()["app"].clone();
+    let url_id = PathId::parse("/shop/web").expect("valid");
+    let cx = AppContext { url_id: Some(&url_id), ..AppContext::top(None) };
+    let mut problems = Problems::new();
+    let parsed = parse_app(&app, &cx, &mut problems);
+    assert!(problems.is_empty(), "{:?}", problems.grouped());
+    assert_eq!(parsed, Some(web_spec(2)));
+}
+
+#[tokio::test]
+async fn app_tasks_and_all_tasks_in_json_and_text() {
+    let (api, _) = api();
+    let tasks = call(&api, "GET", "/v2/apps/shop/web/tasks", None).await.json();
+    assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(2));
+    for task in tasks["tasks"].as_array().into_iter().flatten() {
+        assert_task_keys(task);
+    }
+    let running = call(&api, "GET", "/v2/tasks?status=running", None).await.json();
+    assert_eq!(running["tasks"].as_array().map(Vec::len), Some(1));
+    assert_eq!(running["tasks"][0]["id"], "shop_web.a");
+    let text = call_with(&api, "GET", "/v2/tasks", None, &[("accept", "text/plain")]).await;
+    assert_eq!(text.status, StatusCode::OK);
+    assert_eq!(String::from_utf8_lossy(&text.body), "db\t \t\nshop_web\t10001\thost-a:31000\thost-b:31001\t\n");
+}
+
+#[tokio::test]
+async fn versions_list_newest_first_and_show_each_definition() {
+    let (api, _) = api();
+    let versions = call(&api, "GET", "/v2/apps/shop/web/versions", None).await.json();
+    assert_eq!(versions, json!({"versions": [T2.to_string(), T1.to_string()]}));
+    let old = call(&api, "GET", &format!("/v2/apps/shop/web/versions/{T1}"), None).await;
+    assert_eq!(old.status, StatusCode::OK);
+    let old = old.json();
+    assert_eq!((old["instances"].clone(), old["version"].clone()), (json!(1), json!(T1.to_string())));
+    assert_app_keys(&old);
+    let missing = call(&api, "GET", "/v2/apps/shop/web/versions/2001-01-01T00:00:00.000Z", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn deployments_show_their_steps_and_current_actions() {
+    let (api, _) = api();
+    let answer = call(&api, "GET", "/v2/deployments", None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let body = answer.json();
+    let d = &body[0];
+    assert_eq!(d["id"], "d-1");
+    assert_eq!(d["affectedApps"], json!(["/shop/web"]));
+    assert_eq!(d["steps"], json!([{"actions": [{"action": "RestartApplication", "app": "/shop/web"}]}]));
+    assert_eq!((d["currentStep"].clone(), d["totalSteps"].clone()), (json!(1), json!(1)));
+    assert_eq!(d["currentActions"][0]["action"], "RestartApplication");
+    // Only the running instance is checked for readiness.
+    assert_eq!(
+        d["currentActions"][0]["readinessCheckResults"],
+        json!([{"name": "readinessCheck", "taskId": "shop_web.a", "ready": true}])
+    );
+    assert_marathon_time(&d["version"]);
+    assert_keys(d, DEPLOYMENT_KEYS, "deployment");
+    for action in d["currentActions"].as_array().into_iter().flatten() {
+        assert_keys(action, ACTION_KEYS, "current action");
+    }
+    for step in d["steps"].as_array().into_iter().flatten() {
+        assert_keys(step, &["actions"], "step");
+        for action in step["actions"].as_array().into_iter().flatten() {
+            assert_keys(action, ACTION_KEYS, "action");
+        }
+    }
+}
+
+#[tokio::test]
+async fn info_leader_ping_and_metrics() {
+    let (api, _) = api();
+    let info = call(&api, "GET", "/v2/info", None).await.json();
+    assert_keys(&info, INFO_KEYS, "info");
+    assert_keys(&info["marathon_config"], MARATHON_CONFIG_KEYS, "marathon_config");
+    assert_keys(&info["http_config"], &["assets_path", "http_port", "https_port"], "http_config");
+    assert_eq!((info["elected"].clone(), info["frameworkId"].clone()), (json!(true), json!("fw-1")));
+    assert!(info["zookeeper_config"].is_object(), "marathon-python reads it as an object");
+    assert_eq!(call(&api, "GET", "/v2/leader", None).await.json(), json!({"leader": "10.0.0.1:8080"}));
+    assert_eq!(call(&api, "DELETE", "/v2/leader", None).await.status, StatusCode::NOT_FOUND);
+    let ping = call(&api, "GET", "/ping", None).await;
+    assert_eq!((ping.status, &ping.body[..]), (StatusCode::OK, &b"pong"[..]));
+    let metrics = call(&api, "GET", "/metrics", None).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(text.contains("services_apps 2\n"), "{text}");
+    assert!(text.contains("services_instances{state=\"TASK_RUNNING\"} 1\n"), "{text}");
+    assert!(text.contains("services_deployments 1\n"), "{text}");
+    assert!(text.contains("services_http_requests_total{method=\"GET\",status=\"200\"}"), "{text}");
+}
+
+#[tokio::test]
+async fn groups_are_implied_by_app_ids_and_embed_their_apps() {
+    let (api, _) = api();
+    let root = call(&api, "GET", "/v2/groups", None).await;
+    assert_eq!(root.status, StatusCode::OK);
+    let root = root.json();
+    assert_keys(&root, GROUP_KEYS, "group");
+    assert_eq!(root["id"], "/");
+    assert_eq!(root["apps"][0]["id"], "/db");
+    assert_eq!(root["groups"][0]["id"], "/shop");
+    assert_eq!(root["groups"][0]["apps"][0]["id"], "/shop/web");
+    assert_eq!(root["version"], T2.to_string(), "the latest change inside");
+    for app in root["apps"].as_array().into_iter().flatten() {
+        assert_app_keys(app);
+    }
+    let shop = call(&api, "GET", "/v2/groups/shop?embed=group.apps&embed=group.apps.tasks", None).await.json();
+    assert_keys(&shop, GROUP_KEYS, "group");
+    assert!(shop.get("groups").is_none(), "only what was embedded");
+    assert_eq!(shop["apps"][0]["tasks"].as_array().map(Vec::len), Some(2));
+    let versions = call(&api, "GET", "/v2/groups/shop/versions", None).await.json();
+    assert_eq!(versions, json!([T2.to_string(), T1.to_string()]));
+    assert_eq!(call(&api, "GET", "/v2/groups/nope", None).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_queue_shows_each_waiting_app_with_its_delay() {
+    use crate::core::QueueEntry;
+    use crate::marathon::render::QueueView;
+    let planner = fixture();
+    let entries = [QueueEntry {
+        app: PathId::parse("/shop/web").expect("valid"),
+        count: 1,
+        delayed_until: Some(Timestamp(T2.0 + 2_500)),
+        offers_processed: 7,
+        offers_unused: 3,
+        since: T1,
+    }];
+    let queue = serde_json::to_value(QueueView { planner: &planner, entries: &entries, now_ms: T2.0 }).expect("json");
+    let item = &queue["queue"][0];
+    assert_keys(item, QUEUE_KEYS, "queue item");
+    assert_app_keys(&item["app"]);
+    assert_eq!(item["delay"], json!({"timeLeftSeconds": 3, "overdue": false}));
+    assert_eq!(item["processedOffersSummary"], json!({"processedOffersCount": 7, "unusedOffersCount": 3}));
+    assert_eq!(item["since"], T1.to_string());
+}
+
+// ---------------------------------------------------------------------------------------
+// Changes refused before they reach the planner
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn malformed_json_is_400_and_an_invalid_app_422_naming_the_field() {
+    let (api, _) = api();
+    let malformed = call(&api, "POST", "/v2/apps", Some("{\"id\": ")).await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    let body = malformed.json();
+    assert_eq!(body["message"], "Invalid JSON");
+    assert_eq!(body["details"][0]["path"], "/");
+
+    let invalid =
+        call(&api, "POST", "/v2/apps", Some(r#"{"id": "/x", "cmd": "y", "instances": -2, "cpus": "a"}"#)).await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let body = invalid.json();
+    assert_eq!(body["message"], "Object is not valid");
+    let paths: Vec<&str> =
+        body["details"].as_array().expect("details").iter().filter_map(|d| d["path"].as_str()).collect();
+    assert_eq!(paths, ["/cpus", "/instances"]);
+
+    let unknown = call(&api, "PUT", "/v2/apps/shop/web", Some(r#"{"instancez": 3}"#)).await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(unknown.json()["details"][0]["path"], "/instancez");
+
+    let huge = call(&api, "PATCH", "/v2/apps/shop/web", Some(r#"{"instances": 100000000}"#)).await;
+    assert_eq!(huge.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(huge.json()["details"][0]["path"], "/instances");
+
+    let too_big = call(&api, "POST", "/v2/apps", Some(&" ".repeat(super::MAX_BODY_BYTES + 1))).await;
+    assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(too_big.json()["message"].is_string());
+}
+
+#[tokio::test]
+async fn creating_an_app_that_exists_is_a_conflict() {
+    let (api, _) = api();
+    let answer = call(&api, "POST", "/v2/apps", Some(r#"{"id": "shop/web", "cmd": "x"}"#)).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    assert!(answer.json()["message"].as_str().is_some_and(|m| m.contains("/shop/web")));
+}
+
+#[tokio::test]
+async fn patching_or_rolling_back_what_does_not_exist_is_404() {
+    let (api, _) = api();
+    assert_eq!(call(&api, "PATCH", "/v2/apps/nope", Some(r#"{"instances": 1}"#)).await.status, StatusCode::NOT_FOUND);
+    let rollback = call(&api, "PUT", "/v2/apps/shop/web", Some(r#"{"version": "2001-01-01T00:00:00.000Z"}"#)).await;
+    assert_eq!(rollback.status, StatusCode::NOT_FOUND);
+    let bad = call(&api, "PUT", "/v2/apps/shop/web", Some(r#"{"version": "yesterday"}"#)).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.json()["details"][0]["path"], "/version");
+}
+
+#[tokio::test]
+async fn kill_flags_are_case_insensitive_and_scale_excludes_wipe() {
+    let (api, _) = api();
+    let both = call(&api, "DELETE", "/v2/apps/shop/web/tasks?scale=TRUE&wipe=True", None).await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST);
+    assert!(both.json()["message"].as_str().is_some_and(|m| m.contains("scale and wipe")));
+    let bad = call(&api, "DELETE", "/v2/apps/shop/web?force=maybe", None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let unknown_task = call(&api, "DELETE", "/v2/apps/shop/web/tasks/shop_web.zzz", None).await;
+    assert_eq!(unknown_task.status, StatusCode::NOT_FOUND);
+    let no_ids = call(&api, "POST", "/v2/tasks/delete", Some(r#"{"ids": "shop_web.a"}"#)).await;
+    assert_eq!(no_ids.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(no_ids.json()["details"][0]["path"], "/ids");
+}
+
+// ---------------------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------------------
+
+/// Reads SSE frames (`event:` and `data:` lines) until `count` frames or the end.
+async fn frames(body: Body, count: usize) -> Vec<(String, Value)> {
+    let mut stream = body.into_data_stream();
+    let mut text = String::new();
+    let mut out = Vec::new();
+    while out.len() < count {
+        let Some(chunk) = stream.next().await else { break };
+        text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+        while let Some(end) = text.find("\n\n") {
+            let frame: String = text.drain(..end + 2).collect();
+            let mut event = String::new();
+            let mut data = Value::Null;
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event: ").or_else(|| line.strip_prefix("event:")) {
+                    event = e.trim().to_owned();
+                }
+                if let Some(d) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
+                    data = serde_json::from_str(d).expect("json data");
+                }
+            }
+            if !event.is_empty() {
+                out.push((event, data));
+            }
+        }
+    }
+    out
+}
+
+fn post_event(handle: &ServicesHandle) {
+    handle.publish(StampedEvent {
+        at: T2,
+        event: Published::ApiPost { uri: "/v2/apps".into(), client_ip: "10.1.1.1".into(), app: Arc::new(web_spec(3)) },
+    });
+}
+
+#[tokio::test]
+async fn the_event_stream_starts_attached_and_carries_marathons_events() {
+    let (api, handle) = api();
+    let request =
+        Request::get("/v2/events").header("accept", "text/event-stream").body(Body::empty()).expect("request");
+    let response = api.clone().oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+    );
+    post_event(&handle);
+    let got = frames(response.into_body(), 2).await;
+    assert_eq!(got[0].0, "event_stream_attached");
+    assert_eq!(got[0].1["eventType"], "event_stream_attached");
+    assert_marathon_time(&got[0].1["timestamp"]);
+    assert_eq!(got[1].0, "api_post_event");
+    assert_eq!(got[1].1["eventType"], "api_post_event");
+    assert_eq!(got[1].1["timestamp"], T2.to_string());
+    assert_eq!(got[1].1["appDefinition"]["instances"], 3);
+    assert_eq!(got[1].1["clientIp"], "10.1.1.1");
+}
+
+#[tokio::test]
+async fn the_event_stream_filters_by_event_type() {
+    let (api, handle) = api();
+    let request = Request::get("/v2/events?event_type=deployment_info&event_type=api_post_event")
+        .body(Body::empty())
+        .expect("request");
+    let response = api.clone().oneshot(request).await.expect("infallible");
+    post_event(&handle);
+    let got = frames(response.into_body(), 1).await;
+    assert_eq!(got[0].0, "api_post_event", "event_stream_attached was not asked for");
+}
+
+#[tokio::test]
+async fn a_client_that_falls_behind_is_disconnected_instead_of_buffered() {
+    let (api, handle) = api();
+    let request = Request::get("/v2/events").body(Body::empty()).expect("request");
+    let response = api.clone().oneshot(request).await.expect("infallible");
+    // More events than the channel holds, published before the client reads any.
+    for _ in 0..TEST_EVENT_CAPACITY + 10 {
+        post_event(&handle);
+    }
+    let got = frames(response.into_body(), usize::MAX).await;
+    assert_eq!(got.len(), 1, "only `attached` is sent before the lag is noticed; the stream then ends");
+    assert_eq!(got[0].0, "event_stream_attached");
+}
