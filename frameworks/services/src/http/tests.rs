@@ -92,6 +92,7 @@ fn fixture() -> Planner {
                 }],
                 current_step: 0,
                 original: BTreeMap::from([(web_id.clone(), Some(old_web))]),
+                original_versions: BTreeMap::from([(web_id.clone(), T1)]),
                 target: BTreeMap::from([(web_id.clone(), Some(web))]),
                 started_at: T2,
                 deadline: Timestamp(T2.0 + 120_000),

@@ -226,7 +226,7 @@ fn serialize_extras<M: SerializeMap>(
     }
     if embed.deployments {
         let ids: Vec<IdOnly<'_>> =
-            planner.deployments().filter(|d| d.target.contains_key(&spec.id)).map(|d| IdOnly { id: &d.id.0 }).collect();
+            planner.deployment_of(&spec.id).map(|d| IdOnly { id: &d.id.0 }).into_iter().collect();
         m.serialize_entry("deployments", &ids)?;
     }
     if embed.tasks {
