@@ -1,10 +1,6 @@
 //! `agora`: the one binary. Parses the command line, installs tracing and hands over to
 //! the subcommand; everything else lives in the crates.
 
-// The `agora bench` summary is one `serde_json::json!` object of some fifty fields,
-// deeper than the macro's recursion allows by default.
-#![recursion_limit = "256"]
-
 mod cmd;
 
 /// mimalloc instead of glibc's malloc: the master allocates and frees many small, short-lived

@@ -15,8 +15,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use super::masters::Masters;
-use super::stats::Samples;
+use crate::masters::Masters;
+use crate::stats::Samples;
 
 /// Calls one framework may have in flight; more wait, which slows its event loop rather
 /// than growing memory. Each framework has its own connection, and the master's HTTP/2

@@ -1,6 +1,14 @@
 //! Emulated agents: each is one small tokio task holding one `Attach` stream to the master,
 //! speaking the real agent protocol (register, heartbeats, reliable status updates) but
 //! running no processes: a task "runs" for a seeded random duration and then finishes.
+//!
+//! [`Fleet::start`] is the entry point for any driver, not only `agora bench`: it starts N
+//! agents against the masters of a [`Masters`] (one address or several) and leaves every
+//! task's fate to the caller. A launched task goes TASK_STARTING then TASK_RUNNING; then
+//! it finishes (TASK_FINISHED) after a duration drawn from [`FleetSpec::durations`], or,
+//! with `None`, runs until killed through the master (TASK_KILLED). [`Fleet::chaos`] fails
+//! one agent on demand: [`Chaos::Disconnect`] keeps its tasks, [`Chaos::Restart`] ends them
+//! TASK_FAILED. [`AgentCounters`] tell what the agents did.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -13,12 +21,13 @@ use agora_proto::pb::agent_link_client::AgentLinkClient;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::masters::Masters;
-use super::stats::{AtomicHistogram, Durations};
+use crate::masters::Masters;
+use crate::stats::{AtomicHistogram, Durations};
 
 /// Messages an agent may queue on its stream; an agent that falls this far behind drops
 /// the stream and re-registers, as the master does with slow agents.
@@ -41,6 +50,101 @@ const RECONNECT_MAX: Duration = Duration::from_secs(2);
 /// Most tasks one emulated agent holds; a launch beyond is answered TASK_FAILED, which
 /// never happens while the master respects the agent's resources.
 const MAX_TASKS_PER_AGENT: usize = 100_000;
+/// Agents connected at once while starting up, so that registration is a ramp, not a
+/// thundering herd.
+const REGISTRATION_BATCH: usize = 500;
+/// Chaos events one agent may have waiting; more are refused (`try_send` fails).
+const CHAOS_QUEUE: usize = 4;
+
+/// How to start a [`Fleet`] of emulated agents.
+#[derive(Debug, Clone)]
+pub struct FleetSpec {
+    /// How many agents, named `bench-agent-0` and onwards.
+    pub count: usize,
+    /// What each agent offers.
+    pub resources: pb::Resources,
+    /// Seeds every agent's task durations and reconnection jitter.
+    pub seed: u64,
+    /// How long each task runs before TASK_FINISHED; `None`: until killed.
+    pub durations: Option<Durations>,
+    /// Agents sharing one HTTP/2 connection to each master: the [`Masters`] given to
+    /// [`Fleet::start`] must have at least `count.div_ceil(agents_per_connection)` agent
+    /// slots. Above 150, streams wait for the master's limit of 200 per connection.
+    pub agents_per_connection: usize,
+}
+
+/// Emulated agents running on the current tokio runtime until the `stop` watch given to
+/// [`Fleet::start`] turns true, following the leading master across failovers.
+#[derive(Debug)]
+pub struct Fleet {
+    counters: Arc<AgentCounters>,
+    chaos: Vec<mpsc::Sender<Chaos>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Fleet {
+    /// Spawns `spec.count` agents, in batches of [`REGISTRATION_BATCH`]: each batch gets up
+    /// to 5 s to register before the next connects. Returns once all are spawned, not
+    /// necessarily registered (see [`Fleet::wait_registered`]).
+    pub async fn start(spec: FleetSpec, masters: Arc<Masters>, stop: watch::Receiver<bool>) -> Fleet {
+        let counters = Arc::new(AgentCounters::default());
+        let per_connection = spec.agents_per_connection.max(1);
+        let mut chaos = Vec::with_capacity(spec.count);
+        let mut tasks = Vec::with_capacity(spec.count);
+        for index in 0..spec.count {
+            let (chaos_tx, chaos_rx) = mpsc::channel(CHAOS_QUEUE);
+            chaos.push(chaos_tx);
+            let slot = index / per_connection;
+            let agent_spec = AgentSpec {
+                index,
+                resources: spec.resources.clone(),
+                seed: spec.seed,
+                durations: spec.durations,
+                slot,
+            };
+            let agent = Agent::new(agent_spec, counters.clone());
+            tasks.push(tokio::spawn(agent.run(masters.clone(), chaos_rx, stop.clone())));
+            if index % REGISTRATION_BATCH == REGISTRATION_BATCH - 1 {
+                wait_registered(&counters, index as u64 + 1, Duration::from_secs(5)).await;
+            }
+        }
+        Fleet { counters, chaos, tasks }
+    }
+
+    /// What the agents did so far, shared with them.
+    pub fn counters(&self) -> &Arc<AgentCounters> {
+        &self.counters
+    }
+
+    /// One sender per agent, by index, to inject a failure into it.
+    pub fn chaos(&self) -> &[mpsc::Sender<Chaos>] {
+        &self.chaos
+    }
+
+    /// Waits (at most `limit`) until `want` agents are registered; returns how many are.
+    pub async fn wait_registered(&self, want: u64, limit: Duration) -> u64 {
+        wait_registered(&self.counters, want, limit).await
+    }
+
+    /// Waits for the agents to end once `stop` was sent, each for at most `grace`.
+    pub async fn join(self, grace: Duration) {
+        for task in self.tasks {
+            let _ = tokio::time::timeout(grace, task).await;
+        }
+    }
+}
+
+/// Waits (bounded) until `want` agents are registered; returns how many are.
+async fn wait_registered(counters: &AgentCounters, want: u64, limit: Duration) -> u64 {
+    let until = Instant::now() + limit;
+    loop {
+        let now = counters.registered.load(Ordering::Relaxed);
+        if now >= want || Instant::now() >= until {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// A failure injected into one agent by the chaos driver.
 #[derive(Clone, Copy, Debug)]
@@ -73,7 +177,7 @@ pub struct AgentCounters {
 }
 
 #[derive(Debug, Clone)]
-pub struct AgentSpec {
+struct AgentSpec {
     pub index: usize,
     pub resources: pb::Resources,
     pub seed: u64,
@@ -109,7 +213,7 @@ enum Break {
     Chaos(Chaos),
 }
 
-pub struct Agent {
+struct Agent {
     spec: AgentSpec,
     hostname: String,
     id: String,
