@@ -210,9 +210,10 @@ impl Drop for OwnRuntime {
 }
 
 /// Runs the bench to its end and prints its JSON line: success when no task was lost, the
-/// duration limit was not hit and a requested failover completed. Dropping the future
-/// stops what it started: the runtimes it made, and the master processes and etcd it
-/// spawned, which are killed.
+/// duration limit was not hit and a requested failover completed. Dropping the future (as
+/// `agora bench` does on Ctrl-C) shuts down the runtimes it made and kills the master
+/// processes and etcd it spawned; the emulated agents, spawned on the caller's runtime,
+/// end with that runtime.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.check()?;
     let seed = args.seed.unwrap_or_else(rand::random);

@@ -1,5 +1,5 @@
 //! Mesos' published allocator benchmark scenarios, built on the master core, so that the
-//! criterion benches (`benches/allocator.rs`) and the round-by-round profiling example
+//! criterion benches (`benches/benches/allocator.rs`) and the round-by-round profiling example
 //! (`master/examples/allocation_rounds.rs`) measure the same clusters.
 
 use agora_proto::model::{
