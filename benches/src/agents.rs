@@ -6,9 +6,13 @@
 //! agents against the masters of a [`Masters`] (one address or several) and leaves every
 //! task's fate to the caller. A launched task goes TASK_STARTING then TASK_RUNNING; then
 //! it finishes (TASK_FINISHED) after a duration drawn from [`FleetSpec::durations`], or,
-//! with `None`, runs until killed through the master (TASK_KILLED). [`Fleet::chaos`] fails
-//! one agent on demand: [`Chaos::Disconnect`] keeps its tasks, [`Chaos::Restart`] ends them
-//! TASK_FAILED. [`AgentCounters`] tell what the agents did.
+//! with `None`, runs until killed through the master (TASK_KILLED). A task with a health
+//! check turns healthy, and one with a readiness check ready, a seeded moment after it
+//! runs (the check's own delay plus up to [`FleetSpec::check_ms`]): a RUNNING update
+//! with `healthy: true` (or `ready: true`), as a real agent's first passing check gives;
+//! later updates repeat both, as Mesos' do. [`Fleet::chaos`] fails one agent on demand:
+//! [`Chaos::Disconnect`] keeps its tasks, [`Chaos::Restart`] ends them TASK_FAILED.
+//! [`AgentCounters`] tell what the agents did.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -67,6 +71,9 @@ pub struct FleetSpec {
     pub seed: u64,
     /// How long each task runs before TASK_FINISHED; `None`: until killed.
     pub durations: Option<Durations>,
+    /// Longest a health or readiness check takes to pass once its delay is over: each
+    /// task's first passing check comes a seeded, uniform part of this after it.
+    pub check_ms: u64,
     /// Agents sharing one HTTP/2 connection to each master: the [`Masters`] given to
     /// [`Fleet::start`] must have at least `count.div_ceil(agents_per_connection)` agent
     /// slots. Above 150, streams wait for the master's limit of 200 per connection.
@@ -100,6 +107,7 @@ impl Fleet {
                 resources: spec.resources.clone(),
                 seed: spec.seed,
                 durations: spec.durations,
+                check_ms: spec.check_ms,
                 slot,
             };
             let agent = Agent::new(agent_spec, counters.clone());
@@ -183,6 +191,8 @@ struct AgentSpec {
     pub seed: u64,
     /// How long tasks run; `None`: until killed (they never finish by themselves).
     pub durations: Option<Durations>,
+    /// Longest a check takes to pass after its delay (see [`FleetSpec::check_ms`]).
+    pub check_ms: u64,
     /// Agents with the same slot share a connection to each master.
     pub slot: usize,
 }
@@ -199,6 +209,20 @@ struct EmulatedTask {
     resends: u32,
     /// When the head update last went out.
     head_sent: Option<Instant>,
+    /// The latest health check result and readiness, repeated on every update.
+    healthy: Option<bool>,
+    ready: Option<bool>,
+}
+
+/// What an agent's timer does to a task when it is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    /// The task's time is up: TASK_FINISHED.
+    Finish,
+    /// Its health check passes for the first time.
+    Healthy,
+    /// Its readiness check passes.
+    Ready,
 }
 
 struct Connection {
@@ -219,7 +243,9 @@ struct Agent {
     id: String,
     rng: ChaCha8Rng,
     tasks: HashMap<String, EmulatedTask>,
-    finishes: BinaryHeap<Reverse<(Instant, String)>>,
+    /// Finishes and check results to come, soonest first; a timer whose task has ended
+    /// by then is dropped.
+    timers: BinaryHeap<Reverse<(Instant, String, Due)>>,
     heartbeat: Duration,
     counters: Arc<AgentCounters>,
     /// For the end-of-run diagnosis of stuck tasks.
@@ -244,7 +270,7 @@ impl Agent {
             id: String::new(),
             rng,
             tasks: HashMap::new(),
-            finishes: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
             heartbeat: Duration::from_secs(5),
             counters,
             last_received: None,
@@ -363,7 +389,7 @@ impl Agent {
                 tracing::debug!(agent = %self.hostname, reason = %refused.reason, "registration refused; starting afresh");
                 self.id.clear();
                 self.tasks.clear();
-                self.finishes.clear();
+                self.timers.clear();
                 Err(None)
             }
             _ => Err(None),
@@ -391,9 +417,9 @@ impl Agent {
         let mut next_heartbeat = now + self.heartbeat.mul_f64(self.rng.random_range(0.1..1.0));
         let mut next_sweep = now + SWEEP_INTERVAL;
         loop {
-            let next_finish = self.finishes.peek().map(|Reverse((at, _))| *at);
+            let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
             let wake =
-                [Some(next_heartbeat), Some(next_sweep), next_finish].into_iter().flatten().min().unwrap_or(next_sweep);
+                [Some(next_heartbeat), Some(next_sweep), next_timer].into_iter().flatten().min().unwrap_or(next_sweep);
             tokio::select! {
                 message = connection.inbound.message() => {
                     let Ok(Some(message)) = message else { return Break::StreamLost };
@@ -412,7 +438,7 @@ impl Agent {
                             return Break::StreamLost;
                         }
                     }
-                    if !self.finish_due(&connection.outbox, now) {
+                    if !self.timers_due(&connection.outbox, now) {
                         return Break::StreamLost;
                     }
                     if now >= next_sweep {
@@ -457,12 +483,22 @@ impl Agent {
                     next_resend: None,
                     resends: 0,
                     head_sent: None,
+                    healthy: None,
+                    ready: None,
                 };
-                self.tasks.insert(task_id.clone(), task);
                 if let Some(durations) = &self.spec.durations {
                     let runs_ms = durations.sample_ms(&mut self.rng);
-                    self.finishes.push(Reverse((now + Duration::from_millis(runs_ms), task_id.clone())));
+                    self.timers.push(Reverse((now + Duration::from_millis(runs_ms), task_id.clone(), Due::Finish)));
                 }
+                if let Some(check) = &task.info.health_check {
+                    let after = Duration::from_millis(check.delay_ms) + self.check_time();
+                    self.timers.push(Reverse((now + after, task_id.clone(), Due::Healthy)));
+                }
+                if task.info.readiness_check.is_some() {
+                    let after = self.check_time();
+                    self.timers.push(Reverse((now + after, task_id.clone(), Due::Ready)));
+                }
+                self.tasks.insert(task_id.clone(), task);
                 self.report(outbox, &task_id, pb::TaskState::TaskStarting, now)
                     && self.report(outbox, &task_id, pb::TaskState::TaskRunning, now)
             }
@@ -506,19 +542,66 @@ impl Agent {
         }
     }
 
-    /// Tasks whose time is up finish (unless something ended them before).
-    fn finish_due(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, now: Instant) -> bool {
-        while let Some(Reverse((at, _))) = self.finishes.peek() {
+    /// A seeded time for a check to pass once it may run.
+    fn check_time(&mut self) -> Duration {
+        Duration::from_millis(self.rng.random_range(0..=self.spec.check_ms))
+    }
+
+    /// Timers that are due fire: tasks whose time is up finish, checks pass (unless
+    /// something ended the task before).
+    fn timers_due(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, now: Instant) -> bool {
+        while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, task_id))) = self.finishes.pop() else { break };
+            let Some(Reverse((_, task_id, due))) = self.timers.pop() else { break };
             let live = self.tasks.get(&task_id).is_some_and(|t| !is_terminal(t.state));
-            if live && !self.report(outbox, &task_id, pb::TaskState::TaskFinished, now) {
+            if !live {
+                continue;
+            }
+            let sent = match due {
+                Due::Finish => self.report(outbox, &task_id, pb::TaskState::TaskFinished, now),
+                Due::Healthy => self.checked(outbox, &task_id, Due::Healthy, now),
+                Due::Ready => self.checked(outbox, &task_id, Due::Ready, now),
+            };
+            if !sent {
                 return false;
             }
         }
         true
+    }
+
+    /// A check of a running task passed: as the real agent does, the news rewrites a
+    /// RUNNING update still waiting behind the one on the wire, and otherwise goes out as
+    /// a RUNNING update of its own (reason TASK_HEALTH_CHECK_STATUS_UPDATED for health,
+    /// TASK_CHECK_STATUS_UPDATED for readiness). False when the stream can take no more.
+    fn checked(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, task_id: &str, due: Due, now: Instant) -> bool {
+        let Some(task) = self.tasks.get_mut(task_id) else { return true };
+        let reason = match due {
+            Due::Healthy => {
+                task.healthy = Some(true);
+                pb::TaskStatusReason::ReasonTaskHealthCheckStatusUpdated
+            }
+            Due::Ready => {
+                task.ready = Some(true);
+                pb::TaskStatusReason::ReasonTaskCheckStatusUpdated
+            }
+            Due::Finish => return true,
+        };
+        let (healthy, ready) = (task.healthy, task.ready);
+        let running = pb::TaskState::TaskRunning as i32;
+        if task.updates.len() > 1
+            && let Some(waiting) = task.updates.back_mut()
+            && waiting.state == running
+        {
+            waiting.healthy = healthy;
+            waiting.ready = ready;
+            return true;
+        }
+        if task.state != running {
+            return true;
+        }
+        self.report_with(outbox, task_id, pb::TaskState::TaskRunning, reason, now)
     }
 
     fn resend_due(&mut self, outbox: &mpsc::Sender<pb::AgentMessage>, now: Instant) -> bool {
@@ -550,6 +633,18 @@ impl Agent {
             pb::TaskState::TaskKilled => pb::TaskStatusReason::ReasonTaskKilled,
             _ => pb::TaskStatusReason::ReasonUnspecified,
         };
+        self.report_with(outbox, task_id, state, reason, now)
+    }
+
+    /// [`Agent::report`] with the reason given.
+    fn report_with(
+        &mut self,
+        outbox: &mpsc::Sender<pb::AgentMessage>,
+        task_id: &str,
+        state: pb::TaskState,
+        reason: pb::TaskStatusReason,
+        now: Instant,
+    ) -> bool {
         if !self.enqueue(task_id, state, reason) {
             return true;
         }
@@ -572,8 +667,8 @@ impl Agent {
             uuid,
             exit_code: (state == pb::TaskState::TaskFinished).then_some(0),
             signal: None,
-            healthy: None,
-            ready: None,
+            healthy: task.healthy,
+            ready: task.ready,
         });
         task.updates.len() == 1
     }
@@ -583,7 +678,7 @@ impl Agent {
     /// the live ones end TASK_FAILED. A restart that forgot acknowledged-less updates
     /// would leave the framework never hearing of tasks the master already closed.
     fn restart(&mut self) {
-        self.finishes.clear();
+        self.timers.clear();
         let live: Vec<String> =
             self.tasks.iter().filter(|(_, t)| !is_terminal(t.state)).map(|(id, _)| id.clone()).collect();
         for task_id in live {
@@ -644,6 +739,124 @@ pub fn wall_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn agent(check_ms: u64) -> Agent {
+        let spec =
+            AgentSpec { index: 0, resources: pb::Resources::default(), seed: 7, durations: None, check_ms, slot: 0 };
+        let mut agent = Agent::new(spec, Arc::new(AgentCounters::default()));
+        agent.id = "agent-0".into();
+        agent
+    }
+
+    fn launch(health_delay_ms: Option<u64>, readiness: bool) -> pb::MasterMessage {
+        let health_check = health_delay_ms.map(|delay_ms| pb::HealthCheck {
+            kind: Some(pb::health_check::Kind::Command(pb::CommandHealthCheck { shell: "true".into() })),
+            grace_period_ms: 300_000,
+            interval_ms: 60_000,
+            timeout_ms: 20_000,
+            max_consecutive_failures: 3,
+            delay_ms,
+        });
+        let readiness_check = readiness.then(|| pb::ReadinessCheck {
+            scheme: pb::HttpScheme::Http as i32,
+            port: 31_000,
+            path: "/ready".into(),
+            interval_ms: 30_000,
+            timeout_ms: 10_000,
+            ready_status_codes: vec![200],
+        });
+        let task = pb::TaskInfo {
+            task_id: "t1".into(),
+            name: "t1".into(),
+            agent_id: "agent-0".into(),
+            health_check,
+            readiness_check,
+            ..pb::TaskInfo::default()
+        };
+        let run = pb::RunTask { framework_id: "f1".into(), task: Some(task), ..pb::RunTask::default() };
+        pb::MasterMessage { message: Some(pb::master_message::Message::RunTask(run)) }
+    }
+
+    /// The next status update the agent put on its stream, if any.
+    fn sent(rx: &mut mpsc::Receiver<pb::AgentMessage>) -> Option<pb::TaskStatus> {
+        match rx.try_recv().ok()?.message {
+            Some(pb::agent_message::Message::StatusUpdate(update)) => update.status,
+            other => panic!("not a status update: {other:?}"),
+        }
+    }
+
+    fn ack(agent: &mut Agent, tx: &mpsc::Sender<pb::AgentMessage>, status: &pb::TaskStatus) {
+        let ack =
+            pb::AcknowledgeUpdate { task_id: status.task_id.clone(), uuid: status.uuid.clone(), ..Default::default() };
+        let message = pb::MasterMessage { message: Some(pb::master_message::Message::Acknowledge(ack)) };
+        assert!(agent.handle(tx, message));
+    }
+
+    #[test]
+    fn a_task_with_checks_turns_healthy_then_ready_and_its_kill_repeats_both() {
+        let mut agent = agent(100);
+        let (tx, mut rx) = mpsc::channel(64);
+        let launched = Instant::now();
+        assert!(agent.handle(&tx, launch(Some(2_000), true)));
+        for state in [pb::TaskState::TaskStarting, pb::TaskState::TaskRunning] {
+            let status = sent(&mut rx).expect("an update");
+            assert_eq!((status.state, status.healthy, status.ready), (state as i32, None, None));
+            ack(&mut agent, &tx, &status);
+        }
+        // Readiness passes within check_ms; health waits for the check's delay first.
+        assert!(agent.timers_due(&tx, launched + Duration::from_millis(100)));
+        let ready = sent(&mut rx).expect("the readiness update");
+        assert_eq!(ready.state, pb::TaskState::TaskRunning as i32);
+        assert_eq!(ready.reason, pb::TaskStatusReason::ReasonTaskCheckStatusUpdated as i32);
+        assert_eq!((ready.healthy, ready.ready), (None, Some(true)));
+        ack(&mut agent, &tx, &ready);
+        assert!(agent.timers_due(&tx, launched + Duration::from_millis(1_999)));
+        assert!(sent(&mut rx).is_none(), "healthy before the check's delay");
+        assert!(agent.timers_due(&tx, launched + Duration::from_millis(2_100)));
+        let healthy = sent(&mut rx).expect("the health update");
+        assert_eq!(healthy.reason, pb::TaskStatusReason::ReasonTaskHealthCheckStatusUpdated as i32);
+        assert_eq!(
+            (healthy.state, healthy.healthy, healthy.ready),
+            (pb::TaskState::TaskRunning as i32, Some(true), Some(true))
+        );
+        ack(&mut agent, &tx, &healthy);
+        let kill = pb::KillTask { task_id: "t1".into(), ..Default::default() };
+        assert!(agent.handle(&tx, pb::MasterMessage { message: Some(pb::master_message::Message::KillTask(kill)) }));
+        let killed = sent(&mut rx).expect("the kill's update, at once");
+        assert_eq!(
+            (killed.state, killed.healthy, killed.ready),
+            (pb::TaskState::TaskKilled as i32, Some(true), Some(true))
+        );
+    }
+
+    #[test]
+    fn a_check_passing_behind_an_unacknowledged_update_rewrites_the_waiting_running_update() {
+        let mut agent = agent(0);
+        let (tx, mut rx) = mpsc::channel(64);
+        assert!(agent.handle(&tx, launch(Some(0), false)));
+        let starting = sent(&mut rx).expect("STARTING");
+        assert!(agent.timers_due(&tx, Instant::now()));
+        assert!(sent(&mut rx).is_none(), "RUNNING waits for STARTING's acknowledgement");
+        ack(&mut agent, &tx, &starting);
+        let running = sent(&mut rx).expect("RUNNING");
+        assert_eq!((running.state, running.healthy), (pb::TaskState::TaskRunning as i32, Some(true)));
+        ack(&mut agent, &tx, &running);
+        assert!(sent(&mut rx).is_none(), "no third update: the news rode on RUNNING");
+    }
+
+    #[test]
+    fn a_task_without_checks_reports_no_health() {
+        let mut agent = agent(0);
+        let (tx, mut rx) = mpsc::channel(64);
+        assert!(agent.handle(&tx, launch(None, false)));
+        let starting = sent(&mut rx).expect("STARTING");
+        ack(&mut agent, &tx, &starting);
+        let running = sent(&mut rx).expect("RUNNING");
+        ack(&mut agent, &tx, &running);
+        assert!(agent.timers_due(&tx, Instant::now() + Duration::from_secs(3600)));
+        assert!(sent(&mut rx).is_none());
+        assert!(agent.timers.is_empty());
+    }
 
     #[test]
     fn uuids_are_written_as_the_formatter_writes_them() {

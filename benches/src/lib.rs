@@ -123,6 +123,10 @@ pub struct Args {
     /// Memory of each task, in MiB.
     #[arg(long, default_value_t = 32)]
     pub task_mem: u64,
+    /// Longest an emulated health or readiness check takes to pass after the check's own
+    /// delay: each task's is drawn (seeded, uniform) up to this.
+    #[arg(long, default_value_t = 500)]
+    pub check_ms: u64,
 }
 
 impl Args {
@@ -160,6 +164,9 @@ impl Args {
         }
         if self.agents_per_connection == 0 || self.agents_per_connection > 150 {
             anyhow::bail!("--agents-per-connection must be between 1 and 150");
+        }
+        if self.check_ms > 3_600_000 {
+            anyhow::bail!("--check-ms must be at most an hour");
         }
         if self.task_duration_ms_mean > 24 * 3600 * 1000 {
             anyhow::bail!("--task-duration-ms-mean must be at most a day");
@@ -281,8 +288,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Agents, over a small pool of connections.
     let hold = args.hold || args.failover;
     let durations = (!hold).then(|| Durations::new(args.task_duration_ms_mean));
-    let fleet_spec =
-        FleetSpec { count: args.agents, resources, seed, durations, agents_per_connection: args.agents_per_connection };
+    let fleet_spec = FleetSpec {
+        count: args.agents,
+        resources,
+        seed,
+        durations,
+        check_ms: args.check_ms,
+        agents_per_connection: args.agents_per_connection,
+    };
     let fleet = Fleet::start(fleet_spec, masters.clone(), stop_rx.clone()).await;
     let agent_counters = fleet.counters().clone();
     let registered = fleet.wait_registered(args.agents as u64, Duration::from_secs(30)).await;
