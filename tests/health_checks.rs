@@ -2,7 +2,8 @@
 //! SDK through a real master. A task serving HTTP on its offered port becomes healthy and
 //! ready, as the framework's updates and the master's `/state` say; a task whose check
 //! keeps failing is killed after its maximum of consecutive failures and ends TASK_KILLED
-//! and unhealthy.
+//! and unhealthy; the checks of a task whose agent was SIGKILLed resume under the agent
+//! that recovers it.
 
 mod common;
 
@@ -11,6 +12,7 @@ use agora_proto::model::{
     TaskStatusReason,
 };
 use agora_sdk::{Driver, DriverConfig, DriverHandle, Scheduler, TaskBuilder, TaskRequirements, carve};
+use common::agent::Agent;
 use common::{Cluster, WAIT, eventually, free_port};
 use tokio::sync::mpsc;
 
@@ -188,4 +190,42 @@ async fn a_task_failing_its_health_check_is_killed_after_its_maximum_of_failures
     assert_eq!((killed.state, killed.healthy), (TaskState::TaskKilled, Some(false)), "{killed:?}");
     assert!(killed.message.contains("3 consecutive health checks failed"), "{killed:?}");
     assert!(killed.message.contains("exited with status 1"), "{killed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checks_of_a_recovered_task_resume_under_the_restarted_agent() {
+    let cluster = Cluster::master_only(&[]).await;
+    let port = free_port();
+    let mut agent =
+        Agent::start(cluster.dir.path(), "agent", &cluster.master, &format!("cpus:1;mem:256;ports:[{port}-{port}]"));
+    cluster.wait_for_agents(1).await;
+    let markers = tempfile::tempdir().expect("temp dir");
+    let marker = markers.path().join("healthy");
+    std::fs::write(&marker, "").expect("write the marker");
+    let marker_text = marker.to_str().expect("utf-8 path").to_owned();
+    let build: BuildTask = Box::new(move |offer, resources, _port| {
+        TaskBuilder::shell("watched", "sleep 1000")
+            .env("MARKER", marker_text.as_str())
+            .health_check(HealthCheck {
+                grace_period_ms: 0,
+                interval_ms: 200,
+                timeout_ms: 2_000,
+                max_consecutive_failures: 0,
+                ..HealthCheck::command("test -f \"$MARKER\"")
+            })
+            .build(&offer.agent_id, resources)
+            .expect("a valid task")
+    });
+    let mut framework = Framework::start(&cluster.master, build);
+    framework.updates_until("healthy", |s| s.healthy == Some(true)).await;
+
+    // The agent dies; the task does not. Its successor must run the check again: the
+    // marker goes, and only a running check can notice.
+    agent.kill();
+    agent.spawn();
+    std::fs::remove_file(&marker).expect("remove the marker");
+    let seen = framework.updates_until("unhealthy after the restart", |s| s.healthy == Some(false)).await;
+    let unhealthy = seen.last().expect("at least one update");
+    assert_eq!(unhealthy.state, TaskState::TaskRunning, "{unhealthy:?}");
+    assert!(unhealthy.message.contains("exited with status 1"), "{unhealthy:?}");
 }

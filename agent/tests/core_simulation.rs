@@ -308,7 +308,7 @@ impl World {
         match roll {
             0..150 if self.connected => {
                 let (framework_id, task) = self.task();
-                self.step(Input::RunTask { framework_id, framework: None, task });
+                self.step(Input::RunTask { framework_id, framework: None, task: Box::new(task) });
             }
             150..300 if !self.launching.is_empty() => {
                 let run = self.launching.remove(self.rng.random_range(0..self.launching.len()));

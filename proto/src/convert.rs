@@ -753,7 +753,8 @@ mod tests {
     #[test]
     fn a_malformed_health_check_is_rejected_naming_its_field() {
         let good = pb::HealthCheck::from(&HealthCheck::http(8080, "/health"));
-        let cases: Vec<(&str, Box<dyn Fn(&mut pb::HealthCheck)>)> = vec![
+        type Spoil = Box<dyn Fn(&mut pb::HealthCheck)>;
+        let cases: Vec<(&str, Spoil)> = vec![
             ("health_check.kind", Box::new(|c| c.kind = None)),
             ("health_check.interval_ms", Box::new(|c| c.interval_ms = 0)),
             ("health_check.interval_ms", Box::new(|c| c.interval_ms = MAX_CHECK_PERIOD_MS + 1)),

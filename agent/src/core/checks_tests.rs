@@ -79,7 +79,7 @@ fn running(task: TaskInfo) -> (Core, Vec<Output>) {
     let ids = ids();
     let mut core = Core::new(config(), SEED);
     core.step(0, Input::Registered { agent_id: AgentId::new(AGENT) });
-    core.step(10, Input::RunTask { framework_id: fw("f"), framework: None, task });
+    core.step(10, Input::RunTask { framework_id: fw("f"), framework: None, task: Box::new(task) });
     let started = core.step(20, Input::ProcessStarted { run: RunId(1), pid: 100, sandbox: "f/t".into() });
     assert_eq!(core.step(30, ack(&ids[0])), vec![send(status("t", TaskState::TaskRunning, 20, &ids[1]))]);
     assert_eq!(core.step(40, ack(&ids[1])), vec![]);

@@ -181,7 +181,7 @@ pub enum Input {
     Disconnected,
     /// The master asks the agent to run a task; `framework` is kept with the task when the
     /// master sent it.
-    RunTask { framework_id: FrameworkId, framework: Option<Box<FrameworkInfo>>, task: TaskInfo },
+    RunTask { framework_id: FrameworkId, framework: Option<Box<FrameworkInfo>>, task: Box<TaskInfo> },
     /// The master asks the agent to kill a task; `None` means the task's own grace period,
     /// or the agent's default.
     KillTask { framework_id: FrameworkId, task_id: TaskId, grace_period_ms: Option<u64> },
@@ -216,7 +216,7 @@ pub enum Input {
 pub enum Output {
     /// Start the task's process in a sandbox of its own; report back `ProcessStarted` or
     /// `LaunchFailed`, then `ProcessExited`, all naming `run`.
-    Launch { run: RunId, framework_id: FrameworkId, task: TaskInfo },
+    Launch { run: RunId, framework_id: FrameworkId, task: Box<TaskInfo> },
     /// Send `signal` to the process group `pid`.
     Signal { run: RunId, pid: u32, signal: KillSignal },
     /// Send a status update to the master; `status.uuid` is `None` for an update that needs
@@ -443,7 +443,7 @@ impl Core {
             Input::Registered { agent_id } => self.registered(now_ms, agent_id, &mut out),
             Input::Disconnected => self.disconnected(),
             Input::RunTask { framework_id, framework, task } => {
-                self.run_task(now_ms, framework_id, framework, task, &mut out)
+                self.run_task(now_ms, framework_id, framework, *task, &mut out)
             }
             Input::KillTask { framework_id, task_id, grace_period_ms } => {
                 self.kill_task(now_ms, (framework_id, task_id), grace_period_ms, &mut out)
@@ -538,7 +538,7 @@ impl Core {
         };
         self.tasks.insert(key.clone(), task);
         self.runs.insert(run, key.clone());
-        out.push(Output::Launch { run, framework_id: key.0.clone(), task: info });
+        out.push(Output::Launch { run, framework_id: key.0.clone(), task: Box::new(info) });
         self.update(now_ms, &key, TaskState::TaskStarting, TaskStatusReason::Unspecified, String::new(), None, out);
     }
 

@@ -61,7 +61,7 @@ fn a_new_task_is_checkpointed_with_its_starting_update_then_with_its_pid_and_que
     let ids = ids();
     let mut core = Core::new(config(), SEED);
     registered(&mut core, 0);
-    core.step(10, Input::RunTask { framework_id: fw("f"), framework: None, task: task("t") });
+    core.step(10, Input::RunTask { framework_id: fw("f"), framework: None, task: Box::new(task("t")) });
     let mut record = TaskRecord {
         framework_id: fw("f"),
         framework: None,
@@ -94,7 +94,7 @@ fn the_last_acknowledgement_of_a_finished_task_deletes_its_record() {
     let ids = ids();
     let mut core = Core::new(config(), SEED);
     registered(&mut core, 0);
-    core.step(10, Input::RunTask { framework_id: fw("f"), framework: None, task: task("t") });
+    core.step(10, Input::RunTask { framework_id: fw("f"), framework: None, task: Box::new(task("t")) });
     core.step(20, Input::ProcessStarted { run: RunId(1), pid: 100, sandbox: "f/t".into() });
     core.step(30, Input::Acknowledge { framework_id: fw("f"), task_id: TaskId::new("t"), uuid: ids[0].clone() });
     core.step(40, Input::Acknowledge { framework_id: fw("f"), task_id: TaskId::new("t"), uuid: ids[1].clone() });
@@ -231,8 +231,8 @@ fn runs_launched_after_recovery_are_numbered_after_the_recovered_ones() {
     let mut core = Core::new(config(), SEED);
     recover(&mut core, 100, running_record(), RecoveredProcess::Running);
     registered(&mut core, 200);
-    let outputs = core.step(300, Input::RunTask { framework_id: fw("f"), framework: None, task: task("u") });
-    assert_eq!(outputs[0], Output::Launch { run: RunId(8), framework_id: fw("f"), task: task("u") });
+    let outputs = core.step(300, Input::RunTask { framework_id: fw("f"), framework: None, task: Box::new(task("u")) });
+    assert_eq!(outputs[0], Output::Launch { run: RunId(8), framework_id: fw("f"), task: Box::new(task("u")) });
 }
 
 #[test]

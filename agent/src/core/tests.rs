@@ -30,7 +30,7 @@ fn ack(framework: &str, id: &str, uuid: &UpdateId) -> Input {
 }
 
 fn run(framework: &str, id: &str) -> Input {
-    Input::RunTask { framework_id: fw(framework), framework: None, task: task(id) }
+    Input::RunTask { framework_id: fw(framework), framework: None, task: Box::new(task(id)) }
 }
 
 fn started(run: u64, pid: u32) -> Input {
@@ -57,7 +57,7 @@ fn a_new_task_is_launched_and_reports_starting_at_once() {
     assert_eq!(
         core.step(10, run("f", "t")),
         vec![
-            Output::Launch { run: RunId(1), framework_id: fw("f"), task: task("t") },
+            Output::Launch { run: RunId(1), framework_id: fw("f"), task: Box::new(task("t")) },
             send("f", status("t", TaskState::TaskStarting, 10, &ids[0])),
         ]
     );
@@ -224,7 +224,7 @@ fn the_grace_period_comes_from_the_kill_then_the_task_then_the_agent() {
     core.step(0, Input::Registered { agent_id: AgentId::new(AGENT) });
     let mut info = task("t");
     info.kill_grace_period_ms = Some(7_000);
-    core.step(0, Input::RunTask { framework_id: fw("f"), framework: None, task: info });
+    core.step(0, Input::RunTask { framework_id: fw("f"), framework: None, task: Box::new(info) });
     core.step(0, started(1, 100));
     core.step(0, ack("f", "t", &ids()[0]));
     core.step(0, ack("f", "t", &ids()[1]));
@@ -437,7 +437,7 @@ fn a_task_id_may_be_reused_once_the_task_is_gone() {
     assert_eq!(
         core.step(70, run("f", "t")),
         vec![
-            Output::Launch { run: RunId(2), framework_id: fw("f"), task: task("t") },
+            Output::Launch { run: RunId(2), framework_id: fw("f"), task: Box::new(task("t")) },
             send("f", status("t", TaskState::TaskStarting, 70, &ids[3])),
         ]
     );

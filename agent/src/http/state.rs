@@ -49,6 +49,12 @@ struct TaskDto {
     resources: ResourcesDto,
     /// Status updates the master has not acknowledged yet.
     pending_updates: usize,
+    /// The latest health check result, once there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthy: Option<bool>,
+    /// True once the readiness check passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ready: Option<bool>,
 }
 
 fn resources(r: &Resources) -> ResourcesDto {
@@ -84,6 +90,8 @@ fn dto(view: StateView) -> StateDto {
                 sandbox: t.sandbox,
                 resources: resources(&t.info.resources),
                 pending_updates: t.pending_updates,
+                healthy: t.healthy,
+                ready: t.ready,
             })
             .collect(),
     }

@@ -589,7 +589,7 @@ impl Owner {
                 let spec = process::LaunchSpec {
                     run,
                     framework_id,
-                    task,
+                    task: *task,
                     sandboxes: self.sandboxes.clone(),
                     hostname: self.hostname.clone(),
                     run_dir: self.store.run_dir(run),

@@ -110,7 +110,7 @@ fn run_task(run: pb::RunTask) -> Result<Input, Rejected> {
     // The framework's description is kept with the task for the record only; a malformed
     // one is dropped rather than failing a task the master already accepted.
     let framework = run.framework.and_then(|info| FrameworkInfo::try_from(info).ok()).map(Box::new);
-    Ok(Input::RunTask { framework_id, framework, task })
+    Ok(Input::RunTask { framework_id, framework, task: Box::new(task) })
 }
 
 #[cfg(test)]
