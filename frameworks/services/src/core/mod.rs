@@ -315,6 +315,13 @@ pub struct Planner {
     /// The latest version handed out: versions strictly increase even if the clock does not.
     last_version_ms: u64,
     next_service_port: u16,
+    /// Each instance's part in its app's tally, and the tallies: what the controller
+    /// counts, kept as instances change so that an event costs O(1) per app, not a scan.
+    parts: BTreeMap<TaskId, (AppId, control::Part)>,
+    tallies: BTreeMap<AppId, control::Tally>,
+    /// Per app in a rolling upgrade (and its config version): its healthy old instances
+    /// in the order they are to be killed.
+    kill_queues: BTreeMap<AppId, (Timestamp, std::collections::VecDeque<TaskId>)>,
     delays: BTreeMap<AppId, backoff::LaunchDelay>,
     pending: BTreeMap<AppId, Pending>,
     /// Offers looked at and left unused per app, for the queue's summary.
@@ -372,6 +379,9 @@ impl Planner {
             task_failures: BTreeMap::new(),
             last_version_ms: 0,
             next_service_port,
+            parts: BTreeMap::new(),
+            tallies: BTreeMap::new(),
+            kill_queues: BTreeMap::new(),
             delays: BTreeMap::new(),
             pending: BTreeMap::new(),
             offer_stats: BTreeMap::new(),
@@ -416,6 +426,12 @@ impl Planner {
         }
         for failure in recovered.task_failures {
             planner.task_failures.insert(failure.app_id.clone(), failure);
+        }
+        let apps: Vec<AppId> = planner.by_app.keys().cloned().collect();
+        for app in apps {
+            // Recovered instances are counted as of the last version; the first input
+            // counts them again at its own time.
+            planner.retally_app(planner.last_version_ms, &app);
         }
         planner
     }
@@ -485,6 +501,11 @@ impl Planner {
     /// more changes (bounded: each pass either finishes a step or leaves nothing dirty),
     /// then tells the master whether offers are wanted.
     fn settle(&mut self, now_ms: u64) {
+        // Unreachable instances turn inactive with time: count them as of now.
+        let unreachable: Vec<TaskId> = self.unreachable.iter().cloned().collect();
+        for task_id in unreachable {
+            self.retally(now_ms, &task_id);
+        }
         for _ in 0..10_000 {
             if self.dirty.is_empty() {
                 break;

@@ -175,7 +175,8 @@ impl Planner {
             }
         };
         self.by_app.entry(app.clone()).or_default().insert(task_id.clone());
-        self.instances.insert(task_id, instance.clone());
+        self.instances.insert(task_id.clone(), instance.clone());
+        self.retally(now_ms, &task_id);
         self.dirty.insert(app.clone());
         self.persist(StoreOp::PutInstance(instance));
         Some(task)

@@ -407,7 +407,7 @@ impl Planner {
                     AppRecord { spec, version, last_config_change_at: config, last_scaling_at: version }
                 }
             };
-            self.record_app(record);
+            self.record_app(now_ms, record);
             if matches!(kind, ChangeKind::New | ChangeKind::Restart) {
                 self.reset_backoff(app);
             }
@@ -468,7 +468,7 @@ impl Planner {
 
     /// Records an app's new state and version, forgetting the oldest versions beyond the
     /// bound.
-    fn record_app(&mut self, record: AppRecord) {
+    fn record_app(&mut self, now_ms: u64, record: AppRecord) {
         let app = record.spec.id.clone();
         let versions = self.versions.entry(app.clone()).or_default();
         versions.insert(record.version, Arc::clone(&record.spec));
@@ -484,7 +484,9 @@ impl Planner {
         for version in dropped {
             self.persist(StoreOp::DeleteVersion { app: app.clone(), version });
         }
-        self.apps.insert(app, record);
+        self.apps.insert(app.clone(), record);
+        // Which instances are current, and the specs they are judged by, may have changed.
+        self.retally_app(now_ms, &app);
     }
 
     /// Gives port definitions with port 0 a service port: the one the app had at that

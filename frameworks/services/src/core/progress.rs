@@ -65,6 +65,8 @@ impl Planner {
         if self.task_failures.remove(app).is_some() {
             self.persist(StoreOp::DeleteTaskFailure(app.clone()));
         }
+        self.tallies.remove(app);
+        self.kill_queues.remove(app);
         self.delays.remove(app);
         self.pending.remove(app);
         self.offer_stats.remove(app);

@@ -80,13 +80,17 @@ impl Planner {
             }
         }
         self.instances.insert(instance.task_id.clone(), instance.clone());
+        self.retally(now_ms, &instance.task_id);
         self.persist(StoreOp::PutInstance(instance.clone()));
         self.emit(ServiceEvent::StatusUpdate { instance: instance.clone(), status });
         // Back from an unreachable agent after it was replaced: if the app now has more
         // instances than it wants, this one goes (its replacement is already serving).
         if was_inactive && instance.unreachable_since.is_none() && instance.killing_since.is_none() {
             let wanted = self.apps.get(&app).map_or(0, |r| r.spec.instances);
-            if self.view(now_ms, &app).active > wanted {
+            // Counted afresh: other unreachable instances may have turned inactive since
+            // the tally last looked.
+            let active = self.view(now_ms, &app).counted.iter().filter(|c| !c.killing).count();
+            if active > wanted as usize {
                 self.kill(now_ms, &instance.task_id);
             }
         }
@@ -123,6 +127,7 @@ impl Planner {
     /// Drops an instance from every index and from the store.
     pub(super) fn forget(&mut self, task_id: &TaskId) {
         let Some(instance) = self.instances.remove(task_id) else { return };
+        self.untally(task_id);
         if let Some(ids) = self.by_app.get_mut(&instance.app_id) {
             ids.remove(task_id);
             if ids.is_empty() {
