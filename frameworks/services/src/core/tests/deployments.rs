@@ -442,3 +442,46 @@ fn a_group_is_deployed_in_dependency_order_and_apps_left_out_are_stopped() {
     assert!(planner.app(&id("/shop/old")).is_none());
     assert_eq!(planner.groups().map(|g| g.version.ms()).collect::<Vec<_>>(), vec![T0 + 1]);
 }
+
+#[test]
+fn deleting_a_group_stops_every_app_in_it_and_forgets_its_groups() {
+    let mut planner = planner();
+    let group = GroupRecord { id: id("/shop"), dependencies: vec![], version: Timestamp(0), enforce_role: false };
+    planner
+        .command(
+            T0,
+            Command::PutGroup {
+                id: id("/shop"),
+                groups: vec![group],
+                apps: vec![spec("/shop/a", 0), spec("/shop/b/c", 0)],
+                force: false,
+            },
+        )
+        .expect("group created");
+    deploy(&mut planner, T0 + 1, vec![spec("/other", 0)]);
+    assert_eq!(planner.groups().count(), 1);
+    let reply = planner.command(T0 + 2, Command::DeleteGroup { id: id("/shop"), force: false });
+    assert!(matches!(reply, Ok(Reply::Deployment { .. })), "{reply:?}");
+    let apps: Vec<String> = planner.apps().map(|a| a.spec.id.to_string()).collect();
+    assert_eq!(apps, vec!["/other"]);
+    assert_eq!(planner.groups().count(), 0);
+    let missing = planner.command(T0 + 3, Command::DeleteGroup { id: id("/shop"), force: false });
+    assert!(matches!(missing, Err(PlanError::NotFound(_))));
+}
+
+#[test]
+fn the_number_of_deployments_in_progress_is_bounded() {
+    let mut planner = planner();
+    for i in 0..MAX_DEPLOYMENTS {
+        deploy(&mut planner, T0, vec![spec(&format!("/app{i}"), 1)]);
+    }
+    assert_eq!(planner.deployments().count(), MAX_DEPLOYMENTS);
+    let refused = planner.command(T0, Command::PutApps { apps: vec![spec("/one-more", 1)], force: true });
+    assert!(
+        matches!(&refused, Err(PlanError::Conflict { message, .. }) if message.contains("deployments")),
+        "{refused:?}"
+    );
+    // Superseding one with force is still possible: it replaces a deployment.
+    let forced = planner.command(T0, Command::PutApps { apps: vec![spec("/app0", 2)], force: true });
+    assert!(matches!(forced, Ok(Reply::Deployment { .. })), "{forced:?}");
+}

@@ -202,3 +202,15 @@ fn service_ports_are_unique_across_apps_and_kept_across_updates() {
     assert!(planner.deployment(&again).is_none(), "port 0 again means the port it has: nothing changed");
     assert_eq!(ports(&planner, "/a"), vec![10_001]);
 }
+
+#[test]
+fn one_accept_launches_at_most_its_bound_of_tasks() {
+    let mut planner = planner();
+    let mut tiny = spec("/tiny", 1_500);
+    tiny.cpus_milli = 1;
+    tiny.mem_mib = 1;
+    deploy(&mut planner, T0, vec![tiny]);
+    planner.input(T0 + 1, Input::Offers(vec![offer(1, "a", "cpus:100;mem:100000")]));
+    assert_eq!(launched(&planner.take_outputs()).len(), MAX_TASKS_PER_ACCEPT);
+    assert_eq!(planner.queue(T0 + 1).first().map(|q| q.count), Some(500));
+}
