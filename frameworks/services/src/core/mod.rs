@@ -312,6 +312,9 @@ pub struct Planner {
     locks: BTreeMap<AppId, DeploymentId>,
     task_failures: BTreeMap<AppId, TaskFailure>,
     rng: ChaCha8Rng,
+    /// Whether the generator has been mixed with the time of the first call (see
+    /// [`Planner::recover`]).
+    rng_timed: bool,
     /// The latest version handed out: versions strictly increase even if the clock does not.
     last_version_ms: u64,
     next_service_port: u16,
@@ -360,13 +363,15 @@ impl Planner {
         Self::recover(config, Recovered::default())
     }
 
-    /// A planner resuming from what the store held. `config.seed` must differ from the
-    /// previous run's (the runtime seeds from the OS), or task ids would repeat; ids that
-    /// already exist are drawn again anyway.
+    /// A planner resuming from what the store held. `config.seed` should differ from the
+    /// previous run's (the runtime seeds from the OS); so that ids do not repeat even when
+    /// it does not, the generator is also mixed with the time of the first command or
+    /// input, and a task id that exists is drawn again.
     pub fn recover(config: PlannerConfig, recovered: Recovered) -> Self {
         let next_service_port = recovered.next_service_port.unwrap_or(config.service_ports.0);
         let mut planner = Self {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
+            rng_timed: false,
             config,
             framework_id: recovered.framework_id,
             apps: BTreeMap::new(),
@@ -440,6 +445,7 @@ impl Planner {
     /// must be committed before the reply is sent. On `Err` nothing changed and nothing
     /// was appended.
     pub fn command(&mut self, now_ms: u64, command: Command) -> Result<Reply, PlanError> {
+        self.time_rng(now_ms);
         let reply = match command {
             Command::PutApps { apps, force } => self.put_apps(now_ms, apps, force),
             Command::DeleteApp { id, force } => self.delete_app(now_ms, &id, force),
@@ -456,6 +462,7 @@ impl Planner {
 
     /// Applies an event from the master.
     pub fn input(&mut self, now_ms: u64, input: Input) {
+        self.time_rng(now_ms);
         match input {
             Input::Subscribed { framework_id, reconnected: _ } => self.subscribed(now_ms, framework_id),
             Input::Disconnected => {
@@ -474,6 +481,16 @@ impl Planner {
     /// The outputs appended since the last call, in order.
     pub fn take_outputs(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.outbox)
+    }
+
+    /// Mixes the time of the first call into the generator (once): a process started
+    /// again with the same seed still draws other ids, and the same inputs at the same
+    /// times still give the same outputs.
+    fn time_rng(&mut self, now_ms: u64) {
+        if !self.rng_timed {
+            self.rng_timed = true;
+            self.rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ now_ms.rotate_left(29));
+        }
     }
 
     fn persist(&mut self, op: StoreOp) {

@@ -214,3 +214,16 @@ fn one_accept_launches_at_most_its_bound_of_tasks() {
     assert_eq!(launched(&planner.take_outputs()).len(), MAX_TASKS_PER_ACCEPT);
     assert_eq!(planner.queue(T0 + 1).first().map(|q| q.count), Some(500));
 }
+
+#[test]
+fn a_planner_started_again_with_the_same_seed_draws_other_task_ids() {
+    let first_task = |start: u64| {
+        let mut planner = Planner::new(PlannerConfig { seed: 1, ..PlannerConfig::default() });
+        planner.input(start, Input::Subscribed { framework_id: FrameworkId::new("fw-1"), reconnected: false });
+        deploy(&mut planner, start, vec![spec("/web", 1)]);
+        planner.input(start, Input::Offers(vec![offer(1, "a", "cpus:1;mem:100")]));
+        launched(&planner.take_outputs()).pop().expect("launched").task_id
+    };
+    assert_eq!(first_task(T0), first_task(T0), "the same inputs at the same times, the same ids");
+    assert_ne!(first_task(T0), first_task(T0 + 1));
+}
