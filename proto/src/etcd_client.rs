@@ -357,6 +357,71 @@ impl Etcd {
     }
 }
 
+/// One write of a [`Etcd::fenced_txn`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvWrite {
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+    /// Every key that starts with `prefix`.
+    DeletePrefix {
+        prefix: Vec<u8>,
+    },
+}
+
+impl KvWrite {
+    /// Bytes the write adds to a request, for keeping transactions under etcd's limit.
+    pub fn size(&self) -> usize {
+        match self {
+            KvWrite::Put { key, value } => key.len() + value.len(),
+            KvWrite::Delete { key } => key.len(),
+            KvWrite::DeletePrefix { prefix } => 2 * prefix.len(),
+        }
+    }
+}
+
+impl Etcd {
+    /// Applies `writes` in ONE transaction if `term` still holds the leader key;
+    /// [`EtcdError::Deposed`] when it does not. The caller keeps the transaction within
+    /// etcd's limits (`--max-txn-ops`, 128 by default; `--max-request-bytes`, 1.5 MiB).
+    pub async fn fenced_txn(&self, term: &Term, writes: &[KvWrite]) -> Result<(), EtcdError> {
+        let success = writes
+            .iter()
+            .map(|write| pb::RequestOp {
+                request: Some(match write {
+                    KvWrite::Put { key, value } => pb::request_op::Request::RequestPut(pb::PutRequest {
+                        key: key.clone(),
+                        value: value.clone(),
+                        lease: 0,
+                    }),
+                    KvWrite::Delete { key } => pb::request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                        key: key.clone(),
+                        range_end: Vec::new(),
+                    }),
+                    KvWrite::DeletePrefix { prefix } => {
+                        pb::request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                            key: prefix.clone(),
+                            range_end: prefix_end(prefix),
+                        })
+                    }
+                }),
+            })
+            .collect();
+        let fence = pb::Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Create as i32,
+            key: term.key.clone(),
+            target_union: Some(TargetUnion::CreateRevision(term.create_revision)),
+        };
+        let txn = pb::TxnRequest { compare: vec![fence], success, failure: Vec::new() };
+        if self.kv.clone().txn(txn).await?.into_inner().succeeded { Ok(()) } else { Err(EtcdError::Deposed) }
+    }
+}
+
 fn holder(kv: pb::KeyValue, read_revision: i64) -> Holder {
     Holder {
         address: String::from_utf8_lossy(&kv.value).into_owned(),

@@ -6,10 +6,12 @@
 //!   launches, kills and records out).
 //! - [`marathon`]: Marathon's JSON, parsed, validated and rendered; nothing else knows it.
 //! - [`http`]: the REST API (axum), Marathon's `/v2` over the runtime's handle.
-//! - [`runtime`]: the owner task, the SDK scheduler, the store, the REST API's handle.
+//! - [`runtime`]: the owner task, the SDK scheduler, leader election, the REST API's handle.
+//! - [`store`]: the crash-safe store of all that state (a redb file, or etcd).
 
 pub mod core;
 pub mod http;
 pub mod marathon;
 pub mod model;
 pub mod runtime;
+pub mod store;
