@@ -26,6 +26,8 @@ enum Command {
     Agent(cmd::agent::Args),
     /// Run a whole cluster in one process: a master and N agents.
     Local(cmd::local::Args),
+    /// Run the services framework (Marathon's /v2 API), or act on it: deploy, scale, list, …
+    Services(cmd::services::Args),
     /// Run a command on the cluster as one or more tasks and wait for them (like mesos-execute).
     Run(cmd::run::Args),
     /// Simulate agents and frameworks against a master and measure it (traffic and failures).
@@ -48,6 +50,7 @@ fn main() -> std::process::ExitCode {
             Command::Agent(args) => cmd::agent::main(args).await,
             Command::Local(args) => cmd::local::main(args).await,
             Command::Run(args) => cmd::run::main(args).await,
+            Command::Services(args) => cmd::services::main(args).await,
             Command::Bench(args) => cmd::bench::main(args).await,
         }
     });

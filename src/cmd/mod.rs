@@ -5,6 +5,7 @@ pub mod bench;
 pub mod local;
 pub mod master;
 pub mod run;
+pub mod services;
 
 /// Structured logs to stderr; `RUST_LOG` picks the level (default `info`), and
 /// `AGORA_LOG_FORMAT=json` switches to one JSON object per line.

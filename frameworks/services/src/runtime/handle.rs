@@ -9,11 +9,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::core::{Command, PlanError, Planner, Reply, ServiceEvent};
 use crate::model::{AppSpec, Timestamp};
 
+/// A read of the planner with the current time (ms since the epoch); it sends its own answer.
+pub(crate) type ReadFn = Box<dyn FnOnce(&Planner, u64) + Send>;
+
 /// A request to the owner task.
 pub(crate) enum Request {
-    /// Runs the closure against the planner with the current time (ms since the epoch).
-    /// The closure sends its own answer.
-    Read(Box<dyn FnOnce(&Planner, u64) + Send>),
+    /// Runs the closure against the planner. Runs after the records of every change
+    /// before it are committed: a read shows only what is durable.
+    Read(ReadFn),
     /// A change: applied, its records committed, then answered.
     Command(Command, oneshot::Sender<Result<Reply, PlanError>>),
 }
@@ -88,6 +91,11 @@ impl ServicesHandle {
     /// `Lagged` and should drop its client (Marathon's slow-consumer rule).
     pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<StampedEvent>> {
         self.events.subscribe()
+    }
+
+    /// The sender the owner publishes the planner's events on.
+    pub(crate) fn events_sender(&self) -> broadcast::Sender<Arc<StampedEvent>> {
+        self.events.clone()
     }
 
     /// Publishes an event of the API's own (`api_post_event`).

@@ -55,7 +55,7 @@ pub(crate) fn storage(error: impl std::fmt::Display) -> StoreError {
 #[derive(Debug)]
 pub enum Store {
     File(FileStore),
-    Etcd(EtcdStore),
+    Etcd(Box<EtcdStore>),
 }
 
 impl Store {
@@ -194,6 +194,7 @@ pub(crate) fn writes(batch: &[StoreOp]) -> Result<Vec<Write>, StoreError> {
                 writes.push(Write::Put(Table::Deployments, deployment.id.to_string(), encode(deployment)?));
             }
             StoreOp::DeleteDeployment(id) => writes.push(Write::Delete(Table::Deployments, id.to_string())),
+            StoreOp::DeleteTaskFailure(app) => writes.push(Write::Delete(Table::TaskFailures, app.to_string())),
             StoreOp::PutTaskFailure(failure) => {
                 writes.push(Write::Put(Table::TaskFailures, failure.app_id.to_string(), encode(failure)?));
             }

@@ -235,9 +235,9 @@ async fn lead(client: &Etcd) -> Term {
 }
 
 async fn etcd_store(etcd: &etcd_server::Etcd) -> (Etcd, Term, Store) {
-    let client = Etcd::connect(&[etcd.url.clone()]).expect("client");
+    let client = Etcd::connect(std::slice::from_ref(&etcd.url)).expect("client");
     let term = lead(&client).await;
-    let store = Store::Etcd(EtcdStore::new(client.clone(), ROOT, term.clone()));
+    let store = Store::Etcd(Box::new(EtcdStore::new(client.clone(), ROOT, term.clone())));
     (client, term, store)
 }
 
@@ -250,7 +250,7 @@ async fn what_is_committed_to_etcd_is_loaded_back_by_the_next_leader() {
     store.apply(&second).await.expect("second batch");
     client.revoke_lease(term.lease_id).await.expect("step down");
     let next = lead(&client).await;
-    let mut store = Store::Etcd(EtcdStore::new(client, ROOT, next));
+    let mut store = Store::Etcd(Box::new(EtcdStore::new(client, ROOT, next)));
     sample::check_after_both(&store.load().await.expect("load"));
 }
 

@@ -1,0 +1,71 @@
+//! The SDK [`Scheduler`] of services: it forwards every master event to the owner task over
+//! a bounded channel (the driver waits when the owner is behind, which is the
+//! backpressure we want), and for status updates and SUBSCRIBED it waits until the owner
+//! has committed their consequences, because the driver acknowledges an update as soon as
+//! the callback returns.
+
+use agora_proto::model::{AgentId, FrameworkId, Offer, OfferId, TaskStatus};
+use agora_sdk::{DriverHandle, Scheduler};
+use tokio::sync::{mpsc, oneshot};
+
+use super::owner::Inbound;
+use crate::core::Input;
+
+#[derive(Debug)]
+pub(crate) struct Forwarder {
+    pub inputs: mpsc::Sender<Inbound>,
+}
+
+impl Forwarder {
+    async fn send(&self, input: Input) {
+        if self.inputs.send(Inbound { input, committed: None }).await.is_err() {
+            tracing::debug!("the owner is gone; an event from the master was dropped");
+        }
+    }
+
+    /// Sends `input` and returns once the batch holding it is committed. When the owner is
+    /// gone (a failed commit, or stopping), it never returns: returning would let the
+    /// driver acknowledge an update whose consequences were never recorded, and the
+    /// process is ending anyway.
+    async fn send_and_wait(&self, input: Input) {
+        let (committed, done) = oneshot::channel();
+        let delivered = self.inputs.send(Inbound { input, committed: Some(committed) }).await.is_ok();
+        if !delivered || done.await.is_err() {
+            tracing::debug!("the owner is gone; holding the event unacknowledged");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Scheduler for Forwarder {
+    async fn subscribed(&mut self, _driver: &DriverHandle, framework_id: &FrameworkId, reconnected: bool) {
+        tracing::info!(%framework_id, reconnected, "subscribed");
+        self.send_and_wait(Input::Subscribed { framework_id: framework_id.clone(), reconnected }).await;
+    }
+
+    async fn offers(&mut self, _driver: &DriverHandle, offers: Vec<Offer>) {
+        self.send(Input::Offers(offers)).await;
+    }
+
+    async fn rescinded(&mut self, _driver: &DriverHandle, offer_id: OfferId) {
+        self.send(Input::Rescinded(offer_id)).await;
+    }
+
+    async fn update(&mut self, _driver: &DriverHandle, status: TaskStatus) {
+        self.send_and_wait(Input::Update(status)).await;
+    }
+
+    async fn failure(&mut self, _driver: &DriverHandle, agent_id: AgentId, status: Option<i32>) {
+        // The tasks' own updates follow; the planner acts on those.
+        tracing::info!(%agent_id, ?status, "agent or executor failure");
+    }
+
+    async fn error(&mut self, _driver: &DriverHandle, message: String) {
+        tracing::warn!(%message, "error from the master or the driver");
+    }
+
+    async fn disconnected(&mut self, _driver: &DriverHandle) {
+        tracing::warn!("lost the subscription to the master; re-subscribing");
+        self.send(Input::Disconnected).await;
+    }
+}
