@@ -448,6 +448,12 @@ impl Client {
                 event = event => match event {
                     None => events = None,
                     Some(event) if deployment_of(&event) == Some(deployment.as_str()) => {
+                        if event["eventType"] == "deployment_success" {
+                            // The counts as the deployment left them, before the verdict.
+                            for app in &affected {
+                                self.show_progress(app, &mut shown_progress).await?;
+                            }
+                        }
                         if let Some(outcome) = self.on_event(&event, started) {
                             return Ok(outcome);
                         }

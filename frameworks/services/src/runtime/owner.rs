@@ -241,3 +241,98 @@ async fn execute(driver: DriverHandle, mut actions: mpsc::Receiver<Output>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use agora_proto::model::{FrameworkInfo, Role};
+    use agora_sdk::{Driver, DriverConfig};
+
+    use super::*;
+    use crate::core::{Command, PlannerConfig, Reply};
+    use crate::runtime::ServicesHandle;
+    use crate::store::FileStore;
+    use crate::store::tests::sample;
+
+    /// An owner on a file store in `dir`, with a driver that never connects (its calls
+    /// fail, which the executor logs); the store is returned too, to read what was committed.
+    fn owner(dir: &std::path::Path) -> (Owner, FileStore, ServicesHandle, mpsc::Receiver<Request>) {
+        let store = FileStore::open(&dir.join("services.redb")).expect("open");
+        let framework = FrameworkInfo {
+            id: None,
+            name: "test".into(),
+            user: "nobody".into(),
+            roles: vec![Role::unreserved()],
+            failover_timeout_ms: 1_000,
+            hostname: String::new(),
+            principal: String::new(),
+        };
+        let driver = Driver::new(DriverConfig::new(vec!["127.0.0.1:1".into()], framework)).expect("driver");
+        let (handle, requests) = crate::runtime::channel();
+        let owner = Owner {
+            planner: Planner::new(PlannerConfig::default()),
+            store: Store::File(store.clone()),
+            framework_id: None,
+            driver: driver.handle(),
+            events: handle.events_sender(),
+            tick: Duration::from_secs(3600),
+            pending_framework_id: false,
+        };
+        (owner, store, handle, requests)
+    }
+
+    #[tokio::test]
+    async fn a_command_is_answered_only_once_its_records_are_committed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (owner, store, handle, requests) = owner(dir.path());
+        let (_inputs, inbox) = mpsc::channel(8);
+        let (_stop, stop) = watch::channel(false);
+        let mut events = handle.subscribe_events();
+        tokio::spawn(owner.run(requests, inbox, stop));
+        let spec = (*sample::spec("/web", 2)).clone();
+        let reply = handle.command(Command::PutApps { apps: vec![spec], force: false }).await.expect("owner runs");
+        let Ok(Reply::Deployment { id, .. }) = reply else { panic!("a deployment: {reply:?}") };
+        // The same database, read after the answer: the app and its deployment are there.
+        let recovered = store.load().await.expect("load");
+        assert_eq!(recovered.apps.iter().map(|a| a.spec.id.to_string()).collect::<Vec<_>>(), ["/web"]);
+        assert_eq!(recovered.deployments.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), [id]);
+        // The planner's events were published after the commit.
+        let event = events.recv().await.expect("an event");
+        assert!(matches!(event.event, Published::Service(_)), "{event:?}");
+        // A read sees the committed change.
+        let apps = handle.read(|planner, _| planner.apps().count()).await.expect("read");
+        assert_eq!(apps, 1);
+    }
+
+    #[tokio::test]
+    async fn a_new_framework_id_is_committed_before_the_subscription_is_released() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (owner, store, _handle, requests) = owner(dir.path());
+        let (inputs, inbox) = mpsc::channel(8);
+        let (_stop, stop) = watch::channel(false);
+        tokio::spawn(owner.run(requests, inbox, stop));
+        let (committed, done) = oneshot::channel();
+        let framework_id = FrameworkId::new("fw-7");
+        let input = Input::Subscribed { framework_id: framework_id.clone(), reconnected: false };
+        inputs.send(Inbound { input, committed: Some(committed) }).await.expect("owner runs");
+        done.await.expect("released after the commit");
+        assert_eq!(store.load().await.expect("load").framework_id, Some(framework_id));
+    }
+
+    #[tokio::test]
+    async fn the_owner_stops_when_told_and_gives_the_requests_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (owner, _store, handle, requests) = owner(dir.path());
+        let (_inputs, inbox) = mpsc::channel(8);
+        let (stop_tx, stop) = watch::channel(false);
+        let running = tokio::spawn(owner.run(requests, inbox, stop));
+        stop_tx.send(true).expect("owner listens");
+        let (result, mut back) = running.await.expect("owner task");
+        assert!(result.is_ok());
+        // The channel is still open for the next term: a request waits in it.
+        let pending = tokio::spawn(async move { handle.read(|planner, _| planner.apps().count()).await });
+        let request = back.recv().await.expect("the request arrives");
+        assert!(matches!(request, Request::Read(_)));
+        drop(request);
+        assert!(pending.await.expect("reader").is_err(), "a dropped request reads as unavailable");
+    }
+}

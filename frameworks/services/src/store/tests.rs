@@ -8,7 +8,7 @@ use crate::model::PathId;
 mod etcd_server;
 
 /// Sample records and the checks both backends must pass.
-mod sample {
+pub(crate) mod sample {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
@@ -91,6 +91,7 @@ mod sample {
             current_step: 0,
             original: BTreeMap::from([(app_id.clone(), None)]),
             target: BTreeMap::from([(app_id, Some(spec(app, 2)))]),
+            original_versions: BTreeMap::new(),
             started_at: Timestamp(5),
             deadline: Timestamp(35_005),
         }
