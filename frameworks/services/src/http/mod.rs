@@ -122,8 +122,14 @@ pub fn router(handle: ServicesHandle, info: ApiInfo) -> Router {
         .route("/v2/tasks/delete", post(apps::delete_tasks))
         .route("/v2/deployments", get(deployments::list))
         .route("/v2/deployments/{id}", delete(deployments::cancel))
-        .route("/v2/groups", get(groups::get_root))
-        .route("/v2/groups/{*rest}", get(groups::get_under))
+        .route(
+            "/v2/groups",
+            get(groups::get_root).post(groups::create).put(groups::put_root).delete(groups::delete_root),
+        )
+        .route(
+            "/v2/groups/{*rest}",
+            get(groups::get_under).post(groups::create_under).put(groups::put_under).delete(groups::delete_under),
+        )
         .route("/v2/queue", get(deployments::queue))
         .route("/v2/queue/{*rest}", delete(deployments::reset_delay))
         .route("/v2/events", get(events::stream))

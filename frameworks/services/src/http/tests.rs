@@ -695,10 +695,15 @@ async fn kill_flags_are_case_insensitive_and_scale_excludes_wipe() {
 
 /// Reads SSE frames (`event:` and `data:` lines) until `count` frames or the end.
 async fn frames(body: Body, count: usize) -> Vec<(String, Value)> {
+    frames_until(body, count, "").await
+}
+
+/// Reads frames until `count` frames, one of type `last`, or the end.
+async fn frames_until(body: Body, count: usize, last: &str) -> Vec<(String, Value)> {
     let mut stream = body.into_data_stream();
     let mut text = String::new();
-    let mut out = Vec::new();
-    while out.len() < count {
+    let mut out: Vec<(String, Value)> = Vec::new();
+    while out.len() < count && !out.iter().any(|(t, _)| t == last) {
         let Some(chunk) = stream.next().await else { break };
         text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
         while let Some(end) = text.find("\n\n") {
@@ -774,4 +779,211 @@ async fn a_client_that_falls_behind_is_disconnected_instead_of_buffered() {
     let got = frames(response.into_body(), usize::MAX).await;
     assert_eq!(got.len(), 1, "only `attached` is sent before the lag is noticed; the stream then ends");
     assert_eq!(got[0].0, "event_stream_attached");
+}
+
+// ---------------------------------------------------------------------------------------
+// Changes through the planner
+// ---------------------------------------------------------------------------------------
+
+fn deployment_id(answer: &Answer) -> String {
+    let body = answer.json();
+    let id = body["deploymentId"].as_str().unwrap_or_else(|| panic!("no deploymentId in {body}")).to_owned();
+    assert_marathon_time(&body["version"]);
+    assert_eq!(answer.headers.get("Marathon-Deployment-Id").map(|v| v.as_bytes()), Some(id.as_bytes()));
+    id
+}
+
+async fn app_json(api: &Router, id: &str) -> Value {
+    let answer = call(api, "GET", &format!("/v2/apps{id}"), None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    answer.json()["app"].clone()
+}
+
+#[tokio::test]
+async fn creating_an_app_answers_201_with_the_app_its_location_and_deployment() {
+    let (api, _) = api();
+    let answer = call(&api, "POST", "/v2/apps", Some(r#"{"id": "/new", "cmd": "sleep 100", "instances": 2}"#)).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.headers.get(header::LOCATION).map(|v| v.as_bytes()), Some(&b"/v2/apps/new"[..]));
+    let deployment = answer.headers.get("Marathon-Deployment-Id").expect("header").to_str().expect("ascii").to_owned();
+    let app = answer.json();
+    assert_app_keys(&app);
+    assert_eq!((app["id"].clone(), app["instances"].clone()), (json!("/new"), json!(2)));
+    assert_eq!(app["tasksRunning"], 0);
+    assert_eq!(app["deployments"], json!([{"id": deployment}]));
+    assert_eq!(app["portDefinitions"][0]["name"], "default");
+    assert_ne!(app["portDefinitions"][0]["port"], 0, "a service port was assigned");
+    let deployments = call(&api, "GET", "/v2/deployments", None).await.json();
+    assert!(deployments.as_array().expect("list").iter().any(|d| d["id"] == deployment.as_str()));
+}
+
+#[tokio::test]
+async fn a_change_to_a_locked_app_is_409_naming_the_deployment_until_forced() {
+    let (api, _) = api();
+    let locked = call(&api, "PUT", "/v2/apps/shop/web", Some(r#"{"instances": 4}"#)).await;
+    assert_eq!(locked.status, StatusCode::CONFLICT);
+    let body = locked.json();
+    assert_eq!(body["deployments"], json!([{"id": "d-1"}]));
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("force")));
+    assert_eq!(body["details"], json!([]));
+    let forced = call(&api, "PUT", "/v2/apps/shop/web?force=TRUE", Some(r#"{"instances": 4}"#)).await;
+    assert_eq!(forced.status, StatusCode::OK, "{}", String::from_utf8_lossy(&forced.body));
+    deployment_id(&forced);
+    let app = app_json(&api, "/shop/web").await;
+    assert_eq!(app["instances"], 4);
+    assert_eq!(app["cmd"], "python3 -m http.server $PORT0", "the rest of the definition stays");
+    assert_eq!(app["healthChecks"][0]["path"], "/health");
+}
+
+#[tokio::test]
+async fn put_merges_patch_merges_and_a_full_replacement_resets_to_defaults() {
+    let (api, _) = api();
+    let created =
+        call(&api, "PUT", "/v2/apps/svc", Some(r#"{"cmd": "sleep 1", "instances": 3, "env": {"A": "1"}}"#)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "PUT creates: {}", String::from_utf8_lossy(&created.body));
+    assert_eq!(created.headers.get(header::LOCATION).map(|v| v.as_bytes()), Some(&b"/v2/apps/svc"[..]));
+    deployment_id(&created);
+    let patched =
+        call(&api, "PATCH", "/v2/apps/svc?force=true", Some(r#"{"labels": {"team": "a"}, "env": null}"#)).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", String::from_utf8_lossy(&patched.body));
+    let app = app_json(&api, "/svc").await;
+    assert_eq!((app["instances"].clone(), app["labels"].clone()), (json!(3), json!({"team": "a"})));
+    assert_eq!(app["env"], json!({}), "null resets a field");
+    let replaced =
+        call(&api, "PUT", "/v2/apps/svc?force=true&partialUpdate=false", Some(r#"{"args": ["sleep", "2"]}"#)).await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", String::from_utf8_lossy(&replaced.body));
+    let app = app_json(&api, "/svc").await;
+    assert_eq!((app["instances"].clone(), app["labels"].clone()), (json!(1), json!({})));
+    assert_eq!(app["args"], json!(["sleep", "2"]));
+    assert!(app.get("cmd").is_none());
+}
+
+#[tokio::test]
+async fn a_get_modify_put_round_trip_is_accepted() {
+    let (api, _) = api();
+    let mut app = app_json(&api, "/shop/web").await;
+    app["instances"] = json!(6);
+    let answer = call(&api, "PUT", "/v2/apps/shop/web?force=true", Some(&app.to_string())).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(app_json(&api, "/shop/web").await["instances"], 6);
+    // The same through the list form, as the client's update_apps sends it.
+    let list = json!([app_json(&api, "/shop/web").await]);
+    let answer = call(&api, "PUT", "/v2/apps?force=true", Some(&list.to_string())).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+}
+
+#[tokio::test]
+async fn a_version_alone_rolls_the_app_back_to_it() {
+    let (api, _) = api();
+    let body = json!({"version": T1.to_string()}).to_string();
+    let answer = call(&api, "PUT", "/v2/apps/shop/web?force=true", Some(&body)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    deployment_id(&answer);
+    assert_eq!(app_json(&api, "/shop/web").await["instances"], 1, "the definition of version T1");
+}
+
+#[tokio::test]
+async fn restart_delete_and_cancel_answer_deployments() {
+    let (api, _) = api();
+    let restart = call(&api, "POST", "/v2/apps/shop/web/restart?force=true", None).await;
+    assert_eq!(restart.status, StatusCode::OK, "{}", String::from_utf8_lossy(&restart.body));
+    let restart_id = deployment_id(&restart);
+    let cancel = call(&api, "DELETE", &format!("/v2/deployments/{restart_id}?force=true"), None).await;
+    assert_eq!(cancel.status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&cancel.body));
+    let missing = call(&api, "DELETE", "/v2/deployments/nope", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let delete = call(&api, "DELETE", "/v2/apps/db", None).await;
+    assert_eq!(delete.status, StatusCode::OK, "{}", String::from_utf8_lossy(&delete.body));
+    deployment_id(&delete);
+    assert_eq!(call(&api, "DELETE", "/v2/apps/nope", None).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn killing_tasks_answers_them_or_the_scaling_deployment() {
+    let (api, _) = api();
+    let one = call(&api, "DELETE", "/v2/apps/shop/web/tasks/shop_web.b", None).await;
+    assert_eq!(one.status, StatusCode::OK, "{}", String::from_utf8_lossy(&one.body));
+    let body = one.json();
+    assert_eq!(body["task"]["id"], "shop_web.b");
+    assert_task_keys(&body["task"]);
+    let listed = call(&api, "POST", "/v2/tasks/delete", Some(r#"{"ids": ["shop_web.a", "nope.1"]}"#)).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", String::from_utf8_lossy(&listed.body));
+    let ids: Vec<Value> = listed.json()["tasks"].as_array().expect("tasks").iter().map(|t| t["id"].clone()).collect();
+    assert_eq!(ids, [json!("shop_web.a")], "unknown ids are ignored");
+    let scaled = call(&api, "DELETE", "/v2/apps/shop/web/tasks?host=host-a&scale=true&force=true", None).await;
+    assert_eq!(scaled.status, StatusCode::OK, "{}", String::from_utf8_lossy(&scaled.body));
+    deployment_id(&scaled);
+    assert_eq!(app_json(&api, "/shop/web").await["instances"], 1, "scaled down by the one task on host-a");
+}
+
+#[tokio::test]
+async fn a_group_is_created_changed_scaled_and_deleted() {
+    let (api, _) = api();
+    let stack = json!({"id": "/stack", "apps": [
+            {"id": "db", "cmd": "db", "instances": 1},
+            {"id": "web", "cmd": "web", "instances": 2, "dependencies": ["db"]}],
+        "groups": [{"id": "jobs", "apps": [{"id": "worker", "cmd": "w"}]}]});
+    let created = call(&api, "POST", "/v2/groups", Some(&stack.to_string())).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&created.body));
+    deployment_id(&created);
+    let again = call(&api, "POST", "/v2/groups", Some(&stack.to_string())).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let group = call(&api, "GET", "/v2/groups/stack", None).await.json();
+    let apps: Vec<Value> = group["apps"].as_array().expect("apps").iter().map(|a| a["id"].clone()).collect();
+    assert_eq!(apps, [json!("/stack/db"), json!("/stack/web")]);
+    assert_eq!(group["groups"][0]["apps"][0]["id"], "/stack/jobs/worker");
+    assert_eq!(group["apps"][1]["dependencies"], json!(["/stack/db"]));
+
+    let scaled = call(&api, "PUT", "/v2/groups/stack?force=true", Some(r#"{"scaleBy": 1.5}"#)).await;
+    assert_eq!(scaled.status, StatusCode::OK, "{}", String::from_utf8_lossy(&scaled.body));
+    assert_eq!(app_json(&api, "/stack/web").await["instances"], 3);
+    assert_eq!(app_json(&api, "/stack/jobs/worker").await["instances"], 2, "1 × 1.5, rounded up");
+
+    let changed = call(&api, "PUT", "/v2/groups/stack?force=true", Some(r#"{"groups": []}"#)).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", String::from_utf8_lossy(&changed.body));
+    let group = call(&api, "GET", "/v2/groups/stack", None).await.json();
+    assert_eq!(group["apps"].as_array().map(Vec::len), Some(2), "the apps were not given, so they stay");
+
+    let bad = call(&api, "PUT", "/v2/groups/stack", Some(r#"{"apps": [{"id": "x"}]}"#)).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.json()["details"][0]["path"], "/apps(0)/cmd");
+
+    let deleted = call(&api, "DELETE", "/v2/groups/stack?force=true", None).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", String::from_utf8_lossy(&deleted.body));
+    deployment_id(&deleted);
+}
+
+#[tokio::test]
+async fn the_queue_delay_is_reset_with_204() {
+    let (api, _) = api();
+    assert_eq!(call(&api, "DELETE", "/v2/queue/shop/web/delay", None).await.status, StatusCode::NO_CONTENT);
+    let queue = call(&api, "GET", "/v2/queue", None).await;
+    assert_eq!(queue.status, StatusCode::OK);
+    for item in queue.json()["queue"].as_array().expect("queue") {
+        assert_keys(item, QUEUE_KEYS, "queue item");
+    }
+}
+
+#[tokio::test]
+async fn a_change_reaches_the_event_stream_as_marathons_events() {
+    let (api, _) = api();
+    let request = Request::get("/v2/events").body(Body::empty()).expect("request");
+    let response = api.clone().oneshot(request).await.expect("infallible");
+    let created = call(&api, "POST", "/v2/apps", Some(r#"{"id": "/evt", "cmd": "sleep 1"}"#)).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let got = frames_until(response.into_body(), 50, "api_post_event").await;
+    let types: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+    assert!(types.contains(&"deployment_info"), "{types:?}");
+    assert!(types.contains(&"api_post_event"), "{types:?}");
+    for (event_type, data) in &got {
+        assert_eq!(data["eventType"], event_type.as_str());
+        assert_marathon_time(&data["timestamp"]);
+        if event_type == "deployment_info" {
+            // marathon-python builds the plan with its original and target states.
+            for key in ["id", "steps", "version", "original", "target"] {
+                assert!(data["plan"].get(key).is_some(), "plan lacks {key}: {data}");
+            }
+            assert!(data["currentStep"]["actions"].is_array());
+        }
+    }
 }
