@@ -14,10 +14,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{Api, Params, deployment_result, json_body, json_bytes, to_json, wall_clock_ms, wants_text};
+use super::{
+    Api, Params, TASK_BYTES, deployment_result, json_body, json_bytes, render_error, to_json, wall_clock_ms, wants_text,
+};
 use crate::core::{Command, Planner, Reply};
 use crate::marathon::app::{AppContext, merge_update, parse_app, rollback_version};
-use crate::marathon::render::{AppList, AppView, Embed, TaskView, definition_json};
+use crate::marathon::render::{
+    AppView, Embed, InstancesByApp, TaskView, definition_json, write_app_list, write_task_list,
+};
 use crate::marathon::selector::LabelSelector;
 use crate::marathon::{ApiError, Problems};
 use crate::model::{AppId, AppSpec, Instance, PathId, Timestamp};
@@ -81,7 +85,7 @@ fn app_not_found(id: impl std::fmt::Display) -> ApiError {
 pub(super) async fn list(State(api): State<Api>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
     // Marathon always shows counts and deployments in the list.
-    let mut embed = Embed::default().add(params.all("embed"));
+    let mut embed = Embed::default().with(params.all("embed"));
     embed.counts = true;
     embed.deployments = true;
     let cmd = params.get("cmd").map(str::to_lowercase);
@@ -100,7 +104,10 @@ pub(super) async fn list(State(api): State<Api>, RawQuery(query): RawQuery) -> R
             let label_ok = label.as_ref().is_none_or(|l| l.matches(&spec.labels));
             cmd_ok && id_ok && label_ok
         };
-        to_json(&AppList { planner, embed, select })
+        let tasks = if embed.tasks { planner.instances().size_hint().0 * TASK_BYTES } else { 0 };
+        let mut out = Vec::with_capacity(tasks + planner.apps().size_hint().0 * 2_048);
+        write_app_list(&mut out, planner, embed, select).map_err(render_error)?;
+        Ok(out)
     })
     .await
 }
@@ -122,7 +129,7 @@ pub(super) async fn get_under(
 }
 
 async fn show(api: Api, text: &str, params: &Params) -> Result<Response, ApiError> {
-    let embed = Embed::SINGLE_APP.add(params.all("embed"));
+    let embed = Embed::SINGLE_APP.with(params.all("embed"));
     // `/v2/apps/shop/*`: every app in the group, as `{"*": [...]}`.
     if let Some(group) = text.strip_suffix('*') {
         let group = PathId::parse(group).map_err(|_| ApiError::not_found(format!("Group '{group}' does not exist")))?;
@@ -606,22 +613,30 @@ pub(super) async fn all_tasks(
         .read(move |planner, _| {
             let keep = |i: &Instance| states.is_empty() || states.contains(&i.state);
             if text_wanted {
+                let index = InstancesByApp::new(planner);
                 let mut out = String::new();
                 for app in planner.apps() {
-                    tasks_text(&mut out, &app.spec, planner.instances_of(&app.spec.id).filter(|i| keep(i)));
+                    tasks_text(&mut out, &app.spec, index.of(&app.spec.id).iter().copied().filter(|i| keep(i)));
                 }
                 return Ok(out.into_bytes());
             }
-            let tasks = planner
-                .apps()
-                .flat_map(|app| {
-                    planner
-                        .instances_of(&app.spec.id)
-                        .filter(|i| keep(i))
-                        .map(|i| TaskView { instance: i, app: Some(&app.spec) })
-                })
-                .collect();
-            to_json(&TaskList { tasks })
+            // One pass in task id order; an app's tasks are mostly adjacent, so its spec is
+            // looked up once per run of them.
+            let mut last: Option<(&AppId, Option<&AppSpec>)> = None;
+            let tasks = planner.instances().filter(|i| keep(i)).map(|instance| {
+                let app = match last {
+                    Some((id, spec)) if id == &instance.app_id => spec,
+                    _ => {
+                        let spec = planner.app(&instance.app_id).map(|r| &*r.spec);
+                        last = Some((&instance.app_id, spec));
+                        spec
+                    }
+                };
+                TaskView { instance, app }
+            });
+            let mut out = Vec::with_capacity(planner.instances().size_hint().0 * TASK_BYTES);
+            write_task_list(&mut out, tasks);
+            Ok::<_, ApiError>(out)
         })
         .await??;
     Ok(if text_wanted { text_response(bytes) } else { json_bytes(StatusCode::OK, bytes) })

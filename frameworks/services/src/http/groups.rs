@@ -45,6 +45,7 @@ async fn show(api: Api, text: &str, query: Option<String>) -> Result<Response, A
         if !tree.contains(&id) {
             return Err(group_not_found(id.as_str()));
         }
+        let tree = if embed.apps && embed.app.needs_instances() { tree.with_instances() } else { tree };
         to_json(&tree.view(&id, embed))
     })
     .await

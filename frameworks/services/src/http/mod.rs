@@ -134,6 +134,7 @@ pub fn router(handle: ServicesHandle, info: ApiInfo) -> Router {
         .route("/v2/queue/{*rest}", delete(deployments::reset_delay))
         .route("/v2/events", get(events::stream))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(api.clone(), count_requests))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api);
@@ -180,6 +181,10 @@ fn normalise_path(mut request: Request) -> Request {
 
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("no such endpoint: {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -237,9 +242,26 @@ pub(crate) fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
 }
 
 pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render the answer: {e}")))
+    to_json_sized(value, 4_096)
 }
+
+/// About how many bytes a task takes in a listing, to size the buffer once.
+pub(crate) const TASK_BYTES: usize = 512;
+
+/// Renders into a buffer of about `capacity` bytes, so that a listing of tens of megabytes
+/// is not copied over and over as it grows.
+pub(crate) fn to_json_sized<T: Serialize>(value: &T, capacity: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(capacity.min(MAX_RENDER_CAPACITY));
+    serde_json::to_writer(&mut out, value).map_err(render_error)?;
+    Ok(out)
+}
+
+pub(crate) fn render_error(e: serde_json::Error) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render the answer: {e}"))
+}
+
+/// The most a buffer is sized for up front (it still grows past it if needed).
+const MAX_RENDER_CAPACITY: usize = 256 * 1024 * 1024;
 
 impl Api {
     /// Runs `read` on the owner task.

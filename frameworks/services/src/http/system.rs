@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use agora_proto::model::TaskState;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -27,7 +27,10 @@ struct PlannerFigures {
     queued: u64,
 }
 
-pub(super) async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
+/// Prometheus text; JSON (`{"gauges": {name: {"value": v}}, "counters": ...}`, the shape
+/// of Marathon's own `/metrics`) for a client that asks only for JSON, as
+/// marathon-python's `get_metrics` does.
+pub(super) async fn metrics(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
     let figures = api
         .read(|planner, now_ms| {
             let mut instances: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -51,6 +54,9 @@ pub(super) async fn metrics(State(api): State<Api>) -> Result<Response, ApiError
             }
         })
         .await?;
+    if wants_json(&headers) {
+        return metrics_json(&api, &figures);
+    }
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
@@ -75,6 +81,49 @@ pub(super) async fn metrics(State(api): State<Api>) -> Result<Response, ApiError
     }
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], out)
         .into_response())
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    accept.contains("application/json") && !accept.contains("text/plain")
+}
+
+fn metrics_json(api: &Api, figures: &PlannerFigures) -> Result<Response, ApiError> {
+    #[derive(Serialize)]
+    struct Value {
+        value: u64,
+    }
+    #[derive(Serialize)]
+    struct Count {
+        count: u64,
+    }
+    #[derive(Serialize)]
+    struct Metrics {
+        gauges: BTreeMap<String, Value>,
+        counters: BTreeMap<String, Count>,
+    }
+    let mut gauges: BTreeMap<String, Value> = [
+        ("services.apps", figures.apps as u64),
+        ("services.instances.wanted", figures.instances_wanted),
+        ("services.instances.healthy", figures.healthy),
+        ("services.instances.unhealthy", figures.unhealthy),
+        ("services.deployments", figures.deployments as u64),
+        ("services.queue.instances", figures.queued),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), Value { value }))
+    .collect();
+    for state in TaskState::ALL {
+        let value = figures.instances.get(state.as_str()).copied().unwrap_or(0);
+        gauges.insert(format!("services.instances.{}", state.as_str()), Value { value });
+    }
+    let counters = api
+        .metrics
+        .snapshot()
+        .into_iter()
+        .map(|((method, status), count)| (format!("services.http.requests.{method}.{status}"), Count { count }))
+        .collect();
+    Ok(json_bytes(StatusCode::OK, to_json(&Metrics { gauges, counters })?))
 }
 
 pub(super) async fn info(State(api): State<Api>) -> Result<Response, ApiError> {

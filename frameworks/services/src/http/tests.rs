@@ -572,6 +572,12 @@ async fn info_leader_ping_and_metrics() {
     assert!(text.contains("services_instances{state=\"TASK_RUNNING\"} 1\n"), "{text}");
     assert!(text.contains("services_deployments 1\n"), "{text}");
     assert!(text.contains("services_http_requests_total{method=\"GET\",status=\"200\"}"), "{text}");
+    let json = call_with(&api, "GET", "/metrics", None, &[("accept", "application/json")]).await.json();
+    assert_eq!(json["gauges"]["services.apps"]["value"], 2);
+    assert_eq!(json["gauges"]["services.instances.TASK_STAGING"]["value"], 1);
+    let wrong = call(&api, "POST", "/v2/info", None).await;
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(wrong.json()["message"].is_string());
 }
 
 #[tokio::test]
