@@ -504,7 +504,8 @@ pub(super) async fn delete_under(
     let params = Params::parse(query.as_deref());
     match Target::of(&rest, "DELETE") {
         Target::App(text) => {
-            let force = params.flag("force", false)?;
+            // Marathon deletes an app even while a deployment holds it unless told not to.
+            let force = params.flag("force", true)?;
             let id = app_id_for_read(&text)?;
             let reply = api.command(Command::DeleteApp { id, force }).await?;
             Ok(deployment_result(StatusCode::OK, &reply))

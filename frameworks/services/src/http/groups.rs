@@ -174,6 +174,9 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref());
     let force = params.flag("force", false)?;
+    if params.flag("dryRun", false)? {
+        return Err(ApiError::bad_request("dryRun is not supported by Agora: the change would be applied"));
+    }
     let value = json_body(body)?;
     let Value::Object(mut map) = value else {
         return Err(ApiError::invalid_field("/", "expected a group object"));

@@ -902,6 +902,14 @@ async fn restart_delete_and_cancel_answer_deployments() {
     assert_eq!(delete.status, StatusCode::OK, "{}", String::from_utf8_lossy(&delete.body));
     deployment_id(&delete);
     assert_eq!(call(&api, "DELETE", "/v2/apps/nope", None).await.status, StatusCode::NOT_FOUND);
+    // Deleting overrides the deployment holding the app, unless told not to.
+    let (api, _) = self::api();
+    let held = call(&api, "DELETE", "/v2/apps/shop/web?force=false", None).await;
+    assert_eq!(held.status, StatusCode::CONFLICT);
+    let deleted = call(&api, "DELETE", "/v2/apps/shop/web", None).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", String::from_utf8_lossy(&deleted.body));
+    let dry = call(&api, "PUT", "/v2/groups/shop?dryRun=true", Some(r#"{"apps": []}"#)).await;
+    assert_eq!(dry.status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
