@@ -1001,3 +1001,83 @@ async fn a_change_reaches_the_event_stream_as_marathons_events() {
         }
     }
 }
+
+/// Every event the planner can publish, rendered: each has its type and time, and the
+/// nested objects marathon-python turns into models carry only keys those accept.
+#[test]
+fn every_event_renders_with_its_type_time_and_known_plan_keys() {
+    use crate::core::ServiceEvent;
+    use agora_proto::model::{TaskStatus, TaskStatusReason};
+    let planner = fixture();
+    let deployment = planner.deployments().next().expect("d-1").clone();
+    let running = instance("shop_web.a", "host-a", 31000, TaskState::TaskRunning, Some(true));
+    let status = TaskStatus::from_master(
+        running.task_id.clone(),
+        Some(running.agent_id.clone()),
+        TaskState::TaskRunning,
+        TaskStatusReason::Unspecified,
+        "",
+        T2.0,
+    );
+    let events = [
+        ServiceEvent::StatusUpdate { instance: running.clone(), status },
+        ServiceEvent::HealthChanged { instance: running.clone(), healthy: false },
+        ServiceEvent::UnhealthyKilled { instance: running, message: "3 checks failed".into() },
+        ServiceEvent::DeploymentInfo { deployment: deployment.clone() },
+        ServiceEvent::DeploymentStepSuccess { deployment: deployment.clone() },
+        ServiceEvent::DeploymentStepFailure { deployment: deployment.clone() },
+        ServiceEvent::DeploymentSuccess { deployment: deployment.clone() },
+        ServiceEvent::DeploymentFailed {
+            deployment,
+            reason: "timed out".into(),
+            rollback: Some(DeploymentId("d-2".into())),
+        },
+        ServiceEvent::AppTerminated { app: PathId::parse("/db").expect("valid") },
+        ServiceEvent::GroupChangeSuccess { group: PathId::parse("/shop").expect("valid"), version: T2 },
+        ServiceEvent::LaunchDelayed { app: PathId::parse("/db").expect("valid"), until: T2 },
+    ];
+    let mut types = Vec::new();
+    for event in events {
+        for (event_type, data) in
+            crate::marathon::events::render(&StampedEvent { at: T1, event: Published::Service(event) })
+        {
+            types.push(event_type);
+            assert_eq!(data["eventType"], event_type);
+            assert_eq!(data["timestamp"], T1.to_string());
+            if let Some(plan) = data.get("plan") {
+                assert_keys(plan, &["original", "target", "steps", "id", "version"], "plan");
+                for side in ["original", "target"] {
+                    assert_keys(&plan[side], &["dependencies", "apps", "id", "version", "groups", "pods"], side);
+                    for app in plan[side]["apps"].as_array().into_iter().flatten() {
+                        assert_app_keys(app);
+                    }
+                }
+                for step in plan["steps"].as_array().expect("steps") {
+                    assert_keys(step, &["actions"], "plan step");
+                }
+            }
+        }
+    }
+    assert_eq!(
+        types,
+        [
+            "status_update_event",
+            "instance_changed_event",
+            "health_status_changed_event",
+            "instance_health_changed_event",
+            "unhealthy_instance_kill_event",
+            "deployment_info",
+            "deployment_step_success",
+            "deployment_step_failure",
+            "deployment_success",
+            "deployment_failed",
+            "app_terminated_event",
+            "group_change_success",
+            "launch_delayed_event",
+        ]
+    );
+    let filter = crate::marathon::events::EventFilter::default();
+    assert!(filter.wants("deployment_info") && !filter.wants("launch_delayed_event"));
+    let asked = crate::marathon::events::EventFilter::new(["launch_delayed_event".to_owned()]);
+    assert!(asked.wants("launch_delayed_event") && !asked.wants("deployment_info"));
+}
