@@ -1,0 +1,14 @@
+//! Agora's cron framework: scheduled and dependent jobs, Chronos-like.
+//!
+//! For now this crate holds the framework's pure core, with no clock and no I/O:
+//! [`schedule`] parses a job's `schedule` and `scheduleTimeZone` into a [`Schedule`] that
+//! answers its next times, and [`evaluator`] decides, from the jobs' schedules, the last
+//! scheduled time settled for each job and the current time, which runs are due, which
+//! were missed and when to look again. The run store, retries, dependencies, the REST API
+//! and the `agora cron` command are built on it.
+
+pub mod evaluator;
+pub mod schedule;
+
+pub use evaluator::{Evaluation, JobName, JobSchedule, MissReason, MissedRun, MissedRunPolicy, Run, RunKind, evaluate};
+pub use schedule::{Schedule, ScheduleError};
