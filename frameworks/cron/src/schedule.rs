@@ -51,7 +51,8 @@ pub const MAX_NEXT_COUNT: usize = 1000;
 /// included), so an expression that matches nothing in that span matches nothing ever.
 const CRON_SEARCH_YEARS: i16 = 30;
 /// Longer than any offset change in the database (the 1867 Alaska change was a day), so
-/// a wall-clock time this far before an instant cannot map to after it.
+/// an offset change further than this after an instant cannot bring the clocks back
+/// before the instant's own wall-clock time.
 const OFFSET_CHANGE_BOUND: SignedDuration = SignedDuration::from_hours(48);
 /// Bounds the walk that corrects the estimated index of an ISO 8601 occurrence; the
 /// estimate is off by a step or two at most.
@@ -275,8 +276,7 @@ fn parse_repeating(
     let (start, zone) = parse_start(start, zone, zone_given, created_at).map_err(refuse)?;
     let period_span = parse_period(period).map_err(refuse)?;
     let approx_period_secs = approx_seconds(&period_span);
-    let start_text =
-        if zone_given { start.datetime().to_string() } else { format!("{}{}", start.datetime(), start.offset()) };
+    let start_text = start.strftime(if zone_given { "%Y-%m-%dT%H:%M:%S" } else { "%Y-%m-%dT%H:%M:%S%:z" }).to_string();
     Ok((
         Repeating {
             count,
@@ -543,19 +543,8 @@ impl CronSchedule {
     }
 
     fn next_after(&self, zone: &TimeZone, after: Timestamp) -> Option<Timestamp> {
-        let civil_after = zone.to_datetime(after);
-        let horizon_from = civil_after.date();
-        // A wall-clock time before `after`'s own can map past it only near an offset
-        // change, so the scan starts earlier only there.
-        let near_change = transition_between(
-            zone,
-            after.checked_sub(OFFSET_CHANGE_BOUND).unwrap_or(after),
-            after.checked_add(OFFSET_CHANGE_BOUND).unwrap_or(after),
-        );
-        let scan_from =
-            if near_change { civil_after.checked_sub(OFFSET_CHANGE_BOUND).unwrap_or(civil_after) } else { civil_after };
-        let scan_from = scan_from.with().second(0).subsec_nanosecond(0).build().unwrap_or(scan_from);
-        let mut w = self.next_civil_match(scan_from, horizon_from)?;
+        let horizon_from = zone.to_datetime(after).date();
+        let mut w = self.next_civil_match(earliest_civil_after(zone, after), horizon_from)?;
         if !self.wildcard_time {
             // Fixed times map to instants in wall-clock order (a gap's times all go to its
             // end, a fold's to its first pass), so the first past `after` is the answer.
@@ -569,33 +558,56 @@ impl CronSchedule {
             }
         }
         // Every real instant of a matching time runs. A fold's second pass comes after
-        // later wall-clock times of its first, so look on past the first find until no
-        // offset change could bring an earlier instant.
+        // later wall-clock times of its first pass, so the first find may not be the
+        // earliest: look on until no instant before it can have a later wall-clock time.
         let mut best: Option<(Timestamp, DateTime)> = None;
         loop {
-            if let Some((found, found_at)) = best {
-                let settled = !transition_between(zone, found.checked_sub(OFFSET_CHANGE_BOUND).unwrap_or(found), found);
-                let beyond = found_at.checked_add(OFFSET_CHANGE_BOUND).is_ok_and(|limit| w > limit);
-                if settled || beyond {
-                    return Some(found);
-                }
-            }
             for t in resolve_all(zone, w).into_iter().flatten() {
                 if t > after && best.is_none_or(|(b, _)| t < b) {
-                    best = Some((t, best.map_or(w, |(_, at)| at)));
+                    best = Some((t, latest_civil_until(zone, after, t)));
                 }
             }
-            match self.civil_match_after(w, horizon_from) {
-                Some(next) => w = next,
-                None => return best.map(|(t, _)| t),
+            let next = self.civil_match_after(w, horizon_from);
+            match (best, next) {
+                (Some((found, until)), Some(next)) if next > until => return Some(found),
+                (_, Some(next)) => w = next,
+                (found, None) => return found.map(|(t, _)| t),
             }
         }
     }
 }
 
-/// Whether the zone changes offset in `(from, to]`.
-fn transition_between(zone: &TimeZone, from: Timestamp, to: Timestamp) -> bool {
-    zone.following(from).next().is_some_and(|t| t.timestamp() <= to)
+/// The most offset changes looked at around one instant; the database has a few a year.
+const MAX_CHANGES_SCANNED: usize = 512;
+
+/// The earliest wall-clock time (whole minutes) of any instant after `after`: its own,
+/// unless a fall-back soon after turns the clocks back further.
+fn earliest_civil_after(zone: &TimeZone, after: Timestamp) -> DateTime {
+    let horizon = after.checked_add(OFFSET_CHANGE_BOUND).unwrap_or(Timestamp::MAX);
+    let mut earliest = zone.to_datetime(after);
+    for change in zone.following(after).take(MAX_CHANGES_SCANNED) {
+        if change.timestamp() > horizon {
+            break;
+        }
+        earliest = earliest.min(zone.to_datetime(change.timestamp()));
+    }
+    earliest.with().second(0).subsec_nanosecond(0).build().unwrap_or(earliest)
+}
+
+/// The latest wall-clock time of any instant in `(after, until]`: `until`'s own, unless
+/// the clocks were turned back in between from a later one.
+fn latest_civil_until(zone: &TimeZone, after: Timestamp, until: Timestamp) -> DateTime {
+    let mut latest = zone.to_datetime(until);
+    for change in zone.following(after).take(MAX_CHANGES_SCANNED) {
+        let at = change.timestamp();
+        if at > until {
+            break;
+        }
+        if let Ok(just_before) = at.checked_sub(SignedDuration::from_nanos(1)) {
+            latest = latest.max(zone.to_datetime(just_before));
+        }
+    }
+    latest
 }
 
 fn at_offset(w: DateTime, offset: Offset) -> Option<Timestamp> {
