@@ -117,7 +117,9 @@ fn instant_near_a_change(rng: &mut ChaCha8Rng, zone: &TimeZone) -> Timestamp {
     } else {
         changes[rng.random_range(0..changes.len())]
     };
-    base + SignedDuration::from_secs(rng.random_range(-3 * 86_400..3 * 86_400))
+    // Half within hours of the change, where gaps and folds are, half within days.
+    let spread = if rng.random_bool(0.5) { 3 * 3_600 } else { 3 * 86_400 };
+    base + SignedDuration::from_secs(rng.random_range(-spread..spread))
 }
 
 #[test]
