@@ -319,6 +319,10 @@ fn parse_start(
 }
 
 fn parse_period(text: &str) -> Result<Span, String> {
+    // jiff also reads a friendly form ("1 day"); Chronos' periods are ISO 8601 only.
+    if !text.trim_start_matches(['-', '+']).starts_with('P') {
+        return Err(format!("the period {text} is not an ISO 8601 duration"));
+    }
     let span: Span = text.parse().map_err(|_| format!("the period {text} is not an ISO 8601 duration"))?;
     if span.is_negative() {
         return Err("the period must be longer than zero".to_string());

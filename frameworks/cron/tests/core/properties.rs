@@ -61,7 +61,7 @@ fn selects(field: &str, value: u32, min: u32, max: u32) -> bool {
             let a: u32 = range.parse().expect("value");
             (a, if item.contains('/') { max } else { a })
         };
-        (lo..=hi).contains(&value) && (value - lo) % step == 0
+        (lo..=hi).contains(&value) && (value - lo).is_multiple_of(step)
     })
 }
 
@@ -187,7 +187,7 @@ fn iso_next_after_is_the_first_occurrence_later_than_the_instant() {
         let start = instant_near_a_change(&mut rng, &zone).to_zoned_datetime(zone.clone());
         let start_text = start.datetime().round(jiff::Unit::Second).expect("in range");
         let (period, approx_secs) = periods[rng.random_range(0..periods.len())];
-        let count = rng.random_range(0..4);
+        let count: u64 = rng.random_range(0..4);
         let repeat = if count == 0 { String::new() } else { (count * 10).to_string() };
         let text = format!("R{repeat}/{start_text}/{period}");
         let s = Schedule::parse(&text, Some(zone_name), at("2020-01-01T00:00:00Z"))

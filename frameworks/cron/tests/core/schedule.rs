@@ -372,6 +372,10 @@ fn bad_schedules_are_refused_naming_the_field_and_the_problem() {
         "schedule: R/2024-01-01T00:00:00Z/1D: the period 1D is not an ISO 8601 duration"
     );
     assert_eq!(
+        refusal("R/2024-01-01T00:00:00Z/1 day", ""),
+        "schedule: R/2024-01-01T00:00:00Z/1 day: the period 1 day is not an ISO 8601 duration"
+    );
+    assert_eq!(
         refusal("R/2024-01-01T00:00:00Z/-P1D", ""),
         "schedule: R/2024-01-01T00:00:00Z/-P1D: the period must be longer than zero"
     );
