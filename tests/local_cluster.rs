@@ -169,7 +169,7 @@ async fn agora_local_on_a_relative_work_dir_runs_tasks_to_their_end() {
         dir.path(),
         "local",
         &home,
-        &["local", "--port", &port.to_string(), "--agents", "1", "--work-dir", "rel"],
+        &["local", "--port", &port.to_string(), "--agents", "1", "--work-dir", "rel", "--no-services"],
     );
     let cluster = Cluster { dir, master: format!("127.0.0.1:{port}"), procs: vec![proc], master_args: Vec::new() };
     cluster.wait_for_agents(1).await;
@@ -208,4 +208,50 @@ async fn a_finished_run_leaves_no_update_pending_on_its_agent() {
 /// The value of an unlabelled series in Prometheus text.
 fn stats_value(metrics: &str, name: &str) -> Option<f64> {
     metrics.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The README's first hour: `agora local` serves the services framework too, and
+/// `agora services deploy app.json` against it deploys an app that then runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn agora_local_runs_services_and_an_app_deploys_on_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (port, services_port) = (common::free_port(), common::free_port());
+    let work = dir.path().join("local");
+    let mut proc = common::Proc::spawn(
+        "local",
+        dir.path(),
+        &[
+            "local",
+            "--port",
+            &port.to_string(),
+            "--agents",
+            "1",
+            "--work-dir",
+            work.to_str().expect("utf-8 path"),
+            "--services-port",
+            &services_port.to_string(),
+        ],
+    );
+    let url = format!("http://127.0.0.1:{services_port}");
+    let api = common::services::Api::new(&url);
+    common::eventually_with("services to subscribe", async || {
+        let info = api.get("/v2/info").await?;
+        info["frameworkId"].as_str().map(|_| ()).ok_or_else(|| info.to_string())
+    })
+    .await;
+    let app = serde_json::json!({ "id": "/sleepy", "cmd": "sleep 1000", "cpus": 0.01, "mem": 8, "instances": 2 });
+    let file = common::services::write_json(dir.path(), "app", &app);
+    let output = common::services::cli(&url, &["deploy", file.to_str().expect("utf-8 path")]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(stdout(&output).contains("finished"), "{}", describe(&output));
+    let tasks = api.tasks("/sleepy").await.expect("tasks");
+    assert_eq!(tasks.iter().filter(|t| t["state"] == "TASK_RUNNING").count(), 2, "{tasks:?}");
+    let list = common::services::cli(&url, &["list"]);
+    assert!(stdout(&list).contains("/sleepy"), "{}", describe(&list));
+    assert!(work.join("services/services.redb").is_file(), "services keeps its state under the cluster's folder");
+
+    // Ctrl-C stops it all: the app's tasks are killed, and `agora local` exits 0.
+    proc.signal("INT");
+    let status = common::eventually("agora local to exit", async || proc.exited()).await;
+    assert!(status.success(), "{status:?}\n{}", proc.log_text());
 }

@@ -1,7 +1,8 @@
-//! `agora local`: a whole cluster in one process — a master and N agents, each agent with
-//! its own work directory and an equal share of this machine. Ctrl-C (or SIGTERM, SIGUSR1)
-//! stops it all: the agents drain (kill their tasks and wait, bounded, for the frameworks
-//! to acknowledge TASK_KILLED), then the master stops. A second signal quits at once.
+//! `agora local`: a whole cluster in one process — a master, N agents (each with its own
+//! work directory and an equal share of this machine) and the services framework with its
+//! REST API on 8080. Ctrl-C (or SIGTERM, SIGUSR1) stops it all: the agents drain (kill
+//! their tasks and wait, bounded, for the frameworks to acknowledge TASK_KILLED), then
+//! services, then the master stops. A second signal quits at once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -37,6 +38,12 @@ pub struct Args {
     /// anything not named is detected.
     #[arg(long)]
     pub resources: Option<String>,
+    /// The port of the services framework's REST API (Marathon's `/v2`).
+    #[arg(long, default_value_t = 8080)]
+    pub services_port: u16,
+    /// Do not start the services framework.
+    #[arg(long)]
+    pub no_services: bool,
     #[command(flatten)]
     pub tuning: Tuning,
 }
@@ -59,6 +66,19 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("--port {}: cannot listen on {address}", args.port))?;
     let master = listener.local_addr()?.to_string();
+    // Bound before anything starts, so that a port in use stops `agora local` at once.
+    let services_listener = if args.no_services {
+        None
+    } else {
+        let address = SocketAddr::new(args.ip, args.services_port);
+        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| {
+            format!(
+                "--services-port {}: cannot listen on {address} (another port, or --no-services)",
+                args.services_port
+            )
+        })?;
+        Some(listener)
+    };
     let mut options = args.tuning.options(master.clone())?;
     options.registry_path = Some(master_dir.join("registry.redb"));
 
@@ -87,17 +107,48 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         }));
     }
 
-    eprintln!(
-        "Agora is running: master at http://{master} with {} agents (state in {}).\n\
-         Try:   agora run --master {master} -- echo hello\n\
-         Look:  curl -s http://{master}/state\n\
-         Stop with Ctrl-C: tasks are killed, then everything stops.",
-        args.agents,
-        work_dir.display()
-    );
+    // Services subscribes like any framework; it stops after the agents have drained, so
+    // that it hears of its tasks' ends, and before the master.
+    let (stop_services, services_stopped) = watch::channel(false);
+    let mut services_task = match services(services_listener, &master, &work_dir, services_stopped)? {
+        Some((task, url)) => {
+            eprintln!(
+                "Agora is running: master at http://{master} with {} agents, services at {url} (state in {}).\n\
+                 Try:    agora run --master {master} -- echo hello\n\
+                 Deploy: agora services deploy app.json   (an app in Marathon's JSON; see docs/services.md)\n\
+                 Look:   curl -s http://{master}/state   and   agora services list\n\
+                 Stop with Ctrl-C: tasks are killed, then everything stops.",
+                args.agents,
+                work_dir.display()
+            );
+            Some(task)
+        }
+        None => {
+            eprintln!(
+                "Agora is running: master at http://{master} with {} agents (state in {}).\n\
+                 Try:   agora run --master {master} -- echo hello\n\
+                 Look:  curl -s http://{master}/state\n\
+                 Stop with Ctrl-C: tasks are killed, then everything stops.",
+                args.agents,
+                work_dir.display()
+            );
+            None
+        }
+    };
+    let services_running = async {
+        match services_task.as_mut() {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    };
     let mut master_done = false;
+    let mut services_done = false;
     let mut first_error = tokio::select! {
         _ = signals.next() => None,
+        result = services_running => {
+            services_done = true;
+            Some(services_failure(result).unwrap_or_else(|| anyhow::anyhow!("services stopped unexpectedly")))
+        }
         Some(result) = agents.join_next() => {
             Some(failure("an agent", result).unwrap_or_else(|| anyhow::anyhow!("an agent stopped unexpectedly")))
         }
@@ -126,6 +177,13 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let _ = stop_services.send(true);
+    if !services_done
+        && let Some(task) = services_task
+        && let Some(error) = services_failure(task.await)
+    {
+        first_error.get_or_insert(error);
+    }
     let _ = stop_master.send(true);
     if !master_done && let Some(error) = failure("the master", master_task.await) {
         first_error.get_or_insert(error);
@@ -139,5 +197,36 @@ fn failure(who: &str, result: Result<anyhow::Result<()>, tokio::task::JoinError>
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(error.context(format!("{who} failed"))),
         Err(error) => Some(anyhow::anyhow!("{who} panicked: {error}")),
+    }
+}
+
+type ServicesTask = tokio::task::JoinHandle<Result<(), agora_services::RunError>>;
+
+/// Starts the services framework on `listener` against `master`, its state in
+/// `WORK_DIR/services`; `None` with `--no-services`. Returns the task and its REST API's URL.
+fn services(
+    listener: Option<tokio::net::TcpListener>,
+    master: &str,
+    work_dir: &std::path::Path,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<(ServicesTask, String)>> {
+    let Some(listener) = listener else { return Ok(None) };
+    let advertise = listener.local_addr()?.to_string();
+    let mut config =
+        agora_services::ServicesConfig::new(vec![master.to_owned()], work_dir.join("services"), advertise.clone());
+    config.planner.seed = rand::random();
+    let task = tokio::spawn(agora_services::run(config, listener, async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    }));
+    Ok(Some((task, format!("http://{advertise}"))))
+}
+
+fn services_failure(
+    result: Result<Result<(), agora_services::RunError>, tokio::task::JoinError>,
+) -> Option<anyhow::Error> {
+    match result {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(anyhow::Error::new(error).context("services failed")),
+        Err(error) => Some(anyhow::anyhow!("services panicked: {error}")),
     }
 }

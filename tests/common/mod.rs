@@ -8,6 +8,7 @@ pub mod etcd;
 pub mod framework;
 pub mod masters;
 pub mod run;
+pub mod services;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -165,7 +166,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `agora local` with `agents` agents, tuned for quick failure detection.
+    /// `agora local` with `agents` agents (and no services framework).
     pub async fn local(agents: usize) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -181,6 +182,7 @@ impl Cluster {
                 &agents.to_string(),
                 "--work-dir",
                 work.to_str().expect("utf-8 path"),
+                "--no-services",
             ],
         );
         let cluster = Cluster { dir, master: format!("127.0.0.1:{port}"), procs: vec![proc], master_args: Vec::new() };

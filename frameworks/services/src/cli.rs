@@ -159,8 +159,8 @@ impl Client {
         self.follow(id, answer, Target { apps: vec![path], group: None, removed: false }, events, follow).await
     }
 
-    /// `rollback ID [--to VERSION]`: PUT the spec of the given version, or of the newest
-    /// version older than the current configuration (a scale is not a configuration).
+    /// `rollback ID [--to VERSION]`: deploy the given version again, or the newest version
+    /// older than the current configuration (a scale is not a configuration).
     pub async fn rollback(&self, id: &str, to: Option<&str>, follow: Follow) -> Result<Outcome, CliError> {
         let path = id_path(id);
         let app = self.app(&path).await?;
@@ -189,12 +189,8 @@ impl Client {
                 })?
             }
         };
-        let mut spec = self.get(&format!("/v2/apps/{path}/versions/{version}")).await?;
-        if let Some(object) = spec.as_object_mut() {
-            for key in READ_ONLY_APP_KEYS {
-                object.remove(*key);
-            }
-        }
+        // A body of only `version` deploys that version's definition again (Marathon's way).
+        let spec = json!({ "version": version });
         if !self.json {
             println!("rolling {id} back to version {version}");
         }
@@ -682,22 +678,6 @@ impl Client {
         Err(CliError::Api { method, path: path.to_owned(), status, message, details })
     }
 }
-
-/// Keys of an app's JSON that are state, not definition: dropped before a version is
-/// deployed again.
-const READ_ONLY_APP_KEYS: &[&str] = &[
-    "version",
-    "versionInfo",
-    "tasksStaged",
-    "tasksRunning",
-    "tasksHealthy",
-    "tasksUnhealthy",
-    "deployments",
-    "tasks",
-    "lastTaskFailure",
-    "readinessCheckResults",
-    "taskStats",
-];
 
 /// Reads `/v2/events` (Server-Sent Events) and sends each event's JSON until the stream
 /// or the receiver ends.

@@ -428,10 +428,12 @@ impl Planner {
         }
 
         let steps = steps(&changes, &levels);
+        // The timeouts of the specs asked for decide (a new version that sets a short one is
+        // rolled back after it, whatever the version it replaces said); an app being removed
+        // counts with its current spec.
         let timeout_ms = target
-            .values()
-            .chain(original.values())
-            .flatten()
+            .iter()
+            .filter_map(|(app, spec)| spec.as_ref().or_else(|| original.get(app).and_then(Option::as_ref)))
             .map(|s| s.deployment_timeout_ms.unwrap_or(self.config.default_deployment_timeout_ms))
             .max()
             .unwrap_or(self.config.default_deployment_timeout_ms);

@@ -76,6 +76,8 @@ pub async fn run(
         .layer(axum::middleware::from_fn_with_state(role, super::follow_leader));
     tracing::info!(address = %listener.local_addr()?, advertise = %config.advertise, "services REST API listening");
     let mut server_stop = stop.clone();
+    // With the peer's address, for the events that name the client (`api_post_event`).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server =
         axum::serve(listener, app).with_graceful_shutdown(async move { stopped(&mut server_stop).await }).into_future();
     let mut server = tokio::spawn(server);

@@ -315,6 +315,27 @@ fn a_deployment_past_its_deadline_is_rolled_back_to_the_version_still_running() 
 }
 
 #[test]
+fn the_timeout_of_the_version_asked_for_decides_not_that_of_the_version_it_replaces() {
+    let mut planner = planner();
+    let mut web = spec("/web", 1);
+    deploy(&mut planner, T0, vec![web.clone()]);
+    launch_and_run(&mut planner, T0 + 1, "a", None);
+    // The running version has the default timeout (600 s); the new one sets 5 s.
+    web.command = AppCommand::Shell("exit 1".into());
+    web.deployment_timeout_ms = Some(5_000);
+    let upgrade = deploy(&mut planner, T0 + 10, vec![web]);
+    assert_eq!(planner.deployment(&upgrade).map(|d| d.deadline), Some(Timestamp(T0 + 5_010)));
+    planner.input(T0 + 5_010, Input::Tick);
+    assert!(planner.deployment(&upgrade).is_none(), "rolled back after the new version's 5 s");
+    let outputs = planner.take_outputs();
+    let rolled_back = events(&outputs).iter().any(|e| {
+        matches!(e, ServiceEvent::DeploymentFailed { deployment, rollback: Some(_), .. } if deployment.id == upgrade)
+    });
+    assert!(rolled_back, "{outputs:?}");
+    assert_eq!(planner.app(&id("/web")).map(|r| r.last_config_change_at), Some(Timestamp(T0)));
+}
+
+#[test]
 fn a_rollback_that_times_out_fails_without_another_rollback() {
     let mut planner = planner();
     let mut web = spec("/web", 1);
