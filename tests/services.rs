@@ -146,11 +146,12 @@ async fn a_version_that_never_gets_healthy_is_rolled_back_after_its_timeout() {
     // The rollback deployment brings back v1; the healthy v1 tasks were never killed.
     let tasks = api.wait_settled("/web", 2).await;
     let good_ids: Vec<&Value> = good.iter().map(|t| &t["id"]).collect();
+    let app = api.app("/web").await.expect("the app");
     for task in &tasks {
-        assert!(good_ids.contains(&&task["id"]), "the old healthy tasks kept running: {task}");
+        let failure = &app["lastTaskFailure"];
+        assert!(good_ids.contains(&&task["id"]), "the old healthy tasks kept running: {task}; last failure {failure}");
         assert_eq!(fetch(task, "version").await.as_deref(), Some("v1"));
     }
-    let app = api.app("/web").await.expect("the app");
     assert_eq!(app["env"]["VERSION"], "v1", "the definition is v1 again: {app}");
     assert_eq!(app["healthChecks"][0]["path"], "/", "{app}");
 }

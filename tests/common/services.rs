@@ -259,8 +259,36 @@ pub fn describe(output: &Output) -> String {
     )
 }
 
-/// Each agent's share in these tests: room for dozens of small tasks and their ports.
-pub const AGENT_RESOURCES: &str = "cpus:4;mem:4096;disk:1000;ports:[31000-31999]";
+/// Ports per agent in these tests.
+const AGENT_PORTS: u16 = 40;
+
+/// Each agent's share in these tests: room for dozens of small tasks, and a block of ports
+/// of its own. The apps here bind their ports, so two clusters of tests running at once
+/// must not offer the same ones: a task would fail to bind, and a test asking "its" port
+/// would reach another test's task.
+pub fn agent_resources() -> String {
+    let (first, last) = free_port_block(AGENT_PORTS);
+    format!("cpus:4;mem:4096;disk:1000;ports:[{first}-{last}]")
+}
+
+/// A block of `len` ports that are free now, between 12000 and 20000: below the ports
+/// `free_port` hands out and below Linux's ephemeral range, spread by process id.
+pub fn free_port_block(len: u16) -> (u16, u16) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let blocks = 8_000 / u64::from(len);
+    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..blocks {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let block = seed.wrapping_add(n.wrapping_mul(7_919)) % blocks;
+        let first = 12_000 + u16::try_from(block).expect("below 8000") * len;
+        let last = first + len - 1;
+        if (first..=last).all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()) {
+            return (first, last);
+        }
+    }
+    panic!("no free block of {len} ports between 12000 and 20000");
+}
 
 /// A master process, agents processes and one `agora services` process, each of which a
 /// test can SIGKILL and start again.
@@ -277,7 +305,7 @@ impl Stack {
         let cluster = super::Cluster::master_only(master_flags).await;
         let dir = cluster.dir.path().to_owned();
         let agents: Vec<_> = (0..agents)
-            .map(|i| super::agent::Agent::start(&dir, &format!("agent{i}"), &cluster.master, AGENT_RESOURCES))
+            .map(|i| super::agent::Agent::start(&dir, &format!("agent{i}"), &cluster.master, &agent_resources()))
             .collect();
         cluster.wait_for_agents(agents.len()).await;
         let services = Services::start(&dir, "services", &cluster.master, &[]);
