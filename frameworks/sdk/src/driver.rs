@@ -1,5 +1,6 @@
 //! The driver: subscribes to a master, hands events to a [`Scheduler`] one at a time,
-//! acknowledges reliable updates after the scheduler has seen them, notices a dead stream by
+//! acknowledges reliable updates after the scheduler has seen them (or leaves that to the
+//! scheduler, with [`DriverConfig::explicit_acknowledgements`]), notices a dead stream by
 //! missing heartbeats, and re-subscribes with the same framework id, with capped, jittered
 //! backoff, trying each master in turn, or the leader the masters name in etcd.
 
@@ -11,7 +12,9 @@ use std::time::Duration;
 
 use agora_proto::convert::{id, optional_id};
 use agora_proto::etcd_client::{Etcd, EtcdError};
-use agora_proto::model::{AgentId, FrameworkId, FrameworkInfo, Offer, OfferId, StreamId, TaskId, TaskInfo, TaskStatus};
+use agora_proto::model::{
+    AgentId, FrameworkId, FrameworkInfo, Offer, OfferId, StreamId, TaskId, TaskInfo, TaskStatus, UpdateId,
+};
 use agora_proto::pb;
 use agora_proto::pb::scheduler_client::SchedulerClient;
 use rand::SeedableRng;
@@ -63,6 +66,14 @@ pub struct DriverConfig {
     pub missed_heartbeats: u32,
     /// Seeds the backoff jitter, for reproducible tests; random when `None`.
     pub seed: Option<u64>,
+    /// When true, the driver does not acknowledge reliable updates after
+    /// [`Scheduler::update`] returns; the scheduler does, with
+    /// [`DriverHandle::acknowledge`], once it has made the update's consequences durable
+    /// (Mesos' `implicit_acknowledgements = false`). The callback can then return at once
+    /// and the scheduler acknowledge many updates in one call, instead of the driver
+    /// waiting for each update's callback and acknowledgement in turn. An update too
+    /// malformed to hand to the scheduler is still acknowledged by the driver.
+    pub explicit_acknowledgements: bool,
 }
 
 impl DriverConfig {
@@ -79,6 +90,7 @@ impl DriverConfig {
             call_timeout_ms: 10_000,
             missed_heartbeats: DEFAULT_MISSED_HEARTBEATS,
             seed: None,
+            explicit_acknowledgements: false,
         }
     }
 
@@ -138,6 +150,26 @@ fn etcd_config_error(error: EtcdError) -> Error {
 
 fn master_url(master: &str) -> String {
     if master.contains("://") { master.to_owned() } else { format!("http://{master}") }
+}
+
+/// Most acknowledgements the master takes in one call (its `AcknowledgeMany` bound).
+pub const MAX_ACKNOWLEDGEMENTS_PER_CALL: usize = 10_000;
+
+/// What acknowledging one reliable status update takes, for
+/// [`DriverHandle::acknowledge`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acknowledgement {
+    pub agent_id: AgentId,
+    pub task_id: TaskId,
+    pub uuid: UpdateId,
+}
+
+impl Acknowledgement {
+    /// The acknowledgement `status` expects; `None` for an update that expects none (no
+    /// uuid: the master's own answers to reconciliation, say) or names no agent.
+    pub fn of(status: &TaskStatus) -> Option<Self> {
+        Some(Self { agent_id: status.agent_id.clone()?, task_id: status.task_id.clone(), uuid: status.uuid.clone()? })
+    }
 }
 
 /// The live subscription, which calls are made on.
@@ -270,7 +302,26 @@ impl DriverHandle {
         self.shared.stop.send_replace(true);
     }
 
-    pub(crate) async fn acknowledge(&self, agent_id: &str, task_id: &str, uuid: &str) -> Result<(), Error> {
+    /// Acknowledges reliable updates, as many as given, in as few calls as the master takes
+    /// (`MAX_ACKNOWLEDGEMENTS_PER_CALL` each); for schedulers that set
+    /// [`DriverConfig::explicit_acknowledgements`]. Stops at the first call that fails; the
+    /// agents resend what was not acknowledged.
+    pub async fn acknowledge(&self, acknowledgements: Vec<Acknowledgement>) -> Result<(), Error> {
+        for chunk in acknowledgements.chunks(MAX_ACKNOWLEDGEMENTS_PER_CALL) {
+            let acknowledgements = chunk
+                .iter()
+                .map(|ack| pb::Acknowledge {
+                    agent_id: ack.agent_id.to_string(),
+                    task_id: ack.task_id.to_string(),
+                    uuid: ack.uuid.to_string(),
+                })
+                .collect();
+            self.call(pb::call::Call::AcknowledgeMany(pb::AcknowledgeMany { acknowledgements })).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn acknowledge_one(&self, agent_id: &str, task_id: &str, uuid: &str) -> Result<(), Error> {
         self.call(pb::call::Call::Acknowledge(pb::Acknowledge {
             agent_id: agent_id.to_owned(),
             task_id: task_id.to_owned(),
@@ -624,6 +675,8 @@ impl Driver {
         let driver = &self.handle;
         let (agent_id, task_id, uuid) = (raw.agent_id.clone(), raw.task_id.clone(), raw.uuid.clone());
         match TaskStatus::try_from(raw) {
+            // The scheduler acknowledges it when it has made it durable.
+            Ok(status) if self.config.explicit_acknowledgements => return scheduler.update(driver, status).await,
             Ok(status) => scheduler.update(driver, status).await,
             Err(error) => {
                 // Acknowledged all the same: it will never become valid, and without an
@@ -639,7 +692,7 @@ impl Driver {
             tracing::warn!(%task_id, %uuid, "cannot acknowledge an update without an agent id");
             return;
         }
-        match driver.acknowledge(&agent_id, &task_id, &uuid).await {
+        match driver.acknowledge_one(&agent_id, &task_id, &uuid).await {
             Ok(()) => {}
             Err(error @ Error::Rejected { .. }) => {
                 scheduler.error(driver, format!("acknowledging {task_id} ({uuid}): {error}")).await;

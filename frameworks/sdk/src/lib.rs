@@ -4,7 +4,8 @@
 //! A framework implements [`Scheduler`], builds a [`Driver`] from a [`DriverConfig`], and
 //! awaits [`Driver::run`]. The driver subscribes (trying each master in turn), hands every
 //! event to the scheduler one at a time, acknowledges reliable status updates once the
-//! scheduler has seen them, and re-subscribes with the same framework id whenever the
+//! scheduler has seen them (or lets the scheduler acknowledge them itself, in batches, once
+//! they are durable: [`DriverConfig::explicit_acknowledgements`]), and re-subscribes with the same framework id whenever the
 //! stream is lost. Callbacks make calls through the [`DriverHandle`] they are given.
 //!
 //! [`carve`] and [`TaskRequirements`] cut task-sized pieces out of an offer with exact
@@ -47,7 +48,10 @@ mod scheduler;
 mod task;
 
 pub use backoff::BackoffConfig;
-pub use driver::{DEFAULT_MISSED_HEARTBEATS, Driver, DriverConfig, DriverHandle, MAX_MESSAGE_BYTES};
+pub use driver::{
+    Acknowledgement, DEFAULT_MISSED_HEARTBEATS, Driver, DriverConfig, DriverHandle, MAX_ACKNOWLEDGEMENTS_PER_CALL,
+    MAX_MESSAGE_BYTES,
+};
 pub use error::Error;
 pub use matcher::{Carving, MAX_TASKS_PER_CARVE, TaskRequirements, carve};
 pub use scheduler::Scheduler;

@@ -55,7 +55,9 @@ pub trait Scheduler: Send {
 
     /// A task changed state. A reliable update (one with a `uuid`) is acknowledged by the
     /// driver only after this returns, so an update that arrived while the framework was
-    /// crashing is delivered again: handle each update idempotently.
+    /// crashing is delivered again: handle each update idempotently. With
+    /// [`DriverConfig::explicit_acknowledgements`](crate::DriverConfig::explicit_acknowledgements)
+    /// the scheduler acknowledges it itself ([`DriverHandle::acknowledge`]).
     fn update(&mut self, driver: &DriverHandle, status: TaskStatus) -> impl Future<Output = ()> + Send {
         let _ = (driver, status);
         async {}

@@ -8,11 +8,15 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agora_proto::model::{DEFAULT_FAILOVER_TIMEOUT_MS, FrameworkId, FrameworkInfo, Offer, Resources, Role, TaskStatus};
+use agora_proto::model::{
+    AgentId, DEFAULT_FAILOVER_TIMEOUT_MS, FrameworkId, FrameworkInfo, Offer, Resources, Role, TaskId, TaskStatus,
+    UpdateId,
+};
 use agora_proto::pb;
 use agora_proto::pb::scheduler_server::SchedulerServer;
 use agora_sdk::{
-    BackoffConfig, Driver, DriverConfig, DriverHandle, Error, Scheduler, TaskBuilder, TaskRequirements, carve,
+    Acknowledgement, BackoffConfig, Driver, DriverConfig, DriverHandle, Error, Scheduler, TaskBuilder,
+    TaskRequirements, carve,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -405,6 +409,64 @@ async fn a_reliable_update_is_acknowledged_only_after_the_update_callback_return
     let returned = log.iter().position(|e| e == "update returned u-1").expect("callback returned");
     let acked = log.iter().position(|e| e == "ack u-1").expect("acknowledged");
     assert!(returned < acked, "callback returned before the ack: {log:?}");
+}
+
+#[tokio::test]
+async fn with_explicit_acknowledgements_the_scheduler_acknowledges_many_updates_in_one_call() {
+    let mut master = start_fake_master().await;
+    let mut config = config(vec![master.address.clone()]);
+    config.explicit_acknowledgements = true;
+    let mut running = run_driver(config, &master.log, None, false);
+    let subscription = master.accept_subscription("fw-1", "s-1", 1_000).await;
+    assert!(matches!(running.next().await, Seen::Subscribed { .. }));
+
+    send(&subscription, update("t-1", pb::TaskState::TaskRunning, "u-1")).await;
+    send(&subscription, update("t-2", pb::TaskState::TaskRunning, "u-2")).await;
+    send(&subscription, offer("o-1", "cpus:1;mem:128")).await;
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        match running.next().await {
+            Seen::Update { status, .. } => statuses.push(status),
+            other => panic!("expected an update, saw {other:?}"),
+        }
+    }
+    // The offer comes after both updates were handled in full: a driver acknowledging
+    // them itself would have made its calls by now.
+    assert!(matches!(running.next().await, Seen::Offers(_)));
+    let acknowledgements: Vec<Acknowledgement> = statuses.iter().filter_map(Acknowledgement::of).collect();
+    assert_eq!(acknowledgements.len(), 2);
+    running.handle.acknowledge(acknowledgements).await.expect("acknowledged");
+    let call = master.next_call().await;
+    match call.call {
+        Some(pb::call::Call::AcknowledgeMany(many)) => {
+            let acks: Vec<(&str, &str, &str)> = many
+                .acknowledgements
+                .iter()
+                .map(|a| (a.agent_id.as_str(), a.task_id.as_str(), a.uuid.as_str()))
+                .collect();
+            assert_eq!(acks, [("agent-1", "t-1", "u-1"), ("agent-1", "t-2", "u-2")]);
+        }
+        other => panic!("expected one ACKNOWLEDGE_MANY, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_update_without_a_uuid_or_an_agent_needs_no_acknowledgement() {
+    let status = |agent: Option<&str>, uuid: Option<&str>| TaskStatus {
+        agent_id: agent.map(AgentId::new),
+        uuid: uuid.map(UpdateId::new),
+        ..TaskStatus::from_master(
+            TaskId::new("t-1"),
+            None,
+            agora_proto::model::TaskState::TaskRunning,
+            agora_proto::model::TaskStatusReason::Unspecified,
+            "",
+            0,
+        )
+    };
+    assert!(Acknowledgement::of(&status(Some("a-1"), Some("u-1"))).is_some());
+    assert_eq!(Acknowledgement::of(&status(None, Some("u-1"))), None);
+    assert_eq!(Acknowledgement::of(&status(Some("a-1"), None)), None);
 }
 
 #[tokio::test]

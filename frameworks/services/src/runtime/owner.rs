@@ -4,10 +4,13 @@
 //! one batch; after it the owner takes the planner's outputs and
 //!
 //! 1. commits every `Persist` of the batch in ONE store transaction,
-//! 2. then answers the batch's commands and releases the scheduler's callbacks (so the
-//!    SDK acknowledges a status update only once its consequences are durable),
+//! 2. then answers the batch's commands, releases the callbacks that wait (SUBSCRIBED),
+//!    and hands the acknowledgements of the batch's status updates to the executor task as
+//!    one call (so an update is acknowledged only once its consequences are durable,
+//!    without the SDK waiting for a commit per update: the driver runs with explicit
+//!    acknowledgements),
 //! 3. then publishes the events and hands the master calls (launch, kill, decline,
-//!    reconcile, revive, suppress) to the executor task, in order.
+//!    reconcile, revive, suppress) to the executor, in order.
 //!
 //! Nothing leaves the process before the records it depends on are durable: an instance
 //! is recorded before its launch, a deployment before its `deploymentId` is answered. A
@@ -17,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agora_proto::model::FrameworkId;
-use agora_sdk::DriverHandle;
+use agora_sdk::{Acknowledgement, DriverHandle};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::handle::{Published, Request, StampedEvent};
@@ -32,13 +35,26 @@ const BATCH_LEN: usize = 256;
 /// on a master that answers slowly).
 const ACTIONS_QUEUE_LEN: usize = 1024;
 
-/// What the SDK scheduler hands the owner: a master event, and for the events the SDK
-/// acknowledges (status updates) or that must be durable before more happen (SUBSCRIBED),
-/// a channel told once the batch holding it is committed.
+/// What the SDK scheduler hands the owner: a master event; for the events that must be
+/// durable before more happen (SUBSCRIBED), a channel told once the batch holding it is
+/// committed; for reliable status updates, their acknowledgement, sent to the master once
+/// that batch is committed.
 #[derive(Debug)]
 pub(crate) struct Inbound {
     pub input: Input,
     pub committed: Option<oneshot::Sender<()>>,
+    pub ack: Option<Acknowledgement>,
+}
+
+/// What the executor does, in order: the planner's master calls, and after each commit
+/// the acknowledgements of the status updates it made durable.
+// The calls move through the queue as the planner made them; boxing each to shrink the
+// rarer acknowledgement variant would cost an allocation per call.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Action {
+    Call(Output),
+    Acknowledge(Vec<Acknowledgement>),
 }
 
 /// Why the owner stopped on its own.
@@ -76,19 +92,34 @@ pub(crate) struct Owner {
 enum Held {
     Reply(oneshot::Sender<Result<Reply, PlanError>>, Result<Reply, PlanError>),
     Committed(oneshot::Sender<()>),
+    Ack(Acknowledgement),
 }
 
 impl Owner {
     /// Runs until `stop` turns true or a channel closes; an error when a commit failed.
     /// Gives the request channel back, for the next term of leadership.
     pub async fn run(
+        self,
+        requests: mpsc::Receiver<Request>,
+        inputs: mpsc::Receiver<Inbound>,
+        stop: watch::Receiver<bool>,
+    ) -> (Result<(), OwnerError>, mpsc::Receiver<Request>) {
+        let (actions, executor_inbox) = mpsc::channel(ACTIONS_QUEUE_LEN);
+        let executor = tokio::spawn(execute(self.driver.clone(), executor_inbox));
+        let ended = self.serve(requests, inputs, stop, actions).await;
+        // The executor ends once its queue is empty and closed.
+        let _ = executor.await;
+        ended
+    }
+
+    /// [`Owner::run`] with the executor's queue given: what tests read.
+    async fn serve(
         mut self,
         mut requests: mpsc::Receiver<Request>,
         mut inputs: mpsc::Receiver<Inbound>,
         mut stop: watch::Receiver<bool>,
+        actions: mpsc::Sender<Action>,
     ) -> (Result<(), OwnerError>, mpsc::Receiver<Request>) {
-        let (actions, executor_inbox) = mpsc::channel(ACTIONS_QUEUE_LEN);
-        let executor = tokio::spawn(execute(self.driver.clone(), executor_inbox));
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
@@ -126,14 +157,11 @@ impl Owner {
                 Err(error) => break Err(error),
             }
         };
-        // The executor ends once its queue is empty and closed.
-        drop(actions);
-        let _ = executor.await;
         (result, requests)
     }
 
     fn input(&mut self, inbound: Inbound, held: &mut Vec<Held>) {
-        let Inbound { input, committed } = inbound;
+        let Inbound { input, committed, ack } = inbound;
         if let Input::Subscribed { framework_id, .. } = &input
             && self.framework_id.as_ref() != Some(framework_id)
         {
@@ -146,13 +174,16 @@ impl Owner {
         if let Some(committed) = committed {
             held.push(Held::Committed(committed));
         }
+        if let Some(ack) = ack {
+            held.push(Held::Ack(ack));
+        }
     }
 
     async fn request(
         &mut self,
         request: Request,
         held: &mut Vec<Held>,
-        actions: &mpsc::Sender<Output>,
+        actions: &mpsc::Sender<Action>,
     ) -> Result<(), OwnerError> {
         match request {
             Request::Read(read) => {
@@ -169,7 +200,7 @@ impl Owner {
     }
 
     /// Commits the batch's records, then answers, then publishes and executes.
-    async fn flush(&mut self, held: &mut Vec<Held>, actions: &mpsc::Sender<Output>) -> Result<(), OwnerError> {
+    async fn flush(&mut self, held: &mut Vec<Held>, actions: &mpsc::Sender<Action>) -> Result<(), OwnerError> {
         let outputs = self.planner.take_outputs();
         let mut ops: Vec<StoreOp> = Vec::new();
         if std::mem::take(&mut self.pending_framework_id)
@@ -187,6 +218,7 @@ impl Owner {
         if !ops.is_empty() {
             self.store.apply(&ops).await?;
         }
+        let mut acks = Vec::new();
         for waiting in held.drain(..) {
             match waiting {
                 Held::Reply(reply, result) => {
@@ -195,7 +227,13 @@ impl Owner {
                 Held::Committed(committed) => {
                     let _ = committed.send(());
                 }
+                Held::Ack(ack) => acks.push(ack),
             }
+        }
+        // Before the batch's master calls: an agent sends a task's next update only once
+        // the last one is acknowledged.
+        if !acks.is_empty() && actions.send(Action::Acknowledge(acks)).await.is_err() {
+            tracing::warn!("the executor is gone; acknowledgements were dropped");
         }
         let at = Timestamp(now_ms());
         for output in rest {
@@ -204,8 +242,8 @@ impl Owner {
                     // No subscriber is not an error.
                     let _ = self.events.send(Arc::new(StampedEvent { at, event: Published::Service(event) }));
                 }
-                action => {
-                    if actions.send(action).await.is_err() {
+                call => {
+                    if actions.send(Action::Call(call)).await.is_err() {
                         tracing::warn!("the executor is gone; a master call was dropped");
                     }
                 }
@@ -219,9 +257,19 @@ impl Owner {
 /// failed call is logged and dropped: the planner learns what happened from the master
 /// (an ACCEPT of a stale offer ends in TASK_DROPPED updates; a call lost with the
 /// subscription is made good by the reconciliation after re-subscribing).
-async fn execute(driver: DriverHandle, mut actions: mpsc::Receiver<Output>) {
+async fn execute(driver: DriverHandle, mut actions: mpsc::Receiver<Action>) {
     while let Some(action) = actions.recv().await {
-        let (what, result) = match action {
+        let call = match action {
+            Action::Call(call) => call,
+            Action::Acknowledge(acks) => {
+                // The agents resend what was not acknowledged.
+                if let Err(error) = driver.acknowledge(acks).await {
+                    tracing::info!(%error, "acknowledgements not delivered");
+                }
+                continue;
+            }
+        };
+        let (what, result) = match call {
             Output::Launch { offer_ids, tasks } => {
                 let count = tasks.len();
                 tracing::debug!(tasks = count, offers = offer_ids.len(), "launching");
@@ -313,9 +361,49 @@ mod tests {
         let (committed, done) = oneshot::channel();
         let framework_id = FrameworkId::new("fw-7");
         let input = Input::Subscribed { framework_id: framework_id.clone(), reconnected: false };
-        inputs.send(Inbound { input, committed: Some(committed) }).await.expect("owner runs");
+        inputs.send(Inbound { input, committed: Some(committed), ack: None }).await.expect("owner runs");
         done.await.expect("released after the commit");
         assert_eq!(store.load().await.expect("load").framework_id, Some(framework_id));
+    }
+
+    #[tokio::test]
+    async fn an_update_is_acknowledged_after_its_batch_and_before_the_batch_s_master_calls() {
+        use agora_proto::model::{AgentId, TaskId, TaskState, TaskStatus, TaskStatusReason, UpdateId};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut owner, _store, _handle, requests) = owner(dir.path());
+        owner.planner.input(1, Input::Subscribed { framework_id: FrameworkId::new("fw-1"), reconnected: false });
+        let _ = owner.planner.take_outputs();
+        let (inputs, inbox) = mpsc::channel(8);
+        let (actions_tx, mut actions) = mpsc::channel(8);
+        let (_stop, stop) = watch::channel(false);
+        tokio::spawn(owner.serve(requests, inbox, stop, actions_tx));
+        // A task the planner does not know: it answers with a kill.
+        let status = TaskStatus {
+            agent_id: Some(AgentId::new("a-1")),
+            uuid: Some(UpdateId::new("u-1")),
+            ..TaskStatus::from_master(
+                TaskId::new("stray"),
+                None,
+                TaskState::TaskRunning,
+                TaskStatusReason::Unspecified,
+                "",
+                1,
+            )
+        };
+        let ack = Acknowledgement::of(&status).expect("a reliable update");
+        inputs
+            .send(Inbound { input: Input::Update(status), committed: None, ack: Some(ack.clone()) })
+            .await
+            .expect("owner runs");
+        match actions.recv().await.expect("an action") {
+            Action::Acknowledge(acks) => assert_eq!(acks, [ack]),
+            other => panic!("the acknowledgement comes first: {other:?}"),
+        }
+        let kill = actions.recv().await.expect("an action");
+        assert!(
+            matches!(kill, Action::Call(Output::Kill { ref task_id, .. }) if task_id.as_str() == "stray"),
+            "{kill:?}"
+        );
     }
 
     #[tokio::test]

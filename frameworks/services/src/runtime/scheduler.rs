@@ -1,11 +1,12 @@
 //! The SDK [`Scheduler`] of services: it forwards every master event to the owner task over
 //! a bounded channel (the driver waits when the owner is behind, which is the
-//! backpressure we want), and for status updates and SUBSCRIBED it waits until the owner
-//! has committed their consequences, because the driver acknowledges an update as soon as
-//! the callback returns.
+//! backpressure we want). The driver runs with explicit acknowledgements: a status update
+//! goes to the owner with its acknowledgement, which the owner sends once the update's
+//! consequences are committed, many at once; the callback does not wait for that, so
+//! updates flow in as fast as the owner takes them. SUBSCRIBED waits for its commit.
 
 use agora_proto::model::{AgentId, FrameworkId, Offer, OfferId, TaskStatus};
-use agora_sdk::{DriverHandle, Scheduler};
+use agora_sdk::{Acknowledgement, DriverHandle, Scheduler};
 use tokio::sync::{mpsc, oneshot};
 
 use super::owner::Inbound;
@@ -17,8 +18,8 @@ pub(crate) struct Forwarder {
 }
 
 impl Forwarder {
-    async fn send(&self, input: Input) {
-        if self.inputs.send(Inbound { input, committed: None }).await.is_err() {
+    async fn send(&self, input: Input, ack: Option<Acknowledgement>) {
+        if self.inputs.send(Inbound { input, committed: None, ack }).await.is_err() {
             tracing::debug!("the owner is gone; an event from the master was dropped");
         }
     }
@@ -29,7 +30,7 @@ impl Forwarder {
     /// process is ending anyway.
     async fn send_and_wait(&self, input: Input) {
         let (committed, done) = oneshot::channel();
-        let delivered = self.inputs.send(Inbound { input, committed: Some(committed) }).await.is_ok();
+        let delivered = self.inputs.send(Inbound { input, committed: Some(committed), ack: None }).await.is_ok();
         if !delivered || done.await.is_err() {
             tracing::debug!("the owner is gone; holding the event unacknowledged");
             std::future::pending::<()>().await;
@@ -44,15 +45,16 @@ impl Scheduler for Forwarder {
     }
 
     async fn offers(&mut self, _driver: &DriverHandle, offers: Vec<Offer>) {
-        self.send(Input::Offers(offers)).await;
+        self.send(Input::Offers(offers), None).await;
     }
 
     async fn rescinded(&mut self, _driver: &DriverHandle, offer_id: OfferId) {
-        self.send(Input::Rescinded(offer_id)).await;
+        self.send(Input::Rescinded(offer_id), None).await;
     }
 
     async fn update(&mut self, _driver: &DriverHandle, status: TaskStatus) {
-        self.send_and_wait(Input::Update(status)).await;
+        let ack = Acknowledgement::of(&status);
+        self.send(Input::Update(status), ack).await;
     }
 
     async fn failure(&mut self, _driver: &DriverHandle, agent_id: AgentId, status: Option<i32>) {
@@ -66,6 +68,6 @@ impl Scheduler for Forwarder {
 
     async fn disconnected(&mut self, _driver: &DriverHandle) {
         tracing::warn!("lost the subscription to the master; re-subscribing");
-        self.send(Input::Disconnected).await;
+        self.send(Input::Disconnected, None).await;
     }
 }

@@ -219,12 +219,14 @@ async fn term(
     );
     let mut framework = config.framework()?;
     framework.id = recovered.framework_id.clone();
-    let driver_config = if config.masters.is_empty() {
+    let mut driver_config = if config.masters.is_empty() {
         let endpoints = config.etcd.as_ref().map(|e| e.endpoints.clone()).unwrap_or_default();
         DriverConfig::with_etcd(endpoints, framework)
     } else {
         DriverConfig::new(config.masters.clone(), framework)
     };
+    // The owner acknowledges status updates once they are committed, many per call.
+    driver_config.explicit_acknowledgements = true;
     let driver = Driver::new(driver_config)?;
     let (term_stop_tx, term_stop) = watch::channel(false);
     let (inputs, inbox) = mpsc::channel(INPUT_QUEUE_LEN);
