@@ -252,3 +252,62 @@ fn an_interrupted_run_stops_the_masters_it_started() {
         assert!(std::net::TcpStream::connect(master).is_err(), "{master} was left running");
     }
 }
+
+#[test]
+fn the_services_mode_deploys_restarts_and_times_the_real_framework() {
+    let (output, json) = bench(&[
+        "--services",
+        "--agents",
+        "10",
+        "--apps",
+        "5",
+        "--instances-per-app",
+        "4",
+        "--restart-apps",
+        "1",
+        "--big-app",
+        "20",
+        "--check-ms",
+        "50",
+        "--seed",
+        "3",
+        "--duration-limit",
+        "50",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit status {:?}, {json}\n{stderr}", output.status);
+    assert_eq!(json["services"], true, "{json}");
+    assert_eq!(json["tasks"], 40, "5 × 4 and the big app's 20: {json}");
+    assert_eq!(json["tasks_healthy"], 40, "{json}");
+    assert!(number(&json, "services_deploy_s") > 0.0, "{json}");
+    assert_eq!(json["restarts_completed"], 1, "{json}");
+    assert!(number(&json, "restart_s") > 0.0, "{json}");
+    for read in ["apps_embed_tasks", "app_get"] {
+        let (p50, p99) = (number(&json, &format!("{read}_ms_p50")), number(&json, &format!("{read}_ms_p99")));
+        assert!(0.0 < p50 && p50 <= p99, "{read}: {json}");
+        assert!(number(&json, &format!("{read}_samples")) >= 1.0, "{read}: {json}");
+    }
+    assert_eq!(json["read_errors"], 0, "{json}");
+    assert_eq!(json["big_restart_completed"], true, "{json}");
+    assert!(number(&json, "big_restart_s") > 0.0, "{json}");
+    // At least ceil(20 × 0.9) = 18 healthy throughout; the first sample, taken as the
+    // restart began, saw at most the 20 old ones.
+    let min_healthy = number(&json, "big_restart_min_healthy");
+    assert!((18.0..=20.0).contains(&min_healthy), "{json}");
+    assert!(number(&json, "big_restart_samples") >= 1.0, "{json}");
+    assert_eq!(json["duration_limit_hit"], false, "{json}");
+}
+
+#[test]
+fn services_flags_are_checked_and_need_the_services_mode() {
+    let run = |args: &[&str]| Command::new(AGORA).arg("bench").args(args).output().expect("run agora bench");
+    let output = run(&["--services", "--apps", "3", "--restart-apps", "4"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--restart-apps"), "{output:?}");
+    let output = run(&["--services", "--min-health-capacity", "1.5"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--min-health-capacity"), "{output:?}");
+    let output = run(&["--apps", "3"]);
+    assert!(!output.status.success(), "--apps without --services is refused");
+    let output = run(&["--services", "--chaos", "1"]);
+    assert!(!output.status.success(), "--services and --chaos conflict");
+}

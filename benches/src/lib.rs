@@ -3,7 +3,8 @@
 //! over real gRPC on loopback, lets the frameworks run short tasks, optionally injects agent
 //! failures, and ends with one JSON line of measurements on stdout. The `agora` binary
 //! parses the flags ([`Args`]) and calls [`run`]; [`agents`] is usable on its own, to drive
-//! other frameworks against emulated agents.
+//! other frameworks against emulated agents. With `--services` it runs the real services
+//! framework against them instead of emulated frameworks (`services.rs`).
 
 // The summary is one `serde_json::json!` object of some fifty fields, deeper than the
 // macro's recursion allows by default.
@@ -12,6 +13,7 @@
 pub mod agents;
 mod frameworks;
 pub mod masters;
+mod services;
 pub mod stats;
 
 use std::process::ExitCode;
@@ -127,6 +129,47 @@ pub struct Args {
     /// delay: each task's is drawn (seeded, uniform) up to this.
     #[arg(long, default_value_t = 500)]
     pub check_ms: u64,
+    /// Run the real services framework (`agora services`) in this process against the
+    /// emulated agents instead of emulated frameworks: deploy `--apps` apps of
+    /// `--instances-per-app` instances, each with a health check, through its REST API
+    /// (and a `--big-app`), wait until every instance is healthy, restart
+    /// `--restart-apps` of them at once while readers time `GET /v2/apps?embed=apps.tasks`
+    /// and `GET /v2/apps/{id}`, then restart the big app while its healthy count is
+    /// sampled. `--tasks`, `--frameworks` and the task durations do not apply.
+    #[arg(long, conflicts_with_all = ["masters", "failover", "hold", "chaos"])]
+    pub services: bool,
+    /// With `--services`: apps deployed (`/bench/app-0000`, …).
+    #[arg(long, default_value_t = 1000, requires = "services")]
+    pub apps: usize,
+    /// With `--services`: instances of each app.
+    #[arg(long, default_value_t = 50, requires = "services")]
+    pub instances_per_app: u32,
+    /// With `--services`: apps restarted at once (`POST /v2/apps/{id}/restart`, a rolling
+    /// restart each) while the readers run.
+    #[arg(long, default_value_t = 100, requires = "services")]
+    pub restart_apps: usize,
+    /// With `--services`: also deploy `/bench/big` with this many instances, and restart it
+    /// alone at the end, sampling its healthy count (0: no big app).
+    #[arg(long, default_value_t = 0, requires = "services")]
+    pub big_app: u32,
+    /// With `--services`: every app's `upgradeStrategy.minimumHealthCapacity`.
+    #[arg(long, default_value_t = 0.9, requires = "services")]
+    pub min_health_capacity: f64,
+    /// With `--services`: every app's `upgradeStrategy.maximumOverCapacity` (Marathon's
+    /// default, 1: a restart may start every new instance before the old ones go).
+    #[arg(long, default_value_t = 1.0, requires = "services")]
+    pub max_over_capacity: f64,
+    /// With `--services`: readers polling `GET /v2/apps?embed=apps.tasks`, one request in
+    /// flight each.
+    #[arg(long, default_value_t = 1, requires = "services")]
+    pub list_readers: usize,
+    /// With `--services`: readers polling `GET /v2/apps/{id}` of seeded random apps.
+    #[arg(long, default_value_t = 4, requires = "services")]
+    pub app_readers: usize,
+    /// With `--services`: each reader starts a request this often (at once when the last
+    /// one took longer).
+    #[arg(long, default_value_t = 100, requires = "services")]
+    pub read_interval_ms: u64,
 }
 
 impl Args {
@@ -167,6 +210,9 @@ impl Args {
         }
         if self.check_ms > 3_600_000 {
             anyhow::bail!("--check-ms must be at most an hour");
+        }
+        if self.services {
+            services::check(self)?;
         }
         if self.task_duration_ms_mean > 24 * 3600 * 1000 {
             anyhow::bail!("--task-duration-ms-mean must be at most a day");
@@ -216,6 +262,31 @@ impl Drop for OwnRuntime {
     }
 }
 
+/// A master serving in this process, on a runtime of its own.
+struct InProcessMaster {
+    address: String,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    runtime: OwnRuntime,
+}
+
+impl InProcessMaster {
+    /// Starts a master on a loopback port with the master's defaults (heartbeat 5 s,
+    /// timeout 75 s) and no registry file: what is measured is the scheduler, not the
+    /// disk. It stops when `stop` turns true.
+    async fn start(seed: u64, stop: watch::Receiver<bool>) -> anyhow::Result<InProcessMaster> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
+        let address = listener.local_addr()?.to_string();
+        let mut options = agora_master::runtime::MasterOptions::new(address.clone());
+        options.seed = seed;
+        options.core.master_id = "bench".to_owned();
+        let mut stop = stop;
+        let shutdown = async move { agora_master::runtime::stopped(&mut stop).await };
+        let runtime = OwnRuntime::new("bench-master", MASTER_THREADS)?;
+        let task = runtime.handle().spawn(agora_master::runtime::serve(listener, options, shutdown));
+        Ok(InProcessMaster { address, task, runtime })
+    }
+}
+
 /// Runs the bench to its end and prints its JSON line: success when no task was lost, the
 /// duration limit was not hit and a requested failover completed. Dropping the future (as
 /// `agora bench` does on Ctrl-C) shuts down the runtimes it made and kills the master
@@ -226,6 +297,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let resources = Resources::parse(&args.agent_resources).map_err(|e| anyhow::anyhow!("--agent-resources: {e}"))?;
     let resources = pb::Resources::from(&resources);
+    if args.services {
+        return services::run(&args, seed, resources).await;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // The masters: named, started as processes, or one in this process.
@@ -242,18 +316,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         spawned = Some(started);
         addresses
     } else {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
-        let address = listener.local_addr()?.to_string();
-        // The master's defaults (heartbeat 5 s, timeout 75 s), with no registry file:
-        // what is measured is the scheduler, not the disk.
-        let mut options = agora_master::runtime::MasterOptions::new(address.clone());
-        options.seed = seed;
-        options.core.master_id = "bench".to_owned();
-        let mut stop = stop_rx.clone();
-        let shutdown = async move { agora_master::runtime::stopped(&mut stop).await };
-        let runtime = OwnRuntime::new("bench-master", MASTER_THREADS)?;
-        master_task = Some(runtime.handle().spawn(agora_master::runtime::serve(listener, options, shutdown)));
-        master_runtime = Some(runtime);
+        let master = InProcessMaster::start(seed, stop_rx.clone()).await?;
+        let address = master.address.clone();
+        master_task = Some(master.task);
+        master_runtime = Some(master.runtime);
         vec![address]
     };
     let where_ = match (&master_task, &spawned) {
