@@ -226,7 +226,8 @@ fn services_failure(
 ) -> Option<anyhow::Error> {
     match result {
         Ok(Ok(())) => None,
-        Ok(Err(error)) => Some(anyhow::Error::new(error).context("services failed")),
+        // The error's message already holds its causes; anyhow's chain would repeat them.
+        Ok(Err(error)) => Some(anyhow::anyhow!("services failed: {error}")),
         Err(error) => Some(anyhow::anyhow!("services panicked: {error}")),
     }
 }

@@ -255,7 +255,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("--port {}: cannot listen on {address}", args.port))?;
     let advertise = args.advertise.clone().unwrap_or_else(|| listener.local_addr().map_or(address, |a| a).to_string());
     let config = config(&args, advertise)?;
-    agora_services::run(config, listener, super::shutdown_signal()).await?;
+    // The error's message already holds its causes; anyhow's chain would repeat them.
+    agora_services::run(config, listener, super::shutdown_signal()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,13 @@
 //! they need, then the journal is deleted. `load` first finishes a committed journal a
 //! crashed leader left behind (its writes are idempotent puts and deletes) and drops an
 //! uncommitted one, so a reader never sees half a batch.
+//!
+//! etcd refuses a transaction that names one key twice (or a key inside a range it
+//! deletes), so a batch's writes are first folded into one write per key, the last one
+//! winning; deleting an app's versions becomes a delete of each version key the store
+//! knows it holds (it is the only writer while its term lasts, so it tracks them).
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use agora_proto::etcd_client::{Etcd, KvWrite, Term};
 
@@ -31,12 +38,14 @@ pub struct EtcdStore {
     client: Etcd,
     term: Term,
     root: String,
+    /// The keys of the versions table, as committed (read at `load`).
+    version_keys: BTreeSet<Vec<u8>>,
 }
 
 impl EtcdStore {
     /// A store under `root` (e.g. `/agora/services`), written while `term` holds.
     pub fn new(client: Etcd, root: &str, term: Term) -> EtcdStore {
-        EtcdStore { client, term, root: root.trim_end_matches('/').to_owned() }
+        EtcdStore { client, term, root: root.trim_end_matches('/').to_owned(), version_keys: BTreeSet::new() }
     }
 
     fn state_prefix(&self) -> String {
@@ -51,19 +60,68 @@ impl EtcdStore {
         format!("{}{}/{key}", self.state_prefix(), table.name()).into_bytes()
     }
 
-    fn kv_write(&self, write: &Write) -> KvWrite {
-        match write {
-            Write::Put(table, key, value) => KvWrite::Put { key: self.key(*table, key), value: value.clone() },
-            Write::Delete(table, key) => KvWrite::Delete { key: self.key(*table, key) },
-            Write::DeletePrefix(table, prefix) => KvWrite::DeletePrefix { prefix: self.key(*table, prefix) },
+    /// The batch's writes as one write per key, the last winning, and the version keys
+    /// there will be once they are committed.
+    fn kv_writes(&self, writes: &[Write]) -> (Vec<KvWrite>, BTreeSet<Vec<u8>>) {
+        let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let mut prefixes = Vec::new();
+        let mut versions = self.version_keys.clone();
+        for write in writes {
+            match write {
+                Write::Put(table, key, value) => {
+                    let key = self.key(*table, key);
+                    if *table == Table::Versions {
+                        versions.insert(key.clone());
+                    }
+                    last.insert(key, Some(value.clone()));
+                }
+                Write::Delete(table, key) => {
+                    let key = self.key(*table, key);
+                    versions.remove(&key);
+                    last.insert(key, None);
+                }
+                Write::DeletePrefix(Table::Versions, prefix) => {
+                    let prefix = self.key(Table::Versions, prefix);
+                    let doomed: Vec<Vec<u8>> =
+                        versions.range(prefix.clone()..).take_while(|k| k.starts_with(&prefix)).cloned().collect();
+                    for key in doomed {
+                        versions.remove(&key);
+                        last.insert(key, None);
+                    }
+                }
+                // Only versions are deleted by prefix today; any other table's range is
+                // deleted as a range, after the batch's single-key writes were folded.
+                Write::DeletePrefix(table, prefix) => {
+                    let prefix = self.key(*table, prefix);
+                    last.retain(|key, _| !key.starts_with(&prefix));
+                    prefixes.push(KvWrite::DeletePrefix { prefix });
+                }
+            }
         }
+        let mut kv: Vec<KvWrite> = last
+            .into_iter()
+            .map(|(key, value)| match value {
+                Some(value) => KvWrite::Put { key, value },
+                None => KvWrite::Delete { key },
+            })
+            .collect();
+        kv.extend(prefixes);
+        (kv, versions)
     }
 
     /// Everything committed, after finishing (or dropping) a journal left behind.
     pub async fn load(&mut self) -> Result<Recovered, StoreError> {
-        self.recover_journal().await?;
+        // The version keys are needed to replay a journal; the records again after it.
+        let first = self.read_state().await?;
+        if self.recover_journal().await? { self.read_state().await } else { Ok(first) }
+    }
+
+    /// Reads every record (and notes the version keys).
+    async fn read_state(&mut self) -> Result<Recovered, StoreError> {
         let prefix = self.state_prefix();
+        let versions_prefix = self.key(Table::Versions, "");
         let mut loader = Loader::default();
+        let mut version_keys = BTreeSet::new();
         for kv in self.client.range_prefix(prefix.as_bytes()).await? {
             let full = String::from_utf8_lossy(&kv.key).into_owned();
             let corrupt =
@@ -72,15 +130,21 @@ impl EtcdStore {
             let (table, key) = rest.split_once('/').ok_or_else(|| corrupt("a key outside every table"))?;
             let table = Table::named(table).ok_or_else(|| corrupt("an unknown table"))?;
             loader.record(table, key, &kv.value)?;
+            if kv.key.starts_with(&versions_prefix) {
+                version_keys.insert(kv.key.clone());
+            }
         }
+        self.version_keys = version_keys;
         Ok(loader.finish())
     }
 
     /// Commits `batch` atomically (see the module's doc).
     pub async fn apply(&mut self, batch: &[StoreOp]) -> Result<(), StoreError> {
-        let writes: Vec<KvWrite> = writes(batch)?.iter().map(|w| self.kv_write(w)).collect();
+        let (writes, version_keys) = self.kv_writes(&writes(batch)?);
         if writes.len() <= TXN_OPS && writes.iter().map(KvWrite::size).sum::<usize>() <= TXN_BYTES {
-            return Ok(self.client.fenced_txn(&self.term, &writes).await?);
+            self.client.fenced_txn(&self.term, &writes).await?;
+            self.version_keys = version_keys;
+            return Ok(());
         }
         let entries = journal_entries(batch)?;
         let journal = self.journal_prefix();
@@ -94,6 +158,7 @@ impl EtcdStore {
         };
         self.client.fenced_txn(&self.term, &[commit]).await?;
         self.write_in_chunks(&writes).await?;
+        self.version_keys = version_keys;
         self.client.fenced_txn(&self.term, &[KvWrite::DeletePrefix { prefix: journal.into_bytes() }]).await?;
         Ok(())
     }
@@ -116,12 +181,12 @@ impl EtcdStore {
         Ok(())
     }
 
-    /// Finishes a committed journal, or drops an uncommitted one.
-    async fn recover_journal(&mut self) -> Result<(), StoreError> {
+    /// Finishes a committed journal, or drops an uncommitted one; whether there was one.
+    async fn recover_journal(&mut self) -> Result<bool, StoreError> {
         let journal = self.journal_prefix();
         let kvs = self.client.range_prefix(journal.as_bytes()).await?;
         if kvs.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let committed = kvs.iter().find(|kv| kv.key.ends_with(COMMIT.as_bytes()));
         if let Some(commit) = committed {
@@ -146,13 +211,13 @@ impl EtcdStore {
                 batch.extend(ops);
             }
             tracing::info!(ops = batch.len(), "finishing the batch a previous leader committed to its journal");
-            let writes: Vec<KvWrite> = writes(&batch)?.iter().map(|w| self.kv_write(w)).collect();
+            let (writes, _) = self.kv_writes(&writes(&batch)?);
             self.write_in_chunks(&writes).await?;
         } else {
             tracing::info!("dropping a journal a previous leader did not commit");
         }
         self.client.fenced_txn(&self.term, &[KvWrite::DeletePrefix { prefix: journal.into_bytes() }]).await?;
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -306,3 +306,34 @@ async fn a_deposed_leader_cannot_write() {
     let apps = client.range_prefix(format!("{ROOT}/state/apps/").as_bytes()).await.expect("range");
     assert_eq!(apps.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_writing_one_key_twice_and_deleting_an_app_with_its_versions_commits_on_etcd() {
+    let etcd = etcd_server::Etcd::start();
+    let (client, _term, mut store) = etcd_store(&etcd).await;
+    let a = PathId::parse("/a").expect("valid");
+    let instance = sample::instance("/a", 1);
+    store
+        .apply(&[
+            StoreOp::PutApp(sample::app("/a", 1)),
+            StoreOp::PutVersion { app: a.clone(), version: crate::model::Timestamp(1), spec: sample::spec("/a", 1) },
+        ])
+        .await
+        .expect("first");
+    // etcd refuses a transaction naming a key twice: the store folds them.
+    let batch = vec![
+        StoreOp::PutInstance(instance.clone()),
+        StoreOp::DeleteInstance(instance.task_id.clone()),
+        StoreOp::PutInstance(instance.clone()),
+        StoreOp::PutVersion { app: a.clone(), version: crate::model::Timestamp(2), spec: sample::spec("/a", 2) },
+        StoreOp::DeleteApp(a.clone()),
+        StoreOp::PutApp(sample::app("/b", 1)),
+    ];
+    store.apply(&batch).await.expect("apply");
+    let recovered = store.load().await.expect("load");
+    assert_eq!(recovered.instances, vec![instance]);
+    assert_eq!(recovered.apps, vec![sample::app("/b", 1)]);
+    assert!(recovered.versions.is_empty(), "both versions of /a went with it: {:?}", recovered.versions);
+    let keys = client.range_prefix(format!("{ROOT}/state/versions/").as_bytes()).await.expect("range");
+    assert!(keys.is_empty());
+}
