@@ -251,7 +251,7 @@ const FAILURE_KEYS: &[&str] =
 const DEPLOYMENT_KEYS: &[&str] =
     &["affected_apps", "current_actions", "current_step", "id", "steps", "total_steps", "version", "affected_pods"];
 const ACTION_KEYS: &[&str] = &["action", "app", "apps", "type", "readiness_check_results", "pod"];
-const GROUP_KEYS: &[&str] = &["apps", "dependencies", "groups", "id", "pods", "version", "enforce_role"];
+const GROUP_KEYS: &[&str] = &["apps", "dependencies", "groups", "id", "pods", "version"];
 const QUEUE_KEYS: &[&str] =
     &["app", "overdue", "count", "delay", "since", "processed_offers_summary", "last_unused_offers"];
 const INFO_KEYS: &[&str] = &[

@@ -1069,7 +1069,11 @@ impl Serialize for GroupView<'_> {
         let no_deps: &[PathId] = &[];
         m.serialize_entry("dependencies", &Paths(node.record.map_or(no_deps, |r| &r.dependencies)))?;
         m.serialize_entry("version", &Ts(self.tree.version(self.id)))?;
-        m.serialize_entry("enforceRole", &node.record.is_some_and(|r| r.enforce_role))?;
+        // Marathon 1.9's, unknown to marathon-python 0.13 (its groups take no other keys):
+        // shown only on groups that set it, like `deploymentTimeoutSeconds` on apps.
+        if node.record.is_some_and(|r| r.enforce_role) {
+            m.serialize_entry("enforceRole", &true)?;
+        }
         if self.embed.apps {
             let planner = self.tree.planner;
             let embed = self.embed.app;
@@ -1149,6 +1153,29 @@ impl Serialize for QueueView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_shows_enforce_role_only_when_it_is_set() {
+        use crate::core::{PlannerConfig, Recovered};
+        for enforce_role in [false, true] {
+            let group = GroupRecord {
+                id: PathId::parse("/shop").expect("valid"),
+                dependencies: Vec::new(),
+                version: Timestamp(1_000),
+                enforce_role,
+            };
+            let planner =
+                Planner::recover(PlannerConfig::default(), Recovered { groups: vec![group], ..Recovered::default() });
+            let tree = GroupTree::new(&planner);
+            let id = PathId::parse("/shop").expect("valid");
+            let shop = serde_json::to_value(tree.view(&id, GroupEmbed::parse([]))).expect("renders");
+            assert_eq!(shop.get("enforceRole"), enforce_role.then_some(&Value::Bool(true)), "{shop}");
+            let root = PathId::root();
+            let root = serde_json::to_value(tree.view(&root, GroupEmbed::parse([]))).expect("renders");
+            assert!(root.get("enforceRole").is_none(), "{root}");
+            assert_eq!(root["groups"][0]["id"], "/shop");
+        }
+    }
 
     #[test]
     fn tasks_written_by_hand_are_what_serde_writes() {
