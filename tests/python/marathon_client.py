@@ -38,6 +38,7 @@ from marathon.models.events import (  # noqa: E402
     MarathonEventStreamAttached,
     MarathonHealthStatusChangedEvent,
     MarathonStatusUpdateEvent,
+    MarathonUnhealthyInstanceKillEvent,
 )
 from marathon.models.info import MarathonInfo  # noqa: E402
 from marathon.models.queue import MarathonQueueItem  # noqa: E402
@@ -386,8 +387,22 @@ def main(url):
     wait("stuck deleted", lambda: isinstance(raises(NotFoundError, client.get_app, "/compat/stuck"), NotFoundError))
     log("deployments: listed with steps, queue, 409, rollback via delete_deployment, force")
 
-    # --- a task that fails: its failure, its app's launch delay ---------------------------
+    # --- a task that fails, one that is unhealthy --------------------------------------
     client.create_app("/compat/crash", MarathonApp(cmd="exit 3", cpus=0.01, mem=16, instances=1, backoff_seconds=30))
+    sick_check = MarathonHealthCheck(
+        protocol="COMMAND",
+        command="false",
+        grace_period_seconds=0,
+        interval_seconds=1,
+        timeout_seconds=1,
+        max_consecutive_failures=2,
+        delay_seconds=0,
+    )
+    sick = client.create_app(
+        "/compat/sick",
+        MarathonApp(cmd="sleep 3600", cpus=0.01, mem=16, instances=1, backoff_seconds=30, health_checks=[sick_check]),
+    )
+    check(sick.health_checks[0].command == {"value": "false"}, "a COMMAND check's command", sick.health_checks)
     app = wait(
         "the crash recorded",
         lambda: (lambda a: a if a.last_task_failure else None)(client.get_app("/compat/crash", embed_last_task_failure=True)),
@@ -408,8 +423,24 @@ def main(url):
         or not [q for q in client.list_queue() if q.app.id == "/compat/crash"],
     )
     client.delete_app("/compat/crash")
-    wait("crash deleted", lambda: isinstance(raises(NotFoundError, client.get_app, "/compat/crash"), NotFoundError))
-    log("a failing task: last_task_failure, backoff in the queue, reset_delay")
+
+    def unhealthy():
+        app = client.get_app("/compat/sick")
+        return [t for t in app.tasks if [r.alive for r in t.health_check_results] == [False]] and app.tasks_unhealthy
+
+    wait("the sick task reported unhealthy", unhealthy)
+    kill = wait(
+        "the sick task killed as unhealthy",
+        lambda: [e for e in everything.of(MarathonUnhealthyInstanceKillEvent) if e.app_id == "/compat/sick"],
+    )[0]
+    check(kill.task_id and kill.reason and kill.host, "unhealthy_instance_kill_event", kill)
+    # Its start never ends (no healthy instance): like Marathon, Agora takes the client's
+    # explicit force=False at its word and answers 409.
+    raises(ConflictError, client.delete_app, "/compat/sick")
+    client.delete_app("/compat/sick", force=True)
+    for app_id in ("/compat/crash", "/compat/sick"):
+        wait(app_id + " deleted", lambda: isinstance(raises(NotFoundError, client.get_app, app_id), NotFoundError))
+    log("a failing task (last_task_failure, backoff in the queue, reset_delay) and an unhealthy one (killed)")
 
     # --- groups ------------------------------------------------------------------------
     stack = MarathonGroup(
