@@ -105,10 +105,12 @@ impl<'a> Obj<'a> {
         self.get(key).is_some()
     }
 
-    /// Names every member not in `known` (an absent or `null` member is fine).
+    /// Names every member not in `known`; an unknown member that is `null` is not given
+    /// (marathon-python's `minimal=False` sends every attribute its models have, some of
+    /// which Marathon dropped, as `null`).
     pub fn reject_unknown(&self, known: &[&str], problems: &mut Problems) {
-        for key in self.map.keys() {
-            if !known.contains(&key.as_str()) {
+        for (key, value) in self.map {
+            if !value.is_null() && !known.contains(&key.as_str()) {
                 problems.add(self.at(key), "is not a known field");
             }
         }
@@ -291,6 +293,16 @@ mod tests {
         obj.reject_unknown(&["a", "n", "f", "b", "z"], &mut problems);
         let paths: Vec<&str> = problems.iter().map(|(p, _)| p).collect();
         assert_eq!(paths, ["/f", "/b", "/l(0)", "/l"]);
+    }
+
+    #[test]
+    fn an_unknown_member_is_refused_unless_it_is_null() {
+        let doc = json!({"inactiveAfterSeconds": 1, "unreachableInactiveAfterSeconds": null, "other": 0});
+        let obj = Obj::of(&doc, "/unreachableStrategy", &mut Problems::new()).expect("object");
+        let mut problems = Problems::new();
+        obj.reject_unknown(&["inactiveAfterSeconds"], &mut problems);
+        let paths: Vec<&str> = problems.iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["/unreachableStrategy/other"]);
     }
 
     #[test]
