@@ -292,12 +292,14 @@ def main(url):
     check(result.get("deploymentId") and result.get("version"), "update_app answers a deployment", result)
     app = wait("sleeper replaced", lambda: settled(client, "/compat/sleeper", 2, not_ids=before))
     check(app.cmd == "sleep 3601", "update_app changed cmd", app)
-    # The same with an app from a listing with every embed: all its read-only keys go back.
+    # The same with an app from a listing with every embed, sent whole (minimal=False):
+    # its read-only keys go back, and every attribute the client's models have, as null
+    # when unset (unreachableStrategy's unreachableInactiveAfterSeconds, ...).
     app = [a for a in client.list_apps(embed_tasks=True, embed_counts=True, embed_deployments=True, embed_readiness=True,
                                        embed_failures=True, embed_task_stats=True) if a.id == "/compat/sleeper"][0]
     app.env = {"MODE": "updated"}
     before = {t.id for t in app.tasks}
-    client.update_app("/compat/sleeper", app)
+    client.update_app("/compat/sleeper", app, minimal=False)
     app = wait("sleeper replaced again", lambda: settled(client, "/compat/sleeper", 2, not_ids=before))
     check(app.cmd == "sleep 3601" and app.env == {"MODE": "updated"}, "update_app changed env", app)
     check(all(t.version == app.version for t in app.tasks), "tasks run the new version", app.tasks, app.version)
@@ -467,7 +469,7 @@ def main(url):
     for a in group.apps:
         if a.id == "/stack/db":
             a.instances = 1
-    result = client.update_group("/stack", group)
+    result = client.update_group("/stack", group, minimal=False)
     check(result.get("deploymentId"), "update_group answers a deployment", result)
     wait("db back to 1", lambda: settled(client, "/stack/db", 1) and settled(client, "/stack/api", 2))
     result = client.delete_group("/stack")
