@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::etcd::Etcd;
 use common::services::{Services, free_port_block};
-use common::{Cluster, Proc, free_port};
+use common::{Cluster, Proc, eventually, free_port, get_json};
 
 /// The whole script usually takes about 10 s; this bounds a wedged run, not a slow one.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
@@ -62,11 +63,11 @@ fn add_agent(cluster: &mut Cluster, name: &str, rack: &str) {
 
 /// Runs the script to its end (or kills it after [`SCRIPT_TIMEOUT`]); returns whether it
 /// passed and everything it printed.
-fn run_script(python: &PathBuf, url: &str) -> (bool, String) {
+fn run_script(python: &PathBuf, args: &[&str]) -> (bool, String) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/marathon_client.py");
     let mut child = Command::new(python)
         .arg(&script)
-        .arg(url)
+        .args(args)
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         // requests honours proxy variables; nothing here may leave loopback.
@@ -121,7 +122,7 @@ async fn marathon_python_manages_apps_tasks_deployments_groups_and_events_on_ago
     services.wait_subscribed().await;
     let url = services.url.clone();
 
-    let (passed, output) = tokio::task::spawn_blocking(move || run_script(&python, &url)).await.expect("join");
+    let (passed, output) = tokio::task::spawn_blocking(move || run_script(&python, &[&url])).await.expect("join");
     if !passed {
         let logs = services.all_logs();
         let tail: Vec<&str> = logs.lines().rev().take(80).collect();
@@ -131,6 +132,41 @@ async fn marathon_python_manages_apps_tasks_deployments_groups_and_events_on_ago
             "marathon-python failed against agora services:\n{output}\n---- services (last lines) ----\n{}",
             tail.join("\n")
         );
+    }
+    assert!(output.contains("PASSED"), "the script ended without its verdict:\n{output}");
+    println!("{output}");
+}
+
+/// Two `agora services` on etcd: the client, given the follower (after a server that is
+/// down), reaches the leader through the follower's redirects, its event stream included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marathon_python_given_a_follower_reaches_the_leader_through_its_redirects() {
+    let Some(python) = test_python() else { return };
+    let etcd = Etcd::start();
+    let mut cluster = Cluster::master_only(&[]).await;
+    add_agent(&mut cluster, "agent", "r1");
+    cluster.wait_for_agents(1).await;
+    let flags = ["--etcd", etcd.url.as_str(), "--etcd-lease-ttl", "2s"];
+    let a = Services::start(cluster.dir.path(), "services-a", &cluster.master, &flags);
+    let b = Services::start(cluster.dir.path(), "services-b", &cluster.master, &flags);
+    let leader = eventually("a leader named by both", async || {
+        let named_by_a = get_json(&format!("{}/v2/leader", a.url)).await?;
+        let named_by_b = get_json(&format!("{}/v2/leader", b.url)).await?;
+        (named_by_a == named_by_b).then(|| named_by_a["leader"].as_str().map(str::to_owned)).flatten()
+    })
+    .await;
+    let (leading, following) = if leader == format!("127.0.0.1:{}", a.port) { (&a, &b) } else { (&b, &a) };
+    assert_eq!(leader, format!("127.0.0.1:{}", leading.port), "the leader is one of the two");
+    leading.wait_subscribed().await;
+
+    let follower = following.url.clone();
+    let (passed, output) =
+        tokio::task::spawn_blocking(move || run_script(&python, &["--follower", &follower, &leader]))
+            .await
+            .expect("join");
+    if !passed {
+        let logs = format!("{}{}", a.all_logs(), b.all_logs());
+        panic!("marathon-python failed through a follower:\n{output}\n{logs}");
     }
     assert!(output.contains("PASSED"), "the script ended without its verdict:\n{output}");
     println!("{output}");

@@ -4,7 +4,12 @@ versions and rollbacks, deployments (cancelled with a rollback and forced), the 
 groups, the event stream, info, leader, ping and metrics, and the errors it raises.
 
 Usage: python marathon_client.py SERVICES_URL
+       python marathon_client.py --follower FOLLOWER_URL LEADER_ADDRESS
 Exits 0 when every check passed; otherwise prints what failed and exits 1.
+
+With --follower, it talks to a process that does not lead (several `agora services` on
+etcd): the client must reach the leader through the follower's redirects, the event
+stream included, as it does with Marathon's standbys.
 
 The cluster it runs against (started by tests/services_marathon_client.rs) has two agents
 with the attributes rack:r1 and rack:r2 and a few free ports each.
@@ -506,10 +511,45 @@ def main(url):
     log("event streams: %d events of %d types; the filtered one only deployment_success" % (len(everything.snapshot()), len(types)))
 
 
+def through_a_follower(follower_url, leader):
+    """Every call through a follower reaches the leader `leader` (`host:port`)."""
+    # A server that is down comes first: the client tries the next, as with Marathon.
+    down = "http://127.0.0.1:1"
+    client = MarathonClient([down, follower_url], timeout=10)
+    check(client.ping().strip() == b"pong", "a follower answers /ping itself")
+    check(client.get_leader() == {"leader": leader}, "a follower names the leader", client.get_leader())
+    info = client.get_info()
+    check(info.leader == leader and info.elected is True, "/v2/info comes from the leader", info)
+    # The event stream is redirected too (marathon-python follows it by hand).
+    events = EventCollector(MarathonClient(follower_url, timeout=10))
+    wait("the event stream to attach through the follower", lambda: events.of(MarathonEventStreamAttached))
+    log("through a follower: ping, leader, info and the event stream")
+
+    created = client.create_app("/ha/sleeper", MarathonApp(cmd="sleep 3600", cpus=0.01, mem=16, instances=1))
+    check(created.id == "/ha/sleeper" and created.instances == 1, "create_app through a follower", created)
+    wait("the app to run", lambda: settled(client, "/ha/sleeper", 1))
+    result = client.scale_app("/ha/sleeper", instances=2)
+    check(result.get("deploymentId"), "scale_app through a follower answers a deployment", result)
+    app = wait("the app at 2", lambda: settled(client, "/ha/sleeper", 2))
+    victim = app.tasks[0].id
+    check(client.kill_given_tasks([victim]) is True, "kill_given_tasks through a follower")
+    wait("the task replaced", lambda: settled(client, "/ha/sleeper", 2, not_ids={victim}))
+    check(client.delete_app("/ha/sleeper").get("deploymentId"), "delete_app through a follower")
+    wait("the app gone", lambda: client.list_apps() == [] and client.list_tasks() == [])
+    check(
+        any(e.app_id == "/ha/sleeper" for e in events.of(MarathonStatusUpdateEvent)),
+        "the stream through the follower carries the leader's events",
+    )
+    log("through a follower: create, scale, kill and delete reach the leader")
+
+
 if __name__ == "__main__":
     marathon.log.setLevel("CRITICAL")
     try:
-        main(sys.argv[1])
+        if sys.argv[1] == "--follower":
+            through_a_follower(sys.argv[2], sys.argv[3])
+        else:
+            main(sys.argv[1])
     except Exception:  # noqa: BLE001 - the test reads this output
         traceback.print_exc()
         print("FAILED after %.1fs" % (time.monotonic() - STARTED), flush=True)
