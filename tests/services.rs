@@ -104,6 +104,15 @@ async fn an_http_app_deploys_scales_heals_and_rolls_out_without_downtime() {
         assert_eq!(fetch(task, "version").await.as_deref(), Some("v2"));
     }
 
+    // `rollback` goes back to the previous configuration (v1, at the instances it last had).
+    let output = cli(&url, &["rollback", "/web"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(stdout(&output).contains("rolling /web back to version"), "{}", describe(&output));
+    let tasks = api.wait_settled("/web", 2).await;
+    for task in &tasks {
+        assert_eq!(fetch(task, "version").await.as_deref(), Some("v1"), "{task}");
+    }
+
     // The CLI shows it.
     let list = cli(&url, &["list"]);
     assert!(stdout(&list).contains("/web"), "{}", describe(&list));

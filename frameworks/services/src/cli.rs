@@ -140,9 +140,14 @@ impl Client {
         self.follow(&id, answer, target, events, follow).await
     }
 
-    /// `scale ID N`: PUT only `instances`, then follow.
+    /// `scale ID N`: PUT only `instances` (of an app that exists), then follow.
     pub async fn scale(&self, id: &str, instances: u32, follow: Follow) -> Result<Outcome, CliError> {
         let path = id_path(id);
+        // A PUT would create the app from `instances` alone (and be refused for its lack
+        // of a command): an unknown id is said so instead.
+        if self.get_optional(&format!("/v2/apps/{path}")).await?.is_none() {
+            return Err(CliError::Usage(format!("{id}: no such app")));
+        }
         let events = self.open_events(follow).await;
         let body = json!({ "instances": instances });
         let answer =
