@@ -114,6 +114,20 @@ async fn rollout_survives(victim: Victim) {
     assert!(lowest >= 2, "{victim:?}: the agents had only {lowest} healthy tasks at one point");
     let ports: Vec<u16> = stack.agents.iter().map(|a| a.port).collect();
     assert_eq!(healthy_on_agents(&ports).await, Some(2));
+    // The master shows the same, a restarted one included (agents report their tasks'
+    // health when they register again).
+    let state = stack.cluster.state().await;
+    let on_master = state["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f["tasks"].as_array().into_iter().flatten())
+        .filter(|t| {
+            t["state"] == "TASK_RUNNING"
+                && t["statuses"].as_array().and_then(|s| s.last()).is_some_and(|s| s["healthy"] == true)
+        })
+        .count();
+    assert_eq!(on_master, 2, "{victim:?}: the master's /state: {state}");
     report_took(victim, started.elapsed());
 }
 

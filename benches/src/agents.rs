@@ -364,6 +364,8 @@ impl Agent {
                     framework_id: t.framework_id.clone(),
                     task: Some(t.info.clone()),
                     state: t.state,
+                    healthy: t.healthy,
+                    ready: None,
                 })
                 .collect(),
         };

@@ -260,6 +260,8 @@ impl Sim {
                 framework_id: framework_id.clone(),
                 task: t.info.clone(),
                 state: t.state,
+                healthy: None,
+                ready: None,
             })
             .collect();
         self.pending.insert(conn, i);

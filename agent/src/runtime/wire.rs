@@ -25,6 +25,8 @@ pub(crate) fn registration<'a>(
                 framework_id: task.framework_id.to_string(),
                 task: Some((&task.info).into()),
                 state: pb::TaskState::from(task.state) as i32,
+                healthy: task.healthy,
+                ready: task.ready,
             })
             .collect(),
     }

@@ -125,7 +125,7 @@ impl Master {
                 .map(|t| (t.info.agent_id.clone(), t.state));
             match known_on {
                 Some((on, state)) if &on == agent_id => {
-                    self.merge_known_task(now_ms, agent_id, &framework_id, &task_id, state, report.state);
+                    self.merge_known_task(now_ms, agent_id, &framework_id, &task_id, state, &report);
                 }
                 Some(_) => {
                     // The framework's task of this id runs elsewhere; this copy must go.
@@ -150,8 +150,9 @@ impl Master {
         framework_id: &FrameworkId,
         task_id: &TaskId,
         known: TaskState,
-        reported: TaskState,
+        report: &ReportedTask,
     ) {
+        let reported = report.state;
         let was_unreachable = known == TaskState::TaskUnreachable;
         if was_unreachable && matches!(reported, TaskState::TaskStaging | TaskState::TaskStarting) {
             // A launch that never got going while the agent was away: the framework was
@@ -160,7 +161,7 @@ impl Master {
             return;
         }
         if reported != known {
-            let status = TaskStatus::from_master(
+            let mut status = TaskStatus::from_master(
                 task_id.clone(),
                 Some(agent_id.clone()),
                 reported,
@@ -168,6 +169,7 @@ impl Master {
                 "reported by the agent on re-registration",
                 now_ms,
             );
+            (status.healthy, status.ready) = (report.healthy, report.ready);
             // The agent's own status updates bring other news to the framework; only a task
             // coming back from unreachable needs the master to speak up.
             let forward = was_unreachable && !reported.is_terminal();
@@ -248,7 +250,9 @@ impl Master {
             self.outbox.push(Output::ToAgent { agent_id: agent_id.clone(), message });
             return;
         }
-        let status = TaskStatus::from_master(
+        // With the health the agent knows: a master that failed over shows it, and answers
+        // reconciliation with it, without waiting for the next change.
+        let mut status = TaskStatus::from_master(
             info.task_id.clone(),
             Some(agent_id.clone()),
             report.state,
@@ -256,6 +260,7 @@ impl Master {
             "reported by the agent on re-registration",
             now_ms,
         );
+        (status.healthy, status.ready) = (report.healthy, report.ready);
         agent.add_used(&info.resources);
         agent.tasks.insert((framework_id.clone(), info.task_id.clone()));
         let scalars = info.resources.scalars();

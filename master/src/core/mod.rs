@@ -104,6 +104,9 @@ pub struct ReportedTask {
     pub framework_id: FrameworkId,
     pub task: TaskInfo,
     pub state: TaskState,
+    /// Its latest health check result and readiness, as the agent knows them.
+    pub healthy: Option<bool>,
+    pub ready: Option<bool>,
 }
 
 /// A scheduler call other than SUBSCRIBE, already validated at the edge.

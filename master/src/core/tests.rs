@@ -179,6 +179,8 @@ fn an_agent_re_registering_keeps_its_id_and_its_tasks() {
         framework_id: fw.clone(),
         task: task("t1", &agent, "cpus:1;mem:128"),
         state: TaskState::TaskRunning,
+        healthy: None,
+        ready: None,
     };
     m.register_agent(5, ConnId(9), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
     assert_eq!(m.visible_outputs(), vec![Output::AgentRegistered { conn: ConnId(9), agent_id: agent.clone() }]);
@@ -203,8 +205,13 @@ fn an_agent_unknown_to_a_restarted_master_is_readmitted_with_its_tasks() {
     let mut m = master();
     let agent = AgentId::new("m-S7");
     let fw = FrameworkId::new("m-0003");
-    let report =
-        ReportedTask { framework_id: fw.clone(), task: task("t1", &agent, "cpus:1"), state: TaskState::TaskRunning };
+    let report = ReportedTask {
+        framework_id: fw.clone(),
+        task: task("t1", &agent, "cpus:1"),
+        state: TaskState::TaskRunning,
+        healthy: None,
+        ready: None,
+    };
     m.register_agent(0, ConnId(1), agent_info("h1", "cpus:2;mem:256"), Some(agent.clone()), vec![report]);
     assert_eq!(m.visible_outputs(), vec![Output::AgentRegistered { conn: ConnId(1), agent_id: agent.clone() }]);
     let snapshot = m.snapshot();
@@ -223,6 +230,37 @@ fn an_agent_unknown_to_a_restarted_master_is_readmitted_with_its_tasks() {
 }
 
 #[test]
+fn a_restarted_master_takes_the_health_of_readmitted_tasks_from_their_agent() {
+    let mut m = master();
+    let agent = AgentId::new("m-S7");
+    let fw = FrameworkId::new("m-0003");
+    let report = ReportedTask {
+        framework_id: fw.clone(),
+        task: task("t1", &agent, "cpus:1"),
+        state: TaskState::TaskRunning,
+        healthy: Some(true),
+        ready: Some(true),
+    };
+    m.register_agent(0, ConnId(1), agent_info("h1", "cpus:2;mem:256"), Some(agent.clone()), vec![report]);
+    m.visible_outputs();
+    let statuses = m.snapshot().frameworks[0].tasks[0].statuses.clone();
+    assert_eq!(statuses.last().map(|s| (s.healthy, s.ready)), Some((Some(true), Some(true))));
+    // The framework re-subscribes and reconciles: the answer says the task is healthy, so
+    // a framework counting healthy instances does not lose them to a master failover.
+    let mut info = framework_info("fw");
+    info.id = Some(fw.clone());
+    let (_, stream) = m.subscribe(1, info).expect("re-subscribe");
+    m.visible_outputs();
+    m.call(2, &fw, &stream, Call::Reconcile { tasks: Vec::new() }).expect("reconcile");
+    match m.visible_outputs().as_slice() {
+        [Output::ToFramework { event: Event::Update(status), .. }] => {
+            assert_eq!((status.state, status.healthy, status.ready), (TaskState::TaskRunning, Some(true), Some(true)));
+        }
+        other => panic!("expected one reconciliation update, got {other:?}"),
+    }
+}
+
+#[test]
 fn registration_is_refused_when_resources_do_not_cover_the_reported_tasks() {
     let mut m = master();
     let agent = AgentId::new("m-S1");
@@ -230,6 +268,8 @@ fn registration_is_refused_when_resources_do_not_cover_the_reported_tasks() {
         framework_id: FrameworkId::new("f"),
         task: task("t1", &agent, "cpus:3"),
         state: TaskState::TaskRunning,
+        healthy: None,
+        ready: None,
     };
     m.register_agent(0, ConnId(1), agent_info("h1", "cpus:2;mem:256"), Some(agent), vec![report]);
     match m.visible_outputs().as_slice() {
@@ -724,6 +764,8 @@ fn a_silent_agent_becomes_unreachable_and_its_return_brings_its_tasks_back() {
         framework_id: fw.clone(),
         task: task("t1", &agent, "cpus:1;mem:128"),
         state: TaskState::TaskRunning,
+        healthy: None,
+        ready: None,
     };
     m.register_agent(80_000, ConnId(3), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
     let out = m.visible_outputs();
@@ -769,8 +811,13 @@ fn a_staging_task_on_an_unreachable_agent_is_killed_when_the_agent_returns() {
     m.call(0, &fw, &stream, accept(&offer, vec![task("t1", &agent, "cpus:1")], 0)).expect("accept");
     m.tick(100_000);
     m.visible_outputs();
-    let report =
-        ReportedTask { framework_id: fw.clone(), task: task("t1", &agent, "cpus:1"), state: TaskState::TaskStaging };
+    let report = ReportedTask {
+        framework_id: fw.clone(),
+        task: task("t1", &agent, "cpus:1"),
+        state: TaskState::TaskStaging,
+        healthy: None,
+        ready: None,
+    };
     m.register_agent(100_001, ConnId(2), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
     assert_eq!(
         m.visible_outputs(),
@@ -824,6 +871,8 @@ fn a_kill_while_the_agent_is_disconnected_is_sent_when_it_returns() {
         framework_id: fw.clone(),
         task: task("t1", &agent, "cpus:1;mem:128"),
         state: TaskState::TaskRunning,
+        healthy: None,
+        ready: None,
     };
     m.register_agent(3, ConnId(2), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
     let out = m.visible_outputs();
@@ -1150,8 +1199,13 @@ fn tasks_of_a_removed_framework_reported_later_are_shut_down_and_not_counted() {
     assert_eq!(m.visible_outputs(), vec![Output::CloseFramework { framework_id: fw.clone() }]);
     // The agent still runs the task; the master already gave its resources away, so a
     // report that would over-commit the agent must not get it refused.
-    let report =
-        ReportedTask { framework_id: fw.clone(), task: task("t1", &agent, "cpus:4"), state: TaskState::TaskRunning };
+    let report = ReportedTask {
+        framework_id: fw.clone(),
+        task: task("t1", &agent, "cpus:4"),
+        state: TaskState::TaskRunning,
+        healthy: None,
+        ready: None,
+    };
     m.register_agent(3, ConnId(2), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![report]);
     assert_eq!(
         m.visible_outputs(),
@@ -1293,6 +1347,8 @@ fn a_task_that_ended_during_a_failover_is_answered_with_its_end_not_gone() {
         framework_id: fw.clone(),
         task: task("t1", &agent, "cpus:1;mem:128"),
         state: TaskState::TaskFinished,
+        healthy: None,
+        ready: None,
     };
     m.register_agent(1_001, ConnId(7), agent_info("h1", "cpus:4;mem:1024"), Some(agent.clone()), vec![ended]);
     let stream =

@@ -48,6 +48,8 @@ fn reported_tasks(tasks: Vec<pb::AgentTask>) -> Result<Vec<ReportedTask>, WireEr
                 framework_id: id(&format!("{field}.framework_id"), &t.framework_id)?,
                 task: task.try_into().map_err(|e: WireError| e.in_field(&format!("{field}.task")))?,
                 state: convert::task_state(&format!("{field}.state"), t.state)?,
+                healthy: t.healthy,
+                ready: t.ready,
             })
         })
         .collect()
