@@ -248,6 +248,15 @@ async fn agora_local_runs_services_and_an_app_deploys_on_it() {
     assert_eq!(tasks.iter().filter(|t| t["state"] == "TASK_RUNNING").count(), 2, "{tasks:?}");
     let list = common::services::cli(&url, &["list"]);
     assert!(stdout(&list).contains("/sleepy"), "{}", describe(&list));
+    // For scripts: one JSON object per line, the last saying how it ended.
+    let scaled = common::services::cli(&url, &["scale", "/sleepy", "3", "--json"]);
+    assert_eq!(scaled.status.code(), Some(0), "{}", describe(&scaled));
+    let lines: Vec<serde_json::Value> = stdout(&scaled)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
+        .collect();
+    assert_eq!(lines.first().map(|l| l["event"].clone()), Some("accepted".into()), "{lines:?}");
+    assert_eq!(lines.last().map(|l| l["event"].clone()), Some("finished".into()), "{lines:?}");
     assert!(work.join("services/services.redb").is_file(), "services keeps its state under the cluster's folder");
 
     // Ctrl-C stops it all: the app's tasks are killed, and `agora local` exits 0.
