@@ -19,9 +19,7 @@ use super::{
 };
 use crate::core::{Command, Planner, Reply};
 use crate::marathon::app::{AppContext, merge_update, parse_app, rollback_version};
-use crate::marathon::render::{
-    AppView, Embed, InstancesByApp, TaskView, definition_json, write_app_list, write_task_list,
-};
+use crate::marathon::render::{AppReads, AppView, Embed, TaskView, definition_json, write_app_list, write_task_list};
 use crate::marathon::selector::LabelSelector;
 use crate::marathon::{ApiError, Problems};
 use crate::model::{AppId, AppSpec, Instance, PathId, Timestamp};
@@ -94,7 +92,9 @@ pub(super) async fn list(State(api): State<Api>, RawQuery(query): RawQuery) -> R
         Some(text) => Some(LabelSelector::parse(text).map_err(|e| ApiError::bad_request(format!("label: {e}")))?),
         None => None,
     };
-    api.render(move |planner, _| {
+    // From the committed view, on a blocking thread: a listing of 50,000 tasks is tens of
+    // milliseconds of rendering that must hold up neither the owner nor other reads.
+    api.render_view(true, move |view| {
         let select = |spec: &AppSpec| {
             let cmd_ok = cmd.as_deref().is_none_or(|c| match &spec.command {
                 crate::model::AppCommand::Shell(s) => s.to_lowercase().contains(c),
@@ -104,9 +104,9 @@ pub(super) async fn list(State(api): State<Api>, RawQuery(query): RawQuery) -> R
             let label_ok = label.as_ref().is_none_or(|l| l.matches(&spec.labels));
             cmd_ok && id_ok && label_ok
         };
-        let tasks = if embed.tasks { planner.instances().size_hint().0 * TASK_BYTES } else { 0 };
-        let mut out = Vec::with_capacity(tasks + planner.apps().size_hint().0 * 2_048);
-        write_app_list(&mut out, planner, embed, select).map_err(render_error)?;
+        let tasks = if embed.tasks { view.instance_count() * TASK_BYTES } else { 0 };
+        let mut out = Vec::with_capacity(tasks + view.apps().count() * 2_048);
+        write_app_list(&mut out, view, embed, select).map_err(render_error)?;
         Ok(out)
     })
     .await
@@ -134,26 +134,25 @@ async fn show(api: Api, text: &str, params: &Params) -> Result<Response, ApiErro
     if let Some(group) = text.strip_suffix('*') {
         let group = PathId::parse(group).map_err(|_| ApiError::not_found(format!("Group '{group}' does not exist")))?;
         return api
-            .render(move |planner, _| {
+            .render_view(false, move |view| {
                 #[derive(Serialize)]
                 struct Star<'a> {
                     #[serde(rename = "*")]
                     apps: Vec<AppView<'a>>,
                 }
-                let apps =
-                    planner.apps().filter(|a| group.contains(&a.spec.id)).map(|a| AppView::new(a, planner, embed));
+                let apps = view.apps().filter(|a| group.contains(&a.spec.id)).map(|a| AppView::new(a, view, embed));
                 to_json(&Star { apps: apps.collect() })
             })
             .await;
     }
     let id = app_id_for_read(text)?;
-    api.render(move |planner, _| {
+    api.render_view(false, move |view| {
         #[derive(Serialize)]
         struct One<'a> {
             app: AppView<'a>,
         }
-        let record = planner.app(&id).ok_or_else(|| app_not_found(&id))?;
-        to_json(&One { app: AppView::new(record, planner, embed) })
+        let record = view.app(&id).ok_or_else(|| app_not_found(&id))?;
+        to_json(&One { app: AppView::new(record, view, embed) })
     })
     .await
 }
@@ -167,14 +166,14 @@ async fn app_tasks(api: Api, text: &str, headers: &HeaderMap) -> Result<Response
     let id = app_id_for_read(text)?;
     let text_wanted = wants_text(headers);
     let bytes = api
-        .read(move |planner, _| {
-            let record = planner.app(&id).ok_or_else(|| app_not_found(&id))?;
+        .read_view(false, move |view| {
+            let record = view.app(&id).ok_or_else(|| app_not_found(&id))?;
             if text_wanted {
                 let mut out = String::new();
-                tasks_text(&mut out, &record.spec, planner.instances_of(&id));
+                tasks_text(&mut out, &record.spec, view.instances_of(&id));
                 return Ok(out.into_bytes());
             }
-            let tasks = planner.instances_of(&id).map(|i| TaskView { instance: i, app: Some(&record.spec) }).collect();
+            let tasks = view.instances_of(&id).map(|i| TaskView { instance: i, app: Some(&record.spec) }).collect();
             to_json(&TaskList { tasks })
         })
         .await??;
@@ -610,32 +609,32 @@ pub(super) async fn all_tasks(
         }
     }
     let text_wanted = wants_text(&headers);
+    // From the committed view, on a blocking thread, as the app listing.
     let bytes = api
-        .read(move |planner, _| {
+        .read_view(true, move |view| {
             let keep = |i: &Instance| states.is_empty() || states.contains(&i.state);
             if text_wanted {
-                let index = InstancesByApp::new(planner);
+                let index = view.instances_by_app();
                 let mut out = String::new();
-                for app in planner.apps() {
+                for app in view.apps() {
                     tasks_text(&mut out, &app.spec, index.of(&app.spec.id).iter().copied().filter(|i| keep(i)));
                 }
                 return Ok(out.into_bytes());
             }
-            // One pass in task id order; an app's tasks are mostly adjacent, so its spec is
-            // looked up once per run of them.
+            // One pass, each app's tasks together, so its spec is looked up once per app.
             let mut last: Option<(&AppId, Option<&AppSpec>)> = None;
-            let tasks = planner.instances().filter(|i| keep(i)).map(|instance| {
+            let tasks = view.instances().filter(|i| keep(i)).map(|instance| {
                 let app = match last {
                     Some((id, spec)) if id == &instance.app_id => spec,
                     _ => {
-                        let spec = planner.app(&instance.app_id).map(|r| &*r.spec);
+                        let spec = view.app(&instance.app_id).map(|r| &*r.spec);
                         last = Some((&instance.app_id, spec));
                         spec
                     }
                 };
                 TaskView { instance, app }
             });
-            let mut out = Vec::with_capacity(planner.instances().size_hint().0 * TASK_BYTES);
+            let mut out = Vec::with_capacity(view.instance_count() * TASK_BYTES);
             write_task_list(&mut out, tasks);
             Ok::<_, ApiError>(out)
         })

@@ -31,7 +31,7 @@ use serde_json::Value;
 use crate::core::{Command, Planner, Reply};
 use crate::marathon::ApiError;
 use crate::model::{DeploymentId, Timestamp};
-use crate::runtime::ServicesHandle;
+use crate::runtime::{CommittedView, ServicesHandle};
 
 /// Largest request body accepted (a group of many apps fits; one app is far smaller).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -279,6 +279,33 @@ impl Api {
         F: FnOnce(&Planner, u64) -> Result<Vec<u8>, ApiError> + Send + 'static,
     {
         let bytes = self.read(render).await??;
+        Ok(json_bytes(StatusCode::OK, bytes))
+    }
+
+    /// Renders from the committed view, off the owner task: what a read on the owner
+    /// would show, without waiting behind its batches, commits and other reads. A `big`
+    /// render (a listing of every task) runs on a blocking thread: tens of milliseconds of
+    /// CPU would otherwise hold up an async worker and whatever waits on it.
+    pub async fn read_view<R, F>(&self, big: bool, read: F) -> Result<R, ApiError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&CommittedView) -> R + Send + 'static,
+    {
+        let view = self.handle.view()?;
+        if !big {
+            return Ok(read(&view));
+        }
+        tokio::task::spawn_blocking(move || read(&view))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering the answer failed: {e}")))
+    }
+
+    /// [`Api::read_view`] of a JSON answer.
+    pub async fn render_view<F>(&self, big: bool, render: F) -> Result<Response, ApiError>
+    where
+        F: FnOnce(&CommittedView) -> Result<Vec<u8>, ApiError> + Send + 'static,
+    {
+        let bytes = self.read_view(big, render).await??;
         Ok(json_bytes(StatusCode::OK, bytes))
     }
 

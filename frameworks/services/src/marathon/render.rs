@@ -1,8 +1,10 @@
 //! Our model rendered as Marathon shows it: apps (with their embeds), tasks, deployments,
 //! groups, the launch queue and `/v2/info`.
 //!
-//! Views borrow from the planner and serialize straight into the response body, so that
-//! `GET /v2/apps?embed=apps.tasks` over 50,000 tasks copies nothing but bytes. Only keys
+//! Views borrow from the planner, or from the committed view of it that listings read off
+//! the owner task ([`AppReads`] covers both), and serialize straight into the response
+//! body, so that `GET /v2/apps?embed=apps.tasks` over 50,000 tasks copies nothing but
+//! bytes. Only keys
 //! that marathon-python 0.13's models accept are emitted (it builds each model with
 //! `cls(**json)` and fails on a key it does not know).
 
@@ -15,9 +17,9 @@ use serde_json::{Map, Value};
 
 use crate::core::{Planner, QueueEntry};
 use crate::model::{
-    ActionKind, AppCommand, AppRecord, AppSpec, CheckPort, Constraint, ConstraintOp, Deployment, GroupId, GroupRecord,
-    HealthCheckSpec, HealthProtocol, Instance, KillSelection, PathId, PortDefinition, ReadinessCheckSpec, TaskFailure,
-    Timestamp, UnreachableStrategy,
+    ActionKind, AppCommand, AppId, AppRecord, AppSpec, CheckPort, Constraint, ConstraintOp, Deployment, DeploymentId,
+    GroupId, GroupRecord, HealthCheckSpec, HealthProtocol, Instance, KillSelection, PathId, PortDefinition,
+    ReadinessCheckSpec, TaskFailure, Timestamp, UnreachableStrategy,
 };
 
 /// A timestamp in Marathon's form, `2015-02-11T09:31:25.123Z`, written without an
@@ -84,6 +86,65 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
+/// What rendering apps reads besides their records: the [`Planner`] itself (on the owner
+/// task) or the committed view of it the runtime publishes after each commit (read off
+/// the owner, `runtime::CommittedView`). Instances come in task id order within an app.
+pub trait AppReads {
+    fn app(&self, id: &AppId) -> Option<&AppRecord>;
+    /// Every app, in id order.
+    fn apps(&self) -> Box<dyn Iterator<Item = &AppRecord> + '_>;
+    fn instances_of(&self, id: &AppId) -> Box<dyn Iterator<Item = &Instance> + '_>;
+    /// Every instance, grouped by app.
+    fn instances_by_app(&self) -> InstancesByApp<'_>;
+    /// Every instance, each app's together.
+    fn instances(&self) -> Box<dyn Iterator<Item = &Instance> + '_>;
+    /// How many instances in all, to size a listing's buffer.
+    fn instance_count(&self) -> usize;
+    /// The deployment that holds the app, if one does.
+    fn deployment_of(&self, id: &AppId) -> Option<&DeploymentId>;
+    fn last_task_failure(&self, id: &AppId) -> Option<&TaskFailure>;
+    /// The app's tasks as [`write_tasks`] writes them, when they are kept written (the
+    /// committed view keeps each app's until the app changes); `None` to write them now.
+    fn written_tasks(&self, id: &AppId) -> Option<&[u8]> {
+        let _ = id;
+        None
+    }
+}
+
+impl AppReads for Planner {
+    fn app(&self, id: &AppId) -> Option<&AppRecord> {
+        Planner::app(self, id)
+    }
+
+    fn apps(&self) -> Box<dyn Iterator<Item = &AppRecord> + '_> {
+        Box::new(Planner::apps(self))
+    }
+
+    fn instances_of(&self, id: &AppId) -> Box<dyn Iterator<Item = &Instance> + '_> {
+        Box::new(Planner::instances_of(self, id))
+    }
+
+    fn instances_by_app(&self) -> InstancesByApp<'_> {
+        InstancesByApp::new(self)
+    }
+
+    fn instances(&self) -> Box<dyn Iterator<Item = &Instance> + '_> {
+        Box::new(Planner::instances(self))
+    }
+
+    fn instance_count(&self) -> usize {
+        Planner::instances(self).size_hint().0
+    }
+
+    fn deployment_of(&self, id: &AppId) -> Option<&DeploymentId> {
+        Planner::deployment_of(self, id).map(|d| &d.id)
+    }
+
+    fn last_task_failure(&self, id: &AppId) -> Option<&TaskFailure> {
+        Planner::last_task_failure(self, id)
+    }
+}
+
 /// Every instance grouped by app, in one pass over the planner's instances (in task id
 /// order, so each app's are in the order `instances_of` gives). A listing of 1,000 apps
 /// looks each app up here instead of looking up 50,000 task ids one by one.
@@ -112,6 +173,11 @@ impl<'a> InstancesByApp<'a> {
             apps.entry(app).or_default().extend(list);
         }
         Self { apps }
+    }
+
+    /// Instances already grouped by app (each group in task id order).
+    pub fn from_groups(groups: impl Iterator<Item = (&'a PathId, Vec<&'a Instance>)>) -> Self {
+        Self { apps: groups.filter(|(_, list)| !list.is_empty()).collect() }
     }
 
     pub fn of(&self, app: &PathId) -> &[&'a Instance] {
@@ -188,29 +254,35 @@ pub struct AppView<'a> {
     extras: Option<Extras<'a>>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 struct Extras<'a> {
-    planner: &'a Planner,
+    reads: &'a dyn AppReads,
     embed: Embed,
     /// The app's instances when the caller grouped them already (listings).
     instances: Option<&'a [&'a Instance]>,
 }
 
+impl std::fmt::Debug for Extras<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extras").field("embed", &self.embed).field("instances", &self.instances).finish()
+    }
+}
+
 impl<'a> AppView<'a> {
-    /// An app with what it carries in a listing (`extras` from the planner).
-    pub fn new(record: &'a AppRecord, planner: &'a Planner, embed: Embed) -> Self {
+    /// An app with what it carries in a listing (`extras` from the planner or the view).
+    pub fn new(record: &'a AppRecord, reads: &'a dyn AppReads, embed: Embed) -> Self {
         Self {
             spec: &record.spec,
             version: Some(record.version),
             version_info: Some((record.last_scaling_at, record.last_config_change_at)),
-            extras: Some(Extras { planner, embed, instances: None }),
+            extras: Some(Extras { reads, embed, instances: None }),
         }
     }
 
     /// An app in a listing, with its instances from an [`InstancesByApp`].
-    pub fn listed(record: &'a AppRecord, planner: &'a Planner, embed: Embed, index: &'a InstancesByApp<'a>) -> Self {
-        let mut view = Self::new(record, planner, embed);
-        view.extras = Some(Extras { planner, embed, instances: Some(index.of(&record.spec.id)) });
+    pub fn listed(record: &'a AppRecord, reads: &'a dyn AppReads, embed: Embed, index: &'a InstancesByApp<'a>) -> Self {
+        let mut view = Self::new(record, reads, embed);
+        view.extras = Some(Extras { reads, embed, instances: Some(index.of(&record.spec.id)) });
         view
     }
 
@@ -320,12 +392,12 @@ impl Serialize for AppView<'_> {
 }
 
 fn serialize_extras<M: SerializeMap>(m: &mut M, spec: &AppSpec, extras: Extras<'_>) -> Result<(), M::Error> {
-    let Extras { planner, embed, instances } = extras;
+    let Extras { reads, embed, instances } = extras;
     let looked_up: Vec<&Instance>;
     let instances: &[&Instance] = match instances {
         Some(list) => list,
         None if embed.needs_instances() => {
-            looked_up = planner.instances_of(&spec.id).collect();
+            looked_up = reads.instances_of(&spec.id).collect();
             &looked_up
         }
         None => &[],
@@ -338,15 +410,14 @@ fn serialize_extras<M: SerializeMap>(m: &mut M, spec: &AppSpec, extras: Extras<'
         m.serialize_entry("tasksUnhealthy", &counts.unhealthy)?;
     }
     if embed.deployments {
-        let ids: Vec<IdOnly<'_>> =
-            planner.deployment_of(&spec.id).map(|d| IdOnly { id: &d.id.0 }).into_iter().collect();
+        let ids: Vec<IdOnly<'_>> = reads.deployment_of(&spec.id).map(|d| IdOnly { id: &d.0 }).into_iter().collect();
         m.serialize_entry("deployments", &ids)?;
     }
     if embed.tasks {
         m.serialize_entry("tasks", &AppTasks { instances, spec })?;
     }
     if embed.last_task_failure
-        && let Some(failure) = planner.last_task_failure(&spec.id)
+        && let Some(failure) = reads.last_task_failure(&spec.id)
     {
         m.serialize_entry("lastTaskFailure", &FailureView(failure))?;
     }
@@ -796,31 +867,39 @@ pub fn write_task_list<'a>(out: &mut Vec<u8>, tasks: impl IntoIterator<Item = Ta
     out.extend_from_slice(b"]}");
 }
 
+/// An app's tasks as listings show them, comma-separated (without the brackets).
+pub fn write_tasks<'a>(out: &mut Vec<u8>, instances: impl Iterator<Item = &'a Instance>, spec: &AppSpec) {
+    for (k, instance) in instances.enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        TaskView { instance, app: Some(spec) }.write_json(out);
+    }
+}
+
 /// `{"apps": [...]}` for `GET /v2/apps`: the apps `select` keeps, with `embed`.
 pub fn write_app_list(
     out: &mut Vec<u8>,
-    planner: &Planner,
+    reads: &dyn AppReads,
     embed: Embed,
     select: impl Fn(&AppSpec) -> bool,
 ) -> serde_json::Result<()> {
-    let index = InstancesByApp::new(planner);
+    let index = reads.instances_by_app();
     // Everything but the tasks through serde; the tasks appended by hand before the
     // app's closing brace.
     let without_tasks = Embed { tasks: false, ..embed };
     out.extend_from_slice(b"{\"apps\":[");
-    for (n, record) in planner.apps().filter(|r| select(&r.spec)).enumerate() {
+    for (n, record) in reads.apps().filter(|r| select(&r.spec)).enumerate() {
         if n > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut *out, &AppView::listed(record, planner, without_tasks, &index))?;
+        serde_json::to_writer(&mut *out, &AppView::listed(record, reads, without_tasks, &index))?;
         if embed.tasks && out.last() == Some(&b'}') {
             out.pop();
             out.extend_from_slice(b",\"tasks\":[");
-            for (k, instance) in index.of(&record.spec.id).iter().enumerate() {
-                if k > 0 {
-                    out.push(b',');
-                }
-                TaskView { instance, app: Some(&record.spec) }.write_json(out);
+            match reads.written_tasks(&record.spec.id) {
+                Some(written) => out.extend_from_slice(written),
+                None => write_tasks(out, index.of(&record.spec.id).iter().copied(), &record.spec),
             }
             out.extend_from_slice(b"]}");
         }

@@ -1,12 +1,14 @@
 //! [`ServicesHandle`]: how the REST API and the CLI's server side reach the planner. Every
 //! call is a request on the owner task's bounded channel with a oneshot for the answer;
-//! nothing but the owner touches the planner.
+//! nothing but the owner touches the planner. Listings read the [`CommittedView`] the
+//! owner publishes after each commit instead, without waiting for the owner.
 
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::core::{Command, PlanError, Planner, Reply, ServiceEvent};
+use super::view::{CommittedView, ViewWriter, Views};
+use crate::core::{Command, Output, PlanError, Planner, Reply, ServiceEvent};
 use crate::model::{AppSpec, Timestamp};
 
 /// A read of the planner with the current time (ms since the epoch); it sends its own answer.
@@ -62,11 +64,27 @@ pub struct Unavailable;
 pub struct ServicesHandle {
     requests: mpsc::Sender<Request>,
     events: broadcast::Sender<Arc<StampedEvent>>,
+    views: Views,
 }
 
 impl ServicesHandle {
-    pub(crate) fn new(requests: mpsc::Sender<Request>, events: broadcast::Sender<Arc<StampedEvent>>) -> Self {
-        Self { requests, events }
+    pub(crate) fn new(
+        requests: mpsc::Sender<Request>,
+        events: broadcast::Sender<Arc<StampedEvent>>,
+        views: Views,
+    ) -> Self {
+        Self { requests, events, views }
+    }
+
+    /// The committed state as of the owner's last commit, to render from on the caller's
+    /// own thread: what a read on the owner would show, without waiting in its queue.
+    pub fn view(&self) -> Result<Arc<CommittedView>, Unavailable> {
+        self.views.borrow().clone().ok_or(Unavailable)
+    }
+
+    /// Where the owner publishes its views.
+    pub(crate) fn views_sender(&self) -> Views {
+        self.views.clone()
     }
 
     /// Runs `read` on the owner task and returns what it computed.
@@ -118,6 +136,9 @@ pub fn spawn_for_tests(mut planner: Planner) -> ServicesHandle {
     let (requests, mut inbox) = mpsc::channel::<Request>(64);
     let (events, _) = broadcast::channel(TEST_EVENT_CAPACITY);
     let publisher = events.clone();
+    let views = Views::default();
+    // The records a command makes are "committed" at once, as the owner's after its commit.
+    let mut view = ViewWriter::new(&planner, views.clone());
     tokio::spawn(async move {
         while let Some(request) = inbox.recv().await {
             let now_ms = std::time::SystemTime::now()
@@ -128,18 +149,24 @@ pub fn spawn_for_tests(mut planner: Planner) -> ServicesHandle {
                 Request::Read(read) => read(&planner, now_ms),
                 Request::Command(command, reply) => {
                     let result = planner.command(now_ms, command);
+                    let mut ops = Vec::new();
                     for output in planner.take_outputs() {
-                        if let crate::core::Output::Event(event) = output {
-                            let _ = publisher.send(Arc::new(StampedEvent {
-                                at: Timestamp(now_ms),
-                                event: Published::Service(event),
-                            }));
+                        match output {
+                            Output::Event(event) => {
+                                let _ = publisher.send(Arc::new(StampedEvent {
+                                    at: Timestamp(now_ms),
+                                    event: Published::Service(event),
+                                }));
+                            }
+                            Output::Persist(op) => ops.push(op),
+                            _ => {}
                         }
                     }
+                    view.apply(&ops);
                     let _ = reply.send(result);
                 }
             }
         }
     });
-    ServicesHandle::new(requests, events)
+    ServicesHandle::new(requests, events, views)
 }

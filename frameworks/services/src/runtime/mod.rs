@@ -13,6 +13,7 @@ mod leader;
 mod owner;
 mod scheduler;
 mod serve;
+mod view;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,7 @@ pub use handle::{Published, ServicesHandle, StampedEvent, TEST_EVENT_CAPACITY, U
 pub use leader::follow_leader;
 pub use owner::OwnerError;
 pub use serve::{RunError, run};
+pub use view::CommittedView;
 
 /// Requests waiting for the owner task; handlers wait for room beyond.
 const REQUEST_QUEUE_LEN: usize = 1024;
@@ -111,5 +113,5 @@ impl ServicesConfig {
 pub(crate) fn channel() -> (ServicesHandle, mpsc::Receiver<Request>) {
     let (requests, inbox) = mpsc::channel(REQUEST_QUEUE_LEN);
     let (events, _) = broadcast::channel(EVENT_BUFFER);
-    (ServicesHandle::new(requests, events), inbox)
+    (ServicesHandle::new(requests, events, view::Views::default()), inbox)
 }

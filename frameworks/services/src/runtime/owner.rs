@@ -24,6 +24,7 @@ use agora_sdk::{Acknowledgement, DriverHandle};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::handle::{Published, Request, StampedEvent};
+use super::view::{ViewWriter, Views};
 use crate::core::{Input, Output, PlanError, Planner, Reply, StoreOp};
 use crate::model::Timestamp;
 use crate::store::{Store, StoreError};
@@ -83,6 +84,8 @@ pub(crate) struct Owner {
     pub framework_id: Option<FrameworkId>,
     pub driver: DriverHandle,
     pub events: broadcast::Sender<Arc<StampedEvent>>,
+    /// Where the committed view is published after each commit, for the listings.
+    pub views: Views,
     pub tick: Duration,
     /// A new framework id waits for the batch's commit.
     pub pending_framework_id: bool,
@@ -122,6 +125,8 @@ impl Owner {
     ) -> (Result<(), OwnerError>, mpsc::Receiver<Request>) {
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The planner as recovered is what is committed: the first view.
+        let mut view = ViewWriter::new(&self.planner, self.views.clone());
         let result = loop {
             let mut held = Vec::new();
             let batch = async {
@@ -133,22 +138,31 @@ impl Owner {
                         None => return Ok(false),
                     },
                     request = requests.recv() => match request {
-                        Some(request) => self.request(request, &mut held, &actions).await?,
+                        Some(request) => self.request(request, &mut held, &actions, &mut view).await?,
                         None => return Ok(false),
                     },
                     _ = ticker.tick() => self.planner.input(now_ms(), Input::Tick),
                 }
-                // Whatever else is waiting joins the batch.
-                for _ in 1..BATCH_LEN {
+                // Whatever else is waiting joins the batch, requests and master events in
+                // turn, so that a flood of updates does not hold the API's changes back.
+                let mut taken = 1;
+                while taken < BATCH_LEN {
+                    let mut any = false;
+                    if let Ok(request) = requests.try_recv() {
+                        self.request(request, &mut held, &actions, &mut view).await?;
+                        taken += 1;
+                        any = true;
+                    }
                     if let Ok(inbound) = inputs.try_recv() {
                         self.input(inbound, &mut held);
-                    } else if let Ok(request) = requests.try_recv() {
-                        self.request(request, &mut held, &actions).await?;
-                    } else {
+                        taken += 1;
+                        any = true;
+                    }
+                    if !any {
                         break;
                     }
                 }
-                self.flush(&mut held, &actions).await?;
+                self.flush(&mut held, &actions, &mut view).await?;
                 Ok::<bool, OwnerError>(true)
             };
             match batch.await {
@@ -157,6 +171,8 @@ impl Owner {
                 Err(error) => break Err(error),
             }
         };
+        // No view while no owner runs: the listings answer as reads then do.
+        self.views.send_replace(None);
         (result, requests)
     }
 
@@ -184,11 +200,12 @@ impl Owner {
         request: Request,
         held: &mut Vec<Held>,
         actions: &mpsc::Sender<Action>,
+        view: &mut ViewWriter,
     ) -> Result<(), OwnerError> {
         match request {
             Request::Read(read) => {
                 // A read sees only committed state: what it shows was promised.
-                self.flush(held, actions).await?;
+                self.flush(held, actions, view).await?;
                 read(&self.planner, now_ms());
             }
             Request::Command(command, reply) => {
@@ -199,8 +216,14 @@ impl Owner {
         Ok(())
     }
 
-    /// Commits the batch's records, then answers, then publishes and executes.
-    async fn flush(&mut self, held: &mut Vec<Held>, actions: &mpsc::Sender<Action>) -> Result<(), OwnerError> {
+    /// Commits the batch's records, publishes the committed view, then answers, then
+    /// publishes the events and executes.
+    async fn flush(
+        &mut self,
+        held: &mut Vec<Held>,
+        actions: &mpsc::Sender<Action>,
+        view: &mut ViewWriter,
+    ) -> Result<(), OwnerError> {
         let outputs = self.planner.take_outputs();
         let mut ops: Vec<StoreOp> = Vec::new();
         if std::mem::take(&mut self.pending_framework_id)
@@ -217,6 +240,8 @@ impl Owner {
         }
         if !ops.is_empty() {
             self.store.apply(&ops).await?;
+            // Before the answers: a client that got its answer reads what it changed.
+            view.apply(&ops);
         }
         let mut acks = Vec::new();
         for waiting in held.drain(..) {
@@ -322,6 +347,7 @@ mod tests {
             framework_id: None,
             driver: driver.handle(),
             events: handle.events_sender(),
+            views: handle.views_sender(),
             tick: Duration::from_secs(3600),
             pending_framework_id: false,
         };

@@ -236,6 +236,7 @@ async fn term(
         store,
         driver: driver.handle(),
         events: handle.events_sender(),
+        views: handle.views_sender(),
         tick: Duration::from_millis(config.tick_ms.max(1)),
         pending_framework_id: false,
     };
