@@ -9,8 +9,9 @@
 //! instances, all healthy and all started by the restart.
 //!
 //! The clients (deployer, readers, sampler) run on a runtime of their own, as the emulated
-//! frameworks do, and so does the services framework: a latency is the framework's, not
-//! a wait in the agents' run queue.
+//! frameworks do, the list readers on another, and so does the services framework: a
+//! latency is the framework's, not a wait in the agents' run queue or behind another
+//! client's tens of MiB.
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -126,15 +127,18 @@ pub(crate) async fn run(args: &Args, seed: u64, resources: pb::Resources) -> any
     };
     let fleet = Fleet::start(fleet_spec, masters, stop_rx.clone()).await;
     let registered = fleet.wait_registered(args.agents as u64, Duration::from_secs(30)).await;
-    eprintln!("agora bench: {registered}/{} agents registered in {:.1} s", args.agents, started.elapsed().as_secs_f64());
+    eprintln!(
+        "agora bench: {registered}/{} agents registered in {:.1} s",
+        args.agents,
+        started.elapsed().as_secs_f64()
+    );
 
     // The services framework, on a loopback port, its store in a temporary directory.
     let work_dir = tempfile::tempdir().context("cannot make the services' work directory")?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
     listener.set_nonblocking(true)?;
     let api_address = listener.local_addr()?.to_string();
-    let mut config =
-        agora_services::ServicesConfig::new(addresses, work_dir.path().to_path_buf(), api_address.clone());
+    let mut config = agora_services::ServicesConfig::new(addresses, work_dir.path().to_path_buf(), api_address.clone());
     config.planner.seed = seed;
     let services_runtime = OwnRuntime::new("bench-services", SERVICES_THREADS)?;
     let mut stop = stop_rx.clone();
@@ -148,6 +152,7 @@ pub(crate) async fn run(args: &Args, seed: u64, resources: pb::Resources) -> any
 
     // The clients drive the scenario; the services framework must not stop meanwhile.
     let client_runtime = OwnRuntime::new("bench-clients", CLIENT_THREADS)?;
+    let list_runtime = OwnRuntime::new("bench-list-readers", CLIENT_THREADS)?;
     let scenario = Scenario {
         api: Api::new(&api_address)?,
         apps,
@@ -163,6 +168,7 @@ pub(crate) async fn run(args: &Args, seed: u64, resources: pb::Resources) -> any
         total,
         seed,
         deadline,
+        lists: ListReaders { runtime: list_runtime.handle().clone(), api: Api::new(&api_address)? },
     };
     let mut driver = client_runtime.handle().spawn(scenario.run());
     let (report, services_error) = tokio::select! {
@@ -189,6 +195,7 @@ pub(crate) async fn run(args: &Args, seed: u64, resources: pb::Resources) -> any
         drop(master.runtime);
     }
     drop(client_runtime);
+    drop(list_runtime);
     drop(services_runtime);
 
     let round = |v: Option<f64>| v.map(|v| (v * 1000.0).round() / 1000.0);
@@ -357,14 +364,19 @@ impl Api {
         }
     }
 
-    /// A GET timed until its whole answer is read; `None` unless it answered 200.
+    /// A GET timed until its whole answer is read; `None` unless it answered 200. The
+    /// body is counted as it streams in, not gathered: tens of MiB copied into one buffer
+    /// would be the client's time, not the framework's.
     async fn timed_get(&self, path: &str) -> Option<f64> {
         let started = Instant::now();
-        let response = self.client.get(format!("{}{path}", self.base)).send().await.ok()?;
+        let mut response = self.client.get(format!("{}{path}", self.base)).send().await.ok()?;
         let ok = response.status().as_u16() == 200;
-        let body = response.bytes().await.ok()?;
+        let mut bytes = 0;
+        while let Some(chunk) = response.chunk().await.ok()? {
+            bytes += chunk.len();
+        }
         let ms = started.elapsed().as_secs_f64() * 1e3;
-        (ok && !body.is_empty()).then_some(ms)
+        (ok && bytes > 0).then_some(ms)
     }
 
     /// An app's task ids and its healthy count, from `GET /v2/apps/{id}`.
@@ -402,6 +414,7 @@ struct Scenario {
     total: u64,
     seed: u64,
     deadline: Instant,
+    lists: ListReaders,
 }
 
 /// What the scenario measured; what it did not reach stays `None` (or zero).
@@ -441,11 +454,11 @@ impl Scenario {
         if !report.deployed {
             return Ok(());
         }
-        let readers = Readers::start(&self.api, &self.apps, self.readers, self.seed ^ 0x1D1E);
+        let readers = Readers::start(&self.api, &self.lists, &self.apps, self.readers, self.seed ^ 0x1D1E);
         tokio::time::sleep(IDLE_READS).await;
         report.idle = readers.stop().await;
         if self.restart_apps > 0 {
-            let readers = Readers::start(&self.api, &self.apps, self.readers, self.seed);
+            let readers = Readers::start(&self.api, &self.lists, &self.apps, self.readers, self.seed);
             let outcome = self.restart_many(&self.apps[..self.restart_apps]).await;
             report.reads = readers.stop().await;
             let (restart_s, completed) = outcome?;
@@ -537,11 +550,7 @@ impl Scenario {
             .collect()
             .await;
         let mut pending: BTreeSet<String> = answers.into_iter().collect::<anyhow::Result<_>>()?;
-        eprintln!(
-            "agora bench: {} restarts asked in {:.2} s",
-            ids.len(),
-            started.elapsed().as_secs_f64()
-        );
+        eprintln!("agora bench: {} restarts asked in {:.2} s", ids.len(), started.elapsed().as_secs_f64());
         let mut next_progress = Instant::now() + Duration::from_secs(1);
         while !pending.is_empty() {
             if Instant::now() >= self.deadline {
@@ -681,13 +690,17 @@ struct ReadReport {
 }
 
 impl Readers {
-    fn start(api: &Api, apps: &[String], spec: ReaderSpec, seed: u64) -> Readers {
+    /// Starts the app readers on the current runtime and the list readers on `lists`,
+    /// with a client of their own: reading a listing of tens of MiB must not delay the
+    /// app readers' answers in their client.
+    fn start(api: &Api, lists: &ListReaders, apps: &[String], spec: ReaderSpec, seed: u64) -> Readers {
         let (stop, stopped) = watch::channel(false);
         let apps: Arc<[String]> = apps.into();
         let list = (0..spec.list)
             .map(|i| {
-                let picker = Picker::List;
-                tokio::spawn(read(api.clone(), picker, spec.interval, seed ^ (i as u64) << 32, stopped.clone()))
+                let reader =
+                    read(lists.api.clone(), Picker::List, spec.interval, seed ^ (i as u64) << 32, stopped.clone());
+                lists.runtime.spawn(reader)
             })
             .collect();
         let app = (0..spec.app)
@@ -720,6 +733,12 @@ impl Readers {
         let list_ms = merged.pop().unwrap_or_default();
         ReadReport { list_ms, app_ms, errors }
     }
+}
+
+/// Where the list readers run: a runtime (thread) and an HTTP client of their own.
+struct ListReaders {
+    runtime: tokio::runtime::Handle,
+    api: Api,
 }
 
 /// What a reader asks for.
