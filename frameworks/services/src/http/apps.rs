@@ -15,11 +15,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{
-    Api, Params, TASK_BYTES, deployment_result, json_body, json_bytes, render_error, to_json, wall_clock_ms, wants_text,
+    Api, Params, TASK_BYTES, deployment_result, json_body, json_bytes, json_pieces, render_error, to_json,
+    wall_clock_ms, wants_text,
 };
 use crate::core::{Command, Planner, Reply};
 use crate::marathon::app::{AppContext, merge_update, parse_app, rollback_version};
-use crate::marathon::render::{AppReads, AppView, Embed, TaskView, definition_json, write_app_list, write_task_list};
+use crate::marathon::render::{
+    AppReads, AppView, Embed, Pieces, TaskView, definition_json, write_app_list, write_task_list,
+};
 use crate::marathon::selector::LabelSelector;
 use crate::marathon::{ApiError, Problems};
 use crate::model::{AppId, AppSpec, Instance, PathId, Timestamp};
@@ -94,22 +97,23 @@ pub(super) async fn list(State(api): State<Api>, RawQuery(query): RawQuery) -> R
     };
     // From the committed view, on a blocking thread: a listing of 50,000 tasks is tens of
     // milliseconds of rendering that must hold up neither the owner nor other reads.
-    api.render_view(true, move |view| {
-        let select = |spec: &AppSpec| {
-            let cmd_ok = cmd.as_deref().is_none_or(|c| match &spec.command {
-                crate::model::AppCommand::Shell(s) => s.to_lowercase().contains(c),
-                crate::model::AppCommand::Args(_) => false,
-            });
-            let id_ok = id.as_deref().is_none_or(|i| spec.id.as_str().to_lowercase().contains(i));
-            let label_ok = label.as_ref().is_none_or(|l| l.matches(&spec.labels));
-            cmd_ok && id_ok && label_ok
-        };
-        let tasks = if embed.tasks { view.instance_count() * TASK_BYTES } else { 0 };
-        let mut out = Vec::with_capacity(tasks + view.apps().count() * 2_048);
-        write_app_list(&mut out, view, embed, select).map_err(render_error)?;
-        Ok(out)
-    })
-    .await
+    let pieces = api
+        .read_view(true, move |view| {
+            let select = |spec: &AppSpec| {
+                let cmd_ok = cmd.as_deref().is_none_or(|c| match &spec.command {
+                    crate::model::AppCommand::Shell(s) => s.to_lowercase().contains(c),
+                    crate::model::AppCommand::Args(_) => false,
+                });
+                let id_ok = id.as_deref().is_none_or(|i| spec.id.as_str().to_lowercase().contains(i));
+                let label_ok = label.as_ref().is_none_or(|l| l.matches(&spec.labels));
+                cmd_ok && id_ok && label_ok
+            };
+            let mut out = Pieces::default();
+            write_app_list(&mut out, view, embed, select).map_err(render_error)?;
+            Ok::<_, ApiError>(out)
+        })
+        .await??;
+    Ok(json_pieces(pieces))
 }
 
 pub(super) async fn get_under(

@@ -236,6 +236,17 @@ pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Ap
     serde_json::from_slice(&bytes).map_err(|e| ApiError::malformed_json(&e))
 }
 
+/// A JSON body written in pieces, sent as they are (the kept ones shared, not copied).
+pub(crate) fn json_pieces(pieces: crate::marathon::render::Pieces) -> Response {
+    let (pieces, len) = pieces.finish();
+    let body =
+        axum::body::Body::from_stream(futures::stream::iter(pieces.into_iter().map(Ok::<_, std::convert::Infallible>)));
+    let mut response =
+        (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    response
+}
+
 /// Rendered JSON with its status.
 pub(crate) fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()

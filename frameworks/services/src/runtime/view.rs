@@ -18,10 +18,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use agora_proto::model::TaskId;
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::core::{Planner, StoreOp};
-use crate::marathon::render::{AppReads, InstancesByApp, write_tasks};
+use crate::marathon::render::{AppReads, AppView, InstancesByApp, write_tasks};
 use crate::model::{AppId, AppRecord, DeploymentId, Instance, TaskFailure};
 
 /// What readers share: `None` while no owner runs here (stopping, or not the leader).
@@ -48,17 +49,21 @@ struct AppEntry {
     /// them and shared by every later view holding this entry: a listing of 50,000 tasks
     /// copies the apps that did not change since instead of writing their tasks again.
     /// Any change to the entry drops it (see [`entry`] and [`edit`]).
-    written_tasks: OnceLock<Vec<u8>>,
+    written_tasks: OnceLock<Bytes>,
+    /// The app's definition as listings write it, kept until the record changes.
+    written_definition: OnceLock<Bytes>,
 }
 
 impl Clone for AppEntry {
-    /// A copy is about to change: it starts without written tasks.
+    /// A copy is about to change: it starts without written tasks (its definition, which
+    /// only a new record changes, is shared).
     fn clone(&self) -> Self {
         Self {
             record: self.record.clone(),
             instances: self.instances.clone(),
             failure: self.failure.clone(),
             written_tasks: OnceLock::new(),
+            written_definition: self.written_definition.clone(),
         }
     }
 }
@@ -145,14 +150,34 @@ impl AppReads for CommittedView {
         self.apps.get(id)?.failure.as_ref()
     }
 
-    fn written_tasks(&self, id: &AppId) -> Option<&[u8]> {
+    fn written_tasks(&self, id: &AppId) -> Option<Bytes> {
         let entry = self.apps.get(id)?;
         let spec = &entry.record.as_ref()?.spec;
-        Some(entry.written_tasks.get_or_init(|| {
+        let written = entry.written_tasks.get_or_init(|| {
             let mut out = Vec::with_capacity(entry.instances.len() * crate::http::TASK_BYTES);
             write_tasks(&mut out, entry.instances.values(), spec);
-            out
-        }))
+            Bytes::from(out)
+        });
+        // A shared handle on the same bytes, not a copy.
+        Some(written.clone())
+    }
+
+    fn written_definition(&self, id: &AppId) -> Option<Bytes> {
+        let entry = self.apps.get(id)?;
+        let record = entry.record.as_ref()?;
+        let written = entry.written_definition.get_or_init(|| {
+            let mut out = serde_json::to_vec(&AppView::record(record)).unwrap_or_default();
+            // Without its closing brace: the listing writes the extras after it.
+            if out.last() == Some(&b'}') {
+                out.pop();
+            }
+            Bytes::from(out)
+        });
+        Some(written.clone())
+    }
+
+    fn instances_kept_by_app(&self) -> bool {
+        true
     }
 }
 
@@ -189,9 +214,16 @@ impl ViewWriter {
         let view = Arc::make_mut(&mut self.view);
         for op in ops {
             match op {
-                StoreOp::PutApp(record) => entry(&mut view.apps, &record.spec.id).record = Some(record.clone()),
+                StoreOp::PutApp(record) => {
+                    let entry = entry(&mut view.apps, &record.spec.id);
+                    entry.record = Some(record.clone());
+                    entry.written_definition.take();
+                }
                 StoreOp::DeleteApp(id) => {
-                    edit(&mut view.apps, id, |entry| entry.record = None);
+                    edit(&mut view.apps, id, |entry| {
+                        entry.record = None;
+                        entry.written_definition.take();
+                    });
                 }
                 StoreOp::PutInstance(instance) => {
                     let previous = self.task_apps.insert(instance.task_id.clone(), instance.app_id.clone());

@@ -232,12 +232,12 @@ fn a_batch_without_shown_records_publishes_nothing_new() {
 
 #[test]
 fn a_listing_from_the_view_is_the_planner_s_byte_for_byte_with_its_tasks_kept_or_rewritten() {
-    use crate::marathon::render::{Embed, write_app_list};
+    use crate::marathon::render::{Embed, Pieces, write_app_list};
     let list = |reads: &dyn AppReads| {
-        let mut out = Vec::new();
+        let mut out = Pieces::default();
         let embed = Embed { counts: true, deployments: true, ..Embed::default() }.with(["apps.tasks"]);
         write_app_list(&mut out, reads, embed, |_| true).expect("renders");
-        String::from_utf8(out).expect("utf-8")
+        String::from_utf8(out.concat()).expect("utf-8")
     };
     let mut h = Harness::new();
     h.command(Command::PutApps { apps: vec![spec("/web", 3), spec("/api", 2)], force: false });
@@ -257,4 +257,44 @@ fn a_listing_from_the_view_is_the_planner_s_byte_for_byte_with_its_tasks_kept_or
     let next = h.writer.view().clone();
     assert_eq!(list(&*next), list(&h.planner));
     assert_ne!(list(&*next), fresh);
+}
+
+#[test]
+fn listings_in_pieces_are_what_serde_writes_for_every_embed() {
+    use crate::marathon::render::{AppView, Embed, Pieces, write_app_list};
+    let mut h = Harness::new();
+    h.command(Command::PutApps { apps: vec![spec("/web", 3), spec("/api", 2), spec("/idle", 0)], force: false });
+    h.launch_all(1);
+    let api_task =
+        h.writer.view().instances_of(&PathId::parse("/api").expect("id")).next().expect("an instance").task_id.clone();
+    h.input(Input::Update(status(&api_task, TaskState::TaskFailed, None)));
+    h.command(Command::RestartApp { id: PathId::parse("/web").expect("id"), force: false });
+    let view = h.writer.view().clone();
+    let embeds = [
+        Embed::default(),
+        Embed { counts: true, deployments: true, ..Embed::default() },
+        Embed { counts: true, deployments: true, ..Embed::default() }.with(["apps.tasks"]),
+        Embed::default().with(["apps.failures", "apps.readiness", "apps.taskStats", "apps.counts"]),
+    ];
+    for embed in embeds {
+        let serde = |reads: &dyn AppReads| {
+            let apps: Vec<AppView<'_>> = reads.apps().map(|r| AppView::new(r, reads, embed)).collect();
+            #[derive(serde::Serialize)]
+            struct List<'a> {
+                apps: Vec<AppView<'a>>,
+            }
+            serde_json::to_string(&List { apps }).expect("serializes")
+        };
+        let pieces = |reads: &dyn AppReads| {
+            let mut out = Pieces::default();
+            write_app_list(&mut out, reads, embed, |_| true).expect("renders");
+            String::from_utf8(out.concat()).expect("utf-8")
+        };
+        let expected = serde(&h.planner);
+        assert_eq!(pieces(&h.planner), expected, "{embed:?}");
+        assert_eq!(pieces(&*view), expected, "{embed:?}");
+        // Again, from what the view kept written.
+        assert_eq!(pieces(&*view), expected, "{embed:?}");
+        assert_eq!(serde(&*view), expected, "{embed:?}");
+    }
 }
