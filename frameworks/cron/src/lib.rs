@@ -4,10 +4,12 @@
 //! [`schedule`] parses a job's `schedule` and `scheduleTimeZone` into a [`Schedule`] that
 //! answers its next times, and [`evaluator`] decides, from the jobs' schedules, the last
 //! scheduled time settled for each job and the current time, which runs are due, which
-//! were missed and when to look again. The run store, retries, dependencies, the REST API
+//! were missed and when to look again; [`model`] holds the jobs and runs every other part
+//! speaks. The run store, retries, dependencies, the REST API
 //! and the `agora cron` command are built on it.
 
 pub mod evaluator;
+pub mod model;
 pub mod schedule;
 
 pub use evaluator::{Evaluation, JobName, JobSchedule, MissReason, MissedRun, MissedRunPolicy, Run, RunKind, evaluate};
