@@ -14,7 +14,8 @@ use agora_proto::model::{
     TaskStatus, TaskStatusReason,
 };
 use agora_services::core::{
-    Command, Input, Output, PlanError, Planner, PlannerConfig, Recovered, Reply, ServiceEvent, StoreOp, bounds,
+    Command, Expected, Input, Output, PlanError, Planner, PlannerConfig, Recovered, Reply, ServiceEvent, StoreOp,
+    bounds,
 };
 use agora_services::model::{
     ActionKind, AppCommand, AppId, AppRecord, AppSpec, BackoffSpec, CheckPort, Constraint, ConstraintOp, Deployment,
@@ -698,14 +699,18 @@ impl Sim {
             0..25 if self.planner.apps().count() < MAX_APPS => {
                 let spec = self.new_spec();
                 self.count("creates");
-                self.command(Command::PutApps { apps: vec![spec], force })
+                self.command(Command::PutApps { apps: vec![spec], force, expect: Default::default() })
             }
             25..45 => {
                 let Some(app) = self.random_app() else { return };
                 let mut spec = (*app.spec).clone();
                 spec.instances = self.rng.random_range(0..=MAX_APP_INSTANCES);
                 self.count("scales");
-                self.command(Command::PutApps { apps: vec![spec], force })
+                // As the API's PATCH sends it: expecting the version it read, now or earlier.
+                let read_at =
+                    if self.rng.random_bool(0.2) { Timestamp(app.version.0.saturating_sub(1)) } else { app.version };
+                let expect = BTreeMap::from([(spec.id.clone(), Expected::Version(read_at))]);
+                self.command(Command::PutApps { apps: vec![spec], force, expect })
             }
             45..60 => {
                 let Some(app) = self.random_app() else { return };
@@ -718,7 +723,7 @@ impl Sim {
                     spec.instances = self.rng.random_range(0..=MAX_APP_INSTANCES);
                 }
                 self.count(if bad { "bad upgrades" } else { "upgrades" });
-                self.command(Command::PutApps { apps: vec![spec], force })
+                self.command(Command::PutApps { apps: vec![spec], force, expect: Default::default() })
             }
             60..65 => {
                 let Some(app) = self.random_app() else { return };
@@ -786,6 +791,7 @@ impl Sim {
             Err(PlanError::Conflict { .. }) => self.count("conflicts"),
             Err(PlanError::Invalid { .. }) => self.count("invalid"),
             Err(PlanError::NotFound(_)) => self.count("not found"),
+            Err(PlanError::Stale(_)) => self.count("stale"),
         }
     }
 

@@ -75,7 +75,10 @@ pub enum Command {
     /// Creates or replaces apps (POST/PUT `/v2/apps[/{id}]`, PUT `/v2/apps` with a list).
     /// A spec equal to the current one except `instances` is a scale; any other change a
     /// restart (rolling upgrade).
-    PutApps { apps: Vec<AppSpec>, force: bool },
+    /// `expect` states what the request assumed about some of the apps when it was
+    /// prepared (a PATCH merges into the definition it read): when an app no longer
+    /// matches, nothing is applied, so two racing requests cannot both win.
+    PutApps { apps: Vec<AppSpec>, force: bool, expect: BTreeMap<AppId, Expected> },
     /// Stops an app and forgets it (DELETE `/v2/apps/{id}`).
     DeleteApp { id: AppId, force: bool },
     /// Replaces every instance, rolling (POST `/v2/apps/{id}/restart`).
@@ -93,6 +96,15 @@ pub enum Command {
     CancelDeployment { id: DeploymentId, force: bool },
     /// `DELETE /v2/queue/{id}/delay`: forget the app's launch backoff.
     ResetDelay { id: AppId },
+}
+
+/// What a change assumed about an app when the API prepared it (see [`Command::PutApps`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// No app or group has this id (POST `/v2/apps` creates, it never replaces).
+    Absent,
+    /// The app exists at this version (the definition a merge or a scale started from).
+    Version(Timestamp),
 }
 
 /// What a [`Command`] answers.
@@ -118,6 +130,10 @@ pub enum PlanError {
     /// cycle, an app id that is a group).
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// An app changed (or went) since the request read it ([`Expected::Version`]): the
+    /// API prepares the change again from the new state.
+    #[error("app {0} changed while the request was prepared")]
+    Stale(AppId),
 }
 
 /// What the master said, through the SDK driver.
@@ -447,7 +463,7 @@ impl Planner {
     pub fn command(&mut self, now_ms: u64, command: Command) -> Result<Reply, PlanError> {
         self.time_rng(now_ms);
         let reply = match command {
-            Command::PutApps { apps, force } => self.put_apps(now_ms, apps, force),
+            Command::PutApps { apps, force, expect } => self.put_apps(now_ms, apps, force, &expect),
             Command::DeleteApp { id, force } => self.delete_app(now_ms, &id, force),
             Command::RestartApp { id, force } => self.restart_app(now_ms, &id, force),
             Command::KillTasks { tasks, scale, wipe, force } => self.kill_tasks(now_ms, &tasks, scale, wipe, force),

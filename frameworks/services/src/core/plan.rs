@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use agora_proto::model::TaskId;
 
-use super::{MAX_DEPLOYMENTS, PlanError, Planner, Reply, ServiceEvent, StoreOp};
+use super::{Expected, MAX_DEPLOYMENTS, PlanError, Planner, Reply, ServiceEvent, StoreOp};
 use crate::model::{
     ActionKind, AppId, AppRecord, AppSpec, Deployment, DeploymentAction, DeploymentId, DeploymentOrigin,
     DeploymentStep, GroupId, GroupRecord, MAX_INSTANCES, PathId, Timestamp,
@@ -62,7 +62,28 @@ pub(super) struct Request {
 const MAX_DEPENDENCY_DEPTH: usize = 1_000;
 
 impl Planner {
-    pub(super) fn put_apps(&mut self, now_ms: u64, apps: Vec<AppSpec>, force: bool) -> Result<Reply, PlanError> {
+    pub(super) fn put_apps(
+        &mut self,
+        now_ms: u64,
+        apps: Vec<AppSpec>,
+        force: bool,
+        expect: &BTreeMap<AppId, Expected>,
+    ) -> Result<Reply, PlanError> {
+        for (id, expected) in expect {
+            let current = self.apps.get(id);
+            match expected {
+                Expected::Absent if current.is_some() || self.groups().any(|g| &g.id == id) => {
+                    return Err(PlanError::Conflict {
+                        message: format!("An app with id [{id}] already exists."),
+                        deployments: Vec::new(),
+                    });
+                }
+                Expected::Version(version) if current.map(|r| r.version) != Some(*version) => {
+                    return Err(PlanError::Stale(id.clone()));
+                }
+                _ => {}
+            }
+        }
         let mut desired = BTreeMap::new();
         for spec in apps {
             let id = spec.id.clone();

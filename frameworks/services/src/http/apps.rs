@@ -2,6 +2,7 @@
 //! into the current definition), rolled back, restarted and deleted; their tasks listed
 //! and killed.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use super::{
     Api, Params, TASK_BYTES, deployment_result, json_body, json_bytes, json_pieces, render_error, to_json,
     wall_clock_ms, wants_text,
 };
-use crate::core::{Command, Planner, Reply};
+use crate::core::{Command, Expected, Planner, Reply};
 use crate::marathon::app::{AppContext, merge_update, parse_app, rollback_version};
 use crate::marathon::render::{
     AppReads, AppView, Embed, Pieces, TaskView, definition_json, write_app_list, write_task_list,
@@ -249,14 +250,9 @@ pub(super) async fn create(
     let mut problems = Problems::new();
     let spec = parse_app(&value, &AppContext::top(None), &mut problems).ok_or_else(|| ApiError::invalid(&problems))?;
     let id = spec.id.clone();
-    let exists = {
-        let id = id.clone();
-        api.read(move |planner, _| planner.app(&id).is_some() || planner.groups().any(|g| g.id == id)).await?
-    };
-    if exists {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("An app with id [{id}] already exists.")));
-    }
-    let reply = api.command(Command::PutApps { apps: vec![spec.clone()], force }).await?;
+    // The planner refuses an id already taken, atomically with the change.
+    let expect = BTreeMap::from([(id.clone(), Expected::Absent)]);
+    let reply = api.command(Command::PutApps { apps: vec![spec.clone()], force, expect }).await?;
     publish_posts(&api, uri.path(), &peer, std::slice::from_ref(&spec));
     // The app as it now stands: counts and the deployment starting it, as Marathon shows.
     let shown = {
@@ -298,6 +294,7 @@ struct UpdateMode {
 }
 
 /// One app's part of an update: its id, the body, where the body sits in the request.
+#[derive(Clone)]
 struct Update {
     id: AppId,
     body: Map<String, Value>,
@@ -307,13 +304,19 @@ struct Update {
 /// What the planner holds for an updated app.
 struct Current {
     definition: Option<Map<String, Value>>,
+    /// The version the definition is at.
+    version: Option<Timestamp>,
     /// The version asked for by a rollback body, if it exists.
     rollback: Option<Arc<AppSpec>>,
 }
 
-/// Turns updates into complete specs against the current state; the second value says
-/// which apps already existed.
-async fn resolve_updates(api: &Api, updates: Vec<Update>, mode: UpdateMode) -> Result<Vec<(AppSpec, bool)>, ApiError> {
+/// Turns updates into complete specs against the current state; the second value is the
+/// version each existing app was read at (`None`: it did not exist).
+async fn resolve_updates(
+    api: &Api,
+    updates: Vec<Update>,
+    mode: UpdateMode,
+) -> Result<Vec<(AppSpec, Option<Timestamp>)>, ApiError> {
     let mut rollbacks = Vec::with_capacity(updates.len());
     for update in &updates {
         let version = match rollback_version(&update.body) {
@@ -338,6 +341,7 @@ async fn resolve_updates(api: &Api, updates: Vec<Update>, mode: UpdateMode) -> R
                 .iter()
                 .map(|(id, version)| Current {
                     definition: planner.app(id).map(|r| definition_json(&r.spec)),
+                    version: planner.app(id).map(|r| r.version),
                     rollback: version.and_then(|v| planner.version(id, v).cloned()),
                 })
                 .collect()
@@ -348,6 +352,7 @@ async fn resolve_updates(api: &Api, updates: Vec<Update>, mode: UpdateMode) -> R
     let mut specs = Vec::with_capacity(updates.len());
     for ((update, version), current) in updates.iter().zip(rollbacks).zip(current) {
         let exists = current.definition.is_some();
+        let read_at = current.version;
         if let Some(at) = version {
             if !exists {
                 return Err(app_not_found(&update.id));
@@ -355,7 +360,7 @@ async fn resolve_updates(api: &Api, updates: Vec<Update>, mode: UpdateMode) -> R
             let spec = current
                 .rollback
                 .ok_or_else(|| ApiError::not_found(format!("App '{}' does not exist in version {at}", update.id)))?;
-            specs.push(((*spec).clone(), true));
+            specs.push(((*spec).clone(), read_at));
             continue;
         }
         let cx = AppContext { url_id: Some(&update.id), path: update.path.clone(), ..AppContext::top(None) };
@@ -367,13 +372,40 @@ async fn resolve_updates(api: &Api, updates: Vec<Update>, mode: UpdateMode) -> R
             _ => parse_app(&Value::Object(update.body.clone()), &cx, &mut problems),
         };
         if let Some(spec) = spec {
-            specs.push((spec, exists));
+            specs.push((spec, read_at));
         }
     }
     if !problems.is_empty() {
         return Err(ApiError::invalid(&problems));
     }
     Ok(specs)
+}
+
+/// Resolves the updates against the current state and applies them, expecting every app
+/// that existed to be still at the version read: a change that lands in between (another
+/// PATCH, a scale) is merged with, not overwritten. Answers the reply and each spec with
+/// whether its app existed.
+async fn put_updates(
+    api: &Api,
+    updates: Vec<Update>,
+    mode: UpdateMode,
+    force: bool,
+) -> Result<(Reply, Vec<(AppSpec, bool)>), ApiError> {
+    api.command_prepared(|| {
+        let (api, updates) = (api.clone(), updates.clone());
+        async move {
+            let resolved = resolve_updates(&api, updates, mode).await?;
+            let expect = resolved
+                .iter()
+                .filter_map(|(spec, read_at)| read_at.map(|at| (spec.id.clone(), Expected::Version(at))))
+                .collect();
+            let applied: Vec<(AppSpec, bool)> =
+                resolved.iter().map(|(spec, read_at)| (spec.clone(), read_at.is_some())).collect();
+            let apps = resolved.into_iter().map(|(spec, _)| spec).collect();
+            Ok((Command::PutApps { apps, force, expect }, applied))
+        }
+    })
+    .await
 }
 
 fn body_object(value: Value, path: &str) -> Result<Map<String, Value>, ApiError> {
@@ -424,11 +456,11 @@ async fn update_one(
     let force = params.flag("force", false)?;
     let id = app_id_for_write(rest)?;
     let body = body_object(json_body(body)?, "")?;
-    let mut specs = resolve_updates(&api, vec![Update { id: id.clone(), body, path: String::new() }], mode).await?;
+    let (reply, mut specs) =
+        put_updates(&api, vec![Update { id: id.clone(), body, path: String::new() }], mode, force).await?;
     let Some((spec, existed)) = specs.pop() else {
         return Err(ApiError::invalid_field("/", "nothing to change"));
     };
-    let reply = api.command(Command::PutApps { apps: vec![spec.clone()], force }).await?;
     publish_posts(&api, uri, peer, std::slice::from_ref(&spec));
     if existed {
         Ok(deployment_result(StatusCode::OK, &reply))
@@ -493,8 +525,8 @@ async fn update_many(
     if !problems.is_empty() {
         return Err(ApiError::invalid(&problems));
     }
-    let specs: Vec<AppSpec> = resolve_updates(&api, updates, mode).await?.into_iter().map(|(s, _)| s).collect();
-    let reply = api.command(Command::PutApps { apps: specs.clone(), force }).await?;
+    let (reply, specs) = put_updates(&api, updates, mode, force).await?;
+    let specs: Vec<AppSpec> = specs.into_iter().map(|(spec, _)| spec).collect();
     publish_posts(&api, uri, peer, &specs);
     Ok(deployment_result(StatusCode::OK, &reply))
 }

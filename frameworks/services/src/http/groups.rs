@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::{Api, Params, deployment_result, json_body, to_json};
-use crate::core::Command;
+use crate::core::{Command, Expected};
 use crate::marathon::group::{Subtree, parse_group};
 use crate::marathon::render::{GroupEmbed, GroupTree};
 use crate::marathon::{ApiError, Problems};
@@ -81,6 +81,7 @@ async fn subtree(api: &Api, id: &GroupId) -> Result<(bool, Subtree), ApiError> {
         let exists = tree.contains(&id);
         let subtree = Subtree {
             apps: tree.apps_under(&id).into_iter().map(|a| (a.spec.id.clone(), (*a.spec).clone())).collect(),
+            versions: tree.apps_under(&id).into_iter().map(|a| (a.spec.id.clone(), a.version)).collect(),
             groups: planner.groups().filter(|g| id.contains(&g.id)).map(|g| (g.id.clone(), g.clone())).collect(),
         };
         (exists, subtree)
@@ -211,23 +212,32 @@ async fn scale(
     let mut problems = Problems::new();
     let factor = crate::marathon::json::as_number(scale_by, "/scaleBy", 0.0, 100_000.0, &mut problems)
         .ok_or_else(|| ApiError::invalid(&problems))?;
-    let (exists, current) = subtree(&api, &id).await?;
-    if !exists {
-        return Err(group_not_found(id.as_str()));
-    }
-    let mut apps = Vec::with_capacity(current.apps.len());
-    for (app_id, mut spec) in current.apps {
-        let scaled = (f64::from(spec.instances) * factor).ceil();
-        if scaled > f64::from(MAX_INSTANCES) {
-            return Err(ApiError::invalid_field(
-                "/scaleBy",
-                format!("{app_id} would have {scaled} instances; at most {MAX_INSTANCES} are allowed"),
-            ));
-        }
-        spec.instances = scaled as u32;
-        apps.push(spec);
-    }
-    let reply = api.command(Command::PutApps { apps, force }).await?;
+    // Scaled from the instances read; prepared again if an app changes meanwhile.
+    let (reply, ()) = api
+        .command_prepared(|| {
+            let (api, id) = (api.clone(), id.clone());
+            async move {
+                let (exists, current) = subtree(&api, &id).await?;
+                if !exists {
+                    return Err(group_not_found(id.as_str()));
+                }
+                let mut apps = Vec::with_capacity(current.apps.len());
+                for (app_id, mut spec) in current.apps {
+                    let scaled = (f64::from(spec.instances) * factor).ceil();
+                    if scaled > f64::from(MAX_INSTANCES) {
+                        return Err(ApiError::invalid_field(
+                            "/scaleBy",
+                            format!("{app_id} would have {scaled} instances; at most {MAX_INSTANCES} are allowed"),
+                        ));
+                    }
+                    spec.instances = scaled as u32;
+                    apps.push(spec);
+                }
+                let expect = current.versions.into_iter().map(|(app, at)| (app, Expected::Version(at))).collect();
+                Ok((Command::PutApps { apps, force, expect }, ()))
+            }
+        })
+        .await?;
     Ok(deployment_result(StatusCode::OK, &reply))
 }
 

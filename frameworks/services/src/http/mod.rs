@@ -28,13 +28,15 @@ use axum::routing::{delete, get, post};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::core::{Command, Planner, Reply};
+use crate::core::{Command, PlanError, Planner, Reply};
 use crate::marathon::ApiError;
 use crate::model::{DeploymentId, Timestamp};
 use crate::runtime::{CommittedView, ServicesHandle};
 
 /// Largest request body accepted (a group of many apps fits; one app is far smaller).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// How often a change prepared from what it read is prepared again after losing a race.
+pub const MAX_PREPARE_ATTEMPTS: u32 = 16;
 
 /// Who answers `/v2/leader` and `/v2/info`: the runtime provides these.
 pub type LeaderFn = Arc<dyn Fn() -> Option<String> + Send + Sync>;
@@ -323,6 +325,25 @@ impl Api {
     /// Applies a change; a refusal becomes its 404/409/422.
     pub async fn command(&self, command: Command) -> Result<Reply, ApiError> {
         Ok(self.handle.command(command).await??)
+    }
+
+    /// A change prepared from what it read ([`Expected::Version`]): prepared and sent
+    /// again while another change wins the race in between, at most
+    /// [`MAX_PREPARE_ATTEMPTS`] times. Answers the reply with what the last preparation
+    /// gave beside its command.
+    pub async fn command_prepared<T, F, Fut>(&self, mut prepare: F) -> Result<(Reply, T), ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(Command, T), ApiError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let (command, prepared) = prepare().await?;
+            match self.handle.command(command).await? {
+                Err(PlanError::Stale(_)) if attempt < MAX_PREPARE_ATTEMPTS => attempt += 1,
+                answer => return Ok((answer?, prepared)),
+            }
+        }
     }
 }
 

@@ -1081,3 +1081,37 @@ fn every_event_renders_with_its_type_time_and_known_plan_keys() {
     let asked = crate::marathon::events::EventFilter::new(["launch_delayed_event".to_owned()]);
     assert!(asked.wants("launch_delayed_event") && !asked.wants("deployment_info"));
 }
+
+#[tokio::test]
+async fn racing_patches_of_different_fields_all_apply_and_racing_posts_create_once() {
+    let (api, _) = api();
+    let created = call(&api, "POST", "/v2/apps", Some(r#"{"id": "/race", "cmd": "sleep 1", "instances": 1}"#)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&created.body));
+    // Every PATCH reads the definition before any writes it back: each must merge into
+    // the others' results, not into what it read.
+    let patches = [
+        r#"{"labels": {"team": "a"}}"#,
+        r#"{"env": {"A": "1"}}"#,
+        r#"{"instances": 4}"#,
+        r#"{"cpus": 0.25}"#,
+        r#"{"mem": 64}"#,
+        r#"{"backoffSeconds": 7}"#,
+    ];
+    let answers =
+        futures::future::join_all(patches.iter().map(|p| call(&api, "PATCH", "/v2/apps/race?force=true", Some(p))))
+            .await;
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    }
+    let app = app_json(&api, "/race").await;
+    assert_eq!(
+        (&app["labels"], &app["env"], &app["instances"], &app["cpus"], &app["mem"], &app["backoffSeconds"]),
+        (&json!({"team": "a"}), &json!({"A": "1"}), &json!(4), &json!(0.25), &json!(64.0), &json!(7)),
+    );
+
+    let post = r#"{"id": "/twice", "cmd": "sleep 1"}"#;
+    let answers = futures::future::join_all((0..4).map(|_| call(&api, "POST", "/v2/apps", Some(post)))).await;
+    let mut statuses: Vec<StatusCode> = answers.iter().map(|a| a.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT, StatusCode::CONFLICT, StatusCode::CONFLICT]);
+}

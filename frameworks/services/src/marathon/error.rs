@@ -95,6 +95,10 @@ impl From<PlanError> for ApiError {
                 let path = if field.is_empty() || field.starts_with('/') { field } else { format!("/{field}") };
                 ApiError::invalid_field(if path.is_empty() { "/".to_owned() } else { path }, message)
             }
+            PlanError::Stale(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("App {id} kept changing while this request was applied; send it again."),
+            ),
         }
     }
 }

@@ -162,6 +162,8 @@ fn parse_one(
 #[derive(Clone, Debug, Default)]
 pub struct Subtree {
     pub apps: BTreeMap<AppId, AppSpec>,
+    /// The version each app was read at, for a change prepared from this subtree.
+    pub versions: BTreeMap<AppId, Timestamp>,
     pub groups: BTreeMap<GroupId, GroupRecord>,
 }
 

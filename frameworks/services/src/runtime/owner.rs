@@ -363,7 +363,10 @@ mod tests {
         let mut events = handle.subscribe_events();
         tokio::spawn(owner.run(requests, inbox, stop));
         let spec = (*sample::spec("/web", 2)).clone();
-        let reply = handle.command(Command::PutApps { apps: vec![spec], force: false }).await.expect("owner runs");
+        let reply = handle
+            .command(Command::PutApps { apps: vec![spec], force: false, expect: Default::default() })
+            .await
+            .expect("owner runs");
         let Ok(Reply::Deployment { id, .. }) = reply else { panic!("a deployment: {reply:?}") };
         // The same database, read after the answer: the app and its deployment are there.
         let recovered = store.load().await.expect("load");

@@ -101,7 +101,8 @@ fn only_a_changed_instance_count_is_a_scale_and_anything_else_a_restart() {
     assert_eq!((record.version.ms(), record.last_config_change_at.ms()), (T0 + 10, T0));
     let mut changed = spec("/web", 3);
     changed.command = AppCommand::Shell("sleep 7200".into());
-    let restart = planner.command(T0 + 20, Command::PutApps { apps: vec![changed.clone()], force: true });
+    let restart = planner
+        .command(T0 + 20, Command::PutApps { apps: vec![changed.clone()], force: true, expect: Default::default() });
     let Ok(Reply::Deployment { id: restart, .. }) = restart else { panic!("{restart:?}") };
     assert_eq!(actions(&planner, &restart), vec![vec![(ActionKind::RestartApplication, "/web".to_owned())]]);
     assert_eq!(planner.app(&id("/web")).map(|r| r.last_config_change_at.ms()), Some(T0 + 20));
@@ -216,13 +217,15 @@ fn an_app_held_by_a_deployment_is_refused_unless_forced_and_force_supersedes_wit
     let mut planner = planner();
     let first = deploy(&mut planner, T0, vec![spec("/web", 2)]);
     planner.take_outputs();
-    let refused = planner.command(T0 + 1, Command::PutApps { apps: vec![spec("/web", 3)], force: false });
+    let refused = planner
+        .command(T0 + 1, Command::PutApps { apps: vec![spec("/web", 3)], force: false, expect: Default::default() });
     match refused {
         Err(PlanError::Conflict { deployments, .. }) => assert_eq!(deployments, vec![first.clone()]),
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert!(planner.take_outputs().is_empty(), "a refused command appends nothing");
-    let forced = planner.command(T0 + 2, Command::PutApps { apps: vec![spec("/web", 3)], force: true });
+    let forced = planner
+        .command(T0 + 2, Command::PutApps { apps: vec![spec("/web", 3)], force: true, expect: Default::default() });
     assert!(matches!(forced, Ok(Reply::Deployment { .. })));
     assert!(planner.deployment(&first).is_none());
     let outputs = planner.take_outputs();
@@ -251,14 +254,16 @@ fn dependencies_come_in_earlier_steps_and_unknown_ones_or_cycles_are_refused() {
 
     let mut orphan = spec("/orphan", 1);
     orphan.dependencies = vec![id("/nowhere")];
-    let refused = planner.command(T0 + 1, Command::PutApps { apps: vec![orphan], force: true });
+    let refused =
+        planner.command(T0 + 1, Command::PutApps { apps: vec![orphan], force: true, expect: Default::default() });
     assert!(matches!(&refused, Err(PlanError::Invalid { field, .. }) if field == "dependencies"), "{refused:?}");
 
     let mut a = spec("/a", 1);
     a.dependencies = vec![id("/b")];
     let mut b = spec("/b", 1);
     b.dependencies = vec![id("/a")];
-    let refused = planner.command(T0 + 2, Command::PutApps { apps: vec![a, b], force: true });
+    let refused =
+        planner.command(T0 + 2, Command::PutApps { apps: vec![a, b], force: true, expect: Default::default() });
     assert!(
         matches!(&refused, Err(PlanError::Invalid { field, message }) if field == "dependencies" && message.contains("cycle")),
         "{refused:?}"
@@ -269,9 +274,13 @@ fn dependencies_come_in_earlier_steps_and_unknown_ones_or_cycles_are_refused() {
 fn an_app_id_that_is_a_group_or_inside_an_app_is_refused() {
     let mut planner = planner();
     deploy(&mut planner, T0, vec![spec("/shop/web", 0)]);
-    let refused = planner.command(T0 + 1, Command::PutApps { apps: vec![spec("/shop", 1)], force: false });
+    let refused = planner
+        .command(T0 + 1, Command::PutApps { apps: vec![spec("/shop", 1)], force: false, expect: Default::default() });
     assert!(matches!(&refused, Err(PlanError::Invalid { field, .. }) if field == "id"), "{refused:?}");
-    let refused = planner.command(T0 + 1, Command::PutApps { apps: vec![spec("/shop/web/x", 1)], force: false });
+    let refused = planner.command(
+        T0 + 1,
+        Command::PutApps { apps: vec![spec("/shop/web/x", 1)], force: false, expect: Default::default() },
+    );
     assert!(matches!(&refused, Err(PlanError::Invalid { field, .. }) if field == "id"), "{refused:?}");
 }
 
@@ -419,7 +428,12 @@ fn deleting_an_app_kills_its_instances_then_forgets_it_and_its_versions() {
 fn versions_are_bounded_and_the_oldest_is_deleted() {
     let mut planner = Planner::new(PlannerConfig { max_versions: 2, ..PlannerConfig::default() });
     for n in 0..3 {
-        planner.command(T0 + n, Command::PutApps { apps: vec![spec("/web", n as u32)], force: true }).expect("ok");
+        planner
+            .command(
+                T0 + n,
+                Command::PutApps { apps: vec![spec("/web", n as u32)], force: true, expect: Default::default() },
+            )
+            .expect("ok");
     }
     let versions: Vec<u64> = planner.versions(&id("/web")).map(|(v, _)| v.ms()).collect();
     assert_eq!(versions, vec![T0 + 1, T0 + 2]);
@@ -497,12 +511,51 @@ fn the_number_of_deployments_in_progress_is_bounded() {
         deploy(&mut planner, T0, vec![spec(&format!("/app{i}"), 1)]);
     }
     assert_eq!(planner.deployments().count(), MAX_DEPLOYMENTS);
-    let refused = planner.command(T0, Command::PutApps { apps: vec![spec("/one-more", 1)], force: true });
+    let refused = planner
+        .command(T0, Command::PutApps { apps: vec![spec("/one-more", 1)], force: true, expect: Default::default() });
     assert!(
         matches!(&refused, Err(PlanError::Conflict { message, .. }) if message.contains("deployments")),
         "{refused:?}"
     );
     // Superseding one with force is still possible: it replaces a deployment.
-    let forced = planner.command(T0, Command::PutApps { apps: vec![spec("/app0", 2)], force: true });
+    let forced =
+        planner.command(T0, Command::PutApps { apps: vec![spec("/app0", 2)], force: true, expect: Default::default() });
     assert!(matches!(forced, Ok(Reply::Deployment { .. })), "{forced:?}");
+}
+
+#[test]
+fn a_change_expecting_what_it_read_is_refused_whole_when_an_app_moved_on_or_already_exists() {
+    let mut planner = planner();
+    deploy(&mut planner, T0, vec![spec("/web", 2)]);
+    let read_at = planner.app(&AppId::parse("/web").expect("id")).expect("web").version;
+    planner.take_outputs();
+
+    // A POST of an id in use is refused, and so is one that is a group's.
+    let absent = |id: &str| BTreeMap::from([(AppId::parse(id).expect("id"), Expected::Absent)]);
+    let taken =
+        planner.command(T0 + 1, Command::PutApps { apps: vec![spec("/web", 5)], force: true, expect: absent("/web") });
+    assert!(
+        matches!(&taken, Err(PlanError::Conflict { message, .. }) if message.contains("already exists")),
+        "{taken:?}"
+    );
+
+    // Another change lands between a PATCH's read and its write: the PATCH is stale, and
+    // nothing of it is applied, not even its other apps.
+    planner
+        .command(T0 + 2, Command::PutApps { apps: vec![spec("/web", 3)], force: true, expect: Default::default() })
+        .expect("scale");
+    planner.take_outputs();
+    let expect = BTreeMap::from([(AppId::parse("/web").expect("id"), Expected::Version(read_at))]);
+    let stale =
+        planner.command(T0 + 3, Command::PutApps { apps: vec![spec("/web", 7), spec("/api", 1)], force: true, expect });
+    assert_eq!(stale, Err(PlanError::Stale(AppId::parse("/web").expect("id"))));
+    assert!(planner.take_outputs().is_empty(), "a refused command appends nothing");
+    assert!(planner.app(&AppId::parse("/api").expect("id")).is_none());
+    assert_eq!(planner.app(&AppId::parse("/web").expect("id")).expect("web").spec.instances, 3);
+
+    // Prepared again from the current version, it applies.
+    let now_at = planner.app(&AppId::parse("/web").expect("id")).expect("web").version;
+    let expect = BTreeMap::from([(AppId::parse("/web").expect("id"), Expected::Version(now_at))]);
+    let fresh = planner.command(T0 + 4, Command::PutApps { apps: vec![spec("/web", 7)], force: true, expect });
+    assert!(matches!(fresh, Ok(Reply::Deployment { .. })), "{fresh:?}");
 }

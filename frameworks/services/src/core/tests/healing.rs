@@ -90,7 +90,9 @@ fn scaling_down_kills_the_youngest_first_or_the_oldest_when_asked() {
         }
         assert_eq!(tasks.len(), 3);
         web.instances = 2;
-        planner.command(T0 + 100, Command::PutApps { apps: vec![web], force: false }).expect("scale");
+        planner
+            .command(T0 + 100, Command::PutApps { apps: vec![web], force: false, expect: Default::default() })
+            .expect("scale");
         assert_eq!(killed(&planner.take_outputs()), vec![tasks[expected].clone()], "{selection:?}");
     }
 }

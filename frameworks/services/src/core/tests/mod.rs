@@ -145,7 +145,7 @@ pub(super) fn shape(outputs: &[Output]) -> Vec<String> {
 }
 
 pub(super) fn deploy(planner: &mut Planner, now: u64, specs: Vec<AppSpec>) -> DeploymentId {
-    match planner.command(now, Command::PutApps { apps: specs, force: false }) {
+    match planner.command(now, Command::PutApps { apps: specs, force: false, expect: Default::default() }) {
         Ok(Reply::Deployment { id, .. }) => id,
         other => panic!("expected a deployment, got {other:?}"),
     }

@@ -166,7 +166,11 @@ impl Harness {
 #[test]
 fn the_view_kept_from_committed_records_is_the_view_of_the_planner_at_every_step() {
     let mut h = Harness::new();
-    h.command(Command::PutApps { apps: vec![spec("/web", 3), spec("/api", 2)], force: false });
+    h.command(Command::PutApps {
+        apps: vec![spec("/web", 3), spec("/api", 2)],
+        force: false,
+        expect: Default::default(),
+    });
     let first = h.launch_all(1);
     assert_eq!(first.len(), 5);
     let view = h.writer.view().clone();
@@ -203,7 +207,11 @@ fn a_reader_keeps_its_view_and_untouched_apps_are_shared_with_the_next() {
     let mut h = Harness::new();
     let views = Views::default();
     h.writer = ViewWriter::new(&h.planner, views.clone());
-    h.command(Command::PutApps { apps: vec![spec("/web", 2), spec("/api", 2)], force: false });
+    h.command(Command::PutApps {
+        apps: vec![spec("/web", 2), spec("/api", 2)],
+        force: false,
+        expect: Default::default(),
+    });
     h.launch_all(1);
     let held = views.borrow().clone().expect("published");
     let web = PathId::parse("/web").expect("id");
@@ -240,7 +248,11 @@ fn a_listing_from_the_view_is_the_planner_s_byte_for_byte_with_its_tasks_kept_or
         String::from_utf8(out.concat()).expect("utf-8")
     };
     let mut h = Harness::new();
-    h.command(Command::PutApps { apps: vec![spec("/web", 3), spec("/api", 2)], force: false });
+    h.command(Command::PutApps {
+        apps: vec![spec("/web", 3), spec("/api", 2)],
+        force: false,
+        expect: Default::default(),
+    });
     h.launch_all(1);
     let view = h.writer.view().clone();
     let fresh = list(&*view);
@@ -263,7 +275,11 @@ fn a_listing_from_the_view_is_the_planner_s_byte_for_byte_with_its_tasks_kept_or
 fn listings_in_pieces_are_what_serde_writes_for_every_embed() {
     use crate::marathon::render::{AppView, Embed, Pieces, write_app_list};
     let mut h = Harness::new();
-    h.command(Command::PutApps { apps: vec![spec("/web", 3), spec("/api", 2), spec("/idle", 0)], force: false });
+    h.command(Command::PutApps {
+        apps: vec![spec("/web", 3), spec("/api", 2), spec("/idle", 0)],
+        force: false,
+        expect: Default::default(),
+    });
     h.launch_all(1);
     let api_task =
         h.writer.view().instances_of(&PathId::parse("/api").expect("id")).next().expect("an instance").task_id.clone();
