@@ -8,6 +8,7 @@
 //! speaks. The run store, retries, dependencies, the REST API
 //! and the `agora cron` command are built on it.
 
+pub mod chronos;
 pub mod evaluator;
 pub mod model;
 pub mod schedule;
