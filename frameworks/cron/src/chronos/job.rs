@@ -14,6 +14,7 @@
 //! `lastError`, …) are the framework's: accepted in a body (clients post back what they
 //! read) and not taken from it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -21,46 +22,31 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::json::{Obj, Problems, as_string};
-use crate::evaluator::{JobName, MAX_CATCH_UP, MissedRunPolicy};
-use crate::schedule::Schedule;
+use crate::evaluator::MAX_CATCH_UP;
+use crate::model::{
+    ConcurrencyPolicy, Constraint, ConstraintOp, DEFAULT_EPSILON, JobName, JobSpec, MAX_ARGUMENT_LEN, MAX_ARGUMENTS,
+    MAX_COMMAND_LEN, MAX_CONSTRAINTS, MAX_ENVIRONMENT, MAX_JOB_NAME_LEN, MAX_PARENTS, MAX_RETRIES, MAX_TEXT_LEN,
+    MAX_WINDOW, MissedRunPolicy, Schedule, Trigger, check_job_name,
+};
 
-/// The longest job name accepted (a task id carries it).
-pub const MAX_NAME_LEN: usize = 128;
-/// The longest `command` accepted.
-pub const MAX_COMMAND_LEN: usize = 64 * 1024;
-/// The longest `owner`, `ownerName`, `description` or `runAsUser`.
-pub const MAX_TEXT_LEN: usize = 4096;
-/// The most `arguments`.
-pub const MAX_ARGUMENTS: usize = 256;
-/// The longest argument.
-pub const MAX_ARGUMENT_LEN: usize = 4096;
-/// The most parents of a dependent job.
-pub const MAX_PARENTS: usize = 64;
-/// The most `environmentVariables`.
-pub const MAX_ENVIRONMENT: usize = 256;
 /// The longest environment variable name, and value.
 pub const MAX_ENV_NAME_LEN: usize = 256;
 pub const MAX_ENV_VALUE_LEN: usize = 16 * 1024;
-/// The most `constraints`.
-pub const MAX_CONSTRAINTS: usize = 32;
-/// The most `retries`: a failing job is retried at most this many times per run.
-pub const MAX_RETRIES: u32 = 100;
 /// The most CPUs, MiB of memory and MiB of disk one run may ask for.
 pub const MAX_CPUS: f64 = 1024.0;
 pub const MAX_MEM_MIB: f64 = 4.0 * 1024.0 * 1024.0;
 pub const MAX_DISK_MIB: f64 = 64.0 * 1024.0 * 1024.0;
-/// The widest `epsilon`, `startingDeadlineSeconds` and `maxCompletionTimeSeconds`.
-pub const MAX_EPSILON: Duration = Duration::from_secs(7 * 24 * 3600);
-pub const MAX_COMPLETION_SECS: i64 = 30 * 24 * 3600;
 /// What `missedRunPolicy: "All"` catches up when `missedRunLimit` is not given.
 pub const DEFAULT_MISSED_RUN_LIMIT: u32 = 10;
 
-/// Chronos' resource defaults (`--mesos_task_cpu`, `_mem`, `_disk`).
+/// The widest `startingDeadlineSeconds` and `maxCompletionTimeSeconds`.
+const MAX_WINDOW_SECS: i64 = MAX_WINDOW.as_secs() as i64;
+
+/// Chronos' resource defaults (`--mesos_task_cpu`, `_mem`, `_disk`) and retries.
 pub const DEFAULT_CPUS: f64 = 0.1;
 pub const DEFAULT_MEM_MIB: f64 = 128.0;
 pub const DEFAULT_DISK_MIB: f64 = 256.0;
 pub const DEFAULT_RETRIES: u32 = 2;
-pub const DEFAULT_EPSILON: Duration = Duration::from_secs(60);
 
 /// Every field a Chronos job has had (3.x and the 2.x `async` and `epsilon`), and ours.
 const KNOWN_FIELDS: &[&str] = &[
@@ -111,88 +97,22 @@ const KNOWN_FIELDS: &[&str] = &[
     "maxCompletionTimeSeconds",
 ];
 
-/// What happens when a run is due while another run of the job is still going.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ConcurrencyPolicy {
-    /// Start it anyway (Chronos' `concurrent: true`).
-    Allow,
-    /// Do not start it (Chronos' `concurrent: false`, the default).
-    #[default]
-    Forbid,
-    /// Kill the running one, then start it.
-    Replace,
-}
-
-impl ConcurrencyPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConcurrencyPolicy::Allow => "Allow",
-            ConcurrencyPolicy::Forbid => "Forbid",
-            ConcurrencyPolicy::Replace => "Replace",
-        }
+/// Chronos' spelling of a concurrency policy (`concurrencyPolicy`).
+pub fn policy_name(policy: ConcurrencyPolicy) -> &'static str {
+    match policy {
+        ConcurrencyPolicy::Allow => "Allow",
+        ConcurrencyPolicy::Forbid => "Forbid",
+        ConcurrencyPolicy::Replace => "Replace",
     }
 }
 
-/// A placement rule on agent attributes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConstraintOp {
-    Equals,
-    /// The attribute matches the regular expression in full.
-    Like,
-    /// The attribute does not match the regular expression in full.
-    Unlike,
-}
-
-impl ConstraintOp {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConstraintOp::Equals => "EQUALS",
-            ConstraintOp::Like => "LIKE",
-            ConstraintOp::Unlike => "UNLIKE",
-        }
+/// Chronos' spelling of a constraint operator.
+pub fn op_name(op: ConstraintOp) -> &'static str {
+    match op {
+        ConstraintOp::Equals => "EQUALS",
+        ConstraintOp::Like => "LIKE",
+        ConstraintOp::Unlike => "UNLIKE",
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Constraint {
-    pub attribute: String,
-    pub op: ConstraintOp,
-    pub value: String,
-}
-
-/// What starts a job's runs.
-#[derive(Clone, Debug)]
-pub enum Trigger {
-    /// Its schedule (the canonical text, with the empty start filled in) and zone.
-    Schedule { schedule: Schedule },
-    /// All its parents having succeeded since its own last run.
-    Parents(Vec<JobName>),
-}
-
-/// A job as posted, checked and with Chronos' defaults filled in.
-#[derive(Clone, Debug)]
-pub struct JobDefinition {
-    pub name: JobName,
-    pub command: String,
-    pub shell: bool,
-    pub arguments: Vec<String>,
-    pub cpus: f64,
-    pub mem_mib: f64,
-    pub disk_mib: f64,
-    pub owner: String,
-    pub owner_name: String,
-    pub description: String,
-    pub run_as_user: Option<String>,
-    pub retries: u32,
-    pub disabled: bool,
-    pub concurrency_policy: ConcurrencyPolicy,
-    pub constraints: Vec<Constraint>,
-    pub environment: Vec<(String, String)>,
-    pub epsilon: Duration,
-    pub trigger: Trigger,
-    pub starting_deadline: Option<Duration>,
-    pub missed_runs: MissedRunPolicy,
-    pub max_completion_time: Option<Duration>,
 }
 
 /// Which endpoint a definition came to.
@@ -204,31 +124,21 @@ pub enum Endpoint {
     Dependency,
 }
 
-/// Whether `name` is a valid job name: Chronos' `[\w.-]+`, ASCII, at most
-/// [`MAX_NAME_LEN`] bytes.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
-fn name_problem(name: &str) -> String {
-    if name.len() > MAX_NAME_LEN {
-        format!("is {} bytes long; at most {MAX_NAME_LEN} are allowed", name.len())
-    } else {
-        format!("'{name}' is not a valid job name: use letters, digits, '_', '.' and '-' (Chronos' [\\w.-]+)")
-    }
+fn name_problem(name: &str) -> Option<String> {
+    check_job_name(name).err().map(|why| format!("'{name}' is not a valid job name: {why}"))
 }
 
 /// Parses a request body into a definition: 400 for JSON that is not JSON, and one 400
 /// naming every field at fault otherwise.
-pub fn parse_body(body: &[u8], endpoint: Endpoint, now: Timestamp) -> Result<JobDefinition, ApiError> {
+pub fn parse_body(body: &[u8], endpoint: Endpoint, now: Timestamp) -> Result<JobSpec, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::malformed_json(&e))?;
     parse_job(&value, endpoint, now)
 }
 
-/// Reads a job definition; `now` stands in for an ISO 8601 schedule's empty start.
-pub fn parse_job(value: &Value, endpoint: Endpoint, now: Timestamp) -> Result<JobDefinition, ApiError> {
+/// Reads a job definition; `now` stands in for an ISO 8601 schedule's empty start and
+/// is the definition's `created_at` and `version` (the core keeps the first `created_at`
+/// when a job is replaced).
+pub fn parse_job(value: &Value, endpoint: Endpoint, now: Timestamp) -> Result<JobSpec, ApiError> {
     let mut problems = Problems::new();
     let Some(job) = Obj::of(value, "", &mut problems) else {
         return Err(ApiError::invalid(&problems));
@@ -241,12 +151,14 @@ pub fn parse_job(value: &Value, endpoint: Endpoint, now: Timestamp) -> Result<Jo
             p.add("/name", "is required");
             None
         }
-        Some(value) => match as_string(value, "/name", MAX_NAME_LEN * 4, p) {
-            Some(name) if valid_name(name) => Some(JobName::new(name)),
-            Some(name) => {
-                p.add("/name", name_problem(name));
-                None
-            }
+        Some(value) => match as_string(value, "/name", MAX_JOB_NAME_LEN * 4, p) {
+            Some(name) => match name_problem(name) {
+                None => Some(JobName::new(name)),
+                Some(problem) => {
+                    p.add("/name", problem);
+                    None
+                }
+            },
             None => None,
         },
     };
@@ -272,13 +184,13 @@ pub fn parse_job(value: &Value, endpoint: Endpoint, now: Timestamp) -> Result<Jo
         .and_then(|r| u32::try_from(r).ok())
         .unwrap_or(DEFAULT_RETRIES);
     let disabled = job.bool("disabled", p).unwrap_or(false);
-    let concurrency_policy = concurrency(&job, p);
+    let (concurrent, concurrency_policy) = concurrency(&job, p);
     let constraints = constraints(&job, p);
     let environment = environment(&job, p);
     let epsilon = match job.string("epsilon", 64, p) {
         Some(text) => match parse_iso_duration(text) {
-            Ok(d) if d.is_zero() || d > MAX_EPSILON => {
-                p.add("/epsilon", format!("{text} is out of range: it must be between PT1S and P7D"));
+            Ok(d) if d.is_zero() || d > MAX_WINDOW => {
+                p.add("/epsilon", format!("{text} is out of range: it must be between PT1S and P366D"));
                 DEFAULT_EPSILON
             }
             Ok(d) => d,
@@ -289,9 +201,8 @@ pub fn parse_job(value: &Value, endpoint: Endpoint, now: Timestamp) -> Result<Jo
         },
         None => DEFAULT_EPSILON,
     };
-    let starting_deadline = job
-        .integer("startingDeadlineSeconds", 1, MAX_EPSILON.as_secs() as i64, p)
-        .map(|s| Duration::from_secs(s.unsigned_abs()));
+    let starting_deadline =
+        job.integer("startingDeadlineSeconds", 1, MAX_WINDOW_SECS, p).map(|s| Duration::from_secs(s.unsigned_abs()));
     let missed_runs = missed_runs(&job, p);
     let max_completion_time = max_completion(&job, p);
     unsupported(&job, p);
@@ -299,20 +210,22 @@ pub fn parse_job(value: &Value, endpoint: Endpoint, now: Timestamp) -> Result<Jo
     let trigger = trigger(&job, endpoint, name.as_ref(), now, p);
 
     match (name, command, trigger) {
-        (Some(name), Some(command), Some(trigger)) if problems.is_empty() => Ok(JobDefinition {
+        (Some(name), Some(command), Some(trigger)) if problems.is_empty() => Ok(JobSpec {
             name,
             command,
             shell,
             arguments,
-            cpus,
-            mem_mib,
-            disk_mib,
+            // Whole milli-CPUs and MiB, rounded up: a job never gets less than it asked.
+            cpus_milli: (cpus * 1000.0).ceil() as u64,
+            mem_mib: mem_mib.ceil() as u64,
+            disk_mib: disk_mib.ceil() as u64,
             owner,
             owner_name,
             description,
             run_as_user,
             retries,
             disabled,
+            concurrent,
             concurrency_policy,
             constraints,
             environment,
@@ -321,6 +234,8 @@ pub fn parse_job(value: &Value, endpoint: Endpoint, now: Timestamp) -> Result<Jo
             starting_deadline,
             missed_runs,
             max_completion_time,
+            created_at: now,
+            version: now,
         }),
         _ => {
             if problems.is_empty() {
@@ -339,7 +254,9 @@ fn resource(job: &Obj<'_>, key: &str, max: f64, default: f64, p: &mut Problems) 
     }
 }
 
-fn concurrency(job: &Obj<'_>, p: &mut Problems) -> ConcurrencyPolicy {
+/// `concurrent` as given (rendered back as it was) and the policy: `concurrencyPolicy`
+/// when given, else derived from `concurrent` (true is Allow, false Forbid).
+fn concurrency(job: &Obj<'_>, p: &mut Problems) -> (bool, ConcurrencyPolicy) {
     let concurrent = job.bool("concurrent", p);
     let policy = match job.string("concurrencyPolicy", 32, p) {
         None => None,
@@ -355,17 +272,18 @@ fn concurrency(job: &Obj<'_>, p: &mut Problems) -> ConcurrencyPolicy {
         (Some(true), Some(policy @ (ConcurrencyPolicy::Forbid | ConcurrencyPolicy::Replace))) => {
             p.add(
                 "/concurrent",
-                format!("true contradicts concurrencyPolicy {}: concurrent runs are Allow", policy.as_str()),
+                format!("true contradicts concurrencyPolicy {}: concurrent runs are Allow", policy_name(policy)),
             );
-            policy
+            (true, policy)
         }
         (Some(false), Some(ConcurrencyPolicy::Allow)) => {
             p.add("/concurrent", "false contradicts concurrencyPolicy Allow");
-            ConcurrencyPolicy::Allow
+            (false, ConcurrencyPolicy::Allow)
         }
-        (_, Some(policy)) => policy,
-        (Some(true), None) => ConcurrencyPolicy::Allow,
-        (Some(false) | None, None) => ConcurrencyPolicy::Forbid,
+        (Some(concurrent), Some(policy)) => (concurrent, policy),
+        (None, Some(policy)) => (policy == ConcurrencyPolicy::Allow, policy),
+        (Some(true), None) => (true, ConcurrencyPolicy::Allow),
+        (Some(false) | None, None) => (false, ConcurrencyPolicy::Forbid),
     }
 }
 
@@ -412,11 +330,11 @@ fn constraints(job: &Obj<'_>, p: &mut Problems) -> Vec<Constraint> {
     out
 }
 
-fn environment(job: &Obj<'_>, p: &mut Problems) -> Vec<(String, String)> {
+fn environment(job: &Obj<'_>, p: &mut Problems) -> BTreeMap<String, String> {
     let Some(items) = job.array("environmentVariables", MAX_ENVIRONMENT, p) else {
-        return Vec::new();
+        return BTreeMap::new();
     };
-    let mut out: Vec<(String, String)> = Vec::with_capacity(items.len());
+    let mut out = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         let path = format!("/environmentVariables({i})");
         let Some(var) = Obj::of(item, &path, p) else { continue };
@@ -429,10 +347,12 @@ fn environment(job: &Obj<'_>, p: &mut Problems) -> Vec<(String, String)> {
             Some(name) if name.is_empty() || name.contains('=') || name.contains('\0') => {
                 p.add(var.at("name"), format!("'{name}' is not a valid variable name"));
             }
-            Some(name) if out.iter().any(|(n, _)| n == name) => {
+            Some(name) if out.contains_key(name) => {
                 p.add(var.at("name"), format!("'{name}' is given twice"));
             }
-            Some(name) => out.push((name.to_owned(), value.to_owned())),
+            Some(name) => {
+                out.insert(name.to_owned(), value.to_owned());
+            }
         }
     }
     out
@@ -456,8 +376,8 @@ fn missed_runs(job: &Obj<'_>, p: &mut Problems) -> MissedRunPolicy {
 }
 
 fn max_completion(job: &Obj<'_>, p: &mut Problems) -> Option<Duration> {
-    let ours = job.integer("maxCompletionTimeSeconds", 0, MAX_COMPLETION_SECS, p);
-    let chronos = job.integer("maxCompletionTime", 0, MAX_COMPLETION_SECS, p);
+    let ours = job.integer("maxCompletionTimeSeconds", 0, MAX_WINDOW_SECS, p);
+    let chronos = job.integer("maxCompletionTime", 0, MAX_WINDOW_SECS, p);
     let secs = match (ours, chronos) {
         (Some(a), Some(b)) if a != b => {
             p.add("/maxCompletionTime", format!("{b} contradicts maxCompletionTimeSeconds {a}"));
@@ -518,15 +438,15 @@ fn trigger(
             p.add("/parents", "is required: a dependent job names the jobs it runs after");
             return None;
         }
-        let parents = job.strings("parents", MAX_PARENTS, MAX_NAME_LEN * 4, p)?;
+        let parents = job.strings("parents", MAX_PARENTS, MAX_JOB_NAME_LEN * 4, p)?;
         if parents.is_empty() {
             p.add("/parents", "is empty: a dependent job names at least one parent");
             return None;
         }
         let mut out: Vec<JobName> = Vec::with_capacity(parents.len());
         for (i, parent) in parents.iter().enumerate() {
-            if !valid_name(parent) {
-                p.add(format!("/parents({i})"), name_problem(parent));
+            if let Some(problem) = name_problem(parent) {
+                p.add(format!("/parents({i})"), problem);
             } else if name.is_some_and(|n| n.as_str() == parent) {
                 p.add(format!("/parents({i})"), format!("'{parent}' is the job itself: a job cannot depend on itself"));
             } else if !out.iter().any(|n| n.as_str() == parent) {
@@ -544,7 +464,7 @@ fn trigger(
         "R1//PT24H".to_owned()
     };
     match Schedule::parse(&text, zone, now) {
-        Ok(schedule) => Some(Trigger::Schedule { schedule }),
+        Ok(schedule) => Some(Trigger::Schedule(schedule)),
         Err(e) => {
             let problem = match &e {
                 crate::ScheduleError::Schedule { value, problem }
@@ -605,7 +525,7 @@ mod tests {
         "2026-03-01T12:00:00Z".parse().expect("a timestamp")
     }
 
-    fn parse(value: Value) -> Result<JobDefinition, ApiError> {
+    fn parse(value: Value) -> Result<JobSpec, ApiError> {
         parse_job(&value, Endpoint::Iso8601, now())
     }
 
@@ -625,13 +545,13 @@ mod tests {
             .expect("valid");
         assert_eq!(job.name.as_str(), "nightly");
         assert!(job.shell);
-        assert_eq!((job.cpus, job.mem_mib, job.disk_mib), (0.1, 128.0, 256.0));
+        assert_eq!((job.cpus_milli, job.mem_mib, job.disk_mib), (100, 128, 256));
         assert_eq!(job.retries, 2);
         assert_eq!(job.epsilon, Duration::from_secs(60));
         assert_eq!(job.concurrency_policy, ConcurrencyPolicy::Forbid);
         assert_eq!(job.missed_runs, MissedRunPolicy::Skip);
         assert_eq!(job.max_completion_time, None);
-        let Trigger::Schedule { schedule } = &job.trigger else { panic!("scheduled") };
+        let Trigger::Schedule(schedule) = &job.trigger else { panic!("scheduled") };
         assert_eq!(schedule.canonical(), "R/2026-03-02T02:00:00+00:00/P1D");
     }
 
@@ -639,20 +559,20 @@ mod tests {
     fn zero_resources_take_the_defaults_as_in_chronos() {
         let job = parse(json!({"name": "a", "command": "x", "schedule": "@daily", "cpus": 0, "mem": "0", "disk": 512}))
             .expect("valid");
-        assert_eq!((job.cpus, job.mem_mib, job.disk_mib), (0.1, 128.0, 512.0));
+        assert_eq!((job.cpus_milli, job.mem_mib, job.disk_mib), (100, 128, 512));
     }
 
     #[test]
     fn a_job_without_a_schedule_runs_once_from_the_time_it_is_posted() {
         let job = parse(json!({"name": "once", "command": "x"})).expect("valid");
-        let Trigger::Schedule { schedule } = &job.trigger else { panic!("scheduled") };
+        let Trigger::Schedule(schedule) = &job.trigger else { panic!("scheduled") };
         assert_eq!(schedule.next_n(now() - jiff::SignedDuration::from_secs(1), 5), vec![now()]);
     }
 
     #[test]
     fn every_field_is_read_in_its_chronos_spelling() {
         let job = parse(json!({
-            "name": "report.daily-1", "command": "report", "shell": false, "arguments": ["--day", "today"],
+            "name": "report.daily-1 #2", "command": "report", "shell": false, "arguments": ["--day", "today"],
             "cpus": "0.5", "mem": 512, "disk": 1024, "owner": "ops@example.com", "ownerName": "Ops",
             "description": "the daily report", "runAsUser": "reports", "retries": 5, "disabled": true,
             "concurrent": true, "constraints": [["rack", "LIKE", "rack-[1-3]"], ["os", "EQUALS", "linux"]],
@@ -667,19 +587,19 @@ mod tests {
         .expect("valid");
         assert!(!job.shell);
         assert_eq!(job.arguments, ["--day", "today"]);
-        assert_eq!((job.cpus, job.mem_mib, job.disk_mib), (0.5, 512.0, 1024.0));
+        assert_eq!((job.cpus_milli, job.mem_mib, job.disk_mib), (500, 512, 1024));
         assert_eq!(job.run_as_user.as_deref(), Some("reports"));
         assert_eq!(job.retries, 5);
         assert!(job.disabled);
-        assert_eq!(job.concurrency_policy, ConcurrencyPolicy::Allow);
+        assert_eq!((job.concurrent, job.concurrency_policy), (true, ConcurrencyPolicy::Allow));
         assert_eq!(job.constraints.len(), 2);
         assert_eq!(job.constraints[0].op, ConstraintOp::Like);
-        assert_eq!(job.environment, [("TZ".to_owned(), "UTC".to_owned())]);
+        assert_eq!(job.environment, BTreeMap::from([("TZ".to_owned(), "UTC".to_owned())]));
         assert_eq!(job.epsilon, Duration::from_secs(900));
         assert_eq!(job.starting_deadline, Some(Duration::from_secs(300)));
         assert_eq!(job.missed_runs, MissedRunPolicy::All(3));
         assert_eq!(job.max_completion_time, Some(Duration::from_secs(3600)));
-        let Trigger::Schedule { schedule } = &job.trigger else { panic!("scheduled") };
+        let Trigger::Schedule(schedule) = &job.trigger else { panic!("scheduled") };
         assert_eq!(schedule.time_zone_text(), "Europe/London");
     }
 
@@ -714,7 +634,7 @@ mod tests {
     #[test]
     fn every_problem_of_a_job_is_named_at_once() {
         let found = paths(json!({
-            "name": "no spaces", "retries": 1000000, "cpus": "lots", "colour": "red",
+            "name": "no/slashes", "retries": 1000000, "cpus": "lots", "colour": "red",
             "environmentVariables": [{"value": "x"}], "constraints": [["rack", "NEAR", "r1"]],
             "epsilon": "P1M", "concurrencyPolicy": "Sometimes", "schedule": "@daily"
         }));
