@@ -9,6 +9,7 @@
 pub mod error;
 pub mod job;
 pub mod json;
+pub mod render;
 
 pub use error::{ApiError, Detail};
 pub use json::Problems;
