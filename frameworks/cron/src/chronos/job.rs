@@ -492,7 +492,7 @@ pub fn parse_iso_duration(text: &str) -> Result<Duration, String> {
     let seconds = span
         .total((jiff::Unit::Second, jiff::SpanRelativeTo::days_are_24_hours()))
         .map_err(|e| format!("cannot be measured: {e}"))?;
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 1.0e12 {
+    if !seconds.is_finite() || !(0.0..=1.0e12).contains(&seconds) {
         return Err("is out of range".into());
     }
     Ok(Duration::from_secs_f64(seconds))
@@ -504,11 +504,11 @@ pub fn format_iso_duration(duration: Duration) -> String {
     let secs = duration.as_secs();
     if secs == 0 {
         "PT0S".to_owned()
-    } else if secs % 86_400 == 0 {
+    } else if secs.is_multiple_of(86_400) {
         format!("P{}D", secs / 86_400)
-    } else if secs % 3600 == 0 {
+    } else if secs.is_multiple_of(3600) {
         format!("PT{}H", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("PT{}M", secs / 60)
     } else {
         format!("PT{secs}S")
