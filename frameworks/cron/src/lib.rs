@@ -9,6 +9,7 @@
 //! and the `agora cron` command are built on it.
 
 pub mod chronos;
+pub mod core;
 pub mod evaluator;
 pub mod model;
 pub mod schedule;

@@ -75,9 +75,10 @@ pub fn check_job_name(name: &str) -> Result<(), String> {
 pub enum Trigger {
     /// Its schedule, read in the schedule's time zone.
     Schedule(Schedule),
-    /// Its parents: it runs once all of them succeeded since its own last run. Not empty,
-    /// no duplicates, at most [`MAX_PARENTS`]; the core checks that they exist and that
-    /// the graph has no cycle.
+    /// Its parents: it runs once all of them succeeded since its own last run. Not empty
+    /// (but for a job whose parents were all deleted with `force`, which is then
+    /// disabled), no duplicates, at most [`MAX_PARENTS`]; the core checks that they exist
+    /// and that the graph has no cycle.
     Parents(Vec<JobName>),
 }
 
@@ -215,6 +216,26 @@ pub struct JobCounters {
     pub errors_since_last_success: u64,
 }
 
+/// A job as kept: its definition, its counters and how far its triggers have been
+/// settled. What the store holds per job and what the API's reads return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub spec: JobSpec,
+    pub counters: JobCounters,
+    /// The latest scheduled time settled (run, missed or caught up): only later times
+    /// are the evaluator's to consider.
+    #[serde(with = "option_timestamp")]
+    pub last_scheduled: Option<Timestamp>,
+    /// Scheduled times before this are not the job's to run: when it was created, its
+    /// schedule changed, or it was enabled again.
+    #[serde(with = "timestamp")]
+    pub active_since: Timestamp,
+    /// A dependent job runs once every parent's `last_success` is after this: when it was
+    /// created, enabled, or last started by its parents.
+    #[serde(with = "timestamp")]
+    pub dependency_since: Timestamp,
+}
+
 // ---------------------------------------------------------------------------------------
 // Runs
 // ---------------------------------------------------------------------------------------
@@ -336,6 +357,10 @@ pub struct RunRecord {
     pub attempt: u32,
     /// The current attempt's task id, `key.task_id(attempt)`.
     pub task_id: TaskId,
+    /// Attempts that failed (each a retry when `retries` allows). A launch the master
+    /// dropped is tried again under the next attempt without counting here.
+    #[serde(default)]
+    pub failures: u32,
     pub state: RunState,
     /// Set while the run's task is being killed.
     pub killing: Option<KillCause>,

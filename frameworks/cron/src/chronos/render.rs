@@ -473,6 +473,7 @@ mod tests {
             key,
             trigger: RunTrigger::Schedule,
             attempt: 1,
+            failures: 0,
             state,
             killing: None,
             recorded_at: at(scheduled),
