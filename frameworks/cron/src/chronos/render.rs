@@ -180,9 +180,9 @@ pub fn summary(spec: &JobSpec, counters: &JobCounters, state: &str) -> Value {
 
 /// The dependency graph in Graphviz' DOT: every job a node, every parent an edge to its
 /// child, in name order.
-pub fn graph_dot<'a>(jobs: impl Iterator<Item = &'a JobSpec> + Clone) -> String {
+pub fn graph_dot(jobs: &[&JobSpec]) -> String {
     let mut out = String::from("digraph G {\n");
-    for spec in jobs.clone() {
+    for spec in jobs {
         out.push_str(&format!("  \"{}\";\n", dot_escape(spec.name.as_str())));
     }
     for spec in jobs {
@@ -423,7 +423,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use agora_proto::model::{AgentId, TaskId};
+    use agora_proto::model::TaskId;
 
     use super::*;
     use crate::model::{ConcurrencyPolicy, Constraint, ConstraintOp, RunKey, Schedule};
@@ -468,23 +468,16 @@ mod tests {
 
     fn record(job: &str, scheduled: &str, state: RunState, start: Option<&str>, end: Option<&str>) -> RunRecord {
         let key = RunKey { job: JobName::new(job), scheduled: at(scheduled) };
-        RunRecord {
-            task_id: key.task_id(1),
-            key,
-            trigger: RunTrigger::Schedule,
-            attempt: 1,
-            failures: 0,
-            state,
-            killing: None,
-            recorded_at: at(scheduled),
-            deadline: None,
-            agent: Some(AgentId::from("agent-1")),
-            started: start.map(at),
-            attempt_started: start.map(at),
-            ended: end.map(at),
-            exit_code: Some(0),
-            message: String::new(),
-        }
+        // Built from its stored form, so that fields this module does not read keep their
+        // defaults.
+        let mut record: RunRecord = serde_json::from_value(json!({
+            "key": key, "trigger": "schedule", "attempt": 1, "task_id": key.task_id(1), "state": "pending",
+            "killing": null, "recorded_at": scheduled, "deadline": null, "agent": "agent-1",
+            "started": start, "attempt_started": start, "ended": end, "exit_code": 0, "message": ""
+        }))
+        .expect("a stored run");
+        record.state = state;
+        record
     }
 
     #[test]
@@ -595,7 +588,7 @@ mod tests {
         let csv =
             graph_csv([(&etl, &counters, "idle".to_owned()), (&report, &counters, "1 running".to_owned())].into_iter());
         assert_eq!(csv, "node,etl,fresh,idle\nnode,report,fresh,1 running\nlink,etl,report\n");
-        let dot = graph_dot([&etl, &report].into_iter());
+        let dot = graph_dot(&[&etl, &report]);
         assert_eq!(dot, "digraph G {\n  \"etl\";\n  \"report\";\n  \"etl\" -> \"report\";\n}\n");
     }
 

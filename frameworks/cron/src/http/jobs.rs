@@ -13,7 +13,9 @@ use crate::chronos::ApiError;
 use crate::chronos::job::{Endpoint, parse_body};
 use crate::chronos::render;
 use crate::core::{Command, Cron};
-use crate::model::{JobName, MAX_ARGUMENT_LEN, MAX_ARGUMENTS, MAX_HISTORY_REQUEST, MAX_JOBS, RunRecord, check_job_name};
+use crate::model::{
+    JobName, MAX_ARGUMENT_LEN, MAX_ARGUMENTS, MAX_HISTORY_REQUEST, MAX_JOBS, RunRecord, check_job_name,
+};
 use crate::schedule::MAX_NEXT_COUNT;
 
 /// How many jobs `jobs/search` answers when no `limit` is given (Chronos' default).
@@ -49,7 +51,8 @@ pub(super) async fn list<A: CronApi>(State(api): State<Api<A>>) -> Result<Respon
 }
 
 /// `GET jobs/search?name=&command=&any=&limit=&offset=`: Chronos' case-insensitive
-/// substring search, 10 answers unless `limit` says otherwise.
+/// substring search (a job whose name and command hold `name` and `command`, or either of
+/// which holds `any`), 10 answers unless `limit` says otherwise.
 pub(super) async fn search<A: CronApi>(State(api): State<Api<A>>, uri: Uri) -> Result<Response, ApiError> {
     let params = Params::parse(uri.query());
     let lower = |key: &str| params.get(key).filter(|v| !v.is_empty()).map(str::to_lowercase);
@@ -66,7 +69,9 @@ pub(super) async fn search<A: CronApi>(State(api): State<Api<A>>, uri: Uri) -> R
                     && command.as_ref().is_none_or(|c| job_command.contains(c.as_str()));
                 let by_any =
                     any.as_ref().is_some_and(|a| job_name.contains(a.as_str()) || job_command.contains(a.as_str()));
-                by_fields || by_any
+                // As Chronos: a job matching `any` is found whatever `name` and `command`
+                // say; but `any` alone finds only its matches (Chronos found every job).
+                if any.is_some() && name.is_none() && command.is_none() { by_any } else { by_fields || by_any }
             })
             .skip(offset)
             .take(limit)
@@ -115,7 +120,7 @@ async fn put_job<A: CronApi>(
 ) -> Result<Response, ApiError> {
     let body = body_bytes(body)?;
     let spec = parse_body(&body, endpoint, Timestamp::now())?;
-    api.command(Command::PutJob(spec)).await?;
+    api.command(Command::PutJob(Box::new(spec))).await?;
     Ok(no_content())
 }
 
@@ -138,13 +143,20 @@ pub(super) async fn run<A: CronApi>(
 ) -> Result<Response, ApiError> {
     let name = job_name(&name)?;
     let params = Params::parse(uri.query());
-    let mut arguments: Vec<String> = params.all("arguments").flat_map(str::split_whitespace).map(str::to_owned).collect();
+    let mut arguments: Vec<String> =
+        params.all("arguments").flat_map(str::split_whitespace).map(str::to_owned).collect();
     arguments.extend(params.all("argument").map(str::to_owned));
     if arguments.len() > MAX_ARGUMENTS {
-        return Err(ApiError::invalid_field("?arguments", format!("{} arguments; at most {MAX_ARGUMENTS} are allowed", arguments.len())));
+        return Err(ApiError::invalid_field(
+            "?arguments",
+            format!("{} arguments; at most {MAX_ARGUMENTS} are allowed", arguments.len()),
+        ));
     }
     if let Some(long) = arguments.iter().find(|a| a.len() > MAX_ARGUMENT_LEN) {
-        return Err(ApiError::invalid_field("?arguments", format!("an argument is {} bytes long; at most {MAX_ARGUMENT_LEN} are allowed", long.len())));
+        return Err(ApiError::invalid_field(
+            "?arguments",
+            format!("an argument is {} bytes long; at most {MAX_ARGUMENT_LEN} are allowed", long.len()),
+        ));
     }
     api.command(Command::RunNow { name, arguments }).await?;
     Ok(no_content())
@@ -164,7 +176,10 @@ pub(super) async fn delete<A: CronApi>(
 }
 
 /// `GET job/stat/{name}`: Chronos' histogram of run times and its task history.
-pub(super) async fn stat<A: CronApi>(State(api): State<Api<A>>, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn stat<A: CronApi>(
+    State(api): State<Api<A>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let name = job_name(&name)?;
     api.render(move |cron, _| {
         if cron.job(&name).is_none() {
@@ -187,7 +202,10 @@ pub(super) async fn mark_success<A: CronApi>(
 }
 
 /// `DELETE task/kill/{name}`: kills every run of the job in flight.
-pub(super) async fn kill<A: CronApi>(State(api): State<Api<A>>, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn kill<A: CronApi>(
+    State(api): State<Api<A>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let name = job_name(&name)?;
     api.command(Command::KillRuns { name }).await?;
     Ok(no_content())
@@ -195,7 +213,7 @@ pub(super) async fn kill<A: CronApi>(State(api): State<Api<A>>, Path(name): Path
 
 /// `GET graph/dot`, as text.
 pub(super) async fn graph_dot<A: CronApi>(State(api): State<Api<A>>) -> Result<Response, ApiError> {
-    let dot = api.read(|cron, _| render::graph_dot(cron.jobs().map(|job| &job.spec))).await?;
+    let dot = api.read(|cron, _| render::graph_dot(&cron.jobs().map(|job| &job.spec).collect::<Vec<_>>())).await?;
     Ok(text(dot))
 }
 
