@@ -9,8 +9,10 @@
 //! and the `agora cron` command are built on it.
 
 pub mod chronos;
+pub mod cli;
 pub mod core;
 pub mod evaluator;
+pub mod http;
 pub mod model;
 pub mod schedule;
 
