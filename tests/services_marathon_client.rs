@@ -118,7 +118,8 @@ async fn marathon_python_manages_apps_tasks_deployments_groups_and_events_on_ago
     add_agent(&mut cluster, "agent-r2", "r2");
     cluster.wait_for_agents(2).await;
 
-    let services = Services::start(cluster.dir.path(), "services", &cluster.master, &[]);
+    let services =
+        Services::start(cluster.dir.path(), "services", &cluster.master, &["--event-subscriber", "http_callback"]);
     services.wait_subscribed().await;
     let url = services.url.clone();
 

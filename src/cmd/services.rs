@@ -69,6 +69,17 @@ pub struct ServeArgs {
     /// The leader's etcd lease: a leader that dies is replaced within about this long.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub etcd_lease_ttl: Duration,
+    /// `http_callback`: serve `/v2/eventSubscriptions` and POST every event to the
+    /// subscribed URLs, as Marathon's flag of the same name does.
+    #[arg(long, value_enum)]
+    pub event_subscriber: Option<EventSubscriber>,
+}
+
+/// How events reach subscribers beside `/v2/events`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventSubscriber {
+    #[value(name = "http_callback")]
+    HttpCallback,
 }
 
 /// The client's subcommands.
@@ -233,6 +244,7 @@ pub fn config(args: &ServeArgs, advertise: String) -> anyhow::Result<ServicesCon
     config.planner.reconcile_interval_ms = ms(args.reconcile_interval);
     config.planner.roles = vec![args.role.clone()];
     config.planner.seed = rand::random();
+    config.http_callbacks = args.event_subscriber == Some(EventSubscriber::HttpCallback);
     if !args.etcd.is_empty() {
         let endpoints = agora_proto::etcd_client::parse_endpoints(&args.etcd.join(","))?;
         let ttl_s = args.etcd_lease_ttl.as_secs();

@@ -17,6 +17,7 @@ with the attributes rack:r1 and rack:r2 and a few free ports each.
 
 import collections
 import collections.abc
+import http.server
 import json
 import sys
 import threading
@@ -137,6 +138,36 @@ def no_deployments(client):
     return client.list_deployments() == []
 
 
+class CallbackReceiver:
+    """An HTTP server on a thread keeping the JSON of every event POSTed to it."""
+
+    def __init__(self):
+        events, lock = [], threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the standard library's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with lock:
+                    events.append((self.headers.get("Content-Type"), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/events" % self.server.server_address[1]
+        self.events, self.lock = events, lock
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.events)
+
+    def types(self):
+        return {event.get("eventType") for _, event in self.snapshot()}
+
+
 def main(url):
     client = MarathonClient(url, timeout=10)
 
@@ -155,6 +186,16 @@ def main(url):
     # Without --etcd there is no election to hand over.
     raises(NotFoundError, client.delete_leader)
     log("ping, info, leader and metrics answer")
+
+    # --- HTTP callback subscriptions (the server runs with --event-subscriber http_callback)
+    callbacks = CallbackReceiver()
+    subscribed = client.create_event_subscription(callbacks.url)
+    check(subscribed.get("eventType") == "subscribe_event" and subscribed.get("callbackUrl") == callbacks.url,
+          "create_event_subscription answers the subscribe_event", subscribed)
+    check(client.list_event_subscriptions() == [callbacks.url], "list_event_subscriptions", client.list_event_subscriptions())
+    e = raises(MarathonHttpError, client.create_event_subscription, "ftp://example.invalid/x")
+    check(e.status_code == 422 and "callbackUrl" in json.dumps(e.error_details), "422 names callbackUrl", e.error_details)
+    log("create_event_subscription and list_event_subscriptions")
 
     # The streams start before any change so that they see every event of the run.
     everything = EventCollector(client)
@@ -510,6 +551,24 @@ def main(url):
     wait("the filtered stream to see every success", lambda: {e.id for e in successes.of(MarathonDeploymentSuccess)} >= done)
     log("event streams: %d events of %d types; the filtered one only deployment_success" % (len(everything.snapshot()), len(types)))
 
+    # --- what the HTTP callback got ------------------------------------------------------
+    wanted = {"subscribe_event", "api_post_event", "status_update_event", "deployment_success", "app_terminated_event"}
+    wait("the callback to get every kind of event", lambda: wanted <= callbacks.types())
+    check(all(kind == "application/json" for kind, _ in callbacks.snapshot()), "events are POSTed as JSON",
+          {kind for kind, _ in callbacks.snapshot()})
+    posted = [event for _, event in callbacks.snapshot() if event.get("eventType") == "api_post_event"]
+    check(any(event["appDefinition"].get("id") == "/compat/web" for event in posted), "api_post_event for web", posted)
+    removed = client.delete_event_subscription(callbacks.url)
+    check(removed.get("eventType") == "unsubscribe_event", "delete_event_subscription answers the unsubscribe_event", removed)
+    check(client.list_event_subscriptions() == [], "no subscription left", client.list_event_subscriptions())
+    count = len(callbacks.snapshot())
+    client.create_app("/compat/after", MarathonApp(cmd="sleep 3600", cpus=0.01, mem=8, instances=0))
+    client.delete_app("/compat/after", force=True)
+    time.sleep(0.5)
+    check(len(callbacks.snapshot()) == count, "nothing is POSTed after the unsubscription", callbacks.snapshot()[count:])
+    callbacks.server.shutdown()
+    log("the callback got %d events of %d types; none after delete_event_subscription" % (count, len(callbacks.types())))
+
 
 def through_a_follower(follower_url, leader):
     """Every call through a follower reaches the leader `leader` (`host:port`)."""
@@ -524,6 +583,10 @@ def through_a_follower(follower_url, leader):
     events = EventCollector(MarathonClient(follower_url, timeout=10))
     wait("the event stream to attach through the follower", lambda: events.of(MarathonEventStreamAttached))
     log("through a follower: ping, leader, info and the event stream")
+
+    # These servers run without --event-subscriber http_callback, as Marathon by default.
+    e = raises(MarathonHttpError, client.list_event_subscriptions)
+    check(e.status_code == 400 and "http_callback" in e.error_message, "400 while callbacks are off", e.error_message)
 
     created = client.create_app("/ha/sleeper", MarathonApp(cmd="sleep 3600", cpus=0.01, mem=16, instances=1))
     check(created.id == "/ha/sleeper" and created.instances == 1, "create_app through a follower", created)

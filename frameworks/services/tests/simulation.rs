@@ -48,6 +48,7 @@ struct Store {
     deployments: BTreeMap<DeploymentId, Deployment>,
     failures: BTreeMap<AppId, TaskFailure>,
     next_service_port: Option<u16>,
+    subscribers: BTreeSet<String>,
 }
 
 impl Store {
@@ -91,6 +92,12 @@ impl Store {
                 self.failures.remove(&app);
             }
             StoreOp::NextServicePort(port) => self.next_service_port = Some(port),
+            StoreOp::PutSubscriber(url) => {
+                self.subscribers.insert(url);
+            }
+            StoreOp::DeleteSubscriber(url) => {
+                self.subscribers.remove(&url);
+            }
         }
     }
 
@@ -104,6 +111,7 @@ impl Store {
             deployments: self.deployments.values().cloned().collect(),
             task_failures: self.failures.values().cloned().collect(),
             next_service_port: self.next_service_port,
+            subscribers: self.subscribers.iter().cloned().collect(),
         }
     }
 }
@@ -784,6 +792,17 @@ impl Sim {
                 let Some(app) = self.random_app() else { return };
                 self.command(Command::ResetDelay { id: app.spec.id.clone() })
             }
+            83..85 => {
+                let callback_url = format!("http://10.0.0.{}/events", self.rng.random_range(0..4));
+                let client_ip = "10.0.0.99".to_owned();
+                if self.rng.random_bool(0.6) {
+                    self.count("subscriptions");
+                    self.command(Command::Subscribe { callback_url, client_ip })
+                } else {
+                    self.count("unsubscriptions");
+                    self.command(Command::Unsubscribe { callback_url, client_ip })
+                }
+            }
             _ => return,
         };
         match result {
@@ -799,7 +818,10 @@ impl Sim {
     fn restart_planner(&mut self) {
         self.count("planner restarts");
         let seed = self.rng.random();
+        let subscribers: Vec<String> = self.planner.subscribers().map(str::to_owned).collect();
         self.planner = Planner::recover(config(seed), self.store.recovered());
+        let recovered: Vec<String> = self.planner.subscribers().map(str::to_owned).collect();
+        assert_eq!(recovered, subscribers, "the event subscriptions survive a restart");
         self.wants_offers = false;
         self.input(Input::Subscribed { framework_id: FrameworkId::new("fw"), reconnected: true });
     }

@@ -96,6 +96,11 @@ pub enum Command {
     CancelDeployment { id: DeploymentId, force: bool },
     /// `DELETE /v2/queue/{id}/delay`: forget the app's launch backoff.
     ResetDelay { id: AppId },
+    /// `POST /v2/eventSubscriptions?callbackUrl=…`: events are POSTed to the URL from now
+    /// on (kept across restarts). Subscribing twice is one subscription.
+    Subscribe { callback_url: String, client_ip: String },
+    /// `DELETE /v2/eventSubscriptions?callbackUrl=…`.
+    Unsubscribe { callback_url: String, client_ip: String },
 }
 
 /// What a change assumed about an app when the API prepared it (see [`Command::PutApps`]).
@@ -206,6 +211,9 @@ pub enum StoreOp {
     DeleteTaskFailure(AppId),
     /// The next service port to try when assigning one.
     NextServicePort(u16),
+    /// An HTTP callback URL that events are POSTed to.
+    PutSubscriber(String),
+    DeleteSubscriber(String),
 }
 
 /// Everything the store holds, read back at start.
@@ -219,6 +227,7 @@ pub struct Recovered {
     pub deployments: Vec<Deployment>,
     pub task_failures: Vec<TaskFailure>,
     pub next_service_port: Option<u16>,
+    pub subscribers: Vec<String>,
 }
 
 /// What happened, for `/v2/events` (rendered as Marathon's events by `marathon::events`).
@@ -274,6 +283,13 @@ pub enum ServiceEvent {
         app: AppId,
         until: Timestamp,
     },
+    /// An HTTP callback subscribed (`subscribe_event`) or unsubscribed
+    /// (`unsubscribe_event`).
+    Subscription {
+        callback_url: String,
+        client_ip: String,
+        subscribed: bool,
+    },
 }
 
 /// An app's place in the launch queue (`/v2/queue`).
@@ -289,6 +305,11 @@ pub struct QueueEntry {
     pub offers_unused: u64,
     pub since: Timestamp,
 }
+
+/// Most HTTP callback subscriptions; one more is refused (422).
+pub const MAX_SUBSCRIBERS: usize = 32;
+/// Longest callback URL.
+pub const MAX_CALLBACK_URL_LEN: usize = 2_048;
 
 /// Most deployments in progress at once; a change beyond it is refused (409).
 pub const MAX_DEPLOYMENTS: usize = 1_000;
@@ -327,6 +348,8 @@ pub struct Planner {
     /// Which deployment holds each app (at most one).
     locks: BTreeMap<AppId, DeploymentId>,
     task_failures: BTreeMap<AppId, TaskFailure>,
+    /// HTTP callback URLs that events are POSTed to.
+    subscribers: BTreeSet<String>,
     rng: ChaCha8Rng,
     /// Whether the generator has been mixed with the time of the first call (see
     /// [`Planner::recover`]).
@@ -398,6 +421,7 @@ impl Planner {
             deployments: BTreeMap::new(),
             locks: BTreeMap::new(),
             task_failures: BTreeMap::new(),
+            subscribers: recovered.subscribers.into_iter().collect(),
             last_version_ms: 0,
             next_service_port,
             parts: BTreeMap::new(),
@@ -471,6 +495,8 @@ impl Planner {
             Command::DeleteGroup { id, force } => self.delete_group(now_ms, &id, force),
             Command::CancelDeployment { id, force } => self.cancel_deployment(now_ms, &id, force),
             Command::ResetDelay { id } => self.reset_delay(now_ms, &id),
+            Command::Subscribe { callback_url, client_ip } => self.subscribe(now_ms, callback_url, client_ip, true),
+            Command::Unsubscribe { callback_url, client_ip } => self.subscribe(now_ms, callback_url, client_ip, false),
         }?;
         self.settle(now_ms);
         Ok(reply)
@@ -507,6 +533,32 @@ impl Planner {
             self.rng_timed = true;
             self.rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ now_ms.rotate_left(29));
         }
+    }
+
+    /// Adds or removes an HTTP callback subscription. The URL was checked by the API.
+    fn subscribe(
+        &mut self,
+        now_ms: u64,
+        callback_url: String,
+        client_ip: String,
+        subscribed: bool,
+    ) -> Result<Reply, PlanError> {
+        let known = self.subscribers.contains(&callback_url);
+        if subscribed && !known {
+            if self.subscribers.len() >= MAX_SUBSCRIBERS {
+                return Err(PlanError::Invalid {
+                    field: "callbackUrl".into(),
+                    message: format!("there are already {MAX_SUBSCRIBERS} subscriptions; remove one first"),
+                });
+            }
+            self.subscribers.insert(callback_url.clone());
+            self.persist(StoreOp::PutSubscriber(callback_url.clone()));
+        } else if !subscribed && known {
+            self.subscribers.remove(&callback_url);
+            self.persist(StoreOp::DeleteSubscriber(callback_url.clone()));
+        }
+        self.emit(ServiceEvent::Subscription { callback_url, client_ip, subscribed });
+        Ok(Reply::Done { version: Timestamp(now_ms) })
     }
 
     fn persist(&mut self, op: StoreOp) {
@@ -581,6 +633,11 @@ impl Planner {
 
     pub fn version(&self, id: &AppId, version: Timestamp) -> Option<&Arc<AppSpec>> {
         self.versions.get(id)?.get(&version)
+    }
+
+    /// The HTTP callback URLs events are POSTed to, in order.
+    pub fn subscribers(&self) -> impl Iterator<Item = &str> {
+        self.subscribers.iter().map(String::as_str)
     }
 
     /// Explicit groups (those with dependencies or created through `/v2/groups`); the

@@ -63,6 +63,8 @@ pub struct ApiInfo {
     pub abdicate: Option<AbdicateFn>,
     /// Whether several processes elect a leader (`--etcd`).
     pub ha: bool,
+    /// Whether `/v2/eventSubscriptions` is served (`--event-subscriber http_callback`).
+    pub http_callbacks: bool,
 }
 
 impl std::fmt::Debug for ApiInfo {
@@ -135,6 +137,7 @@ pub fn router(handle: ServicesHandle, info: ApiInfo) -> Router {
         .route("/v2/queue", get(deployments::queue))
         .route("/v2/queue/{*rest}", delete(deployments::reset_delay))
         .route("/v2/events", get(events::stream))
+        .route("/v2/eventSubscriptions", get(events::subscriptions).post(events::subscribe).delete(events::unsubscribe))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(api.clone(), count_requests))

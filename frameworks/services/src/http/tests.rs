@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::{ApiInfo, router};
-use crate::core::{Planner, PlannerConfig, Recovered};
+use crate::core::{MAX_CALLBACK_URL_LEN, MAX_SUBSCRIBERS, Planner, PlannerConfig, Recovered, ServiceEvent};
 use crate::marathon::Problems;
 use crate::marathon::app::{AppContext, parse_app};
 use crate::model::{
@@ -107,6 +107,7 @@ fn fixture() -> Planner {
                 version: T1,
             }],
             next_service_port: None,
+            subscribers: Vec::new(),
         },
     )
 }
@@ -123,6 +124,7 @@ fn info() -> ApiInfo {
         leader: Arc::new(|| Some("10.0.0.1:8080".to_owned())),
         abdicate: None,
         ha: false,
+        http_callbacks: true,
     }
 }
 
@@ -1114,4 +1116,70 @@ async fn racing_patches_of_different_fields_all_apply_and_racing_posts_create_on
     let mut statuses: Vec<StatusCode> = answers.iter().map(|a| a.status).collect();
     statuses.sort();
     assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT, StatusCode::CONFLICT, StatusCode::CONFLICT]);
+}
+
+#[tokio::test]
+async fn event_subscriptions_are_added_once_listed_and_removed_and_a_bad_url_is_422() {
+    let (api, handle) = api();
+    let mut events = handle.subscribe_events();
+    let url = "http://10.0.0.7:7000/events?who=lb";
+    let encoded = "http%3A%2F%2F10.0.0.7%3A7000%2Fevents%3Fwho%3Dlb";
+    for _ in 0..2 {
+        let added = call(&api, "POST", &format!("/v2/eventSubscriptions?callbackUrl={encoded}"), None).await;
+        assert_eq!(added.status, StatusCode::OK, "{}", String::from_utf8_lossy(&added.body));
+        let added = added.json();
+        assert_eq!((added["eventType"].as_str(), added["callbackUrl"].as_str()), (Some("subscribe_event"), Some(url)));
+        assert_marathon_time(&added["timestamp"]);
+    }
+    let listed = call(&api, "GET", "/v2/eventSubscriptions", None).await;
+    assert_eq!(listed.json(), json!({ "callbackUrls": [url] }), "subscribing twice is one subscription");
+    let published = events.recv().await.expect("the subscription is published on the bus");
+    assert!(matches!(&published.event,
+        Published::Service(ServiceEvent::Subscription { callback_url, subscribed: true, .. }) if callback_url == url));
+
+    let removed = call(&api, "DELETE", &format!("/v2/eventSubscriptions?callbackUrl={encoded}"), None).await;
+    assert_eq!(removed.status, StatusCode::OK);
+    assert_eq!(removed.json()["eventType"], "unsubscribe_event");
+    assert_eq!(call(&api, "GET", "/v2/eventSubscriptions", None).await.json(), json!({ "callbackUrls": [] }));
+
+    for bad in [
+        "",
+        "?callbackUrl=",
+        "?callbackUrl=not%20a%20url",
+        "?callbackUrl=https%3A%2F%2Fx%2Fe",
+        "?callbackUrl=file%3A%2F%2F%2Fetc%2Fpasswd",
+    ] {
+        let answer = call(&api, "POST", &format!("/v2/eventSubscriptions{bad}"), None).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert_eq!(answer.json()["details"][0]["path"], "/callbackUrl", "{bad}");
+    }
+    let long = format!("?callbackUrl=http%3A%2F%2Fx%2F{}", "a".repeat(MAX_CALLBACK_URL_LEN));
+    assert_eq!(
+        call(&api, "POST", &format!("/v2/eventSubscriptions{long}"), None).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+#[tokio::test]
+async fn subscriptions_beyond_the_limit_are_refused_naming_the_field() {
+    let (api, _) = api();
+    for i in 0..MAX_SUBSCRIBERS {
+        let answer =
+            call(&api, "POST", &format!("/v2/eventSubscriptions?callbackUrl=http%3A%2F%2Fh{i}%2Fe"), None).await;
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+    let refused = call(&api, "POST", "/v2/eventSubscriptions?callbackUrl=http%3A%2F%2Fone-more%2Fe", None).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.json()["details"][0]["path"], "/callbackUrl");
+}
+
+#[tokio::test]
+async fn event_subscriptions_are_400_while_http_callbacks_are_off() {
+    let handle = spawn_for_tests(fixture());
+    let api = router(handle, ApiInfo { http_callbacks: false, ..info() });
+    for method in ["GET", "POST", "DELETE"] {
+        let answer = call(&api, method, "/v2/eventSubscriptions?callbackUrl=http%3A%2F%2Fh%2Fe", None).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{method}");
+        assert!(answer.json()["message"].as_str().is_some_and(|m| m.contains("--event-subscriber http_callback")));
+    }
 }

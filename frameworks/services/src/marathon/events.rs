@@ -153,6 +153,10 @@ fn render_service(event: &ServiceEvent) -> Vec<(&'static str, Value)> {
         ServiceEvent::LaunchDelayed { app, until } => {
             vec![("launch_delayed_event", json!({"appId": app.as_str(), "delayedUntil": until.to_string()}))]
         }
+        ServiceEvent::Subscription { callback_url, client_ip, subscribed } => vec![(
+            if *subscribed { "subscribe_event" } else { "unsubscribe_event" },
+            json!({"callbackUrl": callback_url, "clientIp": client_ip}),
+        )],
     }
 }
 

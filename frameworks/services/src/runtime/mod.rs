@@ -7,6 +7,7 @@
 //! process that leads opens the store, recovers the planner, subscribes with the stored
 //! framework id and starts the owner.
 
+mod callbacks;
 pub mod election;
 mod handle;
 mod leader;
@@ -61,6 +62,9 @@ pub struct ServicesConfig {
     pub planner: PlannerConfig,
     /// How often the planner is ticked (deadlines, backoff, periodic reconciliation).
     pub tick_ms: u64,
+    /// `--event-subscriber http_callback`: `/v2/eventSubscriptions` is served and events
+    /// are POSTed to the subscribed URLs.
+    pub http_callbacks: bool,
 }
 
 impl ServicesConfig {
@@ -81,6 +85,7 @@ impl ServicesConfig {
                 .unwrap_or_default(),
             planner: PlannerConfig { default_user: user, ..PlannerConfig::default() },
             tick_ms: 1_000,
+            http_callbacks: false,
         }
     }
 

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::election::{self, Role};
 use super::owner::{Owner, OwnerError, stopped};
 use super::scheduler::Forwarder;
-use super::{INPUT_QUEUE_LEN, Request, ServicesConfig, ServicesHandle};
+use super::{INPUT_QUEUE_LEN, Request, ServicesConfig, ServicesHandle, callbacks};
 use crate::core::Planner;
 use crate::http::{AbdicateFn, ApiInfo, LeaderFn};
 use crate::store::{EtcdStore, FileStore, Store, StoreError};
@@ -134,6 +134,7 @@ fn api_info(config: &ServicesConfig, http_port: u16, role: watch::Receiver<Role>
         leader,
         abdicate,
         ha: config.etcd.is_some(),
+        http_callbacks: config.http_callbacks,
     }
 }
 
@@ -230,6 +231,10 @@ async fn term(
     let driver = Driver::new(driver_config)?;
     let (term_stop_tx, term_stop) = watch::channel(false);
     let (inputs, inbox) = mpsc::channel(INPUT_QUEUE_LEN);
+    // Subscribed before the owner runs: every event after the recovered subscribers is seen.
+    let callbacks = config
+        .http_callbacks
+        .then(|| callbacks::deliver(recovered.subscribers.clone(), handle.subscribe_events(), term_stop.clone()));
     let owner = Owner {
         framework_id: recovered.framework_id.clone(),
         planner: Planner::recover(config.planner.clone(), recovered),
@@ -241,6 +246,9 @@ async fn term(
         pending_framework_id: false,
     };
     let driver_handle = driver.handle();
+    if let Some(callbacks) = callbacks {
+        tokio::spawn(callbacks);
+    }
     let mut owner = tokio::spawn(owner.run(requests, inbox, term_stop.clone()));
     let mut driver_stop = term_stop.clone();
     let mut driving = tokio::spawn(async move {

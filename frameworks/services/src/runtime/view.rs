@@ -271,7 +271,9 @@ impl ViewWriter {
                 | StoreOp::DeleteVersion { .. }
                 | StoreOp::PutGroup(_)
                 | StoreOp::DeleteGroup(_)
-                | StoreOp::NextServicePort(_) => {}
+                | StoreOp::NextServicePort(_)
+                | StoreOp::PutSubscriber(_)
+                | StoreOp::DeleteSubscriber(_) => {}
             }
         }
         self.views.send_replace(Some(self.view.clone()));
@@ -294,6 +296,8 @@ fn shown(op: &StoreOp) -> bool {
             | StoreOp::PutGroup(_)
             | StoreOp::DeleteGroup(_)
             | StoreOp::NextServicePort(_)
+            | StoreOp::PutSubscriber(_)
+            | StoreOp::DeleteSubscriber(_)
     )
 }
 

@@ -99,10 +99,12 @@ pub(crate) enum Table {
     Deployments,
     /// App id → its last `TaskFailure`.
     TaskFailures,
+    /// Callback URL → the URL: where events are POSTed.
+    Subscribers,
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 8] = [
+    pub(crate) const ALL: [Table; 9] = [
         Table::Framework,
         Table::Counters,
         Table::Apps,
@@ -111,6 +113,7 @@ impl Table {
         Table::Instances,
         Table::Deployments,
         Table::TaskFailures,
+        Table::Subscribers,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -123,6 +126,7 @@ impl Table {
             Table::Instances => "instances",
             Table::Deployments => "deployments",
             Table::TaskFailures => "task_failures",
+            Table::Subscribers => "subscribers",
         }
     }
 
@@ -198,6 +202,8 @@ pub(crate) fn writes(batch: &[StoreOp]) -> Result<Vec<Write>, StoreError> {
             StoreOp::PutTaskFailure(failure) => {
                 writes.push(Write::Put(Table::TaskFailures, failure.app_id.to_string(), encode(failure)?));
             }
+            StoreOp::PutSubscriber(url) => writes.push(Write::Put(Table::Subscribers, url.clone(), encode(url)?)),
+            StoreOp::DeleteSubscriber(url) => writes.push(Write::Delete(Table::Subscribers, url.clone())),
         }
     }
     Ok(writes)
@@ -232,6 +238,7 @@ impl Loader {
             Table::Instances => r.instances.push(decode(name, key, value)?),
             Table::Deployments => r.deployments.push(decode(name, key, value)?),
             Table::TaskFailures => r.task_failures.push(decode(name, key, value)?),
+            Table::Subscribers => r.subscribers.push(decode(name, key, value)?),
         }
         Ok(())
     }

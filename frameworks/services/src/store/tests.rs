@@ -139,6 +139,8 @@ pub(crate) mod sample {
             StoreOp::PutDeployment(deployment("d-2", "/shop/web")),
             StoreOp::PutTaskFailure(failure("/shop")),
             StoreOp::PutTaskFailure(failure("/shop/web")),
+            StoreOp::PutSubscriber("http://10.0.0.9:7000/events".into()),
+            StoreOp::PutSubscriber("http://10.0.0.9:7001/events".into()),
         ];
         let mut running = instance("/shop", 1);
         running.healthy = Some(false);
@@ -152,6 +154,7 @@ pub(crate) mod sample {
             StoreOp::DeleteApp(shop),
             StoreOp::DeleteGroup(PathId::parse("/shop").expect("valid")),
             StoreOp::NextServicePort(10_003),
+            StoreOp::DeleteSubscriber("http://10.0.0.9:7000/events".into()),
         ];
         (first, second)
     }
@@ -170,6 +173,7 @@ pub(crate) mod sample {
         assert_eq!(recovered.instances, vec![running, instance("/shop/web", 1)]);
         assert_eq!(recovered.deployments, vec![deployment("d-2", "/shop/web")]);
         assert_eq!(recovered.task_failures, vec![failure("/shop/web")]);
+        assert_eq!(recovered.subscribers, vec!["http://10.0.0.9:7001/events".to_owned()]);
     }
 }
 

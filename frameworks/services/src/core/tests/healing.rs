@@ -207,6 +207,7 @@ fn a_recovered_planner_resumes_its_deployments_and_keeps_its_instances() {
         deployments: planner.deployments().cloned().collect(),
         task_failures: Vec::new(),
         next_service_port: None,
+        subscribers: Vec::new(),
     };
     let mut again = Planner::recover(PlannerConfig { seed: 8, ..PlannerConfig::default() }, recovered);
     again.input(T0 + 3, Input::Subscribed { framework_id: FrameworkId::new("fw-1"), reconnected: false });
