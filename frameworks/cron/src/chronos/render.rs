@@ -57,6 +57,10 @@ pub struct JobView<'a> {
     concurrent: bool,
     max_completion_time: u64,
     constraints: Vec<[&'a str; 3]>,
+    /// Chronos 2 wrote it, and chronos-python's legacy mode refuses a job without it
+    /// (so a job read back and sent again needs it).
+    #[serde(rename = "async")]
+    asynchronous: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     parents: Option<Vec<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,6 +128,7 @@ pub fn job_view<'a>(spec: &'a JobSpec, counters: &JobCounters) -> JobView<'a> {
         concurrent: spec.concurrent,
         max_completion_time: spec.max_completion_time.map_or(0, |d| d.as_secs()),
         constraints: spec.constraints.iter().map(|c| [c.attribute.as_str(), op_name(c.op), c.value.as_str()]).collect(),
+        asynchronous: false,
         parents,
         schedule,
         schedule_time_zone,
@@ -531,6 +536,7 @@ mod tests {
                 "concurrent",
                 "maxCompletionTime",
                 "constraints",
+                "async",
                 "schedule",
                 "scheduleTimeZone",
                 "epsilon",
