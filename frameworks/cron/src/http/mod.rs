@@ -4,8 +4,8 @@
 //! Handlers parse with [`crate::chronos`], send a [`Command`] for a change (answered once
 //! its records are committed), and render answers inside `read` closures on the owner
 //! task, straight from the core into bytes. Paths are normalised before routing (`//` and
-//! a trailing `/` are tolerated). On a follower every request but `/ping` and `/leader`
-//! is redirected to the leader ([`leader`]).
+//! a trailing `/` are tolerated). On a follower, reads are redirected to the leader and
+//! changes forwarded to it ([`leader`]).
 
 mod jobs;
 mod leader;
@@ -131,7 +131,7 @@ pub fn router<A: CronApi + std::fmt::Debug>(cron: A, info: ApiInfo) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(api.clone(), count_requests::<A>))
-        .layer(axum::middleware::from_fn_with_state(info, leader::follow_leader))
+        .layer(axum::middleware::from_fn_with_state(leader::Follow::new(info), leader::follow_leader))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api);
     // Normalising the path must happen before routing, so it wraps the routes.
