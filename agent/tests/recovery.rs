@@ -169,16 +169,13 @@ async fn a_task_whose_pid_the_dead_agent_never_recorded_is_adopted_through_the_p
     let pid = pid_of(&agent, "sleeper").await;
     let work_dir = agent.crash().await;
     // Back to what the checkpoint holds if the agent dies right after spawning the
-    // supervisor: STARTING, no pid, no sandbox.
-    let run_dir = work_dir.path().join("meta/runs/1");
-    let mut record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("task.json")).unwrap()).unwrap();
-    record["state"] = "TASK_STARTING".into();
-    record["pid"] = serde_json::Value::Null;
-    record["sandbox"] = serde_json::Value::Null;
-    record["pending"].as_array_mut().unwrap().truncate(1);
-    std::fs::write(run_dir.join("task.json"), serde_json::to_vec(&record).unwrap()).unwrap();
-    std::fs::remove_file(run_dir.join("pid")).unwrap();
+    // supervisor: the journal's first entry, written before the launch (STARTING, no pid,
+    // no sandbox); the supervisor's pid and the records after it never made it.
+    let journal = work_dir.path().join("meta/journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let first = text.lines().next().expect("the launch's entry");
+    assert!(first.contains("\"save\"") && first.contains("\"pid\":null"), "{first}");
+    std::fs::write(&journal, format!("{first}\n")).unwrap();
 
     let (mut agent, register) = restart(&mut master, work_dir).await;
     assert_eq!(register.tasks[0].state, pb::TaskState::TaskRunning as i32);

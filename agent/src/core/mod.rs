@@ -387,6 +387,12 @@ impl Core {
         self.connected
     }
 
+    /// The record of every task the agent holds, as [`take_checkpoints`](Self::take_checkpoints)
+    /// would give it: what a rewrite of the whole checkpoint holds.
+    pub fn records(&self) -> impl Iterator<Item = TaskRecord> + '_ {
+        self.tasks.values().map(Task::record)
+    }
+
     /// Every task the agent holds, in (framework, task) order.
     pub fn tasks(&self) -> impl Iterator<Item = TaskView> + '_ {
         self.tasks.values().map(|task| TaskView {

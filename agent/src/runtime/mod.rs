@@ -1,9 +1,10 @@
 //! The agent runtime: one owner task drives the core; the master link, the process
 //! supervisors and the HTTP handlers talk to it through one bounded channel of events, and
 //! the owner executes the core's outputs (spawn a supervisor, signal a group, send an
-//! update up the stream). After each step of the core, the owner writes the checkpoint
-//! changes the step made before it executes the step's outputs, so nothing is sent or relied
-//! on before it is on disk; at start it reads the checkpoint back and re-attaches to the
+//! update up the stream). The owner takes the events waiting (up to a bound) as one batch:
+//! it steps the core for each, writes the checkpoint changes of them all as one journal
+//! batch (one sync), and only then executes their outputs, so nothing is sent or relied on
+//! before it is on disk; at start it reads the checkpoint back and re-attaches to the
 //! tasks that survived the previous agent. Each running health or readiness check is a
 //! task of its own (`checker`), started and stopped as the core says, whose results come
 //! back through the same channel.
@@ -27,8 +28,7 @@ use tokio::time::Instant;
 
 use crate::config::{AgentConfig, Masters};
 use crate::core::{
-    CheckKind, Checkpoint, Core, CoreConfig, Input, Output, ProcessExit, RecoveredProcess, RecoveredTask, RunId,
-    TaskView,
+    CheckKind, Core, CoreConfig, Input, Output, ProcessExit, RecoveredProcess, RecoveredTask, RunId, TaskView,
 };
 use crate::http;
 
@@ -40,6 +40,9 @@ const EVENT_QUEUE_LEN: usize = 4_096;
 const DRAIN_MARGIN_MS: u64 = 2_000;
 /// How long the link and the HTTP server get to finish once the owner is done.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most events the owner takes before it writes their checkpoint changes and executes their
+/// outputs: a bound on the batch and on how long its first event waits.
+const MAX_BATCH_EVENTS: usize = 1_024;
 
 /// How a running agent stops: what [`run`]'s `shutdown` future completes with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +98,9 @@ pub(crate) enum LinkEvent {
 pub(crate) enum ProcessEvent {
     Started {
         pid: u32,
+        /// The supervisor's start time in clock ticks, which the journal records with the
+        /// pid; `None` when it ended before it could be read.
+        start_ticks: Option<u64>,
         sandbox: String,
     },
     LaunchFailed {
@@ -190,6 +196,9 @@ pub async fn run(
         store,
         saved_agent: None,
         supervisors: tokio::task::JoinSet::new(),
+        journal: None,
+        outputs: Vec::new(),
+        started: Vec::new(),
         checks: std::collections::BTreeMap::new(),
         probes: std::sync::Arc::new(tokio::sync::Semaphore::new(checker::MAX_CONCURRENT_PROBES)),
         info,
@@ -201,7 +210,9 @@ pub async fn run(
         outbox: None,
         drain_updates_timeout: Duration::from_millis(config.drain_updates_timeout_ms),
     };
-    owner.recover(stored);
+    owner
+        .recover(stored)
+        .with_context(|| format!("work dir {}: cannot write the checkpoint's journal", config.work_dir.display()))?;
     owner.run(events_rx, shutdown).await;
 
     let _ = stop_tx.send(true);
@@ -303,6 +314,15 @@ async fn sleep_until(at: Option<Instant>) {
 struct Owner {
     core: Core,
     store: checkpoint::Store,
+    /// The tasks' checkpoint; `None` only while a batch is being written, on a thread that
+    /// may block.
+    journal: Option<checkpoint::Journal>,
+    /// The outputs of the steps taken since the last flush, executed once their checkpoint
+    /// changes are on disk.
+    outputs: Vec<Output>,
+    /// Supervisors started since the last flush (run, pid, start time in clock ticks), for
+    /// the journal.
+    started: Vec<(RunId, u32, u64)>,
     /// The agent record on disk, to write it only when it changes.
     saved_agent: Option<checkpoint::AgentRecord>,
     /// Process supervisors and watchers; dropped with the owner, which leaves the processes
@@ -328,8 +348,9 @@ struct Owner {
 
 impl Owner {
     /// Takes over what a previous agent on this work dir left: its id and its tasks, each
-    /// with what became of its process.
-    fn recover(&mut self, stored: checkpoint::Stored) {
+    /// with what became of its process; starts the journal afresh with those tasks. Fails
+    /// only when the journal cannot be written.
+    fn recover(&mut self, stored: checkpoint::Stored) -> std::io::Result<()> {
         for damage in &stored.damaged {
             tracing::warn!(%damage, "checkpoint file skipped");
         }
@@ -374,8 +395,10 @@ impl Owner {
                 RecoveredTask { record, process }
             })
             .collect();
+        let supervisors = watch.iter().map(|(run, pid, start)| (*run, (*pid, *start))).collect();
+        self.journal = Some(checkpoint::Journal::create(&self.store, tasks.iter().map(|t| &t.record), &supervisors)?);
         if stored.agent.is_none() && tasks.is_empty() {
-            return;
+            return Ok(());
         }
         self.saved_agent = stored.agent.clone();
         self.step(Input::Recover { agent_id: stored.agent.map(|agent| agent.agent_id), tasks });
@@ -385,6 +408,7 @@ impl Owner {
             let exit_status = self.store.exit_status_path(run);
             self.supervisors.spawn(process::watch(run, pid, start, exit_status, self.events.clone()));
         }
+        Ok(())
     }
 
     /// A supervisor the previous agent spawned but died before recording: it wrote its own
@@ -401,13 +425,7 @@ impl Owner {
         if !sandbox.starts_with(record.framework_id.as_str()) || sandbox.components().count() != 2 {
             return None;
         }
-        let written = checkpoint::write_atomic(
-            &self.store.run_dir(record.run).join("pid"),
-            format!("{pid} {start}\n").as_bytes(),
-        );
-        if let Err(error) = written {
-            tracing::warn!(pid, %error, "cannot record an adopted supervisor's pid");
-        }
+        // Recorded by the journal that recovery starts with.
         record.pid = Some(pid);
         record.sandbox = Some(sandbox.display().to_string());
         tracing::info!(task_id = %record.info.task_id, pid, "adopted a task started just before the previous agent died");
@@ -428,18 +446,40 @@ impl Owner {
         }
     }
 
-    /// Writes what the last step changed. A failed write is logged and the agent goes on: a
-    /// full disk must not stop tasks, though a restart then recovers less.
-    fn persist(&mut self) {
-        for change in self.core.take_checkpoints() {
-            let (run, result) = match &change {
-                Checkpoint::Save(record) => (record.run, self.store.save_task(record)),
-                Checkpoint::Remove { run } => (*run, self.store.remove_run(*run)),
+    /// Writes what the steps since the last flush changed, as one batch, then executes
+    /// their outputs: nothing is sent, launched or relied on before its record is on disk.
+    /// The batch is written on a thread that may block, so that the runtime's workers go on
+    /// (the master and other agents share them in `agora local`); the events that arrive
+    /// meanwhile make the next batch, so the busier the agent, the more each sync carries.
+    /// A failed write is logged and the agent goes on: a full disk must not stop tasks,
+    /// though a restart then recovers less.
+    async fn flush(&mut self) {
+        let changes = self.core.take_checkpoints();
+        let supervisors = std::mem::take(&mut self.started);
+        if !changes.is_empty() || !supervisors.is_empty() {
+            let mut journal = self.journal.take().expect("the journal is put back after every batch");
+            let snapshot = journal.wants_snapshot().then(|| self.core.records().collect());
+            let batch = checkpoint::Batch { changes, supervisors, snapshot };
+            let written = tokio::task::spawn_blocking(move || {
+                let errors = journal.write(batch);
+                (journal, errors)
+            })
+            .await;
+            let (journal, errors) = match written {
+                Ok(written) => written,
+                // Blocking tasks are never cancelled; a panic is a bug, and carries on as one.
+                Err(error) => std::panic::resume_unwind(error.into_panic()),
             };
-            if let Err(error) = result {
-                tracing::error!(run = run.0, %error, "cannot write the checkpoint");
+            self.journal = Some(journal);
+            for error in errors {
+                tracing::error!(%error, "cannot write the checkpoint");
             }
         }
+        for output in std::mem::take(&mut self.outputs) {
+            self.execute(output);
+        }
+        // Finished supervisors are reaped here so the set never grows past the live tasks.
+        while self.supervisors.try_join_next().is_some() {}
     }
 
     /// Runs until `shutdown` completes and, when it asks for a drain, until every task has
@@ -447,6 +487,8 @@ impl Owner {
     async fn run(mut self, mut events: mpsc::Receiver<Event>, shutdown: impl Future<Output = Shutdown>) {
         tokio::pin!(shutdown);
         let mut drain: Option<Drain> = None;
+        // What recovery decided.
+        self.flush().await;
         loop {
             if let Some(drain) = drain.as_mut() {
                 if self.core.tasks().next().is_none() {
@@ -473,7 +515,16 @@ impl Owner {
                     }
                     Shutdown::Drain => drain = Some(self.start_drain()),
                 },
-                Some(event) = events.recv() => self.handle(event),
+                Some(event) = events.recv() => {
+                    self.handle(event).await;
+                    // What else is waiting joins the batch, so that one sync covers it all.
+                    for _ in 1..MAX_BATCH_EVENTS {
+                        match events.try_recv() {
+                            Ok(event) => self.handle(event).await,
+                            Err(_) => break,
+                        }
+                    }
+                }
                 () = sleep_until(tick_at) => self.step(Input::Tick),
                 () = sleep_until(kill_at) => {
                     for (_, pid) in self.core.live_processes() {
@@ -491,6 +542,7 @@ impl Owner {
                     return;
                 }
             }
+            self.flush().await;
         }
     }
 
@@ -504,7 +556,7 @@ impl Owner {
         Drain { kill_at: Some(kill_at), processes_gone: false, give_up_at: kill_at + self.drain_updates_timeout }
     }
 
-    fn handle(&mut self, event: Event) {
+    async fn handle(&mut self, event: Event) {
         match event {
             Event::Link(LinkEvent::Connecting { reply }) => {
                 let _ = reply.send(wire::registration(&self.info, self.core.agent_id(), self.core.tasks()));
@@ -519,6 +571,10 @@ impl Owner {
                 tracing::warn!(%reason, "the master refused this agent; killing its tasks and registering afresh");
                 self.outbox = None;
                 self.step(Input::Reset);
+                // The runs go before the id: an agent that dies in between registers afresh
+                // under the refused id, and is refused again, rather than under no id with
+                // tasks the master no longer knows.
+                self.flush().await;
                 if let Err(error) = self.store.remove_agent() {
                     tracing::error!(%error, "cannot delete the refused agent id from the checkpoint");
                 }
@@ -531,7 +587,12 @@ impl Owner {
             Event::Link(LinkEvent::Message(message)) => self.on_master_message(*message),
             Event::Process { run, event } => {
                 let input = match event {
-                    ProcessEvent::Started { pid, sandbox } => Input::ProcessStarted { run, pid, sandbox },
+                    ProcessEvent::Started { pid, start_ticks, sandbox } => {
+                        if let Some(start_ticks) = start_ticks {
+                            self.started.push((run, pid, start_ticks));
+                        }
+                        Input::ProcessStarted { run, pid, sandbox }
+                    }
                     ProcessEvent::LaunchFailed { error } => Input::LaunchFailed { run, error },
                     ProcessEvent::Exited(exit) => Input::ProcessExited { run, exit },
                     ProcessEvent::Gone => Input::ProcessGone { run },
@@ -571,16 +632,12 @@ impl Owner {
         self.step(input);
     }
 
+    /// Applies one input; its outputs wait for the next [`flush`](Self::flush), which writes
+    /// the checkpoint first: an update is on disk before it is sent, a task's record before
+    /// its process is launched.
     fn step(&mut self, input: Input) {
         let outputs = self.core.step(now_ms(), input);
-        // Checkpoint first: an update is on disk before it is sent, a task's record before
-        // its process is launched.
-        self.persist();
-        for output in outputs {
-            self.execute(output);
-        }
-        // Finished supervisors are reaped here so the set never grows past the live tasks.
-        while self.supervisors.try_join_next().is_some() {}
+        self.outputs.extend(outputs);
     }
 
     fn execute(&mut self, output: Output) {

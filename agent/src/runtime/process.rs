@@ -72,18 +72,15 @@ pub(crate) async fn supervise(spec: LaunchSpec, events: mpsc::Sender<Event>) {
     };
     tracing::info!(task_id = %spec.task.task_id, pid, %sandbox, "task started");
     // The supervisor's start time tells it apart from a later process that gets its pid,
-    // which a restarted agent must never mistake for the task.
-    match checkpoint::process_start(pid) {
-        Some((start_ticks, _)) => {
-            let path = spec.run_dir.join("pid");
-            let written = checkpoint::write_atomic(&path, format!("{pid} {start_ticks}\n").as_bytes());
-            if let Err(error) = written {
-                tracing::warn!(pid, %error, "cannot record the supervisor's pid; the task cannot be recovered");
-            }
+    // which a restarted agent must never mistake for the task; the owner journals it.
+    let start_ticks = match checkpoint::process_start(pid) {
+        Some((start_ticks, _)) => Some(start_ticks),
+        None => {
+            tracing::debug!(pid, "the supervisor ended before its start time was read");
+            None
         }
-        None => tracing::debug!(pid, "the supervisor ended before its start time was read"),
-    }
-    if events.send(report(ProcessEvent::Started { pid, sandbox })).await.is_err() {
+    };
+    if events.send(report(ProcessEvent::Started { pid, start_ticks, sandbox })).await.is_err() {
         // The agent is stopping; it kills what is left itself.
         return;
     }
