@@ -1,6 +1,9 @@
 //! The driver: subscribes to a master, hands events to a [`Scheduler`] one at a time,
-//! acknowledges reliable updates after the scheduler has seen them (or leaves that to the
-//! scheduler, with [`DriverConfig::explicit_acknowledgements`]), notices a dead stream by
+//! acknowledges reliable updates after the scheduler has seen them (from a task of its own
+//! that gathers the acknowledgements queued while a call is under way into one
+//! ACKNOWLEDGE_MANY, so that the next event never waits for the master's answer to the
+//! last acknowledgement; or leaves that to the scheduler, with
+//! [`DriverConfig::explicit_acknowledgements`]), notices a dead stream by
 //! missing heartbeats, and re-subscribes with the same framework id, with capped, jittered
 //! backoff, trying each master in turn, or the leader the masters name in etcd.
 
@@ -34,6 +37,11 @@ const HEARTBEAT_INTERVAL_BOUNDS_MS: (u64, u64) = (10, 600_000);
 /// The largest event or call accepted or sent. An OFFERS event for a big cluster is the
 /// largest message; 16 MiB holds tens of thousands of offers.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// Acknowledgements waiting for the call that carries them; the driver waits to queue more
+/// (and so to hand over more events) while this many wait.
+const ACKNOWLEDGE_QUEUE_LEN: usize = 10_000;
+/// Rejected acknowledgements waiting to be told to the scheduler; more are only logged.
+const ACKNOWLEDGE_ERRORS_LEN: usize = 16;
 /// Most master addresses a driver takes.
 const MAX_MASTERS: usize = 64;
 /// HTTP/2 pings find a master that vanished without closing the connection (a host that
@@ -321,15 +329,6 @@ impl DriverHandle {
         Ok(())
     }
 
-    pub(crate) async fn acknowledge_one(&self, agent_id: &str, task_id: &str, uuid: &str) -> Result<(), Error> {
-        self.call(pb::call::Call::Acknowledge(pb::Acknowledge {
-            agent_id: agent_id.to_owned(),
-            task_id: task_id.to_owned(),
-            uuid: uuid.to_owned(),
-        }))
-        .await
-    }
-
     async fn call(&self, call: pb::call::Call) -> Result<(), Error> {
         // Cloned out so that the borrow of the watch cell ends before the await.
         let session = self.shared.session.borrow().clone().ok_or(Error::NotSubscribed)?;
@@ -588,6 +587,11 @@ impl Driver {
             ms => ms.clamp(HEARTBEAT_INTERVAL_BOUNDS_MS.0, HEARTBEAT_INTERVAL_BOUNDS_MS.1),
         };
         let silence_limit = Duration::from_millis(interval_ms.saturating_mul(u64::from(self.config.missed_heartbeats)));
+        // Acknowledgements go out from a task of their own, which ends with this session.
+        let (acks, queued) = mpsc::channel(ACKNOWLEDGE_QUEUE_LEN);
+        let (rejected_tx, mut rejected) = mpsc::channel(ACKNOWLEDGE_ERRORS_LEN);
+        let acknowledger = tokio::spawn(acknowledge(self.handle.clone(), queued, rejected_tx));
+        let _acknowledger = AbortOnDrop(acknowledger.abort_handle());
 
         scheduler.subscribed(&self.handle, &framework_id, resubscribing).await;
         loop {
@@ -608,7 +612,17 @@ impl Driver {
                     self.shutdown_pending = true;
                     continue;
                 }
-                next = tokio::time::timeout(silence_limit, stream.message()) => next,
+                Some(error) = rejected.recv() => Err(error),
+                next = tokio::time::timeout(silence_limit, stream.message()) => Ok(next),
+            };
+            // Told outside the `select!`, whose other branches' values must not be held
+            // across an await.
+            let next = match next {
+                Ok(next) => next,
+                Err(rejection) => {
+                    scheduler.error(&self.handle, rejection).await;
+                    continue;
+                }
             };
             let event = match next {
                 Err(_) => {
@@ -621,14 +635,19 @@ impl Driver {
                 Ok(Ok(None)) => return Ended::Lost("the master closed the stream".into()),
                 Ok(Err(status)) => return Ended::Lost(format!("stream broke: {status}")),
             };
-            if let Some(fatal) = self.dispatch(scheduler, event).await {
+            if let Some(fatal) = self.dispatch(scheduler, event, &acks).await {
                 return Ended::Fatal(fatal);
             }
         }
     }
 
     /// Hands one event to the scheduler; returns an error when the driver must stop.
-    async fn dispatch<S: Scheduler>(&self, scheduler: &mut S, event: pb::Event) -> Option<Error> {
+    async fn dispatch<S: Scheduler>(
+        &self,
+        scheduler: &mut S,
+        event: pb::Event,
+        acks: &mpsc::Sender<pb::Acknowledge>,
+    ) -> Option<Error> {
         use pb::event::Event as E;
         let driver = &self.handle;
         match event.event? {
@@ -650,7 +669,7 @@ impl Driver {
                 Ok(offer_id) => scheduler.rescinded(driver, offer_id).await,
                 Err(error) => tracing::warn!(%error, "ignored a malformed RESCIND"),
             },
-            E::Update(update) => self.update(scheduler, update.status.unwrap_or_default()).await,
+            E::Update(update) => self.update(scheduler, update.status.unwrap_or_default(), acks).await,
             E::Message(message) => match id::<AgentId>("message.agent_id", &message.agent_id) {
                 Ok(agent_id) => scheduler.message(driver, agent_id, message.data).await,
                 Err(error) => tracing::warn!(%error, "ignored a malformed MESSAGE"),
@@ -668,10 +687,11 @@ impl Driver {
         None
     }
 
-    /// Delivers an update, then acknowledges it if it is reliable. Acknowledging after the
-    /// callback makes delivery at-least-once: a scheduler that dies inside the callback gets
-    /// the update again from the agent's retries.
-    async fn update<S: Scheduler>(&self, scheduler: &mut S, raw: pb::TaskStatus) {
+    /// Delivers an update, then queues its acknowledgement if it is reliable (unless the
+    /// scheduler acknowledges itself). Acknowledging after the callback makes delivery
+    /// at-least-once: a scheduler that dies inside the callback gets the update again from
+    /// the agent's retries.
+    async fn update<S: Scheduler>(&self, scheduler: &mut S, raw: pb::TaskStatus, acks: &mpsc::Sender<pb::Acknowledge>) {
         let driver = &self.handle;
         let (agent_id, task_id, uuid) = (raw.agent_id.clone(), raw.task_id.clone(), raw.uuid.clone());
         match TaskStatus::try_from(raw) {
@@ -692,12 +712,65 @@ impl Driver {
             tracing::warn!(%task_id, %uuid, "cannot acknowledge an update without an agent id");
             return;
         }
-        match driver.acknowledge_one(&agent_id, &task_id, &uuid).await {
+        // Fails only once the acknowledger is gone, with the session: the agent resends.
+        let _ = acks.send(pb::Acknowledge { agent_id, task_id, uuid }).await;
+    }
+}
+
+/// Aborts a spawned task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends the acknowledgements queued by one session, in order: one call at a time, each
+/// carrying everything queued while the previous one was under way (ACKNOWLEDGE for one,
+/// ACKNOWLEDGE_MANY for more). Rejections go to `rejected` for the scheduler to hear of;
+/// acknowledgements that did not get through are only logged, since the agent resends what
+/// was not acknowledged.
+async fn acknowledge(
+    driver: DriverHandle,
+    mut queued: mpsc::Receiver<pb::Acknowledge>,
+    rejected: mpsc::Sender<String>,
+) {
+    let mut batch = Vec::new();
+    while queued.recv_many(&mut batch, MAX_ACKNOWLEDGEMENTS_PER_CALL).await > 0 {
+        if driver.shared.torn_down.load(Ordering::Acquire) {
+            // Acknowledging after TEARDOWN would only earn errors.
+            batch.clear();
+            continue;
+        }
+        send_acknowledgements(&driver, std::mem::take(&mut batch), &rejected).await;
+    }
+}
+
+/// One call for `acks`; when the master rejects several at once, each is sent again alone,
+/// so that one bad acknowledgement does not hold back the others.
+async fn send_acknowledgements(driver: &DriverHandle, mut acks: Vec<pb::Acknowledge>, rejected: &mpsc::Sender<String>) {
+    if acks.len() > 1 {
+        let many = pb::call::Call::AcknowledgeMany(pb::AcknowledgeMany { acknowledgements: acks.clone() });
+        match driver.call(many).await {
+            Ok(()) => return,
+            Err(Error::Rejected { .. }) => {}
+            Err(error) => {
+                tracing::info!(count = acks.len(), %error, "acknowledgements not delivered");
+                return;
+            }
+        }
+    }
+    for ack in acks.drain(..) {
+        let (task_id, uuid) = (ack.task_id.clone(), ack.uuid.clone());
+        match driver.call(pb::call::Call::Acknowledge(ack)).await {
             Ok(()) => {}
             Err(error @ Error::Rejected { .. }) => {
-                scheduler.error(driver, format!("acknowledging {task_id} ({uuid}): {error}")).await;
+                if rejected.try_send(format!("acknowledging {task_id} ({uuid}): {error}")).is_err() {
+                    tracing::warn!(%task_id, %uuid, %error, "acknowledgement rejected");
+                }
             }
-            // The agent resends what was not acknowledged, so it is enough to log this.
             Err(error) => tracing::info!(%task_id, %uuid, %error, "acknowledgement not delivered"),
         }
     }

@@ -52,6 +52,8 @@ struct FakeMaster {
     call_failures: Arc<Mutex<VecDeque<(&'static str, Status)>>>,
     /// Answers for the next subscriptions, instead of a stream.
     subscribe_failures: Arc<Mutex<VecDeque<Status>>>,
+    /// Calls wait for a read guard, so a test holding the write guard holds every answer.
+    answers: Arc<tokio::sync::RwLock<()>>,
 }
 
 fn call_kind(call: &pb::Call) -> &'static str {
@@ -86,6 +88,7 @@ impl pb::scheduler_server::Scheduler for FakeMaster {
     }
 
     async fn call(&self, request: Request<pb::Call>) -> Result<Response<pb::CallResponse>, Status> {
+        let _answering = self.answers.read().await;
         let call = request.into_inner();
         let kind = call_kind(&call);
         if let Some(pb::call::Call::Acknowledge(ack)) = &call.call {
@@ -108,6 +111,7 @@ struct Harness {
     log: Log,
     call_failures: Arc<Mutex<VecDeque<(&'static str, Status)>>>,
     subscribe_failures: Arc<Mutex<VecDeque<Status>>>,
+    answers: Arc<tokio::sync::RwLock<()>>,
 }
 
 async fn start_fake_master() -> Harness {
@@ -122,14 +126,16 @@ async fn start_fake_master() -> Harness {
         log: log.clone(),
         call_failures: Arc::default(),
         subscribe_failures: Arc::default(),
+        answers: Arc::default(),
     };
     let (call_failures, subscribe_failures) = (fake.call_failures.clone(), fake.subscribe_failures.clone());
+    let answers = fake.answers.clone();
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(SchedulerServer::new(fake))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
-    Harness { address, subscriptions, calls, log, call_failures, subscribe_failures }
+    Harness { address, subscriptions, calls, log, call_failures, subscribe_failures, answers }
 }
 
 impl Harness {
@@ -409,6 +415,40 @@ async fn a_reliable_update_is_acknowledged_only_after_the_update_callback_return
     let returned = log.iter().position(|e| e == "update returned u-1").expect("callback returned");
     let acked = log.iter().position(|e| e == "ack u-1").expect("acknowledged");
     assert!(returned < acked, "callback returned before the ack: {log:?}");
+}
+
+#[tokio::test]
+async fn updates_keep_coming_while_an_acknowledgement_is_unanswered_and_those_queued_meanwhile_share_a_call() {
+    let mut master = start_fake_master().await;
+    let mut running = run_driver(config(vec![master.address.clone()]), &master.log, None, false);
+    let subscription = master.accept_subscription("fw-1", "s-1", 1_000).await;
+    assert!(matches!(running.next().await, Seen::Subscribed { .. }));
+
+    let held = master.answers.clone().write_owned().await;
+    for i in 1..=4 {
+        send(&subscription, update(&format!("t-{i}"), pb::TaskState::TaskRunning, &format!("u-{i}"))).await;
+    }
+    for i in 1..=4 {
+        match running.next().await {
+            Seen::Update { status, .. } => assert_eq!(status.task_id.as_str(), format!("t-{i}")),
+            other => panic!("expected an update, saw {other:?}"),
+        }
+    }
+    // The first acknowledgement is still unanswered, and t-2's and t-3's are queued behind
+    // it (t-4's was handed over before t-4's update was delivered).
+    drop(held);
+    let (mut acked, mut largest) = (Vec::new(), 0);
+    while acked.len() < 4 {
+        let uuids: Vec<String> = match master.next_call().await.call {
+            Some(pb::call::Call::Acknowledge(ack)) => vec![ack.uuid],
+            Some(pb::call::Call::AcknowledgeMany(many)) => many.acknowledgements.into_iter().map(|a| a.uuid).collect(),
+            other => panic!("expected acknowledgements, got {other:?}"),
+        };
+        largest = largest.max(uuids.len());
+        acked.extend(uuids);
+    }
+    assert_eq!(acked, ["u-1", "u-2", "u-3", "u-4"], "acknowledged once each, in order");
+    assert!(largest >= 2, "the acknowledgements queued while a call was under way share one call");
 }
 
 #[tokio::test]
