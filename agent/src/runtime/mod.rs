@@ -201,6 +201,7 @@ pub async fn run(
         started: Vec::new(),
         checks: std::collections::BTreeMap::new(),
         probes: std::sync::Arc::new(tokio::sync::Semaphore::new(checker::MAX_CONCURRENT_PROBES)),
+        launches: process::launch_limit(),
         info,
         master: config.masters.to_string(),
         linked: None,
@@ -332,6 +333,8 @@ struct Owner {
     checks: std::collections::BTreeMap<(RunId, CheckKind), AbortOnDrop>,
     /// Bounds the probes running at once across every check.
     probes: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Bounds the launches under way at once.
+    launches: std::sync::Arc<tokio::sync::Semaphore>,
     info: AgentInfo,
     /// What the agent was told to find the master with, as the checkpoint records it.
     master: String,
@@ -651,7 +654,7 @@ impl Owner {
                     hostname: self.hostname.clone(),
                     run_dir: self.store.run_dir(run),
                 };
-                self.supervisors.spawn(process::supervise(spec, self.events.clone()));
+                self.supervisors.spawn(process::supervise(spec, self.events.clone(), self.launches.clone()));
             }
             Output::Signal { run, pid, signal } => {
                 tracing::info!(?run, pid, ?signal, "signalling the task's process group");

@@ -23,11 +23,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 
 use agora_proto::model::{FrameworkId, TaskInfo};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use super::{Event, ProcessEvent, checkpoint};
 use crate::core::{KillSignal, ProcessExit, RunId};
@@ -35,6 +36,8 @@ use crate::core::{KillSignal, ProcessExit, RunId};
 /// Most sandboxes one task id may have under one framework (each reuse of the id gets a
 /// fresh one); bounds the search for a free directory name.
 const MAX_RUNS_PER_TASK_ID: u32 = 10_000;
+/// Most launches under way at once, each on a blocking thread.
+const MAX_CONCURRENT_LAUNCHES: usize = 8;
 /// Most `PORTn` variables set; `PORTS` still lists these first ports only, which keeps the
 /// environment of a task holding a huge range within what `execve` accepts.
 const MAX_PORT_VARIABLES: usize = 1_024;
@@ -58,28 +61,40 @@ const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250
 
 /// Starts the task's process and reports on it until it exits: `Started` or
 /// `LaunchFailed`, then `Exited`. Runs as a task of its own so that the owner never waits
-/// on the file system or on a process.
-pub(crate) async fn supervise(spec: LaunchSpec, events: mpsc::Sender<Event>) {
+/// on the file system or on a process. The launch itself (sandbox, files, fork) blocks, so
+/// it runs on a blocking thread, at most [`MAX_CONCURRENT_LAUNCHES`] at once: a burst of
+/// hundreds of launches neither stalls the runtime's workers nor grows hundreds of threads,
+/// each of which would make every later fork slower.
+pub(crate) async fn supervise(spec: LaunchSpec, events: mpsc::Sender<Event>, launches: Arc<Semaphore>) {
     let run = spec.run;
+    let task_id = spec.task.task_id.clone();
+    let exit_status = spec.run_dir.join("exit_status");
     let report = |event| Event::Process { run, event };
-    let (mut child, pid, sandbox) = match launch(&spec).await {
+    let launched = match launches.acquire_owned().await {
+        Ok(permit) => match tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            launch(&spec)
+        })
+        .await
+        {
+            Ok(launched) => launched,
+            // Blocking tasks are never cancelled; a panic is a bug, and carries on as one.
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        },
+        Err(_) => Err(io::Error::other("the agent is stopping")),
+    };
+    let Launched { mut child, pid, start_ticks, sandbox } = match launched {
         Ok(launched) => launched,
         Err(error) => {
-            tracing::info!(task_id = %spec.task.task_id, %error, "task launch failed");
+            tracing::info!(%task_id, %error, "task launch failed");
             let _ = events.send(report(ProcessEvent::LaunchFailed { error: error.to_string() })).await;
             return;
         }
     };
-    tracing::info!(task_id = %spec.task.task_id, pid, %sandbox, "task started");
-    // The supervisor's start time tells it apart from a later process that gets its pid,
-    // which a restarted agent must never mistake for the task; the owner journals it.
-    let start_ticks = match checkpoint::process_start(pid) {
-        Some((start_ticks, _)) => Some(start_ticks),
-        None => {
-            tracing::debug!(pid, "the supervisor ended before its start time was read");
-            None
-        }
-    };
+    tracing::info!(%task_id, pid, %sandbox, "task started");
+    if start_ticks.is_none() {
+        tracing::debug!(pid, "the supervisor ended before its start time was read");
+    }
     if events.send(report(ProcessEvent::Started { pid, start_ticks, sandbox })).await.is_err() {
         // The agent is stopping; it kills what is left itself.
         return;
@@ -87,7 +102,7 @@ pub(crate) async fn supervise(spec: LaunchSpec, events: mpsc::Sender<Event>) {
     let waited = child.wait().await;
     // The supervisor's record is how the command itself ended; the supervisor's own status
     // only says so when it was killed before it could write (a SIGKILL of the group).
-    let recorded = checkpoint::read_exit_status(&spec.run_dir.join("exit_status"));
+    let recorded = checkpoint::read_exit_status(&exit_status);
     let exit = match (recorded, waited) {
         (Some(exit), _) => exit,
         (None, Ok(status)) => match (status.code(), status.signal()) {
@@ -99,7 +114,7 @@ pub(crate) async fn supervise(spec: LaunchSpec, events: mpsc::Sender<Event>) {
         (None, Err(error)) => {
             // The child can no longer be waited for, so it is treated as dead; the group is
             // killed below to make that true.
-            tracing::warn!(task_id = %spec.task.task_id, %error, "cannot wait for the task's process");
+            tracing::warn!(%task_id, %error, "cannot wait for the task's process");
             ProcessExit::Signal(Signal::SIGKILL as i32)
         }
     };
@@ -110,8 +125,13 @@ pub(crate) async fn supervise(spec: LaunchSpec, events: mpsc::Sender<Event>) {
     {
         tracing::warn!(pid, %error, "cannot kill what is left of the task's process group");
     }
-    tracing::info!(task_id = %spec.task.task_id, pid, ?exit, "task exited");
+    tracing::info!(%task_id, pid, ?exit, "task exited");
     let _ = events.send(report(ProcessEvent::Exited(exit))).await;
+}
+
+/// The bound on launches under way at once that [`supervise`] takes.
+pub(crate) fn launch_limit() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(MAX_CONCURRENT_LAUNCHES))
 }
 
 /// Sends `signal` to the process group `pid`.
@@ -125,10 +145,24 @@ pub(crate) fn signal_group(pid: u32, signal: KillSignal) -> Result<(), nix::errn
     killpg(Pid::from_raw(pgid), signal)
 }
 
-async fn launch(spec: &LaunchSpec) -> io::Result<(tokio::process::Child, u32, String)> {
-    let (dir, sandbox) = create_sandbox(&spec.sandboxes, &spec.framework_id, spec.task.task_id.as_str()).await?;
-    let stdout = tokio::fs::File::create(dir.join("stdout")).await?.into_std().await;
-    let stderr = tokio::fs::File::create(dir.join("stderr")).await?.into_std().await;
+/// A task's process, started.
+struct Launched {
+    child: tokio::process::Child,
+    /// The supervisor's pid: the task's process group.
+    pid: u32,
+    /// The supervisor's start time in clock ticks, which tells it apart from a later process
+    /// given its pid; `None` when it ended before it was read.
+    start_ticks: Option<u64>,
+    /// The sandbox, relative to the sandboxes root.
+    sandbox: String,
+}
+
+/// Makes the sandbox and starts the task's supervisor in it. Blocks: runs on a blocking
+/// thread (within the runtime, which the child's handle registers with).
+fn launch(spec: &LaunchSpec) -> io::Result<Launched> {
+    let (dir, sandbox) = create_sandbox(&spec.sandboxes, &spec.framework_id, spec.task.task_id.as_str())?;
+    let stdout = std::fs::File::create(dir.join("stdout"))?;
+    let stderr = std::fs::File::create(dir.join("stderr"))?;
     let command_info = &spec.task.command;
     let mut command = match &command_info.shell {
         Some(shell) => {
@@ -162,7 +196,8 @@ async fn launch(spec: &LaunchSpec) -> io::Result<(tokio::process::Child, u32, St
         None => io::Error::new(error.kind(), format!("cannot run {:?}: {error}", command_info.argv[0])),
     })?;
     let pid = child.id().ok_or_else(|| io::Error::other("the process exited before its id was read"))?;
-    Ok((child, pid, sandbox))
+    let start_ticks = checkpoint::process_start(pid).map(|(start_ticks, _)| start_ticks);
+    Ok(Launched { child, pid, start_ticks, sandbox })
 }
 
 /// Makes the spawned process the task's supervisor (see the module documentation).
@@ -378,13 +413,13 @@ fn pidfd_open(pid: u32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>
 /// `<task_id>.run-2`, `.run-3`, …: the first name not taken. `create_dir` fails on an
 /// existing directory, so two runs never share a sandbox even if a task is named like
 /// another's second run.
-async fn create_sandbox(root: &Path, framework_id: &FrameworkId, task_id: &str) -> io::Result<(PathBuf, String)> {
+fn create_sandbox(root: &Path, framework_id: &FrameworkId, task_id: &str) -> io::Result<(PathBuf, String)> {
     let framework_dir = root.join(framework_id.as_str());
-    tokio::fs::create_dir_all(&framework_dir).await?;
+    std::fs::create_dir_all(&framework_dir)?;
     for n in 1..=MAX_RUNS_PER_TASK_ID {
         let name = if n == 1 { task_id.to_owned() } else { format!("{task_id}.run-{n}") };
         let dir = framework_dir.join(&name);
-        match tokio::fs::create_dir(&dir).await {
+        match std::fs::create_dir(&dir) {
             Ok(()) => return Ok((dir, format!("{framework_id}/{name}"))),
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(error) => return Err(error),
