@@ -827,8 +827,8 @@ mod tests {
 
         let stored = store.load(2);
         assert_eq!(stored.agent, Some(AgentRecord { agent_id: AgentId::new("a"), master: "m:5050".into() }));
-        let runs: Vec<(u64, Option<(u32, u64)>, Option<ProcessExit>)> =
-            stored.runs.iter().map(|r| (r.record.run.0, r.supervisor, r.exit)).collect();
+        type WithExit = (u64, Option<(u32, u64)>, Option<ProcessExit>);
+        let runs: Vec<WithExit> = stored.runs.iter().map(|r| (r.record.run.0, r.supervisor, r.exit)).collect();
         assert_eq!(runs, [(1, Some((4_000_000, 77)), Some(ProcessExit::Code(3))), (4, None, None)]);
         assert_eq!(stored.damaged.len(), 2, "{:?}", stored.damaged);
         assert!(!store.run_dir(RunId(2)).exists(), "the incomplete run is deleted");

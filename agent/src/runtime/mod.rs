@@ -199,6 +199,7 @@ pub async fn run(
         journal: None,
         outputs: Vec::new(),
         started: Vec::new(),
+        replies: Vec::new(),
         checks: std::collections::BTreeMap::new(),
         probes: std::sync::Arc::new(tokio::sync::Semaphore::new(checker::MAX_CONCURRENT_PROBES)),
         launches: process::launch_limit(),
@@ -231,6 +232,13 @@ pub async fn run(
     }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// A question the owner answers after its next flush.
+#[derive(Debug)]
+enum Reply {
+    Registration(oneshot::Sender<pb::Register>),
+    State(oneshot::Sender<StateView>),
 }
 
 /// The deadlines of a drain under way.
@@ -324,6 +332,9 @@ struct Owner {
     /// Supervisors started since the last flush (run, pid, start time in clock ticks), for
     /// the journal.
     started: Vec<(RunId, u32, u64)>,
+    /// Questions about the tasks asked since the last flush, answered after it: a
+    /// registration or `/state` never names a task, or a state of one, not yet on disk.
+    replies: Vec<Reply>,
     /// The agent record on disk, to write it only when it changes.
     saved_agent: Option<checkpoint::AgentRecord>,
     /// Process supervisors and watchers; dropped with the owner, which leaves the processes
@@ -481,6 +492,9 @@ impl Owner {
         for output in std::mem::take(&mut self.outputs) {
             self.execute(output);
         }
+        for reply in std::mem::take(&mut self.replies) {
+            self.answer(reply);
+        }
         // Finished supervisors are reaped here so the set never grows past the live tasks.
         while self.supervisors.try_join_next().is_some() {}
     }
@@ -561,9 +575,7 @@ impl Owner {
 
     async fn handle(&mut self, event: Event) {
         match event {
-            Event::Link(LinkEvent::Connecting { reply }) => {
-                let _ = reply.send(wire::registration(&self.info, self.core.agent_id(), self.core.tasks()));
-            }
+            Event::Link(LinkEvent::Connecting { reply }) => self.replies.push(Reply::Registration(reply)),
             Event::Link(LinkEvent::Registered { agent_id, master, outbox }) => {
                 self.save_agent(&agent_id);
                 self.linked = Some(master);
@@ -603,7 +615,17 @@ impl Owner {
                 self.step(input);
             }
             Event::Check { run, kind, outcome } => self.step(Input::CheckResult { run, kind, outcome }),
-            Event::State { reply } => {
+            Event::State { reply } => self.replies.push(Reply::State(reply)),
+        }
+    }
+
+    /// Answers a question about the agent's tasks, once what the answer tells is on disk.
+    fn answer(&self, reply: Reply) {
+        match reply {
+            Reply::Registration(reply) => {
+                let _ = reply.send(wire::registration(&self.info, self.core.agent_id(), self.core.tasks()));
+            }
+            Reply::State(reply) => {
                 let _ = reply.send(StateView {
                     agent_id: self.core.agent_id().cloned(),
                     connected: self.core.is_connected(),
