@@ -166,6 +166,35 @@ async fn argv_commands_run_without_a_shell() {
 }
 
 #[tokio::test]
+async fn an_argv_program_is_searched_for_in_the_tasks_own_path_and_one_found_nowhere_fails_the_launch() {
+    let (mut master, mut agent) = cluster().await;
+    let tools = tempfile::tempdir().unwrap();
+    let tool = tools.path().join("agora-test-tool");
+    std::fs::write(&tool, "#!/bin/sh\necho \"tool $1\"\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("/nonexistent-dir:{}", tools.path().display());
+    let mut task = shell_task("found", "");
+    task.command = Some(pb::CommandInfo {
+        argv: vec!["agora-test-tool".into(), "ran".into()],
+        environment: [("PATH".to_owned(), path)].into_iter().collect(),
+        ..Default::default()
+    });
+    master.run_task(task);
+    master.updates_until("found", TaskState::TaskFinished).await;
+    assert_eq!(std::fs::read_to_string(agent.sandbox("found/stdout")).unwrap(), "tool ran\n");
+
+    let mut task = shell_task("missing", "");
+    task.command = Some(pb::CommandInfo { argv: vec!["agora-no-such-program".into()], ..Default::default() });
+    master.run_task(task);
+    let updates = master.updates_until("missing", TaskState::TaskFailed).await;
+    let failed = updates.last().unwrap();
+    assert_eq!(failed.reason, pb::TaskStatusReason::ReasonCommandLaunchFailed as i32, "{failed:?}");
+    assert!(failed.message.contains("cannot run \"agora-no-such-program\""), "{}", failed.message);
+    assert!(failed.message.contains("No such file or directory"), "{}", failed.message);
+    agent.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_sandbox_can_be_browsed_read_and_downloaded_over_http_and_escapes_are_refused() {
     let (mut master, mut agent) = cluster().await;
     master.run_task(shell_task("files", "printf 'hello world'"));

@@ -2,9 +2,15 @@
 //! its own under a supervisor that outlives the agent, waiting for the exit, and
 //! signalling the whole group.
 //!
-//! The supervisor: the agent spawns the task's command with a `pre_exec` hook that forks
-//! once more. The grandchild goes on to exec the command; the forked child, which the agent
-//! spawned, stays behind as the task's supervisor. It is the process-group leader (its pid
+//! The supervisor: the agent forks a child (through `Command::spawn`, for its working
+//! directory, standard streams and process group) whose `pre_exec` hook never returns: it
+//! starts the task's command in a process of its own, which shares its memory until it
+//! execs (`clone` with `CLONE_VM | CLONE_VFORK`, as `posix_spawn` does; a second `fork`
+//! would copy the agent's page tables once more for every launch), and stays behind as the
+//! task's supervisor. The command's argv, environment and the files to try for it (the PATH
+//! search) are prepared before the fork, since neither child may allocate. A command that
+//! cannot be exec'd is reported back through the spawn as the error of the last file
+//! tried. The supervisor is the process-group leader (its pid
 //! is the task's pid and group id), ignores SIGTERM, SIGINT, SIGHUP and SIGQUIT so that a
 //! group kill reaches the command but not itself, waits for the command, records how it
 //! ended in `meta/runs/<run>/exit_status` (`exit 3`, `signal 15`; temporary file, fsync,
@@ -164,24 +170,23 @@ fn launch(spec: &LaunchSpec) -> io::Result<Launched> {
     let stdout = std::fs::File::create(dir.join("stdout"))?;
     let stderr = std::fs::File::create(dir.join("stderr"))?;
     let command_info = &spec.task.command;
-    let mut command = match &command_info.shell {
-        Some(shell) => {
-            let mut command = tokio::process::Command::new("/bin/sh");
-            command.arg("-c").arg(shell);
-            command
-        }
+    let (program, args): (&str, Vec<&str>) = match &command_info.shell {
+        Some(shell) => ("/bin/sh", vec!["-c", shell.as_str()]),
         None => {
             let (program, args) = command_info.argv.split_first().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "the command has neither a shell nor an argv")
             })?;
-            let mut command = tokio::process::Command::new(program);
-            command.args(args);
-            command
+            (program.as_str(), args.iter().map(String::as_str).collect())
         }
     };
+    let exec = TaskExec::new(program, &args, environment(&spec.task, &dir, &spec.hostname))?;
+    let paths = SupervisorPaths::new(&spec.run_dir)?;
+    // The supervisor never gets to `Command`'s own exec (see the module documentation): the
+    // command is what the supervisor starts from `exec`.
+    let mut command = tokio::process::Command::new(program);
     command
+        .args(&args)
         .current_dir(&dir)
-        .envs(environment(&spec.task, &dir, &spec.hostname))
         .stdin(Stdio::null())
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
@@ -189,11 +194,10 @@ fn launch(spec: &LaunchSpec) -> io::Result<Launched> {
         .process_group(0)
         // The agent decides when a task dies, not the drop of a handle.
         .kill_on_drop(false);
-    let paths = SupervisorPaths::new(&spec.run_dir)?;
-    install_supervisor(&mut command, paths);
+    install_supervisor(&mut command, paths, exec);
     let child = command.spawn().map_err(|error| match &command_info.shell {
         Some(_) => io::Error::new(error.kind(), format!("cannot run /bin/sh: {error}")),
-        None => io::Error::new(error.kind(), format!("cannot run {:?}: {error}", command_info.argv[0])),
+        None => io::Error::new(error.kind(), format!("cannot run {program:?}: {error}")),
     })?;
     let pid = child.id().ok_or_else(|| io::Error::other("the process exited before its id was read"))?;
     let start_ticks = checkpoint::process_start(pid).map(|(start_ticks, _)| start_ticks);
@@ -205,11 +209,125 @@ fn launch(spec: &LaunchSpec) -> io::Result<Launched> {
     unsafe_code,
     reason = "pre_exec is how a hook runs between fork and exec; it only calls async-signal-safe code"
 )]
-fn install_supervisor(command: &mut tokio::process::Command, paths: SupervisorPaths) {
+fn install_supervisor(command: &mut tokio::process::Command, paths: SupervisorPaths, mut exec: TaskExec) {
     // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
     // system calls on memory prepared before the fork (see `become_supervisor`).
     unsafe {
-        command.pre_exec(move || become_supervisor(&paths));
+        command.pre_exec(move || become_supervisor(&paths, &mut exec));
+    }
+}
+
+/// Size of the stack the command's process runs on until it execs.
+const EXEC_STACK_BYTES: usize = 64 * 1024;
+
+/// Everything the command's process needs to exec, built before the fork: C strings, the
+/// null-terminated pointer arrays `execve` takes, and a stack to run on.
+struct TaskExec {
+    /// The files to try in turn: the program itself when it names a path, else the program
+    /// in each directory of the task's `PATH` (or `/bin:/usr/bin` when it has none), as
+    /// `execvp` searches.
+    candidates: Vec<CString>,
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    /// Pointers into `_argv` and `_envp`, each array ending with a null pointer.
+    argv: Vec<*const nix::libc::c_char>,
+    envp: Vec<*const nix::libc::c_char>,
+    stack: Vec<u8>,
+    /// Set by the command's process when no candidate could be exec'd: the error of the
+    /// last one that was not a plain "not found".
+    error: std::sync::atomic::AtomicI32,
+}
+
+// SAFETY: the raw pointers point into the `CString`s the same value owns, which are never
+// changed or dropped before it; the value moves to the `pre_exec` hook and is used only by
+// the forked child.
+#[allow(unsafe_code, reason = "the pointer arrays point into strings the value owns")]
+unsafe impl Send for TaskExec {}
+// SAFETY: as above; nothing reads the pointers outside the forked child.
+#[allow(unsafe_code, reason = "the pointer arrays point into strings the value owns")]
+unsafe impl Sync for TaskExec {}
+
+impl TaskExec {
+    /// The exec of `program` with `args`, in the agent's environment with `env` on top (the
+    /// task's variables win, as with `Command::envs`).
+    fn new(program: &str, args: &[&str], env: Vec<(String, String)>) -> io::Result<Self> {
+        let nul = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} holds a NUL byte"));
+        let mut vars: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
+            std::env::vars_os().collect();
+        vars.extend(env.into_iter().map(|(key, value)| (key.into(), value.into())));
+        let envp = vars
+            .iter()
+            .map(|(key, value)| {
+                let mut line = key.as_bytes().to_vec();
+                line.push(b'=');
+                line.extend_from_slice(value.as_bytes());
+                CString::new(line).map_err(|_| nul(&format!("the environment variable {}", key.to_string_lossy())))
+            })
+            .collect::<io::Result<Vec<CString>>>()?;
+        let argv = std::iter::once(program)
+            .chain(args.iter().copied())
+            .map(|arg| CString::new(arg).map_err(|_| nul("an argument")))
+            .collect::<io::Result<Vec<CString>>>()?;
+        let candidates = if program.is_empty() {
+            Vec::new()
+        } else if program.contains('/') {
+            vec![CString::new(program).map_err(|_| nul("the program"))?]
+        } else {
+            let path = vars.get(std::ffi::OsStr::new("PATH")).map(|path| path.as_bytes()).unwrap_or(b"/bin:/usr/bin");
+            path.split(|byte| *byte == b':')
+                .map(|dir| {
+                    // An empty entry is the working directory, the sandbox.
+                    let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+                    let mut file = dir.to_vec();
+                    file.push(b'/');
+                    file.extend_from_slice(program.as_bytes());
+                    CString::new(file).map_err(|_| nul("PATH"))
+                })
+                .collect::<io::Result<Vec<CString>>>()?
+        };
+        let pointers = |strings: &[CString]| {
+            strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect::<Vec<_>>()
+        };
+        Ok(Self {
+            argv: pointers(&argv),
+            envp: pointers(&envp),
+            candidates,
+            _argv: argv,
+            _envp: envp,
+            stack: vec![0; EXEC_STACK_BYTES],
+            error: std::sync::atomic::AtomicI32::new(0),
+        })
+    }
+}
+
+/// The command's process, run by `clone` on the supervisor's memory until it execs: tries
+/// each candidate in turn, as `execvp` does, and exits 127 when none runs, leaving the
+/// error for the supervisor. Only `execve` and `_exit`: it shares the supervisor's memory.
+#[allow(unsafe_code, reason = "execve and _exit on the pointers prepared before the fork")]
+extern "C" fn exec_task(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
+    use nix::libc;
+    // SAFETY: `arg` is the `TaskExec` the supervisor passed to `clone`, alive and unchanged
+    // while this process shares its memory; execve and _exit are async-signal-safe.
+    unsafe {
+        let exec = &*(arg as *const TaskExec);
+        let mut error = libc::ENOENT;
+        for candidate in &exec.candidates {
+            libc::execve(candidate.as_ptr(), exec.argv.as_ptr(), exec.envp.as_ptr());
+            let failed = *libc::__errno_location();
+            match failed {
+                // Not here: the search goes on, and "not found" is the answer only if
+                // nothing better comes up.
+                libc::ENOENT | libc::ENOTDIR => {}
+                // Found but not runnable: remembered, and the search goes on, as in execvp.
+                libc::EACCES => error = failed,
+                _ => {
+                    error = failed;
+                    break;
+                }
+            }
+        }
+        exec.error.store(error, std::sync::atomic::Ordering::SeqCst);
+        libc::_exit(127)
     }
 }
 
@@ -243,14 +361,14 @@ impl SupervisorPaths {
     }
 }
 
-/// Runs in the child the agent forked, before exec (see the module documentation): forks the
-/// task, which returns to exec the command, and turns this process into its supervisor,
-/// which never returns.
-#[allow(unsafe_code, reason = "fork, waitpid and _exit have no safe wrapper usable between fork and exec")]
-fn become_supervisor(paths: &SupervisorPaths) -> io::Result<()> {
+/// Runs in the child the agent forked, before exec (see the module documentation): starts
+/// the task's command and turns this process into its supervisor, which never returns; or
+/// returns the error that kept the command from running, which the agent's spawn reports.
+#[allow(unsafe_code, reason = "clone, waitpid and _exit have no safe wrapper usable between fork and exec")]
+fn become_supervisor(paths: &SupervisorPaths, exec: &mut TaskExec) -> io::Result<()> {
     use nix::libc;
-    // SAFETY: fork, signal, close, waitpid, open, write, fsync, rename, kill and _exit are
-    // async-signal-safe; nothing here allocates or takes a lock.
+    // SAFETY: clone (as posix_spawn uses it), signal, close, waitpid, open, write, fsync,
+    // rename, kill and _exit are async-signal-safe; nothing here allocates or takes a lock.
     unsafe {
         let mut line = [0u8; 32];
         let len = format_status(&mut line, b"", libc::getpid());
@@ -260,12 +378,25 @@ fn become_supervisor(paths: &SupervisorPaths) -> io::Result<()> {
             libc::write(fd, line.as_ptr().cast(), len);
             libc::close(fd);
         }
-        let task = libc::fork();
+        // The stack grows down from its end, kept 16-byte aligned as the ABI wants.
+        let top = exec.stack.as_mut_ptr().add(exec.stack.len());
+        let top = top.sub(top as usize % 16);
+        // CLONE_VFORK: this process waits until the command has exec'd (or given up), so the
+        // memory they share is never used by both at once.
+        let task = libc::clone(
+            exec_task,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (exec as *mut TaskExec).cast(),
+        );
         if task < 0 {
             return Err(io::Error::last_os_error());
         }
-        if task == 0 {
-            return Ok(());
+        let error = exec.error.load(std::sync::atomic::Ordering::SeqCst);
+        if error != 0 {
+            let mut status = 0;
+            libc::waitpid(task, &mut status, 0);
+            return Err(io::Error::from_raw_os_error(error));
         }
         for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
             libc::signal(signal, libc::SIG_IGN);
