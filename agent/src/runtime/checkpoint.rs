@@ -17,16 +17,15 @@
 //!
 //! Why a journal rather than a file per task: the owner writes every change of the steps
 //! it took together as one [`Batch`], which is one append and one `fdatasync` however many
-//! tasks it touches (plus one sync of `runs/` when it made run directories). On a disk where
+//! tasks it touches. On a disk where
 //! a sync takes milliseconds, a file per record replaced through its own syncs held the
 //! agent to a few hundred launches a second at best. The journal is rewritten whole (a
 //! snapshot of the live records: temporary file, fsync, rename, fsync of `meta/`) at start,
 //! whenever it grows to several times what it holds, and after a failed write.
 //!
-//! A run's directory is made (and `runs/` synced) by the batch that first saves the run,
-//! before its process starts, and deleted once its removal is in the journal; a directory
-//! the journal does not know is left from a batch that never completed, and is deleted at
-//! start. Agents before the journal kept each record in `runs/<run>/task.json` and the
+//! A run's directory is made by its launch, after the run's record is in the journal, and
+//! deleted (off the owner's path) once its removal is; a directory the journal does not
+//! know is left from a launch or a removal a crash interrupted, and is deleted at start. Agents before the journal kept each record in `runs/<run>/task.json` and the
 //! supervisor's pid in `runs/<run>/pid`: both are still read, folded into the journal at
 //! start and then deleted.
 //!
@@ -147,6 +146,19 @@ impl Store {
         match fs::remove_file(self.meta.join("agent.json")) {
             Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
             _ => sync_dir(&self.meta),
+        }
+    }
+
+    /// Deletes the directories of runs whose removal is in the journal (not synced: one that
+    /// comes back after a crash is a directory the journal does not know, deleted at start).
+    pub fn remove_run_dirs(&self, runs: &[RunId]) {
+        for run in runs {
+            match fs::remove_dir_all(self.run_dir(*run)) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                    tracing::warn!(run = run.0, %error, "cannot delete a finished run's checkpoint directory")
+                }
+                _ => {}
+            }
         }
     }
 
@@ -326,7 +338,16 @@ pub(crate) struct Batch {
     pub snapshot: Option<Vec<TaskRecord>>,
 }
 
-/// The open journal: the one writer of `meta/journal` and of the run directories.
+/// What [`Journal::write`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Runs whose removal is on disk: their directories may be deleted.
+    pub removed: Vec<RunId>,
+    /// Why the batch could not be written, if it could not.
+    pub error: Option<String>,
+}
+
+/// The open journal: the one writer of `meta/journal`.
 #[derive(Debug)]
 pub(crate) struct Journal {
     store: Store,
@@ -374,66 +395,40 @@ impl Journal {
         self.broken || (self.len >= COMPACT_MIN_BYTES && self.len / COMPACT_FACTOR > self.live_bytes)
     }
 
-    /// Makes `batch` durable: run directories for the runs it saves first (and `runs/`
-    /// synced), then its entries (one append and one sync, or a snapshot), then deletes the
-    /// directories of the runs it removes. Returns what failed; the caller goes on anyway,
-    /// since a full disk must not stop tasks.
-    pub fn write(&mut self, batch: Batch) -> Vec<String> {
-        let mut errors = Vec::new();
+    /// Makes `batch` durable: its entries as one append and one sync (or a snapshot).
+    /// Returns the runs whose directories may go now that their removal is on disk (which the
+    /// caller deletes off its own path, see [`Store::remove_run_dirs`]) and what failed; the
+    /// caller goes on anyway, since a full disk must not stop tasks.
+    pub fn write(&mut self, batch: Batch) -> Written {
         let Batch { changes, supervisors, snapshot } = batch;
-        let mut removed = Vec::new();
-        let mut saved: Vec<&TaskRecord> = Vec::new();
-        for change in &changes {
-            match change {
-                Checkpoint::Save(record) => saved.push(record),
-                Checkpoint::Remove { run } => removed.push(*run),
-            }
-        }
-        if let Some(snapshot) = &snapshot {
-            saved = snapshot.iter().collect();
-            let kept: BTreeSet<RunId> = snapshot.iter().map(|record| record.run).collect();
-            removed = self.live.keys().filter(|run| !kept.contains(run)).copied().collect();
-        }
-        self.make_run_dirs(&saved, &mut errors);
-        let result = match &snapshot {
-            Some(_) => {
+        let (result, removed) = match &snapshot {
+            Some(snapshot) => {
+                let kept: BTreeSet<RunId> = snapshot.iter().map(|record| record.run).collect();
+                let removed = self.live.keys().filter(|run| !kept.contains(run)).copied().collect();
                 let mut facts = self.supervisors.clone();
                 facts.extend(supervisors.iter().map(|(run, pid, start)| (*run, (*pid, *start))));
-                Self::write_snapshot(&self.store, &saved, &facts).map(|journal| *self = journal)
+                let records: Vec<&TaskRecord> = snapshot.iter().collect();
+                (Self::write_snapshot(&self.store, &records, &facts).map(|journal| *self = journal), removed)
             }
-            None => self.append(&supervisors, &changes),
+            None => {
+                let removed = changes
+                    .iter()
+                    .filter_map(|change| match change {
+                        Checkpoint::Remove { run } => Some(*run),
+                        Checkpoint::Save(_) => None,
+                    })
+                    .collect();
+                (self.append(&supervisors, &changes), removed)
+            }
         };
-        if let Err(error) = result {
-            // Not a word of this batch can be trusted to be on disk; the next one rewrites
-            // everything.
-            self.broken = true;
-            errors.push(format!("journal: {error}"));
-            return errors;
-        }
-        for run in removed {
-            match fs::remove_dir_all(self.store.run_dir(run)) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                    errors.push(format!("runs/{}: cannot delete it: {error}", run.0))
-                }
-                // Not synced: a directory that comes back after a crash is one the journal
-                // does not know, and is deleted at start.
-                _ => {}
+        match result {
+            Ok(()) => Written { removed, error: None },
+            Err(error) => {
+                // Not a word of this batch can be trusted to be on disk (so no directory may
+                // go); the next one rewrites everything.
+                self.broken = true;
+                Written { removed: Vec::new(), error: Some(format!("journal: {error}")) }
             }
-        }
-        errors
-    }
-
-    /// Makes the directory of every run not yet in the journal, then syncs `runs/` once.
-    fn make_run_dirs(&self, saved: &[&TaskRecord], errors: &mut Vec<String>) {
-        let mut made = false;
-        for record in saved.iter().filter(|record| !self.live.contains_key(&record.run)) {
-            match fs::create_dir_all(self.store.run_dir(record.run)) {
-                Ok(()) => made = true,
-                Err(error) => errors.push(format!("runs/{}: cannot create it: {error}", record.run.0)),
-            }
-        }
-        if made && let Err(error) = sync_dir(&self.store.runs_dir()) {
-            errors.push(format!("runs: cannot sync it: {error}"));
         }
     }
 
@@ -718,8 +713,11 @@ mod tests {
     fn batches_read_back_as_the_latest_record_of_each_live_run_with_its_supervisor() {
         let (_dir, store, mut journal) = fresh();
         let first = Batch { changes: vec![save(1), save(2), save(3)], ..Batch::default() };
-        assert_eq!(journal.write(first), Vec::<String>::new());
-        assert!(store.run_dir(RunId(1)).is_dir() && store.run_dir(RunId(3)).is_dir(), "each new run has a directory");
+        assert_eq!(journal.write(first), Written::default());
+        // The launches make the runs' directories.
+        for run in 1..=3 {
+            fs::create_dir_all(store.run_dir(RunId(run))).expect("a run directory");
+        }
         let mut moved = record(1);
         moved.pid = Some(77);
         let second = Batch {
@@ -727,8 +725,9 @@ mod tests {
             supervisors: vec![(RunId(1), 77, 1_234)],
             snapshot: None,
         };
-        assert_eq!(journal.write(second), Vec::<String>::new());
-        assert!(!store.run_dir(RunId(2)).exists(), "a removed run's directory goes");
+        assert_eq!(journal.write(second), Written { removed: vec![RunId(2)], error: None });
+        store.remove_run_dirs(&[RunId(2)]);
+        assert!(!store.run_dir(RunId(2)).exists());
 
         let stored = store.load(10);
         assert_eq!(seen(&stored), [(1, Some(77), Some((77, 1_234))), (3, Some(4_000_000), None)]);
@@ -739,7 +738,9 @@ mod tests {
     fn a_torn_last_entry_is_ignored_and_what_came_before_it_is_kept() {
         let (_dir, store, mut journal) = fresh();
         journal.write(Batch { changes: vec![save(1)], ..Batch::default() });
+        fs::create_dir_all(store.run_dir(RunId(1))).expect("run 1 launched");
         journal.write(Batch { changes: vec![save(2)], ..Batch::default() });
+        fs::create_dir_all(store.run_dir(RunId(2))).expect("run 2's launch began");
         // The agent died half-way through writing the second batch.
         let text = fs::read(store.journal_path()).expect("readable");
         fs::write(store.journal_path(), &text[..text.len() - 10]).expect("written");
@@ -749,6 +750,7 @@ mod tests {
         assert_eq!(stored.damaged.len(), 1, "{:?}", stored.damaged);
         assert!(stored.damaged[0].contains("incomplete"), "{:?}", stored.damaged);
         assert!(!store.run_dir(RunId(2)).exists(), "the directory of the unfinished batch's run is deleted");
+        assert!(store.run_dir(RunId(1)).is_dir());
     }
 
     #[test]
@@ -776,12 +778,10 @@ mod tests {
             });
         }
         let before = fs::metadata(store.journal_path()).expect("a journal").len();
-        let errors = journal.write(Batch { snapshot: Some(vec![record(2), record(4)]), ..Batch::default() });
-        assert_eq!(errors, Vec::<String>::new());
+        let written = journal.write(Batch { snapshot: Some(vec![record(2), record(4)]), ..Batch::default() });
+        assert_eq!(written, Written { removed: vec![RunId(1)], error: None }, "a run the snapshot leaves out goes");
         let after = fs::metadata(store.journal_path()).expect("a journal").len();
         assert!(after * 10 < before, "{after} bytes after, {before} before");
-        assert!(!store.run_dir(RunId(1)).exists(), "a run the snapshot leaves out is removed");
-        assert!(store.run_dir(RunId(4)).is_dir(), "a run the snapshot adds gets its directory");
         assert_eq!(seen(&store.load(10)), [(2, Some(4_000_000), Some((5, 6))), (4, Some(4_000_000), None)]);
         // And the snapshot is appended to like any journal.
         journal.write(Batch { changes: vec![Checkpoint::Remove { run: RunId(4) }], ..Batch::default() });

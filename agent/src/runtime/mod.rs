@@ -40,6 +40,8 @@ const EVENT_QUEUE_LEN: usize = 4_096;
 const DRAIN_MARGIN_MS: u64 = 2_000;
 /// How long the link and the HTTP server get to finish once the owner is done.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Batches of finished runs waiting for the sweeper to delete their directories.
+const SWEEP_QUEUE_LEN: usize = 64;
 /// Most events the owner takes before it writes their checkpoint changes and executes their
 /// outputs: a bound on the batch and on how long its first event waits.
 const MAX_BATCH_EVENTS: usize = 1_024;
@@ -179,6 +181,10 @@ pub async fn run(
     let _abort_link = AbortOnDrop(link.abort_handle());
     let _abort_http = AbortOnDrop(http.abort_handle());
 
+    let (sweep_tx, sweep_rx) = mpsc::channel(SWEEP_QUEUE_LEN);
+    let sweeper = tokio::spawn(sweep(store.clone(), sweep_rx));
+    let _abort_sweeper = AbortOnDrop(sweeper.abort_handle());
+
     let core_config = CoreConfig {
         default_kill_grace_period_ms: config.kill_grace_period_ms,
         update_retry_initial_ms: config.update_retry_initial_ms,
@@ -203,6 +209,7 @@ pub async fn run(
         checks: std::collections::BTreeMap::new(),
         probes: std::sync::Arc::new(tokio::sync::Semaphore::new(checker::MAX_CONCURRENT_PROBES)),
         launches: process::launch_limit(),
+        sweeper: sweep_tx,
         info,
         master: config.masters.to_string(),
         linked: None,
@@ -216,6 +223,11 @@ pub async fn run(
         .recover(stored)
         .with_context(|| format!("work dir {}: cannot write the checkpoint's journal", config.work_dir.display()))?;
     owner.run(events_rx, shutdown).await;
+    // The owner is gone, and with it the sweeper's queue: what is queued is deleted before the
+    // agent returns, so a drained agent leaves no run behind.
+    if tokio::time::timeout(STOP_TIMEOUT, sweeper).await.is_err() {
+        tracing::warn!("the finished runs' directories were not all deleted in time; the next start deletes them");
+    }
 
     let _ = stop_tx.send(true);
     let (link_abort, http_abort) = (link.abort_handle(), http.abort_handle());
@@ -232,6 +244,15 @@ pub async fn run(
     }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Deletes the directories of the runs whose removal the journal holds, off the owner's
+/// path: on a busy file system each takes milliseconds, and nothing waits for them.
+async fn sweep(store: checkpoint::Store, mut runs: mpsc::Receiver<Vec<RunId>>) {
+    while let Some(runs) = runs.recv().await {
+        let store = store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.remove_run_dirs(&runs)).await;
+    }
 }
 
 /// A question the owner answers after its next flush.
@@ -346,6 +367,8 @@ struct Owner {
     probes: std::sync::Arc<tokio::sync::Semaphore>,
     /// Bounds the launches under way at once.
     launches: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Runs whose directories may be deleted, for the sweeper.
+    sweeper: mpsc::Sender<Vec<RunId>>,
     info: AgentInfo,
     /// What the agent was told to find the master with, as the checkpoint records it.
     master: String,
@@ -473,20 +496,27 @@ impl Owner {
         if !changes.is_empty() || !supervisors.is_empty() {
             let mut journal = self.journal.take().expect("the journal is put back after every batch");
             let snapshot = journal.wants_snapshot().then(|| self.core.records().collect());
+            let records = changes.len();
+            let began = Instant::now();
             let batch = checkpoint::Batch { changes, supervisors, snapshot };
             let written = tokio::task::spawn_blocking(move || {
-                let errors = journal.write(batch);
-                (journal, errors)
+                let written = journal.write(batch);
+                (journal, written)
             })
             .await;
-            let (journal, errors) = match written {
+            let (journal, written) = match written {
                 Ok(written) => written,
                 // Blocking tasks are never cancelled; a panic is a bug, and carries on as one.
                 Err(error) => std::panic::resume_unwind(error.into_panic()),
             };
             self.journal = Some(journal);
-            for error in errors {
+            tracing::debug!(records, took_ms = began.elapsed().as_millis() as u64, "checkpoint batch written");
+            if let Some(error) = written.error {
                 tracing::error!(%error, "cannot write the checkpoint");
+            }
+            if !written.removed.is_empty() {
+                // Waits only while the sweeper is a long way behind.
+                let _ = self.sweeper.send(written.removed).await;
             }
         }
         for output in std::mem::take(&mut self.outputs) {

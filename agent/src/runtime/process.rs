@@ -57,7 +57,8 @@ pub(crate) struct LaunchSpec {
     /// `<work_dir>/sandboxes`, canonical.
     pub sandboxes: PathBuf,
     pub hostname: String,
-    /// `<work_dir>/meta/runs/<run>`, which exists: the supervisor writes `exit_status` there.
+    /// `<work_dir>/meta/runs/<run>`, made by the launch: the supervisor writes
+    /// `supervisor_pid` and `exit_status` there.
     pub run_dir: PathBuf,
 }
 
@@ -166,6 +167,9 @@ struct Launched {
 /// Makes the sandbox and starts the task's supervisor in it. Blocks: runs on a blocking
 /// thread (within the runtime, which the child's handle registers with).
 fn launch(spec: &LaunchSpec) -> io::Result<Launched> {
+    // Not synced: were the machine to crash, the supervisor would die with it and write
+    // nothing there, and a directory lost or left over is put right at the next start.
+    std::fs::create_dir_all(&spec.run_dir)?;
     let (dir, sandbox) = create_sandbox(&spec.sandboxes, &spec.framework_id, spec.task.task_id.as_str())?;
     let stdout = std::fs::File::create(dir.join("stdout"))?;
     let stderr = std::fs::File::create(dir.join("stderr"))?;
@@ -294,7 +298,9 @@ impl TaskExec {
             candidates,
             _argv: argv,
             _envp: envp,
-            stack: vec![0; EXEC_STACK_BYTES],
+            // Never read before written: only its spare capacity is used, without the cost of
+            // zeroing it on every launch.
+            stack: Vec::with_capacity(EXEC_STACK_BYTES),
             error: std::sync::atomic::AtomicI32::new(0),
         })
     }
@@ -378,8 +384,9 @@ fn become_supervisor(paths: &SupervisorPaths, exec: &mut TaskExec) -> io::Result
             libc::write(fd, line.as_ptr().cast(), len);
             libc::close(fd);
         }
-        // The stack grows down from its end, kept 16-byte aligned as the ABI wants.
-        let top = exec.stack.as_mut_ptr().add(exec.stack.len());
+        // The stack grows down from the end of its capacity, kept 16-byte aligned as the ABI
+        // wants.
+        let top = exec.stack.as_mut_ptr().add(exec.stack.capacity());
         let top = top.sub(top as usize % 16);
         // CLONE_VFORK: this process waits until the command has exec'd (or given up), so the
         // memory they share is never used by both at once.
