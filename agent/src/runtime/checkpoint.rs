@@ -153,20 +153,30 @@ impl Store {
     /// comes back after a crash is a directory the journal does not know, deleted at start).
     pub fn remove_run_dirs(&self, runs: &[RunId]) {
         for run in runs {
-            match fs::remove_dir_all(self.run_dir(*run)) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                    tracing::warn!(run = run.0, %error, "cannot delete a finished run's checkpoint directory")
-                }
-                _ => {}
+            if let Err(error) = self.remove_run(*run) {
+                tracing::warn!(run = run.0, %error, "cannot delete a finished run's checkpoint directory");
             }
         }
     }
 
-    /// Deletes everything of `run` but its sandbox, which stays for operators to read.
+    /// Deletes everything of `run` but its sandbox, which stays for operators to read: the
+    /// files its supervisor writes and the directory, without listing it (the cheapest way
+    /// on a busy file system), or whatever else a directory left by an older agent holds.
     fn remove_run(&self, run: RunId) -> io::Result<()> {
-        match fs::remove_dir_all(self.run_dir(run)) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-            _ => sync_dir(&self.runs_dir()),
+        let dir = self.run_dir(run);
+        for file in ["supervisor_pid", "exit_status"] {
+            match fs::remove_file(dir.join(file)) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+        match fs::remove_dir(&dir) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(_) => match fs::remove_dir_all(&dir) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+                _ => Ok(()),
+            },
+            Ok(()) => Ok(()),
         }
     }
 
@@ -202,9 +212,10 @@ impl Store {
                         stored.damaged.push(format!("runs/{}/task.json: names another run", run.0));
                         continue;
                     }
-                    // A directory no record names: the agent died in the batch that made it,
-                    // before anything was launched for it, or after the run's removal was
-                    // journaled. A new run may take its number.
+                    // A directory no record names: the run's removal was journaled but the
+                    // agent died before it deleted the directory (or, before the journal, the
+                    // agent died between making it and writing the record, before anything
+                    // was launched). A new run may take its number.
                     Ok(None) => {
                         if let Err(error) = self.remove_run(run) {
                             stored.damaged.push(format!("runs/{}: cannot delete an incomplete run: {error}", run.0));
