@@ -1,16 +1,19 @@
 //! End to end: an agent process SIGKILLed, or stopped with SIGTERM, under a running task
 //! and restarted on the same work dir re-attaches to the task, which never stops; a task
 //! that ends while the agent is down is reported with its real exit code once the agent is
-//! back; SIGUSR1 drains the agent, killing its task. A real master, real agent processes and
-//! a framework on the SDK.
+//! back; SIGUSR1 drains the agent, killing its task; an agent SIGKILLed in the middle of a
+//! launch batch loses no task it acknowledged and starts none twice. A real master, real
+//! agent processes and a framework on the SDK (or `agora run`).
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use agora_proto::model::TaskState;
 use common::framework::Framework;
-use common::{Cluster, Proc, eventually, free_port, get_json};
+use common::run::RunProc;
+use common::{Cluster, Proc, eventually, eventually_with, free_port, get_json};
 
 const RESOURCES: &str = "cpus:1;mem:256;disk:100;ports:[31000-31010]";
 
@@ -248,4 +251,129 @@ async fn ctrl_c_on_agora_local_kills_its_tasks_reports_them_killed_and_stops_eve
     let code = eventually("agora local to exit", async || local.child.try_wait().ok().flatten()).await.code();
     assert_eq!(code, Some(0), "{}", local.log_text());
     assert!(!alive(pid), "the task's process is gone");
+}
+
+/// Tasks in the launch that the agent is SIGKILLed in the middle of: enough that launching
+/// them takes many of the agent's batches (at most 8 launches run at once).
+const BATCH_TASKS: usize = 200;
+/// RUNNING updates the framework has heard before the agent is killed.
+const RUNNING_BEFORE_KILL: usize = 10;
+
+/// The last state `run` heard for each task that it heard of.
+fn last_states(run: &RunProc) -> BTreeMap<String, TaskState> {
+    let mut last = BTreeMap::new();
+    for update in run.events().into_iter().filter(|e| e["event"] == "update") {
+        let task_id = update["task_id"].as_str().expect("a task id").to_owned();
+        let state: TaskState = serde_json::from_value(update["state"].clone()).expect("a task state");
+        last.insert(task_id, state);
+    }
+    last
+}
+
+/// The pids each task's command wrote to its file in `starts` (one line per start).
+fn starts_of(starts: &Path) -> BTreeMap<String, Vec<i32>> {
+    let mut all = BTreeMap::new();
+    for entry in std::fs::read_dir(starts).expect("the starts directory").flatten() {
+        let task_id = entry.file_name().to_str().expect("utf-8 name").to_owned();
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        // A line being written as the file is read is left for the next read.
+        let pids = text.lines().filter_map(|line| line.trim().parse().ok()).collect();
+        all.insert(task_id, pids);
+    }
+    all
+}
+
+/// The tasks the master holds as TASK_RUNNING.
+async fn running_at_master(cluster: &Cluster) -> Option<BTreeSet<String>> {
+    let state = get_json(&cluster.url("/state")).await?;
+    let tasks = state["frameworks"].as_array()?.iter().flat_map(|f| f["tasks"].as_array().into_iter().flatten());
+    Some(tasks.filter(|t| t["state"] == "TASK_RUNNING").filter_map(|t| Some(t["id"].as_str()?.to_owned())).collect())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_sigkilled_in_the_middle_of_a_launch_batch_loses_no_acknowledged_task_and_starts_none_twice() {
+    let cluster = Cluster::master_only(&["--agent-heartbeat-interval", "200ms", "--agent-timeout", "10s"]).await;
+    let mut agent = Agent::start(&cluster, "agent");
+    cluster.wait_for_agents(1).await;
+    let agent_id = cluster.state().await["slaves"][0]["id"].as_str().expect("an agent id").to_owned();
+    let starts = cluster.dir.path().join("starts");
+    std::fs::create_dir(&starts).expect("the starts directory");
+    // Each start of a task appends the pid its command keeps (`exec`) to a file named after
+    // the task: two lines in one file would be one task started twice.
+    let command = format!("echo $$ >> {}/$AGORA_TASK_ID; exec sleep 1000", starts.display());
+    let instances = BATCH_TASKS.to_string();
+    let flags = ["--instances", instances.as_str(), "--cpus", "0.001", "--mem", "1", "--shell"];
+    let mut run = RunProc::start(cluster.dir.path(), "batch", &cluster.master, &flags, &[command.as_str()]);
+
+    // Killed as soon as some tasks are RUNNING at the framework (and so acknowledged, or
+    // about to be), while the rest of the launch is under way.
+    let deadline = std::time::Instant::now() + common::WAIT;
+    let running_before = loop {
+        let running: BTreeSet<String> =
+            last_states(&run).into_iter().filter(|(_, s)| *s == TaskState::TaskRunning).map(|(t, _)| t).collect();
+        if running.len() >= RUNNING_BEFORE_KILL {
+            agent.kill();
+            break running;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for tasks to run: {}", run.log_text());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert!(
+        running_before.len() < BATCH_TASKS,
+        "the agent was to be killed with part of the launch still under way, but all {BATCH_TASKS} ran"
+    );
+    agent.spawn(&cluster);
+
+    // Once the agent is back, every task settles: RUNNING at the framework and the master
+    // alike, or ended at the framework.
+    let settled = eventually_with("every task to settle after the restart", async || {
+        let state = get_json(&cluster.url("/state")).await.ok_or_else(|| "no /state".to_owned())?;
+        let slave = state["slaves"].as_array().and_then(|s| s.first()).cloned().unwrap_or_default();
+        if slave["id"] != agent_id.as_str() || slave["active"] != true {
+            return Err(format!("the agent is not back under its id: {slave}"));
+        }
+        let last = last_states(&run);
+        let unsettled: Vec<_> =
+            last.iter().filter(|(_, s)| **s != TaskState::TaskRunning && !s.is_terminal()).collect();
+        if last.len() < BATCH_TASKS || !unsettled.is_empty() {
+            return Err(format!("{} tasks heard of, unsettled: {unsettled:?}", last.len()));
+        }
+        let running: BTreeSet<String> =
+            last.iter().filter(|(_, s)| **s == TaskState::TaskRunning).map(|(t, _)| t.clone()).collect();
+        let at_master = running_at_master(&cluster).await.ok_or_else(|| "no tasks at the master".to_owned())?;
+        if running != at_master {
+            return Err(format!("RUNNING at the framework {running:?}, at the master {at_master:?}"));
+        }
+        Ok(last)
+    })
+    .await;
+
+    let started = starts_of(&starts);
+    for task_id in &running_before {
+        assert_eq!(settled[task_id], TaskState::TaskRunning, "{task_id}, RUNNING before the kill, is lost");
+        let pids = &started[task_id];
+        assert!(pids.len() == 1 && common::alive(pids[0] as u32), "{task_id} keeps its one process: {pids:?}");
+    }
+    for (task_id, pids) in &started {
+        assert!(pids.len() <= 1, "{task_id} was started {} times: {pids:?}", pids.len());
+        // A process left running is a task the cluster knows as RUNNING, never one it
+        // gave up on (which a framework would start again elsewhere).
+        let alive = pids.iter().any(|pid| common::alive(*pid as u32));
+        let running = settled.get(task_id) == Some(&TaskState::TaskRunning);
+        assert_eq!(alive, running, "{task_id}: process alive {alive}, RUNNING {running}, {:?}", settled.get(task_id));
+    }
+    for (task_id, state) in &settled {
+        if *state == TaskState::TaskRunning {
+            assert!(started.contains_key(task_id), "{task_id} is RUNNING but its command never started");
+        }
+    }
+    let mut outcome: BTreeMap<&str, usize> = BTreeMap::new();
+    for state in settled.values() {
+        *outcome.entry(state.as_str()).or_default() += 1;
+    }
+    eprintln!(
+        "killed with {} of {BATCH_TASKS} tasks RUNNING at the framework; after the restart {outcome:?}",
+        running_before.len()
+    );
+    run.kill();
 }
