@@ -23,18 +23,24 @@ fn invalid(field: &str, reason: impl Into<String>) -> CallError {
     CallError::Invalid { field: field.to_owned(), reason: reason.into() }
 }
 
+/// At most `MAX_ROLES_PER_FRAMEWORK` roles, each once, `*` when none is named.
+fn normalize_roles(info: &mut FrameworkInfo) -> Result<(), CallError> {
+    if info.roles.len() > MAX_ROLES_PER_FRAMEWORK {
+        return Err(invalid("framework_info.roles", format!("at most {MAX_ROLES_PER_FRAMEWORK} roles")));
+    }
+    let mut seen = BTreeSet::new();
+    info.roles.retain(|role| seen.insert(role.clone()));
+    if info.roles.is_empty() {
+        info.roles.push(Role::unreserved());
+    }
+    Ok(())
+}
+
 impl Master {
     /// Subscribes a new framework or re-subscribes a known one (a failover). Each
     /// subscription gets a new stream id; offers made to the previous stream are void.
     pub fn subscribe(&mut self, now_ms: u64, mut info: FrameworkInfo) -> Result<(FrameworkId, StreamId), CallError> {
-        if info.roles.len() > MAX_ROLES_PER_FRAMEWORK {
-            return Err(invalid("framework_info.roles", format!("at most {MAX_ROLES_PER_FRAMEWORK} roles")));
-        }
-        let mut seen = BTreeSet::new();
-        info.roles.retain(|role| seen.insert(role.clone()));
-        if info.roles.is_empty() {
-            info.roles.push(Role::unreserved());
-        }
+        normalize_roles(&mut info)?;
         let framework_id = match info.id.clone().filter(|id| !id.as_str().is_empty()) {
             Some(id) if self.is_removed_framework(&id) => {
                 return Err(invalid(
@@ -133,7 +139,34 @@ impl Master {
                 self.remove_framework(now_ms, framework_id);
                 Ok(())
             }
+            Call::UpdateFramework { info } => self.update_framework(framework_id, info),
         }
+    }
+
+    /// Replaces a subscribed framework's description, as a re-subscription would but on
+    /// the same stream: its offers go back and its filters are lifted, since what it may
+    /// be offered (its roles) can have changed.
+    fn update_framework(&mut self, framework_id: &FrameworkId, mut info: FrameworkInfo) -> Result<(), CallError> {
+        normalize_roles(&mut info)?;
+        let Some(framework) = self.frameworks.get(framework_id) else {
+            return Err(CallError::UnknownFramework(framework_id.clone()));
+        };
+        if info.user != framework.info.user {
+            return Err(invalid("framework_info.user", "cannot change; subscribe a new framework"));
+        }
+        if info.principal != framework.info.principal {
+            return Err(invalid("framework_info.principal", "cannot change; subscribe a new framework"));
+        }
+        info.id = Some(framework_id.clone());
+        self.withdraw_framework_offers(framework_id);
+        self.clear_filters(framework_id);
+        if let Some(framework) = self.frameworks.get_mut(framework_id) {
+            framework.suppressed.retain(|role| info.roles.contains(role));
+            framework.info = info;
+        }
+        self.persist_framework(framework_id);
+        self.frameworks_changed();
+        Ok(())
     }
 
     // ----- ACCEPT -----

@@ -146,6 +146,11 @@ pub enum Call {
         data: Vec<u8>,
     },
     Teardown,
+    /// A new description of the subscribed framework (Mesos' UPDATE_FRAMEWORK): roles,
+    /// name, failover timeout. Its id, user and principal cannot change.
+    UpdateFramework {
+        info: FrameworkInfo,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

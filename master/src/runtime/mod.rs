@@ -6,6 +6,7 @@ mod agent_link;
 mod clock;
 pub mod election;
 mod http;
+mod mesos;
 mod metrics;
 mod operator;
 mod owner;
@@ -72,6 +73,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let options_context = (options.core.master_id.clone(), options.advertise.clone());
     let etcd = options.etcd.clone();
     let (handle, requests) = owner::channel();
     let (role_tx, role_rx) = tokio::sync::watch::channel(election::Role::Leader);
@@ -93,7 +95,8 @@ pub async fn serve(
     // tonic's routes bring a fallback of their own; ours replaces it, so that unknown HTTP
     // paths get a JSON 404. Until this master leads, followers answer every request.
     let app = grpc
-        .merge(http::router(handle))
+        .merge(http::router(handle.clone()))
+        .merge(mesos::router(handle, stop_rx.clone(), mesos_context(&options_context)))
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(role_rx, election::follow_leader));
     tracing::info!(address = %listener.local_addr()?, "master listening");
@@ -116,6 +119,22 @@ pub async fn serve(
         let _ = tokio::time::timeout(STEP_DOWN_TIMEOUT, leading).await;
     }
     Ok(())
+}
+
+/// What Mesos' SUBSCRIBED event says of this master (`MasterInfo`), from its id and the
+/// `host:port` it advertises.
+fn mesos_context((master_id, advertise): &(String, String)) -> mesos::convert::MasterContext {
+    let (hostname, port) = advertise.rsplit_once(':').unwrap_or((advertise.as_str(), "5050"));
+    let hostname = hostname.trim_start_matches('[').trim_end_matches(']').to_owned();
+    // MasterInfo.ip is an IPv4 address in network order as a number; 0 when unknown.
+    let ip = hostname.parse::<std::net::Ipv4Addr>().map(|ip| u32::from_le_bytes(ip.octets())).unwrap_or(0);
+    mesos::convert::MasterContext {
+        master_id: master_id.clone(),
+        hostname,
+        port: port.parse().unwrap_or(5050),
+        ip,
+        version: http::VERSION.to_owned(),
+    }
 }
 
 /// Longest a stopping master waits to hand over leadership (revoke its lease).

@@ -28,10 +28,20 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>
 
 /// Tells the owner when a framework's stream goes away, however that happens (client
 /// gone, master stopping, replaced by a newer subscription).
-struct Unsubscribe {
+pub(super) struct Unsubscribe {
     handle: Handle,
     framework_id: agora_proto::model::FrameworkId,
     stream_id: agora_proto::model::StreamId,
+}
+
+impl Unsubscribe {
+    pub(super) fn new(
+        handle: Handle,
+        framework_id: agora_proto::model::FrameworkId,
+        stream_id: agora_proto::model::StreamId,
+    ) -> Self {
+        Self { handle, framework_id, stream_id }
+    }
 }
 
 impl Drop for Unsubscribe {
