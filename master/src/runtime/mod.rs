@@ -6,7 +6,7 @@ mod agent_link;
 mod clock;
 pub mod election;
 mod http;
-mod mesos;
+pub mod mesos;
 mod metrics;
 mod operator;
 mod owner;

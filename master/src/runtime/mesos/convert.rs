@@ -686,3 +686,239 @@ fn status(status: pb::TaskStatus) -> m::TaskStatus {
         uuid: Some(status.uuid).filter(|u| !u.is_empty()).map(|u| uuid_bytes(&u)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn call(value: Value) -> m::Call {
+        serde_json::from_value(value).expect("a call in Mesos' JSON shape")
+    }
+
+    fn action_of(value: Value) -> Result<Action, WireError> {
+        action(call(value))
+    }
+
+    fn launch(task: Value) -> Result<Action, WireError> {
+        action_of(json!({
+            "type": "ACCEPT",
+            "framework_id": {"value": "f1"},
+            "accept": {
+                "offer_ids": [{"value": "o1"}],
+                "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}],
+                "filters": {"refuse_seconds": 2.5}
+            }
+        }))
+    }
+
+    fn task(extra: Value) -> Value {
+        let mut task = json!({
+            "name": "t",
+            "task_id": {"value": "t1"},
+            "agent_id": {"value": "a1"},
+            "resources": [
+                {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                {"name": "mem", "type": "SCALAR", "scalar": {"value": 32.5}},
+                {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": 31000, "end": 31001}]},
+                 "role": "eng", "reservations": [{"type": "DYNAMIC", "role": "eng"}]}
+            ],
+            "command": {"value": "echo hi", "environment": {"variables": [{"name": "A", "value": "1"}]}}
+        });
+        if let (Some(task), Some(extra)) = (task.as_object_mut(), extra.as_object()) {
+            task.extend(extra.clone());
+        }
+        task
+    }
+
+    fn refusal(result: Result<Action, WireError>) -> String {
+        result.expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn pymesos_subscription_reads_with_its_failover_timeout_and_capabilities() {
+        // What pymesos 0.3.15 sends, a re-subscription with its id in both places.
+        let action = action_of(json!({
+            "type": "SUBSCRIBE",
+            "framework_id": {"value": "f1"},
+            "subscribe": {"framework_info": {
+                "user": "alice", "name": "pymesos", "id": {"value": "f1"}, "failover_timeout": 100,
+                "hostname": "h", "capabilities": [{"type": "GPU_RESOURCES"}]
+            }}
+        }))
+        .expect("valid");
+        let Action::Subscribe(info) = action else { panic!("not a subscription: {action:?}") };
+        assert_eq!((info.user.as_str(), info.name.as_str(), info.id.as_str()), ("alice", "pymesos", "f1"));
+        assert_eq!(info.failover_timeout_ms, Some(100_000));
+        assert!(info.roles.is_empty(), "no role named: the core makes it `*`");
+    }
+
+    #[test]
+    fn roles_win_over_the_single_role_and_ids_must_agree() {
+        let action = action_of(json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
+            "user": "u", "name": "n", "role": "old", "roles": ["a", "b"], "capabilities": [{"type": "MULTI_ROLE"}]
+        }}}))
+        .expect("valid");
+        let Action::Subscribe(info) = action else { panic!("not a subscription") };
+        assert_eq!(info.roles, ["a", "b"]);
+        let error = refusal(action_of(json!({"type": "SUBSCRIBE", "framework_id": {"value": "f2"},
+            "subscribe": {"framework_info": {"user": "u", "name": "n", "id": {"value": "f1"}}}})));
+        assert!(error.starts_with("framework_id:"), "{error}");
+    }
+
+    #[test]
+    fn a_launch_in_mesos_shape_becomes_agoras_task_with_integer_resources() {
+        let Action::Call(pb::call::Call::Accept(accept)) = launch(task(json!({}))).expect("valid") else {
+            panic!("not an accept")
+        };
+        assert_eq!(accept.offer_ids, ["o1"]);
+        assert_eq!(accept.filters.and_then(|f| f.refuse_seconds), Some(2.5));
+        let Some(pb::operation::Operation::Launch(launch)) = &accept.operations[0].operation else { panic!("launch") };
+        let task = &launch.tasks[0];
+        assert_eq!((task.task_id.as_str(), task.agent_id.as_str()), ("t1", "a1"));
+        let pools = &task.resources.as_ref().expect("resources").pools;
+        let unreserved = pools.iter().find(|p| p.role == "*").expect("unreserved pool");
+        assert_eq!((unreserved.cpus_milli, unreserved.mem_mib), (100, 33), "memory rounds up");
+        let eng = pools.iter().find(|p| p.role == "eng").expect("reserved pool");
+        assert_eq!(eng.ports, [pb::Range { begin: 31000, end: 31001 }]);
+        let command = task.command.as_ref().expect("command");
+        assert_eq!(command.shell, "echo hi");
+        assert_eq!(command.environment.get("A").map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn a_command_without_a_shell_runs_its_arguments_as_argv() {
+        let plain = task(json!({"command": {"shell": false, "value": "/bin/echo", "arguments": ["/bin/echo", "hi"]}}));
+        let Action::Call(pb::call::Call::Accept(accept)) = launch(plain).expect("valid") else { panic!("accept") };
+        let Some(pb::operation::Operation::Launch(launch)) = &accept.operations[0].operation else { panic!("launch") };
+        let command = launch.tasks[0].command.as_ref().expect("command");
+        assert_eq!(
+            (command.shell.as_str(), command.argv.as_slice()),
+            ("", &["/bin/echo".to_owned(), "hi".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn what_agora_cannot_run_is_refused_by_its_path_in_the_call() {
+        let at = "accept.operations[0].launch.task_infos[0]";
+        let cases = [
+            (task(json!({"executor": {"executor_id": {"value": "e"}}})), format!("{at}.executor")),
+            (task(json!({"container": {"type": "DOCKER"}})), format!("{at}.container")),
+            (task(json!({"command": {"value": "x", "uris": [{"value": "http://x"}]}})), format!("{at}.command.uris")),
+            (task(json!({"command": {"value": "x", "user": "bob"}})), format!("{at}.command.user")),
+            (
+                task(json!({"resources": [{"name": "gpus", "type": "SCALAR", "scalar": {"value": 1.0}}]})),
+                format!("{at}.resources[0].name"),
+            ),
+            (task(json!({"resources": [{"name": "mem", "type": "RANGES"}]})), format!("{at}.resources[0].type")),
+            (task(json!({"task_id": {"value": ""}})), format!("{at}.task_id.value")),
+        ];
+        for (task, field) in cases {
+            let error = refusal(launch(task));
+            assert!(error.starts_with(&format!("{field}:")), "{field}: {error}");
+        }
+        let create = action_of(json!({"type": "ACCEPT", "framework_id": {"value": "f"},
+            "accept": {"offer_ids": [{"value": "o"}], "operations": [{"type": "CREATE"}]}}));
+        assert!(refusal(create).starts_with("accept.operations[0].type: CREATE is not supported"));
+        assert!(refusal(action_of(json!({"type": "UNKNOWN"}))).starts_with("type: is required"));
+        assert!(serde_json::from_value::<m::Call>(json!({"type": "LAUNCH_ROCKETS"})).is_err());
+    }
+
+    #[test]
+    fn update_uuids_travel_as_base64_of_their_bytes_and_come_back_as_the_same_text() {
+        let text = "5c7a1e2e-8f6d-4b1e-9a3b-0c2d4e6f8a10";
+        let status = pb::TaskStatus {
+            task_id: "t1".to_owned(),
+            agent_id: "a1".to_owned(),
+            state: pb::TaskState::TaskRunning as i32,
+            source: pb::TaskStatusSource::SourceAgent as i32,
+            reason: pb::TaskStatusReason::ReasonTaskHealthCheckStatusUpdated as i32,
+            message: "up".to_owned(),
+            timestamp_ms: 1_500,
+            uuid: text.to_owned(),
+            healthy: Some(true),
+            ..Default::default()
+        };
+        let update = pb::Event { event: Some(pb::event::Event::Update(pb::Update { status: Some(status) })) };
+        let master =
+            MasterContext { master_id: "m".into(), hostname: "h".into(), port: 5050, ip: 0, version: "0".into() };
+        let event = serde_json::to_value(event(update, &master).expect("an event")).expect("json");
+        assert_eq!(event["type"], "UPDATE");
+        let status = &event["update"]["status"];
+        assert_eq!(status["task_id"]["value"], "t1");
+        assert_eq!(status["agent_id"]["value"], "a1");
+        assert_eq!(status["state"], "TASK_RUNNING");
+        assert_eq!(status["source"], "SOURCE_AGENT");
+        assert_eq!(status["reason"], "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED");
+        assert_eq!(status["healthy"], true);
+        assert_eq!(status["timestamp"], 1.5);
+        let uuid = status["uuid"].as_str().expect("base64 text");
+        assert_eq!(uuid.len(), 24, "16 bytes in base64");
+        let ack = action_of(json!({"type": "ACKNOWLEDGE", "framework_id": {"value": "f"},
+            "acknowledge": {"agent_id": {"value": "a1"}, "task_id": {"value": "t1"}, "uuid": uuid}}))
+        .expect("valid");
+        let Action::Call(pb::call::Call::Acknowledge(ack)) = ack else { panic!("acknowledge") };
+        assert_eq!(ack.uuid, text);
+        let short = action_of(json!({"type": "ACKNOWLEDGE", "framework_id": {"value": "f"},
+            "acknowledge": {"agent_id": {"value": "a1"}, "task_id": {"value": "t1"}, "uuid": "AAAA"}}));
+        assert!(refusal(short).starts_with("acknowledge.uuid:"));
+    }
+
+    #[test]
+    fn offers_carry_resources_in_mesos_shape_with_their_roles() {
+        let offer = pb::Offer {
+            id: "o1".into(),
+            framework_id: "f1".into(),
+            agent_id: "a1".into(),
+            hostname: "h".into(),
+            resources: Some(pb::Resources {
+                pools: vec![
+                    pb::ResourcePool { role: "*".into(), cpus_milli: 1500, mem_mib: 512, disk_mib: 0, ports: vec![] },
+                    pb::ResourcePool {
+                        role: "eng".into(),
+                        cpus_milli: 0,
+                        mem_mib: 0,
+                        disk_mib: 0,
+                        ports: vec![pb::Range { begin: 1, end: 2 }],
+                    },
+                ],
+            }),
+            attributes: vec![pb::Attribute { name: "rack".into(), value: "r1".into() }],
+            agent_url: String::new(),
+            allocation_role: "eng".into(),
+        };
+        let offers = pb::Event { event: Some(pb::event::Event::Offers(pb::Offers { offers: vec![offer] })) };
+        let master =
+            MasterContext { master_id: "m".into(), hostname: "h".into(), port: 5050, ip: 0, version: "0".into() };
+        let event = serde_json::to_value(event(offers, &master).expect("an event")).expect("json");
+        assert_eq!(event["type"], "OFFERS");
+        let offer = &event["offers"]["offers"][0];
+        assert_eq!(offer["id"]["value"], "o1");
+        assert_eq!(offer["attributes"][0], json!({"name": "rack", "type": "TEXT", "text": {"value": "r1"}}));
+        let resources = offer["resources"].as_array().expect("a list");
+        assert_eq!(resources[0]["name"], "cpus");
+        assert_eq!(resources[0]["scalar"]["value"], 1.5);
+        assert_eq!(resources[0]["role"], "*");
+        assert_eq!(resources[0]["allocation_info"]["role"], "eng");
+        assert_eq!(resources[2]["ranges"], json!({"range": [{"begin": 1, "end": 2}]}));
+        assert_eq!(resources[2]["reservations"][0]["role"], "eng");
+    }
+
+    #[test]
+    fn protobuf_and_json_carry_the_same_call() {
+        let from_json = call(json!({
+            "type": "ACCEPT",
+            "framework_id": {"value": "f1"},
+            "accept": {"offer_ids": [{"value": "o1"}],
+                "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task(json!({}))]}}]}
+        }));
+        let bytes = from_json.encode_to_vec();
+        let from_protobuf = m::Call::decode(bytes.as_slice()).expect("protobuf");
+        assert_eq!(from_protobuf, from_json);
+        let again: m::Call = serde_json::from_value(serde_json::to_value(&from_protobuf).expect("json")).expect("json");
+        assert_eq!(again, from_json);
+        assert!(m::Call::decode(&b"\xff\xff\xff"[..]).is_err(), "malformed protobuf is an error");
+    }
+}
