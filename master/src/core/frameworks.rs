@@ -144,8 +144,8 @@ impl Master {
     }
 
     /// Replaces a subscribed framework's description, as a re-subscription would but on
-    /// the same stream: its offers go back and its filters are lifted, since what it may
-    /// be offered (its roles) can have changed.
+    /// the same stream: its offers are rescinded and its filters lifted, since what it
+    /// may be offered (its roles) can have changed.
     fn update_framework(&mut self, framework_id: &FrameworkId, mut info: FrameworkInfo) -> Result<(), CallError> {
         normalize_roles(&mut info)?;
         let Some(framework) = self.frameworks.get(framework_id) else {
@@ -158,7 +158,7 @@ impl Master {
             return Err(invalid("framework_info.principal", "cannot change; subscribe a new framework"));
         }
         info.id = Some(framework_id.clone());
-        self.withdraw_framework_offers(framework_id);
+        self.rescind_framework_offers(framework_id);
         self.clear_filters(framework_id);
         if let Some(framework) = self.frameworks.get_mut(framework_id) {
             framework.suppressed.retain(|role| info.roles.contains(role));

@@ -430,6 +430,15 @@ impl Master {
         }
     }
 
+    /// Takes back a framework's offers and tells it (its stream stays, so it must learn
+    /// that they are void).
+    pub(crate) fn rescind_framework_offers(&mut self, framework_id: &FrameworkId) {
+        let numbers = self.frameworks.get(framework_id).map(|f| self.by_offer_id(f.offers.iter())).unwrap_or_default();
+        for n in numbers {
+            self.end_offer_number(n, OfferEnd::Rescinded { notify: true });
+        }
+    }
+
     // ----- filters -----
 
     pub(crate) fn set_filter(&mut self, framework_id: &FrameworkId, agent_id: &AgentId, now_ms: u64, refuse_ms: u64) {

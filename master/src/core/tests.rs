@@ -404,6 +404,36 @@ fn reserved_resources_are_offered_only_to_their_role() {
     assert_eq!(got[0].1.resources, resources("cpus(eng):2;mem(eng):256"));
 }
 
+#[test]
+fn update_framework_moves_a_framework_to_new_roles_on_the_same_stream() {
+    let mut m = master();
+    add_agent(&mut m, 0, 1, "h1", "cpus:1;mem:128;cpus(eng):2;mem(eng):256");
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let got = allocate(&mut m, 0);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1.resources, resources("cpus:1;mem:128"));
+    let mut info = framework_info("fw");
+    info.id = Some(fw.clone());
+    info.roles = vec![Role::parse("eng").expect("role")];
+    assert_eq!(m.call(0, &fw, &stream, Call::UpdateFramework { info: info.clone() }), Ok(()));
+    let outputs = m.visible_outputs();
+    assert!(
+        outputs.iter().any(|o| matches!(o, Output::ToFramework { event: Event::Rescind(_), .. })),
+        "the offer made for the old role is rescinded: {outputs:?}"
+    );
+    let got = allocate(&mut m, 0);
+    assert_eq!(got.len(), 1);
+    // As `eng` the framework is offered the role's reservation besides the unreserved.
+    assert_eq!((&got[0].0, &got[0].1.resources), (&fw, &resources("cpus:1;mem:128;cpus(eng):2;mem(eng):256")));
+    info.user = "someone-else".to_owned();
+    let refused = m.call(0, &fw, &stream, Call::UpdateFramework { info });
+    assert!(
+        matches!(refused, Err(CallError::Invalid { ref field, .. }) if field == "framework_info.user"),
+        "{refused:?}"
+    );
+    assert_eq!(m.check_invariants(), Ok(()));
+}
+
 // ----- filters, revive, suppress -----
 
 #[test]
