@@ -107,6 +107,16 @@ impl Masters {
         self.procs[index] = self.spawn(index);
     }
 
+    /// SIGKILLs master `index` and leaves it down until [`Masters::restart`].
+    pub fn kill(&mut self, index: usize) {
+        self.procs[index].kill();
+    }
+
+    /// Starts master `index` again on the same port and work directory.
+    pub fn restart(&mut self, index: usize) {
+        self.procs[index] = self.spawn(index);
+    }
+
     /// Masters that exited by themselves (a leader that lost its lease does, by design) are
     /// started again; returns their indexes and exit statuses.
     pub fn restart_exited(&mut self) -> Vec<(usize, std::process::ExitStatus)> {

@@ -11,6 +11,14 @@ Run by tests/mesos_pymesos.rs in two lives, as a framework that fails over would
                                          reconciles the long task (still running), kills it,
                                          sees TASK_KILLED and tears the framework down.
 
+  pymesos_framework.py ha FOLLOWER       given a master that does not lead, follows its 307
+                                         to the leader, launches the long task, prints
+                                         READY=<id>, then waits to be re-registered (the test
+                                         kills the leader; the client reconnects, follows the
+                                         307 again and re-subscribes with its id), reconciles
+                                         the task until it is seen running, kills it and
+                                         tears the framework down.
+
 MASTER is host:port. Every wait is bounded; the last line is PASSED or the script fails.
 """
 
@@ -167,6 +175,43 @@ def second_life(master, framework_id):
     log("torn down %s" % framework_id)
 
 
+def high_availability(follower):
+    framework = Framework()
+    framework.to_launch = [(LONG_TASK, "sleep 300")]
+    driver = MesosSchedulerDriver(framework, framework_info(), follower, use_addict=True)
+    driver.start()
+    framework.wait_for("registered through a redirect", lambda: framework.registered_id is not None)
+    assert driver.master != follower, "the client follows the redirect to the leader"
+    framework.wait_for("long task running", lambda: framework.states.get(LONG_TASK) == "TASK_RUNNING")
+    leader = driver.master
+    log("READY=%s" % framework.registered_id)
+    framework.wait_for("re-registered after the leader died", lambda: framework.was_reregistered)
+    log("now subscribed at %s (was %s)" % (driver.master, leader))
+    assert driver.master != leader, "re-subscribed at another master than the one killed"
+    # The agents find the new leader on their own; until the task's agent has
+    # re-registered, reconciliation may not know the task yet.
+    deadline = time.time() + WAIT_SECONDS
+    while True:
+        with framework.lock:
+            framework.states.pop(LONG_TASK, None)
+        driver.reconcileTasks([dict(task_id=dict(value=LONG_TASK))])
+        try:
+            framework.wait_for("a reconciliation answer", lambda: LONG_TASK in framework.states)
+        except AssertionError:
+            pass
+        with framework.lock:
+            if framework.states.get(LONG_TASK) == "TASK_RUNNING":
+                break
+        if time.time() > deadline:
+            raise AssertionError("the long task was not reconciled as running: %s" % framework.states)
+        time.sleep(0.5)
+    driver.killTask(dict(value=LONG_TASK))
+    framework.wait_for("long task killed", lambda: framework.states.get(LONG_TASK) == "TASK_KILLED")
+    driver.stop()
+    driver.join()
+    log("torn down %s" % framework.registered_id)
+
+
 def main():
     logging.basicConfig(level=logging.WARNING)
     phase, master = sys.argv[1], sys.argv[2]
@@ -174,6 +219,8 @@ def main():
         first_life(master)
     elif phase == "second":
         second_life(master, sys.argv[3])
+    elif phase == "ha":
+        high_availability(master)
     else:
         raise SystemExit("unknown phase %r" % phase)
     log("PASSED")
