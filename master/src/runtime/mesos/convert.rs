@@ -385,7 +385,7 @@ fn command_info(field: &str, command: m::CommandInfo) -> Result<pb::CommandInfo,
     if let Some(user) = command.user.as_deref().filter(|u| !u.is_empty()) {
         return Err(err(
             format!("{field}.user"),
-            format!("{user:?}: tasks run as their framework's user; leave it unset"),
+            format!("{user:?}: Agora runs every task as its agent's user; leave it unset"),
         ));
     }
     let mut environment = std::collections::HashMap::new();
