@@ -97,8 +97,12 @@ impl Encoding {
     }
 }
 
+fn refusal(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(status, message, json!([]))
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    ApiError::new(status, message, json!([])).into_response()
+    refusal(status, message).into_response()
 }
 
 fn bad_field(error: agora_proto::convert::WireError) -> Response {
@@ -115,7 +119,7 @@ fn media_type(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
 /// What the client accepts: `Accept` (JSON when absent or `*/*`), or with `Accept:
 /// application/recordio` the encoding named by `Message-Accept` (newer Mesos clients).
 /// Returns the encoding and whether the stream is declared as `application/recordio`.
-fn accepted(headers: &HeaderMap) -> Result<(Encoding, bool), Response> {
+fn accepted(headers: &HeaderMap) -> Result<(Encoding, bool), ApiError> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*");
     let mut recordio = false;
     let mut choice = None;
@@ -135,16 +139,19 @@ fn accepted(headers: &HeaderMap) -> Result<(Encoding, bool), Response> {
         let message =
             media_type(headers, header::HeaderName::from_static("message-accept")).unwrap_or_else(|| JSON.to_owned());
         let encoding = Encoding::of(&message).ok_or_else(|| {
-            error(StatusCode::NOT_ACCEPTABLE, format!("Message-Accept {message:?}: use {JSON} or {PROTOBUF}"))
+            refusal(StatusCode::NOT_ACCEPTABLE, format!("Message-Accept {message:?}: use {JSON} or {PROTOBUF}"))
         })?;
         return Ok((encoding, true));
     }
     choice.map(|encoding| (encoding, false)).ok_or_else(|| {
-        error(StatusCode::NOT_ACCEPTABLE, format!("Accept {accept:?}: the scheduler API answers {JSON} or {PROTOBUF}"))
+        refusal(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("Accept {accept:?}: the scheduler API answers {JSON} or {PROTOBUF}"),
+        )
     })
 }
 
-fn decode(encoding: Encoding, body: &[u8]) -> Result<types::Call, Response> {
+fn decode(encoding: Encoding, body: &[u8]) -> Result<types::Call, ApiError> {
     match encoding {
         Encoding::Json => {
             let deserializer = &mut serde_json::Deserializer::from_slice(body);
@@ -156,11 +163,10 @@ fn decode(encoding: Encoding, body: &[u8]) -> Result<types::Call, Response> {
                     format!("malformed JSON call: {path}: {reason}"),
                     json!([{ "field": path, "reason": reason }]),
                 )
-                .into_response()
             })
         }
         Encoding::Protobuf => types::Call::decode(body)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed protobuf call: {e}"))),
+            .map_err(|e| refusal(StatusCode::BAD_REQUEST, format!("malformed protobuf call: {e}"))),
     }
 }
 
@@ -193,7 +199,7 @@ async fn scheduler(State(api): State<Api>, headers: HeaderMap, body: Body) -> Re
     };
     let call = match decode(encoding, &body) {
         Ok(call) => call,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let framework_id = call.framework_id.as_ref().map(|id| id.value.clone()).filter(|id| !id.is_empty());
     let action = match convert::action(call) {
@@ -214,7 +220,7 @@ async fn scheduler(State(api): State<Api>, headers: HeaderMap, body: Body) -> Re
 async fn subscribe(api: Api, headers: &HeaderMap, info: pb::FrameworkInfo) -> Response {
     let (encoding, recordio) = match accepted(headers) {
         Ok(accepted) => accepted,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let info = match FrameworkInfo::try_from(info) {
         Ok(info) => info,
