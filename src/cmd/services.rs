@@ -251,7 +251,7 @@ pub fn config(args: &ServeArgs, advertise: String) -> anyhow::Result<ServicesCon
         if !(2..=60).contains(&ttl_s) {
             anyhow::bail!("--etcd-lease-ttl must be between 2s and 60s (whole seconds)");
         }
-        let mut etcd = EtcdConfig::new(endpoints);
+        let mut etcd = EtcdConfig::new(endpoints, "/agora/services");
         etcd.lease_ttl_s = u32::try_from(ttl_s).expect("at most 60");
         config.etcd = Some(etcd);
     }

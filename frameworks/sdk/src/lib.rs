@@ -8,6 +8,10 @@
 //! they are durable: [`DriverConfig::explicit_acknowledgements`]), and re-subscribes with the same framework id whenever the
 //! stream is lost. Callbacks make calls through the [`DriverHandle`] they are given.
 //!
+//! [`election`] elects one leader among several processes of a framework on etcd, its
+//! term fencing their writes; [`kv`] keeps a framework's state in tables, in a redb file
+//! or in etcd fenced by that term.
+//!
 //! [`carve`] and [`TaskRequirements`] cut task-sized pieces out of an offer with exact
 //! integer arithmetic and the lowest free ports; [`TaskBuilder`] turns a piece into a
 //! [`TaskInfo`](agora_proto::model::TaskInfo).
@@ -42,7 +46,9 @@
 
 mod backoff;
 mod driver;
+pub mod election;
 mod error;
+pub mod kv;
 mod matcher;
 mod scheduler;
 mod task;

@@ -8,7 +8,8 @@
 //! framework id and starts the owner.
 
 mod callbacks;
-pub mod election;
+/// Leader election, shared with the other frameworks through the SDK.
+pub use agora_sdk::election;
 mod handle;
 mod leader;
 mod owner;

@@ -1,6 +1,6 @@
-//! Leader election among several `agora services --etcd` processes, as the masters elect
-//! theirs: each campaigns by creating `<root>/leader` (holding its advertised REST address)
-//! under a lease it keeps alive; the key's creator leads, the others watch the key and
+//! Leader election among several processes of one framework on etcd (`agora services
+//! --etcd`, `agora cron --etcd`), as the masters elect theirs: each campaigns by creating
+//! `<root>/leader` (holding its advertised REST address) under a lease it keeps alive; the key's creator leads, the others watch the key and
 //! campaign again when it goes. The leader's term (the key's create revision) fences every
 //! write to the state in etcd. A leader that loses its lease or its key stops (fail-stop):
 //! another process may lead by then, and this one's view of the state may be stale.
@@ -17,20 +17,22 @@ const WATCH_LIMIT: Duration = Duration::from_secs(10);
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// Where the services processes meet in etcd.
+/// Where one framework's processes meet in etcd.
 #[derive(Clone, Debug)]
 pub struct EtcdConfig {
     pub endpoints: Vec<String>,
-    /// The key prefix, `/agora/services` by default: the leader key and the state live
-    /// under it (apart from the masters' `/agora/leader` and `/agora/registry/`).
+    /// The key prefix, one per framework (`/agora/services`, `/agora/cron`): the leader
+    /// key and the state live under it (apart from the masters' `/agora/leader` and
+    /// `/agora/registry/`).
     pub root: String,
     /// The leader's lease: a leader that dies is replaced within about this long.
     pub lease_ttl_s: u32,
 }
 
 impl EtcdConfig {
-    pub fn new(endpoints: Vec<String>) -> Self {
-        Self { endpoints, root: "/agora/services".into(), lease_ttl_s: 5 }
+    /// `endpoints` meeting under `root`, with a 5-second lease.
+    pub fn new(endpoints: Vec<String>, root: &str) -> Self {
+        Self { endpoints, root: root.into(), lease_ttl_s: 5 }
     }
 
     pub fn leader_key(&self) -> Vec<u8> {

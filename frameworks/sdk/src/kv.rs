@@ -1,0 +1,361 @@
+//! A framework's durable state as tables of text keys and byte values, in one of two
+//! backends that keep one contract: [`load`](FileTables::load) returns every record
+//! committed, and `commit` writes one batch atomically or fails (and the framework then
+//! stops: a store it cannot write is a state it cannot keep).
+//!
+//! - [`FileTables`]: an embedded redb database (ACID transactions, a copy-on-write B-tree,
+//!   an fsync on every commit, run on a blocking thread so that no tokio worker stalls).
+//! - [`EtcdTables`]: keys `<root>/state/<table>/<key>` in etcd, every write a transaction
+//!   fenced by the leader's [`Term`], so that a deposed leader cannot write even once. A
+//!   batch that fits one etcd transaction (128 operations, 1 MiB) is one transaction; a
+//!   larger one goes through a journal: its writes are put under `<root>/journal/<n>`, then
+//!   `<root>/journal/commit` (the point where the batch counts as committed), then the
+//!   records in as many transactions as they need, then the journal is deleted. `load`
+//!   finishes a committed journal a crashed leader left (its writes are idempotent) and
+//!   drops an uncommitted one, so that a reader never sees half a batch.
+//!
+//! A framework maps its own records to [`Write`]s; which tables exist is its choice.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use agora_proto::etcd_client::{Etcd, EtcdError, KvWrite, Term};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+/// Most operations in one etcd transaction: etcd's `--max-txn-ops` default.
+const TXN_OPS: usize = 128;
+/// Most key and value bytes in one transaction, under etcd's 1.5 MiB request limit.
+const TXN_BYTES: usize = 1 << 20;
+/// Most bytes of one journal entry (one key, one transaction).
+const JOURNAL_ENTRY_BYTES: usize = 512 << 10;
+const COMMIT: &str = "commit";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("cannot open the store at {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("store storage failed: {0}")]
+    Storage(String),
+    #[error("the store holds a record that cannot be read ({table} {key}): {reason}")]
+    Corrupt { table: String, key: String, reason: String },
+    #[error("state in etcd: {0}")]
+    Etcd(#[from] EtcdError),
+}
+
+impl KvError {
+    /// Whether the write failed because another process leads now.
+    pub fn is_deposed(&self) -> bool {
+        matches!(self, KvError::Etcd(EtcdError::Deposed))
+    }
+}
+
+fn storage(error: impl std::fmt::Display) -> KvError {
+    KvError::Storage(error.to_string())
+}
+
+/// One change to one key of a table.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Write {
+    Put { table: String, key: String, value: Vec<u8> },
+    Delete { table: String, key: String },
+}
+
+/// One stored record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub table: String,
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// Tables in a redb file.
+#[derive(Debug, Clone)]
+pub struct FileTables {
+    /// Shared with the blocking threads commits run on.
+    db: Arc<Database>,
+    tables: &'static [&'static str],
+}
+
+fn definition(table: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
+    TableDefinition::new(table)
+}
+
+impl FileTables {
+    /// Opens the file, creating it and `tables` when new. redb locks the file: a second
+    /// process opening it gets an error.
+    pub fn open(path: &Path, tables: &'static [&'static str]) -> Result<FileTables, KvError> {
+        let open = |reason: String| KvError::Open { path: path.display().to_string(), reason };
+        let db = Database::create(path).map_err(|e| open(e.to_string()))?;
+        let txn = db.begin_write().map_err(storage)?;
+        for table in tables {
+            txn.open_table(definition(table)).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(FileTables { db: Arc::new(db), tables })
+    }
+
+    /// Every record, table by table in the order given at `open`, keys in order.
+    pub async fn load(&self) -> Result<Vec<Record>, KvError> {
+        let (db, tables) = (self.db.clone(), self.tables);
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(storage)?;
+            let mut records = Vec::new();
+            for table in tables {
+                for entry in txn.open_table(definition(table)).map_err(storage)?.iter().map_err(storage)? {
+                    let (key, value) = entry.map_err(storage)?;
+                    records.push(Record {
+                        table: (*table).to_owned(),
+                        key: key.value().to_owned(),
+                        value: value.value().to_vec(),
+                    });
+                }
+            }
+            Ok(records)
+        })
+        .await
+        .map_err(storage)?
+    }
+
+    /// Commits `writes` in one transaction, with an fsync, in order.
+    pub async fn commit(&self, writes: Vec<Write>) -> Result<(), KvError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let (db, tables) = (self.db.clone(), self.tables);
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write().map_err(storage)?;
+            {
+                let mut open = BTreeMap::new();
+                for table in tables {
+                    open.insert(*table, txn.open_table(definition(table)).map_err(storage)?);
+                }
+                for write in &writes {
+                    let (table, key) = match write {
+                        Write::Put { table, key, .. } | Write::Delete { table, key } => (table, key),
+                    };
+                    let handle = open.get_mut(table.as_str()).ok_or_else(|| storage(format!("no table {table}")))?;
+                    match write {
+                        Write::Put { value, .. } => {
+                            handle.insert(key.as_str(), value.as_slice()).map_err(storage)?;
+                        }
+                        Write::Delete { .. } => {
+                            handle.remove(key.as_str()).map_err(storage)?;
+                        }
+                    }
+                }
+            }
+            txn.commit().map_err(storage)
+        })
+        .await
+        .map_err(storage)?
+    }
+}
+
+/// Tables in etcd while `term` leads.
+#[derive(Debug)]
+pub struct EtcdTables {
+    client: Etcd,
+    term: Term,
+    root: String,
+}
+
+impl EtcdTables {
+    /// Tables under `root` (e.g. `/agora/cron`), written while `term` holds.
+    pub fn new(client: Etcd, root: &str, term: Term) -> EtcdTables {
+        EtcdTables { client, term, root: root.trim_end_matches('/').to_owned() }
+    }
+
+    fn state_prefix(&self) -> String {
+        format!("{}/state/", self.root)
+    }
+
+    fn journal_prefix(&self) -> String {
+        format!("{}/journal/", self.root)
+    }
+
+    /// The batch as one etcd write per key, the last one winning (etcd refuses a
+    /// transaction that names a key twice).
+    fn kv_writes(&self, writes: &[Write]) -> Vec<KvWrite> {
+        let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for write in writes {
+            match write {
+                Write::Put { table, key, value } => {
+                    last.insert(format!("{}{table}/{key}", self.state_prefix()).into_bytes(), Some(value.clone()));
+                }
+                Write::Delete { table, key } => {
+                    last.insert(format!("{}{table}/{key}", self.state_prefix()).into_bytes(), None);
+                }
+            }
+        }
+        last.into_iter()
+            .map(|(key, value)| match value {
+                Some(value) => KvWrite::Put { key, value },
+                None => KvWrite::Delete { key },
+            })
+            .collect()
+    }
+
+    /// Every record committed (after finishing or dropping a journal left behind), in key
+    /// order.
+    pub async fn load(&mut self) -> Result<Vec<Record>, KvError> {
+        self.recover_journal().await?;
+        let prefix = self.state_prefix();
+        let mut records = Vec::new();
+        for kv in self.client.range_prefix(prefix.as_bytes()).await? {
+            let full = String::from_utf8_lossy(&kv.key).into_owned();
+            let corrupt =
+                |reason: &str| KvError::Corrupt { table: "state".into(), key: full.clone(), reason: reason.into() };
+            let rest = full.strip_prefix(&prefix).ok_or_else(|| corrupt("outside the state prefix"))?;
+            let (table, key) = rest.split_once('/').ok_or_else(|| corrupt("a key outside every table"))?;
+            records.push(Record { table: table.to_owned(), key: key.to_owned(), value: kv.value });
+        }
+        Ok(records)
+    }
+
+    /// Commits `writes` atomically (see the module's doc).
+    pub async fn commit(&mut self, writes: &[Write]) -> Result<(), KvError> {
+        let kv = self.kv_writes(writes);
+        if kv.is_empty() {
+            return Ok(());
+        }
+        if kv.len() <= TXN_OPS && kv.iter().map(KvWrite::size).sum::<usize>() <= TXN_BYTES {
+            self.client.fenced_txn(&self.term, &kv).await?;
+            return Ok(());
+        }
+        let journal = self.journal_prefix();
+        let entries = journal_entries(writes)?;
+        for (index, entry) in entries.iter().enumerate() {
+            let put = KvWrite::Put { key: format!("{journal}{index:08}").into_bytes(), value: entry.clone() };
+            self.client.fenced_txn(&self.term, &[put]).await?;
+        }
+        let commit = KvWrite::Put {
+            key: format!("{journal}{COMMIT}").into_bytes(),
+            value: entries.len().to_string().into_bytes(),
+        };
+        self.client.fenced_txn(&self.term, &[commit]).await?;
+        self.write_in_chunks(&kv).await?;
+        self.client.fenced_txn(&self.term, &[KvWrite::DeletePrefix { prefix: journal.into_bytes() }]).await?;
+        Ok(())
+    }
+
+    async fn write_in_chunks(&self, writes: &[KvWrite]) -> Result<(), KvError> {
+        let mut start = 0;
+        while start < writes.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < writes.len()
+                && end - start < TXN_OPS
+                && (end == start || bytes + writes[end].size() <= TXN_BYTES)
+            {
+                bytes += writes[end].size();
+                end += 1;
+            }
+            self.client.fenced_txn(&self.term, &writes[start..end]).await?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Finishes a committed journal, or drops an uncommitted one.
+    async fn recover_journal(&mut self) -> Result<(), KvError> {
+        let journal = self.journal_prefix();
+        let kvs = self.client.range_prefix(journal.as_bytes()).await?;
+        if kvs.is_empty() {
+            return Ok(());
+        }
+        let corrupt = |key: &str, reason: String| KvError::Corrupt { table: "journal".into(), key: key.into(), reason };
+        if let Some(commit) = kvs.iter().find(|kv| kv.key.ends_with(COMMIT.as_bytes())) {
+            let count: usize =
+                String::from_utf8_lossy(&commit.value).parse().map_err(|_| corrupt(COMMIT, "not a count".into()))?;
+            let mut writes = Vec::new();
+            for index in 0..count {
+                let key = format!("{journal}{index:08}");
+                let entry = kvs
+                    .iter()
+                    .find(|kv| kv.key == key.as_bytes())
+                    .ok_or_else(|| corrupt(&key, "a committed journal is missing an entry".into()))?;
+                let part: Vec<Write> =
+                    serde_json::from_slice(&entry.value).map_err(|e| corrupt(&key, e.to_string()))?;
+                writes.extend(part);
+            }
+            tracing::info!(writes = writes.len(), "finishing the batch a previous leader committed to its journal");
+            let kv = self.kv_writes(&writes);
+            self.write_in_chunks(&kv).await?;
+        } else {
+            tracing::info!("dropping a journal a previous leader did not commit");
+        }
+        self.client.fenced_txn(&self.term, &[KvWrite::DeletePrefix { prefix: journal.into_bytes() }]).await?;
+        Ok(())
+    }
+}
+
+/// The writes as journal entries: JSON arrays of at most `JOURNAL_ENTRY_BYTES` each (one
+/// write larger than that gets an entry of its own).
+fn journal_entries(writes: &[Write]) -> Result<Vec<Vec<u8>>, KvError> {
+    let mut entries = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    for write in writes {
+        let encoded = serde_json::to_vec(write).map_err(storage)?;
+        if !current.is_empty() && current.len() + encoded.len() + 2 > JOURNAL_ENTRY_BYTES {
+            current.push(b']');
+            entries.push(std::mem::take(&mut current));
+        }
+        current.push(if current.is_empty() { b'[' } else { b',' });
+        current.extend_from_slice(&encoded);
+    }
+    if !current.is_empty() {
+        current.push(b']');
+        entries.push(current);
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLES: &[&str] = &["jobs", "runs"];
+
+    fn put(table: &str, key: &str, value: &str) -> Write {
+        Write::Put { table: table.into(), key: key.into(), value: value.as_bytes().to_vec() }
+    }
+
+    #[tokio::test]
+    async fn a_file_keeps_what_was_committed_across_a_reopen_in_table_and_key_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("state.redb");
+        {
+            let tables = FileTables::open(&path, TABLES).expect("open");
+            tables
+                .commit(vec![put("runs", "b", "2"), put("jobs", "x", "1"), put("runs", "a", "3")])
+                .await
+                .expect("commit");
+            tables.commit(vec![Write::Delete { table: "runs".into(), key: "b".into() }]).await.expect("commit");
+        }
+        let tables = FileTables::open(&path, TABLES).expect("reopen");
+        let records: Vec<(String, String)> =
+            tables.load().await.expect("load").into_iter().map(|r| (r.table, r.key)).collect();
+        assert_eq!(records, [("jobs".to_owned(), "x".to_owned()), ("runs".to_owned(), "a".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn a_write_to_an_unknown_table_fails_the_whole_batch() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tables = FileTables::open(&dir.path().join("state.redb"), TABLES).expect("open");
+        let result = tables.commit(vec![put("jobs", "x", "1"), put("nope", "y", "2")]).await;
+        assert!(result.is_err());
+        assert!(tables.load().await.expect("load").is_empty(), "nothing of the batch was kept");
+    }
+
+    #[test]
+    fn journal_entries_split_a_large_batch_and_read_back_whole() {
+        let big = "v".repeat(200 << 10);
+        let writes: Vec<Write> = (0..5).map(|i| put("runs", &format!("k{i}"), &big)).collect();
+        let entries = journal_entries(&writes).expect("encodes");
+        assert!(entries.len() >= 2, "{} entries", entries.len());
+        let back: Vec<Write> =
+            entries.iter().flat_map(|e| serde_json::from_slice::<Vec<Write>>(e).expect("decodes")).collect();
+        assert_eq!(back, writes);
+    }
+}
