@@ -15,6 +15,7 @@ pub mod evaluator;
 pub mod http;
 pub mod model;
 pub mod schedule;
+pub mod store;
 
 pub use evaluator::{Evaluation, JobName, JobSchedule, MissReason, MissedRun, MissedRunPolicy, Run, RunKind, evaluate};
 pub use schedule::{Schedule, ScheduleError};

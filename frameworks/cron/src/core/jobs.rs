@@ -88,15 +88,13 @@ impl Cron {
             self.kill_run(now, &key, KillCause::User);
         }
         self.jobs.remove(name);
-        self.history.remove(name);
-        self.unschedule_wake(name);
-        self.persist(super::StoreOp::DeleteJob(name.clone()));
-        // The delete removed every stored run of the job; those still being killed are
-        // written again so that a restart still knows their tasks.
-        let killing: Vec<_> = self.active_runs(name).cloned().collect();
-        for run in killing {
-            self.persist(super::StoreOp::PutRun(Box::new(run)));
+        for run in self.history.remove(name).unwrap_or_default() {
+            self.persist(super::StoreOp::DeleteRun(run.key));
         }
+        self.unschedule_wake(name);
+        // Runs still being killed stay stored (a restart must know their tasks) until
+        // their tasks end.
+        self.persist(super::StoreOp::DeleteJob(name.clone()));
         Ok(Reply::Deleted { disabled_children })
     }
 

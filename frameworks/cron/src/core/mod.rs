@@ -34,7 +34,7 @@ mod runs;
 mod updates;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Settings of the core, from `agora cron`'s flags.
 #[derive(Clone, Debug)]
@@ -149,7 +149,7 @@ pub enum Output {
 pub enum StoreOp {
     FrameworkId(FrameworkId),
     PutJob(Box<JobRecord>),
-    /// The job and every run of it.
+    /// The job's record (its runs are deleted one by one).
     DeleteJob(JobName),
     PutRun(Box<RunRecord>),
     DeleteRun(RunKey),

@@ -119,12 +119,7 @@ fn deleting_a_job_kills_its_running_task_and_forgets_the_run_when_it_ends() {
     cron.command(at(5), Command::DeleteJob { name: name("etl"), force: false }).expect("no children");
     assert_eq!(
         shape(&cron.take_outputs()),
-        [
-            "put-run etl@2026-03-02T10:00:00Z running 1 killing=User",
-            "kill cron.etl.1772445600000.1",
-            "delete-job etl",
-            "put-run etl@2026-03-02T10:00:00Z running 1 killing=User",
-        ]
+        ["put-run etl@2026-03-02T10:00:00Z running 1 killing=User", "kill cron.etl.1772445600000.1", "delete-job etl",]
     );
     cron.input(at(6), Input::Update(status(&task, TaskState::TaskKilled)));
     assert_eq!(shape(&cron.take_outputs()), ["delete-run etl@2026-03-02T10:00:00Z"]);

@@ -21,30 +21,30 @@ mod dependencies;
 mod simulation;
 
 /// 2026-03-02T10:00:00Z, a Monday.
-pub(super) fn t0() -> Timestamp {
+pub(crate) fn t0() -> Timestamp {
     "2026-03-02T10:00:00Z".parse().expect("a valid time")
 }
 
 /// `t0` plus `secs` seconds.
-pub(super) fn at(secs: i64) -> Timestamp {
+pub(crate) fn at(secs: i64) -> Timestamp {
     t0().checked_add(jiff::SignedDuration::from_secs(secs)).expect("in range")
 }
 
-pub(super) fn name(n: &str) -> JobName {
+pub(crate) fn name(n: &str) -> JobName {
     JobName::new(n)
 }
 
 /// A job every minute from `t0`, 0.1 CPU and 64 MiB, Chronos' defaults otherwise.
-pub(super) fn every_minute(n: &str) -> JobSpec {
+pub(crate) fn every_minute(n: &str) -> JobSpec {
     let schedule = Schedule::parse("R/2026-03-02T10:00:00Z/PT1M", None, t0()).expect("a valid schedule");
     spec(n, Trigger::Schedule(schedule))
 }
 
-pub(super) fn child_of(n: &str, parents: &[&str]) -> JobSpec {
+pub(crate) fn child_of(n: &str, parents: &[&str]) -> JobSpec {
     spec(n, Trigger::Parents(parents.iter().map(|p| name(p)).collect()))
 }
 
-pub(super) fn spec(n: &str, trigger: Trigger) -> JobSpec {
+pub(crate) fn spec(n: &str, trigger: Trigger) -> JobSpec {
     JobSpec {
         name: name(n),
         command: "echo hi".into(),
@@ -74,7 +74,7 @@ pub(super) fn spec(n: &str, trigger: Trigger) -> JobSpec {
 }
 
 /// A core subscribed at `t0` as `fw-1`, its outputs so far taken.
-pub(super) fn cron() -> Cron {
+pub(crate) fn cron() -> Cron {
     let mut cron = Cron::new(CoreConfig::default());
     cron.input(t0(), Input::Subscribed { framework_id: FrameworkId::new("fw-1") });
     cron.take_outputs();
@@ -82,7 +82,7 @@ pub(super) fn cron() -> Cron {
 }
 
 /// `cron` with `jobs` put at `t0 - 1 s`, outputs taken.
-pub(super) fn with_jobs(jobs: Vec<JobSpec>) -> Cron {
+pub(crate) fn with_jobs(jobs: Vec<JobSpec>) -> Cron {
     let mut cron = cron();
     for job in jobs {
         cron.command(at(-1), Command::PutJob(Box::new(job))).expect("a valid job");
@@ -91,11 +91,11 @@ pub(super) fn with_jobs(jobs: Vec<JobSpec>) -> Cron {
     cron
 }
 
-pub(super) fn offer(n: u32, host: &str, resources: &str) -> Offer {
+pub(crate) fn offer(n: u32, host: &str, resources: &str) -> Offer {
     offer_with(n, host, resources, &[])
 }
 
-pub(super) fn offer_with(n: u32, host: &str, resources: &str, attributes: &[(&str, &str)]) -> Offer {
+pub(crate) fn offer_with(n: u32, host: &str, resources: &str, attributes: &[(&str, &str)]) -> Offer {
     Offer {
         id: OfferId::new(format!("offer-{n}")),
         framework_id: FrameworkId::new("fw-1"),
@@ -113,16 +113,16 @@ pub(super) fn offer_with(n: u32, host: &str, resources: &str, attributes: &[(&st
     }
 }
 
-pub(super) fn status(task_id: &TaskId, state: TaskState) -> TaskStatus {
+pub(crate) fn status(task_id: &TaskId, state: TaskState) -> TaskStatus {
     TaskStatus::from_master(task_id.clone(), Some(AgentId::new("agent-a")), state, TaskStatusReason::Unspecified, "", 0)
 }
 
-pub(super) fn key(job: &str, scheduled: Timestamp) -> RunKey {
+pub(crate) fn key(job: &str, scheduled: Timestamp) -> RunKey {
     RunKey { job: name(job), scheduled }
 }
 
 /// The tasks the outputs launch.
-pub(super) fn launched(outputs: &[Output]) -> Vec<TaskInfo> {
+pub(crate) fn launched(outputs: &[Output]) -> Vec<TaskInfo> {
     outputs
         .iter()
         .filter_map(|o| match o {
@@ -135,7 +135,7 @@ pub(super) fn launched(outputs: &[Output]) -> Vec<TaskInfo> {
 
 /// The outputs in short: `put-run job@time state attempt`, `put-job job`, `launch task`,
 /// `kill task`, `decline`, `revive`, `suppress`, `reconcile n`, `delete-run`, …
-pub(super) fn shape(outputs: &[Output]) -> Vec<String> {
+pub(crate) fn shape(outputs: &[Output]) -> Vec<String> {
     outputs
         .iter()
         .map(|o| match o {
@@ -163,18 +163,18 @@ pub(super) fn shape(outputs: &[Output]) -> Vec<String> {
 }
 
 /// The job's final runs, as (scheduled, state name).
-pub(super) fn history(cron: &Cron, job: &str) -> Vec<(Timestamp, String)> {
+pub(crate) fn history(cron: &Cron, job: &str) -> Vec<(Timestamp, String)> {
     cron.history(&name(job)).map(|r| (r.key.scheduled, r.state.name().to_owned())).collect()
 }
 
-pub(super) fn active(cron: &Cron, job: &str) -> Vec<RunRecord> {
+pub(crate) fn active(cron: &Cron, job: &str) -> Vec<RunRecord> {
     let n = name(job);
     cron.active_runs(&n).cloned().collect()
 }
 
 /// Makes the run due at `at(secs)` pending, launches it on agent `a`, and answers
 /// RUNNING; its task id.
-pub(super) fn launch_and_run(cron: &mut Cron, secs: i64) -> TaskId {
+pub(crate) fn launch_and_run(cron: &mut Cron, secs: i64) -> TaskId {
     cron.input(at(secs), Input::Tick);
     cron.input(at(secs), Input::Offers(vec![offer(1, "a", "cpus:1;mem:1000")]));
     let tasks = launched(&cron.take_outputs());

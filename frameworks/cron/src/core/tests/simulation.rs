@@ -39,7 +39,6 @@ impl Durable {
             }
             StoreOp::DeleteJob(name) => {
                 self.jobs.remove(name);
-                self.runs.retain(|k, _| &k.job != name);
             }
             StoreOp::PutRun(run) => {
                 self.runs.insert(run.key.clone(), (**run).clone());
