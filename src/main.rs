@@ -28,6 +28,8 @@ enum Command {
     Local(cmd::local::Args),
     /// Run the services framework (Marathon's /v2 API), or act on it: deploy, scale, list, …
     Services(cmd::services::Args),
+    /// Run the cron framework (Chronos' API), or act on it: add, list, run, next, history, …
+    Cron(cmd::cron::Args),
     /// Run a command on the cluster as one or more tasks and wait for them (like mesos-execute).
     Run(cmd::run::Args),
     /// Simulate agents and frameworks against a master and measure it (traffic and failures).
@@ -51,6 +53,7 @@ fn main() -> std::process::ExitCode {
             Command::Local(args) => cmd::local::main(args).await,
             Command::Run(args) => cmd::run::main(args).await,
             Command::Services(args) => cmd::services::main(args).await,
+            Command::Cron(args) => cmd::cron::main(args).await,
             Command::Bench(args) => cmd::bench::main(args).await,
         }
     });

@@ -1,8 +1,9 @@
 //! `agora local`: a whole cluster in one process — a master, N agents (each with its own
-//! work directory and an equal share of this machine) and the services framework with its
-//! REST API on 8080. Ctrl-C (or SIGTERM, SIGUSR1) stops it all: the agents drain (kill
-//! their tasks and wait, bounded, for the frameworks to acknowledge TASK_KILLED), then
-//! services, then the master stops. A second signal quits at once.
+//! work directory and an equal share of this machine), the services framework with its
+//! REST API on 8080 and the cron framework with its REST API on 4400. Ctrl-C (or SIGTERM,
+//! SIGUSR1) stops it all: the agents drain (kill their tasks and wait, bounded, for the
+//! frameworks to acknowledge TASK_KILLED), then the frameworks, then the master stops. A
+//! second signal quits at once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -44,6 +45,12 @@ pub struct Args {
     /// Do not start the services framework.
     #[arg(long)]
     pub no_services: bool,
+    /// The port of the cron framework's REST API (Chronos').
+    #[arg(long, default_value_t = 4400)]
+    pub cron_port: u16,
+    /// Do not start the cron framework.
+    #[arg(long)]
+    pub no_cron: bool,
     #[command(flatten)]
     pub tuning: Tuning,
 }
@@ -79,6 +86,15 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         })?;
         Some(listener)
     };
+    let cron_listener = if args.no_cron {
+        None
+    } else {
+        let address = SocketAddr::new(args.ip, args.cron_port);
+        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| {
+            format!("--cron-port {}: cannot listen on {address} (another port, or --no-cron)", args.cron_port)
+        })?;
+        Some(listener)
+    };
     let mut options = args.tuning.options(master.clone())?;
     options.registry_path = Some(master_dir.join("registry.redb"));
 
@@ -110,44 +126,54 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     // Services subscribes like any framework; it stops after the agents have drained, so
     // that it hears of its tasks' ends, and before the master.
     let (stop_services, services_stopped) = watch::channel(false);
-    let mut services_task = match services(services_listener, &master, &work_dir, services_stopped)? {
-        Some((task, url)) => {
-            eprintln!(
-                "Agora is running: master at http://{master} with {} agents, services at {url} (state in {}).\n\
-                 Try:    agora run --master {master} -- echo hello\n\
-                 Deploy: agora services deploy app.json   (an app in Marathon's JSON; see docs/services.md)\n\
-                 Look:   curl -s http://{master}/state   and   agora services list\n\
-                 Stop with Ctrl-C: tasks are killed, then everything stops.",
-                args.agents,
-                work_dir.display()
-            );
-            Some(task)
-        }
-        None => {
-            eprintln!(
-                "Agora is running: master at http://{master} with {} agents (state in {}).\n\
-                 Try:   agora run --master {master} -- echo hello\n\
-                 Look:  curl -s http://{master}/state\n\
-                 Stop with Ctrl-C: tasks are killed, then everything stops.",
-                args.agents,
-                work_dir.display()
-            );
-            None
-        }
+    let (mut services_task, services_url) = match services(services_listener, &master, &work_dir, services_stopped)? {
+        Some((task, url)) => (Some(task), Some(url)),
+        None => (None, None),
     };
+    let (mut cron_task, cron_url) = match cron(cron_listener, &master, &work_dir, stop_services.subscribe())? {
+        Some((task, url)) => (Some(task), Some(url)),
+        None => (None, None),
+    };
+    let mut running = format!("master at http://{master} with {} agents", args.agents);
+    let mut tries = format!("Try:    agora run --master {master} -- echo hello\n");
+    if let Some(url) = &services_url {
+        running.push_str(&format!(", services at {url}"));
+        tries.push_str("Deploy: agora services deploy app.json   (an app in Marathon's JSON; see docs/services.md)\n");
+    }
+    if let Some(url) = &cron_url {
+        running.push_str(&format!(", cron at {url}"));
+        tries.push_str("Jobs:   agora cron add job.json           (a job in Chronos' JSON; see docs/cron.md)\n");
+    }
+    eprintln!(
+        "Agora is running: {running} (state in {}).\n{tries}\
+         Look:   curl -s http://{master}/state\n\
+         Stop with Ctrl-C: tasks are killed, then everything stops.",
+        work_dir.display()
+    );
     let services_running = async {
         match services_task.as_mut() {
             Some(task) => task.await,
             None => std::future::pending().await,
         }
     };
+    let cron_running = async {
+        match cron_task.as_mut() {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    };
     let mut master_done = false;
     let mut services_done = false;
+    let mut cron_done = false;
     let mut first_error = tokio::select! {
         _ = signals.next() => None,
         result = services_running => {
             services_done = true;
             Some(services_failure(result).unwrap_or_else(|| anyhow::anyhow!("services stopped unexpectedly")))
+        }
+        result = cron_running => {
+            cron_done = true;
+            Some(cron_failure(result).unwrap_or_else(|| anyhow::anyhow!("cron stopped unexpectedly")))
         }
         Some(result) = agents.join_next() => {
             Some(failure("an agent", result).unwrap_or_else(|| anyhow::anyhow!("an agent stopped unexpectedly")))
@@ -177,10 +203,17 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // One signal stops both frameworks.
     let _ = stop_services.send(true);
     if !services_done
         && let Some(task) = services_task
         && let Some(error) = services_failure(task.await)
+    {
+        first_error.get_or_insert(error);
+    }
+    if !cron_done
+        && let Some(task) = cron_task
+        && let Some(error) = cron_failure(task.await)
     {
         first_error.get_or_insert(error);
     }
@@ -229,5 +262,32 @@ fn services_failure(
         // The error's message already holds its causes; anyhow's chain would repeat them.
         Ok(Err(error)) => Some(anyhow::anyhow!("services failed: {error}")),
         Err(error) => Some(anyhow::anyhow!("services panicked: {error}")),
+    }
+}
+
+type CronTask = tokio::task::JoinHandle<Result<(), agora_cron::RunError>>;
+
+/// Starts the cron framework on `listener` against `master`, its state in
+/// `WORK_DIR/cron`; `None` with `--no-cron`. Returns the task and its REST API's URL.
+fn cron(
+    listener: Option<tokio::net::TcpListener>,
+    master: &str,
+    work_dir: &std::path::Path,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<(CronTask, String)>> {
+    let Some(listener) = listener else { return Ok(None) };
+    let advertise = listener.local_addr()?.to_string();
+    let config = agora_cron::CronConfig::new(vec![master.to_owned()], work_dir.join("cron"), advertise.clone());
+    let task = tokio::spawn(agora_cron::run(config, listener, async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    }));
+    Ok(Some((task, format!("http://{advertise}"))))
+}
+
+fn cron_failure(result: Result<Result<(), agora_cron::RunError>, tokio::task::JoinError>) -> Option<anyhow::Error> {
+    match result {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(anyhow::anyhow!("cron failed: {error}")),
+        Err(error) => Some(anyhow::anyhow!("cron panicked: {error}")),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod cron;
 pub mod local;
 pub mod master;
 pub mod run;

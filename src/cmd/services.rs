@@ -277,7 +277,6 @@ pub fn lock_work_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     std::fs::create_dir_all(dir).with_context(|| format!("--work-dir {}: cannot create it", dir.display()))?;
     let path = dir.join("LOCK");
     let file = std::fs::File::create(&path).with_context(|| format!("--work-dir: cannot write {}", path.display()))?;
-    file.try_lock()
-        .map_err(|_| anyhow::anyhow!("--work-dir {}: another `agora services` is using it", dir.display()))?;
+    file.try_lock().map_err(|_| anyhow::anyhow!("--work-dir {}: another process is using it", dir.display()))?;
     Ok(file)
 }

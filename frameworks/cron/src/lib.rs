@@ -14,8 +14,10 @@ pub mod core;
 pub mod evaluator;
 pub mod http;
 pub mod model;
+pub mod runtime;
 pub mod schedule;
 pub mod store;
 
 pub use evaluator::{Evaluation, JobName, JobSchedule, MissReason, MissedRun, MissedRunPolicy, Run, RunKind, evaluate};
+pub use runtime::{CronConfig, CronHandle, RunError, run};
 pub use schedule::{Schedule, ScheduleError};

@@ -11,7 +11,10 @@ use agora_sdk::{TaskBuilder, TaskRequirements};
 use jiff::Timestamp;
 use regex::Regex;
 
-use super::{Cron, MAX_TASKS_PER_ACCEPT, Output, REFUSE_WHEN_IDLE_S, REFUSE_WHILE_DUE_S, StoreOp};
+use super::{
+    Cron, HOLD_LEAD, HOLD_MAX, MAX_HELD_OFFERS, MAX_TASKS_PER_ACCEPT, Output, REFUSE_WHEN_IDLE_S, REFUSE_WHILE_DUE_S,
+    StoreOp, plus,
+};
 use crate::model::{ConstraintOp, JobSpec, RunKey, RunRecord, RunState, RunTrigger};
 
 /// Compiled LIKE/UNLIKE patterns, each compiled once (anchored at both ends, as Chronos
@@ -53,29 +56,72 @@ impl Agent {
 }
 
 impl Cron {
+    /// Uses offers for pending runs; holds those left while a job is due soon (up to
+    /// [`HOLD_MAX`]), declines the rest.
     pub(super) fn offers(&mut self, now: Timestamp, offers: Vec<Offer>) {
         // One launch per agent and role: an agent's offers are used together.
         let mut groups: BTreeMap<(AgentId, Role), OfferGroup> = BTreeMap::new();
+        let mut by_id = BTreeMap::new();
         for offer in offers {
             let entry = groups
                 .entry((offer.agent_id.clone(), offer.allocation_role.clone()))
                 .or_insert_with(|| (Vec::new(), Resources::new(), Arc::clone(&offer.agent)));
-            entry.0.push(offer.id);
+            entry.0.push(offer.id.clone());
             entry.1.add(&offer.resources);
+            by_id.insert(offer.id.clone(), offer);
         }
+        let refuse_seconds = if self.offers_needed(now) { REFUSE_WHILE_DUE_S } else { REFUSE_WHEN_IDLE_S };
+        let hold = self.due_soon(now);
         let mut declined = Vec::new();
         for ((id, role), (offer_ids, mut available, description)) in groups {
             let agent = Agent { id, description, role };
             let tasks = self.place(now, &agent, &mut available);
-            if tasks.is_empty() {
-                declined.extend(offer_ids);
-            } else {
-                self.outbox.push(Output::Launch { offer_ids, tasks });
+            if !tasks.is_empty() {
+                for offer_id in &offer_ids {
+                    self.held.remove(offer_id);
+                }
+                self.outbox.push(Output::Launch { offer_ids, tasks, refuse_seconds });
+                continue;
+            }
+            for offer_id in offer_ids {
+                let since = self.held.get(&offer_id).map_or(now, |(_, since)| *since);
+                let fresh = plus(since, HOLD_MAX) > now;
+                match by_id.remove(&offer_id) {
+                    Some(offer)
+                        if hold
+                            && fresh
+                            && (self.held.len() < MAX_HELD_OFFERS || self.held.contains_key(&offer_id)) =>
+                    {
+                        self.held.insert(offer_id, (offer, since));
+                    }
+                    _ => {
+                        self.held.remove(&offer_id);
+                        declined.push(offer_id);
+                    }
+                }
             }
         }
         if !declined.is_empty() {
-            let refuse_seconds = if self.offers_needed(now) { REFUSE_WHILE_DUE_S } else { REFUSE_WHEN_IDLE_S };
             self.outbox.push(Output::Decline { offer_ids: declined, refuse_seconds });
+        }
+    }
+
+    /// Whether a job is due within [`HOLD_LEAD`].
+    fn due_soon(&self, now: Timestamp) -> bool {
+        self.wakes.first().is_some_and(|(at, _)| *at <= plus(now, HOLD_LEAD))
+    }
+
+    /// Puts the held offers to use for runs now pending, and declines those held too
+    /// long or no longer worth holding.
+    pub(super) fn use_held_offers(&mut self, now: Timestamp) {
+        if self.held.is_empty() {
+            return;
+        }
+        let pending = self.active.values().any(|r| r.state == RunState::Pending);
+        let expired = self.held.values().any(|(_, since)| plus(*since, HOLD_MAX) <= now);
+        if pending || expired || !self.due_soon(now) {
+            let offers: Vec<Offer> = self.held.values().map(|(offer, _)| offer.clone()).collect();
+            self.offers(now, offers);
         }
     }
 

@@ -123,10 +123,12 @@ pub enum Input {
 pub enum Output {
     /// Commit with the rest of the batch before any later output is executed.
     Persist(StoreOp),
-    /// ACCEPT: launch `tasks` on the offers (all of one agent).
+    /// ACCEPT: launch `tasks` on the offers (all of one agent); what they leave unused is
+    /// refused for `refuse_seconds`.
     Launch {
         offer_ids: Vec<OfferId>,
         tasks: Vec<TaskInfo>,
+        refuse_seconds: f64,
     },
     Decline {
         offer_ids: Vec<OfferId>,
@@ -185,6 +187,14 @@ pub const OFFER_LEAD: SignedDuration = SignedDuration::from_secs(15);
 /// How long declined offers are refused while runs wait or are due soon, and when idle.
 pub const REFUSE_WHILE_DUE_S: f64 = 1.0;
 pub const REFUSE_WHEN_IDLE_S: f64 = 60.0;
+/// Offers that fit nothing pending are held (not declined) while a job is due within
+/// this long, so that its run launches at its time instead of waiting for the master to
+/// offer again.
+pub const HOLD_LEAD: SignedDuration = SignedDuration::from_secs(5);
+/// An offer held this long is declined (others may need its resources).
+pub const HOLD_MAX: SignedDuration = SignedDuration::from_secs(10);
+/// Most offers held at once.
+pub const MAX_HELD_OFFERS: usize = 256;
 /// A kill the master has not confirmed is sent again after this long.
 pub const KILL_RETRY: SignedDuration = SignedDuration::from_secs(10);
 /// Most runs in flight (pending, launched, running) at once; due runs beyond it are
@@ -215,6 +225,8 @@ pub struct Cron {
     /// Scheduled jobs by their next scheduled time (enabled ones only).
     wakes: BTreeSet<(Timestamp, JobName)>,
     wake_of: BTreeMap<JobName, Timestamp>,
+    /// Offers held for runs due soon, with when each arrived.
+    held: BTreeMap<OfferId, (Offer, Timestamp)>,
     /// Runs being killed, with when the kill was last sent.
     kills_sent: BTreeMap<RunKey, Timestamp>,
     /// Dependent jobs to check at the next call (after recovery).
@@ -249,6 +261,7 @@ impl Cron {
             wakes: BTreeSet::new(),
             wake_of: BTreeMap::new(),
             kills_sent: BTreeMap::new(),
+            held: BTreeMap::new(),
             recheck_dependents: true,
             subscribed: false,
             offers_wanted: None,
@@ -308,10 +321,13 @@ impl Cron {
             Input::Disconnected => {
                 self.subscribed = false;
                 self.offers_wanted = None;
+                // A new subscription's offers replace them.
+                self.held.clear();
             }
             Input::Offers(offers) => self.offers(now, offers),
-            // Offers are used or declined as they arrive; none is held to be rescinded.
-            Input::Rescinded(_) => {}
+            Input::Rescinded(offer_id) => {
+                self.held.remove(&offer_id);
+            }
             Input::Update(status) => self.update(now, status),
             Input::Tick => self.tick(now),
         }
@@ -332,8 +348,9 @@ impl Cron {
             crate::model::RunState::Pending => run.deadline,
             _ => self.completion_deadline(run),
         });
-        let kills = self.kills_sent.values().map(|sent| sent.saturating_add(KILL_RETRY).unwrap_or(*sent));
-        due.into_iter().chain(deadlines).chain(kills).min()
+        let kills = self.kills_sent.values().map(|sent| plus(*sent, KILL_RETRY));
+        let held = self.held.values().map(|(_, since)| plus(*since, HOLD_MAX));
+        due.into_iter().chain(deadlines).chain(kills).chain(held).min()
     }
 
     fn persist(&mut self, op: StoreOp) {
@@ -421,6 +438,11 @@ impl Cron {
     /// Runs waiting for an offer.
     pub fn queue_len(&self) -> usize {
         self.active.values().filter(|run| run.state == crate::model::RunState::Pending).count()
+    }
+
+    /// Offers held for runs due soon.
+    pub fn held_offers(&self) -> usize {
+        self.held.len()
     }
 
     /// Whether the scheduler is subscribed to the master.

@@ -29,6 +29,7 @@ fn clip(message: &str) -> String {
 impl Cron {
     pub(super) fn tick(&mut self, now: Timestamp) {
         self.run_due_jobs(now);
+        self.use_held_offers(now);
         self.expire_pending(now);
         self.enforce_completion_deadlines(now);
         self.resend_kills(now);

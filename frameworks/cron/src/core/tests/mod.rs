@@ -519,3 +519,43 @@ fn after_a_restart_every_launched_run_is_reconciled_and_settled_by_its_answer() 
     again.input(at(11), Input::Update(status(&task, TaskState::TaskFinished)));
     assert_eq!(history(&again, "etl"), [(at(0), "succeeded".to_owned())]);
 }
+
+#[test]
+fn an_offer_that_arrives_just_before_a_run_is_due_is_held_and_launches_it_at_its_time() {
+    let mut cron = with_jobs(vec![every_minute("etl")]);
+    cron.input(at(-3), Input::Offers(vec![offer(1, "a", "cpus:1;mem:1000")]));
+    assert_eq!(shape(&cron.take_outputs()), Vec::<String>::new(), "held, not declined");
+    assert_eq!(cron.held_offers(), 1);
+    cron.input(at(0), Input::Tick);
+    assert_eq!(
+        shape(&cron.take_outputs()),
+        [
+            "put-run etl@2026-03-02T10:00:00Z pending 1",
+            "put-job etl",
+            "put-run etl@2026-03-02T10:00:00Z launched 1",
+            "launch cron.etl.1772445600000.1",
+            "suppress"
+        ]
+    );
+    assert_eq!(cron.held_offers(), 0);
+}
+
+#[test]
+fn a_held_offer_is_declined_once_held_too_long_or_rescinded_by_the_master() {
+    let mut cron = with_jobs(vec![every_minute("etl")]);
+    cron.input(at(-3), Input::Offers(vec![offer(1, "a", "cpus:1;mem:1000"), offer(2, "b", "cpus:1;mem:1000")]));
+    cron.input(at(-3), Input::Rescinded(OfferId::new("offer-2")));
+    assert_eq!(cron.held_offers(), 1);
+    assert_eq!(cron.next_wake(), Some(at(0)));
+    cron.input(at(0), Input::Tick);
+    assert_eq!(launched(&cron.take_outputs())[0].agent_id.as_str(), "agent-a", "the run took the held offer");
+    // An offer that fits nothing, held while the next run is due soon, is declined once
+    // held for HOLD_MAX.
+    cron.input(at(56), Input::Offers(vec![offer(4, "d", "cpus:0.01;mem:1")]));
+    assert_eq!((cron.held_offers(), cron.next_wake()), (1, Some(at(60))));
+    cron.input(at(66), Input::Tick);
+    // (The 10:01 run was missed: the first still runs. Nothing is due for a while, so the
+    // offer is refused for long.)
+    assert!(shape(&cron.take_outputs()).contains(&"decline 60".to_owned()));
+    assert_eq!(cron.held_offers(), 0);
+}

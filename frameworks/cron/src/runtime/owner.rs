@@ -1,0 +1,264 @@
+//! The one task that owns the [`Cron`] core. It reads requests from the API
+//! ([`Request`], through the [`CronHandle`](super::CronHandle)), the master's events from
+//! the SDK scheduler ([`Inbound`]), and a timer set to the core's next wake-up (at least
+//! once a second). Whatever arrived together is one batch; after it the owner
+//!
+//! 1. commits every `Persist` of the batch in ONE store transaction,
+//! 2. then answers the batch's commands, releases the callbacks that wait (SUBSCRIBED)
+//!    and hands the acknowledgements of the batch's status updates to the executor (an
+//!    update is acknowledged only once its consequences are durable),
+//! 3. then hands the master calls (launch, kill, decline, reconcile, revive, suppress) to
+//!    the executor, in order.
+//!
+//! So a run is durable `Launched`, under its task id, before its launch leaves the
+//! process. A commit that fails stops the owner (and the process).
+
+use std::time::Duration;
+
+use agora_sdk::{Acknowledgement, DriverHandle};
+use jiff::Timestamp;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::handle::Request;
+use crate::core::{CoreError, Cron, Input, Output, Reply, StoreOp};
+use crate::store::{Store, StoreError};
+
+/// Requests and inputs taken into one batch at most, so that a flood of one kind cannot
+/// hold a commit (and its answers) back for long.
+const BATCH_LEN: usize = 256;
+/// Master calls waiting for the executor; the owner waits for room beyond.
+const ACTIONS_QUEUE_LEN: usize = 1024;
+/// The longest the owner sleeps without a tick.
+const MAX_TICK: Duration = Duration::from_secs(1);
+
+/// What the SDK scheduler hands the owner: a master event; for SUBSCRIBED, a channel told
+/// once the batch holding it is committed; for a reliable status update, its
+/// acknowledgement, sent once that batch is committed.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    pub input: Input,
+    pub committed: Option<oneshot::Sender<()>>,
+    pub ack: Option<Acknowledgement>,
+}
+
+/// What the executor does, in order.
+#[derive(Debug)]
+pub(crate) enum Action {
+    Call(Box<Output>),
+    Acknowledge(Vec<Acknowledgement>),
+}
+
+/// Why the owner stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerError {
+    #[error("cannot commit to the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Completes once `stop` holds `true` (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+pub(crate) struct Owner {
+    pub cron: Cron,
+    pub store: Store,
+}
+
+/// What waits for the batch's commit.
+enum Held {
+    Reply(oneshot::Sender<Result<Reply, CoreError>>, Result<Reply, CoreError>),
+    Committed(oneshot::Sender<()>),
+    Ack(Acknowledgement),
+}
+
+impl Owner {
+    /// Runs until `stop` turns true or a channel closes; an error when a commit failed.
+    /// Gives the request channel back, for the next term of leadership.
+    pub async fn run(
+        self,
+        driver: DriverHandle,
+        requests: mpsc::Receiver<Request>,
+        inputs: mpsc::Receiver<Inbound>,
+        stop: watch::Receiver<bool>,
+    ) -> (Result<(), OwnerError>, mpsc::Receiver<Request>) {
+        let (actions, executor_inbox) = mpsc::channel(ACTIONS_QUEUE_LEN);
+        let executor = tokio::spawn(execute(driver, executor_inbox));
+        let ended = self.serve(requests, inputs, stop, actions).await;
+        // The executor ends once its queue is empty and closed.
+        let _ = executor.await;
+        ended
+    }
+
+    /// [`Owner::run`] with the executor's queue given: what tests read.
+    pub(crate) async fn serve(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        mut inputs: mpsc::Receiver<Inbound>,
+        mut stop: watch::Receiver<bool>,
+        actions: mpsc::Sender<Action>,
+    ) -> (Result<(), OwnerError>, mpsc::Receiver<Request>) {
+        let result = loop {
+            let mut held = Vec::new();
+            let wake = self.sleep_time();
+            let batch = async {
+                tokio::select! {
+                    biased;
+                    () = stopped(&mut stop) => return Ok(false),
+                    inbound = inputs.recv() => match inbound {
+                        Some(inbound) => self.input(inbound, &mut held),
+                        None => return Ok(false),
+                    },
+                    request = requests.recv() => match request {
+                        Some(request) => self.request(request, &mut held, &actions).await?,
+                        None => return Ok(false),
+                    },
+                    () = tokio::time::sleep(wake) => self.cron.input(Timestamp::now(), Input::Tick),
+                }
+                // Whatever else waits joins the batch, requests and master events in turn.
+                let mut taken = 1;
+                while taken < BATCH_LEN {
+                    let mut any = false;
+                    if let Ok(request) = requests.try_recv() {
+                        self.request(request, &mut held, &actions).await?;
+                        taken += 1;
+                        any = true;
+                    }
+                    if let Ok(inbound) = inputs.try_recv() {
+                        self.input(inbound, &mut held);
+                        taken += 1;
+                        any = true;
+                    }
+                    if !any {
+                        break;
+                    }
+                }
+                // Due runs are settled at their time even while events keep coming.
+                if self.cron.next_wake().is_some_and(|at| at <= Timestamp::now()) {
+                    self.cron.input(Timestamp::now(), Input::Tick);
+                }
+                self.flush(&mut held, &actions).await?;
+                Ok::<bool, OwnerError>(true)
+            };
+            match batch.await {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(error) => break Err(error),
+            }
+        };
+        (result, requests)
+    }
+
+    /// How long until the core's next wake-up, at most [`MAX_TICK`].
+    fn sleep_time(&self) -> Duration {
+        let Some(at) = self.cron.next_wake() else { return MAX_TICK };
+        let until = at.duration_since(Timestamp::now());
+        Duration::try_from(until).unwrap_or(Duration::ZERO).min(MAX_TICK)
+    }
+
+    fn input(&mut self, inbound: Inbound, held: &mut Vec<Held>) {
+        let Inbound { input, committed, ack } = inbound;
+        self.cron.input(Timestamp::now(), input);
+        if let Some(committed) = committed {
+            held.push(Held::Committed(committed));
+        }
+        if let Some(ack) = ack {
+            held.push(Held::Ack(ack));
+        }
+    }
+
+    async fn request(
+        &mut self,
+        request: Request,
+        held: &mut Vec<Held>,
+        actions: &mpsc::Sender<Action>,
+    ) -> Result<(), OwnerError> {
+        match request {
+            Request::Read(read) => {
+                // A read sees only committed state: what it shows was promised.
+                self.flush(held, actions).await?;
+                read(&self.cron, Timestamp::now());
+            }
+            Request::Command(command, reply) => {
+                let result = self.cron.command(Timestamp::now(), command);
+                held.push(Held::Reply(reply, result));
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the batch's records, then answers, then executes.
+    async fn flush(&mut self, held: &mut Vec<Held>, actions: &mpsc::Sender<Action>) -> Result<(), OwnerError> {
+        let outputs = self.cron.take_outputs();
+        let mut ops: Vec<StoreOp> = Vec::new();
+        let mut rest = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            match output {
+                Output::Persist(op) => ops.push(op),
+                other => rest.push(other),
+            }
+        }
+        self.store.apply(&ops).await?;
+        let mut acks = Vec::new();
+        for waiting in held.drain(..) {
+            match waiting {
+                Held::Reply(reply, result) => {
+                    let _ = reply.send(result);
+                }
+                Held::Committed(committed) => {
+                    let _ = committed.send(());
+                }
+                Held::Ack(ack) => acks.push(ack),
+            }
+        }
+        // Before the batch's master calls: an agent sends a task's next update only once
+        // the last one is acknowledged.
+        if !acks.is_empty() && actions.send(Action::Acknowledge(acks)).await.is_err() {
+            tracing::warn!("the executor is gone; acknowledgements were dropped");
+        }
+        for call in rest {
+            if actions.send(Action::Call(Box::new(call))).await.is_err() {
+                tracing::warn!("the executor is gone; a master call was dropped");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Makes the core's master calls through the driver, one at a time and in order. A failed
+/// call is logged and dropped: the core learns what happened from the master (a launch
+/// on a stale offer ends in TASK_DROPPED; a call lost with the subscription is made good
+/// by the reconciliation after re-subscribing).
+async fn execute(driver: DriverHandle, mut actions: mpsc::Receiver<Action>) {
+    while let Some(action) = actions.recv().await {
+        let call = match action {
+            Action::Call(call) => *call,
+            Action::Acknowledge(acks) => {
+                // The agents resend what was not acknowledged.
+                if let Err(error) = driver.acknowledge(acks).await {
+                    tracing::info!(%error, "acknowledgements not delivered");
+                }
+                continue;
+            }
+        };
+        let (what, result) = match call {
+            Output::Launch { offer_ids, tasks, refuse_seconds } => {
+                for task in &tasks {
+                    tracing::info!(task = %task.task_id, "launching");
+                }
+                ("launch", driver.accept(offer_ids, tasks, Some(refuse_seconds)).await)
+            }
+            Output::Decline { offer_ids, refuse_seconds } => {
+                ("decline", driver.decline(offer_ids, Some(refuse_seconds)).await)
+            }
+            Output::Kill { task_id, agent_id } => ("kill", driver.kill(&task_id, agent_id.as_ref()).await),
+            Output::Reconcile(tasks) => ("reconcile", driver.reconcile(tasks).await),
+            Output::Revive => ("revive", driver.revive().await),
+            Output::Suppress => ("suppress", driver.suppress().await),
+            Output::Persist(_) => continue,
+        };
+        if let Err(error) = result {
+            tracing::info!(call = what, %error, "master call failed");
+        }
+    }
+}
