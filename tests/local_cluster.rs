@@ -169,7 +169,7 @@ async fn agora_local_on_a_relative_work_dir_runs_tasks_to_their_end() {
         dir.path(),
         "local",
         &home,
-        &["local", "--port", &port.to_string(), "--agents", "1", "--work-dir", "rel", "--no-services"],
+        &["local", "--port", &port.to_string(), "--agents", "1", "--work-dir", "rel", "--no-services", "--no-cron"],
     );
     let cluster = Cluster { dir, master: format!("127.0.0.1:{port}"), procs: vec![proc], master_args: Vec::new() };
     cluster.wait_for_agents(1).await;
@@ -213,9 +213,9 @@ fn stats_value(metrics: &str, name: &str) -> Option<f64> {
 /// The README's first hour: `agora local` serves the services framework too, and
 /// `agora services deploy app.json` against it deploys an app that then runs.
 #[tokio::test(flavor = "multi_thread")]
-async fn agora_local_runs_services_and_an_app_deploys_on_it() {
+async fn agora_local_runs_services_and_cron_and_an_app_deploys_on_it() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (port, services_port) = (common::free_port(), common::free_port());
+    let (port, services_port, cron_port) = (common::free_port(), common::free_port(), common::free_port());
     let work = dir.path().join("local");
     let mut proc = common::Proc::spawn(
         "local",
@@ -230,6 +230,8 @@ async fn agora_local_runs_services_and_an_app_deploys_on_it() {
             work.to_str().expect("utf-8 path"),
             "--services-port",
             &services_port.to_string(),
+            "--cron-port",
+            &cron_port.to_string(),
         ],
     );
     let url = format!("http://127.0.0.1:{services_port}");
@@ -258,6 +260,10 @@ async fn agora_local_runs_services_and_an_app_deploys_on_it() {
     assert_eq!(lines.first().map(|l| l["event"].clone()), Some("accepted".into()), "{lines:?}");
     assert_eq!(lines.last().map(|l| l["event"].clone()), Some("finished".into()), "{lines:?}");
     assert!(work.join("services/services.redb").is_file(), "services keeps its state under the cluster's folder");
+    // Cron runs beside it, its state under the cluster's folder too.
+    let jobs = common::get_json(&format!("http://127.0.0.1:{cron_port}/v1/scheduler/jobs")).await;
+    assert_eq!(jobs, Some(serde_json::json!([])), "cron answers on --cron-port");
+    assert!(work.join("cron/cron.redb").is_file(), "cron keeps its state under the cluster's folder");
 
     // Ctrl-C stops it all: the app's tasks are killed, and `agora local` exits 0.
     proc.signal("INT");

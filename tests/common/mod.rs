@@ -183,6 +183,7 @@ impl Cluster {
                 "--work-dir",
                 work.to_str().expect("utf-8 path"),
                 "--no-services",
+                "--no-cron",
             ],
         );
         let cluster = Cluster { dir, master: format!("127.0.0.1:{port}"), procs: vec![proc], master_args: Vec::new() };
