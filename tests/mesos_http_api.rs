@@ -268,3 +268,18 @@ async fn a_framework_fails_over_between_the_http_and_grpc_transports_with_protob
     let garbage = post(&url, PROTOBUF, Some(&http_stream), b"\xff\xff\xff".to_vec()).await;
     assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_arrive_at_the_interval_the_subscribed_event_advertises() {
+    let cluster = Cluster::master_only(&["--framework-heartbeat-interval", "200ms"]).await;
+    let url = cluster.url("/api/v1/scheduler");
+    let (_stream_id, mut events) = subscribe_json(&url, json!({"user": "", "name": "beats"})).await;
+    let subscribed = events.next_json().await;
+    assert_eq!(subscribed["subscribed"]["heartbeat_interval_seconds"], 0.2, "{subscribed}");
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        assert_eq!(events.next_json().await, json!({"type": "HEARTBEAT"}));
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(500), "three heartbeats 200 ms apart took {elapsed:?}");
+}
