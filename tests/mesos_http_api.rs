@@ -283,3 +283,58 @@ async fn heartbeats_arrive_at_the_interval_the_subscribed_event_advertises() {
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(500), "three heartbeats 200 ms apart took {elapsed:?}");
 }
+
+async fn operator(url: &str, body: Value) -> (StatusCode, Value) {
+    let response = client().post(url).header("Content-Type", JSON).body(body.to_string()).send().await.expect("answer");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_api_answers_health_version_state_agents_frameworks_and_tasks_in_mesos_shapes() {
+    let cluster = Cluster::local(1).await;
+    let ran = cluster.run(&["--name", "once", "--", "true"]);
+    assert!(ran.status.success(), "agora run: {}", String::from_utf8_lossy(&ran.stderr));
+    let url = cluster.url("/api/v1");
+
+    assert_eq!(
+        operator(&url, json!({"type": "GET_HEALTH"})).await.1,
+        json!({"type": "GET_HEALTH", "get_health": {"healthy": true}})
+    );
+    let (status, version) = operator(&url, json!({"type": "GET_VERSION"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(version["get_version"]["version_info"]["version"].is_string(), "{version}");
+
+    let (_, agents) = operator(&url, json!({"type": "GET_AGENTS"})).await;
+    let agent = &agents["get_agents"]["agents"][0];
+    assert!(agent["agent_info"]["id"]["value"].is_string(), "{agents}");
+    assert_eq!(agent["active"], true);
+    let cpus = agent["total_resources"].as_array().expect("a list").iter().find(|r| r["name"] == "cpus").expect("cpus");
+    assert_eq!(cpus["type"], "SCALAR");
+
+    let (_, frameworks) = operator(&url, json!({"type": "GET_FRAMEWORKS"})).await;
+    let completed = frameworks["get_frameworks"]["completed_frameworks"].as_array().expect("a list");
+    let once = completed.iter().find(|f| f["framework_info"]["name"] == "once").expect("the finished agora run");
+    let framework_id = once["framework_info"]["id"].clone();
+
+    let (_, tasks) = operator(&url, json!({"type": "GET_TASKS"})).await;
+    let done = tasks["get_tasks"]["completed_tasks"].as_array().expect("a list");
+    let task = done.iter().find(|t| t["framework_id"] == framework_id).expect("the run's task");
+    assert_eq!(task["state"], "TASK_FINISHED");
+    let states: Vec<&Value> = task["statuses"].as_array().expect("statuses").iter().map(|s| &s["state"]).collect();
+    assert_eq!(states.last(), Some(&&json!("TASK_FINISHED")), "{task}");
+
+    let (_, state) = operator(&url, json!({"type": "GET_STATE"})).await;
+    let get_state = &state["get_state"];
+    assert_eq!(get_state["get_agents"], agents["get_agents"]);
+    assert_eq!(get_state["get_tasks"]["completed_tasks"], tasks["get_tasks"]["completed_tasks"]);
+    assert!(get_state["get_frameworks"]["completed_frameworks"].is_array());
+
+    let (status, body) = operator(&url, json!({"type": "GET_WEATHER"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap_or_default().contains("GET_WEATHER"), "{body}");
+    let (status, _) = operator(&url, json!({"kind": "GET_HEALTH"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a call without a type");
+    let protobuf = client().post(&url).header("Content-Type", PROTOBUF).body(vec![8, 1]).send().await.expect("answer");
+    assert_eq!(protobuf.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}

@@ -96,7 +96,8 @@ pub async fn serve(
     // paths get a JSON 404. Until this master leads, followers answer every request.
     let app = grpc
         .merge(http::router(handle.clone()))
-        .merge(mesos::router(handle, stop_rx.clone(), mesos_context(&options_context)))
+        .merge(mesos::router(handle.clone(), stop_rx.clone(), mesos_context(&options_context)))
+        .merge(mesos::operator::router(handle))
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(role_rx, election::follow_leader));
     tracing::info!(address = %listener.local_addr()?, "master listening");

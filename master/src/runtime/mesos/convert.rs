@@ -568,8 +568,9 @@ fn scalar(name: &str, value: f64) -> m::Resource {
 }
 
 /// Agora's pools as Mesos' resources: one entry per name and role, reserved ones with
-/// their role in `reservations` (and the pre-1.4 `role`), all with the offer's role.
-pub fn resources_out(resources: Option<pb::Resources>, allocation_role: &str) -> Vec<m::Resource> {
+/// their role in `reservations` (and the pre-1.4 `role`), all with the role they are
+/// allocated to when they are (an offer's).
+pub fn resources_out(resources: Option<pb::Resources>, allocation_role: Option<&str>) -> Vec<m::Resource> {
     let mut list = Vec::new();
     for pool in resources.unwrap_or_default().pools {
         let role = if pool.role.is_empty() { "*".to_owned() } else { pool.role };
@@ -602,7 +603,7 @@ pub fn resources_out(resources: Option<pb::Resources>, allocation_role: &str) ->
                     principal: None,
                 }];
             }
-            entry.allocation_info = Some(m::AllocationInfo { role: Some(allocation_role.to_owned()) });
+            entry.allocation_info = allocation_role.map(|role| m::AllocationInfo { role: Some(role.to_owned()) });
             list.push(entry);
         }
     }
@@ -616,7 +617,7 @@ fn offer(offer: pb::Offer) -> m::Offer {
         framework_id: m::Id::new(offer.framework_id),
         agent_id: m::Id::new(offer.agent_id),
         hostname: offer.hostname,
-        resources: resources_out(offer.resources, &role),
+        resources: resources_out(offer.resources, Some(&role)),
         attributes: offer
             .attributes
             .into_iter()
@@ -630,7 +631,8 @@ fn offer(offer: pb::Offer) -> m::Offer {
     }
 }
 
-fn status(status: pb::TaskStatus) -> m::TaskStatus {
+/// A task status in Mesos' shape.
+pub fn status(status: pb::TaskStatus) -> m::TaskStatus {
     use pb::{TaskState as S, TaskStatusReason as R, TaskStatusSource as Src};
     let state = match S::try_from(status.state).unwrap_or(S::Unspecified) {
         S::TaskStaging => "TASK_STAGING",

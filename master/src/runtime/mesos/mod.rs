@@ -7,6 +7,7 @@
 //! the other. See `docs/http-api.md`.
 
 pub mod convert;
+pub mod operator;
 pub mod recordio;
 pub mod types;
 

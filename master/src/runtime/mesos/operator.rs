@@ -1,0 +1,233 @@
+//! The read calls of Mesos' v1 operator API, `POST /api/v1` (JSON): GET_HEALTH,
+//! GET_VERSION, GET_STATE, GET_AGENTS, GET_FRAMEWORKS and GET_TASKS, answered in Mesos'
+//! shapes (`{"type": T, "get_…": {…}}`) from the same snapshot `/state` reads. See
+//! `docs/http-api.md`.
+
+use agora_proto::model::{Attribute, Resources, TaskStatusSource};
+use agora_proto::pb;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use super::convert;
+use crate::core::{AgentView, FrameworkView, StatusEntry, TaskView};
+use crate::runtime::http::{ApiError, VERSION};
+use crate::runtime::owner::{Handle, Request, StateReport};
+
+/// Largest operator call accepted: the read calls are a few bytes.
+const MAX_OPERATOR_CALL_BYTES: usize = 64 * 1024;
+
+/// The calls this endpoint answers.
+const CALLS: [&str; 6] = ["GET_HEALTH", "GET_VERSION", "GET_STATE", "GET_AGENTS", "GET_FRAMEWORKS", "GET_TASKS"];
+
+pub fn router(handle: Handle) -> Router {
+    Router::new().route("/api/v1", post(operator)).route("/master/api/v1", post(operator)).with_state(handle)
+}
+
+fn refusal(status: StatusCode, message: impl Into<String>) -> Response {
+    ApiError::new(status, message, json!([])).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Call {
+    r#type: String,
+}
+
+async fn operator(State(handle): State<Handle>, headers: HeaderMap, body: Body) -> Response {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type.split(';').next().unwrap_or_default().trim() != "application/json" {
+        return refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type {content_type:?}: Agora's operator API reads and answers application/json"),
+        );
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*");
+    if !accept
+        .split(',')
+        .any(|a| matches!(a.split(';').next().unwrap_or_default().trim(), "application/json" | "*/*" | "application/*"))
+    {
+        return refusal(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("Accept {accept:?}: the operator API answers application/json"),
+        );
+    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_OPERATOR_CALL_BYTES).await else {
+        return refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the call is larger than {MAX_OPERATOR_CALL_BYTES} bytes"),
+        );
+    };
+    let deserializer = &mut serde_json::Deserializer::from_slice(&body);
+    let call: Call = match serde_path_to_error::deserialize(deserializer) {
+        Ok(call) => call,
+        Err(e) => {
+            let path = e.path().to_string();
+            let reason = e.inner().to_string();
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("malformed JSON call: {path}: {reason}"),
+                json!([{ "field": path, "reason": reason }]),
+            )
+            .into_response();
+        }
+    };
+    let kind = call.r#type.as_str();
+    match kind {
+        "GET_HEALTH" => return Json(json!({"type": kind, "get_health": {"healthy": true}})).into_response(),
+        "GET_VERSION" => {
+            return Json(json!({"type": kind, "get_version": {"version_info": {"version": VERSION}}})).into_response();
+        }
+        "GET_STATE" | "GET_AGENTS" | "GET_FRAMEWORKS" | "GET_TASKS" => {}
+        other => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("type: {other:?} is not one of the operator calls Agora answers: {}", CALLS.join(", ")),
+                json!([{ "field": "type", "reason": format!("one of {}", CALLS.join(", ")) }]),
+            )
+            .into_response();
+        }
+    }
+    let report = match handle.ask(|reply| Request::State { reply }).await {
+        Ok(report) => report,
+        Err(stopped) => return refusal(StatusCode::SERVICE_UNAVAILABLE, stopped.to_string()),
+    };
+    let answer = match kind {
+        "GET_AGENTS" => json!({"type": kind, "get_agents": agents(&report)}),
+        "GET_FRAMEWORKS" => json!({"type": kind, "get_frameworks": frameworks(&report)}),
+        "GET_TASKS" => json!({"type": kind, "get_tasks": tasks(&report)}),
+        _ => json!({"type": kind, "get_state": {
+            "get_tasks": tasks(&report),
+            "get_executors": {},
+            "get_frameworks": frameworks(&report),
+            "get_agents": agents(&report),
+        }}),
+    };
+    Json(answer).into_response()
+}
+
+fn resources(resources: &Resources) -> Value {
+    json!(convert::resources_out(Some(pb::Resources::from(resources)), None))
+}
+
+fn time(ms: u64) -> Value {
+    json!({"nanoseconds": ms.saturating_mul(1_000_000)})
+}
+
+fn attributes(attributes: &[Attribute]) -> Value {
+    attributes.iter().map(|a| json!({"name": a.name, "type": "TEXT", "text": {"value": a.value}})).collect()
+}
+
+fn agents(report: &StateReport) -> Value {
+    let agents: Vec<Value> = report.snapshot.agents.iter().map(agent).collect();
+    json!({"agents": agents, "recovered_agents": []})
+}
+
+fn agent(agent: &AgentView) -> Value {
+    let info = &agent.info;
+    let mut allocated = agent.used.clone();
+    allocated.add(&agent.offered);
+    json!({
+        "agent_info": {
+            "hostname": info.hostname,
+            "port": info.port,
+            "id": {"value": agent.id.to_string()},
+            "resources": resources(&info.resources),
+            "attributes": attributes(&info.attributes),
+        },
+        "active": agent.active,
+        "deactivated": !agent.active,
+        "pid": format!("slave(1)@{}:{}", info.hostname, info.port),
+        "version": VERSION,
+        "registered_time": time(agent.registered_at_ms),
+        "total_resources": resources(&info.resources),
+        "allocated_resources": resources(&allocated),
+        "offered_resources": resources(&agent.offered),
+    })
+}
+
+fn frameworks(report: &StateReport) -> Value {
+    let live: Vec<Value> = report.snapshot.frameworks.iter().map(framework).collect();
+    let completed: Vec<Value> = report.snapshot.completed_frameworks.iter().map(framework).collect();
+    json!({"frameworks": live, "completed_frameworks": completed})
+}
+
+fn framework(framework: &FrameworkView) -> Value {
+    let info = &framework.info;
+    let roles: Vec<String> = info.roles.iter().map(ToString::to_string).collect();
+    let mut allocated = framework.used.clone();
+    allocated.add(&framework.offered);
+    let mut value = json!({
+        "framework_info": {
+            "user": info.user,
+            "name": info.name,
+            "id": {"value": framework.id.to_string()},
+            "failover_timeout": info.failover_timeout_ms as f64 / 1000.0,
+            "hostname": info.hostname,
+            "principal": info.principal,
+            "roles": roles,
+            "capabilities": [{"type": "MULTI_ROLE"}],
+        },
+        "active": framework.active,
+        "connected": framework.active,
+        "recovered": false,
+        "registered_time": time(framework.registered_at_ms),
+        "allocated_resources": resources(&allocated),
+        "offered_resources": resources(&framework.offered),
+    });
+    if let (Some(ms), Some(object)) = (framework.unregistered_at_ms, value.as_object_mut()) {
+        object.insert("unregistered_time".to_owned(), time(ms));
+    }
+    value
+}
+
+fn tasks(report: &StateReport) -> Value {
+    let snapshot = &report.snapshot;
+    let all = || snapshot.frameworks.iter().chain(&snapshot.completed_frameworks);
+    let live: Vec<Value> = all().flat_map(|f| &f.tasks).map(task).collect();
+    let completed: Vec<Value> = all().flat_map(|f| &f.completed_tasks).map(task).collect();
+    json!({"pending_tasks": [], "tasks": live, "unreachable_tasks": [], "completed_tasks": completed, "orphan_tasks": []})
+}
+
+fn task(task: &TaskView) -> Value {
+    let statuses: Vec<Value> =
+        task.statuses.iter().map(|entry| json!(convert::status(status_pb(task, entry)))).collect();
+    let state = convert::status(pb::TaskStatus { state: pb::TaskState::from(task.state) as i32, ..Default::default() })
+        .state
+        .and_then(super::types::task_state::name)
+        .unwrap_or("TASK_UNKNOWN");
+    json!({
+        "name": task.info.name,
+        "task_id": {"value": task.info.task_id.to_string()},
+        "framework_id": {"value": task.framework_id.to_string()},
+        "agent_id": {"value": task.info.agent_id.to_string()},
+        "state": state,
+        "resources": resources(&task.info.resources),
+        "statuses": statuses,
+    })
+}
+
+fn status_pb(task: &TaskView, entry: &StatusEntry) -> pb::TaskStatus {
+    let source = match entry.source {
+        TaskStatusSource::Master => pb::TaskStatusSource::SourceMaster,
+        TaskStatusSource::Agent => pb::TaskStatusSource::SourceAgent,
+        TaskStatusSource::Executor => pb::TaskStatusSource::SourceExecutor,
+    };
+    pb::TaskStatus {
+        task_id: task.info.task_id.to_string(),
+        agent_id: task.info.agent_id.to_string(),
+        state: pb::TaskState::from(entry.state) as i32,
+        reason: pb::TaskStatusReason::from(entry.reason) as i32,
+        source: source as i32,
+        message: entry.message.to_string(),
+        timestamp_ms: entry.timestamp_ms,
+        uuid: String::new(),
+        exit_code: entry.exit_code,
+        signal: entry.signal,
+        healthy: entry.healthy,
+        ready: entry.ready,
+    }
+}
