@@ -17,7 +17,8 @@ struct CronCli {
 impl CronCli {
     fn run(&self, args: &[&str]) -> Output {
         let mut command = Command::new(AGORA);
-        command.arg("cron").args(args).args(["--cron", &self.url]);
+        // `--cron` right after the subcommand: `run` takes everything after NAME as arguments.
+        command.arg("cron").arg(args[0]).args(["--cron", &self.url]).args(&args[1..]);
         run_bounded(command)
     }
 
@@ -30,7 +31,7 @@ impl CronCli {
 
     fn json(&self, args: &[&str]) -> Value {
         let mut with_json = args.to_vec();
-        with_json.push("--json");
+        with_json.insert(1, "--json");
         let text = self.ok(&with_json);
         serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("agora cron {args:?} --json: {e}:\n{text}"))
     }
@@ -101,7 +102,7 @@ async fn a_nightly_job_and_its_report_are_added_listed_run_and_traced_from_the_c
     let next = cli.json(&["next", "nightly-export", "--count", "1", "--from", "2026-03-27T12:00:00Z"]);
     assert_eq!(next["times"][0], "2026-03-28T02:00:00+01:00");
 
-    cli.ok(&["run", "nightly-export"]);
+    cli.ok(&["run", "nightly-export", "-v", "two words"]);
     let history = eventually("the report to run after the export", async || {
         let history = cli.json(&["history", "daily-report"]);
         (history[0]["state"] == "succeeded").then_some(history)
@@ -111,6 +112,7 @@ async fn a_nightly_job_and_its_report_are_added_listed_run_and_traced_from_the_c
     assert_eq!(history[0]["exitCode"], 0);
     let export = cli.json(&["history", "nightly-export"]);
     assert_eq!(export[0]["trigger"], "manual");
+    assert_eq!(export[0]["arguments"], serde_json::json!(["-v", "two words"]));
     assert_eq!(export[0]["state"], "succeeded");
     assert!(export[0]["agent"].is_string(), "{export}");
     let table = cli.ok(&["history", "nightly-export"]);

@@ -81,9 +81,11 @@ pub enum Client {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Run a job now, with extra arguments.
+    /// Run a job now, with extra arguments (everything after NAME, `-v` included: give
+    /// `--cron` and `--json` before NAME).
     Run {
         name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         arguments: Vec<String>,
         #[command(flatten)]
         client: ClientArgs,

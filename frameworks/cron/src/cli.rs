@@ -148,9 +148,24 @@ impl Client {
             lines.push(("arguments", arguments.join(" ")));
         }
         lines.push(("trigger", trigger(&job)));
+        if job["schedule"].is_string() {
+            // The next time, in the job's zone; a schedule that has ended has none.
+            let next = self.get(&job_path(name, "/next?count=1")).await.ok();
+            let when = next.as_ref().and_then(|n| {
+                let zone = jiff::tz::TimeZone::get(n["scheduleTimeZone"].as_str()?).ok()?;
+                let at: jiff::Timestamp = n["times"][0].as_str()?.parse().ok()?;
+                Some(at.to_zoned_datetime(zone).strftime("%a %Y-%m-%d %H:%M:%S %:z (%Z)").to_string())
+            });
+            lines.push(("next run", when.unwrap_or_else(|| "-".into())));
+        }
         lines.push((
             "resources",
-            format!("cpus {}, mem {} MiB, disk {} MiB", text(&job["cpus"]), text(&job["mem"]), text(&job["disk"])),
+            format!(
+                "cpus {}, mem {} MiB, disk {} MiB",
+                number(&job["cpus"]),
+                number(&job["mem"]),
+                number(&job["disk"])
+            ),
         ));
         lines.push(("owner", or_dash(&job["owner"])));
         lines.push(("disabled", text(&job["disabled"])));
@@ -435,6 +450,15 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// A number as a person writes it: `256`, not `256.0`.
+fn number(value: &Value) -> String {
+    match value.as_f64() {
+        Some(n) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{}", n as i64),
+        Some(n) => n.to_string(),
+        None => text(value),
+    }
+}
+
 /// A string, or `-` when empty (Chronos' "never").
 fn or_dash(value: &Value) -> String {
     match value.as_str() {
@@ -489,6 +513,13 @@ mod tests {
         );
         assert_eq!(trigger(&json!({"schedule": "@daily", "scheduleTimeZone": ""})), "@daily");
         assert_eq!(trigger(&json!({"parents": ["etl", "export"]})), "after etl, export");
+    }
+
+    #[test]
+    fn whole_numbers_print_without_a_fraction() {
+        assert_eq!(number(&json!(256.0)), "256");
+        assert_eq!(number(&json!(0.5)), "0.5");
+        assert_eq!(number(&json!("x")), "x");
     }
 
     #[test]

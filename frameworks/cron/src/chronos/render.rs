@@ -354,8 +354,9 @@ fn trigger_name(trigger: &RunTrigger) -> &'static str {
     }
 }
 
+/// A run's time: RFC 3339 in UTC to the millisecond, as the job's counters are written.
 fn rfc3339(t: Option<Timestamp>) -> Value {
-    t.map_or(Value::Null, |t| json!(t.to_string()))
+    t.map_or(Value::Null, |t| json!(chronos_time(t)))
 }
 
 /// One run of Agora's per-run history (`job/{name}/history`), newest first in the list.
@@ -699,7 +700,8 @@ mod tests {
         assert_eq!(value[0]["started"], Value::Null);
         assert_eq!(value[1]["latenessMs"], 250);
         assert_eq!(value[1]["trigger"], "schedule");
-        assert_eq!(value[1]["scheduled"], "2026-03-01T02:00:00Z");
+        assert_eq!(value[1]["scheduled"], "2026-03-01T02:00:00.000Z");
+        assert_eq!(value[1]["started"], "2026-03-01T02:00:00.250Z");
         assert_eq!(value[1]["taskId"], TaskId::new("cron.a.1772330400000.1").as_str());
     }
 
