@@ -59,6 +59,8 @@ async fn health() -> &'static str {
     "OK"
 }
 
+/// pymesos reads `version` as dot-separated integers (it decides from it which Mesos
+/// features to use), so the crate version must stay plain `MAJOR.MINOR.PATCH`.
 async fn version() -> Json<Value> {
     Json(json!({ "version": VERSION }))
 }

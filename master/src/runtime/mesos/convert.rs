@@ -791,6 +791,29 @@ mod tests {
     }
 
     #[test]
+    fn reserve_and_unreserve_name_the_role_their_resources_are_reserved_for() {
+        let reserved = json!([{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1.0},
+            "reservations": [{"type": "DYNAMIC", "role": "eng", "principal": "ops"}]}]);
+        for kind in ["RESERVE", "UNRESERVE"] {
+            let field = kind.to_lowercase();
+            let mut operation = json!({"type": kind});
+            operation[&field] = json!({"resources": reserved});
+            let accept = action_of(json!({"type": "ACCEPT", "framework_id": {"value": "f"},
+                "accept": {"offer_ids": [{"value": "o"}], "operations": [operation]}}))
+            .expect("valid");
+            let Action::Call(pb::call::Call::Accept(accept)) = accept else { panic!("accept") };
+            let resources = match &accept.operations[0].operation {
+                Some(pb::operation::Operation::Reserve(r)) if kind == "RESERVE" => r.resources.clone(),
+                Some(pb::operation::Operation::Unreserve(u)) if kind == "UNRESERVE" => u.resources.clone(),
+                other => panic!("{kind}: {other:?}"),
+            };
+            let pools = resources.expect("resources").pools;
+            assert_eq!(pools.len(), 1);
+            assert_eq!((pools[0].role.as_str(), pools[0].cpus_milli), ("eng", 1000), "{kind}");
+        }
+    }
+
+    #[test]
     fn a_command_without_a_shell_runs_its_arguments_as_argv() {
         let plain = task(json!({"command": {"shell": false, "value": "/bin/echo", "arguments": ["/bin/echo", "hi"]}}));
         let Action::Call(pb::call::Call::Accept(accept)) = launch(plain).expect("valid") else { panic!("accept") };

@@ -362,3 +362,35 @@ fn call_error(error: CallError) -> Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn the_event_encoding_follows_accept_or_message_accept_under_recordio() {
+        let cases: [(&[(&str, &str)], (Encoding, bool)); 5] = [
+            (&[], (Encoding::Json, false)),
+            (&[("accept", "*/*")], (Encoding::Json, false)),
+            (&[("accept", "application/x-protobuf")], (Encoding::Protobuf, false)),
+            (
+                &[("accept", "application/recordio"), ("message-accept", "application/x-protobuf")],
+                (Encoding::Protobuf, true),
+            ),
+            (&[("accept", "application/recordio")], (Encoding::Json, true)),
+        ];
+        for (pairs, expected) in cases {
+            assert_eq!(accepted(&headers(pairs)).map_err(|e| format!("{e:?}")), Ok(expected), "{pairs:?}");
+        }
+        assert!(accepted(&headers(&[("accept", "text/html")])).is_err());
+        assert!(accepted(&headers(&[("accept", "application/recordio"), ("message-accept", "text/plain")])).is_err());
+    }
+}
