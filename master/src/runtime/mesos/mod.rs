@@ -375,9 +375,11 @@ mod tests {
         headers
     }
 
+    type Case = (&'static [(&'static str, &'static str)], (Encoding, bool));
+
     #[test]
     fn the_event_encoding_follows_accept_or_message_accept_under_recordio() {
-        let cases: [(&[(&str, &str)], (Encoding, bool)); 5] = [
+        let cases: [Case; 5] = [
             (&[], (Encoding::Json, false)),
             (&[("accept", "*/*")], (Encoding::Json, false)),
             (&[("accept", "application/x-protobuf")], (Encoding::Protobuf, false)),
