@@ -427,8 +427,11 @@ fn trigger(
     now: Timestamp,
     p: &mut Problems,
 ) -> Option<Trigger> {
-    let has_parents = job.has("parents");
-    let has_schedule = job.has("schedule");
+    // Tools that write every field send the one not used empty (`"schedule": ""` beside
+    // parents, `"parents": []` beside a schedule): an empty one counts as absent.
+    let has_schedule = job.get("schedule").is_some_and(|s| s.as_str().is_none_or(|s| !s.trim().is_empty()));
+    let has_parents = job.get("parents").is_some_and(|p| p.as_array().is_none_or(|p| !p.is_empty()))
+        || (endpoint == Endpoint::Dependency && job.has("parents") && !has_schedule);
     if has_parents && has_schedule {
         p.add("/parents", "a job has either a schedule or parents, not both");
         return None;
@@ -456,7 +459,7 @@ fn trigger(
         }
         return Some(Trigger::Parents(out));
     }
-    let zone = job.string("scheduleTimeZone", crate::schedule::MAX_TIME_ZONE_LEN * 4, p);
+    let zone = job.string("scheduleTimeZone", crate::schedule::MAX_TIME_ZONE_LEN * 4, p).map(java_zone_alias);
     let text = if has_schedule {
         job.string("schedule", crate::schedule::MAX_SCHEDULE_LEN * 4, p)?.to_owned()
     } else {
@@ -475,6 +478,43 @@ fn trigger(
             p.add(format!("/{}", e.field()), problem);
             None
         }
+    }
+}
+
+/// The IANA zone a Java short zone id names (`java.time.ZoneId.SHORT_IDS`), for the ids
+/// that are not IANA names themselves: Chronos read `scheduleTimeZone` with Java's
+/// `TimeZone`, and its own documentation's example uses `PST`. Any other text is kept.
+fn java_zone_alias(zone: &str) -> &str {
+    if jiff::tz::TimeZone::get(zone.trim()).is_ok() {
+        return zone;
+    }
+    match zone.trim() {
+        "ACT" => "Australia/Darwin",
+        "AET" => "Australia/Sydney",
+        "AGT" => "America/Argentina/Buenos_Aires",
+        "ART" => "Africa/Cairo",
+        "AST" => "America/Anchorage",
+        "BET" => "America/Sao_Paulo",
+        "BST" => "Asia/Dhaka",
+        "CAT" => "Africa/Harare",
+        "CNT" => "America/St_Johns",
+        "CST" => "America/Chicago",
+        "CTT" => "Asia/Shanghai",
+        "EAT" => "Africa/Addis_Ababa",
+        "ECT" => "Europe/Paris",
+        "IET" => "America/Indiana/Indianapolis",
+        "IST" => "Asia/Kolkata",
+        "JST" => "Asia/Tokyo",
+        "MIT" => "Pacific/Apia",
+        "NET" => "Asia/Yerevan",
+        "NST" => "Pacific/Auckland",
+        "PLT" => "Asia/Karachi",
+        "PNT" => "America/Phoenix",
+        "PRT" => "America/Puerto_Rico",
+        "PST" => "America/Los_Angeles",
+        "SST" => "Pacific/Guadalcanal",
+        "VST" => "Asia/Ho_Chi_Minh",
+        _ => zone,
     }
 }
 
@@ -684,6 +724,33 @@ mod tests {
         assert_eq!(itself[0].0, "/parents(0)");
         let empty = problems(json!({"name": "a", "command": "x", "parents": []}), Endpoint::Dependency);
         assert_eq!(empty[0].0, "/parents");
+    }
+
+    #[test]
+    fn java_short_zone_ids_chronos_accepted_name_their_iana_zone() {
+        let job = parse(json!({"name": "a", "command": "x", "schedule": "R/2026-03-02T02:00:00Z/P1D",
+                               "scheduleTimeZone": "PST"}))
+        .expect("valid");
+        let Trigger::Schedule(schedule) = &job.trigger else { panic!("scheduled") };
+        assert_eq!(schedule.time_zone_text(), "America/Los_Angeles");
+        let est = parse(json!({"name": "a", "command": "x", "schedule": "@daily", "scheduleTimeZone": "EST"}))
+            .expect("an IANA name itself");
+        let Trigger::Schedule(schedule) = &est.trigger else { panic!("scheduled") };
+        assert_eq!(schedule.time_zone_text(), "EST");
+    }
+
+    #[test]
+    fn an_empty_schedule_beside_parents_and_empty_parents_beside_a_schedule_count_as_absent() {
+        let dependent = parse_job(
+            &json!({"name": "a", "command": "x", "parents": ["b"], "schedule": ""}),
+            Endpoint::Dependency,
+            now(),
+        )
+        .expect("valid");
+        assert_eq!(dependent.parents(), [JobName::new("b")]);
+        let scheduled =
+            parse(json!({"name": "a", "command": "x", "parents": [], "schedule": "@daily"})).expect("valid");
+        assert!(scheduled.schedule().is_some());
     }
 
     #[test]
