@@ -197,3 +197,52 @@ async fn a_group_with_dependencies_starts_in_order() {
     let groups = api.get("/v2/groups/stack").await.expect("the group");
     assert_eq!(groups["apps"].as_array().map(Vec::len), Some(2), "{groups}");
 }
+
+/// An app whose program and content come from `fetch`: a script made executable and an
+/// archive unpacked into each sandbox before the command starts; a URI that cannot be
+/// fetched fails the task with a message that names it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_fetches_its_program_and_an_archive_into_each_sandbox() {
+    let stack = Stack::start(1, &[]).await;
+    let api = stack.api();
+    let dir = stack.dir().join("artifacts");
+    std::fs::create_dir_all(dir.join("site")).expect("mkdir");
+    std::fs::write(dir.join("serve.sh"), "#!/bin/sh\nexec python3 -m http.server \"$PORT0\" --bind 127.0.0.1\n")
+        .expect("write");
+    std::fs::write(dir.join("site/greeting.txt"), "fetched and unpacked").expect("write");
+    let packed = std::process::Command::new("tar")
+        .args(["-czf", "site.tgz", "-C", "site", "greeting.txt"])
+        .current_dir(&dir)
+        .status()
+        .expect("tar");
+    assert!(packed.success());
+
+    let mut app = http_app("/fetched", 2, "v1", 0);
+    app["cmd"] = json!("./serve.sh");
+    app["fetch"] = json!([
+        { "uri": dir.join("serve.sh").display().to_string(), "executable": true, "extract": false },
+        { "uri": format!("file://{}", dir.join("site.tgz").display()) },
+    ]);
+    let (status, answer) = api.call(reqwest::Method::POST, "/v2/apps", Some(&app)).await.expect("POST");
+    assert!(status.is_success(), "{status}: {answer}");
+    assert_eq!(answer["fetch"][0]["executable"], true, "{answer}");
+    let tasks = api.wait_settled("/fetched", 2).await;
+    for task in &tasks {
+        assert_eq!(fetch(task, "greeting.txt").await.as_deref(), Some("fetched and unpacked"), "{task}");
+    }
+
+    let mut broken = http_app("/unfetchable", 1, "v1", 0);
+    let missing = dir.join("missing.tgz").display().to_string();
+    broken["fetch"] = json!([{ "uri": missing }]);
+    let (status, answer) = api.call(reqwest::Method::POST, "/v2/apps", Some(&broken)).await.expect("POST");
+    assert!(status.is_success(), "{status}: {answer}");
+    let failure = common::eventually_with("the fetch failure to be reported", async || {
+        let app = api.app("/unfetchable").await.ok_or("no app")?;
+        let failure = app["lastTaskFailure"].clone();
+        if failure.is_object() { Ok(failure) } else { Err(format!("{app}")) }
+    })
+    .await;
+    assert_eq!(failure["state"], "TASK_FAILED", "{failure}");
+    let message = failure["message"].as_str().unwrap_or_default();
+    assert!(message.contains("missing.tgz") && message.contains("fetching"), "{failure}");
+}

@@ -276,7 +276,7 @@ impl World {
             name: "sim".into(),
             agent_id: AgentId::new("a"),
             resources: Resources::new(),
-            command: CommandInfo { shell: Some("true".into()), argv: vec![], environment: Default::default() },
+            command: CommandInfo { shell: Some("true".into()), ..CommandInfo::default() },
             labels: vec![],
             kill_grace_period_ms: self.rng.random_bool(0.3).then(|| self.rng.random_range(0..3_000)),
             health_check: self.rng.random_bool(0.4).then(|| HealthCheck {

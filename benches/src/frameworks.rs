@@ -680,7 +680,7 @@ fn task_info(task_id: &str, agent_id: &str, shape: TaskShape) -> pb::TaskInfo {
                 ports: Vec::new(),
             }],
         }),
-        command: Some(pb::CommandInfo { shell: "true".to_owned(), argv: Vec::new(), environment: Default::default() }),
+        command: Some(pb::CommandInfo { shell: "true".to_owned(), ..Default::default() }),
         labels: Vec::new(),
         kill_grace_period_ms: 0,
         health_check: None,

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use crate::model::{
-    AgentDescription, AgentId, AgentInfo, Attribute, CommandInfo, DEFAULT_FAILOVER_TIMEOUT_MS, FrameworkId,
-    FrameworkInfo, HealthCheck, HealthCheckKind, HttpScheme, Offer, OfferId, Pool, RangeSet, ReadinessCheck, Resources,
-    Role, Scalars, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
+    AgentDescription, AgentId, AgentInfo, Attribute, CommandInfo, DEFAULT_FAILOVER_TIMEOUT_MS, FetchUri, FrameworkId,
+    FrameworkInfo, HealthCheck, HealthCheckKind, HttpScheme, MAX_FETCH_URIS, Offer, OfferId, Pool, RangeSet,
+    ReadinessCheck, Resources, Role, Scalars, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource,
+    UpdateId,
 };
 use crate::pb;
 
@@ -254,7 +255,22 @@ impl TryFrom<pb::CommandInfo> for CommandInfo {
         if let Some(key) = value.environment.keys().find(|k| k.is_empty() || k.contains('=') || k.contains('\0')) {
             return Err(WireError::new("environment", format!("{key:?} is not a valid variable name")));
         }
-        Ok(CommandInfo { shell, argv, environment: value.environment.into_iter().collect() })
+        if value.uris.len() > MAX_FETCH_URIS {
+            return Err(WireError::new("uris", format!("has more than {MAX_FETCH_URIS} entries")));
+        }
+        let mut uris = Vec::with_capacity(value.uris.len());
+        for (i, uri) in value.uris.into_iter().enumerate() {
+            let uri = FetchUri {
+                uri: uri.uri,
+                executable: uri.executable,
+                extract: uri.extract,
+                cache: uri.cache,
+                output_file: (!uri.output_file.is_empty()).then_some(uri.output_file),
+            };
+            uri.check().map_err(|(part, message)| WireError::new(format!("uris[{i}].{part}"), message))?;
+            uris.push(uri);
+        }
+        Ok(CommandInfo { shell, argv, environment: value.environment.into_iter().collect(), uris })
     }
 }
 
@@ -264,6 +280,17 @@ impl From<&CommandInfo> for pb::CommandInfo {
             shell: value.shell.clone().unwrap_or_default(),
             argv: value.argv.clone(),
             environment: value.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            uris: value
+                .uris
+                .iter()
+                .map(|uri| pb::FetchUri {
+                    uri: uri.uri.clone(),
+                    executable: uri.executable,
+                    extract: uri.extract,
+                    cache: uri.cache,
+                    output_file: uri.output_file.clone().unwrap_or_default(),
+                })
+                .collect(),
         }
     }
 }
@@ -704,6 +731,17 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_fetch_uri_names_its_index_and_part() {
+        let command = |uris: Vec<pb::FetchUri>| pb::CommandInfo { shell: "true".into(), uris, ..Default::default() };
+        let good = pb::FetchUri { uri: "http://h/a.tgz".into(), ..Default::default() };
+        let bad = pb::FetchUri { uri: "http://h/a".into(), output_file: "../x".into(), ..Default::default() };
+        let err = CommandInfo::try_from(command(vec![good.clone(), bad])).expect_err("../x");
+        assert_eq!(err.field, "uris[1].output_file");
+        let err = CommandInfo::try_from(command(vec![good; MAX_FETCH_URIS + 1])).expect_err("too many");
+        assert_eq!(err.field, "uris");
+    }
+
+    #[test]
     fn ids_with_slashes_are_rejected() {
         let err = id::<TaskId>("task_id", "../etc").expect_err("slash");
         assert_eq!(err.field, "task_id");
@@ -716,7 +754,20 @@ mod tests {
             name: "web".into(),
             agent_id: AgentId::new("agent-1"),
             resources: Resources::parse("cpus:0.5;mem:64;ports:[31000-31000]").expect("valid"),
-            command: CommandInfo { shell: Some("echo hi".into()), argv: vec![], environment: Default::default() },
+            command: CommandInfo {
+                shell: Some("echo hi".into()),
+                uris: vec![
+                    FetchUri::plain("http://repo/app.tgz"),
+                    FetchUri {
+                        uri: "/srv/run.sh".into(),
+                        executable: true,
+                        output_file: Some("start".into()),
+                        cache: true,
+                        ..FetchUri::default()
+                    },
+                ],
+                ..CommandInfo::default()
+            },
             labels: vec![("team".into(), "a".into())],
             kill_grace_period_ms: Some(2000),
             health_check: Some(HealthCheck {

@@ -31,7 +31,7 @@ pub fn task_running(id: &str, shell: &str) -> TaskInfo {
         name: id.to_owned(),
         agent_id: AgentId::new(AGENT),
         resources: Resources::parse("cpus:0.1;mem:32").expect("valid"),
-        command: CommandInfo { shell: Some(shell.into()), argv: vec![], environment: Default::default() },
+        command: CommandInfo { shell: Some(shell.into()), ..CommandInfo::default() },
         labels: vec![],
         kill_grace_period_ms: None,
         health_check: None,

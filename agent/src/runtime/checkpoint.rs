@@ -682,7 +682,7 @@ mod tests {
                 name: "t".into(),
                 agent_id: AgentId::new("a"),
                 resources: Resources::new(),
-                command: CommandInfo { shell: Some("true".into()), argv: vec![], environment: Default::default() },
+                command: CommandInfo { shell: Some("true".into()), ..CommandInfo::default() },
                 labels: vec![],
                 kill_grace_period_ms: None,
                 health_check: None,

@@ -11,6 +11,7 @@
 
 pub(crate) mod checker;
 pub(crate) mod checkpoint;
+pub(crate) mod fetcher;
 pub(crate) mod link;
 pub(crate) mod process;
 mod wire;
@@ -209,6 +210,9 @@ pub async fn run(
         checks: std::collections::BTreeMap::new(),
         probes: std::sync::Arc::new(tokio::sync::Semaphore::new(checker::MAX_CONCURRENT_PROBES)),
         launches: process::launch_limit(),
+        fetcher: std::sync::Arc::new(
+            fetcher::Fetcher::new(config.work_dir.join("fetch-cache")).map_err(anyhow::Error::msg)?,
+        ),
         sweeper: sweep_tx,
         info,
         master: config.masters.to_string(),
@@ -367,6 +371,8 @@ struct Owner {
     probes: std::sync::Arc<tokio::sync::Semaphore>,
     /// Bounds the launches under way at once.
     launches: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Fetches tasks' URIs into their sandboxes.
+    fetcher: std::sync::Arc<fetcher::Fetcher>,
     /// Runs whose directories may be deleted, for the sweeper.
     sweeper: mpsc::Sender<Vec<RunId>>,
     info: AgentInfo,
@@ -705,6 +711,7 @@ impl Owner {
                     sandboxes: self.sandboxes.clone(),
                     hostname: self.hostname.clone(),
                     run_dir: self.store.run_dir(run),
+                    fetcher: self.fetcher.clone(),
                 };
                 self.supervisors.spawn(process::supervise(spec, self.events.clone(), self.launches.clone()));
             }

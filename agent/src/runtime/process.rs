@@ -36,6 +36,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::fetcher::Fetcher;
 use super::{Event, ProcessEvent, checkpoint};
 use crate::core::{KillSignal, ProcessExit, RunId};
 
@@ -60,6 +61,8 @@ pub(crate) struct LaunchSpec {
     /// `<work_dir>/meta/runs/<run>`, made by the launch: the supervisor writes
     /// `supervisor_pid` and `exit_status` there.
     pub run_dir: PathBuf,
+    /// Puts the task's URIs into its sandbox before the command starts.
+    pub fetcher: Arc<Fetcher>,
 }
 
 /// How often a recovered task's supervisor, which is not the agent's child and so cannot be
@@ -77,10 +80,19 @@ pub(crate) async fn supervise(spec: LaunchSpec, events: mpsc::Sender<Event>, lau
     let task_id = spec.task.task_id.clone();
     let exit_status = spec.run_dir.join("exit_status");
     let report = |event| Event::Process { run, event };
+    // The URIs first, outside the launch bound: a slow download holds no launch back.
+    let fetched = match fetch(&spec).await {
+        Ok(fetched) => fetched,
+        Err(error) => {
+            tracing::info!(%task_id, %error, "fetching the task's URIs failed");
+            let _ = events.send(report(ProcessEvent::LaunchFailed { error })).await;
+            return;
+        }
+    };
     let launched = match launches.acquire_owned().await {
         Ok(permit) => match tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            launch(&spec)
+            launch(&spec, fetched)
         })
         .await
         {
@@ -164,15 +176,39 @@ struct Launched {
     sandbox: String,
 }
 
-/// Makes the sandbox and starts the task's supervisor in it. Blocks: runs on a blocking
-/// thread (within the runtime, which the child's handle registers with).
-fn launch(spec: &LaunchSpec) -> io::Result<Launched> {
+/// A sandbox made, with its URIs fetched into it: the directory and its path relative to the
+/// sandboxes root.
+type Fetched = (PathBuf, String);
+
+/// Makes the sandbox and fetches the task's URIs into it, when it has any; `None` leaves
+/// the sandbox to [`launch`]. The error is the launch's failure.
+async fn fetch(spec: &LaunchSpec) -> Result<Option<Fetched>, String> {
+    if spec.task.command.uris.is_empty() {
+        return Ok(None);
+    }
+    let (sandboxes, framework_id, task_id) =
+        (spec.sandboxes.clone(), spec.framework_id.clone(), spec.task.task_id.as_str().to_owned());
+    let (dir, sandbox) = tokio::task::spawn_blocking(move || create_sandbox(&sandboxes, &framework_id, &task_id))
+        .await
+        .map_err(|e| format!("making the sandbox stopped: {e}"))?
+        .map_err(|e| format!("cannot make the sandbox: {e}"))?;
+    spec.fetcher.fetch_all(&spec.task.command.uris, &dir).await?;
+    Ok(Some((dir, sandbox)))
+}
+
+/// Makes the sandbox (unless [`fetch`] did) and starts the task's supervisor in it. Blocks:
+/// runs on a blocking thread (within the runtime, which the child's handle registers with).
+fn launch(spec: &LaunchSpec, fetched: Option<Fetched>) -> io::Result<Launched> {
     // Not synced: were the machine to crash, the supervisor would die with it and write
     // nothing there, and a directory lost or left over is put right at the next start.
     std::fs::create_dir_all(&spec.run_dir)?;
-    let (dir, sandbox) = create_sandbox(&spec.sandboxes, &spec.framework_id, spec.task.task_id.as_str())?;
-    let stdout = std::fs::File::create(dir.join("stdout"))?;
-    let stderr = std::fs::File::create(dir.join("stderr"))?;
+    let (dir, sandbox) = match fetched {
+        Some(fetched) => fetched,
+        None => create_sandbox(&spec.sandboxes, &spec.framework_id, spec.task.task_id.as_str())?,
+    };
+    // Appended to: the fetcher's notes come first.
+    let stdout = std::fs::File::options().create(true).append(true).open(dir.join("stdout"))?;
+    let stderr = std::fs::File::options().create(true).append(true).open(dir.join("stderr"))?;
     let command_info = &spec.task.command;
     let (program, args): (&str, Vec<&str>) = match &command_info.shell {
         Some(shell) => ("/bin/sh", vec!["-c", shell.as_str()]),
@@ -607,6 +643,7 @@ mod tests {
                 shell: Some("true".into()),
                 argv: vec![],
                 environment: [("HOST".to_owned(), "mine".to_owned())].into_iter().collect(),
+                uris: Vec::new(),
             },
             labels: vec![],
             kill_grace_period_ms: None,

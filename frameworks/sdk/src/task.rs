@@ -1,7 +1,7 @@
 //! A builder for [`TaskInfo`], validated by the same rules the master applies, so that a
 //! mistake shows up where the task is written rather than as a TASK_ERROR later.
 
-use agora_proto::model::{AgentId, CommandInfo, HealthCheck, ReadinessCheck, Resources, TaskId, TaskInfo};
+use agora_proto::model::{AgentId, CommandInfo, FetchUri, HealthCheck, ReadinessCheck, Resources, TaskId, TaskInfo};
 use agora_proto::pb;
 
 use crate::Error;
@@ -57,6 +57,13 @@ impl TaskBuilder {
     /// Sets one environment variable of the command.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.command.environment.insert(key.into(), value.into());
+        self
+    }
+
+    /// A file the agent fetches into the sandbox before the command starts (in the order
+    /// given).
+    pub fn fetch(mut self, uri: FetchUri) -> Self {
+        self.command.uris.push(uri);
         self
     }
 
@@ -162,5 +169,10 @@ mod tests {
         assert!(matches!(&bad_id, Err(Error::InvalidTask(m)) if m.contains("task_id")), "{bad_id:?}");
         let bad_env = TaskBuilder::shell("t", "true").env("A=B", "c").build(&AgentId::new("a"), Resources::new());
         assert!(matches!(&bad_env, Err(Error::InvalidTask(m)) if m.contains("environment")), "{bad_env:?}");
+        let bad_fetch = TaskBuilder::shell("t", "true")
+            .fetch(FetchUri::plain("http://repo/app.tgz"))
+            .fetch(FetchUri::plain("ftp://repo/app.tgz"))
+            .build(&AgentId::new("a"), Resources::new());
+        assert!(matches!(&bad_fetch, Err(Error::InvalidTask(m)) if m.contains("command.uris[1].uri")), "{bad_fetch:?}");
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use agora_proto::model::{AgentId, TaskId, TaskState};
+use agora_proto::model::{AgentId, FetchUri, TaskId, TaskState};
 use serde::{Deserialize, Serialize};
 
 /// Most instances one app may ask for.
@@ -461,6 +461,10 @@ pub struct AppSpec {
     /// Ours: how long a deployment of this app may take before it is rolled back; the
     /// `--deployment-timeout` default when `None` (and then not shown).
     pub deployment_timeout_ms: Option<u64>,
+    /// Files the agent fetches into each task's sandbox before it starts (Marathon's
+    /// `fetch`, and `uris`). Absent from apps stored before fetching existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fetch: Vec<FetchUri>,
 }
 
 impl AppSpec {

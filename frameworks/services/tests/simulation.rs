@@ -652,6 +652,7 @@ impl Sim {
             task_kill_grace_period_ms: None,
             dependencies: Vec::new(),
             deployment_timeout_ms: Some(self.rng.random_range(60..240) * 1_000),
+            fetch: Vec::new(),
         };
         if ports > 0 && self.rng.random_bool(0.5) {
             spec.health_checks.push(HealthCheckSpec {

@@ -63,6 +63,129 @@ pub struct CommandInfo {
     /// Executed directly when `shell` is not set; never empty then.
     pub argv: Vec<String>,
     pub environment: BTreeMap<String, String>,
+    /// Fetched into the sandbox, in order, before the command starts. Absent from records
+    /// written before fetching existed, hence the default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uris: Vec<FetchUri>,
+}
+
+/// Most URIs one task fetches.
+pub const MAX_FETCH_URIS: usize = 64;
+/// Longest URI fetched.
+pub const MAX_FETCH_URI_LEN: usize = 4096;
+/// Longest `output_file`: a file name.
+pub const MAX_OUTPUT_FILE_LEN: usize = 255;
+
+/// A file the agent fetches into the task's sandbox before the command starts (Mesos'
+/// `CommandInfo.URI`, Marathon's `fetch`, Chronos' `uris`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FetchUri {
+    /// `http://`, `https://`, `file://` or an absolute path.
+    pub uri: String,
+    /// Made executable (mode 0755) once fetched.
+    pub executable: bool,
+    /// An archive unpacked into the sandbox (see [`FetchUri::archive`]).
+    pub extract: bool,
+    /// Kept in the agent's fetch cache and copied from it when fetched again.
+    pub cache: bool,
+    /// The file's name in the sandbox; the URI's last path segment when `None`.
+    pub output_file: Option<String>,
+}
+
+/// How a fetched archive is unpacked, told by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Archive {
+    /// `.tar`, `.tar.gz`, `.tgz`, `.tar.bz2`, `.tbz2`, `.tar.xz`, `.txz`: `tar -x`.
+    Tar,
+    /// `.zip`: `unzip`.
+    Zip,
+    /// `.gz` alone: one file, decompressed beside it without the suffix.
+    Gzip,
+}
+
+impl FetchUri {
+    /// A URI fetched with Mesos' defaults for Marathon's plain `uris` list: archives
+    /// unpacked, nothing made executable, no cache.
+    pub fn plain(uri: impl Into<String>) -> FetchUri {
+        FetchUri { uri: uri.into(), extract: true, ..FetchUri::default() }
+    }
+
+    /// Checks the URI and the output file name; the error names the part at fault
+    /// (`uri` or `output_file`).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let uri = self.uri.as_str();
+        if uri.is_empty() {
+            return Err(("uri", "is required".into()));
+        }
+        if uri.len() > MAX_FETCH_URI_LEN {
+            return Err(("uri", format!("is longer than {MAX_FETCH_URI_LEN} bytes")));
+        }
+        if uri.contains(['\0', '\n', '\r']) {
+            return Err(("uri", "holds a control character".into()));
+        }
+        let scheme_ok = ["http://", "https://", "file:///"].iter().any(|s| uri.starts_with(s)) || uri.starts_with('/');
+        if !scheme_ok {
+            return Err((
+                "uri",
+                format!("{uri:?} is not fetchable: give an http://, https:// or file:/// URI, or an absolute path"),
+            ));
+        }
+        if let Some(name) = &self.output_file {
+            check_file_name(name).map_err(|e| ("output_file", e))?;
+        } else if self.file_name().is_none() {
+            return Err(("uri", format!("{uri:?} names no file: give an output file name")));
+        }
+        Ok(())
+    }
+
+    /// The name the file gets in the sandbox: `output_file`, else the URI's last path
+    /// segment (without query or fragment); `None` when that is no usable name.
+    pub fn file_name(&self) -> Option<&str> {
+        if let Some(name) = &self.output_file {
+            return Some(name);
+        }
+        let path = self.uri.split(['?', '#']).next().unwrap_or_default();
+        // After the scheme comes the host (empty for `file:///`), then the path.
+        let path = match path.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("", |slash| &rest[slash..]),
+            None => path,
+        };
+        let last = path.rsplit('/').next().unwrap_or_default();
+        check_file_name(last).ok().map(|()| last)
+    }
+
+    /// How the fetched file is unpacked, when `extract` is set and its name says it is an
+    /// archive.
+    pub fn archive(&self) -> Option<Archive> {
+        if !self.extract {
+            return None;
+        }
+        let name = self.file_name()?.to_ascii_lowercase();
+        let tar = [".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz"];
+        if tar.iter().any(|suffix| name.ends_with(suffix)) {
+            Some(Archive::Tar)
+        } else if name.ends_with(".zip") {
+            Some(Archive::Zip)
+        } else if name.ends_with(".gz") {
+            Some(Archive::Gzip)
+        } else {
+            None
+        }
+    }
+}
+
+/// A plain file name: not empty, not `.` or `..`, no `/`, no NUL, not too long.
+fn check_file_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(format!("{name:?} is not a file name"));
+    }
+    if name.contains(['/', '\0']) {
+        return Err(format!("{name:?} is not a plain file name (no '/')"));
+    }
+    if name.len() > MAX_OUTPUT_FILE_LEN {
+        return Err(format!("is longer than {MAX_OUTPUT_FILE_LEN} bytes"));
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -228,5 +351,64 @@ impl Offer {
     /// Where the agent's HTTP endpoint (sandboxes) is, `http://host:port`.
     pub fn agent_url(&self) -> &str {
         &self.agent.url
+    }
+}
+
+#[cfg(test)]
+mod fetch_tests {
+    use super::{Archive, FetchUri};
+
+    fn uri(text: &str) -> FetchUri {
+        FetchUri::plain(text)
+    }
+
+    #[test]
+    fn a_fetched_file_is_named_by_the_last_path_segment_or_its_output_file() {
+        assert_eq!(uri("http://repo:8000/builds/app-1.2.tgz?token=x#top").file_name(), Some("app-1.2.tgz"));
+        assert_eq!(uri("/srv/files/run.sh").file_name(), Some("run.sh"));
+        assert_eq!(uri("file:///srv/files/data.zip").file_name(), Some("data.zip"));
+        assert_eq!(uri("http://repo:8000/").file_name(), None, "a directory names no file");
+        assert_eq!(uri("http://repo.example").file_name(), None, "a host is no file name");
+        let named = FetchUri { output_file: Some("app.tgz".into()), ..uri("http://repo:8000/download?id=7") };
+        assert_eq!(named.file_name(), Some("app.tgz"));
+    }
+
+    #[test]
+    fn archives_are_told_by_name_and_only_extracted_when_asked() {
+        for (name, archive) in [
+            ("a.tar", Some(Archive::Tar)),
+            ("a.TGZ", Some(Archive::Tar)),
+            ("a.tar.gz", Some(Archive::Tar)),
+            ("a.tar.bz2", Some(Archive::Tar)),
+            ("a.txz", Some(Archive::Tar)),
+            ("a.zip", Some(Archive::Zip)),
+            ("a.json.gz", Some(Archive::Gzip)),
+            ("a.jar", None),
+        ] {
+            assert_eq!(uri(&format!("http://h/{name}")).archive(), archive, "{name}");
+        }
+        let kept = FetchUri { extract: false, ..uri("http://h/a.tgz") };
+        assert_eq!(kept.archive(), None);
+    }
+
+    #[test]
+    fn unfetchable_uris_and_unsafe_file_names_are_refused_naming_the_part() {
+        for (bad, part) in [
+            ("", "uri"),
+            ("ftp://h/a", "uri"),
+            ("hdfs://nn/a.tgz", "uri"),
+            ("relative/path", "uri"),
+            ("http://h/", "uri"),
+            ("http://h/a\nb", "uri"),
+        ] {
+            assert_eq!(uri(bad).check().map_err(|(p, _)| p), Err(part), "{bad:?}");
+        }
+        for name in ["..", ".", "a/b", "../etc/passwd", ""] {
+            let given = FetchUri { output_file: Some(name.into()), ..uri("http://h/a") };
+            assert_eq!(given.check().map_err(|(p, _)| p), Err("output_file"), "{name:?}");
+        }
+        let long = format!("http://h/{}", "a".repeat(super::MAX_FETCH_URI_LEN));
+        assert!(uri(&long).check().is_err());
+        assert!(uri("https://h/app.tgz").check().is_ok());
     }
 }

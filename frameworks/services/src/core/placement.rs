@@ -338,6 +338,9 @@ pub(super) fn build_task(
     for (key, value) in &spec.labels {
         builder = builder.label(key.clone(), value.clone());
     }
+    for uri in &spec.fetch {
+        builder = builder.fetch(uri.clone());
+    }
     if let Some(grace_ms) = spec.task_kill_grace_period_ms {
         builder = builder.kill_grace_period_ms(grace_ms);
     }

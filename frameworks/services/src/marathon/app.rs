@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use agora_proto::model::Role;
+use agora_proto::model::{FetchUri, MAX_FETCH_URI_LEN, MAX_FETCH_URIS, MAX_OUTPUT_FILE_LEN, Role};
 use serde_json::{Map, Value};
 
 use super::json::{Obj, Problems, as_integer, as_string, type_name, unique};
@@ -56,6 +56,8 @@ const SPEC_FIELDS: &[&str] = &[
     "id",
     "cmd",
     "args",
+    "fetch",
+    "uris",
     "cpus",
     "mem",
     "disk",
@@ -105,7 +107,7 @@ fn unsupported_field_is_empty(key: &str, value: &Value) -> Option<bool> {
     let empty = match key {
         "container" | "ipAddress" | "residency" | "executorResources" | "resourceLimits" | "check"
         | "taskRateLimit" => value.is_null(),
-        "fetch" | "uris" | "storeUrls" => value.is_null() || value.as_array().is_some_and(Vec::is_empty),
+        "storeUrls" => value.is_null() || value.as_array().is_some_and(Vec::is_empty),
         "secrets" => value.is_null() || value.as_object().is_some_and(Map::is_empty),
         "gpus" => value.is_null() || value.as_f64() == Some(0.0),
         "executor" => value.is_null() || matches!(value.as_str(), Some("" | "//cmd")),
@@ -197,6 +199,7 @@ pub fn parse_app(value: &Value, cx: &AppContext<'_>, problems: &mut Problems) ->
     let dependencies = parse_dependencies(&obj, id.as_ref(), problems);
     let deployment_timeout_ms =
         obj.integer("deploymentTimeoutSeconds", 1, MAX_SECONDS, problems).map(|s| s as u64 * 1_000);
+    let fetch = parse_fetch(&obj, problems);
 
     if problems.len() > before {
         return None;
@@ -227,7 +230,59 @@ pub fn parse_app(value: &Value, cx: &AppContext<'_>, problems: &mut Problems) ->
         task_kill_grace_period_ms,
         dependencies,
         deployment_timeout_ms,
+        fetch,
     })
+}
+
+/// `fetch` (objects) or the older `uris` (strings, each unpacked when an archive), not both.
+fn parse_fetch(obj: &Obj<'_>, problems: &mut Problems) -> Vec<FetchUri> {
+    let mut out = Vec::new();
+    let uris = obj.strings("uris", MAX_FETCH_URIS, MAX_FETCH_URI_LEN, problems).unwrap_or_default();
+    if let Some(items) = obj.array("fetch", MAX_FETCH_URIS, problems) {
+        if !items.is_empty() && !uris.is_empty() {
+            problems.add(obj.at("uris"), "give either fetch or uris, not both");
+            return Vec::new();
+        }
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{}({i})", obj.at("fetch"));
+            let Some(entry) = Obj::of(item, &path, problems) else { continue };
+            entry.reject_unknown(FETCH_FIELDS, problems);
+            let Some(uri) = entry.string("uri", MAX_FETCH_URI_LEN, problems) else {
+                if !entry.has("uri") {
+                    problems.add(entry.at("uri"), "is required");
+                }
+                continue;
+            };
+            let fetched = FetchUri {
+                uri: uri.to_owned(),
+                executable: entry.bool("executable", problems).unwrap_or(false),
+                extract: entry.bool("extract", problems).unwrap_or(true),
+                cache: entry.bool("cache", problems).unwrap_or(false),
+                // `destPath` is the name the RAML-era API gives the same field.
+                output_file: entry
+                    .string("outputFile", MAX_OUTPUT_FILE_LEN, problems)
+                    .or_else(|| entry.string("destPath", MAX_OUTPUT_FILE_LEN, problems))
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_owned),
+            };
+            if entry.has("outputFile") && entry.has("destPath") {
+                problems.add(entry.at("destPath"), "give either outputFile or destPath, not both");
+            }
+            match fetched.check() {
+                Ok(()) => out.push(fetched),
+                Err(("output_file", message)) => problems.add(entry.at("outputFile"), message),
+                Err((_, message)) => problems.add(entry.at("uri"), message),
+            }
+        }
+    }
+    for (i, uri) in uris.into_iter().enumerate() {
+        let fetched = FetchUri::plain(uri);
+        match fetched.check() {
+            Ok(()) => out.push(fetched),
+            Err((_, message)) => problems.add(format!("{}({i})", obj.at("uris")), message),
+        }
+    }
+    out
 }
 
 fn parse_id(obj: &Obj<'_>, cx: &AppContext<'_>, problems: &mut Problems) -> Option<AppId> {
@@ -609,6 +664,9 @@ fn parse_health_check(
     })
 }
 
+/// The members of a `fetch` entry.
+const FETCH_FIELDS: &[&str] = &["uri", "executable", "extract", "cache", "outputFile", "destPath"];
+
 const READINESS_FIELDS: &[&str] = &[
     "name",
     "protocol",
@@ -817,6 +875,34 @@ mod tests {
         parse_app(&value, &AppContext::top(None), &mut problems).ok_or_else(|| problems.grouped())
     }
 
+    #[test]
+    fn fetch_entries_take_marathons_defaults_and_plain_uris_are_unpacked() {
+        let spec = parse(json!({"id": "/a", "cmd": "./run.sh", "fetch": [
+            {"uri": "http://repo/run.sh", "executable": true, "extract": false},
+            {"uri": "https://repo/app.tgz", "cache": true},
+            {"uri": "http://repo/dl?id=3", "destPath": "conf.zip"},
+        ]}))
+        .expect("valid");
+        assert_eq!(
+            spec.fetch,
+            vec![
+                FetchUri { uri: "http://repo/run.sh".into(), executable: true, ..FetchUri::default() },
+                FetchUri { uri: "https://repo/app.tgz".into(), extract: true, cache: true, ..FetchUri::default() },
+                FetchUri { output_file: Some("conf.zip".into()), ..FetchUri::plain("http://repo/dl?id=3") },
+            ]
+        );
+        let legacy = parse(json!({"id": "/a", "cmd": "x", "uris": ["/srv/app.tar.gz"], "fetch": []})).expect("valid");
+        assert_eq!(legacy.fetch, vec![FetchUri::plain("/srv/app.tar.gz")]);
+        // Shown back as `fetch`, which parses to the same spec.
+        let shown = serde_json::to_value(crate::marathon::render::AppView::definition(&spec)).expect("json");
+        assert_eq!(
+            shown["fetch"][2],
+            json!({"uri": "http://repo/dl?id=3", "extract": true, "executable": false,
+            "cache": false, "outputFile": "conf.zip"})
+        );
+        assert_eq!(parse(shown).expect("valid").fetch, spec.fetch);
+    }
+
     fn paths(value: Value) -> Vec<String> {
         parse(value).expect_err("invalid").into_iter().map(|(p, _)| p).collect()
     }
@@ -951,7 +1037,15 @@ mod tests {
             (json!({"id": "/a", "cmd": "x", "deploymentTimeoutSeconds": 0}), "/deploymentTimeoutSeconds"),
             (json!({"id": "/a", "cmd": "x", "colour": "blue"}), "/colour"),
             (json!({"id": "/a", "cmd": "x", "container": {"type": "DOCKER"}}), "/container"),
-            (json!({"id": "/a", "cmd": "x", "fetch": [{"uri": "http://x"}]}), "/fetch"),
+            (json!({"id": "/a", "cmd": "x", "fetch": [{"uri": "ftp://x/a.tgz"}]}), "/fetch(0)/uri"),
+            (
+                json!({"id": "/a", "cmd": "x", "fetch": [{"uri": "http://x/a", "outputFile": "../a"}]}),
+                "/fetch(0)/outputFile",
+            ),
+            (json!({"id": "/a", "cmd": "x", "fetch": [{"uri": "http://x/a", "size": 3}]}), "/fetch(0)/size"),
+            (json!({"id": "/a", "cmd": "x", "fetch": [{"executable": true}]}), "/fetch(0)/uri"),
+            (json!({"id": "/a", "cmd": "x", "uris": ["http://x/a.tgz"], "fetch": [{"uri": "http://x/b"}]}), "/uris"),
+            (json!({"id": "/a", "cmd": "x", "uris": ["relative/a.tgz"]}), "/uris(0)"),
             (json!({"id": "/a", "cmd": "x", "gpus": 1}), "/gpus"),
             (json!({"id": "/a", "cmd": "x", "cmd2": "x", "args": []}), "/cmd2"),
             (json!({"id": "/a", "cmd": "x".repeat(MAX_CMD_LEN + 1)}), "/cmd"),

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use agora_proto::model::TaskState;
+use agora_proto::model::{FetchUri, TaskState};
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
@@ -363,6 +363,7 @@ impl Serialize for AppView<'_> {
         m.serialize_entry("healthChecks", &HealthChecks(&spec.health_checks))?;
         m.serialize_entry("readinessChecks", &ReadinessChecks(&spec.readiness_checks))?;
         m.serialize_entry("dependencies", &Paths(&spec.dependencies))?;
+        m.serialize_entry("fetch", &Fetch(&spec.fetch))?;
         m.serialize_entry(
             "upgradeStrategy",
             &UpgradeView {
@@ -581,6 +582,31 @@ impl Serialize for HealthView<'_> {
 #[derive(Serialize)]
 struct CommandValue<'a> {
     value: &'a str,
+}
+
+/// `fetch`, as Marathon shows it (`outputFile` only when set).
+struct Fetch<'a>(&'a [FetchUri]);
+
+impl Serialize for Fetch<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct One<'a> {
+            uri: &'a str,
+            extract: bool,
+            executable: bool,
+            cache: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            output_file: Option<&'a str>,
+        }
+        s.collect_seq(self.0.iter().map(|f| One {
+            uri: &f.uri,
+            extract: f.extract,
+            executable: f.executable,
+            cache: f.cache,
+            output_file: f.output_file.as_deref(),
+        }))
+    }
 }
 
 struct ReadinessChecks<'a>(&'a [ReadinessCheckSpec]);

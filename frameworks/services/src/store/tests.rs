@@ -47,6 +47,7 @@ pub(crate) mod sample {
             task_kill_grace_period_ms: None,
             dependencies: Vec::new(),
             deployment_timeout_ms: Some(30_000),
+            fetch: vec![agora_proto::model::FetchUri::plain("http://repo/app.tgz")],
         })
     }
 

@@ -50,6 +50,7 @@ pub(super) fn spec(path: &str, instances: u32) -> AppSpec {
         task_kill_grace_period_ms: None,
         dependencies: Vec::new(),
         deployment_timeout_ms: None,
+        fetch: Vec::new(),
     }
 }
 

@@ -52,6 +52,7 @@ fn spec(path: &str, instances: u32) -> AppSpec {
         task_kill_grace_period_ms: None,
         dependencies: Vec::new(),
         deployment_timeout_ms: None,
+        fetch: Vec::new(),
     }
 }
 
