@@ -404,7 +404,7 @@ fn command_info(field: &str, command: m::CommandInfo) -> Result<pb::CommandInfo,
         if value.is_empty() {
             return Err(err(format!("{field}.value"), "is required: the shell command to run"));
         }
-        Ok(pb::CommandInfo { shell: value, argv: Vec::new(), environment })
+        Ok(pb::CommandInfo { shell: value, argv: Vec::new(), environment, uris: Vec::new() })
     } else {
         if value.is_empty() {
             return Err(err(format!("{field}.value"), "is required: the program to run"));
@@ -419,7 +419,7 @@ fn command_info(field: &str, command: m::CommandInfo) -> Result<pb::CommandInfo,
                 format!("must be the program {value:?}: Agora runs argv[0], Mesos runs `value` with this argv"),
             ));
         }
-        Ok(pb::CommandInfo { shell: String::new(), argv, environment })
+        Ok(pb::CommandInfo { shell: String::new(), argv, environment, uris: Vec::new() })
     }
 }
 
