@@ -36,8 +36,13 @@ async fn a_killed_leader_is_replaced_by_the_follower_with_every_app_and_task() {
     let (leader, follower) = if first == 0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
     leader.wait_subscribed().await;
 
-    // The follower redirects, keeping path and query, and names the leader.
-    let answer = client.get(format!("{}/v2/apps?embed=apps.tasks", follower.url)).send().await.expect("answer");
+    // The follower redirects, keeping path and query, and names the leader — once it has
+    // read the leader key (until then it answers 503: it knows of no leader to send to).
+    let answer = common::eventually("the follower to know the leader", async || {
+        let answer = client.get(format!("{}/v2/apps?embed=apps.tasks", follower.url)).send().await.ok()?;
+        (answer.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE).then_some(answer)
+    })
+    .await;
     assert_eq!(answer.status(), reqwest::StatusCode::TEMPORARY_REDIRECT);
     let location = format!("http://127.0.0.1:{}/v2/apps?embed=apps.tasks", leader.port);
     assert_eq!(answer.headers()["location"], location.as_str());
