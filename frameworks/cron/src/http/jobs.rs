@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde_json::json;
@@ -100,24 +100,48 @@ pub(super) async fn summary<A: CronApi>(State(api): State<Api<A>>) -> Result<Res
 /// `POST`/`PUT iso8601`: creates or replaces a scheduled job.
 pub(super) async fn put_scheduled<A: CronApi>(
     State(api): State<Api<A>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    put_job(api, body, Endpoint::Iso8601).await
+    put_job(api, headers, body, Endpoint::Iso8601).await
 }
 
 /// `POST`/`PUT dependency`: creates or replaces a dependent job.
 pub(super) async fn put_dependent<A: CronApi>(
     State(api): State<Api<A>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    put_job(api, body, Endpoint::Dependency).await
+    put_job(api, headers, body, Endpoint::Dependency).await
+}
+
+/// A job definition must say it is JSON, as Chronos requires (415 otherwise): a browser
+/// may send a page's cross-site form or `text/plain` POST without asking first, and such
+/// a request must not be able to define a job that runs a command.
+fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if media == "application/json" || (media.starts_with("application/") && media.ends_with("+json")) {
+        return Ok(());
+    }
+    let given = if value.is_empty() { "none".to_owned() } else { format!("'{value}'") };
+    Err(ApiError {
+        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        message: format!("Content-Type: a job definition is application/json (given: {given})"),
+        details: vec![crate::chronos::Detail {
+            path: "Content-Type".into(),
+            errors: vec![format!("expected application/json, given {given}")],
+        }],
+    })
 }
 
 async fn put_job<A: CronApi>(
     api: Api<A>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     endpoint: Endpoint,
 ) -> Result<Response, ApiError> {
+    json_content_type(&headers)?;
     let body = body_bytes(body)?;
     let spec = parse_body(&body, endpoint, Timestamp::now())?;
     api.command(Command::PutJob(Box::new(spec))).await?;

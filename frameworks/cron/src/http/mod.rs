@@ -117,10 +117,7 @@ pub fn router<A: CronApi + std::fmt::Debug>(cron: A, info: ApiInfo) -> Router {
             .route(&format!("{prefix}/job/{{name}}/next"), get(jobs::next::<A>))
             .route(&format!("{prefix}/job/{{name}}/history"), get(jobs::history::<A>))
             .route(&format!("{prefix}/job/stat/{{name}}"), get(jobs::stat::<A>))
-            .route(
-                &format!("{prefix}/job/success/{{name}}"),
-                put(jobs::mark_success::<A>).post(jobs::mark_success::<A>),
-            )
+            .route(&format!("{prefix}/job/success/{{name}}"), put(jobs::mark_success::<A>))
             .route(&format!("{prefix}/task/kill/{{name}}"), axum::routing::delete(jobs::kill::<A>))
             .route(&format!("{prefix}/graph/dot"), get(jobs::graph_dot::<A>))
             .route(&format!("{prefix}/graph/csv"), get(jobs::graph_csv::<A>))

@@ -384,6 +384,28 @@ async fn metrics_and_ping_answer_in_their_formats() {
 }
 
 #[tokio::test]
+async fn a_job_definition_that_does_not_say_it_is_json_is_refused_with_415() {
+    let app = app();
+    for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
+        let mut request = Request::builder().method("POST").uri("/v1/scheduler/iso8601");
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let request = request.body(Body::from(nightly().to_string())).expect("a valid request");
+        let response = app.clone().oneshot(request).await.expect("the router answers");
+        assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type:?}");
+    }
+    assert_eq!(get(&app, "/v1/scheduler/jobs").await.json(), json!([]));
+    let charset = Request::builder()
+        .method("POST")
+        .uri("/v1/scheduler/iso8601")
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(Body::from(nightly().to_string()))
+        .expect("a valid request");
+    assert_eq!(app.clone().oneshot(charset).await.expect("answers").status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
 async fn unknown_endpoints_methods_and_huge_bodies_get_json_errors() {
     let app = app();
     let missing = get(&app, "/v1/scheduler/nothing").await;
