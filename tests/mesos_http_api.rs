@@ -116,11 +116,15 @@ async fn a_raw_http_client_subscribes_launches_acknowledges_and_tears_down() {
     let cpus = offer["resources"].as_array().expect("resources").iter().find(|r| r["name"] == "cpus").expect("cpus");
     assert_eq!((&cpus["type"], &cpus["role"]), (&json!("SCALAR"), &json!("*")));
 
+    // The task reads a file the agent fetched into its sandbox (Mesos' CommandInfo.URI).
+    let greeting = cluster.dir.path().join("greeting.txt");
+    std::fs::write(&greeting, "hello\n").expect("write the file to fetch");
+    let uri = format!("file://{}", greeting.display());
     let task = json!({
         "name": "hello", "task_id": {"value": "hello"}, "agent_id": offer["agent_id"],
         "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
                       {"name": "mem", "type": "SCALAR", "scalar": {"value": 16}}],
-        "command": {"value": "true"}
+        "command": {"value": "test \"$(cat greeting.txt)\" = hello", "uris": [{"value": uri, "extract": false}]}
     });
     let accept = json!({"type": "ACCEPT", "framework_id": fw, "accept": {
         "offer_ids": [offer["id"]], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}]}});

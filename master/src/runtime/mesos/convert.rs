@@ -379,9 +379,26 @@ fn task_info(field: &str, task: m::TaskInfo) -> Result<pb::TaskInfo, WireError> 
 /// Mesos' command: `shell` (the default) runs `value` with `/bin/sh -c`; otherwise `value`
 /// is the program and `arguments` its whole argv, `argv[0]` included.
 fn command_info(field: &str, command: m::CommandInfo) -> Result<pb::CommandInfo, WireError> {
-    if !command.uris.is_empty() {
-        return Err(err(format!("{field}.uris"), "fetching URIs is not supported; the command must find its files"));
-    }
+    // Mesos extracts archives unless told not to; the agent checks each URI and names
+    // `uris[i]` in its refusal.
+    let uris: Vec<pb::FetchUri> = command
+        .uris
+        .into_iter()
+        .enumerate()
+        .map(|(i, uri)| {
+            let value = uri.value.unwrap_or_default();
+            if value.is_empty() {
+                return Err(err(format!("{field}.uris[{i}].value"), "is required"));
+            }
+            Ok(pb::FetchUri {
+                uri: value,
+                executable: uri.executable.unwrap_or(false),
+                extract: uri.extract.unwrap_or(true),
+                cache: uri.cache.unwrap_or(false),
+                output_file: uri.output_file.unwrap_or_default(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
     if let Some(user) = command.user.as_deref().filter(|u| !u.is_empty()) {
         return Err(err(
             format!("{field}.user"),
@@ -404,7 +421,7 @@ fn command_info(field: &str, command: m::CommandInfo) -> Result<pb::CommandInfo,
         if value.is_empty() {
             return Err(err(format!("{field}.value"), "is required: the shell command to run"));
         }
-        Ok(pb::CommandInfo { shell: value, argv: Vec::new(), environment, uris: Vec::new() })
+        Ok(pb::CommandInfo { shell: value, argv: Vec::new(), environment, uris })
     } else {
         if value.is_empty() {
             return Err(err(format!("{field}.value"), "is required: the program to run"));
@@ -419,7 +436,7 @@ fn command_info(field: &str, command: m::CommandInfo) -> Result<pb::CommandInfo,
                 format!("must be the program {value:?}: Agora runs argv[0], Mesos runs `value` with this argv"),
             ));
         }
-        Ok(pb::CommandInfo { shell: String::new(), argv, environment, uris: Vec::new() })
+        Ok(pb::CommandInfo { shell: String::new(), argv, environment, uris })
     }
 }
 
@@ -814,6 +831,23 @@ mod tests {
     }
 
     #[test]
+    fn uris_are_fetched_as_mesos_fetches_them_extracting_archives_by_default() {
+        let with_uris = task(json!({"command": {"value": "./run.sh", "uris": [
+            {"value": "https://example.invalid/app.tgz"},
+            {"value": "file:///srv/run.sh", "executable": true, "extract": false, "cache": true, "output_file": "run.sh"}
+        ]}}));
+        let Action::Call(pb::call::Call::Accept(accept)) = launch(with_uris).expect("valid") else { panic!("accept") };
+        let Some(pb::operation::Operation::Launch(launch)) = &accept.operations[0].operation else { panic!("launch") };
+        let uris = &launch.tasks[0].command.as_ref().expect("command").uris;
+        assert_eq!(uris.len(), 2);
+        assert!(uris[0].extract && !uris[0].executable && !uris[0].cache, "{:?}", uris[0]);
+        assert_eq!(
+            (uris[1].executable, uris[1].extract, uris[1].cache, uris[1].output_file.as_str()),
+            (true, false, true, "run.sh")
+        );
+    }
+
+    #[test]
     fn a_command_without_a_shell_runs_its_arguments_as_argv() {
         let plain = task(json!({"command": {"shell": false, "value": "/bin/echo", "arguments": ["/bin/echo", "hi"]}}));
         let Action::Call(pb::call::Call::Accept(accept)) = launch(plain).expect("valid") else { panic!("accept") };
@@ -831,7 +865,10 @@ mod tests {
         let cases = [
             (task(json!({"executor": {"executor_id": {"value": "e"}}})), format!("{at}.executor")),
             (task(json!({"container": {"type": "DOCKER"}})), format!("{at}.container")),
-            (task(json!({"command": {"value": "x", "uris": [{"value": "http://x"}]}})), format!("{at}.command.uris")),
+            (
+                task(json!({"command": {"value": "x", "uris": [{"executable": true}]}})),
+                format!("{at}.command.uris[0].value"),
+            ),
             (task(json!({"command": {"value": "x", "user": "bob"}})), format!("{at}.command.user")),
             (
                 task(json!({"resources": [{"name": "gpus", "type": "SCALAR", "scalar": {"value": 1.0}}]})),

@@ -585,7 +585,7 @@ pub struct TaskInfo {
 pub struct CommandInfo {
     #[prost(message, repeated, tag = "1")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub uris: Vec<Opaque>,
+    pub uris: Vec<Uri>,
     #[prost(message, optional, tag = "2")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Environment>,
@@ -601,6 +601,27 @@ pub struct CommandInfo {
     #[prost(string, repeated, tag = "7")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub arguments: Vec<String>,
+}
+
+/// `CommandInfo.URI`: a file the agent fetches into the sandbox before the command runs.
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+pub struct Uri {
+    #[prost(string, optional, tag = "1")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[prost(bool, optional, tag = "2")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<bool>,
+    /// Mesos' default is true.
+    #[prost(bool, optional, tag = "3")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<bool>,
+    #[prost(bool, optional, tag = "4")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
+    #[prost(string, optional, tag = "5")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_file: Option<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
