@@ -16,7 +16,7 @@
 //!
 //! A framework maps its own records to [`Write`]s; which tables exist is its choice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -54,11 +54,21 @@ fn storage(error: impl std::fmt::Display) -> KvError {
     KvError::Storage(error.to_string())
 }
 
-/// One change to one key of a table.
+/// One change to one key of a table, or to every key of a table that starts with a
+/// prefix.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Write {
     Put { table: String, key: String, value: Vec<u8> },
     Delete { table: String, key: String },
+    DeletePrefix { table: String, prefix: String },
+}
+
+impl Write {
+    fn table(&self) -> &str {
+        match self {
+            Write::Put { table, .. } | Write::Delete { table, .. } | Write::DeletePrefix { table, .. } => table,
+        }
+    }
 }
 
 /// One stored record.
@@ -74,7 +84,7 @@ pub struct Record {
 pub struct FileTables {
     /// Shared with the blocking threads commits run on.
     db: Arc<Database>,
-    tables: &'static [&'static str],
+    tables: Arc<[String]>,
 }
 
 fn definition(table: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
@@ -84,7 +94,7 @@ fn definition(table: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
 impl FileTables {
     /// Opens the file, creating it and `tables` when new. redb locks the file: a second
     /// process opening it gets an error.
-    pub fn open(path: &Path, tables: &'static [&'static str]) -> Result<FileTables, KvError> {
+    pub fn open(path: &Path, tables: &[&str]) -> Result<FileTables, KvError> {
         let open = |reason: String| KvError::Open { path: path.display().to_string(), reason };
         let db = Database::create(path).map_err(|e| open(e.to_string()))?;
         let txn = db.begin_write().map_err(storage)?;
@@ -92,20 +102,21 @@ impl FileTables {
             txn.open_table(definition(table)).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
-        Ok(FileTables { db: Arc::new(db), tables })
+        let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
+        Ok(FileTables { db: Arc::new(db), tables: tables.into() })
     }
 
     /// Every record, table by table in the order given at `open`, keys in order.
     pub async fn load(&self) -> Result<Vec<Record>, KvError> {
-        let (db, tables) = (self.db.clone(), self.tables);
+        let (db, tables) = (self.db.clone(), self.tables.clone());
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_read().map_err(storage)?;
             let mut records = Vec::new();
-            for table in tables {
+            for table in tables.iter() {
                 for entry in txn.open_table(definition(table)).map_err(storage)?.iter().map_err(storage)? {
                     let (key, value) = entry.map_err(storage)?;
                     records.push(Record {
-                        table: (*table).to_owned(),
+                        table: table.clone(),
                         key: key.value().to_owned(),
                         value: value.value().to_vec(),
                     });
@@ -122,25 +133,36 @@ impl FileTables {
         if writes.is_empty() {
             return Ok(());
         }
-        let (db, tables) = (self.db.clone(), self.tables);
+        let (db, tables) = (self.db.clone(), self.tables.clone());
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_write().map_err(storage)?;
             {
                 let mut open = BTreeMap::new();
-                for table in tables {
-                    open.insert(*table, txn.open_table(definition(table)).map_err(storage)?);
+                for table in tables.iter() {
+                    open.insert(table.as_str(), txn.open_table(definition(table)).map_err(storage)?);
                 }
                 for write in &writes {
-                    let (table, key) = match write {
-                        Write::Put { table, key, .. } | Write::Delete { table, key } => (table, key),
-                    };
-                    let handle = open.get_mut(table.as_str()).ok_or_else(|| storage(format!("no table {table}")))?;
+                    let table = write.table();
+                    let handle = open.get_mut(table).ok_or_else(|| storage(format!("no table {table}")))?;
                     match write {
-                        Write::Put { value, .. } => {
+                        Write::Put { key, value, .. } => {
                             handle.insert(key.as_str(), value.as_slice()).map_err(storage)?;
                         }
-                        Write::Delete { .. } => {
+                        Write::Delete { key, .. } => {
                             handle.remove(key.as_str()).map_err(storage)?;
+                        }
+                        Write::DeletePrefix { prefix, .. } => {
+                            let mut doomed = Vec::new();
+                            for entry in handle.range(prefix.as_str()..).map_err(storage)? {
+                                let (key, _) = entry.map_err(storage)?;
+                                if !key.value().starts_with(prefix.as_str()) {
+                                    break;
+                                }
+                                doomed.push(key.value().to_owned());
+                            }
+                            for key in doomed {
+                                handle.remove(key.as_str()).map_err(storage)?;
+                            }
                         }
                     }
                 }
@@ -153,17 +175,43 @@ impl FileTables {
 }
 
 /// Tables in etcd while `term` leads.
+///
+/// etcd refuses a transaction that names a key twice, or a key inside a range it
+/// deletes: a batch is folded into one write per key (the last wins). A prefix delete in
+/// a table whose keys are tracked ([`EtcdTables::tracking`]) becomes a delete of each key
+/// it holds (this process is the only writer while its term lasts, so it knows them);
+/// in any other table it is a range delete, after the batch's other writes.
 #[derive(Debug)]
 pub struct EtcdTables {
     client: Etcd,
     term: Term,
     root: String,
+    tracked: BTreeSet<String>,
+    /// The keys of the tracked tables, as committed.
+    keys: BTreeSet<Vec<u8>>,
 }
 
 impl EtcdTables {
     /// Tables under `root` (e.g. `/agora/cron`), written while `term` holds.
     pub fn new(client: Etcd, root: &str, term: Term) -> EtcdTables {
-        EtcdTables { client, term, root: root.trim_end_matches('/').to_owned() }
+        EtcdTables {
+            client,
+            term,
+            root: root.trim_end_matches('/').to_owned(),
+            tracked: BTreeSet::new(),
+            keys: BTreeSet::new(),
+        }
+    }
+
+    /// Tracks the keys of `tables`, whose prefix deletes may meet other writes to them
+    /// in one batch (read at `load`).
+    pub fn tracking(mut self, tables: &[&str]) -> EtcdTables {
+        self.tracked = tables.iter().map(|t| (*t).to_owned()).collect();
+        self
+    }
+
+    fn key(&self, table: &str, key: &str) -> Vec<u8> {
+        format!("{}{table}/{key}", self.state_prefix()).into_bytes()
     }
 
     fn state_prefix(&self) -> String {
@@ -174,53 +222,91 @@ impl EtcdTables {
         format!("{}/journal/", self.root)
     }
 
-    /// The batch as one etcd write per key, the last one winning (etcd refuses a
-    /// transaction that names a key twice).
-    fn kv_writes(&self, writes: &[Write]) -> Vec<KvWrite> {
+    /// The batch as etcd writes (see the type's doc), and the tracked keys there will be
+    /// once they are committed.
+    fn kv_writes(&self, writes: &[Write]) -> (Vec<KvWrite>, BTreeSet<Vec<u8>>) {
         let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let mut ranges = Vec::new();
+        let mut keys = self.keys.clone();
         for write in writes {
+            let tracked = self.tracked.contains(write.table());
             match write {
                 Write::Put { table, key, value } => {
-                    last.insert(format!("{}{table}/{key}", self.state_prefix()).into_bytes(), Some(value.clone()));
+                    let key = self.key(table, key);
+                    if tracked {
+                        keys.insert(key.clone());
+                    }
+                    last.insert(key, Some(value.clone()));
                 }
                 Write::Delete { table, key } => {
-                    last.insert(format!("{}{table}/{key}", self.state_prefix()).into_bytes(), None);
+                    let key = self.key(table, key);
+                    keys.remove(&key);
+                    last.insert(key, None);
+                }
+                Write::DeletePrefix { table, prefix } => {
+                    let prefix = self.key(table, prefix);
+                    if tracked {
+                        let doomed: Vec<Vec<u8>> =
+                            keys.range(prefix.clone()..).take_while(|k| k.starts_with(&prefix)).cloned().collect();
+                        for key in doomed {
+                            keys.remove(&key);
+                            last.insert(key, None);
+                        }
+                    } else {
+                        last.retain(|key, _| !key.starts_with(&prefix));
+                        ranges.push(KvWrite::DeletePrefix { prefix });
+                    }
                 }
             }
         }
-        last.into_iter()
+        let mut kv: Vec<KvWrite> = last
+            .into_iter()
             .map(|(key, value)| match value {
                 Some(value) => KvWrite::Put { key, value },
                 None => KvWrite::Delete { key },
             })
-            .collect()
+            .collect();
+        kv.extend(ranges);
+        (kv, keys)
     }
 
     /// Every record committed (after finishing or dropping a journal left behind), in key
     /// order.
     pub async fn load(&mut self) -> Result<Vec<Record>, KvError> {
-        self.recover_journal().await?;
+        // The tracked keys are needed to replay a journal; the records again after it.
+        let first = self.read_state().await?;
+        if self.recover_journal().await? { self.read_state().await } else { Ok(first) }
+    }
+
+    /// Reads every record, and notes the tracked tables' keys.
+    async fn read_state(&mut self) -> Result<Vec<Record>, KvError> {
         let prefix = self.state_prefix();
         let mut records = Vec::new();
+        let mut keys = BTreeSet::new();
         for kv in self.client.range_prefix(prefix.as_bytes()).await? {
             let full = String::from_utf8_lossy(&kv.key).into_owned();
             let corrupt =
                 |reason: &str| KvError::Corrupt { table: "state".into(), key: full.clone(), reason: reason.into() };
             let rest = full.strip_prefix(&prefix).ok_or_else(|| corrupt("outside the state prefix"))?;
             let (table, key) = rest.split_once('/').ok_or_else(|| corrupt("a key outside every table"))?;
+            if self.tracked.contains(table) {
+                keys.insert(kv.key.clone());
+            }
             records.push(Record { table: table.to_owned(), key: key.to_owned(), value: kv.value });
         }
+        self.keys = keys;
         Ok(records)
     }
 
     /// Commits `writes` atomically (see the module's doc).
     pub async fn commit(&mut self, writes: &[Write]) -> Result<(), KvError> {
-        let kv = self.kv_writes(writes);
+        let (kv, keys) = self.kv_writes(writes);
         if kv.is_empty() {
             return Ok(());
         }
         if kv.len() <= TXN_OPS && kv.iter().map(KvWrite::size).sum::<usize>() <= TXN_BYTES {
             self.client.fenced_txn(&self.term, &kv).await?;
+            self.keys = keys;
             return Ok(());
         }
         let journal = self.journal_prefix();
@@ -235,6 +321,7 @@ impl EtcdTables {
         };
         self.client.fenced_txn(&self.term, &[commit]).await?;
         self.write_in_chunks(&kv).await?;
+        self.keys = keys;
         self.client.fenced_txn(&self.term, &[KvWrite::DeletePrefix { prefix: journal.into_bytes() }]).await?;
         Ok(())
     }
@@ -257,12 +344,12 @@ impl EtcdTables {
         Ok(())
     }
 
-    /// Finishes a committed journal, or drops an uncommitted one.
-    async fn recover_journal(&mut self) -> Result<(), KvError> {
+    /// Finishes a committed journal, or drops an uncommitted one; whether there was one.
+    async fn recover_journal(&mut self) -> Result<bool, KvError> {
         let journal = self.journal_prefix();
         let kvs = self.client.range_prefix(journal.as_bytes()).await?;
         if kvs.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let corrupt = |key: &str, reason: String| KvError::Corrupt { table: "journal".into(), key: key.into(), reason };
         if let Some(commit) = kvs.iter().find(|kv| kv.key.ends_with(COMMIT.as_bytes())) {
@@ -280,13 +367,13 @@ impl EtcdTables {
                 writes.extend(part);
             }
             tracing::info!(writes = writes.len(), "finishing the batch a previous leader committed to its journal");
-            let kv = self.kv_writes(&writes);
+            let (kv, _) = self.kv_writes(&writes);
             self.write_in_chunks(&kv).await?;
         } else {
             tracing::info!("dropping a journal a previous leader did not commit");
         }
         self.client.fenced_txn(&self.term, &[KvWrite::DeletePrefix { prefix: journal.into_bytes() }]).await?;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -337,6 +424,17 @@ mod tests {
         let records: Vec<(String, String)> =
             tables.load().await.expect("load").into_iter().map(|r| (r.table, r.key)).collect();
         assert_eq!(records, [("jobs".to_owned(), "x".to_owned()), ("runs".to_owned(), "a".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn a_prefix_delete_removes_only_the_keys_under_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tables = FileTables::open(&dir.path().join("state.redb"), TABLES).expect("open");
+        let batch = vec![put("runs", "a@1", "1"), put("runs", "a@2", "2"), put("runs", "ab@1", "3")];
+        tables.commit(batch).await.expect("commit");
+        tables.commit(vec![Write::DeletePrefix { table: "runs".into(), prefix: "a@".into() }]).await.expect("commit");
+        let keys: Vec<String> = tables.load().await.expect("load").into_iter().map(|r| r.key).collect();
+        assert_eq!(keys, ["ab@1"]);
     }
 
     #[tokio::test]

@@ -7,43 +7,109 @@
 //! - [`FileStore`]: an embedded redb database in `--work-dir` (ACID transactions, a
 //!   copy-on-write B-tree, an fsync on every commit), as the master's registry.
 //! - [`EtcdStore`]: keys under a prefix in etcd, every write fenced by the leader's term,
-//!   so that a deposed leader cannot write (see `etcd.rs` for how a batch larger than one
-//!   etcd transaction stays atomic).
+//!   so that a deposed leader cannot write (a batch larger than one etcd transaction stays
+//!   atomic through a journal).
 //!
-//! Both see a batch as the same list of key-value writes ([`writes`]), one table per kind
-//! of record, each record JSON.
-
-mod etcd;
-mod file;
+//! Both are the SDK's [`kv`] tables, and see a batch as the same list of writes
+//! ([`writes`]), one table per kind of record, each record JSON. Deleting an app deletes
+//! its versions by prefix; in etcd the versions' keys are tracked so that the prefix
+//! becomes a delete per key (one batch may also write a version).
 
 use std::sync::Arc;
 
 use agora_proto::etcd_client::EtcdError;
 use agora_proto::model::FrameworkId;
+use agora_sdk::kv::{self, KvError};
 use serde::{Deserialize, Serialize};
 
 use crate::core::{Recovered, StoreOp};
 use crate::model::{AppId, AppSpec, Timestamp};
 
-pub use etcd::EtcdStore;
-pub use file::FileStore;
+/// The embedded store: `services.redb`.
+#[derive(Debug, Clone)]
+pub struct FileStore(kv::FileTables);
+
+impl FileStore {
+    /// Opens the file, creating it and its tables when new. redb locks the file: a second
+    /// process opening it gets an error.
+    pub fn open(path: &std::path::Path) -> Result<FileStore, StoreError> {
+        let names = Table::ALL.map(Table::name);
+        Ok(FileStore(kv::FileTables::open(path, &names)?))
+    }
+
+    pub async fn load(&self) -> Result<Recovered, StoreError> {
+        load(self.0.load().await?)
+    }
+
+    pub async fn apply(&self, batch: &[StoreOp]) -> Result<(), StoreError> {
+        Ok(self.0.commit(to_kv(writes(batch)?)).await?)
+    }
+}
+
+/// The store in etcd while a term leads.
+#[derive(Debug)]
+pub struct EtcdStore(kv::EtcdTables);
+
+impl EtcdStore {
+    /// A store under `root` (e.g. `/agora/services`), written while `term` holds.
+    pub fn new(client: agora_proto::etcd_client::Etcd, root: &str, term: agora_proto::etcd_client::Term) -> EtcdStore {
+        EtcdStore(kv::EtcdTables::new(client, root, term).tracking(&[Table::Versions.name()]))
+    }
+
+    pub async fn load(&mut self) -> Result<Recovered, StoreError> {
+        load(self.0.load().await?)
+    }
+
+    pub async fn apply(&mut self, batch: &[StoreOp]) -> Result<(), StoreError> {
+        Ok(self.0.commit(&to_kv(writes(batch)?)).await?)
+    }
+}
+
+fn load(records: Vec<kv::Record>) -> Result<Recovered, StoreError> {
+    let mut loader = Loader::default();
+    for record in records {
+        let table = Table::named(&record.table).ok_or_else(|| StoreError::Corrupt {
+            table: record.table.clone(),
+            key: record.key.clone(),
+            reason: "an unknown table".into(),
+        })?;
+        loader.record(table, &record.key, &record.value)?;
+    }
+    Ok(loader.finish())
+}
+
+/// The writes in the SDK's terms.
+pub(crate) fn to_kv(writes: Vec<Write>) -> Vec<kv::Write> {
+    writes
+        .into_iter()
+        .map(|write| match write {
+            Write::Put(table, key, value) => kv::Write::Put { table: table.name().into(), key, value },
+            Write::Delete(table, key) => kv::Write::Delete { table: table.name().into(), key },
+            Write::DeletePrefix(table, prefix) => kv::Write::DeletePrefix { table: table.name().into(), prefix },
+        })
+        .collect()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store at {path}: {reason}")]
-    Open { path: String, reason: String },
     #[error("store storage failed: {0}")]
     Storage(String),
     #[error("the store holds a record that cannot be read ({table} {key}): {reason}")]
-    Corrupt { table: &'static str, key: String, reason: String },
+    Corrupt { table: String, key: String, reason: String },
     #[error("state in etcd: {0}")]
     Etcd(#[from] EtcdError),
+    #[error(transparent)]
+    Kv(#[from] KvError),
 }
 
 impl StoreError {
     /// Whether the write failed because another process leads now.
     pub fn is_deposed(&self) -> bool {
-        matches!(self, StoreError::Etcd(EtcdError::Deposed))
+        match self {
+            StoreError::Etcd(error) => matches!(error, EtcdError::Deposed),
+            StoreError::Kv(error) => error.is_deposed(),
+            _ => false,
+        }
     }
 }
 
@@ -116,7 +182,7 @@ impl Table {
         Table::Subscribers,
     ];
 
-    pub(crate) fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             Table::Framework => "framework",
             Table::Counters => "counters",
@@ -227,7 +293,11 @@ impl Loader {
                 r.next_service_port = Some(decode(name, key, value)?);
             }
             Table::Framework | Table::Counters => {
-                return Err(StoreError::Corrupt { table: name, key: key.to_owned(), reason: "an unknown key".into() });
+                return Err(StoreError::Corrupt {
+                    table: name.into(),
+                    key: key.to_owned(),
+                    reason: "an unknown key".into(),
+                });
             }
             Table::Apps => r.apps.push(decode(name, key, value)?),
             Table::Versions => {
@@ -253,7 +323,11 @@ fn encode(value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(table: &'static str, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { table, key: key.to_owned(), reason: e.to_string() })
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        table: table.into(),
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

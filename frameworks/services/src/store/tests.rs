@@ -277,7 +277,9 @@ async fn a_committed_journal_left_by_a_crash_is_finished_and_an_uncommitted_one_
     let etcd = etcd_server::Etcd::start();
     let (client, term, mut store) = etcd_store(&etcd).await;
     let journal = |name: &str| format!("{ROOT}/journal/{name}").into_bytes();
-    let entry = |ops: &[StoreOp]| serde_json::to_vec(ops).expect("encode");
+    // A journal entry is the batch's writes in the SDK's terms.
+    let entry =
+        |ops: &[StoreOp]| serde_json::to_vec(&super::to_kv(super::writes(ops).expect("writes"))).expect("encode");
     // A leader crashed after committing a two-entry journal, before writing the records.
     let committed = [
         KvWrite::Put { key: journal("00000000"), value: entry(&[StoreOp::PutApp(sample::app("/a", 1))]) },
