@@ -262,3 +262,83 @@ async fn execute(driver: DriverHandle, mut actions: mpsc::Receiver<Action>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use agora_proto::model::{AgentId, FrameworkId, TaskState, TaskStatus, TaskStatusReason, UpdateId};
+
+    use super::*;
+    use crate::core::tests::{every_minute, offer};
+    use crate::core::{Command, CoreConfig};
+    use crate::model::JobName;
+
+    /// The next call the owner hands the executor (acknowledgements included).
+    async fn next_action(actions: &mut mpsc::Receiver<Action>) -> Action {
+        tokio::time::timeout(Duration::from_secs(10), actions.recv()).await.expect("an action in time").expect("open")
+    }
+
+    #[tokio::test]
+    async fn a_launch_leaves_only_once_its_run_is_stored_and_an_update_is_acknowledged_once_stored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(crate::store::FILE_NAME);
+        let owner = Owner { cron: Cron::new(CoreConfig::default()), store: Store::open_file(&path).expect("open") };
+        let (handle, requests) = crate::runtime::channel();
+        let (inputs, inbox) = mpsc::channel(8);
+        let (actions_tx, mut actions) = mpsc::channel(64);
+        let (stop_tx, stop) = watch::channel(false);
+        let running = tokio::spawn(owner.serve(requests, inbox, stop, actions_tx));
+
+        let (committed, done) = oneshot::channel();
+        let subscribed = Input::Subscribed { framework_id: FrameworkId::new("fw-1") };
+        inputs.send(Inbound { input: subscribed, committed: Some(committed), ack: None }).await.expect("owner runs");
+        done.await.expect("SUBSCRIBED is released once committed");
+        let job = Box::new(every_minute("etl"));
+        handle.command(Command::PutJob(job)).await.expect("owner").expect("valid");
+        let name = JobName::new("etl");
+        let started = handle.command(Command::RunNow { name, arguments: vec![] }).await.expect("owner");
+        let Ok(crate::core::Reply::Started(key)) = started else { panic!("a run: {started:?}") };
+        inputs
+            .send(Inbound { input: Input::Offers(vec![offer(1, "a", "cpus:1;mem:1000")]), committed: None, ack: None })
+            .await
+            .expect("owner runs");
+        let task = loop {
+            if let Action::Call(call) = next_action(&mut actions).await
+                && let Output::Launch { tasks, .. } = *call
+            {
+                break tasks[0].task_id.clone();
+            }
+        };
+        assert_eq!(task, key.task_id(1));
+
+        // RUNNING, reliable: its acknowledgement comes before any later call.
+        let status = TaskStatus {
+            agent_id: Some(AgentId::new("agent-a")),
+            uuid: Some(UpdateId::new("u-1")),
+            ..TaskStatus::from_master(task.clone(), None, TaskState::TaskRunning, TaskStatusReason::Unspecified, "", 1)
+        };
+        let ack = Acknowledgement::of(&status).expect("a reliable update");
+        inputs
+            .send(Inbound { input: Input::Update(status), committed: None, ack: Some(ack.clone()) })
+            .await
+            .expect("owner");
+        loop {
+            match next_action(&mut actions).await {
+                Action::Acknowledge(acks) => {
+                    assert_eq!(acks, [ack]);
+                    break;
+                }
+                Action::Call(call) => assert!(!matches!(*call, Output::Launch { .. }), "{call:?}"),
+            }
+        }
+        stop_tx.send(true).expect("owner listens");
+        let (result, _) = running.await.expect("owner task");
+        assert!(result.is_ok());
+        drop(handle);
+
+        // What was acknowledged and launched is on disk.
+        let recovered = Store::open_file(&path).expect("reopen").load().await.expect("load");
+        let run = recovered.runs.iter().find(|r| r.key == key).expect("the run is stored");
+        assert_eq!((&run.task_id, &run.state), (&task, &crate::model::RunState::Running));
+        assert_eq!(recovered.framework_id, Some(FrameworkId::new("fw-1")));
+    }
+}
