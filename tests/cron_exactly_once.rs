@@ -186,9 +186,10 @@ async fn a_job_every_two_seconds_runs_once_per_time_across_a_sigkill_and_restart
         .expect("JSON");
     let runs = history.as_array().cloned().unwrap_or_default();
     for t in (start_ms..=until_ms).step_by(PERIOD_MS as usize) {
-        let scheduled = jiff::Timestamp::from_millisecond(t).expect("time").to_string();
-        let matching: Vec<&Value> = runs.iter().filter(|r| r["scheduled"] == scheduled.as_str()).collect();
-        assert_eq!(matching.len(), 1, "{scheduled}: {matching:?}");
+        let at = |r: &Value| r["scheduled"].as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok());
+        let matching: Vec<&Value> = runs.iter().filter(|r| at(r).map(|a| a.as_millisecond()) == Some(t)).collect();
+        let all: Vec<&Value> = runs.iter().map(|r| &r["scheduled"]).collect();
+        assert_eq!(matching.len(), 1, "{t}: {matching:?} among {all:?}");
         assert!(matches!(matching[0]["state"].as_str(), Some("succeeded" | "running" | "launched")), "{}", matching[0]);
     }
 }
@@ -219,8 +220,15 @@ async fn a_job_every_two_seconds_runs_once_per_time_across_a_leader_failover_on_
     let first = common::eventually("a leader", async || leader_of(&client, &[&a, &b]).await).await;
     let (leader, follower) = if first == 0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
 
-    // The follower sends readers to the leader, and forwards changes to it: the job is
-    // posted to the follower.
+    // The follower learns who leads (from the leader key), then sends readers to the
+    // leader and forwards changes to it: the job is posted to the follower.
+    let leader_address = format!("127.0.0.1:{}", leader.port);
+    common::eventually("the follower to know the leader", async || {
+        let answer = client.get(format!("{}/leader", follower.url)).send().await.ok()?;
+        let body: Value = answer.json().await.ok()?;
+        (body["leader"] == leader_address.as_str()).then_some(())
+    })
+    .await;
     let redirected = client.get(format!("{}/v1/scheduler/jobs", follower.url)).send().await.expect("answer");
     assert_eq!(redirected.status(), reqwest::StatusCode::TEMPORARY_REDIRECT);
     let location = format!("http://127.0.0.1:{}/v1/scheduler/jobs", leader.port);

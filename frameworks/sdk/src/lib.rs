@@ -10,7 +10,8 @@
 //!
 //! [`election`] elects one leader among several processes of a framework on etcd, its
 //! term fencing their writes; [`kv`] keeps a framework's state in tables, in a redb file
-//! or in etcd fenced by that term.
+//! or in etcd fenced by that term; [`forward`] hands master events to a framework's
+//! owner task with their acknowledgements.
 //!
 //! [`carve`] and [`TaskRequirements`] cut task-sized pieces out of an offer with exact
 //! integer arithmetic and the lowest free ports; [`TaskBuilder`] turns a piece into a
@@ -48,6 +49,7 @@ mod backoff;
 mod driver;
 pub mod election;
 mod error;
+pub mod forward;
 pub mod kv;
 mod matcher;
 mod scheduler;

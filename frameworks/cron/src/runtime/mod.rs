@@ -1,4 +1,4 @@
-//! The runtime around the core: the owner task that holds it, the SDK scheduler that
+//! The runtime around the core: the owner task that holds it, the SDK's forwarder that
 //! feeds it the master's events, the store it commits to, leader election among several
 //! processes (the SDK's), and the [`CronHandle`] the REST API uses.
 //!
@@ -9,7 +9,6 @@
 
 mod handle;
 mod owner;
-mod scheduler;
 mod serve;
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! The one task that owns the [`Cron`] core. It reads requests from the API
 //! ([`Request`], through the [`CronHandle`](super::CronHandle)), the master's events from
-//! the SDK scheduler ([`Inbound`]), and a timer set to the core's next wake-up (at least
+//! the SDK's forwarder ([`Inbound`]), and a timer set to the core's next wake-up (at least
 //! once a second). Whatever arrived together is one batch; after it the owner
 //!
 //! 1. commits every `Persist` of the batch in ONE store transaction,
@@ -31,14 +31,22 @@ const ACTIONS_QUEUE_LEN: usize = 1024;
 /// The longest the owner sleeps without a tick.
 const MAX_TICK: Duration = Duration::from_secs(1);
 
-/// What the SDK scheduler hands the owner: a master event; for SUBSCRIBED, a channel told
-/// once the batch holding it is committed; for a reliable status update, its
+/// What the SDK's forwarder hands the owner: a master event; for SUBSCRIBED, a channel
+/// told once the batch holding it is committed; for a reliable status update, its
 /// acknowledgement, sent once that batch is committed.
-#[derive(Debug)]
-pub(crate) struct Inbound {
-    pub input: Input,
-    pub committed: Option<oneshot::Sender<()>>,
-    pub ack: Option<Acknowledgement>,
+pub(crate) type Inbound = agora_sdk::forward::Delivery<Input>;
+
+impl From<agora_sdk::forward::MasterEvent> for Input {
+    fn from(event: agora_sdk::forward::MasterEvent) -> Input {
+        use agora_sdk::forward::MasterEvent;
+        match event {
+            MasterEvent::Subscribed { framework_id, .. } => Input::Subscribed { framework_id },
+            MasterEvent::Disconnected => Input::Disconnected,
+            MasterEvent::Offers(offers) => Input::Offers(offers),
+            MasterEvent::Rescinded(offer_id) => Input::Rescinded(offer_id),
+            MasterEvent::Update(status) => Input::Update(status),
+        }
+    }
 }
 
 /// What the executor does, in order.

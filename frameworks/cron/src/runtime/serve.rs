@@ -16,7 +16,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::owner::{Owner, OwnerError, stopped};
-use super::scheduler::Forwarder;
 use super::{CronConfig, INPUT_QUEUE_LEN, Request};
 use crate::core::Cron;
 use crate::http::{ApiInfo, Leadership, LeadershipFn};
@@ -172,7 +171,7 @@ async fn term(
     let mut owner = tokio::spawn(owner.run(driver.handle(), requests, inbox, term_stop.clone()));
     let mut driver_stop = term_stop.clone();
     let mut driving = tokio::spawn(async move {
-        let mut forwarder = Forwarder { inputs };
+        let mut forwarder = agora_sdk::forward::Forwarder::new(inputs);
         driver.run_until(&mut forwarder, async move { stopped(&mut driver_stop).await }).await
     });
     role.send_replace(Role::Leader);

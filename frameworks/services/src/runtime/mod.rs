@@ -1,4 +1,4 @@
-//! The runtime around the planner: the owner task that holds it, the SDK scheduler that
+//! The runtime around the planner: the owner task that holds it, the SDK's forwarder that
 //! feeds it the master's events, the store it commits to, leader election among several
 //! processes, and the handle the REST API uses.
 //!
@@ -13,7 +13,6 @@ pub use agora_sdk::election;
 mod handle;
 mod leader;
 mod owner;
-mod scheduler;
 mod serve;
 mod view;
 

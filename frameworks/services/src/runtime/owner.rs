@@ -1,6 +1,6 @@
 //! The one task that owns the [`Planner`]. It reads three things: requests from the REST
 //! API ([`Request`], through the [`ServicesHandle`](super::ServicesHandle)), the master's
-//! events from the SDK scheduler ([`Inbound`]), and a tick. Whatever arrived together is
+//! events from the SDK's forwarder ([`Inbound`]), and a tick. Whatever arrived together is
 //! one batch; after it the owner takes the planner's outputs and
 //!
 //! 1. commits every `Persist` of the batch in ONE store transaction,
@@ -36,15 +36,23 @@ const BATCH_LEN: usize = 256;
 /// on a master that answers slowly).
 const ACTIONS_QUEUE_LEN: usize = 1024;
 
-/// What the SDK scheduler hands the owner: a master event; for the events that must be
+/// What the SDK's forwarder hands the owner: a master event; for the events that must be
 /// durable before more happen (SUBSCRIBED), a channel told once the batch holding it is
 /// committed; for reliable status updates, their acknowledgement, sent to the master once
 /// that batch is committed.
-#[derive(Debug)]
-pub(crate) struct Inbound {
-    pub input: Input,
-    pub committed: Option<oneshot::Sender<()>>,
-    pub ack: Option<Acknowledgement>,
+pub(crate) type Inbound = agora_sdk::forward::Delivery<Input>;
+
+impl From<agora_sdk::forward::MasterEvent> for Input {
+    fn from(event: agora_sdk::forward::MasterEvent) -> Input {
+        use agora_sdk::forward::MasterEvent;
+        match event {
+            MasterEvent::Subscribed { framework_id, reconnected } => Input::Subscribed { framework_id, reconnected },
+            MasterEvent::Disconnected => Input::Disconnected,
+            MasterEvent::Offers(offers) => Input::Offers(offers),
+            MasterEvent::Rescinded(offer_id) => Input::Rescinded(offer_id),
+            MasterEvent::Update(status) => Input::Update(status),
+        }
+    }
 }
 
 /// What the executor does, in order: the planner's master calls, and after each commit

@@ -19,7 +19,6 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::election::{self, Role};
 use super::owner::{Owner, OwnerError, stopped};
-use super::scheduler::Forwarder;
 use super::{INPUT_QUEUE_LEN, Request, ServicesConfig, ServicesHandle, callbacks};
 use crate::core::Planner;
 use crate::http::{AbdicateFn, ApiInfo, LeaderFn};
@@ -252,7 +251,7 @@ async fn term(
     let mut owner = tokio::spawn(owner.run(requests, inbox, term_stop.clone()));
     let mut driver_stop = term_stop.clone();
     let mut driving = tokio::spawn(async move {
-        let mut forwarder = Forwarder { inputs };
+        let mut forwarder = agora_sdk::forward::Forwarder::new(inputs);
         driver.run_until(&mut forwarder, async move { stopped(&mut driver_stop).await }).await
     });
     role.send_replace(Role::Leader);
