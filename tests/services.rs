@@ -77,18 +77,27 @@ async fn an_http_app_deploys_scales_heals_and_rolls_out_without_downtime() {
     let started = Instant::now();
     let mut served_versions = std::collections::BTreeSet::new();
     loop {
-        let tasks = api.tasks("/web").await.expect("tasks during the rollout");
-        let healthy: Vec<&Value> = tasks.iter().filter(|t| is_running(t) && is_healthy(t)).collect();
-        assert!(healthy.len() >= 2, "never fewer healthy than instances during a rolling upgrade: {tasks:?}");
+        // A listing can name tasks killed just after it (the old ones, once the new are
+        // healthy): a fresh listing is read before concluding that nothing answers.
         let mut answered = false;
-        for task in &healthy {
-            if let Some(version) = fetch(task, "version").await {
-                served_versions.insert(version);
-                answered = true;
+        let mut listings = Vec::new();
+        for _ in 0..3 {
+            let tasks = api.tasks("/web").await.expect("tasks during the rollout");
+            let healthy: Vec<Value> = tasks.iter().filter(|t| is_running(t) && is_healthy(t)).cloned().collect();
+            assert!(healthy.len() >= 2, "never fewer healthy than instances during a rolling upgrade: {tasks:?}");
+            for task in &healthy {
+                if let Some(version) = fetch(task, "version").await {
+                    served_versions.insert(version);
+                    answered = true;
+                    break;
+                }
+            }
+            if answered {
                 break;
             }
+            listings.push(healthy);
         }
-        assert!(answered, "some healthy task answers: {healthy:?}");
+        assert!(answered, "some healthy task answers, in three listings in a row: {listings:?}");
         if rollout.is_finished() {
             break;
         }
