@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use agora_proto::model::{AgentId, TaskId};
+use agora_proto::model::{AgentId, FetchUri, TaskId};
 use jiff::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -173,6 +173,10 @@ pub struct JobSpec {
     /// A run still going this long after it started is killed and recorded `TimedOut`.
     #[serde(with = "option_duration_secs")]
     pub max_completion_time: Option<Duration>,
+    /// Files the agent fetches into each run's sandbox before the command starts (Chronos'
+    /// `fetch`, and `uris`). Absent from jobs stored before fetching existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fetch: Vec<FetchUri>,
     /// When the job was first created; kept across replacements.
     #[serde(with = "timestamp")]
     pub created_at: Timestamp,
@@ -555,6 +559,7 @@ mod tests {
             starting_deadline: Some(Duration::from_secs(30)),
             missed_runs: MissedRunPolicy::All(3),
             max_completion_time: None,
+            fetch: Vec::new(),
             created_at: at,
             version: at,
         }

@@ -7,7 +7,8 @@
 //! took it from a flag). A schedule-based job without `schedule` runs once, now
 //! (`R1//PT24H` from the time it is posted), as Chronos' deserializer makes it.
 //!
-//! Fields Chronos has that Agora does not implement (`container`, `fetch` and `uris`,
+//! `fetch` (and the older `uris`) become the files the agent fetches into each run's
+//! sandbox. Fields Chronos has that Agora does not implement (`container`,
 //! custom `executor`s, `async`, `dataProcessingJobType`, `highPriority`, `softError`) are
 //! accepted at their default values only, so that a job read back from Chronos and posted
 //! here as it is loads, but nothing is silently ignored. The counters (`successCount`,
@@ -17,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use agora_proto::model::{FetchUri, MAX_FETCH_URI_LEN, MAX_FETCH_URIS, MAX_OUTPUT_FILE_LEN};
 use jiff::Timestamp;
 use serde_json::Value;
 
@@ -205,6 +207,7 @@ pub fn parse_job(value: &Value, endpoint: Endpoint, now: Timestamp) -> Result<Jo
         job.integer("startingDeadlineSeconds", 1, MAX_WINDOW_SECS, p).map(|s| Duration::from_secs(s.unsigned_abs()));
     let missed_runs = missed_runs(&job, p);
     let max_completion_time = max_completion(&job, p);
+    let fetch = fetch(&job, p);
     unsupported(&job, p);
 
     let trigger = trigger(&job, endpoint, name.as_ref(), now, p);
@@ -234,6 +237,7 @@ pub fn parse_job(value: &Value, endpoint: Endpoint, now: Timestamp) -> Result<Jo
             starting_deadline,
             missed_runs,
             max_completion_time,
+            fetch,
             created_at: now,
             version: now,
         }),
@@ -389,19 +393,59 @@ fn max_completion(job: &Obj<'_>, p: &mut Problems) -> Option<Duration> {
     secs.filter(|s| *s > 0).map(|s| Duration::from_secs(s.unsigned_abs()))
 }
 
+/// What each run fetches into its sandbox: Chronos' `fetch` (objects with `uri`,
+/// `executable`, `extract` (true), `cache`, `outputFile`) or its older `uris` (strings, each
+/// unpacked when an archive). Both may come together when a job read back is posted again:
+/// then `uris` must name the same URIs as `fetch`.
+fn fetch(job: &Obj<'_>, p: &mut Problems) -> Vec<FetchUri> {
+    let uris = job.strings("uris", MAX_FETCH_URIS, MAX_FETCH_URI_LEN, p).unwrap_or_default();
+    let entries = job.array("fetch", MAX_FETCH_URIS, p).map(Vec::as_slice).unwrap_or_default();
+    let mut out = Vec::with_capacity(entries.len().max(uris.len()));
+    for (i, entry) in entries.iter().enumerate() {
+        let Some(entry) = Obj::of(entry, &format!("{}({i})", job.at("fetch")), p) else { continue };
+        let uri = match entry.string("uri", MAX_FETCH_URI_LEN, p) {
+            Some(uri) => uri.to_owned(),
+            None => {
+                p.add(entry.at("uri"), "is required");
+                continue;
+            }
+        };
+        let output_file = entry.string("outputFile", MAX_OUTPUT_FILE_LEN, p).filter(|f| !f.is_empty());
+        let fetched = FetchUri {
+            uri,
+            executable: entry.bool("executable", p).unwrap_or(false),
+            extract: entry.bool("extract", p).unwrap_or(true),
+            cache: entry.bool("cache", p).unwrap_or(false),
+            output_file: output_file.map(str::to_owned),
+        };
+        match fetched.check() {
+            Ok(()) => out.push(fetched),
+            Err(("output_file", message)) => p.add(entry.at("outputFile"), message),
+            Err((_, message)) => p.add(entry.at("uri"), message),
+        }
+    }
+    if !entries.is_empty() {
+        let same = uris.is_empty() || uris.iter().eq(out.iter().map(|f| &f.uri));
+        if !same {
+            p.add(job.at("uris"), "names other URIs than fetch: give one or the other");
+        }
+        return out;
+    }
+    for (i, uri) in uris.into_iter().enumerate() {
+        let fetched = FetchUri::plain(uri);
+        match fetched.check() {
+            Ok(()) => out.push(fetched),
+            Err((_, message)) => p.add(format!("{}({i})", job.at("uris")), message),
+        }
+    }
+    out
+}
+
 /// Chronos fields Agora does not implement: accepted only at their defaults.
 fn unsupported(job: &Obj<'_>, p: &mut Problems) {
     for key in ["executor", "executorFlags", "taskInfoData"] {
         if job.string(key, MAX_TEXT_LEN, p).is_some_and(|s| !s.is_empty()) {
             p.add(job.at(key), "is not supported: Agora runs the command with its own executor");
-        }
-    }
-    for key in ["fetch", "uris"] {
-        if job.array(key, 1024, p).is_some_and(|items| !items.is_empty()) {
-            p.add(
-                job.at(key),
-                "is not supported: Agora does not fetch URIs into the sandbox; fetch them in the command",
-            );
         }
     }
     if job.get("container").is_some_and(|c| !c.as_object().is_some_and(|c| c.is_empty())) {
@@ -708,9 +752,49 @@ mod tests {
     fn chronos_features_agora_lacks_are_refused_unless_left_at_their_defaults() {
         let found = paths(json!({
             "name": "a", "command": "x", "schedule": "@daily", "container": {"type": "DOCKER", "image": "busybox"},
-            "fetch": [{"uri": "http://x/y"}], "executor": "custom", "async": true, "highPriority": true
+            "executor": "custom", "async": true, "highPriority": true
         }));
-        assert_eq!(found, ["/executor", "/fetch", "/container", "/async", "/highPriority"]);
+        assert_eq!(found, ["/executor", "/container", "/async", "/highPriority"]);
+    }
+
+    #[test]
+    fn fetch_and_uris_become_the_files_each_run_fetches() {
+        let job = parse(json!({"name": "etl", "command": "./etl.sh", "schedule": "@daily", "fetch": [
+            {"uri": "http://repo/etl.sh", "executable": true, "extract": false},
+            {"uri": "file:///srv/data.tgz", "cache": true, "outputFile": "data.tgz"},
+        ]}))
+        .expect("valid");
+        assert_eq!(
+            job.fetch,
+            vec![
+                FetchUri { uri: "http://repo/etl.sh".into(), executable: true, ..FetchUri::default() },
+                FetchUri {
+                    cache: true,
+                    output_file: Some("data.tgz".into()),
+                    ..FetchUri::plain("file:///srv/data.tgz")
+                },
+            ]
+        );
+        let legacy =
+            parse(json!({"name": "etl", "command": "x", "schedule": "@daily", "uris": ["/srv/a.tgz"]})).expect("valid");
+        assert_eq!(legacy.fetch, vec![FetchUri::plain("/srv/a.tgz")]);
+        let both = parse(json!({"name": "etl", "command": "x", "schedule": "@daily",
+            "fetch": [{"uri": "/srv/a.tgz"}], "uris": ["/srv/a.tgz"]}))
+        .expect("the same URIs twice, as a job read back may carry them");
+        assert_eq!(both.fetch, vec![FetchUri::plain("/srv/a.tgz")]);
+        for (bad, path) in [
+            (json!({"fetch": [{"uri": "ftp://x/a"}]}), "/fetch(0)/uri"),
+            (json!({"fetch": [{"executable": true}]}), "/fetch(0)/uri"),
+            (json!({"fetch": [{"uri": "/a", "outputFile": "../b"}]}), "/fetch(0)/outputFile"),
+            (json!({"uris": ["relative"]}), "/uris(0)"),
+            (json!({"fetch": [{"uri": "/a"}], "uris": ["/b"]}), "/uris"),
+        ] {
+            let mut body = json!({"name": "etl", "command": "x", "schedule": "@daily"});
+            for (k, v) in bad.as_object().expect("object") {
+                body[k] = v.clone();
+            }
+            assert_eq!(paths(body), [path], "{bad}");
+        }
     }
 
     #[test]

@@ -48,7 +48,9 @@ pub struct JobView<'a> {
     soft_error: bool,
     data_processing_job_type: bool,
     errors_since_last_success: u64,
-    fetch: [(); 0],
+    fetch: Vec<Fetch<'a>>,
+    /// Always empty: what a job fetches is shown in `fetch` (a job posted with `uris`
+    /// shows them there), so that a job read back and posted again names them once.
     uris: [(); 0],
     environment_variables: Vec<EnvironmentVariable<'a>>,
     arguments: &'a [String],
@@ -74,6 +76,18 @@ pub struct JobView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     missed_run_limit: Option<u32>,
     max_completion_time_seconds: Option<u64>,
+}
+
+/// One of `fetch`, as Chronos writes it (`outputFile` only when set).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Fetch<'a> {
+    uri: &'a str,
+    executable: bool,
+    extract: bool,
+    cache: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_file: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,7 +129,17 @@ pub fn job_view<'a>(spec: &'a JobSpec, counters: &JobCounters) -> JobView<'a> {
         soft_error: false,
         data_processing_job_type: false,
         errors_since_last_success: counters.errors_since_last_success,
-        fetch: [],
+        fetch: spec
+            .fetch
+            .iter()
+            .map(|f| Fetch {
+                uri: &f.uri,
+                executable: f.executable,
+                extract: f.extract,
+                cache: f.cache,
+                output_file: f.output_file.as_deref(),
+            })
+            .collect(),
         uris: [],
         environment_variables: spec
             .environment
@@ -429,7 +453,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use agora_proto::model::TaskId;
+    use agora_proto::model::{FetchUri, TaskId};
 
     use super::*;
     use crate::model::{ConcurrencyPolicy, Constraint, ConstraintOp, RunKey, Schedule};
@@ -462,6 +486,7 @@ mod tests {
             starting_deadline: None,
             missed_runs: MissedRunPolicy::Skip,
             max_completion_time: Some(Duration::from_secs(600)),
+            fetch: vec![FetchUri { executable: true, ..FetchUri::plain("http://repo/etl.sh") }],
             created_at: at("2026-03-01T00:00:00Z"),
             version: at("2026-03-01T00:00:00Z"),
         }
@@ -496,7 +521,7 @@ mod tests {
             errors_since_last_success: 0,
         };
         // Top-level keys only: no nested object in this job.
-        let flat = JobSpec { environment: BTreeMap::new(), ..scheduled() };
+        let flat = JobSpec { environment: BTreeMap::new(), fetch: Vec::new(), ..scheduled() };
         let text = serde_json::to_string(&job_view(&flat, &counters)).expect("serializable");
         let keys: Vec<String> = text
             .split(&[',', '{'][..])
@@ -553,6 +578,11 @@ mod tests {
         assert_eq!(value["mem"], 128.0);
         assert_eq!(value["constraints"], json!([["rack", "LIKE", "r[12]"]]));
         assert_eq!(value["environmentVariables"], json!([{"name": "TZ", "value": "UTC"}]));
+        assert_eq!(
+            value["fetch"],
+            json!([{"uri": "http://repo/etl.sh", "executable": true, "extract": true, "cache": false}])
+        );
+        assert_eq!(value["uris"], json!([]));
         assert_eq!(value["schedule"], "0 2 * * *");
         assert_eq!(value["scheduleTimeZone"], "Europe/London");
         assert_eq!(value["epsilon"], "PT1M");

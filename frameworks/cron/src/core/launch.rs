@@ -227,6 +227,9 @@ fn build_task(
         TaskBuilder::argv(run.task_id.clone(), std::iter::once(spec.command.as_str()).chain(arguments))
     };
     builder = builder.name(format!("cron:{}", spec.name));
+    for uri in &spec.fetch {
+        builder = builder.fetch(uri.clone());
+    }
     for (key, value) in &spec.environment {
         builder = builder.env(key.clone(), value.clone());
     }

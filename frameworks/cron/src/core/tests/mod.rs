@@ -68,6 +68,7 @@ pub(crate) fn spec(n: &str, trigger: Trigger) -> JobSpec {
         starting_deadline: None,
         missed_runs: MissedRunPolicy::Skip,
         max_completion_time: None,
+        fetch: Vec::new(),
         created_at: t0(),
         version: t0(),
     }
