@@ -201,7 +201,8 @@ fn a_due_run_is_recorded_pending_and_offers_are_asked_for_before_it_is_due() {
 
 #[test]
 fn an_offer_launches_the_pending_run_as_its_derived_task_id_recorded_launched_first() {
-    let mut cron = with_jobs(vec![every_minute("etl")]);
+    let fetch = vec![agora_proto::model::FetchUri::plain("http://repo/etl.tgz")];
+    let mut cron = with_jobs(vec![JobSpec { fetch: fetch.clone(), ..every_minute("etl") }]);
     cron.input(at(0), Input::Tick);
     cron.take_outputs();
     cron.input(at(0), Input::Offers(vec![offer(1, "a", "cpus:1;mem:1000")]));
@@ -215,6 +216,7 @@ fn an_offer_launches_the_pending_run_as_its_derived_task_id_recorded_launched_fi
     assert_eq!(task.command.shell.as_deref(), Some("echo hi"));
     assert_eq!(task.command.environment["AGORA_CRON_SCHEDULED_MS"], "1772445600000");
     assert_eq!(task.command.environment["CHRONOS_JOB_NAME"], "etl");
+    assert_eq!(task.command.uris, fetch, "the job's files are fetched for the run");
     assert_eq!(task.resources, Resources::parse("cpus:0.1;mem:64").expect("parse"));
 }
 
