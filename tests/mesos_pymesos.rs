@@ -11,46 +11,22 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::agent::Agent;
 use common::etcd::Etcd;
 use common::masters::Masters;
+use common::python::test_python;
 use common::{Cluster, eventually, get_json};
 
 /// One life of the script usually takes a few seconds; this bounds a wedged run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
 
-/// The venv's python, or `None` when it is missing outside CI (the test then says so and
-/// passes without running; with `CI=true` a missing venv fails it).
-fn test_python() -> Option<PathBuf> {
-    let path = match std::env::var_os("AGORA_TEST_PYTHON") {
-        Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-venv/bin/python"),
-    };
-    if path.exists() {
-        return Some(path);
-    }
-    let message = format!(
-        "no Python test environment at {} (build it with `bash .ci/python-venv`, or set AGORA_TEST_PYTHON)",
-        path.display()
-    );
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}; required in CI");
-    eprintln!("SKIPPED: {message}");
-    None
-}
-
 /// Starts one life of the framework; its output goes to `log`.
 fn spawn_script(python: &PathBuf, args: &[&str], log: &std::path::Path) -> Child {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/pymesos_framework.py");
     let out = std::fs::File::create(log).expect("create the script's log");
-    Command::new(python)
-        .arg(&script)
-        .args(args)
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
+    common::python::script_command(python, "pymesos_framework.py", args)
         .stdout(out.try_clone().expect("clone the log"))
         .stderr(out)
         .spawn()

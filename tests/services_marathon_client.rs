@@ -6,35 +6,15 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::etcd::Etcd;
+use common::python::{run_script, test_python};
 use common::services::{Services, free_port_block};
 use common::{Cluster, Proc, eventually, free_port, get_json};
 
 /// The whole script usually takes about 10 s; this bounds a wedged run, not a slow one.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
-
-/// The venv's python, or `None` when it is missing outside CI (the test then says so and
-/// passes without running; with `CI=true` a missing venv fails it).
-fn test_python() -> Option<PathBuf> {
-    let path = match std::env::var_os("AGORA_TEST_PYTHON") {
-        Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-venv/bin/python"),
-    };
-    if path.exists() {
-        return Some(path);
-    }
-    let message = format!(
-        "no Python test environment at {} (build it with `bash .ci/python-venv`, or set AGORA_TEST_PYTHON)",
-        path.display()
-    );
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}; required in CI");
-    eprintln!("SKIPPED: {message}");
-    None
-}
 
 fn add_agent(cluster: &mut Cluster, name: &str, rack: &str) {
     let work = cluster.dir.path().join(name);
@@ -61,55 +41,6 @@ fn add_agent(cluster: &mut Cluster, name: &str, rack: &str) {
     cluster.procs.push(proc);
 }
 
-/// Runs the script to its end (or kills it after [`SCRIPT_TIMEOUT`]); returns whether it
-/// passed and everything it printed.
-fn run_script(python: &PathBuf, args: &[&str]) -> (bool, String) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/marathon_client.py");
-    let mut child = Command::new(python)
-        .arg(&script)
-        .args(args)
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        // requests honours proxy variables; nothing here may leave loopback.
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env_remove("HTTP_PROXY")
-        .env_remove("http_proxy")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the Python client");
-    let pid = child.id();
-    let (stdout, stderr) = (child.stdout.take().expect("stdout"), child.stderr.take().expect("stderr"));
-    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let (out, err) = (read(Box::new(stdout)), read(Box::new(stderr)));
-    let deadline = std::time::Instant::now() + SCRIPT_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the client") {
-            break Some(status);
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = format!(
-        "{}{}{}",
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-        if status.is_none() { format!("\nkilled after {SCRIPT_TIMEOUT:?}") } else { String::new() }
-    );
-    (status.is_some_and(|s| s.success()), output)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marathon_python_manages_apps_tasks_deployments_groups_and_events_on_agora_services() {
     let Some(python) = test_python() else { return };
@@ -123,7 +54,10 @@ async fn marathon_python_manages_apps_tasks_deployments_groups_and_events_on_ago
     services.wait_subscribed().await;
     let url = services.url.clone();
 
-    let (passed, output) = tokio::task::spawn_blocking(move || run_script(&python, &[&url])).await.expect("join");
+    let (passed, output) =
+        tokio::task::spawn_blocking(move || run_script(&python, "marathon_client.py", &[&url], SCRIPT_TIMEOUT))
+            .await
+            .expect("join");
     if !passed {
         let logs = services.all_logs();
         let tail: Vec<&str> = logs.lines().rev().take(80).collect();
@@ -161,10 +95,11 @@ async fn marathon_python_given_a_follower_reaches_the_leader_through_its_redirec
     leading.wait_subscribed().await;
 
     let follower = following.url.clone();
-    let (passed, output) =
-        tokio::task::spawn_blocking(move || run_script(&python, &["--follower", &follower, &leader]))
-            .await
-            .expect("join");
+    let (passed, output) = tokio::task::spawn_blocking(move || {
+        run_script(&python, "marathon_client.py", &["--follower", &follower, &leader], SCRIPT_TIMEOUT)
+    })
+    .await
+    .expect("join");
     if !passed {
         let logs = format!("{}{}", a.all_logs(), b.all_logs());
         panic!("marathon-python failed through a follower:\n{output}\n{logs}");

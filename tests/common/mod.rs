@@ -7,6 +7,7 @@ pub mod agent;
 pub mod etcd;
 pub mod framework;
 pub mod masters;
+pub mod python;
 pub mod run;
 pub mod services;
 
