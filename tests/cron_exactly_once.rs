@@ -253,3 +253,58 @@ async fn a_job_every_two_seconds_runs_once_per_time_across_a_leader_failover_on_
     assert_exactly_once(&evidence_file, start_ms, until_ms, &logs(leader, follower));
     assert!(until_ms > killed_ms, "the window covers the takeover");
 }
+
+/// The Jepsen-style series: a seeded sequence of SIGKILLs of `agora cron`, of the agent and
+/// of the master, each back after a seeded pause, while a job runs every two seconds; then
+/// every scheduled time from the first to well after the last fault ran exactly once. The
+/// seed is `CRON_CHAOS_SEED` or random, and printed with any failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_every_two_seconds_runs_once_per_time_through_seeded_kills_of_cron_the_agent_and_the_master() {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("CRON_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut cluster = common::Cluster::master_only(&[]).await;
+    let dir = cluster.dir.path().to_owned();
+    let mut agent = common::agent::Agent::start(&dir, "agent", &cluster.master, &agent_resources());
+    cluster.wait_for_agents(1).await;
+    let mut cron = Cron::start(&dir, "cron", &cluster.master, &[]);
+    let client = reqwest::Client::new();
+    let evidence_file = dir.join("evidence");
+    let (job, start_ms) = job(&evidence_file);
+    common::eventually("agora cron to answer", async || {
+        client.get(format!("{}/ping", cron.url)).send().await.ok().filter(|a| a.status().is_success())
+    })
+    .await;
+    post_job(&client, &cron.url, &job).await;
+    wait_for_runs_until(&evidence_file, start_ms, start_ms + PERIOD_MS, || cron.logs()).await;
+
+    let mut faults = Vec::new();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(500..2_500))).await;
+        let down = Duration::from_millis(rng.random_range(200..2_500));
+        match rng.random_range(0..3) {
+            0 => {
+                faults.push(format!("cron down {down:?}"));
+                cron.kill();
+                tokio::time::sleep(down).await;
+                cron.spawn();
+            }
+            1 => {
+                faults.push(format!("agent down {down:?}"));
+                agent.kill();
+                tokio::time::sleep(down).await;
+                agent.spawn();
+            }
+            _ => {
+                faults.push(format!("master down {down:?}"));
+                cluster.procs[0].kill();
+                tokio::time::sleep(down).await;
+                cluster.restart_master().await;
+            }
+        }
+    }
+    let until_ms = start_ms + ((now_ms() - start_ms) / PERIOD_MS + 4) * PERIOD_MS;
+    let logs = || format!("seed {seed} (CRON_CHAOS_SEED={seed} repeats it), faults {faults:?}\n{}", cron.logs());
+    wait_for_runs_until(&evidence_file, start_ms, until_ms, logs).await;
+    assert_exactly_once(&evidence_file, start_ms, until_ms, &logs());
+}
