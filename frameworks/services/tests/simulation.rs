@@ -782,7 +782,13 @@ impl Sim {
                 ui.id = PathId::parse(&format!("{group}/front/ui")).expect("valid");
                 ui.dependencies.clear();
                 self.count("group puts");
-                self.command(Command::PutGroup { id: group, groups: vec![front], apps: vec![db, web, ui], force })
+                self.command(Command::PutGroup {
+                    id: group,
+                    groups: vec![front],
+                    apps: vec![db, web, ui],
+                    force,
+                    read: None,
+                })
             }
             81..82 => {
                 let group = PathId::parse(&format!("/stack{}", self.rng.random_range(0..5))).expect("valid");

@@ -89,7 +89,17 @@ pub enum Command {
     KillTasks { tasks: Vec<TaskId>, scale: bool, wipe: bool, force: bool },
     /// Creates or replaces a group's subtree: its apps, subgroups and dependencies
     /// (POST/PUT `/v2/groups[/{id}]`). Apps of the subtree not in `apps` are removed.
-    PutGroup { id: GroupId, groups: Vec<GroupRecord>, apps: Vec<AppSpec>, force: bool },
+    /// `read`, when the change was prepared from the subtree as it stood (a `PUT` merges
+    /// into it), is every app that was under the group then, at its version: the change
+    /// is refused ([`PlanError::Stale`]) if any of them changed or another appeared, so
+    /// that an app created meanwhile is not removed by a change that never saw it.
+    PutGroup {
+        id: GroupId,
+        groups: Vec<GroupRecord>,
+        apps: Vec<AppSpec>,
+        force: bool,
+        read: Option<BTreeMap<AppId, Timestamp>>,
+    },
     /// Removes a group and everything in it (DELETE `/v2/groups/{id}`).
     DeleteGroup { id: GroupId, force: bool },
     /// `DELETE /v2/deployments/{id}`: rolls it back, or with `force` just stops it.
@@ -491,7 +501,9 @@ impl Planner {
             Command::DeleteApp { id, force } => self.delete_app(now_ms, &id, force),
             Command::RestartApp { id, force } => self.restart_app(now_ms, &id, force),
             Command::KillTasks { tasks, scale, wipe, force } => self.kill_tasks(now_ms, &tasks, scale, wipe, force),
-            Command::PutGroup { id, groups, apps, force } => self.put_group(now_ms, &id, groups, apps, force),
+            Command::PutGroup { id, groups, apps, force, read } => {
+                self.put_group(now_ms, &id, groups, apps, force, read.as_ref())
+            }
             Command::DeleteGroup { id, force } => self.delete_group(now_ms, &id, force),
             Command::CancelDeployment { id, force } => self.cancel_deployment(now_ms, &id, force),
             Command::ResetDelay { id } => self.reset_delay(now_ms, &id),

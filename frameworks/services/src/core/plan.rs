@@ -192,7 +192,20 @@ impl Planner {
         groups: Vec<GroupRecord>,
         apps: Vec<AppSpec>,
         force: bool,
+        read: Option<&BTreeMap<AppId, Timestamp>>,
     ) -> Result<Reply, PlanError> {
+        if let Some(read) = read {
+            let now: BTreeMap<&AppId, Timestamp> =
+                self.apps.iter().filter(|(app, _)| id.contains(app)).map(|(app, r)| (app, r.version)).collect();
+            let changed = now
+                .iter()
+                .find(|(app, version)| read.get(**app) != Some(*version))
+                .map(|(app, _)| (*app).clone())
+                .or_else(|| read.keys().find(|app| !now.contains_key(app)).cloned());
+            if let Some(app) = changed {
+                return Err(PlanError::Stale(app));
+            }
+        }
         let mut desired = BTreeMap::new();
         for spec in apps {
             if !id.contains(&spec.id) || &spec.id == id {

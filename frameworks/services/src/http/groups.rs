@@ -2,6 +2,8 @@
 //! with Marathon's embeds, created, changed (a whole stack from one file), scaled and
 //! deleted.
 
+use std::collections::BTreeMap;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -14,7 +16,7 @@ use crate::core::{Command, Expected};
 use crate::marathon::group::{Subtree, parse_group};
 use crate::marathon::render::{GroupEmbed, GroupTree};
 use crate::marathon::{ApiError, Problems};
-use crate::model::{GroupId, MAX_INSTANCES, PathId};
+use crate::model::{AppId, GroupId, MAX_INSTANCES, PathId, Timestamp};
 
 fn group_not_found(id: &str) -> ApiError {
     let id = if id.starts_with('/') { id.to_owned() } else { format!("/{id}") };
@@ -123,15 +125,24 @@ async fn create_group(
     let value = json_body(body)?;
     let mut problems = Problems::new();
     let def = parse_group(&value, url_id.as_ref(), &mut problems).ok_or_else(|| ApiError::invalid(&problems))?;
-    let (exists, mut current) = subtree(&api, &def.id).await?;
-    if exists && !def.id.is_root() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("Group {} is already created. Use PUT to change this group.", def.id),
-        ));
-    }
-    current.apply(&def);
-    let reply = api.command(put_group(&def.id, current, force)).await?;
+    // Prepared from the subtree as it stands, and again if an app in it changes meanwhile.
+    let (reply, ()) = api
+        .command_prepared(|| {
+            let (api, def) = (api.clone(), def.clone());
+            async move {
+                let (exists, mut current) = subtree(&api, &def.id).await?;
+                if exists && !def.id.is_root() {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!("Group {} is already created. Use PUT to change this group.", def.id),
+                    ));
+                }
+                let read = current.versions.clone();
+                current.apply(&def);
+                Ok((put_group(&def.id, current, force, read), ()))
+            }
+        })
+        .await?;
     let mut response = deployment_result(StatusCode::CREATED, &reply);
     if let Ok(value) = HeaderValue::from_str(&format!("/v2/groups{}", def.id)) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -139,12 +150,14 @@ async fn create_group(
     Ok(response)
 }
 
-fn put_group(id: &GroupId, subtree: Subtree, force: bool) -> Command {
+/// The change that makes the group's subtree `subtree`, prepared from the apps `read`.
+fn put_group(id: &GroupId, subtree: Subtree, force: bool, read: BTreeMap<AppId, Timestamp>) -> Command {
     Command::PutGroup {
         id: id.clone(),
         groups: subtree.groups.into_values().collect(),
         apps: subtree.apps.into_values().collect(),
         force,
+        read: Some(read),
     }
 }
 
@@ -193,9 +206,17 @@ async fn update(
     }
     let mut problems = Problems::new();
     let def = parse_group(&Value::Object(map), Some(&id), &mut problems).ok_or_else(|| ApiError::invalid(&problems))?;
-    let (_, mut current) = subtree(&api, &id).await?;
-    current.apply(&def);
-    let reply = api.command(put_group(&id, current, force)).await?;
+    let (reply, ()) = api
+        .command_prepared(|| {
+            let (api, id, def) = (api.clone(), id.clone(), def.clone());
+            async move {
+                let (_, mut current) = subtree(&api, &id).await?;
+                let read = current.versions.clone();
+                current.apply(&def);
+                Ok((put_group(&id, current, force, read), ()))
+            }
+        })
+        .await?;
     Ok(deployment_result(StatusCode::OK, &reply))
 }
 

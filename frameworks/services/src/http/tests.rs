@@ -1183,3 +1183,17 @@ async fn event_subscriptions_are_400_while_http_callbacks_are_off() {
         assert!(answer.json()["message"].as_str().is_some_and(|m| m.contains("--event-subscriber http_callback")));
     }
 }
+
+#[tokio::test]
+async fn a_group_put_racing_an_app_created_in_the_group_keeps_the_app() {
+    let (api, _) = api();
+    let (put, post) = futures::future::join(
+        call(&api, "PUT", "/v2/groups/shop?force=true", Some(r#"{"dependencies": []}"#)),
+        call(&api, "POST", "/v2/apps?force=true", Some(r#"{"id": "/shop/new", "cmd": "sleep 1"}"#)),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", String::from_utf8_lossy(&put.body));
+    assert_eq!(post.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&post.body));
+    let app = call(&api, "GET", "/v2/apps/shop/new", None).await;
+    assert_eq!(app.status, StatusCode::OK, "the group's change, prepared before the app existed, kept it");
+}

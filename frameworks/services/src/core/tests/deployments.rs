@@ -459,6 +459,7 @@ fn a_group_is_deployed_in_dependency_order_and_apps_left_out_are_stopped() {
             groups: vec![group],
             apps: vec![spec("/shop/db", 1), spec("/shop/front/web", 1)],
             force: false,
+            read: None,
         },
     );
     let Ok(Reply::Deployment { id: plan, .. }) = reply else { panic!("{reply:?}") };
@@ -490,6 +491,7 @@ fn deleting_a_group_stops_every_app_in_it_and_forgets_its_groups() {
                 groups: vec![group],
                 apps: vec![spec("/shop/a", 0), spec("/shop/b/c", 0)],
                 force: false,
+                read: None,
             },
         )
         .expect("group created");
@@ -558,4 +560,29 @@ fn a_change_expecting_what_it_read_is_refused_whole_when_an_app_moved_on_or_alre
     let expect = BTreeMap::from([(AppId::parse("/web").expect("id"), Expected::Version(now_at))]);
     let fresh = planner.command(T0 + 4, Command::PutApps { apps: vec![spec("/web", 7)], force: true, expect });
     assert!(matches!(fresh, Ok(Reply::Deployment { .. })), "{fresh:?}");
+}
+
+#[test]
+fn a_group_change_prepared_before_an_app_appeared_in_the_group_is_refused_whole() {
+    let mut planner = planner();
+    deploy(&mut planner, T0, vec![spec("/shop/a", 1)]);
+    let read = BTreeMap::from([(id("/shop/a"), planner.app(&id("/shop/a")).expect("a").version)]);
+    // Another client creates /shop/b after the group was read.
+    deploy(&mut planner, T0 + 1, vec![spec("/shop/b", 1)]);
+    planner.take_outputs();
+    let put = |read| Command::PutGroup {
+        id: id("/shop"),
+        groups: Vec::new(),
+        apps: vec![spec("/shop/a", 2)],
+        force: true,
+        read: Some(read),
+    };
+    let stale = planner.command(T0 + 2, put(read.clone()));
+    assert_eq!(stale, Err(PlanError::Stale(id("/shop/b"))));
+    assert!(planner.take_outputs().is_empty(), "a refused command appends nothing");
+    assert!(planner.app(&id("/shop/b")).is_some(), "the app the change never saw is kept");
+    // Prepared again from what is there now, it applies (and removes /shop/b, as asked).
+    let mut now = read;
+    now.insert(id("/shop/b"), planner.app(&id("/shop/b")).expect("b").version);
+    assert!(matches!(planner.command(T0 + 3, put(now)), Ok(Reply::Deployment { .. })));
 }
