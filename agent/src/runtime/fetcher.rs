@@ -11,6 +11,9 @@
 //! with the host's `tar`, `unzip` and `gzip`, as Mesos does. What the fetcher did, and why it
 //! failed, goes to the task's `stderr`, where `agora task log` and the sandbox browser find
 //! it; the launch then fails with the same message.
+//!
+//! Fetching runs before the launch takes its place under the agent's launch bound
+//! (`process::supervise`), so a slow download holds no other task's launch back.
 
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;

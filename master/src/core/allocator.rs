@@ -23,6 +23,19 @@
 //! O(frameworks + reached agents × log). The round shuffles its slots a little ahead of
 //! where it is, so it prefetches the memory of the next agents while offering the current
 //! one.
+//!
+//! Stuck agents and the end of a round: an agent whose free resources no client could
+//! take gets `stuck_epoch` set to the current `alloc_epoch` and is skipped until an event
+//! touching it clears that, or the epoch moves on (a subscribe, a revive, a policy change,
+//! any allocation change while quota exists, or an offer given back by a framework that a
+//! round passed over at its `max_offers_per_framework` bound). A framework's clients leave
+//! the round once it holds that many offers; when no client with room is left the round
+//! ends, and the agents it did not reach stay pending for the next round (not stuck).
+//!
+//! Roles are kept in path-key order: a sorted vector while there are few, a B-tree beyond;
+//! a role alone in the order is not re-keyed. Each role's clients are in a `ClientHeap`;
+//! a role with many clients also has them laid out in a `ClientTree` (see
+//! `Sorter::pick_client` for when the tree takes over from the heap).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;

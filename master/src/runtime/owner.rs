@@ -2,6 +2,28 @@
 //! bounded channel (with a oneshot for any reply); it applies the request to the core,
 //! runs an allocation round when something changed, and delivers the core's outputs to
 //! the agents' and frameworks' streams. Nothing else touches the core, so it needs no lock.
+//!
+//! Two lanes, taken in turn: requests arrive on two bounded channels, decisions
+//! (frameworks' subscriptions and calls, operator requests) and reports (agents'
+//! registrations, heartbeats and status updates, frameworks' acknowledgements). The owner
+//! takes them in batches (at most 512 requests and 16,384 core calls; one scheduler call
+//! is one request however many acknowledgements it carries), alternating lanes, so an
+//! ACCEPT never waits behind thousands of updates; within a lane the order is kept.
+//!
+//! Yielding: after a batch that held calls, after an allocation round, and whenever a
+//! batch emptied the lanes, the owner yields, so the answers and OFFERS events it woke run
+//! promptly on its worker rather than after a whole batch of reports (at 50,000 agents
+//! that handed the owner's time to every agent stream). A round runs after a batch that
+//! changed something, but a round that took `d` is followed by at least `d` of other
+//! work: allocation gets at most half of the owner's time.
+//!
+//! Persisting: a request that changes nothing durable is answered and its outputs
+//! delivered at once. From the first request of a batch with `Persist` records on, the
+//! rest of the batch waits; the batch's records are committed in one transaction, and
+//! only then do its outputs go to the per-stream bounded queues and its answers go out.
+//! Outputs are queued as the core made them (`Event`, `AgentMail`); each stream's own task
+//! encodes them into protobuf, so the owner, the master's one serial part, does not. Its
+//! busy time, requests applied and queue lengths are exported on `/metrics`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

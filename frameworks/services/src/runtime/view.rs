@@ -13,6 +13,14 @@
 //! `Arc`s, one per app, and [`ViewWriter::apply`] copies (on write) only the apps the
 //! batch's `StoreOp`s name. The records are the store's, so the view shows exactly what a
 //! restart would recover; the planner's simulation checks that store and planner agree.
+//!
+//! Listings share rather than copy: each app's entry keeps its tasks as last written
+//! (until the app changes) and its definition as last written (until its record
+//! changes), and a listing's body is a list of pieces (`render::Pieces`) that shares those
+//! buffers, so `GET /v2/apps?embed=apps.tasks` writes only what changed since and the
+//! counts. Two properties are tested: the view kept from the records equals a view made
+//! afresh from the planner (step by step), and a listing in pieces is byte for byte what
+//! serde writes (for each embed).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
