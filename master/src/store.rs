@@ -21,9 +21,12 @@ const FRAMEWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("framework
 const REMOVED_FRAMEWORKS: TableDefinition<&str, u64> = TableDefinition::new("removed_frameworks");
 /// Gone agent ids with the sequence number of their removal, likewise.
 const GONE_AGENTS: TableDefinition<&str, u64> = TableDefinition::new("gone_agents");
-/// Single records, by name: `role_policy` (weights, quota, dynamic reservations).
+/// Single records, by name: `role_policy` (weights, quota, dynamic reservations) and
+/// `maintenance` (the schedule and the machines that are down).
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const ROLE_POLICY: &str = "role_policy";
+/// The maintenance schedule and the machines that are down.
+const MAINTENANCE: &str = "maintenance";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -110,6 +113,9 @@ impl RedbStore {
         if let Some(policy) = txn.open_table(SETTINGS).map_err(storage)?.get(ROLE_POLICY).map_err(storage)? {
             registry.role_policy = decode("settings", ROLE_POLICY, policy.value())?;
         }
+        if let Some(maintenance) = txn.open_table(SETTINGS).map_err(storage)?.get(MAINTENANCE).map_err(storage)? {
+            registry.maintenance = decode("settings", MAINTENANCE, maintenance.value())?;
+        }
         Ok(registry)
     }
 
@@ -136,6 +142,9 @@ impl RedbStore {
                     }
                     RegistryOp::PutRolePolicy { policy } => {
                         settings.insert(ROLE_POLICY, encode(policy)?.as_slice()).map_err(storage)?;
+                    }
+                    RegistryOp::PutMaintenance { maintenance } => {
+                        settings.insert(MAINTENANCE, encode(maintenance)?.as_slice()).map_err(storage)?;
                     }
                     RegistryOp::PutFramework { framework_id, info } => {
                         frameworks.insert(framework_id.as_str(), encode(info)?.as_slice()).map_err(storage)?;
@@ -316,6 +325,7 @@ impl EtcdStore {
                 "removed_frameworks" => removed.push((seq("removed_frameworks")?, id.to_owned())),
                 "gone_agents" => gone.push((seq("gone_agents")?, id.to_owned())),
                 "settings" if id == ROLE_POLICY => registry.role_policy = decode("settings", id, &kv.value)?,
+                "settings" if id == MAINTENANCE => registry.maintenance = decode("settings", id, &kv.value)?,
                 _ => return Err(corrupt("registry", "an unknown table")),
             }
         }
@@ -350,6 +360,9 @@ impl EtcdStore {
                 }
                 RegistryOp::PutRolePolicy { policy } => {
                     writes.insert(self.key("settings", ROLE_POLICY), Some(encode(policy)?));
+                }
+                RegistryOp::PutMaintenance { maintenance } => {
+                    writes.insert(self.key("settings", MAINTENANCE), Some(encode(maintenance)?));
                 }
                 RegistryOp::RemoveFramework { framework_id } => {
                     writes.insert(self.key("frameworks", framework_id.as_str()), None);
@@ -421,6 +434,20 @@ mod tests {
                 attributes: vec![],
             },
             reachable: true,
+            deactivated: true,
+            drain: Some(crate::core::DrainInfo {
+                state: crate::core::DrainState::Draining,
+                max_grace_period_ms: Some(5_000),
+                mark_gone: false,
+            }),
+        };
+        let machine = crate::core::MachineId { hostname: "h".into(), ip: String::new() };
+        let maintenance = crate::core::Maintenance {
+            windows: vec![crate::core::Window {
+                machines: vec![machine.clone()],
+                unavailability: crate::core::Unavailability { start_ns: 1, duration_ns: Some(2) },
+            }],
+            down: [machine].into(),
         };
         let ops = vec![
             RegistryOp::PutAgent { agent_id: AgentId::new("a1"), agent: agent.clone() },
@@ -430,6 +457,7 @@ mod tests {
             RegistryOp::PutAgent { agent_id: AgentId::new("a2"), agent: agent.clone() },
             RegistryOp::RemoveAgent { agent_id: AgentId::new("a2") },
             RegistryOp::PutRolePolicy { policy: policy() },
+            RegistryOp::PutMaintenance { maintenance },
         ];
         let mut expected = Registry::default();
         for op in ops.clone() {

@@ -32,6 +32,8 @@ fn agent(hostname: &str) -> DurableAgent {
             attributes: vec![],
         },
         reachable: true,
+        deactivated: false,
+        drain: None,
     }
 }
 

@@ -36,8 +36,14 @@ impl Master {
     ) {
         if let Some(id) = previous_id.as_ref().filter(|id| self.gone_agent_set.contains(*id)) {
             let reason = format!(
-                "agent {id} was unreachable for longer than the re-register timeout and is gone; register afresh"
+                "agent {id} is gone (unreachable past the re-register timeout, or removed by the operator); \
+                 register afresh"
             );
+            self.outbox.push(Output::AgentRefused { conn, reason });
+            return;
+        }
+        if self.maintenance.is_down(&info.hostname) {
+            let reason = format!("machine {} is down for maintenance until STOP_MAINTENANCE", info.hostname);
             self.outbox.push(Output::AgentRefused { conn, reason });
             return;
         }
@@ -84,6 +90,9 @@ impl Master {
         self.apply_reservations(&agent_id);
         self.outbox.push(Output::AgentRegistered { conn, agent_id: agent_id.clone() });
         self.merge_reported_tasks(now_ms, &agent_id, reported);
+        // A draining agent's tasks are killed again: kills sent while it was away were
+        // lost, and tasks it reported may be new to this master.
+        self.kill_draining_tasks(now_ms, &agent_id);
         self.agent_changed(&agent_id);
     }
 

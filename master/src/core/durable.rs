@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use agora_proto::model::{AgentId, AgentInfo, FrameworkId, FrameworkInfo};
 
 use super::Output;
+use super::maintenance::{DrainInfo, Maintenance};
 use super::master::Master;
 use super::registry::{AgentRecord, FrameworkRecord};
 use super::roles::RolePolicy;
@@ -39,12 +40,32 @@ pub enum RegistryOp {
     PutRolePolicy {
         policy: RolePolicy,
     },
+    /// The maintenance schedule and the machines that are down, as a whole.
+    PutMaintenance {
+        maintenance: Maintenance,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DurableAgent {
     pub info: AgentInfo,
     pub reachable: bool,
+    /// Fields added after the first records were written read as their default.
+    #[serde(default)]
+    pub deactivated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainInfo>,
+}
+
+impl DurableAgent {
+    pub(crate) fn of(agent: &AgentRecord) -> Self {
+        Self {
+            info: agent.info.clone(),
+            reachable: agent.reachable,
+            deactivated: agent.deactivated,
+            drain: agent.drain.clone(),
+        }
+    }
 }
 
 /// Everything a master recovers from its store.
@@ -55,6 +76,7 @@ pub struct Registry {
     pub removed_frameworks: Vec<FrameworkId>,
     pub gone_agents: Vec<AgentId>,
     pub role_policy: RolePolicy,
+    pub maintenance: Maintenance,
 }
 
 impl Registry {
@@ -74,6 +96,7 @@ impl Registry {
                 self.frameworks.insert(framework_id, info);
             }
             RegistryOp::PutRolePolicy { policy } => self.role_policy = policy,
+            RegistryOp::PutMaintenance { maintenance } => self.maintenance = maintenance,
             RegistryOp::RemoveFramework { framework_id } => {
                 self.frameworks.remove(&framework_id);
                 if !self.removed_frameworks.contains(&framework_id) {
@@ -93,6 +116,7 @@ impl Master {
     pub fn recover(&mut self, now_ms: u64, registry: Registry) {
         // Before the agents: their dynamic reservations are re-applied as they register.
         self.restore_role_policy(registry.role_policy);
+        self.restore_maintenance(registry.maintenance);
         for framework_id in registry.removed_frameworks {
             self.remember_removed_framework(framework_id);
         }
@@ -103,6 +127,8 @@ impl Master {
             let mut record = AgentRecord::new(agent_id.clone(), agent.info, super::ConnId(u64::MAX), now_ms);
             record.conn = None;
             record.reachable = agent.reachable;
+            record.deactivated = agent.deactivated;
+            record.drain = agent.drain;
             // The re-register timeout of an agent that was unreachable before the restart
             // counts from the restart: the master cannot know how long it was away since.
             record.unreachable_since_ms = (!agent.reachable).then_some(now_ms);
@@ -118,7 +144,7 @@ impl Master {
 
     pub(crate) fn persist_agent(&mut self, agent_id: &AgentId) {
         if let Some(agent) = self.agents.get(agent_id) {
-            let agent = DurableAgent { info: agent.info.clone(), reachable: agent.reachable };
+            let agent = DurableAgent::of(agent);
             self.outbox.push(Output::Persist(RegistryOp::PutAgent { agent_id: agent_id.clone(), agent }));
         }
     }

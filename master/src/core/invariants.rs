@@ -198,8 +198,11 @@ impl Master {
                 }
                 continue;
             }
-            if !agent.is_active() && !agent.offers.is_empty() {
-                return Err(format!("inactive agent {agent_id} has offers"));
+            if agent.drain.as_ref().is_some_and(|d| d.state == super::DrainState::Drained) && !agent.tasks.is_empty() {
+                return Err(format!("drained agent {agent_id} still has tasks"));
+            }
+            if !agent.is_offerable() && !agent.offers.is_empty() {
+                return Err(format!("inactive or deactivated agent {agent_id} has offers"));
             }
             used.clear();
             offered.clear();

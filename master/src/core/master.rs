@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use super::agent_table::AgentTable;
 use super::allocator::{self, Grant, MinAllocatable, RoundInput};
 use super::durable::RegistryOp;
+use super::maintenance::{DrainState, Maintenance};
 use super::registry::{AgentRecord, FrameworkRecord, HeldOffer, OfferBook, OfferRecord, TaskRecord};
 use super::roles::RolePolicy;
 use super::{AgentView, Config, Counters, Event, FrameworkView, Gauges, Output, Snapshot, ToAgent};
@@ -77,6 +78,8 @@ pub struct Master {
     pub(crate) next_filter_slot: u64,
     /// Weights, quota and dynamic reservations, set by operators.
     pub(crate) policy: RolePolicy,
+    /// The maintenance schedule and the machines that are down, set by operators.
+    pub(crate) maintenance: Maintenance,
     pub(crate) counters: Counters,
 }
 
@@ -106,6 +109,7 @@ impl Master {
             alloc_epoch: 0,
             next_filter_slot: 0,
             policy: RolePolicy::default(),
+            maintenance: Maintenance::default(),
             counters: Counters::default(),
         }
     }
@@ -191,10 +195,8 @@ impl Master {
             if agent.conn.is_some() { TaskStatusReason::AgentRemoved } else { TaskStatusReason::AgentDisconnected };
         agent.reachable = false;
         agent.unreachable_since_ms = Some(now_ms);
-        self.outbox.push(Output::Persist(super::durable::RegistryOp::PutAgent {
-            agent_id: agent_id.clone(),
-            agent: super::durable::DurableAgent { info: agent.info.clone(), reachable: false },
-        }));
+        let durable = super::durable::DurableAgent::of(&agent);
+        self.outbox.push(Output::Persist(RegistryOp::PutAgent { agent_id: agent_id.clone(), agent: durable }));
         // Close a connection that is still open: when the agent wakes up (it may only be
         // paused or cut off), it finds the stream gone and re-registers with its tasks.
         if agent.conn.take().is_some() {
@@ -549,13 +551,18 @@ impl Master {
                 framework.completed_tasks.push_back(task.view(framework_id));
             }
         }
+        let mut drained = false;
         if let Some(mut agent) = self.agents.get_mut(&task.info.agent_id) {
             agent.remove_used(&task.info.resources);
             agent.tasks.remove(&(framework_id.clone(), task.info.task_id.clone()));
             // `agent_changed` without looking the agent up again.
             agent.stuck_epoch = None;
+            drained = agent.tasks.is_empty() && agent.drain.as_ref().is_some_and(|d| d.state == DrainState::Draining);
         }
         self.allocation_changed();
+        if drained {
+            self.finish_drain(&task.info.agent_id);
+        }
     }
 
     /// Sends a kill to the task's agent now, or remembers it for when the agent returns.
@@ -716,6 +723,8 @@ impl Master {
                     active: a.is_active(),
                     reachable: a.reachable,
                     registered_at_ms: a.registered_at_ms,
+                    deactivated: a.deactivated,
+                    drain: a.drain.clone(),
                 })
                 .collect(),
             frameworks: self.frameworks.iter().map(|(id, f)| framework_view(id, f, &self.offers)).collect(),
@@ -745,7 +754,7 @@ impl OfferSink<'_> {
     fn create(&mut self, grant: Grant<'_>, batch: &mut Vec<Offer>, expected: usize) {
         let Grant { agent, framework_id, framework_record: framework, role, resources, scalars, .. } = grant;
         // Checked again on this side: an offer never holds what is not free.
-        if !agent.is_active() || !framework.is_active() || !agent.has_free(&resources) {
+        if !agent.is_offerable() || !framework.is_active() || !agent.has_free(&resources) {
             return;
         }
         let n = *self.next_offer;

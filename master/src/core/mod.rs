@@ -15,6 +15,9 @@ mod durable;
 mod filter_slots;
 mod frameworks;
 mod invariants;
+mod maintenance;
+#[cfg(test)]
+mod maintenance_tests;
 mod master;
 mod prefetch;
 mod registry;
@@ -27,6 +30,10 @@ mod tests;
 pub use agents::MAX_REPORTED_TASKS;
 pub use durable::{DurableAgent, Registry, RegistryOp};
 pub use frameworks::{MAX_OFFERS_PER_CALL, MAX_RECONCILE_TASKS, MAX_ROLES_PER_FRAMEWORK};
+pub use maintenance::{
+    DEFAULT_KILL_GRACE_MS, DrainInfo, DrainState, MAX_MAINTENANCE_MACHINES, MAX_MAINTENANCE_WINDOWS, MachineId,
+    MachineMode, Maintenance, Unavailability, Window, machine_id,
+};
 pub use master::{MAX_GONE_AGENT_IDS, MAX_REMOVED_FRAMEWORK_IDS, Master};
 pub use roles::{
     DEFAULT_WEIGHT_MILLI, MAX_POLICY_ROLES, MAX_WEIGHT_MILLI, OperatorError, OperatorErrorKind, Quota, RolePolicy,
@@ -279,6 +286,9 @@ pub struct AgentView {
     pub active: bool,
     pub reachable: bool,
     pub registered_at_ms: u64,
+    /// Not offered by the operator's word (DEACTIVATE_AGENT or a drain).
+    pub deactivated: bool,
+    pub drain: Option<DrainInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

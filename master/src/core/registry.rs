@@ -12,7 +12,7 @@ use agora_proto::model::{
 use super::allocator::MinAllocatable;
 use super::filter_slots::FilterSlots;
 use super::prefetch::{prefetch, prefetch_prefix};
-use super::{ConnId, StatusEntry, TaskView};
+use super::{ConnId, DrainInfo, StatusEntry, TaskView};
 
 /// Statuses kept per task for `/state`; older ones are dropped first.
 pub(crate) const MAX_STATUSES_PER_TASK: usize = 16;
@@ -32,6 +32,8 @@ pub(crate) struct AgentRecord {
     /// re-registration makes it reachable again.
     pub reachable: bool,
     consistent: bool,
+    /// Not offered by the operator's word (DEACTIVATE_AGENT, a drain); tasks run on.
+    pub deactivated: bool,
     /// The scalars of `free` and of `info.resources`, for the round and the table's sums.
     pub free_scalars: Scalars,
     pub total_scalars: Scalars,
@@ -71,6 +73,8 @@ pub(crate) struct AgentRecord {
     /// for `info`), so that `free` stays true.
     used: Resources,
     pub tasks: BTreeSet<(FrameworkId, TaskId)>,
+    /// The operator's drain of the agent, if any.
+    pub drain: Option<DrainInfo>,
 }
 
 /// The leading bytes of an `AgentRecord` that a round touches (see the record's layout).
@@ -85,6 +89,8 @@ impl AgentRecord {
             info,
             conn: Some(conn),
             reachable: true,
+            deactivated: false,
+            drain: None,
             unreachable_since_ms: None,
             last_seen_ms: now_ms,
             registered_at_ms: now_ms,
@@ -112,6 +118,11 @@ impl AgentRecord {
     /// Connected and reachable: the only state in which the agent is offered.
     pub fn is_active(&self) -> bool {
         self.reachable && self.conn.is_some()
+    }
+
+    /// Active and not deactivated by the operator: the only state in which it is offered.
+    pub fn is_offerable(&self) -> bool {
+        self.is_active() && !self.deactivated
     }
 
     pub fn used(&self) -> &Resources {
@@ -228,10 +239,10 @@ impl AgentRecord {
         prefetch_prefix(slot, TAG + AGENT_HOT_BYTES);
     }
 
-    /// Whether a round at `epoch` should offer the agent: active, with free resources worth
+    /// Whether a round at `epoch` should offer the agent: offerable, with free resources worth
     /// offering (on the cached scalars), and not found stuck at this epoch already.
     pub fn is_worth_a_visit(&self, min: MinAllocatable, epoch: u64) -> bool {
-        self.is_active() && min.admits_scalars(&self.free_scalars) && self.stuck_epoch != Some(epoch)
+        self.is_offerable() && min.admits_scalars(&self.free_scalars) && self.stuck_epoch != Some(epoch)
     }
 
     /// Prefetches the separate allocations an offer of this agent touches once the
