@@ -50,6 +50,7 @@ mod driver;
 pub mod election;
 mod error;
 pub mod forward;
+pub mod json;
 pub mod kv;
 mod matcher;
 mod scheduler;

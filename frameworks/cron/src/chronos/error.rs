@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::json::Problems;
+use agora_sdk::json::Problems;
 
 /// One entry of `details`: a JSON path and what is wrong there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

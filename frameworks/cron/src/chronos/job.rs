@@ -23,13 +23,13 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::json::{Obj, Problems, as_string};
 use crate::evaluator::MAX_CATCH_UP;
 use crate::model::{
     ConcurrencyPolicy, Constraint, ConstraintOp, DEFAULT_EPSILON, JobName, JobSpec, MAX_ARGUMENT_LEN, MAX_ARGUMENTS,
     MAX_COMMAND_LEN, MAX_CONSTRAINTS, MAX_ENVIRONMENT, MAX_JOB_NAME_LEN, MAX_PARENTS, MAX_RETRIES, MAX_TEXT_LEN,
     MAX_WINDOW, MissedRunPolicy, Schedule, Trigger, check_job_name,
 };
+use agora_sdk::json::{Obj, Problems, as_string};
 
 /// The longest environment variable name, and value.
 pub const MAX_ENV_NAME_LEN: usize = 256;
@@ -142,7 +142,7 @@ pub fn parse_body(body: &[u8], endpoint: Endpoint, now: Timestamp) -> Result<Job
 /// when a job is replaced).
 pub fn parse_job(value: &Value, endpoint: Endpoint, now: Timestamp) -> Result<JobSpec, ApiError> {
     let mut problems = Problems::new();
-    let Some(job) = Obj::of(value, "", &mut problems) else {
+    let Some(job) = Obj::of(value, "", &mut problems).map(Obj::lenient) else {
         return Err(ApiError::invalid(&problems));
     };
     job.reject_unknown(KNOWN_FIELDS, &mut problems);
@@ -341,7 +341,7 @@ fn environment(job: &Obj<'_>, p: &mut Problems) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         let path = format!("/environmentVariables({i})");
-        let Some(var) = Obj::of(item, &path, p) else { continue };
+        let Some(var) = Obj::of(item, &path, p).map(Obj::lenient) else { continue };
         var.reject_unknown(&["name", "value"], p);
         let name = var.string("name", MAX_ENV_NAME_LEN, p);
         let value = var.string("value", MAX_ENV_VALUE_LEN, p).unwrap_or_default();
@@ -402,7 +402,7 @@ fn fetch(job: &Obj<'_>, p: &mut Problems) -> Vec<FetchUri> {
     let entries = job.array("fetch", MAX_FETCH_URIS, p).map(Vec::as_slice).unwrap_or_default();
     let mut out = Vec::with_capacity(entries.len().max(uris.len()));
     for (i, entry) in entries.iter().enumerate() {
-        let Some(entry) = Obj::of(entry, &format!("{}({i})", job.at("fetch")), p) else { continue };
+        let Some(entry) = Obj::of(entry, &format!("{}({i})", job.at("fetch")), p).map(Obj::lenient) else { continue };
         let uri = match entry.string("uri", MAX_FETCH_URI_LEN, p) {
             Some(uri) => uri.to_owned(),
             None => {

@@ -8,8 +8,7 @@
 
 pub mod error;
 pub mod job;
-pub mod json;
 pub mod render;
 
+pub use agora_sdk::json::Problems;
 pub use error::{ApiError, Detail};
-pub use json::Problems;

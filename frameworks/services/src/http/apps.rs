@@ -413,7 +413,7 @@ fn body_object(value: Value, path: &str) -> Result<Map<String, Value>, ApiError>
         Value::Object(map) => Ok(map),
         other => Err(ApiError::invalid_field(
             if path.is_empty() { "/" } else { path },
-            format!("expected an object, got {}", crate::marathon::json::type_name(&other)),
+            format!("expected an object, got {}", agora_sdk::json::type_name(&other)),
         )),
     }
 }
@@ -521,7 +521,7 @@ async fn update_many(
         return Err(ApiError::invalid(&problems));
     }
     let ids: Vec<&str> = updates.iter().map(|u| u.id.as_str()).collect();
-    crate::marathon::json::unique(ids, "/", "app ids", &mut problems);
+    agora_sdk::json::unique(ids, "/", "app ids", &mut problems);
     if !problems.is_empty() {
         return Err(ApiError::invalid(&problems));
     }
@@ -718,7 +718,7 @@ pub(super) async fn delete_tasks(
     let (scale, wipe, force) = kill_flags(&params)?;
     let body = json_body(body)?;
     let mut problems = Problems::new();
-    let ids = crate::marathon::json::Obj::of(&body, "", &mut problems).and_then(|obj| {
+    let ids = agora_sdk::json::Obj::of(&body, "", &mut problems).and_then(|obj| {
         obj.reject_unknown(&["ids"], &mut problems);
         let ids = obj.strings("ids", crate::model::MAX_INSTANCES as usize, 1_024, &mut problems);
         if ids.is_none() && !obj.has("ids") {

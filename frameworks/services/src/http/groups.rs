@@ -231,7 +231,7 @@ async fn scale(
         return Err(ApiError::invalid_field(format!("/{other}"), "scaleBy cannot be combined with other changes"));
     }
     let mut problems = Problems::new();
-    let factor = crate::marathon::json::as_number(scale_by, "/scaleBy", 0.0, 100_000.0, &mut problems)
+    let factor = agora_sdk::json::as_number(scale_by, "/scaleBy", 0.0, 100_000.0, &mut problems)
         .ok_or_else(|| ApiError::invalid(&problems))?;
     // Scaled from the instances read; prepared again if an app changes meanwhile.
     let (reply, ()) = api

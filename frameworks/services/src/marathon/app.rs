@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use agora_proto::model::{FetchUri, MAX_FETCH_URI_LEN, MAX_FETCH_URIS, MAX_OUTPUT_FILE_LEN, Role};
 use serde_json::{Map, Value};
 
-use super::json::{Obj, Problems, as_integer, as_string, type_name, unique};
 use crate::model::{
     AppCommand, AppId, AppSpec, BackoffSpec, CheckPort, Constraint, ConstraintOp, HealthCheckSpec, HealthProtocol,
     KillSelection, MAX_INSTANCES, MAX_PATH_LEN, PathId, PortDefinition, Ppm, ReadinessCheckSpec, UnreachableStrategy,
     UpgradeStrategy,
 };
+use agora_sdk::json::{Obj, Problems, as_integer, as_string, type_name, unique};
 
 /// Limits on one app definition; a request beyond them gets a 422 naming the field.
 pub mod limits {

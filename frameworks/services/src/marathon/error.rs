@@ -8,10 +8,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::json::Problems;
 use crate::core::PlanError;
 use crate::model::DeploymentId;
 use crate::runtime::Unavailable;
+use agora_sdk::json::Problems;
 
 /// One entry of `details`: a JSON path and what is wrong there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::app::{AppContext, parse_app};
-use super::json::{Obj, Problems, as_string, unique};
 use crate::model::{AppId, AppSpec, GroupId, GroupRecord, MAX_PATH_LEN, PathId, Timestamp};
+use agora_sdk::json::{Obj, Problems, as_string, unique};
 
 /// Most apps in one group request, and most groups.
 pub const MAX_GROUP_APPS: usize = 5_000;

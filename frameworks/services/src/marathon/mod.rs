@@ -11,9 +11,8 @@ pub mod app;
 pub mod error;
 pub mod events;
 pub mod group;
-pub mod json;
 pub mod render;
 pub mod selector;
 
+pub use agora_sdk::json::Problems;
 pub use error::{ApiError, Detail};
-pub use json::Problems;
