@@ -4,10 +4,10 @@
 //!
 //! Readable tables and lines by default; `--json` prints the API's JSON for scripts.
 
-use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
+use agora_sdk::cli::{RestClient, RestError, cell as text, print_table, read_file, row};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -22,39 +22,27 @@ const MAX_JOBS_PER_FILE: usize = 1000;
 pub enum CliError {
     #[error("{0}")]
     Usage(String),
-    #[error("cannot reach cron at {url}: {reason}")]
-    Unreachable { url: String, reason: String },
-    #[error("{method} {path}: {status}: {message}{details}")]
-    Api { method: Method, path: String, status: StatusCode, message: String, details: String },
+    #[error(transparent)]
+    Rest(#[from] RestError),
 }
 
 /// A client of one cron REST API.
 #[derive(Debug, Clone)]
 pub struct Client {
-    base: String,
-    http: reqwest::Client,
+    rest: RestClient,
     json: bool,
 }
 
 impl Client {
     /// A client of `base` (`http://host:port`); `json` selects machine-readable output.
     pub fn new(base: &str, json: bool) -> Result<Client, CliError> {
-        let base = base.trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") {
-            return Err(CliError::Usage(format!("{base:?}: expected http://HOST:PORT")));
-        }
-        // A follower answers with a 307 to the leader; reqwest follows it (method and body kept).
-        let http = reqwest::Client::builder()
-            .timeout(CALL_TIMEOUT)
-            .build()
-            .map_err(|e| CliError::Usage(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Client { base, http, json })
+        Ok(Client { rest: RestClient::new("cron", base, CALL_TIMEOUT).map_err(CliError::Usage)?, json })
     }
 
     /// `add FILE`: creates or replaces the job (or each job of an array, in order) the
     /// file holds, as `/iso8601` or `/dependency` by whether it has `parents`.
     pub async fn add(&self, file: &Path) -> Result<(), CliError> {
-        let text = read_file(file)?;
+        let text = read_file(file, MAX_FILE_BYTES).map_err(CliError::Usage)?;
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| CliError::Usage(format!("{}: not valid JSON: {e}", file.display())))?;
         let jobs = match value {
@@ -331,7 +319,9 @@ impl Client {
     async fn get_optional(&self, path: &str) -> Result<Option<Value>, CliError> {
         match self.send(Method::GET, path, None).await {
             Ok(value) => Ok(Some(value)),
-            Err(CliError::Api { status: StatusCode::BAD_REQUEST, message, .. }) if message.contains("not found") => {
+            Err(CliError::Rest(RestError::Api { status: StatusCode::BAD_REQUEST, message, .. }))
+                if message.contains("not found") =>
+            {
                 Ok(None)
             }
             Err(error) => Err(error),
@@ -339,46 +329,7 @@ impl Client {
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method.clone(), &url);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| CliError::Unreachable { url: self.base.clone(), reason: error_chain(&e) })?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| CliError::Unreachable { url: self.base.clone(), reason: error_chain(&e) })?;
-        let value: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        if status.is_success() {
-            return Ok(value);
-        }
-        let message = match &value {
-            Value::Object(object) => object.get("message").map(text).unwrap_or_else(|| value.to_string()),
-            Value::String(text) => text.clone(),
-            _ => String::new(),
-        };
-        // The message already names a single field; the details matter when there are more.
-        let details: Vec<String> = value["details"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|d| {
-                let errors: Vec<String> = d["errors"].as_array().into_iter().flatten().map(text).collect();
-                format!("\n  {}: {}", text(&d["path"]), errors.join("; "))
-            })
-            .collect();
-        let details = if details.len() > 1 { details.concat() } else { String::new() };
-        Err(CliError::Api { method, path: path.to_owned(), status, message, details })
+        Ok(self.rest.send(method, path, body).await?)
     }
 }
 
@@ -427,29 +378,6 @@ fn last_state(job: &Value) -> &'static str {
     }
 }
 
-fn read_file(file: &Path) -> Result<String, CliError> {
-    let mut text = String::new();
-    let read = if file.as_os_str() == "-" {
-        std::io::stdin().take(MAX_FILE_BYTES + 1).read_to_string(&mut text)
-    } else {
-        std::fs::File::open(file).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
-    };
-    read.map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(CliError::Usage(format!("{}: larger than {} MiB", file.display(), MAX_FILE_BYTES >> 20)));
-    }
-    Ok(text)
-}
-
-/// A JSON value as a table cell: strings bare, null as `-`.
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// A number as a person writes it: `256`, not `256.0`.
 fn number(value: &Value) -> String {
     match value.as_f64() {
@@ -465,32 +393,6 @@ fn or_dash(value: &Value) -> String {
         Some("") | None => "-".into(),
         Some(s) => s.to_owned(),
     }
-}
-
-fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
-    cells.iter().map(|c| (*c).to_owned()).collect()
-}
-
-fn print_table(rows: &[Vec<String>]) {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
-        .collect();
-    for row in rows {
-        let cells: Vec<String> =
-            row.iter().enumerate().map(|(c, s)| format!("{s:<width$}", width = widths[c])).collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

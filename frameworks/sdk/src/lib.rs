@@ -46,6 +46,8 @@
 //! ```
 
 mod backoff;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod driver;
 pub mod election;
 mod error;

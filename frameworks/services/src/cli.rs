@@ -9,10 +9,10 @@
 //! following, one JSON object per line) for scripts.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use agora_sdk::cli::{RestClient, RestError, cell as text, print_table, read_file, row};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -53,10 +53,8 @@ pub enum Outcome {
 pub enum CliError {
     #[error("{0}")]
     Usage(String),
-    #[error("cannot reach services at {url}: {reason}")]
-    Unreachable { url: String, reason: String },
-    #[error("{method} {path}: {status}: {message}{details}")]
-    Api { method: Method, path: String, status: StatusCode, message: String, details: String },
+    #[error(transparent)]
+    Rest(#[from] RestError),
     #[error("{path}: unexpected answer: {reason}")]
     Protocol { path: String, reason: String },
 }
@@ -64,8 +62,7 @@ pub enum CliError {
 /// A client of one services REST API.
 #[derive(Debug, Clone)]
 pub struct Client {
-    base: String,
-    http: reqwest::Client,
+    rest: RestClient,
     /// No timeout: the event stream stays open while a deployment is followed.
     streaming: reqwest::Client,
     json: bool,
@@ -85,27 +82,19 @@ struct Target {
 impl Client {
     /// A client of `base` (`http://host:port`); `json` selects machine-readable output.
     pub fn new(base: &str, json: bool) -> Result<Client, CliError> {
-        let base = base.trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") {
-            return Err(CliError::Usage(format!("{base:?}: expected http://HOST:PORT")));
-        }
-        // Followers answer with a 307 to the leader; reqwest follows it (method and body kept).
-        let http = reqwest::Client::builder()
-            .timeout(CALL_TIMEOUT)
-            .build()
-            .map_err(|e| CliError::Usage(format!("cannot build an HTTP client: {e}")))?;
+        let rest = RestClient::new("services", base, CALL_TIMEOUT).map_err(CliError::Usage)?;
         let streaming = reqwest::Client::builder()
             .connect_timeout(CALL_TIMEOUT)
             .build()
             .map_err(|e| CliError::Usage(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Client { base, http, streaming, json })
+        Ok(Client { rest, streaming, json })
     }
 
     // ----- Commands -----
 
     /// `deploy FILE`: POST the app or group, or PUT it when it exists, then follow.
     pub async fn deploy(&self, file: &Path, follow: Follow) -> Result<Outcome, CliError> {
-        let text = read_file(file)?;
+        let text = read_file(file, MAX_FILE_BYTES).map_err(CliError::Usage)?;
         let spec: Value = serde_json::from_str(&text)
             .map_err(|e| CliError::Usage(format!("{}: not valid JSON: {e}", file.display())))?;
         let Some(object) = spec.as_object() else {
@@ -399,7 +388,7 @@ impl Client {
             "deployment_step_failure",
         ];
         let query: Vec<String> = types.iter().map(|t| format!("event_type={t}")).collect();
-        let url = format!("{}/v2/events?{}", self.base, query.join("&"));
+        let url = format!("{}/v2/events?{}", self.rest.base(), query.join("&"));
         let response = self.streaming.get(&url).header("Accept", "text/event-stream").send().await.ok()?;
         if !response.status().is_success() {
             return None;
@@ -637,50 +626,13 @@ impl Client {
     async fn get_optional(&self, path: &str) -> Result<Option<Value>, CliError> {
         match self.send(Method::GET, path, None).await {
             Ok(value) => Ok(Some(value)),
-            Err(CliError::Api { status: StatusCode::NOT_FOUND, .. }) => Ok(None),
+            Err(CliError::Rest(RestError::Api { status: StatusCode::NOT_FOUND, .. })) => Ok(None),
             Err(error) => Err(error),
         }
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method.clone(), &url);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| CliError::Unreachable { url: self.base.clone(), reason: error_chain(&e) })?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| CliError::Unreachable { url: self.base.clone(), reason: error_chain(&e) })?;
-        let value: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        if status.is_success() {
-            return Ok(value);
-        }
-        let message = match &value {
-            Value::Object(object) => object.get("message").map(text).unwrap_or_else(|| value.to_string()),
-            Value::String(text) => text.clone(),
-            _ => String::new(),
-        };
-        let details: String = value["details"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|d| {
-                let errors: Vec<String> = d["errors"].as_array().into_iter().flatten().map(text).collect();
-                format!("\n  {}: {}", text(&d["path"]), errors.join("; "))
-            })
-            .collect();
-        Err(CliError::Api { method, path: path.to_owned(), status, message, details })
+        Ok(self.rest.send(method, path, body).await?)
     }
 }
 
@@ -749,58 +701,9 @@ fn force_query(force: bool) -> &'static str {
     if force { "?force=true" } else { "" }
 }
 
-fn read_file(file: &Path) -> Result<String, CliError> {
-    let mut text = String::new();
-    let read = if file.as_os_str() == "-" {
-        std::io::stdin().take(MAX_FILE_BYTES + 1).read_to_string(&mut text)
-    } else {
-        std::fs::File::open(file).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
-    };
-    read.map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(CliError::Usage(format!("{}: larger than {} MiB", file.display(), MAX_FILE_BYTES >> 20)));
-    }
-    Ok(text)
-}
-
-/// A JSON value as a table cell: strings bare, null as `-`.
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// `tasksHealthy`, or `-` for an app without health checks.
 fn healthy_count(app: &Value) -> String {
     if app["healthChecks"].as_array().is_some_and(|c| !c.is_empty()) { text(&app["tasksHealthy"]) } else { "-".into() }
-}
-
-fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
-    cells.iter().map(|c| (*c).to_owned()).collect()
-}
-
-fn print_table(rows: &[Vec<String>]) {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
-        .collect();
-    for row in rows {
-        let cells: Vec<String> =
-            row.iter().enumerate().map(|(c, s)| format!("{s:<width$}", width = widths[c])).collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
