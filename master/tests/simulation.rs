@@ -9,8 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use agora_master::core::{
-    Call, Config, ConnId, Event, Master, Operation, Output, Quota, Registry, ReportedTask, ToAgent,
+    AgentView, Call, Config, ConnId, Event, FrameworkView, Master, Operation, Output, Quota, Registry, ReportedTask,
+    TaskView, ToAgent,
 };
+use agora_master::runtime::read_model::{MasterFacts, ReadModel};
 use agora_proto::model::{
     AgentId, AgentInfo, Attribute, CommandInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Pool, RangeSet, Resources,
     Role, Scalars, StreamId, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
@@ -98,6 +100,9 @@ struct Sim {
     tally: Vec<AgentTally>,
     run_tasks_seen: u64,
     allocations: u64,
+    /// The read model `/state` is served from, fed the core's changes every step or
+    /// every few (so that changes pile up as when the applier is behind).
+    read: ReadModel,
 }
 
 fn config() -> Config {
@@ -152,6 +157,15 @@ impl Sim {
             })
             .collect();
         let mut master = Master::new(config(), seed);
+        master.track_changes();
+        let read = ReadModel::new(MasterFacts {
+            master_id: "sim".to_owned(),
+            advertise: "sim:5050".to_owned(),
+            start_time_ms: 0,
+            heartbeat_interval_ms: 15_000,
+            max_completed_tasks_per_framework: config().max_completed_tasks_per_framework,
+            max_completed_frameworks: config().max_completed_frameworks,
+        });
         let quota = Quota { guarantee: Scalars::new(8_000, 16_384, 0), limit: Some(ANALYTICS_LIMIT) };
         master.set_quota(reserved.clone(), quota).expect("valid quota");
         master.set_weights(vec![(reserved, 2_000)]).expect("valid weight");
@@ -174,6 +188,7 @@ impl Sim {
             tally: (0..AGENTS).map(|_| ([Scalars::ZERO; 2], Vec::new())).collect(),
             run_tasks_seen: 0,
             allocations: 0,
+            read,
         }
     }
 
@@ -714,6 +729,54 @@ impl Sim {
         self.check_tasks();
         self.check_agents();
         self.check_counters();
+        if self.rng.random_bool(0.5) {
+            self.read.apply(self.master.take_changes());
+            if self.step.is_multiple_of(4 * SELF_CHECK_EVERY) {
+                self.check_read_model();
+            }
+        }
+    }
+
+    /// The read model, fed only the core's changes, shows what a full copy of the
+    /// registry shows.
+    fn check_read_model(&self) {
+        let snapshot = self.master.snapshot();
+        let copy = self.read.state();
+        let agents: Vec<AgentView> = copy.agents.iter().map(|a| (**a).clone()).collect();
+        self.ensure(agents == snapshot.agents, || "the read model's agents differ from the registry's".to_owned());
+        let ids = |fs: &[FrameworkView]| fs.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
+        let read_ids: Vec<FrameworkId> = copy.frameworks.iter().map(|f| f.view.id.clone()).collect();
+        self.ensure(read_ids == ids(&snapshot.frameworks), || {
+            format!("read model frameworks {read_ids:?}, registry {:?}", ids(&snapshot.frameworks))
+        });
+        for (read, core) in copy.frameworks.iter().zip(&snapshot.frameworks) {
+            let id = &core.id;
+            let view = &read.view;
+            self.ensure(
+                view.info == core.info
+                    && view.active == core.active
+                    && view.offered == core.offered
+                    && view.registered_at_ms == core.registered_at_ms
+                    && view.unregistered_at_ms == core.unregistered_at_ms,
+                || format!("framework {id}: the read model's view differs: {view:?} vs {core:?}"),
+            );
+            self.ensure(read.used.scalars() == core.used.scalars() && read.used.ports() == core.used.ports(), || {
+                format!("framework {id}: used {} in the read model, {} in the registry", read.used, core.used)
+            });
+            let tasks: Vec<TaskView> = read.tasks.iter().map(|t| (**t).clone()).collect();
+            self.ensure(tasks == core.tasks, || format!("framework {id}: live tasks differ"));
+            let done: Vec<TaskView> = read.completed_tasks.iter().map(|t| (**t).clone()).collect();
+            self.ensure(done == core.completed_tasks, || format!("framework {id}: completed tasks differ"));
+        }
+        let read_done: Vec<FrameworkId> = copy.completed_frameworks.iter().map(|f| f.view.id.clone()).collect();
+        self.ensure(read_done == ids(&snapshot.completed_frameworks), || "completed frameworks differ".to_owned());
+        let summary = self.read.summary();
+        let gauges = self.master.gauges();
+        for (state, n) in gauges.tasks {
+            let read = summary.task_states.get(&state).copied().unwrap_or(0);
+            self.ensure(read == n, || format!("{n} tasks {state:?} in the registry, {read} in the read model"));
+        }
+        self.ensure(copy.outstanding_offers == snapshot.outstanding_offers, || "outstanding offers differ".to_owned());
     }
 
     /// What the frameworks hold is exactly what the master has outstanding.

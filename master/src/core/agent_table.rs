@@ -34,10 +34,10 @@ pub(crate) struct Counted {
 /// A set of slots, one bit each: set and cleared in O(1), walked in slot order in
 /// O(slots / 64 + members), with no duplicates to weed out.
 #[derive(Clone, Debug, Default)]
-struct SlotSet(Vec<u64>);
+pub(crate) struct SlotSet(Vec<u64>);
 
 impl SlotSet {
-    fn insert(&mut self, slot: u32) {
+    pub(crate) fn insert(&mut self, slot: u32) {
         let (word, bit) = (slot as usize / 64, slot % 64);
         if self.0.len() <= word {
             self.0.resize(word + 1, 0);
@@ -85,6 +85,11 @@ pub(crate) struct AgentTable {
     /// between rounds for their capacity.
     order: Vec<u32>,
     visits: Vec<Visit>,
+    /// For the read model (`core/changes.rs`): slots whose record changed, and ids
+    /// removed, since `take_changes`; kept only once `track_changes` turned them on.
+    tracking: bool,
+    changed: SlotSet,
+    removed: Vec<AgentId>,
 }
 
 impl AgentTable {
@@ -106,6 +111,9 @@ impl AgentTable {
     pub fn get_mut(&mut self, id: &AgentId) -> Option<AgentMut<'_>> {
         let slot = *self.lookup.get(id)? as usize;
         self.pending.insert(slot as u32);
+        if self.tracking {
+            self.changed.insert(slot as u32);
+        }
         let record = self.slots.get_mut(slot)?.as_mut()?;
         let before = share_of(record);
         Some(AgentMut { record, before, sums: &mut self.sums })
@@ -119,6 +127,9 @@ impl AgentTable {
             let before = old.as_ref().map_or(Counted::default(), share_of);
             self.sums.settle(&before, &now);
             self.pending.insert(slot);
+            if self.tracking {
+                self.changed.insert(slot);
+            }
             return old;
         }
         let slot = match self.vacant.pop() {
@@ -137,6 +148,9 @@ impl AgentTable {
         self.index.insert(id, slot);
         self.sums.settle(&Counted::default(), &now);
         self.pending.insert(slot);
+        if self.tracking {
+            self.changed.insert(slot);
+        }
         None
     }
 
@@ -150,7 +164,38 @@ impl AgentTable {
         self.pending.remove(slot);
         self.stuck.remove(slot);
         self.vacant.push(slot);
+        if self.tracking {
+            self.changed.remove(slot);
+            self.removed.push(id.clone());
+        }
         record
+    }
+
+    /// Turns the notes for the read model on or off (see `core/changes.rs`).
+    pub fn track_changes(&mut self, on: bool) {
+        self.tracking = on;
+        self.changed = SlotSet::default();
+        self.removed.clear();
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.removed.is_empty() || self.changed.0.iter().any(|w| *w != 0)
+    }
+
+    /// The ids of the agents changed and of those removed since the last call.
+    pub fn take_changes(&mut self) -> (Vec<AgentId>, Vec<AgentId>) {
+        let mut changed = Vec::new();
+        for (w, word) in self.changed.0.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word);
+            while bits != 0 {
+                let slot = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if let Some(Some(record)) = self.slots.get(slot) {
+                    changed.push(record.id.clone());
+                }
+            }
+        }
+        (changed, std::mem::take(&mut self.removed))
     }
 
     /// The agents in id order.
@@ -185,7 +230,14 @@ impl AgentTable {
             }
         }
         self.visits.clear();
-        RoundAgents { slots: &mut self.slots, order: &mut self.order, visits: &mut self.visits, sums: &mut self.sums }
+        let changed = self.tracking.then_some(&mut self.changed);
+        RoundAgents {
+            slots: &mut self.slots,
+            order: &mut self.order,
+            visits: &mut self.visits,
+            sums: &mut self.sums,
+            changed,
+        }
     }
 
     /// Settles a round that reached the first `end.reached` slots of its order (and moved

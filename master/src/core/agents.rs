@@ -221,7 +221,9 @@ impl Master {
         if framework.completed_tasks.len() >= keep {
             framework.completed_tasks.pop_front();
         }
-        framework.completed_tasks.push_back(TaskRecord::new(info, &status).view(&framework_id));
+        let view = TaskRecord::new(info, &status).view(&framework_id);
+        self.changes.ended(|| view.clone());
+        framework.completed_tasks.push_back(view);
     }
 
     /// A framework known only from its agents' tasks gets an inactive placeholder until it
@@ -242,6 +244,7 @@ impl Master {
                 principal: String::new(),
             };
             self.frameworks.insert(framework_id.clone(), FrameworkRecord::new(info, now_ms));
+            self.changes.framework(framework_id);
         }
     }
 
@@ -279,7 +282,9 @@ impl Master {
             record.role = framework.first_role();
         }
         framework.charge(&record.role, &scalars);
-        framework.tasks.insert(record.info.task_id.clone(), Box::new(record));
+        let task_id = record.info.task_id.clone();
+        framework.tasks.insert(task_id.clone(), Box::new(record));
+        self.changes.task(&framework_id, &task_id);
     }
 
     pub fn agent_heartbeat(&mut self, now_ms: u64, agent_id: &AgentId) {

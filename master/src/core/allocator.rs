@@ -44,7 +44,7 @@ use agora_proto::model::{FrameworkId, Resources, Role, Scalars};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::agent_table::{Counted, share_of};
+use super::agent_table::{Counted, SlotSet, share_of};
 use super::client_heap::ClientHeap;
 use super::client_tree::{self, ClientTree, Member};
 use super::filter_slots::FilterSlots;
@@ -92,6 +92,9 @@ pub(crate) struct RoundAgents<'a> {
     /// round moves by the change in the share of each agent it offers, while the agent's
     /// record is in the cache.
     pub sums: &'a mut Counted,
+    /// The table's note of changed slots for the read model, when it keeps one: every
+    /// agent the round offers changes.
+    pub changed: Option<&'a mut SlotSet>,
 }
 
 /// What a round found at a position of `RoundAgents::order` it reached.
@@ -814,7 +817,7 @@ pub(crate) fn allocate(
 ) -> RoundEnd {
     let min = input.min;
     let mut end = RoundEnd::default();
-    let RoundAgents { slots, order, visits, sums } = agents;
+    let RoundAgents { slots, order, visits, sums, changed } = agents;
     if order.is_empty() {
         return end;
     }
@@ -886,6 +889,9 @@ pub(crate) fn allocate(
             }
             if let Some(before) = before {
                 sums.settle(&before, &share_of(agent));
+                if let Some(changed) = changed.as_deref_mut() {
+                    changed.insert(slot);
+                }
             }
         }
     }

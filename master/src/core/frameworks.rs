@@ -75,6 +75,7 @@ impl Master {
         framework.stream = Some(stream_id.clone());
         framework.unregistered_at_ms = None;
         framework.suppressed.clear();
+        self.changes.framework(&framework_id);
         self.persist_framework(&framework_id);
         self.outbox.push(Output::ToFramework {
             framework_id: framework_id.clone(),
@@ -100,6 +101,7 @@ impl Master {
             framework.stream = None;
             framework.unregistered_at_ms = Some(now_ms);
         }
+        self.changes.framework(framework_id);
     }
 
     /// Applies one scheduler call from the framework's current stream.
@@ -164,6 +166,7 @@ impl Master {
             framework.suppressed.retain(|role| info.roles.contains(role));
             framework.info = info;
         }
+        self.changes.framework(framework_id);
         self.persist_framework(framework_id);
         self.frameworks_changed();
         Ok(())
@@ -363,6 +366,7 @@ impl Master {
         let mut record = TaskRecord::new(task.clone(), &status);
         record.role = role.clone();
         framework.tasks.insert(task.task_id.clone(), Box::new(record));
+        self.changes.task(framework_id, &task.task_id);
         let message = ToAgent::RunTask { framework: framework.info.clone(), task };
         self.outbox.push(Output::ToAgent { agent_id, message });
         self.counters.tasks_launched = self.counters.tasks_launched.saturating_add(1);

@@ -18,7 +18,7 @@ use super::durable::RegistryOp;
 use super::maintenance::{DrainState, Maintenance};
 use super::registry::{AgentRecord, FrameworkRecord, HeldOffer, OfferBook, OfferRecord, TaskRecord};
 use super::roles::RolePolicy;
-use super::{AgentView, Config, Counters, Event, FrameworkView, Gauges, Output, Snapshot, ToAgent};
+use super::{Config, Counters, Event, FrameworkView, Gauges, Output, Snapshot, ToAgent};
 
 /// Bound on the ids of removed frameworks the master remembers.
 pub const MAX_REMOVED_FRAMEWORK_IDS: usize = 100_000;
@@ -81,6 +81,8 @@ pub struct Master {
     /// The maintenance schedule and the machines that are down, set by operators.
     pub(crate) maintenance: Maintenance,
     pub(crate) counters: Counters,
+    /// What changed since the read model last looked (`core/changes.rs`).
+    pub(crate) changes: super::changes::ChangeLog,
 }
 
 impl Master {
@@ -111,6 +113,7 @@ impl Master {
             policy: RolePolicy::default(),
             maintenance: Maintenance::default(),
             counters: Counters::default(),
+            changes: Default::default(),
         }
     }
 
@@ -344,6 +347,7 @@ impl Master {
         self.outbox.reserve(batches.iter().filter(|offers| !offers.is_empty()).count());
         for ((framework_id, _), offers) in frameworks.iter().zip(batches) {
             if !offers.is_empty() {
+                self.changes.framework(framework_id);
                 let framework_id = (*framework_id).clone();
                 self.outbox.push(Output::ToFramework { framework_id, event: Event::Offers(offers) });
             }
@@ -385,6 +389,7 @@ impl Master {
             framework.refund(&record.role, &scalars);
             framework.offers.remove(n);
             notify_framework = framework.is_active();
+            self.changes.framework(&offer.framework_id);
             if std::mem::take(&mut framework.offer_capped) {
                 // Agents no client could take while it was passed over may be its now.
                 self.alloc_epoch = self.alloc_epoch.saturating_add(1);
@@ -526,6 +531,7 @@ impl Master {
             return Err(status);
         }
         task.record(&status);
+        self.changes.task(framework_id, task_id);
         let terminal = status.state.is_terminal();
         let task = terminal.then(|| entry.remove());
         if forward && active {
@@ -550,6 +556,7 @@ impl Master {
             if self.config.max_completed_tasks_per_framework > 0 {
                 framework.completed_tasks.push_back(task.view(framework_id));
             }
+            self.changes.ended(|| task.view(framework_id));
         }
         let mut drained = false;
         if let Some(mut agent) = self.agents.get_mut(&task.info.agent_id) {
@@ -623,6 +630,7 @@ impl Master {
         let mut view = framework_view(framework_id, &framework, &self.offers);
         view.active = false;
         view.unregistered_at_ms = Some(now_ms);
+        self.changes.removed(view.clone());
         if self.config.max_completed_frameworks > 0 {
             if self.completed_frameworks.len() >= self.config.max_completed_frameworks {
                 self.completed_frameworks.pop_front();
@@ -712,21 +720,7 @@ impl Master {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             master_id: self.config.master_id.clone(),
-            agents: self
-                .agents
-                .iter()
-                .map(|(id, a)| AgentView {
-                    id: id.clone(),
-                    info: a.info.clone(),
-                    used: a.used().clone(),
-                    offered: a.offered().clone(),
-                    active: a.is_active(),
-                    reachable: a.reachable,
-                    registered_at_ms: a.registered_at_ms,
-                    deactivated: a.deactivated,
-                    drain: a.drain.clone(),
-                })
-                .collect(),
+            agents: self.agents.iter().map(|(id, a)| super::changes::agent_view(id, a)).collect(),
             frameworks: self.frameworks.iter().map(|(id, f)| framework_view(id, f, &self.offers)).collect(),
             completed_frameworks: self.completed_frameworks.iter().cloned().collect(),
             outstanding_offers: self.offers.len(),

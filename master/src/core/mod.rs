@@ -9,6 +9,7 @@
 mod agent_table;
 mod agents;
 mod allocator;
+mod changes;
 mod client_heap;
 mod client_tree;
 mod durable;
@@ -28,6 +29,7 @@ mod roles_tests;
 mod tests;
 
 pub use agents::MAX_REPORTED_TASKS;
+pub use changes::{Changes, MAX_PENDING_ENDED};
 pub use durable::{DurableAgent, Registry, RegistryOp};
 pub use frameworks::{MAX_OFFERS_PER_CALL, MAX_RECONCILE_TASKS, MAX_ROLES_PER_FRAMEWORK};
 pub use maintenance::{

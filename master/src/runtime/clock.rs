@@ -23,3 +23,8 @@ impl Clock {
         self.start_wall_ms
     }
 }
+
+/// The wall clock now, in milliseconds since the Unix epoch (0 before it).
+pub fn wall_ms() -> u64 {
+    Clock::new().start_wall_ms()
+}

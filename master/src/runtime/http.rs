@@ -12,21 +12,25 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::metrics;
-use super::owner::{Handle, StateReport};
-use crate::core::{AgentView, FrameworkView, StatusEntry, TaskView};
+use super::owner::Handle;
+use super::read_model::{FrameworkCopy, ReadModel, StateCopy};
+use crate::core::{AgentView, StatusEntry, TaskView};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub fn router(handle: Handle) -> axum::Router {
-    axum::Router::new()
-        .route("/health", get(health))
-        .route("/version", get(version))
+pub fn router(handle: Handle, read_model: ReadModel) -> axum::Router {
+    let reads = axum::Router::new()
         .route("/state", get(state))
         .route("/state.json", get(state))
         .route("/master/state", get(state))
+        .with_state(read_model);
+    axum::Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version))
         .route("/metrics", get(prometheus))
         .merge(super::operator::router())
         .with_state(handle)
+        .merge(reads)
 }
 
 /// An error in the one shape every Agora HTTP API uses: `{"message": …, "details": …}`.
@@ -65,15 +69,25 @@ async fn version() -> Json<Value> {
     Json(json!({ "version": VERSION }))
 }
 
-async fn report(handle: &Handle) -> Result<StateReport, ApiError> {
-    handle
-        .ask(|reply| super::owner::Request::State { reply })
+/// Renders a large answer on a blocking thread, so the runtime's workers (and the owner
+/// among them) keep running while a 500,000-task `/state` is written.
+pub async fn render_blocking<T: Send + 'static>(render: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(render)
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), json!([])))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}"), json!([])))
 }
 
-async fn state(State(handle): State<Handle>) -> Result<Json<StateDto>, ApiError> {
-    Ok(Json(StateDto::from(&report(&handle).await?)))
+/// JSON bytes as a response.
+pub fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn state(State(read_model): State<ReadModel>) -> Result<Response, ApiError> {
+    read_model.caught_up().await;
+    let copy = read_model.state();
+    let body = render_blocking(move || serde_json::to_vec(&StateDto::from(&copy))).await?;
+    let body = body.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), json!([])))?;
+    Ok(json_response(body))
 }
 
 async fn prometheus(State(handle): State<Handle>) -> Result<Response, ApiError> {
@@ -141,22 +155,21 @@ pub struct StateDto {
     completed_frameworks: Vec<FrameworkDto>,
 }
 
-impl From<&StateReport> for StateDto {
-    fn from(report: &StateReport) -> Self {
-        let s = &report.snapshot;
+impl From<&StateCopy> for StateDto {
+    fn from(s: &StateCopy) -> Self {
         let active = s.agents.iter().filter(|a| a.active).count();
         StateDto {
             version: VERSION,
-            id: s.master_id.clone(),
-            leader: report.advertise.clone(),
-            start_time: seconds(report.start_time_ms),
+            id: s.facts.master_id.clone(),
+            leader: s.facts.advertise.clone(),
+            start_time: seconds(s.facts.start_time_ms),
             activated_slaves: active,
             deactivated_slaves: s.agents.len() - active,
             unreachable_slaves: s.agents.iter().filter(|a| !a.reachable).count(),
             outstanding_offers: s.outstanding_offers,
-            slaves: s.agents.iter().map(AgentDto::from).collect(),
+            slaves: s.agents.iter().map(|a| AgentDto::from(&**a)).collect(),
             frameworks: s.frameworks.iter().map(FrameworkDto::from).collect(),
-            completed_frameworks: s.completed_frameworks.iter().map(FrameworkDto::from).collect(),
+            completed_frameworks: s.completed_frameworks.iter().map(|f| FrameworkDto::from(&**f)).collect(),
         }
     }
 }
@@ -219,10 +232,11 @@ struct FrameworkDto {
     completed_tasks: Vec<TaskDto>,
 }
 
-impl From<&FrameworkView> for FrameworkDto {
-    fn from(framework: &FrameworkView) -> Self {
+impl From<&FrameworkCopy> for FrameworkDto {
+    fn from(copy: &FrameworkCopy) -> Self {
+        let framework = &*copy.view;
         let info = &framework.info;
-        let mut total = framework.used.clone();
+        let mut total = copy.used.clone();
         total.add(&framework.offered);
         FrameworkDto {
             id: framework.id.to_string(),
@@ -238,10 +252,10 @@ impl From<&FrameworkView> for FrameworkDto {
             registered_time: seconds(framework.registered_at_ms),
             unregistered_time: framework.unregistered_at_ms.map(seconds).unwrap_or(0.0),
             resources: resources_json(&total),
-            used_resources: resources_json(&framework.used),
+            used_resources: resources_json(&copy.used),
             offered_resources: resources_json(&framework.offered),
-            tasks: framework.tasks.iter().map(TaskDto::from).collect(),
-            completed_tasks: framework.completed_tasks.iter().map(TaskDto::from).collect(),
+            tasks: copy.tasks.iter().map(|t| TaskDto::from(&**t)).collect(),
+            completed_tasks: copy.completed_tasks.iter().map(|t| TaskDto::from(&**t)).collect(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod mesos;
 mod metrics;
 mod operator;
 mod owner;
+pub mod read_model;
 mod scheduler;
 mod wire;
 
@@ -76,17 +77,25 @@ pub async fn serve(
     let options_context = (options.core.master_id.clone(), options.advertise.clone());
     let etcd = options.etcd.clone();
     let (handle, requests) = owner::channel();
+    let (read_model, feed) = read_model::ReadModel::start(read_model::MasterFacts {
+        master_id: options.core.master_id.clone(),
+        advertise: options.advertise.clone(),
+        start_time_ms: clock::wall_ms(),
+        heartbeat_interval_ms: options.core.framework_heartbeat_interval_ms,
+        max_completed_tasks_per_framework: options.core.max_completed_tasks_per_framework,
+        max_completed_frameworks: options.core.max_completed_frameworks,
+    });
     let (role_tx, role_rx) = tokio::sync::watch::channel(election::Role::Leader);
     let leading = match &etcd {
         None => {
             let store = options.registry_path.as_deref().map(crate::store::Store::open).transpose()?;
-            owner::start(options, store, requests, stop_rx.clone())?;
+            owner::start(options, store, requests, feed, stop_rx.clone())?;
             None
         }
         Some(etcd) => {
             role_tx.send_replace(election::Role::Follower { leader: None });
             let client = agora_proto::etcd_client::Etcd::connect(&etcd.endpoints)?;
-            Some(tokio::spawn(lead(client, etcd.clone(), options, requests, stop_rx.clone(), role_tx)))
+            Some(tokio::spawn(lead(client, etcd.clone(), options, requests, feed, stop_rx.clone(), role_tx)))
         }
     };
     let grpc = tonic::service::Routes::new(agent_link::server(handle.clone(), stop_rx.clone()))
@@ -95,9 +104,9 @@ pub async fn serve(
     // tonic's routes bring a fallback of their own; ours replaces it, so that unknown HTTP
     // paths get a JSON 404. Until this master leads, followers answer every request.
     let app = grpc
-        .merge(http::router(handle.clone()))
+        .merge(http::router(handle.clone(), read_model.clone()))
         .merge(mesos::router(handle.clone(), stop_rx.clone(), mesos_context(&options_context)))
-        .merge(mesos::operator::router(handle))
+        .merge(mesos::operator::router(handle, read_model))
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(role_rx, election::follow_leader));
     tracing::info!(address = %listener.local_addr()?, "master listening");
@@ -149,6 +158,7 @@ async fn lead(
     etcd: election::EtcdOptions,
     options: MasterOptions,
     requests: owner::Inbox,
+    feed: read_model::Feed,
     mut stop: tokio::sync::watch::Receiver<bool>,
     role: tokio::sync::watch::Sender<election::Role>,
 ) {
@@ -160,7 +170,7 @@ async fn lead(
     tracing::info!(create_revision = term.create_revision, "elected leading master");
     let opened = crate::store::EtcdStore::open(&etcd.endpoints, &etcd.root, term.clone())
         .map(|store| crate::store::Store::Etcd(Box::new(store)));
-    let started = opened.and_then(|store| owner::start(options, Some(store), requests, stop.clone()));
+    let started = opened.and_then(|store| owner::start(options, Some(store), requests, feed, stop.clone()));
     if let Err(error) = started {
         fail_stop(&format!("cannot take over the registry from etcd: {error}"));
     }

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::clock::Clock;
 use super::metrics::Histogram;
+use super::read_model::Feed;
 use super::{MasterOptions, REQUEST_QUEUE_LEN, wire};
 use crate::core::{
     Call, CallError, ConnId, Event, Gauges, Master, Output, RegistryOp, ReportedTask, Snapshot, ToAgent,
@@ -322,6 +323,7 @@ pub fn start(
     options: MasterOptions,
     mut store: Option<Store>,
     rx: Inbox,
+    feed: Feed,
     stop: watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
     let clock = Clock::new();
@@ -335,6 +337,7 @@ pub fn start(
         );
         core.recover(clock.now_ms(), registry);
     }
+    core.track_changes();
     let owner = Owner {
         core,
         store,
@@ -346,6 +349,7 @@ pub fn start(
         allocation_latency: Histogram::allocation_ms(),
         load: OwnerLoad::default(),
         advertise: options.advertise.clone(),
+        feed,
     };
     tokio::spawn(owner.run(rx, Duration::from_millis(options.tick_interval_ms.max(1)), stop));
     Ok(())
@@ -367,6 +371,8 @@ struct Owner {
     allocation_latency: Histogram,
     load: OwnerLoad,
     advertise: String,
+    /// The read model's feed: what changed, after each commit (see `read_model.rs`).
+    feed: Feed,
 }
 
 impl Owner {
@@ -406,6 +412,7 @@ impl Owner {
                         self.answer_unless_durable(&mut replies);
                     }
                     self.deliver();
+                    self.feed.offer(&mut self.core);
                     for reply in replies {
                         reply();
                     }
@@ -416,6 +423,7 @@ impl Owner {
                     let started = Instant::now();
                     self.core.tick(self.clock.now_ms());
                     self.deliver();
+                    self.feed.offer(&mut self.core);
                     self.load.busy += started.elapsed();
                 }
                 _ = stop.changed() => break,
@@ -429,6 +437,7 @@ impl Owner {
                 self.allocation_latency.observe(took);
                 next_allocation = tokio::time::Instant::now() + (took * ALLOCATION_GAP_FACTOR).max(MIN_ALLOCATION_GAP);
                 self.deliver();
+                self.feed.offer(&mut self.core);
                 self.load.busy += started.elapsed();
             }
             // The answers to a batch's calls, a round's OFFERS events and whatever else the
@@ -534,6 +543,10 @@ impl Owner {
             return;
         }
         self.deliver();
+        if !replies.is_empty() {
+            // What the answers acknowledge is in the read model's hands before they go.
+            self.feed.offer(&mut self.core);
+        }
         for reply in replies.drain(..) {
             reply();
         }

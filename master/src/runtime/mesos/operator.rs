@@ -14,9 +14,10 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::convert;
-use crate::core::{AgentView, FrameworkView, StatusEntry, TaskView};
-use crate::runtime::http::{ApiError, VERSION};
-use crate::runtime::owner::{Handle, Request, StateReport};
+use crate::core::{AgentView, StatusEntry, TaskView};
+use crate::runtime::http::{ApiError, VERSION, json_response, render_blocking};
+use crate::runtime::owner::Handle;
+use crate::runtime::read_model::{FrameworkCopy, ReadModel, StateCopy};
 
 /// Largest operator call accepted: the read calls are a few bytes.
 const MAX_OPERATOR_CALL_BYTES: usize = 64 * 1024;
@@ -24,8 +25,19 @@ const MAX_OPERATOR_CALL_BYTES: usize = 64 * 1024;
 /// The calls this endpoint answers.
 const CALLS: [&str; 6] = ["GET_HEALTH", "GET_VERSION", "GET_STATE", "GET_AGENTS", "GET_FRAMEWORKS", "GET_TASKS"];
 
-pub fn router(handle: Handle) -> Router {
-    Router::new().route("/api/v1", post(operator)).route("/master/api/v1", post(operator)).with_state(handle)
+/// What the operator API's handlers reach: the owner (for writes) and the read model
+/// (for reads, which never ask the owner).
+#[derive(Clone, Debug)]
+pub struct OperatorApi {
+    pub owner: Handle,
+    pub read: ReadModel,
+}
+
+pub fn router(owner: Handle, read: ReadModel) -> Router {
+    Router::new()
+        .route("/api/v1", post(operator))
+        .route("/master/api/v1", post(operator))
+        .with_state(OperatorApi { owner, read })
 }
 
 fn refusal(status: StatusCode, message: impl Into<String>) -> Response {
@@ -37,7 +49,7 @@ struct Call {
     r#type: String,
 }
 
-async fn operator(State(handle): State<Handle>, headers: HeaderMap, body: Body) -> Response {
+async fn operator(State(api): State<OperatorApi>, headers: HeaderMap, body: Body) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if content_type.split(';').next().unwrap_or_default().trim() != "application/json" {
         return refusal(
@@ -91,22 +103,34 @@ async fn operator(State(handle): State<Handle>, headers: HeaderMap, body: Body) 
             .into_response();
         }
     }
-    let report = match handle.ask(|reply| Request::State { reply }).await {
-        Ok(report) => report,
-        Err(stopped) => return refusal(StatusCode::SERVICE_UNAVAILABLE, stopped.to_string()),
-    };
-    let answer = match kind {
-        "GET_AGENTS" => json!({"type": kind, "get_agents": agents(&report)}),
-        "GET_FRAMEWORKS" => json!({"type": kind, "get_frameworks": frameworks(&report)}),
-        "GET_TASKS" => json!({"type": kind, "get_tasks": tasks(&report)}),
-        _ => json!({"type": kind, "get_state": {
-            "get_tasks": tasks(&report),
-            "get_executors": {},
-            "get_frameworks": frameworks(&report),
-            "get_agents": agents(&report),
-        }}),
-    };
-    Json(answer).into_response()
+    api.read.caught_up().await;
+    let report = api.read.state();
+    let kind = kind.to_owned();
+    let rendered = render_blocking(move || {
+        let answer = match kind.as_str() {
+            "GET_AGENTS" => json!({"type": kind, "get_agents": agents(&report)}),
+            "GET_FRAMEWORKS" => json!({"type": kind, "get_frameworks": frameworks(&report)}),
+            "GET_TASKS" => json!({"type": kind, "get_tasks": tasks(&report)}),
+            _ => json!({"type": kind, "get_state": get_state(&report)}),
+        };
+        serde_json::to_vec(&answer)
+    })
+    .await;
+    match rendered {
+        Ok(Ok(body)) => json_response(body),
+        Ok(Err(e)) => refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Mesos' `GetState`: the other three answers together.
+pub fn get_state(report: &StateCopy) -> Value {
+    json!({
+        "get_tasks": tasks(report),
+        "get_executors": {},
+        "get_frameworks": frameworks(report),
+        "get_agents": agents(report),
+    })
 }
 
 fn resources(resources: &Resources) -> Value {
@@ -121,12 +145,12 @@ fn attributes(attributes: &[Attribute]) -> Value {
     attributes.iter().map(|a| json!({"name": a.name, "type": "TEXT", "text": {"value": a.value}})).collect()
 }
 
-fn agents(report: &StateReport) -> Value {
-    let agents: Vec<Value> = report.snapshot.agents.iter().map(agent).collect();
+fn agents(report: &StateCopy) -> Value {
+    let agents: Vec<Value> = report.agents.iter().map(|a| agent(a)).collect();
     json!({"agents": agents, "recovered_agents": []})
 }
 
-fn agent(agent: &AgentView) -> Value {
+pub fn agent(agent: &AgentView) -> Value {
     let info = &agent.info;
     let mut allocated = agent.used.clone();
     allocated.add(&agent.offered);
@@ -149,16 +173,17 @@ fn agent(agent: &AgentView) -> Value {
     })
 }
 
-fn frameworks(report: &StateReport) -> Value {
-    let live: Vec<Value> = report.snapshot.frameworks.iter().map(framework).collect();
-    let completed: Vec<Value> = report.snapshot.completed_frameworks.iter().map(framework).collect();
+fn frameworks(report: &StateCopy) -> Value {
+    let live: Vec<Value> = report.frameworks.iter().map(framework).collect();
+    let completed: Vec<Value> = report.completed_frameworks.iter().map(|f| framework(f)).collect();
     json!({"frameworks": live, "completed_frameworks": completed})
 }
 
-fn framework(framework: &FrameworkView) -> Value {
+pub fn framework(copy: &FrameworkCopy) -> Value {
+    let framework = &*copy.view;
     let info = &framework.info;
     let roles: Vec<String> = info.roles.iter().map(ToString::to_string).collect();
-    let mut allocated = framework.used.clone();
+    let mut allocated = copy.used.clone();
     allocated.add(&framework.offered);
     let mut value = json!({
         "framework_info": {
@@ -184,15 +209,13 @@ fn framework(framework: &FrameworkView) -> Value {
     value
 }
 
-fn tasks(report: &StateReport) -> Value {
-    let snapshot = &report.snapshot;
-    let all = || snapshot.frameworks.iter().chain(&snapshot.completed_frameworks);
-    let live: Vec<Value> = all().flat_map(|f| &f.tasks).map(task).collect();
-    let completed: Vec<Value> = all().flat_map(|f| &f.completed_tasks).map(task).collect();
+fn tasks(report: &StateCopy) -> Value {
+    let live: Vec<Value> = report.live_tasks().map(|t| task(t)).collect();
+    let completed: Vec<Value> = report.completed_tasks().map(|t| task(t)).collect();
     json!({"pending_tasks": [], "tasks": live, "unreachable_tasks": [], "completed_tasks": completed, "orphan_tasks": []})
 }
 
-fn task(task: &TaskView) -> Value {
+pub fn task(task: &TaskView) -> Value {
     let statuses: Vec<Value> =
         task.statuses.iter().map(|entry| json!(convert::status(status_pb(task, entry)))).collect();
     let state = convert::status(pb::TaskStatus { state: pb::TaskState::from(task.state) as i32, ..Default::default() })

@@ -1,0 +1,610 @@
+//! The master's read model: what `/state`, the operator API's reads and its SUBSCRIBE
+//! stream show, kept off the owner task so that reading the cluster never slows it.
+//!
+//! How it stays current: after each batch (once its registry changes are committed), the
+//! owner takes the core's [`Changes`] (the records that changed, copied once however often
+//! they changed; see `core/changes.rs`) and hands them to this module's applier task over
+//! a bounded channel. The owner only takes changes when the channel has room, and the
+//! core keeps noting them meanwhile (as sets of ids), so a slow applier costs the owner
+//! nothing and loses nothing: the next changes it gets are larger.
+//!
+//! The applier is the only writer of [`ReadState`]: records behind `Arc`s, by id, in
+//! `BTreeMap`s (so every listing is in id order without sorting), with each framework's
+//! live tasks, the bounded lists of ended tasks and removed frameworks, the `used`
+//! resources of each framework summed as its tasks come and go, and per-state task counts.
+//! Readers take the lock only to copy `Arc`s out ([`ReadModel::state`] is one pointer
+//! copy per record, some milliseconds at 500,000 tasks) and render after letting go, on a
+//! blocking thread when the answer is large; a std `RwLock` is right here because nothing
+//! awaits while holding it and every hold is short.
+//!
+//! The applier also turns each change into the operator API's events (TASK_ADDED, …,
+//! [`OperatorEvent`]) and offers them to every SUBSCRIBE stream's bounded queue. A
+//! subscriber is registered under the write lock together with its copy of the state, so
+//! it sees every event after its snapshot and none before. A subscriber whose queue is
+//! full is dropped (its stream ends once it has read what was queued): a slow reader never
+//! slows the applier, let alone the master. At most [`MAX_SUBSCRIBERS`] at once.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use agora_proto::model::{AgentId, FrameworkId, Pool, RangeSet, Resources, Role, Scalars, TaskId, TaskState};
+use tokio::sync::{mpsc, watch};
+
+use crate::core::{AgentView, Changes, Counters, FrameworkView, Master, StatusEntry, TaskView};
+
+/// Batches of changes waiting for the applier; the owner holds back (and the core keeps
+/// noting) while it is full.
+pub const FEED_LEN: usize = 64;
+/// Operator SUBSCRIBE streams at once; more are refused (503).
+pub const MAX_SUBSCRIBERS: usize = 128;
+/// Events queued per subscriber; one that falls this far behind is disconnected.
+pub const SUBSCRIBER_QUEUE_LEN: usize = 16 * 1024;
+
+/// What a master is, for the read endpoints: fixed for its life.
+#[derive(Clone, Debug)]
+pub struct MasterFacts {
+    pub master_id: String,
+    pub advertise: String,
+    /// Wall-clock start, milliseconds since the epoch.
+    pub start_time_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub max_completed_tasks_per_framework: usize,
+    pub max_completed_frameworks: usize,
+}
+
+/// A framework as the read model holds it: its view without tasks, and its tasks.
+#[derive(Clone, Debug)]
+pub struct FrameworkCopy {
+    pub view: Arc<FrameworkView>,
+    /// What its live tasks hold.
+    pub used: Resources,
+    pub tasks: Vec<Arc<TaskView>>,
+    pub completed_tasks: Vec<Arc<TaskView>>,
+}
+
+#[derive(Debug)]
+struct FrameworkEntry {
+    view: Arc<FrameworkView>,
+    used: UsedTally,
+    tasks: BTreeMap<TaskId, Arc<TaskView>>,
+    completed: VecDeque<Arc<TaskView>>,
+}
+
+impl FrameworkEntry {
+    fn new(view: Arc<FrameworkView>) -> Self {
+        Self { view, used: UsedTally::default(), tasks: BTreeMap::new(), completed: VecDeque::new() }
+    }
+
+    fn copy(&self) -> FrameworkCopy {
+        FrameworkCopy {
+            view: self.view.clone(),
+            used: self.used.resources(),
+            tasks: self.tasks.values().cloned().collect(),
+            completed_tasks: self.completed.iter().cloned().collect(),
+        }
+    }
+}
+
+/// A consistent copy of the whole read model, made of shared records.
+#[derive(Clone, Debug)]
+pub struct StateCopy {
+    pub facts: Arc<MasterFacts>,
+    pub agents: Vec<Arc<AgentView>>,
+    pub frameworks: Vec<FrameworkCopy>,
+    pub completed_frameworks: Vec<Arc<FrameworkCopy>>,
+    pub outstanding_offers: usize,
+    pub counters: Counters,
+}
+
+impl StateCopy {
+    /// Every task, live ones first, by framework then id.
+    pub fn live_tasks(&self) -> impl Iterator<Item = &Arc<TaskView>> + '_ {
+        self.frameworks.iter().flat_map(|f| &f.tasks)
+    }
+
+    pub fn completed_tasks(&self) -> impl Iterator<Item = &Arc<TaskView>> + '_ {
+        let live = self.frameworks.iter().flat_map(|f| &f.completed_tasks);
+        live.chain(self.completed_frameworks.iter().flat_map(|f| &f.completed_tasks))
+    }
+}
+
+/// Counts and sums that need no copy of any record (`/state-summary`, metrics).
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub agents: Vec<Arc<AgentView>>,
+    pub frameworks: Vec<(Arc<FrameworkView>, Resources, BTreeMap<TaskState, usize>)>,
+    pub completed_frameworks: Vec<Arc<FrameworkView>>,
+    /// Tasks by state, live and ended ones kept.
+    pub task_states: BTreeMap<TaskState, usize>,
+    pub outstanding_offers: usize,
+    pub counters: Counters,
+}
+
+/// One event of the operator API's SUBSCRIBE stream, as the read model saw it.
+#[derive(Clone, Debug)]
+pub enum OperatorEvent {
+    TaskAdded(Arc<TaskView>),
+    /// The task as it is now, and the status this event reports (its latest, or one it
+    /// went through within the batch).
+    TaskUpdated(Arc<TaskView>, StatusEntry),
+    AgentAdded(Arc<AgentView>),
+    AgentRemoved(AgentId),
+    FrameworkAdded(FrameworkCopy),
+    FrameworkUpdated(FrameworkCopy),
+    FrameworkRemoved(Arc<FrameworkView>),
+}
+
+/// The read model's contents; see the module documentation.
+#[derive(Debug)]
+pub struct ReadState {
+    facts: Arc<MasterFacts>,
+    agents: BTreeMap<AgentId, Arc<AgentView>>,
+    frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
+    completed_frameworks: VecDeque<Arc<FrameworkCopy>>,
+    /// Live tasks and ended ones kept, by state.
+    task_states: BTreeMap<TaskState, usize>,
+    outstanding_offers: usize,
+    counters: Counters,
+    subscribers: Vec<mpsc::Sender<Arc<OperatorEvent>>>,
+    /// Subscribers dropped for falling behind, since the start.
+    pub dropped_subscribers: u64,
+}
+
+/// The shared, read-only handle on the read model.
+#[derive(Clone, Debug)]
+pub struct ReadModel {
+    state: Arc<RwLock<ReadState>>,
+    /// Batches the owner handed over, and those applied: a read waits until the second
+    /// reaches what the first was when it began (see [`ReadModel::caught_up`]).
+    published: Arc<AtomicU64>,
+    applied: watch::Receiver<u64>,
+}
+
+/// The owner's end of the applier's channel.
+#[derive(Debug)]
+pub struct Feed {
+    changes: mpsc::Sender<Box<Changes>>,
+    published: Arc<AtomicU64>,
+}
+
+impl Feed {
+    /// Hands what changed in the core to the applier, if anything did and the channel has
+    /// room; otherwise the core keeps noting (see the module documentation).
+    pub fn offer(&self, core: &mut Master) {
+        if self.changes.capacity() == 0 || !core.has_changes() {
+            return;
+        }
+        if self.changes.try_send(Box::new(core.take_changes())).is_ok() {
+            self.published.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+/// Longest a read waits for the applier to catch up before answering from what it has.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Refusals of [`ReadModel::subscribe`].
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("{MAX_SUBSCRIBERS} operator subscribers already; try again later")]
+    TooMany,
+}
+
+impl ReadModel {
+    /// A read model and its applier task, which runs until every `Feed` is dropped.
+    pub fn start(facts: MasterFacts) -> (ReadModel, Feed) {
+        let (tx, mut changes) = mpsc::channel::<Box<Changes>>(FEED_LEN);
+        let (applied_tx, applied) = watch::channel(0);
+        let model = ReadModel { applied, ..ReadModel::new(facts) };
+        let published = model.published.clone();
+        let writer = model.clone();
+        tokio::spawn(async move {
+            let mut applied = 0u64;
+            while let Some(batch) = changes.recv().await {
+                writer.apply(*batch);
+                applied += 1;
+                applied_tx.send_replace(applied);
+            }
+        });
+        (model, Feed { changes: tx, published })
+    }
+
+    /// A read model without an applier: whoever holds it applies changes itself
+    /// ([`apply`](Self::apply)), as the simulation does.
+    pub fn new(facts: MasterFacts) -> ReadModel {
+        ReadModel {
+            state: Arc::new(RwLock::new(ReadState::new(facts))),
+            published: Arc::new(AtomicU64::new(0)),
+            applied: watch::channel(0).1,
+        }
+    }
+
+    /// Waits until the applier has applied every batch the owner had handed over when
+    /// this was called: a read that begins after the answer to a write sees the write
+    /// (the owner hands a batch's changes over before its answers go out).
+    pub async fn caught_up(&self) {
+        let target = self.published.load(Ordering::Acquire);
+        let mut applied = self.applied.clone();
+        let _ = tokio::time::timeout(CATCH_UP_TIMEOUT, applied.wait_for(|n| *n >= target)).await;
+    }
+
+    /// Applies one batch of changes and offers their events to the subscribers.
+    pub fn apply(&self, changes: Changes) {
+        let mut state = self.write();
+        let mut events = Vec::new();
+        state.apply(changes, &mut events);
+        state.publish(events);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, ReadState> {
+        // A panic while applying leaves the maps as they were between two records; still
+        // worth serving.
+        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, ReadState> {
+        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn facts(&self) -> Arc<MasterFacts> {
+        self.read().facts.clone()
+    }
+
+    /// A copy of everything: one `Arc` per record.
+    pub fn state(&self) -> StateCopy {
+        self.read().copy()
+    }
+
+    /// The counts and sums, without the tasks.
+    pub fn summary(&self) -> Summary {
+        let state = self.read();
+        Summary {
+            agents: state.agents.values().cloned().collect(),
+            frameworks: state
+                .frameworks
+                .values()
+                .map(|f| {
+                    let mut states: BTreeMap<TaskState, usize> = BTreeMap::new();
+                    for task in f.tasks.values().chain(&f.completed) {
+                        *states.entry(task.state).or_default() += 1;
+                    }
+                    (f.view.clone(), f.used.resources(), states)
+                })
+                .collect(),
+            completed_frameworks: state.completed_frameworks.iter().map(|f| f.view.clone()).collect(),
+            task_states: state.task_states.clone(),
+            outstanding_offers: state.outstanding_offers,
+            counters: state.counters.clone(),
+        }
+    }
+
+    /// Registers a SUBSCRIBE stream: the state now and every event after it.
+    pub fn subscribe(&self) -> Result<(StateCopy, mpsc::Receiver<Arc<OperatorEvent>>), SubscribeError> {
+        let mut state = self.write();
+        state.subscribers.retain(|s| !s.is_closed());
+        if state.subscribers.len() >= MAX_SUBSCRIBERS {
+            return Err(SubscribeError::TooMany);
+        }
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE_LEN);
+        state.subscribers.push(tx);
+        Ok((state.copy(), rx))
+    }
+
+    /// Open SUBSCRIBE streams and those dropped for falling behind.
+    pub fn subscribers(&self) -> (usize, u64) {
+        let state = self.read();
+        (state.subscribers.iter().filter(|s| !s.is_closed()).count(), state.dropped_subscribers)
+    }
+}
+
+impl ReadState {
+    fn new(facts: MasterFacts) -> Self {
+        Self {
+            facts: Arc::new(facts),
+            agents: BTreeMap::new(),
+            frameworks: BTreeMap::new(),
+            completed_frameworks: VecDeque::new(),
+            task_states: BTreeMap::new(),
+            outstanding_offers: 0,
+            counters: Counters::default(),
+            subscribers: Vec::new(),
+            dropped_subscribers: 0,
+        }
+    }
+
+    fn copy(&self) -> StateCopy {
+        StateCopy {
+            facts: self.facts.clone(),
+            agents: self.agents.values().cloned().collect(),
+            frameworks: self.frameworks.values().map(FrameworkEntry::copy).collect(),
+            completed_frameworks: self.completed_frameworks.iter().cloned().collect(),
+            outstanding_offers: self.outstanding_offers,
+            counters: self.counters.clone(),
+        }
+    }
+
+    fn count(&mut self, state: TaskState, up: bool) {
+        let n = self.task_states.entry(state).or_default();
+        *n = if up { n.saturating_add(1) } else { n.saturating_sub(1) };
+    }
+
+    fn apply(&mut self, changes: Changes, events: &mut Vec<OperatorEvent>) {
+        let Changes {
+            reset,
+            agents,
+            removed_agents,
+            frameworks,
+            removed_frameworks,
+            tasks,
+            ended_tasks,
+            outstanding_offers,
+            counters,
+        } = changes;
+        if reset {
+            self.agents.clear();
+            self.frameworks.clear();
+            self.completed_frameworks.clear();
+            self.task_states.clear();
+        }
+        // A reset is the state to start from, not news: it makes no events.
+        let mut news = |event: OperatorEvent| {
+            if !reset {
+                events.push(event);
+            }
+        };
+        for agent_id in removed_agents {
+            if self.agents.remove(&agent_id).is_some() {
+                news(OperatorEvent::AgentRemoved(agent_id));
+            }
+        }
+        for agent in agents {
+            let agent = Arc::new(agent);
+            if self.agents.insert(agent.id.clone(), agent.clone()).is_none() {
+                news(OperatorEvent::AgentAdded(agent));
+            }
+        }
+        for view in frameworks {
+            let view = Arc::new(view);
+            match self.frameworks.get_mut(&view.id) {
+                Some(entry) => {
+                    let before = &entry.view;
+                    let changed = before.info != view.info
+                        || before.active != view.active
+                        || before.unregistered_at_ms != view.unregistered_at_ms;
+                    entry.view = view;
+                    if changed {
+                        news(OperatorEvent::FrameworkUpdated(entry.copy_header()));
+                    }
+                }
+                None => {
+                    let entry = FrameworkEntry::new(view.clone());
+                    news(OperatorEvent::FrameworkAdded(entry.copy_header()));
+                    self.frameworks.insert(view.id.clone(), entry);
+                }
+            }
+        }
+        for task in tasks {
+            self.apply_live(Arc::new(task), &mut news);
+        }
+        let keep = self.facts.max_completed_tasks_per_framework;
+        for task in ended_tasks {
+            let task = Arc::new(task);
+            let Some(entry) = self.frameworks.get_mut(&task.framework_id) else { continue };
+            let before = entry.tasks.remove(&task.info.task_id);
+            if let Some(before) = &before {
+                entry.used.remove(&before.info.resources);
+            }
+            let dropped = if entry.completed.len() >= keep { entry.completed.pop_front() } else { None };
+            if keep > 0 {
+                entry.completed.push_back(task.clone());
+            }
+            if let Some(before) = &before {
+                self.count(before.state, false);
+            }
+            if let Some(dropped) = dropped {
+                self.count(dropped.state, false);
+            }
+            if keep > 0 {
+                self.count(task.state, true);
+            }
+            updates(before.as_deref(), &task, &mut news);
+        }
+        for view in removed_frameworks {
+            let entry = self.frameworks.remove(&view.id);
+            // The core's view of a removed framework holds its ended tasks; ours are
+            // the same records, shared with earlier copies.
+            let completed_tasks: Vec<Arc<TaskView>> = match &entry {
+                Some(entry) => {
+                    // Its live tasks ended before (the core ends them first); its ended
+                    // ones stay counted while the removed framework is kept.
+                    for task in entry.tasks.values() {
+                        self.count(task.state, false);
+                    }
+                    entry.completed.iter().cloned().collect()
+                }
+                None => {
+                    let tasks: Vec<Arc<TaskView>> = view.completed_tasks.iter().cloned().map(Arc::new).collect();
+                    for task in &tasks {
+                        self.count(task.state, true);
+                    }
+                    tasks
+                }
+            };
+            let mut header = view;
+            header.tasks = Vec::new();
+            header.completed_tasks = Vec::new();
+            let used = std::mem::take(&mut header.used);
+            let header = Arc::new(header);
+            if self.completed_frameworks.len() >= self.facts.max_completed_frameworks
+                && let Some(oldest) = self.completed_frameworks.pop_front()
+            {
+                for task in &oldest.completed_tasks {
+                    self.count(task.state, false);
+                }
+            }
+            if self.facts.max_completed_frameworks > 0 {
+                let copy = FrameworkCopy { view: header.clone(), used, tasks: Vec::new(), completed_tasks };
+                self.completed_frameworks.push_back(Arc::new(copy));
+            } else {
+                for task in &completed_tasks {
+                    self.count(task.state, false);
+                }
+            }
+            if entry.is_some() {
+                news(OperatorEvent::FrameworkRemoved(header));
+            }
+        }
+        self.outstanding_offers = outstanding_offers;
+        self.counters = counters;
+    }
+
+    fn apply_live(&mut self, task: Arc<TaskView>, news: &mut impl FnMut(OperatorEvent)) {
+        let framework_id = task.framework_id.clone();
+        let entry = self.frameworks.entry(framework_id.clone()).or_insert_with(|| {
+            // The core notes a framework with its first task; this is only for safety.
+            FrameworkEntry::new(Arc::new(placeholder_framework(framework_id)))
+        });
+        let before = entry.tasks.insert(task.info.task_id.clone(), task.clone());
+        if before.is_none() {
+            entry.used.add(&task.info.resources);
+        }
+        if let Some(before) = &before {
+            self.count(before.state, false);
+        }
+        self.count(task.state, true);
+        updates(before.as_deref(), &task, news);
+    }
+
+    /// Offers the events to every subscriber; drops those that are gone or full.
+    fn publish(&mut self, events: Vec<OperatorEvent>) {
+        if events.is_empty() || self.subscribers.is_empty() {
+            return;
+        }
+        let mut dropped = 0;
+        for event in events {
+            let event = Arc::new(event);
+            self.subscribers.retain(|subscriber| match subscriber.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    dropped += 1;
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+        }
+        if dropped > 0 {
+            tracing::warn!(dropped, "operator subscribers fell behind; disconnecting them");
+            self.dropped_subscribers = self.dropped_subscribers.saturating_add(dropped);
+        }
+    }
+}
+
+impl FrameworkEntry {
+    /// The framework with its `used` resources but without copies of its tasks: what a
+    /// FRAMEWORK_ADDED or FRAMEWORK_UPDATED event carries.
+    fn copy_header(&self) -> FrameworkCopy {
+        FrameworkCopy {
+            view: self.view.clone(),
+            used: self.used.resources(),
+            tasks: Vec::new(),
+            completed_tasks: Vec::new(),
+        }
+    }
+}
+
+/// What a framework's live tasks hold, kept as they come and go: scalars summed by role,
+/// and port ranges counted, since the same port of two agents is one port in a sum and
+/// must stay in it until both tasks end.
+#[derive(Debug, Default)]
+struct UsedTally {
+    scalars: BTreeMap<Role, Scalars>,
+    ports: BTreeMap<(Role, u64, u64), u32>,
+}
+
+impl UsedTally {
+    fn add(&mut self, resources: &Resources) {
+        for (role, pool) in resources.pools() {
+            let sum = self.scalars.entry(role.clone()).or_default();
+            *sum = sum.saturating_add(&pool.scalars);
+            for &(begin, end) in pool.ports.ranges() {
+                *self.ports.entry((role.clone(), begin, end)).or_default() += 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, resources: &Resources) {
+        for (role, pool) in resources.pools() {
+            if let Some(sum) = self.scalars.get_mut(role) {
+                *sum = sum.saturating_sub(&pool.scalars);
+                if sum.is_zero() {
+                    self.scalars.remove(role);
+                }
+            }
+            for &(begin, end) in pool.ports.ranges() {
+                let key = (role.clone(), begin, end);
+                if let Some(n) = self.ports.get_mut(&key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.ports.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn resources(&self) -> Resources {
+        let mut out = Resources::new();
+        for (role, scalars) in &self.scalars {
+            out.add_pool(role.clone(), Pool { scalars: *scalars, ports: RangeSet::new() });
+        }
+        for (role, begin, end) in self.ports.keys() {
+            if let Ok(ports) = RangeSet::from_ranges([(*begin, *end)]) {
+                out.add_pool(role.clone(), Pool { scalars: Scalars::ZERO, ports });
+            }
+        }
+        out
+    }
+}
+
+/// TASK_ADDED for a task not seen before, then TASK_UPDATED for each status newer than
+/// the last one seen (every status after the first, for a new task).
+fn updates(before: Option<&TaskView>, task: &Arc<TaskView>, news: &mut impl FnMut(OperatorEvent)) {
+    let fresh = match before.and_then(|b| b.statuses.last()) {
+        None => {
+            news(OperatorEvent::TaskAdded(task.clone()));
+            task.statuses.get(1..).unwrap_or_default()
+        }
+        Some(last) => match task.statuses.iter().rposition(|s| s == last) {
+            Some(at) => task.statuses.get(at + 1..).unwrap_or_default(),
+            // The last status seen fell out of the bounded history: the latest is news.
+            None => task.statuses.len().checked_sub(1).and_then(|at| task.statuses.get(at..)).unwrap_or_default(),
+        },
+    };
+    for status in fresh {
+        news(OperatorEvent::TaskUpdated(task.clone(), status.clone()));
+    }
+}
+
+fn placeholder_framework(id: FrameworkId) -> FrameworkView {
+    FrameworkView {
+        info: agora_proto::model::FrameworkInfo {
+            id: Some(id.clone()),
+            name: String::new(),
+            user: String::new(),
+            roles: Vec::new(),
+            failover_timeout_ms: 0,
+            hostname: String::new(),
+            principal: String::new(),
+        },
+        id,
+        active: false,
+        used: Resources::new(),
+        offered: Resources::new(),
+        tasks: Vec::new(),
+        completed_tasks: Vec::new(),
+        registered_at_ms: 0,
+        unregistered_at_ms: None,
+    }
+}
