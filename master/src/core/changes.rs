@@ -149,8 +149,8 @@ impl Master {
             changes.tasks = self.frameworks.iter().flat_map(|(id, f)| f.tasks.values().map(|t| t.view(id))).collect();
             changes.ended_tasks = self
                 .frameworks
-                .iter()
-                .flat_map(|(_, f)| f.completed_tasks.iter().cloned())
+                .values()
+                .flat_map(|f| f.completed_tasks.iter().cloned())
                 .chain(changes.ended_tasks.drain(..))
                 .collect();
             changes.removed_frameworks = self.completed_frameworks.iter().cloned().collect();

@@ -207,6 +207,8 @@ impl ReadModel {
                 applied += 1;
                 applied_tx.send_replace(applied);
             }
+            // The owner is gone (the master stops): the SUBSCRIBE streams end with it.
+            writer.write().subscribers.clear();
         });
         (model, Feed { changes: tx, published })
     }
@@ -354,15 +356,20 @@ impl ReadState {
                 events.push(event);
             }
         };
+        // As in Mesos, an agent that becomes unreachable is removed for subscribers (and
+        // added again when it comes back), though GET_AGENTS still lists it, inactive.
         for agent_id in removed_agents {
-            if self.agents.remove(&agent_id).is_some() {
+            if self.agents.remove(&agent_id).is_some_and(|a| a.reachable) {
                 news(OperatorEvent::AgentRemoved(agent_id));
             }
         }
         for agent in agents {
             let agent = Arc::new(agent);
-            if self.agents.insert(agent.id.clone(), agent.clone()).is_none() {
-                news(OperatorEvent::AgentAdded(agent));
+            let was_reachable = self.agents.insert(agent.id.clone(), agent.clone()).map(|before| before.reachable);
+            match (was_reachable, agent.reachable) {
+                (None | Some(false), true) => news(OperatorEvent::AgentAdded(agent)),
+                (Some(true), false) => news(OperatorEvent::AgentRemoved(agent.id.clone())),
+                _ => {}
             }
         }
         for view in frameworks {
@@ -606,5 +613,174 @@ fn placeholder_framework(id: FrameworkId) -> FrameworkView {
         completed_tasks: Vec::new(),
         registered_at_ms: 0,
         unregistered_at_ms: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agora_proto::model::{CommandInfo, FrameworkInfo, TaskInfo, TaskStatusReason, TaskStatusSource};
+
+    use super::*;
+
+    fn facts() -> MasterFacts {
+        MasterFacts {
+            master_id: "m".to_owned(),
+            advertise: "m:5050".to_owned(),
+            start_time_ms: 0,
+            heartbeat_interval_ms: 15_000,
+            max_completed_tasks_per_framework: 10,
+            max_completed_frameworks: 10,
+        }
+    }
+
+    fn framework(id: &str, active: bool) -> FrameworkView {
+        let mut view = placeholder_framework(FrameworkId::from(id));
+        view.info = FrameworkInfo { name: id.to_owned(), ..view.info };
+        view.active = active;
+        view
+    }
+
+    fn entry(state: TaskState, at_ms: u64) -> StatusEntry {
+        StatusEntry {
+            timestamp_ms: at_ms,
+            message: "".into(),
+            exit_code: None,
+            signal: None,
+            state,
+            reason: TaskStatusReason::Unspecified,
+            source: TaskStatusSource::Agent,
+            healthy: None,
+            ready: None,
+        }
+    }
+
+    fn task(framework: &str, id: &str, states: &[TaskState]) -> TaskView {
+        TaskView {
+            info: TaskInfo {
+                task_id: TaskId::from(id),
+                name: id.to_owned(),
+                agent_id: AgentId::from("a1"),
+                resources: Resources::parse("cpus:1;mem:32").expect("valid resources"),
+                command: CommandInfo::default(),
+                labels: Vec::new(),
+                kill_grace_period_ms: None,
+                health_check: None,
+                readiness_check: None,
+            },
+            framework_id: FrameworkId::from(framework),
+            state: *states.last().expect("a state"),
+            statuses: states.iter().enumerate().map(|(i, s)| entry(*s, i as u64)).collect(),
+        }
+    }
+
+    fn names(rx: &mut mpsc::Receiver<Arc<OperatorEvent>>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|event| match &*event {
+                OperatorEvent::TaskAdded(t) => format!("TASK_ADDED {}", t.info.task_id),
+                OperatorEvent::TaskUpdated(t, s) => format!("TASK_UPDATED {} {:?}", t.info.task_id, s.state),
+                OperatorEvent::AgentAdded(a) => format!("AGENT_ADDED {}", a.id),
+                OperatorEvent::AgentRemoved(id) => format!("AGENT_REMOVED {id}"),
+                OperatorEvent::FrameworkAdded(f) => format!("FRAMEWORK_ADDED {}", f.view.id),
+                OperatorEvent::FrameworkUpdated(f) => format!("FRAMEWORK_UPDATED {}", f.view.id),
+                OperatorEvent::FrameworkRemoved(f) => format!("FRAMEWORK_REMOVED {}", f.id),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changes_become_events_in_order_and_every_status_between_two_batches_is_reported() {
+        let model = ReadModel::new(facts());
+        let (copy, mut rx) = model.subscribe().expect("room for a subscriber");
+        assert!(copy.frameworks.is_empty());
+        use TaskState::*;
+        model.apply(Changes {
+            frameworks: vec![framework("f1", true)],
+            tasks: vec![task("f1", "t1", &[TaskStaging])],
+            ..Changes::default()
+        });
+        // Two statuses in one batch are two updates; the task's end moves it to completed.
+        model.apply(Changes {
+            ended_tasks: vec![task("f1", "t1", &[TaskStaging, TaskRunning, TaskFinished])],
+            ..Changes::default()
+        });
+        // Launched and ended within one batch: added, then each update.
+        model.apply(Changes {
+            ended_tasks: vec![task("f1", "t2", &[TaskStaging, TaskFailed])],
+            frameworks: vec![framework("f1", false)],
+            ..Changes::default()
+        });
+        model.apply(Changes { removed_frameworks: vec![framework("f1", false)], ..Changes::default() });
+        assert_eq!(
+            names(&mut rx),
+            [
+                "FRAMEWORK_ADDED f1",
+                "TASK_ADDED t1",
+                "TASK_UPDATED t1 TaskRunning",
+                "TASK_UPDATED t1 TaskFinished",
+                "FRAMEWORK_UPDATED f1",
+                "TASK_ADDED t2",
+                "TASK_UPDATED t2 TaskFailed",
+                "FRAMEWORK_REMOVED f1",
+            ]
+        );
+        let copy = model.state();
+        assert!(copy.frameworks.is_empty());
+        let removed = copy.completed_frameworks.first().expect("the removed framework is kept");
+        let ended: Vec<&str> = removed.completed_tasks.iter().map(|t| t.info.task_id.as_str()).collect();
+        assert_eq!(ended, ["t1", "t2"]);
+        assert_eq!(model.summary().task_states.get(&TaskFinished), Some(&1));
+    }
+
+    #[test]
+    fn a_subscriber_that_falls_behind_is_dropped_and_its_stream_ends_after_what_was_queued() {
+        let model = ReadModel::new(facts());
+        let (_, mut slow) = model.subscribe().expect("room for a subscriber");
+        let (_, mut keeping_up) = model.subscribe().expect("room for a subscriber");
+        model.apply(Changes { frameworks: vec![framework("f1", true)], ..Changes::default() });
+        let mut read = names(&mut keeping_up).len();
+        // More events than a queue holds, in batches the second subscriber keeps up with.
+        for batch in 0..(SUBSCRIBER_QUEUE_LEN / 100 + 1) {
+            let tasks = (0..100).map(|i| task("f1", &format!("t{batch}-{i}"), &[TaskState::TaskStaging])).collect();
+            model.apply(Changes { tasks, ..Changes::default() });
+            read += names(&mut keeping_up).len();
+        }
+        assert_eq!(read, 1 + 100 * (SUBSCRIBER_QUEUE_LEN / 100 + 1), "the reader that keeps up misses nothing");
+        assert_eq!(model.subscribers(), (1, 1), "one subscriber left, one dropped");
+        // The slow one gets what was queued, then the end of its stream.
+        assert_eq!(names(&mut slow).len(), SUBSCRIBER_QUEUE_LEN);
+        assert!(matches!(slow.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)));
+    }
+
+    #[test]
+    fn subscribers_are_limited() {
+        let model = ReadModel::new(facts());
+        let held: Vec<_> = (0..MAX_SUBSCRIBERS).map(|_| model.subscribe().expect("room")).collect();
+        assert!(matches!(model.subscribe(), Err(SubscribeError::TooMany)));
+        drop(held);
+        assert!(model.subscribe().is_ok(), "closed streams make room");
+    }
+
+    #[test]
+    fn an_agent_that_becomes_unreachable_is_removed_for_subscribers_and_added_when_it_returns() {
+        let model = ReadModel::new(facts());
+        let (_, mut rx) = model.subscribe().expect("room for a subscriber");
+        let mut core = Master::new(crate::core::Config::default(), 1);
+        core.track_changes();
+        let info = agora_proto::model::AgentInfo {
+            hostname: "h".to_owned(),
+            port: 5051,
+            resources: Resources::parse("cpus:2;mem:1024").expect("valid resources"),
+            attributes: Vec::new(),
+        };
+        core.register_agent(0, crate::core::ConnId(1), info.clone(), None, Vec::new());
+        model.apply(core.take_changes());
+        let agent_id = model.state().agents.first().expect("registered").id.clone();
+        core.tick(core.config().agent_timeout_ms + 1);
+        model.apply(core.take_changes());
+        let again = core.config().agent_timeout_ms + 2;
+        core.register_agent(again, crate::core::ConnId(2), info, Some(agent_id.clone()), Vec::new());
+        model.apply(core.take_changes());
+        assert_eq!(names(&mut rx), [format!("AGENT_REMOVED {agent_id}"), format!("AGENT_ADDED {agent_id}")]);
+        assert!(model.state().agents.iter().all(|a| a.reachable));
     }
 }

@@ -1,9 +1,9 @@
 //! The read calls of Mesos' v1 operator API, `POST /api/v1` (JSON): GET_HEALTH,
 //! GET_VERSION, GET_STATE, GET_AGENTS, GET_FRAMEWORKS and GET_TASKS, answered in Mesos'
-//! shapes (`{"type": T, "get_…": {…}}`) from the same snapshot `/state` reads. See
-//! `docs/http-api.md`.
+//! shapes (`{"type": T, "get_…": {…}}`) from the read model `/state` reads too, and
+//! SUBSCRIBE (`operator_stream.rs`). See `docs/http-api.md`.
 
-use agora_proto::model::{Attribute, Resources, TaskStatusSource};
+use agora_proto::model::{Attribute, Resources, TaskState, TaskStatusSource};
 use agora_proto::pb;
 use axum::Router;
 use axum::body::Body;
@@ -14,7 +14,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::convert;
-use crate::core::{AgentView, StatusEntry, TaskView};
+use crate::core::{AgentView, FrameworkView, StatusEntry, TaskView};
 use crate::runtime::http::{ApiError, VERSION, json_response, render_blocking};
 use crate::runtime::owner::Handle;
 use crate::runtime::read_model::{FrameworkCopy, ReadModel, StateCopy};
@@ -23,7 +23,8 @@ use crate::runtime::read_model::{FrameworkCopy, ReadModel, StateCopy};
 const MAX_OPERATOR_CALL_BYTES: usize = 64 * 1024;
 
 /// The calls this endpoint answers.
-const CALLS: [&str; 6] = ["GET_HEALTH", "GET_VERSION", "GET_STATE", "GET_AGENTS", "GET_FRAMEWORKS", "GET_TASKS"];
+const CALLS: [&str; 7] =
+    ["GET_HEALTH", "GET_VERSION", "GET_STATE", "GET_AGENTS", "GET_FRAMEWORKS", "GET_TASKS", "SUBSCRIBE"];
 
 /// What the operator API's handlers reach: the owner (for writes) and the read model
 /// (for reads, which never ask the owner).
@@ -94,6 +95,7 @@ async fn operator(State(api): State<OperatorApi>, headers: HeaderMap, body: Body
             return Json(json!({"type": kind, "get_version": {"version_info": {"version": VERSION}}})).into_response();
         }
         "GET_STATE" | "GET_AGENTS" | "GET_FRAMEWORKS" | "GET_TASKS" => {}
+        "SUBSCRIBE" => return super::operator_stream::subscribe(&api.read).await,
         other => {
             return ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -179,23 +181,28 @@ fn frameworks(report: &StateCopy) -> Value {
     json!({"frameworks": live, "completed_frameworks": completed})
 }
 
-pub fn framework(copy: &FrameworkCopy) -> Value {
-    let framework = &*copy.view;
+/// Mesos' `FrameworkInfo` of a framework.
+pub fn framework_info(framework: &FrameworkView) -> Value {
     let info = &framework.info;
     let roles: Vec<String> = info.roles.iter().map(ToString::to_string).collect();
+    json!({
+        "user": info.user,
+        "name": info.name,
+        "id": {"value": framework.id.to_string()},
+        "failover_timeout": info.failover_timeout_ms as f64 / 1000.0,
+        "hostname": info.hostname,
+        "principal": info.principal,
+        "roles": roles,
+        "capabilities": [{"type": "MULTI_ROLE"}],
+    })
+}
+
+pub fn framework(copy: &FrameworkCopy) -> Value {
+    let framework = &*copy.view;
     let mut allocated = copy.used.clone();
     allocated.add(&framework.offered);
     let mut value = json!({
-        "framework_info": {
-            "user": info.user,
-            "name": info.name,
-            "id": {"value": framework.id.to_string()},
-            "failover_timeout": info.failover_timeout_ms as f64 / 1000.0,
-            "hostname": info.hostname,
-            "principal": info.principal,
-            "roles": roles,
-            "capabilities": [{"type": "MULTI_ROLE"}],
-        },
+        "framework_info": framework_info(framework),
         "active": framework.active,
         "connected": framework.active,
         "recovered": false,
@@ -216,12 +223,8 @@ fn tasks(report: &StateCopy) -> Value {
 }
 
 pub fn task(task: &TaskView) -> Value {
-    let statuses: Vec<Value> =
-        task.statuses.iter().map(|entry| json!(convert::status(status_pb(task, entry)))).collect();
-    let state = convert::status(pb::TaskStatus { state: pb::TaskState::from(task.state) as i32, ..Default::default() })
-        .state
-        .and_then(super::types::task_state::name)
-        .unwrap_or("TASK_UNKNOWN");
+    let statuses: Vec<Value> = task.statuses.iter().map(|entry| status(task, entry)).collect();
+    let state = state_name(task.state);
     json!({
         "name": task.info.name,
         "task_id": {"value": task.info.task_id.to_string()},
@@ -231,6 +234,19 @@ pub fn task(task: &TaskView) -> Value {
         "resources": resources(&task.info.resources),
         "statuses": statuses,
     })
+}
+
+/// Mesos' name of a task state (`TASK_RUNNING`).
+pub fn state_name(state: TaskState) -> &'static str {
+    convert::status(pb::TaskStatus { state: pb::TaskState::from(state) as i32, ..Default::default() })
+        .state
+        .and_then(super::types::task_state::name)
+        .unwrap_or("TASK_UNKNOWN")
+}
+
+/// Mesos' `TaskStatus` of one status of a task's history.
+pub fn status(task: &TaskView, entry: &StatusEntry) -> Value {
+    json!(convert::status(status_pb(task, entry)))
 }
 
 fn status_pb(task: &TaskView, entry: &StatusEntry) -> pb::TaskStatus {
