@@ -329,6 +329,20 @@ impl Master {
         self.dirty = true;
     }
 
+    /// Removes a framework at the operator's word (Mesos' operator TEARDOWN): as its own
+    /// TEARDOWN, its tasks are killed and its id may not subscribe again.
+    pub fn teardown_framework(&mut self, now_ms: u64, framework_id: &FrameworkId) -> Result<(), OperatorError> {
+        if !self.frameworks.contains_key(framework_id) {
+            return Err(OperatorError {
+                kind: OperatorErrorKind::NotFound,
+                field: "framework_id".to_owned(),
+                reason: format!("framework {framework_id} is not known"),
+            });
+        }
+        self.remove_framework(now_ms, framework_id);
+        Ok(())
+    }
+
     // ----- maintenance schedules -----
 
     pub fn maintenance(&self) -> &Maintenance {

@@ -165,6 +165,41 @@ impl Master {
         Ok(())
     }
 
+    /// Sets or (with `None`) removes several roles' quota, all or nothing (Mesos'
+    /// UPDATE_QUOTA). Removing a quota a role does not have is no change.
+    pub fn update_quotas(&mut self, changes: Vec<(Role, Option<Quota>)>) -> Result<(), OperatorError> {
+        let mut quotas = self.policy.quotas.clone();
+        for (i, (role, quota)) in changes.into_iter().enumerate() {
+            let field = format!("quota_configs[{i}]");
+            if role.is_unreserved() {
+                return Err(invalid(&format!("{field}.role"), "`*` cannot have quota"));
+            }
+            match quota {
+                None => {
+                    quotas.remove(&role);
+                }
+                Some(quota) => {
+                    if let Some(limit) = &quota.limit
+                        && !limit.contains(&quota.guarantee)
+                    {
+                        return Err(invalid(
+                            &format!("{field}.limits"),
+                            "must be at least the guarantee in every resource",
+                        ));
+                    }
+                    quotas.insert(role, quota);
+                }
+            }
+        }
+        if quotas.len() > MAX_POLICY_ROLES {
+            return Err(invalid("quota_configs", format!("at most {MAX_POLICY_ROLES} roles may have quota")));
+        }
+        self.policy.quotas = quotas;
+        self.persist_role_policy();
+        self.frameworks_changed();
+        Ok(())
+    }
+
     pub fn remove_quota(&mut self, role: &Role) -> Result<Quota, OperatorError> {
         let Some(quota) = self.policy.quotas.remove(role) else {
             return Err(OperatorError {

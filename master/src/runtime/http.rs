@@ -157,7 +157,7 @@ pub struct StateDto {
 
 impl From<&StateCopy> for StateDto {
     fn from(s: &StateCopy) -> Self {
-        let active = s.agents.iter().filter(|a| a.active).count();
+        let active = s.agents.iter().filter(|a| a.active && !a.deactivated).count();
         StateDto {
             version: VERSION,
             id: s.facts.master_id.clone(),
@@ -186,7 +186,13 @@ struct AgentDto {
     unreserved_resources: Value,
     reserved_resources: Value,
     attributes: Value,
+    /// Connected, reachable and not deactivated: offered (Mesos' meaning).
     active: bool,
+    /// Taken out of offers by the operator (DEACTIVATE_AGENT or a drain).
+    deactivated: bool,
+    /// Mesos' `DrainInfo` while the agent drains or once it is drained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain_info: Option<Value>,
     reachable: bool,
     registered_time: f64,
 }
@@ -204,7 +210,9 @@ impl From<&AgentView> for AgentDto {
             unreserved_resources: resources_json(&unreserved(&agent.info.resources)),
             reserved_resources: reserved_json(&agent.info.resources),
             attributes: attributes_json(&agent.info.attributes),
-            active: agent.active,
+            active: agent.active && !agent.deactivated,
+            deactivated: agent.deactivated,
+            drain_info: agent.drain.as_ref().map(super::mesos::operator_admin::drain_info),
             reachable: agent.reachable,
             registered_time: seconds(agent.registered_at_ms),
         }

@@ -139,6 +139,35 @@ pub fn render(report: &MetricsReport) -> String {
     out
 }
 
+/// The figures Agora keeps under Mesos' metric names (`master/tasks_running`, …), for
+/// the operator API's GET_METRICS.
+pub fn mesos_snapshot(report: &MetricsReport) -> Vec<(String, f64)> {
+    let g = &report.gauges;
+    let c = &g.counters;
+    let n = |v: usize| v as f64;
+    let mut out = vec![
+        ("master/elected".to_owned(), 1.0),
+        ("master/uptime_secs".to_owned(), report.now_ms.saturating_sub(report.start_time_ms) as f64 / 1000.0),
+        ("master/slaves_active".to_owned(), n(g.agents_active)),
+        ("master/slaves_connected".to_owned(), n(g.agents_active)),
+        ("master/slaves_disconnected".to_owned(), n(g.agents.saturating_sub(g.agents_active))),
+        ("master/slaves_unreachable".to_owned(), n(g.agents_unreachable)),
+        ("master/slave_removals".to_owned(), c.agents_removed as f64),
+        ("master/frameworks_active".to_owned(), n(g.frameworks_active)),
+        ("master/frameworks_connected".to_owned(), n(g.frameworks_active)),
+        ("master/frameworks_disconnected".to_owned(), n(g.frameworks.saturating_sub(g.frameworks_active))),
+        ("master/frameworks_inactive".to_owned(), n(g.frameworks.saturating_sub(g.frameworks_active))),
+        ("master/outstanding_offers".to_owned(), n(g.outstanding_offers)),
+        ("allocator/mesos/allocation_runs".to_owned(), c.allocation_runs as f64),
+    ];
+    for (state, count) in &g.tasks {
+        let name = state.as_str().trim_start_matches("TASK_").to_ascii_lowercase();
+        out.push((format!("master/tasks_{name}"), n(*count)));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 /// A gauge with one series per value of `label`.
 fn labelled<V: std::fmt::Display>(
     out: &mut String,

@@ -75,6 +75,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let options_context = (options.core.master_id.clone(), options.advertise.clone());
+    let admin = mesos::operator_admin::AdminContext::new(&options, mesos_context(&options_context));
     let etcd = options.etcd.clone();
     let (handle, requests) = owner::channel();
     let (read_model, feed) = read_model::ReadModel::start(read_model::MasterFacts {
@@ -106,7 +107,7 @@ pub async fn serve(
     let app = grpc
         .merge(http::router(handle.clone(), read_model.clone()))
         .merge(mesos::router(handle.clone(), stop_rx.clone(), mesos_context(&options_context)))
-        .merge(mesos::operator::router(handle, read_model))
+        .merge(mesos::operator::router(handle, read_model, admin))
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(role_rx, election::follow_leader));
     tracing::info!(address = %listener.local_addr()?, "master listening");

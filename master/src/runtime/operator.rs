@@ -42,7 +42,7 @@ pub fn router() -> axum::Router<Handle> {
 }
 
 /// Runs `f` on the core in the owner task and returns its answer.
-async fn on_core<T: Send + 'static>(
+pub(crate) async fn on_core<T: Send + 'static>(
     handle: &Handle,
     f: impl FnOnce(&mut Master) -> T + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -8,6 +8,7 @@
 
 pub mod convert;
 pub mod operator;
+pub mod operator_admin;
 pub mod operator_stream;
 pub mod recordio;
 pub mod types;

@@ -1,7 +1,8 @@
 //! The read calls of Mesos' v1 operator API, `POST /api/v1` (JSON): GET_HEALTH,
 //! GET_VERSION, GET_STATE, GET_AGENTS, GET_FRAMEWORKS and GET_TASKS, answered in Mesos'
 //! shapes (`{"type": T, "get_…": {…}}`) from the read model `/state` reads too, and
-//! SUBSCRIBE (`operator_stream.rs`). See `docs/http-api.md`.
+//! SUBSCRIBE (`operator_stream.rs`); the other calls in `operator_admin`. See
+//! `docs/http-api.md`.
 
 use agora_proto::model::{Attribute, Resources, TaskState, TaskStatusSource};
 use agora_proto::pb;
@@ -13,32 +14,39 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use super::convert;
+use super::operator_admin::{self, AdminContext};
 use crate::core::{AgentView, FrameworkView, StatusEntry, TaskView};
 use crate::runtime::http::{ApiError, VERSION, json_response, render_blocking};
 use crate::runtime::owner::Handle;
 use crate::runtime::read_model::{FrameworkCopy, ReadModel, StateCopy};
 
-/// Largest operator call accepted: the read calls are a few bytes.
-const MAX_OPERATOR_CALL_BYTES: usize = 64 * 1024;
+/// Largest operator call accepted: room for a maintenance schedule of thousands of
+/// machines; the read calls are a few bytes.
+const MAX_OPERATOR_CALL_BYTES: usize = 1024 * 1024;
 
 /// The calls this endpoint answers.
 const CALLS: [&str; 7] =
     ["GET_HEALTH", "GET_VERSION", "GET_STATE", "GET_AGENTS", "GET_FRAMEWORKS", "GET_TASKS", "SUBSCRIBE"];
 
-/// What the operator API's handlers reach: the owner (for writes) and the read model
-/// (for reads, which never ask the owner).
+/// What the operator API's handlers reach: the owner (for writes), the read model
+/// (for reads, which never ask the owner) and what the calls of `operator_admin` read of
+/// the master's settings.
 #[derive(Clone, Debug)]
 pub struct OperatorApi {
     pub owner: Handle,
     pub read: ReadModel,
+    pub admin: Arc<AdminContext>,
 }
 
-pub fn router(owner: Handle, read: ReadModel) -> Router {
+pub fn router(owner: Handle, read: ReadModel, admin: Arc<AdminContext>) -> Router {
     Router::new()
         .route("/api/v1", post(operator))
         .route("/master/api/v1", post(operator))
-        .with_state(OperatorApi { owner, read })
+        .merge(operator_admin::legacy_routes())
+        .with_state(OperatorApi { owner, read, admin })
 }
 
 fn refusal(status: StatusCode, message: impl Into<String>) -> Response {
@@ -96,11 +104,15 @@ async fn operator(State(api): State<OperatorApi>, headers: HeaderMap, body: Body
         }
         "GET_STATE" | "GET_AGENTS" | "GET_FRAMEWORKS" | "GET_TASKS" => {}
         "SUBSCRIBE" => return super::operator_stream::subscribe(&api.read).await,
+        admin if operator_admin::CALLS.contains(&admin) => {
+            return operator_admin::answer(&api.owner, &api.admin, admin, &body).await;
+        }
         other => {
+            let calls: Vec<&str> = CALLS.iter().chain(&operator_admin::CALLS).copied().collect();
             return ApiError::new(
                 StatusCode::BAD_REQUEST,
-                format!("type: {other:?} is not one of the operator calls Agora answers: {}", CALLS.join(", ")),
-                json!([{ "field": "type", "reason": format!("one of {}", CALLS.join(", ")) }]),
+                format!("type: {other:?} is not one of the operator calls Agora answers: {}", calls.join(", ")),
+                json!([{ "field": "type", "reason": format!("one of {}", calls.join(", ")) }]),
             )
             .into_response();
         }
@@ -156,7 +168,7 @@ pub fn agent(agent: &AgentView) -> Value {
     let info = &agent.info;
     let mut allocated = agent.used.clone();
     allocated.add(&agent.offered);
-    json!({
+    let mut value = json!({
         "agent_info": {
             "hostname": info.hostname,
             "port": info.port,
@@ -164,15 +176,19 @@ pub fn agent(agent: &AgentView) -> Value {
             "resources": resources(&info.resources),
             "attributes": attributes(&info.attributes),
         },
-        "active": agent.active,
-        "deactivated": !agent.active,
+        "active": agent.active && !agent.deactivated,
+        "deactivated": agent.deactivated,
         "pid": format!("slave(1)@{}:{}", info.hostname, info.port),
         "version": VERSION,
         "registered_time": time(agent.registered_at_ms),
         "total_resources": resources(&info.resources),
         "allocated_resources": resources(&allocated),
         "offered_resources": resources(&agent.offered),
-    })
+    });
+    if let (Some(drain), Some(object)) = (&agent.drain, value.as_object_mut()) {
+        object.insert("drain_info".to_owned(), operator_admin::drain_info(drain));
+    }
+    value
 }
 
 fn frameworks(report: &StateCopy) -> Value {
