@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use agora_proto::model::{Attribute, Resources};
 
+pub use crate::runtime::cgroups::{CgroupsConfig, Isolation};
+
 /// Everything [`crate::run`] needs to know. Build one with [`AgentConfig::new`] and adjust
 /// the public fields.
 #[derive(Clone, Debug)]
@@ -40,6 +42,16 @@ pub struct AgentConfig {
     /// processes have ended, for the master to acknowledge their last updates. What is
     /// still unacknowledged then stays in the checkpoint, for the next agent on the work dir.
     pub drain_updates_timeout_ms: u64,
+    /// How tasks are isolated: cgroups (the default where the agent can write them) or
+    /// processes only.
+    pub isolation: Isolation,
+    /// What the cgroups enforce: a hard CPU quota, swap, the pids limit.
+    pub cgroups: CgroupsConfig,
+    /// End a task whose sandbox outgrows its `disk` (TASK_FAILED,
+    /// REASON_CONTAINER_LIMITATION_DISK); without it sandboxes are only measured.
+    pub enforce_container_disk_quota: bool,
+    /// How often the sandboxes of running tasks are measured.
+    pub disk_watch_interval_ms: u64,
 }
 
 /// Where the master is.
@@ -75,7 +87,8 @@ impl std::fmt::Display for Masters {
 impl AgentConfig {
     /// Defaults: hostname `127.0.0.1`, a 3 s kill grace period, updates retried from 1 s up
     /// to 60 s, reconnection from 100 ms up to 10 s, a drain waiting 10 s for
-    /// acknowledgements.
+    /// acknowledgements; cgroups where writable (shares, memory, 4,096 pids, no CFS quota),
+    /// sandboxes measured every 15 s and not enforced.
     pub fn new(masters: Masters, work_dir: impl Into<PathBuf>, resources: Resources) -> Self {
         Self {
             masters,
@@ -93,6 +106,10 @@ impl AgentConfig {
             max_tasks: 10_000,
             seed: rand::random(),
             drain_updates_timeout_ms: 10_000,
+            isolation: Isolation::Auto,
+            cgroups: CgroupsConfig::default(),
+            enforce_container_disk_quota: false,
+            disk_watch_interval_ms: 15_000,
         }
     }
 }

@@ -20,6 +20,6 @@ mod http;
 mod resources;
 mod runtime;
 
-pub use config::{AgentConfig, Masters, default_hostname};
+pub use config::{AgentConfig, CgroupsConfig, Isolation, Masters, default_hostname};
 pub use resources::{DEFAULT_PORTS, detect_resources, resolve_resources, share_of, split_resources};
 pub use runtime::{Shutdown, run};

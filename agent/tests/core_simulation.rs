@@ -331,7 +331,7 @@ impl World {
                 } else {
                     ProcessExit::Code(self.rng.random_range(0..3))
                 };
-                self.step(Input::ProcessExited { run, exit });
+                self.step(Input::ProcessExited { run, exit, limitation: None });
             }
             400..500 if self.connected => {
                 let framework_id = FrameworkId::new(format!("f{}", self.rng.random_range(0..3)));
@@ -387,7 +387,7 @@ impl World {
                 // Forgotten processes still die of the SIGKILL the reset sent; their exits
                 // reach the core, which must ignore them.
                 for (run, _) in std::mem::take(&mut self.running) {
-                    self.step(Input::ProcessExited { run, exit: ProcessExit::Signal(9) });
+                    self.step(Input::ProcessExited { run, exit: ProcessExit::Signal(9), limitation: None });
                 }
             }
             _ => {
@@ -423,7 +423,7 @@ impl World {
                 self.step(Input::ProcessStarted { run, pid: self.next_pid, sandbox: "s".into() });
             }
             for (run, _) in std::mem::take(&mut self.running) {
-                self.step(Input::ProcessExited { run, exit: ProcessExit::Signal(9) });
+                self.step(Input::ProcessExited { run, exit: ProcessExit::Signal(9), limitation: None });
             }
             while let Some(((framework_id, task_id), uuid)) = self.outstanding() {
                 self.acked.insert(uuid.clone());

@@ -574,6 +574,8 @@ impl From<pb::TaskStatusReason> for TaskStatusReason {
             P::ReasonDuplicateTaskId => TaskStatusReason::DuplicateTaskId,
             P::ReasonTaskHealthCheckStatusUpdated => TaskStatusReason::TaskHealthCheckStatusUpdated,
             P::ReasonTaskCheckStatusUpdated => TaskStatusReason::TaskCheckStatusUpdated,
+            P::ReasonContainerLimitationMemory => TaskStatusReason::ContainerLimitationMemory,
+            P::ReasonContainerLimitationDisk => TaskStatusReason::ContainerLimitationDisk,
         }
     }
 }
@@ -600,6 +602,8 @@ impl From<TaskStatusReason> for pb::TaskStatusReason {
             TaskStatusReason::DuplicateTaskId => P::ReasonDuplicateTaskId,
             TaskStatusReason::TaskHealthCheckStatusUpdated => P::ReasonTaskHealthCheckStatusUpdated,
             TaskStatusReason::TaskCheckStatusUpdated => P::ReasonTaskCheckStatusUpdated,
+            TaskStatusReason::ContainerLimitationMemory => P::ReasonContainerLimitationMemory,
+            TaskStatusReason::ContainerLimitationDisk => P::ReasonContainerLimitationDisk,
         }
     }
 }

@@ -50,6 +50,60 @@ pub struct Args {
     /// Time between SIGTERM and SIGKILL when killing a task that names none.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub kill_grace_period: Duration,
+    #[command(flatten)]
+    pub isolation: IsolationArgs,
+}
+
+/// How tasks are isolated; shared by `agora agent` and `agora local`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IsolationArgs {
+    /// `cgroups` (each task in a cgroup of its own, limited to its cpus, mem and pids; v1
+    /// or v2, detected), `posix` (processes only, no limits: for agents that cannot write
+    /// cgroups) or `auto`: cgroups where the agent can write them, else posix.
+    #[arg(long, default_value = "auto", value_parser = parse_isolation)]
+    pub isolation: agora_agent::Isolation,
+    /// A hard CPU quota (CFS bandwidth) of each task's cpus, not only a weighted share.
+    #[arg(long)]
+    pub cgroups_enable_cfs: bool,
+    /// Memory plus swap limited to the task's mem: no swapping beyond it.
+    #[arg(long)]
+    pub cgroups_limit_swap: bool,
+    /// Most processes and threads one task may hold (a fork bomb stays in its task).
+    #[arg(long, default_value_t = agora_agent::CgroupsConfig::default().max_pids)]
+    pub cgroups_max_pids: u64,
+    /// End a task whose sandbox outgrows its disk resource (TASK_FAILED,
+    /// REASON_CONTAINER_LIMITATION_DISK); without it sandboxes are only measured.
+    #[arg(long)]
+    pub enforce_container_disk_quota: bool,
+    /// How often the sandboxes of running tasks are measured.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub disk_watch_interval: Duration,
+}
+
+fn parse_isolation(value: &str) -> Result<agora_agent::Isolation, String> {
+    value.parse()
+}
+
+impl IsolationArgs {
+    /// Puts the isolation flags into `config`; every error names its flag.
+    pub fn apply(&self, config: &mut AgentConfig) -> anyhow::Result<()> {
+        if self.cgroups_max_pids == 0 {
+            anyhow::bail!("--cgroups-max-pids: must be at least 1");
+        }
+        let interval_ms = u64::try_from(self.disk_watch_interval.as_millis()).unwrap_or(u64::MAX);
+        if interval_ms < 100 {
+            anyhow::bail!("--disk-watch-interval: must be at least 100ms");
+        }
+        config.isolation = self.isolation;
+        config.cgroups = agora_agent::CgroupsConfig {
+            enable_cfs: self.cgroups_enable_cfs,
+            limit_swap: self.cgroups_limit_swap,
+            max_pids: self.cgroups_max_pids,
+        };
+        config.enforce_container_disk_quota = self.enforce_container_disk_quota;
+        config.disk_watch_interval_ms = interval_ms;
+        Ok(())
+    }
 }
 
 impl Args {
@@ -78,6 +132,7 @@ impl Args {
         config.attributes = attributes;
         config.hostname = hostname;
         config.kill_grace_period_ms = u64::try_from(self.kill_grace_period.as_millis()).unwrap_or(u64::MAX);
+        self.isolation.apply(&mut config)?;
         Ok(config)
     }
 }

@@ -52,6 +52,8 @@ pub struct Args {
     #[arg(long)]
     pub no_cron: bool,
     #[command(flatten)]
+    pub isolation: super::agent::IsolationArgs,
+    #[command(flatten)]
     pub tuning: Tuning,
 }
 
@@ -115,6 +117,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         let mut config = AgentConfig::new(Masters::one(master.clone()), work_dir.join(format!("agent-{index}")), share);
         config.hostname = agora_agent::default_hostname(args.ip);
         config.drain_updates_timeout_ms = DRAIN_UPDATES_TIMEOUT_MS;
+        args.isolation.apply(&mut config)?;
         tracing::info!(agent = index, resources = %config.resources, "starting agent");
         let mut drain = agents_drained.clone();
         agents.spawn(agora_agent::run(config, agent_listener, async move {

@@ -116,7 +116,7 @@ fn checks_start_when_the_task_runs_the_health_check_after_its_delay_and_stop_whe
     finished.message = "Command exited with status 0".into();
     finished.exit_code = Some(0);
     assert_eq!(
-        core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0) }),
+        core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0), limitation: None }),
         vec![stop(CheckKind::Health), stop(CheckKind::Readiness), send(finished)]
     );
     assert_eq!(core.step(60, health(Ok(()))), vec![], "a late result of a stopped check changes nothing");
@@ -202,7 +202,7 @@ fn the_task_is_killed_after_its_maximum_of_consecutive_failures_and_ends_killed_
     killed.signal = Some(9);
     killed.healthy = Some(false);
     assert_eq!(
-        core.step(t + 3_300, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(9) }),
+        core.step(t + 3_300, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(9), limitation: None }),
         vec![send(killed)]
     );
 }
@@ -277,7 +277,7 @@ fn readiness_is_reported_once_when_the_check_first_passes_and_then_carried_by_ev
     (killed.healthy, killed.ready) = (Some(true), Some(true));
     core.step(450, Input::KillTask { framework_id: fw("f"), task_id: TaskId::new("t"), grace_period_ms: None });
     assert_eq!(
-        core.step(500, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(15) }),
+        core.step(500, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(15), limitation: None }),
         vec![send(killed)]
     );
 }
@@ -334,6 +334,7 @@ fn a_recovered_running_task_resumes_its_health_check_with_its_health_but_not_a_p
         ready: Some(true),
         running_since_ms: Some(20),
         kill_message: None,
+        limitation: None,
     };
     let mut core = Core::new(config(), SEED);
     let recovered = RecoveredTask { record, process: RecoveredProcess::Running };
@@ -374,6 +375,7 @@ fn a_record_written_before_checks_existed_still_loads() {
         ready: None,
         running_since_ms: None,
         kill_message: None,
+        limitation: None,
     };
     let mut json = serde_json::to_value(&record).expect("serializes");
     let object = json.as_object_mut().expect("an object");

@@ -65,6 +65,33 @@ pub enum ProcessExit {
     Signal(i32),
 }
 
+/// A resource limit the task's processes went over, which ends the task as TASK_FAILED with
+/// the limit's reason (Mesos' container limitations).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limitation {
+    pub kind: LimitKind,
+    /// Says what was exceeded and by how much; the terminal update's message starts with it.
+    pub message: String,
+}
+
+/// Which limit a [`Limitation`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LimitKind {
+    /// The kernel OOM-killed a process of the task at its memory limit.
+    Memory,
+    /// The sandbox outgrew the task's `disk` resource.
+    Disk,
+}
+
+impl LimitKind {
+    fn reason(self) -> TaskStatusReason {
+        match self {
+            LimitKind::Memory => TaskStatusReason::ContainerLimitationMemory,
+            LimitKind::Disk => TaskStatusReason::ContainerLimitationDisk,
+        }
+    }
+}
+
 /// The two signals a kill uses: TERM first, KILL when the grace period is over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KillSignal {
@@ -139,6 +166,10 @@ pub struct TaskRecord {
     /// check): the terminal update says so.
     #[serde(default)]
     pub kill_message: Option<String>,
+    /// The limit the task went over, once it did: the terminal update says so. Defaulted:
+    /// records written before isolation existed lack it.
+    #[serde(default)]
+    pub limitation: Option<Limitation>,
 }
 
 /// A change to persist, drained with [`Core::take_checkpoints`].
@@ -199,8 +230,12 @@ pub enum Input {
     ProcessStarted { run: RunId, pid: u32, sandbox: String },
     /// A task's process could not be started.
     LaunchFailed { run: RunId, error: String },
-    /// A task's process ended.
-    ProcessExited { run: RunId, exit: ProcessExit },
+    /// A task's process ended; `limitation` when the isolation found it went over a limit
+    /// (an OOM kill).
+    ProcessExited { run: RunId, exit: ProcessExit, limitation: Option<Limitation> },
+    /// A task's processes went over a limit while they run (its sandbox outgrew its disk):
+    /// they are SIGKILLed at once and the task ends as TASK_FAILED with the limit's reason.
+    LimitReached { run: RunId, limitation: Limitation },
     /// A recovered task's process is gone and nothing recorded how it ended.
     ProcessGone { run: RunId },
     /// One run of a task's health or readiness check: `Ok` when it passed, else why not.
@@ -292,6 +327,8 @@ struct Task {
     framework_removed: bool,
     /// What the checks found and which of them run (see `checks`).
     health: checks::TaskChecks,
+    /// The limit the task went over, once it did.
+    limitation: Option<Limitation>,
 }
 
 impl Task {
@@ -314,6 +351,7 @@ impl Task {
             ready: self.health.ready,
             running_since_ms: self.health.running_since_ms,
             kill_message: self.health.kill_message.clone(),
+            limitation: self.limitation.clone(),
         }
     }
 }
@@ -465,7 +503,10 @@ impl Core {
             Input::Reset => self.reset(&mut out),
             Input::ProcessStarted { run, pid, sandbox } => self.process_started(now_ms, run, pid, sandbox, &mut out),
             Input::LaunchFailed { run, error } => self.launch_failed(now_ms, run, &error, &mut out),
-            Input::ProcessExited { run, exit } => self.process_exited(now_ms, run, exit, &mut out),
+            Input::ProcessExited { run, exit, limitation } => {
+                self.process_exited(now_ms, run, exit, limitation, &mut out)
+            }
+            Input::LimitReached { run, limitation } => self.limit_reached(run, limitation, &mut out),
             Input::ProcessGone { run } => self.process_gone(now_ms, run, &mut out),
             Input::CheckResult { run, kind, outcome } => self.check_result(now_ms, run, kind, outcome, &mut out),
             Input::Acknowledge { framework_id, task_id, uuid } => {
@@ -541,6 +582,7 @@ impl Core {
             sandbox: None,
             framework_removed: false,
             health: checks::TaskChecks::default(),
+            limitation: None,
         };
         self.tasks.insert(key.clone(), task);
         self.runs.insert(run, key.clone());
@@ -709,7 +751,39 @@ impl Core {
         self.update(now_ms, &key, state, reason, message, None, out);
     }
 
-    fn process_exited(&mut self, now_ms: u64, run: RunId, exit: ProcessExit, out: &mut Vec<Output>) {
+    /// Kills the task's process group at once, without a grace period, as Mesos destroys a
+    /// container over its limit; the exit that follows is reported with the limitation.
+    fn limit_reached(&mut self, run: RunId, limitation: Limitation, out: &mut Vec<Output>) {
+        let Some(key) = self.runs.get(&run).cloned() else {
+            return;
+        };
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return;
+        };
+        let Process::Running { pid } = task.process else {
+            return;
+        };
+        if task.limitation.is_some() {
+            return;
+        }
+        task.limitation = Some(limitation);
+        task.health.stop(run, out);
+        self.dirty.insert(key);
+        let already_killed = task.kill.as_ref().is_some_and(|kill| kill.escalated);
+        task.kill = Some(Kill { grace_period_ms: 0, sigkill_at_ms: None, escalated: true });
+        if !already_killed {
+            out.push(Output::Signal { run, pid, signal: KillSignal::Kill });
+        }
+    }
+
+    fn process_exited(
+        &mut self,
+        now_ms: u64,
+        run: RunId,
+        exit: ProcessExit,
+        limitation: Option<Limitation>,
+        out: &mut Vec<Output>,
+    ) {
         let Some(key) = self.runs.remove(&run) else {
             return;
         };
@@ -721,6 +795,10 @@ impl Core {
         }
         task.process = Process::Exited;
         task.health.stop(run, out);
+        if task.limitation.is_none() {
+            task.limitation = limitation;
+        }
+        let limitation = task.limitation.clone();
         let killed = task.kill.is_some();
         let kill_message = task.health.kill_message.clone();
         let how = match exit {
@@ -730,6 +808,12 @@ impl Core {
             }
         };
         let (state, reason, message) = match exit {
+            // Over a limit: the agent or the kernel killed it, and that is the task's failure
+            // whatever else was under way.
+            _ if limitation.is_some() => {
+                let limitation = limitation.expect("matched as some");
+                (TaskState::TaskFailed, limitation.kind.reason(), format!("{}: command {how}", limitation.message))
+            }
             _ if killed => {
                 let why = kill_message.map_or_else(|| "Task killed".to_owned(), |why| format!("Task killed: {why}"));
                 (TaskState::TaskKilled, TaskStatusReason::TaskKilled, format!("{why}: command {how}"))
@@ -793,6 +877,7 @@ impl Core {
                 record.running_since_ms,
                 record.kill_message,
             ),
+            limitation: record.limitation,
         };
         let live = task.process != Process::Exited;
         self.tasks.insert(key.clone(), task);
@@ -826,7 +911,7 @@ impl Core {
                 self.start_checks(now_ms, &key, out);
                 self.restart_recovered_kill(now_ms, &key, out)
             }
-            RecoveredProcess::Exited(exit) => self.process_exited(now_ms, record.run, exit, out),
+            RecoveredProcess::Exited(exit) => self.process_exited(now_ms, record.run, exit, None, out),
             RecoveredProcess::Gone => self.process_gone(now_ms, record.run, out),
         }
     }

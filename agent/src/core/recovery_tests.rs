@@ -42,6 +42,7 @@ fn running_record() -> TaskRecord {
         ready: None,
         running_since_ms: None,
         kill_message: None,
+        limitation: None,
     }
 }
 
@@ -77,6 +78,7 @@ fn a_new_task_is_checkpointed_with_its_starting_update_then_with_its_pid_and_que
         ready: None,
         running_since_ms: None,
         kill_message: None,
+        limitation: None,
     };
     assert_eq!(core.take_checkpoints(), vec![Checkpoint::Save(Box::new(record.clone()))]);
     assert_eq!(core.take_checkpoints(), vec![], "nothing changed since");
@@ -98,7 +100,7 @@ fn the_last_acknowledgement_of_a_finished_task_deletes_its_record() {
     core.step(20, Input::ProcessStarted { run: RunId(1), pid: 100, sandbox: "f/t".into() });
     core.step(30, Input::Acknowledge { framework_id: fw("f"), task_id: TaskId::new("t"), uuid: ids[0].clone() });
     core.step(40, Input::Acknowledge { framework_id: fw("f"), task_id: TaskId::new("t"), uuid: ids[1].clone() });
-    core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0) });
+    core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0), limitation: None });
     let _ = core.take_checkpoints();
     core.step(60, Input::Acknowledge { framework_id: fw("f"), task_id: TaskId::new("t"), uuid: ids[2].clone() });
     assert_eq!(core.take_checkpoints(), vec![Checkpoint::Remove { run: RunId(1) }]);
@@ -179,7 +181,7 @@ fn a_recovered_task_exiting_later_is_reported_as_any_other() {
     finished.message = "Command exited with status 0".into();
     finished.exit_code = Some(0);
     assert_eq!(
-        core.step(300, Input::ProcessExited { run: RunId(7), exit: ProcessExit::Code(0) }),
+        core.step(300, Input::ProcessExited { run: RunId(7), exit: ProcessExit::Code(0), limitation: None }),
         vec![send(finished)]
     );
 }

@@ -84,7 +84,7 @@ fn a_clean_exit_finishes_the_task_and_its_acknowledgement_forgets_it() {
     finished.message = "Command exited with status 0".into();
     finished.exit_code = Some(0);
     assert_eq!(
-        core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0) }),
+        core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0), limitation: None }),
         vec![send("f", finished)]
     );
     assert_eq!(
@@ -104,7 +104,7 @@ fn a_nonzero_exit_fails_the_task_with_its_exit_code() {
     failed.message = "Command exited with status 3".into();
     failed.exit_code = Some(3);
     assert_eq!(
-        core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(3) }),
+        core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(3), limitation: None }),
         vec![send("f", failed)]
     );
 }
@@ -118,7 +118,7 @@ fn a_process_killed_by_a_signal_fails_the_task_naming_the_signal() {
     failed.message = "Command terminated by signal 9 (SIGKILL)".into();
     failed.signal = Some(9);
     assert_eq!(
-        core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(9) }),
+        core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(9), limitation: None }),
         vec![send("f", failed)]
     );
 }
@@ -129,7 +129,10 @@ fn updates_queue_in_order_behind_the_outstanding_one() {
     let mut core = registered_core();
     core.step(10, run("f", "t"));
     core.step(20, started(1, 100));
-    assert_eq!(core.step(30, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0) }), vec![]);
+    assert_eq!(
+        core.step(30, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0), limitation: None }),
+        vec![]
+    );
     assert_eq!(core.tasks().map(|t| (t.state, t.pending_updates)).collect::<Vec<_>>(), [(TaskState::TaskFinished, 3)]);
     assert_eq!(
         core.step(40, ack("f", "t", &ids[0])),
@@ -180,7 +183,10 @@ fn updates_wait_while_disconnected_and_go_out_when_the_agent_registers_again() {
     let ids = ids();
     let mut core = running_core();
     assert_eq!(core.step(50, Input::Disconnected), vec![]);
-    assert_eq!(core.step(60, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(3) }), vec![]);
+    assert_eq!(
+        core.step(60, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(3), limitation: None }),
+        vec![]
+    );
     assert_eq!(core.next_deadline_ms(), None, "nothing is resent while disconnected");
     assert_eq!(core.step(100_000, Input::Tick), vec![]);
     let out = core.step(100_010, Input::Registered { agent_id: AgentId::new(AGENT) });
@@ -208,7 +214,7 @@ fn a_kill_sends_term_then_kill_to_the_group_after_the_grace_period() {
     killed.message = "Task killed: command terminated by signal 9 (SIGKILL)".into();
     killed.signal = Some(9);
     assert_eq!(
-        core.step(4_010, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(9) }),
+        core.step(4_010, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(9), limitation: None }),
         vec![send("f", killed)]
     );
 }
@@ -263,7 +269,7 @@ fn a_task_killed_before_its_process_started_is_signalled_as_it_starts_and_never_
         vec![Output::Signal { run: RunId(1), pid: 100, signal: KillSignal::Term }]
     );
     assert_eq!(core.next_deadline_ms(), Some(212));
-    core.step(13, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(15) });
+    core.step(13, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(15), limitation: None });
     let out = core.step(14, ack("f", "t", &ids[0]));
     let mut killed = status("t", TaskState::TaskKilled, 13, &ids[1]);
     killed.reason = TaskStatusReason::TaskKilled;
@@ -340,7 +346,7 @@ fn shutting_down_a_framework_drops_its_pending_updates_and_forgets_its_tasks_but
     core.step(0, started(3, 103));
     // a/done ended and its updates were never acknowledged (the framework tore down in the
     // callback of the last one); a/live and b/other still run with updates outstanding.
-    core.step(5, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0) });
+    core.step(5, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0), limitation: None });
     core.take_checkpoints();
     let pending = |core: &Core| -> Vec<(String, usize)> {
         core.tasks().map(|t| (format!("{}/{}", t.framework_id, t.info.task_id), t.pending_updates)).collect()
@@ -372,7 +378,7 @@ fn shutting_down_a_framework_drops_its_pending_updates_and_forgets_its_tasks_but
 
     // The killed task ends without an update and is forgotten.
     assert_eq!(
-        core.step(1_000_001, Input::ProcessExited { run: RunId(3), exit: ProcessExit::Signal(15) }),
+        core.step(1_000_001, Input::ProcessExited { run: RunId(3), exit: ProcessExit::Signal(15), limitation: None }),
         vec![Output::TaskRemoved { framework_id: fw("a"), task_id: TaskId::new("live"), run: RunId(3) }]
     );
     assert_eq!(core.take_checkpoints(), vec![Checkpoint::Remove { run: RunId(3) }]);
@@ -390,7 +396,7 @@ fn a_task_launching_when_its_framework_is_shut_down_is_killed_as_it_starts_and_f
         vec![Output::Signal { run: RunId(1), pid: 101, signal: KillSignal::Term }]
     );
     assert_eq!(
-        core.step(30, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(15) }),
+        core.step(30, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(15), limitation: None }),
         vec![Output::TaskRemoved { framework_id: fw("a"), task_id: TaskId::new("t1"), run: RunId(1) }]
     );
     assert_eq!(
@@ -417,7 +423,10 @@ fn a_reset_kills_every_process_at_once_and_forgets_every_task_and_the_agent_id()
     );
     assert_eq!(core.agent_id(), None);
     assert_eq!(core.tasks().count(), 0);
-    assert_eq!(core.step(20, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(9) }), vec![]);
+    assert_eq!(
+        core.step(20, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Signal(9), limitation: None }),
+        vec![]
+    );
     assert_eq!(core.step(20, Input::ProcessStarted { run: RunId(2), pid: 102, sandbox: "x".into() }), vec![]);
 }
 
@@ -432,7 +441,7 @@ fn a_second_launch_of_a_task_the_agent_still_holds_is_ignored() {
 fn a_task_id_may_be_reused_once_the_task_is_gone() {
     let ids = ids();
     let mut core = running_core();
-    core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0) });
+    core.step(50, Input::ProcessExited { run: RunId(1), exit: ProcessExit::Code(0), limitation: None });
     core.step(60, ack("f", "t", &ids[2]));
     assert_eq!(
         core.step(70, run("f", "t")),

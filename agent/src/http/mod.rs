@@ -1,10 +1,12 @@
-//! The agent's HTTP API: `/health`, `/state`, and the sandboxes, read-only, under `/files`.
+//! The agent's HTTP API: `/health`, `/state`, the sandboxes, read-only, under `/files`, and
+//! the tasks' usage at `/monitor/statistics` and `/metrics`.
 //! DTOs live here and nowhere else; errors have the one shape every Agora HTTP API uses,
 //! `{"message": …, "details": …}`.
 
 mod error;
 mod files;
 mod limit;
+mod monitor;
 mod state;
 
 use std::path::PathBuf;
@@ -50,6 +52,9 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/files/browse", get(files::browse))
         .route("/files/read", get(files::read))
         .route("/files/download", get(files::download))
+        .route("/monitor/statistics", get(monitor::statistics))
+        .route("/monitor/statistics.json", get(monitor::statistics))
+        .route("/metrics", get(monitor::metrics))
         .layer(middleware::from_fn_with_state(state.clone(), limit_concurrency))
         .with_state(state)
 }

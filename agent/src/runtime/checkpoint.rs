@@ -699,6 +699,7 @@ mod tests {
             ready: None,
             running_since_ms: None,
             kill_message: None,
+            limitation: None,
         }
     }
 

@@ -9,11 +9,13 @@
 //! task of its own (`checker`), started and stopped as the core says, whose results come
 //! back through the same channel.
 
+pub(crate) mod cgroups;
 pub(crate) mod checker;
 pub(crate) mod checkpoint;
 pub(crate) mod fetcher;
 pub(crate) mod link;
 pub(crate) mod process;
+pub(crate) mod usage;
 mod wire;
 
 use std::future::Future;
@@ -79,6 +81,8 @@ pub(crate) enum Event {
     State {
         reply: oneshot::Sender<StateView>,
     },
+    /// The disk watcher measured these runs' sandboxes (bytes used).
+    DiskUsage(Vec<(RunId, u64)>),
 }
 
 #[derive(Debug)]
@@ -105,11 +109,17 @@ pub(crate) enum ProcessEvent {
         /// pid; `None` when it ended before it could be read.
         start_ticks: Option<u64>,
         sandbox: String,
+        /// The task's cgroup, when the agent isolates with cgroups.
+        cgroup: Option<std::sync::Arc<cgroups::TaskCgroup>>,
     },
     LaunchFailed {
         error: String,
     },
-    Exited(ProcessExit),
+    /// `limitation` when the task went over a limit (the kernel OOM-killed it).
+    Exited {
+        exit: ProcessExit,
+        limitation: Option<crate::core::Limitation>,
+    },
     /// A recovered task's supervisor is gone and recorded no exit status.
     Gone,
 }
@@ -122,6 +132,14 @@ pub(crate) struct StateView {
     pub master: String,
     pub info: AgentInfo,
     pub tasks: Vec<TaskView>,
+    /// `cgroups v1`, `cgroups v2` or `posix`.
+    pub isolation: &'static str,
+    /// The cgroups of the tasks that run, by run.
+    pub cgroups: std::collections::BTreeMap<RunId, std::sync::Arc<cgroups::TaskCgroup>>,
+    /// The latest disk measure of each running task's sandbox, in bytes.
+    pub disk_used: std::collections::BTreeMap<RunId, u64>,
+    /// The sandboxes' root, canonical.
+    pub sandboxes: PathBuf,
 }
 
 /// Runs an agent until `shutdown` completes: registers with the master `config.masters`
@@ -153,6 +171,7 @@ pub async fn run(
     let store = checkpoint::Store::open(&config.work_dir)
         .with_context(|| format!("work dir {}: cannot create the checkpoint directory", config.work_dir.display()))?;
     let stored = store.load(config.max_tasks);
+    let isolation = start_isolation(&config)?;
     let port = match config.advertise_port {
         Some(port) => port,
         None => http_listener.local_addr().context("the HTTP listener has no address")?.port(),
@@ -177,6 +196,9 @@ pub async fn run(
         seed: config.seed.wrapping_add(1),
     };
     let link = tokio::spawn(link::run(link_config, finder, events_tx.clone(), stop_rx));
+    let disk_watch_interval = Duration::from_millis(config.disk_watch_interval_ms.max(100));
+    let disk_watcher = tokio::spawn(watch_disks(disk_watch_interval, events_tx.clone()));
+    let _abort_disk_watcher = AbortOnDrop(disk_watcher.abort_handle());
     // An agent dropped mid-flight (a test's stand-in for SIGKILL) leaves no task of its own
     // behind: no link still registered, no server still answering.
     let _abort_link = AbortOnDrop(link.abort_handle());
@@ -222,6 +244,10 @@ pub async fn run(
         events: events_tx,
         outbox: None,
         drain_updates_timeout: Duration::from_millis(config.drain_updates_timeout_ms),
+        cgroups: isolation,
+        task_cgroups: std::collections::BTreeMap::new(),
+        disk_used: std::collections::BTreeMap::new(),
+        enforce_disk_quota: config.enforce_container_disk_quota,
     };
     owner
         .recover(stored)
@@ -248,6 +274,72 @@ pub async fn run(
     }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Sets up the isolation `config.isolation` asks for and says at start which one runs:
+/// cgroups (v1 or v2, detected), or processes only. `Auto` falls back to processes only,
+/// with a warning, where the agent cannot write cgroups; `Cgroups` fails instead.
+fn start_isolation(config: &AgentConfig) -> anyhow::Result<Option<std::sync::Arc<cgroups::Cgroups>>> {
+    use cgroups::Isolation;
+    if config.isolation == Isolation::Posix {
+        tracing::info!(isolation = "posix", "isolation: processes only (no cgroups): tasks have no resource limits");
+        return Ok(None);
+    }
+    let key = cgroups::agent_key(&config.work_dir);
+    match cgroups::Cgroups::prepare(&key, config.cgroups.clone()) {
+        Ok(prepared) => {
+            tracing::info!(
+                isolation = prepared.describe(),
+                cfs = config.cgroups.enable_cfs,
+                limit_swap = config.cgroups.limit_swap,
+                max_pids = config.cgroups.max_pids,
+                enforce_disk_quota = config.enforce_container_disk_quota,
+                "isolation: each task in a cgroup of its own, limited to its cpus, mem and pids"
+            );
+            Ok(Some(std::sync::Arc::new(prepared)))
+        }
+        Err(error) if config.isolation == Isolation::Auto => {
+            tracing::warn!(%error, isolation = "posix", "isolation: cgroups are not writable here; processes only, tasks have no resource limits");
+            Ok(None)
+        }
+        Err(error) => anyhow::bail!("--isolation cgroups: {error}"),
+    }
+}
+
+/// Measures the sandboxes of the running tasks every `interval` and reports to the owner,
+/// which keeps the figures for `/monitor/statistics` and, when asked to, kills a task whose
+/// sandbox outgrew its disk. The walks run on a blocking thread, one sandbox after another,
+/// so a huge sandbox slows the measure down and nothing else.
+async fn watch_disks(interval: Duration, events: mpsc::Sender<Event>) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let (reply, answer) = oneshot::channel();
+        if events.send(Event::State { reply }).await.is_err() {
+            return;
+        }
+        let Ok(view) = answer.await else {
+            return;
+        };
+        let sandboxes: Vec<(RunId, PathBuf)> = view
+            .tasks
+            .iter()
+            .filter(|task| task.pid.is_some())
+            .filter_map(|task| Some((task.run, view.sandboxes.join(task.sandbox.as_ref()?))))
+            .collect();
+        if sandboxes.is_empty() {
+            continue;
+        }
+        let measured = tokio::task::spawn_blocking(move || {
+            sandboxes.into_iter().map(|(run, dir)| (run, usage::disk_used(&dir))).collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(measured) = measured else {
+            continue;
+        };
+        if events.send(Event::DiskUsage(measured)).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Deletes the directories of the runs whose removal the journal holds, off the owner's
@@ -387,6 +479,14 @@ struct Owner {
     /// The registered stream to the master, while there is one.
     outbox: Option<mpsc::Sender<pb::AgentMessage>>,
     drain_updates_timeout: Duration,
+    /// The agent's cgroups, unless it isolates with processes only.
+    cgroups: Option<std::sync::Arc<cgroups::Cgroups>>,
+    /// The cgroup of each task whose process runs.
+    task_cgroups: std::collections::BTreeMap<RunId, std::sync::Arc<cgroups::TaskCgroup>>,
+    /// The latest measure of each running task's sandbox, in bytes.
+    disk_used: std::collections::BTreeMap<RunId, u64>,
+    /// A sandbox over its task's `disk` ends the task (`--enforce-container-disk-quota`).
+    enforce_disk_quota: bool,
 }
 
 impl Owner {
@@ -447,11 +547,47 @@ impl Owner {
         self.step(Input::Recover { agent_id: stored.agent.map(|agent| agent.agent_id), tasks });
         let live: std::collections::BTreeSet<RunId> =
             self.core.live_processes().into_iter().map(|(run, _)| run).collect();
+        let mem_of: std::collections::BTreeMap<RunId, u64> =
+            self.core.tasks().map(|task| (task.run, task.info.resources.scalars().mem_mib)).collect();
         for (run, pid, start) in watch.into_iter().filter(|(run, _, _)| live.contains(run)) {
             let exit_status = self.store.exit_status_path(run);
-            self.supervisors.spawn(process::watch(run, pid, start, exit_status, self.events.clone()));
+            let cgroup = self.recovered_cgroup(run).map(|cgroup| (cgroup, mem_of.get(&run).copied().unwrap_or(0)));
+            self.supervisors.spawn(process::watch(run, pid, start, exit_status, self.events.clone(), cgroup));
         }
+        self.remove_stale_cgroups(&live);
         Ok(())
+    }
+
+    /// The cgroup a live recovered task runs in, from the record its launch wrote; its
+    /// limits are the kernel's and held all along, and from now on it is watched again.
+    fn recovered_cgroup(&mut self, run: RunId) -> Option<std::sync::Arc<cgroups::TaskCgroup>> {
+        self.cgroups.as_ref()?;
+        let text = std::fs::read_to_string(self.store.run_dir(run).join("cgroup")).ok()?;
+        let Some(cgroup) = cgroups::TaskCgroup::from_record(&text) else {
+            tracing::warn!(run = run.0, "the task's cgroup record is damaged; its usage is not reported");
+            return None;
+        };
+        let cgroup = std::sync::Arc::new(cgroup);
+        tracing::info!(run = run.0, memory = %cgroup.memory.display(), "recovered the task's cgroup");
+        self.task_cgroups.insert(run, cgroup.clone());
+        Some(cgroup)
+    }
+
+    /// Destroys this agent's cgroups whose task no longer runs (ended while no agent ran,
+    /// or left by a crash between a task's end and its cgroup's removal).
+    fn remove_stale_cgroups(&self, live: &std::collections::BTreeSet<RunId>) {
+        let Some(cgroups) = &self.cgroups else {
+            return;
+        };
+        for run in cgroups.existing_runs() {
+            if live.contains(&RunId(run)) {
+                continue;
+            }
+            match cgroups.destroy_run(run) {
+                Ok(()) => tracing::info!(run, "removed the cgroup of a task that ended"),
+                Err(error) => tracing::warn!(run, %error, "cannot remove the cgroup of a task that ended"),
+            }
+        }
     }
 
     /// A supervisor the previous agent spawned but died before recording: it wrote its own
@@ -638,20 +774,56 @@ impl Owner {
             Event::Link(LinkEvent::Message(message)) => self.on_master_message(*message),
             Event::Process { run, event } => {
                 let input = match event {
-                    ProcessEvent::Started { pid, start_ticks, sandbox } => {
+                    ProcessEvent::Started { pid, start_ticks, sandbox, cgroup } => {
                         if let Some(start_ticks) = start_ticks {
                             self.started.push((run, pid, start_ticks));
+                        }
+                        if let Some(cgroup) = cgroup {
+                            self.task_cgroups.insert(run, cgroup);
                         }
                         Input::ProcessStarted { run, pid, sandbox }
                     }
                     ProcessEvent::LaunchFailed { error } => Input::LaunchFailed { run, error },
-                    ProcessEvent::Exited(exit) => Input::ProcessExited { run, exit },
-                    ProcessEvent::Gone => Input::ProcessGone { run },
+                    ProcessEvent::Exited { exit, limitation } => {
+                        self.task_cgroups.remove(&run);
+                        self.disk_used.remove(&run);
+                        Input::ProcessExited { run, exit, limitation }
+                    }
+                    ProcessEvent::Gone => {
+                        self.task_cgroups.remove(&run);
+                        self.disk_used.remove(&run);
+                        Input::ProcessGone { run }
+                    }
                 };
                 self.step(input);
             }
             Event::Check { run, kind, outcome } => self.step(Input::CheckResult { run, kind, outcome }),
             Event::State { reply } => self.replies.push(Reply::State(reply)),
+            Event::DiskUsage(measured) => self.on_disk_usage(measured),
+        }
+    }
+
+    /// Keeps the sandboxes' measures of the tasks still running and, with
+    /// `--enforce-container-disk-quota`, ends those over their `disk`.
+    fn on_disk_usage(&mut self, measured: Vec<(RunId, u64)>) {
+        let disk_of: std::collections::BTreeMap<RunId, u64> = self
+            .core
+            .tasks()
+            .filter(|task| task.pid.is_some())
+            .map(|task| (task.run, task.info.resources.scalars().disk_mib))
+            .collect();
+        for (run, used) in measured {
+            let Some(disk_mib) = disk_of.get(&run) else {
+                continue;
+            };
+            self.disk_used.insert(run, used);
+            if !self.enforce_disk_quota {
+                continue;
+            }
+            if let Some(limitation) = usage::disk_limitation(used, *disk_mib) {
+                tracing::info!(run = run.0, used, disk_mib, "the task's sandbox outgrew its disk; killing it");
+                self.step(Input::LimitReached { run, limitation });
+            }
         }
     }
 
@@ -668,6 +840,10 @@ impl Owner {
                     master: self.linked.clone().unwrap_or_else(|| self.master.clone()),
                     info: self.info.clone(),
                     tasks: self.core.tasks().collect(),
+                    isolation: self.cgroups.as_ref().map_or("posix", |c| c.describe()),
+                    cgroups: self.task_cgroups.clone(),
+                    disk_used: self.disk_used.clone(),
+                    sandboxes: self.sandboxes.clone(),
                 });
             }
         }
@@ -712,6 +888,7 @@ impl Owner {
                     hostname: self.hostname.clone(),
                     run_dir: self.store.run_dir(run),
                     fetcher: self.fetcher.clone(),
+                    cgroups: self.cgroups.clone(),
                 };
                 self.supervisors.spawn(process::supervise(spec, self.events.clone(), self.launches.clone()));
             }

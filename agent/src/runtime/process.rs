@@ -36,9 +36,10 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::cgroups::{self, Cgroups, TaskCgroup};
 use super::fetcher::Fetcher;
 use super::{Event, ProcessEvent, checkpoint};
-use crate::core::{KillSignal, ProcessExit, RunId};
+use crate::core::{KillSignal, LimitKind, Limitation, ProcessExit, RunId};
 
 /// Most sandboxes one task id may have under one framework (each reuse of the id gets a
 /// fresh one); bounds the search for a free directory name.
@@ -63,6 +64,8 @@ pub(crate) struct LaunchSpec {
     pub run_dir: PathBuf,
     /// Puts the task's URIs into its sandbox before the command starts.
     pub fetcher: Arc<Fetcher>,
+    /// The agent's cgroups, unless it isolates with processes only.
+    pub cgroups: Option<Arc<Cgroups>>,
 }
 
 /// How often a recovered task's supervisor, which is not the agent's child and so cannot be
@@ -80,6 +83,7 @@ pub(crate) async fn supervise(spec: LaunchSpec, events: mpsc::Sender<Event>, lau
     let task_id = spec.task.task_id.clone();
     let exit_status = spec.run_dir.join("exit_status");
     let report = |event| Event::Process { run, event };
+    let mem_mib = spec.task.resources.scalars().mem_mib;
     // The URIs first, outside the launch bound: a slow download holds no launch back.
     let fetched = match fetch(&spec).await {
         Ok(fetched) => fetched,
@@ -102,7 +106,7 @@ pub(crate) async fn supervise(spec: LaunchSpec, events: mpsc::Sender<Event>, lau
         },
         Err(_) => Err(io::Error::other("the agent is stopping")),
     };
-    let Launched { mut child, pid, start_ticks, sandbox } = match launched {
+    let Launched { mut child, pid, start_ticks, sandbox, cgroup } = match launched {
         Ok(launched) => launched,
         Err(error) => {
             tracing::info!(%task_id, %error, "task launch failed");
@@ -114,7 +118,9 @@ pub(crate) async fn supervise(spec: LaunchSpec, events: mpsc::Sender<Event>, lau
     if start_ticks.is_none() {
         tracing::debug!(pid, "the supervisor ended before its start time was read");
     }
-    if events.send(report(ProcessEvent::Started { pid, start_ticks, sandbox })).await.is_err() {
+    let cgroup = cgroup.map(Arc::new);
+    let started = ProcessEvent::Started { pid, start_ticks, sandbox, cgroup: cgroup.clone() };
+    if events.send(report(started)).await.is_err() {
         // The agent is stopping; it kills what is left itself.
         return;
     }
@@ -144,8 +150,33 @@ pub(crate) async fn supervise(spec: LaunchSpec, events: mpsc::Sender<Event>, lau
     {
         tracing::warn!(pid, %error, "cannot kill what is left of the task's process group");
     }
-    tracing::info!(%task_id, pid, ?exit, "task exited");
-    let _ = events.send(report(ProcessEvent::Exited(exit))).await;
+    let limitation = finish(cgroup, mem_mib).await;
+    tracing::info!(%task_id, pid, ?exit, ?limitation, "task exited");
+    let _ = events.send(report(ProcessEvent::Exited { exit, limitation })).await;
+}
+
+/// Once a task's process has ended: whether the kernel OOM-killed it, then its cgroup
+/// destroyed (what is left in it killed). Blocks, so it runs on a blocking thread.
+async fn finish(cgroup: Option<Arc<TaskCgroup>>, mem_mib: u64) -> Option<Limitation> {
+    let cgroup = cgroup?;
+    let finished = tokio::task::spawn_blocking(move || {
+        let limitation = (Cgroups::oom_kills(&cgroup) > 0).then(|| {
+            let limit_mib = (mem_mib.saturating_mul(1024 * 1024).max(cgroups::MIN_MEMORY_BYTES)) >> 20;
+            let peak = Cgroups::memory_peak(&cgroup).map_or_else(String::new, |peak| format!(", peak {} MiB", peak >> 20));
+            Limitation {
+                kind: LimitKind::Memory,
+                message: format!(
+                    "Memory limit exceeded: the task's processes reached its {limit_mib} MiB limit{peak} and the kernel killed them (OOM)"
+                ),
+            }
+        });
+        if let Err(error) = cgroups::destroy(&cgroup) {
+            tracing::warn!(%error, "cannot remove the task's cgroup; the next start removes it");
+        }
+        limitation
+    })
+    .await;
+    finished.ok().flatten()
 }
 
 /// The bound on launches under way at once that [`supervise`] takes.
@@ -174,6 +205,8 @@ struct Launched {
     start_ticks: Option<u64>,
     /// The sandbox, relative to the sandboxes root.
     sandbox: String,
+    /// The task's cgroup, when the agent isolates with cgroups.
+    cgroup: Option<TaskCgroup>,
 }
 
 /// A sandbox made, with its URIs fetched into it: the directory and its path relative to the
@@ -219,8 +252,29 @@ fn launch(spec: &LaunchSpec, fetched: Option<Fetched>) -> io::Result<Launched> {
             (program.as_str(), args.iter().map(String::as_str).collect())
         }
     };
-    let exec = TaskExec::new(program, &args, environment(&spec.task, &dir, &spec.hostname))?;
+    let mut exec = TaskExec::new(program, &args, environment(&spec.task, &dir, &spec.hostname))?;
     let paths = SupervisorPaths::new(&spec.run_dir)?;
+    // The cgroup is made and its limits set before the fork; the task's process joins it
+    // before it execs, through these files, open until the spawn has returned.
+    let cgroup = match &spec.cgroups {
+        Some(cgroups) => Some(cgroups.create(spec.run.0, &spec.task.resources)?),
+        None => None,
+    };
+    let joined = match &cgroup {
+        Some(cgroup) => {
+            let opened = std::fs::write(spec.run_dir.join("cgroup"), cgroup.to_record())
+                .and_then(|()| Cgroups::open_procs(cgroup));
+            match opened {
+                Ok(files) => files,
+                Err(error) => {
+                    let _ = cgroups::destroy(cgroup);
+                    return Err(error);
+                }
+            }
+        }
+        None => Vec::new(),
+    };
+    exec.join_fds = joined.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     // The supervisor never gets to `Command`'s own exec (see the module documentation): the
     // command is what the supervisor starts from `exec`.
     let mut command = tokio::process::Command::new(program);
@@ -235,13 +289,23 @@ fn launch(spec: &LaunchSpec, fetched: Option<Fetched>) -> io::Result<Launched> {
         // The agent decides when a task dies, not the drop of a handle.
         .kill_on_drop(false);
     install_supervisor(&mut command, paths, exec);
-    let child = command.spawn().map_err(|error| match &command_info.shell {
+    let spawned = command.spawn().map_err(|error| match &command_info.shell {
         Some(_) => io::Error::new(error.kind(), format!("cannot run /bin/sh: {error}")),
         None => io::Error::new(error.kind(), format!("cannot run {program:?}: {error}")),
-    })?;
+    });
+    drop(joined);
+    let child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            if let Some(cgroup) = &cgroup {
+                let _ = cgroups::destroy(cgroup);
+            }
+            return Err(error);
+        }
+    };
     let pid = child.id().ok_or_else(|| io::Error::other("the process exited before its id was read"))?;
     let start_ticks = checkpoint::process_start(pid).map(|(start_ticks, _)| start_ticks);
-    Ok(Launched { child, pid, start_ticks, sandbox })
+    Ok(Launched { child, pid, start_ticks, sandbox, cgroup })
 }
 
 /// Makes the spawned process the task's supervisor (see the module documentation).
@@ -273,6 +337,8 @@ struct TaskExec {
     argv: Vec<*const nix::libc::c_char>,
     envp: Vec<*const nix::libc::c_char>,
     stack: Vec<u8>,
+    /// `cgroup.procs` files the command's process writes itself into before it execs.
+    join_fds: Vec<nix::libc::c_int>,
     /// Set by the command's process when no candidate could be exec'd: the error of the
     /// last one that was not a plain "not found".
     error: std::sync::atomic::AtomicI32,
@@ -337,6 +403,7 @@ impl TaskExec {
             // Never read before written: only its spare capacity is used, without the cost of
             // zeroing it on every launch.
             stack: Vec::with_capacity(EXEC_STACK_BYTES),
+            join_fds: Vec::new(),
             error: std::sync::atomic::AtomicI32::new(0),
         })
     }
@@ -352,6 +419,15 @@ extern "C" fn exec_task(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
     // while this process shares its memory; execve and _exit are async-signal-safe.
     unsafe {
         let exec = &*(arg as *const TaskExec);
+        // Into the task's cgroup first ("0" is the writer itself), so that the command runs
+        // under its limits from its first instruction; a task that cannot be put there does
+        // not run.
+        for fd in &exec.join_fds {
+            if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                exec.error.store(*libc::__errno_location(), std::sync::atomic::Ordering::SeqCst);
+                libc::_exit(127);
+            }
+        }
         let mut error = libc::ENOENT;
         for candidate in &exec.candidates {
             libc::execve(candidate.as_ptr(), exec.argv.as_ptr(), exec.envp.as_ptr());
@@ -537,10 +613,21 @@ fn format_status(buffer: &mut [u8; 32], prefix: &[u8], number: i32) -> usize {
 /// Watches a recovered task's supervisor, which is not the agent's child and so cannot be
 /// waited for: waits until the process with this pid and start time is gone, then reports
 /// how the task ended, from the supervisor's record, or that nothing recorded it.
-pub(crate) async fn watch(run: RunId, pid: u32, start_ticks: u64, exit_status: PathBuf, events: mpsc::Sender<Event>) {
+pub(crate) async fn watch(
+    run: RunId,
+    pid: u32,
+    start_ticks: u64,
+    exit_status: PathBuf,
+    events: mpsc::Sender<Event>,
+    cgroup: Option<(Arc<TaskCgroup>, u64)>,
+) {
     wait_gone(pid, start_ticks).await;
+    let limitation = match cgroup {
+        Some((cgroup, mem_mib)) => finish(Some(cgroup), mem_mib).await,
+        None => None,
+    };
     let event = match checkpoint::read_exit_status(&exit_status) {
-        Some(exit) => ProcessEvent::Exited(exit),
+        Some(exit) => ProcessEvent::Exited { exit, limitation },
         None => ProcessEvent::Gone,
     };
     tracing::info!(?run, pid, ?event, "recovered task ended");

@@ -123,6 +123,10 @@ pub enum TaskStatusReason {
     TaskHealthCheckStatusUpdated,
     /// A RUNNING update whose news is the task's readiness.
     TaskCheckStatusUpdated,
+    /// The task's processes went over its memory limit and were OOM-killed.
+    ContainerLimitationMemory,
+    /// The task's sandbox grew over its disk resource.
+    ContainerLimitationDisk,
 }
 
 impl TaskStatusReason {
@@ -146,6 +150,8 @@ impl TaskStatusReason {
             TaskStatusReason::DuplicateTaskId => "REASON_DUPLICATE_TASK_ID",
             TaskStatusReason::TaskHealthCheckStatusUpdated => "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
             TaskStatusReason::TaskCheckStatusUpdated => "REASON_TASK_CHECK_STATUS_UPDATED",
+            TaskStatusReason::ContainerLimitationMemory => "REASON_CONTAINER_LIMITATION_MEMORY",
+            TaskStatusReason::ContainerLimitationDisk => "REASON_CONTAINER_LIMITATION_DISK",
         }
     }
 }

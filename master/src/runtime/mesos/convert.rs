@@ -685,6 +685,8 @@ pub fn status(status: pb::TaskStatus) -> m::TaskStatus {
         R::ReasonTaskKilledDuringLaunch => Some("REASON_TASK_KILLED_DURING_LAUNCH"),
         R::ReasonTaskHealthCheckStatusUpdated => Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"),
         R::ReasonTaskCheckStatusUpdated => Some("REASON_TASK_CHECK_STATUS_UPDATED"),
+        R::ReasonContainerLimitationMemory => Some("REASON_CONTAINER_LIMITATION_MEMORY"),
+        R::ReasonContainerLimitationDisk => Some("REASON_CONTAINER_LIMITATION_DISK"),
         R::ReasonUnspecified | R::ReasonCommandExited | R::ReasonTaskKilled => None,
     };
     let source = match Src::try_from(status.source).unwrap_or(Src::SourceUnspecified) {
