@@ -4,6 +4,7 @@
 //! `core` is pure and synchronous; `runtime` owns one `core::Master` in a single task and
 //! translates between it and the network.
 
+pub mod cli;
 pub mod core;
 pub mod runtime;
 pub mod scenarios;

@@ -1,7 +1,9 @@
 //! `agora agent`: runs one agent that offers this host's resources to a master and serves
 //! its sandboxes over HTTP. SIGTERM and SIGINT stop it leaving its tasks running (the next
 //! agent on the work dir takes them back); SIGUSR1 drains it: its tasks are killed, then it
-//! stops. A second signal during a drain stops it at once.
+//! stops. A second signal during a drain stops it at once. With a subcommand (`drain`,
+//! `deactivate`, `reactivate`), it asks the master to do that to an agent instead
+//! (`agora_master::cli`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -13,8 +15,58 @@ use agora_proto::model::Attribute;
 use anyhow::Context;
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("find_master").required(true).args(["master", "etcd"])))]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Client>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Operator commands about an agent, sent to the leading master's operator API.
+#[derive(Debug, clap::Subcommand)]
+pub enum Client {
+    /// Kill the agent's tasks (each with its grace period, at most --grace-period) and
+    /// offer it no more; `agora agent reactivate` once drained offers it again.
+    Drain {
+        /// The agent's id, as `/state` shows it.
+        agent_id: String,
+        /// The longest grace period a task gets (`30s`, `2m`); default: each task's own.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        grace_period: Option<Duration>,
+        /// Remove the agent for good once drained (its id may never register again).
+        #[arg(long)]
+        mark_gone: bool,
+        #[command(flatten)]
+        master: MasterArg,
+    },
+    /// Offer the agent no more (its outstanding offers are rescinded); its tasks run on.
+    Deactivate {
+        /// The agent's id, as `/state` shows it.
+        agent_id: String,
+        #[command(flatten)]
+        master: MasterArg,
+    },
+    /// Offer a deactivated or drained agent again.
+    Reactivate {
+        /// The agent's id, as `/state` shows it.
+        agent_id: String,
+        #[command(flatten)]
+        master: MasterArg,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MasterArg {
+    /// A master, HOST:PORT (a follower redirects to the leader).
+    #[arg(long, env = "AGORA_MASTER", default_value = "127.0.0.1:5050")]
+    pub master: String,
+}
+
+/// The agent's own flags.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("find_master").required(true).args(["master", "etcd"])))]
+pub struct ServeArgs {
     /// The master to register with, HOST:PORT; with several masters on etcd, all of them,
     /// comma-separated: the agent dials them in turn and follows the one that leads.
     #[arg(long)]
@@ -106,7 +158,7 @@ impl IsolationArgs {
     }
 }
 
-impl Args {
+impl ServeArgs {
     /// The agent's configuration from the flags; every error names its flag.
     pub fn config(&self) -> anyhow::Result<AgentConfig> {
         let masters = match (&self.master, &self.etcd) {
@@ -154,6 +206,34 @@ fn check_one_master(value: &str) -> anyhow::Result<String> {
 }
 
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Some(command) => client(command).await,
+        None => serve(args.serve).await,
+    }
+}
+
+async fn client(command: Client) -> anyhow::Result<ExitCode> {
+    use agora_master::cli::{AgentCommand, run};
+    let (agent_id, master, command) = match command {
+        Client::Drain { agent_id, grace_period, mark_gone, master } => {
+            (agent_id, master, AgentCommand::Drain { max_grace_period: grace_period, mark_gone })
+        }
+        Client::Deactivate { agent_id, master } => (agent_id, master, AgentCommand::Deactivate),
+        Client::Reactivate { agent_id, master } => (agent_id, master, AgentCommand::Reactivate),
+    };
+    match run(&master.master, &agent_id, command).await {
+        Ok(line) => {
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("agora agent: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Listening before anything else: a SIGUSR1 sent during start-up must not kill the agent.
     let mut signals = super::StopSignals::listen()?;
     let config = args.config()?;
