@@ -12,7 +12,7 @@ use agora_master::core::{
     AgentView, Call, Config, ConnId, Event, FrameworkView, Master, Operation, Output, Quota, Registry, ReportedTask,
     TaskView, ToAgent,
 };
-use agora_master::runtime::read_model::{MasterFacts, ReadModel};
+use agora_master::runtime::read_model::{MasterFacts, ReadModel, TaskQuery};
 use agora_proto::model::{
     AgentId, AgentInfo, Attribute, CommandInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Pool, RangeSet, Resources,
     Role, Scalars, StreamId, TaskId, TaskInfo, TaskState, TaskStatus, TaskStatusReason, TaskStatusSource, UpdateId,
@@ -777,6 +777,35 @@ impl Sim {
             self.ensure(read == n, || format!("{n} tasks {state:?} in the registry, {read} in the read model"));
         }
         self.ensure(copy.outstanding_offers == snapshot.outstanding_offers, || "outstanding offers differ".to_owned());
+        // The kept tallies and the `/tasks` index agree with counting the tasks.
+        let all = TaskQuery { limit: usize::MAX, ascending: true, ..TaskQuery::default() };
+        let listed = self.read.tasks(&all).len();
+        let total: usize = summary.task_states.values().sum();
+        self.ensure(listed == total, || format!("/tasks lists {listed} tasks of {total}"));
+        for ((view, _, tally), core) in summary.frameworks.iter().zip(&snapshot.frameworks) {
+            let mut states = [0usize; TaskState::ALL.len()];
+            for task in core.tasks.iter().chain(&core.completed_tasks) {
+                if let Some(i) = TaskState::ALL.iter().position(|s| *s == task.state) {
+                    states[i] += 1;
+                }
+            }
+            self.ensure(tally.states == states, || format!("framework {}: tasks by state differ", view.id));
+            let agents: BTreeSet<&AgentId> = core.tasks.iter().map(|t| &t.info.agent_id).collect();
+            self.ensure(tally.peers.keys().collect::<BTreeSet<_>>() == agents, || {
+                format!("framework {}: the agents of its tasks differ", view.id)
+            });
+        }
+        let live_on_agents: usize = summary.agents.iter().map(|(_, tally)| tally.states.iter().sum::<usize>()).sum();
+        let live: usize = snapshot.frameworks.iter().map(|f| f.tasks.len()).sum();
+        let unknown_agents = snapshot
+            .frameworks
+            .iter()
+            .flat_map(|f| &f.tasks)
+            .filter(|t| !snapshot.agents.iter().any(|a| a.id == t.info.agent_id))
+            .count();
+        self.ensure(live_on_agents + unknown_agents == live, || {
+            format!("{live} live tasks, {live_on_agents} counted on agents")
+        });
     }
 
     /// What the frameworks hold is exactly what the master has outstanding.

@@ -70,11 +70,18 @@ struct FrameworkEntry {
     used: UsedTally,
     tasks: BTreeMap<TaskId, Arc<TaskView>>,
     completed: VecDeque<Arc<TaskView>>,
+    tally: Tally<AgentId>,
 }
 
 impl FrameworkEntry {
     fn new(view: Arc<FrameworkView>) -> Self {
-        Self { view, used: UsedTally::default(), tasks: BTreeMap::new(), completed: VecDeque::new() }
+        Self {
+            view,
+            used: UsedTally::default(),
+            tasks: BTreeMap::new(),
+            completed: VecDeque::new(),
+            tally: Tally::default(),
+        }
     }
 
     fn copy(&self) -> FrameworkCopy {
@@ -110,16 +117,71 @@ impl StateCopy {
     }
 }
 
-/// Counts and sums that need no copy of any record (`/state-summary`, metrics).
+/// Tasks by state, in `TaskState::ALL` order.
+pub type StateCounts = [usize; TaskState::ALL.len()];
+
+fn state_index(state: TaskState) -> usize {
+    TaskState::ALL.iter().position(|s| *s == state).unwrap_or(TaskState::ALL.len() - 1)
+}
+
+/// What `/state-summary` shows of an agent or a framework besides its own record: its
+/// tasks by state, and the frameworks (of an agent) or agents (of a framework) of its
+/// live tasks.
+#[derive(Clone, Debug)]
+pub struct Tally<K> {
+    pub states: StateCounts,
+    pub peers: BTreeMap<K, usize>,
+}
+
+impl<K> Default for Tally<K> {
+    fn default() -> Self {
+        Self { states: [0; TaskState::ALL.len()], peers: BTreeMap::new() }
+    }
+}
+
+impl<K: Ord + Clone> Tally<K> {
+    fn count(&mut self, state: TaskState, peer: Option<&K>, up: bool) {
+        if let Some(n) = self.states.get_mut(state_index(state)) {
+            *n = if up { n.saturating_add(1) } else { n.saturating_sub(1) };
+        }
+        let Some(peer) = peer else { return };
+        if up {
+            *self.peers.entry(peer.clone()).or_default() += 1;
+        } else if let Some(n) = self.peers.get_mut(peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.peers.remove(peer);
+            }
+        }
+    }
+}
+
+/// Counts and sums kept as the tasks change, so that reading them costs the agents and
+/// frameworks, not the tasks (`/state-summary`, metrics).
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
-    pub agents: Vec<Arc<AgentView>>,
-    pub frameworks: Vec<(Arc<FrameworkView>, Resources, BTreeMap<TaskState, usize>)>,
+    pub facts: Option<Arc<MasterFacts>>,
+    /// Each agent with its live tasks by state and their frameworks.
+    pub agents: Vec<(Arc<AgentView>, Tally<FrameworkId>)>,
+    /// Each framework, what it uses, its tasks by state (live and ended ones kept) and the
+    /// agents of its live tasks.
+    pub frameworks: Vec<(Arc<FrameworkView>, Resources, Tally<AgentId>)>,
     pub completed_frameworks: Vec<Arc<FrameworkView>>,
     /// Tasks by state, live and ended ones kept.
     pub task_states: BTreeMap<TaskState, usize>,
     pub outstanding_offers: usize,
     pub counters: Counters,
+}
+
+/// Which tasks `/tasks` lists (Mesos' query).
+#[derive(Clone, Debug, Default)]
+pub struct TaskQuery {
+    pub framework_id: Option<FrameworkId>,
+    pub task_id: Option<TaskId>,
+    pub offset: usize,
+    pub limit: usize,
+    /// Oldest first; Mesos' default is newest first.
+    pub ascending: bool,
 }
 
 /// One event of the operator API's SUBSCRIBE stream, as the read model saw it.
@@ -145,6 +207,12 @@ pub struct ReadState {
     completed_frameworks: VecDeque<Arc<FrameworkCopy>>,
     /// Live tasks and ended ones kept, by state.
     task_states: BTreeMap<TaskState, usize>,
+    /// The agents' live tasks by state and framework.
+    agent_tallies: BTreeMap<AgentId, Tally<FrameworkId>>,
+    /// Every task shown (live, and ended ones kept), by when it was first seen (its first
+    /// status), for `/tasks`: a page costs its length, not a sort of every task.
+    by_start: BTreeMap<(u64, FrameworkId, TaskId), Arc<TaskView>>,
+    starts: BTreeMap<(FrameworkId, TaskId), u64>,
     outstanding_offers: usize,
     counters: Counters,
     subscribers: Vec<mpsc::Sender<Arc<OperatorEvent>>>,
@@ -263,23 +331,40 @@ impl ReadModel {
     pub fn summary(&self) -> Summary {
         let state = self.read();
         Summary {
-            agents: state.agents.values().cloned().collect(),
+            facts: Some(state.facts.clone()),
+            agents: state
+                .agents
+                .values()
+                .map(|a| (a.clone(), state.agent_tallies.get(&a.id).cloned().unwrap_or_default()))
+                .collect(),
             frameworks: state
                 .frameworks
                 .values()
-                .map(|f| {
-                    let mut states: BTreeMap<TaskState, usize> = BTreeMap::new();
-                    for task in f.tasks.values().chain(&f.completed) {
-                        *states.entry(task.state).or_default() += 1;
-                    }
-                    (f.view.clone(), f.used.resources(), states)
-                })
+                .map(|f| (f.view.clone(), f.used.resources(), f.tally.clone()))
                 .collect(),
             completed_frameworks: state.completed_frameworks.iter().map(|f| f.view.clone()).collect(),
             task_states: state.task_states.clone(),
             outstanding_offers: state.outstanding_offers,
             counters: state.counters.clone(),
         }
+    }
+
+    /// A page of tasks, by when they started, as `/tasks` lists them.
+    pub fn tasks(&self, query: &TaskQuery) -> Vec<Arc<TaskView>> {
+        let state = self.read();
+        let matches = |task: &&Arc<TaskView>| {
+            query.framework_id.as_ref().is_none_or(|id| task.framework_id == *id)
+                && query.task_id.as_ref().is_none_or(|id| task.info.task_id == *id)
+        };
+        let page = |tasks: &mut dyn Iterator<Item = &Arc<TaskView>>| -> Vec<Arc<TaskView>> {
+            tasks.filter(matches).skip(query.offset).take(query.limit).cloned().collect()
+        };
+        if let (Some(framework_id), Some(task_id)) = (&query.framework_id, &query.task_id) {
+            let key = (framework_id.clone(), task_id.clone());
+            let found = state.starts.get(&key).and_then(|at| state.by_start.get(&(*at, key.0, key.1)));
+            return page(&mut found.into_iter());
+        }
+        if query.ascending { page(&mut state.by_start.values()) } else { page(&mut state.by_start.values().rev()) }
     }
 
     /// Registers a SUBSCRIBE stream: the state now and every event after it.
@@ -309,6 +394,9 @@ impl ReadState {
             frameworks: BTreeMap::new(),
             completed_frameworks: VecDeque::new(),
             task_states: BTreeMap::new(),
+            agent_tallies: BTreeMap::new(),
+            by_start: BTreeMap::new(),
+            starts: BTreeMap::new(),
             outstanding_offers: 0,
             counters: Counters::default(),
             subscribers: Vec::new(),
@@ -327,9 +415,30 @@ impl ReadState {
         }
     }
 
-    fn count(&mut self, state: TaskState, up: bool) {
-        let n = self.task_states.entry(state).or_default();
+    /// Counts a task in (`up`) or out wherever it is counted: by state, in its
+    /// framework's and (while live) its agent's tally, and in the `/tasks` index.
+    fn tally(&mut self, task: &Arc<TaskView>, live: bool, up: bool) {
+        let n = self.task_states.entry(task.state).or_default();
         *n = if up { n.saturating_add(1) } else { n.saturating_sub(1) };
+        let agent_id = &task.info.agent_id;
+        if let Some(entry) = self.frameworks.get_mut(&task.framework_id) {
+            entry.tally.count(task.state, live.then_some(agent_id), up);
+        }
+        if live {
+            let agent = self.agent_tallies.entry(agent_id.clone()).or_default();
+            agent.count(task.state, Some(&task.framework_id), up);
+            if !up && agent.peers.is_empty() {
+                self.agent_tallies.remove(agent_id);
+            }
+        }
+        let key = (task.framework_id.clone(), task.info.task_id.clone());
+        if up {
+            let start =
+                *self.starts.entry(key.clone()).or_insert_with(|| task.statuses.first().map_or(0, |s| s.timestamp_ms));
+            self.by_start.insert((start, key.0, key.1), task.clone());
+        } else if let Some(start) = self.starts.remove(&key) {
+            self.by_start.remove(&(start, key.0, key.1));
+        }
     }
 
     fn apply(&mut self, changes: Changes, events: &mut Vec<OperatorEvent>) {
@@ -349,6 +458,9 @@ impl ReadState {
             self.frameworks.clear();
             self.completed_frameworks.clear();
             self.task_states.clear();
+            self.agent_tallies.clear();
+            self.by_start.clear();
+            self.starts.clear();
         }
         // A reset is the state to start from, not news: it makes no events.
         let mut news = |event: OperatorEvent| {
@@ -408,37 +520,37 @@ impl ReadState {
                 entry.completed.push_back(task.clone());
             }
             if let Some(before) = &before {
-                self.count(before.state, false);
+                self.tally(before, true, false);
             }
-            if let Some(dropped) = dropped {
-                self.count(dropped.state, false);
+            if let Some(dropped) = &dropped {
+                self.tally(dropped, false, false);
             }
             if keep > 0 {
-                self.count(task.state, true);
+                self.tally(&task, false, true);
             }
             updates(before.as_deref(), &task, &mut news);
         }
         for view in removed_frameworks {
-            let entry = self.frameworks.remove(&view.id);
-            // The core's view of a removed framework holds its ended tasks; ours are
-            // the same records, shared with earlier copies.
-            let completed_tasks: Vec<Arc<TaskView>> = match &entry {
+            // The core ends a framework's live tasks before removing it; its ended ones
+            // stay counted (and listed) while the removed framework is kept.
+            let completed_tasks: Vec<Arc<TaskView>> = match self.frameworks.get(&view.id) {
                 Some(entry) => {
-                    // Its live tasks ended before (the core ends them first); its ended
-                    // ones stay counted while the removed framework is kept.
-                    for task in entry.tasks.values() {
-                        self.count(task.state, false);
+                    let live: Vec<Arc<TaskView>> = entry.tasks.values().cloned().collect();
+                    let completed = entry.completed.iter().cloned().collect();
+                    for task in &live {
+                        self.tally(task, true, false);
                     }
-                    entry.completed.iter().cloned().collect()
+                    completed
                 }
                 None => {
                     let tasks: Vec<Arc<TaskView>> = view.completed_tasks.iter().cloned().map(Arc::new).collect();
                     for task in &tasks {
-                        self.count(task.state, true);
+                        self.tally(task, false, true);
                     }
                     tasks
                 }
             };
+            let known = self.frameworks.remove(&view.id).is_some();
             let mut header = view;
             header.tasks = Vec::new();
             header.completed_tasks = Vec::new();
@@ -448,7 +560,7 @@ impl ReadState {
                 && let Some(oldest) = self.completed_frameworks.pop_front()
             {
                 for task in &oldest.completed_tasks {
-                    self.count(task.state, false);
+                    self.tally(task, false, false);
                 }
             }
             if self.facts.max_completed_frameworks > 0 {
@@ -456,10 +568,10 @@ impl ReadState {
                 self.completed_frameworks.push_back(Arc::new(copy));
             } else {
                 for task in &completed_tasks {
-                    self.count(task.state, false);
+                    self.tally(task, false, false);
                 }
             }
-            if entry.is_some() {
+            if known {
                 news(OperatorEvent::FrameworkRemoved(header));
             }
         }
@@ -478,12 +590,11 @@ impl ReadState {
             entry.used.add(&task.info.resources);
         }
         if let Some(before) = &before {
-            self.count(before.state, false);
+            self.tally(before, true, false);
         }
-        self.count(task.state, true);
+        self.tally(&task, true, true);
         updates(before.as_deref(), &task, news);
     }
-
     /// Offers the events to every subscriber; drops those that are gone or full.
     fn publish(&mut self, events: Vec<OperatorEvent>) {
         if events.is_empty() || self.subscribers.is_empty() {
