@@ -23,10 +23,13 @@ pub fn router(handle: Handle, read_model: ReadModel) -> axum::Router {
         .route("/state", get(state))
         .route("/state.json", get(state))
         .route("/master/state", get(state))
+        .merge(super::legacy::router())
         .with_state(read_model);
     axum::Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
+        .route("/master/version", get(version))
+        .route("/master/health", get(health))
         .route("/metrics", get(prometheus))
         .merge(super::operator::router())
         .with_state(handle)
@@ -65,8 +68,10 @@ async fn health() -> &'static str {
 
 /// pymesos reads `version` as dot-separated integers (it decides from it which Mesos
 /// features to use), so the crate version must stay plain `MAJOR.MINOR.PATCH`.
+/// `version` is what Mesos tools parse (numbers and dots); `agora_version` says the
+/// same for readers that want to know it is Agora's.
 async fn version() -> Json<Value> {
-    Json(json!({ "version": VERSION }))
+    Json(json!({ "version": VERSION, "agora_version": VERSION }))
 }
 
 /// Renders a large answer on a blocking thread, so the runtime's workers (and the owner
@@ -99,7 +104,7 @@ async fn prometheus(State(handle): State<Handle>) -> Result<Response, ApiError> 
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
-fn seconds(ms: u64) -> f64 {
+pub(super) fn seconds(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
@@ -118,7 +123,7 @@ pub fn resources_json(resources: &Resources) -> Value {
     Value::Object(map)
 }
 
-fn reserved_json(resources: &Resources) -> Value {
+pub(super) fn reserved_json(resources: &Resources) -> Value {
     let mut map = Map::new();
     for (role, pool) in resources.pools().filter(|(role, _)| !role.is_unreserved()) {
         let mut one = Resources::new();
@@ -128,7 +133,7 @@ fn reserved_json(resources: &Resources) -> Value {
     Value::Object(map)
 }
 
-fn unreserved(resources: &Resources) -> Resources {
+pub(super) fn unreserved(resources: &Resources) -> Resources {
     let mut out = Resources::new();
     if let Some(pool) = resources.pool(&Role::unreserved()) {
         out.add_pool(Role::unreserved(), pool.clone());
@@ -136,7 +141,7 @@ fn unreserved(resources: &Resources) -> Resources {
     out
 }
 
-fn attributes_json(attributes: &[Attribute]) -> Value {
+pub(super) fn attributes_json(attributes: &[Attribute]) -> Value {
     Value::Object(attributes.iter().map(|a| (a.name.clone(), json!(a.value))).collect())
 }
 
@@ -175,7 +180,7 @@ impl From<&StateCopy> for StateDto {
 }
 
 #[derive(Serialize)]
-struct AgentDto {
+pub(super) struct AgentDto {
     id: String,
     hostname: String,
     port: u16,
@@ -220,7 +225,7 @@ impl From<&AgentView> for AgentDto {
 }
 
 #[derive(Serialize)]
-struct FrameworkDto {
+pub(super) struct FrameworkDto {
     id: String,
     name: String,
     user: String,
@@ -269,7 +274,7 @@ impl From<&FrameworkCopy> for FrameworkDto {
 }
 
 #[derive(Serialize)]
-struct TaskDto {
+pub(super) struct TaskDto {
     id: String,
     name: String,
     framework_id: String,

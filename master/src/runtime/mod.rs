@@ -6,6 +6,7 @@ mod agent_link;
 mod clock;
 pub mod election;
 mod http;
+mod legacy;
 pub mod mesos;
 mod metrics;
 mod operator;

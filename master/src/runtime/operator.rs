@@ -33,6 +33,7 @@ const MAX_MIB: f64 = (1u64 << 40) as f64;
 pub fn router() -> axum::Router<Handle> {
     axum::Router::new()
         .route("/roles", get(roles))
+        .route("/master/roles", get(roles))
         .route("/weights", get(weights).put(put_weights))
         .route("/quota", get(quota).post(post_quota))
         .route("/quota/{*role}", delete(delete_quota))

@@ -1,0 +1,227 @@
+//! Mesos' older read endpoints, in their shapes, each also under `/master/…`:
+//! `/state-summary`, `/frameworks`, `/slaves`, `/tasks` (paged: `limit`, `offset`,
+//! `order`, `framework_id`, `task_id`) and `/redirect`. All read the read model
+//! (`read_model.rs`), never the owner; `/state-summary` and `/tasks` read only its kept
+//! tallies and index, so their cost does not grow with the number of tasks. A query
+//! parameter that does not parse is a 400 naming it. See `docs/http-api.md`.
+
+use std::collections::BTreeMap;
+
+use agora_proto::model::{FrameworkId, TaskId, TaskState};
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+
+use super::http::{
+    AgentDto, ApiError, FrameworkDto, TaskDto, VERSION, json_response, render_blocking, resources_json, seconds,
+};
+use super::read_model::{ReadModel, StateCounts, TaskQuery};
+
+/// `/tasks` lists this many tasks unless asked for another number, as Mesos.
+pub const DEFAULT_TASKS_LIMIT: usize = 100;
+/// Most tasks one `/tasks` page holds (Mesos has no bound; pages are cheap, answers of
+/// 500,000 tasks are not).
+pub const MAX_TASKS_LIMIT: usize = 1_000;
+
+pub fn router() -> axum::Router<ReadModel> {
+    let mut router = axum::Router::new();
+    for prefix in ["", "/master"] {
+        router = router
+            .route(&format!("{prefix}/state-summary"), get(state_summary))
+            .route(&format!("{prefix}/frameworks"), get(frameworks))
+            .route(&format!("{prefix}/slaves"), get(slaves))
+            .route(&format!("{prefix}/tasks"), get(tasks))
+            .route(&format!("{prefix}/tasks.json"), get(tasks))
+            .route(&format!("{prefix}/redirect"), get(redirect));
+    }
+    router
+}
+
+type Params = Query<BTreeMap<String, String>>;
+
+fn bad_param(name: &str, reason: impl Into<String>) -> ApiError {
+    let reason = reason.into();
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!("query parameter {name}: {reason}"),
+        json!([{"field": name, "reason": reason}]),
+    )
+}
+
+fn render(value: impl serde::Serialize) -> Result<Response, ApiError> {
+    serde_json::to_vec(&value)
+        .map(json_response)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), json!([])))
+}
+
+/// Mesos' `TASK_STAGING: n, …` keys of an agent or a framework.
+fn state_counts(states: &StateCounts, into: &mut Map<String, Value>) {
+    for (state, n) in TaskState::ALL.iter().zip(states) {
+        into.insert(state.as_str().to_owned(), json!(n));
+    }
+}
+
+async fn state_summary(State(read): State<ReadModel>) -> Result<Response, ApiError> {
+    read.caught_up().await;
+    let summary = read.summary();
+    let body = render_blocking(move || {
+        let facts = summary.facts.clone();
+        let hostname = facts.as_ref().map(|f| f.advertise.rsplit_once(':').map_or(f.advertise.as_str(), |(h, _)| h));
+        let slaves: Vec<Value> = summary
+            .agents
+            .iter()
+            .map(|(agent, tally)| {
+                let mut value = serde_json::to_value(AgentDto::from(&**agent)).unwrap_or_default();
+                if let Some(object) = value.as_object_mut() {
+                    state_counts(&tally.states, object);
+                    let ids: Vec<String> = tally.peers.keys().map(ToString::to_string).collect();
+                    object.insert("framework_ids".to_owned(), json!(ids));
+                }
+                value
+            })
+            .collect();
+        let frameworks: Vec<Value> = summary
+            .frameworks
+            .iter()
+            .map(|(view, used, tally)| {
+                let info = &view.info;
+                let mut object = Map::new();
+                object.insert("id".to_owned(), json!(view.id.to_string()));
+                object.insert("name".to_owned(), json!(info.name));
+                object.insert("hostname".to_owned(), json!(info.hostname));
+                object.insert("user".to_owned(), json!(info.user));
+                object
+                    .insert("roles".to_owned(), json!(info.roles.iter().map(ToString::to_string).collect::<Vec<_>>()));
+                object.insert("active".to_owned(), json!(view.active));
+                object.insert("connected".to_owned(), json!(view.active));
+                object.insert("recovered".to_owned(), json!(false));
+                object.insert("capabilities".to_owned(), json!(["MULTI_ROLE"]));
+                object.insert("webui_url".to_owned(), json!(""));
+                object.insert("used_resources".to_owned(), resources_json(used));
+                object.insert("offered_resources".to_owned(), resources_json(&view.offered));
+                state_counts(&tally.states, &mut object);
+                let ids: Vec<String> = tally.peers.keys().map(ToString::to_string).collect();
+                object.insert("slave_ids".to_owned(), json!(ids));
+                Value::Object(object)
+            })
+            .collect();
+        serde_json::to_vec(&json!({
+            "hostname": hostname,
+            "version": VERSION,
+            "start_time": facts.as_ref().map(|f| seconds(f.start_time_ms)),
+            "slaves": slaves,
+            "frameworks": frameworks,
+        }))
+    })
+    .await?;
+    body.map(json_response).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), json!([])))
+}
+
+async fn frameworks(State(read): State<ReadModel>, Query(params): Params) -> Result<Response, ApiError> {
+    let wanted = params.get("framework_id").cloned();
+    read.caught_up().await;
+    let copy = read.state();
+    let keep = move |id: &FrameworkId| wanted.as_deref().is_none_or(|w| id.as_str() == w);
+    let body = render_blocking(move || {
+        let live: Vec<FrameworkDto> =
+            copy.frameworks.iter().filter(|f| keep(&f.view.id)).map(FrameworkDto::from).collect();
+        let completed: Vec<FrameworkDto> =
+            copy.completed_frameworks.iter().filter(|f| keep(&f.view.id)).map(|f| FrameworkDto::from(&**f)).collect();
+        serde_json::to_vec(&json!({
+            "frameworks": live,
+            "completed_frameworks": completed,
+            "unregistered_frameworks": [],
+        }))
+    })
+    .await?;
+    body.map(json_response).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), json!([])))
+}
+
+async fn slaves(State(read): State<ReadModel>, Query(params): Params) -> Result<Response, ApiError> {
+    let wanted = params.get("slave_id").cloned();
+    read.caught_up().await;
+    let summary = read.summary();
+    let agents: Vec<AgentDto> = summary
+        .agents
+        .iter()
+        .filter(|(agent, _)| wanted.as_deref().is_none_or(|w| agent.id.as_str() == w))
+        .map(|(agent, _)| AgentDto::from(&**agent))
+        .collect();
+    render(json!({"slaves": agents, "recovered_slaves": []}))
+}
+
+/// Mesos' `/tasks` query, every parameter checked.
+fn task_query(params: &BTreeMap<String, String>) -> Result<TaskQuery, ApiError> {
+    let number = |name: &str, default: usize| -> Result<usize, ApiError> {
+        match params.get(name) {
+            None => Ok(default),
+            Some(text) => text.parse().map_err(|_| bad_param(name, format!("{text:?} is not a whole number"))),
+        }
+    };
+    let limit = number("limit", DEFAULT_TASKS_LIMIT)?;
+    if limit > MAX_TASKS_LIMIT {
+        return Err(bad_param("limit", format!("{limit} is more than the {MAX_TASKS_LIMIT} tasks a page holds")));
+    }
+    let ascending = match params.get("order").map(String::as_str) {
+        None | Some("des" | "desc") => false,
+        Some("asc") => true,
+        Some(other) => return Err(bad_param("order", format!("{other:?} is neither asc nor desc"))),
+    };
+    let id = |name: &str| match params.get(name) {
+        Some(text) if text.is_empty() => Err(bad_param(name, "empty")),
+        other => Ok(other.cloned()),
+    };
+    Ok(TaskQuery {
+        framework_id: id("framework_id")?.map(FrameworkId::new),
+        task_id: id("task_id")?.map(TaskId::from),
+        offset: number("offset", 0)?,
+        limit,
+        ascending,
+    })
+}
+
+async fn tasks(State(read): State<ReadModel>, Query(params): Params) -> Result<Response, ApiError> {
+    let query = task_query(&params)?;
+    read.caught_up().await;
+    let page: Vec<TaskDto> = read.tasks(&query).iter().map(|t| TaskDto::from(&**t)).collect();
+    render(json!({"tasks": page}))
+}
+
+/// Mesos' `/redirect`: 307 to the leading master. A follower's answer already sends the
+/// client to the leader (see `election.rs`); the leader names itself.
+async fn redirect(State(read): State<ReadModel>) -> Response {
+    let location = format!("//{}", read.facts().advertise);
+    (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location)]).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn a_task_query_takes_mesos_defaults_and_names_each_bad_parameter() {
+        let query = task_query(&params(&[])).expect("defaults");
+        assert_eq!((query.limit, query.offset, query.ascending), (DEFAULT_TASKS_LIMIT, 0, false));
+        let query = task_query(&params(&[("limit", "5"), ("offset", "10"), ("order", "asc"), ("framework_id", "f")]))
+            .expect("valid");
+        assert_eq!((query.limit, query.offset, query.ascending), (5, 10, true));
+        assert_eq!(query.framework_id, Some(FrameworkId::new("f")));
+        for (bad, name) in [
+            (("limit", "ten"), "limit"),
+            (("limit", "1001"), "limit"),
+            (("offset", "-1"), "offset"),
+            (("order", "up"), "order"),
+            (("task_id", ""), "task_id"),
+        ] {
+            let refused = task_query(&params(&[bad])).expect_err("refused");
+            let text = format!("{refused:?}");
+            assert!(text.contains(&format!("query parameter {name}")), "{text}");
+        }
+    }
+}
