@@ -1,6 +1,6 @@
 //! Mesos' older read endpoints on a real cluster: `/state-summary`, `/frameworks`,
 //! `/slaves`, `/tasks` (paged and filtered, bad parameters refused naming them),
-//! `/redirect` and `/version`, each also under `/master/`.
+//! `/metrics/snapshot`, `/flags`, `/redirect` and `/version`, each also under `/master/`.
 
 mod common;
 
@@ -83,6 +83,18 @@ async fn the_legacy_read_endpoints_show_a_running_framework_in_mesos_shapes() {
         .expect("an answer");
     assert_eq!(redirect.status().as_u16(), 307);
     assert_eq!(redirect.headers()["location"], format!("//{}", cluster.master).as_str());
+    let (_, metrics) = get(&cluster, "/metrics/snapshot").await;
+    assert_eq!(metrics["master/elected"], 1.0, "{metrics}");
+    assert_eq!(metrics["master/tasks_running"], 3.0, "{metrics}");
+    assert_eq!(metrics["master/slaves_active"], 1.0, "{metrics}");
+    assert_eq!(metrics["master/frameworks_active"], 1.0, "{metrics}");
+    let cpus_used = metrics["master/cpus_used"].as_f64().unwrap_or(0.0);
+    let cpus_total = metrics["master/cpus_total"].as_f64().unwrap_or(0.0);
+    assert!(cpus_used >= 0.3 - 1e-9 && cpus_total >= cpus_used, "{metrics}");
+    let percent = metrics["master/cpus_percent"].as_f64().unwrap_or(-1.0);
+    assert!((percent - cpus_used / cpus_total).abs() < 1e-9, "{metrics}");
+    let (_, flags) = get(&cluster, "/master/flags").await;
+    assert_eq!(flags["flags"]["agent_timeout"], "75s", "{flags}");
     let (_, version) = get(&cluster, "/master/version").await;
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(version["agora_version"], version["version"]);

@@ -165,6 +165,7 @@ impl Sim {
             heartbeat_interval_ms: 15_000,
             max_completed_tasks_per_framework: config().max_completed_tasks_per_framework,
             max_completed_frameworks: config().max_completed_frameworks,
+            flags: Vec::new(),
         });
         let quota = Quota { guarantee: Scalars::new(8_000, 16_384, 0), limit: Some(ANALYTICS_LIMIT) };
         master.set_quota(reserved.clone(), quota).expect("valid quota");

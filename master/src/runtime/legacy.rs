@@ -1,13 +1,14 @@
 //! Mesos' older read endpoints, in their shapes, each also under `/master/…`:
 //! `/state-summary`, `/frameworks`, `/slaves`, `/tasks` (paged: `limit`, `offset`,
-//! `order`, `framework_id`, `task_id`) and `/redirect`. All read the read model
+//! `order`, `framework_id`, `task_id`), `/flags`, `/metrics/snapshot` (Mesos' metric
+//! names) and `/redirect`. All read the read model
 //! (`read_model.rs`), never the owner; `/state-summary` and `/tasks` read only its kept
 //! tallies and index, so their cost does not grow with the number of tasks. A query
 //! parameter that does not parse is a 400 naming it. See `docs/http-api.md`.
 
 use std::collections::BTreeMap;
 
-use agora_proto::model::{FrameworkId, TaskId, TaskState};
+use agora_proto::model::{FrameworkId, Scalars, TaskId, TaskState};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +18,8 @@ use serde_json::{Map, Value, json};
 use super::http::{
     AgentDto, ApiError, FrameworkDto, TaskDto, VERSION, json_response, render_blocking, resources_json, seconds,
 };
-use super::read_model::{ReadModel, StateCounts, TaskQuery};
+use super::read_model::{ReadModel, StateCounts, Summary, TaskQuery};
+use crate::core::AgentView;
 
 /// `/tasks` lists this many tasks unless asked for another number, as Mesos.
 pub const DEFAULT_TASKS_LIMIT: usize = 100;
@@ -34,7 +36,9 @@ pub fn router() -> axum::Router<ReadModel> {
             .route(&format!("{prefix}/slaves"), get(slaves))
             .route(&format!("{prefix}/tasks"), get(tasks))
             .route(&format!("{prefix}/tasks.json"), get(tasks))
-            .route(&format!("{prefix}/redirect"), get(redirect));
+            .route(&format!("{prefix}/redirect"), get(redirect))
+            .route(&format!("{prefix}/flags"), get(flags))
+            .route(&format!("{prefix}/metrics/snapshot"), get(metrics_snapshot));
     }
     router
 }
@@ -187,6 +191,75 @@ async fn tasks(State(read): State<ReadModel>, Query(params): Params) -> Result<R
     read.caught_up().await;
     let page: Vec<TaskDto> = read.tasks(&query).iter().map(|t| TaskDto::from(&**t)).collect();
     render(json!({"tasks": page}))
+}
+
+/// Mesos' `/flags`: the master's settings by flag name, values as text.
+async fn flags(State(read): State<ReadModel>) -> Result<Response, ApiError> {
+    let facts = read.facts();
+    let flags: Map<String, Value> = facts.flags.iter().map(|(name, value)| (name.clone(), json!(value))).collect();
+    render(json!({ "flags": flags }))
+}
+
+/// Mesos' `/metrics/snapshot`: `{"master/…": number}` from the read model (nothing is
+/// asked of the owner).
+async fn metrics_snapshot(State(read): State<ReadModel>) -> Result<Response, ApiError> {
+    read.caught_up().await;
+    let summary = read.summary();
+    let (subscribers, _) = read.subscribers();
+    let metrics: Map<String, Value> =
+        mesos_metrics(&summary, subscribers, super::clock::wall_ms()).into_iter().map(|(k, v)| (k, json!(v))).collect();
+    render(Value::Object(metrics))
+}
+
+/// The figures the read model has under Mesos' metric names. Resources count reachable
+/// agents; `_used` is what tasks hold plus what is offered (Mesos' "allocated").
+pub fn mesos_metrics(summary: &Summary, subscribers: usize, now_ms: u64) -> Vec<(String, f64)> {
+    let n = |v: usize| v as f64;
+    let agents = &summary.agents;
+    let count = |keep: &dyn Fn(&AgentView) -> bool| n(agents.iter().filter(|(a, _)| keep(a)).count());
+    let frameworks = &summary.frameworks;
+    let active_frameworks = frameworks.iter().filter(|(f, _, _)| f.active).count();
+    let (mut total, mut used) = (Scalars::ZERO, Scalars::ZERO);
+    for (agent, _) in agents.iter().filter(|(a, _)| a.reachable) {
+        total = total.saturating_add(&agent.info.resources.scalars());
+        used = used.saturating_add(&agent.used.scalars()).saturating_add(&agent.offered.scalars());
+    }
+    let percent = |used: u64, total: u64| if total == 0 { 0.0 } else { used as f64 / total as f64 };
+    let start_ms = summary.facts.as_ref().map_or(now_ms, |f| f.start_time_ms);
+    let mut out = vec![
+        ("master/elected".to_owned(), 1.0),
+        ("master/uptime_secs".to_owned(), now_ms.saturating_sub(start_ms) as f64 / 1000.0),
+        ("master/slaves_active".to_owned(), count(&|a| a.active)),
+        ("master/slaves_inactive".to_owned(), count(&|a| !a.active)),
+        ("master/slaves_connected".to_owned(), count(&|a| a.reachable)),
+        ("master/slaves_disconnected".to_owned(), count(&|a| !a.reachable)),
+        ("master/slaves_unreachable".to_owned(), count(&|a| !a.reachable)),
+        ("master/slave_removals".to_owned(), summary.counters.agents_removed as f64),
+        ("master/frameworks_active".to_owned(), n(active_frameworks)),
+        ("master/frameworks_inactive".to_owned(), n(frameworks.len() - active_frameworks)),
+        ("master/frameworks_connected".to_owned(), n(active_frameworks)),
+        ("master/frameworks_disconnected".to_owned(), n(frameworks.len() - active_frameworks)),
+        ("master/outstanding_offers".to_owned(), n(summary.outstanding_offers)),
+        ("master/operator_event_stream_subscribers".to_owned(), n(subscribers)),
+        ("master/cpus_total".to_owned(), total.cpus_milli as f64 / 1000.0),
+        ("master/cpus_used".to_owned(), used.cpus_milli as f64 / 1000.0),
+        ("master/cpus_percent".to_owned(), percent(used.cpus_milli, total.cpus_milli)),
+        ("master/mem_total".to_owned(), total.mem_mib as f64),
+        ("master/mem_used".to_owned(), used.mem_mib as f64),
+        ("master/mem_percent".to_owned(), percent(used.mem_mib, total.mem_mib)),
+        ("master/disk_total".to_owned(), total.disk_mib as f64),
+        ("master/disk_used".to_owned(), used.disk_mib as f64),
+        ("master/disk_percent".to_owned(), percent(used.disk_mib, total.disk_mib)),
+        ("master/tasks_launched".to_owned(), summary.counters.tasks_launched as f64),
+        ("allocator/mesos/allocation_runs".to_owned(), summary.counters.allocation_runs as f64),
+        ("allocator/mesos/offers_sent".to_owned(), summary.counters.offers_sent as f64),
+    ];
+    for state in TaskState::ALL {
+        let name = state.as_str().trim_start_matches("TASK_").to_ascii_lowercase();
+        out.push((format!("master/tasks_{name}"), n(summary.task_states.get(&state).copied().unwrap_or(0))));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// Mesos' `/redirect`: 307 to the leading master. A follower's answer already sends the

@@ -86,6 +86,7 @@ pub async fn serve(
         heartbeat_interval_ms: options.core.framework_heartbeat_interval_ms,
         max_completed_tasks_per_framework: options.core.max_completed_tasks_per_framework,
         max_completed_frameworks: options.core.max_completed_frameworks,
+        flags: mesos::operator_admin::flags(&options),
     });
     let (role_tx, role_rx) = tokio::sync::watch::channel(election::Role::Leader);
     let leading = match &etcd {

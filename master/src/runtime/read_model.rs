@@ -52,6 +52,8 @@ pub struct MasterFacts {
     pub heartbeat_interval_ms: u64,
     pub max_completed_tasks_per_framework: usize,
     pub max_completed_frameworks: usize,
+    /// The master's settings by flag name (`/flags`, GET_FLAGS).
+    pub flags: Vec<(String, String)>,
 }
 
 /// A framework as the read model holds it: its view without tasks, and its tasks.
@@ -741,6 +743,7 @@ mod tests {
             heartbeat_interval_ms: 15_000,
             max_completed_tasks_per_framework: 10,
             max_completed_frameworks: 10,
+            flags: Vec::new(),
         }
     }
 
