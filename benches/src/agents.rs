@@ -12,12 +12,13 @@
 //! with `healthy: true` (or `ready: true`), as a real agent's first passing check gives;
 //! later updates repeat both, as Mesos' do. [`Fleet::chaos`] fails one agent on demand:
 //! [`Chaos::Disconnect`] keeps its tasks, [`Chaos::Restart`] ends them TASK_FAILED.
-//! [`AgentCounters`] tell what the agents did.
+//! [`AgentCounters`] tell what the agents did; a [`LaunchLog`] given in the spec records
+//! every launch an agent received, with when, for a driver that checks its own launches.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agora_proto::pb;
@@ -78,6 +79,48 @@ pub struct FleetSpec {
     /// [`Fleet::start`] must have at least `count.div_ceil(agents_per_connection)` agent
     /// slots. Above 150, streams wait for the master's limit of 200 per connection.
     pub agents_per_connection: usize,
+    /// Where every launch received is written down (`None`: nowhere).
+    pub launches: Option<Arc<LaunchLog>>,
+}
+
+/// Every launch the agents received: the task id and the wall-clock millisecond it
+/// arrived, in arrival order, up to a bound (launches beyond are counted, not kept).
+#[derive(Debug)]
+pub struct LaunchLog {
+    limit: usize,
+    entries: Mutex<Vec<(String, u64)>>,
+    dropped: AtomicU64,
+}
+
+impl LaunchLog {
+    pub fn new(limit: usize) -> Self {
+        Self { limit, entries: Mutex::new(Vec::new()), dropped: AtomicU64::new(0) }
+    }
+
+    fn record(&self, task_id: &str, at_ms: u64) {
+        // A poisoned lock only means another agent panicked mid-push; the entries stand.
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() < self.limit {
+            entries.push((task_id.to_owned(), at_ms));
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// What was recorded so far, and how many launches did not fit.
+    pub fn snapshot(&self) -> (Vec<(String, u64)>, u64) {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        (entries, self.dropped.load(Ordering::Relaxed))
+    }
+
+    /// Launches recorded so far.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Emulated agents running on the current tokio runtime until the `stop` watch given to
@@ -109,6 +152,7 @@ impl Fleet {
                 durations: spec.durations,
                 check_ms: spec.check_ms,
                 slot,
+                launches: spec.launches.clone(),
             };
             let agent = Agent::new(agent_spec, counters.clone());
             tasks.push(tokio::spawn(agent.run(masters.clone(), chaos_rx, stop.clone())));
@@ -195,6 +239,7 @@ struct AgentSpec {
     pub check_ms: u64,
     /// Agents with the same slot share a connection to each master.
     pub slot: usize,
+    pub launches: Option<Arc<LaunchLog>>,
 }
 
 #[derive(Debug)]
@@ -469,6 +514,9 @@ impl Agent {
                 let Some(info) = run.task else { return true };
                 self.counters.tasks_received.fetch_add(1, Ordering::Relaxed);
                 let task_id = info.task_id.clone();
+                if let Some(log) = &self.spec.launches {
+                    log.record(&task_id, wall_ms());
+                }
                 if self.tasks.contains_key(&task_id) {
                     // A second launch of a live id: the master never does this; ignore it.
                     return true;
@@ -743,8 +791,15 @@ mod tests {
     use super::*;
 
     fn agent(check_ms: u64) -> Agent {
-        let spec =
-            AgentSpec { index: 0, resources: pb::Resources::default(), seed: 7, durations: None, check_ms, slot: 0 };
+        let spec = AgentSpec {
+            index: 0,
+            resources: pb::Resources::default(),
+            seed: 7,
+            durations: None,
+            check_ms,
+            slot: 0,
+            launches: None,
+        };
         let mut agent = Agent::new(spec, Arc::new(AgentCounters::default()));
         agent.id = "agent-0".into();
         agent

@@ -4,13 +4,15 @@
 //! failures, and ends with one JSON line of measurements on stdout. The `agora` binary
 //! parses the flags ([`Args`]) and calls [`run`]; [`agents`] is usable on its own, to drive
 //! other frameworks against emulated agents. With `--services` it runs the real services
-//! framework against them instead of emulated frameworks (`services.rs`).
+//! framework against them instead of emulated frameworks (`services.rs`); with `--cron`,
+//! the real cron framework as a child process (`cron.rs`).
 
 // The summary is one `serde_json::json!` object of some fifty fields, deeper than the
 // macro's recursion allows by default.
 #![recursion_limit = "256"]
 
 pub mod agents;
+mod cron;
 mod frameworks;
 pub mod masters;
 mod services;
@@ -136,7 +138,7 @@ pub struct Args {
     /// `--restart-apps` of them at once while readers time `GET /v2/apps?embed=apps.tasks`
     /// and `GET /v2/apps/{id}`, then restart the big app while its healthy count is
     /// sampled. `--tasks`, `--frameworks` and the task durations do not apply.
-    #[arg(long, conflicts_with_all = ["masters", "failover", "hold", "chaos"])]
+    #[arg(long, conflicts_with_all = ["masters", "failover", "hold", "chaos", "cron"])]
     pub services: bool,
     /// With `--services`: apps deployed (`/bench/app-0000`, …).
     #[arg(long, default_value_t = 1000, requires = "services")]
@@ -170,6 +172,28 @@ pub struct Args {
     /// one took longer).
     #[arg(long, default_value_t = 100, requires = "services")]
     pub read_interval_ms: u64,
+    /// Run the real cron framework (`agora cron`, started as a child process of this
+    /// binary so that its memory is its own) against the emulated agents instead of
+    /// emulated frameworks: create `--jobs` jobs running `true` every minute through its
+    /// REST API, let `--minutes` scheduled minutes pass, then check from the agents'
+    /// launches and the jobs' history that every run due in them started, none twice, and
+    /// report lateness and `agora cron`'s memory. Tasks finish after
+    /// `--task-duration-ms-mean` (exponential); `--tasks` and `--frameworks` do not apply.
+    #[arg(long, conflicts_with_all = ["masters", "failover", "hold", "chaos"])]
+    pub cron: bool,
+    /// With `--cron`: jobs created (`bench-00000`, …), each `* * * * *`.
+    #[arg(long, default_value_t = 10_000, requires = "cron")]
+    pub jobs: usize,
+    /// With `--cron`: scheduled minutes measured, from the first whole minute after every
+    /// job exists.
+    #[arg(long, default_value_t = 3, requires = "cron")]
+    pub minutes: u64,
+    /// With `--cron`: before `agora cron` starts, fill its store with what this many days
+    /// of the jobs running every minute leave at the default retention (each job's last
+    /// runs and its counters), so that it starts by recovering a month of history (0: an
+    /// empty store).
+    #[arg(long, default_value_t = 0, requires = "cron")]
+    pub history_days: u64,
 }
 
 impl Args {
@@ -213,6 +237,9 @@ impl Args {
         }
         if self.services {
             services::check(self)?;
+        }
+        if self.cron {
+            cron::check(self)?;
         }
         if self.task_duration_ms_mean > 24 * 3600 * 1000 {
             anyhow::bail!("--task-duration-ms-mean must be at most a day");
@@ -300,6 +327,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.services {
         return services::run(&args, seed, resources).await;
     }
+    if args.cron {
+        return cron::run(&args, seed, resources).await;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // The masters: named, started as processes, or one in this process.
@@ -361,6 +391,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         durations,
         check_ms: args.check_ms,
         agents_per_connection: args.agents_per_connection,
+        launches: None,
     };
     let fleet = Fleet::start(fleet_spec, masters.clone(), stop_rx.clone()).await;
     let agent_counters = fleet.counters().clone();

@@ -124,6 +124,7 @@ pub(crate) async fn run(args: &Args, seed: u64, resources: pb::Resources) -> any
         durations: None,
         check_ms: args.check_ms,
         agents_per_connection: args.agents_per_connection,
+        launches: None,
     };
     let fleet = Fleet::start(fleet_spec, masters, stop_rx.clone()).await;
     let registered = fleet.wait_registered(args.agents as u64, Duration::from_secs(30)).await;
