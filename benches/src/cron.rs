@@ -301,6 +301,8 @@ async fn drive(
     let began = Instant::now();
     loop {
         process.check_alive()?;
+        // Recovery is where a large history would cost memory: seen even if it never ends.
+        report.hwm_mib = process.memory("VmHWM:");
         if let Ok((200, _)) = api.call(reqwest::Method::GET, "/v1/scheduler/jobs", None).await {
             break;
         }

@@ -396,6 +396,35 @@ impl RunRecord {
     pub fn lateness(&self) -> Option<jiff::SignedDuration> {
         self.started.map(|started| started.duration_since(self.key.scheduled))
     }
+
+    /// How long a run that succeeded ran, from the launch of its last attempt to its end,
+    /// in milliseconds; `None` for any other run.
+    pub fn succeeded_ms(&self) -> Option<f64> {
+        if self.state != RunState::Succeeded {
+            return None;
+        }
+        let ms = self.ended?.duration_since(self.attempt_started.or(self.started)?).as_millis_f64();
+        (ms >= 0.0).then_some(ms)
+    }
+}
+
+/// A finished run as the core keeps it in memory: what it decides with (the retention,
+/// a fresh key, run-time statistics). The whole [`RunRecord`] stays in the store and is
+/// read from there on demand, so that a month of history for many jobs costs tens of
+/// bytes a run in memory, not a record of hundreds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FinishedRun {
+    pub scheduled: Timestamp,
+    /// [`RunState::name`] of its final state.
+    pub state: &'static str,
+    /// [`RunRecord::succeeded_ms`].
+    pub succeeded_ms: Option<f64>,
+}
+
+impl FinishedRun {
+    pub fn of(run: &RunRecord) -> Self {
+        Self { scheduled: run.key.scheduled, state: run.state.name(), succeeded_ms: run.succeeded_ms() }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

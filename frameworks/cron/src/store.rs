@@ -2,8 +2,14 @@
 //! how far their triggers are settled) and every run kept (in flight and history).
 //!
 //! Two backends from the SDK's [`kv`](agora_sdk::kv) keep one contract: [`Store::load`]
-//! returns everything committed, and [`Store::apply`] commits one batch of [`StoreOp`]s
-//! atomically or fails (the owner then stops the process).
+//! returns everything committed (finished runs as the core keeps them, [`FinishedRun`]s),
+//! [`Store::runs_of`] one job's whole records, and [`Store::apply`] commits one batch of
+//! [`StoreOp`]s atomically or fails (the owner then stops the process).
+//!
+//! Memory: the history is read from the store when asked for, never held whole. The redb
+//! file is read record by record at start (a finished run becomes a few tens of bytes)
+//! and redb's page cache is bounded ([`FILE_CACHE_BYTES`]); a month of history for ten
+//! thousand jobs is half a million records, hundreds of MiB on disk.
 //! - a redb file, `cron.redb` in `--work-dir`;
 //! - etcd under `/agora/cron` with `--etcd`, every write fenced by the leader's term.
 //!
@@ -14,9 +20,10 @@
 use agora_proto::model::FrameworkId;
 use agora_sdk::kv::{EtcdTables, FileTables, KvError, Record, Write};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::core::{Recovered, StoreOp};
-use crate::model::RunKey;
+use crate::model::{FinishedRun, JobName, RunKey, RunRecord};
 
 const FRAMEWORK: &str = "framework";
 const JOBS: &str = "jobs";
@@ -25,6 +32,10 @@ const TABLES: &[&str] = &[FRAMEWORK, JOBS, RUNS];
 const FRAMEWORK_ID_KEY: &str = "id";
 /// The file in `--work-dir`.
 pub const FILE_NAME: &str = "cron.redb";
+/// redb's page cache (its default is 1 GiB, which a start reading every record would
+/// fill with the whole file): the store is read whole once, then one job's runs at a
+/// time, and a minute's commit of every job's run touches a few MiB.
+pub const FILE_CACHE_BYTES: usize = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,8 +43,6 @@ pub enum StoreError {
     Kv(#[from] KvError),
     #[error("cannot encode a record: {0}")]
     Encode(String),
-    #[error("the store holds a record that cannot be read ({table} {key}): {reason}")]
-    Corrupt { table: String, key: String, reason: String },
 }
 
 impl StoreError {
@@ -53,20 +62,31 @@ pub enum Store {
 impl Store {
     /// The redb file at `path`, created when new.
     pub fn open_file(path: &std::path::Path) -> Result<Store, StoreError> {
-        Ok(Store::File(FileTables::open(path, TABLES)?))
+        Ok(Store::File(FileTables::open_with_cache(path, TABLES, Some(FILE_CACHE_BYTES))?))
     }
 
-    /// Everything committed.
+    /// Everything committed; from a file one record at a time.
     pub async fn load(&mut self) -> Result<Recovered, StoreError> {
-        let records = match self {
-            Store::File(tables) => tables.load().await?,
-            Store::Etcd(tables) => tables.load().await?,
-        };
-        let mut recovered = Recovered::default();
-        for record in records {
-            read(&mut recovered, record)?;
+        match self {
+            Store::File(tables) => Ok(tables.visit(Recovered::default(), read).await?),
+            Store::Etcd(tables) => {
+                let mut recovered = Recovered::default();
+                for record in tables.load().await? {
+                    read(&mut recovered, record)?;
+                }
+                Ok(recovered)
+            }
         }
-        Ok(recovered)
+    }
+
+    /// Every run of `job` committed (finished and in flight), oldest scheduled first.
+    pub async fn runs_of(&self, job: &JobName) -> Result<Vec<RunRecord>, StoreError> {
+        let prefix = format!("{job}@");
+        let records = match self {
+            Store::File(tables) => tables.range(RUNS, &prefix).await?,
+            Store::Etcd(tables) => tables.range(RUNS, &prefix).await?,
+        };
+        records.iter().map(|record| Ok(decode(record)?)).collect()
     }
 
     /// Commits `batch`: all of it or, on an error, possibly none of it.
@@ -109,16 +129,32 @@ fn writes(batch: &[StoreOp]) -> Result<Vec<Write>, StoreError> {
     Ok(writes)
 }
 
-fn read(recovered: &mut Recovered, record: Record) -> Result<(), StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt { table: record.table.clone(), key: record.key.clone(), reason };
+fn decode<T: DeserializeOwned>(record: &Record) -> Result<T, KvError> {
+    serde_json::from_slice(&record.value).map_err(|e| KvError::Corrupt {
+        table: record.table.clone(),
+        key: record.key.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// Adds one record to what was recovered: a finished run only as the core keeps it.
+fn read(recovered: &mut Recovered, record: Record) -> Result<(), KvError> {
     match (record.table.as_str(), record.key.as_str()) {
-        (FRAMEWORK, FRAMEWORK_ID_KEY) => {
-            recovered.framework_id =
-                Some(serde_json::from_slice::<FrameworkId>(&record.value).map_err(|e| corrupt(e.to_string()))?);
+        (FRAMEWORK, FRAMEWORK_ID_KEY) => recovered.framework_id = Some(decode::<FrameworkId>(&record)?),
+        (JOBS, _) => recovered.jobs.push(decode(&record)?),
+        (RUNS, _) => {
+            let run: RunRecord = decode(&record)?;
+            if run.state.is_final() {
+                let finished = FinishedRun::of(&run);
+                recovered.finished.entry(run.key.job).or_default().push(finished);
+            } else {
+                recovered.runs.push(run);
+            }
         }
-        (JOBS, _) => recovered.jobs.push(serde_json::from_slice(&record.value).map_err(|e| corrupt(e.to_string()))?),
-        (RUNS, _) => recovered.runs.push(serde_json::from_slice(&record.value).map_err(|e| corrupt(e.to_string()))?),
-        _ => return Err(corrupt("an unknown record".into())),
+        _ => {
+            let (table, key) = (record.table, record.key);
+            return Err(KvError::Corrupt { table, key, reason: "an unknown record".into() });
+        }
     }
     Ok(())
 }
@@ -137,6 +173,46 @@ mod tests {
         let later_nano = run_key(&key("a", "2026-03-02T10:00:00.000000001Z"));
         assert!(early < later && later < later_nano, "{early} {later} {later_nano}");
         assert!(run_key(&key("a b", "2026-03-02T10:00:00Z")).starts_with("a b@"));
+    }
+
+    #[tokio::test]
+    async fn a_finished_run_is_recovered_as_the_core_keeps_it_and_read_whole_with_its_job_s_runs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open_file(&dir.path().join(FILE_NAME)).expect("open");
+        let now: jiff::Timestamp = "2026-03-02T10:00:00Z".parse().expect("time");
+        let run = |job: &str, state: crate::model::RunState| {
+            let key = RunKey { job: JobName::new(job), scheduled: now };
+            RunRecord {
+                task_id: key.task_id(1),
+                key,
+                trigger: crate::model::RunTrigger::Schedule,
+                attempt: 1,
+                failures: 0,
+                state,
+                killing: None,
+                recorded_at: now,
+                deadline: None,
+                agent: None,
+                started: Some(now),
+                attempt_started: Some(now),
+                ended: Some(now + jiff::SignedDuration::from_millis(1500)),
+                exit_code: Some(0),
+                message: "Command exited with status 0".into(),
+            }
+        };
+        let done = run("a", crate::model::RunState::Succeeded);
+        let mut going = run("a b", crate::model::RunState::Running);
+        going.ended = None;
+        let ops = [StoreOp::PutRun(Box::new(done.clone())), StoreOp::PutRun(Box::new(going.clone()))];
+        store.apply(&ops).await.expect("commit");
+
+        let recovered = store.load().await.expect("load");
+        assert_eq!(recovered.runs, [going.clone()]);
+        let kept = recovered.finished.get(&JobName::new("a")).expect("a's history");
+        assert_eq!(kept, &[FinishedRun { scheduled: now, state: "succeeded", succeeded_ms: Some(1500.0) }]);
+        assert_eq!(store.runs_of(&JobName::new("a")).await.expect("read"), [done]);
+        assert_eq!(store.runs_of(&JobName::new("a b")).await.expect("read"), [going]);
+        assert!(store.runs_of(&JobName::new("b")).await.expect("read").is_empty());
     }
 
     #[tokio::test]

@@ -95,8 +95,20 @@ impl FileTables {
     /// Opens the file, creating it and `tables` when new. redb locks the file: a second
     /// process opening it gets an error.
     pub fn open(path: &Path, tables: &[&str]) -> Result<FileTables, KvError> {
+        Self::open_with_cache(path, tables, None)
+    }
+
+    /// [`FileTables::open`] with redb's page cache bounded to `cache_bytes` (`None`:
+    /// redb's default, 1 GiB). A framework that reads most records on demand, not all at
+    /// start, keeps its memory down with a small cache: every page a full read or a large
+    /// commit touches would otherwise stay in memory, up to the default.
+    pub fn open_with_cache(path: &Path, tables: &[&str], cache_bytes: Option<usize>) -> Result<FileTables, KvError> {
         let open = |reason: String| KvError::Open { path: path.display().to_string(), reason };
-        let db = Database::create(path).map_err(|e| open(e.to_string()))?;
+        let mut builder = Database::builder();
+        if let Some(bytes) = cache_bytes {
+            builder.set_cache_size(bytes);
+        }
+        let db = builder.create(path).map_err(|e| open(e.to_string()))?;
         let txn = db.begin_write().map_err(storage)?;
         for table in tables {
             txn.open_table(definition(table)).map_err(storage)?;
@@ -104,6 +116,57 @@ impl FileTables {
         txn.commit().map_err(storage)?;
         let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
         Ok(FileTables { db: Arc::new(db), tables: tables.into() })
+    }
+
+    /// Every record, table by table in the order given at `open`, keys in order, handed
+    /// one at a time to `visit` with `state` (on a blocking thread): a reader that keeps
+    /// less than every record never holds them all at once. The state at the end, or the
+    /// first error (the store's, or `visit`'s).
+    pub async fn visit<S, F>(&self, state: S, mut visit: F) -> Result<S, KvError>
+    where
+        S: Send + 'static,
+        F: FnMut(&mut S, Record) -> Result<(), KvError> + Send + 'static,
+    {
+        let (db, tables) = (self.db.clone(), self.tables.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut state = state;
+            let txn = db.begin_read().map_err(storage)?;
+            for table in tables.iter() {
+                for entry in txn.open_table(definition(table)).map_err(storage)?.iter().map_err(storage)? {
+                    let (key, value) = entry.map_err(storage)?;
+                    let record =
+                        Record { table: table.clone(), key: key.value().to_owned(), value: value.value().to_vec() };
+                    visit(&mut state, record)?;
+                }
+            }
+            Ok(state)
+        })
+        .await
+        .map_err(storage)?
+    }
+
+    /// The records of `table` whose keys start with `prefix`, in key order.
+    pub async fn range(&self, table: &str, prefix: &str) -> Result<Vec<Record>, KvError> {
+        let (db, table, prefix) = (self.db.clone(), table.to_owned(), prefix.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(storage)?;
+            let handle = txn.open_table(definition(&table)).map_err(storage)?;
+            let mut records = Vec::new();
+            for entry in handle.range(prefix.as_str()..).map_err(storage)? {
+                let (key, value) = entry.map_err(storage)?;
+                if !key.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                records.push(Record {
+                    table: table.clone(),
+                    key: key.value().to_owned(),
+                    value: value.value().to_vec(),
+                });
+            }
+            Ok(records)
+        })
+        .await
+        .map_err(storage)?
     }
 
     /// Every record, table by table in the order given at `open`, keys in order.
@@ -278,6 +341,18 @@ impl EtcdTables {
         if self.recover_journal().await? { self.read_state().await } else { Ok(first) }
     }
 
+    /// The committed records of `table` whose keys start with `prefix`, in key order.
+    pub async fn range(&self, table: &str, prefix: &str) -> Result<Vec<Record>, KvError> {
+        let full = self.key(table, prefix);
+        let skip = self.key(table, "").len();
+        let mut records = Vec::new();
+        for kv in self.client.range_prefix(&full).await? {
+            let key = String::from_utf8_lossy(kv.key.get(skip..).unwrap_or_default()).into_owned();
+            records.push(Record { table: table.to_owned(), key, value: kv.value });
+        }
+        Ok(records)
+    }
+
     /// Reads every record, and notes the tracked tables' keys.
     async fn read_state(&mut self) -> Result<Vec<Record>, KvError> {
         let prefix = self.state_prefix();
@@ -435,6 +510,31 @@ mod tests {
         tables.commit(vec![Write::DeletePrefix { table: "runs".into(), prefix: "a@".into() }]).await.expect("commit");
         let keys: Vec<String> = tables.load().await.expect("load").into_iter().map(|r| r.key).collect();
         assert_eq!(keys, ["ab@1"]);
+    }
+
+    #[tokio::test]
+    async fn a_range_reads_one_prefix_and_a_visit_sees_every_record_once_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tables = FileTables::open_with_cache(&dir.path().join("state.redb"), TABLES, Some(1 << 20)).expect("open");
+        let batch =
+            vec![put("runs", "a@1", "1"), put("runs", "a@2", "2"), put("runs", "ab@1", "3"), put("jobs", "a", "j")];
+        tables.commit(batch).await.expect("commit");
+        let values: Vec<Vec<u8>> =
+            tables.range("runs", "a@").await.expect("range").into_iter().map(|r| r.value).collect();
+        assert_eq!(values, [b"1".to_vec(), b"2".to_vec()]);
+        assert!(tables.range("runs", "b@").await.expect("range").is_empty());
+        let seen = tables
+            .visit(Vec::new(), |seen: &mut Vec<String>, record| {
+                seen.push(format!("{}/{}", record.table, record.key));
+                Ok(())
+            })
+            .await
+            .expect("visit");
+        assert_eq!(seen, ["jobs/a", "runs/a@1", "runs/a@2", "runs/ab@1"]);
+        let refused = tables
+            .visit((), |(), record| Err(KvError::Corrupt { table: record.table, key: record.key, reason: "no".into() }))
+            .await;
+        assert!(matches!(refused, Err(KvError::Corrupt { .. })), "{refused:?}");
     }
 
     #[tokio::test]

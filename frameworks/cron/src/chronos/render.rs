@@ -258,11 +258,12 @@ pub struct Durations {
 impl Durations {
     /// The run times (start of the last attempt to the end) of the runs that succeeded.
     pub fn of<'a>(runs: impl Iterator<Item = &'a RunRecord>) -> Self {
-        let mut sorted_ms: Vec<f64> = runs
-            .filter(|r| r.state == RunState::Succeeded)
-            .filter_map(|r| Some(r.ended?.duration_since(r.attempt_started.or(r.started)?).as_millis_f64()))
-            .filter(|ms| *ms >= 0.0)
-            .collect();
+        Self::from_millis(runs.filter_map(RunRecord::succeeded_ms))
+    }
+
+    /// The run times given, in milliseconds.
+    pub fn from_millis(times_ms: impl Iterator<Item = f64>) -> Self {
+        let mut sorted_ms: Vec<f64> = times_ms.collect();
         sorted_ms.sort_by(f64::total_cmp);
         Durations { sorted_ms }
     }

@@ -89,7 +89,10 @@ impl Cron {
         }
         self.jobs.remove(name);
         for run in self.history.remove(name).unwrap_or_default() {
-            self.persist(super::StoreOp::DeleteRun(run.key));
+            self.persist(super::StoreOp::DeleteRun(crate::model::RunKey {
+                job: name.clone(),
+                scheduled: run.scheduled,
+            }));
         }
         self.unschedule_wake(name);
         // Runs still being killed stay stored (a restart must know their tasks) until

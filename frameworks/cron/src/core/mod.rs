@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use agora_proto::model::{AgentId, FrameworkId, Offer, OfferId, TaskId, TaskInfo, TaskStatus};
 use jiff::{SignedDuration, Timestamp};
 
-use crate::model::{JobName, JobRecord, RunKey, RunRecord};
+use crate::model::{FinishedRun, JobName, JobRecord, RunKey, RunRecord};
 
 mod jobs;
 mod launch;
@@ -157,12 +157,16 @@ pub enum StoreOp {
     DeleteRun(RunKey),
 }
 
-/// Everything the store holds, read back at start.
+/// Everything the store holds, read back at start: runs in flight whole, finished runs
+/// as the core keeps them (their records stay in the store).
 #[derive(Clone, Debug, Default)]
 pub struct Recovered {
     pub framework_id: Option<FrameworkId>,
     pub jobs: Vec<JobRecord>,
+    /// Runs in flight (a finished run here is kept as a [`FinishedRun`]).
     pub runs: Vec<RunRecord>,
+    /// Finished runs by job, in any order.
+    pub finished: BTreeMap<JobName, Vec<FinishedRun>>,
 }
 
 /// Runs by outcome and the lateness of starts since this process started, for
@@ -220,8 +224,9 @@ pub struct Cron {
     active: BTreeMap<RunKey, RunRecord>,
     /// The current attempt's task of each launched or running run.
     by_task: BTreeMap<TaskId, RunKey>,
-    /// Final runs per job, oldest first, at most `history_per_job`.
-    history: BTreeMap<JobName, VecDeque<RunRecord>>,
+    /// Final runs per job, oldest scheduled first, at most `history_per_job`; their
+    /// records are in the store, read from there when the API asks.
+    history: BTreeMap<JobName, VecDeque<FinishedRun>>,
     /// Scheduled jobs by their next scheduled time (enabled ones only).
     wakes: BTreeSet<(Timestamp, JobName)>,
     wake_of: BTreeMap<JobName, Timestamp>,
@@ -274,11 +279,10 @@ impl Cron {
             cron.index_parents(&job.spec.name, job.spec.parents());
             cron.jobs.insert(job.spec.name.clone(), job);
         }
-        let mut runs = recovered.runs;
-        runs.sort_by(|a, b| a.key.cmp(&b.key));
-        for run in runs {
+        let mut finished = recovered.finished;
+        for run in recovered.runs {
             if run.state.is_final() {
-                cron.history.entry(run.key.job.clone()).or_default().push_back(run);
+                finished.entry(run.key.job.clone()).or_default().push(FinishedRun::of(&run));
             } else {
                 if run.state.has_task() {
                     cron.by_task.insert(run.task_id.clone(), run.key.clone());
@@ -286,11 +290,16 @@ impl Cron {
                 cron.active.insert(run.key.clone(), run);
             }
         }
+        // Beyond the retention (lowered since they were kept), the oldest are deleted at
+        // the first commit.
         let limit = cron.config.history_per_job;
-        for runs in cron.history.values_mut() {
-            while runs.len() > limit {
-                runs.pop_front();
+        for (job, mut runs) in finished {
+            runs.sort_by_key(|run| run.scheduled);
+            let beyond = runs.len().saturating_sub(limit);
+            for old in runs.drain(..beyond) {
+                cron.persist(StoreOp::DeleteRun(RunKey { job: job.clone(), scheduled: old.scheduled }));
             }
+            cron.history.insert(job, runs.into());
         }
         let names: Vec<JobName> = cron.jobs.keys().cloned().collect();
         for name in names {
@@ -406,8 +415,9 @@ impl Cron {
         self.active.values()
     }
 
-    /// The job's finished runs, oldest first (at most `history_per_job`).
-    pub fn history(&self, name: &JobName) -> impl Iterator<Item = &RunRecord> {
+    /// The job's finished runs kept, oldest scheduled first (at most
+    /// `history_per_job`); their whole records are in the store.
+    pub fn history(&self, name: &JobName) -> impl Iterator<Item = &FinishedRun> {
         self.history.get(name).into_iter().flat_map(|runs| runs.iter())
     }
 
@@ -422,13 +432,10 @@ impl Cron {
         edges
     }
 
-    /// How long the job's kept successful runs took (launch to end of the last
-    /// attempt), oldest first.
-    pub fn durations(&self, name: &JobName) -> Vec<SignedDuration> {
-        self.history(name)
-            .filter(|run| run.state == crate::model::RunState::Succeeded)
-            .filter_map(|run| Some(run.ended?.duration_since(run.attempt_started?)))
-            .collect()
+    /// How long the job's kept successful runs took (launch of the last attempt to the
+    /// end), in milliseconds, oldest first.
+    pub fn durations_ms<'a>(&'a self, name: &'a JobName) -> impl Iterator<Item = f64> + 'a {
+        self.history(name).filter_map(|run| run.succeeded_ms)
     }
 
     pub fn metrics(&self) -> &Metrics {

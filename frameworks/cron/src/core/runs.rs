@@ -11,7 +11,7 @@ use super::{
     StoreOp, plus, signed,
 };
 use crate::evaluator::{self, JobSchedule};
-use crate::model::{ConcurrencyPolicy, JobName, KillCause, RunKey, RunRecord, RunState, RunTrigger};
+use crate::model::{ConcurrencyPolicy, FinishedRun, JobName, KillCause, RunKey, RunRecord, RunState, RunTrigger};
 
 /// Most bytes of a run's message kept.
 fn clip(message: &str) -> String {
@@ -323,16 +323,18 @@ impl Cron {
             return;
         }
         let limit = self.config.history_per_job;
-        self.persist(StoreOp::PutRun(Box::new(run.clone())));
-        let history = self.history.entry(run.key.job.clone()).or_default();
+        let finished = FinishedRun::of(&run);
+        let job = run.key.job.clone();
+        self.persist(StoreOp::PutRun(Box::new(run)));
+        let history = self.history.entry(job.clone()).or_default();
         // Runs end out of order (a retry outlives a later run): the history stays in key
         // order, the oldest scheduled first.
-        let at = history.partition_point(|r| r.key < run.key);
-        history.insert(at, run);
+        let at = history.partition_point(|r| r.scheduled < finished.scheduled);
+        history.insert(at, finished);
         let mut dropped = Vec::new();
         while history.len() > limit {
             if let Some(old) = history.pop_front() {
-                dropped.push(old.key);
+                dropped.push(RunKey { job: job.clone(), scheduled: old.scheduled });
             }
         }
         for key in dropped {
@@ -389,7 +391,7 @@ impl Cron {
     /// a nanosecond apart).
     fn fresh_key(&self, job: &JobName, now: Timestamp) -> RunKey {
         let mut key = RunKey { job: job.clone(), scheduled: now };
-        while self.active.contains_key(&key) || self.history(job).any(|r| r.key == key) {
+        while self.active.contains_key(&key) || self.history(job).any(|r| r.scheduled == key.scheduled) {
             key.scheduled = plus(key.scheduled, SignedDuration::from_nanos(1));
         }
         key

@@ -12,7 +12,7 @@ use super::{Api, CronApi, Params, body_bytes, json_bytes, text, to_json};
 use crate::chronos::ApiError;
 use crate::chronos::job::{Endpoint, parse_body};
 use crate::chronos::render;
-use crate::core::{Command, Cron};
+use crate::core::Command;
 use crate::model::{
     JobName, MAX_ARGUMENT_LEN, MAX_ARGUMENTS, MAX_HISTORY_REQUEST, MAX_JOBS, RunRecord, check_job_name,
 };
@@ -34,11 +34,6 @@ fn job_name(name: &str) -> Result<JobName, ApiError> {
 
 fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
-}
-
-/// The job's runs in flight and kept, oldest first.
-fn runs_of(cron: &Cron, name: &JobName) -> Vec<RunRecord> {
-    cron.history(name).chain(cron.active_runs(name)).cloned().collect()
 }
 
 /// `GET jobs`: every job with its counters, in name order.
@@ -205,13 +200,8 @@ pub(super) async fn stat<A: CronApi>(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let name = job_name(&name)?;
-    api.render(move |cron, _| {
-        if cron.job(&name).is_none() {
-            return Err(ApiError::job_not_found(name.as_str()));
-        }
-        to_json(&render::job_stat(&name, &runs_of(cron, &name)))
-    })
-    .await
+    let runs = api.runs(name.clone()).await?;
+    Ok(json_bytes(to_json(&render::job_stat(&name, &runs))?))
 }
 
 /// `PUT job/success/{name}`: counts a success now; the job's children may start.
@@ -266,7 +256,9 @@ pub(super) async fn stats<A: CronApi>(
         ));
     }
     api.render(move |cron, _| {
-        let rows = cron.jobs().map(|job| (job.spec.name.clone(), render::Durations::of(cron.history(&job.spec.name))));
+        let rows = cron
+            .jobs()
+            .map(|job| (job.spec.name.clone(), render::Durations::from_millis(cron.durations_ms(&job.spec.name))));
         to_json(&render::stats(&percentile, rows))
     })
     .await
@@ -311,15 +303,9 @@ pub(super) async fn history<A: CronApi>(
 ) -> Result<Response, ApiError> {
     let name = job_name(&name)?;
     let limit = Params::parse(uri.query()).number("limit", 1, MAX_HISTORY_REQUEST, DEFAULT_HISTORY_LIMIT)?;
-    api.render(move |cron, _| {
-        if cron.job(&name).is_none() {
-            return Err(ApiError::job_not_found(name.as_str()));
-        }
-        let mut runs = runs_of(cron, &name);
-        // Newest first, by when each run was recorded, then by its scheduled time.
-        runs.sort_by(|a, b| (a.recorded_at, &a.key).cmp(&(b.recorded_at, &b.key)));
-        let keep = runs.len().saturating_sub(limit);
-        to_json(&render::history(&runs[keep..]))
-    })
-    .await
+    let mut runs = api.runs(name).await?;
+    // Newest first, by when each run was recorded, then by its scheduled time.
+    runs.sort_by(|a, b| (a.recorded_at, &a.key).cmp(&(b.recorded_at, &b.key)));
+    let keep = runs.len().saturating_sub(limit);
+    Ok(json_bytes(to_json(&render::history(&runs[keep..]))?))
 }

@@ -30,6 +30,7 @@ use jiff::Timestamp;
 pub use self::leader::{Leadership, LeadershipFn};
 use crate::chronos::ApiError;
 use crate::core::{Command, CoreError, Cron, Reply};
+use crate::model::{JobName, RunRecord};
 
 /// Largest request body accepted: a job definition is a few kilobytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -47,6 +48,10 @@ pub trait CronApi: Clone + Send + Sync + 'static {
 
     /// Applies a change; the outer error when the owner is not there.
     fn command(&self, command: Command) -> impl Future<Output = Result<Result<Reply, CoreError>, ApiError>> + Send;
+
+    /// The job's runs, finished (kept, read from the store) and in flight, oldest first,
+    /// once every change before is committed; `None` when there is no such job.
+    fn runs(&self, name: JobName) -> impl Future<Output = Result<Option<Vec<RunRecord>>, ApiError>> + Send;
 }
 
 /// What `/leader` and the redirects say about this process.
@@ -293,5 +298,11 @@ impl<A: CronApi> Api<A> {
     /// Applies a change; a refusal becomes its 400.
     pub async fn command(&self, command: Command) -> Result<Reply, ApiError> {
         Ok(self.cron.command(command).await??)
+    }
+
+    /// The job's runs kept and in flight, oldest first; 404 when there is no such job.
+    pub async fn runs(&self, name: JobName) -> Result<Vec<RunRecord>, ApiError> {
+        let missing = ApiError::job_not_found(name.as_str());
+        self.cron.runs(name).await?.ok_or(missing)
     }
 }

@@ -1,5 +1,5 @@
-//! The API over a real core owned by a test task (no master, no store): statuses, shapes
-//! and refusals as Chronos' clients see them.
+//! The API over a real core owned by a test task (no master; the store a map of the runs
+//! it persisted): statuses, shapes and refusals as Chronos' clients see them.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,13 +13,15 @@ use tower::ServiceExt;
 
 use super::{ApiInfo, CronApi, Leadership, router};
 use crate::chronos::ApiError;
-use crate::core::{Command, CoreConfig, CoreError, Cron, Reply};
+use crate::core::{Command, CoreConfig, CoreError, Cron, Output, Reply, StoreOp};
+use crate::model::{JobName, RunKey, RunRecord};
 
 type Read = Box<dyn FnOnce(&Cron, Timestamp) + Send>;
 
 enum Call {
     Read(Read),
     Command(Command, oneshot::Sender<Result<Reply, CoreError>>),
+    Runs(JobName, oneshot::Sender<Option<Vec<RunRecord>>>),
 }
 
 /// A handle over a core owned by one task, as the runtime's owner does it, minus the
@@ -34,14 +36,36 @@ impl TestCron {
         let (calls, mut inbox) = mpsc::channel::<Call>(16);
         tokio::spawn(async move {
             let mut cron = Cron::new(CoreConfig::default());
+            let mut stored: std::collections::BTreeMap<RunKey, RunRecord> = Default::default();
             while let Some(call) = inbox.recv().await {
                 match call {
                     Call::Read(read) => read(&cron, Timestamp::now()),
                     Call::Command(command, reply) => {
                         let result = cron.command(Timestamp::now(), command);
-                        // What the runtime would commit and execute.
-                        cron.take_outputs();
+                        // What the runtime would commit (the runs) and execute (nothing).
+                        for output in cron.take_outputs() {
+                            match output {
+                                Output::Persist(StoreOp::PutRun(run)) => {
+                                    stored.insert(run.key.clone(), *run);
+                                }
+                                Output::Persist(StoreOp::DeleteRun(key)) => {
+                                    stored.remove(&key);
+                                }
+                                _ => {}
+                            }
+                        }
                         let _ = reply.send(result);
+                    }
+                    Call::Runs(name, reply) => {
+                        // As the owner answers: finished runs from the store, the others
+                        // from the core.
+                        let runs = cron.job(&name).map(|_| {
+                            let finished = stored.values().filter(|r| r.key.job == name && r.state.is_final()).cloned();
+                            let mut runs: Vec<RunRecord> = finished.chain(cron.active_runs(&name).cloned()).collect();
+                            runs.sort_by(|a, b| a.key.cmp(&b.key));
+                            runs
+                        });
+                        let _ = reply.send(runs);
                     }
                 }
             }
@@ -71,6 +95,12 @@ impl CronApi for TestCron {
     async fn command(&self, command: Command) -> Result<Result<Reply, CoreError>, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.calls.send(Call::Command(command, reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())
+    }
+
+    async fn runs(&self, name: JobName) -> Result<Option<Vec<RunRecord>>, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.calls.send(Call::Runs(name, reply)).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())
     }
 }

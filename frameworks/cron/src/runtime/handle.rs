@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{Command, CoreError, Cron, Reply};
+use crate::model::{JobName, RunRecord};
 
 /// A read of the core with the current time; it sends its own answer.
 pub(crate) type ReadFn = Box<dyn FnOnce(&Cron, Timestamp) + Send>;
@@ -17,13 +18,21 @@ pub(crate) enum Request {
     Read(ReadFn),
     /// A change: applied, its records committed, then answered.
     Command(Command, oneshot::Sender<Result<Reply, CoreError>>),
+    /// A job's runs, finished (from the store) and in flight, after every change before it
+    /// is committed.
+    Runs(JobName, oneshot::Sender<RunsAnswer>),
 }
+
+/// The answer to [`Request::Runs`]: `None` when there is no such job; an error when the
+/// store could not be read.
+pub(crate) type RunsAnswer = Result<Option<Vec<RunRecord>>, String>;
 
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Request::Read(_) => f.write_str("Read"),
             Request::Command(command, _) => f.debug_tuple("Command").field(command).finish(),
+            Request::Runs(name, _) => f.debug_tuple("Runs").field(name).finish(),
         }
     }
 }
@@ -58,6 +67,14 @@ impl CronHandle {
         answer.await.map_err(|_| Unavailable)
     }
 
+    /// The job's runs kept and in flight, oldest first (`None`: no such job); the finished
+    /// ones are read from the store.
+    pub async fn runs(&self, name: JobName) -> Result<Result<Option<Vec<RunRecord>>, String>, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(Request::Runs(name, reply)).await.map_err(|_| Unavailable)?;
+        answer.await.map_err(|_| Unavailable)
+    }
+
     /// Applies a change; answers once its records are committed.
     pub async fn command(&self, command: Command) -> Result<Result<Reply, CoreError>, Unavailable> {
         let (reply, answer) = oneshot::channel();
@@ -78,5 +95,11 @@ impl crate::http::CronApi for CronHandle {
 
     async fn command(&self, command: Command) -> Result<Result<Reply, CoreError>, crate::chronos::ApiError> {
         CronHandle::command(self, command).await.map_err(|e| crate::chronos::ApiError::unavailable(e.to_string()))
+    }
+
+    async fn runs(&self, name: JobName) -> Result<Option<Vec<RunRecord>>, crate::chronos::ApiError> {
+        let answer =
+            CronHandle::runs(self, name).await.map_err(|e| crate::chronos::ApiError::unavailable(e.to_string()))?;
+        answer.map_err(crate::chronos::ApiError::internal)
     }
 }

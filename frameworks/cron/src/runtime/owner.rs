@@ -19,8 +19,11 @@ use agora_sdk::{Acknowledgement, DriverHandle};
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::handle::Request;
+use std::collections::BTreeSet;
+
+use super::handle::{Request, RunsAnswer};
 use crate::core::{CoreError, Cron, Input, Output, Reply, StoreOp};
+use crate::model::{JobName, RunRecord};
 use crate::store::{Store, StoreError};
 
 /// Requests and inputs taken into one batch at most, so that a flood of one kind cannot
@@ -191,8 +194,27 @@ impl Owner {
                 let result = self.cron.command(Timestamp::now(), command);
                 held.push(Held::Reply(reply, result));
             }
+            Request::Runs(name, reply) => {
+                self.flush(held, actions).await?;
+                let _ = reply.send(self.runs(&name).await);
+            }
         }
         Ok(())
+    }
+
+    /// The job's runs: the finished ones the core keeps, read whole from the (just
+    /// committed) store, and those in flight from the core; oldest first.
+    async fn runs(&self, name: &JobName) -> RunsAnswer {
+        if self.cron.job(name).is_none() {
+            return Ok(None);
+        }
+        let kept: BTreeSet<Timestamp> = self.cron.history(name).map(|run| run.scheduled).collect();
+        let stored = self.store.runs_of(name).await.map_err(|e| format!("cannot read the job's runs: {e}"))?;
+        let mut runs: Vec<RunRecord> =
+            stored.into_iter().filter(|run| run.state.is_final() && kept.contains(&run.key.scheduled)).collect();
+        runs.extend(self.cron.active_runs(name).cloned());
+        runs.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Some(runs))
     }
 
     /// Commits the batch's records, then answers, then executes.
@@ -283,6 +305,82 @@ mod tests {
     /// The next call the owner hands the executor (acknowledgements included).
     async fn next_action(actions: &mut mpsc::Receiver<Action>) -> Action {
         tokio::time::timeout(Duration::from_secs(10), actions.recv()).await.expect("an action in time").expect("open")
+    }
+
+    /// A finished run of `job` at `secs` after t0, as the store keeps it.
+    fn finished(job: &str, secs: i64, message: &str) -> crate::model::RunRecord {
+        let key = crate::core::tests::key(job, crate::core::tests::at(secs));
+        let ended = crate::core::tests::at(secs + 2);
+        crate::model::RunRecord {
+            task_id: key.task_id(1),
+            key,
+            trigger: crate::model::RunTrigger::Schedule,
+            attempt: 1,
+            failures: 0,
+            state: crate::model::RunState::Succeeded,
+            killing: None,
+            recorded_at: crate::core::tests::at(secs),
+            deadline: None,
+            agent: Some(AgentId::new("agent-a")),
+            started: Some(crate::core::tests::at(secs + 1)),
+            attempt_started: Some(crate::core::tests::at(secs + 1)),
+            ended: Some(ended),
+            exit_code: Some(0),
+            message: message.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restarted_owner_reads_finished_runs_whole_from_the_store_and_deletes_those_beyond_the_retention() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(crate::store::FILE_NAME);
+        // Settled far ahead: the test's real clock makes no run due.
+        let job = crate::model::JobRecord {
+            spec: every_minute("etl"),
+            counters: Default::default(),
+            last_scheduled: Some("2100-01-01T00:00:00Z".parse().expect("a time")),
+            active_since: crate::core::tests::t0(),
+            dependency_since: crate::core::tests::t0(),
+        };
+        let mut pending = finished("etl", 180, "");
+        pending.state = crate::model::RunState::Pending;
+        pending.ended = None;
+        let ops = vec![
+            StoreOp::PutJob(Box::new(job)),
+            StoreOp::PutRun(Box::new(finished("etl", 0, "oldest"))),
+            StoreOp::PutRun(Box::new(finished("etl", 60, "second"))),
+            StoreOp::PutRun(Box::new(finished("etl", 120, "third"))),
+            StoreOp::PutRun(Box::new(pending)),
+            StoreOp::PutRun(Box::new(finished("etl2", 60, "another job's"))),
+        ];
+        Store::open_file(&path).expect("open").apply(&ops).await.expect("commit");
+
+        let mut store = Store::open_file(&path).expect("reopen");
+        let recovered = store.load().await.expect("load");
+        assert_eq!(recovered.runs.len(), 1, "only the run in flight is recovered whole");
+        let config = CoreConfig { history_per_job: 2, ..CoreConfig::default() };
+        let owner = Owner { cron: Cron::recover(config, recovered), store };
+        let (handle, requests) = crate::runtime::channel();
+        let (_inputs, inbox) = mpsc::channel(8);
+        let (actions_tx, _actions) = mpsc::channel(64);
+        let (stop_tx, stop) = watch::channel(false);
+        let running = tokio::spawn(owner.serve(requests, inbox, stop, actions_tx));
+
+        let runs = handle.runs(JobName::new("etl")).await.expect("owner").expect("readable").expect("a job");
+        let seen: Vec<(i64, &str)> = runs
+            .iter()
+            .map(|r| (r.key.scheduled.duration_since(crate::core::tests::t0()).as_secs(), r.message.as_str()))
+            .collect();
+        assert_eq!(seen, [(60, "second"), (120, "third"), (180, "")]);
+        assert_eq!(runs[0], finished("etl", 60, "second"), "the whole record, from the store");
+        assert_eq!(handle.runs(JobName::new("ghost")).await.expect("owner"), Ok(None));
+        stop_tx.send(true).expect("owner listens");
+        let (result, _) = running.await.expect("owner task");
+        assert!(result.is_ok());
+        drop(handle);
+
+        let stored = Store::open_file(&path).expect("reopen").runs_of(&JobName::new("etl")).await.expect("read");
+        assert_eq!(stored.len(), 3, "the oldest, beyond the retention, was deleted");
     }
 
     #[tokio::test]

@@ -150,7 +150,8 @@ async fn term(
     tracing::info!(
         framework_id = ?recovered.framework_id,
         jobs = recovered.jobs.len(),
-        runs = recovered.runs.len(),
+        runs_in_flight = recovered.runs.len(),
+        finished_runs = recovered.finished.values().map(Vec::len).sum::<usize>(),
         "recovered the state"
     );
     let mut framework = config.framework()?;

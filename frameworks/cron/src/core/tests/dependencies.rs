@@ -61,8 +61,10 @@ fn parents_successes_committed_before_a_restart_still_start_the_child() {
     let mut jobs: Vec<_> = cron.jobs().cloned().collect();
     // As if the parent's success was committed and the process died before the child's run.
     jobs[0].counters.last_success = Some(at(5));
-    let mut again =
-        Cron::recover(CoreConfig::default(), super::super::Recovered { framework_id: None, jobs, runs: vec![] });
+    let mut again = Cron::recover(
+        CoreConfig::default(),
+        super::super::Recovered { framework_id: None, jobs, runs: vec![], finished: Default::default() },
+    );
     again.input(at(6), Input::Tick);
     assert_eq!(active(&again, "c").len(), 1);
     assert_eq!(again.job(&name("c")).map(|j| j.dependency_since), Some(at(6)));

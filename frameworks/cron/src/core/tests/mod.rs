@@ -165,7 +165,7 @@ pub(crate) fn shape(outputs: &[Output]) -> Vec<String> {
 
 /// The job's final runs, as (scheduled, state name).
 pub(crate) fn history(cron: &Cron, job: &str) -> Vec<(Timestamp, String)> {
-    cron.history(&name(job)).map(|r| (r.key.scheduled, r.state.name().to_owned())).collect()
+    cron.history(&name(job)).map(|r| (r.scheduled, r.state.to_owned())).collect()
 }
 
 pub(crate) fn active(cron: &Cron, job: &str) -> Vec<RunRecord> {
@@ -513,6 +513,7 @@ fn after_a_restart_every_launched_run_is_reconciled_and_settled_by_its_answer() 
         framework_id: Some(FrameworkId::new("fw-1")),
         jobs: cron.jobs().cloned().collect(),
         runs: active(&cron, "etl"),
+        finished: BTreeMap::new(),
     };
     let mut again = Cron::recover(CoreConfig::default(), recovered);
     again.input(at(10), Input::Subscribed { framework_id: FrameworkId::new("fw-1") });

@@ -54,6 +54,7 @@ impl Durable {
             framework_id: self.framework_id.clone(),
             jobs: self.jobs.values().cloned().collect(),
             runs: self.runs.values().cloned().collect(),
+            finished: Default::default(),
         }
     }
 }
