@@ -388,3 +388,109 @@ async fn bad_operator_calls_are_refused_naming_the_field_and_store_nothing() {
     let agent = the_agent(&cluster).await;
     assert_eq!((&agent["active"], &agent["deactivated"]), (&json!(true), &json!(false)));
 }
+
+/// A framework on Mesos' scheduler HTTP API: its subscription's events, read as RecordIO.
+struct HttpFramework {
+    url: String,
+    stream_id: String,
+    framework_id: Value,
+    response: reqwest::Response,
+    reader: agora_master::runtime::mesos::recordio::Reader,
+    ready: std::collections::VecDeque<Vec<u8>>,
+}
+
+impl HttpFramework {
+    async fn subscribe(cluster: &Cluster) -> HttpFramework {
+        let url = cluster.url("/api/v1/scheduler");
+        let body = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "", "name": "inverse"}}});
+        let response = client()
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("subscribed");
+        let stream_id = response.headers()["mesos-stream-id"].to_str().expect("ascii").to_owned();
+        let reader = agora_master::runtime::mesos::recordio::Reader::new(1 << 24);
+        let mut framework =
+            HttpFramework { url, stream_id, framework_id: Value::Null, response, reader, ready: Default::default() };
+        let subscribed = framework.next_of("SUBSCRIBED").await;
+        framework.framework_id = subscribed["subscribed"]["framework_id"].clone();
+        framework
+    }
+
+    /// The next event of `kind`, skipping others, within a bounded wait.
+    async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            while let Some(record) = self.ready.pop_front() {
+                let event: Value = serde_json::from_slice(&record).expect("a JSON event");
+                if event["type"] == kind {
+                    return event;
+                }
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
+                .await
+                .expect("an event within the wait")
+                .expect("the stream reads")
+                .expect("the stream is open");
+            self.ready.extend(self.reader.feed(&chunk).expect("RecordIO framing"));
+        }
+    }
+
+    async fn call(&self, mut body: Value) -> StatusCode {
+        body["framework_id"] = self.framework_id.clone();
+        let response = client()
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("Mesos-Stream-Id", &self.stream_id)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("the master answers");
+        response.status()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_framework_with_tasks_on_a_scheduled_machine_gets_an_inverse_offer_and_its_answer_is_the_status() {
+    let mut cluster = Cluster::master_only(&[]).await;
+    cluster.add_agent("agent-1", "cpus:1;mem:1024");
+    cluster.wait_for_agents(1).await;
+    let mut framework = HttpFramework::subscribe(&cluster).await;
+    let offers = framework.next_of("OFFERS").await;
+    let offer = &offers["offers"]["offers"][0];
+    let hostname = offer["hostname"].as_str().expect("a hostname").to_owned();
+    let task = json!({"name": "sleeper", "task_id": {"value": "sleeper"}, "agent_id": offer["agent_id"],
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}],
+        "command": {"value": "sleep 60"}});
+    let accept = json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}]}});
+    assert_eq!(framework.call(accept).await, StatusCode::ACCEPTED);
+    framework.next_of("UPDATE").await;
+
+    let schedule = json!({"windows": [{"machine_ids": [{"hostname": hostname}],
+        "unavailability": {"start": {"nanoseconds": 2_000_000_000u64}}}]});
+    let (status, body) = post_json(&cluster, "/maintenance/schedule", &schedule.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let inverse = loop {
+        let event = framework.next_of("OFFERS").await;
+        if let Some(inverse) = event["offers"]["inverse_offers"].as_array().and_then(|list| list.first()) {
+            break inverse.clone();
+        }
+    };
+    assert_eq!(inverse["agent_id"], offer["agent_id"]);
+    assert_eq!(inverse["framework_id"], framework.framework_id);
+    assert_eq!(inverse["unavailability"], json!({"start": {"nanoseconds": 2_000_000_000u64}}));
+    let status_now = get_json(&cluster.url("/maintenance/status")).await.expect("the status");
+    assert_eq!(status_now["draining_machines"][0]["statuses"][0]["status"], "UNKNOWN", "{status_now}");
+
+    let answer =
+        json!({"type": "DECLINE_INVERSE_OFFERS", "decline_inverse_offers": {"inverse_offer_ids": [inverse["id"]]}});
+    assert_eq!(framework.call(answer).await, StatusCode::ACCEPTED);
+    let (_, status_now) = operator(&cluster, json!({"type": "GET_MAINTENANCE_STATUS"})).await;
+    let statuses = &status_now["get_maintenance_status"]["status"]["draining_machines"][0]["statuses"];
+    assert_eq!(statuses[0]["status"], "DECLINE", "{status_now}");
+    assert_eq!(statuses[0]["framework_id"], framework.framework_id);
+    let bad = json!({"type": "ACCEPT_INVERSE_OFFERS", "accept_inverse_offers": {"inverse_offer_ids": [{"value": 7}]}});
+    assert_eq!(framework.call(bad).await, StatusCode::BAD_REQUEST);
+}

@@ -706,7 +706,7 @@ impl Sim {
             Event::Update(_) => {
                 self.ensure(connected, || format!("update sent to disconnected {framework_id}"));
             }
-            Event::Message { .. } | Event::Failure { .. } | Event::Error(_) => {}
+            Event::Message { .. } | Event::Failure { .. } | Event::Error(_) | Event::InverseOffers(_) => {}
         }
     }
 

@@ -93,6 +93,9 @@ impl Master {
         // A draining agent's tasks are killed again: kills sent while it was away were
         // lost, and tasks it reported may be new to this master.
         self.kill_draining_tasks(now_ms, &agent_id);
+        if !self.maintenance.windows.is_empty() {
+            self.send_inverse_offers(now_ms, std::slice::from_ref(&agent_id));
+        }
         self.agent_changed(&agent_id);
     }
 

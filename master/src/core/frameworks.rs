@@ -142,6 +142,7 @@ impl Master {
                 Ok(())
             }
             Call::UpdateFramework { info } => self.update_framework(framework_id, info),
+            Call::AnswerInverseOffers { ids, accept } => self.answer_inverse_offers(now_ms, framework_id, ids, accept),
         }
     }
 

@@ -9,15 +9,15 @@
 //! (`RegistryOp::PutMaintenance`). Every call checks all its input before it changes
 //! anything, so a refused call stores nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use agora_proto::model::{AgentId, FrameworkId, TaskId, TaskState, TaskStatus, TaskStatusReason};
+use agora_proto::model::{AgentId, FrameworkId, OfferId, TaskId, TaskState, TaskStatus, TaskStatusReason};
 use serde::{Deserialize, Serialize};
 
 use super::durable::RegistryOp;
 use super::master::Master;
 use super::roles::{OperatorError, OperatorErrorKind};
-use super::{Output, ToAgent};
+use super::{Event, InverseOffer, MAX_OFFERS_PER_CALL, Output, ToAgent};
 
 /// Most machines a maintenance schedule may name, over all its windows.
 pub const MAX_MAINTENANCE_MACHINES: usize = 10_000;
@@ -126,6 +126,50 @@ impl Maintenance {
     /// Scheduled machines that are not down, in schedule order.
     pub fn draining(&self) -> Vec<MachineId> {
         self.windows.iter().flat_map(|w| &w.machines).filter(|m| !self.down.contains(*m)).cloned().collect()
+    }
+}
+
+/// A framework's answer to an inverse offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InverseOfferAnswer {
+    Accept,
+    Decline,
+}
+
+/// What one framework said of a draining machine (Mesos' `InverseOfferStatus`): `None`
+/// while its inverse offer is unanswered (UNKNOWN).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InverseOfferStatus {
+    pub framework_id: FrameworkId,
+    pub answer: Option<InverseOfferAnswer>,
+    pub timestamp_ms: u64,
+}
+
+/// Inverse offers made and answered; kept in memory only, as Mesos keeps them: after a
+/// restart, frameworks are asked again.
+#[derive(Debug, Default)]
+pub(crate) struct InverseOffers {
+    next: u64,
+    /// Unanswered ones by id: the framework, the agent and its machine.
+    outstanding: BTreeMap<OfferId, (FrameworkId, AgentId, MachineId)>,
+    /// The (framework, agent) pairs with one outstanding.
+    sent: BTreeSet<(FrameworkId, AgentId)>,
+    /// By machine and framework: the answer (`None`: not yet) and when it was made.
+    statuses: BTreeMap<MachineId, BTreeMap<FrameworkId, (Option<InverseOfferAnswer>, u64)>>,
+}
+
+impl InverseOffers {
+    /// Forgets what concerns machines `keep` refuses.
+    fn retain_machines(&mut self, keep: impl Fn(&MachineId) -> bool) {
+        let sent = &mut self.sent;
+        self.outstanding.retain(|_, (framework_id, agent_id, machine)| {
+            let kept = keep(machine);
+            if !kept {
+                sent.remove(&(framework_id.clone(), agent_id.clone()));
+            }
+            kept
+        });
+        self.statuses.retain(|machine, _| keep(machine));
     }
 }
 
@@ -357,7 +401,7 @@ impl Master {
     /// Replaces the schedule. Machines must be unique over the windows and valid (see
     /// [`machine_id`]); a machine that is down must stay scheduled (STOP_MAINTENANCE takes
     /// it out). Machines added become DRAINING, machines left out are UP again.
-    pub fn update_maintenance_schedule(&mut self, windows: Vec<Window>) -> Result<(), OperatorError> {
+    pub fn update_maintenance_schedule(&mut self, now_ms: u64, windows: Vec<Window>) -> Result<(), OperatorError> {
         if windows.len() > MAX_MAINTENANCE_WINDOWS {
             return Err(invalid("schedule.windows", format!("at most {MAX_MAINTENANCE_WINDOWS} windows")));
         }
@@ -390,7 +434,107 @@ impl Master {
         }
         self.maintenance.windows = windows;
         self.persist_maintenance();
+        let maintenance = &self.maintenance;
+        self.inverse.retain_machines(|m| maintenance.mode(m) == MachineMode::Draining);
+        let scheduled: Vec<AgentId> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| self.maintenance.machine_of(&a.info.hostname).is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.send_inverse_offers(now_ms, &scheduled);
         Ok(())
+    }
+
+    /// Asks each framework with tasks on these agents (those on draining machines) to give
+    /// them back before the machine's unavailability: one inverse offer per framework and
+    /// agent, unless one is outstanding or the framework already answered for the machine.
+    pub(crate) fn send_inverse_offers(&mut self, now_ms: u64, agent_ids: &[AgentId]) {
+        let mut batches: BTreeMap<FrameworkId, Vec<InverseOffer>> = BTreeMap::new();
+        for agent_id in agent_ids {
+            let Some(agent) = self.agents.get(agent_id) else { continue };
+            let Some((machine, window)) = self.maintenance.machine_of(&agent.info.hostname) else { continue };
+            if self.maintenance.down.contains(machine) {
+                continue;
+            }
+            let frameworks: BTreeSet<&FrameworkId> = agent.tasks.iter().map(|(f, _)| f).collect();
+            for framework_id in frameworks {
+                let active = self.frameworks.get(framework_id).is_some_and(|f| f.is_active());
+                let pair = (framework_id.clone(), agent_id.clone());
+                let answered = self
+                    .inverse
+                    .statuses
+                    .get(machine)
+                    .and_then(|by| by.get(framework_id))
+                    .is_some_and(|(answer, _)| answer.is_some());
+                if !active || answered || self.inverse.sent.contains(&pair) {
+                    continue;
+                }
+                self.inverse.next = self.inverse.next.saturating_add(1);
+                let id = OfferId::new(format!("{}-I{}", self.config.master_id, self.inverse.next));
+                self.inverse.outstanding.insert(id.clone(), (framework_id.clone(), agent_id.clone(), machine.clone()));
+                self.inverse.sent.insert(pair);
+                let statuses = self.inverse.statuses.entry(machine.clone()).or_default();
+                statuses.entry(framework_id.clone()).or_insert((None, now_ms));
+                batches.entry(framework_id.clone()).or_default().push(InverseOffer {
+                    id,
+                    framework_id: framework_id.clone(),
+                    agent_id: agent_id.clone(),
+                    agent_url: agent.description.url.clone(),
+                    unavailability: window.unavailability,
+                });
+            }
+        }
+        for (framework_id, offers) in batches {
+            self.outbox.push(Output::ToFramework { framework_id, event: Event::InverseOffers(offers) });
+        }
+    }
+
+    /// A framework accepts or declines inverse offers; the answer is its status for the
+    /// machine (GET_MAINTENANCE_STATUS). Ids it does not hold are ignored, as Mesos does.
+    pub(crate) fn answer_inverse_offers(
+        &mut self,
+        now_ms: u64,
+        framework_id: &FrameworkId,
+        ids: Vec<OfferId>,
+        accept: bool,
+    ) -> Result<(), super::CallError> {
+        if ids.len() > MAX_OFFERS_PER_CALL {
+            return Err(super::CallError::Invalid {
+                field: "inverse_offer_ids".to_owned(),
+                reason: format!("at most {MAX_OFFERS_PER_CALL} inverse offers"),
+            });
+        }
+        let answer = if accept { InverseOfferAnswer::Accept } else { InverseOfferAnswer::Decline };
+        for id in ids {
+            let Some((owner, _, _)) = self.inverse.outstanding.get(&id) else { continue };
+            if owner != framework_id {
+                continue;
+            }
+            let Some((framework_id, agent_id, machine)) = self.inverse.outstanding.remove(&id) else { continue };
+            self.inverse.sent.remove(&(framework_id.clone(), agent_id));
+            self.inverse.statuses.entry(machine).or_default().insert(framework_id, (Some(answer), now_ms));
+        }
+        Ok(())
+    }
+
+    /// Each draining machine's inverse offer statuses, by framework.
+    pub fn inverse_offer_statuses(&self) -> BTreeMap<MachineId, Vec<InverseOfferStatus>> {
+        self.inverse
+            .statuses
+            .iter()
+            .map(|(machine, by)| {
+                let list = by
+                    .iter()
+                    .map(|(framework_id, (answer, at_ms))| InverseOfferStatus {
+                        framework_id: framework_id.clone(),
+                        answer: *answer,
+                        timestamp_ms: *at_ms,
+                    })
+                    .collect();
+                (machine.clone(), list)
+            })
+            .collect()
     }
 
     /// Takes scheduled machines down: their agents are removed for good (tasks
@@ -420,6 +564,8 @@ impl Master {
             .collect();
         self.maintenance.down.extend(machines);
         self.persist_maintenance();
+        let maintenance = &self.maintenance;
+        self.inverse.retain_machines(|m| maintenance.mode(m) == MachineMode::Draining);
         for agent_id in on_machines {
             self.remove_agent_for_good(now_ms, &agent_id, "the agent's machine went down for maintenance");
         }
@@ -443,6 +589,8 @@ impl Master {
         }
         self.maintenance.windows.retain(|w| !w.machines.is_empty());
         self.persist_maintenance();
+        let maintenance = &self.maintenance;
+        self.inverse.retain_machines(|m| maintenance.mode(m) == MachineMode::Draining);
         Ok(())
     }
 

@@ -261,7 +261,7 @@ fn drains_and_deactivations_survive_a_restart_of_the_master() {
     launch(&mut m, &fw, &offer, "t1", None);
     m.drain_agent(0, &a, Some(10_000), true).expect("drains");
     m.deactivate_agent(&b).expect("deactivates");
-    m.update_maintenance_schedule(vec![window(&["c"])]).expect("schedules");
+    m.update_maintenance_schedule(0, vec![window(&["c"])]).expect("schedules");
     let mut registry = Registry::default();
     for op in persisted(&m.drain_outputs()) {
         registry.apply(op);
@@ -338,7 +338,7 @@ fn machines_go_down_refusing_their_agents_until_they_are_up_again() {
     let offer = offers(&mut m).into_iter().find(|o| o.agent_id == a).expect("an offer of a");
     launch(&mut m, &fw, &offer, "t1", None);
 
-    m.update_maintenance_schedule(vec![window(&["node-a"])]).expect("schedules");
+    m.update_maintenance_schedule(0, vec![window(&["node-a"])]).expect("schedules");
     assert_eq!(m.maintenance().mode(&machine("node-a")), MachineMode::Draining);
     let refused = m.drain_agent(0, &a, None, false).expect_err("scheduled agents drain by the schedule");
     assert_eq!(refused.field, "agent_id");
@@ -357,7 +357,7 @@ fn machines_go_down_refusing_their_agents_until_they_are_up_again() {
     assert!(agent_view(&m, &b).is_some(), "other machines are untouched");
     let refused = register(&mut m, 3, "node-a", None).expect_err("down");
     assert!(refused.contains("down for maintenance"), "{refused}");
-    let refused = m.update_maintenance_schedule(vec![]).expect_err("a down machine must stay scheduled");
+    let refused = m.update_maintenance_schedule(0, vec![]).expect_err("a down machine must stay scheduled");
     assert_eq!(refused.field, "schedule");
     let refused = m.start_maintenance(8, vec![machine("node-a")]).expect_err("down already");
     assert_eq!(refused.field, "machines[0]");
@@ -371,7 +371,7 @@ fn machines_go_down_refusing_their_agents_until_they_are_up_again() {
 #[test]
 fn bad_schedules_are_refused_naming_the_field_and_store_nothing() {
     let mut m = master();
-    m.update_maintenance_schedule(vec![window(&["a"])]).expect("schedules");
+    m.update_maintenance_schedule(0, vec![window(&["a"])]).expect("schedules");
     m.drain_outputs();
     let cases = [
         (vec![window(&["x"]), window(&["y", "x"])], "schedule.windows[1].machine_ids[1]"),
@@ -382,7 +382,7 @@ fn bad_schedules_are_refused_naming_the_field_and_store_nothing() {
         ),
     ];
     for (windows, field) in cases {
-        let refused = m.update_maintenance_schedule(windows).expect_err("refused");
+        let refused = m.update_maintenance_schedule(0, windows).expect_err("refused");
         assert_eq!(refused.field, field);
     }
     assert_eq!(m.drain_outputs(), vec![], "nothing persisted");
@@ -391,4 +391,55 @@ fn bad_schedules_are_refused_naming_the_field_and_store_nothing() {
     assert_eq!(machine_id("m", "h", "1.2.3").map_err(|e| e.field), Err("m.ip".to_owned()));
     assert_eq!(m.start_maintenance(0, vec![]).map_err(|e| e.field), Err("machines".to_owned()));
     assert_eq!(m.start_maintenance(0, vec![machine("zz")]).map_err(|e| e.field), Err("machines[0]".to_owned()));
+}
+
+fn inverse_offers(outputs: &[Output]) -> Vec<(FrameworkId, InverseOffer)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::ToFramework { framework_id, event: Event::InverseOffers(offers) } => {
+                Some(offers.iter().map(move |offer| (framework_id.clone(), offer.clone())))
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn frameworks_with_tasks_on_a_scheduled_machine_get_one_inverse_offer_and_their_answer_is_its_status() {
+    let mut m = master();
+    let a = register(&mut m, 1, "a", None).expect("registers");
+    register(&mut m, 2, "b", None).expect("registers");
+    let fw = subscribe(&mut m);
+    let offer = offers(&mut m).into_iter().find(|o| o.agent_id == a).expect("an offer of a");
+    launch(&mut m, &fw, &offer, "t1", None);
+
+    m.update_maintenance_schedule(5, vec![window(&["a", "c"])]).expect("schedules");
+    let sent = inverse_offers(&m.drain_outputs());
+    assert_eq!(sent.len(), 1, "one framework with tasks on one scheduled agent: {sent:?}");
+    let (to, inverse) = &sent[0];
+    assert_eq!((to, &inverse.agent_id), (&fw.0, &a));
+    assert_eq!(inverse.unavailability, window(&["a"]).unavailability);
+    assert_eq!(inverse.agent_url, "http://a:5051");
+    let unknown = InverseOfferStatus { framework_id: fw.0.clone(), answer: None, timestamp_ms: 5 };
+    assert_eq!(m.inverse_offer_statuses().get(&machine("a")), Some(&vec![unknown]));
+
+    m.update_maintenance_schedule(6, vec![window(&["a"])]).expect("schedules again");
+    assert_eq!(inverse_offers(&m.drain_outputs()), vec![], "one is outstanding already");
+    let stranger = AgentId::new("x");
+    let ids = vec![inverse.id.clone(), agora_proto::model::OfferId::new(stranger.to_string())];
+    m.call(7, &fw.0, &fw.1, Call::AnswerInverseOffers { ids, accept: true }).expect("answered");
+    let accepted =
+        InverseOfferStatus { framework_id: fw.0.clone(), answer: Some(InverseOfferAnswer::Accept), timestamp_ms: 7 };
+    assert_eq!(m.inverse_offer_statuses().get(&machine("a")), Some(&vec![accepted]));
+    m.update_maintenance_schedule(8, vec![window(&["a"])]).expect("schedules again");
+    assert_eq!(inverse_offers(&m.drain_outputs()), vec![], "the framework answered for the machine");
+
+    m.update_maintenance_schedule(9, vec![window(&["b"])]).expect("a leaves the schedule");
+    assert_eq!(m.inverse_offer_statuses().get(&machine("a")), None, "its statuses go with it");
+    m.drain_outputs();
+    m.update_maintenance_schedule(10, vec![window(&["a"])]).expect("a is back");
+    assert_eq!(inverse_offers(&m.drain_outputs()).len(), 1, "asked again");
+    assert_eq!(m.check_invariants(), Ok(()));
 }

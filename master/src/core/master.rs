@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use super::agent_table::AgentTable;
 use super::allocator::{self, Grant, MinAllocatable, RoundInput};
 use super::durable::RegistryOp;
-use super::maintenance::{DrainState, Maintenance};
+use super::maintenance::{DrainState, InverseOffers, Maintenance};
 use super::registry::{AgentRecord, FrameworkRecord, HeldOffer, OfferBook, OfferRecord, TaskRecord};
 use super::roles::RolePolicy;
 use super::{Config, Counters, Event, FrameworkView, Gauges, Output, Snapshot, ToAgent};
@@ -80,6 +80,8 @@ pub struct Master {
     pub(crate) policy: RolePolicy,
     /// The maintenance schedule and the machines that are down, set by operators.
     pub(crate) maintenance: Maintenance,
+    /// Outstanding inverse offers and the frameworks' answers (see `maintenance.rs`).
+    pub(crate) inverse: InverseOffers,
     pub(crate) counters: Counters,
     /// What changed since the read model last looked (`core/changes.rs`).
     pub(crate) changes: super::changes::ChangeLog,
@@ -112,6 +114,7 @@ impl Master {
             next_filter_slot: 0,
             policy: RolePolicy::default(),
             maintenance: Maintenance::default(),
+            inverse: InverseOffers::default(),
             counters: Counters::default(),
             changes: Default::default(),
         }

@@ -33,8 +33,8 @@ pub use changes::{Changes, MAX_PENDING_ENDED};
 pub use durable::{DurableAgent, Registry, RegistryOp};
 pub use frameworks::{MAX_OFFERS_PER_CALL, MAX_RECONCILE_TASKS, MAX_ROLES_PER_FRAMEWORK};
 pub use maintenance::{
-    DEFAULT_KILL_GRACE_MS, DrainInfo, DrainState, MAX_MAINTENANCE_MACHINES, MAX_MAINTENANCE_WINDOWS, MachineId,
-    MachineMode, Maintenance, Unavailability, Window, machine_id,
+    DEFAULT_KILL_GRACE_MS, DrainInfo, DrainState, InverseOfferAnswer, InverseOfferStatus, MAX_MAINTENANCE_MACHINES,
+    MAX_MAINTENANCE_WINDOWS, MachineId, MachineMode, Maintenance, Unavailability, Window, machine_id,
 };
 pub use master::{MAX_GONE_AGENT_IDS, MAX_REMOVED_FRAMEWORK_IDS, Master};
 pub use roles::{
@@ -155,6 +155,12 @@ pub enum Call {
         data: Vec<u8>,
     },
     Teardown,
+    /// The framework's answer to inverse offers (Mesos' ACCEPT_INVERSE_OFFERS, `accept`,
+    /// or DECLINE_INVERSE_OFFERS); ids the master does not know (any more) are ignored.
+    AnswerInverseOffers {
+        ids: Vec<OfferId>,
+        accept: bool,
+    },
     /// A new description of the subscribed framework (Mesos' UPDATE_FRAMEWORK): roles,
     /// name, failover timeout. Its id, user and principal cannot change.
     UpdateFramework {
@@ -191,13 +197,37 @@ pub enum CallError {
 /// An event for a framework's stream.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    Subscribed { framework_id: FrameworkId, stream_id: StreamId, heartbeat_interval_ms: u64 },
+    Subscribed {
+        framework_id: FrameworkId,
+        stream_id: StreamId,
+        heartbeat_interval_ms: u64,
+    },
     Offers(Vec<Offer>),
     Rescind(OfferId),
     Update(TaskStatus),
-    Message { agent_id: AgentId, data: Vec<u8> },
-    Failure { agent_id: AgentId },
+    Message {
+        agent_id: AgentId,
+        data: Vec<u8>,
+    },
+    Failure {
+        agent_id: AgentId,
+    },
     Error(String),
+    /// Mesos' inverse offers: give back what you hold on these agents, whose machines are
+    /// scheduled for maintenance. Only the HTTP scheduler API delivers them.
+    InverseOffers(Vec<InverseOffer>),
+}
+
+/// A request to a framework to give back what it holds on an agent before its machine's
+/// unavailability (Mesos' `InverseOffer`, for maintenance: all the agent's resources).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InverseOffer {
+    pub id: OfferId,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    /// The agent's `http://hostname:port`.
+    pub agent_url: String,
+    pub unavailability: Unavailability,
 }
 
 /// A message for an agent's stream.

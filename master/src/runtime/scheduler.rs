@@ -87,7 +87,9 @@ impl Scheduler for SchedulerService {
             loop {
                 tokio::select! {
                     event = events.recv() => match event {
-                        Some(event) => yield Ok(wire::event_to_pb(&event)),
+                        Some(event) => if let Some(event) = wire::event_to_pb(&event) {
+                            yield Ok(event);
+                        },
                         None => break,
                     },
                     _ = heartbeat.tick() => yield Ok(wire::heartbeat_event()),

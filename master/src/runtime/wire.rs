@@ -8,7 +8,9 @@ use agora_proto::pb;
 
 use crate::core::{Call, CallError, Event, Operation, ToAgent};
 
-pub fn event_to_pb(event: &Event) -> pb::Event {
+/// The event as Agora's gRPC scheduler API sends it; `None` for inverse offers, which only
+/// the HTTP scheduler API carries (Mesos' shape, `mesos/`).
+pub fn event_to_pb(event: &Event) -> Option<pb::Event> {
     use pb::event::Event as E;
     let event = match event {
         Event::Subscribed { framework_id, stream_id, heartbeat_interval_ms } => E::Subscribed(pb::Subscribed {
@@ -25,8 +27,9 @@ pub fn event_to_pb(event: &Event) -> pb::Event {
         }
         Event::Failure { agent_id } => E::Failure(pb::Failure { agent_id: agent_id.to_string(), status: None }),
         Event::Error(message) => E::Error(pb::Error { message: message.clone() }),
+        Event::InverseOffers(_) => return None,
     };
-    pb::Event { event: Some(event) }
+    Some(pb::Event { event: Some(event) })
 }
 
 pub fn heartbeat_event() -> pb::Event {

@@ -18,9 +18,15 @@ pub enum Action {
     /// A call of Agora's vocabulary, checked and run as the gRPC service runs it.
     Call(pb::call::Call),
     /// A call Mesos accepts and that changes nothing here (REQUEST, whose resource
-    /// requests Mesos' own allocator ignores; inverse offers, which Agora never makes);
-    /// it is still checked against the framework's subscription.
+    /// requests Mesos' own allocator ignores); it is still checked against the
+    /// framework's subscription.
     NoOp,
+    /// ACCEPT_INVERSE_OFFERS (`accept`) or DECLINE_INVERSE_OFFERS: inverse offers exist
+    /// only on this API, so the answer goes to the core directly.
+    AnswerInverseOffers {
+        ids: Vec<String>,
+        accept: bool,
+    },
     /// UPDATE_FRAMEWORK: a new `FrameworkInfo` for the subscribed framework.
     UpdateFramework(pb::FrameworkInfo),
 }
@@ -84,7 +90,14 @@ pub fn action(call: m::Call) -> Result<Action, WireError> {
                 filters: filters("decline.filters", decline.filters)?,
             }))
         }
-        "ACCEPT_INVERSE_OFFERS" | "DECLINE_INVERSE_OFFERS" => Action::NoOp,
+        "ACCEPT_INVERSE_OFFERS" | "DECLINE_INVERSE_OFFERS" => {
+            let accept = kind == "ACCEPT_INVERSE_OFFERS";
+            let field = if accept { "accept_inverse_offers" } else { "decline_inverse_offers" };
+            let answer = if accept { call.accept_inverse_offers } else { call.decline_inverse_offers };
+            let answer = answer.ok_or_else(|| missing(field))?;
+            let ids = offer_ids(&format!("{field}.inverse_offer_ids"), &answer.inverse_offer_ids)?;
+            Action::AnswerInverseOffers { ids, accept }
+        }
         "REVIVE" => Action::Call(C::Revive(pb::Revive { roles: call.revive.map(|r| r.roles).unwrap_or_default() })),
         "SUPPRESS" => {
             Action::Call(C::Suppress(pb::Suppress { roles: call.suppress.map(|r| r.roles).unwrap_or_default() }))
@@ -526,6 +539,31 @@ fn event_of(kind: &str) -> m::Event {
     m::Event { r#type: m::event_type::value(kind), ..Default::default() }
 }
 
+/// Inverse offers as Mesos sends them: an OFFERS event with `inverse_offers` only.
+pub fn inverse_offers(offers: &[crate::core::InverseOffer]) -> m::Event {
+    let inverse_offers = offers
+        .iter()
+        .map(|o| {
+            let bare = o.agent_url.strip_prefix("http://").unwrap_or(&o.agent_url);
+            let (host, port) = bare.rsplit_once(':').unwrap_or((bare, "5051"));
+            m::InverseOffer {
+                id: m::Id::new(o.id.to_string()),
+                url: Some(m::Url {
+                    scheme: "http".to_owned(),
+                    address: m::Address { hostname: Some(host.to_owned()), port: port.parse().unwrap_or(5051) },
+                }),
+                framework_id: m::Id::new(o.framework_id.to_string()),
+                agent_id: Some(m::Id::new(o.agent_id.to_string())),
+                unavailability: m::Unavailability {
+                    start: m::TimeInfo { nanoseconds: o.unavailability.start_ns },
+                    duration: o.unavailability.duration_ns.map(|nanoseconds| m::DurationInfo { nanoseconds }),
+                },
+            }
+        })
+        .collect();
+    m::Event { offers: Some(m::Offers { offers: Vec::new(), inverse_offers }), ..event_of("OFFERS") }
+}
+
 pub fn heartbeat() -> m::Event {
     event_of("HEARTBEAT")
 }
@@ -548,7 +586,10 @@ pub fn event(event: pb::Event, master: &MasterContext) -> Option<m::Event> {
             ..event_of("SUBSCRIBED")
         },
         E::Offers(offers) => m::Event {
-            offers: Some(m::Offers { offers: offers.offers.into_iter().map(offer).collect() }),
+            offers: Some(m::Offers {
+                offers: offers.offers.into_iter().map(offer).collect(),
+                inverse_offers: Vec::new(),
+            }),
             ..event_of("OFFERS")
         },
         E::Rescind(rescind) => {

@@ -252,7 +252,10 @@ async fn subscribe(api: Api, headers: &HeaderMap, info: pb::FrameworkInfo) -> Re
         loop {
             let event = tokio::select! {
                 event = events.recv() => match event {
-                    Some(event) => convert::event(wire::event_to_pb(&event), &master),
+                    Some(event) => match &*event {
+                        crate::core::Event::InverseOffers(offers) => Some(convert::inverse_offers(offers)),
+                        _ => wire::event_to_pb(&event).and_then(|event| convert::event(event, &master)),
+                    },
                     // The owner closed the stream: a newer subscription, a teardown, or a
                     // client too slow to keep up with its bounded queue.
                     None => break,
@@ -333,6 +336,16 @@ async fn framework_call(api: Api, headers: &HeaderMap, framework_id: FrameworkId
                 ));
             }
             vec![crate::core::Call::UpdateFramework { info }]
+        }
+        Action::AnswerInverseOffers { ids, accept } => {
+            if ids.len() > crate::core::MAX_OFFERS_PER_CALL {
+                return bad_field(agora_proto::convert::WireError::new(
+                    "inverse_offer_ids",
+                    format!("at most {} inverse offers", crate::core::MAX_OFFERS_PER_CALL),
+                ));
+            }
+            let ids = ids.into_iter().map(agora_proto::model::OfferId::new).collect();
+            vec![crate::core::Call::AnswerInverseOffers { ids, accept }]
         }
         Action::Call(body) => {
             let call =

@@ -27,7 +27,8 @@ use serde_json::{Value, json};
 use super::operator::OperatorApi;
 use super::{convert, types as m};
 use crate::core::{
-    DrainInfo, DrainState, MachineId, Maintenance, Master, OperatorError, Quota, Unavailability, Window, machine_id,
+    DrainInfo, DrainState, InverseOfferAnswer, InverseOfferStatus, MachineId, Maintenance, Master, OperatorError,
+    Quota, Unavailability, Window, machine_id,
 };
 use crate::runtime::http::ApiError;
 use crate::runtime::operator::on_core;
@@ -467,8 +468,8 @@ async fn run(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -
             answer_json(kind, "get_maintenance_schedule", json!({ "schedule": schedule_out(&maintenance) }))
         }
         "GET_MAINTENANCE_STATUS" => {
-            let maintenance = on_core(handle, |core| core.maintenance().clone()).await?;
-            answer_json(kind, "get_maintenance_status", json!({ "status": status_out(&maintenance) }))
+            let status = maintenance_status(handle).await?;
+            answer_json(kind, "get_maintenance_status", json!({ "status": status_out(&status) }))
         }
         "UPDATE_MAINTENANCE_SCHEDULE" => {
             let update = required("update_maintenance_schedule", kind, call.update_maintenance_schedule)?;
@@ -491,7 +492,10 @@ async fn run(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -
 /// Replaces the maintenance schedule; shared with the legacy `/maintenance/schedule`.
 /// A refusal names its field under `prefix`.
 pub async fn update_schedule(handle: &Handle, prefix: &str, windows: Vec<Window>) -> Result<(), ApiError> {
-    on_core(handle, move |core| core.update_maintenance_schedule(windows)).await?.map_err(|e| refused(prefix, e))
+    let now_ms = Clock::new().now_ms();
+    on_core(handle, move |core| core.update_maintenance_schedule(now_ms, windows))
+        .await?
+        .map_err(|e| refused(prefix, e))
 }
 
 /// START_MAINTENANCE (`down`) or STOP_MAINTENANCE; shared with `/machine/down`, `/machine/up`.
@@ -541,8 +545,7 @@ async fn get_schedule(State(api): State<OperatorApi>) -> Result<Json<Value>, Api
 }
 
 async fn get_status(State(api): State<OperatorApi>) -> Result<Json<Value>, ApiError> {
-    let maintenance = on_core(&api.owner, |core| core.maintenance().clone()).await?;
-    Ok(Json(status_out(&maintenance)))
+    Ok(Json(status_out(&maintenance_status(&api.owner).await?)))
 }
 
 async fn post_schedule(State(api): State<OperatorApi>, body: Bytes) -> Result<StatusCode, ApiError> {
@@ -775,9 +778,34 @@ pub fn schedule_out(maintenance: &Maintenance) -> Value {
     json!({ "windows": windows })
 }
 
-pub fn status_out(maintenance: &Maintenance) -> Value {
-    let draining: Vec<Value> =
-        maintenance.draining().iter().map(|m| json!({"id": machine_out(m), "statuses": []})).collect();
+/// The schedule and the frameworks' answers to inverse offers, read on the core.
+type MaintenanceStatus = (Maintenance, BTreeMap<MachineId, Vec<InverseOfferStatus>>);
+
+async fn maintenance_status(handle: &Handle) -> Result<MaintenanceStatus, ApiError> {
+    on_core(handle, |core| (core.maintenance().clone(), core.inverse_offer_statuses())).await
+}
+
+pub fn status_out((maintenance, statuses): &MaintenanceStatus) -> Value {
+    let status = |s: &InverseOfferStatus| {
+        let answer = match s.answer {
+            None => "UNKNOWN",
+            Some(InverseOfferAnswer::Accept) => "ACCEPT",
+            Some(InverseOfferAnswer::Decline) => "DECLINE",
+        };
+        json!({
+            "status": answer,
+            "framework_id": {"value": s.framework_id.to_string()},
+            "timestamp": {"nanoseconds": s.timestamp_ms.saturating_mul(1_000_000)},
+        })
+    };
+    let draining: Vec<Value> = maintenance
+        .draining()
+        .iter()
+        .map(|m| {
+            let list: Vec<Value> = statuses.get(m).into_iter().flatten().map(status).collect();
+            json!({"id": machine_out(m), "statuses": list})
+        })
+        .collect();
     let down: Vec<Value> = maintenance.down.iter().map(machine_out).collect();
     json!({ "draining_machines": draining, "down_machines": down })
 }

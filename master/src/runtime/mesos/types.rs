@@ -804,6 +804,59 @@ pub struct Offers {
     #[prost(message, repeated, tag = "1")]
     #[serde(default)]
     pub offers: Vec<Offer>,
+    #[prost(message, repeated, tag = "2")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inverse_offers: Vec<InverseOffer>,
+}
+
+/// Mesos' `InverseOffer`, for maintenance: all of the agent's resources are asked back.
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+pub struct InverseOffer {
+    #[prost(message, required, tag = "1")]
+    pub id: Id,
+    #[prost(message, optional, tag = "2")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Url>,
+    #[prost(message, required, tag = "3")]
+    pub framework_id: Id,
+    #[prost(message, optional, tag = "4")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<Id>,
+    #[prost(message, required, tag = "5")]
+    pub unavailability: Unavailability,
+}
+
+/// Mesos' `URL`, as inverse offers name the agent.
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+pub struct Url {
+    #[prost(string, required, tag = "1")]
+    pub scheme: String,
+    #[prost(message, required, tag = "2")]
+    pub address: Address,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+pub struct Address {
+    #[prost(string, optional, tag = "1")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[prost(int32, required, tag = "3")]
+    pub port: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+pub struct Unavailability {
+    #[prost(message, required, tag = "1")]
+    pub start: TimeInfo,
+    #[prost(message, optional, tag = "2")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<DurationInfo>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+pub struct TimeInfo {
+    #[prost(int64, required, tag = "1")]
+    pub nanoseconds: i64,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
