@@ -52,6 +52,12 @@ pub struct AgentConfig {
     pub enforce_container_disk_quota: bool,
     /// How often the sandboxes of running tasks are measured.
     pub disk_watch_interval_ms: u64,
+    /// An agent running as root runs tasks as root only with this (`--allow-root-tasks`);
+    /// otherwise it refuses them, or runs them as [`Self::root_tasks_as`].
+    pub allow_root_tasks: bool,
+    /// The user a root agent runs root tasks as instead of refusing them (`agora local`
+    /// started as root: `nobody`).
+    pub root_tasks_as: Option<String>,
 }
 
 /// Where the master is.
@@ -88,7 +94,7 @@ impl AgentConfig {
     /// Defaults: hostname `127.0.0.1`, a 3 s kill grace period, updates retried from 1 s up
     /// to 60 s, reconnection from 100 ms up to 10 s, a drain waiting 10 s for
     /// acknowledgements; cgroups where writable (shares, memory, 4,096 pids, no CFS quota),
-    /// sandboxes measured every 15 s and not enforced.
+    /// sandboxes measured every 15 s and not enforced; root tasks refused.
     pub fn new(masters: Masters, work_dir: impl Into<PathBuf>, resources: Resources) -> Self {
         Self {
             masters,
@@ -110,6 +116,8 @@ impl AgentConfig {
             cgroups: CgroupsConfig::default(),
             enforce_container_disk_quota: false,
             disk_watch_interval_ms: 15_000,
+            allow_root_tasks: false,
+            root_tasks_as: None,
         }
     }
 }

@@ -184,7 +184,13 @@ async fn an_argv_program_is_searched_for_in_the_tasks_own_path_and_one_found_now
     assert_eq!(std::fs::read_to_string(agent.sandbox("found/stdout")).unwrap(), "tool ran\n");
 
     let mut task = shell_task("missing", "");
-    task.command = Some(pb::CommandInfo { argv: vec!["agora-no-such-program".into()], ..Default::default() });
+    // A PATH of directories anyone may search: the agent's own may hold some the task's
+    // user may not enter, which would make the answer "permission denied".
+    task.command = Some(pb::CommandInfo {
+        argv: vec!["agora-no-such-program".into()],
+        environment: [("PATH".to_owned(), "/nonexistent-dir:/usr/bin:/bin".to_owned())].into_iter().collect(),
+        ..Default::default()
+    });
     master.run_task(task);
     let updates = master.updates_until("missing", TaskState::TaskFailed).await;
     let failed = updates.last().unwrap();

@@ -270,8 +270,23 @@ impl TryFrom<pb::CommandInfo> for CommandInfo {
             uri.check().map_err(|(part, message)| WireError::new(format!("uris[{i}].{part}"), message))?;
             uris.push(uri);
         }
-        Ok(CommandInfo { shell, argv, environment: value.environment.into_iter().collect(), uris })
+        let user = if value.user.is_empty() { None } else { Some(user_name("user", value.user)?) };
+        Ok(CommandInfo { shell, argv, environment: value.environment.into_iter().collect(), uris, user })
     }
+}
+
+/// Longest user name accepted (Linux allows 32; a little room for other systems).
+pub const MAX_USER_NAME_LEN: usize = 64;
+
+/// A user name as a passwd entry spells it: no separator, control or space character.
+pub fn user_name(field: &str, value: String) -> Result<String, WireError> {
+    if value.len() > MAX_USER_NAME_LEN {
+        return Err(WireError::new(field, format!("is longer than {MAX_USER_NAME_LEN} bytes")));
+    }
+    if value.chars().any(|c| c == ':' || c == '/' || c.is_whitespace() || c.is_control()) || value.starts_with('-') {
+        return Err(WireError::new(field, format!("{value:?} is not a valid user name")));
+    }
+    Ok(value)
 }
 
 impl From<&CommandInfo> for pb::CommandInfo {
@@ -280,6 +295,7 @@ impl From<&CommandInfo> for pb::CommandInfo {
             shell: value.shell.clone().unwrap_or_default(),
             argv: value.argv.clone(),
             environment: value.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            user: value.user.clone().unwrap_or_default(),
             uris: value
                 .uris
                 .iter()

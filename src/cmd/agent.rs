@@ -130,6 +130,10 @@ pub struct IsolationArgs {
     /// How often the sandboxes of running tasks are measured.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub disk_watch_interval: Duration,
+    /// Let an agent running as root run tasks as root (a task's user is its own
+    /// CommandInfo.user, else its framework's); without it they are refused.
+    #[arg(long)]
+    pub allow_root_tasks: bool,
 }
 
 fn parse_isolation(value: &str) -> Result<agora_agent::Isolation, String> {
@@ -154,6 +158,7 @@ impl IsolationArgs {
         };
         config.enforce_container_disk_quota = self.enforce_container_disk_quota;
         config.disk_watch_interval_ms = interval_ms;
+        config.allow_root_tasks = self.allow_root_tasks;
         Ok(())
     }
 }

@@ -118,6 +118,11 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         config.hostname = agora_agent::default_hostname(args.ip);
         config.drain_updates_timeout_ms = DRAIN_UPDATES_TIMEOUT_MS;
         args.isolation.apply(&mut config)?;
+        if !args.isolation.allow_root_tasks {
+            // Run as root, `agora local` runs what would run as root as nobody instead:
+            // frameworks name the user who started them.
+            config.root_tasks_as = Some("nobody".to_owned());
+        }
         tracing::info!(agent = index, resources = %config.resources, "starting agent");
         let mut drain = agents_drained.clone();
         agents.spawn(agora_agent::run(config, agent_listener, async move {

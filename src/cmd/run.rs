@@ -71,6 +71,10 @@ pub struct Args {
     /// The framework's name; tasks are called NAME-0, NAME-1, ….
     #[arg(long, default_value = "agora-run")]
     name: String,
+    /// The user the tasks run as on the agents (default: $USER). An agent running as root
+    /// refuses root unless started with --allow-root-tasks; `agora local` runs them as nobody.
+    #[arg(long)]
+    user: Option<String>,
     /// CPUs per task, down to a thousandth.
     #[arg(long, default_value = "0.1", value_parser = parse_cpus)]
     cpus: u64,
@@ -199,7 +203,10 @@ impl Plan {
         let framework = FrameworkInfo {
             id: None,
             name: args.name,
-            user: std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "nobody".into()),
+            user: match args.user {
+                Some(user) => agora_proto::convert::user_name("--user", user).map_err(|e| anyhow::anyhow!("{e}"))?,
+                None => std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "nobody".into()),
+            },
             roles: vec![role],
             failover_timeout_ms: FAILOVER_TIMEOUT_MS,
             hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")

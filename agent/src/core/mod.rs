@@ -450,6 +450,13 @@ impl Core {
     }
 
     /// Process groups still running, to be killed outright when the agent stops.
+    /// The user the framework of `run`'s task named, if any: the task's user when the task
+    /// names none itself.
+    pub fn framework_user(&self, run: RunId) -> Option<&str> {
+        let key = self.runs.get(&run)?;
+        self.tasks.get(key)?.framework.as_ref().map(|framework| framework.user.as_str()).filter(|u| !u.is_empty())
+    }
+
     pub fn live_processes(&self) -> Vec<(RunId, u32)> {
         self.tasks
             .values()

@@ -45,9 +45,23 @@ pub(crate) enum Accept {
 /// One probe, ready to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Probe {
-    Http { scheme: HttpScheme, port: u16, path: String, accept: Accept },
-    Tcp { port: u16 },
-    Command { shell: String, dir: PathBuf, env: Vec<(String, String)> },
+    Http {
+        scheme: HttpScheme,
+        port: u16,
+        path: String,
+        accept: Accept,
+    },
+    Tcp {
+        port: u16,
+    },
+    Command {
+        shell: String,
+        dir: PathBuf,
+        env: Vec<(String, String)>,
+        /// The task's user and group, which the command runs as (an agent that is not root
+        /// cannot switch: `None`).
+        run_as: Option<(u32, u32)>,
+    },
 }
 
 /// A check: its probe and timings.
@@ -61,7 +75,13 @@ pub(crate) struct CheckSpec {
 impl CheckSpec {
     /// The task's check of `kind`, with `dir` its sandbox and `env` its environment (used by
     /// a command check); `None` when the task has no such check.
-    pub fn of_task(task: &TaskInfo, kind: CheckKind, dir: PathBuf, env: Vec<(String, String)>) -> Option<Self> {
+    pub fn of_task(
+        task: &TaskInfo,
+        kind: CheckKind,
+        dir: PathBuf,
+        env: Vec<(String, String)>,
+        run_as: Option<(u32, u32)>,
+    ) -> Option<Self> {
         match kind {
             CheckKind::Health => {
                 let check = task.health_check.as_ref()?;
@@ -70,7 +90,7 @@ impl CheckSpec {
                         Probe::Http { scheme: *scheme, port: *port, path: path.clone(), accept: Accept::Healthy }
                     }
                     HealthCheckKind::Tcp { port } => Probe::Tcp { port: *port },
-                    HealthCheckKind::Command { shell } => Probe::Command { shell: shell.clone(), dir, env },
+                    HealthCheckKind::Command { shell } => Probe::Command { shell: shell.clone(), dir, env, run_as },
                 };
                 Some(Self {
                     probe,
@@ -130,7 +150,7 @@ pub(crate) async fn probe(probe: &Probe, timeout: Duration) -> Result<(), String
         Probe::Http { scheme: HttpScheme::Http, port, path, accept } => http(*port, path, accept, timeout).await,
         Probe::Http { scheme: HttpScheme::Https, port, path, accept } => https(*port, path, accept, timeout).await,
         Probe::Tcp { port } => tcp(*port, timeout).await,
-        Probe::Command { shell, dir, env } => command(shell, dir, env, timeout).await,
+        Probe::Command { shell, dir, env, run_as } => command(shell, dir, env, *run_as, timeout).await,
     }
 }
 
@@ -247,13 +267,19 @@ async fn command(
     shell: &str,
     dir: &std::path::Path,
     env: &[(String, String)],
+    run_as: Option<(u32, u32)>,
     timeout: Duration,
 ) -> Result<(), String> {
     let mut command = tokio::process::Command::new("/bin/sh");
+    // As the task itself runs: its user, its environment and none of the agent's.
+    if let Some((uid, gid)) = run_as {
+        command.uid(uid).gid(gid);
+    }
     command
         .arg("-c")
         .arg(shell)
         .current_dir(dir)
+        .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -374,6 +400,7 @@ mod tests {
             shell: shell.into(),
             dir: dir.to_path_buf(),
             env: vec![("CHECK_ME".to_owned(), "yes".to_owned())],
+            run_as: None,
         }
     }
 

@@ -16,6 +16,7 @@ pub(crate) mod fetcher;
 pub(crate) mod link;
 pub(crate) mod process;
 pub(crate) mod usage;
+pub(crate) mod users;
 mod wire;
 
 use std::future::Future;
@@ -166,6 +167,7 @@ pub async fn run(
     let _lock = lock_work_dir(&config.work_dir)?;
     let sandboxes = config.work_dir.join("sandboxes");
     std::fs::create_dir_all(&sandboxes).with_context(|| format!("cannot create {}", sandboxes.display()))?;
+    protect_work_dir(&config.work_dir)?;
     let sandboxes =
         std::fs::canonicalize(&sandboxes).with_context(|| format!("cannot resolve {}", sandboxes.display()))?;
     let store = checkpoint::Store::open(&config.work_dir)
@@ -248,6 +250,11 @@ pub async fn run(
         task_cgroups: std::collections::BTreeMap::new(),
         disk_used: std::collections::BTreeMap::new(),
         enforce_disk_quota: config.enforce_container_disk_quota,
+        users: std::sync::Arc::new(users::UserPolicy {
+            switch: nix::unistd::geteuid().is_root(),
+            allow_root: config.allow_root_tasks,
+            root_tasks_as: config.root_tasks_as.clone(),
+        }),
     };
     owner
         .recover(stored)
@@ -414,6 +421,22 @@ pub(crate) fn absolute_work_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(dir).with_context(|| format!("work dir {}: cannot make it absolute", dir.display()))
 }
 
+/// Tasks (as their users) may pass through the work dir and the sandboxes root to their own
+/// sandbox, but list neither, and cannot enter `meta/` (the checkpoint: every task's
+/// environment) or the fetch cache at all.
+fn protect_work_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |path: PathBuf, mode: u32| -> anyhow::Result<()> {
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("work dir: cannot set the permissions of {}", path.display()))
+    };
+    set(dir.to_path_buf(), 0o711)?;
+    set(dir.join("sandboxes"), 0o711)?;
+    set(dir.join("meta"), 0o700)?;
+    set(dir.join("fetch-cache"), 0o700)
+}
+
 /// Creates the work directory and locks it for as long as the returned file lives, so two
 /// agents never run tasks in the same sandboxes.
 fn lock_work_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
@@ -487,6 +510,8 @@ struct Owner {
     disk_used: std::collections::BTreeMap<RunId, u64>,
     /// A sandbox over its task's `disk` ends the task (`--enforce-container-disk-quota`).
     enforce_disk_quota: bool,
+    /// Which user tasks run as.
+    users: std::sync::Arc<users::UserPolicy>,
 }
 
 impl Owner {
@@ -880,6 +905,7 @@ impl Owner {
     fn execute(&mut self, output: Output) {
         match output {
             Output::Launch { run, framework_id, task } => {
+                let user = task.command.user.clone().or_else(|| self.core.framework_user(run).map(str::to_owned));
                 let spec = process::LaunchSpec {
                     run,
                     framework_id,
@@ -889,6 +915,8 @@ impl Owner {
                     run_dir: self.store.run_dir(run),
                     fetcher: self.fetcher.clone(),
                     cgroups: self.cgroups.clone(),
+                    user,
+                    users: self.users.clone(),
                 };
                 self.supervisors.spawn(process::supervise(spec, self.events.clone(), self.launches.clone()));
             }
@@ -911,8 +939,18 @@ impl Owner {
             }
             Output::StartCheck { run, kind, task, sandbox, first_at_ms } => {
                 let dir = self.sandboxes.join(&sandbox);
-                let env = process::environment(&task, &dir, &self.hostname);
-                let Some(spec) = checker::CheckSpec::of_task(&task, kind, dir, env) else {
+                // The check runs as the task does; a user that cannot be had runs no check.
+                let asked = task.command.user.clone().or_else(|| self.core.framework_user(run).map(str::to_owned));
+                let user = match users::resolve(asked.as_deref(), &self.users, users::lookup) {
+                    Ok(user) => user,
+                    Err(error) => {
+                        tracing::warn!(task_id = %task.task_id, %error, "not starting the task's check");
+                        return;
+                    }
+                };
+                let env = process::environment(&task, &dir, &self.hostname, user.as_ref());
+                let run_as = user.map(|user| (user.uid, user.gid));
+                let Some(spec) = checker::CheckSpec::of_task(&task, kind, dir, env, run_as) else {
                     tracing::warn!(task_id = %task.task_id, ?kind, "asked to start a check the task does not have");
                     return;
                 };

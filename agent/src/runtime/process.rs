@@ -38,6 +38,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::cgroups::{self, Cgroups, TaskCgroup};
 use super::fetcher::Fetcher;
+use super::users::{self, UserPolicy};
 use super::{Event, ProcessEvent, checkpoint};
 use crate::core::{KillSignal, LimitKind, Limitation, ProcessExit, RunId};
 
@@ -66,6 +67,9 @@ pub(crate) struct LaunchSpec {
     pub fetcher: Arc<Fetcher>,
     /// The agent's cgroups, unless it isolates with processes only.
     pub cgroups: Option<Arc<Cgroups>>,
+    /// The user the task asked for: its own, else its framework's.
+    pub user: Option<String>,
+    pub users: Arc<UserPolicy>,
 }
 
 /// How often a recovered task's supervisor, which is not the agent's child and so cannot be
@@ -239,9 +243,17 @@ fn launch(spec: &LaunchSpec, fetched: Option<Fetched>) -> io::Result<Launched> {
         Some(fetched) => fetched,
         None => create_sandbox(&spec.sandboxes, &spec.framework_id, spec.task.task_id.as_str())?,
     };
+    let user = users::resolve(spec.user.as_deref(), &spec.users, users::lookup)
+        .map_err(|message| io::Error::new(io::ErrorKind::PermissionDenied, message))?
+        .map(users::with_groups);
     // Appended to: the fetcher's notes come first.
     let stdout = std::fs::File::options().create(true).append(true).open(dir.join("stdout"))?;
     let stderr = std::fs::File::options().create(true).append(true).open(dir.join("stderr"))?;
+    if let Some(user) = &user {
+        users::give_sandbox(&dir, &user.entry).map_err(|error| {
+            io::Error::new(error.kind(), format!("cannot hand the sandbox to user {:?}: {error}", user.entry.name))
+        })?;
+    }
     let command_info = &spec.task.command;
     let (program, args): (&str, Vec<&str>) = match &command_info.shell {
         Some(shell) => ("/bin/sh", vec!["-c", shell.as_str()]),
@@ -252,7 +264,9 @@ fn launch(spec: &LaunchSpec, fetched: Option<Fetched>) -> io::Result<Launched> {
             (program.as_str(), args.iter().map(String::as_str).collect())
         }
     };
-    let mut exec = TaskExec::new(program, &args, environment(&spec.task, &dir, &spec.hostname))?;
+    let mut exec =
+        TaskExec::new(program, &args, environment(&spec.task, &dir, &spec.hostname, user.as_ref().map(|u| &u.entry)))?;
+    exec.creds = user.map(|user| (user.entry.uid, user.entry.gid, user.groups));
     let paths = SupervisorPaths::new(&spec.run_dir)?;
     // The cgroup is made and its limits set before the fork; the task's process joins it
     // before it execs, through these files, open until the spawn has returned.
@@ -339,6 +353,9 @@ struct TaskExec {
     stack: Vec<u8>,
     /// `cgroup.procs` files the command's process writes itself into before it execs.
     join_fds: Vec<nix::libc::c_int>,
+    /// The user, group and supplementary groups the command's process switches to before
+    /// it execs; `None` keeps the agent's.
+    creds: Option<(u32, u32, Vec<u32>)>,
     /// Set by the command's process when no candidate could be exec'd: the error of the
     /// last one that was not a plain "not found".
     error: std::sync::atomic::AtomicI32,
@@ -354,13 +371,12 @@ unsafe impl Send for TaskExec {}
 unsafe impl Sync for TaskExec {}
 
 impl TaskExec {
-    /// The exec of `program` with `args`, in the agent's environment with `env` on top (the
-    /// task's variables win, as with `Command::envs`).
+    /// The exec of `program` with `args` in the environment `env` alone (a later variable
+    /// wins over an earlier one of the same name); nothing of the agent's.
     fn new(program: &str, args: &[&str], env: Vec<(String, String)>) -> io::Result<Self> {
         let nul = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} holds a NUL byte"));
-        let mut vars: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
-            std::env::vars_os().collect();
-        vars.extend(env.into_iter().map(|(key, value)| (key.into(), value.into())));
+        let vars: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
+            env.into_iter().map(|(key, value)| (key.into(), value.into())).collect();
         let envp = vars
             .iter()
             .map(|(key, value)| {
@@ -404,6 +420,7 @@ impl TaskExec {
             // zeroing it on every launch.
             stack: Vec::with_capacity(EXEC_STACK_BYTES),
             join_fds: Vec::new(),
+            creds: None,
             error: std::sync::atomic::AtomicI32::new(0),
         })
     }
@@ -424,6 +441,18 @@ extern "C" fn exec_task(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
         // not run.
         for fd in &exec.join_fds {
             if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                exec.error.store(*libc::__errno_location(), std::sync::atomic::Ordering::SeqCst);
+                libc::_exit(127);
+            }
+        }
+        // Then the task's user: groups first, while still allowed to set them, the user last.
+        // Raw system calls: glibc's wrappers would try to change every thread of the
+        // process, and this one shares the supervisor's memory but is no thread of it.
+        if let Some((uid, gid, groups)) = &exec.creds {
+            let switched = libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) == 0
+                && libc::syscall(libc::SYS_setresgid, *gid, *gid, *gid) == 0
+                && libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid) == 0;
+            if !switched {
                 exec.error.store(*libc::__errno_location(), std::sync::atomic::Ordering::SeqCst);
                 libc::_exit(127);
             }
@@ -677,6 +706,8 @@ fn pidfd_open(pid: u32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>
 fn create_sandbox(root: &Path, framework_id: &FrameworkId, task_id: &str) -> io::Result<(PathBuf, String)> {
     let framework_dir = root.join(framework_id.as_str());
     std::fs::create_dir_all(&framework_dir)?;
+    // Passable, not listable: a task reaches its own sandbox and learns no other's name.
+    std::fs::set_permissions(&framework_dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
     for n in 1..=MAX_RUNS_PER_TASK_ID {
         let name = if n == 1 { task_id.to_owned() } else { format!("{task_id}.run-{n}") };
         let dir = framework_dir.join(&name);
@@ -689,17 +720,25 @@ fn create_sandbox(root: &Path, framework_id: &FrameworkId, task_id: &str) -> io:
     Err(io::Error::other(format!("task {task_id} already has {MAX_RUNS_PER_TASK_ID} sandboxes")))
 }
 
-/// The task's environment on top of the agent's: the agent's variables first, then the
-/// task's own, which win, since the framework knows best what its command needs.
-pub(crate) fn environment(task: &TaskInfo, sandbox: &Path, hostname: &str) -> Vec<(String, String)> {
+/// The task's environment: `PATH` and its user's `HOME`, `USER`, `LOGNAME` (see
+/// [`users::base_environment`]), the sandbox, task and port variables, then the task's own,
+/// which win, since the framework knows best what its command needs. Nothing else of the
+/// agent's environment: it may hold the agent's credentials.
+pub(crate) fn environment(
+    task: &TaskInfo,
+    sandbox: &Path,
+    hostname: &str,
+    user: Option<&users::Entry>,
+) -> Vec<(String, String)> {
     let sandbox = sandbox.display().to_string();
-    let mut env = vec![
+    let mut env = users::base_environment(user);
+    env.extend([
         ("MESOS_SANDBOX".to_owned(), sandbox.clone()),
         ("AGORA_SANDBOX".to_owned(), sandbox),
         ("MESOS_TASK_ID".to_owned(), task.task_id.to_string()),
         ("AGORA_TASK_ID".to_owned(), task.task_id.to_string()),
         ("HOST".to_owned(), hostname.to_owned()),
-    ];
+    ]);
     let ports: Vec<String> = task.resources.ports().iter().take(MAX_PORT_VARIABLES).map(|p| p.to_string()).collect();
     if let Some(first) = ports.first() {
         env.push(("PORT".to_owned(), first.clone()));
@@ -731,13 +770,14 @@ mod tests {
                 argv: vec![],
                 environment: [("HOST".to_owned(), "mine".to_owned())].into_iter().collect(),
                 uris: Vec::new(),
+                user: None,
             },
             labels: vec![],
             kill_grace_period_ms: None,
             health_check: None,
             readiness_check: None,
         };
-        let env = environment(&task, Path::new("/s"), "h");
+        let env = environment(&task, Path::new("/s"), "h", None);
         let get = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         assert_eq!(get("PORT"), Some("31001"));
         assert_eq!(get("PORT0"), Some("31001"));

@@ -98,6 +98,8 @@ pub struct FakeMaster {
     seen: mpsc::Receiver<Seen>,
     /// Updates received while waiting for something else, in order.
     pending: std::collections::VecDeque<Seen>,
+    /// The framework's user on the tasks it runs: `nobody`, whom a root agent may switch to.
+    pub user: String,
 }
 
 impl FakeMaster {
@@ -129,7 +131,7 @@ impl FakeMaster {
                 .add_service(service)
                 .serve_with_incoming(TcpListenerStream::new(listener)),
         );
-        Self { addr, shared, seen, pending: Default::default() }
+        Self { addr, shared, seen, pending: Default::default(), user: "nobody".to_owned() }
     }
 
     /// The next thing the master saw, heartbeats included.
@@ -203,7 +205,7 @@ impl FakeMaster {
     pub fn run_task(&self, task: pb::TaskInfo) {
         self.send(pb::master_message::Message::RunTask(pb::RunTask {
             framework_id: FRAMEWORK.into(),
-            framework: Some(pb::FrameworkInfo { name: "test".into(), user: "me".into(), ..Default::default() }),
+            framework: Some(pb::FrameworkInfo { name: "test".into(), user: self.user.clone(), ..Default::default() }),
             task: Some(task),
         }));
     }

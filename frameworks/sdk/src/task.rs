@@ -60,6 +60,12 @@ impl TaskBuilder {
         self
     }
 
+    /// The user the command runs as on the agent; the framework's user when never set.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.command.user = Some(user.into());
+        self
+    }
+
     /// A file the agent fetches into the sandbox before the command starts (in the order
     /// given).
     pub fn fetch(mut self, uri: FetchUri) -> Self {

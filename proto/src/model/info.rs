@@ -67,6 +67,10 @@ pub struct CommandInfo {
     /// written before fetching existed, hence the default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uris: Vec<FetchUri>,
+    /// The user the command runs as on the agent; `None` means the framework's user.
+    /// Absent from records written before users existed, hence the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// Most URIs one task fetches.

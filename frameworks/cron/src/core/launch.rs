@@ -227,6 +227,10 @@ fn build_task(
         TaskBuilder::argv(run.task_id.clone(), std::iter::once(spec.command.as_str()).chain(arguments))
     };
     builder = builder.name(format!("cron:{}", spec.name));
+    // Chronos' `runAsUser`; its `owner` is an e-mail address, not a user.
+    if let Some(user) = spec.run_as_user.as_ref().filter(|u| !u.is_empty()) {
+        builder = builder.user(user.clone());
+    }
     for uri in &spec.fetch {
         builder = builder.fetch(uri.clone());
     }

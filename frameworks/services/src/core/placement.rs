@@ -332,6 +332,9 @@ pub(super) fn build_task(
         AppCommand::Args(args) => TaskBuilder::argv(instance.task_id.clone(), args.iter().cloned()),
     };
     builder = builder.name(spec.id.task_prefix());
+    if let Some(user) = spec.user.as_ref().filter(|u| !u.is_empty()) {
+        builder = builder.user(user.clone());
+    }
     for (key, value) in environment(record, instance) {
         builder = builder.env(key, value);
     }

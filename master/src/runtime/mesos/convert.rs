@@ -412,12 +412,11 @@ fn command_info(field: &str, command: m::CommandInfo) -> Result<pb::CommandInfo,
             })
         })
         .collect::<Result<_, _>>()?;
-    if let Some(user) = command.user.as_deref().filter(|u| !u.is_empty()) {
-        return Err(err(
-            format!("{field}.user"),
-            format!("{user:?}: Agora runs every task as its agent's user; leave it unset"),
-        ));
-    }
+    // Whether the user exists is the agent's to say.
+    let user = match command.user.filter(|u| !u.is_empty()) {
+        Some(user) => agora_proto::convert::user_name(&format!("{field}.user"), user)?,
+        None => String::new(),
+    };
     let mut environment = std::collections::HashMap::new();
     for (i, variable) in command.environment.map(|e| e.variables).unwrap_or_default().into_iter().enumerate() {
         if variable.r#type == Some(2) {
@@ -434,7 +433,7 @@ fn command_info(field: &str, command: m::CommandInfo) -> Result<pb::CommandInfo,
         if value.is_empty() {
             return Err(err(format!("{field}.value"), "is required: the shell command to run"));
         }
-        Ok(pb::CommandInfo { shell: value, argv: Vec::new(), environment, uris })
+        Ok(pb::CommandInfo { shell: value, argv: Vec::new(), environment, uris, user })
     } else {
         if value.is_empty() {
             return Err(err(format!("{field}.value"), "is required: the program to run"));
@@ -449,7 +448,7 @@ fn command_info(field: &str, command: m::CommandInfo) -> Result<pb::CommandInfo,
                 format!("must be the program {value:?}: Agora runs argv[0], Mesos runs `value` with this argv"),
             ));
         }
-        Ok(pb::CommandInfo { shell: String::new(), argv, environment, uris })
+        Ok(pb::CommandInfo { shell: String::new(), argv, environment, uris, user })
     }
 }
 
@@ -912,7 +911,7 @@ mod tests {
                 task(json!({"command": {"value": "x", "uris": [{"executable": true}]}})),
                 format!("{at}.command.uris[0].value"),
             ),
-            (task(json!({"command": {"value": "x", "user": "bob"}})), format!("{at}.command.user")),
+            (task(json!({"command": {"value": "x", "user": "bob:x"}})), format!("{at}.command.user")),
             (
                 task(json!({"resources": [{"name": "gpus", "type": "SCALAR", "scalar": {"value": 1.0}}]})),
                 format!("{at}.resources[0].name"),
