@@ -61,7 +61,7 @@ impl Framework {
         let info = FrameworkInfo {
             id: None,
             name: "checked".into(),
-            user: "test".into(),
+            user: "root".into(),
             roles: vec![Role::unreserved()],
             failover_timeout_ms: 60_000,
             hostname: String::new(),

@@ -113,9 +113,15 @@ fn spawn_in(dir: &std::path::Path, name: &str, cwd: &std::path::Path, args: &[&s
     std::fs::create_dir_all(cwd).expect("create the current directory");
     let log = dir.join(format!("{name}.log"));
     let file = std::fs::File::create(&log).expect("create log file");
+    // As `Proc::spawn` does: these tasks write into the test's directories, root's alone.
+    let allow_root: &[&str] = match args.first() {
+        Some(&"agent") | Some(&"local") => &["--allow-root-tasks"],
+        _ => &[],
+    };
     let child = std::process::Command::new(common::AGORA)
         .current_dir(cwd)
         .args(args)
+        .args(allow_root)
         .env("RUST_LOG", "info")
         .stdin(std::process::Stdio::null())
         .stdout(file.try_clone().expect("clone log file"))

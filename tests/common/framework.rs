@@ -54,7 +54,7 @@ impl Framework {
         let info = FrameworkInfo {
             id,
             name: "sleeper".into(),
-            user: "test".into(),
+            user: "root".into(),
             roles: vec![Role::unreserved()],
             failover_timeout_ms: 60_000,
             hostname: String::new(),

@@ -77,8 +77,16 @@ impl Proc {
         stderr: std::fs::File,
         args: &[&str],
     ) -> Proc {
+        // Agents here run their tasks as root, allowed explicitly: the tasks write markers
+        // into the test's temporary directories, which only root may enter. Users are
+        // tested in the agent crate (`agent/tests/users.rs`).
+        let allow_root: &[&str] = match args.first() {
+            Some(&"agent") | Some(&"local") => &["--allow-root-tasks"],
+            _ => &[],
+        };
         let child = Command::new(AGORA)
             .args(args)
+            .args(allow_root)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(stdout)
