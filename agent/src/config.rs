@@ -58,6 +58,10 @@ pub struct AgentConfig {
     /// The user a root agent runs root tasks as instead of refusing them (`agora local`
     /// started as root: `nobody`).
     pub root_tasks_as: Option<String>,
+    /// Most HTTP connections open at once; more clients wait to be accepted.
+    pub http_max_connections: usize,
+    /// An HTTP connection on which nothing moves for this long is closed.
+    pub http_idle_timeout_ms: u64,
 }
 
 /// Where the master is.
@@ -118,6 +122,8 @@ impl AgentConfig {
             disk_watch_interval_ms: 15_000,
             allow_root_tasks: false,
             root_tasks_as: None,
+            http_max_connections: 512,
+            http_idle_timeout_ms: 30_000,
         }
     }
 }

@@ -17,6 +17,8 @@ pub(crate) enum HttpError {
     IsADirectory { path: String },
     #[error("{path:?} is not a directory")]
     NotADirectory { path: String },
+    #[error("{path:?} is not served: it {reason}")]
+    NotServed { path: String, reason: String },
     #[error("cannot read {path:?}: {cause}")]
     Io { path: String, cause: std::io::Error },
     #[error("the agent is stopping")]
@@ -28,11 +30,14 @@ pub(crate) enum HttpError {
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let (status, details) = match &self {
-            HttpError::BadParameter { field, reason } => (StatusCode::BAD_REQUEST, json!({ "field": field, "reason": reason })),
+            HttpError::BadParameter { field, reason } => {
+                (StatusCode::BAD_REQUEST, json!({ "field": field, "reason": reason }))
+            }
             HttpError::Escapes { path } | HttpError::IsADirectory { path } | HttpError::NotADirectory { path } => {
                 (StatusCode::BAD_REQUEST, json!({ "path": path }))
             }
             HttpError::NotFound { path } => (StatusCode::NOT_FOUND, json!({ "path": path })),
+            HttpError::NotServed { path, reason } => (StatusCode::FORBIDDEN, json!({ "path": path, "reason": reason })),
             HttpError::Io { path, cause } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({ "path": path, "error": cause.to_string() }))
             }

@@ -5,6 +5,14 @@
 //! with `..` or a leading `/` is refused before the file system is touched; what remains is
 //! canonicalized (following symlinks) and must still lie under the root, so a symlink a task
 //! planted in its sandbox cannot reach the rest of the host.
+//!
+//! A file is served only when it is a regular file of the sandboxes' own file system with no
+//! other hard link (a task can hard-link a file from elsewhere into its sandbox): checked with
+//! `lstat` before it is opened, then opened with `O_NONBLOCK | O_NOFOLLOW` and checked again
+//! with `fstat` on what was opened, so a FIFO or a device swapped in meanwhile never blocks a
+//! worker or gets read. A `read` reply is bounded in bytes of JSON, not of file: bytes that
+//! JSON escapes (a NUL is `\u0000`, six bytes) count as what they cost, and the data stops
+//! where the bound is reached; the client reads on from `offset` plus what it got.
 
 use std::io::SeekFrom;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -22,8 +30,10 @@ use super::{HttpError, HttpState};
 
 /// Longest path accepted, in bytes (Linux' `PATH_MAX`).
 const MAX_PATH_LEN: usize = 4_096;
-/// Most bytes one `read` returns, whatever `length` asks for.
-pub(crate) const MAX_READ_LEN: u64 = 16 * 1024 * 1024;
+/// Most bytes of a file one `read` looks at, whatever `length` asks for.
+pub(crate) const MAX_READ_LEN: u64 = 1024 * 1024;
+/// Most bytes the `data` of one `read` reply takes once JSON-escaped.
+pub(crate) const MAX_READ_REPLY_BYTES: usize = 1024 * 1024;
 /// Most entries one `browse` lists (the first ones by name).
 const MAX_ENTRIES: usize = 10_000;
 /// Chunk size of `download`.
@@ -54,7 +64,10 @@ pub(crate) struct ReadReply {
     offset: u64,
 }
 
-pub(crate) async fn browse(State(state): State<HttpState>, Query(query): Query<FileQuery>) -> Result<Json<Vec<FileEntry>>, HttpError> {
+pub(crate) async fn browse(
+    State(state): State<HttpState>,
+    Query(query): Query<FileQuery>,
+) -> Result<Json<Vec<FileEntry>>, HttpError> {
     let requested = query.path.unwrap_or_default();
     let dir = resolve(&state.sandboxes, &requested).await?;
     let io = |cause| HttpError::Io { path: requested.clone(), cause };
@@ -83,17 +96,17 @@ pub(crate) async fn browse(State(state): State<HttpState>, Query(query): Query<F
     Ok(Json(entries))
 }
 
-pub(crate) async fn read(State(state): State<HttpState>, Query(query): Query<FileQuery>) -> Result<Json<ReadReply>, HttpError> {
-    let requested = query.path.clone().ok_or(HttpError::BadParameter { field: "path", reason: "is required".into() })?;
+pub(crate) async fn read(
+    State(state): State<HttpState>,
+    Query(query): Query<FileQuery>,
+) -> Result<Json<ReadReply>, HttpError> {
+    let requested =
+        query.path.clone().ok_or(HttpError::BadParameter { field: "path", reason: "is required".into() })?;
     let offset = number("offset", query.offset.as_deref())?;
     let length = number("length", query.length.as_deref())?;
     let file_path = resolve(&state.sandboxes, &requested).await?;
     let io = |cause| HttpError::Io { path: requested.clone(), cause };
-    let meta = tokio::fs::metadata(&file_path).await.map_err(io)?;
-    if meta.is_dir() {
-        return Err(HttpError::IsADirectory { path: requested });
-    }
-    let size = meta.len();
+    let (mut file, size) = open_regular(&state.sandboxes, &file_path, &requested).await?;
     // As in Mesos: no offset (or -1) asks for the file's size only.
     let Some(offset) = offset else {
         return Ok(Json(ReadReply { data: String::new(), offset: size }));
@@ -102,22 +115,21 @@ pub(crate) async fn read(State(state): State<HttpState>, Query(query): Query<Fil
         return Ok(Json(ReadReply { data: String::new(), offset }));
     }
     let length = length.unwrap_or(MAX_READ_LEN).min(MAX_READ_LEN).min(size - offset);
-    let mut file = tokio::fs::File::open(&file_path).await.map_err(io)?;
     file.seek(SeekFrom::Start(offset)).await.map_err(io)?;
     let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
     file.take(length).read_to_end(&mut bytes).await.map_err(io)?;
-    Ok(Json(ReadReply { data: text(&bytes), offset }))
+    let fits = json_prefix_len(&bytes, MAX_READ_REPLY_BYTES);
+    Ok(Json(ReadReply { data: text(&bytes[..fits]), offset }))
 }
 
-pub(crate) async fn download(State(state): State<HttpState>, Query(query): Query<FileQuery>) -> Result<Response, HttpError> {
-    let requested = query.path.clone().ok_or(HttpError::BadParameter { field: "path", reason: "is required".into() })?;
+pub(crate) async fn download(
+    State(state): State<HttpState>,
+    Query(query): Query<FileQuery>,
+) -> Result<Response, HttpError> {
+    let requested =
+        query.path.clone().ok_or(HttpError::BadParameter { field: "path", reason: "is required".into() })?;
     let file_path = resolve(&state.sandboxes, &requested).await?;
-    let io = |cause| HttpError::Io { path: requested.clone(), cause };
-    let meta = tokio::fs::metadata(&file_path).await.map_err(io)?;
-    if meta.is_dir() {
-        return Err(HttpError::IsADirectory { path: requested });
-    }
-    let mut file = tokio::fs::File::open(&file_path).await.map_err(io)?;
+    let (mut file, _) = open_regular(&state.sandboxes, &file_path, &requested).await?;
     let body = async_stream::stream! {
         let mut buffer = vec![0u8; DOWNLOAD_CHUNK];
         loop {
@@ -142,26 +154,94 @@ pub(crate) async fn download(State(state): State<HttpState>, Query(query): Query
         .into_response())
 }
 
+/// Opens `path` (canonical, under `root`) for reading if it is a regular file on the
+/// sandboxes' file system with no other hard link; returns it with its size. Never blocks
+/// on what it opens (see the module documentation).
+async fn open_regular(root: &Path, path: &Path, requested: &str) -> Result<(tokio::fs::File, u64), HttpError> {
+    let (root, path, requested) = (root.to_path_buf(), path.to_path_buf(), requested.to_owned());
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::OpenOptionsExt;
+        let io = |cause| HttpError::Io { path: requested.clone(), cause };
+        let root_dev = std::fs::metadata(&root).map_err(io)?.dev();
+        let check = |meta: &std::fs::Metadata| -> Result<(), HttpError> {
+            let refused = |reason: &str| HttpError::NotServed { path: requested.clone(), reason: reason.to_owned() };
+            if meta.is_dir() {
+                return Err(HttpError::IsADirectory { path: requested.clone() });
+            }
+            if !meta.file_type().is_file() {
+                return Err(refused("is not a regular file"));
+            }
+            if meta.nlink() != 1 {
+                return Err(refused("has other hard links, which may lie outside the sandbox"));
+            }
+            if meta.dev() != root_dev {
+                return Err(refused("lies on another file system than the sandboxes"));
+            }
+            Ok(())
+        };
+        let before = std::fs::symlink_metadata(&path).map_err(io)?;
+        check(&before)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW | nix::libc::O_NOCTTY)
+            .open(&path)
+            .map_err(io)?;
+        let opened = file.metadata().map_err(io)?;
+        check(&opened)?;
+        if (opened.dev(), opened.ino()) != (before.dev(), before.ino()) {
+            return Err(HttpError::NotServed {
+                path: requested.clone(),
+                reason: "changed while it was opened".to_owned(),
+            });
+        }
+        Ok((tokio::fs::File::from_std(file), opened.len()))
+    })
+    .await
+    .map_err(|_| HttpError::Stopping)?
+}
+
+/// How many of `bytes`, at most, fit in `budget` bytes once JSON-escaped: control bytes cost
+/// six (`\u0000`) or two (`\n`), `"` and `\\` two, any byte above ASCII three (as if it
+/// were an invalid one, replaced by U+FFFD: an upper bound), anything else one.
+fn json_prefix_len(bytes: &[u8], budget: usize) -> usize {
+    let mut spent = 0usize;
+    for (i, byte) in bytes.iter().enumerate() {
+        let cost = match byte {
+            b'\n' | b'\r' | b'\t' | b'"' | b'\\' | 0x08 | 0x0C => 2,
+            0x00..=0x1F | 0x7F => 6,
+            0x80..=0xFF => 3,
+            _ => 1,
+        };
+        spent += cost;
+        if spent > budget {
+            return i;
+        }
+    }
+    bytes.len()
+}
+
 /// Reads an optional non-negative number; `-1` means absent, as in Mesos.
 fn number(field: &'static str, value: Option<&str>) -> Result<Option<u64>, HttpError> {
     match value.map(str::trim) {
         None | Some("") | Some("-1") => Ok(None),
-        Some(text) => text
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|_| HttpError::BadParameter { field, reason: format!("{text:?} is not a non-negative integer or -1") }),
+        Some(text) => text.parse::<u64>().map(Some).map_err(|_| HttpError::BadParameter {
+            field,
+            reason: format!("{text:?} is not a non-negative integer or -1"),
+        }),
     }
 }
 
 /// The file or directory `requested` names under `root` (canonical), or why not.
 pub(crate) async fn resolve(root: &Path, requested: &str) -> Result<PathBuf, HttpError> {
     if requested.len() > MAX_PATH_LEN || requested.contains('\0') {
-        return Err(HttpError::BadParameter { field: "path", reason: format!("is longer than {MAX_PATH_LEN} bytes or holds a NUL") });
+        return Err(HttpError::BadParameter {
+            field: "path",
+            reason: format!("is longer than {MAX_PATH_LEN} bytes or holds a NUL"),
+        });
     }
     let relative = Path::new(requested);
-    let escapes = relative
-        .components()
-        .any(|c| matches!(c, Component::ParentDir | Component::RootDir | Component::Prefix(_)));
+    let escapes =
+        relative.components().any(|c| matches!(c, Component::ParentDir | Component::RootDir | Component::Prefix(_)));
     if escapes {
         return Err(HttpError::Escapes { path: requested.to_owned() });
     }
@@ -201,10 +281,20 @@ fn incomplete_tail_len(bytes: &[u8]) -> usize {
 
 /// The `ls -l` form of a file's type and permission bits.
 fn mode_string(meta: &std::fs::Metadata) -> String {
-    let kind = if meta.is_dir() {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    let kind = if kind.is_dir() {
         'd'
-    } else if meta.file_type().is_symlink() {
+    } else if kind.is_symlink() {
         'l'
+    } else if kind.is_fifo() {
+        'p'
+    } else if kind.is_socket() {
+        's'
+    } else if kind.is_char_device() {
+        'c'
+    } else if kind.is_block_device() {
+        'b'
     } else {
         '-'
     };
@@ -231,6 +321,15 @@ mod tests {
         assert_eq!(text(&[b'a', euro[0], euro[1]]), "a");
         assert_eq!(text(&[b'a', euro[0], euro[1], euro[2]]), "a€");
         assert_eq!(text(&[b'a', 0xFF, b'b']), "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn a_reply_stops_where_its_json_would_pass_the_budget() {
+        assert_eq!(json_prefix_len(b"hello", 5), 5);
+        assert_eq!(json_prefix_len(b"hello", 3), 3);
+        assert_eq!(json_prefix_len(&[0u8; 10], 12), 2);
+        assert_eq!(json_prefix_len(b"a\nb", 3), 2);
+        assert_eq!(json_prefix_len("€".as_bytes(), 9), 3);
     }
 
     #[test]

@@ -27,8 +27,6 @@ use crate::runtime::Event;
 /// Requests served at once; more wait for nothing and get 503, so that a burst of file
 /// reads cannot exhaust the agent's memory or file descriptors.
 const MAX_CONCURRENT_REQUESTS: usize = 256;
-/// Connections held open at once; further clients wait to be accepted.
-const MAX_CONNECTIONS: usize = 512;
 
 /// What the handlers share: a way to ask the owner, and where the sandboxes are.
 #[derive(Clone, Debug)]
@@ -59,13 +57,27 @@ pub(crate) fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
+/// Bounds on the agent's HTTP connections.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnectionLimits {
+    /// Connections held open at once; further clients wait to be accepted.
+    pub max_connections: usize,
+    /// A connection on which nothing moves for this long is closed.
+    pub idle_timeout: std::time::Duration,
+}
+
 /// Serves the API until `stop` turns true.
-pub(crate) async fn serve(listener: TcpListener, state: HttpState, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: HttpState,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+) {
     let app = router(state);
     let stopped = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
-    let listener = limit::LimitedListener::new(listener, MAX_CONNECTIONS);
+    let listener = limit::LimitedListener::new(listener, limits.max_connections, limits.idle_timeout);
     if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
         tracing::error!(%error, "the agent's HTTP server failed");
     }

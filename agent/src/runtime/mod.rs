@@ -190,7 +190,11 @@ pub async fn run(
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_LEN);
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_state = http::HttpState::new(events_tx.clone(), sandboxes.clone());
-    let http = tokio::spawn(http::serve(http_listener, http_state, stop_rx.clone()));
+    let limits = http::ConnectionLimits {
+        max_connections: config.http_max_connections,
+        idle_timeout: Duration::from_millis(config.http_idle_timeout_ms.max(1)),
+    };
+    let http = tokio::spawn(http::serve(http_listener, http_state, limits, stop_rx.clone()));
     let link_config = link::LinkConfig {
         register_timeout: Duration::from_millis(config.register_timeout_ms),
         reconnect_initial_ms: config.reconnect_initial_ms,
