@@ -122,6 +122,7 @@ fn spawn_in(dir: &std::path::Path, name: &str, cwd: &std::path::Path, args: &[&s
         .current_dir(cwd)
         .args(args)
         .args(allow_root)
+        .env("USER", "root")
         .env("RUST_LOG", "info")
         .stdin(std::process::Stdio::null())
         .stdout(file.try_clone().expect("clone log file"))
@@ -281,4 +282,39 @@ async fn agora_local_runs_services_and_cron_and_an_app_deploys_on_it() {
     proc.signal("INT");
     let status = common::eventually("agora local to exit", async || proc.exited()).await;
     assert!(status.success(), "{status:?}\n{}", proc.log_text());
+}
+
+/// Run as root, `agora local` runs a task whose user would be root (frameworks name the user
+/// who started them) as nobody, and as root only with `--allow-root-tasks`.
+#[tokio::test(flavor = "multi_thread")]
+async fn agora_local_started_as_root_runs_root_tasks_as_nobody() {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let root = status.lines().any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"));
+    if !root {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI runs the end-to-end tests as root");
+        eprintln!("skipped: not root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = common::free_port();
+    let work = dir.path().join("local");
+    let log = dir.path().join("local.log");
+    let file = std::fs::File::create(&log).expect("create log file");
+    // Not through `Proc::spawn`, which allows root tasks.
+    let child = std::process::Command::new(common::AGORA)
+        .args(["local", "--port", &port.to_string(), "--agents", "1", "--no-services", "--no-cron", "--work-dir"])
+        .arg(&work)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().expect("clone log file"))
+        .stderr(file)
+        .spawn()
+        .expect("spawn agora local");
+    let proc = common::Proc { child, name: "local".to_owned(), log, out: None, print_log_on_panic: true };
+    let cluster = Cluster { dir, master: format!("127.0.0.1:{port}"), procs: vec![proc], master_args: Vec::new() };
+    cluster.wait_for_agents(1).await;
+    for user in ["root", "nobody"] {
+        let output = cluster.run(&["--user", user, "--", "sh", "-c", "test \"$(id -un)\" = nobody"]);
+        assert_eq!(output.status.code(), Some(0), "as {user}: {}", describe(&output));
+    }
 }

@@ -77,9 +77,10 @@ impl Proc {
         stderr: std::fs::File,
         args: &[&str],
     ) -> Proc {
-        // Agents here run their tasks as root, allowed explicitly: the tasks write markers
-        // into the test's temporary directories, which only root may enter. Users are
-        // tested in the agent crate (`agent/tests/users.rs`).
+        // Agents here run their tasks as root, allowed explicitly, and frameworks (which name
+        // the user in `USER`) ask for root: the tasks write markers into the test's temporary
+        // directories, which only root may enter. Users are tested in the agent crate
+        // (`agent/tests/users.rs`) and by `local_cluster.rs`.
         let allow_root: &[&str] = match args.first() {
             Some(&"agent") | Some(&"local") => &["--allow-root-tasks"],
             _ => &[],
@@ -87,6 +88,7 @@ impl Proc {
         let child = Command::new(AGORA)
             .args(args)
             .args(allow_root)
+            .env("USER", "root")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -276,7 +278,7 @@ impl Cluster {
     /// Runs `agora run` against this cluster and returns its output.
     pub fn run(&self, args: &[&str]) -> Output {
         let mut command = Command::new(AGORA);
-        command.arg("run").arg("--master").arg(&self.master).args(args).env("RUST_LOG", "warn");
+        command.arg("run").arg("--master").arg(&self.master).args(args).env("RUST_LOG", "warn").env("USER", "root");
         run_bounded(command)
     }
 }

@@ -9,9 +9,9 @@
 //! answers, and is tested directly; [`Cgroups`] only creates directories, writes and reads
 //! files, and kills what is left.
 //!
-//! Layout: `<hierarchy>/<agent's own cgroup>/agora/<key>/run-<n>` on v1 (nested under the
+//! Layout: `<hierarchy>/<agent's own cgroup>/agora/<key>/run-<n>-<random>` on v1 (nested under the
 //! agent's own cgroup, so a limit put on the agent holds for its tasks too), and
-//! `<unified root>/agora/<key>/run-<n>` on v2 (where a cgroup holding processes may not
+//! `<unified root>/agora/<key>/run-<n>-<random>` on v2 (where a cgroup holding processes may not
 //! have children with controllers, and the agent's own cgroup does hold the agent). `<key>`
 //! is a digest of the agent's work dir, so several agents on one host (`agora local`) never
 //! share a cgroup, and a restarted agent on the same work dir finds its tasks' again. Each
@@ -352,9 +352,7 @@ impl TaskCgroup {
                 && !path.components().any(|c| matches!(c, std::path::Component::ParentDir))
                 && names.len() >= 4
                 && names[names.len() - 3] == ROOT_NAME
-                && names[names.len() - 1]
-                    .to_str()
-                    .is_some_and(|n| n.strip_prefix("run-").is_some_and(|r| r.parse::<u64>().is_ok()));
+                && names[names.len() - 1].to_str().and_then(run_of).is_some();
             if !safe {
                 return None;
             }
@@ -464,13 +462,11 @@ impl Cgroups {
         }
     }
 
-    /// Makes a fresh cgroup for a task with `resources` (a stale one of the same name,
-    /// left by a crash, is destroyed first) and puts its limits on it.
+    /// Makes a fresh cgroup for a task with `resources` and puts its limits on it. Its name,
+    /// `run-<n>-<random>`, is new: a cgroup a crash left under the same run number (being
+    /// removed meanwhile at start) is never taken for it.
     pub fn create(&self, run: u64, resources: &Resources) -> io::Result<TaskCgroup> {
-        let cgroup = self.task_cgroup(&format!("run-{run}"));
-        if cgroup.dirs().iter().any(|dir| dir.exists()) {
-            destroy(&cgroup)?;
-        }
+        let cgroup = self.task_cgroup(&format!("run-{run}-{:08x}", rand::random::<u32>()));
         for dir in cgroup.dirs() {
             std::fs::create_dir(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
         }
@@ -510,29 +506,32 @@ impl Cgroups {
             .collect()
     }
 
-    /// Runs of this agent that have a cgroup, by name `run-<n>`.
-    pub fn existing_runs(&self) -> BTreeSet<u64> {
+    /// This agent's task cgroups, by name (`run-<n>-<random>`) with their run.
+    pub fn existing(&self) -> std::collections::BTreeMap<String, u64> {
         let bases: Vec<&Path> = match &self.layout {
             Layout::V1 { cpu, cpuacct, memory, pids } => vec![cpu, cpuacct, memory, pids],
             Layout::V2 { base, .. } => vec![base],
         };
-        let mut runs = BTreeSet::new();
+        let mut found = std::collections::BTreeMap::new();
         for base in bases {
             let Ok(entries) = std::fs::read_dir(base) else {
                 continue;
             };
             for entry in entries.flatten() {
-                if let Some(run) = entry.file_name().to_str().and_then(|n| n.strip_prefix("run-")?.parse().ok()) {
-                    runs.insert(run);
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if let Some(run) = run_of(&name) {
+                    found.insert(name, run);
                 }
             }
         }
-        runs
+        found
     }
 
-    /// Destroys the cgroup of `run` (kills what is in it), by its name.
-    pub fn destroy_run(&self, run: u64) -> io::Result<()> {
-        destroy(&self.task_cgroup(&format!("run-{run}")))
+    /// Destroys the task cgroup called `name` (kills what is in it).
+    pub fn destroy_named(&self, name: &str) -> io::Result<()> {
+        destroy(&self.task_cgroup(name))
     }
 
     /// How many times the kernel OOM-killed a process of the cgroup.
@@ -597,6 +596,12 @@ pub(crate) fn usage(cgroup: &TaskCgroup) -> Usage {
             }
         }
     }
+}
+
+/// The run of a task cgroup's name, `run-<n>-<random>`.
+fn run_of(name: &str) -> Option<u64> {
+    let (run, nonce) = name.strip_prefix("run-")?.split_once('-')?;
+    (nonce.len() == 8 && nonce.bytes().all(|b| b.is_ascii_hexdigit())).then(|| run.parse().ok()).flatten()
 }
 
 /// Kills every process left in the cgroup and removes its directories; retried for a while
@@ -773,17 +778,25 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
     fn a_cgroup_record_reads_back_and_a_path_outside_the_hierarchies_is_refused() {
         let cgroup = TaskCgroup {
             version: Version::V1,
-            cpu: PathBuf::from("/sys/fs/cgroup/cpu/agora/k/run-3"),
-            cpuacct: PathBuf::from("/sys/fs/cgroup/cpuacct/agora/k/run-3"),
-            memory: PathBuf::from("/sys/fs/cgroup/memory/agora/k/run-3"),
-            pids: PathBuf::from("/sys/fs/cgroup/pids/agora/k/run-3"),
+            cpu: PathBuf::from("/sys/fs/cgroup/cpu/agora/k/run-3-0000abcd"),
+            cpuacct: PathBuf::from("/sys/fs/cgroup/cpuacct/agora/k/run-3-0000abcd"),
+            memory: PathBuf::from("/sys/fs/cgroup/memory/agora/k/run-3-0000abcd"),
+            pids: PathBuf::from("/sys/fs/cgroup/pids/agora/k/run-3-0000abcd"),
         };
         assert_eq!(TaskCgroup::from_record(&cgroup.to_record()), Some(cgroup.clone()));
-        let evil = cgroup.to_record().replace("/sys/fs/cgroup/pids/agora/k/run-3", "/etc/agora/k/x");
+        let evil = cgroup.to_record().replace("/sys/fs/cgroup/pids/agora/k/run-3-0000abcd", "/etc/agora/k/x");
         assert_eq!(TaskCgroup::from_record(&evil), None);
-        let dotted = cgroup.to_record().replace("/agora/k/run-3", "/../../etc");
+        let dotted = cgroup.to_record().replace("/agora/k/run-3-0000abcd", "/../../etc");
         assert_eq!(TaskCgroup::from_record(&dotted), None);
         assert_eq!(TaskCgroup::from_record("version v3\n"), None);
+    }
+
+    #[test]
+    fn a_task_cgroups_name_gives_its_run() {
+        assert_eq!(run_of("run-12-00ab12ef"), Some(12));
+        assert_eq!(run_of("run-12"), None);
+        assert_eq!(run_of("run-x-00ab12ef"), None);
+        assert_eq!(run_of("other"), None);
     }
 
     #[test]

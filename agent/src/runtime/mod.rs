@@ -603,20 +603,24 @@ impl Owner {
     }
 
     /// Destroys this agent's cgroups whose task no longer runs (ended while no agent ran,
-    /// or left by a crash between a task's end and its cgroup's removal).
+    /// or left by a crash between a task's end and its cgroup's removal), on a blocking
+    /// thread: a removal may wait for killed processes to be reaped, and the agent need not.
     fn remove_stale_cgroups(&self, live: &std::collections::BTreeSet<RunId>) {
-        let Some(cgroups) = &self.cgroups else {
+        let Some(cgroups) = self.cgroups.clone() else {
             return;
         };
-        for run in cgroups.existing_runs() {
-            if live.contains(&RunId(run)) {
-                continue;
+        let live = live.clone();
+        tokio::task::spawn_blocking(move || {
+            for (name, run) in cgroups.existing() {
+                if live.contains(&RunId(run)) {
+                    continue;
+                }
+                match cgroups.destroy_named(&name) {
+                    Ok(()) => tracing::info!(run, "removed the cgroup of a task that ended"),
+                    Err(error) => tracing::warn!(run, %error, "cannot remove the cgroup of a task that ended"),
+                }
             }
-            match cgroups.destroy_run(run) {
-                Ok(()) => tracing::info!(run, "removed the cgroup of a task that ended"),
-                Err(error) => tracing::warn!(run, %error, "cannot remove the cgroup of a task that ended"),
-            }
-        }
+        });
     }
 
     /// A supervisor the previous agent spawned but died before recording: it wrote its own
