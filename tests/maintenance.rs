@@ -481,6 +481,14 @@ async fn a_framework_with_tasks_on_a_scheduled_machine_gets_an_inverse_offer_and
     assert_eq!(inverse["agent_id"], offer["agent_id"]);
     assert_eq!(inverse["framework_id"], framework.framework_id);
     assert_eq!(inverse["unavailability"], json!({"start": {"nanoseconds": 2_000_000_000u64}}));
+    // What is left of the agent is offered again, saying when its machine goes away.
+    let reoffered = loop {
+        let event = framework.next_of("OFFERS").await;
+        if let Some(offer) = event["offers"]["offers"].as_array().and_then(|list| list.first()) {
+            break offer.clone();
+        }
+    };
+    assert_eq!(reoffered["unavailability"], json!({"start": {"nanoseconds": 2_000_000_000u64}}));
     let status_now = get_json(&cluster.url("/maintenance/status")).await.expect("the status");
     assert_eq!(status_now["draining_machines"][0]["statuses"][0]["status"], "UNKNOWN", "{status_now}");
 

@@ -690,6 +690,7 @@ impl TryFrom<pb::Offer> for Offer {
                 hostname: value.hostname,
                 attributes: attributes(value.attributes)?,
                 url: value.agent_url,
+                unavailability: None,
             }),
             allocation_role: if value.allocation_role.is_empty() {
                 Role::unreserved()

@@ -199,6 +199,7 @@ impl Sim {
                 SimAgent {
                     id: AgentId::new(format!("agent-{i}")),
                     description: Arc::new(AgentDescription {
+                        unavailability: None,
                         hostname: format!("host-{i}"),
                         attributes: vec![Attribute { name: "rack".into(), value: format!("r{}", i % 4) }],
                         url: format!("http://host-{i}:5051"),

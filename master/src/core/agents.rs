@@ -67,10 +67,12 @@ impl Master {
         // A known agent coming back as it was changes nothing durable: no registry write,
         // which after a failover saves one per agent.
         let durable_unchanged = self.agents.get(&agent_id).is_some_and(|a| a.reachable && a.info == info);
+        let unavailability = self.unavailability_of(&info.hostname);
         if self.agents.contains_key(&agent_id) {
             // Its resources may have changed: offers made from the old view are void.
             self.rescind_agent_offers(&agent_id);
             let Some(mut agent) = self.agents.get_mut(&agent_id) else { return };
+            agent.set_unavailability(unavailability);
             agent.set_info(info);
             agent.conn = Some(conn);
             agent.reachable = true;
@@ -82,7 +84,9 @@ impl Master {
             if let Some(n) = sequence_of(agent_id.as_str(), &prefix) {
                 self.next_agent = self.next_agent.max(n.saturating_add(1));
             }
-            self.agents.insert(agent_id.clone(), AgentRecord::new(agent_id.clone(), info, conn, now_ms));
+            let mut record = AgentRecord::new(agent_id.clone(), info, conn, now_ms);
+            record.set_unavailability(unavailability);
+            self.agents.insert(agent_id.clone(), record);
         }
         if !durable_unchanged {
             self.persist_agent(&agent_id);

@@ -128,6 +128,8 @@ impl Master {
             record.conn = None;
             record.reachable = agent.reachable;
             record.deactivated = agent.deactivated;
+            let unavailability = self.unavailability_of(&record.info.hostname);
+            record.set_unavailability(unavailability);
             record.drain = agent.drain;
             // The re-register timeout of an agent that was unreachable before the restart
             // counts from the restart: the master cannot know how long it was away since.

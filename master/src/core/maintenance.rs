@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use agora_proto::model::Unavailability;
 use agora_proto::model::{AgentId, FrameworkId, OfferId, TaskId, TaskState, TaskStatus, TaskStatusReason};
 use serde::{Deserialize, Serialize};
 
@@ -69,14 +70,6 @@ impl std::fmt::Display for MachineId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}({})", self.hostname, self.ip)
     }
-}
-
-/// When a machine is expected to be unavailable: from `start_ns` (nanoseconds since the Unix
-/// epoch, as Mesos' `TimeInfo`) for `duration_ns`, or for good when `None`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Unavailability {
-    pub start_ns: i64,
-    pub duration_ns: Option<i64>,
 }
 
 /// Machines that go down together.
@@ -436,6 +429,22 @@ impl Master {
         self.persist_maintenance();
         let maintenance = &self.maintenance;
         self.inverse.retain_machines(|m| maintenance.mode(m) == MachineMode::Draining);
+        // Offers say when their agent's machine goes away: those made before this schedule
+        // are rescinded where that changed.
+        let changed: Vec<(AgentId, Option<Unavailability>)> = self
+            .agents
+            .iter()
+            .filter_map(|(id, a)| {
+                let now = self.maintenance.machine_of(&a.info.hostname).map(|(_, w)| w.unavailability);
+                (a.description.unavailability != now).then(|| (id.clone(), now))
+            })
+            .collect();
+        for (agent_id, unavailability) in changed {
+            self.rescind_agent_offers(&agent_id);
+            if let Some(mut agent) = self.agents.get_mut(&agent_id) {
+                agent.set_unavailability(unavailability);
+            }
+        }
         let scheduled: Vec<AgentId> = self
             .agents
             .iter()
@@ -444,6 +453,11 @@ impl Master {
             .collect();
         self.send_inverse_offers(now_ms, &scheduled);
         Ok(())
+    }
+
+    /// The unavailability an agent advertising `hostname` gets from the schedule.
+    pub(crate) fn unavailability_of(&self, hostname: &str) -> Option<Unavailability> {
+        self.maintenance.machine_of(hostname).map(|(_, w)| w.unavailability)
     }
 
     /// Asks each framework with tasks on these agents (those on draining machines) to give

@@ -443,3 +443,36 @@ fn frameworks_with_tasks_on_a_scheduled_machine_get_one_inverse_offer_and_their_
     assert_eq!(inverse_offers(&m.drain_outputs()).len(), 1, "asked again");
     assert_eq!(m.check_invariants(), Ok(()));
 }
+
+#[test]
+fn offers_of_a_scheduled_machine_carry_its_unavailability_and_earlier_ones_are_rescinded() {
+    let mut m = master();
+    let a = register(&mut m, 1, "a", None).expect("registers");
+    let b = register(&mut m, 2, "b", None).expect("registers");
+    subscribe(&mut m);
+    let before = offers(&mut m);
+    assert!(before.iter().all(|o| o.agent.unavailability.is_none()));
+    let of_a = before.iter().find(|o| o.agent_id == a).expect("an offer of a").id.clone();
+
+    m.update_maintenance_schedule(0, vec![window(&["a"])]).expect("schedules");
+    let out = m.drain_outputs();
+    let rescinded: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::ToFramework { event: Event::Rescind(id), .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rescinded, vec![of_a], "only the scheduled agent's offer goes");
+    let after = offers(&mut m);
+    assert_eq!(after.len(), 1);
+    assert_eq!((&after[0].agent_id, after[0].agent.unavailability), (&a, Some(window(&["a"]).unavailability)));
+
+    // An agent registering on a scheduled machine is offered with it too.
+    m.agent_disconnected(0, &b, ConnId(2));
+    m.update_maintenance_schedule(0, vec![window(&["a", "b"])]).expect("schedules");
+    m.drain_outputs();
+    assert_eq!(register(&mut m, 3, "b", Some(&b)), Ok(b.clone()));
+    let of_b = offers(&mut m).into_iter().find(|o| o.agent_id == b).expect("an offer of b");
+    assert_eq!(of_b.agent.unavailability, Some(window(&["b"]).unavailability));
+}

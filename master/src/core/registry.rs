@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use agora_proto::model::{
     AgentDescription, AgentId, AgentInfo, FrameworkId, FrameworkInfo, OfferId, Resources, Role, Scalars, StreamId,
-    TaskId, TaskInfo, TaskState, TaskStatus,
+    TaskId, TaskInfo, TaskState, TaskStatus, Unavailability,
 };
 
 use super::allocator::MinAllocatable;
@@ -75,6 +75,9 @@ pub(crate) struct AgentRecord {
     pub tasks: BTreeSet<(FrameworkId, TaskId)>,
     /// The operator's drain of the agent, if any.
     pub drain: Option<DrainInfo>,
+    /// When the agent's machine is scheduled to be unavailable (its window's), if it is;
+    /// changed only through `set_unavailability`, so that the description follows.
+    unavailability: Option<Unavailability>,
 }
 
 /// The leading bytes of an `AgentRecord` that a round touches (see the record's layout).
@@ -104,7 +107,9 @@ impl AgentRecord {
                 hostname: String::new(),
                 attributes: Vec::new(),
                 url: String::new(),
+                unavailability: None,
             }),
+            unavailability: None,
             tasks: BTreeSet::new(),
             offers: Vec::new(),
             filtered_by: FilterSlots::default(),
@@ -159,13 +164,20 @@ impl AgentRecord {
         self.description = Arc::new(self.described());
     }
 
-    /// The description `info` gives.
+    /// The description `info` and the machine's unavailability give.
     fn described(&self) -> AgentDescription {
         AgentDescription {
             hostname: self.info.hostname.clone(),
             attributes: self.info.attributes.clone(),
             url: format!("http://{}:{}", self.info.hostname, self.info.port),
+            unavailability: self.unavailability,
         }
+    }
+
+    /// Sets when the agent's machine is scheduled to be unavailable, which its offers say.
+    pub fn set_unavailability(&mut self, unavailability: Option<Unavailability>) {
+        self.unavailability = unavailability;
+        self.describe();
     }
 
     /// Replaces the agent's description (a re-registration) and what derives from it.

@@ -300,6 +300,7 @@ fn a_subscribed_framework_is_offered_the_whole_free_agent() {
         agent_id: agent,
         resources: resources("cpus:4;mem:1024;ports:[31000-31009]"),
         agent: Arc::new(AgentDescription {
+            unavailability: None,
             hostname: "h1".into(),
             attributes: Vec::new(),
             url: "http://h1:5051".into(),

@@ -324,6 +324,17 @@ pub struct AgentDescription {
     /// Where the agent's HTTP endpoint (sandboxes) is, `http://host:port`.
     #[serde(rename = "agent_url")]
     pub url: String,
+    /// When the agent's machine is scheduled to be unavailable (maintenance), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailability: Option<Unavailability>,
+}
+
+/// When a machine is expected to be unavailable: from `start_ns` (nanoseconds since the Unix
+/// epoch, as Mesos' `TimeInfo`) for `duration_ns`, or for good when `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Unavailability {
+    pub start_ns: i64,
+    pub duration_ns: Option<i64>,
 }
 
 /// Resources of one agent offered to one framework.

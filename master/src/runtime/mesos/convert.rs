@@ -538,6 +538,23 @@ fn event_of(kind: &str) -> m::Event {
     m::Event { r#type: m::event_type::value(kind), ..Default::default() }
 }
 
+fn unavailability(u: &agora_proto::model::Unavailability) -> m::Unavailability {
+    m::Unavailability {
+        start: m::TimeInfo { nanoseconds: u.start_ns },
+        duration: u.duration_ns.map(|nanoseconds| m::DurationInfo { nanoseconds }),
+    }
+}
+
+/// Gives each offer of an OFFERS event made from `offers` (in the same order) its agent's
+/// unavailability, which Agora's gRPC messages do not carry.
+pub fn add_unavailability(event: &mut m::Event, offers: &[agora_proto::model::Offer]) {
+    if let Some(list) = event.offers.as_mut() {
+        for (out, offer) in list.offers.iter_mut().zip(offers) {
+            out.unavailability = offer.agent.unavailability.as_ref().map(unavailability);
+        }
+    }
+}
+
 /// Inverse offers as Mesos sends them: an OFFERS event with `inverse_offers` only.
 pub fn inverse_offers(offers: &[crate::core::InverseOffer]) -> m::Event {
     let inverse_offers = offers
@@ -553,10 +570,7 @@ pub fn inverse_offers(offers: &[crate::core::InverseOffer]) -> m::Event {
                 }),
                 framework_id: m::Id::new(o.framework_id.to_string()),
                 agent_id: Some(m::Id::new(o.agent_id.to_string())),
-                unavailability: m::Unavailability {
-                    start: m::TimeInfo { nanoseconds: o.unavailability.start_ns },
-                    duration: o.unavailability.duration_ns.map(|nanoseconds| m::DurationInfo { nanoseconds }),
-                },
+                unavailability: unavailability(&o.unavailability),
             }
         })
         .collect();
@@ -684,6 +698,7 @@ fn offer(offer: pb::Offer) -> m::Offer {
                 text: Some(m::Text { value: a.value }),
             })
             .collect(),
+        unavailability: None,
         allocation_info: Some(m::AllocationInfo { role: Some(role) }),
     }
 }

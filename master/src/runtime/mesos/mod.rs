@@ -254,6 +254,13 @@ async fn subscribe(api: Api, headers: &HeaderMap, info: pb::FrameworkInfo) -> Re
                 event = events.recv() => match event {
                     Some(event) => match &*event {
                         crate::core::Event::InverseOffers(offers) => Some(convert::inverse_offers(offers)),
+                        crate::core::Event::Offers(offers) => {
+                            let converted = wire::event_to_pb(&event).and_then(|event| convert::event(event, &master));
+                            converted.map(|mut converted| {
+                                convert::add_unavailability(&mut converted, offers);
+                                converted
+                            })
+                        }
                         _ => wire::event_to_pb(&event).and_then(|event| convert::event(event, &master)),
                     },
                     // The owner closed the stream: a newer subscription, a teardown, or a

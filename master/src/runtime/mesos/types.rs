@@ -507,6 +507,10 @@ pub struct Offer {
     #[prost(message, repeated, tag = "7")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<Attribute>,
+    /// When the agent's machine is scheduled for maintenance.
+    #[prost(message, optional, tag = "9")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailability: Option<Unavailability>,
     #[prost(message, optional, tag = "10")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_info: Option<AllocationInfo>,

@@ -77,6 +77,7 @@ pub(super) fn offer_with(n: u32, host: &str, resources: &str, attributes: &[(&st
         agent_id: AgentId::new(format!("agent-{host}")),
         resources: Resources::parse(resources).expect("test resources parse"),
         agent: Arc::new(AgentDescription {
+            unavailability: None,
             hostname: host.into(),
             attributes: attributes
                 .iter()

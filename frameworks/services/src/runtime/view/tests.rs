@@ -63,6 +63,7 @@ fn offer(n: u32) -> Offer {
         agent_id: AgentId::new("agent-1"),
         resources: Resources::parse("cpus:100;mem:100000").expect("resources parse"),
         agent: Arc::new(AgentDescription {
+            unavailability: None,
             hostname: "host-1".into(),
             attributes: Vec::new(),
             url: "http://host-1:5051".into(),
