@@ -502,3 +502,50 @@ async fn a_framework_with_tasks_on_a_scheduled_machine_gets_an_inverse_offer_and
     let bad = json!({"type": "ACCEPT_INVERSE_OFFERS", "accept_inverse_offers": {"inverse_offer_ids": [{"value": 7}]}});
     assert_eq!(framework.call(bad).await, StatusCode::BAD_REQUEST);
 }
+
+/// The ids of the agents `/state` lists as active.
+async fn active_agent_ids(cluster: &Cluster) -> Option<Vec<String>> {
+    let state = get_json(&cluster.url("/state")).await?;
+    let slaves = state["slaves"].as_array()?;
+    Some(slaves.iter().filter(|s| s["active"] == true).filter_map(|s| s["id"].as_str().map(str::to_owned)).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_marked_gone_or_drained_with_mark_gone_never_returns_under_its_id() {
+    let mut cluster = Cluster::master_only(&[]).await;
+    cluster.add_agent("agent-1", "cpus:1;mem:1024");
+    cluster.wait_for_agents(1).await;
+    let first = the_agent(&cluster).await["agent_info"]["id"]["value"].as_str().expect("an id").to_owned();
+    let dir = cluster.dir.path().to_owned();
+    let run = RunProc::start(&dir, "doomed", &cluster.master, &[], &["sleep", "60"]);
+    eventually("the task to run", async || run.states("doomed-0").contains(&"TASK_RUNNING".to_owned()).then_some(()))
+        .await;
+
+    let (status, body) = operator(&cluster, agent_call("MARK_AGENT_GONE", "mark_agent_gone", &first)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually("the framework told its task is gone", async || {
+        run.states("doomed-0").contains(&"TASK_GONE_BY_OPERATOR".to_owned()).then_some(())
+    })
+    .await;
+    // The agent, refused under its old id, kills what it ran and registers afresh.
+    let second = eventually("the agent back under a new id", async || {
+        let ids = active_agent_ids(&cluster).await?;
+        (ids.len() == 1 && ids[0] != first).then(|| ids[0].clone())
+    })
+    .await;
+    let (status, _) = operator(&cluster, agent_call("MARK_AGENT_GONE", "mark_agent_gone", &first)).await;
+    assert_eq!(status, StatusCode::OK, "marking a gone agent gone again is accepted");
+
+    let drain = json!({"type": "DRAIN_AGENT", "drain_agent": {"agent_id": {"value": second}, "mark_gone": true}});
+    let (status, body) = operator(&cluster, drain).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let third = eventually("the drained agent gone, and back under a new id", async || {
+        let ids = active_agent_ids(&cluster).await?;
+        (ids.len() == 1 && ids[0] != first && ids[0] != second).then(|| ids[0].clone())
+    })
+    .await;
+    let state = cluster.state().await;
+    let listed: Vec<&str> =
+        state["slaves"].as_array().expect("slaves").iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(listed, vec![third.as_str()], "gone agents are not listed");
+}
