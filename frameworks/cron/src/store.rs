@@ -114,10 +114,31 @@ fn encode(value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::Encode(e.to_string()))
 }
 
+/// The batch's writes, one per record: a record written twice in a batch (a run recorded
+/// and launched in the same batch, a job settled and counted) is written once, as it is
+/// last. The batch is one transaction, so the order between records does not matter.
 fn writes(batch: &[StoreOp]) -> Result<Vec<Write>, StoreError> {
     let put = |table: &str, key: String, value: Vec<u8>| Write::Put { table: table.into(), key, value };
-    let mut writes = Vec::with_capacity(batch.len());
-    for op in batch {
+    // Looked up only, never iterated: its order cannot leak into the writes.
+    let mut last: std::collections::HashMap<(&str, String), usize> = std::collections::HashMap::new();
+    let keys: Vec<(&str, String)> = batch
+        .iter()
+        .map(|op| match op {
+            StoreOp::FrameworkId(_) => (FRAMEWORK, FRAMEWORK_ID_KEY.to_owned()),
+            StoreOp::PutJob(job) => (JOBS, job.spec.name.to_string()),
+            StoreOp::DeleteJob(name) => (JOBS, name.to_string()),
+            StoreOp::PutRun(run) => (RUNS, run_key(&run.key)),
+            StoreOp::DeleteRun(key) => (RUNS, run_key(key)),
+        })
+        .collect();
+    for (index, key) in keys.iter().enumerate() {
+        last.insert(key.clone(), index);
+    }
+    let mut writes = Vec::with_capacity(last.len());
+    for (index, (op, key)) in batch.iter().zip(&keys).enumerate() {
+        if last.get(key) != Some(&index) {
+            continue;
+        }
         writes.push(match op {
             StoreOp::FrameworkId(id) => put(FRAMEWORK, FRAMEWORK_ID_KEY.into(), encode(id)?),
             StoreOp::PutJob(job) => put(JOBS, job.spec.name.to_string(), encode(job)?),
@@ -213,6 +234,38 @@ mod tests {
         assert_eq!(store.runs_of(&JobName::new("a")).await.expect("read"), [done]);
         assert_eq!(store.runs_of(&JobName::new("a b")).await.expect("read"), [going]);
         assert!(store.runs_of(&JobName::new("b")).await.expect("read").is_empty());
+    }
+
+    #[test]
+    fn a_record_written_twice_in_a_batch_is_written_once_as_it_is_last() {
+        let key = RunKey { job: JobName::new("a"), scheduled: "2026-03-02T10:00:00Z".parse().expect("time") };
+        let other = RunKey { job: JobName::new("b"), ..key.clone() };
+        let batch = [
+            StoreOp::DeleteRun(key.clone()),
+            StoreOp::DeleteRun(other.clone()),
+            StoreOp::FrameworkId(FrameworkId::new("fw-1")),
+            StoreOp::DeleteJob(JobName::new("a")),
+            StoreOp::FrameworkId(FrameworkId::new("fw-2")),
+            StoreOp::DeleteRun(key.clone()),
+        ];
+        let written = writes(&batch).expect("encodes");
+        let shape: Vec<String> = written
+            .iter()
+            .map(|w| match w {
+                Write::Put { table, key, value } => format!("put {table} {key} {}", String::from_utf8_lossy(value)),
+                Write::Delete { table, key } => format!("delete {table} {key}"),
+                Write::DeletePrefix { table, prefix } => format!("delete {table} {prefix}*"),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                format!("delete runs {}", run_key(&other)),
+                "delete jobs a".to_owned(),
+                "put framework id \"fw-2\"".to_owned(),
+                format!("delete runs {}", run_key(&key)),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! launch leaves.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use agora_proto::model::{AgentDescription, AgentId, Offer, OfferId, Resources, Role, TaskInfo};
@@ -15,7 +16,7 @@ use super::{
     Cron, HOLD_LEAD, HOLD_MAX, MAX_HELD_OFFERS, MAX_TASKS_PER_ACCEPT, Output, REFUSE_WHEN_IDLE_S, REFUSE_WHILE_DUE_S,
     StoreOp, plus,
 };
-use crate::model::{ConstraintOp, JobSpec, RunKey, RunRecord, RunState, RunTrigger};
+use crate::model::{ConstraintOp, JobName, JobSpec, RunKey, RunRecord, RunState, RunTrigger};
 
 /// Compiled LIKE/UNLIKE patterns, each compiled once (anchored at both ends, as Chronos
 /// matches them) and kept while the set stays small.
@@ -117,7 +118,7 @@ impl Cron {
         if self.held.is_empty() {
             return;
         }
-        let pending = self.active.values().any(|r| r.state == RunState::Pending);
+        let pending = !self.pending.is_empty();
         let expired = self.held.values().any(|(_, since)| plus(*since, HOLD_MAX) <= now);
         if pending || expired || !self.due_soon(now) {
             let offers: Vec<Offer> = self.held.values().map(|(offer, _)| offer.clone()).collect();
@@ -127,17 +128,20 @@ impl Cron {
 
     /// Launches as many pending runs as fit on one agent, the earliest scheduled first.
     fn place(&mut self, now: Timestamp, agent: &Agent, available: &mut Resources) -> Vec<TaskInfo> {
-        let mut pending: Vec<RunKey> =
-            self.active.values().filter(|r| r.state == RunState::Pending).map(|r| r.key.clone()).collect();
-        pending.sort_by(|a, b| (a.scheduled, &a.job).cmp(&(b.scheduled, &b.job)));
         let mut tasks = Vec::new();
-        for key in pending {
-            if tasks.len() >= MAX_TASKS_PER_ACCEPT {
-                break;
-            }
+        // A cursor over the pending index, which `place_one` changes as runs launch.
+        let mut after: Option<(Timestamp, JobName)> = None;
+        while tasks.len() < MAX_TASKS_PER_ACCEPT {
+            let next = match &after {
+                None => self.pending.first().cloned(),
+                Some(last) => self.pending.range((Bound::Excluded(last.clone()), Bound::Unbounded)).next().cloned(),
+            };
+            let Some((scheduled, job)) = next else { break };
+            let key = RunKey { job: job.clone(), scheduled };
             if let Some(task) = self.place_one(now, &key, agent, available) {
                 tasks.push(task);
             }
+            after = Some((scheduled, job));
         }
         tasks
     }
@@ -151,19 +155,26 @@ impl Cron {
         agent: &Agent,
         available: &mut Resources,
     ) -> Option<TaskInfo> {
-        let spec = self.jobs.get(&key.job).map(|j| j.spec.clone())?;
         let role = Role::parse(&self.config.role).unwrap_or_else(|_| Role::unreserved());
-        if agent.role != role || !self.constraints_allow(&spec, agent) {
+        if agent.role != role {
             return None;
         }
+        // What fits is checked before anything is copied: most runs an offer meets in a
+        // burst do not fit once it is used up.
+        let job = self.jobs.get(&key.job)?;
         let requirements = TaskRequirements {
-            cpus_milli: spec.cpus_milli,
-            mem_mib: spec.mem_mib,
-            disk_mib: spec.disk_mib,
+            cpus_milli: job.spec.cpus_milli,
+            mem_mib: job.spec.mem_mib,
+            disk_mib: job.spec.disk_mib,
             ports: 0,
             role: (!role.is_unreserved()).then_some(role),
         };
         let piece = requirements.take_one(available)?;
+        let spec = job.spec.clone();
+        if !self.constraints_allow(&spec, agent) {
+            available.add(&piece);
+            return None;
+        }
         let run = self.active.get(key)?;
         let task = match build_task(&spec, run, agent, piece.clone()) {
             Ok(task) => task,
@@ -179,6 +190,7 @@ impl Cron {
         };
         let run = self.active.get_mut(key)?;
         run.state = RunState::Launched;
+        self.pending.remove(&(key.scheduled, key.job.clone()));
         run.agent = Some(agent.id.clone());
         run.attempt_started = Some(now);
         run.started.get_or_insert(now);

@@ -224,6 +224,10 @@ pub struct Cron {
     active: BTreeMap<RunKey, RunRecord>,
     /// The current attempt's task of each launched or running run.
     by_task: BTreeMap<TaskId, RunKey>,
+    /// The pending runs, in the order offers go to them (earliest scheduled first), kept
+    /// with `active`: what wants offers and what to place is known without a scan of
+    /// every run in flight, which a burst of status updates would repeat per update.
+    pending: BTreeSet<(Timestamp, JobName)>,
     /// Final runs per job, oldest scheduled first, at most `history_per_job`; their
     /// records are in the store, read from there when the API asks.
     history: BTreeMap<JobName, VecDeque<FinishedRun>>,
@@ -262,6 +266,7 @@ impl Cron {
             children: BTreeMap::new(),
             active: BTreeMap::new(),
             by_task: BTreeMap::new(),
+            pending: BTreeSet::new(),
             history: BTreeMap::new(),
             wakes: BTreeSet::new(),
             wake_of: BTreeMap::new(),
@@ -286,6 +291,9 @@ impl Cron {
             } else {
                 if run.state.has_task() {
                     cron.by_task.insert(run.task_id.clone(), run.key.clone());
+                }
+                if run.state == crate::model::RunState::Pending {
+                    cron.pending.insert((run.key.scheduled, run.key.job.clone()));
                 }
                 cron.active.insert(run.key.clone(), run);
             }
@@ -376,6 +384,11 @@ impl Cron {
     /// Work every call ends with: dependents to check after recovery, and telling the
     /// master whether offers are wanted.
     fn settle(&mut self, now: Timestamp) {
+        debug_assert_eq!(
+            self.pending.len(),
+            self.active.values().filter(|run| run.state == crate::model::RunState::Pending).count(),
+            "the pending index holds every pending run"
+        );
         if std::mem::take(&mut self.recheck_dependents) {
             let dependents: Vec<JobName> =
                 self.jobs.values().filter(|j| !j.spec.parents().is_empty()).map(|j| j.spec.name.clone()).collect();
@@ -444,7 +457,7 @@ impl Cron {
 
     /// Runs waiting for an offer.
     pub fn queue_len(&self) -> usize {
-        self.active.values().filter(|run| run.state == crate::model::RunState::Pending).count()
+        self.pending.len()
     }
 
     /// Offers held for runs due soon.

@@ -135,6 +135,7 @@ impl Cron {
             message: String::new(),
         };
         self.persist(StoreOp::PutRun(Box::new(run.clone())));
+        self.pending.insert((key.scheduled, key.job.clone()));
         self.active.insert(key, run);
     }
 
@@ -170,6 +171,7 @@ impl Cron {
             .collect();
         for key in expired {
             let Some(mut run) = self.active.remove(&key) else { continue };
+            self.pending.remove(&(key.scheduled, key.job.clone()));
             let deadline = run.deadline.map(|d| d.to_string()).unwrap_or_default();
             let why = if run.message.is_empty() { String::new() } else { format!(" ({})", run.message) };
             run.state = RunState::Missed {
@@ -185,8 +187,9 @@ impl Cron {
         if run.killing.is_some() {
             return None;
         }
+        let started = run.attempt_started?;
         let max = self.jobs.get(&run.key.job)?.spec.max_completion_time?;
-        Some(plus(run.attempt_started?, signed(max)))
+        Some(plus(started, signed(max)))
     }
 
     fn enforce_completion_deadlines(&mut self, now: Timestamp) {
@@ -224,6 +227,7 @@ impl Cron {
         let Some(run) = self.active.get_mut(key) else { return };
         if run.state == RunState::Pending {
             let Some(mut run) = self.active.remove(key) else { return };
+            self.pending.remove(&(key.scheduled, key.job.clone()));
             run.state = RunState::Killed;
             run.message = clip(match cause {
                 KillCause::User => "killed before it was launched",
@@ -269,6 +273,7 @@ impl Cron {
         run.attempt += 1;
         run.task_id = key.task_id(run.attempt);
         run.state = RunState::Pending;
+        self.pending.insert((key.scheduled, key.job.clone()));
         run.agent = None;
         run.attempt_started = None;
         run.deadline = deadline;
@@ -281,6 +286,7 @@ impl Cron {
     pub(super) fn end_run(&mut self, now: Timestamp, key: &RunKey, state: RunState) {
         let Some(mut run) = self.active.remove(key) else { return };
         self.by_task.remove(&run.task_id);
+        self.pending.remove(&(key.scheduled, key.job.clone()));
         self.kills_sent.remove(key);
         run.state = state;
         run.ended = Some(now);
@@ -458,7 +464,6 @@ impl Cron {
     }
 
     pub(super) fn offers_needed(&self, now: Timestamp) -> bool {
-        self.active.values().any(|r| r.state == RunState::Pending)
-            || self.wakes.first().is_some_and(|(at, _)| *at <= plus(now, OFFER_LEAD))
+        !self.pending.is_empty() || self.wakes.first().is_some_and(|(at, _)| *at <= plus(now, OFFER_LEAD))
     }
 }
