@@ -46,6 +46,11 @@ impl Cron {
         let old_parents: Vec<JobName> = self.jobs.get(&name).map(|j| j.spec.parents().to_vec()).unwrap_or_default();
         self.unindex_parents(&name, &old_parents);
         self.index_parents(&name, record.spec.parents());
+        if record.spec.max_completion_time.is_some() {
+            self.timed.insert(name.clone());
+        } else {
+            self.timed.remove(&name);
+        }
         self.jobs.insert(name.clone(), record);
         self.persist_job(&name);
         self.schedule_wake(&name);
@@ -88,6 +93,7 @@ impl Cron {
             self.kill_run(now, &key, KillCause::User);
         }
         self.jobs.remove(name);
+        self.timed.remove(name);
         for run in self.history.remove(name).unwrap_or_default() {
             self.persist(super::StoreOp::DeleteRun(crate::model::RunKey {
                 job: name.clone(),

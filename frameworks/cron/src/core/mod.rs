@@ -228,6 +228,10 @@ pub struct Cron {
     /// with `active`: what wants offers and what to place is known without a scan of
     /// every run in flight, which a burst of status updates would repeat per update.
     pending: BTreeSet<(Timestamp, JobName)>,
+    /// The jobs with a `max_completion_time`, kept with `jobs`: only their runs have a
+    /// completion deadline, so the others' are never looked at when the next wake-up is
+    /// asked for (after every batch).
+    timed: BTreeSet<JobName>,
     /// Final runs per job, oldest scheduled first, at most `history_per_job`; their
     /// records are in the store, read from there when the API asks.
     history: BTreeMap<JobName, VecDeque<FinishedRun>>,
@@ -267,6 +271,7 @@ impl Cron {
             active: BTreeMap::new(),
             by_task: BTreeMap::new(),
             pending: BTreeSet::new(),
+            timed: BTreeSet::new(),
             history: BTreeMap::new(),
             wakes: BTreeSet::new(),
             wake_of: BTreeMap::new(),
@@ -282,6 +287,9 @@ impl Cron {
         };
         for job in recovered.jobs {
             cron.index_parents(&job.spec.name, job.spec.parents());
+            if job.spec.max_completion_time.is_some() {
+                cron.timed.insert(job.spec.name.clone());
+            }
             cron.jobs.insert(job.spec.name.clone(), job);
         }
         let mut finished = recovered.finished;
@@ -361,10 +369,16 @@ impl Cron {
     /// nothing is scheduled.
     pub fn next_wake(&self) -> Option<Timestamp> {
         let due = self.wakes.first().map(|(t, _)| *t);
-        let deadlines = self.active.values().filter_map(|run| match run.state {
-            crate::model::RunState::Pending => run.deadline,
-            _ => self.completion_deadline(run),
+        let pending = self.pending.iter().filter_map(|(scheduled, job)| {
+            self.active.get(&RunKey { job: job.clone(), scheduled: *scheduled })?.deadline
         });
+        let completions = self
+            .timed
+            .iter()
+            .flat_map(|job| self.active_runs(job))
+            .filter(|run| run.state.has_task())
+            .filter_map(|run| self.completion_deadline(run));
+        let deadlines = pending.chain(completions);
         let kills = self.kills_sent.values().map(|sent| plus(*sent, KILL_RETRY));
         let held = self.held.values().map(|(_, since)| plus(*since, HOLD_MAX));
         due.into_iter().chain(deadlines).chain(kills).chain(held).min()
@@ -388,6 +402,14 @@ impl Cron {
             self.pending.len(),
             self.active.values().filter(|run| run.state == crate::model::RunState::Pending).count(),
             "the pending index holds every pending run"
+        );
+        debug_assert!(
+            self.jobs
+                .values()
+                .filter(|job| job.spec.max_completion_time.is_some())
+                .map(|job| &job.spec.name)
+                .eq(self.timed.iter()),
+            "the timed jobs are those with a max_completion_time"
         );
         if std::mem::take(&mut self.recheck_dependents) {
             let dependents: Vec<JobName> =

@@ -164,10 +164,10 @@ impl Cron {
     /// Pending runs whose window closed without an offer that fits.
     fn expire_pending(&mut self, now: Timestamp) {
         let expired: Vec<RunKey> = self
-            .active
-            .values()
-            .filter(|r| r.state == RunState::Pending && r.deadline.is_some_and(|d| d < now))
-            .map(|r| r.key.clone())
+            .pending
+            .iter()
+            .map(|(scheduled, job)| RunKey { job: job.clone(), scheduled: *scheduled })
+            .filter(|key| self.active.get(key).is_some_and(|r| r.deadline.is_some_and(|d| d < now)))
             .collect();
         for key in expired {
             let Some(mut run) = self.active.remove(&key) else { continue };
@@ -194,8 +194,9 @@ impl Cron {
 
     fn enforce_completion_deadlines(&mut self, now: Timestamp) {
         let late: Vec<RunKey> = self
-            .active
-            .values()
+            .timed
+            .iter()
+            .flat_map(|job| self.active_runs(job))
             .filter(|r| r.state.has_task() && self.completion_deadline(r).is_some_and(|d| d <= now))
             .map(|r| r.key.clone())
             .collect();
