@@ -345,7 +345,13 @@ impl Master {
         let Some(mut agent) = self.reachable_agent(agent_id) else { return };
         agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
         let agent_active = agent.is_active();
+        let going = agent.drain.as_ref().is_some_and(|d| d.mark_gone && d.state == super::DrainState::Draining);
         drop(agent);
+        // A task ended by a drain that removes its agent ends TASK_GONE_BY_OPERATOR, as
+        // Mesos reports it: the framework learns the agent is not coming back.
+        if going && status.state.is_terminal() {
+            status.state = TaskState::TaskGoneByOperator;
+        }
         if status.agent_id.is_none() {
             status.agent_id = Some(agent_id.clone());
         }

@@ -476,3 +476,23 @@ fn offers_of_a_scheduled_machine_carry_its_unavailability_and_earlier_ones_are_r
     let of_b = offers(&mut m).into_iter().find(|o| o.agent_id == b).expect("an offer of b");
     assert_eq!(of_b.agent.unavailability, Some(window(&["b"]).unavailability));
 }
+
+#[test]
+fn tasks_ended_by_a_drain_that_marks_the_agent_gone_end_gone_by_operator() {
+    let mut m = master();
+    let a = register(&mut m, 1, "a", None).expect("registers");
+    let fw = subscribe(&mut m);
+    let offer = offers(&mut m).pop().expect("an offer");
+    launch(&mut m, &fw, &offer, "t1", None);
+    m.drain_agent(0, &a, None, true).expect("drains");
+    m.drain_outputs();
+    report(&mut m, &a, &fw.0, "t1", TaskState::TaskKilled);
+    let out = m.drain_outputs();
+    let update = out.iter().find_map(|o| match o {
+        Output::ToFramework { event: Event::Update(status), .. } => Some(status.state),
+        _ => None,
+    });
+    assert_eq!(update, Some(TaskState::TaskGoneByOperator));
+    assert!(persisted(&out).contains(&RegistryOp::RemoveAgent { agent_id: a.clone() }), "gone once drained");
+    assert_eq!(m.check_invariants(), Ok(()));
+}
