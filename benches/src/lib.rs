@@ -15,6 +15,7 @@ pub mod agents;
 mod cron;
 mod frameworks;
 pub mod masters;
+mod poll;
 mod services;
 pub mod stats;
 
@@ -79,6 +80,14 @@ pub struct Args {
     /// `--masters 1`, `master_rss_mib` is the master process alone).
     #[arg(long)]
     pub hold: bool,
+    /// Poll `/state-summary`, `/tasks?limit=100` and `/state` this often each (0: not at
+    /// all), as operators' tools would, and report their latencies (see `poll.rs`).
+    #[arg(long, default_value_t = 0)]
+    pub poll_ms: u64,
+    /// With `--poll-ms`: keep polling this long after the goal is reached (every task
+    /// running, with `--hold`), to measure the reads on the master at its full size.
+    #[arg(long, default_value_t = 0)]
+    pub poll_after_s: u64,
     /// Emulated agents.
     #[arg(long, default_value_t = 1000)]
     pub agents: usize,
@@ -219,6 +228,9 @@ impl Args {
         }
         if !(self.chaos.is_finite() && (0.0..=10_000.0).contains(&self.chaos)) {
             anyhow::bail!("--chaos must be between 0 and 10000 events per second");
+        }
+        if self.poll_ms > 60_000 || self.poll_after_s > 3_600 {
+            anyhow::bail!("--poll-ms must be at most 60000 and --poll-after-s at most 3600");
         }
         if self.ramp_ms > 3_600_000 {
             anyhow::bail!("--ramp-ms must be at most an hour");
@@ -417,11 +429,30 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         framework_tasks.push(frameworks_runtime.handle().spawn(framework.run(masters.clone(), stop_rx.clone())));
     }
 
+    // Operators' readers, if asked for, on a runtime of their own.
+    let at_scale = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poll_runtime = if args.poll_ms > 0 { Some(OwnRuntime::new("bench-readers", 1)?) } else { None };
+    let readers = match (&poll_runtime, masters.addresses().first()) {
+        (Some(runtime), Some(address)) => poll::start(
+            runtime.handle(),
+            address.clone(),
+            Duration::from_millis(args.poll_ms),
+            seed,
+            at_scale.clone(),
+            stop_rx.clone(),
+        ),
+        _ => Vec::new(),
+    };
+
     // Chaos, progress, and the end of the run.
     let goal = if hold { Goal::AllRunning } else { Goal::AllFinished };
     let counters = Counters { agents: &agent_counters, frameworks: &framework_counters };
     let chaos_events = run_until(&args, goal, seed, counters, fleet.chaos(), run_started, deadline).await;
     let run_s = run_started.elapsed().as_secs_f64();
+    if !readers.is_empty() {
+        at_scale.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(args.poll_after_s)).await;
+    }
     let launch_s = framework_counters
         .last_launch
         .lock()
@@ -468,6 +499,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
 
     let _ = stop_tx.send(true);
+    let mut polled = Vec::new();
+    for reader in readers {
+        if let Ok(Ok(reads)) = tokio::time::timeout(STOP_GRACE, reader).await {
+            polled.push(reads);
+        }
+    }
+    drop(poll_runtime);
     let mut reports: Vec<FrameworkReport> = Vec::with_capacity(framework_tasks.len());
     // A framework that does not report in time counts all of its work as lost.
     let mut unreported_tasks = 0;
@@ -579,6 +617,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         object.insert("failover_frameworks_ms".into(), failover.frameworks_ms.into());
         object.insert("failover_tasks_known_ms".into(), failover.tasks_known_ms.into());
         object.insert("tasks_running_after_failover".into(), failover.tasks_running_after.into());
+    }
+    if let (false, Some(object)) = (polled.is_empty(), line.as_object_mut()) {
+        object.insert("poll_ms".into(), args.poll_ms.into());
+        object.insert("poll_after_s".into(), args.poll_after_s.into());
+        for reads in polled {
+            let name = reads.name;
+            object.insert(format!("{name}_errors"), reads.errors.into());
+            for (phase, samples) in [("", reads.all), ("_at_scale", reads.at_scale)] {
+                let sorted = samples.into_sorted();
+                object.insert(format!("{name}{phase}_reads"), sorted.len().into());
+                object.insert(format!("{name}{phase}_ms_p50"), round(stats::percentile(&sorted, 50.0)).into());
+                object.insert(format!("{name}{phase}_ms_p99"), round(stats::percentile(&sorted, 99.0)).into());
+            }
+        }
     }
     println!("{line}");
     if limit_hit {
