@@ -694,7 +694,7 @@ impl Master {
 
     /// Every live task with its framework and state, by framework then task id.
     pub fn live_tasks(&self) -> impl Iterator<Item = (&FrameworkId, &TaskInfo, TaskState)> + '_ {
-        self.frameworks.iter().flat_map(|(id, f)| f.tasks.values().map(move |t| (id, &t.info, t.state)))
+        self.frameworks.iter().flat_map(|(id, f)| f.tasks.values().map(move |t| (id, &*t.info, t.state)))
     }
 
     /// What `/metrics` shows, counted in place.

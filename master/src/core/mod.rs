@@ -338,7 +338,8 @@ pub struct FrameworkView {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskView {
-    pub info: TaskInfo,
+    /// The same description the registry holds, shared.
+    pub info: std::sync::Arc<TaskInfo>,
     pub framework_id: FrameworkId,
     pub state: TaskState,
     /// Every status the task went through, oldest first (bounded).

@@ -322,7 +322,8 @@ pub(crate) fn arc_counts<T: ?Sized>(arc: &Arc<T>) -> *const u8 {
 /// map's nodes, often half full, hold pointers rather than whole records.
 #[derive(Clone, Debug)]
 pub(crate) struct TaskRecord {
-    pub info: TaskInfo,
+    /// Shared with the task's views (the read model holds one per task), never copied.
+    pub info: Arc<TaskInfo>,
     pub state: TaskState,
     /// Oldest first, at most `MAX_STATUSES_PER_TASK`, and no spare capacity: a task keeps
     /// a few entries for as long as it runs, and most tasks are running ones.
@@ -341,7 +342,7 @@ impl TaskRecord {
         let state = status.state;
         let role = info.resources.pools().map(|(r, _)| r).find(|r| !r.is_unreserved()).cloned();
         let role = role.unwrap_or_else(Role::unreserved);
-        Self { info, state, statuses: vec![StatusEntry::from(status)], kill_pending: false, role }
+        Self { info: Arc::new(info), state, statuses: vec![StatusEntry::from(status)], kill_pending: false, role }
     }
 
     pub fn record(&mut self, status: &TaskStatus) {

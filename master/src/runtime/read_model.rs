@@ -211,10 +211,11 @@ pub struct ReadState {
     task_states: BTreeMap<TaskState, usize>,
     /// The agents' live tasks by state and framework.
     agent_tallies: BTreeMap<AgentId, Tally<FrameworkId>>,
-    /// Every task shown (live, and ended ones kept), by when it was first seen (its first
-    /// status), for `/tasks`: a page costs its length, not a sort of every task.
+    /// Every task shown (live, and ended ones kept), by when it started (the time of the
+    /// first status it holds), for `/tasks`: a page costs its length, not a sort of every
+    /// task. A task is filed under the key its record gives, and taken out under the key
+    /// of the record it had, so no second map of keys is needed.
     by_start: BTreeMap<(u64, FrameworkId, TaskId), Arc<TaskView>>,
-    starts: BTreeMap<(FrameworkId, TaskId), u64>,
     outstanding_offers: usize,
     counters: Counters,
     subscribers: Vec<mpsc::Sender<Arc<OperatorEvent>>>,
@@ -362,8 +363,18 @@ impl ReadModel {
             tasks.filter(matches).skip(query.offset).take(query.limit).cloned().collect()
         };
         if let (Some(framework_id), Some(task_id)) = (&query.framework_id, &query.task_id) {
-            let key = (framework_id.clone(), task_id.clone());
-            let found = state.starts.get(&key).and_then(|at| state.by_start.get(&(*at, key.0, key.1)));
+            // The task itself (live, or among its framework's ended ones) gives its key.
+            let live = state.frameworks.get(framework_id).and_then(|f| f.tasks.get(task_id));
+            let ended = || {
+                let completed = state.frameworks.get(framework_id).map(|f| f.completed.iter());
+                let removed = state.completed_frameworks.iter().filter(|f| f.view.id == *framework_id);
+                completed
+                    .into_iter()
+                    .flatten()
+                    .chain(removed.flat_map(|f| f.completed_tasks.iter()))
+                    .find(|t| t.info.task_id == *task_id)
+            };
+            let found = live.or_else(ended).and_then(|t| state.by_start.get(&start_key(t)));
             return page(&mut found.into_iter());
         }
         if query.ascending { page(&mut state.by_start.values()) } else { page(&mut state.by_start.values().rev()) }
@@ -398,7 +409,6 @@ impl ReadState {
             task_states: BTreeMap::new(),
             agent_tallies: BTreeMap::new(),
             by_start: BTreeMap::new(),
-            starts: BTreeMap::new(),
             outstanding_offers: 0,
             counters: Counters::default(),
             subscribers: Vec::new(),
@@ -433,13 +443,11 @@ impl ReadState {
                 self.agent_tallies.remove(agent_id);
             }
         }
-        let key = (task.framework_id.clone(), task.info.task_id.clone());
+        let key = start_key(task);
         if up {
-            let start =
-                *self.starts.entry(key.clone()).or_insert_with(|| task.statuses.first().map_or(0, |s| s.timestamp_ms));
-            self.by_start.insert((start, key.0, key.1), task.clone());
-        } else if let Some(start) = self.starts.remove(&key) {
-            self.by_start.remove(&(start, key.0, key.1));
+            self.by_start.insert(key, task.clone());
+        } else {
+            self.by_start.remove(&key);
         }
     }
 
@@ -462,7 +470,6 @@ impl ReadState {
             self.task_states.clear();
             self.agent_tallies.clear();
             self.by_start.clear();
-            self.starts.clear();
         }
         // A reset is the state to start from, not news: it makes no events.
         let mut news = |event: OperatorEvent| {
@@ -634,6 +641,12 @@ impl FrameworkEntry {
     }
 }
 
+/// Where a task is filed in the `/tasks` index.
+fn start_key(task: &TaskView) -> (u64, FrameworkId, TaskId) {
+    let start = task.statuses.first().map_or(0, |s| s.timestamp_ms);
+    (start, task.framework_id.clone(), task.info.task_id.clone())
+}
+
 /// What a framework's live tasks hold, kept as they come and go: scalars summed by role,
 /// and port ranges counted, since the same port of two agents is one port in a sum and
 /// must stay in it until both tasks end.
@@ -770,7 +783,7 @@ mod tests {
 
     fn task(framework: &str, id: &str, states: &[TaskState]) -> TaskView {
         TaskView {
-            info: TaskInfo {
+            info: Arc::new(TaskInfo {
                 task_id: TaskId::from(id),
                 name: id.to_owned(),
                 agent_id: AgentId::from("a1"),
@@ -780,7 +793,7 @@ mod tests {
                 kill_grace_period_ms: None,
                 health_check: None,
                 readiness_check: None,
-            },
+            }),
             framework_id: FrameworkId::from(framework),
             state: *states.last().expect("a state"),
             statuses: states.iter().enumerate().map(|(i, s)| entry(*s, i as u64)).collect(),
