@@ -541,14 +541,14 @@ impl Master {
             self.outbox.push(Output::ToFramework { framework_id: framework_id.clone(), event: Event::Update(status) });
         }
         if let Some(task) = task {
-            self.finish_task(framework_id, task);
+            self.finish_task(framework_id, *task);
         }
         Ok(())
     }
 
     /// Frees what a task that reached a terminal state held, once it is out of its
     /// framework's tasks, and keeps it among the framework's completed tasks.
-    fn finish_task(&mut self, framework_id: &FrameworkId, task: Box<TaskRecord>) {
+    fn finish_task(&mut self, framework_id: &FrameworkId, task: TaskRecord) {
         if let Some(framework) = self.frameworks.get_mut(framework_id) {
             let scalars = task.info.resources.scalars();
             framework.used_scalars = framework.used_scalars.saturating_sub(&scalars);
