@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::agents::{Fleet, FleetSpec, LaunchLog, wall_ms};
 use crate::masters::Masters;
+use crate::rest::Api;
 use crate::stats::{self, Durations};
 use crate::{Args, InProcessMaster, STOP_GRACE};
 
@@ -41,8 +42,6 @@ const MAX_MINUTES: u64 = 24 * 60;
 const MAX_HISTORY_DAYS: u64 = 366;
 /// Requests to the REST API in flight at once (job creation, history reads).
 const CONCURRENCY: usize = 32;
-/// Longest one request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `agora cron` gets to serve its REST API.
 const READY_WITHIN: Duration = Duration::from_secs(120);
 /// Store operations per commit while pre-filling the history.
@@ -615,36 +614,6 @@ impl Drop for CronProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// The REST API's client.
-#[derive(Clone, Debug)]
-struct Api {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    fn new(address: &str) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .tcp_nodelay(true)
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Self { client, base: format!("http://{address}") })
-    }
-
-    /// One request; the status and the body parsed as JSON (`Null` when it is not).
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
-        let mut request = self.client.request(method.clone(), format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.with_context(|| format!("{method} {path}"))?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.with_context(|| format!("{method} {path}: reading the answer"))?;
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
     }
 }
 

@@ -16,6 +16,7 @@ mod cron;
 mod frameworks;
 pub mod masters;
 mod poll;
+mod rest;
 mod services;
 pub mod stats;
 

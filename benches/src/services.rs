@@ -30,6 +30,7 @@ use tokio::time::Instant;
 
 use crate::agents::{Fleet, FleetSpec};
 use crate::masters::Masters;
+use crate::rest::Api;
 use crate::stats::{self, Samples};
 use crate::{Args, InProcessMaster, OwnRuntime, STOP_GRACE, rss_mib};
 
@@ -50,8 +51,6 @@ const IDLE_READS: Duration = Duration::from_secs(3);
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 /// Latency samples kept per kind of read; beyond, a uniform subset (reservoir).
 const MAX_SAMPLES: usize = 200_000;
-/// Longest one request may take (a list of 50,000 tasks is tens of MiB).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Worker threads of the services framework's runtime and of the clients' runtime.
 const SERVICES_THREADS: usize = 2;
 const CLIENT_THREADS: usize = 1;
@@ -311,87 +310,6 @@ impl AppShape {
                 "maximumOverCapacity": self.max_over_capacity,
             },
         })
-    }
-}
-
-/// The REST API's client.
-#[derive(Clone, Debug)]
-struct Api {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    fn new(address: &str) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .tcp_nodelay(true)
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Self { client, base: format!("http://{address}") })
-    }
-
-    /// One request; the status and the body parsed as JSON (`Null` when it is not).
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
-        let mut request = self.client.request(method.clone(), format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.with_context(|| format!("{method} {path}"))?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.with_context(|| format!("{method} {path}: reading the answer"))?;
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
-    }
-
-    /// A request that the framework may not be ready for yet (it answers 503 until it
-    /// has recovered its state and leads): tried again every 100 ms until `deadline`.
-    async fn call_when_ready(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-        deadline: Instant,
-    ) -> anyhow::Result<(u16, Value)> {
-        loop {
-            let outcome = self.call(method.clone(), path, body).await;
-            let retry = match &outcome {
-                Ok((status, _)) => *status == 503,
-                Err(_) => true,
-            };
-            if !retry || Instant::now() >= deadline {
-                return outcome;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// A GET timed until its whole answer is read; `None` unless it answered 200. The
-    /// body is counted as it streams in, not gathered: tens of MiB copied into one buffer
-    /// would be the client's time, not the framework's.
-    async fn timed_get(&self, path: &str) -> Option<f64> {
-        let started = Instant::now();
-        let mut response = self.client.get(format!("{}{path}", self.base)).send().await.ok()?;
-        let ok = response.status().as_u16() == 200;
-        let mut bytes = 0;
-        while let Some(chunk) = response.chunk().await.ok()? {
-            bytes += chunk.len();
-        }
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        (ok && bytes > 0).then_some(ms)
-    }
-
-    /// An app's task ids and its healthy count, from `GET /v2/apps/{id}`.
-    async fn app_tasks(&self, id: &str) -> anyhow::Result<(BTreeSet<String>, u64)> {
-        let (status, body) = self.call(reqwest::Method::GET, &format!("/v2/apps{id}"), None).await?;
-        if status != 200 {
-            bail!("GET /v2/apps{id}: {status} {body}");
-        }
-        let app = &body["app"];
-        let ids = app["tasks"]
-            .as_array()
-            .map(|tasks| tasks.iter().filter_map(|t| t["id"].as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        Ok((ids, app["tasksHealthy"].as_u64().unwrap_or(0)))
     }
 }
 
@@ -772,5 +690,21 @@ async fn read(api: Api, picker: Picker, interval: Duration, seed: u64, mut stop:
             None => reads.errors += 1,
         }
         next = (began + interval).max(Instant::now());
+    }
+}
+
+impl Api {
+    /// An app's task ids and its healthy count, from `GET /v2/apps/{id}`.
+    async fn app_tasks(&self, id: &str) -> anyhow::Result<(BTreeSet<String>, u64)> {
+        let (status, body) = self.call(reqwest::Method::GET, &format!("/v2/apps{id}"), None).await?;
+        if status != 200 {
+            bail!("GET /v2/apps{id}: {status} {body}");
+        }
+        let app = &body["app"];
+        let ids = app["tasks"]
+            .as_array()
+            .map(|tasks| tasks.iter().filter_map(|t| t["id"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        Ok((ids, app["tasksHealthy"].as_u64().unwrap_or(0)))
     }
 }
