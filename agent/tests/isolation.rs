@@ -246,3 +246,37 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_task_oom_killed_while_no_agent_runs_is_reported_with_the_memory_limitation_after_the_restart() {
+    if !cgroups_allowed("oom while down") {
+        return;
+    }
+    let mut master = FakeMaster::start().await;
+    let agent = cgroup_agent(&mut master, |_| {}).await;
+    master.run_task(task(
+        "alone",
+        "cpus:0.1;mem:32",
+        "while [ ! -f go ]; do sleep 0.05; done; dd if=/dev/zero of=/dev/null bs=200M count=1",
+    ));
+    master.updates_until("alone", TaskState::TaskRunning).await;
+    let cgroup = memory_cgroup(agent.work_dir.path());
+    let go = agent.sandbox("alone/go");
+    let work_dir = agent.crash().await;
+    std::fs::write(&go, "").unwrap();
+    let oom = cgroup.join("memory.oom_control");
+    eventually("the kernel kills the task", || {
+        std::fs::read_to_string(&oom).is_ok_and(|text| text.contains("oom_kill 1"))
+    })
+    .await;
+    let exit_status = std::fs::read_dir(work_dir.path().join("meta/runs")).unwrap().flatten().next().unwrap().path();
+    eventually("its supervisor records the end", || exit_status.join("exit_status").exists()).await;
+
+    let mut agent = TestAgent::start_in(&master, work_dir, |config| config.isolation = Isolation::Cgroups).await;
+    master.next_registration().await;
+    let statuses = master.updates_until("alone", TaskState::TaskFailed).await;
+    let failed = statuses.last().unwrap();
+    assert_eq!(reason_of(failed), pb::TaskStatusReason::ReasonContainerLimitationMemory, "{failed:?}");
+    eventually("the ended task's cgroup is removed", || !cgroup.exists()).await;
+    agent.stop().await.unwrap();
+}

@@ -559,7 +559,14 @@ impl Owner {
                         watch.push((record.run, pid, start));
                         RecoveredProcess::Running
                     }
-                    (None, Some(exit)) => RecoveredProcess::Exited(exit),
+                    (None, Some(exit)) => {
+                        // Killed while no agent watched: its cgroup (removed below) tells
+                        // whether the kernel did it, over the task's memory.
+                        if record.limitation.is_none() {
+                            record.limitation = self.ended_over_memory(&record);
+                        }
+                        RecoveredProcess::Exited(exit)
+                    }
                     (None, None) => RecoveredProcess::Gone,
                 };
                 tracing::info!(framework_id = %record.framework_id, task_id = %record.info.task_id, run = record.run.0,
@@ -600,6 +607,15 @@ impl Owner {
         tracing::info!(run = run.0, memory = %cgroup.memory.display(), "recovered the task's cgroup");
         self.task_cgroups.insert(run, cgroup.clone());
         Some(cgroup)
+    }
+
+    /// The memory limitation of a recovered task that ended while no agent ran, when its
+    /// cgroup is still there and saw an OOM kill.
+    fn ended_over_memory(&self, record: &crate::core::TaskRecord) -> Option<crate::core::Limitation> {
+        self.cgroups.as_ref()?;
+        let text = std::fs::read_to_string(self.store.run_dir(record.run).join("cgroup")).ok()?;
+        let cgroup = cgroups::TaskCgroup::from_record(&text)?;
+        process::memory_limitation(&cgroup, record.info.resources.scalars().mem_mib)
     }
 
     /// Destroys this agent's cgroups whose task no longer runs (ended while no agent ran,

@@ -159,28 +159,34 @@ pub(crate) async fn supervise(spec: LaunchSpec, events: mpsc::Sender<Event>, lau
     let _ = events.send(report(ProcessEvent::Exited { exit, limitation })).await;
 }
 
-/// Once a task's process has ended: whether the kernel OOM-killed it, then its cgroup
-/// destroyed (what is left in it killed). Blocks, so it runs on a blocking thread.
+/// The memory limitation of a task with `mem_mib` whose cgroup saw an OOM kill, if it did.
+pub(crate) fn memory_limitation(cgroup: &TaskCgroup, mem_mib: u64) -> Option<Limitation> {
+    (Cgroups::oom_kills(cgroup) > 0).then(|| {
+        let limit_mib = (mem_mib.saturating_mul(1024 * 1024).max(cgroups::MIN_MEMORY_BYTES)) >> 20;
+        let peak = Cgroups::memory_peak(cgroup).map_or_else(String::new, |peak| format!(", peak {} MiB", peak >> 20));
+        Limitation {
+            kind: LimitKind::Memory,
+            message: format!(
+                "Memory limit exceeded: the task's processes reached its {limit_mib} MiB limit{peak} and the kernel \
+                 killed them (OOM)"
+            ),
+        }
+    })
+}
+
+/// Once a task's process has ended: whether the kernel OOM-killed it; then its cgroup is
+/// destroyed (what is left in it killed) on a blocking thread of its own, off the path of
+/// the task's last update: a removal may wait for killed processes to be reaped.
 async fn finish(cgroup: Option<Arc<TaskCgroup>>, mem_mib: u64) -> Option<Limitation> {
     let cgroup = cgroup?;
-    let finished = tokio::task::spawn_blocking(move || {
-        let limitation = (Cgroups::oom_kills(&cgroup) > 0).then(|| {
-            let limit_mib = (mem_mib.saturating_mul(1024 * 1024).max(cgroups::MIN_MEMORY_BYTES)) >> 20;
-            let peak = Cgroups::memory_peak(&cgroup).map_or_else(String::new, |peak| format!(", peak {} MiB", peak >> 20));
-            Limitation {
-                kind: LimitKind::Memory,
-                message: format!(
-                    "Memory limit exceeded: the task's processes reached its {limit_mib} MiB limit{peak} and the kernel killed them (OOM)"
-                ),
-            }
-        });
+    let read = cgroup.clone();
+    let limitation = tokio::task::spawn_blocking(move || memory_limitation(&read, mem_mib)).await.ok().flatten();
+    tokio::task::spawn_blocking(move || {
         if let Err(error) = cgroups::destroy(&cgroup) {
             tracing::warn!(%error, "cannot remove the task's cgroup; the next start removes it");
         }
-        limitation
-    })
-    .await;
-    finished.ok().flatten()
+    });
+    limitation
 }
 
 /// The bound on launches under way at once that [`supervise`] takes.
