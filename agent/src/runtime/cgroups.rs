@@ -529,6 +529,19 @@ impl Cgroups {
         found
     }
 
+    /// Removes this agent's own directories (`agora/<key>`) when they are empty. The shared
+    /// `agora` above them stays: another agent may be making its own there right now.
+    pub fn remove_base(&self) {
+        let bases: Vec<&Path> = match &self.layout {
+            Layout::V1 { cpu, cpuacct, memory, pids } => vec![cpu, cpuacct, memory, pids],
+            Layout::V2 { base, .. } => vec![base],
+        };
+        for base in bases {
+            // Not empty (a task cgroup left): the removal fails, as it should.
+            let _ = std::fs::remove_dir(base);
+        }
+    }
+
     /// Destroys the task cgroup called `name` (kills what is in it).
     pub fn destroy_named(&self, name: &str) -> io::Result<()> {
         destroy(&self.task_cgroup(name))

@@ -609,6 +609,23 @@ impl Owner {
         Some(cgroup)
     }
 
+    /// Once drained (no task left): removes every cgroup of this agent and its own
+    /// directories, so a stopped agent leaves nothing in the hierarchies.
+    async fn remove_all_cgroups(&self) {
+        let Some(cgroups) = self.cgroups.clone() else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            for name in cgroups.existing().into_keys() {
+                if let Err(error) = cgroups.destroy_named(&name) {
+                    tracing::warn!(%name, %error, "cannot remove a task's cgroup");
+                }
+            }
+            cgroups.remove_base();
+        })
+        .await;
+    }
+
     /// The memory limitation of a recovered task that ended while no agent ran, when its
     /// cgroup is still there and saw an OOM kill.
     fn ended_over_memory(&self, record: &crate::core::TaskRecord) -> Option<crate::core::Limitation> {
@@ -731,6 +748,7 @@ impl Owner {
             if let Some(drain) = drain.as_mut() {
                 if self.core.tasks().next().is_none() {
                     tracing::info!("drained: every task ended and its last update was acknowledged");
+                    self.remove_all_cgroups().await;
                     return;
                 }
                 if !drain.processes_gone && !self.core.has_live_processes() {
