@@ -9,11 +9,13 @@ pub mod run;
 pub mod services;
 
 /// Structured logs to stderr; `RUST_LOG` picks the level (default `info`), and
-/// `AGORA_LOG_FORMAT=json` switches to one JSON object per line.
+/// `AGORA_LOG_FORMAT=json` switches to one JSON object per line. Colours only on a
+/// terminal: a log file or a pipe gets plain text.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours);
     if std::env::var("AGORA_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {
