@@ -87,15 +87,7 @@ pub(crate) async fn run(args: &Args, seed: u64, resources: pb::Resources) -> any
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration_limit);
 
-    let mut master = None;
-    let addresses = if args.master.is_empty() {
-        let started = InProcessMaster::start(seed, stop_rx.clone()).await?;
-        let address = started.address.clone();
-        master = Some(started);
-        vec![address]
-    } else {
-        args.master.clone()
-    };
+    let (master, addresses) = InProcessMaster::unless_given(args, seed, stop_rx.clone()).await?;
     eprintln!(
         "agora bench: cron against master {}{}; {} agents, {} jobs every minute for {} minutes{}, seed {seed}",
         addresses.join(","),

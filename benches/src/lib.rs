@@ -310,6 +310,21 @@ struct InProcessMaster {
 }
 
 impl InProcessMaster {
+    /// The masters given with `--master`, or else one started here (returned, to keep it
+    /// running): the framework modes' way to find a master.
+    pub(crate) async fn unless_given(
+        args: &Args,
+        seed: u64,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<(Option<InProcessMaster>, Vec<String>)> {
+        if !args.master.is_empty() {
+            return Ok((None, args.master.clone()));
+        }
+        let master = InProcessMaster::start(seed, stop).await?;
+        let address = master.address.clone();
+        Ok((Some(master), vec![address]))
+    }
+
     /// Starts a master on a loopback port with the master's defaults (heartbeat 5 s,
     /// timeout 75 s) and no registry file: what is measured is the scheduler, not the
     /// disk. It stops when `stop` turns true.
