@@ -151,10 +151,11 @@ async fn a_raw_http_client_subscribes_launches_acknowledges_and_tears_down() {
     let (status, body) = call(&url, None, revive.clone()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["message"].as_str().unwrap_or_default().contains("Mesos-Stream-Id"), "{body}");
+    // A wrong stream id gets one answer whether or not the framework exists.
     let (status, body) = call(&url, Some("not-a-stream"), revive.clone()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let other = json!({"type": "REVIVE", "framework_id": {"value": "no-such-framework"}});
-    assert_eq!(call(&url, Some("not-a-stream"), other).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&url, Some("not-a-stream"), other).await, (status, body));
     let bad_id = json!({"type": "DECLINE", "framework_id": fw, "decline": {"offer_ids": [{"value": 7}]}});
     let (status, body) = call(&url, Some(&stream_id), bad_id).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -5,8 +5,9 @@
 //! task states). `convert` is the only place where the two meet: one `From`/`TryFrom`
 //! pair per message, rejecting malformed input with an error naming the field.
 //! `etcd_client` is the etcd v3 client the masters elect their leader with and agents
-//! find that leader with.
+//! find that leader with. `auth` reads credentials and `Authorization` values.
 
+pub mod auth;
 pub mod codec;
 pub mod convert;
 pub mod model;

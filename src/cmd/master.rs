@@ -33,6 +33,8 @@ pub struct Args {
     pub etcd_lease_ttl: Duration,
     #[command(flatten)]
     pub tuning: Tuning,
+    #[command(flatten)]
+    pub auth: super::auth::MasterAuth,
 }
 
 /// Timings and the allocator seed, shared by `agora master` and `agora local`.
@@ -110,6 +112,7 @@ pub fn lock_work_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 }
 
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let security = args.auth.security()?;
     let _lock = lock_work_dir(&args.work_dir)?;
     let address = SocketAddr::new(args.ip, args.port);
     let listener = tokio::net::TcpListener::bind(address)
@@ -117,6 +120,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("--port {}: cannot listen on {address}", args.port))?;
     let bound = listener.local_addr()?;
     let mut options = args.tuning.options(args.advertise.clone().unwrap_or_else(|| bound.to_string()))?;
+    options.security = security;
     if args.etcd.is_empty() {
         options.registry_path = Some(args.work_dir.join("registry.redb"));
     } else {

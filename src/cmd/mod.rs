@@ -1,6 +1,7 @@
 //! One module per subcommand, each with its clap `Args` and an async `main`.
 
 pub mod agent;
+pub mod auth;
 pub mod bench;
 pub mod cron;
 pub mod local;

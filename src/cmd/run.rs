@@ -113,6 +113,8 @@ pub struct Args {
     /// arrives, duplicates included.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    credential: super::auth::ClientCredential,
     /// The command and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     command: Vec<String>,
@@ -187,6 +189,7 @@ struct Plan {
     timeout: Option<Duration>,
     checkpoint: Option<PathBuf>,
     json: bool,
+    credential: Option<agora_proto::auth::Credential>,
 }
 
 impl Plan {
@@ -231,6 +234,7 @@ impl Plan {
             timeout: args.timeout,
             checkpoint: args.checkpoint,
             json: args.json,
+            credential: args.credential.load()?,
         })
     }
 
@@ -772,6 +776,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut config = DriverConfig::new(plan.masters.clone(), plan.framework.clone());
     config.reconnect = RECONNECT;
+    config.credential = plan.credential.clone();
     let driver = Driver::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let handle = driver.handle();
     let (record, interrupt) = watch::channel(None);

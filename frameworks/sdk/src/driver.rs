@@ -22,6 +22,7 @@ use agora_proto::pb;
 use agora_proto::pb::scheduler_client::SchedulerClient;
 use rand::SeedableRng;
 use tokio::sync::{mpsc, watch};
+use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::backoff::{Backoff, BackoffConfig};
@@ -82,6 +83,10 @@ pub struct DriverConfig {
     /// waiting for each update's callback and acknowledgement in turn. An update too
     /// malformed to hand to the scheduler is still acknowledged by the driver.
     pub explicit_acknowledgements: bool,
+    /// The principal and secret the framework authenticates with, sent on every request
+    /// (the master's `--authenticate-frameworks`). The framework's principal is then this
+    /// one; `framework.principal` may be left empty.
+    pub credential: Option<agora_proto::auth::Credential>,
 }
 
 impl DriverConfig {
@@ -99,6 +104,7 @@ impl DriverConfig {
             missed_heartbeats: DEFAULT_MISSED_HEARTBEATS,
             seed: None,
             explicit_acknowledgements: false,
+            credential: None,
         }
     }
 
@@ -131,6 +137,9 @@ impl DriverConfig {
         // into an error before it.
         agora_proto::model::FrameworkInfo::try_from(pb::FrameworkInfo::from(&self.framework))
             .map_err(|e| Error::Config(format!("framework.{e}")))?;
+        if let Some(credential) = &self.credential {
+            authorization(Some(credential)).map_err(Error::Config)?;
+        }
         if self.missed_heartbeats == 0 {
             return Err(Error::Config("missed_heartbeats: must be at least 1".into()));
         }
@@ -145,6 +154,16 @@ impl DriverConfig {
         }
         Ok(())
     }
+}
+
+/// The `authorization` metadata presenting `credential` (HTTP Basic, as the master reads it).
+fn authorization(credential: Option<&agora_proto::auth::Credential>) -> Result<Option<AsciiMetadataValue>, String> {
+    credential
+        .map(|credential| {
+            AsciiMetadataValue::try_from(credential.basic())
+                .map_err(|_| "credential: the principal and secret must be printable".to_owned())
+        })
+        .transpose()
 }
 
 /// A bad etcd endpoint, as an error naming the `etcd` field.
@@ -203,6 +222,8 @@ struct Shared {
     /// Set once TEARDOWN succeeded: acknowledging after it would only earn errors.
     torn_down: AtomicBool,
     call_timeout: Duration,
+    /// The `authorization` metadata every call carries, if the framework authenticates.
+    authorization: Option<AsciiMetadataValue>,
 }
 
 /// A cheap, cloneable handle for making calls to the master, from scheduler callbacks or
@@ -333,8 +354,14 @@ impl DriverHandle {
         // Cloned out so that the borrow of the watch cell ends before the await.
         let session = self.shared.session.borrow().clone().ok_or(Error::NotSubscribed)?;
         let Session { mut client, framework_id, stream_id } = session;
-        let request =
-            pb::Call { framework_id: framework_id.into_string(), stream_id: stream_id.to_string(), call: Some(call) };
+        let mut request = tonic::Request::new(pb::Call {
+            framework_id: framework_id.into_string(),
+            stream_id: stream_id.to_string(),
+            call: Some(call),
+        });
+        if let Some(value) = &self.shared.authorization {
+            request.metadata_mut().insert(agora_proto::auth::AUTHORIZATION, value.clone());
+        }
         match tokio::time::timeout(self.shared.call_timeout, client.call(request)).await {
             Err(_) => Err(Error::Unavailable(format!("no answer within {:?}", self.shared.call_timeout))),
             Ok(Ok(_)) => Ok(()),
@@ -425,6 +452,7 @@ impl Driver {
             stale: stale_tx,
             torn_down: AtomicBool::new(false),
             call_timeout: Duration::from_millis(config.call_timeout_ms),
+            authorization: authorization(config.credential.as_ref()).map_err(Error::Config)?,
         };
         let rng = match config.seed {
             Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
@@ -820,7 +848,11 @@ async fn subscribe(
     let mut client = SchedulerClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let request = pb::Subscribe { framework: Some(pb::FrameworkInfo::from(&config.framework)) };
+    let mut request =
+        tonic::Request::new(pb::Subscribe { framework: Some(pb::FrameworkInfo::from(&config.framework)) });
+    if let Some(value) = authorization(config.credential.as_ref()).map_err(|e| Ended::Fatal(Error::Config(e)))? {
+        request.metadata_mut().insert(agora_proto::auth::AUTHORIZATION, value);
+    }
     let resubscribing = config.framework.id.is_some();
     let subscribing = async {
         let mut stream = client.subscribe(request).await.map_err(|s| subscribe_error(s, resubscribing))?.into_inner();

@@ -56,6 +56,15 @@ impl Master {
             }
         };
         info.id = Some(framework_id.clone());
+        // Failing over into a framework proves it is that framework by its principal
+        // (authenticated at the edge when authentication is on).
+        if let Some(existing) = self.frameworks.get(&framework_id)
+            && existing.info.principal != info.principal
+        {
+            return Err(CallError::Forbidden(format!(
+                "framework {framework_id} belongs to another principal; subscribe as that principal"
+            )));
+        }
         if self.frameworks.contains_key(&framework_id) {
             self.withdraw_framework_offers(&framework_id);
             self.clear_filters(&framework_id);

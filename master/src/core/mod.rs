@@ -192,6 +192,9 @@ pub enum CallError {
     StaleStream(StreamId),
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+    /// The caller may not do this (another principal's framework, an ACL).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// An event for a framework's stream.

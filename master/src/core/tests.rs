@@ -282,6 +282,32 @@ fn registration_is_refused_when_resources_do_not_cover_the_reported_tasks() {
 // ----- offers and DRF -----
 
 #[test]
+fn failing_over_into_another_principals_framework_is_forbidden_and_changes_nothing() {
+    let mut m = master();
+    let owned = FrameworkInfo { principal: "web".to_owned(), ..framework_info("web") };
+    let (framework_id, stream_id) = m.subscribe(0, owned.clone()).expect("subscribe");
+    m.visible_outputs();
+    let thief = FrameworkInfo { id: Some(framework_id.clone()), principal: "ops".to_owned(), ..owned.clone() };
+    let refused = m.subscribe(1, thief);
+    assert_eq!(
+        refused,
+        Err(CallError::Forbidden(format!(
+            "framework {framework_id} belongs to another principal; subscribe as that principal"
+        )))
+    );
+    let anonymous = FrameworkInfo { id: Some(framework_id.clone()), principal: String::new(), ..owned.clone() };
+    assert!(matches!(m.subscribe(1, anonymous), Err(CallError::Forbidden(_))));
+    assert!(m.visible_outputs().is_empty(), "a refused subscription sends and persists nothing");
+    assert_eq!(
+        m.call(2, &framework_id, &stream_id, Call::Revive { roles: Vec::new() }),
+        Ok(()),
+        "the owner's stream is intact"
+    );
+    let owner = FrameworkInfo { id: Some(framework_id.clone()), ..owned };
+    assert!(m.subscribe(3, owner).is_ok(), "the same principal fails over");
+}
+
+#[test]
 fn a_subscribed_framework_is_offered_the_whole_free_agent() {
     let mut m = master();
     let agent = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:1024;ports:[31000-31009]");

@@ -3,6 +3,7 @@
 //! channel. gRPC and HTTP share one port, as in Mesos.
 
 mod agent_link;
+pub mod auth;
 mod clock;
 pub mod election;
 mod http;
@@ -13,6 +14,7 @@ mod operator;
 mod owner;
 pub mod read_model;
 mod scheduler;
+mod streams;
 mod wire;
 
 use std::future::Future;
@@ -43,6 +45,8 @@ pub struct MasterOptions {
     /// Several masters on etcd: elect a leader there and keep the registry there (the
     /// registry file is then not used).
     pub etcd: Option<election::EtcdOptions>,
+    /// Who must authenticate, and the credentials they are checked against.
+    pub security: auth::Security,
 }
 
 impl MasterOptions {
@@ -54,6 +58,7 @@ impl MasterOptions {
             tick_interval_ms: 100,
             registry_path: None,
             etcd: None,
+            security: auth::Security::default(),
         }
     }
 }
@@ -74,6 +79,9 @@ pub async fn serve(
     options: MasterOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    options.security.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let security = std::sync::Arc::new(options.security.clone());
+    let streams = streams::Streams::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let options_context = (options.core.master_id.clone(), options.advertise.clone());
     let admin = mesos::operator_admin::AdminContext::new(&options, mesos_context(&options_context));
@@ -102,13 +110,19 @@ pub async fn serve(
         }
     };
     let grpc = tonic::service::Routes::new(agent_link::server(handle.clone(), stop_rx.clone()))
-        .add_service(scheduler::server(handle.clone(), stop_rx.clone()))
+        .add_service(scheduler::server(handle.clone(), stop_rx.clone(), security.clone(), streams.clone()))
         .into_axum_router();
     // tonic's routes bring a fallback of their own; ours replaces it, so that unknown HTTP
     // paths get a JSON 404. Until this master leads, followers answer every request.
     let app = grpc
         .merge(http::router(handle.clone(), read_model.clone()))
-        .merge(mesos::router(handle.clone(), stop_rx.clone(), mesos_context(&options_context)))
+        .merge(mesos::router(
+            handle.clone(),
+            stop_rx.clone(),
+            mesos_context(&options_context),
+            security.clone(),
+            streams,
+        ))
         .merge(mesos::operator::router(handle, read_model, admin))
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(role_rx, election::follow_leader));

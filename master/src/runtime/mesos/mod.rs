@@ -13,12 +13,11 @@ pub mod operator_stream;
 pub mod recordio;
 pub mod types;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use agora_proto::model::{FrameworkId, FrameworkInfo, StreamId};
+use agora_proto::model::{FrameworkId, FrameworkInfo};
 use agora_proto::pb;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -31,9 +30,11 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use self::convert::{Action, MasterContext};
+use super::auth::{self, Kind, Security};
 use super::http::ApiError;
 use super::owner::{Handle, Request};
 use super::scheduler::Unsubscribe;
+use super::streams::{NOT_CURRENT, Streams, Subscription};
 use super::wire;
 use crate::core::CallError;
 
@@ -45,31 +46,25 @@ const JSON: &str = "application/json";
 const PROTOBUF: &str = "application/x-protobuf";
 const RECORDIO: &str = "application/recordio";
 
-/// The live HTTP subscriptions, by the `Mesos-Stream-Id` given to each: a random token,
-/// so that no one can guess another framework's stream (the core's own stream ids are
-/// sequential). An entry lives exactly as long as its event stream.
-#[derive(Clone, Debug, Default)]
-struct Streams(Arc<Mutex<HashMap<String, (FrameworkId, StreamId)>>>);
-
-impl Streams {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (FrameworkId, StreamId)>> {
-        // Nothing awaits or panics while the map is held, so a poisoned lock still holds
-        // a consistent map.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
 #[derive(Clone, Debug)]
 struct Api {
     handle: Handle,
     stop: watch::Receiver<bool>,
     master: MasterContext,
     streams: Streams,
+    security: Arc<Security>,
 }
 
-/// The route, to merge into the master's HTTP router.
-pub fn router(handle: Handle, stop: watch::Receiver<bool>, master: MasterContext) -> Router {
-    let api = Api { handle, stop, master, streams: Streams::default() };
+/// The route, to merge into the master's HTTP router. `streams` is shared with the gRPC
+/// scheduler service.
+pub fn router(
+    handle: Handle,
+    stop: watch::Receiver<bool>,
+    master: MasterContext,
+    security: Arc<Security>,
+    streams: Streams,
+) -> Router {
+    let api = Api { handle, stop, master, streams, security };
     Router::new()
         .route("/api/v1/scheduler", post(scheduler))
         .route("/master/api/v1/scheduler", post(scheduler))
@@ -184,7 +179,18 @@ fn encode(encoding: Encoding, event: &types::Event) -> Vec<u8> {
     }
 }
 
+/// 401 with the challenge Mesos' HTTP authenticator sends, so a client knows to use Basic.
+pub(crate) fn unauthenticated(refusal: &agora_proto::auth::Refusal) -> Response {
+    let mut response = error(StatusCode::UNAUTHORIZED, refusal.to_string());
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"agora\""));
+    response
+}
+
 async fn scheduler(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
+    let principal = match api.security.authenticate_http(Kind::Framework, &headers) {
+        Ok(principal) => principal,
+        Err(refusal) => return unauthenticated(&refusal),
+    };
     let Some(content_type) = media_type(&headers, header::CONTENT_TYPE) else {
         return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Type is required: {JSON} or {PROTOBUF}"));
     };
@@ -210,38 +216,42 @@ async fn scheduler(State(api): State<Api>, headers: HeaderMap, body: Body) -> Re
         Err(e) => return bad_field(e),
     };
     match action {
-        Action::Subscribe(info) => subscribe(api, &headers, info).await,
+        Action::Subscribe(info) => subscribe(api, &headers, principal, info).await,
         other => {
             let Some(framework_id) = framework_id else {
                 return bad_field(agora_proto::convert::WireError::new("framework_id.value", "is required"));
             };
-            framework_call(api, &headers, FrameworkId::new(framework_id), other).await
+            framework_call(api, &headers, principal, FrameworkId::new(framework_id), other).await
         }
     }
 }
 
-async fn subscribe(api: Api, headers: &HeaderMap, info: pb::FrameworkInfo) -> Response {
+async fn subscribe(api: Api, headers: &HeaderMap, principal: auth::Principal, info: pb::FrameworkInfo) -> Response {
     let (encoding, recordio) = match accepted(headers) {
         Ok(accepted) => accepted,
         Err(refused) => return refused.into_response(),
     };
-    let info = match FrameworkInfo::try_from(info) {
+    let mut info = match FrameworkInfo::try_from(info) {
         Ok(info) => info,
         Err(e) => return bad_field(e.in_field("subscribe.framework_info")),
     };
+    if let Err(refusal) = auth::framework_principal(&principal, &mut info) {
+        return error(StatusCode::FORBIDDEN, refusal);
+    }
     let subscription = match api.handle.ask(|reply| Request::Subscribe { info, reply }).await {
         Err(stopped) => return error(StatusCode::SERVICE_UNAVAILABLE, stopped.to_string()),
         Ok(Err(e)) => return call_error(e),
         Ok(Ok(subscription)) => subscription,
     };
     tracing::info!(framework_id = %subscription.framework_id, "framework subscribed over HTTP");
-    let token = uuid::Uuid::new_v4().to_string();
-    api.streams.lock().insert(token.clone(), (subscription.framework_id.clone(), subscription.stream_id.clone()));
-    let guard = StreamGuard {
-        streams: api.streams.clone(),
-        token: token.clone(),
-        _unsubscribe: Unsubscribe::new(api.handle.clone(), subscription.framework_id, subscription.stream_id),
-    };
+    let token = api.streams.register(Subscription {
+        framework_id: subscription.framework_id.clone(),
+        stream_id: subscription.stream_id.clone(),
+        principal,
+    });
+    let header_value = HeaderValue::from_str(token.token());
+    // The token goes before the owner hears the stream is gone.
+    let guard = (token, Unsubscribe::new(api.handle.clone(), subscription.framework_id, subscription.stream_id));
     let mut events = subscription.events;
     let mut stop = api.stop.clone();
     let master = api.master.clone();
@@ -283,50 +293,32 @@ async fn subscribe(api: Api, headers: &HeaderMap, info: pb::FrameworkInfo) -> Re
     } else {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(encoding.media_type()));
     }
-    if let Ok(value) = HeaderValue::from_str(&token) {
+    if let Ok(value) = header_value {
         headers.insert(STREAM_ID_HEADER, value);
     }
     response
 }
 
-/// Removes a subscription's token when its event stream ends, and tells the owner.
-struct StreamGuard {
-    streams: Streams,
-    token: String,
-    _unsubscribe: Unsubscribe,
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.streams.lock().remove(&self.token);
-    }
-}
-
-async fn framework_call(api: Api, headers: &HeaderMap, framework_id: FrameworkId, action: Action) -> Response {
+async fn framework_call(
+    api: Api,
+    headers: &HeaderMap,
+    principal: auth::Principal,
+    framework_id: FrameworkId,
+    action: Action,
+) -> Response {
     let Some(token) = headers.get(STREAM_ID_HEADER).and_then(|v| v.to_str().ok()) else {
         return error(StatusCode::BAD_REQUEST, "the Mesos-Stream-Id header is required on every call but SUBSCRIBE");
     };
-    let stream_id = {
-        let streams = api.streams.lock();
-        match streams.get(token) {
-            Some((owner, stream_id)) if *owner == framework_id => Ok(stream_id.clone()),
-            Some((owner, _)) => Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("Mesos-Stream-Id belongs to framework {owner}, not {framework_id}"),
-            )),
-            None if streams.values().any(|(owner, _)| *owner == framework_id) => {
-                Err(error(StatusCode::BAD_REQUEST, "the Mesos-Stream-Id is not the framework's current subscription"))
-            }
-            None => Err(error(
-                StatusCode::FORBIDDEN,
-                format!("framework {framework_id} is not subscribed over HTTP: SUBSCRIBE first"),
-            )),
-        }
+    // One answer for a token that is unknown, ended or another framework's, so that a
+    // guesser learns nothing from it.
+    let Some(subscription) = api.streams.lookup(token, &framework_id) else {
+        return error(StatusCode::FORBIDDEN, NOT_CURRENT);
     };
-    let stream_id = match stream_id {
-        Ok(stream_id) => stream_id,
-        Err(response) => return response,
-    };
+    if !auth::same_principal(&subscription.principal, &principal) {
+        tracing::warn!(%framework_id, ?principal, "call refused: not the principal that subscribed");
+        return error(StatusCode::FORBIDDEN, "the call is not from the principal that subscribed this framework");
+    }
+    let stream_id = subscription.stream_id;
     let calls = match action {
         // The subscription was just checked; there is nothing else to do.
         Action::NoOp => return StatusCode::ACCEPTED.into_response(),
@@ -378,6 +370,7 @@ fn call_error(error: CallError) -> Response {
     match &error {
         CallError::UnknownFramework(_) => self::error(StatusCode::FORBIDDEN, error.to_string()),
         CallError::StaleStream(_) => self::error(StatusCode::BAD_REQUEST, error.to_string()),
+        CallError::Forbidden(_) => self::error(StatusCode::FORBIDDEN, error.to_string()),
         CallError::Invalid { field, reason } => {
             ApiError::new(StatusCode::BAD_REQUEST, error.to_string(), json!([{ "field": field, "reason": reason }]))
                 .into_response()

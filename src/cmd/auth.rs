@@ -1,0 +1,68 @@
+//! The authentication flags the subcommands share: what a server requires of its callers
+//! (`--credentials`, `--authenticate-*`, as Mesos names them) and the credential a client
+//! presents (`--principal` with `--secret-file`, or a `--credential` file).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use agora_proto::auth::{Credential, Credentials};
+
+/// The credential a client presents to the master (or to services and cron).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientCredential {
+    /// Authenticate as this principal, with the secret in --secret-file (needed when the
+    /// server runs with --authenticate-frameworks or --authenticate-http).
+    #[arg(long, env = "AGORA_PRINCIPAL", requires = "secret_file")]
+    pub principal: Option<String>,
+    /// The file holding the principal's secret (its text, without the final newline).
+    #[arg(long, value_name = "FILE", env = "AGORA_SECRET_FILE", requires = "principal")]
+    pub secret_file: Option<PathBuf>,
+}
+
+impl ClientCredential {
+    pub fn load(&self) -> anyhow::Result<Option<Credential>> {
+        match (&self.principal, &self.secret_file) {
+            (Some(principal), Some(path)) => Ok(Some(
+                Credential::with_secret_file(principal, path).map_err(|e| anyhow::anyhow!("--secret-file {e}"))?,
+            )),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Reads `--credentials FILE` (Mesos' format: JSON or `principal secret` lines).
+pub fn load_credentials(path: Option<&PathBuf>) -> anyhow::Result<Option<Arc<Credentials>>> {
+    path.map(|path| Credentials::load(path).map(Arc::new).map_err(|e| anyhow::anyhow!("--credentials {e}"))).transpose()
+}
+
+/// What the master requires of its callers; all off by default.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MasterAuth {
+    /// The principals and secrets callers authenticate with: JSON `{"credentials":
+    /// [{"principal": …, "secret": …}]}` or one `principal secret` per line.
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+    /// Refuse frameworks that do not authenticate (gRPC `authorization` metadata, HTTP
+    /// Basic on /api/v1/scheduler).
+    #[arg(long)]
+    pub authenticate_frameworks: bool,
+    /// Refuse agents that do not authenticate (their --credential).
+    #[arg(long)]
+    pub authenticate_agents: bool,
+    /// Refuse operators' HTTP requests that do not authenticate (Basic, Bearer or token=).
+    #[arg(long)]
+    pub authenticate_http: bool,
+}
+
+impl MasterAuth {
+    pub fn security(&self) -> anyhow::Result<agora_master::runtime::auth::Security> {
+        let security = agora_master::runtime::auth::Security {
+            credentials: load_credentials(self.credentials.as_ref())?,
+            authenticate_frameworks: self.authenticate_frameworks,
+            authenticate_agents: self.authenticate_agents,
+            authenticate_http: self.authenticate_http,
+        };
+        security.validate().map_err(|e| anyhow::anyhow!(e))?;
+        Ok(security)
+    }
+}

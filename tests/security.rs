@@ -1,0 +1,204 @@
+//! Authentication and authorization end to end, against a real master process: frameworks
+//! on gRPC (the SDK) and on Mesos' HTTP scheduler API, each refused with the right status
+//! when they present no credential, a wrong secret, another principal's framework id, or a
+//! principal they did not authenticate as; and each refusal leaves the master unchanged.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use agora_proto::auth::Credential;
+use agora_proto::model::{FrameworkId, FrameworkInfo, Role};
+use agora_sdk::{Driver, DriverConfig, DriverHandle, Scheduler};
+use common::{Cluster, eventually};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+const CREDENTIALS: &str = r#"{"credentials": [
+    {"principal": "web", "secret": "web-secret"},
+    {"principal": "ops", "secret": "ops-secret"}
+]}"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write a test file");
+    path.to_str().expect("utf-8 path").to_owned()
+}
+
+/// A master requiring `flags`, with the two principals above.
+async fn master(dir: &Path, flags: &[&str]) -> Cluster {
+    let credentials = write(dir, "credentials.json", CREDENTIALS);
+    let mut args = vec!["--credentials", credentials.as_str()];
+    args.extend_from_slice(flags);
+    Cluster::master_only(&args).await
+}
+
+fn info(id: Option<FrameworkId>, principal: &str) -> FrameworkInfo {
+    FrameworkInfo {
+        id,
+        name: "secure".into(),
+        user: "nobody".into(),
+        roles: vec![Role::unreserved()],
+        failover_timeout_ms: 60_000,
+        hostname: String::new(),
+        principal: principal.into(),
+    }
+}
+
+/// Tells the test its framework id once subscribed.
+struct Subscribed(mpsc::UnboundedSender<FrameworkId>);
+
+impl Scheduler for Subscribed {
+    async fn subscribed(&mut self, _driver: &DriverHandle, framework_id: &FrameworkId, _reconnected: bool) {
+        let _ = self.0.send(framework_id.clone());
+    }
+}
+
+/// Runs a driver until it either subscribes (its framework id) or ends (its error).
+async fn subscribe_sdk(
+    master: &str,
+    info: FrameworkInfo,
+    credential: Option<Credential>,
+) -> (Result<FrameworkId, String>, DriverHandle) {
+    let mut config = DriverConfig::new(vec![master.to_owned()], info);
+    config.credential = credential;
+    let driver = Driver::new(config).expect("a valid configuration");
+    let handle = driver.handle();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let run = tokio::spawn(async move { driver.run(&mut Subscribed(tx)).await });
+    let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::select! {
+            Some(id) = rx.recv() => Ok(id),
+            ended = run => Err(format!("{ended:?}")),
+        }
+    })
+    .await
+    .expect("the driver subscribes or ends within 30 s");
+    (outcome, handle)
+}
+
+async fn frameworks(cluster: &Cluster, credential: &Credential) -> Vec<Value> {
+    let response = reqwest::Client::new()
+        .get(cluster.url("/state"))
+        .header("Authorization", credential.basic())
+        .send()
+        .await
+        .expect("/state answers");
+    let state: Value = response.json().await.expect("JSON");
+    state["frameworks"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn frameworks_on_grpc_must_prove_their_principal_and_cannot_take_over_anothers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = master(dir.path(), &["--authenticate-frameworks"]).await;
+    let web = Credential::new("web", "web-secret");
+    let ops = Credential::new("ops", "ops-secret");
+
+    let (none, _) = subscribe_sdk(&cluster.master, info(None, ""), None).await;
+    let none = none.expect_err("no credential is refused");
+    assert!(none.contains("Unauthenticated") && none.contains("authentication is required"), "{none}");
+    let (wrong, _) = subscribe_sdk(&cluster.master, info(None, ""), Some(Credential::new("web", "nope"))).await;
+    let wrong = wrong.expect_err("a wrong secret is refused");
+    assert!(wrong.contains("Unauthenticated") && wrong.contains("not valid"), "{wrong}");
+    let (claimed, _) = subscribe_sdk(&cluster.master, info(None, "ops"), Some(web.clone())).await;
+    let claimed = claimed.expect_err("claiming another principal is refused");
+    assert!(claimed.contains("PermissionDenied") && claimed.contains("not the authenticated principal"), "{claimed}");
+    assert_eq!(frameworks(&cluster, &web).await, Vec::<Value>::new(), "no refusal registered anything");
+
+    let (owned, handle) = subscribe_sdk(&cluster.master, info(None, ""), Some(web.clone())).await;
+    let framework_id = owned.expect("the right secret subscribes");
+    let listed = frameworks(&cluster, &web).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["principal"], "web", "the principal comes from authentication");
+
+    // Another principal, with a valid credential of its own, fails over into it: refused.
+    let (takeover, _) = subscribe_sdk(&cluster.master, info(Some(framework_id.clone()), ""), Some(ops)).await;
+    let takeover = takeover.expect_err("another principal's framework is refused");
+    assert!(takeover.contains("PermissionDenied") && takeover.contains("another principal"), "{takeover}");
+    assert!(handle.is_subscribed(), "the owner keeps its subscription");
+    handle.revive().await.expect("the owner's calls still go through");
+    let listed = frameworks(&cluster, &web).await;
+    assert_eq!((listed.len(), listed[0]["active"].clone()), (1, json!(true)));
+}
+
+async fn post_scheduler(cluster: &Cluster, auth: Option<&str>, stream: Option<&str>, body: Value) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(cluster.url("/api/v1/scheduler"))
+        .header("Content-Type", "application/json")
+        .body(body.to_string());
+    if let Some(auth) = auth {
+        request = request.header("Authorization", auth);
+    }
+    if let Some(stream) = stream {
+        request = request.header("Mesos-Stream-Id", stream);
+    }
+    request.send().await.expect("the master answers")
+}
+
+async fn message(response: reqwest::Response) -> String {
+    let body: Value = response.json().await.expect("a JSON error");
+    body["message"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn frameworks_on_the_http_scheduler_api_authenticate_with_basic_on_every_call() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = master(dir.path(), &["--authenticate-frameworks"]).await;
+    let web = Credential::new("web", "web-secret").basic();
+    let ops = Credential::new("ops", "ops-secret").basic();
+    let subscribe = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "nobody", "name": "raw"}}});
+
+    let refused = post_scheduler(&cluster, None, None, subscribe.clone()).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.headers()["www-authenticate"], "Basic realm=\"agora\"");
+    let wrong = Credential::new("web", "guess").basic();
+    assert_eq!(
+        post_scheduler(&cluster, Some(&wrong), None, subscribe.clone()).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let claims = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
+        "user": "nobody", "name": "raw", "principal": "ops"}}});
+    let claimed = post_scheduler(&cluster, Some(&web), None, claims).await;
+    assert_eq!(claimed.status(), StatusCode::FORBIDDEN);
+    assert!(message(claimed).await.contains("not the authenticated principal"));
+
+    let mut stream = post_scheduler(&cluster, Some(&web), None, subscribe.clone()).await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let stream_id = stream.headers()["mesos-stream-id"].to_str().expect("ASCII").to_owned();
+    assert_eq!(uuid_like(&stream_id), true, "{stream_id}");
+    let first = tokio::time::timeout(Duration::from_secs(30), stream.chunk()).await.expect("SUBSCRIBED").expect("read");
+    let text = String::from_utf8_lossy(&first.expect("a chunk")).into_owned();
+    let framework_id = text.split("\"framework_id\":{\"value\":\"").nth(1).and_then(|t| t.split('"').next());
+    let framework_id = framework_id.expect("SUBSCRIBED names the framework id").to_owned();
+
+    let revive = json!({"type": "REVIVE", "framework_id": {"value": framework_id}});
+    let anonymous = post_scheduler(&cluster, None, Some(&stream_id), revive.clone()).await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "every call authenticates");
+    let other = post_scheduler(&cluster, Some(&ops), Some(&stream_id), revive.clone()).await;
+    assert_eq!(other.status(), StatusCode::FORBIDDEN, "the stream id alone does not let another principal in");
+    let teardown = json!({"type": "TEARDOWN", "framework_id": {"value": framework_id}});
+    assert_eq!(post_scheduler(&cluster, Some(&ops), Some(&stream_id), teardown).await.status(), StatusCode::FORBIDDEN);
+    // A guessed stream id gets the same answer whether or not the framework exists.
+    let guessed = message(post_scheduler(&cluster, Some(&web), Some("guess"), revive.clone()).await).await;
+    let unknown = json!({"type": "REVIVE", "framework_id": {"value": "no-such-framework"}});
+    assert_eq!(message(post_scheduler(&cluster, Some(&web), Some("guess"), unknown).await).await, guessed);
+
+    // Another principal subscribing with the framework's id is refused; the owner goes on.
+    let takeover = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
+        "user": "nobody", "name": "raw", "id": {"value": framework_id}}}});
+    assert_eq!(post_scheduler(&cluster, Some(&ops), None, takeover).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(post_scheduler(&cluster, Some(&web), Some(&stream_id), revive).await.status(), StatusCode::ACCEPTED);
+    let state = eventually("the framework listed", async || {
+        let listed = frameworks(&cluster, &Credential::new("web", "web-secret")).await;
+        (listed.len() == 1).then_some(listed)
+    })
+    .await;
+    assert_eq!((state[0]["principal"].clone(), state[0]["active"].clone()), (json!("web"), json!(true)));
+}
+
+fn uuid_like(token: &str) -> bool {
+    token.len() == 36 && token.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
