@@ -30,7 +30,13 @@ async fn operator(cluster: &Cluster, body: Value) -> (StatusCode, Value) {
 }
 
 async fn post_json(cluster: &Cluster, path: &str, body: &str) -> (StatusCode, Value) {
-    let response = client().post(cluster.url(path)).body(body.to_owned()).send().await.expect("the master answers");
+    let response = client()
+        .post(cluster.url(path))
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("the master answers");
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }

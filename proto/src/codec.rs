@@ -4,10 +4,14 @@
 //! front. A master holds one long-lived stream per agent, and agents send small messages
 //! (heartbeats, status updates), so at 50,000 agents those buffers alone were about
 //! 800 MiB. These start at 512 bytes and grow as a message needs.
+//!
+//! A message that does not decode is the sender's fault: it is answered
+//! `INVALID_ARGUMENT` (prost's decoder says `INTERNAL`, which reads as the server's).
 
 use std::marker::PhantomData;
 
-use tonic::codec::{BufferSettings, Codec};
+use tonic::Status;
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic_prost::ProstCodec;
 
 /// Initial size of a stream's encode and decode buffers.
@@ -34,13 +38,33 @@ where
     type Encode = T;
     type Decode = U;
     type Encoder = <ProstCodec<T, U> as Codec>::Encoder;
-    type Decoder = <ProstCodec<T, U> as Codec>::Decoder;
+    type Decoder = InvalidArgumentDecoder<<ProstCodec<T, U> as Codec>::Decoder>;
 
     fn encoder(&mut self) -> Self::Encoder {
         ProstCodec::<T, U>::raw_encoder(BufferSettings::new(BUFFER_BYTES, YIELD_THRESHOLD))
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<T, U>::raw_decoder(BufferSettings::new(BUFFER_BYTES, YIELD_THRESHOLD))
+        InvalidArgumentDecoder(ProstCodec::<T, U>::raw_decoder(BufferSettings::new(BUFFER_BYTES, YIELD_THRESHOLD)))
+    }
+}
+
+/// A decoder whose failures are `INVALID_ARGUMENT`, naming what did not decode.
+#[derive(Debug, Clone)]
+pub struct InvalidArgumentDecoder<D>(D);
+
+impl<D: Decoder<Error = Status>> Decoder for InvalidArgumentDecoder<D> {
+    type Item = D::Item;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        self.0.decode(src).map_err(|status| match status.code() {
+            tonic::Code::Internal => Status::invalid_argument(format!("malformed message: {}", status.message())),
+            _ => status,
+        })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.0.buffer_settings()
     }
 }

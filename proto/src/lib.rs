@@ -5,11 +5,14 @@
 //! task states). `convert` is the only place where the two meet: one `From`/`TryFrom`
 //! pair per message, rejecting malformed input with an error naming the field.
 //! `etcd_client` is the etcd v3 client the masters elect their leader with and agents
-//! find that leader with. `auth` reads credentials and `Authorization` values.
+//! find that leader with. `auth` reads credentials and `Authorization` values. `edge` is
+//! what every HTTP server shares against hostile callers: the JSON error shape, the
+//! cross-site guard on changes, rate and size limits.
 
 pub mod auth;
 pub mod codec;
 pub mod convert;
+pub mod edge;
 pub mod model;
 
 /// Generated protobuf and gRPC code. These types stay at the edges of each process.

@@ -54,6 +54,8 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/monitor/statistics.json", get(monitor::statistics))
         .route("/metrics", get(monitor::metrics))
         .layer(middleware::from_fn_with_state(state.clone(), limit_concurrency))
+        // axum's own refusals (405, a malformed query) in the JSON shape too.
+        .layer(middleware::from_fn(agora_proto::edge::json_errors))
         .with_state(state)
 }
 

@@ -252,7 +252,10 @@ impl Master {
             return Err(OperatorError {
                 kind: OperatorErrorKind::Conflict,
                 field: "resources".to_owned(),
-                reason: format!("agent {agent_id} holds no such dynamic reservation (it holds {reserved:?})"),
+                reason: format!(
+                    "agent {agent_id} holds no such dynamic reservation (it holds {})",
+                    if reserved.is_empty() { "none".to_owned() } else { reserved.to_string() }
+                ),
             });
         }
         self.rescind_agent_offers(agent_id);

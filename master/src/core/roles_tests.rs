@@ -268,6 +268,8 @@ fn reservations_are_refused_when_the_agent_lacks_the_resources_or_they_are_unres
     assert_eq!((err.kind, err.field.as_str()), (OperatorErrorKind::NotFound, "agent_id"));
     let err = m.unreserve(&agent, &resources("cpus(eng):1")).expect_err("not reserved");
     assert_eq!(err.kind, OperatorErrorKind::Conflict);
+    // The refusal speaks the resource syntax, never Rust's debug output.
+    assert_eq!(err.reason, format!("agent {agent} holds no such dynamic reservation (it holds none)"));
 }
 
 #[test]

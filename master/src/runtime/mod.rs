@@ -125,6 +125,10 @@ pub async fn serve(
         ))
         .merge(mesos::operator::router(handle, read_model, admin))
         .fallback(http::not_found)
+        // Every refusal in one JSON shape; changes only same-origin (or authenticated) and
+        // as JSON or protobuf (`agora_proto::edge`).
+        .layer(axum::middleware::from_fn(agora_proto::edge::json_errors))
+        .layer(axum::middleware::from_fn(agora_proto::edge::cross_site::guard_changes))
         .layer(axum::middleware::from_fn_with_state(role_rx, election::follow_leader));
     tracing::info!(address = %listener.local_addr()?, "master listening");
     // Small gRPC messages (updates, acknowledgements, calls) must not wait for Nagle's

@@ -412,7 +412,9 @@ impl Resources {
 
     /// Parses the Mesos agent syntax: `cpus:4;mem:8192;disk:10000;ports:[31000-32000]`,
     /// with an optional role per entry (`cpus(eng):2`). CPUs may be fractional down to a
-    /// thousandth; memory and disk are MiB.
+    /// thousandth (a positive quantity that would round to 0 is refused); memory and disk
+    /// are MiB. An entry repeated for one role (`cpus:1;cpus:2`) adds up, as Mesos sums its
+    /// resources: scalars add, port ranges merge.
     pub fn parse(text: &str) -> Result<Self, ParseResourcesError> {
         let mut resources = Self::new();
         for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
@@ -637,6 +639,11 @@ pub fn cpus_to_milli(cpus: f64) -> Result<u64, ParseResourcesError> {
     if milli > MAX_CPUS_MILLI as f64 {
         return Err(ParseResourcesError::new(format!("cpus {cpus} is more than a million")));
     }
+    // Quantities are kept in thousandths (as Mesos keeps them): a finer one is rounded,
+    // but one that would round to nothing is refused instead of silently becoming 0.
+    if milli == 0.0 && cpus > 0.0 {
+        return Err(ParseResourcesError::new(format!("cpus {cpus} is below the precision of 0.001")));
+    }
     Ok(milli as u64)
 }
 
@@ -650,6 +657,9 @@ fn parse_mib(name: &str, value: &str) -> Result<u64, ParseResourcesError> {
         value.parse().map_err(|_| ParseResourcesError::new(format!("{name}: {value:?} is not a number of MiB")))?;
     if !mib.is_finite() || mib < 0.0 || mib > MAX_MIB as f64 {
         return Err(ParseResourcesError::new(format!("{name}: {value} is out of range")));
+    }
+    if mib > 0.0 && mib.round() == 0.0 {
+        return Err(ParseResourcesError::new(format!("{name}: {value} is below the precision of 1 MiB")));
     }
     Ok(mib.round() as u64)
 }
@@ -677,6 +687,23 @@ fn parse_ranges(value: &str) -> Result<RangeSet, ParseResourcesError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quantity_below_the_precision_is_refused_instead_of_becoming_zero() {
+        let refused = Resources::parse("cpus:0.0001").expect_err("below a thousandth");
+        assert_eq!(refused.to_string(), "cpus 0.0001 is below the precision of 0.001");
+        assert!(Resources::parse("mem:0.2").is_err());
+        assert!(cpus_to_milli(0.0004).is_err());
+        assert_eq!(cpus_to_milli(0.0005).ok(), Some(1));
+        assert_eq!(cpus_to_milli(0.0).ok(), Some(0));
+        assert_eq!(Resources::parse("cpus:0;mem:0").map(|r| r.is_empty()).ok(), Some(true));
+    }
+
+    #[test]
+    fn a_repeated_entry_adds_up_as_in_mesos() {
+        let r = Resources::parse("cpus:1;cpus:2;mem:10;ports:[1-5];ports:[4-9]").expect("valid");
+        assert_eq!(r.to_string(), "cpus:3;mem:10;ports:[1-9]");
+    }
 
     #[test]
     fn the_mesos_agent_syntax_parses_and_prints_back() {

@@ -497,6 +497,7 @@ async fn a_change_forwarded_to_a_follower_is_not_forwarded_again() {
         .method("POST")
         .uri("/v1/scheduler/iso8601")
         .header("x-agora-cron-forwarded", "1")
+        .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(nightly().to_string()))
         .expect("a valid request");
     let response = follower.oneshot(request).await.expect("the router answers");
@@ -521,4 +522,27 @@ async fn a_leader_serves_what_it_is_asked_and_counts_it() {
     assert_eq!(get(&app, "/v1/scheduler/jobs").await.status, StatusCode::OK);
     *leading.lock().expect("not poisoned") = false;
     assert_eq!(get(&app, "/v1/scheduler/jobs").await.status, StatusCode::TEMPORARY_REDIRECT);
+}
+
+#[tokio::test]
+async fn a_cross_site_change_is_refused_and_stores_nothing() {
+    let app = app();
+    let job = nightly().to_string();
+    let send = |headers: &'static [(&'static str, &'static str)]| {
+        let mut request = Request::builder().method("POST").uri("/v1/scheduler/iso8601");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.body(Body::from(job.clone())).expect("a valid request")
+    };
+    let form = app.clone().oneshot(send(&[("content-type", "text/plain")])).await.expect("answers");
+    assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    const FOREIGN: &[(&str, &str)] =
+        &[("content-type", "application/json"), ("origin", "http://evil.example"), ("host", "c:4400")];
+    let refused = app.clone().oneshot(send(FOREIGN)).await.expect("answers");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(get(&app, "/v1/scheduler/jobs").await.json(), json!([]));
+    // chronos-python runs a job with a PUT that has no body and no content type.
+    assert_eq!(post(&app, "/v1/scheduler/iso8601", nightly()).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(call(&app, "PUT", "/v1/scheduler/job/nightly", None).await.status, StatusCode::NO_CONTENT);
 }

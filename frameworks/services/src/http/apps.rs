@@ -555,7 +555,7 @@ pub(super) async fn delete_under(
             let id = app_id_for_read(&text)?;
             kill_app_tasks(api, &params, id, move |i| i.task_id.as_str() == task, true).await
         }
-        other => Err(ApiError::not_found(format!("no such endpoint: DELETE /v2/apps/{rest} ({other:?})"))),
+        _ => Err(ApiError::not_found(format!("no such endpoint: DELETE /v2/apps/{rest}"))),
     }
 }
 

@@ -142,6 +142,10 @@ pub fn router(handle: ServicesHandle, info: ApiInfo) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(api.clone(), count_requests))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // axum's own refusals in the JSON shape; changes only same-origin (or
+        // authenticated) and as JSON (`agora_proto::edge`).
+        .layer(axum::middleware::from_fn(agora_proto::edge::json_errors))
+        .layer(axum::middleware::from_fn(agora_proto::edge::cross_site::guard_changes))
         .with_state(api);
     // Normalising the path must happen before routing, so it wraps the routes.
     let normalised = tower::ServiceExt::map_request(routes, normalise_path);

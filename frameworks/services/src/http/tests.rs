@@ -1197,3 +1197,33 @@ async fn a_group_put_racing_an_app_created_in_the_group_keeps_the_app() {
     let app = call(&api, "GET", "/v2/apps/shop/new", None).await;
     assert_eq!(app.status, StatusCode::OK, "the group's change, prepared before the app existed, kept it");
 }
+
+/// A request with exactly these headers (no JSON content type added).
+async fn call_raw(router: &Router, method: &str, uri: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request.body(Body::from(body.to_owned())).expect("request");
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+    Answer { status, headers, body }
+}
+
+#[tokio::test]
+async fn a_cross_site_change_is_refused_and_creates_nothing() {
+    let (router, _) = api();
+    let app = r#"{"id": "/csrf", "cmd": "sleep 1", "instances": 1}"#;
+    let form = call_raw(&router, "POST", "/v2/apps", app, &[("content-type", "text/plain"), ("host", "s:8080")]).await;
+    assert_eq!(form.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(form.json()["details"][0]["field"], "Content-Type");
+    let foreign = [("content-type", "application/json"), ("origin", "http://evil.example"), ("host", "s:8080")];
+    let refused = call_raw(&router, "POST", "/v2/apps", app, &foreign).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.json()["details"][0]["field"], "Origin");
+    assert_eq!(call(&router, "GET", "/v2/apps/csrf", None).await.status, StatusCode::NOT_FOUND);
+    let own = [("content-type", "application/json"), ("origin", "http://s:8080"), ("host", "s:8080")];
+    assert_eq!(call_raw(&router, "POST", "/v2/apps", app, &own).await.status, StatusCode::CREATED);
+}
