@@ -202,3 +202,173 @@ async fn frameworks_on_the_http_scheduler_api_authenticate_with_basic_on_every_c
 fn uuid_like(token: &str) -> bool {
     token.len() == 36 && token.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
 }
+
+const ACLS: &str = r#"{
+    "register_frameworks": [{"principals": {"type": "NONE"}, "roles": {"values": ["forbidden"]}}],
+    "run_tasks": [{"principals": {"type": "NONE"}, "users": {"values": ["root"]}}],
+    "update_weights": [
+        {"principals": {"values": ["ops"]}, "roles": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}
+    ],
+    "update_quotas": [
+        {"principals": {"values": ["ops"]}, "roles": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}
+    ],
+    "teardown_frameworks": [
+        {"principals": {"values": ["ops"]}, "framework_principals": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "framework_principals": {"type": "NONE"}}
+    ],
+    "view_frameworks": [
+        {"principals": {"values": ["ops", "web"]}, "users": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}
+    ],
+    "view_tasks": [
+        {"principals": {"values": ["ops", "web"]}, "users": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}
+    ]
+}"#;
+
+const CREDENTIALS_WITH_GUEST: &str = "web web-secret\nops ops-secret\nguest guest-secret\n";
+
+async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("the master answers");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn operators_authenticate_and_the_acls_refuse_what_they_forbid_changing_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let credentials = write(dir.path(), "credentials", CREDENTIALS_WITH_GUEST);
+    let acls = write(dir.path(), "acls.json", ACLS);
+    let cluster = Cluster::master_only(&[
+        "--credentials",
+        &credentials,
+        "--acls",
+        &acls,
+        "--authenticate-frameworks",
+        "--authenticate-http",
+    ])
+    .await;
+    let http = reqwest::Client::new();
+    let web = Credential::new("web", "web-secret");
+
+    // Operators: nothing without a credential but the health probe.
+    let (status, body) = send(http.get(cluster.url("/state"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(send(http.get(cluster.url("/weights"))).await.0, StatusCode::UNAUTHORIZED);
+    assert!(http.get(cluster.url("/health")).send().await.expect("answers").status().is_success());
+    let wrong = http.get(cluster.url("/state")).basic_auth("ops", Some("guess"));
+    assert_eq!(send(wrong).await.0, StatusCode::UNAUTHORIZED);
+
+    // A role the ACLs forbid: the subscription is refused, naming the rule.
+    let forbidden = FrameworkInfo { roles: vec![Role::parse("forbidden").expect("a role")], ..info(None, "") };
+    let (refused, _) = subscribe_sdk(&cluster.master, forbidden, Some(web.clone())).await;
+    let refused = refused.expect_err("register_frameworks forbids the role");
+    assert!(refused.contains("PermissionDenied") && refused.contains("register_frameworks[0]"), "{refused}");
+    let (subscribed, _handle) = subscribe_sdk(&cluster.master, info(None, ""), Some(web.clone())).await;
+    let framework_id = subscribed.expect("the default role is allowed");
+
+    // Weights and quota: web may not, ops may (Basic, Bearer and Marathon's token=).
+    let weights = json!([{"role": "eng", "weight": 3.0}]);
+    let (status, body) =
+        send(http.put(cluster.url("/weights")).basic_auth("web", Some("web-secret")).json(&weights)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["details"][0]["acl"], "update_weights[1]", "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or_default().contains("principal \"web\" may not update_weights"),
+        "{body}"
+    );
+    let (_, listed) = send(http.get(cluster.url("/weights")).bearer_auth("ops-secret")).await;
+    assert!(!listed.to_string().contains("eng"), "the refusal changed nothing: {listed}");
+    let (status, body) = send(http.put(cluster.url("/weights")).bearer_auth("ops-secret").json(&weights)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let quota = json!({"role": "eng", "guarantee": {"cpus": 0.5}});
+    let as_web = http.post(cluster.url("/quota")).header("Authorization", "token=web-secret").json(&quota);
+    assert_eq!(send(as_web).await.0, StatusCode::FORBIDDEN);
+    let as_ops = http.post(cluster.url("/quota")).header("Authorization", "token=ops-secret").json(&quota);
+    assert_eq!(send(as_ops).await.0, StatusCode::OK);
+
+    // Views: web and ops see the framework; guest, authenticated, sees none and may not
+    // subscribe to the event stream.
+    let seen = |principal: &'static str, secret: &'static str| {
+        let request = http
+            .post(cluster.url("/api/v1"))
+            .basic_auth(principal, Some(secret))
+            .json(&json!({"type": "GET_FRAMEWORKS"}));
+        async move {
+            let (status, body) = send(request).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["get_frameworks"]["frameworks"].as_array().map(Vec::len).unwrap_or_default()
+        }
+    };
+    assert_eq!((seen("web", "web-secret").await, seen("ops", "ops-secret").await), (1, 1));
+    assert_eq!(seen("guest", "guest-secret").await, 0);
+    let (_, state) = send(http.get(cluster.url("/state")).basic_auth("guest", Some("guest-secret"))).await;
+    assert_eq!(state["frameworks"], json!([]), "{state}");
+    let (_, listed) = send(http.get(cluster.url("/frameworks")).basic_auth("guest", Some("guest-secret"))).await;
+    assert_eq!(listed["frameworks"], json!([]), "{listed}");
+    let stream =
+        http.post(cluster.url("/api/v1")).basic_auth("guest", Some("guest-secret")).json(&json!({"type": "SUBSCRIBE"}));
+    assert_eq!(send(stream).await.0, StatusCode::FORBIDDEN);
+
+    // Teardown by an operator: web may not (the framework stays), ops may.
+    let teardown = json!({"type": "TEARDOWN", "teardown": {"framework_id": {"value": framework_id.to_string()}}});
+    let (status, body) =
+        send(http.post(cluster.url("/api/v1")).basic_auth("web", Some("web-secret")).json(&teardown)).await;
+    assert_eq!((status, body["details"][0]["acl"].clone()), (StatusCode::FORBIDDEN, json!("teardown_frameworks[1]")));
+    assert_eq!(frameworks(&cluster, &web).await.len(), 1, "the framework is still there");
+    let (status, body) =
+        send(http.post(cluster.url("/api/v1")).basic_auth("ops", Some("ops-secret")).json(&teardown)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually("the framework torn down", async || frameworks(&cluster, &web).await.is_empty().then_some(())).await;
+}
+
+#[tokio::test]
+async fn a_task_as_a_user_the_acls_forbid_fails_with_task_error_and_agora_run_authenticates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let credentials = write(dir.path(), "credentials", CREDENTIALS_WITH_GUEST);
+    let secret = write(dir.path(), "web.secret", "web-secret\n");
+    let acls = write(dir.path(), "acls.json", ACLS);
+    let mut cluster =
+        Cluster::master_only(&["--credentials", &credentials, "--acls", &acls, "--authenticate-frameworks"]).await;
+    cluster.add_agent("agent", "cpus:1;mem:256");
+    cluster.wait_for_agents(1).await;
+
+    let anonymous = cluster.run(&["--timeout", "30", "--", "true"]);
+    assert!(!anonymous.status.success());
+    let stderr = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(stderr.contains("authentication is required"), "{stderr}");
+
+    let as_root = cluster.run(&[
+        "--principal",
+        "web",
+        "--secret-file",
+        &secret,
+        "--user",
+        "root",
+        "--timeout",
+        "30",
+        "--",
+        "true",
+    ]);
+    let output = format!("{}{}", String::from_utf8_lossy(&as_root.stdout), String::from_utf8_lossy(&as_root.stderr));
+    assert!(!as_root.status.success(), "{output}");
+    assert!(output.contains("TASK_ERROR") && output.contains("run_tasks[0]"), "{output}");
+
+    let as_nobody = cluster.run(&[
+        "--principal",
+        "web",
+        "--secret-file",
+        &secret,
+        "--user",
+        "nobody",
+        "--timeout",
+        "30",
+        "--",
+        "true",
+    ]);
+    let output =
+        format!("{}{}", String::from_utf8_lossy(&as_nobody.stdout), String::from_utf8_lossy(&as_nobody.stderr));
+    assert!(as_nobody.status.success(), "{output}");
+}

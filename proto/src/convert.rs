@@ -592,6 +592,7 @@ impl From<pb::TaskStatusReason> for TaskStatusReason {
             P::ReasonTaskCheckStatusUpdated => TaskStatusReason::TaskCheckStatusUpdated,
             P::ReasonContainerLimitationMemory => TaskStatusReason::ContainerLimitationMemory,
             P::ReasonContainerLimitationDisk => TaskStatusReason::ContainerLimitationDisk,
+            P::ReasonTaskUnauthorized => TaskStatusReason::TaskUnauthorized,
         }
     }
 }
@@ -620,6 +621,7 @@ impl From<TaskStatusReason> for pb::TaskStatusReason {
             TaskStatusReason::TaskCheckStatusUpdated => P::ReasonTaskCheckStatusUpdated,
             TaskStatusReason::ContainerLimitationMemory => P::ReasonContainerLimitationMemory,
             TaskStatusReason::ContainerLimitationDisk => P::ReasonContainerLimitationDisk,
+            TaskStatusReason::TaskUnauthorized => P::ReasonTaskUnauthorized,
         }
     }
 }

@@ -5,10 +5,11 @@
 //! task states). `convert` is the only place where the two meet: one `From`/`TryFrom`
 //! pair per message, rejecting malformed input with an error naming the field.
 //! `etcd_client` is the etcd v3 client the masters elect their leader with and agents
-//! find that leader with. `auth` reads credentials and `Authorization` values. `edge` is
-//! what every HTTP server shares against hostile callers: the JSON error shape, the
-//! cross-site guard on changes, rate and size limits.
+//! find that leader with. `auth` reads credentials and `Authorization` values; `acl`
+//! evaluates Mesos' JSON ACLs. `edge` is what every HTTP server shares against hostile
+//! callers: the JSON error shape, the cross-site guard on changes, rate and size limits.
 
+pub mod acl;
 pub mod auth;
 pub mod codec;
 pub mod convert;

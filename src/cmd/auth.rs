@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use agora_proto::auth::{Credential, Credentials};
+use anyhow::Context;
 
 /// The credential a client presents to the master (or to services and cron).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -35,6 +36,13 @@ pub fn load_credentials(path: Option<&PathBuf>) -> anyhow::Result<Option<Arc<Cre
     path.map(|path| Credentials::load(path).map(Arc::new).map_err(|e| anyhow::anyhow!("--credentials {e}"))).transpose()
 }
 
+/// Reads `--acls FILE` (Mesos' JSON ACL format).
+pub fn load_acls(path: &PathBuf) -> anyhow::Result<Arc<agora_proto::acl::Acls>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("--acls {}", path.display()))?;
+    let acls = agora_proto::acl::Acls::parse(&text).map_err(|e| anyhow::anyhow!("--acls {}: {e}", path.display()))?;
+    Ok(Arc::new(acls))
+}
+
 /// What the master requires of its callers; all off by default.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct MasterAuth {
@@ -52,6 +60,11 @@ pub struct MasterAuth {
     /// Refuse operators' HTTP requests that do not authenticate (Basic, Bearer or token=).
     #[arg(long)]
     pub authenticate_http: bool,
+    /// What each principal may do: Mesos' JSON ACLs (`register_frameworks`, `run_tasks`,
+    /// `teardown_frameworks`, `reserve_resources`, `unreserve_resources`, `update_quotas`,
+    /// `update_weights`, `view_frameworks`, `view_tasks`, `drain_agents`, `permissive`).
+    #[arg(long, value_name = "FILE")]
+    pub acls: Option<PathBuf>,
 }
 
 impl MasterAuth {
@@ -61,6 +74,7 @@ impl MasterAuth {
             authenticate_frameworks: self.authenticate_frameworks,
             authenticate_agents: self.authenticate_agents,
             authenticate_http: self.authenticate_http,
+            acls: self.acls.as_ref().map(|path| load_acls(path)).transpose()?,
         };
         security.validate().map_err(|e| anyhow::anyhow!(e))?;
         Ok(security)

@@ -348,6 +348,15 @@ impl Master {
                 format!("resources {} exceed what is left of the offers ({left})", task.resources),
             ));
         }
+        if let Some(acls) = &self.config.acls
+            && let Some(framework) = self.frameworks.get(framework_id)
+        {
+            let info = &framework.info;
+            let user = task.command.user.as_deref().unwrap_or(&info.user);
+            let principal = Some(info.principal.as_str()).filter(|p| !p.is_empty());
+            acls.check(agora_proto::acl::Action::RunTasks, principal, user)
+                .map_err(|denied| (TaskStatusReason::TaskUnauthorized, denied.to_string()))?;
+        }
         Ok(())
     }
 

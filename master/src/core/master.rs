@@ -671,6 +671,16 @@ impl Master {
 
     // ----- reading -----
 
+    /// The principal a framework subscribed as (empty when none), for the ACLs.
+    pub fn framework_principal(&self, framework_id: &FrameworkId) -> Option<&str> {
+        self.frameworks.get(framework_id).map(|f| f.info.principal.as_str())
+    }
+
+    /// An agent's hostname, for the ACLs on agents.
+    pub fn agent_hostname(&self, agent_id: &AgentId) -> Option<&str> {
+        self.agents.get(agent_id).map(|a| a.info.hostname.as_str())
+    }
+
     /// The counters alone, without the cost of a snapshot.
     pub fn counters(&self) -> &Counters {
         &self.counters

@@ -85,6 +85,9 @@ pub struct Config {
     /// Bound on completed frameworks and completed tasks kept for `/state`.
     pub max_completed_frameworks: usize,
     pub max_completed_tasks_per_framework: usize,
+    /// The operator's ACLs (`--acls`): the core applies `run_tasks` to every launch;
+    /// `None` allows everything.
+    pub acls: Option<std::sync::Arc<agora_proto::acl::Acls>>,
 }
 
 impl Default for Config {
@@ -103,6 +106,7 @@ impl Default for Config {
             max_tasks_per_accept: 1_000,
             max_completed_frameworks: 50,
             max_completed_tasks_per_framework: 1_000,
+            acls: None,
         }
     }
 }

@@ -785,6 +785,43 @@ fn invalid_tasks_get_task_error_and_valid_ones_still_launch() {
 }
 
 #[test]
+fn a_task_whose_user_the_run_tasks_acl_forbids_gets_task_error_unauthorized() {
+    let acls = agora_proto::acl::Acls::parse(
+        r#"{"run_tasks": [{"principals": {"type": "NONE"}, "users": {"values": ["root"]}}]}"#,
+    )
+    .expect("valid ACLs");
+    let mut m = Master::new(Config { acls: Some(Arc::new(acls)), ..config() }, 1);
+    let agent = add_agent(&mut m, 0, 1, "h1", "cpus:2;mem:1024");
+    let (fw, stream) = subscribe(&mut m, 0, "fw");
+    let offer = allocate(&mut m, 0).remove(0).1;
+    let mut as_nobody = task("as-nobody", &agent, "cpus:0.5");
+    as_nobody.command.user = Some("nobody".to_owned());
+    // The framework's user (root) is the task's when the task names none.
+    let tasks = vec![task("as-root", &agent, "cpus:0.5"), as_nobody];
+    m.call(0, &fw, &stream, accept(&offer, tasks, 0)).expect("accept");
+    let out = m.visible_outputs();
+    let launched: Vec<&str> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::ToAgent { message: ToAgent::RunTask { task, .. }, .. } => Some(task.task_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(launched, vec!["as-nobody"]);
+    assert_eq!(updates(&out), vec![(TaskId::new("as-root"), TaskState::TaskError, TaskStatusReason::TaskUnauthorized)]);
+    let message = out.iter().find_map(|o| match o {
+        Output::ToFramework { event: Event::Update(status), .. } if status.task_id.as_str() == "as-root" => {
+            Some(status.message.clone())
+        }
+        _ => None,
+    });
+    assert_eq!(
+        message.as_deref(),
+        Some("an anonymous caller may not run_tasks for users \"root\": refused by ACL run_tasks[0]")
+    );
+}
+
+#[test]
 fn too_many_tasks_in_one_accept_is_refused_as_a_whole() {
     let mut m = Master::new(Config { max_tasks_per_accept: 2, ..config() }, 1);
     let agent = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:1024");

@@ -9,9 +9,18 @@
 
 use std::sync::Arc;
 
+use agora_proto::acl::{Acls, Action, Denied};
 use agora_proto::auth::{AUTHORIZATION, Credentials, Refusal};
 use agora_proto::model::FrameworkInfo;
-use axum::http::HeaderMap;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::http::ApiError;
+use super::read_model::{FrameworkCopy, StateCopy};
+use crate::core::TaskView;
 
 /// What the master requires of its callers (all off by default).
 #[derive(Clone, Debug, Default)]
@@ -24,6 +33,8 @@ pub struct Security {
     pub authenticate_agents: bool,
     /// Operators must authenticate on the HTTP API (`--authenticate-http`).
     pub authenticate_http: bool,
+    /// What each principal may do (`--acls`); `None` allows everything.
+    pub acls: Option<Arc<Acls>>,
 }
 
 impl Security {
@@ -107,6 +118,40 @@ impl Security {
     }
 }
 
+impl Security {
+    /// Whether `principal` may do `action` on `object`; a refusal is logged.
+    pub fn authorize(&self, action: Action, principal: Option<&str>, object: &str) -> Result<(), Denied> {
+        let Some(acls) = &self.acls else { return Ok(()) };
+        acls.check(action, principal, object).inspect_err(|denied| tracing::warn!(%denied, "refused by the ACLs"))
+    }
+
+    /// Whether any ACL could refuse `action` (else views need no filtering).
+    pub fn restricts(&self, action: Action) -> bool {
+        self.acls.as_ref().is_some_and(|acls| acls.restricts(action))
+    }
+
+    /// Admits a subscribing framework: its principal from authentication, then the
+    /// `register_frameworks` ACL for each of its roles.
+    pub fn admit_framework(&self, principal: &Principal, info: &mut FrameworkInfo) -> Result<(), String> {
+        framework_principal(principal, info)?;
+        self.authorize_roles(info)
+    }
+
+    /// The `register_frameworks` ACL for each of the framework's roles (also on
+    /// UPDATE_FRAMEWORK, which may change them).
+    pub fn authorize_roles(&self, info: &FrameworkInfo) -> Result<(), String> {
+        let principal = Some(info.principal.as_str()).filter(|p| !p.is_empty());
+        for role in &info.roles {
+            self.authorize(Action::RegisterFrameworks, principal, role.as_str()).map_err(|d| d.to_string())?;
+        }
+        // A framework naming no role subscribes in `*`.
+        if info.roles.is_empty() {
+            self.authorize(Action::RegisterFrameworks, principal, "*").map_err(|d| d.to_string())?;
+        }
+        Ok(())
+    }
+}
+
 /// Fills a subscribing framework's principal from its authentication. A framework that
 /// claims a principal other than the one it authenticated as is refused.
 pub fn framework_principal(principal: &Principal, info: &mut FrameworkInfo) -> Result<(), String> {
@@ -128,6 +173,131 @@ pub fn framework_principal(principal: &Principal, info: &mut FrameworkInfo) -> R
 /// subscribed may.
 pub fn same_principal(subscribed: &Principal, caller: &Principal) -> bool {
     subscribed == caller
+}
+
+/// Who made an operator's HTTP request, as [`operator_gate`] proved it, with the rules
+/// that apply to them: in every operator handler's request extensions. Other layers
+/// (cross-site checks, rate limits) may read it too.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub principal: Principal,
+    security: Arc<Security>,
+}
+
+impl Caller {
+    /// An anonymous caller under `security`, for paths no credential is asked on.
+    pub fn anonymous(security: Arc<Security>) -> Self {
+        Self { principal: None, security }
+    }
+
+    pub fn principal(&self) -> Option<&str> {
+        self.principal.as_deref()
+    }
+
+    /// Whether the caller authenticated (some principal), as opposed to anonymous.
+    pub fn is_authenticated(&self) -> bool {
+        self.principal.is_some()
+    }
+
+    pub fn security(&self) -> &Arc<Security> {
+        &self.security
+    }
+
+    /// 403 with the ACL that refused, or nothing.
+    pub fn authorize(&self, action: Action, object: &str) -> Result<(), ApiError> {
+        self.security.authorize(action, self.principal(), object).map_err(|denied| forbidden(&denied))
+    }
+
+    /// Whether the caller may see `object` under `action` (a view filter; not logged).
+    pub fn may_view(&self, action: Action, object: &str) -> bool {
+        self.security.acls.as_ref().is_none_or(|acls| acls.check(action, self.principal(), object).is_ok())
+    }
+}
+
+impl Caller {
+    /// Whether the view ACLs may hide anything from this caller (else a view is shown
+    /// whole, at no cost).
+    pub fn views_filtered(&self) -> bool {
+        self.security.restricts(Action::ViewFrameworks) || self.security.restricts(Action::ViewTasks)
+    }
+
+    /// Whether the caller may see every framework and task (the operator event stream
+    /// cannot be filtered record by record, so it needs this).
+    pub fn views_everything(&self) -> bool {
+        self.security.acls.as_ref().is_none_or(|acls| {
+            acls.allows_all(Action::ViewFrameworks, self.principal())
+                && acls.allows_all(Action::ViewTasks, self.principal())
+        })
+    }
+
+    /// Whether the caller may see a task of a framework running as `framework_user`.
+    pub fn may_view_task(&self, task: &TaskView, framework_user: &str) -> bool {
+        self.may_view(Action::ViewTasks, task.info.command.user.as_deref().unwrap_or(framework_user))
+    }
+
+    /// What of `state` this caller may see: frameworks by `view_frameworks` on their user,
+    /// tasks by `view_tasks` on theirs (a hidden framework's tasks are hidden too).
+    pub fn visible_state(&self, mut state: StateCopy) -> StateCopy {
+        if !self.views_filtered() {
+            return state;
+        }
+        let filter = |framework: &FrameworkCopy| -> Option<FrameworkCopy> {
+            let user = framework.view.info.user.as_str();
+            if !self.may_view(Action::ViewFrameworks, user) {
+                return None;
+            }
+            let keep = |tasks: &[Arc<TaskView>]| -> Vec<Arc<TaskView>> {
+                tasks.iter().filter(|t| self.may_view_task(t, user)).cloned().collect()
+            };
+            Some(FrameworkCopy {
+                view: framework.view.clone(),
+                used: framework.used.clone(),
+                tasks: keep(&framework.tasks),
+                completed_tasks: keep(&framework.completed_tasks),
+            })
+        };
+        state.frameworks = state.frameworks.iter().filter_map(filter).collect();
+        state.completed_frameworks =
+            state.completed_frameworks.iter().filter_map(|f| filter(f).map(Arc::new)).collect();
+        state
+    }
+}
+
+/// The answer to a refusal by the ACLs: 403 naming the rule.
+pub fn forbidden(denied: &Denied) -> ApiError {
+    let acl = match denied.rule {
+        Some(index) => format!("{}[{index}]", denied.action.name()),
+        None => "permissive: false".to_owned(),
+    };
+    ApiError::new(StatusCode::FORBIDDEN, denied.to_string(), json!([{ "acl": acl }]))
+}
+
+/// Paths anyone may read: the health and version probes load balancers and monitors use.
+fn open_path(path: &str) -> bool {
+    matches!(path, "/health" | "/master/health" | "/version" | "/master/version")
+}
+
+/// The operator API's middleware: authenticates the request (required with
+/// `--authenticate-http`; a credential presented is checked either way) and leaves the
+/// [`Caller`] in its extensions. A refusal is 401 with a Basic challenge.
+pub async fn operator_gate(State(security): State<Arc<Security>>, mut request: Request, next: Next) -> Response {
+    let principal = if open_path(request.uri().path()) {
+        None
+    } else {
+        match security.authenticate_http(Kind::Operator, request.headers()) {
+            Ok(principal) => principal,
+            Err(refusal) => return unauthorized(&refusal),
+        }
+    };
+    request.extensions_mut().insert(Caller { principal, security });
+    next.run(request).await
+}
+
+/// 401 with the challenge Mesos' HTTP authenticator sends, so a client knows to use Basic.
+pub fn unauthorized(refusal: &Refusal) -> Response {
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, refusal.to_string(), json!([])).into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"agora\""));
+    response
 }
 
 pub fn unauthenticated(refusal: &Refusal) -> tonic::Status {

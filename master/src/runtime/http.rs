@@ -3,14 +3,15 @@
 //! the core's types never reach serde.
 
 use agora_proto::model::{Attribute, Resources, Role};
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::auth::Caller;
 use super::metrics;
 use super::owner::Handle;
 use super::read_model::{FrameworkCopy, ReadModel, StateCopy};
@@ -87,9 +88,12 @@ pub fn json_response(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn state(State(read_model): State<ReadModel>) -> Result<Response, ApiError> {
+async fn state(
+    State(read_model): State<ReadModel>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
     read_model.caught_up().await;
-    let copy = read_model.state();
+    let copy = caller.visible_state(read_model.state());
     let body = render_blocking(move || serde_json::to_vec(&StateDto::from(&copy))).await?;
     let body = body.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), json!([])))?;
     Ok(json_response(body))

@@ -8,13 +8,16 @@
 
 use std::collections::BTreeMap;
 
+use agora_proto::acl::Action;
 use agora_proto::model::{FrameworkId, Scalars, TaskId, TaskState};
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
+use super::auth::Caller;
 use super::http::{
     AgentDto, ApiError, FrameworkDto, TaskDto, VERSION, json_response, render_blocking, resources_json, seconds,
 };
@@ -67,7 +70,10 @@ fn state_counts(states: &StateCounts, into: &mut Map<String, Value>) {
     }
 }
 
-async fn state_summary(State(read): State<ReadModel>) -> Result<Response, ApiError> {
+async fn state_summary(
+    State(read): State<ReadModel>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
     read.caught_up().await;
     let summary = read.summary();
     let body = render_blocking(move || {
@@ -89,6 +95,7 @@ async fn state_summary(State(read): State<ReadModel>) -> Result<Response, ApiErr
         let frameworks: Vec<Value> = summary
             .frameworks
             .iter()
+            .filter(|(view, _, _)| caller.may_view(Action::ViewFrameworks, &view.info.user))
             .map(|(view, used, tally)| {
                 let info = &view.info;
                 let mut object = Map::new();
@@ -123,10 +130,14 @@ async fn state_summary(State(read): State<ReadModel>) -> Result<Response, ApiErr
     body.map(json_response).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), json!([])))
 }
 
-async fn frameworks(State(read): State<ReadModel>, Query(params): Params) -> Result<Response, ApiError> {
+async fn frameworks(
+    State(read): State<ReadModel>,
+    Extension(caller): Extension<Caller>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
     let wanted = params.get("framework_id").cloned();
     read.caught_up().await;
-    let copy = read.state();
+    let copy = caller.visible_state(read.state());
     let keep = move |id: &FrameworkId| wanted.as_deref().is_none_or(|w| id.as_str() == w);
     let body = render_blocking(move || {
         let live: Vec<FrameworkDto> =
@@ -186,10 +197,33 @@ fn task_query(params: &BTreeMap<String, String>) -> Result<TaskQuery, ApiError> 
     })
 }
 
-async fn tasks(State(read): State<ReadModel>, Query(params): Params) -> Result<Response, ApiError> {
+async fn tasks(
+    State(read): State<ReadModel>,
+    Extension(caller): Extension<Caller>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
     let query = task_query(&params)?;
     read.caught_up().await;
-    let page: Vec<TaskDto> = read.tasks(&query).iter().map(|t| TaskDto::from(&**t)).collect();
+    let mut page = read.tasks(&query);
+    if caller.views_filtered() {
+        // A page is cut before it is filtered: a caller who may not see every task gets
+        // shorter pages, never another's tasks.
+        let state = read.state();
+        let users: BTreeMap<FrameworkId, (String, bool)> = state
+            .frameworks
+            .iter()
+            .chain(state.completed_frameworks.iter().map(|f| &**f))
+            .map(|f| {
+                let user = f.view.info.user.clone();
+                let visible = caller.may_view(Action::ViewFrameworks, &user);
+                (f.view.id.clone(), (user, visible))
+            })
+            .collect();
+        page.retain(|task| {
+            users.get(&task.framework_id).is_some_and(|(user, visible)| *visible && caller.may_view_task(task, user))
+        });
+    }
+    let page: Vec<TaskDto> = page.iter().map(|t| TaskDto::from(&**t)).collect();
     render(json!({"tasks": page}))
 }
 

@@ -76,10 +76,12 @@ pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 /// listener, so tests can bind port 0.
 pub async fn serve(
     listener: TcpListener,
-    options: MasterOptions,
+    mut options: MasterOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     options.security.validate().map_err(|e| anyhow::anyhow!(e))?;
+    // The core applies `run_tasks` itself, on every launch.
+    options.core.acls = options.security.acls.clone();
     let security = std::sync::Arc::new(options.security.clone());
     let streams = streams::Streams::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -114,16 +116,14 @@ pub async fn serve(
         .into_axum_router();
     // tonic's routes bring a fallback of their own; ours replaces it, so that unknown HTTP
     // paths get a JSON 404. Until this master leads, followers answer every request.
+    // Operators' routes authenticate in one layer; the scheduler API and gRPC
+    // authenticate frameworks and agents themselves.
+    let operator_routes = http::router(handle.clone(), read_model.clone())
+        .merge(mesos::operator::router(handle.clone(), read_model, admin))
+        .layer(axum::middleware::from_fn_with_state(security.clone(), auth::operator_gate));
     let app = grpc
-        .merge(http::router(handle.clone(), read_model.clone()))
-        .merge(mesos::router(
-            handle.clone(),
-            stop_rx.clone(),
-            mesos_context(&options_context),
-            security.clone(),
-            streams,
-        ))
-        .merge(mesos::operator::router(handle, read_model, admin))
+        .merge(mesos::router(handle, stop_rx.clone(), mesos_context(&options_context), security.clone(), streams))
+        .merge(operator_routes)
         .fallback(http::not_found)
         // Every refusal in one JSON shape; changes only same-origin (or authenticated) and
         // as JSON or protobuf (`agora_proto::edge`).

@@ -11,16 +11,18 @@
 //!   (`guarantee` and `limit` optional; no `limit` means none); `DELETE /quota/{role}`.
 //! - `POST /reserve`, `POST /unreserve`: `{"agent_id": "…", "resources": "cpus(eng):1;mem(eng):512"}`.
 
+use agora_proto::acl::Action;
 use agora_proto::model::{AgentId, Resources, Role, Scalars, cpus_to_milli};
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use super::auth::Caller;
 use super::http::ApiError;
 use super::owner::{CoreFn, Handle, Request};
 use crate::core::{Master, OperatorError, OperatorErrorKind, Quota, RoleView};
@@ -194,11 +196,16 @@ async fn weights(State(handle): State<Handle>) -> Result<Json<Vec<WeightDto>>, A
     Ok(Json(on_core(&handle, |core| weights_dto(core)).await?))
 }
 
-async fn put_weights(State(handle): State<Handle>, body: Bytes) -> Result<Json<Vec<WeightDto>>, ApiError> {
+async fn put_weights(
+    State(handle): State<Handle>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Json<Vec<WeightDto>>, ApiError> {
     let entries: Vec<WeightDto> = parse(&body)?;
     let mut weights = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         let r = role(&format!("[{i}].role"), &entry.role)?;
+        caller.authorize(Action::UpdateWeights, r.as_str())?;
         if !entry.weight.is_finite() || entry.weight <= 0.0 || entry.weight > 1_000_000.0 {
             return Err(bad_request(&format!("[{i}].weight"), "must be more than 0 and at most 1000000"));
         }
@@ -216,9 +223,14 @@ async fn quota(State(handle): State<Handle>) -> Result<Json<Vec<QuotaDto>>, ApiE
     Ok(Json(list))
 }
 
-async fn post_quota(State(handle): State<Handle>, body: Bytes) -> Result<Json<QuotaDto>, ApiError> {
+async fn post_quota(
+    State(handle): State<Handle>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Json<QuotaDto>, ApiError> {
     let dto: QuotaDto = parse(&body)?;
     let r = role("role", &dto.role)?;
+    caller.authorize(Action::UpdateQuotas, r.as_str())?;
     let guarantee = dto.guarantee.map(|g| g.to_core("guarantee", 0)).transpose()?.unwrap_or(Scalars::ZERO);
     let limit = dto.limit.map(|l| l.to_core("limit", UNLIMITED)).transpose()?;
     let quota = Quota { guarantee, limit };
@@ -227,8 +239,13 @@ async fn post_quota(State(handle): State<Handle>, body: Bytes) -> Result<Json<Qu
     Ok(Json(answer))
 }
 
-async fn delete_quota(State(handle): State<Handle>, Path(name): Path<String>) -> Result<Json<QuotaDto>, ApiError> {
+async fn delete_quota(
+    State(handle): State<Handle>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<QuotaDto>, ApiError> {
     let r = role("role", &name)?;
+    caller.authorize(Action::UpdateQuotas, r.as_str())?;
     let shown = r.clone();
     let removed = on_core(&handle, move |core| core.remove_quota(&r)).await??;
     Ok(Json(quota_dto(&shown, &removed)))
@@ -243,15 +260,33 @@ fn reservation(body: &Bytes) -> Result<(AgentId, Resources), ApiError> {
     Ok((AgentId::new(dto.agent_id), resources))
 }
 
-async fn reserve(State(handle): State<Handle>, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// The ACL on a reservation, for each role it reserves to (or unreserves from).
+pub(crate) fn authorize_reservation(caller: &Caller, action: Action, resources: &Resources) -> Result<(), ApiError> {
+    for (role, _) in resources.pools() {
+        caller.authorize(action, role.as_str())?;
+    }
+    Ok(())
+}
+
+async fn reserve(
+    State(handle): State<Handle>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let (agent_id, resources) = reservation(&body)?;
+    authorize_reservation(&caller, Action::ReserveResources, &resources)?;
     let text = resources.to_string();
     on_core(&handle, move |core| core.reserve(&agent_id, &resources)).await??;
     Ok(Json(json!({ "reserved": text })))
 }
 
-async fn unreserve(State(handle): State<Handle>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn unreserve(
+    State(handle): State<Handle>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let (agent_id, resources) = reservation(&body)?;
+    authorize_reservation(&caller, Action::UnreserveResources, &resources)?;
     let text = resources.to_string();
     on_core(&handle, move |core| core.unreserve(&agent_id, &resources)).await??;
     Ok(Json(json!({ "unreserved": text })))

@@ -81,7 +81,7 @@ impl Scheduler for SchedulerService {
         let framework =
             request.into_inner().framework.ok_or_else(|| Status::invalid_argument("framework: is required"))?;
         let mut info = FrameworkInfo::try_from(framework).map_err(|e| Status::from(e.in_field("framework")))?;
-        auth::framework_principal(&principal, &mut info).map_err(Status::permission_denied)?;
+        self.security.admit_framework(&principal, &mut info).map_err(Status::permission_denied)?;
         let subscription = self
             .handle
             .ask(|reply| Request::Subscribe { info, reply })

@@ -127,6 +127,8 @@ pub enum TaskStatusReason {
     ContainerLimitationMemory,
     /// The task's sandbox grew over its disk resource.
     ContainerLimitationDisk,
+    /// An ACL does not let the framework's principal run the task as its user.
+    TaskUnauthorized,
 }
 
 impl TaskStatusReason {
@@ -152,6 +154,7 @@ impl TaskStatusReason {
             TaskStatusReason::TaskCheckStatusUpdated => "REASON_TASK_CHECK_STATUS_UPDATED",
             TaskStatusReason::ContainerLimitationMemory => "REASON_CONTAINER_LIMITATION_MEMORY",
             TaskStatusReason::ContainerLimitationDisk => "REASON_CONTAINER_LIMITATION_DISK",
+            TaskStatusReason::TaskUnauthorized => "REASON_TASK_UNAUTHORIZED",
         }
     }
 }

@@ -742,6 +742,7 @@ pub fn status(status: pb::TaskStatus) -> m::TaskStatus {
         R::ReasonTaskCheckStatusUpdated => Some("REASON_TASK_CHECK_STATUS_UPDATED"),
         R::ReasonContainerLimitationMemory => Some("REASON_CONTAINER_LIMITATION_MEMORY"),
         R::ReasonContainerLimitationDisk => Some("REASON_CONTAINER_LIMITATION_DISK"),
+        R::ReasonTaskUnauthorized => Some("REASON_TASK_UNAUTHORIZED"),
         R::ReasonUnspecified | R::ReasonCommandExited | R::ReasonTaskKilled => None,
     };
     let source = match Src::try_from(status.source).unwrap_or(Src::SourceUnspecified) {

@@ -179,17 +179,10 @@ fn encode(encoding: Encoding, event: &types::Event) -> Vec<u8> {
     }
 }
 
-/// 401 with the challenge Mesos' HTTP authenticator sends, so a client knows to use Basic.
-pub(crate) fn unauthenticated(refusal: &agora_proto::auth::Refusal) -> Response {
-    let mut response = error(StatusCode::UNAUTHORIZED, refusal.to_string());
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"agora\""));
-    response
-}
-
 async fn scheduler(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
     let principal = match api.security.authenticate_http(Kind::Framework, &headers) {
         Ok(principal) => principal,
-        Err(refusal) => return unauthenticated(&refusal),
+        Err(refusal) => return auth::unauthorized(&refusal),
     };
     let Some(content_type) = media_type(&headers, header::CONTENT_TYPE) else {
         return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Type is required: {JSON} or {PROTOBUF}"));
@@ -235,7 +228,7 @@ async fn subscribe(api: Api, headers: &HeaderMap, principal: auth::Principal, in
         Ok(info) => info,
         Err(e) => return bad_field(e.in_field("subscribe.framework_info")),
     };
-    if let Err(refusal) = auth::framework_principal(&principal, &mut info) {
+    if let Err(refusal) = api.security.admit_framework(&principal, &mut info) {
         return error(StatusCode::FORBIDDEN, refusal);
     }
     let subscription = match api.handle.ask(|reply| Request::Subscribe { info, reply }).await {
@@ -324,10 +317,13 @@ async fn framework_call(
         Action::NoOp => return StatusCode::ACCEPTED.into_response(),
         Action::Subscribe(_) => return error(StatusCode::BAD_REQUEST, "SUBSCRIBE opens a stream of its own"),
         Action::UpdateFramework(info) => {
-            let info = match FrameworkInfo::try_from(info) {
+            let mut info = match FrameworkInfo::try_from(info) {
                 Ok(info) => info,
                 Err(e) => return bad_field(e.in_field("update_framework.framework_info")),
             };
+            if let Err(refusal) = api.security.admit_framework(&principal, &mut info) {
+                return error(StatusCode::FORBIDDEN, refusal);
+            }
             if info.id.as_ref() != Some(&framework_id) {
                 return bad_field(agora_proto::convert::WireError::new(
                     "update_framework.framework_info.id",

@@ -6,12 +6,12 @@
 
 use agora_proto::model::{Attribute, Resources, TaskState, TaskStatusSource};
 use agora_proto::pb;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
+use axum::{Extension, Router};
 use serde_json::{Value, json};
 
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use super::convert;
 use super::operator_admin::{self, AdminContext};
 use crate::core::{AgentView, FrameworkView, StatusEntry, TaskView};
+use crate::runtime::auth::Caller;
 use crate::runtime::http::{ApiError, VERSION, json_response, render_blocking};
 use crate::runtime::owner::Handle;
 use crate::runtime::read_model::{FrameworkCopy, ReadModel, StateCopy};
@@ -58,7 +59,12 @@ struct Call {
     r#type: String,
 }
 
-async fn operator(State(api): State<OperatorApi>, headers: HeaderMap, body: Body) -> Response {
+async fn operator(
+    State(api): State<OperatorApi>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if content_type.split(';').next().unwrap_or_default().trim() != "application/json" {
         return refusal(
@@ -103,9 +109,16 @@ async fn operator(State(api): State<OperatorApi>, headers: HeaderMap, body: Body
             return Json(json!({"type": kind, "get_version": {"version_info": {"version": VERSION}}})).into_response();
         }
         "GET_STATE" | "GET_AGENTS" | "GET_FRAMEWORKS" | "GET_TASKS" => {}
+        "SUBSCRIBE" if !caller.views_everything() => {
+            return refusal(
+                StatusCode::FORBIDDEN,
+                "SUBSCRIBE streams every framework and task: the view_frameworks and view_tasks ACLs must let the \
+                 caller see them all",
+            );
+        }
         "SUBSCRIBE" => return super::operator_stream::subscribe(&api.read).await,
         admin if operator_admin::CALLS.contains(&admin) => {
-            return operator_admin::answer(&api.owner, &api.admin, admin, &body).await;
+            return operator_admin::answer(&api.owner, &api.admin, &caller, admin, &body).await;
         }
         other => {
             let calls: Vec<&str> = CALLS.iter().chain(&operator_admin::CALLS).copied().collect();
@@ -118,7 +131,7 @@ async fn operator(State(api): State<OperatorApi>, headers: HeaderMap, body: Body
         }
     }
     api.read.caught_up().await;
-    let report = api.read.state();
+    let report = caller.visible_state(api.read.state());
     let kind = kind.to_owned();
     let rendered = render_blocking(move || {
         let answer = match kind.as_str() {

@@ -14,13 +14,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use agora_proto::acl::Action;
 use agora_proto::model::{AgentId, FrameworkId, Resources, Role, Scalars, cpus_to_milli};
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -30,6 +31,7 @@ use crate::core::{
     DrainInfo, DrainState, InverseOfferAnswer, InverseOfferStatus, MachineId, Maintenance, Master, OperatorError,
     Quota, Unavailability, Window, machine_id,
 };
+use crate::runtime::auth::Caller;
 use crate::runtime::http::ApiError;
 use crate::runtime::operator::on_core;
 use crate::runtime::owner::{Handle, Request};
@@ -291,14 +293,50 @@ fn answer_json(kind: &str, field: &str, body: Value) -> Response {
 }
 
 /// Answers call `kind` (one of [`CALLS`]) with the call's JSON `body`.
-pub async fn answer(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -> Response {
-    match run(handle, context, kind, body).await {
+pub async fn answer(handle: &Handle, context: &AdminContext, caller: &Caller, kind: &str, body: &[u8]) -> Response {
+    match run(handle, context, caller, kind, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn run(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -> Result<Response, ApiError> {
+/// The `teardown_frameworks` ACL, by the framework's principal ("" when it has none).
+pub async fn authorize_teardown(handle: &Handle, caller: &Caller, id: &FrameworkId) -> Result<(), ApiError> {
+    if !caller.security().restricts(Action::TeardownFrameworks) {
+        return Ok(());
+    }
+    let lookup = id.clone();
+    let principal = on_core(handle, move |core| core.framework_principal(&lookup).map(str::to_owned)).await?;
+    caller.authorize(Action::TeardownFrameworks, principal.as_deref().unwrap_or_default())
+}
+
+/// The `drain_agents` ACL for an agent, by its hostname (its id when it is unknown).
+async fn authorize_agent(handle: &Handle, caller: &Caller, id: &AgentId) -> Result<(), ApiError> {
+    if !caller.security().restricts(Action::DrainAgents) {
+        return Ok(());
+    }
+    let lookup = id.clone();
+    let hostname = on_core(handle, move |core| core.agent_hostname(&lookup).map(str::to_owned)).await?;
+    caller.authorize(Action::DrainAgents, hostname.as_deref().unwrap_or(id.as_str()))
+}
+
+/// The `drain_agents` ACL for machines put into or out of maintenance, by hostname (their
+/// IP when they name no hostname).
+fn authorize_machines<'a>(caller: &Caller, machines: impl IntoIterator<Item = &'a MachineId>) -> Result<(), ApiError> {
+    for machine in machines {
+        let name = if machine.hostname.is_empty() { &machine.ip } else { &machine.hostname };
+        caller.authorize(Action::DrainAgents, name)?;
+    }
+    Ok(())
+}
+
+async fn run(
+    handle: &Handle,
+    context: &AdminContext,
+    caller: &Caller,
+    kind: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     let call: AdminCall = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -369,6 +407,9 @@ async fn run(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -
         "UPDATE_WEIGHTS" => {
             let update = required("update_weights", kind, call.update_weights)?;
             let weights = weights(&update)?;
+            for (role, _) in &weights {
+                caller.authorize(Action::UpdateWeights, role.as_str())?;
+            }
             on_core(handle, move |core| core.set_weights(weights)).await?.map_err(|e| refused("update_weights", e))?;
             ok()
         }
@@ -379,6 +420,9 @@ async fn run(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -
         "UPDATE_QUOTA" => {
             let update = required("update_quota", kind, call.update_quota)?;
             let changes = quotas(&update)?;
+            for (role, _) in &changes {
+                caller.authorize(Action::UpdateQuotas, role.as_str())?;
+            }
             on_core(handle, move |core| core.update_quotas(changes)).await?.map_err(|e| refused("update_quota", e))?;
             ok()
         }
@@ -401,6 +445,8 @@ async fn run(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -
             if resources.is_empty() {
                 return Err(bad_request(&format!("{field}.resources"), "must name at least one resource"));
             }
+            let action = if reserve { Action::ReserveResources } else { Action::UnreserveResources };
+            crate::runtime::operator::authorize_reservation(caller, action, &resources)?;
             let result =
                 on_core(
                     handle,
@@ -415,6 +461,7 @@ async fn run(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -
         "DRAIN_AGENT" => {
             let drain = required("drain_agent", kind, call.drain_agent)?;
             let id = agent_id("drain_agent.agent_id", drain.agent_id)?;
+            authorize_agent(handle, caller, &id).await?;
             let max_grace_ms = match drain.max_grace_period {
                 None => None,
                 Some(d) if d.seconds < 0 || d.nanos < 0 || d.seconds > 365 * 24 * 3600 => {
@@ -431,6 +478,7 @@ async fn run(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -
         "DEACTIVATE_AGENT" => {
             let call = required("deactivate_agent", kind, call.deactivate_agent)?;
             let id = agent_id("deactivate_agent.agent_id", call.agent_id)?;
+            authorize_agent(handle, caller, &id).await?;
             on_core(handle, move |core| core.deactivate_agent(&id))
                 .await?
                 .map_err(|e| refused("deactivate_agent", e))?;
@@ -439,6 +487,7 @@ async fn run(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -
         "REACTIVATE_AGENT" => {
             let call = required("reactivate_agent", kind, call.reactivate_agent)?;
             let id = agent_id("reactivate_agent.agent_id", call.agent_id)?;
+            authorize_agent(handle, caller, &id).await?;
             on_core(handle, move |core| core.reactivate_agent(&id))
                 .await?
                 .map_err(|e| refused("reactivate_agent", e))?;
@@ -447,6 +496,7 @@ async fn run(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -
         "MARK_AGENT_GONE" => {
             let call = required("mark_agent_gone", kind, call.mark_agent_gone)?;
             let id = agent_id("mark_agent_gone.agent_id", call.agent_id)?;
+            authorize_agent(handle, caller, &id).await?;
             on_core(handle, move |core| core.mark_agent_gone(now_ms, &id))
                 .await?
                 .map_err(|e| refused("mark_agent_gone", e))?;
@@ -458,6 +508,7 @@ async fn run(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -
                 Some(id) if !id.value.is_empty() => FrameworkId::new(id.value),
                 _ => return Err(bad_request("teardown.framework_id.value", "is required")),
             };
+            authorize_teardown(handle, caller, &id).await?;
             on_core(handle, move |core| core.teardown_framework(now_ms, &id))
                 .await?
                 .map_err(|e| refused("teardown", e))?;
@@ -474,6 +525,7 @@ async fn run(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -
         "UPDATE_MAINTENANCE_SCHEDULE" => {
             let update = required("update_maintenance_schedule", kind, call.update_maintenance_schedule)?;
             let windows = schedule_in("update_maintenance_schedule.schedule", update.schedule)?;
+            authorize_machines(caller, windows.iter().flat_map(|w| &w.machines))?;
             update_schedule(handle, "update_maintenance_schedule", windows).await?;
             accepted()
         }
@@ -482,6 +534,7 @@ async fn run(handle: &Handle, context: &AdminContext, kind: &str, body: &[u8]) -
             let field = if start { "start_maintenance" } else { "stop_maintenance" };
             let call = required(field, kind, if start { call.start_maintenance } else { call.stop_maintenance })?;
             let machines = machines_in(&format!("{field}.machines"), call.machines)?;
+            authorize_machines(caller, &machines)?;
             machines_down_or_up(handle, field, start, now_ms, machines).await?;
             accepted()
         }
@@ -548,20 +601,35 @@ async fn get_status(State(api): State<OperatorApi>) -> Result<Json<Value>, ApiEr
     Ok(Json(status_out(&maintenance_status(&api.owner).await?)))
 }
 
-async fn post_schedule(State(api): State<OperatorApi>, body: Bytes) -> Result<StatusCode, ApiError> {
+async fn post_schedule(
+    State(api): State<OperatorApi>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
     let windows = schedule_in_json(json_body(&body)?)?;
+    authorize_machines(&caller, windows.iter().flat_map(|w| &w.machines))?;
     update_schedule(&api.owner, "", windows).await?;
     Ok(StatusCode::OK)
 }
 
-async fn machine_down(State(api): State<OperatorApi>, body: Bytes) -> Result<StatusCode, ApiError> {
+async fn machine_down(
+    State(api): State<OperatorApi>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
     let machines = machines_in_json("machines", json_body(&body)?)?;
+    authorize_machines(&caller, &machines)?;
     machines_down_or_up(&api.owner, "", true, Clock::new().now_ms(), machines).await?;
     Ok(StatusCode::OK)
 }
 
-async fn machine_up(State(api): State<OperatorApi>, body: Bytes) -> Result<StatusCode, ApiError> {
+async fn machine_up(
+    State(api): State<OperatorApi>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
     let machines = machines_in_json("machines", json_body(&body)?)?;
+    authorize_machines(&caller, &machines)?;
     machines_down_or_up(&api.owner, "", false, Clock::new().now_ms(), machines).await?;
     Ok(StatusCode::OK)
 }
