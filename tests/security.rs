@@ -283,6 +283,9 @@ async fn operators_authenticate_and_the_acls_refuse_what_they_forbid_changing_no
     assert!(!listed.to_string().contains("eng"), "the refusal changed nothing: {listed}");
     let (status, body) = send(http.put(cluster.url("/weights")).bearer_auth("ops-secret").json(&weights)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // An authenticated change passes the cross-site guard from any origin.
+    let cross_site = http.put(cluster.url("/weights")).header("Origin", "http://127.0.0.2:9").bearer_auth("ops-secret");
+    assert_eq!(send(cross_site.json(&weights)).await.0, StatusCode::OK);
     let quota = json!({"role": "eng", "guarantee": {"cpus": 0.5}});
     let as_web = http.post(cluster.url("/quota")).header("Authorization", "token=web-secret").json(&quota);
     assert_eq!(send(as_web).await.0, StatusCode::FORBIDDEN);

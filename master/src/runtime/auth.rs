@@ -293,6 +293,21 @@ pub async fn operator_gate(State(security): State<Arc<Security>>, mut request: R
     next.run(request).await
 }
 
+/// The outermost HTTP layer: marks a request whose `Authorization` proves a principal
+/// ([`agora_proto::edge::Authenticated`]) for the layers that treat authenticated callers
+/// apart (the cross-site guard). It refuses nothing; the routes' own checks do.
+pub async fn mark_authenticated(State(security): State<Arc<Security>>, mut request: Request, next: Next) -> Response {
+    if let Some(credentials) = &security.credentials {
+        let value = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if value.is_some()
+            && let Ok(principal) = credentials.authenticate(value)
+        {
+            request.extensions_mut().insert(agora_proto::edge::Authenticated { principal });
+        }
+    }
+    next.run(request).await
+}
+
 /// 401 with the challenge Mesos' HTTP authenticator sends, so a client knows to use Basic.
 pub fn unauthorized(refusal: &Refusal) -> Response {
     let mut response = ApiError::new(StatusCode::UNAUTHORIZED, refusal.to_string(), json!([])).into_response();

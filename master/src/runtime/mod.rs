@@ -129,6 +129,7 @@ pub async fn serve(
         // as JSON or protobuf (`agora_proto::edge`).
         .layer(axum::middleware::from_fn(agora_proto::edge::json_errors))
         .layer(axum::middleware::from_fn(agora_proto::edge::cross_site::guard_changes))
+        .layer(axum::middleware::from_fn_with_state(security.clone(), auth::mark_authenticated))
         .layer(axum::middleware::from_fn_with_state(role_rx, election::follow_leader));
     tracing::info!(address = %listener.local_addr()?, "master listening");
     // Small gRPC messages (updates, acknowledgements, calls) must not wait for Nagle's
