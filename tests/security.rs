@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use agora_proto::auth::Credential;
 use agora_proto::model::{FrameworkId, FrameworkInfo, Role};
+use agora_proto::pb;
 use agora_sdk::{Driver, DriverConfig, DriverHandle, Scheduler};
 use common::{Cluster, eventually};
 use reqwest::StatusCode;
@@ -374,4 +375,105 @@ async fn a_task_as_a_user_the_acls_forbid_fails_with_task_error_and_agora_run_au
     let output =
         format!("{}{}", String::from_utf8_lossy(&as_nobody.stdout), String::from_utf8_lossy(&as_nobody.stderr));
     assert!(as_nobody.status.success(), "{output}");
+}
+
+/// One registration on a raw agent stream (kept open), as a rogue agent would send it.
+async fn attach(master: &str, credential: Option<&Credential>, agent_id: &str) -> Result<String, tonic::Status> {
+    use agora_proto::pb::agent_link_client::AgentLinkClient;
+    use tonic::codegen::tokio_stream::{self, StreamExt as _};
+    let mut client =
+        AgentLinkClient::connect(format!("http://{master}")).await.expect("the master accepts connections");
+    let resources = agora_proto::model::Resources::parse("cpus:64;mem:65536").expect("valid resources");
+    let register = pb::Register {
+        info: Some(pb::AgentInfo {
+            hostname: "rogue".into(),
+            port: 5051,
+            resources: Some(pb::Resources::from(&resources)),
+            attributes: Vec::new(),
+        }),
+        agent_id: agent_id.into(),
+        tasks: Vec::new(),
+    };
+    let first = pb::AgentMessage { message: Some(pb::agent_message::Message::Register(register)) };
+    let messages = tokio_stream::iter(vec![first]).chain(tokio_stream::pending());
+    let mut request = tonic::Request::new(messages);
+    if let Some(credential) = credential {
+        let value = credential.basic().parse().expect("ASCII");
+        request.metadata_mut().insert("authorization", value);
+    }
+    let mut inbound = client.attach(request).await?.into_inner();
+    match inbound.message().await?.and_then(|m| m.message) {
+        Some(pb::master_message::Message::Registered(registered)) => Ok(registered.agent_id),
+        other => Err(tonic::Status::unknown(format!("not registered: {other:?}"))),
+    }
+}
+
+#[tokio::test]
+async fn agents_must_authenticate_and_cannot_take_over_another_principals_agent_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let credentials = write(dir.path(), "credentials", "agent-a a-secret\nagent-b b-secret\nops ops-secret\n");
+    let agent_credential = write(dir.path(), "agent-a.credential", r#"{"principal": "agent-a", "secret": "a-secret"}"#);
+    let cluster = Cluster::master_only(&["--credentials", &credentials, "--authenticate-agents"]).await;
+
+    // A real agent without a credential is refused (and keeps trying); one with it registers.
+    let bare_work = dir.path().join("bare");
+    let bare_port = common::free_port().to_string();
+    let mut bare = common::Proc::spawn(
+        "bare-agent",
+        dir.path(),
+        &[
+            "agent",
+            "--master",
+            &cluster.master,
+            "--port",
+            &bare_port,
+            "--work-dir",
+            bare_work.to_str().expect("utf-8"),
+            "--resources",
+            "cpus:1;mem:128",
+        ],
+    );
+    eventually("the bare agent told it must authenticate", async || {
+        bare.log_text().contains("authentication is required").then_some(())
+    })
+    .await;
+    bare.kill();
+    let work = dir.path().join("agent-a");
+    let port = common::free_port().to_string();
+    let _agent = common::Proc::spawn(
+        "agent-a",
+        dir.path(),
+        &[
+            "agent",
+            "--master",
+            &cluster.master,
+            "--port",
+            &port,
+            "--work-dir",
+            work.to_str().expect("utf-8"),
+            "--resources",
+            "cpus:1;mem:128",
+            "--credential",
+            &agent_credential,
+        ],
+    );
+    cluster.wait_for_agents(1).await;
+    let state = cluster.state().await;
+    let agent_id = state["slaves"][0]["id"].as_str().expect("the agent's id").to_owned();
+
+    let none = attach(&cluster.master, None, "").await.expect_err("no credential");
+    assert_eq!(none.code(), tonic::Code::Unauthenticated, "{none:?}");
+    let wrong =
+        attach(&cluster.master, Some(&Credential::new("agent-b", "guess")), "").await.expect_err("wrong secret");
+    assert_eq!(wrong.code(), tonic::Code::Unauthenticated, "{wrong:?}");
+    let takeover = attach(&cluster.master, Some(&Credential::new("agent-b", "b-secret")), &agent_id).await;
+    let takeover = takeover.expect_err("another principal's agent id");
+    assert_eq!(takeover.code(), tonic::Code::PermissionDenied, "{takeover:?}");
+    let state = cluster.state().await;
+    let slaves = state["slaves"].as_array().cloned().unwrap_or_default();
+    assert_eq!(slaves.len(), 1, "nothing registered: {slaves:?}");
+    assert_eq!((slaves[0]["id"].as_str(), slaves[0]["active"].clone()), (Some(agent_id.as_str()), json!(true)));
+    // The same principal may come back under its id (an agent restarted elsewhere).
+    let back = attach(&cluster.master, Some(&Credential::new("agent-a", "a-secret")), &agent_id).await;
+    assert_eq!(back.expect("the same principal re-registers"), agent_id);
 }

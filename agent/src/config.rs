@@ -62,6 +62,9 @@ pub struct AgentConfig {
     pub http_max_connections: usize,
     /// An HTTP connection on which nothing moves for this long is closed.
     pub http_idle_timeout_ms: u64,
+    /// The principal and secret the agent authenticates to the master with (`--credential`;
+    /// the master's `--authenticate-agents`).
+    pub credential: Option<agora_proto::auth::Credential>,
 }
 
 /// Where the master is.
@@ -124,6 +127,7 @@ impl AgentConfig {
             root_tasks_as: None,
             http_max_connections: 512,
             http_idle_timeout_ms: 30_000,
+            credential: None,
         }
     }
 }

@@ -85,7 +85,18 @@ pub async fn run(master: &str, agent_id: &str, command: AgentCommand) -> Result<
     let url = api_url(master)?;
     let (kind, body) = call(agent_id, &command)?;
     let unreachable = |e: &dyn std::fmt::Display| CliError::Unreachable { url: url.clone(), reason: e.to_string() };
+    // A master run with --authenticate-http needs the operator's credential:
+    // `$AGORA_PRINCIPAL` and `$AGORA_SECRET_FILE`.
+    let mut headers = reqwest::header::HeaderMap::new();
+    let credential = agora_proto::auth::Credential::from_env().map_err(|e| unreachable(&e))?;
+    if let Some(credential) = credential
+        && let Ok(mut value) = reqwest::header::HeaderValue::try_from(credential.basic())
+    {
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let http = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(TIMEOUT)
         .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
         .build()

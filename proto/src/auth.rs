@@ -97,6 +97,24 @@ impl Credential {
     }
 }
 
+/// The environment variables every Agora client reads its credential from when no flag
+/// names one: the principal, and a file holding only its secret.
+pub const PRINCIPAL_ENV: &str = "AGORA_PRINCIPAL";
+pub const SECRET_FILE_ENV: &str = "AGORA_SECRET_FILE";
+
+impl Credential {
+    /// The credential `$AGORA_PRINCIPAL` and `$AGORA_SECRET_FILE` name, if both are set.
+    pub fn from_env() -> Result<Option<Self>, AuthError> {
+        let principal = std::env::var(PRINCIPAL_ENV).ok().filter(|p| !p.is_empty());
+        let file = std::env::var_os(SECRET_FILE_ENV).filter(|f| !f.is_empty());
+        match (principal, file) {
+            (Some(principal), Some(file)) => Self::with_secret_file(&principal, Path::new(&file)).map(Some),
+            (None, None) => Ok(None),
+            _ => Err(AuthError::File(format!("set both ${PRINCIPAL_ENV} and ${SECRET_FILE_ENV}, or neither"))),
+        }
+    }
+}
+
 fn in_file(path: &Path, error: AuthError) -> AuthError {
     AuthError::File(format!("{}: {error}", path.display()))
 }

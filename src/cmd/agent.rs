@@ -104,6 +104,10 @@ pub struct ServeArgs {
     pub kill_grace_period: Duration,
     #[command(flatten)]
     pub isolation: IsolationArgs,
+    /// The agent's credential for a master run with --authenticate-agents: a file with
+    /// `principal secret`, or JSON `{"principal": …, "secret": …}` (Mesos' --credential).
+    #[arg(long, value_name = "FILE")]
+    pub credential: Option<PathBuf>,
 }
 
 /// How tasks are isolated; shared by `agora agent` and `agora local`.
@@ -190,6 +194,11 @@ impl ServeArgs {
         config.hostname = hostname;
         config.kill_grace_period_ms = u64::try_from(self.kill_grace_period.as_millis()).unwrap_or(u64::MAX);
         self.isolation.apply(&mut config)?;
+        if let Some(path) = &self.credential {
+            let credential =
+                agora_proto::auth::Credential::load(path).map_err(|e| anyhow::anyhow!("--credential {e}"))?;
+            config.credential = Some(credential);
+        }
         Ok(config)
     }
 }

@@ -36,6 +36,8 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Clone, Debug)]
 pub(crate) struct LinkConfig {
     pub register_timeout: Duration,
+    /// The `authorization` metadata of every attach (the agent's credential as Basic).
+    pub authorization: Option<tonic::metadata::AsciiMetadataValue>,
     pub reconnect_initial_ms: u64,
     pub reconnect_max_ms: u64,
     pub seed: u64,
@@ -253,7 +255,11 @@ async fn session(config: &LinkConfig, master: &str, events: &mpsc::Sender<Event>
     outbox.try_send(first).map_err(|_| "the new outbox is full")?;
 
     let registering = async {
-        let response = client.attach(ReceiverStream::new(outgoing)).await.map_err(|s| Failed::status("attach", &s))?;
+        let mut request = tonic::Request::new(ReceiverStream::new(outgoing));
+        if let Some(value) = &config.authorization {
+            request.metadata_mut().insert(agora_proto::auth::AUTHORIZATION, value.clone());
+        }
+        let response = client.attach(request).await.map_err(|s| Failed::status("attach", &s))?;
         let mut inbound = response.into_inner();
         let answer = inbound.message().await.map_err(|s| Failed::status("register", &s))?;
         Ok::<_, Failed>((inbound, answer))

@@ -195,8 +195,16 @@ pub async fn run(
         idle_timeout: Duration::from_millis(config.http_idle_timeout_ms.max(1)),
     };
     let http = tokio::spawn(http::serve(http_listener, http_state, limits, stop_rx.clone()));
+    let authorization = match &config.credential {
+        Some(credential) => Some(
+            tonic::metadata::AsciiMetadataValue::try_from(credential.basic())
+                .map_err(|_| anyhow::anyhow!("--credential: the principal and secret must be printable"))?,
+        ),
+        None => None,
+    };
     let link_config = link::LinkConfig {
         register_timeout: Duration::from_millis(config.register_timeout_ms),
+        authorization,
         reconnect_initial_ms: config.reconnect_initial_ms,
         reconnect_max_ms: config.reconnect_max_ms,
         seed: config.seed.wrapping_add(1),

@@ -1,8 +1,12 @@
 //! The agent gRPC service: one bidirectional stream per agent. The first message must be
 //! a registration; after the master accepts it, heartbeats and status updates flow up and
-//! the owner task's messages flow down.
+//! the owner task's messages flow down. With `--authenticate-agents` the stream carries
+//! the agent's credential (`authorization` metadata); an agent id stays with the principal
+//! that registered it (`AgentPrincipals`).
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agora_proto::convert::{self, WireError, id, optional_id};
@@ -14,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request as GrpcRequest, Response, Status, Streaming};
 
+use super::auth::{Kind, Security};
 use super::owner::{AGENT_QUEUE_LEN, Handle, Request};
 use crate::core::{ConnId, ReportedTask};
 
@@ -22,14 +27,50 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most tasks an agent may report when it re-registers.
 const MAX_REPORTED_TASKS: usize = 100_000;
 
-pub fn server(handle: Handle, stop: watch::Receiver<bool>) -> AgentLinkServer<AgentLinkService> {
-    AgentLinkServer::new(AgentLinkService { handle, stop })
+pub fn server(
+    handle: Handle,
+    stop: watch::Receiver<bool>,
+    security: Arc<Security>,
+) -> AgentLinkServer<AgentLinkService> {
+    AgentLinkServer::new(AgentLinkService { handle, stop, security, principals: AgentPrincipals::default() })
 }
 
 #[derive(Debug)]
 pub struct AgentLinkService {
     handle: Handle,
     stop: watch::Receiver<bool>,
+    security: Arc<Security>,
+    principals: AgentPrincipals,
+}
+
+/// The principal each agent id was registered by (`None`: no credential), so that an
+/// agent cannot take over another principal's agent id. Held in memory: after a master
+/// restart, the first agent to re-register an id claims it again.
+#[derive(Clone, Debug, Default)]
+struct AgentPrincipals(Arc<Mutex<HashMap<AgentId, Option<String>>>>);
+
+impl AgentPrincipals {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AgentId, Option<String>>> {
+        // Nothing awaits or panics while the map is held.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Refuses a registration under an id another principal registered.
+    fn check(&self, agent_id: &AgentId, principal: &Option<String>) -> Result<(), Status> {
+        match self.lock().get(agent_id) {
+            Some(owner) if owner != principal => {
+                tracing::warn!(%agent_id, ?principal, "agent refused: the id was registered by another principal");
+                Err(Status::permission_denied(format!(
+                    "agent {agent_id} was registered by another principal; register afresh without an id"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn record(&self, agent_id: AgentId, principal: Option<String>) {
+        self.lock().insert(agent_id, principal);
+    }
 }
 
 type MasterStream = Pin<Box<dyn Stream<Item = Result<pb::MasterMessage, Status>> + Send>>;
@@ -70,6 +111,10 @@ impl AgentLink for AgentLinkService {
         &self,
         request: GrpcRequest<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<MasterStream>, Status> {
+        let principal = self
+            .security
+            .authenticate_grpc(Kind::Agent, request.metadata())
+            .map_err(|refusal| super::auth::unauthenticated(&refusal))?;
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
             .await
@@ -79,13 +124,17 @@ impl AgentLink for AgentLinkService {
             return Err(Status::invalid_argument("message: the first message on a stream must be register"));
         };
         let (info, previous_id, tasks) = registration(register)?;
+        if let Some(previous_id) = &previous_id {
+            self.principals.check(previous_id, &principal)?;
+        }
 
         let conn = self.handle.next_conn();
         let (outbox, rx) = mpsc::channel(AGENT_QUEUE_LEN);
         let (registered, answer) = oneshot::channel();
         let request = Request::AgentAttach { conn, info, previous_id, tasks, outbox, registered };
         self.handle.send(request).await.map_err(|e| Status::unavailable(e.to_string()))?;
-        tokio::spawn(read_agent(self.handle.clone(), conn, answer, inbound));
+        let registered_by = (self.principals.clone(), principal);
+        tokio::spawn(read_agent(self.handle.clone(), conn, answer, inbound, registered_by));
 
         // The stream ends when the owner drops the outbox (another connection took over,
         // the agent was refused) or when the master stops.
@@ -109,9 +158,13 @@ async fn read_agent(
     conn: ConnId,
     answer: oneshot::Receiver<Result<AgentId, String>>,
     mut inbound: Streaming<pb::AgentMessage>,
+    (principals, principal): (AgentPrincipals, Option<String>),
 ) {
     let agent_id = match Box::pin(tokio::time::timeout(REGISTER_TIMEOUT, answer)).await {
-        Ok(Ok(Ok(agent_id))) => agent_id,
+        Ok(Ok(Ok(agent_id))) => {
+            principals.record(agent_id.clone(), principal);
+            agent_id
+        }
         Ok(Ok(Err(reason))) => {
             tracing::info!(?conn, %reason, "agent refused");
             return;

@@ -111,7 +111,7 @@ pub async fn serve(
             Some(tokio::spawn(lead(client, etcd.clone(), options, requests, feed, stop_rx.clone(), role_tx)))
         }
     };
-    let grpc = tonic::service::Routes::new(agent_link::server(handle.clone(), stop_rx.clone()))
+    let grpc = tonic::service::Routes::new(agent_link::server(handle.clone(), stop_rx.clone(), security.clone()))
         .add_service(scheduler::server(handle.clone(), stop_rx.clone(), security.clone(), streams.clone()))
         .into_axum_router();
     // tonic's routes bring a fallback of their own; ours replaces it, so that unknown HTTP
