@@ -477,3 +477,93 @@ async fn agents_must_authenticate_and_cannot_take_over_another_principals_agent_
     let back = attach(&cluster.master, Some(&Credential::new("agent-a", "a-secret")), &agent_id).await;
     assert_eq!(back.expect("the same principal re-registers"), agent_id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_and_cron_authenticate_to_the_master_and_refuse_unauthenticated_rest_calls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let credentials = write(dir.path(), "credentials", "services s-secret\ncron c-secret\nops ops-secret\n");
+    let services_secret = write(dir.path(), "services.secret", "s-secret\n");
+    let cron_secret = write(dir.path(), "cron.secret", "c-secret");
+    let cluster = Cluster::master_only(&["--credentials", &credentials, "--authenticate-frameworks"]).await;
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_owned();
+    let (services_port, cron_port) = (common::free_port().to_string(), common::free_port().to_string());
+    let mut procs = Vec::new();
+    for (name, port, secret) in [("services", &services_port, &services_secret), ("cron", &cron_port, &cron_secret)] {
+        let work = path(name);
+        let args = [
+            name,
+            "--master",
+            &cluster.master,
+            "--port",
+            port,
+            "--work-dir",
+            &work,
+            "--principal",
+            name,
+            "--secret-file",
+            secret,
+            "--credentials",
+            &credentials,
+            "--authenticate-http",
+        ];
+        procs.push(common::Proc::spawn(name, dir.path(), &args));
+    }
+    // Both subscribe as their principals.
+    let ops = Credential::new("ops", "ops-secret");
+    eventually("services and cron subscribed with their principals", async || {
+        let mut principals: Vec<String> = frameworks(&cluster, &ops)
+            .await
+            .iter()
+            .filter_map(|f| f["principal"].as_str().map(str::to_owned))
+            .collect();
+        principals.sort();
+        (principals == ["cron", "services"]).then_some(())
+    })
+    .await;
+
+    let http = reqwest::Client::new();
+    let services = format!("http://127.0.0.1:{services_port}");
+    let cron = format!("http://127.0.0.1:{cron_port}");
+    for url in [format!("{services}/v2/apps"), format!("{cron}/v1/scheduler/jobs")] {
+        let refused = http.get(&url).send().await.expect("answers");
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{url}");
+        assert_eq!(refused.headers()["www-authenticate"], "Basic realm=\"agora\"");
+        let wrong = http.get(&url).basic_auth("ops", Some("nope")).send().await.expect("answers");
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{url}");
+        for request in [
+            http.get(&url).basic_auth("ops", Some("ops-secret")),
+            http.get(&url).bearer_auth("ops-secret"),
+            http.get(&url).header("Authorization", "token=ops-secret"),
+        ] {
+            assert_eq!(request.send().await.expect("answers").status(), StatusCode::OK, "{url}");
+        }
+    }
+    let app = json!({"id": "/web", "cmd": "sleep 60", "cpus": 0.1, "mem": 16, "instances": 0});
+    let created = http.post(format!("{services}/v2/apps")).json(&app).send().await.expect("answers");
+    assert_eq!(created.status(), StatusCode::UNAUTHORIZED, "a change without a credential");
+    let listed: Value = http
+        .get(format!("{services}/v2/apps"))
+        .bearer_auth("ops-secret")
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(listed["apps"], json!([]), "the refused change changed nothing");
+    for ping in [format!("{services}/ping"), format!("{cron}/ping")] {
+        assert!(http.get(&ping).send().await.expect("answers").status().is_success(), "{ping} stays open");
+    }
+
+    // The real clients present their credentials.
+    let Some(python) = common::python::test_python() else { return };
+    let master = cluster.master.clone();
+    let cron_host = format!("127.0.0.1:{cron_port}");
+    let (passed, output) = tokio::task::spawn_blocking(move || {
+        let args = [services.as_str(), cron_host.as_str(), master.as_str(), "ops", "ops-secret"];
+        common::python::run_script(&python, "auth_clients.py", &args, Duration::from_secs(120))
+    })
+    .await
+    .expect("join");
+    assert!(passed && output.contains("PASSED"), "{output}");
+}

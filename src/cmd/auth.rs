@@ -36,6 +36,38 @@ pub fn load_credentials(path: Option<&PathBuf>) -> anyhow::Result<Option<Arc<Cre
     path.map(|path| Credentials::load(path).map(Arc::new).map_err(|e| anyhow::anyhow!("--credentials {e}"))).transpose()
 }
 
+/// Who may call a framework's REST API (`agora services`, `agora cron`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RestAuth {
+    /// The principals and secrets REST callers authenticate with (Mesos' credentials
+    /// format, as the master's --credentials).
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+    /// Refuse REST calls without a valid credential (HTTP Basic, `Bearer SECRET` or
+    /// Marathon's `token=SECRET`); `/ping` stays open.
+    #[arg(long)]
+    pub authenticate_http: bool,
+}
+
+impl RestAuth {
+    pub fn gate(&self) -> anyhow::Result<Option<Arc<agora_proto::edge::authenticate::HttpGate>>> {
+        let Some(credentials) = load_credentials(self.credentials.as_ref())? else {
+            if self.authenticate_http {
+                anyhow::bail!("--authenticate-http needs --credentials with at least one principal");
+            }
+            return Ok(None);
+        };
+        if self.authenticate_http && credentials.is_empty() {
+            anyhow::bail!("--authenticate-http needs --credentials with at least one principal");
+        }
+        Ok(Some(Arc::new(agora_proto::edge::authenticate::HttpGate {
+            credentials,
+            required: self.authenticate_http,
+            open_paths: &["/ping"],
+        })))
+    }
+}
+
 /// Reads `--acls FILE` (Mesos' JSON ACL format).
 pub fn load_acls(path: &PathBuf) -> anyhow::Result<Arc<agora_proto::acl::Acls>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("--acls {}", path.display()))?;

@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// never share it.
     #[arg(long, default_value = "./agora-cron")]
     pub work_dir: PathBuf,
+    #[command(flatten)]
+    pub credential: super::auth::ClientCredential,
+    #[command(flatten)]
+    pub rest_auth: super::auth::RestAuth,
     /// The role the framework subscribes with; runs launch on its resources or `*`.
     #[arg(long, default_value = "*")]
     pub role: String,
@@ -185,6 +189,8 @@ pub fn config(args: &ServeArgs, advertise: String) -> anyhow::Result<CronConfig>
     config.name = args.name.clone();
     config.core.role = args.role.clone();
     config.core.history_per_job = args.history;
+    config.credential = args.credential.load()?;
+    config.http_gate = args.rest_auth.gate()?;
     if !args.etcd.is_empty() {
         let endpoints = agora_proto::etcd_client::parse_endpoints(&args.etcd.join(","))?;
         let ttl_s = args.etcd_lease_ttl.as_secs();

@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// processes never share it.
     #[arg(long, default_value = "./agora-services")]
     pub work_dir: PathBuf,
+    #[command(flatten)]
+    pub credential: super::auth::ClientCredential,
+    #[command(flatten)]
+    pub rest_auth: super::auth::RestAuth,
     /// The role the framework subscribes with; apps launch under it unless they name theirs.
     #[arg(long, default_value = "*")]
     pub role: String,
@@ -245,6 +249,8 @@ pub fn config(args: &ServeArgs, advertise: String) -> anyhow::Result<ServicesCon
     config.planner.roles = vec![args.role.clone()];
     config.planner.seed = rand::random();
     config.http_callbacks = args.event_subscriber == Some(EventSubscriber::HttpCallback);
+    config.credential = args.credential.load()?;
+    config.http_gate = args.rest_auth.gate()?;
     if !args.etcd.is_empty() {
         let endpoints = agora_proto::etcd_client::parse_endpoints(&args.etcd.join(","))?;
         let ttl_s = args.etcd_lease_ttl.as_secs();

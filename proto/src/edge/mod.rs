@@ -1,11 +1,13 @@
 //! What every Agora HTTP server (master, agent, services, cron) puts between the network
 //! and its handlers against hostile or careless callers: one JSON error shape for every
 //! refusal, axum's own included (`errors`); changes only from same-origin or
-//! authenticated callers with a JSON (or protobuf) body (`cross_site`).
+//! authenticated callers with a JSON (or protobuf) body (`cross_site`); who the caller is
+//! on the frameworks' REST APIs (`authenticate`).
 //!
 //! How the layers stack (outermost first): authentication (inserts [`Authenticated`]),
 //! then [`cross_site::guard_changes`], then [`errors::json_errors`], then the routes.
 
+pub mod authenticate;
 pub mod cross_site;
 pub mod errors;
 

@@ -53,6 +53,11 @@ pub struct CronConfig {
     pub hostname: String,
     /// The core's settings, the framework's role (`--role`) among them.
     pub core: CoreConfig,
+    /// The principal and secret the framework authenticates to the master with
+    /// (`--principal`, `--secret-file`).
+    pub credential: Option<agora_proto::auth::Credential>,
+    /// Who may call the REST API (`--credentials`, `--authenticate-http`); `None`: anyone.
+    pub http_gate: Option<std::sync::Arc<agora_proto::edge::authenticate::HttpGate>>,
 }
 
 impl CronConfig {
@@ -72,6 +77,8 @@ impl CronConfig {
                 .map(|h| h.trim().to_owned())
                 .unwrap_or_default(),
             core: CoreConfig::default(),
+            credential: None,
+            http_gate: None,
         }
     }
 

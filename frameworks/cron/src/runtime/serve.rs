@@ -68,7 +68,12 @@ pub async fn run(
         Role::Leader => Leadership::Leader { address: advertise.clone() },
         Role::Follower { leader } => Leadership::Follower { leader: leader.clone() },
     });
-    let app = crate::http::router(handle.clone(), ApiInfo { leadership });
+    let mut app = crate::http::router(handle.clone(), ApiInfo { leadership });
+    if let Some(gate) = &config.http_gate {
+        // Outermost: the cross-site guard inside sees who is calling.
+        app = app
+            .layer(axum::middleware::from_fn_with_state(gate.clone(), agora_proto::edge::authenticate::authenticate));
+    }
     tracing::info!(address = %listener.local_addr()?, advertise = %config.advertise, "cron REST API listening");
     let mut server_stop = stop.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move { stopped(&mut server_stop).await });
@@ -164,6 +169,7 @@ async fn term(
     };
     // The owner acknowledges status updates once they are committed, many per call.
     driver_config.explicit_acknowledgements = true;
+    driver_config.credential = config.credential.clone();
     let driver = Driver::new(driver_config)?;
     let (term_stop_tx, term_stop) = watch::channel(false);
     let (inputs, inbox) = mpsc::channel(INPUT_QUEUE_LEN);

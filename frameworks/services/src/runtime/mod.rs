@@ -65,6 +65,11 @@ pub struct ServicesConfig {
     /// `--event-subscriber http_callback`: `/v2/eventSubscriptions` is served and events
     /// are POSTed to the subscribed URLs.
     pub http_callbacks: bool,
+    /// The principal and secret the framework authenticates to the master with
+    /// (`--principal`, `--secret-file`).
+    pub credential: Option<agora_proto::auth::Credential>,
+    /// Who may call the REST API (`--credentials`, `--authenticate-http`); `None`: anyone.
+    pub http_gate: Option<std::sync::Arc<agora_proto::edge::authenticate::HttpGate>>,
 }
 
 impl ServicesConfig {
@@ -86,6 +91,8 @@ impl ServicesConfig {
             planner: PlannerConfig { default_user: user, ..PlannerConfig::default() },
             tick_ms: 1_000,
             http_callbacks: false,
+            credential: None,
+            http_gate: None,
         }
     }
 

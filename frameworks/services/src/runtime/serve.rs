@@ -71,8 +71,13 @@ pub async fn run(
     let (role_tx, role) = watch::channel(initial);
     let abdication = Arc::new(Notify::new());
     let info = api_info(&config, listener.local_addr()?.port(), role.clone(), abdication.clone());
-    let app = crate::http::router(handle.clone(), info)
+    let mut app = crate::http::router(handle.clone(), info)
         .layer(axum::middleware::from_fn_with_state(role, super::follow_leader));
+    if let Some(gate) = &config.http_gate {
+        // Outermost: the cross-site guard inside sees who is calling.
+        app = app
+            .layer(axum::middleware::from_fn_with_state(gate.clone(), agora_proto::edge::authenticate::authenticate));
+    }
     tracing::info!(address = %listener.local_addr()?, advertise = %config.advertise, "services REST API listening");
     let mut server_stop = stop.clone();
     // With the peer's address, for the events that name the client (`api_post_event`).
@@ -227,6 +232,7 @@ async fn term(
     };
     // The owner acknowledges status updates once they are committed, many per call.
     driver_config.explicit_acknowledgements = true;
+    driver_config.credential = config.credential.clone();
     let driver = Driver::new(driver_config)?;
     let (term_stop_tx, term_stop) = watch::channel(false);
     let (inputs, inbox) = mpsc::channel(INPUT_QUEUE_LEN);
