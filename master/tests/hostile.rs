@@ -71,7 +71,7 @@ async fn a_text_plain_quota_post_from_a_foreign_origin_is_refused_and_changes_no
     let same = http
         .post(format!("http://{master}/quota"))
         .header("origin", format!("http://{master}"))
-        .json(&json!({"role": "eng", "guarantee": {"cpus": 1}}))
+        .json(&json!({"role": "eng", "limit": {"cpus": 1}}))
         .send()
         .await
         .expect("answer");
@@ -169,4 +169,49 @@ async fn a_grpc_message_that_does_not_decode_is_invalid_argument() {
         .expect_err("refused");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     assert!(refused.message().contains("malformed message"), "{}", refused.message());
+}
+
+#[tokio::test]
+async fn a_quota_guarantee_beyond_the_cluster_is_a_409_unless_forced() {
+    let (master, _stop) = start(|_| {}).await;
+    let http = client();
+    let quota = json!({"role": "big", "guarantee": {"cpus": 100000, "mem": 1e9}});
+    let (status, refused) =
+        json_of(http.post(format!("http://{master}/quota")).json(&quota).send().await.expect("answer")).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["details"][0]["field"], "guarantee");
+    let mut forced = quota.clone();
+    forced["force"] = json!(true);
+    let (status, _) =
+        json_of(http.post(format!("http://{master}/quota")).json(&forced).send().await.expect("answer")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn subscriptions_beyond_the_bounds_are_refused_over_http_and_grpc() {
+    let (master, _stop) = start(|options| {
+        options.core.max_frameworks = 1;
+        options.core.max_framework_field_bytes = 64;
+    })
+    .await;
+    let http = client();
+    let subscribe = |name: String| {
+        json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", "name": name}}}).to_string()
+    };
+    let url = format!("http://{master}/api/v1/scheduler");
+    let post = |body: String| http.post(&url).header("content-type", "application/json").body(body).send();
+    let (status, refused) = json_of(post(subscribe("n".repeat(65))).await.expect("answer")).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["message"].as_str().is_some_and(|m| m.contains("framework_info.name")), "{refused}");
+    // The first framework holds the one place while its stream is open.
+    let first = post(subscribe("first".into())).await.expect("answer");
+    assert_eq!(first.status().as_u16(), 200);
+    let (status, refused) = json_of(post(subscribe("second".into())).await.expect("answer")).await;
+    assert_eq!(status, 429, "{refused}");
+    let mut scheduler =
+        agora_proto::pb::scheduler_client::SchedulerClient::connect(format!("http://{master}")).await.expect("connect");
+    let info = agora_proto::pb::FrameworkInfo { user: "u".into(), name: "third".into(), ..Default::default() };
+    let refused = scheduler.subscribe(agora_proto::pb::Subscribe { framework: Some(info) }).await;
+    assert_eq!(refused.map(|_| ()).map_err(|s| s.code()), Err(tonic::Code::ResourceExhausted));
+    drop(first);
 }

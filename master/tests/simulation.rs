@@ -166,6 +166,7 @@ impl Sim {
             max_completed_tasks_per_framework: config().max_completed_tasks_per_framework,
             max_completed_frameworks: config().max_completed_frameworks,
             flags: Vec::new(),
+            max_concurrent_renders: 1,
         });
         let quota = Quota { guarantee: Scalars::new(8_000, 16_384, 0), limit: Some(ANALYTICS_LIMIT) };
         master.set_quota(reserved.clone(), quota).expect("valid quota");

@@ -67,6 +67,51 @@ pub struct Tuning {
     /// Seed for the allocator's agent shuffle (default: random).
     #[arg(long)]
     pub seed: Option<u64>,
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// What one caller may make the master hold or do (`docs/security.md`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Limits {
+    /// Most frameworks registered at once (connected, or gone less than their failover
+    /// timeout ago); a subscription beyond is refused (429 / RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = agora_master::core::DEFAULT_MAX_FRAMEWORKS)]
+    pub max_frameworks: usize,
+    /// Longest name, user, hostname or principal a framework may give, in bytes.
+    #[arg(long, default_value_t = agora_master::core::DEFAULT_MAX_FRAMEWORK_FIELD_BYTES)]
+    pub max_framework_field_bytes: usize,
+    /// Longest failover timeout a framework may ask for.
+    #[arg(long, default_value = "28days", value_parser = humantime::parse_duration)]
+    pub max_failover_timeout: Duration,
+    /// Most roles the operator may give a weight, and most that may have quota.
+    #[arg(long, default_value_t = agora_master::core::DEFAULT_MAX_ROLES)]
+    pub max_roles: usize,
+    /// Large answers (`/state`, GET_STATE, `/state-summary`, `/frameworks`) rendered at
+    /// once; further readers wait their turn (up to 10 s, then 503).
+    #[arg(long, default_value_t = agora_master::runtime::DEFAULT_MAX_CONCURRENT_RENDERS)]
+    pub max_concurrent_renders: usize,
+}
+
+impl Limits {
+    fn apply(&self, options: &mut MasterOptions) -> anyhow::Result<()> {
+        let at_least_one = |flag: &str, value: usize| {
+            if value == 0 { Err(anyhow::anyhow!("--{flag} must be at least 1")) } else { Ok(value) }
+        };
+        options.core.max_frameworks = at_least_one("max-frameworks", self.max_frameworks)?;
+        options.core.max_framework_field_bytes =
+            at_least_one("max-framework-field-bytes", self.max_framework_field_bytes)?;
+        if self.max_framework_field_bytes > agora_proto::convert::MAX_TEXT_LEN {
+            anyhow::bail!("--max-framework-field-bytes must be at most {}", agora_proto::convert::MAX_TEXT_LEN);
+        }
+        options.core.max_failover_timeout_ms = u64::try_from(self.max_failover_timeout.as_millis()).unwrap_or(u64::MAX);
+        options.core.max_roles = at_least_one("max-roles", self.max_roles)?;
+        if self.max_roles > agora_master::core::MAX_POLICY_ROLES {
+            anyhow::bail!("--max-roles must be at most {}", agora_master::core::MAX_POLICY_ROLES);
+        }
+        options.max_concurrent_renders = at_least_one("max-concurrent-renders", self.max_concurrent_renders)?;
+        Ok(())
+    }
 }
 
 impl Tuning {
@@ -93,6 +138,7 @@ impl Tuning {
         options.core.max_offers_per_framework =
             (self.max_offers_per_framework > 0).then_some(self.max_offers_per_framework);
         options.core.framework_heartbeat_interval_ms = ms(self.framework_heartbeat_interval);
+        self.limits.apply(&mut options)?;
         Ok(options)
     }
 }
@@ -160,5 +206,14 @@ mod tests {
         assert_eq!(default, Some(agora_master::core::DEFAULT_MAX_OFFERS_PER_FRAMEWORK));
         assert_eq!(options(&["--max-offers-per-framework", "7"]).core.max_offers_per_framework, Some(7));
         assert_eq!(options(&["--max-offers-per-framework", "0"]).core.max_offers_per_framework, None);
+    }
+
+    #[test]
+    fn the_registry_bounds_come_from_their_flags_and_zero_is_refused() {
+        let o = options(&["--max-frameworks", "3", "--max-failover-timeout", "1h", "--max-roles", "5"]);
+        assert_eq!((o.core.max_frameworks, o.core.max_failover_timeout_ms, o.core.max_roles), (3, 3_600_000, 5));
+        assert_eq!(options(&[]).core.max_failover_timeout_ms, agora_master::core::DEFAULT_MAX_FAILOVER_TIMEOUT_MS);
+        let flags = Flags::try_parse_from(["agora", "--max-frameworks", "0"]).expect("parses");
+        assert!(flags.tuning.options("127.0.0.1:5050".to_owned()).is_err());
     }
 }

@@ -10,7 +10,7 @@ use agora_proto::model::{
 
 use super::master::{Master, OfferEnd, sequence_of};
 use super::registry::{AgentRecord, FrameworkRecord, TaskRecord};
-use super::{Call, CallError, Event, Operation, Output, ToAgent};
+use super::{Call, CallError, Config, Event, Operation, Output, ToAgent};
 
 /// Bound on the roles of one framework.
 pub const MAX_ROLES_PER_FRAMEWORK: usize = 64;
@@ -36,11 +36,46 @@ fn normalize_roles(info: &mut FrameworkInfo) -> Result<(), CallError> {
     Ok(())
 }
 
+/// The operator's bounds on what one framework's info may hold (`Config`).
+fn check_bounds(config: &Config, info: &FrameworkInfo) -> Result<(), CallError> {
+    let max = config.max_framework_field_bytes;
+    for (field, value) in
+        [("name", &info.name), ("user", &info.user), ("hostname", &info.hostname), ("principal", &info.principal)]
+    {
+        if value.len() > max {
+            return Err(invalid(
+                &format!("framework_info.{field}"),
+                format!("is {} bytes, more than the {max} this master allows", value.len()),
+            ));
+        }
+    }
+    if info.failover_timeout_ms > config.max_failover_timeout_ms {
+        return Err(invalid(
+            "framework_info.failover_timeout",
+            format!(
+                "{} s is longer than the {} s this master allows",
+                info.failover_timeout_ms / 1000,
+                config.max_failover_timeout_ms / 1000
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Master {
     /// Subscribes a new framework or re-subscribes a known one (a failover). Each
     /// subscription gets a new stream id; offers made to the previous stream are void.
     pub fn subscribe(&mut self, now_ms: u64, mut info: FrameworkInfo) -> Result<(FrameworkId, StreamId), CallError> {
         normalize_roles(&mut info)?;
+        check_bounds(&self.config, &info)?;
+        let known = info.id.as_ref().is_some_and(|id| self.frameworks.contains_key(id));
+        if !known && self.frameworks.len() >= self.config.max_frameworks {
+            return Err(CallError::Exhausted(format!(
+                "the master holds {} frameworks, the most it allows; a framework is forgotten once it \
+                 is torn down or its failover timeout passes",
+                self.frameworks.len()
+            )));
+        }
         let framework_id = match info.id.clone().filter(|id| !id.as_str().is_empty()) {
             Some(id) if self.is_removed_framework(&id) => {
                 return Err(invalid(
@@ -160,6 +195,7 @@ impl Master {
     /// may be offered (its roles) can have changed.
     fn update_framework(&mut self, framework_id: &FrameworkId, mut info: FrameworkInfo) -> Result<(), CallError> {
         normalize_roles(&mut info)?;
+        check_bounds(&self.config, &info)?;
         let Some(framework) = self.frameworks.get(framework_id) else {
             return Err(CallError::UnknownFramework(framework_id.clone()));
         };

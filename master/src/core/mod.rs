@@ -88,7 +88,24 @@ pub struct Config {
     /// The operator's ACLs (`--acls`): the core applies `run_tasks` to every launch;
     /// `None` allows everything.
     pub acls: Option<std::sync::Arc<agora_proto::acl::Acls>>,
+    /// Most frameworks registered at once (connected, or disconnected within their
+    /// failover timeout): one caller cannot grow the registry without bound.
+    pub max_frameworks: usize,
+    /// Longest text field of a framework's info (name, user, hostname, principal), in bytes.
+    pub max_framework_field_bytes: usize,
+    /// Longest failover timeout a framework may ask for: a framework that never comes
+    /// back is forgotten after at most this long.
+    pub max_failover_timeout_ms: u64,
+    /// Most roles the operator may give a weight or a quota.
+    pub max_roles: usize,
 }
+
+/// Defaults of the registry's bounds (`agora master --max-frameworks` and its siblings).
+pub const DEFAULT_MAX_FRAMEWORKS: usize = 1_000;
+pub const DEFAULT_MAX_FRAMEWORK_FIELD_BYTES: usize = 1_024;
+/// Four weeks: above the 1 week Marathon and Chronos ask for, Aurora's 3 weeks.
+pub const DEFAULT_MAX_FAILOVER_TIMEOUT_MS: u64 = 28 * 24 * 3600 * 1000;
+pub const DEFAULT_MAX_ROLES: usize = 1_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -107,6 +124,10 @@ impl Default for Config {
             max_completed_frameworks: 50,
             max_completed_tasks_per_framework: 1_000,
             acls: None,
+            max_frameworks: DEFAULT_MAX_FRAMEWORKS,
+            max_framework_field_bytes: DEFAULT_MAX_FRAMEWORK_FIELD_BYTES,
+            max_failover_timeout_ms: DEFAULT_MAX_FAILOVER_TIMEOUT_MS,
+            max_roles: DEFAULT_MAX_ROLES,
         }
     }
 }
@@ -199,6 +220,9 @@ pub enum CallError {
     /// The caller may not do this (another principal's framework, an ACL).
     #[error("{0}")]
     Forbidden(String),
+    /// The master holds as much of this as the operator allows (`--max-frameworks`).
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 /// An event for a framework's stream.

@@ -119,8 +119,9 @@ impl Master {
 
     /// Sets the weights of the given roles (thousandths, > 0); all or nothing.
     pub fn set_weights(&mut self, weights: Vec<(Role, u64)>) -> Result<(), OperatorError> {
-        if weights.len() > MAX_POLICY_ROLES {
-            return Err(invalid("weights", format!("at most {MAX_POLICY_ROLES} entries")));
+        let max_roles = self.config.max_roles.min(MAX_POLICY_ROLES);
+        if weights.len() > max_roles {
+            return Err(invalid("weights", format!("at most {max_roles} entries")));
         }
         for (i, (role, weight_milli)) in weights.iter().enumerate() {
             if role.is_unreserved() {
@@ -131,8 +132,11 @@ impl Master {
             }
         }
         let new_roles = weights.iter().filter(|(r, _)| !self.policy.weights.contains_key(r)).count();
-        if self.policy.weights.len().saturating_add(new_roles) > MAX_POLICY_ROLES {
-            return Err(invalid("weights", format!("at most {MAX_POLICY_ROLES} roles may have a weight")));
+        if self.policy.weights.len().saturating_add(new_roles) > max_roles {
+            return Err(invalid(
+                "weights",
+                format!("at most {max_roles} roles may have a weight; {} have one", self.policy.weights.len()),
+            ));
         }
         for (role, weight_milli) in weights {
             if weight_milli == DEFAULT_WEIGHT_MILLI {
@@ -146,6 +150,58 @@ impl Master {
         Ok(())
     }
 
+    /// Refuses quota changes whose guarantees, with the quotas that stay, would add up to
+    /// more than the active agents hold (as Mesos does unless forced): such a guarantee
+    /// cannot be met, and while the allocator tries, every other role gets nothing.
+    /// Guarantees of roles nested under a role with quota count within it, not again.
+    /// A change that is invalid in itself (a limit under its guarantee) passes here: the
+    /// setter that follows refuses it naming its field.
+    pub fn check_quota_capacity(&self, field: &str, changes: &[(Role, Option<Quota>)]) -> Result<(), OperatorError> {
+        let invalid = |q: &Quota| q.limit.as_ref().is_some_and(|limit| !limit.contains(&q.guarantee));
+        if changes.iter().any(|(_, quota)| quota.as_ref().is_some_and(invalid)) {
+            return Ok(());
+        }
+        let mut quotas = self.policy.quotas.clone();
+        for (role, quota) in changes {
+            match quota {
+                Some(quota) => quotas.insert(role.clone(), quota.clone()),
+                None => quotas.remove(role),
+            };
+        }
+        let has_quota_above = |role: &Role| {
+            let mut at = super::allocator::parent_role(role);
+            while let Some(parent) = at {
+                if quotas.contains_key(&parent) {
+                    return true;
+                }
+                at = super::allocator::parent_role(&parent);
+            }
+            false
+        };
+        let guaranteed = quotas
+            .iter()
+            .filter(|(role, _)| !has_quota_above(role))
+            .fold(Scalars::ZERO, |sum, (_, quota)| sum.saturating_add(&quota.guarantee));
+        let capacity = self
+            .agents
+            .values()
+            .filter(|a| a.is_active())
+            .fold(Scalars::ZERO, |sum, a| sum.saturating_add(&a.info.resources.scalars()));
+        if capacity.contains(&guaranteed) {
+            return Ok(());
+        }
+        Err(OperatorError {
+            kind: OperatorErrorKind::Conflict,
+            field: field.to_owned(),
+            reason: format!(
+                "the guarantees would add up to {}, more than the active agents hold ({}); add agents \
+                 first, or force the change",
+                scalars_text(&guaranteed),
+                scalars_text(&capacity)
+            ),
+        })
+    }
+
     /// Sets (or replaces) a role's quota.
     pub fn set_quota(&mut self, role: Role, quota: Quota) -> Result<(), OperatorError> {
         if role.is_unreserved() {
@@ -156,8 +212,9 @@ impl Master {
         {
             return Err(invalid("limit", "must be at least the guarantee in every resource"));
         }
-        if !self.policy.quotas.contains_key(&role) && self.policy.quotas.len() >= MAX_POLICY_ROLES {
-            return Err(invalid("role", format!("at most {MAX_POLICY_ROLES} roles may have quota")));
+        let max_roles = self.config.max_roles.min(MAX_POLICY_ROLES);
+        if !self.policy.quotas.contains_key(&role) && self.policy.quotas.len() >= max_roles {
+            return Err(invalid("role", format!("at most {max_roles} roles may have quota")));
         }
         self.policy.quotas.insert(role, quota);
         self.persist_role_policy();
@@ -191,8 +248,9 @@ impl Master {
                 }
             }
         }
-        if quotas.len() > MAX_POLICY_ROLES {
-            return Err(invalid("quota_configs", format!("at most {MAX_POLICY_ROLES} roles may have quota")));
+        let max_roles = self.config.max_roles.min(MAX_POLICY_ROLES);
+        if quotas.len() > max_roles {
+            return Err(invalid("quota_configs", format!("at most {max_roles} roles may have quota")));
         }
         self.policy.quotas = quotas;
         self.persist_role_policy();
@@ -507,4 +565,9 @@ impl Master {
         self.persist_role_policy();
         self.dirty = true;
     }
+}
+
+/// `cpus 4, mem 8192 MiB, disk 0 MiB`: quantities in an operator's words.
+fn scalars_text(s: &Scalars) -> String {
+    format!("cpus {}, mem {} MiB, disk {} MiB", agora_proto::model::format_cpus(s.cpus_milli), s.mem_mib, s.disk_mib)
 }

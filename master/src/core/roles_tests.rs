@@ -491,3 +491,39 @@ fn every_quota_role_gets_exactly_its_quota_and_the_next_round_is_empty() {
     }
     assert!(allocate(&mut m, 1).is_empty());
 }
+
+#[test]
+fn roles_beyond_the_bound_are_refused_through_weights_and_quota() {
+    let mut m = Master::new(Config { master_id: "m".to_owned(), max_roles: 2, ..Config::default() }, 7);
+    m.set_weights(vec![(role("a"), 2_000), (role("b"), 2_000)]).expect("two roles");
+    let err = m.set_weights(vec![(role("c"), 2_000)]).expect_err("a third role");
+    assert_eq!(err.field, "weights");
+    assert_eq!(m.role_policy().weights.len(), 2);
+    // Changing a weighed role's weight takes no new room.
+    m.set_weights(vec![(role("a"), 3_000)]).expect("same role");
+    let none = Quota { guarantee: Scalars::ZERO, limit: None };
+    m.set_quota(role("a"), none.clone()).expect("quota one");
+    m.set_quota(role("b"), none.clone()).expect("quota two");
+    assert_eq!(m.set_quota(role("c"), none).expect_err("a third").field, "role");
+}
+
+#[test]
+fn a_quota_guarantee_beyond_the_active_agents_is_refused_unless_forced() {
+    let mut m = master();
+    add_agent(&mut m, 1, "cpus:4;mem:4096");
+    let huge = Quota { guarantee: Scalars::new(100_000_000, 1 << 30, 0), limit: None };
+    let err = m.check_quota_capacity("guarantee", &[(role("big"), Some(huge.clone()))]).expect_err("beyond");
+    assert_eq!((err.kind, err.field.as_str()), (OperatorErrorKind::Conflict, "guarantee"));
+    assert!(err.reason.contains("cpus 4, mem 4096 MiB"), "{}", err.reason);
+    let fits = Quota { guarantee: Scalars::new(3_000, 2_048, 0), limit: None };
+    m.check_quota_capacity("guarantee", &[(role("eng"), Some(fits.clone()))]).expect("fits");
+    m.set_quota(role("eng"), fits).expect("set");
+    // Another role's guarantee counts with the ones already set; a nested one within its parent's.
+    let more = Quota { guarantee: Scalars::new(2_000, 0, 0), limit: None };
+    assert!(m.check_quota_capacity("guarantee", &[(role("ops"), Some(more.clone()))]).is_err());
+    m.check_quota_capacity("guarantee", &[(role("eng/web"), Some(more.clone()))]).expect("nested");
+    // Removing a quota in the same change makes room.
+    m.check_quota_capacity("quota_configs", &[(role("eng"), None), (role("ops"), Some(more))]).expect("swap");
+    // Forced (the runtime skips the check), it is set.
+    m.set_quota(role("big"), huge).expect("forced");
+}

@@ -1573,3 +1573,27 @@ fn a_status_entry_stays_48_bytes_with_health_and_readiness() {
     // A task keeps up to 16 entries; health must not make every task's history larger.
     assert_eq!(std::mem::size_of::<StatusEntry>(), 48);
 }
+
+#[test]
+fn a_framework_over_the_registrys_bounds_is_refused_naming_the_field() {
+    let mut m = Master::new(
+        Config { max_frameworks: 2, max_framework_field_bytes: 16, max_failover_timeout_ms: 3_600_000, ..config() },
+        7,
+    );
+    let long = FrameworkInfo { name: "n".repeat(17), ..framework_info("x") };
+    let refused = m.subscribe(0, long).expect_err("name too long");
+    assert!(matches!(refused, CallError::Invalid { ref field, .. } if field == "framework_info.name"), "{refused}");
+    let forever = FrameworkInfo { failover_timeout_ms: u64::MAX / 2, ..framework_info("x") };
+    let refused = m.subscribe(0, forever).expect_err("failover too long");
+    assert!(
+        matches!(refused, CallError::Invalid { ref field, .. } if field == "framework_info.failover_timeout"),
+        "{refused}"
+    );
+    let (first, _) = m.subscribe(0, framework_info("a")).expect("first");
+    m.subscribe(0, framework_info("b")).expect("second");
+    assert!(matches!(m.subscribe(0, framework_info("c")), Err(CallError::Exhausted(_))));
+    // A framework already registered may still fail over: it takes no new room.
+    let again = FrameworkInfo { id: Some(first.clone()), ..framework_info("a") };
+    assert_eq!(m.subscribe(1, again).map(|(id, _)| id), Ok(first));
+    let _ = m.drain_outputs();
+}

@@ -43,17 +43,29 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     details: Value,
+    /// Seconds to wait before asking again (`Retry-After`), for 429 and 503.
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>, details: Value) -> Self {
-        Self { status, message: message.into(), details }
+        Self { status, message: message.into(), details, retry_after_s: None }
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "message": self.message, "details": self.details }))).into_response()
+        let mut response =
+            (self.status, Json(json!({ "message": self.message, "details": self.details }))).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -75,12 +87,48 @@ async fn version() -> Json<Value> {
     Json(json!({ "version": VERSION, "agora_version": VERSION }))
 }
 
+/// Longest a large answer waits for its turn to render before the caller is told to
+/// come back.
+const RENDER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A turn to render a large answer, taken before the state is copied: at most
+/// `--max-concurrent-renders` copies and renderings are in memory at once, however many
+/// callers ask (each `/state` of a large cluster is hundreds of MiB while written).
+#[derive(Debug)]
+pub struct RenderTurn {
+    /// Held, never read: dropping it gives the turn back.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+pub async fn render_turn(read_model: &ReadModel) -> Result<RenderTurn, ApiError> {
+    render_turn_within(read_model, RENDER_WAIT).await
+}
+
+async fn render_turn_within(read_model: &ReadModel, wait: std::time::Duration) -> Result<RenderTurn, ApiError> {
+    match tokio::time::timeout(wait, read_model.render_permits().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(RenderTurn { _permit: permit }),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many large answers are being rendered at once; retry shortly",
+            json!([]),
+        )
+        .retry_after(1)),
+    }
+}
+
 /// Renders a large answer on a blocking thread, so the runtime's workers (and the owner
-/// among them) keep running while a 500,000-task `/state` is written.
-pub async fn render_blocking<T: Send + 'static>(render: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(render)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}"), json!([])))
+/// among them) keep running while a 500,000-task `/state` is written; the turn is given
+/// back once it is written.
+pub async fn render_blocking<T: Send + 'static>(
+    turn: RenderTurn,
+    render: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        render()
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering failed: {e}"), json!([])))
 }
 
 /// JSON bytes as a response.
@@ -92,9 +140,10 @@ async fn state(
     State(read_model): State<ReadModel>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
+    let turn = render_turn(&read_model).await?;
     read_model.caught_up().await;
     let copy = caller.visible_state(read_model.state());
-    let body = render_blocking(move || serde_json::to_vec(&StateDto::from(&copy))).await?;
+    let body = render_blocking(turn, move || serde_json::to_vec(&StateDto::from(&copy))).await?;
     let body = body.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), json!([])))?;
     Ok(json_response(body))
 }
@@ -332,5 +381,42 @@ impl From<&StatusEntry> for StatusDto {
             healthy: status.healthy,
             ready: status.ready,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::read_model::MasterFacts;
+
+    fn read_model(max_concurrent_renders: usize) -> ReadModel {
+        ReadModel::new(MasterFacts {
+            master_id: "m".to_owned(),
+            advertise: "m:5050".to_owned(),
+            start_time_ms: 0,
+            heartbeat_interval_ms: 15_000,
+            max_completed_tasks_per_framework: 10,
+            max_completed_frameworks: 10,
+            flags: Vec::new(),
+            max_concurrent_renders,
+        })
+    }
+
+    #[tokio::test]
+    async fn renders_beyond_the_bound_wait_their_turn_then_are_told_to_retry() {
+        let read = read_model(1);
+        let first = render_turn(&read).await.expect("a turn");
+        let short = std::time::Duration::from_millis(20);
+        let refused = render_turn_within(&read, short).await.expect_err("no turn within the wait").into_response();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+        // A turn given back is taken by the next reader.
+        let waiting = tokio::spawn({
+            let read = read.clone();
+            async move { render_turn(&read).await.is_ok() }
+        });
+        let done = render_blocking(first, || 42).await.expect("rendered");
+        assert_eq!(done, 42);
+        assert!(waiting.await.expect("joined"));
     }
 }

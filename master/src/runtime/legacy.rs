@@ -19,7 +19,8 @@ use serde_json::{Map, Value, json};
 
 use super::auth::Caller;
 use super::http::{
-    AgentDto, ApiError, FrameworkDto, TaskDto, VERSION, json_response, render_blocking, resources_json, seconds,
+    AgentDto, ApiError, FrameworkDto, TaskDto, VERSION, json_response, render_blocking, render_turn, resources_json,
+    seconds,
 };
 use super::read_model::{ReadModel, StateCounts, Summary, TaskQuery};
 use crate::core::AgentView;
@@ -74,9 +75,10 @@ async fn state_summary(
     State(read): State<ReadModel>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
+    let turn = render_turn(&read).await?;
     read.caught_up().await;
     let summary = read.summary();
-    let body = render_blocking(move || {
+    let body = render_blocking(turn, move || {
         let facts = summary.facts.clone();
         let hostname = facts.as_ref().map(|f| f.advertise.rsplit_once(':').map_or(f.advertise.as_str(), |(h, _)| h));
         let slaves: Vec<Value> = summary
@@ -136,10 +138,11 @@ async fn frameworks(
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     let wanted = params.get("framework_id").cloned();
+    let turn = render_turn(&read).await?;
     read.caught_up().await;
     let copy = caller.visible_state(read.state());
     let keep = move |id: &FrameworkId| wanted.as_deref().is_none_or(|w| id.as_str() == w);
-    let body = render_blocking(move || {
+    let body = render_blocking(turn, move || {
         let live: Vec<FrameworkDto> =
             copy.frameworks.iter().filter(|f| keep(&f.view.id)).map(FrameworkDto::from).collect();
         let completed: Vec<FrameworkDto> =

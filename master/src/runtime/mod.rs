@@ -30,6 +30,9 @@ pub use wire::MAX_ACKNOWLEDGEMENTS;
 /// (calls; reports and acknowledgements); handlers wait for room beyond.
 const REQUEST_QUEUE_LEN: usize = 16 * 1024;
 
+/// Default of `--max-concurrent-renders`: two large answers in memory at once.
+pub const DEFAULT_MAX_CONCURRENT_RENDERS: usize = 2;
+
 /// How the master runs, beyond the core's own configuration.
 #[derive(Clone, Debug)]
 pub struct MasterOptions {
@@ -47,6 +50,8 @@ pub struct MasterOptions {
     pub etcd: Option<election::EtcdOptions>,
     /// Who must authenticate, and the credentials they are checked against.
     pub security: auth::Security,
+    /// Large answers (`/state` and its kin) rendered at once; more wait their turn.
+    pub max_concurrent_renders: usize,
 }
 
 impl MasterOptions {
@@ -59,6 +64,7 @@ impl MasterOptions {
             registry_path: None,
             etcd: None,
             security: auth::Security::default(),
+            max_concurrent_renders: DEFAULT_MAX_CONCURRENT_RENDERS,
         }
     }
 }
@@ -97,6 +103,7 @@ pub async fn serve(
         max_completed_tasks_per_framework: options.core.max_completed_tasks_per_framework,
         max_completed_frameworks: options.core.max_completed_frameworks,
         flags: mesos::operator_admin::flags(&options),
+        max_concurrent_renders: options.max_concurrent_renders,
     });
     let (role_tx, role_rx) = tokio::sync::watch::channel(election::Role::Leader);
     let leading = match &etcd {

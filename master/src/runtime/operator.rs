@@ -8,7 +8,8 @@
 //! - `GET /weights` → `[{"role": "eng", "weight": 2.0}]`; `PUT /weights` takes the same.
 //! - `GET /quota` → `[{"role", "guarantee", "limit"}]`; `POST /quota` takes one
 //!   `{"role": "eng", "guarantee": {"cpus": 1, "mem": 1024}, "limit": {"cpus": 4, "mem": 4096}}`
-//!   (`guarantee` and `limit` optional; no `limit` means none); `DELETE /quota/{role}`.
+//!   (`guarantee` and `limit` optional; no `limit` means none; guarantees beyond what the
+//!   active agents hold are a 409 unless `"force": true`); `DELETE /quota/{role}`.
 //! - `POST /reserve`, `POST /unreserve`: `{"agent_id": "…", "resources": "cpus(eng):1;mem(eng):512"}`.
 
 use agora_proto::acl::Action;
@@ -139,6 +140,9 @@ struct QuotaDto {
     guarantee: Option<ScalarsDto>,
     #[serde(default)]
     limit: Option<ScalarsDto>,
+    /// Sets a guarantee beyond what the active agents hold (Mesos' `force`).
+    #[serde(default, skip_serializing)]
+    force: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +168,7 @@ fn quota_dto(role: &Role, quota: &Quota) -> QuotaDto {
         role: role.to_string(),
         guarantee: Some(ScalarsDto::from_core(&quota.guarantee)),
         limit: quota.limit.as_ref().map(ScalarsDto::from_core),
+        force: false,
     }
 }
 
@@ -235,7 +240,14 @@ async fn post_quota(
     let limit = dto.limit.map(|l| l.to_core("limit", UNLIMITED)).transpose()?;
     let quota = Quota { guarantee, limit };
     let answer = quota_dto(&r, &quota);
-    on_core(&handle, move |core| core.set_quota(r, quota)).await??;
+    let force = dto.force;
+    on_core(&handle, move |core| {
+        if !force {
+            core.check_quota_capacity("guarantee", &[(r.clone(), Some(quota.clone()))])?;
+        }
+        core.set_quota(r, quota)
+    })
+    .await??;
     Ok(Json(answer))
 }
 

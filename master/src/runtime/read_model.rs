@@ -54,6 +54,9 @@ pub struct MasterFacts {
     pub max_completed_frameworks: usize,
     /// The master's settings by flag name (`/flags`, GET_FLAGS).
     pub flags: Vec<(String, String)>,
+    /// Large answers (`/state`, GET_STATE, `/state-summary`, `/frameworks`) rendered at
+    /// once; each holds a copy of the answer in memory while it is written.
+    pub max_concurrent_renders: usize,
 }
 
 /// A framework as the read model holds it: its view without tasks, and its tasks.
@@ -231,6 +234,8 @@ pub struct ReadModel {
     /// reaches what the first was when it began (see [`ReadModel::caught_up`]).
     published: Arc<AtomicU64>,
     applied: watch::Receiver<u64>,
+    /// Turns to render a large answer (`MasterFacts::max_concurrent_renders`).
+    renders: Arc<tokio::sync::Semaphore>,
 }
 
 /// The owner's end of the applier's channel.
@@ -287,11 +292,19 @@ impl ReadModel {
     /// A read model without an applier: whoever holds it applies changes itself
     /// ([`apply`](Self::apply)), as the simulation does.
     pub fn new(facts: MasterFacts) -> ReadModel {
+        let renders = Arc::new(tokio::sync::Semaphore::new(facts.max_concurrent_renders.max(1)));
         ReadModel {
+            renders,
             state: Arc::new(RwLock::new(ReadState::new(facts))),
             published: Arc::new(AtomicU64::new(0)),
             applied: watch::channel(0).1,
         }
+    }
+
+    /// The turns to render a large answer: a render holds one from before it copies the
+    /// state until its bytes are written.
+    pub fn render_permits(&self) -> Arc<tokio::sync::Semaphore> {
+        self.renders.clone()
     }
 
     /// Waits until the applier has applied every batch the owner had handed over when
@@ -757,6 +770,7 @@ mod tests {
             max_completed_tasks_per_framework: 10,
             max_completed_frameworks: 10,
             flags: Vec::new(),
+            max_concurrent_renders: 2,
         }
     }
 

@@ -191,6 +191,7 @@ pub fn call_error_status(error: CallError) -> tonic::Status {
         CallError::StaleStream(_) => tonic::Status::failed_precondition(error.to_string()),
         CallError::Invalid { .. } => tonic::Status::invalid_argument(error.to_string()),
         CallError::Forbidden(_) => tonic::Status::permission_denied(error.to_string()),
+        CallError::Exhausted(_) => tonic::Status::resource_exhausted(error.to_string()),
     }
 }
 

@@ -367,6 +367,7 @@ fn call_error(error: CallError) -> Response {
         CallError::UnknownFramework(_) => self::error(StatusCode::FORBIDDEN, error.to_string()),
         CallError::StaleStream(_) => self::error(StatusCode::BAD_REQUEST, error.to_string()),
         CallError::Forbidden(_) => self::error(StatusCode::FORBIDDEN, error.to_string()),
+        CallError::Exhausted(_) => self::error(StatusCode::TOO_MANY_REQUESTS, error.to_string()),
         CallError::Invalid { field, reason } => {
             ApiError::new(StatusCode::BAD_REQUEST, error.to_string(), json!([{ "field": field, "reason": reason }]))
                 .into_response()

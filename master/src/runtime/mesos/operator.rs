@@ -20,7 +20,7 @@ use super::convert;
 use super::operator_admin::{self, AdminContext};
 use crate::core::{AgentView, FrameworkView, StatusEntry, TaskView};
 use crate::runtime::auth::Caller;
-use crate::runtime::http::{ApiError, VERSION, json_response, render_blocking};
+use crate::runtime::http::{ApiError, VERSION, json_response, render_blocking, render_turn};
 use crate::runtime::owner::Handle;
 use crate::runtime::read_model::{FrameworkCopy, ReadModel, StateCopy};
 
@@ -130,10 +130,14 @@ async fn operator(
             .into_response();
         }
     }
+    let turn = match render_turn(&api.read).await {
+        Ok(turn) => turn,
+        Err(busy) => return busy.into_response(),
+    };
     api.read.caught_up().await;
     let report = caller.visible_state(api.read.state());
     let kind = kind.to_owned();
-    let rendered = render_blocking(move || {
+    let rendered = render_blocking(turn, move || {
         let answer = match kind.as_str() {
             "GET_AGENTS" => json!({"type": kind, "get_agents": agents(&report)}),
             "GET_FRAMEWORKS" => json!({"type": kind, "get_frameworks": frameworks(&report)}),

@@ -164,8 +164,8 @@ struct Reservation {
 
 #[derive(Debug, Deserialize)]
 struct UpdateQuota {
+    /// Mesos' `force`: skip the check that guarantees fit in the active agents.
     #[serde(default)]
-    #[allow(dead_code)] // Mesos' force skips a capacity check Agora does not make.
     force: Option<bool>,
     #[serde(default)]
     quota_configs: Vec<QuotaConfig>,
@@ -419,11 +419,19 @@ async fn run(
         }
         "UPDATE_QUOTA" => {
             let update = required("update_quota", kind, call.update_quota)?;
+            let force = update.force.unwrap_or(false);
             let changes = quotas(&update)?;
             for (role, _) in &changes {
                 caller.authorize(Action::UpdateQuotas, role.as_str())?;
             }
-            on_core(handle, move |core| core.update_quotas(changes)).await?.map_err(|e| refused("update_quota", e))?;
+            on_core(handle, move |core| {
+                if !force {
+                    core.check_quota_capacity("quota_configs", &changes)?;
+                }
+                core.update_quotas(changes)
+            })
+            .await?
+            .map_err(|e| refused("update_quota", e))?;
             ok()
         }
         "RESERVE_RESOURCES" | "UNRESERVE_RESOURCES" => {
