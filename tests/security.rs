@@ -287,7 +287,8 @@ async fn operators_authenticate_and_the_acls_refuse_what_they_forbid_changing_no
     // An authenticated change passes the cross-site guard from any origin.
     let cross_site = http.put(cluster.url("/weights")).header("Origin", "http://127.0.0.2:9").bearer_auth("ops-secret");
     assert_eq!(send(cross_site.json(&weights)).await.0, StatusCode::OK);
-    let quota = json!({"role": "eng", "guarantee": {"cpus": 0.5}});
+    // No agent holds a guarantee here: a limit is what the ACL is asked about.
+    let quota = json!({"role": "eng", "limit": {"cpus": 0.5}});
     let as_web = http.post(cluster.url("/quota")).header("Authorization", "token=web-secret").json(&quota);
     assert_eq!(send(as_web).await.0, StatusCode::FORBIDDEN);
     let as_ops = http.post(cluster.url("/quota")).header("Authorization", "token=ops-secret").json(&quota);
