@@ -34,10 +34,29 @@ enum Command {
     Run(cmd::run::Args),
     /// Simulate agents and frameworks against a master and measure it (traffic and failures).
     Bench(cmd::bench::Args),
+    /// List the agents: address, state, resources in use, live tasks.
+    Agents(cmd::ops::AgentsArgs),
+    /// List the frameworks: name, user, roles, resources in use, live tasks.
+    Frameworks(cmd::ops::FrameworksArgs),
+    /// Act on a framework: teardown.
+    Framework(cmd::ops::FrameworkArgs),
+    /// List tasks (the live ones by default), filtered by state, framework or agent.
+    Tasks(cmd::ops::TasksArgs),
+    /// One task: show, log (what it printed, -f to follow), ls, cat, kill.
+    Task(cmd::ops::TaskArgs),
+    /// Print the completion script of a shell (bash, zsh, fish, …) to standard output.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "agora", &mut std::io::stdout());
+        return std::process::ExitCode::SUCCESS;
+    }
     cmd::init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -55,6 +74,12 @@ fn main() -> std::process::ExitCode {
             Command::Services(args) => cmd::services::main(args).await,
             Command::Cron(args) => cmd::cron::main(args).await,
             Command::Bench(args) => cmd::bench::main(args).await,
+            Command::Agents(args) => cmd::ops::agents(args).await,
+            Command::Frameworks(args) => cmd::ops::frameworks(args).await,
+            Command::Framework(args) => cmd::ops::framework(args).await,
+            Command::Tasks(args) => cmd::ops::tasks(args).await,
+            Command::Task(args) => cmd::ops::task(args).await,
+            Command::Completions { .. } => Ok(std::process::ExitCode::SUCCESS),
         }
     });
     match result {

@@ -2,7 +2,7 @@
 //! its sandboxes over HTTP. SIGTERM and SIGINT stop it leaving its tasks running (the next
 //! agent on the work dir takes them back); SIGUSR1 drains it: its tasks are killed, then it
 //! stops. A second signal during a drain stops it at once. With a subcommand (`drain`,
-//! `deactivate`, `reactivate`), it asks the master to do that to an agent instead
+//! `deactivate`, `reactivate`, `show`), it asks the master about an agent instead
 //! (`agora_master::cli`).
 
 use std::net::{IpAddr, SocketAddr};
@@ -54,14 +54,19 @@ pub enum Client {
         #[command(flatten)]
         master: MasterArg,
     },
+    /// An agent: its address, state, resources and live tasks.
+    Show {
+        /// The agent's id, as `agora agents` shows it.
+        agent_id: String,
+        /// Print the master's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        master: MasterArg,
+    },
 }
 
-#[derive(Debug, clap::Args)]
-pub struct MasterArg {
-    /// A master, HOST:PORT (a follower redirects to the leader).
-    #[arg(long, env = "AGORA_MASTER", default_value = "127.0.0.1:5050")]
-    pub master: String,
-}
+use super::ops::MasterArg;
 
 /// The agent's own flags.
 #[derive(Debug, clap::Args)]
@@ -234,6 +239,7 @@ async fn client(command: Client) -> anyhow::Result<ExitCode> {
         }
         Client::Deactivate { agent_id, master } => (agent_id, master, AgentCommand::Deactivate),
         Client::Reactivate { agent_id, master } => (agent_id, master, AgentCommand::Reactivate),
+        Client::Show { agent_id, json, master } => return super::ops::agent_show(&agent_id, json, &master).await,
     };
     match run(&master.master, &agent_id, command).await {
         Ok(line) => {

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cron;
 pub mod local;
 pub mod master;
+pub mod ops;
 pub mod run;
 pub mod services;
 

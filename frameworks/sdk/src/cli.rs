@@ -143,6 +143,11 @@ pub fn print_table(rows: &[Vec<String>]) {
     }
 }
 
+/// Rows as a table, one string: columns padded to their widest cell, two spaces apart.
+pub fn table(rows: &[Vec<String>]) -> String {
+    table_lines(rows).join("\n")
+}
+
 fn table_lines(rows: &[Vec<String>]) -> Vec<String> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)

@@ -366,6 +366,56 @@ impl Master {
         self.dirty = true;
     }
 
+    /// The framework of live task `task_id` (in `framework_id`, if given). Without
+    /// `framework_id` the task id must name one live task.
+    pub fn live_task_framework(
+        &self,
+        framework_id: Option<&FrameworkId>,
+        task_id: &TaskId,
+    ) -> Result<FrameworkId, OperatorError> {
+        let owner = match framework_id {
+            Some(id) => {
+                let framework = self.frameworks.get(id).ok_or_else(|| OperatorError {
+                    kind: OperatorErrorKind::NotFound,
+                    field: "framework_id".to_owned(),
+                    reason: format!("framework {id} is not known"),
+                })?;
+                framework.tasks.contains_key(task_id).then(|| id.clone())
+            }
+            None => {
+                let mut owners =
+                    self.frameworks.iter().filter(|(_, f)| f.tasks.contains_key(task_id)).map(|(id, _)| id);
+                let first = owners.next().cloned();
+                if let (Some(first), Some(second)) = (&first, owners.next()) {
+                    return Err(conflict(
+                        "framework_id",
+                        format!("task {task_id} is live in frameworks {first} and {second}; name the framework"),
+                    ));
+                }
+                first
+            }
+        };
+        owner.ok_or_else(|| OperatorError {
+            kind: OperatorErrorKind::NotFound,
+            field: "task_id".to_owned(),
+            reason: format!("no live task {task_id}"),
+        })
+    }
+
+    /// Kills a live task at the operator's word (Agora's KILL_TASK; Mesos' operator API has
+    /// none): as the framework's own KILL, the agent kills it with its grace period and
+    /// reports KILLING and KILLED to the framework. Returns the framework the task belongs
+    /// to (see [`Master::live_task_framework`]).
+    pub fn kill_task_by_operator(
+        &mut self,
+        framework_id: Option<&FrameworkId>,
+        task_id: &TaskId,
+    ) -> Result<FrameworkId, OperatorError> {
+        let owner = self.live_task_framework(framework_id, task_id)?;
+        self.kill_task(&owner, task_id);
+        Ok(owner)
+    }
+
     /// Removes a framework at the operator's word (Mesos' operator TEARDOWN): as its own
     /// TEARDOWN, its tasks are killed and its id may not subscribe again.
     pub fn teardown_framework(&mut self, now_ms: u64, framework_id: &FrameworkId) -> Result<(), OperatorError> {

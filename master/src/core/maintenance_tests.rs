@@ -496,3 +496,30 @@ fn tasks_ended_by_a_drain_that_marks_the_agent_gone_end_gone_by_operator() {
     assert!(persisted(&out).contains(&RegistryOp::RemoveAgent { agent_id: a.clone() }), "gone once drained");
     assert_eq!(m.check_invariants(), Ok(()));
 }
+
+#[test]
+fn an_operator_kill_reaches_the_agent_of_a_live_task_and_names_what_it_cannot_find() {
+    let mut m = master();
+    let agent = register(&mut m, 1, "h1", None).expect("registered");
+    let fw = subscribe(&mut m);
+    let offer = offers(&mut m).pop().expect("an offer");
+    launch(&mut m, &fw, &offer, "web-1", Some(2_000));
+
+    assert_eq!(m.kill_task_by_operator(None, &TaskId::new("web-1")), Ok(fw.0.clone()));
+    assert_eq!(kills(&m.drain_outputs()), [("web-1".to_owned(), Some(2_000))]);
+    assert_eq!(m.kill_task_by_operator(Some(&fw.0), &TaskId::new("web-1")), Ok(fw.0.clone()));
+    assert_eq!(kills(&m.drain_outputs()).len(), 1);
+
+    let missing = m.kill_task_by_operator(None, &TaskId::new("nope")).expect_err("no such task");
+    assert_eq!((missing.kind, missing.field.as_str()), (OperatorErrorKind::NotFound, "task_id"));
+    let other = FrameworkId::new("other");
+    let missing = m.kill_task_by_operator(Some(&other), &TaskId::new("web-1")).expect_err("no such framework");
+    assert_eq!((missing.kind, missing.field.as_str()), (OperatorErrorKind::NotFound, "framework_id"));
+
+    // Once ended, the task is no longer live: nothing to kill.
+    report(&mut m, &agent, &fw.0, "web-1", TaskState::TaskKilled);
+    m.drain_outputs();
+    let ended = m.kill_task_by_operator(None, &TaskId::new("web-1")).expect_err("ended");
+    assert_eq!(ended.kind, OperatorErrorKind::NotFound);
+    assert_eq!(m.check_invariants(), Ok(()));
+}

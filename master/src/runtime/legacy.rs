@@ -1,6 +1,7 @@
 //! Mesos' older read endpoints, in their shapes, each also under `/master/…`:
 //! `/state-summary`, `/frameworks`, `/slaves`, `/tasks` (paged: `limit`, `offset`,
-//! `order`, `framework_id`, `task_id`), `/flags`, `/metrics/snapshot` (Mesos' metric
+//! `order`, `framework_id`, `task_id`, and ours: `agent_id`, `state` as TASK_* names
+//! comma-separated), `/flags`, `/metrics/snapshot` (Mesos' metric
 //! names) and `/redirect`. All read the read model
 //! (`read_model.rs`), never the owner; `/state-summary` and `/tasks` read only its kept
 //! tallies and index, so their cost does not grow with the number of tasks. A query
@@ -9,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use agora_proto::acl::Action;
-use agora_proto::model::{FrameworkId, Scalars, TaskId, TaskState};
+use agora_proto::model::{AgentId, FrameworkId, Scalars, TaskId, TaskState};
 use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -191,9 +192,23 @@ fn task_query(params: &BTreeMap<String, String>) -> Result<TaskQuery, ApiError> 
         Some(text) if text.is_empty() => Err(bad_param(name, "empty")),
         other => Ok(other.cloned()),
     };
+    let states = match params.get("state") {
+        None => Vec::new(),
+        Some(text) => text
+            .split(',')
+            .map(|name| {
+                let name = name.trim();
+                TaskState::ALL.into_iter().find(|s| s.as_str() == name).ok_or_else(|| {
+                    bad_param("state", format!("{name:?} is not a task state (TASK_RUNNING, TASK_FINISHED, …)"))
+                })
+            })
+            .collect::<Result<Vec<TaskState>, ApiError>>()?,
+    };
     Ok(TaskQuery {
         framework_id: id("framework_id")?.map(FrameworkId::new),
         task_id: id("task_id")?.map(TaskId::from),
+        agent_id: id("agent_id")?.map(AgentId::new),
+        states,
         offset: number("offset", 0)?,
         limit,
         ascending,
@@ -322,12 +337,17 @@ mod tests {
             .expect("valid");
         assert_eq!((query.limit, query.offset, query.ascending), (5, 10, true));
         assert_eq!(query.framework_id, Some(FrameworkId::new("f")));
+        let query = task_query(&params(&[("state", "TASK_RUNNING,TASK_KILLING"), ("agent_id", "a1")])).expect("valid");
+        assert_eq!(query.states, [TaskState::TaskRunning, TaskState::TaskKilling]);
+        assert_eq!(query.agent_id, Some(AgentId::new("a1")));
         for (bad, name) in [
             (("limit", "ten"), "limit"),
             (("limit", "1001"), "limit"),
             (("offset", "-1"), "offset"),
             (("order", "up"), "order"),
             (("task_id", ""), "task_id"),
+            (("agent_id", ""), "agent_id"),
+            (("state", "TASK_RUNNING,RUNNING"), "state"),
         ] {
             let refused = task_query(&params(&[bad])).expect_err("refused");
             let text = format!("{refused:?}");

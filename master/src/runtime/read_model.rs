@@ -183,6 +183,10 @@ pub struct Summary {
 pub struct TaskQuery {
     pub framework_id: Option<FrameworkId>,
     pub task_id: Option<TaskId>,
+    /// Only tasks on this agent.
+    pub agent_id: Option<AgentId>,
+    /// Only tasks in one of these states; empty: any state.
+    pub states: Vec<TaskState>,
     pub offset: usize,
     pub limit: usize,
     /// Oldest first; Mesos' default is newest first.
@@ -371,6 +375,8 @@ impl ReadModel {
         let matches = |task: &&Arc<TaskView>| {
             query.framework_id.as_ref().is_none_or(|id| task.framework_id == *id)
                 && query.task_id.as_ref().is_none_or(|id| task.info.task_id == *id)
+                && query.agent_id.as_ref().is_none_or(|id| task.info.agent_id == *id)
+                && (query.states.is_empty() || query.states.contains(&task.state))
         };
         let page = |tasks: &mut dyn Iterator<Item = &Arc<TaskView>>| -> Vec<Arc<TaskView>> {
             tasks.filter(matches).skip(query.offset).take(query.limit).cloned().collect()

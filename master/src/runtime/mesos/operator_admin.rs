@@ -2,8 +2,8 @@
 //! the master's settings and figures (GET_FLAGS, GET_METRICS, GET_LOGGING_LEVEL,
 //! GET_MASTER, GET_EXECUTORS), sharing (GET_ROLES, GET_WEIGHTS, UPDATE_WEIGHTS,
 //! GET_QUOTA, UPDATE_QUOTA, RESERVE_RESOURCES, UNRESERVE_RESOURCES), agents and
-//! frameworks (DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT, MARK_AGENT_GONE, TEARDOWN)
-//! and maintenance (GET_MAINTENANCE_STATUS, GET_MAINTENANCE_SCHEDULE,
+//! frameworks (DRAIN_AGENT, DEACTIVATE_AGENT, REACTIVATE_AGENT, MARK_AGENT_GONE, TEARDOWN,
+//! and Agora's KILL_TASK, which Mesos' operator API lacks) and maintenance (GET_MAINTENANCE_STATUS, GET_MAINTENANCE_SCHEDULE,
 //! UPDATE_MAINTENANCE_SCHEDULE, START_MAINTENANCE, STOP_MAINTENANCE).
 //!
 //! Each call is read into serde DTOs in Mesos' names, checked here (a 400 names the field
@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use agora_proto::acl::Action;
-use agora_proto::model::{AgentId, FrameworkId, Resources, Role, Scalars, cpus_to_milli};
+use agora_proto::model::{AgentId, FrameworkId, Resources, Role, Scalars, TaskId, cpus_to_milli};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -38,7 +38,7 @@ use crate::runtime::owner::{Handle, Request};
 use crate::runtime::{MasterOptions, clock::Clock};
 
 /// The calls this module answers.
-pub const CALLS: [&str; 22] = [
+pub const CALLS: [&str; 23] = [
     "GET_FLAGS",
     "GET_METRICS",
     "GET_LOGGING_LEVEL",
@@ -56,6 +56,7 @@ pub const CALLS: [&str; 22] = [
     "REACTIVATE_AGENT",
     "MARK_AGENT_GONE",
     "TEARDOWN",
+    "KILL_TASK",
     "GET_MAINTENANCE_STATUS",
     "GET_MAINTENANCE_SCHEDULE",
     "UPDATE_MAINTENANCE_SCHEDULE",
@@ -132,6 +133,8 @@ struct AdminCall {
     #[serde(default)]
     teardown: Option<Teardown>,
     #[serde(default)]
+    kill_task: Option<KillTask>,
+    #[serde(default)]
     update_maintenance_schedule: Option<UpdateSchedule>,
     #[serde(default)]
     start_maintenance: Option<Machines>,
@@ -207,6 +210,16 @@ struct AgentCall {
 
 #[derive(Debug, Deserialize)]
 struct Teardown {
+    #[serde(default)]
+    framework_id: Option<m::Id>,
+}
+
+/// Agora's KILL_TASK: `{"task_id": {"value": …}, "framework_id": {"value": …}}`, the
+/// framework optional while the task id names one live task.
+#[derive(Debug, Deserialize)]
+struct KillTask {
+    #[serde(default)]
+    task_id: Option<m::Id>,
     #[serde(default)]
     framework_id: Option<m::Id>,
 }
@@ -521,6 +534,29 @@ async fn run(
                 .await?
                 .map_err(|e| refused("teardown", e))?;
             ok()
+        }
+        "KILL_TASK" => {
+            let call = required("kill_task", kind, call.kill_task)?;
+            let task_id = match call.task_id {
+                Some(id) if !id.value.is_empty() => TaskId::from(id.value),
+                _ => return Err(bad_request("kill_task.task_id.value", "is required")),
+            };
+            let framework_id = match call.framework_id {
+                Some(id) if id.value.is_empty() => {
+                    return Err(bad_request("kill_task.framework_id.value", "is empty"));
+                }
+                other => other.map(|id| FrameworkId::new(id.value)),
+            };
+            // Killing a task takes the same permission as tearing its framework down.
+            let lookup = task_id.clone();
+            let owner = on_core(handle, move |core| core.live_task_framework(framework_id.as_ref(), &lookup))
+                .await?
+                .map_err(|e| refused("kill_task", e))?;
+            authorize_teardown(handle, caller, &owner).await?;
+            on_core(handle, move |core| core.kill_task_by_operator(Some(&owner), &task_id))
+                .await?
+                .map_err(|e| refused("kill_task", e))?;
+            accepted()
         }
         "GET_MAINTENANCE_SCHEDULE" => {
             let maintenance = on_core(handle, |core| core.maintenance().clone()).await?;
