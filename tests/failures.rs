@@ -62,11 +62,12 @@ async fn ctrl_c_on_agora_run_kills_its_task() {
     let mut child = Command::new(common::AGORA)
         .args(["run", "--master", &cluster.master, "--", "sleep", "1000"])
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn agora run");
-    let stdout = child.stdout.take().expect("stdout");
+    // One instance: the task's output is on stdout, the state changes on stderr.
+    let stdout = child.stderr.take().expect("stderr");
     let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -135,11 +136,12 @@ async fn a_sigkilled_framework_leaves_its_tasks_running_within_its_failover_time
     let mut child = Command::new(common::AGORA)
         .args(["run", "--master", &cluster.master, "--name", "orphan", "--", "sleep", "1000"])
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn agora run");
-    let stdout = child.stdout.take().expect("stdout");
+    // One instance: the state changes are on stderr.
+    let stdout = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stdout).lines();
     let deadline = std::time::Instant::now() + WAIT;
     loop {

@@ -65,9 +65,21 @@ async fn the_legacy_read_endpoints_show_a_running_framework_in_mesos_shapes() {
     assert_eq!(one["tasks"][0]["state"], "TASK_RUNNING");
     let (_, none) = get(&cluster, "/tasks?framework_id=someone-else").await;
     assert_eq!(ids(&none).len(), 0);
-    for (query, param) in
-        [("limit=lots", "limit"), ("limit=5000", "limit"), ("offset=-2", "offset"), ("order=sideways", "order")]
-    {
+    // Ours: by agent and by state.
+    let agent_id = agent["id"].as_str().expect("an id");
+    let (_, on_agent) = get(&cluster, &format!("/tasks?agent_id={agent_id}&state=TASK_RUNNING,TASK_KILLING")).await;
+    assert_eq!(ids(&on_agent), newest_first);
+    let (_, elsewhere) = get(&cluster, "/tasks?agent_id=no-such-agent").await;
+    assert_eq!(ids(&elsewhere).len(), 0);
+    let (_, finished) = get(&cluster, "/tasks?state=TASK_FINISHED").await;
+    assert_eq!(ids(&finished).len(), 0);
+    for (query, param) in [
+        ("limit=lots", "limit"),
+        ("limit=5000", "limit"),
+        ("offset=-2", "offset"),
+        ("order=sideways", "order"),
+        ("state=running", "state"),
+    ] {
         let (status, body) = get(&cluster, &format!("/tasks?{query}")).await;
         assert_eq!(status, 400, "{query}: {body}");
         assert_eq!(body["details"][0]["field"], param, "{body}");

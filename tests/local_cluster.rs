@@ -8,6 +8,10 @@ fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 fn describe(output: &std::process::Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -22,7 +26,9 @@ async fn a_first_task_runs_and_finishes() {
     let cluster = Cluster::local(2).await;
     let output = cluster.run(&["--name", "hello", "--", "echo", "hello"]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    let text = stdout(&output);
+    // One instance: its output is ours, the state changes are on stderr.
+    assert_eq!(stdout(&output), "hello\n", "{}", describe(&output));
+    let text = stderr(&output);
     assert!(text.contains("TASK_RUNNING"), "{}", describe(&output));
     assert!(text.contains("TASK_FINISHED"), "{}", describe(&output));
 }
@@ -32,7 +38,7 @@ async fn a_failing_exit_code_is_propagated() {
     let cluster = Cluster::local(1).await;
     let output = cluster.run(&["--", "sh", "-c", "exit 3"]);
     assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
-    assert!(stdout(&output).contains("TASK_FAILED"), "{}", describe(&output));
+    assert!(stderr(&output).contains("TASK_FAILED"), "{}", describe(&output));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,7 +167,7 @@ async fn an_agent_on_a_relative_work_dir_runs_tasks_to_their_end() {
 
     let output = cluster.run(&["--", "sh", "-c", "exit 0"]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    assert!(stdout(&output).contains("TASK_FINISHED"), "{}", describe(&output));
+    assert!(stderr(&output).contains("TASK_FINISHED"), "{}", describe(&output));
     let failing = cluster.run(&["--", "sh", "-c", "exit 3"]);
     assert_eq!(failing.status.code(), Some(3), "the real exit status: {}", describe(&failing));
     assert!(home.join("work/meta/agent.json").is_file(), "the work dir is under the agent's current directory");
@@ -183,7 +189,7 @@ async fn agora_local_on_a_relative_work_dir_runs_tasks_to_their_end() {
 
     let output = cluster.run(&["--", "true"]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    assert!(stdout(&output).contains("TASK_FINISHED"), "{}", describe(&output));
+    assert!(stderr(&output).contains("TASK_FINISHED"), "{}", describe(&output));
     assert!(home.join("rel/agent-0/meta/agent.json").is_file(), "the work dir is under the current directory");
 }
 

@@ -1,10 +1,24 @@
 //! `agora run`: a built-in one-shot framework, like `mesos-execute`. It runs a command as
 //! one or more tasks, prints every state change, and exits with the tasks' outcome.
 //!
-//! Output: one line per state change on stdout (`task NAME-0 TASK_RUNNING on agent ID
-//! (HOST)`, with `: MESSAGE` on terminal states); progress and problems on stderr. With
-//! `--json`, stdout has one JSON object per line instead: each subscription and every
-//! update as delivered, duplicates included, for programs to check.
+//! Output: with one instance, what the task writes to its stdout and stderr goes to ours as
+//! it is written (like `docker run`), read from its sandbox through the agent's files API
+//! (`agora_master::cli::sandbox::stream_output`); the state changes (`task NAME-0
+//! TASK_RUNNING on agent ID (HOST)`, with `: MESSAGE` on terminal states) and progress go to
+//! stderr, the last state once the output is drained. With several instances the state
+//! changes go to stdout, and `--follow` streams every instance's output with its lines
+//! prefixed `[NAME-i] `. A task that fails gets a line saying where its sandbox is and the
+//! `agora task log` command that reads it. `--detach` only launches: the run goes on as a
+//! background process of its own (see [`detach`]) and this one exits once every instance
+//! has started. With `--json`, stdout has one JSON object
+//! per line instead: each subscription and every update as delivered, duplicates included,
+//! for programs to check.
+//!
+//! Flags are checked before anything is launched: an unknown option is an error with a
+//! suggestion (the command comes after `--`, or is the first word that is not an option),
+//! every `--master` must be HOST:PORT, and a master that cannot be connected to within
+//! [`PROBE_TIMEOUT`] ends the run at once with one line. Once a master was reached, the
+//! driver rides out its restarts ([`RECONNECT`]).
 //!
 //! `--checkpoint FILE` keeps the framework id and the launched tasks in FILE (see
 //! [`checkpoint`]); started again with the same FILE after a crash, the run re-subscribes as
@@ -13,8 +27,9 @@
 //! Exit status: with one instance, the task's own exit code (TASK_FINISHED → 0, TASK_FAILED
 //! with exit code N → N, a task ended by signal N → 128+N, any other ending → 1); with
 //! several, 0 only if every instance finished successfully, else 1. Ctrl-C (or SIGTERM)
-//! kills the tasks, waits for their end and exits 130; `--timeout` does the same and exits
-//! 124, as `timeout(1)` does. A master that cannot be reached is an error (exit 1).
+//! kills the tasks, waits for their end and exits 130 (143 for SIGTERM, as a shell reports
+//! a process it ended); `--timeout` does the same and exits 124, as `timeout(1)` does. A
+//! master that cannot be reached is an error (exit 1).
 //!
 //! The command runs directly (argv) unless `--shell` is given, in which case the words are
 //! joined with spaces and run by `/bin/sh -c`. A single CMD word that contains whitespace
@@ -22,6 +37,7 @@
 //! does what it says.
 
 mod checkpoint;
+mod detach;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -62,6 +78,13 @@ const REFUSE_DONE_SECONDS: f64 = 3_600.0;
 const RECONNECT: BackoffConfig = BackoffConfig { initial_ms: 250, max_ms: 5_000, max_attempts: Some(20) };
 /// Launch calls the master may reject outright before the run gives up.
 const MAX_REJECTED_LAUNCHES: u32 = 3;
+/// How long the masters get to accept a connection at start before the run gives up on
+/// them: a master that is there answers at once; one that refuses is not waited for.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// After the run, how long its output streams get to drain what the tasks wrote.
+const STREAM_DRAIN: Duration = Duration::from_secs(10);
+/// How long finding a failed task's sandbox may take when saying where it is.
+const SANDBOX_LOOKUP: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -76,7 +99,7 @@ pub struct Args {
     #[arg(long)]
     user: Option<String>,
     /// CPUs per task, down to a thousandth.
-    #[arg(long, default_value = "0.1", value_parser = parse_cpus)]
+    #[arg(long, default_value = "0.1", value_parser = parse_cpus, allow_negative_numbers = true)]
     cpus: u64,
     /// Memory per task, MiB.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(0..=MAX_MIB))]
@@ -110,13 +133,23 @@ pub struct Args {
     checkpoint: Option<PathBuf>,
     /// Print one JSON object per line on stdout instead of text: `{"event": "subscribed",
     /// …}` on each subscription and `{"event": "update", …}` for every status update as it
-    /// arrives, duplicates included.
+    /// arrives, duplicates included. The tasks' output is not streamed.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     credential: super::auth::ClientCredential,
-    /// The command and its arguments (after `--`).
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    /// Only launch: exit once every instance has started and leave the run in the
+    /// background (a process of its own, which ends when its tasks have). Follow a task's
+    /// output with `agora task log NAME-0 --follow`; `agora framework teardown ID` ends it.
+    #[arg(long, conflicts_with_all = ["follow", "checkpoint", "timeout"])]
+    detach: bool,
+    /// With several instances, stream what each task writes, every line prefixed with its
+    /// instance (`[NAME-1] …`). One instance is always streamed (unless --json or --detach).
+    #[arg(long)]
+    follow: bool,
+    /// The command and its arguments, after `--` (needed when the command's first word
+    /// starts with `-`).
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     command: Vec<String>,
 }
 
@@ -190,6 +223,18 @@ struct Plan {
     checkpoint: Option<PathBuf>,
     json: bool,
     credential: Option<agora_proto::auth::Credential>,
+    detach: bool,
+    stream: Stream,
+}
+
+/// Whose output the run streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stream {
+    None,
+    /// The one instance's, as it is.
+    One,
+    /// Every instance's, lines prefixed with the instance.
+    Prefixed,
 }
 
 impl Plan {
@@ -197,6 +242,9 @@ impl Plan {
         let masters: Vec<String> = args.master.iter().map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect();
         if masters.is_empty() {
             anyhow::bail!("--master: give at least one HOST:PORT");
+        }
+        for master in &masters {
+            agora_master::cli::client::base_url(master).map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         // Task ids are NAME-i, so the name must be a valid id itself.
         agora_proto::convert::id::<TaskId>("--name", &args.name).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -224,6 +272,12 @@ impl Plan {
             ports: args.ports,
             role: args.role,
         };
+        let stream = match (args.json || args.detach, args.instances, args.follow) {
+            (true, _, _) => Stream::None,
+            (false, 1, _) => Stream::One,
+            (false, _, true) => Stream::Prefixed,
+            (false, _, false) => Stream::None,
+        };
         Ok(Plan {
             masters,
             framework,
@@ -235,6 +289,8 @@ impl Plan {
             checkpoint: args.checkpoint,
             json: args.json,
             credential: args.credential.load()?,
+            detach: args.detach,
+            stream,
         })
     }
 
@@ -255,7 +311,10 @@ impl Plan {
 /// Why the run was cut short.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Interrupt {
-    Signal,
+    /// Ctrl-C (SIGINT): exit 130.
+    Interrupted,
+    /// SIGTERM: exit 143.
+    Terminated,
     Timeout,
 }
 
@@ -266,6 +325,10 @@ struct Instance {
     launched: bool,
     agent_id: Option<AgentId>,
     last: Option<TaskStatus>,
+    /// Whether its output is being streamed.
+    streaming: bool,
+    /// Turned true once it is over, so that its output streams drain and stop.
+    ended: watch::Sender<bool>,
 }
 
 impl Instance {
@@ -301,6 +364,14 @@ struct Runner {
     checkpoint: Option<Checkpoint>,
     /// The framework id last written to the checkpoint.
     checkpointed_id: Option<FrameworkId>,
+    /// The framework id of the current subscription.
+    framework_id: Option<FrameworkId>,
+    /// Each agent's HTTP endpoint (sandboxes), from its offers.
+    agent_urls: BTreeMap<AgentId, String>,
+    /// The output streams under way.
+    streams: Vec<tokio::task::JoinHandle<()>>,
+    /// Lines kept until the output is drained: the one instance's ending.
+    deferred: Vec<String>,
 }
 
 /// Writes a line on stdout; a closed stdout must not kill the run (its tasks would be orphaned).
@@ -338,7 +409,14 @@ impl Runner {
         let instances: Vec<Instance> = plan
             .task_ids
             .iter()
-            .map(|task_id| Instance { task_id: task_id.clone(), launched: false, agent_id: None, last: None })
+            .map(|task_id| Instance {
+                task_id: task_id.clone(),
+                launched: false,
+                agent_id: None,
+                last: None,
+                streaming: false,
+                ended: watch::channel(false).0,
+            })
             .collect();
         let by_id = instances.iter().enumerate().map(|(i, t)| (t.task_id.clone(), i)).collect();
         Self {
@@ -355,6 +433,10 @@ impl Runner {
             ever_subscribed: false,
             checkpoint: None,
             checkpointed_id: None,
+            framework_id: None,
+            agent_urls: BTreeMap::new(),
+            streams: Vec::new(),
+            deferred: Vec::new(),
         }
     }
 
@@ -504,6 +586,7 @@ impl Runner {
             }
         }
         self.hosts.insert(offer.agent_id.clone(), offer.hostname().to_string());
+        self.agent_urls.insert(offer.agent_id.clone(), offer.agent.url.clone());
         for instance in &mut self.instances[first..first + count] {
             instance.launched = true;
             instance.agent_id = Some(offer.agent_id.clone());
@@ -513,6 +596,39 @@ impl Runner {
         if self.all_launched() {
             let _ = driver.suppress().await;
         }
+    }
+
+    /// Starts streaming the output of instance `index` once its agent is known.
+    fn stream(&mut self, index: usize) {
+        let prefix = match self.plan.stream {
+            Stream::None => return,
+            Stream::One => None,
+            Stream::Prefixed => Some(format!("[{}] ", self.instances[index].task_id)),
+        };
+        let instance = &self.instances[index];
+        let (Some(agent_id), Some(framework_id)) = (&instance.agent_id, &self.framework_id) else { return };
+        let Some(url) = self.agent_urls.get(agent_id) else { return };
+        if instance.streaming {
+            return;
+        }
+        let files = match agora_master::cli::sandbox::AgentFiles::new(agent_id.as_str(), url) {
+            Ok(files) => files,
+            Err(error) => {
+                note(&format!("cannot show the output of {}: {error}", instance.task_id));
+                return;
+            }
+        };
+        let task_id = instance.task_id.to_string();
+        let ended = instance.ended.subscribe();
+        let framework_id = framework_id.to_string();
+        self.instances[index].streaming = true;
+        self.streams.push(tokio::spawn(async move {
+            let streamed =
+                agora_master::cli::sandbox::stream_output(files, framework_id, task_id.clone(), prefix, ended);
+            if let Err(error) = streamed.await {
+                note(&format!("cannot show the output of {task_id}: {error}"));
+            }
+        }));
     }
 
     /// Notes in the checkpoint that a launch certainly did not reach the master. Failing to
@@ -532,6 +648,56 @@ impl Runner {
             let _ = driver.kill(&task_id, agent_id.as_ref()).await;
         }
         self.finish_if_done(driver).await;
+    }
+
+    /// Ends the output streams once what the tasks wrote is drained (at most
+    /// [`STREAM_DRAIN`]), then tells the endings kept until now.
+    async fn drain_streams(&mut self) {
+        for instance in &self.instances {
+            instance.ended.send_replace(true);
+        }
+        let streams = std::mem::take(&mut self.streams);
+        let drained = async {
+            for stream in streams {
+                let _ = stream.await;
+            }
+        };
+        if tokio::time::timeout(STREAM_DRAIN, drained).await.is_err() {
+            note("the tasks' output was not drained in time");
+        }
+        for line in std::mem::take(&mut self.deferred) {
+            note(&line);
+        }
+    }
+
+    /// For each instance that ended unsuccessfully: where its sandbox is and the command that
+    /// reads what it printed.
+    async fn say_where_failures_are(&self) {
+        if self.plan.json {
+            return;
+        }
+        let masters = self.plan.masters.join(",");
+        let Some(framework_id) = &self.framework_id else { return };
+        for instance in &self.instances {
+            let failed = instance.is_over() && instance.state() != Some(TaskState::TaskFinished) && instance.launched;
+            let (true, Some(agent_id)) = (failed, &instance.agent_id) else { continue };
+            let task_id = &instance.task_id;
+            let url = self.agent_urls.get(agent_id);
+            let sandbox = match url.map(|url| agora_master::cli::sandbox::AgentFiles::new(agent_id.as_str(), url)) {
+                Some(Ok(files)) => {
+                    let lookup = files.sandbox_of(framework_id.as_str(), task_id.as_str());
+                    tokio::time::timeout(SANDBOX_LOOKUP, lookup).await.ok().and_then(Result::ok).flatten()
+                }
+                _ => None,
+            };
+            let sandbox = sandbox.unwrap_or_else(|| format!("{framework_id}/{task_id}"));
+            let host = url.map_or_else(|| self.hosts.get(agent_id).cloned().unwrap_or_default(), Clone::clone);
+            note(&format!(
+                "{task_id} failed; its sandbox is {sandbox} on agent {agent_id} ({host}): \
+                 `agora task log {task_id} --framework {framework_id} --master {masters}` shows its stdout, \
+                 with --stderr its stderr"
+            ));
+        }
     }
 
     fn status_line(&self, status: &TaskStatus) -> String {
@@ -565,7 +731,8 @@ impl Runner {
     /// The process exit status once the driver has returned.
     fn exit_code(&self) -> u8 {
         match self.stopping {
-            Some(Interrupt::Signal) => return 130,
+            Some(Interrupt::Interrupted) => return 130,
+            Some(Interrupt::Terminated) => return 143,
             Some(Interrupt::Timeout) => return 124,
             None => {}
         }
@@ -606,6 +773,7 @@ fn describe(requirements: &TaskRequirements) -> String {
 impl Scheduler for Runner {
     async fn subscribed(&mut self, driver: &DriverHandle, framework_id: &FrameworkId, reconnected: bool) {
         self.ever_subscribed = true;
+        self.framework_id = Some(framework_id.clone());
         if self.plan.json {
             say_json(serde_json::json!({
                 "event": "subscribed",
@@ -669,10 +837,16 @@ impl Scheduler for Runner {
         if instance.is_over() || instance.state() == Some(status.state) {
             return;
         }
-        if !self.plan.json {
-            say(&self.status_line(&status));
-        }
         let ends = status.state.is_terminal() || status.state == TaskState::TaskUnknown;
+        if !self.plan.json {
+            let line = self.status_line(&status);
+            match self.plan.stream {
+                // The output has stdout to itself; the ending is told once it is drained.
+                Stream::One if ends => self.deferred.push(line),
+                Stream::One => note(&line),
+                _ => say(&line),
+            }
+        }
         // Written before the driver acknowledges the update (after this returns): a run
         // that dies now hears of the ending again instead of losing it.
         if ends && let Err(error) = self.record(|c| c.ended(&status)) {
@@ -683,6 +857,11 @@ impl Scheduler for Runner {
             instance.agent_id = Some(agent_id.clone());
         }
         instance.last = Some(status);
+        if instance.is_over() {
+            instance.ended.send_replace(true);
+        }
+        self.stream(index);
+        let instance = &self.instances[index];
         if instance.is_over() {
             let (over, failed) = self.over_count();
             let failed = if failed > 0 { format!(" ({failed} unsuccessful)") } else { String::new() };
@@ -707,14 +886,18 @@ impl Scheduler for Runner {
     }
 
     async fn shutdown_requested(&mut self, driver: &DriverHandle) {
-        let why = (*self.interrupt.borrow()).unwrap_or(Interrupt::Signal);
+        let why = (*self.interrupt.borrow()).unwrap_or(Interrupt::Interrupted);
         self.stopping = Some(why);
         let live = self.live();
         let reason = match why {
-            Interrupt::Signal => "interrupted".to_owned(),
+            Interrupt::Interrupted | Interrupt::Terminated => "interrupted".to_owned(),
             Interrupt::Timeout => format!("timed out after {:?}", self.plan.timeout.unwrap_or_default()),
         };
-        note(&format!("{reason}: killing {} task(s)…", live.len()));
+        if live.is_empty() {
+            note(&format!("{reason}; no task is running"));
+        } else {
+            note(&format!("{reason}: killing {} task(s)…", live.len()));
+        }
         let _ = driver.suppress().await;
         for (task_id, agent_id) in live {
             if let Err(error) = driver.kill(&task_id, agent_id.as_ref()).await {
@@ -743,11 +926,35 @@ async fn interruption(timeout: Option<Duration>, record: watch::Sender<Option<In
             None => std::future::pending().await,
         }
     };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
     let why = tokio::select! {
-        _ = super::interrupted() => Interrupt::Signal,
+        _ = tokio::signal::ctrl_c() => Interrupt::Interrupted,
+        _ = terminate => Interrupt::Terminated,
         _ = deadline => Interrupt::Timeout,
     };
     record.send_replace(Some(why));
+}
+
+/// Whether any of `masters` accepts a connection within [`PROBE_TIMEOUT`]; the error says
+/// why none did, in one line.
+async fn probe(masters: &[String]) -> anyhow::Result<()> {
+    let mut reasons = Vec::new();
+    for master in masters {
+        let address = master.strip_prefix("http://").unwrap_or(master).trim_end_matches('/');
+        match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(error)) => reasons.push(format!("{address}: {error}")),
+            Err(_) => reasons.push(format!("{address}: no answer within {PROBE_TIMEOUT:?}")),
+        }
+    }
+    anyhow::bail!("cannot reach the master at {}", reasons.join("; "))
 }
 
 /// Completes [`KILL_WAIT`] after an interruption, or at a second Ctrl-C: time to stop waiting
@@ -764,16 +971,28 @@ async fn stop_waiting(mut interrupt: watch::Receiver<Option<Interrupt>>) {
 
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let mut plan = Plan::from_args(args)?;
+    if plan.detach {
+        probe(&plan.masters).await?;
+        return detach::run_in_background(&plan.task_ids, &plan.masters).await;
+    }
     let opened = match &plan.checkpoint {
         Some(path) => Some(Checkpoint::open(path, &plan.framework.name, plan.total_instances())?),
         None => None,
     };
     if let Some((_, Some(resumed))) = &opened {
+        if resumed.ended.len() == plan.task_ids.len() {
+            let path = plan.checkpoint.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+            anyhow::bail!(
+                "--checkpoint {path}: this run has finished (every task ended); remove {path} to run it again"
+            );
+        }
         plan.framework.id = resumed.framework_id.clone();
         if let Some(id) = &plan.framework.id {
             note(&format!("resuming framework {id} from the checkpoint"));
         }
     }
+    probe(&plan.masters).await?;
+    let resuming = plan.framework.id.is_some();
     let mut config = DriverConfig::new(plan.masters.clone(), plan.framework.clone());
     config.reconnect = RECONNECT;
     config.credential = plan.credential.clone();
@@ -805,8 +1024,20 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    runner.drain_streams().await;
     let context = if runner.ever_subscribed { "lost the master" } else { "cannot subscribe to the master" };
+    if let Err(agora_sdk::Error::Refused(why)) = &result
+        && resuming
+        && !runner.ever_subscribed
+    {
+        let path = runner.plan.checkpoint.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+        anyhow::bail!(
+            "{context}: {why}; the framework in --checkpoint {path} is gone (its run ended, was torn down, or was \
+             away longer than its failover timeout): remove {path} to run anew"
+        );
+    }
     result.context(context)?;
+    runner.say_where_failures_are().await;
     Ok(ExitCode::from(runner.exit_code()))
 }
 
@@ -879,6 +1110,52 @@ mod tests {
     }
 
     #[test]
+    fn a_mistyped_option_is_refused_with_a_suggestion_instead_of_becoming_the_command() {
+        let error = parse(&["--master", "m:1", "--cpu", "1", "--", "echo"]).expect_err("--cpu is no option");
+        assert!(error.contains("'--cpu'") && error.contains("'--cpus'"), "{error}");
+        let args = parse(&["--master", "m:1", "echo", "-n", "hi"]).expect("options after the command are its own");
+        assert_eq!(args.command, ["echo", "-n", "hi"]);
+        let args = parse(&["--master", "m:1", "--", "--weird", "-x"]).expect("after -- anything goes");
+        assert_eq!(args.command, ["--weird", "-x"]);
+    }
+
+    #[test]
+    fn a_master_without_a_port_is_refused_before_anything_is_launched() {
+        for bad in ["localhost", "m:1,localhost", "m:0"] {
+            let args = parse(&["--master", bad, "--", "true"]).expect("clap takes any text");
+            let error = Plan::from_args(args).expect_err(bad).to_string();
+            assert!(error.starts_with("--master: expected HOST:PORT (like 127.0.0.1:5050), got"), "{bad}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_master_that_refuses_connections_fails_the_run_at_once_in_one_line() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = closed.local_addr().expect("address").to_string();
+        drop(closed);
+        let started = std::time::Instant::now();
+        let error = probe(std::slice::from_ref(&address)).await.expect_err("nobody listens").to_string();
+        assert!(started.elapsed() < PROBE_TIMEOUT, "refused at once, not after the probe's timeout");
+        assert!(error.starts_with(&format!("cannot reach the master at {address}: ")), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+        let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let listening = open.local_addr().expect("address").to_string();
+        probe(&[address, listening]).await.expect("the second master is there");
+    }
+
+    #[test]
+    fn one_instance_streams_its_output_and_several_only_with_follow() {
+        let stream = |line: &[&str]| Plan::from_args(parse(line).expect("valid")).expect("plan").stream;
+        assert_eq!(stream(&["--master", "m:1", "--", "x"]), Stream::One);
+        assert_eq!(stream(&["--master", "m:1", "--json", "--", "x"]), Stream::None);
+        assert_eq!(stream(&["--master", "m:1", "--detach", "--", "x"]), Stream::None);
+        assert_eq!(stream(&["--master", "m:1", "--instances", "2", "--", "x"]), Stream::None);
+        assert_eq!(stream(&["--master", "m:1", "--instances", "2", "--follow", "--", "x"]), Stream::Prefixed);
+        let error = parse(&["--master", "m:1", "--detach", "--follow", "--", "x"]).expect_err("exclusive");
+        assert!(error.contains("--follow"), "{error}");
+    }
+
+    #[test]
     fn several_masters_and_environment_variables_are_accepted() {
         let args = parse(&["--master", "a:1,b:2", "--env", "A=1", "--env", "B=x=y", "--", "env"]).expect("valid");
         let plan = Plan::from_args(args).expect("valid plan");
@@ -944,5 +1221,9 @@ mod tests {
         assert_eq!(runner.exit_code(), 0);
         runner.stopping = Some(Interrupt::Timeout);
         assert_eq!(runner.exit_code(), 124);
+        runner.stopping = Some(Interrupt::Interrupted);
+        assert_eq!(runner.exit_code(), 130, "Ctrl-C, as a shell reports it");
+        runner.stopping = Some(Interrupt::Terminated);
+        assert_eq!(runner.exit_code(), 143, "SIGTERM, as a shell reports it");
     }
 }

@@ -295,18 +295,18 @@ fn last_lines(text: &str, count: usize) -> &str {
     &text[start..]
 }
 
-/// Copies what the file holds and what is written to it to `out` until `ended` says the
-/// task is over and the file is drained; a file not there yet is waited for while the task
-/// lives. Polls every `poll`.
+/// Copies what the file holds and what is written to it to `out` until `ended` turns true
+/// (the task is over) and the file is drained; a file not there yet is waited for while the
+/// task lives. Polls every `poll`.
 pub async fn follow(
     follower: &mut FileFollower,
-    out: &mut dyn FnMut(&str) -> std::io::Result<()>,
-    mut ended: impl AsyncFnMut() -> Result<bool, CliError>,
+    out: &mut impl FnMut(&str) -> std::io::Result<()>,
+    ended: &tokio::sync::watch::Receiver<bool>,
     poll: Duration,
 ) -> Result<(), CliError> {
     loop {
-        // Asked before reading: whatever the task wrote before it ended is read below.
-        let over = ended().await?;
+        // Looked at before reading: whatever the task wrote before it ended is read below.
+        let over = *ended.borrow();
         loop {
             match follower.next().await {
                 Ok(chunk) if chunk.is_empty() => break,
@@ -319,6 +319,98 @@ pub async fn follow(
             return Ok(());
         }
         tokio::time::sleep(poll).await;
+    }
+}
+
+/// Which of this process's outputs a task's file goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Stdout,
+    Stderr,
+}
+
+/// Cuts text into lines, each prefixed (`[web-1] `); without a prefix, text passes as it is.
+#[derive(Debug, Default)]
+pub struct LinePrefixer {
+    prefix: Option<String>,
+    partial: String,
+}
+
+impl LinePrefixer {
+    pub fn new(prefix: Option<String>) -> LinePrefixer {
+        LinePrefixer { prefix, partial: String::new() }
+    }
+
+    /// The complete lines `text` finishes, prefixed; the rest waits for its newline.
+    pub fn push(&mut self, text: &str) -> String {
+        let Some(prefix) = &self.prefix else { return text.to_owned() };
+        self.partial.push_str(text);
+        let Some(end) = self.partial.rfind('\n') else { return String::new() };
+        let rest = self.partial.split_off(end + 1);
+        let complete = std::mem::replace(&mut self.partial, rest);
+        complete.lines().map(|line| format!("{prefix}{line}\n")).collect()
+    }
+
+    /// A last line without its newline, prefixed and ended.
+    pub fn finish(&mut self) -> String {
+        match (&self.prefix, self.partial.is_empty()) {
+            (Some(prefix), false) => format!("{prefix}{}\n", std::mem::take(&mut self.partial)),
+            _ => String::new(),
+        }
+    }
+}
+
+/// Streams a task's stdout and stderr to this process's, as they are written, until `ended`
+/// turns true and both files are drained (what `agora run` shows). Waits for the sandbox
+/// while the task lives; a task that ended without one printed nothing.
+pub async fn stream_output(
+    files: AgentFiles,
+    framework_id: String,
+    task_id: String,
+    prefix: Option<String>,
+    ended: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), CliError> {
+    let sandbox = loop {
+        let over = *ended.borrow();
+        if let Some(sandbox) = files.sandbox_of(&framework_id, &task_id).await? {
+            break sandbox;
+        }
+        if over {
+            return Ok(());
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+    };
+    let one = |name: &str, target: Target| {
+        let mut follower = FileFollower::new(files.clone(), format!("{sandbox}/{name}"), 0);
+        let ended = ended.clone();
+        let mut lines = LinePrefixer::new(prefix.clone());
+        async move {
+            let mut write = |text: &str| -> std::io::Result<()> { emit(target, &lines.push(text)) };
+            follow(&mut follower, &mut write, &ended, FOLLOW_POLL).await?;
+            emit(target, &lines.finish())?;
+            Ok::<(), CliError>(())
+        }
+    };
+    let (out, err) = tokio::join!(one("stdout", Target::Stdout), one("stderr", Target::Stderr));
+    out.and(err)
+}
+
+/// Writes to this process's stdout or stderr at once (flushed).
+fn emit(target: Target, text: &str) -> std::io::Result<()> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    match target {
+        Target::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()
+        }
+        Target::Stderr => {
+            let mut out = std::io::stderr().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()
+        }
     }
 }
 
@@ -448,20 +540,24 @@ pub async fn log(
         }
         return Ok(());
     }
-    let framework_id = location.framework_id.clone();
-    let mut last_asked: Option<tokio::time::Instant> = None;
-    let mut over = Location::ended(&location.task);
-    let ended = async || -> Result<bool, CliError> {
-        if over || last_asked.is_some_and(|t| t.elapsed() < ENDED_POLL) {
-            return Ok(over);
+    let (ended_tx, ended) = tokio::sync::watch::channel(Location::ended(&location.task));
+    let path = format!("/tasks?task_id={}&framework_id={}&limit=1", encode(task_id), encode(&location.framework_id));
+    // Asks the master whether the task has ended, until it has.
+    let watch = async {
+        while !*ended_tx.borrow() {
+            tokio::time::sleep(ENDED_POLL).await;
+            let found = client.get(&path).await?;
+            if found["tasks"].as_array().and_then(|t| t.first()).is_none_or(Location::ended) {
+                ended_tx.send_replace(true);
+            }
         }
-        last_asked = Some(tokio::time::Instant::now());
-        let path = format!("/tasks?task_id={}&framework_id={}&limit=1", encode(task_id), encode(&framework_id));
-        let found = client.get(&path).await?;
-        over = found["tasks"].as_array().and_then(|t| t.first()).is_none_or(Location::ended);
-        Ok(over)
+        // Kept pending: the follower ends the join once it has drained the file.
+        std::future::pending::<Result<(), CliError>>().await
     };
-    follow(&mut follower, &mut write, ended, FOLLOW_POLL).await
+    tokio::select! {
+        followed = follow(&mut follower, &mut write, &ended, FOLLOW_POLL) => followed,
+        failed = watch => failed,
+    }
 }
 
 fn missing(location: &Location, name: &str) -> CliError {
@@ -500,6 +596,18 @@ mod tests {
         assert_eq!(last_lines("a\nb\nc", 2), "b\nc");
         assert_eq!(last_lines("a\nb\n", 5), "a\nb\n");
         assert_eq!(last_lines("a\nb\n", 0), "");
+    }
+
+    #[test]
+    fn prefixed_lines_wait_for_their_newline_and_a_last_line_is_ended() {
+        let mut lines = LinePrefixer::new(Some("[t-1] ".to_owned()));
+        assert_eq!(lines.push("a\nb"), "[t-1] a\n");
+        assert_eq!(lines.push("c\n\nd"), "[t-1] bc\n[t-1] \n");
+        assert_eq!(lines.finish(), "[t-1] d\n");
+        assert_eq!(lines.finish(), "");
+        let mut bare = LinePrefixer::new(None);
+        assert_eq!(bare.push("no newline"), "no newline");
+        assert_eq!(bare.finish(), "");
     }
 
     #[test]
