@@ -568,3 +568,64 @@ async fn services_and_cron_authenticate_to_the_master_and_refuse_unauthenticated
     .expect("join");
     assert!(passed && output.contains("PASSED"), "{output}");
 }
+
+#[tokio::test]
+async fn an_agent_authenticates_sandbox_readers_and_applies_access_sandboxes_by_the_tasks_user() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let credentials = write(dir.path(), "credentials", "ops ops-secret\nweb web-secret\n");
+    let acls = write(
+        dir.path(),
+        "acls.json",
+        r#"{"access_sandboxes": [
+            {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
+            {"principals": {"values": ["web"]}, "users": {"values": ["root"]}},
+            {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}
+        ]}"#,
+    );
+    let cluster = Cluster::master_only(&[]).await;
+    let work = dir.path().join("agent");
+    let port = common::free_port().to_string();
+    let _agent = common::Proc::spawn(
+        "agent",
+        dir.path(),
+        &[
+            "agent",
+            "--master",
+            &cluster.master,
+            "--port",
+            &port,
+            "--work-dir",
+            work.to_str().expect("utf-8"),
+            "--resources",
+            "cpus:1;mem:256",
+            "--credentials",
+            &credentials,
+            "--authenticate-http",
+            "--acls",
+            &acls,
+        ],
+    );
+    cluster.wait_for_agents(1).await;
+    let run = cluster.run(&["--name", "greet", "--user", "nobody", "--shell", "--", "echo hello-sandbox"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let http = reqwest::Client::new();
+    let agent = format!("http://127.0.0.1:{port}");
+    assert!(http.get(format!("{agent}/health")).send().await.expect("answers").status().is_success());
+    let anonymous = http.get(format!("{agent}/files/browse?path=")).send().await.expect("answers");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let (status, listing) = send(http.get(format!("{agent}/files/browse?path=")).bearer_auth("ops-secret")).await;
+    assert_eq!(status, StatusCode::OK, "{listing}");
+    let framework = listing[0]["path"].as_str().expect("the framework's directory").to_owned();
+    let (status, _) = send(http.get(format!("{agent}/files/browse?path=")).bearer_auth("web-secret")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "web may not list every user's sandboxes");
+
+    let stdout = format!("{agent}/files/read?path={framework}/greet-0/stdout&offset=0");
+    let (status, read) = send(http.get(&stdout).basic_auth("ops", Some("ops-secret"))).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert!(read["data"].as_str().unwrap_or_default().contains("hello-sandbox"), "{read}");
+    let (status, refused) = send(http.get(&stdout).basic_auth("web", Some("web-secret"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["details"][0]["acl"], "access_sandboxes[2]", "{refused}");
+    assert!(refused["message"].as_str().unwrap_or_default().contains("users \"nobody\""), "{refused}");
+}

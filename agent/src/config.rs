@@ -65,6 +65,11 @@ pub struct AgentConfig {
     /// The principal and secret the agent authenticates to the master with (`--credential`;
     /// the master's `--authenticate-agents`).
     pub credential: Option<agora_proto::auth::Credential>,
+    /// Who may call the agent's HTTP API (`--credentials`, `--authenticate-http`); `None`:
+    /// anyone.
+    pub http_gate: Option<std::sync::Arc<agora_proto::edge::authenticate::HttpGate>>,
+    /// The operator's ACLs (`--acls`): the agent applies `access_sandboxes`.
+    pub acls: Option<std::sync::Arc<agora_proto::acl::Acls>>,
 }
 
 /// Where the master is.
@@ -128,6 +133,8 @@ impl AgentConfig {
             http_max_connections: 512,
             http_idle_timeout_ms: 30_000,
             credential: None,
+            http_gate: None,
+            acls: None,
         }
     }
 }

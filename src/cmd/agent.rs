@@ -113,6 +113,14 @@ pub struct ServeArgs {
     /// `principal secret`, or JSON `{"principal": …, "secret": …}` (Mesos' --credential).
     #[arg(long, value_name = "FILE")]
     pub credential: Option<PathBuf>,
+    /// Who may call the agent's HTTP API: --credentials FILE, and --authenticate-http to
+    /// refuse callers without a valid one (`/health` stays open).
+    #[command(flatten)]
+    pub rest_auth: super::auth::RestAuth,
+    /// The operator's ACLs (the master's --acls file): the agent applies
+    /// `access_sandboxes` to its sandbox files, by the sandbox's user.
+    #[arg(long, value_name = "FILE")]
+    pub acls: Option<PathBuf>,
 }
 
 /// How tasks are isolated; shared by `agora agent` and `agora local`.
@@ -204,6 +212,8 @@ impl ServeArgs {
                 agora_proto::auth::Credential::load(path).map_err(|e| anyhow::anyhow!("--credential {e}"))?;
             config.credential = Some(credential);
         }
+        config.http_gate = self.rest_auth.gate_with_open_paths(&["/health"])?;
+        config.acls = self.acls.as_ref().map(super::auth::load_acls).transpose()?;
         Ok(config)
     }
 }

@@ -43,14 +43,22 @@ pub struct RestAuth {
     /// format, as the master's --credentials).
     #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
-    /// Refuse REST calls without a valid credential (HTTP Basic, `Bearer SECRET` or
-    /// Marathon's `token=SECRET`); `/ping` stays open.
+    /// Refuse HTTP calls without a valid credential (HTTP Basic, `Bearer SECRET` or
+    /// Marathon's `token=SECRET`); the health probe (`/ping`, `/health`) stays open.
     #[arg(long)]
     pub authenticate_http: bool,
 }
 
 impl RestAuth {
+    /// The gate of a REST API whose health probe is `/ping` (services, cron).
     pub fn gate(&self) -> anyhow::Result<Option<Arc<agora_proto::edge::authenticate::HttpGate>>> {
+        self.gate_with_open_paths(&["/ping"])
+    }
+
+    pub fn gate_with_open_paths(
+        &self,
+        open_paths: &'static [&'static str],
+    ) -> anyhow::Result<Option<Arc<agora_proto::edge::authenticate::HttpGate>>> {
         let Some(credentials) = load_credentials(self.credentials.as_ref())? else {
             if self.authenticate_http {
                 anyhow::bail!("--authenticate-http needs --credentials with at least one principal");
@@ -63,7 +71,7 @@ impl RestAuth {
         Ok(Some(Arc::new(agora_proto::edge::authenticate::HttpGate {
             credentials,
             required: self.authenticate_http,
-            open_paths: &["/ping"],
+            open_paths,
         })))
     }
 }

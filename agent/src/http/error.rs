@@ -25,6 +25,9 @@ pub(crate) enum HttpError {
     Stopping,
     #[error("too many requests at once; try again")]
     Busy,
+    /// The `access_sandboxes` ACL refused; `acl` names the rule.
+    #[error("{message}")]
+    Forbidden { message: String, acl: String },
 }
 
 impl IntoResponse for HttpError {
@@ -42,6 +45,7 @@ impl IntoResponse for HttpError {
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({ "path": path, "error": cause.to_string() }))
             }
             HttpError::Stopping | HttpError::Busy => (StatusCode::SERVICE_UNAVAILABLE, serde_json::Value::Null),
+            HttpError::Forbidden { acl, .. } => (StatusCode::FORBIDDEN, json!([{ "acl": acl }])),
         };
         (status, Json(json!({ "message": self.to_string(), "details": details }))).into_response()
     }

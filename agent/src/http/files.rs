@@ -18,11 +18,13 @@ use std::io::SeekFrom;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use axum::Json;
+use agora_proto::acl::Action;
+use agora_proto::edge::Authenticated;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -66,10 +68,12 @@ pub(crate) struct ReadReply {
 
 pub(crate) async fn browse(
     State(state): State<HttpState>,
+    caller: Option<Extension<Authenticated>>,
     Query(query): Query<FileQuery>,
 ) -> Result<Json<Vec<FileEntry>>, HttpError> {
     let requested = query.path.unwrap_or_default();
     let dir = resolve(&state.sandboxes, &requested).await?;
+    authorize(&state, &caller, &dir).await?;
     let io = |cause| HttpError::Io { path: requested.clone(), cause };
     if !tokio::fs::metadata(&dir).await.map_err(io)?.is_dir() {
         return Err(HttpError::NotADirectory { path: requested });
@@ -98,6 +102,7 @@ pub(crate) async fn browse(
 
 pub(crate) async fn read(
     State(state): State<HttpState>,
+    caller: Option<Extension<Authenticated>>,
     Query(query): Query<FileQuery>,
 ) -> Result<Json<ReadReply>, HttpError> {
     let requested =
@@ -105,6 +110,7 @@ pub(crate) async fn read(
     let offset = number("offset", query.offset.as_deref())?;
     let length = number("length", query.length.as_deref())?;
     let file_path = resolve(&state.sandboxes, &requested).await?;
+    authorize(&state, &caller, &file_path).await?;
     let io = |cause| HttpError::Io { path: requested.clone(), cause };
     let (mut file, size) = open_regular(&state.sandboxes, &file_path, &requested).await?;
     // As in Mesos: no offset (or -1) asks for the file's size only.
@@ -124,11 +130,13 @@ pub(crate) async fn read(
 
 pub(crate) async fn download(
     State(state): State<HttpState>,
+    caller: Option<Extension<Authenticated>>,
     Query(query): Query<FileQuery>,
 ) -> Result<Response, HttpError> {
     let requested =
         query.path.clone().ok_or(HttpError::BadParameter { field: "path", reason: "is required".into() })?;
     let file_path = resolve(&state.sandboxes, &requested).await?;
+    authorize(&state, &caller, &file_path).await?;
     let (mut file, _) = open_regular(&state.sandboxes, &file_path, &requested).await?;
     let body = async_stream::stream! {
         let mut buffer = vec![0u8; DOWNLOAD_CHUNK];
@@ -229,6 +237,48 @@ fn number(field: &'static str, value: Option<&str>) -> Result<Option<u64>, HttpE
             reason: format!("{text:?} is not a non-negative integer or -1"),
         }),
     }
+}
+
+/// The `access_sandboxes` ACL for `path` (canonical, under the sandboxes root): its object
+/// is the user the sandbox (`<framework_id>/<task_id>`) belongs to, which is the task's
+/// user (the agent hands the sandbox to it; an agent that cannot switch users runs every
+/// task as itself). Above a sandbox (the root, a framework's directory) the caller must
+/// be allowed every user.
+async fn authorize(state: &HttpState, caller: &Option<Extension<Authenticated>>, path: &Path) -> Result<(), HttpError> {
+    let Some(acls) = &state.acls else { return Ok(()) };
+    if !acls.restricts(Action::AccessSandboxes) {
+        return Ok(());
+    }
+    let principal = caller.as_ref().map(|Extension(a)| a.principal.as_str());
+    let relative = path.strip_prefix(state.sandboxes.as_path()).unwrap_or(path);
+    let mut components = relative.components();
+    let (Some(framework), Some(task)) = (components.next(), components.next()) else {
+        if acls.allows_all(Action::AccessSandboxes, principal) {
+            return Ok(());
+        }
+        return Err(HttpError::Forbidden {
+            message: "listing above a task's sandbox needs access_sandboxes for every user".to_owned(),
+            acl: Action::AccessSandboxes.name().to_owned(),
+        });
+    };
+    let sandbox = state.sandboxes.join(framework).join(task);
+    let uid = tokio::fs::metadata(&sandbox)
+        .await
+        .map_err(|cause| HttpError::Io { path: relative.display().to_string(), cause })?
+        .uid();
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|user| user.name)
+        .unwrap_or_else(|| uid.to_string());
+    acls.check(Action::AccessSandboxes, principal, &user).map_err(|denied| {
+        tracing::warn!(%denied, "sandbox read refused by the ACLs");
+        let acl = match denied.rule {
+            Some(index) => format!("{}[{index}]", denied.action.name()),
+            None => "permissive: false".to_owned(),
+        };
+        HttpError::Forbidden { message: denied.to_string(), acl }
+    })
 }
 
 /// The file or directory `requested` names under `root` (canonical), or why not.

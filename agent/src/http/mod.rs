@@ -35,16 +35,37 @@ pub(crate) struct HttpState {
     /// Canonical, so that resolved paths can be checked against it by prefix.
     sandboxes: Arc<PathBuf>,
     permits: Arc<Semaphore>,
+    /// Who may call (`--credentials`, `--authenticate-http`) and read which sandboxes
+    /// (`--acls`: `access_sandboxes`).
+    auth: Option<Arc<agora_proto::edge::authenticate::HttpGate>>,
+    acls: Option<Arc<agora_proto::acl::Acls>>,
 }
 
 impl HttpState {
     pub fn new(events: mpsc::Sender<Event>, sandboxes: PathBuf) -> Self {
-        Self { events, sandboxes: Arc::new(sandboxes), permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)) }
+        Self {
+            events,
+            sandboxes: Arc::new(sandboxes),
+            permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
+            auth: None,
+            acls: None,
+        }
+    }
+
+    /// Authenticates callers through `gate` and checks `access_sandboxes` against `acls`.
+    pub fn with_auth(
+        mut self,
+        gate: Option<Arc<agora_proto::edge::authenticate::HttpGate>>,
+        acls: Option<Arc<agora_proto::acl::Acls>>,
+    ) -> Self {
+        self.auth = gate;
+        self.acls = acls;
+        self
     }
 }
 
 pub(crate) fn router(state: HttpState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/health", get(health))
         .route("/state", get(state::state))
         .route("/files/browse", get(files::browse))
@@ -55,8 +76,13 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/metrics", get(monitor::metrics))
         .layer(middleware::from_fn_with_state(state.clone(), limit_concurrency))
         // axum's own refusals (405, a malformed query) in the JSON shape too.
-        .layer(middleware::from_fn(agora_proto::edge::json_errors))
-        .with_state(state)
+        .layer(middleware::from_fn(agora_proto::edge::json_errors));
+    let router = match state.auth.clone() {
+        // Outermost: a refusal costs no permit.
+        Some(gate) => router.layer(middleware::from_fn_with_state(gate, agora_proto::edge::authenticate::authenticate)),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// Bounds on the agent's HTTP connections.

@@ -189,7 +189,8 @@ pub async fn run(
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE_LEN);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let http_state = http::HttpState::new(events_tx.clone(), sandboxes.clone());
+    let http_state = http::HttpState::new(events_tx.clone(), sandboxes.clone())
+        .with_auth(config.http_gate.clone(), config.acls.clone());
     let limits = http::ConnectionLimits {
         max_connections: config.http_max_connections,
         idle_timeout: Duration::from_millis(config.http_idle_timeout_ms.max(1)),

@@ -5,6 +5,7 @@
 //! can persist it as it is and a restarted master can take it back with
 //! [`Master::restore_role_policy`].
 
+use agora_proto::acl::Action;
 use std::collections::{BTreeMap, BTreeSet};
 
 use agora_proto::model::{AgentId, FrameworkId, OfferId, Resources, Role, Scalars};
@@ -507,6 +508,15 @@ impl Master {
             };
             let refuse = |reason: String| CallError::Invalid { field: field.clone(), reason };
             check_reserved(&field, resources).map_err(|e| refuse(e.reason))?;
+            if let Some(acls) = &self.config.acls {
+                let action = if reserve { Action::ReserveResources } else { Action::UnreserveResources };
+                let principal = self.frameworks.get(framework_id).map(|f| f.info.principal.as_str());
+                let principal = principal.filter(|p| !p.is_empty());
+                for (reserved_role, _) in resources.pools() {
+                    acls.check(action, principal, reserved_role.as_str())
+                        .map_err(|denied| CallError::Forbidden(denied.to_string()))?;
+                }
+            }
             if reserve {
                 if let Some((other, _)) = resources.pools().find(|(r, _)| *r != role) {
                     return Err(refuse(format!("the offers are for role {role}, not {other}")));

@@ -466,6 +466,31 @@ fn a_reserve_operation_for_another_role_refuses_the_accept_and_keeps_the_offer()
     );
 }
 
+#[test]
+fn a_reserve_operation_the_reserve_resources_acl_forbids_refuses_the_accept_and_keeps_the_offer() {
+    let acls = agora_proto::acl::Acls::parse(
+        r#"{"reserve_resources": [{"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}]}"#,
+    )
+    .expect("valid ACLs");
+    let config = Config { master_id: "m".to_owned(), acls: Some(std::sync::Arc::new(acls)), ..Config::default() };
+    let mut m = Master::new(config, 7);
+    let agent = add_agent(&mut m, 1, "cpus:4;mem:4096");
+    let eng = subscribe(&mut m, "eng", &["eng"]);
+    let (_, offer) = allocate(&mut m, 0).first().cloned().expect("an offer");
+    let operations = vec![Operation::Reserve { resources: resources("cpus(eng):1") }];
+    let call = Call::Accept { offer_ids: vec![offer.id.clone()], operations, refuse_ms: 0 };
+    let err = m.call(0, &eng.0, &eng.1, call).expect_err("forbidden");
+    assert_eq!(
+        err,
+        CallError::Forbidden(
+            "an anonymous caller may not reserve_resources for roles \"eng\": refused by ACL reserve_resources[0]"
+                .to_owned()
+        )
+    );
+    assert_eq!(m.outstanding_offers().count(), 1, "the offer stays outstanding");
+    assert_eq!(m.role_policy().reservations.get(&agent), None, "nothing reserved");
+}
+
 /// LargeAndSmallQuota scaled down: every role gets exactly its quota in one round, and the
 /// round after it offers nothing.
 #[test]
