@@ -311,3 +311,39 @@ fn services_flags_are_checked_and_need_the_services_mode() {
     let output = run(&["--services", "--chaos", "1"]);
     assert!(!output.status.success(), "--services and --chaos conflict");
 }
+
+#[test]
+fn a_bench_against_an_absent_master_fails_at_once_in_one_line() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = closed.local_addr().expect("address").to_string();
+    drop(closed);
+    let started = std::time::Instant::now();
+    let output = Command::new(AGORA)
+        .args(["bench", "--master", &address, "--duration-limit", "5", "--agents", "2", "--tasks", "10"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run agora bench");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.trim().starts_with(&format!("agora: --master: cannot reach the master at {address}: ")), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "at once: {:?}", started.elapsed());
+}
+
+#[test]
+fn a_bench_against_a_master_that_never_answers_ends_at_its_duration_limit() {
+    // Accepts connections and says nothing, as a hung master would.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = silent.local_addr().expect("address").to_string();
+    let started = std::time::Instant::now();
+    let output = Command::new(AGORA)
+        .args(["bench", "--master", &address, "--duration-limit", "3", "--agents", "2", "--tasks", "10"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run agora bench");
+    let elapsed = started.elapsed();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--duration-limit 3 s reached"), "{stderr}");
+    assert!(elapsed < std::time::Duration::from_secs(15), "the limit is kept: {elapsed:?}\n{stderr}");
+    drop(silent);
+}

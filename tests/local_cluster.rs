@@ -324,3 +324,41 @@ async fn agora_local_started_as_root_runs_root_tasks_as_nobody() {
         assert_eq!(output.status.code(), Some(0), "as {user}: {}", describe(&output));
     }
 }
+
+/// `agora local` with `ARGS` in a fresh work dir; its output once it has exited.
+fn local_refused(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let work = dir.join("work");
+    let mut command = std::process::Command::new(common::AGORA);
+    command
+        .args(["local", "--work-dir", work.to_str().expect("utf-8 path"), "--no-services", "--no-cron"])
+        .args(args)
+        .env("RUST_LOG", "info");
+    common::run_bounded(command)
+}
+
+#[test]
+fn agora_local_on_a_busy_port_leaves_no_lock_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("address").port().to_string();
+    let output = local_refused(dir.path(), &["--port", &port]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains(&format!("--port {port}: cannot listen on 127.0.0.1:{port}")),
+        "{}",
+        describe(&output)
+    );
+    assert!(!dir.path().join("work/master/LOCK").exists(), "no master/LOCK left behind");
+}
+
+#[test]
+fn agora_local_with_bad_resources_stops_before_the_master_starts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = common::free_port().to_string();
+    let output = local_refused(dir.path(), &["--port", &port, "--resources", "cpus:many"]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let said = stderr(&output);
+    assert!(said.contains("--resources: "), "{said}");
+    assert!(!said.contains("listening"), "nothing started: {said}");
+    assert!(!dir.path().join("work/master/LOCK").exists(), "nothing written");
+}

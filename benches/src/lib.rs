@@ -342,6 +342,26 @@ impl InProcessMaster {
     }
 }
 
+/// How long the final measurements may wait for the master.
+const MEASURE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a named master gets to accept a connection before the bench gives up on it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Fails at once, in one line, when none of the named masters accepts a connection: a
+/// bench against nothing would only wait out its limits.
+async fn reachable(masters: &[String]) -> anyhow::Result<()> {
+    let mut reasons = Vec::new();
+    for master in masters {
+        let address = master.trim().trim_start_matches("http://").trim_end_matches('/');
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(error)) => reasons.push(format!("{address}: {error}")),
+            Err(_) => reasons.push(format!("{address}: no answer within {CONNECT_TIMEOUT:?}")),
+        }
+    }
+    anyhow::bail!("--master: cannot reach the master at {}", reasons.join("; "))
+}
+
 /// Runs the bench to its end and prints its JSON line: success when no task was lost, the
 /// duration limit was not hit and a requested failover completed. Dropping the future (as
 /// `agora bench` does on Ctrl-C) shuts down the runtimes it made and kills the master
@@ -365,6 +385,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut master_task = None;
     let mut master_runtime = None;
     let addresses = if !args.master.is_empty() {
+        reachable(&args.master).await?;
         args.master.clone()
     } else if args.masters > 0 {
         let etcd_binary = std::env::var("ETCD").unwrap_or_else(|_| "etcd".to_owned());
@@ -423,7 +444,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let fleet = Fleet::start(fleet_spec, masters.clone(), stop_rx.clone()).await;
     let agent_counters = fleet.counters().clone();
-    let registered = fleet.wait_registered(args.agents as u64, Duration::from_secs(30)).await;
+    // At most 30 s, and never past --duration-limit.
+    let registration_wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(30));
+    let registered = fleet.wait_registered(args.agents as u64, registration_wait).await;
     let registration_s = started.elapsed().as_secs_f64();
     eprintln!("agora bench: {registered}/{} agents registered in {registration_s:.1} s", args.agents);
 
@@ -483,10 +506,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
 
     // Measurements from the master before anything stops.
-    let leader = serving_leader(masters.addresses(), None).await;
+    // Bounded: a master that does not answer must not hold the report past the limit.
+    let leader = tokio::time::timeout(MEASURE_TIMEOUT, serving_leader(masters.addresses(), None)).await.ok().flatten();
     let leader_address = leader.and_then(|i| masters.addresses().get(i).cloned());
     let metrics = match &leader_address {
-        Some(address) => http_get(address, "/metrics").await.filter(|(code, _)| *code == 200).map(|(_, body)| body),
+        Some(address) => tokio::time::timeout(MEASURE_TIMEOUT, http_get(address, "/metrics"))
+            .await
+            .ok()
+            .flatten()
+            .filter(|(code, _)| *code == 200)
+            .map(|(_, body)| body),
         None => None,
     };
     let allocation = metrics.as_deref().map(|text| stats::parse_histogram(text, "agora_master_allocation_seconds"));

@@ -68,8 +68,10 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     // Absolute from here on: the agents' tasks run in their sandboxes, not here.
     let work_dir = std::path::absolute(&args.work_dir)
         .with_context(|| format!("--work-dir {}: cannot make it absolute", args.work_dir.display()))?;
-    let master_dir = work_dir.join("master");
-    let _lock = lock_work_dir(&master_dir)?;
+    // Every flag is checked and every port bound before anything is written or started: a
+    // mistake or a port in use leaves nothing behind (no `master/LOCK`, no master logs).
+    agora_proto::model::Resources::parse(args.resources.as_deref().unwrap_or(""))
+        .map_err(|e| anyhow::anyhow!("--resources: {e}"))?;
     let address = SocketAddr::new(args.ip, args.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -98,19 +100,14 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         Some(listener)
     };
     let mut options = args.tuning.options(master.clone())?;
+    let master_dir = work_dir.join("master");
+    let _lock = lock_work_dir(&master_dir)?;
     options.registry_path = Some(master_dir.join("registry.redb"));
-
-    // The master stops after the agents, so that the updates of the tasks they kill still
-    // reach the frameworks and their acknowledgements come back.
-    let (stop_master, master_stopped) = watch::channel(false);
-    let mut master_task = tokio::spawn(agora_master::runtime::serve(listener, options, async move {
-        let mut stopped = master_stopped;
-        agora_master::runtime::stopped(&mut stopped).await
-    }));
-    let (drain_agents, agents_drained) = watch::channel(false);
-    let mut agents = tokio::task::JoinSet::new();
+    // Detected after the work dir exists: its file system's free space is the agents' disk.
     let total = agora_agent::resolve_resources(args.resources.as_deref(), &work_dir)
         .map_err(|e| anyhow::anyhow!("--resources: {e}"))?;
+
+    let mut agent_setups = Vec::new();
     for (index, share) in agora_agent::split_resources(&total, args.agents).into_iter().enumerate() {
         let agent_listener =
             tokio::net::TcpListener::bind((args.ip, 0)).await.context("binding an agent's HTTP port")?;
@@ -123,6 +120,19 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
             // frameworks name the user who started them.
             config.root_tasks_as = Some("nobody".to_owned());
         }
+        agent_setups.push((config, agent_listener));
+    }
+
+    // The master stops after the agents, so that the updates of the tasks they kill still
+    // reach the frameworks and their acknowledgements come back.
+    let (stop_master, master_stopped) = watch::channel(false);
+    let mut master_task = tokio::spawn(agora_master::runtime::serve(listener, options, async move {
+        let mut stopped = master_stopped;
+        agora_master::runtime::stopped(&mut stopped).await
+    }));
+    let (drain_agents, agents_drained) = watch::channel(false);
+    let mut agents = tokio::task::JoinSet::new();
+    for (index, (config, agent_listener)) in agent_setups.into_iter().enumerate() {
         tracing::info!(agent = index, resources = %config.resources, "starting agent");
         let mut drain = agents_drained.clone();
         agents.spawn(agora_agent::run(config, agent_listener, async move {

@@ -159,11 +159,12 @@ pub fn lock_work_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let security = args.auth.security()?;
-    let _lock = lock_work_dir(&args.work_dir)?;
     let address = SocketAddr::new(args.ip, args.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("--port {}: cannot listen on {address}", args.port))?;
+    // After the port: one in use leaves no `LOCK` behind.
+    let _lock = lock_work_dir(&args.work_dir)?;
     let bound = listener.local_addr()?;
     let mut options = args.tuning.options(args.advertise.clone().unwrap_or_else(|| bound.to_string()))?;
     options.security = security;
