@@ -314,10 +314,13 @@ mod tests {
         Acls::parse(FILE).expect("a valid file")
     }
 
+    /// An action, a principal, an object, and the decision (a refusal by its rule's index).
+    type Case = (Action, Option<&'static str>, &'static str, Result<(), Option<usize>>);
+
     #[test]
     fn the_first_matching_rule_decides_and_names_itself_when_it_refuses() {
         let acls = acls();
-        let cases: [(Action, Option<&str>, &str, Result<(), Option<usize>>); 10] = [
+        let cases: [Case; 10] = [
             (Action::RegisterFrameworks, Some("web"), "web", Ok(())),
             (Action::RegisterFrameworks, Some("web"), "batch", Ok(())),
             (Action::RegisterFrameworks, Some("ops"), "web", Err(None)),

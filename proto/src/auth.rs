@@ -407,7 +407,7 @@ mod tests {
             (None, Err(Refusal::Missing)),
         ];
         for (value, expected) in cases {
-            assert_eq!(credentials.authenticate(value.as_deref()), expected, "{value:?}");
+            assert_eq!(credentials.authenticate(value), expected, "{value:?}");
         }
     }
 

@@ -114,7 +114,7 @@ impl MasterAuth {
             authenticate_frameworks: self.authenticate_frameworks,
             authenticate_agents: self.authenticate_agents,
             authenticate_http: self.authenticate_http,
-            acls: self.acls.as_ref().map(|path| load_acls(path)).transpose()?,
+            acls: self.acls.as_ref().map(load_acls).transpose()?,
         };
         security.validate().map_err(|e| anyhow::anyhow!(e))?;
         Ok(security)
