@@ -628,4 +628,24 @@ async fn an_agent_authenticates_sandbox_readers_and_applies_access_sandboxes_by_
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
     assert_eq!(refused["details"][0]["acl"], "access_sandboxes[2]", "{refused}");
     assert!(refused["message"].as_str().unwrap_or_default().contains("users \"nobody\""), "{refused}");
+
+    // The operator's CLI reads the sandbox with $AGORA_PRINCIPAL's credential, and without
+    // one is told so in one line.
+    let secret = write(dir.path(), "ops.secret", "ops-secret");
+    let log = |credential: bool| {
+        let mut command = std::process::Command::new(common::AGORA);
+        command.args(["task", "log", "greet-0", "--master", &cluster.master]).env("RUST_LOG", "warn");
+        command.env_remove("AGORA_PRINCIPAL").env_remove("AGORA_SECRET_FILE");
+        if credential {
+            command.env("AGORA_PRINCIPAL", "ops").env("AGORA_SECRET_FILE", &secret);
+        }
+        common::run_bounded(command)
+    };
+    let read = log(true);
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "hello-sandbox\n");
+    let refused = log(false);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.starts_with("agora task log: agent ") && said.contains("authentication is required"), "{said}");
 }

@@ -39,20 +39,7 @@ impl RestClient {
             return Err(format!("{base:?}: expected http://HOST:PORT"));
         }
         // A follower answers with a 307 to the leader; reqwest follows it (method and body kept).
-        // A server run with --authenticate-http needs the caller's credential on every call:
-        // `$AGORA_PRINCIPAL` and `$AGORA_SECRET_FILE`.
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(credential) = agora_proto::auth::Credential::from_env().map_err(|e| e.to_string())? {
-            let mut value = reqwest::header::HeaderValue::try_from(credential.basic())
-                .map_err(|_| "the principal and secret must be printable".to_owned())?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(timeout)
-            .build()
-            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let http = http_client(timeout)?;
         Ok(RestClient { base, http, what })
     }
 
@@ -105,6 +92,24 @@ impl RestClient {
         let details = if details.len() > 1 { details.concat() } else { String::new() };
         Err(RestError::Api { method, path: path.to_owned(), status, message, details })
     }
+}
+
+/// The HTTP client of every command-line call (to a master, a framework's API or an agent's
+/// sandbox files): calls take at most `timeout`, and a server run with `--authenticate-http`
+/// gets the caller's credential on every call (`$AGORA_PRINCIPAL` and `$AGORA_SECRET_FILE`).
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(credential) = agora_proto::auth::Credential::from_env().map_err(|e| e.to_string())? {
+        let mut value = reqwest::header::HeaderValue::try_from(credential.basic())
+            .map_err(|_| "the principal and secret must be printable".to_owned())?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(timeout)
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))
 }
 
 /// A file's text (`-` is standard input), refused when larger than `max_bytes`.

@@ -126,10 +126,12 @@ pub enum ReadError {
 impl AgentFiles {
     /// The files of agent `agent_id` at `base` (`http://host:port`).
     pub fn new(agent_id: &str, base: &str) -> Result<AgentFiles, CliError> {
-        let http = reqwest::Client::builder().timeout(AGENT_TIMEOUT).build().map_err(|e| CliError::Agent {
+        // The same client as the master's: an agent run with --authenticate-http gets the
+        // operator's credential too.
+        let http = agora_sdk::cli::http_client(AGENT_TIMEOUT).map_err(|reason| CliError::Agent {
             agent: agent_id.to_owned(),
             url: base.to_owned(),
-            reason: e.to_string(),
+            reason,
         })?;
         Ok(AgentFiles { agent_id: agent_id.to_owned(), base: base.trim_end_matches('/').to_owned(), http })
     }
