@@ -649,3 +649,60 @@ async fn an_agent_authenticates_sandbox_readers_and_applies_access_sandboxes_by_
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.starts_with("agora task log: agent ") && said.contains("authentication is required"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agora_local_with_authenticate_makes_credentials_and_every_part_uses_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let work = dir.path().join("local");
+    let (port, services_port, cron_port) = (common::free_port(), common::free_port(), common::free_port());
+    let _local = common::Proc::spawn(
+        "local",
+        dir.path(),
+        &[
+            "local", "--authenticate", "--agents", "1", "--port", &port.to_string(), "--services-port",
+            &services_port.to_string(), "--cron-port", &cron_port.to_string(), "--work-dir",
+            work.to_str().expect("utf-8"),
+        ],
+    );
+    let secret_file = work.join("auth/operator.secret");
+    let secret = eventually("the operator's secret written", async || {
+        std::fs::read_to_string(&secret_file).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let master = format!("127.0.0.1:{port}");
+    // The agent, services and cron all authenticate: the agent registers, both frameworks subscribe.
+    eventually("the agent and both frameworks in", async || {
+        let response = http.get(format!("http://{master}/state")).bearer_auth(&secret).send().await.ok()?;
+        let state: Value = response.json().await.ok()?;
+        let agents = state["slaves"].as_array()?.len();
+        let mut principals: Vec<&str> =
+            state["frameworks"].as_array()?.iter().filter_map(|f| f["principal"].as_str()).collect();
+        principals.sort_unstable();
+        (agents == 1 && principals == ["cron", "services"]).then_some(())
+    })
+    .await;
+    for url in [
+        format!("http://{master}/state"),
+        format!("http://127.0.0.1:{services_port}/v2/apps"),
+        format!("http://127.0.0.1:{cron_port}/v1/scheduler/jobs"),
+    ] {
+        assert_eq!(http.get(&url).send().await.expect("answers").status(), StatusCode::UNAUTHORIZED, "{url}");
+        let authenticated = http.get(&url).basic_auth("operator", Some(&secret)).send().await.expect("answers");
+        assert_eq!(authenticated.status(), StatusCode::OK, "{url}");
+    }
+
+    let run = |with_credential: bool| {
+        let mut command = std::process::Command::new(common::AGORA);
+        command.args(["run", "--master", &master, "--timeout", "30", "--", "true"]).env("RUST_LOG", "warn");
+        command.env_remove("AGORA_PRINCIPAL").env_remove("AGORA_SECRET_FILE");
+        if with_credential {
+            command.env("AGORA_PRINCIPAL", "operator").env("AGORA_SECRET_FILE", &secret_file);
+        }
+        common::run_bounded(command)
+    };
+    let refused = run(false);
+    assert!(!refused.status.success(), "agora run without a credential is refused");
+    let done = run(true);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+}

@@ -120,3 +120,115 @@ impl MasterAuth {
         Ok(security)
     }
 }
+
+/// The principals `agora local --secure` makes: an operator for people and the CLIs, and
+/// one per part of the cluster.
+pub const LOCAL_PRINCIPALS: [&str; 4] = ["operator", "agent", "services", "cron"];
+
+/// Credentials made for one local cluster, kept in `DIR/credentials` (Mesos' JSON format,
+/// for the master, services and cron) and `DIR/<principal>.secret` (the secret alone, for
+/// `--secret-file` and `$AGORA_SECRET_FILE`), all readable by their owner only.
+#[derive(Debug, Clone)]
+pub struct LocalCredentials {
+    pub dir: PathBuf,
+    pub credentials: Arc<Credentials>,
+    /// Whether they were made now (else kept from an earlier start).
+    pub made: bool,
+}
+
+impl LocalCredentials {
+    /// Reads the credentials in `dir`, or makes them (random 256-bit secrets) when absent.
+    pub fn load_or_make(dir: &std::path::Path) -> anyhow::Result<Self> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = dir.join("credentials");
+        if path.exists() {
+            let credentials = Credentials::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            for principal in LOCAL_PRINCIPALS {
+                Credential::with_secret_file(principal, &dir.join(format!("{principal}.secret")))
+                    .map_err(|e| anyhow::anyhow!("{e}; remove {} to make new credentials", dir.display()))?;
+            }
+            return Ok(Self { dir: dir.to_owned(), credentials: Arc::new(credentials), made: false });
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let write = |name: &str, text: &str| -> anyhow::Result<()> {
+            let file = dir.join(name);
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&file)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            out.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", file.display()))
+        };
+        let mut entries = Vec::new();
+        for principal in LOCAL_PRINCIPALS {
+            let secret: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+            write(&format!("{principal}.secret"), &format!("{secret}\n"))?;
+            entries.push(serde_json::json!({ "principal": principal, "secret": secret }));
+        }
+        // The file that names them all goes last: its presence says the set is complete.
+        let file = serde_json::json!({ "credentials": entries });
+        write("credentials", &format!("{file:#}\n"))?;
+        let credentials = Credentials::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self { dir: dir.to_owned(), credentials: Arc::new(credentials), made: true })
+    }
+
+    /// The credential of one of [`LOCAL_PRINCIPALS`].
+    pub fn credential(&self, principal: &str) -> anyhow::Result<Credential> {
+        Credential::with_secret_file(principal, &self.secret_file(principal)).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    pub fn secret_file(&self, principal: &str) -> PathBuf {
+        self.dir.join(format!("{principal}.secret"))
+    }
+
+    /// What the master requires with these: every caller authenticates.
+    pub fn master_security(&self) -> agora_master::runtime::auth::Security {
+        agora_master::runtime::auth::Security {
+            credentials: Some(self.credentials.clone()),
+            authenticate_frameworks: true,
+            authenticate_agents: true,
+            authenticate_http: true,
+            acls: None,
+        }
+    }
+
+    /// The gate of an HTTP API (services, cron, the agents) with these: every caller
+    /// authenticates, but for the health probe at `open_paths`.
+    pub fn http_gate(&self, open_paths: &'static [&'static str]) -> Arc<agora_proto::edge::authenticate::HttpGate> {
+        Arc::new(agora_proto::edge::authenticate::HttpGate {
+            credentials: self.credentials.clone(),
+            required: true,
+            open_paths,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn local_credentials_are_made_once_private_and_read_back_the_same() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let auth = dir.path().join("auth");
+        let made = LocalCredentials::load_or_make(&auth).expect("made");
+        assert!(made.made);
+        assert_eq!(made.credentials.len(), LOCAL_PRINCIPALS.len());
+        for name in ["credentials", "operator.secret", "agent.secret", "services.secret", "cron.secret"] {
+            let mode = std::fs::metadata(auth.join(name)).expect("written").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+        let operator = made.credential("operator").expect("a credential");
+        assert!(made.credentials.verify("operator", operator.secret.expose()));
+        assert_eq!(operator.secret.expose().len(), 64);
+        let kept = LocalCredentials::load_or_make(&auth).expect("kept");
+        assert!(!kept.made);
+        assert_eq!(kept.credentials, made.credentials, "a restart keeps the secrets");
+        assert_ne!(made.credential("agent").expect("agent").secret, operator.secret);
+    }
+}

@@ -13,6 +13,7 @@ use agora_agent::{AgentConfig, Masters, Shutdown};
 use anyhow::Context;
 use tokio::sync::watch;
 
+use super::auth::LocalCredentials;
 use super::master::{Tuning, lock_work_dir};
 
 /// More agents than this on one machine is a mistake, not a test.
@@ -51,6 +52,11 @@ pub struct Args {
     /// Do not start the cron framework.
     #[arg(long)]
     pub no_cron: bool,
+    /// Require every caller to authenticate (frameworks, agents, operators, the services
+    /// and cron APIs), with credentials made in WORK_DIR/auth (kept across starts): use
+    /// them with AGORA_PRINCIPAL=operator AGORA_SECRET_FILE=WORK_DIR/auth/operator.secret.
+    #[arg(long)]
+    pub authenticate: bool,
     #[command(flatten)]
     pub isolation: super::agent::IsolationArgs,
     #[command(flatten)]
@@ -103,6 +109,13 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let master_dir = work_dir.join("master");
     let _lock = lock_work_dir(&master_dir)?;
     options.registry_path = Some(master_dir.join("registry.redb"));
+    let auth = match args.authenticate {
+        true => Some(LocalCredentials::load_or_make(&work_dir.join("auth"))?),
+        false => None,
+    };
+    if let Some(auth) = &auth {
+        options.security = auth.master_security();
+    }
     // Detected after the work dir exists: its file system's free space is the agents' disk.
     let total = agora_agent::resolve_resources(args.resources.as_deref(), &work_dir)
         .map_err(|e| anyhow::anyhow!("--resources: {e}"))?;
@@ -115,6 +128,10 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         config.hostname = agora_agent::default_hostname(args.ip);
         config.drain_updates_timeout_ms = DRAIN_UPDATES_TIMEOUT_MS;
         args.isolation.apply(&mut config)?;
+        if let Some(auth) = &auth {
+            config.credential = Some(auth.credential("agent")?);
+            config.http_gate = Some(auth.http_gate(&["/health"]));
+        }
         if !args.isolation.allow_root_tasks {
             // Run as root, `agora local` runs what would run as root as nobody instead:
             // frameworks name the user who started them.
@@ -144,14 +161,16 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     // Services subscribes like any framework; it stops after the agents have drained, so
     // that it hears of its tasks' ends, and before the master.
     let (stop_services, services_stopped) = watch::channel(false);
-    let (mut services_task, services_url) = match services(services_listener, &master, &work_dir, services_stopped)? {
-        Some((task, url)) => (Some(task), Some(url)),
-        None => (None, None),
-    };
-    let (mut cron_task, cron_url) = match cron(cron_listener, &master, &work_dir, stop_services.subscribe())? {
-        Some((task, url)) => (Some(task), Some(url)),
-        None => (None, None),
-    };
+    let (mut services_task, services_url) =
+        match services(services_listener, &master, &work_dir, auth.as_ref(), services_stopped)? {
+            Some((task, url)) => (Some(task), Some(url)),
+            None => (None, None),
+        };
+    let (mut cron_task, cron_url) =
+        match cron(cron_listener, &master, &work_dir, auth.as_ref(), stop_services.subscribe())? {
+            Some((task, url)) => (Some(task), Some(url)),
+            None => (None, None),
+        };
     let mut running = format!("master at http://{master} with {} agents", args.agents);
     let mut tries = format!("Try:    agora run --master {master} -- echo hello\n");
     if let Some(url) = &services_url {
@@ -162,9 +181,20 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         running.push_str(&format!(", cron at {url}"));
         tries.push_str("Jobs:   agora cron add job.json           (a job in Chronos' JSON; see docs/cron.md)\n");
     }
+    let curl_auth = match &auth {
+        Some(auth) => {
+            let secret = auth.secret_file("operator");
+            let secret = secret.display();
+            let made = if auth.made { "made" } else { "kept from the last start" };
+            running.push_str(&format!("; every caller authenticates (credentials {made} in {})", auth.dir.display()));
+            tries.insert_str(0, &format!("Auth:   export AGORA_PRINCIPAL=operator AGORA_SECRET_FILE={secret}\n"));
+            format!(" -u operator:$(cat {secret})")
+        }
+        None => String::new(),
+    };
     eprintln!(
         "Agora is running: {running} (state in {}).\n{tries}\
-         Look:   curl -s http://{master}/state\n\
+         Look:   curl -s{curl_auth} http://{master}/state\n\
          Stop with Ctrl-C: tasks are killed, then everything stops.",
         work_dir.display()
     );
@@ -259,6 +289,7 @@ fn services(
     listener: Option<tokio::net::TcpListener>,
     master: &str,
     work_dir: &std::path::Path,
+    auth: Option<&LocalCredentials>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<(ServicesTask, String)>> {
     let Some(listener) = listener else { return Ok(None) };
@@ -266,6 +297,10 @@ fn services(
     let mut config =
         agora_services::ServicesConfig::new(vec![master.to_owned()], work_dir.join("services"), advertise.clone());
     config.planner.seed = rand::random();
+    if let Some(auth) = auth {
+        config.credential = Some(auth.credential("services")?);
+        config.http_gate = Some(auth.http_gate(&["/ping"]));
+    }
     let task = tokio::spawn(agora_services::run(config, listener, async move {
         let _ = stop.wait_for(|stop| *stop).await;
     }));
@@ -291,11 +326,16 @@ fn cron(
     listener: Option<tokio::net::TcpListener>,
     master: &str,
     work_dir: &std::path::Path,
+    auth: Option<&LocalCredentials>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<(CronTask, String)>> {
     let Some(listener) = listener else { return Ok(None) };
     let advertise = listener.local_addr()?.to_string();
-    let config = agora_cron::CronConfig::new(vec![master.to_owned()], work_dir.join("cron"), advertise.clone());
+    let mut config = agora_cron::CronConfig::new(vec![master.to_owned()], work_dir.join("cron"), advertise.clone());
+    if let Some(auth) = auth {
+        config.credential = Some(auth.credential("cron")?);
+        config.http_gate = Some(auth.http_gate(&["/ping"]));
+    }
     let task = tokio::spawn(agora_cron::run(config, listener, async move {
         let _ = stop.wait_for(|stop| *stop).await;
     }));
