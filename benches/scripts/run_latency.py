@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Times `agora run -- true` on a fresh `agora local` (one agent) per isolation mode.
 
-Usage: run_latency.py AGORA_BINARY RUNS MODE... (modes: cgroups, posix); prints p50/p90 per round
-and per mode. Two rounds, modes alternated within each."""
+Usage: run_latency.py AGORA_BINARY RUNS MODE... (modes: cgroups, posix, and posix-auth: posix
+with `agora local --authenticate`, the run presenting the operator's credential); prints
+p50/p90 per round and per mode. Two rounds, modes alternated within each."""
 import json, os, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 BIN = sys.argv[1]; RUNS = int(sys.argv[2]); modes = sys.argv[3:]
 def free_port():
@@ -12,12 +13,24 @@ for rnd in range(2):
   for mode in modes:
     d = tempfile.mkdtemp(); port = free_port()
     log = open(os.path.join(d, "local.log"), "w")
+    auth = mode.endswith("-auth"); isolation = mode.removesuffix("-auth")
     local = subprocess.Popen([BIN, "local", "--port", str(port), "--agents", "1", "--no-services", "--no-cron",
-                              "--work-dir", os.path.join(d, "w"), "--isolation", mode], stdout=log, stderr=log)
+                              "--work-dir", os.path.join(d, "w"), "--isolation", isolation]
+                             + (["--authenticate"] if auth else []), stdout=log, stderr=log)
+    env = {**os.environ, "RUST_LOG": "warn"}
+    headers = {}
+    if auth:
+        secret_file = os.path.join(d, "w", "auth", "operator.secret")
+        # The credentials file is written last: once it is there, every secret is whole.
+        made_by = time.time() + 60
+        while not os.path.exists(os.path.join(d, "w", "auth", "credentials")) and time.time() < made_by: time.sleep(0.1)
+        env.update(AGORA_PRINCIPAL="operator", AGORA_SECRET_FILE=secret_file)
+        headers["Authorization"] = "Bearer " + open(secret_file).read().strip()
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
-            s = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/state", timeout=1))
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/state", headers=headers)
+            s = json.load(urllib.request.urlopen(request, timeout=1))
             if any(a.get("active") for a in s.get("slaves", [])): break
         except Exception: pass
         time.sleep(0.1)
@@ -25,7 +38,7 @@ for rnd in range(2):
     for i in range(RUNS):
         t0 = time.monotonic()
         r = subprocess.run([BIN, "run", "--master", f"127.0.0.1:{port}", "--name", f"r{i}", "--", "true"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         t1 = time.monotonic()
         if r.returncode != 0: print("run failed", mode, r.returncode, file=sys.stderr)
         times.append((t1 - t0) * 1000)
