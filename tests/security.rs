@@ -123,6 +123,25 @@ async fn frameworks_on_grpc_must_prove_their_principal_and_cannot_take_over_anot
     handle.revive().await.expect("the owner's calls still go through");
     let listed = frameworks(&cluster, &web).await;
     assert_eq!((listed.len(), listed[0]["active"].clone()), (1, json!(true)));
+
+    // A guessed stream id gets one answer whether or not the framework exists.
+    let mut client = pb::scheduler_client::SchedulerClient::connect(format!("http://{}", cluster.master))
+        .await
+        .expect("the master accepts connections");
+    let mut guess = async |framework_id: &str| {
+        let call = pb::Call {
+            framework_id: framework_id.to_owned(),
+            stream_id: "00000000-0000-4000-8000-000000000000".to_owned(),
+            call: Some(pb::call::Call::Revive(pb::Revive { roles: Vec::new() })),
+        };
+        let mut request = tonic::Request::new(call);
+        request.metadata_mut().insert("authorization", web.basic().parse().expect("ASCII"));
+        let status = client.call(request).await.expect_err("a guessed stream id is refused");
+        (status.code(), status.message().to_owned())
+    };
+    let known = guess(framework_id.as_str()).await;
+    assert_eq!(known.0, tonic::Code::FailedPrecondition, "{known:?}");
+    assert_eq!(guess("no-such-framework").await, known);
 }
 
 async fn post_scheduler(cluster: &Cluster, auth: Option<&str>, stream: Option<&str>, body: Value) -> reqwest::Response {
@@ -659,8 +678,17 @@ async fn agora_local_with_authenticate_makes_credentials_and_every_part_uses_the
         "local",
         dir.path(),
         &[
-            "local", "--authenticate", "--agents", "1", "--port", &port.to_string(), "--services-port",
-            &services_port.to_string(), "--cron-port", &cron_port.to_string(), "--work-dir",
+            "local",
+            "--authenticate",
+            "--agents",
+            "1",
+            "--port",
+            &port.to_string(),
+            "--services-port",
+            &services_port.to_string(),
+            "--cron-port",
+            &cron_port.to_string(),
+            "--work-dir",
             work.to_str().expect("utf-8"),
         ],
     );
