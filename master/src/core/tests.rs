@@ -308,6 +308,33 @@ fn failing_over_into_another_principals_framework_is_forbidden_and_changes_nothi
 }
 
 #[test]
+fn a_framework_kills_reconciles_and_acknowledges_only_its_own_tasks() {
+    let mut m = master();
+    let (agent, owner, _) = running_task(&mut m);
+    let (other, other_stream) = subscribe(&mut m, 2, "other");
+    let kill = Call::Kill { task_id: TaskId::new("t1"), agent_id: Some(agent.clone()) };
+    m.call(3, &other, &other_stream, kill).expect("a kill is answered");
+    let ack = Call::Acknowledge { agent_id: agent.clone(), task_id: TaskId::new("t1"), uuid: UpdateId::new("u") };
+    m.call(3, &other, &other_stream, ack).expect("an acknowledgement is passed on");
+    let reconcile = Call::Reconcile { tasks: vec![(TaskId::new("t1"), Some(agent.clone()))] };
+    m.call(3, &other, &other_stream, reconcile).expect("a reconciliation is answered");
+    let out = m.visible_outputs();
+    for output in &out {
+        match output {
+            Output::ToAgent { message: ToAgent::KillTask { .. }, .. } => {
+                panic!("another framework's kill reached the agent")
+            }
+            Output::ToAgent { message: ToAgent::Acknowledge { framework_id, .. }, .. } => {
+                assert_eq!(framework_id, &other, "an acknowledgement names the caller's framework only");
+            }
+            Output::ToFramework { framework_id, .. } => assert_eq!(framework_id, &other, "only the caller hears back"),
+            _ => {}
+        }
+    }
+    assert_eq!(task_state(&m, &owner, "t1"), Some(TaskState::TaskRunning), "the owner's task runs on");
+}
+
+#[test]
 fn a_subscribed_framework_is_offered_the_whole_free_agent() {
     let mut m = master();
     let agent = add_agent(&mut m, 0, 1, "h1", "cpus:4;mem:1024;ports:[31000-31009]");
