@@ -209,6 +209,26 @@ mod tests {
         assert_eq!(options(&["--max-offers-per-framework", "0"]).core.max_offers_per_framework, None);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            failure_persistence: None,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x0a60_2a16),
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Duration flags: any text is a duration or a refusal, never a panic (a huge
+        /// number of days included).
+        #[test]
+        fn any_duration_flag_text_is_parsed_or_refused(
+            text in proptest::prop_oneof!["[0-9]{1,30}(ns|ms|s|m|h|d|days|w|y)?", "\\PC{0,20}"],
+            flag in proptest::sample::select(&["--agent-timeout", "--offer-timeout", "--max-failover-timeout"][..]),
+        ) {
+            if let Ok(flags) = Flags::try_parse_from(["agora", flag, text.as_str()]) {
+                let _ = flags.tuning.options("127.0.0.1:5050".to_owned());
+            }
+        }
+    }
+
     #[test]
     fn the_registry_bounds_come_from_their_flags_and_zero_is_refused() {
         let o = options(&["--max-frameworks", "3", "--max-failover-timeout", "1h", "--max-roles", "5"]);

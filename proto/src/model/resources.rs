@@ -445,6 +445,16 @@ impl Resources {
             }
             resources.add_pool(role, pool);
         }
+        // Repeated entries add up; their sum stays within what one entry may say, so that
+        // what parses also prints back as something that parses.
+        for (role, pool) in resources.pools() {
+            let s = &pool.scalars;
+            if s.cpus_milli > MAX_CPUS_MILLI || s.mem_mib > MAX_MIB || s.disk_mib > MAX_MIB {
+                return Err(ParseResourcesError::new(format!(
+                    "the entries for role {role} add up to more than a million cpus or 2^40 MiB"
+                )));
+            }
+        }
         Ok(resources)
     }
 
@@ -700,9 +710,12 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_entry_adds_up_as_in_mesos() {
+    fn a_repeated_entry_adds_up_as_in_mesos_within_the_bounds_of_one() {
         let r = Resources::parse("cpus:1;cpus:2;mem:10;ports:[1-5];ports:[4-9]").expect("valid");
         assert_eq!(r.to_string(), "cpus:3;mem:10;ports:[1-9]");
+        // Found by the fuzz tests: a sum beyond what one entry may say would not print
+        // back as something that parses.
+        assert!(Resources::parse("disk:92988270691;disk:1006523357086").is_err());
     }
 
     #[test]

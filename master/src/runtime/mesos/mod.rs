@@ -7,6 +7,8 @@
 //! the other. See `docs/http-api.md`.
 
 pub mod convert;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod operator;
 pub mod operator_admin;
 pub mod operator_stream;
