@@ -660,6 +660,18 @@ async fn an_agent_authenticates_sandbox_readers_and_applies_access_sandboxes_by_
         }
         common::run_bounded(command)
     };
+    // `agora run` streams its task's output from the agent with the same credential.
+    let mut command = std::process::Command::new(common::AGORA);
+    command.args(["run", "--master", &cluster.master, "--name", "again", "--user", "nobody", "--", "echo", "streamed"]);
+    command.env("RUST_LOG", "warn").env("AGORA_PRINCIPAL", "ops").env("AGORA_SECRET_FILE", &secret);
+    let streamed = common::run_bounded(command);
+    assert!(streamed.status.success(), "{}", String::from_utf8_lossy(&streamed.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&streamed.stdout),
+        "streamed\n",
+        "{}",
+        String::from_utf8_lossy(&streamed.stderr)
+    );
     let read = log(true);
     assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
     assert_eq!(String::from_utf8_lossy(&read.stdout), "hello-sandbox\n");

@@ -611,7 +611,11 @@ impl Runner {
         if instance.streaming {
             return;
         }
-        let files = match agora_master::cli::sandbox::AgentFiles::new(agent_id.as_str(), url) {
+        let files = match agora_master::cli::sandbox::AgentFiles::as_principal(
+            agent_id.as_str(),
+            url,
+            self.plan.credential.as_ref(),
+        ) {
             Ok(files) => files,
             Err(error) => {
                 note(&format!("cannot show the output of {}: {error}", instance.task_id));
@@ -683,7 +687,13 @@ impl Runner {
             let (true, Some(agent_id)) = (failed, &instance.agent_id) else { continue };
             let task_id = &instance.task_id;
             let url = self.agent_urls.get(agent_id);
-            let sandbox = match url.map(|url| agora_master::cli::sandbox::AgentFiles::new(agent_id.as_str(), url)) {
+            let sandbox = match url.map(|url| {
+                agora_master::cli::sandbox::AgentFiles::as_principal(
+                    agent_id.as_str(),
+                    url,
+                    self.plan.credential.as_ref(),
+                )
+            }) {
                 Some(Ok(files)) => {
                     let lookup = files.sandbox_of(framework_id.as_str(), task_id.as_str());
                     tokio::time::timeout(SANDBOX_LOOKUP, lookup).await.ok().and_then(Result::ok).flatten()

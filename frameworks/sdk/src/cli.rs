@@ -98,8 +98,21 @@ impl RestClient {
 /// sandbox files): calls take at most `timeout`, and a server run with `--authenticate-http`
 /// gets the caller's credential on every call (`$AGORA_PRINCIPAL` and `$AGORA_SECRET_FILE`).
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    http_client_as(timeout, None)
+}
+
+/// [`http_client`] presenting `credential` when one is given (a command's own
+/// `--principal`), else the environment's.
+pub fn http_client_as(
+    timeout: Duration,
+    credential: Option<&agora_proto::auth::Credential>,
+) -> Result<reqwest::Client, String> {
+    let credential = match credential {
+        Some(credential) => Some(credential.clone()),
+        None => agora_proto::auth::Credential::from_env().map_err(|e| e.to_string())?,
+    };
     let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(credential) = agora_proto::auth::Credential::from_env().map_err(|e| e.to_string())? {
+    if let Some(credential) = credential {
         let mut value = reqwest::header::HeaderValue::try_from(credential.basic())
             .map_err(|_| "the principal and secret must be printable".to_owned())?;
         value.set_sensitive(true);

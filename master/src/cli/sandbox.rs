@@ -126,9 +126,18 @@ pub enum ReadError {
 impl AgentFiles {
     /// The files of agent `agent_id` at `base` (`http://host:port`).
     pub fn new(agent_id: &str, base: &str) -> Result<AgentFiles, CliError> {
+        AgentFiles::as_principal(agent_id, base, None)
+    }
+
+    /// [`AgentFiles::new`] presenting `credential` (else the environment's, if any).
+    pub fn as_principal(
+        agent_id: &str,
+        base: &str,
+        credential: Option<&agora_proto::auth::Credential>,
+    ) -> Result<AgentFiles, CliError> {
         // The same client as the master's: an agent run with --authenticate-http gets the
         // operator's credential too.
-        let http = agora_sdk::cli::http_client(AGENT_TIMEOUT).map_err(|reason| CliError::Agent {
+        let http = agora_sdk::cli::http_client_as(AGENT_TIMEOUT, credential).map_err(|reason| CliError::Agent {
             agent: agent_id.to_owned(),
             url: base.to_owned(),
             reason,
