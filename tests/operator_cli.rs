@@ -87,6 +87,17 @@ async fn an_operator_finds_lists_reads_and_kills_without_curl() {
     assert!(said.contains("hello-0 failed; its sandbox is "), "{said}");
     assert!(said.contains("`agora task log hello-0 --framework "), "{said}");
 
+    // Several instances with --follow: every line prefixed with its task, the state
+    // changes on stdout as before.
+    let pair =
+        cluster.run(&["--name", "pair", "--instances", "2", "--follow", "--", "sh", "-c", "echo hi; echo oh >&2"]);
+    assert!(pair.status.success(), "{}", describe(&pair));
+    let out = stdout(&pair);
+    for line in ["[pair-0] hi\n", "[pair-1] hi\n", "task pair-1 TASK_FINISHED"] {
+        assert!(out.contains(line), "{line:?} in {}", describe(&pair));
+    }
+    assert!(stderr(&pair).contains("[pair-0] oh\n"), "{}", describe(&pair));
+
     // Agents: a table and JSON.
     let table = ok(m, &["agents"]);
     let lines: Vec<&str> = table.lines().collect();
@@ -113,7 +124,11 @@ async fn an_operator_finds_lists_reads_and_kills_without_curl() {
     assert!(row.contains("TASK_FAILED"), "{all}");
     let failed = json(m, &["tasks", "--state", "failed", "--json"]);
     assert_eq!(failed["tasks"][0]["id"], "hello-0", "{failed}");
-    assert_eq!(json(m, &["tasks", "--state", "finished", "--json"])["tasks"], Value::Array(vec![]));
+    let finished = json(m, &["tasks", "--state", "finished", "--json"]);
+    let mut ids: Vec<&str> =
+        finished["tasks"].as_array().into_iter().flatten().filter_map(|t| t["id"].as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["pair-0", "pair-1"], "only the pair finished: {finished}");
     let bad = agora(Some(m), &["tasks", "--state", "done"]);
     assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
     assert!(stderr(&bad).contains("\"done\" is not a task state"), "{}", describe(&bad));
