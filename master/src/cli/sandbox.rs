@@ -4,7 +4,9 @@
 //! `<framework>/<task>` and its `.run-N` siblings in `/files/browse`) and serves its files
 //! (`/files/read`, `/files/download`).
 //!
-//! [`FileFollower`] reads a file on from where it last stopped, as `tail -f` does, and
+//! [`FileFollower`] reads a file on from where it last stopped, as `tail -f` does (in text:
+//! the agent's `/files/read` answers UTF-8, an invalid byte as U+FFFD, so the offset of the
+//! next read, counted in the text's bytes, is exact only for UTF-8 output), and
 //! [`follow`] streams it until the task has ended and the file is drained: the end is
 //! checked *before* a read, so every byte written before the task ended is printed.
 
