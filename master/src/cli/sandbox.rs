@@ -331,7 +331,13 @@ pub async fn follow(
         if over {
             return Ok(());
         }
-        tokio::time::sleep(poll).await;
+        // The end wakes the wait at once: the last read follows without a poll's delay.
+        let mut woken = ended.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            // A sender gone says nothing: the poll goes on.
+            Ok(_) = woken.wait_for(|over| *over) => {}
+        }
     }
 }
 
