@@ -215,3 +215,33 @@ async fn subscriptions_beyond_the_bounds_are_refused_over_http_and_grpc() {
     assert_eq!(refused.map(|_| ()).map_err(|s| s.code()), Err(tonic::Code::ResourceExhausted));
     drop(first);
 }
+
+#[tokio::test]
+async fn a_caller_over_the_rate_limit_is_told_to_retry_later_and_others_are_not() {
+    let (master, _stop) = start(|options| {
+        let credentials = agora_proto::auth::Credentials::parse("ops ops-secret\nweb web-secret").expect("valid");
+        options.security.credentials = Some(std::sync::Arc::new(credentials));
+        options.rate_limit = agora_proto::edge::rate::RateLimit { per_second: 1, burst: 2 };
+    })
+    .await;
+    let http = client();
+    let get = |principal: &str, secret: &str| {
+        http.get(format!("http://{master}/quota")).basic_auth(principal, Some(secret)).send()
+    };
+    // A burst of 2 at 1 a second: of 6 quick requests, some are refused (however slow the
+    // machine, 6 requests within 4 s).
+    let mut refused = None;
+    for _ in 0..6 {
+        let answer = get("ops", "ops-secret").await.expect("answer");
+        if answer.status().as_u16() == 429 {
+            refused = Some(answer);
+        }
+    }
+    let refused = refused.expect("a request over the rate");
+    assert!(refused.headers().get("retry-after").is_some());
+    let (_, body) = json_of(refused).await;
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("principal ops")), "{body}");
+    // Another principal, and an unauthenticated client on loopback, are not slowed.
+    assert_eq!(get("web", "web-secret").await.expect("answer").status().as_u16(), 200);
+    assert_eq!(http.get(format!("http://{master}/quota")).send().await.expect("answer").status().as_u16(), 200);
+}

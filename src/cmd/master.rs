@@ -91,6 +91,14 @@ pub struct Limits {
     /// once; further readers wait their turn (up to 10 s, then 503).
     #[arg(long, default_value_t = agora_master::runtime::DEFAULT_MAX_CONCURRENT_RENDERS)]
     pub max_concurrent_renders: usize,
+    /// Requests per second one caller may send (HTTP and gRPC; counted by principal, else
+    /// by address; unauthenticated loopback callers are not counted); beyond, 429 with
+    /// Retry-After or RESOURCE_EXHAUSTED. 0 turns the limit off.
+    #[arg(long, default_value_t = agora_master::runtime::DEFAULT_RATE_LIMIT.per_second)]
+    pub rate_limit: u32,
+    /// Requests one caller may send at once after a quiet spell.
+    #[arg(long, default_value_t = agora_master::runtime::DEFAULT_RATE_LIMIT.burst)]
+    pub rate_limit_burst: u32,
 }
 
 impl Limits {
@@ -110,6 +118,11 @@ impl Limits {
             anyhow::bail!("--max-roles must be at most {}", agora_master::core::MAX_POLICY_ROLES);
         }
         options.max_concurrent_renders = at_least_one("max-concurrent-renders", self.max_concurrent_renders)?;
+        if self.rate_limit > 0 && self.rate_limit_burst == 0 {
+            anyhow::bail!("--rate-limit-burst must be at least 1 when --rate-limit is on");
+        }
+        options.rate_limit =
+            agora_proto::edge::rate::RateLimit { per_second: self.rate_limit, burst: self.rate_limit_burst };
         Ok(())
     }
 }

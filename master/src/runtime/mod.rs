@@ -30,6 +30,11 @@ pub use wire::MAX_ACKNOWLEDGEMENTS;
 /// (calls; reports and acknowledgements); handlers wait for room beyond.
 const REQUEST_QUEUE_LEN: usize = 16 * 1024;
 
+/// Default of `--rate-limit` and `--rate-limit-burst`: far above what a person or a
+/// framework sends, far below what a flood does.
+pub const DEFAULT_RATE_LIMIT: agora_proto::edge::rate::RateLimit =
+    agora_proto::edge::rate::RateLimit { per_second: 1_000, burst: 2_000 };
+
 /// Default of `--max-concurrent-renders`: two large answers in memory at once.
 pub const DEFAULT_MAX_CONCURRENT_RENDERS: usize = 2;
 
@@ -52,6 +57,8 @@ pub struct MasterOptions {
     pub security: auth::Security,
     /// Large answers (`/state` and its kin) rendered at once; more wait their turn.
     pub max_concurrent_renders: usize,
+    /// Requests per caller (principal, else non-loopback address), HTTP and gRPC alike.
+    pub rate_limit: agora_proto::edge::rate::RateLimit,
 }
 
 impl MasterOptions {
@@ -65,6 +72,7 @@ impl MasterOptions {
             etcd: None,
             security: auth::Security::default(),
             max_concurrent_renders: DEFAULT_MAX_CONCURRENT_RENDERS,
+            rate_limit: DEFAULT_RATE_LIMIT,
         }
     }
 }
@@ -94,6 +102,7 @@ pub async fn serve(
     let options_context = (options.core.master_id.clone(), options.advertise.clone());
     let admin = mesos::operator_admin::AdminContext::new(&options, mesos_context(&options_context));
     let etcd = options.etcd.clone();
+    let options_rate_limit = options.rate_limit;
     let (handle, requests) = owner::channel();
     let (read_model, feed) = read_model::ReadModel::start(read_model::MasterFacts {
         master_id: options.core.master_id.clone(),
@@ -136,6 +145,11 @@ pub async fn serve(
         // as JSON or protobuf (`agora_proto::edge`).
         .layer(axum::middleware::from_fn(agora_proto::edge::json_errors))
         .layer(axum::middleware::from_fn(agora_proto::edge::cross_site::guard_changes))
+        // Each caller (principal, else peer address) within `--rate-limit`, gRPC included.
+        .layer(axum::middleware::from_fn_with_state(
+            agora_proto::edge::rate::Limiter::new(options_rate_limit),
+            agora_proto::edge::rate::limit,
+        ))
         .layer(axum::middleware::from_fn_with_state(security.clone(), auth::mark_authenticated))
         .layer(axum::middleware::from_fn_with_state(role_rx, election::follow_leader));
     tracing::info!(address = %listener.local_addr()?, "master listening");
@@ -147,7 +161,8 @@ pub async fn serve(
         }
     });
     // Long-lived streams end when the owner stops, which lets the graceful shutdown finish.
-    axum::serve(listener, app)
+    // The peer's address reaches every request (`ConnectInfo`): rate limits count by it.
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stop_tx.send(true);

@@ -2,7 +2,7 @@
 //! and its handlers against hostile or careless callers: one JSON error shape for every
 //! refusal, axum's own included (`errors`); changes only from same-origin or
 //! authenticated callers with a JSON (or protobuf) body (`cross_site`); who the caller is
-//! on the frameworks' REST APIs (`authenticate`).
+//! on the frameworks' REST APIs (`authenticate`); per-caller rate limits (`rate`).
 //!
 //! How the layers stack (outermost first): authentication (inserts [`Authenticated`]),
 //! then [`cross_site::guard_changes`], then [`errors::json_errors`], then the routes.
@@ -10,6 +10,7 @@
 pub mod authenticate;
 pub mod cross_site;
 pub mod errors;
+pub mod rate;
 
 pub use errors::{error_response, json_errors};
 
