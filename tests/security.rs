@@ -746,3 +746,55 @@ async fn agora_local_with_authenticate_makes_credentials_and_every_part_uses_the
     let done = run(true);
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
 }
+
+#[tokio::test]
+async fn an_operator_kill_takes_the_teardown_permission_over_the_tasks_framework() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let credentials = write(dir.path(), "credentials", CREDENTIALS_WITH_GUEST);
+    let acls = write(dir.path(), "acls.json", ACLS);
+    let web_secret = write(dir.path(), "web.secret", "web-secret");
+    let ops_secret = write(dir.path(), "ops.secret", "ops-secret");
+    let mut cluster = Cluster::master_only(&[
+        "--credentials",
+        &credentials,
+        "--acls",
+        &acls,
+        "--authenticate-frameworks",
+        "--authenticate-http",
+    ])
+    .await;
+    cluster.add_agent("agent", "cpus:1;mem:256");
+    let agora = |principal: &str, secret: &str, args: &[&str]| {
+        let mut command = std::process::Command::new(common::AGORA);
+        command.args(args).env("AGORA_MASTER", &cluster.master).current_dir(cluster.dir.path());
+        command.env("RUST_LOG", "warn").env("AGORA_PRINCIPAL", principal).env("AGORA_SECRET_FILE", secret);
+        common::run_bounded(command)
+    };
+    // The agent registers with the master, which wants no credential from it here.
+    let http = reqwest::Client::new();
+    let state = cluster.url("/state");
+    eventually("the agent", async || {
+        let (_, state) = send(http.get(&state).basic_auth("ops", Some("ops-secret"))).await;
+        (state["slaves"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    let launched =
+        agora("web", &web_secret, &["run", "--name", "held", "--user", "nobody", "--detach", "--", "sleep", "300"]);
+    assert!(launched.status.success(), "{}", String::from_utf8_lossy(&launched.stderr));
+
+    let refused = agora("web", &web_secret, &["task", "kill", "held-0"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.starts_with("agora task kill: KILL_TASK: 403 Forbidden: ") && said.contains("teardown_frameworks"),
+        "{said}"
+    );
+    let killed = agora("ops", &ops_secret, &["task", "kill", "held-0"]);
+    assert!(killed.status.success(), "{}", String::from_utf8_lossy(&killed.stderr));
+    eventually("the task killed", async || {
+        let shown = agora("ops", &ops_secret, &["task", "show", "held-0", "--json"]);
+        let task: Value = serde_json::from_slice(&shown.stdout).ok()?;
+        (task["state"] == "TASK_KILLED").then_some(())
+    })
+    .await;
+}
