@@ -90,3 +90,13 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_command_line_is_well_formed() {
+        // clap checks flags and groups of every subcommand only when it is parsed; this
+        // checks them all at once (two flattened groups with one name, say).
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

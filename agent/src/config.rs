@@ -70,6 +70,11 @@ pub struct AgentConfig {
     pub http_gate: Option<std::sync::Arc<agora_proto::edge::authenticate::HttpGate>>,
     /// The operator's ACLs (`--acls`): the agent applies `access_sandboxes`.
     pub acls: Option<std::sync::Arc<agora_proto::acl::Acls>>,
+    /// How the link verifies the master (`--tls-ca`) and the certificate it presents to a
+    /// master that requires one (`--tls-cert`, `--tls-key`); `None` dials in plain text.
+    pub master_tls: Option<agora_proto::tls::ClientTls>,
+    /// TLS on the agent's HTTP port (`--tls-cert`, `--tls-key`); `None` serves plain text.
+    pub http_tls: Option<agora_proto::tls::ServerTls>,
 }
 
 /// Where the master is.
@@ -135,6 +140,8 @@ impl AgentConfig {
             credential: None,
             http_gate: None,
             acls: None,
+            master_tls: None,
+            http_tls: None,
         }
     }
 }

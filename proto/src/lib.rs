@@ -30,5 +30,6 @@ pub mod etcd {
 }
 
 pub mod etcd_client;
+pub mod tls;
 
 pub use convert::WireError;

@@ -72,6 +72,12 @@ use super::ops::MasterArg;
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("find_master").required(true).args(["master", "etcd"])))]
 pub struct ServeArgs {
+    /// TLS: the agent's HTTP port serves this certificate, and the agent presents it to a
+    /// master that asks for client certificates (--tls-client-ca there).
+    #[command(flatten)]
+    pub tls: super::tls::ServerArgs,
+    #[command(flatten)]
+    pub tls_client: super::tls::ClientArgs,
     /// The master to register with, HOST:PORT; with several masters on etcd, all of them,
     /// comma-separated: the agent dials them in turn and follows the one that leads.
     #[arg(long)]
@@ -203,6 +209,12 @@ impl ServeArgs {
             None => agora_agent::default_hostname(self.ip),
         };
         let mut config = AgentConfig::new(masters, &self.work_dir, resources);
+        config.master_tls = agora_proto::tls::ClientTls::load(
+            self.tls_client.tls_ca.as_deref(),
+            self.tls.tls_cert.as_deref(),
+            self.tls.tls_key.as_deref(),
+        )?;
+        config.http_tls = self.tls.load(None)?;
         config.attributes = attributes;
         config.hostname = hostname;
         config.kill_grace_period_ms = u64::try_from(self.kill_grace_period.as_millis()).unwrap_or(u64::MAX);
@@ -218,14 +230,14 @@ impl ServeArgs {
     }
 }
 
-/// Accepts `HOST:PORT`, with or without `http://`, or a comma-separated list of them.
+/// Accepts `HOST:PORT`, with or without `http://` or `https://`, or a comma-separated list of them.
 fn check_master(value: &str) -> anyhow::Result<Vec<String>> {
     value.split(',').map(check_one_master).collect()
 }
 
 fn check_one_master(value: &str) -> anyhow::Result<String> {
     let address = value.trim();
-    let bare = address.strip_prefix("http://").unwrap_or(address);
+    let bare = address.strip_prefix("http://").or_else(|| address.strip_prefix("https://")).unwrap_or(address);
     let valid =
         bare.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
     if !valid {
@@ -251,7 +263,8 @@ async fn client(command: Client) -> anyhow::Result<ExitCode> {
         Client::Reactivate { agent_id, master } => (agent_id, master, AgentCommand::Reactivate),
         Client::Show { agent_id, json, master } => return super::ops::agent_show(&agent_id, json, &master).await,
     };
-    match run(&master.master, &agent_id, command).await {
+    let tls = master.tls.load()?;
+    match run(&master.master, tls.as_ref(), &agent_id, command).await {
         Ok(line) => {
             println!("{line}");
             Ok(ExitCode::SUCCESS)

@@ -24,6 +24,12 @@ pub struct Args {
 /// The server's flags.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// TLS on the REST API.
+    #[command(flatten)]
+    pub tls: super::tls::ServerArgs,
+    /// Verifies the master (its link speaks TLS; bare masters mean https://).
+    #[command(flatten)]
+    pub tls_client: super::tls::ClientArgs,
     /// The masters, `host:port`, comma-separated (tried in turn).
     #[arg(long, value_delimiter = ',', required_unless_present = "etcd")]
     pub master: Vec<String>,
@@ -142,11 +148,14 @@ pub struct ClientArgs {
     /// Machine-readable output: JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: super::tls::ClientArgs,
 }
 
 impl ClientArgs {
     fn client(&self) -> anyhow::Result<cli::Client> {
-        cli::Client::new(&self.cron, self.json).map_err(|e| anyhow::anyhow!("--cron: {e}"))
+        let tls = self.tls.load()?;
+        cli::Client::with_tls(&self.cron, self.json, tls.as_ref()).map_err(|e| anyhow::anyhow!("--cron: {e}"))
     }
 }
 
@@ -186,6 +195,8 @@ pub fn config(args: &ServeArgs, advertise: String) -> anyhow::Result<CronConfig>
         anyhow::bail!("--name may not be empty");
     }
     let mut config = CronConfig::new(args.master.clone(), args.work_dir.clone(), advertise);
+    config.tls = args.tls.load(None)?;
+    config.master_tls = args.tls_client.load()?;
     config.name = args.name.clone();
     config.core.role = args.role.clone();
     config.core.history_per_job = args.history;

@@ -16,6 +16,8 @@ use tokio::sync::watch;
 use super::auth::LocalCredentials;
 use super::master::{Tuning, lock_work_dir};
 
+mod certs;
+
 /// More agents than this on one machine is a mistake, not a test.
 const MAX_LOCAL_AGENTS: u32 = 256;
 /// How long, once Ctrl-C killed the tasks, the agents wait for their frameworks to
@@ -57,6 +59,11 @@ pub struct Args {
     /// them with AGORA_PRINCIPAL=operator AGORA_SECRET_FILE=WORK_DIR/auth/operator.secret.
     #[arg(long)]
     pub authenticate: bool,
+    /// TLS everywhere: make a throwaway CA and certificates in DIR/tls (kept for the next
+    /// start while valid), serve every port with TLS, and require agents to present a
+    /// client certificate. Clients then need --tls-ca DIR/tls/ca.pem.
+    #[arg(long)]
+    pub secure: bool,
     #[command(flatten)]
     pub isolation: super::agent::IsolationArgs,
     #[command(flatten)]
@@ -116,6 +123,8 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(auth) = &auth {
         options.security = auth.master_security();
     }
+    let secure = if args.secure { Some(Secure::start(&work_dir, args.ip)?) } else { None };
+    options.tls = secure.as_ref().map(|s| s.master.clone());
     // Detected after the work dir exists: its file system's free space is the agents' disk.
     let total = agora_agent::resolve_resources(args.resources.as_deref(), &work_dir)
         .map_err(|e| anyhow::anyhow!("--resources: {e}"))?;
@@ -127,6 +136,10 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         let mut config = AgentConfig::new(Masters::one(master.clone()), work_dir.join(format!("agent-{index}")), share);
         config.hostname = agora_agent::default_hostname(args.ip);
         config.drain_updates_timeout_ms = DRAIN_UPDATES_TIMEOUT_MS;
+        if let Some(secure) = &secure {
+            config.master_tls = Some(secure.agent_link.clone());
+            config.http_tls = Some(secure.server.clone());
+        }
         args.isolation.apply(&mut config)?;
         if let Some(auth) = &auth {
             config.credential = Some(auth.credential("agent")?);
@@ -162,24 +175,48 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     // that it hears of its tasks' ends, and before the master.
     let (stop_services, services_stopped) = watch::channel(false);
     let (mut services_task, services_url) =
-        match services(services_listener, &master, &work_dir, auth.as_ref(), services_stopped)? {
+        match services(services_listener, &master, &work_dir, auth.as_ref(), secure.as_ref(), services_stopped)? {
             Some((task, url)) => (Some(task), Some(url)),
             None => (None, None),
         };
     let (mut cron_task, cron_url) =
-        match cron(cron_listener, &master, &work_dir, auth.as_ref(), stop_services.subscribe())? {
+        match cron(cron_listener, &master, &work_dir, auth.as_ref(), secure.as_ref(), stop_services.subscribe())? {
             Some((task, url)) => (Some(task), Some(url)),
             None => (None, None),
         };
-    let mut running = format!("master at http://{master} with {} agents", args.agents);
-    let mut tries = format!("Try:    agora run --master {master} -- echo hello\n");
+    let scheme = if secure.is_some() { "https" } else { "http" };
+    let mut running = format!("master at {scheme}://{master} with {} agents", args.agents);
+    // With TLS every client needs the CA; the environment variable saves repeating it.
+    let (ca_flag, curl_ca, tls_note) = match &secure {
+        Some(secure) => {
+            let ca = secure.files.ca.display().to_string();
+            let made = if secure.files.made { "made" } else { "kept from the last start" };
+            (
+                format!(" --tls-ca {ca}"),
+                format!(" --cacert {ca}"),
+                format!(
+                    "TLS:    on every port, certificates {made} in {} (agents present agent.pem).\n\
+                     \x20       Clients: --tls-ca {ca}, or export AGORA_TLS_CA={ca}\n",
+                    secure.files.dir.display()
+                ),
+            )
+        }
+        None => (String::new(), String::new(), String::new()),
+    };
+    let mut tries = format!("{tls_note}Try:    agora run --master {master}{ca_flag} -- echo hello\n");
     if let Some(url) = &services_url {
         running.push_str(&format!(", services at {url}"));
-        tries.push_str("Deploy: agora services deploy app.json   (an app in Marathon's JSON; see docs/services.md)\n");
+        let target = if secure.is_some() { format!(" --services {url}{ca_flag}") } else { String::new() };
+        tries.push_str(&format!(
+            "Deploy: agora services deploy{target} app.json   (an app in Marathon's JSON; see docs/services.md)\n"
+        ));
     }
     if let Some(url) = &cron_url {
         running.push_str(&format!(", cron at {url}"));
-        tries.push_str("Jobs:   agora cron add job.json           (a job in Chronos' JSON; see docs/cron.md)\n");
+        let target = if secure.is_some() { format!(" --cron {url}{ca_flag}") } else { String::new() };
+        tries.push_str(&format!(
+            "Jobs:   agora cron add{target} job.json           (a job in Chronos' JSON; see docs/cron.md)\n"
+        ));
     }
     let curl_auth = match &auth {
         Some(auth) => {
@@ -194,7 +231,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     };
     eprintln!(
         "Agora is running: {running} (state in {}).\n{tries}\
-         Look:   curl -s{curl_auth} http://{master}/state\n\
+         Look:   curl -s{curl_ca}{curl_auth} {scheme}://{master}/state\n\
          Stop with Ctrl-C: tasks are killed, then everything stops.",
         work_dir.display()
     );
@@ -272,6 +309,39 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     first_error.map_or(Ok(ExitCode::SUCCESS), Err)
 }
 
+/// The TLS settings of a `--secure` cluster, from the certificates in `DIR/tls`.
+#[derive(Debug)]
+struct Secure {
+    files: certs::LocalCerts,
+    /// The master's: its certificate, and agents' certificates verified against the CA.
+    master: agora_proto::tls::ServerTls,
+    /// Services', cron's and the agents' HTTP.
+    server: agora_proto::tls::ServerTls,
+    /// The agents' link: the CA, and the agents' certificate to present.
+    agent_link: agora_proto::tls::ClientTls,
+    /// The frameworks' link to the master: the CA.
+    client: agora_proto::tls::ClientTls,
+}
+
+impl Secure {
+    fn start(work_dir: &std::path::Path, ip: IpAddr) -> anyhow::Result<Secure> {
+        use agora_proto::tls::{ClientTls, ServerFiles, ServerTls};
+        let files = certs::ensure(work_dir, ip, std::time::SystemTime::now())?;
+        let server_files = |client_ca: Option<PathBuf>| ServerFiles {
+            cert: Some(files.server_cert.clone()),
+            key: Some(files.server_key.clone()),
+            client_ca,
+        };
+        let loaded = |tls: Option<ServerTls>| tls.context("TLS settings without a certificate");
+        let master = loaded(ServerTls::load(&server_files(Some(files.ca.clone())))?)?;
+        let server = loaded(ServerTls::load(&server_files(None))?)?;
+        let agent_link = ClientTls::load(Some(&files.ca), Some(&files.agent_cert), Some(&files.agent_key))?
+            .context("the agents' TLS settings")?;
+        let client = ClientTls::load(Some(&files.ca), None, None)?.context("the frameworks' TLS settings")?;
+        Ok(Secure { files, master, server, agent_link, client })
+    }
+}
+
 /// What ended a master or agent task, as an error; `None` when it returned cleanly.
 fn failure(who: &str, result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> Option<anyhow::Error> {
     match result {
@@ -290,6 +360,7 @@ fn services(
     master: &str,
     work_dir: &std::path::Path,
     auth: Option<&LocalCredentials>,
+    secure: Option<&Secure>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<(ServicesTask, String)>> {
     let Some(listener) = listener else { return Ok(None) };
@@ -301,10 +372,13 @@ fn services(
         config.credential = Some(auth.credential("services")?);
         config.http_gate = Some(auth.http_gate(&["/ping"]));
     }
+    config.tls = secure.map(|s| s.server.clone());
+    config.master_tls = secure.map(|s| s.client.clone());
+    let scheme = if secure.is_some() { "https" } else { "http" };
     let task = tokio::spawn(agora_services::run(config, listener, async move {
         let _ = stop.wait_for(|stop| *stop).await;
     }));
-    Ok(Some((task, format!("http://{advertise}"))))
+    Ok(Some((task, format!("{scheme}://{advertise}"))))
 }
 
 fn services_failure(
@@ -327,6 +401,7 @@ fn cron(
     master: &str,
     work_dir: &std::path::Path,
     auth: Option<&LocalCredentials>,
+    secure: Option<&Secure>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<(CronTask, String)>> {
     let Some(listener) = listener else { return Ok(None) };
@@ -336,10 +411,13 @@ fn cron(
         config.credential = Some(auth.credential("cron")?);
         config.http_gate = Some(auth.http_gate(&["/ping"]));
     }
+    config.tls = secure.map(|s| s.server.clone());
+    config.master_tls = secure.map(|s| s.client.clone());
+    let scheme = if secure.is_some() { "https" } else { "http" };
     let task = tokio::spawn(agora_cron::run(config, listener, async move {
         let _ = stop.wait_for(|stop| *stop).await;
     }));
-    Ok(Some((task, format!("http://{advertise}"))))
+    Ok(Some((task, format!("{scheme}://{advertise}"))))
 }
 
 fn cron_failure(result: Result<Result<(), agora_cron::RunError>, tokio::task::JoinError>) -> Option<anyhow::Error> {

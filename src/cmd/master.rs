@@ -32,6 +32,12 @@ pub struct Args {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub etcd_lease_ttl: Duration,
     #[command(flatten)]
+    pub tls: super::tls::ServerArgs,
+    /// PEM CA whose client certificates the master verifies: agents must then present one
+    /// it signed (--tls-cert, --tls-key on the agent). Needs --tls-cert.
+    #[arg(long, value_name = "PEM")]
+    pub tls_client_ca: Option<PathBuf>,
+    #[command(flatten)]
     pub tuning: Tuning,
     #[command(flatten)]
     pub auth: super::auth::MasterAuth,
@@ -172,6 +178,7 @@ pub fn lock_work_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let security = args.auth.security()?;
+    let tls = args.tls.load(args.tls_client_ca.clone())?;
     let address = SocketAddr::new(args.ip, args.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -181,6 +188,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let bound = listener.local_addr()?;
     let mut options = args.tuning.options(args.advertise.clone().unwrap_or_else(|| bound.to_string()))?;
     options.security = security;
+    options.tls = tls;
     if args.etcd.is_empty() {
         options.registry_path = Some(args.work_dir.join("registry.redb"));
     } else {

@@ -9,6 +9,7 @@ pub mod master;
 pub mod ops;
 pub mod run;
 pub mod services;
+pub mod tls;
 
 /// Structured logs to stderr; `RUST_LOG` picks the level (default `info`), and
 /// `AGORA_LOG_FORMAT=json` switches to one JSON object per line. Colours only on a

@@ -17,6 +17,8 @@ pub struct MasterArg {
     /// redirects to the leader).
     #[arg(long, env = "AGORA_MASTER", default_value = "127.0.0.1:5050", value_name = "HOST:PORT[,…]")]
     pub master: String,
+    #[command(flatten)]
+    pub tls: super::tls::ClientArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -178,7 +180,8 @@ fn finish(command: &str, result: Result<String, CliError>) -> anyhow::Result<Exi
 }
 
 fn client(master: &MasterArg) -> Result<MasterClient, CliError> {
-    MasterClient::new(&master.master)
+    let tls = master.tls.load().map_err(|e| CliError::Usage(e.to_string()))?;
+    MasterClient::with_tls(&master.master, tls.as_ref())
 }
 
 pub async fn agents(args: AgentsArgs) -> anyhow::Result<ExitCode> {

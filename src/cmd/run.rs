@@ -91,6 +91,8 @@ pub struct Args {
     /// The master, HOST:PORT; several comma-separated masters are tried in turn.
     #[arg(long, value_name = "HOST:PORT[,HOST:PORT…]", value_delimiter = ',', required = true, env = "AGORA_MASTER")]
     master: Vec<String>,
+    #[command(flatten)]
+    tls: super::tls::ClientArgs,
     /// The framework's name; tasks are called NAME-0, NAME-1, ….
     #[arg(long, default_value = "agora-run")]
     name: String,
@@ -214,6 +216,7 @@ impl Command {
 #[derive(Debug)]
 struct Plan {
     masters: Vec<String>,
+    tls: Option<agora_proto::tls::ClientTls>,
     framework: FrameworkInfo,
     requirements: TaskRequirements,
     command: Command,
@@ -244,7 +247,8 @@ impl Plan {
             anyhow::bail!("--master: give at least one HOST:PORT");
         }
         for master in &masters {
-            agora_master::cli::client::base_url(master).map_err(|e| anyhow::anyhow!("{e}"))?;
+            agora_master::cli::client::base_url_with(master, args.tls.load()?.as_ref())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         // Task ids are NAME-i, so the name must be a valid id itself.
         agora_proto::convert::id::<TaskId>("--name", &args.name).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -280,6 +284,7 @@ impl Plan {
         };
         Ok(Plan {
             masters,
+            tls: args.tls.load()?,
             framework,
             requirements,
             command,
@@ -611,10 +616,11 @@ impl Runner {
         if instance.streaming {
             return;
         }
-        let files = match agora_master::cli::sandbox::AgentFiles::as_principal(
+        let files = match agora_master::cli::sandbox::AgentFiles::connect(
             agent_id.as_str(),
             url,
             self.plan.credential.as_ref(),
+            self.plan.tls.as_ref(),
         ) {
             Ok(files) => files,
             Err(error) => {
@@ -688,10 +694,11 @@ impl Runner {
             let task_id = &instance.task_id;
             let url = self.agent_urls.get(agent_id);
             let sandbox = match url.map(|url| {
-                agora_master::cli::sandbox::AgentFiles::as_principal(
+                agora_master::cli::sandbox::AgentFiles::connect(
                     agent_id.as_str(),
                     url,
                     self.plan.credential.as_ref(),
+                    self.plan.tls.as_ref(),
                 )
             }) {
                 Some(Ok(files)) => {
@@ -1006,6 +1013,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = DriverConfig::new(plan.masters.clone(), plan.framework.clone());
     config.reconnect = RECONNECT;
     config.credential = plan.credential.clone();
+    config.tls = plan.tls.clone();
     let driver = Driver::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let handle = driver.handle();
     let (record, interrupt) = watch::channel(None);

@@ -24,6 +24,12 @@ pub struct Args {
 /// The server's flags.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// TLS on the REST API.
+    #[command(flatten)]
+    pub tls: super::tls::ServerArgs,
+    /// Verifies the master (its link speaks TLS; bare masters mean https://).
+    #[command(flatten)]
+    pub tls_client: super::tls::ClientArgs,
     /// The masters, `host:port`, comma-separated (tried in turn).
     #[arg(long, value_delimiter = ',', required_unless_present = "etcd")]
     pub master: Vec<String>,
@@ -174,11 +180,14 @@ pub struct ClientArgs {
     /// Machine-readable output: JSON (one object per line while following a deployment).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: super::tls::ClientArgs,
 }
 
 impl ClientArgs {
     fn client(&self) -> anyhow::Result<cli::Client> {
-        cli::Client::new(&self.services, self.json).map_err(|e| anyhow::anyhow!("--services: {e}"))
+        let tls = self.tls.load()?;
+        cli::Client::with_tls(&self.services, self.json, tls.as_ref()).map_err(|e| anyhow::anyhow!("--services: {e}"))
     }
 }
 
@@ -240,6 +249,8 @@ pub fn config(args: &ServeArgs, advertise: String) -> anyhow::Result<ServicesCon
         anyhow::bail!("--name may not be empty");
     }
     let mut config = ServicesConfig::new(args.master.clone(), args.work_dir.clone(), advertise);
+    config.tls = args.tls.load(None)?;
+    config.master_tls = args.tls_client.load()?;
     config.name = args.name.clone();
     config.role = args.role.clone();
     config.planner.default_deployment_timeout_ms = ms(args.deployment_timeout);

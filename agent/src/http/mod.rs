@@ -99,6 +99,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     state: HttpState,
     limits: ConnectionLimits,
+    tls: Option<agora_proto::tls::ServerTls>,
     mut stop: watch::Receiver<bool>,
 ) {
     let app = router(state);
@@ -106,7 +107,7 @@ pub(crate) async fn serve(
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
     let listener = limit::LimitedListener::new(listener, limits.max_connections, limits.idle_timeout);
-    if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+    if let Err(error) = agora_proto::tls::serve(listener, tls.as_ref(), app, stopped).await {
         tracing::error!(%error, "the agent's HTTP server failed");
     }
 }

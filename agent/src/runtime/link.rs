@@ -41,6 +41,8 @@ pub(crate) struct LinkConfig {
     pub reconnect_initial_ms: u64,
     pub reconnect_max_ms: u64,
     pub seed: u64,
+    /// `None`: plain text (bare addresses mean `http://`).
+    pub tls: Option<agora_proto::tls::ClientTls>,
 }
 
 /// How the link finds the master to dial next.
@@ -171,7 +173,7 @@ impl Failed {
         let leader = (status.code() == tonic::Code::Unavailable)
             .then(|| status.metadata().get("agora-leader")?.to_str().ok().map(str::to_owned))
             .flatten();
-        Failed { why: format!("{context}: {status}"), leader }
+        Failed { why: format!("{context}: {:?}: {}", status.code(), status.message()), leader }
     }
 }
 
@@ -237,14 +239,13 @@ pub(crate) async fn run(
 /// One connection: dial, register, then relay until the stream ends. Tells the owner
 /// `Disconnected` on the way out once it has told it `Registered`.
 async fn session(config: &LinkConfig, master: &str, events: &mpsc::Sender<Event>) -> Result<Ended, Failed> {
-    let url = if master.contains("://") { master.to_owned() } else { format!("http://{master}") };
-    let endpoint = tonic::transport::Endpoint::from_shared(url)
-        .map_err(|e| format!("master address {master:?}: {e}"))?
+    let endpoint = agora_proto::tls::endpoint(master, config.tls.as_ref())
+        .map_err(|e| format!("master address {e}"))?
         .connect_timeout(config.register_timeout)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
-    let channel = endpoint.connect().await.map_err(|e| format!("connect: {}", chain(&e)))?;
+    let channel = endpoint.connect().await.map_err(|e| format!("connect: {}", agora_proto::tls::describe(&e)))?;
     let mut client = AgentLinkClient::new(channel);
 
     let (reply, register) = oneshot::channel();
@@ -339,19 +340,6 @@ async fn relay(
             }
         }
     }
-}
-
-/// An error with its causes, `outer: inner: root`, since tonic's transport errors say
-/// little on their own ("transport error").
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -195,7 +195,7 @@ pub async fn run(
         max_connections: config.http_max_connections,
         idle_timeout: Duration::from_millis(config.http_idle_timeout_ms.max(1)),
     };
-    let http = tokio::spawn(http::serve(http_listener, http_state, limits, stop_rx.clone()));
+    let http = tokio::spawn(http::serve(http_listener, http_state, limits, config.http_tls.clone(), stop_rx.clone()));
     let authorization = match &config.credential {
         Some(credential) => Some(
             tonic::metadata::AsciiMetadataValue::try_from(credential.basic())
@@ -209,6 +209,7 @@ pub async fn run(
         reconnect_initial_ms: config.reconnect_initial_ms,
         reconnect_max_ms: config.reconnect_max_ms,
         seed: config.seed.wrapping_add(1),
+        tls: config.master_tls.clone(),
     };
     let link = tokio::spawn(link::run(link_config, finder, events_tx.clone(), stop_rx));
     let disk_watch_interval = Duration::from_millis(config.disk_watch_interval_ms.max(100));

@@ -36,7 +36,12 @@ pub struct Client {
 impl Client {
     /// A client of `base` (`http://host:port`); `json` selects machine-readable output.
     pub fn new(base: &str, json: bool) -> Result<Client, CliError> {
-        Ok(Client { rest: RestClient::new("cron", base, CALL_TIMEOUT).map_err(CliError::Usage)?, json })
+        Self::with_tls(base, json, None)
+    }
+
+    /// [`new`](Self::new) for an `https://` API verified with `tls` (`--tls-ca`).
+    pub fn with_tls(base: &str, json: bool, tls: Option<&agora_proto::tls::ClientTls>) -> Result<Client, CliError> {
+        Ok(Client { rest: RestClient::with_tls("cron", base, CALL_TIMEOUT, tls).map_err(CliError::Usage)?, json })
     }
 
     /// `add FILE`: creates or replaces the job (or each job of an array, in order) the

@@ -34,12 +34,23 @@ impl RestClient {
     /// A client of `base` whose calls take at most `timeout`; `Err` names what is wrong
     /// with `base`.
     pub fn new(what: &'static str, base: &str, timeout: Duration) -> Result<RestClient, String> {
+        Self::with_tls(what, base, timeout, None)
+    }
+
+    /// [`new`](Self::new), verifying an `https://` API with `tls` (`--tls-ca`; the system's
+    /// CA certificates when `None`).
+    pub fn with_tls(
+        what: &'static str,
+        base: &str,
+        timeout: Duration,
+        tls: Option<&agora_proto::tls::ClientTls>,
+    ) -> Result<RestClient, String> {
         let base = base.trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") {
-            return Err(format!("{base:?}: expected http://HOST:PORT"));
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            return Err(format!("{base:?}: expected http://HOST:PORT or https://HOST:PORT"));
         }
         // A follower answers with a 307 to the leader; reqwest follows it (method and body kept).
-        let http = http_client(timeout)?;
+        let http = http_client_with_tls(timeout, tls)?;
         Ok(RestClient { base, http, what })
     }
 
@@ -48,7 +59,7 @@ impl RestClient {
     }
 
     /// An error saying the API cannot be reached, for calls made outside [`RestClient::send`].
-    pub fn unreachable(&self, error: &dyn std::error::Error) -> RestError {
+    pub fn unreachable(&self, error: &(dyn std::error::Error + 'static)) -> RestError {
         RestError::Unreachable { what: self.what, url: self.base.clone(), reason: error_chain(error) }
     }
 
@@ -98,7 +109,7 @@ impl RestClient {
 /// sandbox files): calls take at most `timeout`, and a server run with `--authenticate-http`
 /// gets the caller's credential on every call (`$AGORA_PRINCIPAL` and `$AGORA_SECRET_FILE`).
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
-    http_client_as(timeout, None)
+    http_client_for(timeout, None, None)
 }
 
 /// [`http_client`] presenting `credential` when one is given (a command's own
@@ -106,6 +117,25 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
 pub fn http_client_as(
     timeout: Duration,
     credential: Option<&agora_proto::auth::Credential>,
+) -> Result<reqwest::Client, String> {
+    http_client_for(timeout, credential, None)
+}
+
+/// [`http_client`], verifying `https://` servers with `tls` (`--tls-ca`; the system's CA
+/// certificates when `None`).
+pub fn http_client_with_tls(
+    timeout: Duration,
+    tls: Option<&agora_proto::tls::ClientTls>,
+) -> Result<reqwest::Client, String> {
+    http_client_for(timeout, None, tls)
+}
+
+/// The client every command-line call uses: `credential` (else the environment's) on
+/// every request, and `https://` servers verified with `tls`.
+pub fn http_client_for(
+    timeout: Duration,
+    credential: Option<&agora_proto::auth::Credential>,
+    tls: Option<&agora_proto::tls::ClientTls>,
 ) -> Result<reqwest::Client, String> {
     let credential = match credential {
         Some(credential) => Some(credential.clone()),
@@ -118,7 +148,8 @@ pub fn http_client_as(
         value.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
-    reqwest::Client::builder()
+    agora_proto::tls::reqwest_builder(reqwest::Client::builder(), tls)
+        .map_err(|e| e.to_string())?
         .default_headers(headers)
         .timeout(timeout)
         .build()
@@ -181,7 +212,10 @@ fn table_lines(rows: &[Vec<String>]) -> Vec<String> {
 }
 
 /// An error with its causes, `a: b: c`, as one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(tls) = agora_proto::tls::tls_failure(error) {
+        return tls;
+    }
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -87,6 +87,11 @@ pub struct DriverConfig {
     /// (the master's `--authenticate-frameworks`). The framework's principal is then this
     /// one; `framework.principal` may be left empty.
     pub credential: Option<agora_proto::auth::Credential>,
+    /// How the driver verifies the master (`--tls-ca`): with settings, bare `host:port`
+    /// addresses mean `https://`; `https://` addresses without them are verified with the
+    /// system's CA certificates. A master whose certificate is not trusted, or one that
+    /// speaks TLS to a plain driver, ends the run with [`Error::Tls`].
+    pub tls: Option<agora_proto::tls::ClientTls>,
 }
 
 impl DriverConfig {
@@ -105,6 +110,7 @@ impl DriverConfig {
             seed: None,
             explicit_acknowledgements: false,
             credential: None,
+            tls: None,
         }
     }
 
@@ -130,7 +136,7 @@ impl DriverConfig {
             return Err(Error::Config(format!("masters: at most {MAX_MASTERS} addresses")));
         }
         for master in &self.masters {
-            Endpoint::from_shared(master_url(master))
+            Endpoint::from_shared(agora_proto::tls::url(master, self.tls.as_ref()))
                 .map_err(|e| Error::Config(format!("masters: {master:?} is not a host:port address ({e})")))?;
         }
         // The master applies the same rules; checking here turns a refusal after connecting
@@ -173,10 +179,6 @@ fn etcd_config_error(error: EtcdError) -> Error {
         EtcdError::NoEndpoint => Error::Config("etcd: give at least one endpoint".into()),
         other => Error::Config(format!("etcd: {other}")),
     }
-}
-
-fn master_url(master: &str) -> String {
-    if master.contains("://") { master.to_owned() } else { format!("http://{master}") }
 }
 
 /// Most acknowledgements the master takes in one call (its `AcknowledgeMany` bound).
@@ -838,13 +840,18 @@ async fn subscribe(
     config: &DriverConfig,
     master: &str,
 ) -> Result<(SchedulerClient<Channel>, tonic::Streaming<pb::Event>, pb::Subscribed), Ended> {
-    let endpoint = Endpoint::from_shared(master_url(master))
-        .map_err(|e| Ended::Fatal(Error::Config(format!("masters: {master:?}: {e}"))))?
+    let endpoint = agora_proto::tls::endpoint(master, config.tls.as_ref())
+        .map_err(|e| Ended::Fatal(Error::Config(format!("masters: {e}"))))?
         .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
-    let channel = endpoint.connect().await.map_err(|e| Ended::Failed(format!("connect: {e}")))?;
+    // A TLS failure (an untrusted certificate, a master that does not speak TLS) will not
+    // mend by retrying: it ends the run with the reason instead of a minute of retries.
+    let channel = endpoint.connect().await.map_err(|e| match agora_proto::tls::tls_failure(&e) {
+        Some(why) => Ended::Fatal(Error::Tls(format!("{master}: {why}"))),
+        None => Ended::Failed(format!("connect: {}", agora_proto::tls::chain(&e))),
+    })?;
     let mut client = SchedulerClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -877,6 +884,9 @@ async fn subscribe(
 /// not the leader, so the driver tries again (on the next master).
 fn subscribe_error(status: tonic::Status, resubscribing: bool) -> Ended {
     use tonic::Code;
+    if status.metadata().contains_key(agora_proto::tls::TLS_REQUIRED_HEADER) {
+        return Ended::Fatal(Error::Tls(format!("TLS: {}", status.message())));
+    }
     match status.code() {
         Code::InvalidArgument | Code::PermissionDenied | Code::Unauthenticated => {
             Ended::Fatal(Error::Refused(format!("{:?}: {}", status.code(), status.message())))

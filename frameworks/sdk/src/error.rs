@@ -30,6 +30,10 @@ pub enum Error {
     /// it has removed), or sent an ERROR event, after which Mesos frameworks must stop.
     #[error("the master refused the framework: {0}")]
     Refused(String),
+    /// TLS stands between the driver and the master: its certificate is not trusted (give
+    /// the CA with `--tls-ca`), or one side speaks TLS and the other does not.
+    #[error("{0}")]
+    Tls(String),
     /// A task description that the master would reject; the message names the field.
     #[error("invalid task: {0}")]
     InvalidTask(String),

@@ -82,8 +82,14 @@ struct Target {
 impl Client {
     /// A client of `base` (`http://host:port`); `json` selects machine-readable output.
     pub fn new(base: &str, json: bool) -> Result<Client, CliError> {
-        let rest = RestClient::new("services", base, CALL_TIMEOUT).map_err(CliError::Usage)?;
-        let streaming = reqwest::Client::builder()
+        Self::with_tls(base, json, None)
+    }
+
+    /// [`new`](Self::new) for an `https://` API verified with `tls` (`--tls-ca`).
+    pub fn with_tls(base: &str, json: bool, tls: Option<&agora_proto::tls::ClientTls>) -> Result<Client, CliError> {
+        let rest = RestClient::with_tls("services", base, CALL_TIMEOUT, tls).map_err(CliError::Usage)?;
+        let streaming = agora_proto::tls::reqwest_builder(reqwest::Client::builder(), tls)
+            .map_err(|e| CliError::Usage(e.to_string()))?
             .connect_timeout(CALL_TIMEOUT)
             .build()
             .map_err(|e| CliError::Usage(format!("cannot build an HTTP client: {e}")))?;

@@ -52,8 +52,14 @@ fn call(agent_id: &str, command: &AgentCommand) -> Result<(&'static str, Value),
 
 /// Sends the command for `agent_id` to `master` (one or several, comma-separated); returns
 /// the line to print.
-pub async fn run(master: &str, agent_id: &str, command: AgentCommand) -> Result<String, CliError> {
-    let client = MasterClient::new(master)?;
+/// `tls` verifies the masters (`--tls-ca`); with it a bare address means `https://`.
+pub async fn run(
+    master: &str,
+    tls: Option<&agora_proto::tls::ClientTls>,
+    agent_id: &str,
+    command: AgentCommand,
+) -> Result<String, CliError> {
+    let client = MasterClient::with_tls(master, tls)?;
     let (kind, body) = call(agent_id, &command)?;
     client.call(kind, &body).await?;
     let id = agent_id.trim();

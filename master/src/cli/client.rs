@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use agora_proto::tls::ClientTls;
 use agora_sdk::cli::{RestClient, RestError};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -24,24 +25,43 @@ pub struct MasterClient {
     masters: Vec<RestClient>,
     /// The master that answered last: asked first next time.
     preferred: AtomicUsize,
+    /// How masters (and agents, for sandboxes) are verified (`--tls-ca`).
+    tls: Option<ClientTls>,
 }
 
-/// `http://HOST:PORT` of a master given as `HOST:PORT` or `http://HOST:PORT`.
+/// `http://HOST:PORT` of a master given as `HOST:PORT` or `http://HOST:PORT`
+/// (`https://` kept).
 pub fn base_url(master: &str) -> Result<String, CliError> {
+    base_url_with(master, None)
+}
+
+/// [`base_url`] for a client with TLS settings (`--tls-ca`), for which a bare
+/// `HOST:PORT` means `https://`.
+pub fn base_url_with(master: &str, tls: Option<&ClientTls>) -> Result<String, CliError> {
     let address = master.trim().trim_end_matches('/');
-    let bare = address.strip_prefix("http://").unwrap_or(address);
+    let (scheme, bare) = match (address.strip_prefix("http://"), address.strip_prefix("https://")) {
+        (Some(bare), _) => ("http", bare),
+        (_, Some(bare)) => ("https", bare),
+        _ if tls.is_some() => ("https", address),
+        _ => ("http", address),
+    };
     let valid =
         bare.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
     if !valid || bare.contains('/') {
         return Err(CliError::Master(master.to_owned()));
     }
-    Ok(format!("http://{bare}"))
+    Ok(format!("{scheme}://{bare}"))
 }
 
 impl MasterClient {
     /// A client of the comma-separated masters in `list`; `Err` names the one that is not
     /// `HOST:PORT`.
     pub fn new(list: &str) -> Result<MasterClient, CliError> {
+        Self::with_tls(list, None)
+    }
+
+    /// [`new`](Self::new), verifying `https://` masters with `tls` (`--tls-ca`).
+    pub fn with_tls(list: &str, tls: Option<&ClientTls>) -> Result<MasterClient, CliError> {
         let names: Vec<&str> = list.split(',').map(str::trim).filter(|m| !m.is_empty()).collect();
         if names.is_empty() {
             return Err(CliError::Master(list.to_owned()));
@@ -52,11 +72,16 @@ impl MasterClient {
         let masters = names
             .into_iter()
             .map(|name| {
-                let base = base_url(name)?;
-                RestClient::new("the master", &base, CALL_TIMEOUT).map_err(CliError::Usage)
+                let base = base_url_with(name, tls)?;
+                RestClient::with_tls("the master", &base, CALL_TIMEOUT, tls).map_err(CliError::Usage)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(MasterClient { masters, preferred: AtomicUsize::new(0) })
+        Ok(MasterClient { masters, preferred: AtomicUsize::new(0), tls: tls.cloned() })
+    }
+
+    /// The TLS settings the client was made with.
+    pub fn tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
     }
 
     /// The masters, comma-separated, as messages name them.
@@ -106,9 +131,12 @@ mod tests {
     fn a_master_is_named_by_host_and_port_with_or_without_its_scheme() {
         assert_eq!(base_url("127.0.0.1:5050").ok(), Some("http://127.0.0.1:5050".to_owned()));
         assert_eq!(base_url("http://node-1:5050/").ok(), Some("http://node-1:5050".to_owned()));
-        for bad in ["", "node-1", ":5050", "node-1:0", "node-1:http", "https://node-1:5050", "node-1:5050/x"] {
+        for bad in ["", "node-1", ":5050", "node-1:0", "node-1:http", "ftp://node-1:5050", "node-1:5050/x"] {
             assert!(matches!(base_url(bad), Err(CliError::Master(_))), "{bad:?}");
         }
+        assert_eq!(base_url("https://node-1:5050").ok(), Some("https://node-1:5050".to_owned()));
+        let tls = ClientTls::from_ca_pem(b"");
+        assert_eq!(base_url_with("node-1:5050", Some(&tls)).ok(), Some("https://node-1:5050".to_owned()));
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Location {
     pub sandbox: Option<String>,
     /// Tasks with the same id in other frameworks (older ones; this is the newest).
     pub others: usize,
+    /// How the agent is verified (the CLI's `--tls-ca`).
+    pub tls: Option<agora_proto::tls::ClientTls>,
 }
 
 impl Location {
@@ -55,7 +57,7 @@ impl Location {
     }
 
     pub fn files(&self) -> Result<AgentFiles, CliError> {
-        AgentFiles::new(&self.agent_id, &self.agent_url)
+        AgentFiles::with_tls(&self.agent_id, &self.agent_url, self.tls.as_ref())
     }
 
     /// The sandbox, or an error saying there is none yet.
@@ -96,7 +98,8 @@ pub async fn locate(client: &MasterClient, task_id: &str, framework_id: Option<&
         )));
     };
     let agent_url = format!("http://{}:{}", agent["hostname"].as_str().unwrap_or_default(), agent["port"]);
-    let files = AgentFiles::new(&agent_id, &agent_url)?;
+    let files = AgentFiles::with_tls(&agent_id, &agent_url, client.tls())?;
+    let agent_url = files.base().to_owned();
     let sandbox = files.sandbox_of(&framework_id, task_id).await?;
     Ok(Location {
         task,
@@ -106,6 +109,7 @@ pub async fn locate(client: &MasterClient, task_id: &str, framework_id: Option<&
         agent_url,
         sandbox,
         others: tasks.len() - 1,
+        tls: client.tls().cloned(),
     })
 }
 
@@ -128,7 +132,7 @@ pub enum ReadError {
 impl AgentFiles {
     /// The files of agent `agent_id` at `base` (`http://host:port`).
     pub fn new(agent_id: &str, base: &str) -> Result<AgentFiles, CliError> {
-        AgentFiles::as_principal(agent_id, base, None)
+        AgentFiles::connect(agent_id, base, None, None)
     }
 
     /// [`AgentFiles::new`] presenting `credential` (else the environment's, if any).
@@ -137,14 +141,37 @@ impl AgentFiles {
         base: &str,
         credential: Option<&agora_proto::auth::Credential>,
     ) -> Result<AgentFiles, CliError> {
+        AgentFiles::connect(agent_id, base, credential, None)
+    }
+
+    /// [`AgentFiles::new`] for a client with TLS settings (`--tls-ca`).
+    pub fn with_tls(
+        agent_id: &str,
+        base: &str,
+        tls: Option<&agora_proto::tls::ClientTls>,
+    ) -> Result<AgentFiles, CliError> {
+        AgentFiles::connect(agent_id, base, None, tls)
+    }
+
+    /// The files of agent `agent_id` at `base`, presenting `credential` (else the
+    /// environment's, if any). With TLS settings (`--tls-ca`) the cluster is taken to be
+    /// secure as a whole: the agent is dialled with `https://` and verified with `tls`.
+    pub fn connect(
+        agent_id: &str,
+        base: &str,
+        credential: Option<&agora_proto::auth::Credential>,
+        tls: Option<&agora_proto::tls::ClientTls>,
+    ) -> Result<AgentFiles, CliError> {
+        let failed = |reason: String| CliError::Agent { agent: agent_id.to_owned(), url: base.to_owned(), reason };
         // The same client as the master's: an agent run with --authenticate-http gets the
         // operator's credential too.
-        let http = agora_sdk::cli::http_client_as(AGENT_TIMEOUT, credential).map_err(|reason| CliError::Agent {
-            agent: agent_id.to_owned(),
-            url: base.to_owned(),
-            reason,
-        })?;
-        Ok(AgentFiles { agent_id: agent_id.to_owned(), base: base.trim_end_matches('/').to_owned(), http })
+        let http = agora_sdk::cli::http_client_for(AGENT_TIMEOUT, credential, tls).map_err(failed)?;
+        let base = base.trim_end_matches('/');
+        let base = match (tls, base.strip_prefix("http://")) {
+            (Some(_), Some(bare)) => format!("https://{bare}"),
+            _ => base.to_owned(),
+        };
+        Ok(AgentFiles { agent_id: agent_id.to_owned(), base, http })
     }
 
     pub fn base(&self) -> &str {

@@ -27,12 +27,21 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most tasks an agent may report when it re-registers.
 const MAX_REPORTED_TASKS: usize = 100_000;
 
+/// The agents' service. With `require_client_certificate` (the master was started with
+/// `--tls-client-ca`) an agent must present a certificate that client CA signed.
 pub fn server(
     handle: Handle,
     stop: watch::Receiver<bool>,
     security: Arc<Security>,
+    require_client_certificate: bool,
 ) -> AgentLinkServer<AgentLinkService> {
-    AgentLinkServer::new(AgentLinkService { handle, stop, security, principals: AgentPrincipals::default() })
+    AgentLinkServer::new(AgentLinkService {
+        handle,
+        stop,
+        security,
+        principals: AgentPrincipals::default(),
+        require_client_certificate,
+    })
 }
 
 #[derive(Debug)]
@@ -41,6 +50,7 @@ pub struct AgentLinkService {
     stop: watch::Receiver<bool>,
     security: Arc<Security>,
     principals: AgentPrincipals,
+    require_client_certificate: bool,
 }
 
 /// The principal each agent id was registered by (`None`: no credential), so that an
@@ -111,6 +121,15 @@ impl AgentLink for AgentLinkService {
         &self,
         request: GrpcRequest<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<MasterStream>, Status> {
+        // The TLS listener verified the certificate against the client CA; here it only
+        // matters that there is one (who it names is for authentication to judge).
+        if self.require_client_certificate && agora_proto::tls::grpc_client_identity(&request).is_none() {
+            tracing::warn!("refused an agent without a client certificate");
+            return Err(Status::unauthenticated(
+                "this master requires agents to present a client certificate signed by its --tls-client-ca \
+                 (start the agent with --tls-cert and --tls-key)",
+            ));
+        }
         let principal = self
             .security
             .authenticate_grpc(Kind::Agent, request.metadata())

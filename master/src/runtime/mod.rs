@@ -59,6 +59,9 @@ pub struct MasterOptions {
     pub max_concurrent_renders: usize,
     /// Requests per caller (principal, else non-loopback address), HTTP and gRPC alike.
     pub rate_limit: agora_proto::edge::rate::RateLimit,
+    /// TLS on the one port (gRPC and HTTP); `None` serves plain text. With a client CA,
+    /// agents must present a certificate it signed.
+    pub tls: Option<agora_proto::tls::ServerTls>,
 }
 
 impl MasterOptions {
@@ -73,6 +76,7 @@ impl MasterOptions {
             security: auth::Security::default(),
             max_concurrent_renders: DEFAULT_MAX_CONCURRENT_RENDERS,
             rate_limit: DEFAULT_RATE_LIMIT,
+            tls: None,
         }
     }
 }
@@ -103,6 +107,8 @@ pub async fn serve(
     let admin = mesos::operator_admin::AdminContext::new(&options, mesos_context(&options_context));
     let etcd = options.etcd.clone();
     let options_rate_limit = options.rate_limit;
+    let tls = options.tls.clone();
+    let agents_need_certificates = tls.as_ref().is_some_and(agora_proto::tls::ServerTls::verifies_clients);
     let (handle, requests) = owner::channel();
     let (read_model, feed) = read_model::ReadModel::start(read_model::MasterFacts {
         master_id: options.core.master_id.clone(),
@@ -127,9 +133,14 @@ pub async fn serve(
             Some(tokio::spawn(lead(client, etcd.clone(), options, requests, feed, stop_rx.clone(), role_tx)))
         }
     };
-    let grpc = tonic::service::Routes::new(agent_link::server(handle.clone(), stop_rx.clone(), security.clone()))
-        .add_service(scheduler::server(handle.clone(), stop_rx.clone(), security.clone(), streams.clone()))
-        .into_axum_router();
+    let grpc = tonic::service::Routes::new(agent_link::server(
+        handle.clone(),
+        stop_rx.clone(),
+        security.clone(),
+        agents_need_certificates,
+    ))
+    .add_service(scheduler::server(handle.clone(), stop_rx.clone(), security.clone(), streams.clone()))
+    .into_axum_router();
     // tonic's routes bring a fallback of their own; ours replaces it, so that unknown HTTP
     // paths get a JSON 404. Until this master leads, followers answer every request.
     // Operators' routes authenticate in one layer; the scheduler API and gRPC
@@ -152,7 +163,7 @@ pub async fn serve(
         ))
         .layer(axum::middleware::from_fn_with_state(security.clone(), auth::mark_authenticated))
         .layer(axum::middleware::from_fn_with_state(role_rx, election::follow_leader));
-    tracing::info!(address = %listener.local_addr()?, "master listening");
+    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "master listening");
     // Small gRPC messages (updates, acknowledgements, calls) must not wait for Nagle's
     // algorithm to meet the peer's delayed ACK: up to 40 ms per exchange on Linux.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -161,13 +172,13 @@ pub async fn serve(
         }
     });
     // Long-lived streams end when the owner stops, which lets the graceful shutdown finish.
-    // The peer's address reaches every request (`ConnectInfo`): rate limits count by it.
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
-        .await?;
+    // The peer's address reaches every request (`ConnectInfo<SocketAddr>`, with TLS or
+    // without): rate limits count by it.
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    agora_proto::tls::serve(listener, tls.as_ref(), app, shutdown).await?;
     // Give a stepping-down leader the moment it needs to revoke its lease.
     if let Some(leading) = leading {
         let _ = tokio::time::timeout(STEP_DOWN_TIMEOUT, leading).await;

@@ -58,6 +58,10 @@ pub struct CronConfig {
     pub credential: Option<agora_proto::auth::Credential>,
     /// Who may call the REST API (`--credentials`, `--authenticate-http`); `None`: anyone.
     pub http_gate: Option<std::sync::Arc<agora_proto::edge::authenticate::HttpGate>>,
+    /// TLS on the REST API (`--tls-cert`, `--tls-key`); `None` serves plain text.
+    pub tls: Option<agora_proto::tls::ServerTls>,
+    /// How the driver verifies the master (`--tls-ca`); `None` dials in plain text.
+    pub master_tls: Option<agora_proto::tls::ClientTls>,
 }
 
 impl CronConfig {
@@ -79,6 +83,8 @@ impl CronConfig {
             core: CoreConfig::default(),
             credential: None,
             http_gate: None,
+            tls: None,
+            master_tls: None,
         }
     }
 

@@ -4,7 +4,7 @@
 //! the store is lost. A leader that loses its lease stops the process (fail-stop): another
 //! may lead already, and this one's view of the state may be stale.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,8 +76,10 @@ pub async fn run(
     }
     tracing::info!(address = %listener.local_addr()?, advertise = %config.advertise, "cron REST API listening");
     let mut server_stop = stop.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move { stopped(&mut server_stop).await });
-    let mut server = tokio::spawn(server.into_future());
+    let tls = config.tls.clone();
+    let mut server = tokio::spawn(async move {
+        agora_proto::tls::serve(listener, tls.as_ref(), app, async move { stopped(&mut server_stop).await }).await
+    });
     let mut leading = tokio::spawn(lead(config, requests, role_tx, stop.clone()));
     let result = tokio::select! {
         _ = shutdown => {
@@ -167,6 +169,7 @@ async fn term(
     } else {
         DriverConfig::new(config.masters.clone(), framework)
     };
+    driver_config.tls = config.master_tls.clone();
     // The owner acknowledges status updates once they are committed, many per call.
     driver_config.explicit_acknowledgements = true;
     driver_config.credential = config.credential.clone();

@@ -70,6 +70,10 @@ pub struct ServicesConfig {
     pub credential: Option<agora_proto::auth::Credential>,
     /// Who may call the REST API (`--credentials`, `--authenticate-http`); `None`: anyone.
     pub http_gate: Option<std::sync::Arc<agora_proto::edge::authenticate::HttpGate>>,
+    /// TLS on the REST API (`--tls-cert`, `--tls-key`); `None` serves plain text.
+    pub tls: Option<agora_proto::tls::ServerTls>,
+    /// How the driver verifies the master (`--tls-ca`); `None` dials in plain text.
+    pub master_tls: Option<agora_proto::tls::ClientTls>,
 }
 
 impl ServicesConfig {
@@ -93,6 +97,8 @@ impl ServicesConfig {
             http_callbacks: false,
             credential: None,
             http_gate: None,
+            tls: None,
+            master_tls: None,
         }
     }
 

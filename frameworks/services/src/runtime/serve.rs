@@ -8,7 +8,7 @@
 //! again; one that loses its lease stops the process (fail-stop), since another may lead
 //! already.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,11 +80,12 @@ pub async fn run(
     }
     tracing::info!(address = %listener.local_addr()?, advertise = %config.advertise, "services REST API listening");
     let mut server_stop = stop.clone();
-    // With the peer's address, for the events that name the client (`api_post_event`).
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(async move { stopped(&mut server_stop).await }).into_future();
-    let mut server = tokio::spawn(server);
+    // Requests carry the peer's address, for the events that name the client
+    // (`api_post_event`); with TLS the port speaks only TLS.
+    let tls = config.tls.clone();
+    let mut server = tokio::spawn(async move {
+        agora_proto::tls::serve(listener, tls.as_ref(), app, async move { stopped(&mut server_stop).await }).await
+    });
     let mut leading = tokio::spawn(lead(config, handle, requests, role_tx, stop.clone(), abdication));
     let result = tokio::select! {
         _ = shutdown => {
@@ -230,6 +231,7 @@ async fn term(
     } else {
         DriverConfig::new(config.masters.clone(), framework)
     };
+    driver_config.tls = config.master_tls.clone();
     // The owner acknowledges status updates once they are committed, many per call.
     driver_config.explicit_acknowledgements = true;
     driver_config.credential = config.credential.clone();
