@@ -150,12 +150,15 @@ impl ServerTls {
     }
 }
 
+/// A certificate chain and its key, PEM.
+type IdentityPem = (Arc<[u8]>, Arc<[u8]>);
+
 /// How a client verifies the servers it dials (`--tls-ca`), and the certificate it
 /// presents when asked (`--tls-cert`, `--tls-key`: agents to a master that requires one).
 #[derive(Clone, Debug, Default)]
 pub struct ClientTls {
     ca_pem: Option<Arc<[u8]>>,
-    identity_pem: Option<(Arc<[u8]>, Arc<[u8]>)>,
+    identity_pem: Option<IdentityPem>,
 }
 
 impl ClientTls {

@@ -77,15 +77,15 @@ async fn tls_server(files: &Files) -> std::net::SocketAddr {
 #[test]
 fn incomplete_server_settings_name_the_missing_flag() {
     let only_cert = ServerFiles { cert: Some("c.pem".into()), ..ServerFiles::default() };
-    assert!(ServerTls::load(&only_cert).unwrap_err().to_string().contains("--tls-key"));
+    assert!(ServerTls::load(&only_cert).expect_err("a refusal").to_string().contains("--tls-key"));
     let only_ca = ServerFiles { client_ca: Some("ca.pem".into()), ..ServerFiles::default() };
-    assert!(ServerTls::load(&only_ca).unwrap_err().to_string().contains("--tls-cert"));
+    assert!(ServerTls::load(&only_ca).expect_err("a refusal").to_string().contains("--tls-cert"));
     let missing = ServerFiles {
         cert: Some("/nonexistent/c.pem".into()),
         key: Some("/nonexistent/k.pem".into()),
         client_ca: None,
     };
-    let error = ServerTls::load(&missing).unwrap_err().to_string();
+    let error = ServerTls::load(&missing).expect_err("a refusal").to_string();
     assert!(error.starts_with("--tls-cert /nonexistent/c.pem"), "{error}");
     assert!(ServerTls::load(&ServerFiles::default()).expect("no TLS").is_none());
 }
@@ -94,7 +94,7 @@ fn incomplete_server_settings_name_the_missing_flag() {
 fn a_file_without_certificates_is_refused_with_its_flag() {
     let dir = tempfile_dir::Dir::new("not-pem");
     let path = write(&dir.0, "ca.pem", "hello\n");
-    let error = ClientTls::load(Some(&path), None, None).unwrap_err().to_string();
+    let error = ClientTls::load(Some(&path), None, None).expect_err("a refusal").to_string();
     assert!(error.contains("--tls-ca") && error.contains("no PEM certificate"), "{error}");
 }
 
@@ -115,7 +115,8 @@ async fn a_client_that_trusts_the_ca_connects_and_one_that_does_not_is_told_why(
 
     let other = Authority::new("another CA", SystemTime::now(), DAY).expect("a CA");
     let stranger = ClientTls::from_ca_pem(other.cert_pem().as_bytes());
-    let error = endpoint(&address.to_string(), Some(&stranger)).expect("endpoint").connect().await.unwrap_err();
+    let error =
+        endpoint(&address.to_string(), Some(&stranger)).expect("endpoint").connect().await.expect_err("a refusal");
     let text = describe(&error);
     assert!(text.contains("not trusted") && text.contains("--tls-ca"), "{text}");
 }
@@ -126,7 +127,7 @@ async fn a_plain_grpc_client_is_refused_with_a_status_that_says_tls_is_required(
     let address = tls_server(&files).await;
     let channel = endpoint(&address.to_string(), None).expect("endpoint").connect().await.expect("h2 in plain text");
     let mut client = crate::pb::agent_link_client::AgentLinkClient::new(channel);
-    let status = client.attach(tokio_stream::empty()).await.unwrap_err();
+    let status = client.attach(tokio_stream::empty()).await.expect_err("a refusal");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     assert!(status.metadata().contains_key(TLS_REQUIRED_HEADER));
     assert!(status.message().contains("TLS"), "{}", status.message());
@@ -154,7 +155,7 @@ async fn a_tls_client_against_a_plain_server_is_told_it_does_not_speak_tls() {
     tokio::spawn(async move { serve(listener, None, axum::Router::new(), std::future::pending()).await });
     let other = Authority::new("a CA", SystemTime::now(), DAY).expect("a CA");
     let tls = ClientTls::from_ca_pem(other.cert_pem().as_bytes());
-    let error = endpoint(&address.to_string(), Some(&tls)).expect("endpoint").connect().await.unwrap_err();
+    let error = endpoint(&address.to_string(), Some(&tls)).expect("endpoint").connect().await.expect_err("a refusal");
     let text = describe(&error);
     assert!(text.contains("did not answer with TLS"), "{text}");
 }
