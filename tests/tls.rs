@@ -56,6 +56,21 @@ fn https_client(ca: &Path) -> reqwest::Client {
         .expect("an HTTPS client")
 }
 
+/// An HTTPS client trusting `ca` that presents `secret` (a bearer token) on every request.
+fn authenticated_https_client(ca: &Path, secret: &str) -> reqwest::Client {
+    let pem = std::fs::read(ca).expect("the CA");
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}")).expect("an ASCII secret");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
+        .default_headers(headers)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("an HTTPS client")
+}
+
 async fn get_json(client: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
     let response = client.get(url).send().await.ok()?;
     if !response.status().is_success() {
@@ -234,12 +249,22 @@ async fn a_secure_local_cluster_runs_a_task_and_serves_services_over_tls() {
     );
     let ca = work.join("tls").join("ca.pem");
     eventually("agora local --secure to make its CA", async || ca.is_file().then_some(())).await;
-    let client = https_client(&ca);
+    // --secure authenticates every caller too, with the credentials it made.
+    let secret_file = work.join("auth").join("operator.secret");
+    eventually("agora local --secure to make its credentials", async || {
+        work.join("auth").join("credentials").is_file().then_some(())
+    })
+    .await;
+    let secret = std::fs::read_to_string(&secret_file).expect("the operator's secret").trim().to_owned();
+    let anonymous = https_client(&ca).get(format!("https://{master}/state")).send().await.expect("an answer");
+    assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let client = authenticated_https_client(&ca, &secret);
     eventually("the agent to register over TLS", async || (active_agents(&client, &master).await? == 1).then_some(()))
         .await;
     assert!(local.log_text().contains(&format!("--tls-ca {}", ca.display())), "{}", local.log_text());
 
-    let run = agora_run(&master, &["--tls-ca", path(&ca)]);
+    let run =
+        agora_run(&master, &["--tls-ca", path(&ca), "--principal", "operator", "--secret-file", path(&secret_file)]);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run));
     assert!(text(&run).contains("TASK_FINISHED"), "{}", text(&run));
 
@@ -250,6 +275,7 @@ async fn a_secure_local_cluster_runs_a_task_and_serves_services_over_tls() {
     .await;
     let mut list = Command::new(AGORA);
     list.args(["services", "list", "--services", &services, "--tls-ca", path(&ca)]);
+    list.env("AGORA_PRINCIPAL", "operator").env("AGORA_SECRET_FILE", &secret_file);
     let listed = run_bounded(list);
     assert!(listed.status.success(), "{}", text(&listed));
     let mut untrusted = Command::new(AGORA);

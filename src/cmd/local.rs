@@ -61,7 +61,8 @@ pub struct Args {
     pub authenticate: bool,
     /// TLS everywhere: make a throwaway CA and certificates in DIR/tls (kept for the next
     /// start while valid), serve every port with TLS, and require agents to present a
-    /// client certificate. Clients then need --tls-ca DIR/tls/ca.pem.
+    /// client certificate. Clients then need --tls-ca DIR/tls/ca.pem. Implies
+    /// --authenticate: clients also present the operator's credential.
     #[arg(long)]
     pub secure: bool,
     #[command(flatten)]
@@ -116,7 +117,8 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let master_dir = work_dir.join("master");
     let _lock = lock_work_dir(&master_dir)?;
     options.registry_path = Some(master_dir.join("registry.redb"));
-    let auth = match args.authenticate {
+    // A secure cluster authenticates every caller too: TLS alone says nothing of who calls.
+    let auth = match args.authenticate || args.secure {
         true => Some(LocalCredentials::load_or_make(&work_dir.join("auth"))?),
         false => None,
     };
