@@ -105,6 +105,13 @@ pub struct Limits {
     /// Requests one caller may send at once after a quiet spell.
     #[arg(long, default_value_t = agora_master::runtime::DEFAULT_RATE_LIMIT.burst)]
     pub rate_limit_burst: u32,
+    /// Connections held open at once; further clients wait to be accepted.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// How long an HTTP/1 request's headers may take to arrive whole (slow clients are
+    /// cut off); also how soon a connection must start a request.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
 }
 
 impl Limits {
@@ -129,6 +136,13 @@ impl Limits {
         }
         options.rate_limit =
             agora_proto::edge::rate::RateLimit { per_second: self.rate_limit, burst: self.rate_limit_burst };
+        if self.header_timeout < Duration::from_millis(100) {
+            anyhow::bail!("--header-timeout must be at least 100ms");
+        }
+        options.connections = agora_proto::edge::conn::ConnectionLimits {
+            max_connections: at_least_one("max-connections", self.max_connections)?,
+            header_timeout: self.header_timeout,
+        };
         Ok(())
     }
 }

@@ -62,6 +62,8 @@ pub struct MasterOptions {
     /// TLS on the one port (gRPC and HTTP); `None` serves plain text. With a client CA,
     /// agents must present a certificate it signed.
     pub tls: Option<agora_proto::tls::ServerTls>,
+    /// Connections held at once, and how long a request's headers may take.
+    pub connections: agora_proto::edge::conn::ConnectionLimits,
 }
 
 impl MasterOptions {
@@ -77,6 +79,7 @@ impl MasterOptions {
             max_concurrent_renders: DEFAULT_MAX_CONCURRENT_RENDERS,
             rate_limit: DEFAULT_RATE_LIMIT,
             tls: None,
+            connections: agora_proto::edge::conn::ConnectionLimits::default(),
         }
     }
 }
@@ -109,6 +112,7 @@ pub async fn serve(
     let options_rate_limit = options.rate_limit;
     let tls = options.tls.clone();
     let agents_need_certificates = tls.as_ref().is_some_and(agora_proto::tls::ServerTls::verifies_clients);
+    let connection_limits = options.connections;
     let (handle, requests) = owner::channel();
     let (read_model, feed) = read_model::ReadModel::start(read_model::MasterFacts {
         master_id: options.core.master_id.clone(),
@@ -171,6 +175,8 @@ pub async fn serve(
             tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
         }
     });
+    // At most `--max-connections`, and request headers whole within `--header-timeout`.
+    let listener = agora_proto::edge::conn::LimitedListener::new(listener, connection_limits);
     // Long-lived streams end when the owner stops, which lets the graceful shutdown finish.
     // The peer's address reaches every request (`ConnectInfo<SocketAddr>`, with TLS or
     // without): rate limits count by it.

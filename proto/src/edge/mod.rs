@@ -8,6 +8,7 @@
 //! then [`cross_site::guard_changes`], then [`errors::json_errors`], then the routes.
 
 pub mod authenticate;
+pub mod conn;
 pub mod cross_site;
 pub mod errors;
 pub mod rate;

@@ -76,6 +76,8 @@ pub async fn run(
     }
     tracing::info!(address = %listener.local_addr()?, advertise = %config.advertise, "cron REST API listening");
     let mut server_stop = stop.clone();
+    // At most so many connections, and request headers whole within their deadline.
+    let listener = agora_proto::edge::conn::LimitedListener::new(listener, Default::default());
     let tls = config.tls.clone();
     let mut server = tokio::spawn(async move {
         agora_proto::tls::serve(listener, tls.as_ref(), app, async move { stopped(&mut server_stop).await }).await

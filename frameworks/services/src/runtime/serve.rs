@@ -80,6 +80,8 @@ pub async fn run(
     }
     tracing::info!(address = %listener.local_addr()?, advertise = %config.advertise, "services REST API listening");
     let mut server_stop = stop.clone();
+    // At most so many connections, and request headers whole within their deadline.
+    let listener = agora_proto::edge::conn::LimitedListener::new(listener, Default::default());
     // Requests carry the peer's address, for the events that name the client
     // (`api_post_event`); with TLS the port speaks only TLS.
     let tls = config.tls.clone();
