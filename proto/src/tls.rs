@@ -23,7 +23,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-pub use listener::{ClientIdentity, TlsListener, TlsPeer, client_identity, grpc_client_identity, serve};
+pub use listener::{ClientIdentity, TlsListener, TlsPeer, client_identity, grpc_client_identity, scheme, serve};
 
 /// The gRPC metadata key (and HTTP header) on the answer a TLS port gives a plain-text
 /// client, so that clients can tell it from any other refusal and stop retrying.

@@ -151,7 +151,8 @@ pub async fn follow_leader(State(role): State<watch::Receiver<Role>>, request: R
     }
     match leader {
         Some(leader) => {
-            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("http://{leader}{path}"))]).into_response()
+            let scheme = agora_proto::tls::scheme(request.extensions());
+            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("{scheme}://{leader}{path}"))]).into_response()
         }
         None => {
             super::http::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no leading master is elected yet", json!([]))

@@ -89,6 +89,12 @@ pub fn client_identity(extensions: &axum::http::Extensions) -> Option<&ClientIde
     extensions.get::<ConnectInfo<TlsPeer>>()?.0.client.as_deref()
 }
 
+/// `https` when the request (its `extensions`) came over TLS, else `http`: the scheme of a
+/// redirect to another server of the same cluster, which serves as this one does.
+pub fn scheme(extensions: &axum::http::Extensions) -> &'static str {
+    if extensions.get::<ConnectInfo<TlsPeer>>().is_some() { "https" } else { "http" }
+}
+
 /// [`client_identity`] for a gRPC request.
 pub fn grpc_client_identity<T>(request: &tonic::Request<T>) -> Option<&ClientIdentity> {
     request.extensions().get::<ConnectInfo<TlsPeer>>()?.0.client.as_deref()

@@ -30,7 +30,8 @@ pub async fn follow_leader(State(role): State<watch::Receiver<Role>>, request: R
     match leader {
         Some(leader) => {
             let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("http://{leader}{path}"))]).into_response()
+            let scheme = agora_proto::tls::scheme(request.extensions());
+            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, format!("{scheme}://{leader}{path}"))]).into_response()
         }
         None => {
             let body = json!({ "message": "no leader is elected yet; retry shortly", "details": [] });
