@@ -105,8 +105,9 @@ pub struct Limits {
     /// Requests one caller may send at once after a quiet spell.
     #[arg(long, default_value_t = agora_master::runtime::DEFAULT_RATE_LIMIT.burst)]
     pub rate_limit_burst: u32,
-    /// Connections held open at once; further clients wait to be accepted.
-    #[arg(long, default_value_t = 4096)]
+    /// Connections held open at once; further clients wait to be accepted. Each agent
+    /// holds one, so this must exceed the agents plus frameworks and operators.
+    #[arg(long, default_value_t = agora_master::runtime::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
     /// How long an HTTP/1 request's headers may take to arrive whole (slow clients are
     /// cut off); also how soon a connection must start a request.

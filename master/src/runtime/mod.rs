@@ -30,10 +30,16 @@ pub use wire::MAX_ACKNOWLEDGEMENTS;
 /// (calls; reports and acknowledgements); handlers wait for room beyond.
 const REQUEST_QUEUE_LEN: usize = 16 * 1024;
 
-/// Default of `--rate-limit` and `--rate-limit-burst`: far above what a person or a
-/// framework sends, far below what a flood does.
+/// Default of `--rate-limit` and `--rate-limit-burst`: far above what a person or a busy
+/// framework sends (every ACCEPT and ACKNOWLEDGE is a request, and the frameworks of one
+/// host share its address when not authenticated), far below what a flood does.
 pub const DEFAULT_RATE_LIMIT: agora_proto::edge::rate::RateLimit =
-    agora_proto::edge::rate::RateLimit { per_second: 1_000, burst: 2_000 };
+    agora_proto::edge::rate::RateLimit { per_second: 10_000, burst: 20_000 };
+
+/// Default of `--max-connections` for `agora master`: each agent holds a connection, and a
+/// cluster of tens of thousands of agents must fit (in-process masters keep the smaller
+/// `ConnectionLimits::default()`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 65_536;
 
 /// Default of `--max-concurrent-renders`: two large answers in memory at once.
 pub const DEFAULT_MAX_CONCURRENT_RENDERS: usize = 2;
