@@ -40,6 +40,11 @@ impl axum::serve::Listener for LimitedListener {
             let permit = self.permits.clone().acquire_owned().await.ok();
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
+                    // With TLS a reply leaves as several small records; without NODELAY
+                    // the second waits for the client's delayed ACK (40 ms on Linux).
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+                    }
                     let idle = Box::pin(tokio::time::sleep(self.idle_timeout));
                     return (LimitedStream { stream, _permit: permit, idle, idle_timeout: self.idle_timeout }, addr);
                 }
