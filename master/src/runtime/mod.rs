@@ -174,13 +174,7 @@ pub async fn serve(
         .layer(axum::middleware::from_fn_with_state(security.clone(), auth::mark_authenticated))
         .layer(axum::middleware::from_fn_with_state(role_rx, election::follow_leader));
     tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "master listening");
-    // Small gRPC messages (updates, acknowledgements, calls) must not wait for Nagle's
-    // algorithm to meet the peer's delayed ACK: up to 40 ms per exchange on Linux.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
-        }
-    });
+    let listener = agora_proto::edge::conn::nodelay(listener);
     // At most `--max-connections`, and request headers whole within `--header-timeout`.
     let listener = agora_proto::edge::conn::LimitedListener::new(listener, connection_limits);
     // Long-lived streams end when the owner stops, which lets the graceful shutdown finish.

@@ -81,13 +81,7 @@ pub async fn run(
     tracing::info!(address = %listener.local_addr()?, advertise = %config.advertise, "services REST API listening");
     let mut server_stop = stop.clone();
     // At most so many connections, and request headers whole within their deadline.
-    // With TLS a reply leaves as several small records; without NODELAY the second waits
-    // for the client's delayed ACK (40 ms on Linux).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
-        }
-    });
+    let listener = agora_proto::edge::conn::nodelay(listener);
     let listener = agora_proto::edge::conn::LimitedListener::new(listener, Default::default());
     // Requests carry the peer's address, for the events that name the client
     // (`api_post_event`); with TLS the port speaks only TLS.
